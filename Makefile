@@ -1,0 +1,76 @@
+# vivarium Makefile. Normally driven by ./build.sh, which first builds the
+# static musl copies of libseccomp, libcap and cJSON into $(MUSL).
+#
+#   make all     bin/viv: static, musl
+#   make tests   test binaries, built with glibc + AddressSanitizer/UBSan,
+#                and an ASan copy of viv (build/asan/viv) for the attack suite
+MUSL ?= .deps/musl
+BUILD := build
+
+WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wformat=2
+CFLAGS_COMMON := -std=gnu11 -O2 -g $(WARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2
+
+SANDBOX_SRC := sandbox/policy.c sandbox/util.c sandbox/json_writer.c sandbox/namespaces.c \
+               sandbox/caps.c sandbox/limits.c sandbox/cgroup.c sandbox/syscall_filter.c \
+               sandbox/mounts.c sandbox/init.c sandbox/supervisor.c sandbox/result_json.c \
+               sandbox/cmd_run.c
+VIV_SRC := rl/viv.c
+POLICIES := $(sort $(wildcard policies/*.json))
+HEADERS := $(wildcard sandbox/*.h)
+
+# --- static musl build ------------------------------------------------------
+MUSL_CC := musl-gcc
+MUSL_CFLAGS := $(CFLAGS_COMMON) -I$(MUSL)/include -I$(MUSL)/kinclude
+MUSL_LIBS := $(MUSL)/lib/libseccomp.a $(MUSL)/lib/libcap.a $(MUSL)/lib/libcjson.a -lm
+MUSL_OBJ := $(patsubst %.c,$(BUILD)/musl/%.o,$(SANDBOX_SRC) $(VIV_SRC)) $(BUILD)/musl/policies_embedded.o
+
+all: bin/viv
+
+$(BUILD)/policies_embedded.c: $(POLICIES) sandbox/embed_policies.sh
+	@mkdir -p $(@D)
+	sandbox/embed_policies.sh $@ $(POLICIES)
+
+$(BUILD)/musl/%.o: %.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(MUSL_CC) $(MUSL_CFLAGS) -c $< -o $@
+
+$(BUILD)/musl/policies_embedded.o: $(BUILD)/policies_embedded.c
+	$(MUSL_CC) $(MUSL_CFLAGS) -c $< -o $@
+
+bin/viv: $(MUSL_OBJ)
+	@mkdir -p bin
+	$(MUSL_CC) -static -o $@ $(MUSL_OBJ) $(MUSL_LIBS)
+
+# --- sanitizer test build (glibc) ---------------------------------------------
+ASAN_CC := gcc
+ASAN_CFLAGS := -std=gnu11 -O1 -g $(WARN) -fsanitize=address,undefined -fno-omit-frame-pointer \
+               -fno-sanitize-recover=undefined
+ASAN_LIBS := -lseccomp -lcap -lcjson -lm
+ASAN_OBJ := $(patsubst %.c,$(BUILD)/asan/%.o,$(SANDBOX_SRC)) $(BUILD)/asan/policies_embedded.o
+
+$(BUILD)/asan/%.o: %.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(ASAN_CC) $(ASAN_CFLAGS) -c $< -o $@
+
+$(BUILD)/asan/policies_embedded.o: $(BUILD)/policies_embedded.c
+	$(ASAN_CC) $(ASAN_CFLAGS) -c $< -o $@
+
+$(BUILD)/asan/viv: $(ASAN_OBJ) $(BUILD)/asan/rl/viv.o
+	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ $^ $(ASAN_LIBS)
+
+TEST_BINS := $(BUILD)/test/unit_tests $(BUILD)/test/attack_tests
+
+$(BUILD)/test/unit_tests: test/unit/unit_tests.c test/harness.h $(ASAN_OBJ)
+	@mkdir -p $(@D)
+	$(ASAN_CC) $(ASAN_CFLAGS) -Isandbox -o $@ $< $(ASAN_OBJ) $(ASAN_LIBS)
+
+$(BUILD)/test/attack_tests: test/attack/attack_tests.c test/harness.h
+	@mkdir -p $(@D)
+	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ $< -lcjson
+
+tests: $(TEST_BINS) $(BUILD)/asan/viv
+
+clean:
+	rm -rf $(BUILD) bin
+
+.PHONY: all tests clean

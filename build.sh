@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# vivarium build: one script from a fresh Debian 12 machine to static binaries.
+#
+#   ./build.sh            install build dependencies, build static musl deps, build bin/viv
+#   ./build.sh test       the above, then build and run every test (test/run.sh)
+#   ./build.sh clean      remove build outputs (keeps .deps/)
+#
+# What it does, in order:
+#   1. apt-get install the Debian packages we build with and the tools the jail
+#      runs (python3 + numpy + pandas, sqlite3); skipped when all are present.
+#   2. apt-get source libseccomp, libcap2 and cjson into .deps/src (adding a
+#      deb-src entry for the suites the machine already uses, if none exists).
+#   3. build them as static libraries with musl-gcc into .deps/musl.
+#   4. make: bin/viv, linked statically against musl and those libraries.
+# Every step leaves a stamp, so a re-run with nothing changed takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+DEPS=$ROOT/.deps
+MUSL=$DEPS/musl
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+say() { printf 'build.sh: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+APT_PACKAGES=(
+  gcc make musl-tools dpkg-dev gperf file          # toolchain; gperf builds libseccomp
+  libseccomp-dev libcap-dev libcjson-dev            # glibc copies for the sanitizer test build
+  python3 python3-numpy python3-pandas sqlite3      # what the jailed tools run
+  bubblewrap hyperfine                              # test/bench: the side-by-side baseline
+)
+
+install_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" -eq 0 ] || die "missing Debian packages: ${missing[*]} (run as root, or apt-get install them)"
+  say "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# apt-get source needs deb-src lines. Mirror the deb entries already configured
+# (same URIs and suites), so the sources match the binaries the machine runs.
+ensure_deb_src() {
+  if grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/; then return 0; fi
+  [ "$(id -u)" -eq 0 ] || die "no deb-src entry in /etc/apt and not root to add one"
+  local out=/etc/apt/sources.list.d/vivarium-deb-src.sources
+  say "adding deb-src entries in $out"
+  : > "$out.tmp"
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk 'BEGIN{RS="";ORS="\n\n"} /Types:[^\n]*deb/ { sub(/Types:[^\n]*/, "Types: deb-src"); print }' "$f" >> "$out.tmp"
+  done
+  if [ -f /etc/apt/sources.list ]; then
+    sed -n 's/^deb \(.*\)/deb-src \1/p' /etc/apt/sources.list > /etc/apt/sources.list.d/vivarium-deb-src.list
+  fi
+  mv "$out.tmp" "$out"
+  apt-get update -qq
+}
+
+fetch_sources() {
+  [ -f "$DEPS/src/.stamp" ] && return 0
+  ensure_deb_src
+  mkdir -p "$DEPS/src"
+  say "apt-get source libseccomp libcap2 cjson"
+  (cd "$DEPS/src" && apt-get source -qq libseccomp libcap2 cjson >/dev/null 2>"$DEPS/src/apt-source.log") \
+    || { cat "$DEPS/src/apt-source.log" >&2; die "apt-get source failed"; }
+  touch "$DEPS/src/.stamp"
+}
+
+srcdir() { find "$DEPS/src" -maxdepth 1 -mindepth 1 -type d -name "$1-*" | sort | tail -n 1; }
+
+# musl-gcc does not search the kernel's uapi headers; give it links to them.
+kernel_headers() {
+  mkdir -p "$MUSL/kinclude"
+  ln -sfn /usr/include/linux "$MUSL/kinclude/linux"
+  ln -sfn /usr/include/asm-generic "$MUSL/kinclude/asm-generic"
+  ln -sfn "/usr/include/$(gcc -print-multiarch)/asm" "$MUSL/kinclude/asm"
+}
+
+build_static_deps() {
+  [ -f "$MUSL/.stamp" ] && return 0
+  fetch_sources
+  kernel_headers
+  mkdir -p "$MUSL/lib" "$MUSL/include"
+  local cflags="-O2 -fPIE -I$MUSL/kinclude"
+  local d
+
+  d=$(srcdir libseccomp); [ -n "$d" ] || die "libseccomp source missing in $DEPS/src"
+  say "libseccomp (musl, static) from $(basename "$d")"
+  (cd "$d" && CC=musl-gcc CFLAGS="$cflags" ./configure --enable-static --disable-shared \
+       --prefix="$MUSL" >"$DEPS/libseccomp.log" 2>&1 \
+     && make -j"$JOBS" -C src >>"$DEPS/libseccomp.log" 2>&1 \
+     && make -C src install-libLTLIBRARIES >>"$DEPS/libseccomp.log" 2>&1 \
+     && make -C include install >>"$DEPS/libseccomp.log" 2>&1) \
+    || { tail -20 "$DEPS/libseccomp.log" >&2; die "libseccomp build failed"; }
+
+  d=$(srcdir libcap2); [ -n "$d" ] || die "libcap2 source missing in $DEPS/src"
+  say "libcap (musl, static) from $(basename "$d")"
+  (make -C "$d/libcap" CC=musl-gcc BUILD_CC=gcc CFLAGS="$cflags" SHARED=no libcap.a >"$DEPS/libcap.log" 2>&1) \
+    || { tail -20 "$DEPS/libcap.log" >&2; die "libcap build failed"; }
+  cp "$d/libcap/libcap.a" "$MUSL/lib/"
+  mkdir -p "$MUSL/include/sys"
+  cp "$d/libcap/include/sys/capability.h" "$MUSL/include/sys/"
+
+  d=$(srcdir cjson); [ -n "$d" ] || die "cjson source missing in $DEPS/src"
+  say "cJSON (musl, static) from $(basename "$d")"
+  mkdir -p "$MUSL/include/cjson"
+  musl-gcc $cflags -c "$d/cJSON.c" -o "$MUSL/cJSON.o"
+  ar rcs "$MUSL/lib/libcjson.a" "$MUSL/cJSON.o"
+  cp "$d/cJSON.h" "$MUSL/include/cjson/"
+
+  touch "$MUSL/.stamp"
+}
+
+main() {
+  local target=${1:-all}
+  case "$target" in
+    clean) make clean; exit 0 ;;
+    all|test) ;;
+    *) die "unknown target '$target' (use: ./build.sh [test|clean])" ;;
+  esac
+  install_packages
+  build_static_deps
+  make -j"$JOBS" MUSL="$MUSL" all
+  if [ "$target" = test ]; then
+    make -j"$JOBS" MUSL="$MUSL" tests
+    exec test/run.sh
+  fi
+}
+
+main "$@"

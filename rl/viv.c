@@ -1,0 +1,52 @@
+/*
+ * viv.c - the user's command: dispatch to subcommands.
+ *
+ * Subcommands land here as their issues do; today: run, policy.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../sandbox/cmds.h"
+
+#ifndef VIV_VERSION
+#define VIV_VERSION "0.1.0"
+#endif
+
+struct subcommand {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct subcommand subcommands[] = {
+    {"run", cmd_run, "run one job in a fresh jail (no daemon)"},
+    {"policy", cmd_policy, "check and print sandbox policies"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: viv <command> [options]   (viv <command> --help for more)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+        fprintf(f, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    signal(SIGPIPE, SIG_IGN);
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("viv %s\n", VIV_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+        if (strcmp(argv[1], subcommands[i].name) == 0) return subcommands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "viv: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,6 @@
+/* cmds.h - the sandbox's `viv` subcommands (dispatched from rl/viv.c). */
+#ifndef VIV_CMDS_H
+#define VIV_CMDS_H
+int cmd_run(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
+#endif

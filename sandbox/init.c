@@ -1,0 +1,173 @@
+/*
+ * init.c - pid 1 of a job's pid namespace.
+ *
+ * The supervisor clones this process into fresh namespaces. It:
+ *   1. asks to be killed if the supervisor dies (PR_SET_PDEATHSIG) and waits
+ *      for the go byte (uid/gid maps written, cgroup joined); EOF instead of
+ *      the byte means the supervisor is gone, so it exits;
+ *   2. takes the jail identity (uid/gid JAIL_UID, no supplementary groups
+ *      when the caller was root) and sets the hostname;
+ *   3. builds the root filesystem (mounts.c) and caps the jail's user
+ *      namespace count at 0, so no nested user namespace can be created even
+ *      if a policy let clone() through;
+ *   4. writes the job's code into its tmpfs;
+ *   5. drops every capability and sets no_new_privs (caps.c) and becomes
+ *      non-dumpable, so the job cannot read this process's memory or fds;
+ *   6. forks the job, which starts a new session (no controlling terminal),
+ *      keeps only fds 0-2 (stdin /dev/null, stdout and stderr pipes), sets
+ *      its rlimits, loads the seccomp filter and execs with the policy's
+ *      environment only;
+ *   7. reaps every process that ends up parented to it; when the job itself
+ *      exits, reports its wait status and exits. The kernel then kills every
+ *      process left in the namespace: nothing outlives the job.
+ * Setup errors go back as text on the status channel; this process never
+ * prints anything.
+ */
+#define _GNU_SOURCE
+#include "init.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "caps.h"
+#include "jail.h"
+#include "limits.h"
+#include "mounts.h"
+#include "syscall_filter.h"
+#include "util.h"
+
+static void report_error_and_exit(int status_fd, const char *what, const char *err) {
+    char msg[1024];
+    int n = snprintf(msg, sizeof msg, "%c%s%s%s", INIT_SETUP_ERROR, what, *err ? ": " : "", err);
+    if (n > (int)sizeof msg - 1) n = (int)sizeof msg - 1;
+    (void)write_all(status_fd, msg, (size_t)n);
+    _exit(127);
+}
+
+static void close_fds_from(int lowest) {
+    if (syscall(SYS_close_range, (unsigned)lowest, ~0u, 0) == 0) return;
+    for (int fd = lowest; fd < 65536; fd++) close(fd);
+}
+
+/* Copy the code text from the supervisor into the job's tmpfs. */
+static int write_code(const struct init_context *ctx, char *err, size_t errlen) {
+    int out = open(ctx->policy->code_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (out < 0) {
+        snprintf(err, errlen, "create %s: %s", ctx->policy->code_path, strerror(errno));
+        return -1;
+    }
+    char buf[65536];
+    for (;;) {
+        ssize_t r = read(ctx->code_fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            snprintf(err, errlen, "read code: %s", strerror(errno));
+            close(out);
+            return -1;
+        }
+        if (r == 0) break;
+        if (write_all(out, buf, (size_t)r) != 0) {
+            snprintf(err, errlen, "write %s: %s", ctx->policy->code_path, strerror(errno));
+            close(out);
+            return -1;
+        }
+    }
+    close(out);
+    return 0;
+}
+
+/* The job: after fork, before exec. Errors go to the job's stderr, like a
+ * shell's "command not found", and exit 127. */
+static void exec_job(const struct init_context *ctx) __attribute__((noreturn));
+static void exec_job(const struct init_context *ctx) {
+    char err[512] = "";
+    const char *what = "";
+    if (setsid() < 0) {
+        what = "setsid";
+        goto fail;
+    }
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(ctx->out_fd, 1) < 0 || dup2(ctx->err_fd, 2) < 0) {
+        what = "set up stdio";
+        goto fail;
+    }
+    close_fds_from(3);
+    umask(022);
+    if (limits_apply(&ctx->policy->limits, ctx->timeout_ms, ctx->memory_mb, err, sizeof err)) {
+        what = "limits";
+        goto fail;
+    }
+    if (syscall_filter_install(ctx->filter) != 0) {
+        what = "seccomp";
+        goto fail;
+    }
+    execve(ctx->argv[0], ctx->argv, ctx->policy->env);
+    snprintf(err, sizeof err, "%s", strerror(errno));
+    what = ctx->argv[0];
+fail:
+    if (!*err) snprintf(err, sizeof err, "%s", strerror(errno));
+    dprintf(2, "vivarium: cannot start the job: %s: %s\n", what, err);
+    _exit(127);
+}
+
+void jail_init_main(const struct init_context *ctx) {
+    char err[512] = "";
+    int sfd = ctx->status_fd;
+
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    for (int i = 0; i < 5; i++) close(ctx->supervisor_fds[i]);
+    char go;
+    ssize_t r;
+    do r = read(ctx->sync_fd, &go, 1);
+    while (r < 0 && errno == EINTR);
+    if (r != 1) _exit(126); /* the supervisor is gone */
+    close(ctx->sync_fd);
+
+    if (ctx->drop_supplementary_groups && setgroups(0, NULL) != 0)
+        report_error_and_exit(sfd, "setgroups", strerror(errno));
+    if (setresgid(JAIL_GID, JAIL_GID, JAIL_GID) != 0 || setresuid(JAIL_UID, JAIL_UID, JAIL_UID) != 0)
+        report_error_and_exit(sfd, "take the jail uid/gid", strerror(errno));
+    if (sethostname("vivarium", 8) != 0) report_error_and_exit(sfd, "sethostname", strerror(errno));
+
+    if (mounts_build_root(ctx->policy, ctx->bind_src, ctx->policy->limits.tmpfs_mb, err, sizeof err))
+        report_error_and_exit(sfd, "mounts", err);
+    int fd = open("/proc/sys/user/max_user_namespaces", O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write_all(fd, "0\n", 2) != 0)
+        report_error_and_exit(sfd, "cap nested user namespaces at 0", strerror(errno));
+    close(fd);
+    if (ctx->has_code && write_code(ctx, err, sizeof err)) report_error_and_exit(sfd, "code", err);
+    close(ctx->code_fd);
+
+    if (caps_drop_all(err, sizeof err)) report_error_and_exit(sfd, "capabilities", err);
+    prctl(PR_SET_DUMPABLE, 0);
+
+    pid_t job = fork();
+    if (job < 0) report_error_and_exit(sfd, "fork the job", strerror(errno));
+    if (job == 0) exec_job(ctx);
+    close(ctx->out_fd);
+    close(ctx->err_fd);
+
+    /* Reap everything; report the job's own status when it ends. */
+    for (;;) {
+        int status;
+        pid_t w = waitpid(-1, &status, 0);
+        if (w < 0 && errno == EINTR) continue;
+        if (w == job || w < 0) {
+            char rec[1 + sizeof(int)];
+            rec[0] = INIT_STATUS_EXITED;
+            memcpy(rec + 1, &status, sizeof status);
+            if (w == job) (void)write_all(sfd, rec, sizeof rec);
+            _exit(0);
+        }
+    }
+}

@@ -1,0 +1,38 @@
+/*
+ * init.h - what runs as pid 1 inside a job's namespaces.
+ */
+#ifndef VIV_INIT_H
+#define VIV_INIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <linux/filter.h>
+
+#include "policy.h"
+
+/* Everything the jail's init needs, prepared by the supervisor before clone
+ * (the child gets a copy of it with the rest of the address space). */
+struct init_context {
+    const struct policy *policy;
+    char *const *argv;            /* the command to exec */
+    const char *const *bind_src;  /* resolved source per policy mount */
+    const struct sock_fprog *filter; /* compiled seccomp program */
+    long timeout_ms, memory_mb;
+    bool has_code;                /* read code from code_fd into policy->code_path */
+    bool drop_supplementary_groups;
+    int sync_fd;   /* read end: one byte once the uid/gid maps and cgroup are in place */
+    int status_fd; /* write end: 'S' + wait status, or 'E' + setup error text */
+    int code_fd;   /* socket: the code text, then EOF */
+    int out_fd, err_fd; /* write ends of the job's stdout/stderr pipes */
+    int supervisor_fds[5]; /* the supervisor's ends: closed first, so EOF means what it says */
+};
+
+/* Status channel record tags. */
+#define INIT_STATUS_EXITED 'S'
+#define INIT_SETUP_ERROR 'E'
+
+/* Never returns. */
+void jail_init_main(const struct init_context *ctx) __attribute__((noreturn));
+
+#endif

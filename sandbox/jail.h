@@ -1,0 +1,75 @@
+/*
+ * jail.h - run one untrusted job in a fresh set of namespaces and report
+ * what happened. This is the whole public surface of the one-job sandbox;
+ * `viv run` and (later) vivd are thin layers over jail_run().
+ *
+ * The order of operations (each step lives in its own file):
+ *   supervisor.c   pipes, cgroup, clone, id maps, deadline, capture, reaping
+ *   namespaces.c   clone with every namespace; uid/gid maps
+ *   init.c         pid 1 inside: drop to the jail uid, build the root, write
+ *                  the code, drop privileges, fork + exec the job, reap
+ *   mounts.c       the new root: tmpfs, read-only binds, /proc, /dev, pivot
+ *   limits.c       rlimits
+ *   cgroup.c       memory and pids cgroups where the host allows
+ *   caps.c         capabilities and no_new_privs
+ *   syscall_filter.c  the seccomp allowlist
+ */
+#ifndef VIV_JAIL_H
+#define VIV_JAIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "policy.h"
+
+/* Inside the jail every job runs as this unprivileged uid/gid. */
+#define JAIL_UID 1000
+#define JAIL_GID 1000
+/* When the caller is host root, jobs run as host uid JAIL_HOST_ID_BASE + n
+ * (never as root): see namespaces.c. */
+#define JAIL_HOST_ID_BASE 1600000000u
+
+/* A value for an "@name" mount source of the policy. */
+struct jail_data {
+    const char *name; /* without the '@' */
+    const char *path; /* host path */
+};
+
+struct jail_spec {
+    const struct policy *policy;
+    char *const *argv;  /* command to run; NULL = the policy's command */
+    const char *code;   /* written to policy->code_path before exec; may be NULL */
+    size_t code_len;
+    long timeout_ms;    /* wall-clock deadline; 0 = policy default */
+    long memory_mb;     /* 0 = policy default */
+    const struct jail_data *data;
+    int ndata;
+};
+
+struct jail_result {
+    int exit_code;  /* exit status if the job exited, else -1 */
+    int signal;     /* signal that ended the job, else 0 */
+    bool timed_out; /* the supervisor killed it at the deadline */
+    char *out, *err; /* captured stdout / stderr (not NUL-safe: use the lengths) */
+    size_t out_len, err_len;
+    size_t out_dropped, err_dropped; /* bytes beyond the output cap, counted and discarded */
+    double wall_ms, cpu_ms;
+    long max_rss_kb;
+    char limits_not_applied[512]; /* "; "-separated notes, empty when all applied */
+};
+
+/* Run the job. Returns 0 when the job ran (whatever its own outcome: read
+ * the result), -1 when the sandbox could not be set up or the request was
+ * invalid (err says why; nothing was left running). The caller frees the
+ * result with jail_result_free(). SIGPIPE is never raised by this call. */
+int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, size_t errlen);
+
+void jail_result_free(struct jail_result *res);
+
+/* The result as one JSON object with the fields of the RPC exec response.
+ * Output bytes that are not valid UTF-8 become U+FFFD, so the object is
+ * always valid JSON. `tool` may be NULL. Caller frees. */
+char *jail_result_to_json(const struct jail_result *res, const char *tool, const char *policy);
+
+#endif

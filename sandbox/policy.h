@@ -1,0 +1,101 @@
+/*
+ * policy.h - what a jailed tool may do, parsed from policies/<tool>.json.
+ *
+ * A policy is data, not code: the command to run, where the job's code is
+ * written inside the jail, the read-only mounts, the resource limits and the
+ * seccomp allowlist. Parsing is strict (unknown keys, unknown syscalls and
+ * out-of-range limits are errors naming the file and the key) because a typo
+ * in a security policy must never silently widen or narrow it.
+ *
+ * Some guarantees do not depend on the policy at all and are enforced by the
+ * jail itself: the namespaces, the mount plan's shape, dropped capabilities,
+ * no_new_privs, no network, no nested user namespaces, and a list of syscalls
+ * no policy may allow (policy_never_allowed()).
+ */
+#ifndef VIV_POLICY_H
+#define VIV_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define POLICY_MAX_MOUNTS 32
+#define POLICY_MAX_ENV 64
+#define POLICY_MAX_ARGV 64
+#define POLICY_MAX_SYSCALLS 512
+#define POLICY_MAX_IOCTLS 32
+#define POLICY_MAX_FAMILIES 8
+#define POLICY_MAX_PRELOAD 32
+
+/* A read-only bind mount. A source of the form "@name" is a data parameter
+ * supplied by the caller at run time (e.g. "@db" from `viv run --db FILE`). */
+struct policy_mount {
+    char *src;
+    char *dst;
+    bool optional; /* skip silently when the source does not exist */
+};
+
+struct policy_limits {
+    long timeout_ms;     /* default wall-clock deadline */
+    long timeout_ms_max; /* a request may ask for up to this much */
+    long memory_mb;      /* RLIMIT_AS, and the memory cgroup where available */
+    long pids;           /* RLIMIT_NPROC, and the pids cgroup where available */
+    long file_size_mb;   /* RLIMIT_FSIZE */
+    long tmpfs_mb;       /* size of each of /tmp and /work */
+    long open_files;     /* RLIMIT_NOFILE */
+    long output_bytes;   /* cap on each of stdout and stderr */
+    long code_bytes;     /* largest code text accepted */
+};
+
+enum policy_default_action { POLICY_DENY_ERRNO, POLICY_DENY_KILL };
+
+struct policy_seccomp {
+    enum policy_default_action default_action;
+    int nsyscalls;
+    char *syscalls[POLICY_MAX_SYSCALLS];
+    int nioctls;
+    char *ioctl_names[POLICY_MAX_IOCTLS];
+    unsigned long ioctls[POLICY_MAX_IOCTLS];
+    int nfamilies;
+    char *family_names[POLICY_MAX_FAMILIES];
+    int families[POLICY_MAX_FAMILIES];
+};
+
+struct policy {
+    char *name;
+    char *description;
+    char *origin; /* file path, or "built-in" */
+    int argc;
+    char *argv[POLICY_MAX_ARGV + 1]; /* NULL-terminated */
+    char *code_path;                 /* where the code text is written inside, or NULL */
+    int npreload;
+    char *preload[POLICY_MAX_PRELOAD];
+    int nenv;
+    char *env[POLICY_MAX_ENV + 1]; /* "KEY=VALUE", NULL-terminated */
+    int nmounts;
+    struct policy_mount mounts[POLICY_MAX_MOUNTS];
+    struct policy_limits limits;
+    struct policy_seccomp seccomp;
+};
+
+/* Parse and validate a policy from JSON text. `origin` names the source in
+ * error messages. On failure returns -1 and writes "origin: key: problem" to
+ * err. On success the policy owns its strings; free with policy_free(). */
+int policy_parse(const char *json, size_t len, const char *origin, struct policy *out,
+                 char *err, size_t errlen);
+
+/* Load by name (a built-in policy) or by path (contains '/' or ends in .json). */
+int policy_load(const char *name_or_path, struct policy *out, char *err, size_t errlen);
+
+void policy_free(struct policy *p);
+
+/* Names of the built-in policies, NULL-terminated. */
+const char *const *policy_builtin_names(void);
+
+/* Syscalls no policy may allow, because they reach the host (mount, ptrace,
+ * bpf, keyctl, ...) or reopen the sandbox (unshare, setns). NULL-terminated. */
+const char *const *policy_never_allowed(void);
+
+/* Print the effective policy as indented JSON (viv policy check). */
+char *policy_to_json(const struct policy *p);
+
+#endif

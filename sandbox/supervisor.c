@@ -1,0 +1,300 @@
+/*
+ * supervisor.c - jail_run(): start one job, watch it, report.
+ *
+ * The supervisor stays outside the jail. It prepares the channels, creates
+ * the job's cgroups, clones the jail's init into new namespaces, writes its
+ * uid/gid maps, and then runs one poll loop until the init is gone:
+ *   - stdout and stderr are read into buffers capped at the policy's
+ *     output_bytes each; the rest is read, counted and thrown away, so a job
+ *     that floods its output can neither block nor exhaust the supervisor;
+ *   - the code text is fed to the init through a socket (non-blocking, so a
+ *     large text cannot deadlock against output);
+ *   - at the deadline the init gets SIGKILL. Killing a pid namespace's init
+ *     makes the kernel kill every process in the namespace, including
+ *     double-forked, setsid'd daemons, and the init's exit only completes once
+ *     they are all gone;
+ *   - the init's exit is noticed through a pidfd (or, on kernels without
+ *     pidfd_open, a short poll period and waitpid(WNOHANG)).
+ * CPU time and peak RSS come from wait4()'s rusage of the init, which
+ * includes every descendant it reaped.
+ */
+#define _GNU_SOURCE
+#include "jail.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "init.h"
+#include "namespaces.h"
+#include "syscall_filter.h"
+#include "util.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+/* A capped capture buffer for one output stream. */
+struct capture {
+    char *buf;
+    size_t len, cap, dropped;
+    int fd;
+};
+
+static void capture_read(struct capture *c) {
+    char tmp[65536];
+    for (;;) {
+        ssize_t r = read(c->fd, tmp, sizeof tmp);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == EAGAIN) return;
+        if (r <= 0) { /* EOF or error: this stream is done */
+            close(c->fd);
+            c->fd = -1;
+            return;
+        }
+        size_t keep = (size_t)r;
+        if (c->len + keep > c->cap) keep = c->cap - c->len;
+        memcpy(c->buf + c->len, tmp, keep);
+        c->len += keep;
+        c->dropped += (size_t)r - keep;
+    }
+}
+
+/* Resolve each policy mount's host source: a literal path, or "@name" from
+ * the caller's data. A required parameter that was not given is an error. */
+static int resolve_binds(const struct jail_spec *spec, const char **src, char *err, size_t errlen) {
+    const struct policy *p = spec->policy;
+    for (int i = 0; i < p->nmounts; i++) {
+        const struct policy_mount *m = &p->mounts[i];
+        src[i] = NULL;
+        if (m->src[0] != '@') {
+            src[i] = m->src;
+            continue;
+        }
+        for (int j = 0; j < spec->ndata; j++)
+            if (strcmp(spec->data[j].name, m->src + 1) == 0) src[i] = spec->data[j].path;
+        if (!src[i] && !m->optional) {
+            snprintf(err, errlen, "policy '%s' needs data '%s' (for %s): none given", p->name,
+                     m->src + 1, m->dst);
+            return -1;
+        }
+        if (src[i] && src[i][0] != '/') {
+            snprintf(err, errlen, "data '%s': '%s' must be an absolute path", m->src + 1, src[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+static void close_if_open(int *fd) {
+    if (*fd >= 0) close(*fd);
+    *fd = -1;
+}
+
+int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, size_t errlen) {
+    const struct policy *p = spec->policy;
+    memset(res, 0, sizeof *res);
+    res->exit_code = -1;
+    long timeout_ms = spec->timeout_ms > 0 ? spec->timeout_ms : p->limits.timeout_ms;
+    long memory_mb = spec->memory_mb > 0 ? spec->memory_mb : p->limits.memory_mb;
+    if (timeout_ms > p->limits.timeout_ms_max) {
+        snprintf(err, errlen, "timeout %ld ms exceeds policy '%s' maximum %ld ms", timeout_ms,
+                 p->name, p->limits.timeout_ms_max);
+        return -1;
+    }
+    if (spec->code && !p->code_path) {
+        snprintf(err, errlen, "policy '%s' takes no code (it has no code_path)", p->name);
+        return -1;
+    }
+    if (spec->code && spec->code_len > (size_t)p->limits.code_bytes) {
+        snprintf(err, errlen, "code is %zu bytes; policy '%s' accepts at most %ld", spec->code_len,
+                 p->name, p->limits.code_bytes);
+        return -1;
+    }
+    char *const *argv = spec->argv ? spec->argv : p->argv;
+    if (!argv[0] || argv[0][0] != '/') {
+        snprintf(err, errlen, "the command must be an absolute path inside the jail (got '%s')",
+                 argv[0] ? argv[0] : "");
+        return -1;
+    }
+    const char *bind_src[POLICY_MAX_MOUNTS];
+    if (resolve_binds(spec, bind_src, err, errlen)) return -1;
+    struct sock_fprog filter;
+    if (syscall_filter_compile(&p->seccomp, &filter, err, errlen)) return -1;
+
+    int sync_pipe[2] = {-1, -1}, status_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1},
+        err_pipe[2] = {-1, -1}, code_sock[2] = {-1, -1};
+    if (pipe2(sync_pipe, O_CLOEXEC) || pipe2(status_pipe, O_CLOEXEC) || pipe2(out_pipe, O_CLOEXEC) ||
+        pipe2(err_pipe, O_CLOEXEC) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, code_sock)) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        syscall_filter_free(&filter);
+        int *all[] = {&sync_pipe[0], &sync_pipe[1], &status_pipe[0], &status_pipe[1], &out_pipe[0],
+                      &out_pipe[1], &err_pipe[0], &err_pipe[1], &code_sock[0], &code_sock[1]};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) close_if_open(all[i]);
+        return -1;
+    }
+
+    struct host_ids ids;
+    ns_choose_host_ids(&ids);
+    struct job_cgroup cg;
+    cgroup_create(&cg, memory_mb, p->limits.pids + 1, res->limits_not_applied,
+                  sizeof res->limits_not_applied);
+
+    struct init_context ctx = {
+        .policy = p, .argv = argv, .bind_src = bind_src, .filter = &filter, .timeout_ms = timeout_ms,
+        .memory_mb = memory_mb, .has_code = spec->code != NULL,
+        .drop_supplementary_groups = ids.caller_is_root, .sync_fd = sync_pipe[0],
+        .status_fd = status_pipe[1], .code_fd = code_sock[1], .out_fd = out_pipe[1],
+        .err_fd = err_pipe[1],
+        .supervisor_fds = {sync_pipe[1], status_pipe[0], code_sock[0], out_pipe[0], err_pipe[0]},
+    };
+    double t0 = now_ms();
+    pid_t pid = ns_clone();
+    if (pid == 0) jail_init_main(&ctx);
+    int clone_errno = errno;
+    close(sync_pipe[0]);
+    close(status_pipe[1]);
+    close(code_sock[1]);
+    close(out_pipe[1]);
+    close(err_pipe[1]);
+    if (pid < 0) {
+        snprintf(err, errlen, "clone into new namespaces: %s%s", strerror(clone_errno),
+                 clone_errno == EPERM || clone_errno == ENOSPC
+                     ? " (are unprivileged user namespaces disabled? see /proc/sys/user/max_user_namespaces)"
+                     : "");
+        close(sync_pipe[1]), close(status_pipe[0]), close(code_sock[0]), close(out_pipe[0]), close(err_pipe[0]);
+        cgroup_destroy(&cg);
+        syscall_filter_free(&filter);
+        return -1;
+    }
+
+    syscall_filter_free(&filter); /* the child has its own copy */
+    char setup_err[512] = "";
+    if (ns_write_id_maps(pid, &ids, setup_err, sizeof setup_err) == 0) {
+        cgroup_attach(&cg, pid, res->limits_not_applied, sizeof res->limits_not_applied);
+        if (write_all(sync_pipe[1], "g", 1) != 0) snprintf(setup_err, sizeof setup_err, "start the jail: %s", strerror(errno));
+    }
+    close(sync_pipe[1]);
+    if (setup_err[0]) kill(pid, SIGKILL);
+
+    struct capture out = {xmalloc((size_t)p->limits.output_bytes + 1), 0, (size_t)p->limits.output_bytes, 0, out_pipe[0]};
+    struct capture errc = {xmalloc((size_t)p->limits.output_bytes + 1), 0, (size_t)p->limits.output_bytes, 0, err_pipe[0]};
+    set_nonblock(out.fd);
+    set_nonblock(errc.fd);
+    int code_fd = code_sock[0];
+    size_t code_off = 0;
+    if (spec->code) set_nonblock(code_fd);
+    else close_if_open(&code_fd);
+
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    double deadline = t0 + (double)timeout_ms;
+    bool exited = false, killed = setup_err[0] != 0;
+    double exited_at = 0;
+    int wstatus = 0;
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);
+
+    while (!exited || out.fd >= 0 || errc.fd >= 0) {
+        struct pollfd fds[4];
+        int n = 0, i_out = -1, i_err = -1, i_code = -1, i_pid = -1;
+        if (out.fd >= 0) i_out = n, fds[n++] = (struct pollfd){out.fd, POLLIN, 0};
+        if (errc.fd >= 0) i_err = n, fds[n++] = (struct pollfd){errc.fd, POLLIN, 0};
+        if (code_fd >= 0) i_code = n, fds[n++] = (struct pollfd){code_fd, POLLOUT, 0};
+        if (!exited && pidfd >= 0) i_pid = n, fds[n++] = (struct pollfd){pidfd, POLLIN, 0};
+        double now = now_ms();
+        int wait = exited ? 0 : (int)(deadline - now + 1);
+        if (wait < 0) wait = 0;
+        if (!exited && pidfd < 0 && wait > 10) wait = 10;
+        int pr = poll(fds, (nfds_t)n, exited ? 100 : wait);
+        if (pr < 0 && errno != EINTR) break;
+        if (i_out >= 0 && fds[i_out].revents) capture_read(&out);
+        if (i_err >= 0 && fds[i_err].revents) capture_read(&errc);
+        if (i_code >= 0 && fds[i_code].revents) {
+            ssize_t w = send(code_fd, spec->code + code_off, spec->code_len - code_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (w > 0) code_off += (size_t)w;
+            if ((w < 0 && errno != EAGAIN && errno != EINTR) || code_off == spec->code_len)
+                close_if_open(&code_fd);
+        }
+        if (!exited) {
+            pid_t w = wait4(pid, &wstatus, WNOHANG, &ru);
+            if (w == pid) exited = true, exited_at = now_ms();
+            else if (now_ms() >= deadline && !killed) {
+                kill(pid, SIGKILL);
+                killed = true;
+                res->timed_out = true;
+            }
+        } else if (now_ms() - exited_at > 1000) {
+            break; /* cannot happen (every writer died with the namespace); never hang on it */
+        } else if (pr == 0) {
+            /* The init and with it every process of the namespace is gone,
+             * so every writer is closed; a quiet pipe now means EOF pending. */
+            if (out.fd >= 0) capture_read(&out);
+            if (errc.fd >= 0) capture_read(&errc);
+        }
+        (void)i_pid;
+    }
+    res->wall_ms = now_ms() - t0;
+    close_if_open(&code_fd);
+    close_if_open(&out.fd);
+    close_if_open(&errc.fd);
+    close_if_open(&pidfd);
+
+    /* What did the init report? */
+    char rec[1024];
+    ssize_t rn = 0, r;
+    while ((r = read(status_pipe[0], rec + rn, sizeof rec - 1 - (size_t)rn)) > 0) rn += r;
+    close(status_pipe[0]);
+    rec[rn > 0 ? rn : 0] = 0;
+    cgroup_destroy(&cg);
+
+    res->cpu_ms = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+                  (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+    res->max_rss_kb = ru.ru_maxrss;
+    res->out = out.buf, res->out_len = out.len, res->out_dropped = out.dropped;
+    res->err = errc.buf, res->err_len = errc.len, res->err_dropped = errc.dropped;
+    res->out[res->out_len] = 0;
+    res->err[res->err_len] = 0;
+
+    if (setup_err[0] || (rn > 0 && rec[0] == INIT_SETUP_ERROR)) {
+        snprintf(err, errlen, "sandbox setup failed: %s", setup_err[0] ? setup_err : rec + 1);
+        jail_result_free(res);
+        return -1;
+    }
+    if (rn >= (ssize_t)(1 + sizeof(int)) && rec[0] == INIT_STATUS_EXITED) {
+        int st;
+        memcpy(&st, rec + 1, sizeof st);
+        if (WIFEXITED(st)) res->exit_code = WEXITSTATUS(st);
+        else if (WIFSIGNALED(st)) res->signal = WTERMSIG(st);
+    } else if (res->timed_out) {
+        res->signal = SIGKILL;
+    } else if (WIFSIGNALED(wstatus)) {
+        /* The init died without reporting (the job killed it): report how. */
+        res->signal = WTERMSIG(wstatus);
+    } else {
+        res->signal = SIGKILL;
+    }
+    if (res->timed_out) {
+        res->exit_code = -1;
+        res->signal = SIGKILL;
+    }
+    return 0;
+}
+
+void jail_result_free(struct jail_result *res) {
+    free(res->out);
+    free(res->err);
+    res->out = res->err = NULL;
+    res->out_len = res->err_len = 0;
+}
