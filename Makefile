@@ -7,7 +7,7 @@
 MUSL ?= .deps/musl
 BUILD := build
 
-WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wformat=2
+WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers -Wformat=2
 CFLAGS_COMMON := -std=gnu11 -O2 -g $(WARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2
 
 SANDBOX_SRC := sandbox/policy.c sandbox/util.c sandbox/json_writer.c sandbox/namespaces.c \
@@ -66,7 +66,7 @@ $(BUILD)/test/unit_tests: test/unit/unit_tests.c test/harness.h $(ASAN_OBJ)
 
 $(BUILD)/test/attack_tests: test/attack/attack_tests.c test/harness.h
 	@mkdir -p $(@D)
-	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ $< -lcjson
+	$(ASAN_CC) -std=gnu11 -O1 -g -Wall -Wno-format-truncation -o $@ $< -lcjson
 
 tests: $(TEST_BINS) $(BUILD)/asan/viv
 

@@ -13,6 +13,7 @@
 #include "cmds.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,10 +42,14 @@ static const char run_usage[] =
     "  --data NAME=PATH    a value for a policy mount whose src is @NAME\n"
     "  --json              print one JSON result object (fields of the RPC exec response)\n";
 
-static int usage_error(const char *fmt, const char *arg) {
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "viv run: ");
-    fprintf(stderr, fmt, arg);
+    vfprintf(stderr, fmt, ap);
     fprintf(stderr, " (see viv run --help)\n");
+    va_end(ap);
     return 2;
 }
 

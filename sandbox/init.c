@@ -19,7 +19,11 @@
  *      environment only;
  *   7. reaps every process that ends up parented to it; when the job itself
  *      exits, reports its wait status and exits. The kernel then kills every
- *      process left in the namespace: nothing outlives the job.
+ *      process left in the namespace: nothing outlives the job. At the
+ *      deadline the supervisor sends INIT_DEADLINE_SIGNAL: init kills every
+ *      process in the namespace and reaps them all first, so the CPU time of
+ *      a killed job is still counted; the supervisor's SIGKILL follows if
+ *      init does not finish promptly.
  * Setup errors go back as text on the status channel; this process never
  * prints anything.
  */
@@ -30,6 +34,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,12 +125,39 @@ fail:
     _exit(127);
 }
 
+static void reap_until_job_ends(pid_t job, const sigset_t *wanted, int sfd) __attribute__((noreturn));
+
+/* We are a copy of the supervisor, so /proc/1/cmdline inside the jail would
+ * show the supervisor's command line (which may hold the code, paths, a
+ * token). Zero our copy of the argument and environment areas; everything we
+ * still need was copied to the heap by jail_run(). The host's /proc is still
+ * mounted here, and /proc/self there is this process. */
+static void scrub_inherited_cmdline(void) {
+    char buf[4096];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* comm may contain spaces */
+    if (!p) return;
+    /* fields after comm start at 3; arg_start..env_end are fields 48-51 */
+    unsigned long v[52] = {0};
+    int field = 2;
+    for (char *tok = strtok(p + 1, " "); tok && field < 51; tok = strtok(NULL, " ")) v[++field] = strtoul(tok, NULL, 10);
+    if (field < 51) return;
+    if (v[48] && v[49] > v[48]) memset((void *)v[48], 0, v[49] - v[48]);
+    if (v[50] && v[51] > v[50]) memset((void *)v[50], 0, v[51] - v[50]);
+}
+
 void jail_init_main(const struct init_context *ctx) {
     char err[512] = "";
     int sfd = ctx->status_fd;
 
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     for (int i = 0; i < 5; i++) close(ctx->supervisor_fds[i]);
+    scrub_inherited_cmdline();
     char go;
     ssize_t r;
     do r = read(ctx->sync_fd, &go, 1);
@@ -151,23 +183,48 @@ void jail_init_main(const struct init_context *ctx) {
     if (caps_drop_all(err, sizeof err)) report_error_and_exit(sfd, "capabilities", err);
     prctl(PR_SET_DUMPABLE, 0);
 
+    /* SIGCHLD and the supervisor's deadline signal are taken synchronously
+     * with sigwaitinfo(): block them before the fork so none is lost. */
+    sigset_t wanted, old;
+    sigemptyset(&wanted);
+    sigaddset(&wanted, SIGCHLD);
+    sigaddset(&wanted, INIT_DEADLINE_SIGNAL);
+    sigprocmask(SIG_BLOCK, &wanted, &old);
     pid_t job = fork();
     if (job < 0) report_error_and_exit(sfd, "fork the job", strerror(errno));
-    if (job == 0) exec_job(ctx);
+    if (job == 0) {
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        exec_job(ctx);
+    }
     close(ctx->out_fd);
     close(ctx->err_fd);
+    reap_until_job_ends(job, &wanted, sfd);
+}
 
-    /* Reap everything; report the job's own status when it ends. */
+/* Reap everything parented to us. At the deadline signal, kill every other
+ * process of the namespace and keep reaping, so their CPU time is counted
+ * (the supervisor's SIGKILL of this process is the backstop). When the job
+ * has ended, report its status and exit: the kernel kills the rest. */
+static void reap_until_job_ends(pid_t job, const sigset_t *wanted, int sfd) {
+    int job_status = 0;
+    bool job_done = false, killing = false;
     for (;;) {
         int status;
-        pid_t w = waitpid(-1, &status, 0);
-        if (w < 0 && errno == EINTR) continue;
-        if (w == job || w < 0) {
-            char rec[1 + sizeof(int)];
-            rec[0] = INIT_STATUS_EXITED;
-            memcpy(rec + 1, &status, sizeof status);
-            if (w == job) (void)write_all(sfd, rec, sizeof rec);
-            _exit(0);
+        pid_t w;
+        while ((w = waitpid(-1, &status, WNOHANG)) > 0)
+            if (w == job) job_status = status, job_done = true;
+        if (job_done && (!killing || w < 0)) break; /* killing: wait for ECHILD */
+        if (w < 0 && errno == ECHILD) break;
+        siginfo_t si;
+        int sig = sigwaitinfo(wanted, &si);
+        if (sig == INIT_DEADLINE_SIGNAL && !killing) {
+            killing = true;
+            kill(-1, SIGKILL); /* every process of the namespace but us */
         }
     }
+    char rec[1 + sizeof(int)];
+    rec[0] = INIT_STATUS_EXITED;
+    memcpy(rec + 1, &job_status, sizeof job_status);
+    if (job_done) (void)write_all(sfd, rec, sizeof rec);
+    _exit(0);
 }

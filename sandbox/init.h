@@ -5,6 +5,7 @@
 #define VIV_INIT_H
 
 #include <stdbool.h>
+#include <signal.h>
 #include <stddef.h>
 
 #include <linux/filter.h>
@@ -31,6 +32,9 @@ struct init_context {
 /* Status channel record tags. */
 #define INIT_STATUS_EXITED 'S'
 #define INIT_SETUP_ERROR 'E'
+
+/* Sent by the supervisor at the deadline (see init.c). */
+#define INIT_DEADLINE_SIGNAL SIGUSR1
 
 /* Never returns. */
 void jail_init_main(const struct init_context *ctx) __attribute__((noreturn));

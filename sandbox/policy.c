@@ -25,7 +25,7 @@
 
 #include "util.h"
 
-/* The built-in policies, generated at build time from policies/*.json. */
+/* The built-in policies, generated at build time from the JSON files in policies/. */
 struct builtin_policy {
     const char *name;
     const char *json;

@@ -96,6 +96,28 @@ static int resolve_binds(const struct jail_spec *spec, const char **src, char *e
     return 0;
 }
 
+struct heap_copies {
+    char **argv;
+    char *bind_src[POLICY_MAX_MOUNTS];
+    int nbind;
+};
+
+static void heap_copy(struct heap_copies *c, char *const *argv, const char **bind_src, int nbind) {
+    int n = 0;
+    while (argv[n]) n++;
+    c->argv = xcalloc((size_t)n + 1, sizeof *c->argv);
+    for (int i = 0; i < n; i++) c->argv[i] = xstrdup(argv[i]);
+    c->nbind = nbind;
+    for (int i = 0; i < nbind; i++) c->bind_src[i] = bind_src[i] ? xstrdup(bind_src[i]) : NULL;
+}
+
+static void heap_copy_free(struct heap_copies *c) {
+    for (int i = 0; c->argv && c->argv[i]; i++) free(c->argv[i]);
+    free(c->argv);
+    for (int i = 0; i < c->nbind; i++) free(c->bind_src[i]);
+    memset(c, 0, sizeof *c);
+}
+
 static void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
 static void close_if_open(int *fd) {
@@ -131,8 +153,17 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     }
     const char *bind_src[POLICY_MAX_MOUNTS];
     if (resolve_binds(spec, bind_src, err, errlen)) return -1;
+    /* The init scrubs the argument and environment areas it inherits (see
+     * init.c), so everything it reads must live on the heap. */
+    struct heap_copies copies;
+    heap_copy(&copies, argv, bind_src, p->nmounts);
+    argv = copies.argv;
+    for (int i = 0; i < p->nmounts; i++) bind_src[i] = copies.bind_src[i];
     struct sock_fprog filter;
-    if (syscall_filter_compile(&p->seccomp, &filter, err, errlen)) return -1;
+    if (syscall_filter_compile(&p->seccomp, &filter, err, errlen)) {
+        heap_copy_free(&copies);
+        return -1;
+    }
 
     int sync_pipe[2] = {-1, -1}, status_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1},
         err_pipe[2] = {-1, -1}, code_sock[2] = {-1, -1};
@@ -140,6 +171,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
         pipe2(err_pipe, O_CLOEXEC) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, code_sock)) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         syscall_filter_free(&filter);
+        heap_copy_free(&copies);
         int *all[] = {&sync_pipe[0], &sync_pipe[1], &status_pipe[0], &status_pipe[1], &out_pipe[0],
                       &out_pipe[1], &err_pipe[0], &err_pipe[1], &code_sock[0], &code_sock[1]};
         for (size_t i = 0; i < sizeof all / sizeof *all; i++) close_if_open(all[i]);
@@ -177,10 +209,12 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
         close(sync_pipe[1]), close(status_pipe[0]), close(code_sock[0]), close(out_pipe[0]), close(err_pipe[0]);
         cgroup_destroy(&cg);
         syscall_filter_free(&filter);
+        heap_copy_free(&copies);
         return -1;
     }
 
-    syscall_filter_free(&filter); /* the child has its own copy */
+    syscall_filter_free(&filter); /* the child has its own copies */
+    heap_copy_free(&copies);
     char setup_err[512] = "";
     if (ns_write_id_maps(pid, &ids, setup_err, sizeof setup_err) == 0) {
         cgroup_attach(&cg, pid, res->limits_not_applied, sizeof res->limits_not_applied);
@@ -188,6 +222,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     }
     close(sync_pipe[1]);
     if (setup_err[0]) kill(pid, SIGKILL);
+    enum { KILL_GRACE_MS = 500 };
 
     struct capture out = {xmalloc((size_t)p->limits.output_bytes + 1), 0, (size_t)p->limits.output_bytes, 0, out_pipe[0]};
     struct capture errc = {xmalloc((size_t)p->limits.output_bytes + 1), 0, (size_t)p->limits.output_bytes, 0, err_pipe[0]};
@@ -202,6 +237,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     double deadline = t0 + (double)timeout_ms;
     bool exited = false, killed = setup_err[0] != 0;
     double exited_at = 0;
+    bool hard_killed = setup_err[0] != 0;
     int wstatus = 0;
     struct rusage ru;
     memset(&ru, 0, sizeof ru);
@@ -214,10 +250,10 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
         if (code_fd >= 0) i_code = n, fds[n++] = (struct pollfd){code_fd, POLLOUT, 0};
         if (!exited && pidfd >= 0) i_pid = n, fds[n++] = (struct pollfd){pidfd, POLLIN, 0};
         double now = now_ms();
-        int wait = exited ? 0 : (int)(deadline - now + 1);
+        int wait = exited || hard_killed ? 0 : (int)(deadline - now + 1);
         if (wait < 0) wait = 0;
         if (!exited && pidfd < 0 && wait > 10) wait = 10;
-        int pr = poll(fds, (nfds_t)n, exited ? 100 : wait);
+        int pr = poll(fds, (nfds_t)n, exited ? 100 : hard_killed ? 10 : wait);
         if (pr < 0 && errno != EINTR) break;
         if (i_out >= 0 && fds[i_out].revents) capture_read(&out);
         if (i_err >= 0 && fds[i_err].revents) capture_read(&errc);
@@ -231,9 +267,15 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
             pid_t w = wait4(pid, &wstatus, WNOHANG, &ru);
             if (w == pid) exited = true, exited_at = now_ms();
             else if (now_ms() >= deadline && !killed) {
-                kill(pid, SIGKILL);
+                /* Ask init to kill and reap the namespace (CPU time stays
+                 * counted); SIGKILL it if that takes longer than the grace. */
+                kill(pid, INIT_DEADLINE_SIGNAL);
                 killed = true;
                 res->timed_out = true;
+                deadline = now_ms() + KILL_GRACE_MS;
+            } else if (killed && now_ms() >= deadline && !hard_killed) {
+                kill(pid, SIGKILL);
+                hard_killed = true;
             }
         } else if (now_ms() - exited_at > 1000) {
             break; /* cannot happen (every writer died with the namespace); never hang on it */
