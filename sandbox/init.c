@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -169,6 +170,12 @@ void jail_init_main(const struct init_context *ctx) {
         report_error_and_exit(sfd, "setgroups", strerror(errno));
     if (setresgid(JAIL_GID, JAIL_GID, JAIL_GID) != 0 || setresuid(JAIL_UID, JAIL_UID, JAIL_UID) != 0)
         report_error_and_exit(sfd, "take the jail uid/gid", strerror(errno));
+    /* The kernel clears the parent-death signal when credentials change, so
+     * (re)arm it now, then make sure the supervisor did not die before that:
+     * a pipe whose reader is gone reports POLLERR to the writer. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    struct pollfd alive = {sfd, POLLOUT, 0};
+    if (poll(&alive, 1, 0) == 1 && (alive.revents & POLLERR)) _exit(126);
     if (sethostname("vivarium", 8) != 0) report_error_and_exit(sfd, "sethostname", strerror(errno));
 
     if (mounts_build_root(ctx->policy, ctx->bind_src, ctx->policy->limits.tmpfs_mb, err, sizeof err))

@@ -12,6 +12,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 struct test_case {
     const char *name;
@@ -56,10 +57,14 @@ static int run_test_cases(const struct test_case *tests, int n, int argc, char *
         }
         t_status = 0;
         t_msg[0] = 0;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         tests[i].fn();
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
         for (char *p = t_msg; *p; p++)
             if (*p == '\n') *p = ' ';
-        if (t_status == 0) pass++, printf("ok - %s\n", tests[i].name);
+        if (t_status == 0) pass++, printf("ok - %s (%ld ms)\n", tests[i].name, ms);
         else if (t_status == 1) fail++, printf("not ok - %s: %s\n", tests[i].name, t_msg);
         else skip++, printf("skip - %s: %s\n", tests[i].name, t_msg);
         fflush(stdout);

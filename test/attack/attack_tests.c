@@ -942,6 +942,25 @@ static void test_file_locks_neither_cross_nor_outlive(void) {
     job_free(&b);
 }
 
+static void test_killed_supervisor_takes_the_job_down(void) {
+    /* If viv itself dies (kill -9, OOM), nothing it started may live on. */
+    char marker[32], code[96];
+    snprintf(marker, sizeof marker, "%d.25", 600000 + (int)getpid() % 100000);
+    snprintf(code, sizeof code, "( setsid sleep %s & ); sleep %s", marker, marker);
+    struct job a;
+    const char *args[] = {"run", "--json", "--tool", "shell", "--timeout-ms", "30000", "--code", code, NULL};
+    job_start(&a, args);
+    int started = 0;
+    for (int i = 0; i < 50 && !started; i++) usleep(20000), started = host_process_with_marker(marker);
+    kill(a.pid, SIGKILL);
+    job_finish(&a);
+    int alive = 1;
+    for (int i = 0; i < 50 && alive; i++) usleep(20000), alive = host_process_with_marker(marker);
+    CHECK(started, "the job never started: %s", a.err);
+    CHECK(!alive, "the job's processes outlived a killed supervisor");
+    job_free(&a);
+}
+
 static void test_limits_reported(void) {
     struct job j;
     run_code(&j, "shell", "true", NULL);
@@ -996,6 +1015,7 @@ int main(int argc, char **argv) {
         T(no_controlling_terminal_and_own_session), T(concurrent_jobs_isolated),
         T(sysv_ipc_neither_crosses_nor_outlives), T(file_locks_neither_cross_nor_outlive),
         T(limits_reported), T(pids_cgroup_or_rlimit_binds_threads),
+        T(killed_supervisor_takes_the_job_down),
 #undef T
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
