@@ -184,7 +184,8 @@ static int host_process_with_marker(const char *marker) {
             if (!buf[i]) buf[i] = ' ';
         buf[n] = 0;
         /* a zombie has an empty cmdline; a live one matches */
-        if (strstr(buf, marker) && !strstr(buf, "attack_tests")) found = 1;
+        /* the job's own processes, not viv (whose --code argument holds the marker) */
+        if (strstr(buf, marker) && !strstr(buf, "attack_tests") && !strstr(buf, "--code")) found = 1;
     }
     if (d) closedir(d);
     return found;
@@ -508,7 +509,7 @@ static void sleepers_dead_after(const char *marker_arg, int deadline_case) {
     /* a double-forked, setsid'd sleeper and a plain background one, both with a unique argument */
     snprintf(code, sizeof code,
              "( setsid sleep %s & ) ; sleep %s & echo started; %s",
-             marker_arg, marker_arg, deadline_case ? "sleep 1000" : "exit 0");
+             marker_arg, marker_arg, deadline_case ? "sleep 1000" : "sleep 0.3; exit 0");
     struct job j;
     run_code(&j, "shell", code, (const char *const[]){"--timeout-ms", "1000", NULL});
     int alive = host_process_with_marker(marker_arg);
