@@ -10,7 +10,9 @@
  *   3. builds the root filesystem (mounts.c) and caps the jail's user
  *      namespace count at 0, so no nested user namespace can be created even
  *      if a policy let clone() through;
- *   4. writes the job's code into its tmpfs;
+ *   4. receives the compiled seccomp filter and writes the job's code into
+ *      its tmpfs (both come from the supervisor, which meanwhile compiled the
+ *      filter and joined this process to the job's cgroups);
  *   5. drops every capability and sets no_new_privs (caps.c) and becomes
  *      non-dumpable, so the job cannot read this process's memory or fds;
  *   6. forks the job, which starts a new session (no controlling terminal),
@@ -37,6 +39,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -65,8 +68,36 @@ static void close_fds_from(int lowest) {
     for (int fd = lowest; fd < 65536; fd++) close(fd);
 }
 
-/* Copy the code text from the supervisor into the job's tmpfs. */
-static int write_code(const struct init_context *ctx, char *err, size_t errlen) {
+/* Read exactly len bytes; 0, or -1 on EOF or error. */
+static int read_exact(int fd, void *buf, size_t len) {
+    char *p = buf;
+    while (len) {
+        ssize_t r = read(fd, p, len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+/* The supervisor sends the compiled seccomp filter, then the code text (see
+ * supervisor.c). The filter arrives only after the supervisor has put this
+ * process into the job's cgroups, so waiting for it also orders the two. */
+static int receive_filter_and_code(const struct init_context *ctx, struct sock_fprog *prog,
+                                   char *err, size_t errlen) {
+    uint32_t n;
+    if (read_exact(ctx->code_fd, &n, sizeof n) != 0 || n == 0 || n > 65535) {
+        snprintf(err, errlen, "no seccomp filter from the supervisor");
+        return -1;
+    }
+    prog->len = (unsigned short)n;
+    prog->filter = xcalloc(n, sizeof *prog->filter);
+    if (read_exact(ctx->code_fd, prog->filter, n * sizeof *prog->filter) != 0) {
+        snprintf(err, errlen, "truncated seccomp filter");
+        return -1;
+    }
+    if (!ctx->has_code) return 0;
     int out = open(ctx->policy->code_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (out < 0) {
         snprintf(err, errlen, "create %s: %s", ctx->policy->code_path, strerror(errno));
@@ -94,8 +125,9 @@ static int write_code(const struct init_context *ctx, char *err, size_t errlen) 
 
 /* The job: after fork, before exec. Errors go to the job's stderr, like a
  * shell's "command not found", and exit 127. */
-static void exec_job(const struct init_context *ctx) __attribute__((noreturn));
-static void exec_job(const struct init_context *ctx) {
+static void exec_job(const struct init_context *ctx, const struct sock_fprog *filter)
+    __attribute__((noreturn));
+static void exec_job(const struct init_context *ctx, const struct sock_fprog *filter) {
     char err[512] = "";
     const char *what = "";
     if (setsid() < 0) {
@@ -113,7 +145,7 @@ static void exec_job(const struct init_context *ctx) {
         what = "limits";
         goto fail;
     }
-    if (syscall_filter_install(ctx->filter) != 0) {
+    if (syscall_filter_install(filter) != 0) {
         what = "seccomp";
         goto fail;
     }
@@ -184,7 +216,8 @@ void jail_init_main(const struct init_context *ctx) {
     if (fd < 0 || write_all(fd, "0\n", 2) != 0)
         report_error_and_exit(sfd, "cap nested user namespaces at 0", strerror(errno));
     close(fd);
-    if (ctx->has_code && write_code(ctx, err, sizeof err)) report_error_and_exit(sfd, "code", err);
+    struct sock_fprog filter;
+    if (receive_filter_and_code(ctx, &filter, err, sizeof err)) report_error_and_exit(sfd, "code", err);
     close(ctx->code_fd);
 
     if (caps_drop_all(err, sizeof err)) report_error_and_exit(sfd, "capabilities", err);
@@ -201,7 +234,7 @@ void jail_init_main(const struct init_context *ctx) {
     if (job < 0) report_error_and_exit(sfd, "fork the job", strerror(errno));
     if (job == 0) {
         sigprocmask(SIG_SETMASK, &old, NULL);
-        exec_job(ctx);
+        exec_job(ctx, &filter);
     }
     close(ctx->out_fd);
     close(ctx->err_fd);

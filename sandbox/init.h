@@ -18,13 +18,12 @@ struct init_context {
     const struct policy *policy;
     char *const *argv;            /* the command to exec */
     const char *const *bind_src;  /* resolved source per policy mount */
-    const struct sock_fprog *filter; /* compiled seccomp program */
     long timeout_ms, memory_mb;
     bool has_code;                /* read code from code_fd into policy->code_path */
     bool drop_supplementary_groups;
     int sync_fd;   /* read end: one byte once the uid/gid maps and cgroup are in place */
     int status_fd; /* write end: 'S' + wait status, or 'E' + setup error text */
-    int code_fd;   /* socket: the code text, then EOF */
+    int code_fd;   /* socket: u32 n, n BPF instructions (the seccomp filter), the code text, EOF */
     int out_fd, err_fd; /* write ends of the job's stdout/stderr pipes */
     int supervisor_fds[5]; /* the supervisor's ends: closed first, so EOF means what it says */
 };

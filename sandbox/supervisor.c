@@ -26,6 +26,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -159,18 +160,12 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     heap_copy(&copies, argv, bind_src, p->nmounts);
     argv = copies.argv;
     for (int i = 0; i < p->nmounts; i++) bind_src[i] = copies.bind_src[i];
-    struct sock_fprog filter;
-    if (syscall_filter_compile(&p->seccomp, &filter, err, errlen)) {
-        heap_copy_free(&copies);
-        return -1;
-    }
 
     int sync_pipe[2] = {-1, -1}, status_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1},
         err_pipe[2] = {-1, -1}, code_sock[2] = {-1, -1};
     if (pipe2(sync_pipe, O_CLOEXEC) || pipe2(status_pipe, O_CLOEXEC) || pipe2(out_pipe, O_CLOEXEC) ||
         pipe2(err_pipe, O_CLOEXEC) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, code_sock)) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
-        syscall_filter_free(&filter);
         heap_copy_free(&copies);
         int *all[] = {&sync_pipe[0], &sync_pipe[1], &status_pipe[0], &status_pipe[1], &out_pipe[0],
                       &out_pipe[1], &err_pipe[0], &err_pipe[1], &code_sock[0], &code_sock[1]};
@@ -180,12 +175,9 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
 
     struct host_ids ids;
     ns_choose_host_ids(&ids);
-    struct job_cgroup cg;
-    cgroup_create(&cg, memory_mb, p->limits.pids + 1, res->limits_not_applied,
-                  sizeof res->limits_not_applied);
 
     struct init_context ctx = {
-        .policy = p, .argv = argv, .bind_src = bind_src, .filter = &filter, .timeout_ms = timeout_ms,
+        .policy = p, .argv = argv, .bind_src = bind_src, .timeout_ms = timeout_ms,
         .memory_mb = memory_mb, .has_code = spec->code != NULL,
         .drop_supplementary_groups = ids.caller_is_root, .sync_fd = sync_pipe[0],
         .status_fd = status_pipe[1], .code_fd = code_sock[1], .out_fd = out_pipe[1],
@@ -207,30 +199,49 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
                      ? " (are unprivileged user namespaces disabled? see /proc/sys/user/max_user_namespaces)"
                      : "");
         close(sync_pipe[1]), close(status_pipe[0]), close(code_sock[0]), close(out_pipe[0]), close(err_pipe[0]);
-        cgroup_destroy(&cg);
-        syscall_filter_free(&filter);
         heap_copy_free(&copies);
         return -1;
     }
 
-    syscall_filter_free(&filter); /* the child has its own copies */
-    heap_copy_free(&copies);
+    heap_copy_free(&copies); /* the child has its own copies */
     char setup_err[512] = "";
-    if (ns_write_id_maps(pid, &ids, setup_err, sizeof setup_err) == 0) {
-        cgroup_attach(&cg, pid, res->limits_not_applied, sizeof res->limits_not_applied);
-        if (write_all(sync_pipe[1], "g", 1) != 0) snprintf(setup_err, sizeof setup_err, "start the jail: %s", strerror(errno));
-    }
+    if (ns_write_id_maps(pid, &ids, setup_err, sizeof setup_err) == 0 &&
+        write_all(sync_pipe[1], "g", 1) != 0)
+        snprintf(setup_err, sizeof setup_err, "start the jail: %s", strerror(errno));
     close(sync_pipe[1]);
+
+    /* While the init builds the root filesystem (on the other core), join
+     * it to the job's cgroups and compile the seccomp filter. The init reads
+     * the filter before it forks the job, so the job starts inside the
+     * cgroups and under the filter. */
+    struct job_cgroup cg;
+    cgroup_create(&cg, memory_mb, p->limits.pids + 1, res->limits_not_applied,
+                  sizeof res->limits_not_applied);
+    cgroup_attach(&cg, pid, res->limits_not_applied, sizeof res->limits_not_applied);
+    struct sock_fprog filter = {0, NULL};
+    if (!setup_err[0]) (void)syscall_filter_compile(&p->seccomp, &filter, setup_err, sizeof setup_err);
+    /* What goes down the code channel: [u32 n][n BPF instructions][code]. */
+    size_t send_len = 0;
+    char *sendbuf = NULL;
+    if (!setup_err[0]) {
+        uint32_t n = filter.len;
+        size_t bpf_bytes = (size_t)n * sizeof(struct sock_filter);
+        send_len = sizeof n + bpf_bytes + (spec->code ? spec->code_len : 0);
+        sendbuf = xmalloc(send_len);
+        memcpy(sendbuf, &n, sizeof n);
+        memcpy(sendbuf + sizeof n, filter.filter, bpf_bytes);
+        if (spec->code) memcpy(sendbuf + sizeof n + bpf_bytes, spec->code, spec->code_len);
+    }
+    syscall_filter_free(&filter);
     if (setup_err[0]) kill(pid, SIGKILL);
     enum { KILL_GRACE_MS = 500 };
-
     struct capture out = {xmalloc((size_t)p->limits.output_bytes + 1), 0, (size_t)p->limits.output_bytes, 0, out_pipe[0]};
     struct capture errc = {xmalloc((size_t)p->limits.output_bytes + 1), 0, (size_t)p->limits.output_bytes, 0, err_pipe[0]};
     set_nonblock(out.fd);
     set_nonblock(errc.fd);
     int code_fd = code_sock[0];
     size_t code_off = 0;
-    if (spec->code) set_nonblock(code_fd);
+    if (sendbuf) set_nonblock(code_fd);
     else close_if_open(&code_fd);
 
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -258,9 +269,9 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
         if (i_out >= 0 && fds[i_out].revents) capture_read(&out);
         if (i_err >= 0 && fds[i_err].revents) capture_read(&errc);
         if (i_code >= 0 && fds[i_code].revents) {
-            ssize_t w = send(code_fd, spec->code + code_off, spec->code_len - code_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+            ssize_t w = send(code_fd, sendbuf + code_off, send_len - code_off, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (w > 0) code_off += (size_t)w;
-            if ((w < 0 && errno != EAGAIN && errno != EINTR) || code_off == spec->code_len)
+            if ((w < 0 && errno != EAGAIN && errno != EINTR) || code_off == send_len)
                 close_if_open(&code_fd);
         }
         if (!exited) {
@@ -289,6 +300,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     }
     res->wall_ms = now_ms() - t0;
     close_if_open(&code_fd);
+    free(sendbuf);
     close_if_open(&out.fd);
     close_if_open(&errc.fd);
     close_if_open(&pidfd);

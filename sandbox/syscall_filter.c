@@ -66,6 +66,7 @@ static scmp_filter_ctx build(const struct policy_seccomp *sec, char *err, size_t
         snprintf(err, errlen, "seccomp_init failed");
         return NULL;
     }
+    seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
     if (seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS) != 0) {
         snprintf(err, errlen, "seccomp: cannot set the bad-arch action");
         goto fail;
