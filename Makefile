@@ -68,9 +68,22 @@ $(BUILD)/test/attack_tests: test/attack/attack_tests.c test/harness.h
 	@mkdir -p $(@D)
 	$(ASAN_CC) -std=gnu11 -O1 -g -Wall -Wno-format-truncation -o $@ $< -lcjson
 
-tests: $(TEST_BINS) $(BUILD)/asan/viv
+tests: $(TEST_BINS) $(BUILD)/asan/viv $(BUILD)/fuzz/fuzz_policy
 
 clean:
 	rm -rf $(BUILD) bin
 
 .PHONY: all tests clean
+
+# --- fuzz targets (clang libFuzzer) -------------------------------------------
+FUZZ_CC := clang
+FUZZ_CFLAGS := -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -Isandbox
+FUZZ_SRC := sandbox/policy.c sandbox/util.c sandbox/json_writer.c sandbox/syscall_filter.c \
+            $(BUILD)/policies_embedded.c
+
+$(BUILD)/fuzz/fuzz_policy: test/fuzz/fuzz_policy.c $(FUZZ_SRC) $(HEADERS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC) -lseccomp -lcjson -lm
+
+fuzz: $(BUILD)/fuzz/fuzz_policy
+.PHONY: fuzz

@@ -28,6 +28,7 @@ APT_PACKAGES=(
   libseccomp-dev libcap-dev libcjson-dev            # glibc copies for the sanitizer test build
   python3 python3-numpy python3-pandas sqlite3      # what the jailed tools run
   bubblewrap hyperfine                              # test/bench: the side-by-side baseline
+  clang libclang-rt-14-dev                          # libFuzzer targets under test/fuzz
 )
 
 install_packages() {
@@ -52,10 +53,10 @@ ensure_deb_src() {
   : > "$out.tmp"
   for f in /etc/apt/sources.list.d/*.sources; do
     [ -f "$f" ] || continue
-    awk 'BEGIN{RS="";ORS="\n\n"} /Types:[^\n]*deb/ { sub(/Types:[^\n]*/, "Types: deb-src"); print }' "$f" >> "$out.tmp"
+    awk 'BEGIN{RS="";ORS="\n\n"} /Types:[^\n]*deb/ && /URIs:[^\n]*debian/ { sub(/Types:[^\n]*/, "Types: deb-src"); print }' "$f" >> "$out.tmp"
   done
   if [ -f /etc/apt/sources.list ]; then
-    sed -n 's/^deb \(.*\)/deb-src \1/p' /etc/apt/sources.list > /etc/apt/sources.list.d/vivarium-deb-src.list
+    grep "^deb .*debian" /etc/apt/sources.list | sed "s/^deb /deb-src /" > /etc/apt/sources.list.d/vivarium-deb-src.list || true
   fi
   mv "$out.tmp" "$out"
   apt-get update -qq

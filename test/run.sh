@@ -3,6 +3,7 @@
 #
 #   unit      policy parsing, JSON output, helpers (ASan + UBSan build)
 #   cli       viv run / viv policy as a user meets them (static bin/viv)
+#   fuzz      a short libFuzzer run of each target in test/fuzz
 #   attack    hostile jobs against the jail, twice: the ASan + UBSan build of
 #             viv (catches memory errors in the supervisor and init while
 #             they are attacked) and the static bin/viv that users run
@@ -18,7 +19,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(unit cli attack-asan attack-static)
+[ ${#suites[@]} -eq 0 ] && suites=(unit cli attack-asan attack-static fuzz)
 
 run_suite() {
   local name=$1; shift
@@ -33,13 +34,28 @@ run_suite() {
   fi
 }
 
+# A short libFuzzer run per target (the long run is documented in the target).
+fuzz_smoke() {
+  local target=$1 seeds=$2 corpus
+  corpus=$(mktemp -d)
+  if "build/fuzz/$target" -max_total_time="${FUZZ_SECONDS:-10}" -seed=1 "$corpus" "$seeds" >"$corpus.log" 2>&1; then
+    echo "ok - fuzz $target ($(grep -o 'Done [0-9]* runs' "$corpus.log"))"
+  else
+    echo "not ok - fuzz $target: $(grep -m1 -E 'ERROR|SUMMARY|crash' "$corpus.log")"
+    echo "  (reproducer and log kept in $corpus and $corpus.log)"
+    return 1
+  fi
+  rm -rf "$corpus" "$corpus.log"
+}
+
 for s in "${suites[@]}"; do
   case "$s" in
     unit) run_suite unit build/test/unit_tests ;;
     cli) run_suite cli test/cli/cli_tests.sh bin/viv ;;
     attack-asan) run_suite attack-asan env VIV=build/asan/viv build/test/attack_tests ;;
     attack-static) run_suite attack-static env VIV=bin/viv build/test/attack_tests ;;
-    *) echo "unknown suite '$s' (unit, cli, attack-asan, attack-static)"; exit 2 ;;
+    fuzz) run_suite fuzz fuzz_smoke fuzz_policy policies ;;
+    *) echo "unknown suite '$s' (unit, cli, attack-asan, attack-static, fuzz)"; exit 2 ;;
   esac
 done
 
