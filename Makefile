@@ -13,7 +13,7 @@ CFLAGS_COMMON := -std=gnu11 -O2 -g $(WARN) -fstack-protector-strong -D_FORTIFY_S
 SANDBOX_SRC := sandbox/policy.c sandbox/util.c sandbox/json_writer.c sandbox/namespaces.c \
                sandbox/caps.c sandbox/limits.c sandbox/cgroup.c sandbox/syscall_filter.c \
                sandbox/mounts.c sandbox/init.c sandbox/supervisor.c sandbox/result_json.c \
-               sandbox/cmd_run.c
+               sandbox/cmd_run.c sandbox/rpc.c sandbox/vivd.c sandbox/client.c sandbox/cmd_exec.c
 VIV_SRC := rl/viv.c
 POLICIES := $(sort $(wildcard policies/*.json))
 HEADERS := $(wildcard sandbox/*.h)
@@ -24,7 +24,7 @@ MUSL_CFLAGS := $(CFLAGS_COMMON) -I$(MUSL)/include -I$(MUSL)/kinclude
 MUSL_LIBS := $(MUSL)/lib/libseccomp.a $(MUSL)/lib/libcap.a $(MUSL)/lib/libcjson.a -lm
 MUSL_OBJ := $(patsubst %.c,$(BUILD)/musl/%.o,$(SANDBOX_SRC) $(VIV_SRC)) $(BUILD)/musl/policies_embedded.o
 
-all: bin/viv
+all: bin/viv bin/vivd
 
 $(BUILD)/policies_embedded.c: $(POLICIES) sandbox/embed_policies.sh
 	@mkdir -p $(@D)
@@ -40,6 +40,11 @@ $(BUILD)/musl/policies_embedded.o: $(BUILD)/policies_embedded.c
 bin/viv: $(MUSL_OBJ)
 	@mkdir -p bin
 	$(MUSL_CC) -static -o $@ $(MUSL_OBJ) $(MUSL_LIBS)
+
+VIVD_OBJ := $(filter-out $(BUILD)/musl/rl/viv.o,$(MUSL_OBJ)) $(BUILD)/musl/sandbox/vivd_main.o
+bin/vivd: $(VIVD_OBJ)
+	@mkdir -p bin
+	$(MUSL_CC) -static -o $@ $(VIVD_OBJ) $(MUSL_LIBS)
 
 # --- sanitizer test build (glibc) ---------------------------------------------
 ASAN_CC := gcc
@@ -58,6 +63,9 @@ $(BUILD)/asan/policies_embedded.o: $(BUILD)/policies_embedded.c
 $(BUILD)/asan/viv: $(ASAN_OBJ) $(BUILD)/asan/rl/viv.o
 	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ $^ $(ASAN_LIBS)
 
+$(BUILD)/asan/vivd: $(ASAN_OBJ) $(BUILD)/asan/sandbox/vivd_main.o
+	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ $^ $(ASAN_LIBS)
+
 TEST_BINS := $(BUILD)/test/unit_tests $(BUILD)/test/attack_tests
 
 $(BUILD)/test/unit_tests: test/unit/unit_tests.c test/harness.h $(ASAN_OBJ)
@@ -68,7 +76,7 @@ $(BUILD)/test/attack_tests: test/attack/attack_tests.c test/harness.h
 	@mkdir -p $(@D)
 	$(ASAN_CC) -std=gnu11 -O1 -g -Wall -Wno-format-truncation -o $@ $< -lcjson
 
-tests: $(TEST_BINS) $(BUILD)/asan/viv $(BUILD)/fuzz/fuzz_policy
+tests: $(TEST_BINS) $(BUILD)/asan/viv $(BUILD)/asan/vivd $(BUILD)/fuzz/fuzz_policy
 
 clean:
 	rm -rf $(BUILD) bin

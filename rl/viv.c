@@ -1,7 +1,7 @@
 /*
  * viv.c - the user's command: dispatch to subcommands.
  *
- * Subcommands land here as their issues do; today: run, policy.
+ * Subcommands land here as their issues do; today: run, policy, sandbox, exec.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +22,8 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
     {"run", cmd_run, "run one job in a fresh jail (no daemon)"},
     {"policy", cmd_policy, "check and print sandbox policies"},
+    {"sandbox", cmd_sandbox, "run vivd, the sandbox daemon, in the foreground"},
+    {"exec", cmd_exec, "send one request to a running vivd"},
 };
 
 static void usage(FILE *f) {

@@ -186,7 +186,8 @@ int cmd_run(int argc, char **argv) {
     }
 
     struct jail_spec spec = {.policy = &pol, .argv = run_argv, .code = code, .code_len = code_len,
-                             .timeout_ms = timeout_ms, .memory_mb = mem_mb, .data = data, .ndata = ndata};
+                             .timeout_ms = timeout_ms, .memory_mb = mem_mb, .data = data, .ndata = ndata,
+                             .filter = NULL, .cancel_fd = -1};
     struct jail_result res;
     int rc;
     if (jail_run(&spec, &res, err, sizeof err) != 0) {

@@ -3,4 +3,6 @@
 #define VIV_CMDS_H
 int cmd_run(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+int cmd_sandbox(int argc, char **argv);
 #endif

@@ -63,9 +63,30 @@ static void report_error_and_exit(int status_fd, const char *what, const char *e
     _exit(127);
 }
 
-static void close_fds_from(int lowest) {
-    if (syscall(SYS_close_range, (unsigned)lowest, ~0u, 0) == 0) return;
-    for (int fd = lowest; fd < 65536; fd++) close(fd);
+static void close_range_portable(unsigned lo, unsigned hi) {
+    if (lo > hi) return;
+    if (syscall(SYS_close_range, lo, hi, 0) == 0) return;
+    for (unsigned fd = lo; fd <= hi && fd < 65536; fd++) close((int)fd);
+}
+
+static void close_fds_from(int lowest) { close_range_portable((unsigned)lowest, ~0u); }
+
+/* Close every fd from 3 up except the ones in keep[] (the caller's may be in
+ * any order). Whatever the supervisor's process had open (a daemon's client
+ * sockets, say) must not live on in the jail's init. */
+static void close_fds_except(int *keep, int n) {
+    for (int i = 1; i < n; i++) /* insertion sort: n is tiny */
+        for (int k = i; k > 0 && keep[k - 1] > keep[k]; k--) {
+            int t = keep[k];
+            keep[k] = keep[k - 1], keep[k - 1] = t;
+        }
+    unsigned lo = 3;
+    for (int i = 0; i < n; i++) {
+        if (keep[i] < 3) continue;
+        if ((unsigned)keep[i] > lo) close_range_portable(lo, (unsigned)keep[i] - 1);
+        lo = (unsigned)keep[i] + 1;
+    }
+    close_range_portable(lo, ~0u);
 }
 
 /* Read exactly len bytes; 0, or -1 on EOF or error. */
@@ -189,7 +210,8 @@ void jail_init_main(const struct init_context *ctx) {
     int sfd = ctx->status_fd;
 
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    for (int i = 0; i < 5; i++) close(ctx->supervisor_fds[i]);
+    int keep[] = {ctx->sync_fd, ctx->status_fd, ctx->code_fd, ctx->out_fd, ctx->err_fd};
+    close_fds_except(keep, 5); /* the supervisor's ends, and anything else it had */
     scrub_inherited_cmdline();
     char go;
     ssize_t r;

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <linux/filter.h>
+
 #include "policy.h"
 
 /* Inside the jail every job runs as this unprivileged uid/gid. */
@@ -45,12 +47,19 @@ struct jail_spec {
     long memory_mb;     /* 0 = policy default */
     const struct jail_data *data;
     int ndata;
+    /* A filter compiled earlier for this policy (vivd compiles each policy's
+     * once), or NULL to compile it for this job. */
+    const struct sock_fprog *filter;
+    /* If >= 0: when this fd becomes readable or hangs up, the job is killed
+     * as at its deadline and the result says cancelled. -1 for none. */
+    int cancel_fd;
 };
 
 struct jail_result {
     int exit_code;  /* exit status if the job exited, else -1 */
     int signal;     /* signal that ended the job, else 0 */
     bool timed_out; /* the supervisor killed it at the deadline */
+    bool cancelled; /* killed because spec->cancel_fd fired */
     char *out, *err; /* captured stdout / stderr (not NUL-safe: use the lengths) */
     size_t out_len, err_len;
     size_t out_dropped, err_dropped; /* bytes beyond the output cap, counted and discarded */

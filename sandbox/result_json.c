@@ -12,6 +12,7 @@ char *jail_result_to_json(const struct jail_result *r, const char *tool, const c
     else jw_null(&w);
     jw_key(&w, "signal"), jw_int(&w, r->signal);
     jw_key(&w, "timed_out"), jw_bool(&w, r->timed_out);
+    if (r->cancelled) jw_key(&w, "cancelled"), jw_bool(&w, true);
     jw_key(&w, "stdout"), jw_string(&w, r->out ? r->out : "", r->out_len);
     jw_key(&w, "stderr"), jw_string(&w, r->err ? r->err : "", r->err_len);
     jw_key(&w, "stdout_dropped"), jw_int(&w, (long long)r->out_dropped);

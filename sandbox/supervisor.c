@@ -219,17 +219,19 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
                   sizeof res->limits_not_applied);
     cgroup_attach(&cg, pid, res->limits_not_applied, sizeof res->limits_not_applied);
     struct sock_fprog filter = {0, NULL};
-    if (!setup_err[0]) (void)syscall_filter_compile(&p->seccomp, &filter, setup_err, sizeof setup_err);
+    const struct sock_fprog *prog = spec->filter ? spec->filter : &filter;
+    if (!setup_err[0] && !spec->filter)
+        (void)syscall_filter_compile(&p->seccomp, &filter, setup_err, sizeof setup_err);
     /* What goes down the code channel: [u32 n][n BPF instructions][code]. */
     size_t send_len = 0;
     char *sendbuf = NULL;
     if (!setup_err[0]) {
-        uint32_t n = filter.len;
+        uint32_t n = prog->len;
         size_t bpf_bytes = (size_t)n * sizeof(struct sock_filter);
         send_len = sizeof n + bpf_bytes + (spec->code ? spec->code_len : 0);
         sendbuf = xmalloc(send_len);
         memcpy(sendbuf, &n, sizeof n);
-        memcpy(sendbuf + sizeof n, filter.filter, bpf_bytes);
+        memcpy(sendbuf + sizeof n, prog->filter, bpf_bytes);
         if (spec->code) memcpy(sendbuf + sizeof n + bpf_bytes, spec->code, spec->code_len);
     }
     syscall_filter_free(&filter);
@@ -254,8 +256,9 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     memset(&ru, 0, sizeof ru);
 
     while (!exited || out.fd >= 0 || errc.fd >= 0) {
-        struct pollfd fds[4];
-        int n = 0, i_out = -1, i_err = -1, i_code = -1, i_pid = -1;
+        struct pollfd fds[5];
+        int n = 0, i_out = -1, i_err = -1, i_code = -1, i_pid = -1, i_cancel = -1;
+        if (!killed && spec->cancel_fd >= 0) i_cancel = n, fds[n++] = (struct pollfd){spec->cancel_fd, POLLIN, 0};
         if (out.fd >= 0) i_out = n, fds[n++] = (struct pollfd){out.fd, POLLIN, 0};
         if (errc.fd >= 0) i_err = n, fds[n++] = (struct pollfd){errc.fd, POLLIN, 0};
         if (code_fd >= 0) i_code = n, fds[n++] = (struct pollfd){code_fd, POLLOUT, 0};
@@ -274,6 +277,10 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
             if ((w < 0 && errno != EAGAIN && errno != EINTR) || code_off == send_len)
                 close_if_open(&code_fd);
         }
+        if (i_cancel >= 0 && fds[i_cancel].revents) {
+            res->cancelled = true;
+            deadline = now_ms(); /* handled below exactly like the deadline */
+        }
         if (!exited) {
             pid_t w = wait4(pid, &wstatus, WNOHANG, &ru);
             if (w == pid) exited = true, exited_at = now_ms();
@@ -282,7 +289,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
                  * counted); SIGKILL it if that takes longer than the grace. */
                 kill(pid, INIT_DEADLINE_SIGNAL);
                 killed = true;
-                res->timed_out = true;
+                res->timed_out = !res->cancelled;
                 deadline = now_ms() + KILL_GRACE_MS;
             } else if (killed && now_ms() >= deadline && !hard_killed) {
                 kill(pid, SIGKILL);
@@ -331,7 +338,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
         memcpy(&st, rec + 1, sizeof st);
         if (WIFEXITED(st)) res->exit_code = WEXITSTATUS(st);
         else if (WIFSIGNALED(st)) res->signal = WTERMSIG(st);
-    } else if (res->timed_out) {
+    } else if (res->timed_out || res->cancelled) {
         res->signal = SIGKILL;
     } else if (WIFSIGNALED(wstatus)) {
         /* The init died without reporting (the job killed it): report how. */
@@ -339,7 +346,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     } else {
         res->signal = SIGKILL;
     }
-    if (res->timed_out) {
+    if (res->timed_out || res->cancelled) {
         res->exit_code = -1;
         res->signal = SIGKILL;
     }

@@ -1,0 +1,60 @@
+/*
+ * client.h - C client for vivd: one connection, many requests in flight.
+ *
+ *   struct viv_client *c = viv_connect(NULL, err, sizeof err);   // default socket
+ *   long h = viv_submit_exec(c, "python", code, len, 5000);
+ *   struct viv_response *r;
+ *   while ((r = viv_next(c, 1000))) { ... r->handle, r->json ...; viv_response_free(r); }
+ *
+ * Submitting never blocks: requests are buffered and written as the socket
+ * accepts them while viv_next()/viv_wait() drive the connection. Every
+ * request has a client-side deadline (its timeout_ms plus a margin): if no
+ * answer comes by then, it completes locally with error code "timeout". If
+ * the connection drops, every pending request completes with error code
+ * "disconnected". The trainer drives hundreds of requests through one client.
+ */
+#ifndef VIV_CLIENT_H
+#define VIV_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+struct viv_client;
+
+struct viv_response {
+    long handle;       /* what viv_submit_* returned */
+    cJSON *json;       /* the response object ({"id":..,"ok":..,...}) */
+    bool local;        /* made up by the client (timeout, disconnected) */
+};
+
+/* $VIV_SOCKET, else $XDG_RUNTIME_DIR/vivd.sock, else /tmp/vivd-<uid>.sock. */
+const char *viv_default_socket(void);
+
+struct viv_client *viv_connect(const char *socket_path, char *err, size_t errlen);
+/* TCP ("host:port"), sending the token first; blocks until it is accepted. */
+struct viv_client *viv_connect_tcp(const char *addr, const char *token, char *err, size_t errlen);
+void viv_close(struct viv_client *c);
+
+/* The connection's fd, for callers that poll several things at once. */
+int viv_client_fd(const struct viv_client *c);
+
+/* Margin added to each request's timeout for its client-side deadline (ms). */
+void viv_set_deadline_margin(struct viv_client *c, long margin_ms);
+
+/* Queue a request; returns its handle (> 0) or -1 if the client is broken. */
+long viv_submit_exec(struct viv_client *c, const char *tool, const char *code, size_t code_len,
+                     long timeout_ms);
+long viv_submit_op(struct viv_client *c, const char *op); /* ping, stats, policies */
+
+/* Next completed request, waiting up to timeout_ms (-1: forever, until all
+ * pending are done). NULL when nothing completed in time or none pending. */
+struct viv_response *viv_next(struct viv_client *c, int timeout_ms);
+/* Wait for one particular request; others completing meanwhile are kept. */
+struct viv_response *viv_wait(struct viv_client *c, long handle, int timeout_ms);
+int viv_pending(const struct viv_client *c);
+
+void viv_response_free(struct viv_response *r);
+
+#endif

@@ -1,0 +1,903 @@
+/*
+ * vivd.c - the sandbox daemon: many clients, many jobs, one event loop.
+ *
+ * One thread runs an epoll loop over the listening socket(s), every client
+ * connection, every running job's result channel, a signalfd (SIGTERM,
+ * SIGINT, SIGCHLD) and a periodic tick for idle timeouts.
+ *
+ * A request line is parsed (rpc.c) and answered at once (ping, stats,
+ * policies, errors) or becomes a job. A job runs in a forked worker process
+ * that calls jail_run() with the policy's filter compiled once at start-up,
+ * and writes the result object to a socketpair; the daemon adds the request's
+ * id and queues the line on the client's connection. Jobs beyond --workers
+ * wait in a bounded FIFO; beyond --queue the answer is an immediate "busy".
+ * Responses go out in completion order, matched by id.
+ *
+ * The same socketpair cancels: when a client disconnects, the daemon closes
+ * its end and the worker's jail_run() kills the job (the supervisor's
+ * cancel_fd), so nothing the client started keeps running. If the daemon
+ * itself dies, every worker sees the same hang-up.
+ *
+ * SIGTERM: stop accepting, answer queued requests with "shutting_down", give
+ * running jobs --grace-ms to finish, then cancel them (they are answered with
+ * "cancelled":true), flush, exit 0.
+ *
+ * Never logged: code or output. One JSON line per request: time, peer,
+ * op, tool, wall_ms, outcome.
+ */
+#define _GNU_SOURCE
+#include "vivd.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "jail.h"
+#include "json_writer.h"
+#include "rpc.h"
+#include "syscall_filter.h"
+#include "util.h"
+
+#define MAX_POLICIES 32
+#define MAX_DATA 16
+
+struct loaded_policy {
+    struct policy policy;
+    struct sock_fprog filter;
+    long count;
+    double wall_ms_total;
+};
+
+struct config {
+    const char *socket_path;
+    const char *tcp_addr;
+    const char *token_file;
+    const char *policies_dir;
+    const char *log_path;
+    int workers, queue_cap;
+    long idle_ms, grace_ms;
+    size_t max_line;
+    struct jail_data data[MAX_DATA];
+    int ndata;
+};
+
+/* epoll data: a tagged pointer so one loop serves every kind of fd. */
+enum tag { TAG_LISTEN, TAG_TCP, TAG_SIGNAL, TAG_CONN, TAG_JOB };
+struct ev_ref {
+    enum tag tag;
+    void *ptr;
+};
+
+struct conn {
+    struct ev_ref ref;
+    int fd;
+    bool want_out; /* EPOLLOUT registered */
+    char peer[96];
+    bool is_tcp, authed, closing;
+    char *in;
+    size_t in_len, in_cap;
+    char *out;
+    size_t out_len, out_off;
+    int jobs;       /* running or queued jobs of this connection */
+    double last_active;
+    struct conn *next;
+};
+
+struct job {
+    struct ev_ref ref;
+    struct conn *conn; /* NULL once the client is gone */
+    struct rpc_request req;
+    struct loaded_policy *lp;
+    pid_t worker;
+    int fd;            /* daemon's end of the worker's socketpair */
+    char *result;
+    size_t result_len;
+    double started;
+    struct job *next;  /* queue or running list */
+};
+
+static struct config cfg;
+static struct loaded_policy policies[MAX_POLICIES];
+static int npolicies;
+static int epfd, sigfd, listen_fd = -1, tcp_fd = -1;
+static char token[256];
+static struct conn *conns;
+static struct job *queue_head, *queue_tail, *running;
+static int nqueued, nrunning, nconns;
+static bool stopping;
+static double stop_deadline, started_at;
+static FILE *log_file;
+static struct {
+    long requests, completed, busy, errors, timeouts, cancelled;
+} stats;
+
+static struct ev_ref listen_ref = {TAG_LISTEN, NULL}, tcp_ref = {TAG_TCP, NULL},
+                     signal_ref = {TAG_SIGNAL, NULL};
+
+static void epoll_add(int fd, uint32_t events, struct ev_ref *ref) {
+    struct epoll_event ev = {.events = events, .data.ptr = ref};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_line(const char *fmt, ...) {
+    if (!log_file) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    fprintf(log_file, "{\"ts\":%lld.%03ld,", (long long)ts.tv_sec, ts.tv_nsec / 1000000);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(log_file, fmt, ap);
+    va_end(ap);
+    fputs("}\n", log_file);
+    fflush(log_file);
+}
+
+static struct loaded_policy *find_policy(const char *name) {
+    for (int i = 0; i < npolicies; i++)
+        if (strcmp(policies[i].policy.name, name) == 0) return &policies[i];
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- output */
+
+static void conn_send(struct conn *c, const char *line) {
+    if (!c || c->closing) return;
+    size_t n = strlen(line);
+    if (c->out_len + n > (64u << 20)) { /* a client that never reads */
+        c->closing = true;
+        return;
+    }
+    c->out = xrealloc(c->out, c->out_len + n);
+    memcpy(c->out + c->out_len, line, n);
+    c->out_len += n;
+}
+
+static void conn_send_error(struct conn *c, const char *id, const char *code, const char *msg) {
+    char *line = rpc_error_line(id, code, msg);
+    conn_send(c, line);
+    free(line);
+    stats.errors++;
+}
+
+/* ---------------------------------------------------------------- jobs */
+
+static void job_free(struct job *j) {
+    rpc_request_free(&j->req);
+    free(j->result);
+    free(j);
+}
+
+static void log_request(const struct conn *c, const struct rpc_request *req, double wall_ms,
+                        const char *outcome) {
+    log_line("\"peer\":\"%s\",\"op\":\"%s\",\"tool\":\"%s\",\"wall_ms\":%.1f,\"outcome\":\"%s\"",
+             c ? c->peer : "gone", rpc_op_name(req->op),
+             req->tool ? (find_policy(req->tool) ? req->tool : "?") : "", wall_ms, outcome);
+}
+
+/* The worker: run one job, write the result object, exit. */
+static void worker_main(struct job *j, int fd) __attribute__((noreturn));
+static void worker_main(struct job *j, int fd) {
+    struct jail_spec spec = {
+        .policy = &j->lp->policy, .code = j->req.code, .code_len = j->req.code_len,
+        .timeout_ms = j->req.timeout_ms, .data = cfg.data, .ndata = cfg.ndata,
+        .filter = &j->lp->filter, .cancel_fd = fd,
+    };
+    struct jail_result res;
+    char err[1024];
+    char *obj;
+    if (jail_run(&spec, &res, err, sizeof err) == 0) {
+        obj = jail_result_to_json(&res, j->req.tool, j->lp->policy.name);
+        jail_result_free(&res);
+    } else {
+        struct json_writer w;
+        jw_init(&w);
+        jw_object_begin(&w);
+        jw_key(&w, "ok"), jw_bool(&w, false);
+        jw_key(&w, "error"), jw_object_begin(&w);
+        jw_key(&w, "code"), jw_cstring(&w, strncmp(err, "sandbox setup", 13) == 0 ? "sandbox_error" : "bad_request");
+        jw_key(&w, "message"), jw_cstring(&w, err);
+        jw_object_end(&w), jw_object_end(&w);
+        obj = jw_finish(&w);
+    }
+    int rc = write_all(fd, obj, strlen(obj));
+    _exit(rc == 0 ? 0 : 1);
+}
+
+static void close_fds_from(int lowest) {
+    if (syscall(SYS_close_range, (unsigned)lowest, ~0u, 0) == 0) return;
+    for (int fd = lowest; fd < 65536; fd++) close(fd);
+}
+
+static void start_job(struct job *j) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        conn_send_error(j->conn, j->req.id_json, "internal", "socketpair failed");
+        if (j->conn) j->conn->jobs--;
+        job_free(j);
+        return;
+    }
+    j->started = now_ms();
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* The worker keeps stdio and its socket, nothing of the daemon's:
+         * a client socket held here would outlive the client's close. */
+        if (dup2(sv[1], 3) < 0) _exit(1);
+        sv[1] = 3;
+        close_fds_from(4);
+        log_file = NULL;
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        worker_main(j, sv[1]);
+    }
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        conn_send_error(j->conn, j->req.id_json, "internal", "fork failed");
+        if (j->conn) j->conn->jobs--;
+        job_free(j);
+        return;
+    }
+    j->worker = pid;
+    j->fd = sv[0];
+    fcntl(j->fd, F_SETFL, O_NONBLOCK);
+    j->ref = (struct ev_ref){TAG_JOB, j};
+    epoll_add(j->fd, EPOLLIN, &j->ref);
+    j->next = running;
+    running = j;
+    nrunning++;
+}
+
+static void pump_queue(void) {
+    while (!stopping && nrunning < cfg.workers && queue_head) {
+        struct job *j = queue_head;
+        queue_head = j->next;
+        if (!queue_head) queue_tail = NULL;
+        nqueued--;
+        j->next = NULL;
+        if (!j->conn) { /* its client left while it waited */
+            job_free(j);
+            continue;
+        }
+        start_job(j);
+    }
+}
+
+static void unlink_running(struct job *j) {
+    for (struct job **p = &running; *p; p = &(*p)->next)
+        if (*p == j) {
+            *p = j->next;
+            break;
+        }
+    nrunning--;
+}
+
+/* The worker's socket is readable: collect the result; at EOF, answer. */
+static void job_readable(struct job *j) {
+    char buf[65536];
+    for (;;) {
+        ssize_t r = read(j->fd, buf, sizeof buf);
+        if (r > 0) {
+            j->result = xrealloc(j->result, j->result_len + (size_t)r + 1);
+            memcpy(j->result + j->result_len, buf, (size_t)r);
+            j->result_len += (size_t)r;
+            j->result[j->result_len] = 0;
+            continue;
+        }
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == EAGAIN) return;
+        break; /* EOF or error: the worker is done */
+    }
+    epoll_ctl(epfd, EPOLL_CTL_DEL, j->fd, NULL);
+    close(j->fd);
+    unlink_running(j);
+    double wall = now_ms() - j->started;
+    const char *outcome = "ok";
+    if (j->result && j->result[0] == '{') {
+        char *line = rpc_with_id(j->req.id_json, j->result);
+        conn_send(j->conn, line);
+        free(line);
+        if (strstr(j->result, "\"ok\":false")) outcome = "error", stats.errors++;
+        else if (strstr(j->result, "\"timed_out\":true")) outcome = "timed_out", stats.timeouts++;
+        else if (strstr(j->result, "\"cancelled\":true")) outcome = "cancelled", stats.cancelled++;
+    } else {
+        conn_send_error(j->conn, j->req.id_json, "internal", "the worker died without a result");
+        outcome = "error";
+    }
+    j->lp->count++;
+    j->lp->wall_ms_total += wall;
+    stats.completed++;
+    log_request(j->conn, &j->req, wall, outcome);
+    if (j->conn) j->conn->jobs--;
+    job_free(j);
+    pump_queue();
+}
+
+/* ---------------------------------------------------------------- requests */
+
+static void answer_stats(struct conn *c, const char *id) {
+    struct json_writer w;
+    jw_init(&w);
+    jw_object_begin(&w);
+    jw_key(&w, "ok"), jw_bool(&w, true);
+    jw_key(&w, "uptime_s"), jw_double(&w, (now_ms() - started_at) / 1e3, 1);
+    jw_key(&w, "connections"), jw_int(&w, nconns);
+    jw_key(&w, "running"), jw_int(&w, nrunning);
+    jw_key(&w, "queued"), jw_int(&w, nqueued);
+    jw_key(&w, "workers"), jw_int(&w, cfg.workers);
+    jw_key(&w, "queue_cap"), jw_int(&w, cfg.queue_cap);
+    jw_key(&w, "requests"), jw_int(&w, stats.requests);
+    jw_key(&w, "completed"), jw_int(&w, stats.completed);
+    jw_key(&w, "busy"), jw_int(&w, stats.busy);
+    jw_key(&w, "errors"), jw_int(&w, stats.errors);
+    jw_key(&w, "timeouts"), jw_int(&w, stats.timeouts);
+    jw_key(&w, "cancelled"), jw_int(&w, stats.cancelled);
+    jw_key(&w, "tools"), jw_object_begin(&w);
+    for (int i = 0; i < npolicies; i++) {
+        jw_key(&w, policies[i].policy.name), jw_object_begin(&w);
+        jw_key(&w, "count"), jw_int(&w, policies[i].count);
+        jw_key(&w, "wall_ms_mean"),
+            jw_double(&w, policies[i].count ? policies[i].wall_ms_total / (double)policies[i].count : 0, 1);
+        jw_object_end(&w);
+    }
+    jw_object_end(&w);
+    jw_object_end(&w);
+    char *obj = jw_finish(&w), *line = rpc_with_id(id, obj);
+    conn_send(c, line);
+    free(obj), free(line);
+}
+
+static void answer_policies(struct conn *c, const char *id) {
+    struct json_writer w;
+    jw_init(&w);
+    jw_object_begin(&w);
+    jw_key(&w, "ok"), jw_bool(&w, true);
+    jw_key(&w, "policies"), jw_array_begin(&w);
+    for (int i = 0; i < npolicies; i++) {
+        const struct policy *p = &policies[i].policy;
+        jw_object_begin(&w);
+        jw_key(&w, "name"), jw_cstring(&w, p->name);
+        jw_key(&w, "description"), jw_cstring(&w, p->description);
+        jw_key(&w, "timeout_ms"), jw_int(&w, p->limits.timeout_ms);
+        jw_key(&w, "timeout_ms_max"), jw_int(&w, p->limits.timeout_ms_max);
+        jw_key(&w, "memory_mb"), jw_int(&w, p->limits.memory_mb);
+        jw_key(&w, "output_bytes"), jw_int(&w, p->limits.output_bytes);
+        jw_key(&w, "code_bytes"), jw_int(&w, p->limits.code_bytes);
+        jw_object_end(&w);
+    }
+    jw_array_end(&w);
+    jw_object_end(&w);
+    char *obj = jw_finish(&w), *line = rpc_with_id(id, obj);
+    conn_send(c, line);
+    free(obj), free(line);
+}
+
+static void handle_line(struct conn *c, const char *line, size_t len) {
+    if (c->is_tcp && !c->authed) {
+        /* {"token":"..."} first, compared in constant time */
+        cJSON *o = cJSON_ParseWithLength(line, len);
+        const cJSON *t = o ? cJSON_GetObjectItemCaseSensitive(o, "token") : NULL;
+        int good = 0;
+        if (cJSON_IsString(t)) {
+            size_t a = strlen(t->valuestring), b = strlen(token);
+            unsigned diff = (unsigned)(a ^ b);
+            for (size_t i = 0; i < b; i++) diff |= (unsigned char)token[i] ^ (unsigned char)(i < a ? t->valuestring[i] : 0);
+            good = diff == 0;
+        }
+        cJSON_Delete(o);
+        log_line("\"peer\":\"%s\",\"op\":\"auth\",\"outcome\":\"%s\"", c->peer, good ? "ok" : "refused");
+        if (!good) {
+            conn_send(c, "{\"ok\":false,\"error\":{\"code\":\"unauthorized\",\"message\":\"bad token\"}}\n");
+            c->closing = true;
+            return;
+        }
+        c->authed = true;
+        conn_send(c, "{\"ok\":true}\n");
+        return;
+    }
+    stats.requests++;
+    struct rpc_request req;
+    const char *code = NULL;
+    char msg[256];
+    if (rpc_parse_request(line, len, &req, &code, msg, sizeof msg) != 0) {
+        conn_send_error(c, req.id_json, code, msg);
+        log_request(c, &req, 0, code);
+        rpc_request_free(&req);
+        return;
+    }
+    switch (req.op) {
+    case RPC_PING:
+        {
+            char *l = rpc_with_id(req.id_json, "{\"ok\":true,\"pong\":true}");
+            conn_send(c, l);
+            free(l);
+        }
+        break;
+    case RPC_STATS: answer_stats(c, req.id_json); break;
+    case RPC_POLICIES: answer_policies(c, req.id_json); break;
+    case RPC_SESSION_OPEN:
+    case RPC_SESSION_CLOSE:
+        conn_send_error(c, req.id_json, "unsupported", "sessions are not implemented yet in this vivd");
+        break;
+    case RPC_EXEC: {
+        if (req.session) {
+            conn_send_error(c, req.id_json, "unsupported", "sessions are not implemented yet in this vivd");
+            break;
+        }
+        struct loaded_policy *lp = find_policy(req.tool);
+        if (!lp) {
+            snprintf(msg, sizeof msg, "unknown tool '%.64s' (see op policies)", req.tool);
+            conn_send_error(c, req.id_json, "bad_request", msg);
+            break;
+        }
+        if (!lp->policy.code_path) {
+            conn_send_error(c, req.id_json, "bad_request", "this tool takes no code");
+            break;
+        }
+        if (stopping) {
+            conn_send_error(c, req.id_json, "shutting_down", "vivd is shutting down");
+            break;
+        }
+        if (nrunning >= cfg.workers && nqueued >= cfg.queue_cap) {
+            conn_send_error(c, req.id_json, "busy", "all workers busy and the queue is full; retry later");
+            stats.busy++;
+            log_request(c, &req, 0, "busy");
+            break;
+        }
+        /* The deadline asked for is capped by the policy's maximum. */
+        if (req.timeout_ms > lp->policy.limits.timeout_ms_max) req.timeout_ms = lp->policy.limits.timeout_ms_max;
+        struct job *j = xcalloc(1, sizeof *j);
+        j->conn = c;
+        j->req = req;
+        j->lp = lp;
+        j->fd = -1;
+        c->jobs++;
+        if (queue_tail) queue_tail->next = j;
+        else queue_head = j;
+        queue_tail = j;
+        nqueued++;
+        pump_queue();
+        return; /* the job owns req now */
+    }
+    }
+    if (req.op != RPC_EXEC) log_request(c, &req, 0, "ok");
+    rpc_request_free(&req);
+}
+
+/* ---------------------------------------------------------------- connections */
+
+static void conn_close(struct conn *c) {
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    /* cancel its running jobs (the worker's cancel_fd hangs up), drop queued ones */
+    for (struct job *j = running; j; j = j->next)
+        if (j->conn == c) {
+            j->conn = NULL;
+            shutdown(j->fd, SHUT_WR);
+        }
+    for (struct job *j = queue_head; j; j = j->next)
+        if (j->conn == c) j->conn = NULL;
+    for (struct conn **p = &conns; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    nconns--;
+    free(c->in);
+    free(c->out);
+    free(c);
+}
+
+static void conn_flush(struct conn *c) {
+    while (c->out_off < c->out_len) {
+        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EAGAIN) break;
+        if (w < 0) {
+            c->closing = true;
+            c->out_off = c->out_len;
+            break;
+        }
+        c->out_off += (size_t)w;
+    }
+    if (c->out_off == c->out_len) c->out_off = c->out_len = 0;
+}
+
+static void conn_readable(struct conn *c) {
+    char buf[65536];
+    for (;;) {
+        ssize_t r = recv(c->fd, buf, sizeof buf, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == EAGAIN) break;
+        if (r <= 0) {
+            c->closing = true;
+            break;
+        }
+        c->last_active = now_ms();
+        /* append, then handle every complete line */
+        if (c->in_len + (size_t)r > c->in_cap) {
+            c->in_cap = (c->in_len + (size_t)r) * 2;
+            c->in = xrealloc(c->in, c->in_cap);
+        }
+        memcpy(c->in + c->in_len, buf, (size_t)r);
+        c->in_len += (size_t)r;
+        size_t start = 0;
+        for (;;) {
+            char *nl = memchr(c->in + start, '\n', c->in_len - start);
+            if (!nl) break;
+            size_t n = (size_t)(nl - (c->in + start));
+            if (n > cfg.max_line) {
+                c->closing = true;
+                break;
+            }
+            if (n > 0 && !c->closing) handle_line(c, c->in + start, n);
+            start += n + 1;
+        }
+        memmove(c->in, c->in + start, c->in_len - start);
+        c->in_len -= start;
+        if (c->in_len > cfg.max_line) { /* a line longer than the cap: drop the client */
+            log_line("\"peer\":\"%s\",\"op\":\"read\",\"outcome\":\"line_too_long\"", c->peer);
+            c->closing = true;
+        }
+        if (c->in_cap > 65536 && c->in_len < 16384) { /* give back big buffers */
+            c->in_cap = 65536;
+            c->in = xrealloc(c->in, c->in_cap);
+        }
+        if (c->closing) break;
+    }
+}
+
+static void accept_clients(int lfd, bool tcp) {
+    for (;;) {
+        struct sockaddr_storage sa;
+        socklen_t slen = sizeof sa;
+        int fd = accept4(lfd, (struct sockaddr *)&sa, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) return;
+        struct conn *c = xcalloc(1, sizeof *c);
+        c->fd = fd;
+        c->is_tcp = tcp;
+        c->last_active = now_ms();
+        if (tcp) {
+            char host[64] = "?";
+            struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+            snprintf(c->peer, sizeof c->peer, "tcp:%s:%d", host, ntohs(in->sin_port));
+        } else {
+            struct ucred cred;
+            socklen_t cl = sizeof cred;
+            if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
+                snprintf(c->peer, sizeof c->peer, "uid:%u", (unsigned)cred.uid);
+            else
+                snprintf(c->peer, sizeof c->peer, "uid:?");
+        }
+        c->next = conns;
+        conns = c;
+        nconns++;
+        c->ref = (struct ev_ref){TAG_CONN, c};
+        epoll_add(fd, EPOLLIN | EPOLLRDHUP, &c->ref);
+    }
+}
+
+/* ---------------------------------------------------------------- setup */
+
+static int load_policies(char *err, size_t errlen) {
+    for (const char *const *n = policy_builtin_names(); *n && npolicies < MAX_POLICIES; n++) {
+        if (policy_load(*n, &policies[npolicies].policy, err, errlen)) return -1;
+        npolicies++;
+    }
+    if (cfg.policies_dir) {
+        DIR *d = opendir(cfg.policies_dir);
+        if (!d) {
+            snprintf(err, errlen, "--policies %s: %s", cfg.policies_dir, strerror(errno));
+            return -1;
+        }
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            size_t n = strlen(e->d_name);
+            if (n < 6 || strcmp(e->d_name + n - 5, ".json") != 0) continue;
+            char *path = xasprintf("%s/%s", cfg.policies_dir, e->d_name);
+            struct policy p;
+            int rc = policy_load(path, &p, err, errlen);
+            free(path);
+            if (rc) {
+                closedir(d);
+                return -1;
+            }
+            struct loaded_policy *same = find_policy(p.name);
+            if (same) { /* a file overrides the built-in of the same name */
+                policy_free(&same->policy);
+                same->policy = p;
+            } else if (npolicies < MAX_POLICIES) {
+                policies[npolicies++].policy = p;
+            } else {
+                policy_free(&p);
+            }
+        }
+        closedir(d);
+    }
+    for (int i = 0; i < npolicies; i++)
+        if (syscall_filter_compile(&policies[i].policy.seccomp, &policies[i].filter, err, errlen)) return -1;
+    return 0;
+}
+
+static int listen_unix(const char *path, char *err, size_t errlen) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path) {
+        snprintf(err, errlen, "--socket %s: path too long", path);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    /* Replace a stale socket, but never another kind of file. */
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(err, errlen, "--socket %s: exists and is not a socket", path);
+            return -1;
+        }
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0) {
+            close(probe);
+            snprintf(err, errlen, "--socket %s: another vivd is serving it", path);
+            return -1;
+        }
+        if (probe >= 0) close(probe);
+        unlink(path);
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    mode_t old = umask(0117); /* socket mode 0660 */
+    int rc = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(old);
+    if (rc != 0 || listen(fd, 256) != 0) {
+        snprintf(err, errlen, "--socket %s: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int listen_tcp(const char *addr, char *err, size_t errlen) {
+    char host[64];
+    const char *colon = strrchr(addr, ':');
+    long port;
+    if (!colon || (size_t)(colon - addr) >= sizeof host || parse_long(colon + 1, 1, 65535, &port)) {
+        snprintf(err, errlen, "--tcp %s: expected ADDR:PORT", addr);
+        return -1;
+    }
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = 0;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        snprintf(err, errlen, "--tcp %s: '%s' is not an IPv4 address", addr, host);
+        return -1;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 256) != 0) {
+        snprintf(err, errlen, "--tcp %s: %s", addr, strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static const char usage[] =
+    "usage: vivd --socket PATH [--policies DIR] [--workers N] [--queue N] [--log FILE]\n"
+    "            [--data NAME=PATH] [--idle-ms N] [--grace-ms N] [--max-line-bytes N]\n"
+    "            [--tcp ADDR:PORT --token-file F]\n"
+    "Serves the sandbox RPC (newline-delimited JSON) on a Unix socket (mode 0660).\n"
+    "  --workers N      jobs run at once (default: 2 per core)\n"
+    "  --queue N        requests waiting beyond that; more get \"busy\" (default 64)\n"
+    "  --data NAME=PATH a value for policies' @NAME mounts (e.g. db=genes.sqlite)\n"
+    "  --idle-ms N      close connections idle this long with nothing in flight (default 60000)\n"
+    "  --grace-ms N     on SIGTERM, how long running jobs may finish (default 10000)\n"
+    "  --tcp ADDR:PORT  also listen on TCP; needs --token-file (first line: {\"token\":\"...\"})\n"
+    "  --log FILE       one JSON line per request (default: stderr)\n";
+
+static int parse_args(int argc, char **argv) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg.workers = (int)(cores > 0 ? cores * 2 : 2);
+    cfg.queue_cap = 64;
+    cfg.idle_ms = 60000;
+    cfg.grace_ms = 10000;
+    cfg.max_line = 8u << 20;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(usage, stdout);
+            exit(0);
+        }
+        if (!v) {
+            fprintf(stderr, "vivd: %s: %s (see vivd --help)\n", a, strncmp(a, "--", 2) == 0 ? "needs a value" : "unexpected argument");
+            return -1;
+        }
+        i++;
+        if (strcmp(a, "--socket") == 0) cfg.socket_path = v;
+        else if (strcmp(a, "--policies") == 0) cfg.policies_dir = v;
+        else if (strcmp(a, "--log") == 0) cfg.log_path = v;
+        else if (strcmp(a, "--tcp") == 0) cfg.tcp_addr = v;
+        else if (strcmp(a, "--token-file") == 0) cfg.token_file = v;
+        else if (strcmp(a, "--workers") == 0 && !parse_long(v, 1, 4096, &n)) cfg.workers = (int)n;
+        else if (strcmp(a, "--queue") == 0 && !parse_long(v, 0, 1000000, &n)) cfg.queue_cap = (int)n;
+        else if (strcmp(a, "--idle-ms") == 0 && !parse_long(v, 10, 86400000, &n)) cfg.idle_ms = n;
+        else if (strcmp(a, "--grace-ms") == 0 && !parse_long(v, 0, 3600000, &n)) cfg.grace_ms = n;
+        else if (strcmp(a, "--max-line-bytes") == 0 && !parse_long(v, 1024, 1L << 30, &n)) cfg.max_line = (size_t)n;
+        else if (strcmp(a, "--data") == 0 && cfg.ndata < MAX_DATA && strchr(v, '=') && strchr(v, '=') != v) {
+            char *name = strndup(v, (size_t)(strchr(v, '=') - v));
+            cfg.data[cfg.ndata++] = (struct jail_data){name, strchr(v, '=') + 1};
+        } else {
+            fprintf(stderr, "vivd: %s '%s': unknown option or bad value (see vivd --help)\n", a, v);
+            return -1;
+        }
+    }
+    if (!cfg.socket_path) {
+        fprintf(stderr, "vivd: --socket PATH is required (see vivd --help)\n");
+        return -1;
+    }
+    if (cfg.tcp_addr && !cfg.token_file) {
+        fprintf(stderr, "vivd: --tcp needs --token-file: TCP is never served without a token\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- loop */
+
+static void begin_shutdown(void) {
+    if (stopping) return;
+    stopping = true;
+    stop_deadline = now_ms() + (double)cfg.grace_ms;
+    log_line("\"op\":\"shutdown\",\"running\":%d,\"queued\":%d", nrunning, nqueued);
+    if (listen_fd >= 0) epoll_ctl(epfd, EPOLL_CTL_DEL, listen_fd, NULL), close(listen_fd), listen_fd = -1;
+    if (tcp_fd >= 0) epoll_ctl(epfd, EPOLL_CTL_DEL, tcp_fd, NULL), close(tcp_fd), tcp_fd = -1;
+    unlink(cfg.socket_path);
+    while (queue_head) {
+        struct job *j = queue_head;
+        queue_head = j->next;
+        conn_send_error(j->conn, j->req.id_json, "shutting_down", "vivd is shutting down");
+        if (j->conn) j->conn->jobs--;
+        job_free(j);
+    }
+    queue_tail = NULL;
+    nqueued = 0;
+}
+
+static void handle_signals(void) {
+    struct signalfd_siginfo si;
+    while (read(sigfd, &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo == SIGCHLD) {
+            while (waitpid(-1, NULL, WNOHANG) > 0) {}
+        } else {
+            begin_shutdown();
+        }
+    }
+}
+
+static void tick(void) {
+    double now = now_ms();
+    for (struct conn *c = conns; c; c = c->next)
+        if (c->jobs == 0 && c->out_len == 0 && now - c->last_active > (double)cfg.idle_ms) c->closing = true;
+    if (stopping && now >= stop_deadline) {
+        /* grace is over: cancel what still runs; it is answered as cancelled */
+        for (struct job *j = running; j; j = j->next)
+            if (write(j->fd, "x", 1) < 0) {}
+        stop_deadline = now + 1e9;
+    }
+}
+
+int vivd_main(int argc, char **argv) {
+    signal(SIGPIPE, SIG_IGN);
+    if (parse_args(argc, argv)) return 2;
+    char err[1024];
+    log_file = stderr;
+    if (cfg.log_path && !(log_file = fopen(cfg.log_path, "ae"))) {
+        fprintf(stderr, "vivd: --log %s: %s\n", cfg.log_path, strerror(errno));
+        return 2;
+    }
+    if (load_policies(err, sizeof err)) {
+        fprintf(stderr, "vivd: %s\n", err);
+        return 2;
+    }
+    if (cfg.token_file) {
+        size_t n;
+        char *t = read_file(cfg.token_file, sizeof token - 1, &n, err, sizeof err);
+        if (!t) {
+            fprintf(stderr, "vivd: --token-file %s\n", err);
+            return 2;
+        }
+        while (n && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ')) t[--n] = 0;
+        if (n < 16) {
+            fprintf(stderr, "vivd: --token-file: the token must be at least 16 characters\n");
+            free(t);
+            return 2;
+        }
+        memcpy(token, t, n + 1);
+        free(t);
+    }
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    if ((listen_fd = listen_unix(cfg.socket_path, err, sizeof err)) < 0 ||
+        (cfg.tcp_addr && (tcp_fd = listen_tcp(cfg.tcp_addr, err, sizeof err)) < 0)) {
+        fprintf(stderr, "vivd: %s\n", err);
+        return 2;
+    }
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    epoll_add(listen_fd, EPOLLIN, &listen_ref);
+    if (tcp_fd >= 0) epoll_add(tcp_fd, EPOLLIN, &tcp_ref);
+    epoll_add(sigfd, EPOLLIN, &signal_ref);
+    started_at = now_ms();
+    log_line("\"op\":\"start\",\"socket\":\"%s\",\"workers\":%d,\"queue\":%d,\"policies\":%d%s", cfg.socket_path,
+             cfg.workers, cfg.queue_cap, npolicies, cfg.tcp_addr ? ",\"tcp\":true" : "");
+
+    while (!(stopping && nrunning == 0 && nqueued == 0)) {
+        struct epoll_event evs[64];
+        int n = epoll_wait(epfd, evs, 64, 200);
+        for (int i = 0; i < n; i++) {
+            struct ev_ref *ref = evs[i].data.ptr;
+            switch (ref->tag) {
+            case TAG_LISTEN: accept_clients(listen_fd, false); break;
+            case TAG_TCP: accept_clients(tcp_fd, true); break;
+            case TAG_SIGNAL: handle_signals(); break;
+            case TAG_JOB: job_readable(ref->ptr); break;
+            case TAG_CONN: {
+                struct conn *c = ref->ptr;
+                if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn_readable(c);
+                break;
+            }
+            }
+        }
+        tick();
+        /* flush output; close finished or broken connections */
+        for (struct conn *c = conns, *next; c; c = next) {
+            next = c->next;
+            if (c->out_len) conn_flush(c);
+            if (c->closing) {
+                conn_close(c);
+                continue;
+            }
+            bool want = c->out_len > 0;
+            if (want != c->want_out) { /* wake up when the client can take more */
+                struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0u), .data.ptr = &c->ref};
+                epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+                c->want_out = want;
+            }
+        }
+    }
+    /* last answers: give each client up to a second to take them */
+    for (struct conn *c = conns; c; c = c->next) {
+        int fl = fcntl(c->fd, F_GETFL);
+        fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
+        struct timeval tv = {1, 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        conn_flush(c);
+    }
+    log_line("\"op\":\"stop\",\"requests\":%ld,\"completed\":%ld", stats.requests, stats.completed);
+    return 0;
+}
