@@ -66,9 +66,13 @@ $(BUILD)/asan/viv: $(ASAN_OBJ) $(BUILD)/asan/rl/viv.o
 $(BUILD)/asan/vivd: $(ASAN_OBJ) $(BUILD)/asan/sandbox/vivd_main.o
 	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ $^ $(ASAN_LIBS)
 
-TEST_BINS := $(BUILD)/test/unit_tests $(BUILD)/test/attack_tests
+TEST_BINS := $(BUILD)/test/unit_tests $(BUILD)/test/attack_tests $(BUILD)/test/vivd_tests
 
 $(BUILD)/test/unit_tests: test/unit/unit_tests.c test/harness.h $(ASAN_OBJ)
+	@mkdir -p $(@D)
+	$(ASAN_CC) $(ASAN_CFLAGS) -Isandbox -o $@ $< $(ASAN_OBJ) $(ASAN_LIBS)
+
+$(BUILD)/test/vivd_tests: test/vivd/vivd_tests.c test/harness.h $(ASAN_OBJ)
 	@mkdir -p $(@D)
 	$(ASAN_CC) $(ASAN_CFLAGS) -Isandbox -o $@ $< $(ASAN_OBJ) $(ASAN_LIBS)
 

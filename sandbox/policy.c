@@ -300,11 +300,12 @@ static int parse_limits(struct parse_ctx *c, const cJSON *root, struct policy *p
         if (!spec) return fail(c, key, "unknown key");
         for (const cJSON *o = lim->child; o != it; o = o->next)
             if (strcmp(o->string, it->string) == 0) return fail(c, key, "duplicate key");
-        double v = cJSON_IsNumber(it) ? it->valuedouble : -1e300;
-        if (!cJSON_IsNumber(it) || v != (double)(long)v)
-            return fail(c, key, "must be an integer");
-        if (v < spec->min || v > spec->max)
+        if (!cJSON_IsNumber(it)) return fail(c, key, "must be an integer");
+        double v = it->valuedouble;
+        /* range first: converting an out-of-range double to long is undefined */
+        if (!(v >= (double)spec->min && v <= (double)spec->max))
             return fail(c, key, "%.0f is out of range [%ld, %ld]", v, spec->min, spec->max);
+        if (v != (double)(long)v) return fail(c, key, "must be an integer");
         *(long *)((char *)&p->limits + spec->offset) = (long)v;
     }
     if (p->limits.timeout_ms > p->limits.timeout_ms_max)

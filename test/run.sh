@@ -3,6 +3,8 @@
 #
 #   unit      policy parsing, JSON output, helpers (ASan + UBSan build)
 #   cli       viv run / viv policy as a user meets them (static bin/viv)
+#   vivd      the daemon: protocol, abuse, cancellation, drain, load (ASan and static)
+#   python-client  the stdlib Python client against a fake server
 #   fuzz      a short libFuzzer run of each target in test/fuzz
 #   attack    hostile jobs against the jail, twice: the ASan + UBSan build of
 #             viv (catches memory errors in the supervisor and init while
@@ -19,7 +21,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(unit cli attack-asan attack-static fuzz)
+[ ${#suites[@]} -eq 0 ] && suites=(unit cli attack-asan attack-static vivd-asan vivd-static python-client fuzz)
 
 run_suite() {
   local name=$1; shift
@@ -48,6 +50,15 @@ fuzz_smoke() {
   rm -rf "$corpus" "$corpus.log"
 }
 
+# unittest -v lines ("test_x (mod.Class) ... ok") in the harness's format.
+python_suite() {
+  python3 "$1" -v 2>&1 | sed -E \
+    -e 's/^(test[^ ]*) \(([^)]*)\)( [^.]*)?\.\.\. ok$/ok - python \2.\1/' \
+    -e 's/^(test[^ ]*) \(([^)]*)\)( [^.]*)?\.\.\. (FAIL|ERROR)$/not ok - python \2.\1: \4 (details above)/' \
+    -e 's/^(test[^ ]*) \(([^)]*)\)( [^.]*)?\.\.\. skipped (.*)$/skip - python \2.\1: \4/'
+  return "${PIPESTATUS[0]}"
+}
+
 for s in "${suites[@]}"; do
   case "$s" in
     unit) run_suite unit build/test/unit_tests ;;
@@ -55,7 +66,13 @@ for s in "${suites[@]}"; do
     attack-asan) run_suite attack-asan env VIV=build/asan/viv build/test/attack_tests ;;
     attack-static) run_suite attack-static env VIV=bin/viv build/test/attack_tests ;;
     fuzz) run_suite fuzz fuzz_smoke fuzz_policy policies ;;
-    *) echo "unknown suite '$s' (unit, cli, attack-asan, attack-static, fuzz)"; exit 2 ;;
+    vivd-asan) run_suite vivd-asan env VIVD=build/asan/vivd \
+                 TEST_SKIP="load_8_clients_10000_requests: 1,000 forks of an ASan daemon outrun the test's deadlines; the load test runs in vivd-static" \
+                 build/test/vivd_tests ;;
+    vivd-static) run_suite vivd-static env VIVD=bin/vivd build/test/vivd_tests ;;
+    python-client) run_suite python-client python_suite test/python/test_client.py
+                   run_suite python-vivd python_suite test/python/test_client_vivd.py ;;
+    *) echo "unknown suite '$s' (unit, cli, attack-asan, attack-static, vivd-asan, vivd-static, python-client, fuzz)"; exit 2 ;;
   esac
 done
 

@@ -1,7 +1,8 @@
 """Agent tool: run Python in the vivarium sandbox via vivd (paste into a framework).
 
 run_python(code) is stateless; PythonSession().run(code) keeps variables
-between calls.  Set VIVD_SOCKET to the daemon's socket path.
+between calls.  vivd's socket: $VIV_SOCKET, else the default (see
+vivarium_client.default_socket).
 """
 import os
 
@@ -14,7 +15,7 @@ _client = None
 def _vivd() -> Client:
     global _client  # one connection shared by every call; Client is thread-safe
     if _client is None:
-        _client = Client(os.environ.get("VIVD_SOCKET", "/run/vivd/vivd.sock"))
+        _client = Client()  # $VIV_SOCKET or the default socket
     return _client
 
 

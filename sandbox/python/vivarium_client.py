@@ -58,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import os
 import socket
 import threading
 from typing import Any
@@ -127,9 +128,19 @@ def _split_hostport(addr: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def default_socket() -> str:
+    """Where vivd listens unless told otherwise (the same rule as the C client):
+    $VIV_SOCKET, else $XDG_RUNTIME_DIR/vivd.sock, else /tmp/vivd-<uid>.sock."""
+    if os.environ.get("VIV_SOCKET"):
+        return os.environ["VIV_SOCKET"]
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return os.path.join(os.environ["XDG_RUNTIME_DIR"], "vivd.sock")
+    return f"/tmp/vivd-{os.getuid()}.sock"
+
+
 def _check_endpoint(socket_path: str | None, tcp: str | None, token: str | None) -> None:
-    if (socket_path is None) == (tcp is None):
-        raise ValueError("give exactly one of socket_path or tcp")
+    if socket_path is not None and tcp is not None:
+        raise ValueError("give at most one of socket_path or tcp")
     if tcp is not None and token is None:
         raise ValueError("a TCP connection to vivd needs a token")
 
@@ -242,6 +253,8 @@ class Client(_Base):
                  deadline_margin: float = DEFAULT_DEADLINE_MARGIN,
                  max_line_bytes: int = MAX_LINE_BYTES):
         _check_endpoint(socket_path, tcp, token)
+        if socket_path is None and tcp is None:
+            socket_path = default_socket()
         super().__init__(timeout, deadline_margin, max_line_bytes)
         # Guards _pending, _next_id and _dead together, so a request can never be
         # registered after the reader has failed everything and exited.
@@ -358,8 +371,9 @@ class Client(_Base):
             if fut.cancel():  # the cancel callback forgets the id
                 raise TimeoutError(f"no response from vivd to {op} request "
                                    f"{fut.request_id} within {wait:.3g} s") from None
-            # The answer arrived just as the wait expired; it is being delivered.
-            return fut.result()
+            # The answer arrived just as the wait expired and is being delivered
+            # right now; the bound only guards against a wedged reader.
+            return fut.result(timeout=1.0)
 
     # -- API ----------------------------------------------------------------
 
@@ -403,7 +417,10 @@ class Client(_Base):
             pass
         if threading.current_thread() is not self._reader:
             self._reader.join(timeout=5.0)
-        self._rfile.close()
+        # Closing the buffered reader waits for its lock, which a reader thread
+        # still stuck in recv holds; the socket close alone cannot block.
+        if not self._reader.is_alive():
+            self._rfile.close()
         self._sock.close()
 
     def __enter__(self) -> "Client":
@@ -436,6 +453,8 @@ class AsyncClient(_Base):
                       deadline_margin: float = DEFAULT_DEADLINE_MARGIN,
                       max_line_bytes: int = MAX_LINE_BYTES) -> "AsyncClient":
         _check_endpoint(socket_path, tcp, token)
+        if socket_path is None and tcp is None:
+            socket_path = default_socket()
         connect_timeout = timeout if timeout is not None else _CONNECT_TIMEOUT
         # The stream limit is what turns an over-long line into LimitOverrunError.
         if tcp is not None:

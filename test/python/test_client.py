@@ -337,7 +337,7 @@ class SyncClientTest(ServerTest, unittest.TestCase):
                 self.client.exec("python", "hang")  # no deadline at all
             except BaseException as e:
                 outcome["err"] = e
-        t = threading.Thread(target=blocked)
+        t = threading.Thread(target=blocked, daemon=True)
         t.start()
         self.server.wait_requests(4)
         t0 = time.monotonic()
@@ -378,7 +378,7 @@ class SyncClientTest(ServerTest, unittest.TestCase):
         self.assertTrue(client.ping()["ok"])
 
     def test_oversized_line_is_an_error(self):
-        client = Client(self.server.address, max_line_bytes=1024)
+        client = Client(self.server.address, max_line_bytes=1024, deadline_margin=0.5)
         self.addCleanup(client.close)
         with self.assertRaises(ProtocolError) as cm:
             client.exec("python", "big", timeout_ms=1000)
@@ -425,7 +425,9 @@ class SyncClientTest(ServerTest, unittest.TestCase):
             c.ping()
 
     def test_argument_checks(self):
-        with self.assertRaises(ValueError):
+        os.environ["VIV_SOCKET"] = "/nonexistent/vivd.sock"  # Client() uses the default socket
+        self.addCleanup(os.environ.pop, "VIV_SOCKET", None)
+        with self.assertRaises(FileNotFoundError):
             Client()
         with self.assertRaises(ValueError):
             Client(self.server.address, tcp="127.0.0.1:1", token="t")
@@ -540,7 +542,8 @@ class AsyncClientTest(ServerTest, unittest.IsolatedAsyncioTestCase):
             await client.close()
 
     async def test_oversized_line(self):
-        client = await AsyncClient.connect(self.server.address, max_line_bytes=1024)
+        client = await AsyncClient.connect(self.server.address, max_line_bytes=1024,
+                                           deadline_margin=0.5)
         try:
             with self.assertRaises(ProtocolError):
                 await client.exec("python", "big", timeout_ms=1000)
@@ -574,7 +577,8 @@ class ExampleToolTest(ServerTest, unittest.TestCase):
 
     def setUp(self):
         self.server = self.make_server()
-        os.environ["VIVD_SOCKET"] = self.server.address
+        os.environ["VIV_SOCKET"] = self.server.address
+        self.addCleanup(os.environ.pop, "VIV_SOCKET", None)
         import example_agent_tool
         self.tool = example_agent_tool
         self.tool._reset()

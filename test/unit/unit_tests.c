@@ -97,6 +97,7 @@ static void test_rejects_out_of_range_limits(void) {
     REJECTS(VALID_HEAD VALID_SECCOMP ",\"limits\":{\"pids\":0}}", "limits.pids: 0 is out of range");
     REJECTS(VALID_HEAD VALID_SECCOMP ",\"limits\":{\"timeout_ms\":99999999}}", "out of range");
     REJECTS(VALID_HEAD VALID_SECCOMP ",\"limits\":{\"pids\":2.5}}", "must be an integer");
+    REJECTS(VALID_HEAD VALID_SECCOMP ",\"limits\":{\"pids\":1e300}}", "out of range");
     REJECTS(VALID_HEAD VALID_SECCOMP ",\"limits\":{\"pids\":\"8\"}}", "must be an integer");
     REJECTS(VALID_HEAD VALID_SECCOMP ",\"limits\":{\"timeout_ms\":5000,\"timeout_ms_max\":1000}}", "exceeds limits.timeout_ms_max");
 }
