@@ -80,7 +80,7 @@ $(BUILD)/test/attack_tests: test/attack/attack_tests.c test/harness.h
 	@mkdir -p $(@D)
 	$(ASAN_CC) -std=gnu11 -O1 -g -Wall -Wno-format-truncation -o $@ $< -lcjson
 
-tests: $(TEST_BINS) $(BUILD)/asan/viv $(BUILD)/asan/vivd $(BUILD)/fuzz/fuzz_policy
+tests: $(TEST_BINS) $(BUILD)/asan/viv $(BUILD)/asan/vivd $(BUILD)/fuzz/fuzz_policy $(BUILD)/fuzz/fuzz_request
 
 clean:
 	rm -rf $(BUILD) bin
@@ -97,5 +97,9 @@ $(BUILD)/fuzz/fuzz_policy: test/fuzz/fuzz_policy.c $(FUZZ_SRC) $(HEADERS)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC) -lseccomp -lcjson -lm
 
-fuzz: $(BUILD)/fuzz/fuzz_policy
+$(BUILD)/fuzz/fuzz_request: test/fuzz/fuzz_request.c sandbox/rpc.c sandbox/util.c sandbox/json_writer.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< sandbox/rpc.c sandbox/util.c sandbox/json_writer.c -lcjson -lm
+
+fuzz: $(BUILD)/fuzz/fuzz_policy $(BUILD)/fuzz/fuzz_request
 .PHONY: fuzz

@@ -65,7 +65,8 @@ for s in "${suites[@]}"; do
     cli) run_suite cli test/cli/cli_tests.sh bin/viv ;;
     attack-asan) run_suite attack-asan env VIV=build/asan/viv build/test/attack_tests ;;
     attack-static) run_suite attack-static env VIV=bin/viv build/test/attack_tests ;;
-    fuzz) run_suite fuzz fuzz_smoke fuzz_policy policies ;;
+    fuzz) run_suite fuzz fuzz_smoke fuzz_policy policies
+          run_suite fuzz fuzz_smoke fuzz_request test/fuzz/seeds_request ;;
     vivd-asan) run_suite vivd-asan env VIVD=build/asan/vivd \
                  TEST_SKIP="load_8_clients_10000_requests: 1,000 forks of an ASan daemon outrun the test's deadlines; the load test runs in vivd-static" \
                  build/test/vivd_tests ;;
