@@ -124,6 +124,13 @@ static int fail(struct parse_ctx *c, const char *key, const char *fmt, ...) {
     return -1;
 }
 
+/* Does it's key appear earlier in obj? (cJSON keeps both copies of a repeated key.) */
+static int repeats_earlier_key(const cJSON *obj, const cJSON *it) {
+    for (const cJSON *o = obj->child; o != it; o = o->next)
+        if (strcmp(o->string, it->string) == 0) return 1;
+    return 0;
+}
+
 /* Every key of `obj` must be in `allowed`, and none may repeat. */
 static int check_keys(struct parse_ctx *c, const cJSON *obj, const char *path,
                       const char *const *allowed) {
@@ -134,8 +141,7 @@ static int check_keys(struct parse_ctx *c, const cJSON *obj, const char *path,
         for (const char *const *a = allowed; *a; a++)
             if (strcmp(*a, it->string) == 0) known = 1;
         if (!known) return fail(c, key, "unknown key");
-        for (const cJSON *o = obj->child; o != it; o = o->next)
-            if (strcmp(o->string, it->string) == 0) return fail(c, key, "duplicate key");
+        if (repeats_earlier_key(obj, it)) return fail(c, key, "duplicate key");
     }
     return 0;
 }
@@ -233,8 +239,7 @@ static int parse_env(struct parse_ctx *c, const cJSON *root, struct policy *p) {
                 strlen(k))
             return fail(c, key, "not a valid variable name");
         if (!cJSON_IsString(it)) return fail(c, key, "must be a string");
-        for (const cJSON *o = env->child; o != it; o = o->next)
-            if (strcmp(o->string, k) == 0) return fail(c, key, "duplicate key");
+        if (repeats_earlier_key(env, it)) return fail(c, key, "duplicate key");
         if (p->nenv == POLICY_MAX_ENV) return fail(c, "env", "more than %d variables", POLICY_MAX_ENV);
         p->env[p->nenv++] = xasprintf("%s=%s", k, it->valuestring);
     }
@@ -298,8 +303,7 @@ static int parse_limits(struct parse_ctx *c, const cJSON *root, struct policy *p
         for (size_t i = 0; i < n; i++)
             if (strcmp(limit_specs[i].key, it->string) == 0) spec = &limit_specs[i];
         if (!spec) return fail(c, key, "unknown key");
-        for (const cJSON *o = lim->child; o != it; o = o->next)
-            if (strcmp(o->string, it->string) == 0) return fail(c, key, "duplicate key");
+        if (repeats_earlier_key(lim, it)) return fail(c, key, "duplicate key");
         if (!cJSON_IsNumber(it)) return fail(c, key, "must be an integer");
         double v = it->valuedouble;
         /* range first: converting an out-of-range double to long is undefined */

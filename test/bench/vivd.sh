@@ -16,16 +16,7 @@ trap 'kill $(cat "$tmp/pid" 2>/dev/null) 2>/dev/null; rm -rf "$tmp"' EXIT
 bin/vivd --socket "$tmp/vivd.sock" --log "$tmp/log" & echo $! >"$tmp/pid"
 for _ in $(seq 100); do [ -S "$tmp/vivd.sock" ] && break; sleep 0.05; done
 
-links=()
-for d in bin sbin lib lib64 lib32 libx32; do
-  if [ -L "/$d" ]; then links+=(--symlink "$(readlink "/$d")" "/$d"); elif [ -d "/$d" ]; then links+=(--ro-bind "/$d" "/$d"); fi
-done
-etc=()
-[ -e /etc/alternatives ] && etc+=(--ro-bind /etc/alternatives /etc/alternatives)
-[ -e /etc/ld.so.cache ] && etc+=(--ro-bind /etc/ld.so.cache /etc/ld.so.cache)
-BWRAP=(bwrap --unshare-all --unshare-user --die-with-parent --new-session --ro-bind /usr /usr "${links[@]}" "${etc[@]}"
-       --proc /proc --dev /dev --tmpfs /tmp --tmpfs /work --chdir /work --clearenv --setenv PATH /usr/bin:/bin
-       --setenv OPENBLAS_NUM_THREADS 1)
+. test/bench/bwrap_args.sh
 PANDAS='import pandas as pd; print(pd.DataFrame({"a":[1,2]}).sum())'
 
 python3 - "$tmp/vivd.sock" "$N" "$PANDAS" build/bench/vivd.jsonl "${BWRAP[@]}" <<'PY'
