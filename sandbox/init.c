@@ -155,8 +155,9 @@ static void exec_job(const struct init_context *ctx, const struct sock_fprog *fi
         what = "setsid";
         goto fail;
     }
-    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(ctx->out_fd, 1) < 0 || dup2(ctx->err_fd, 2) < 0) {
+    const char *in_path = ctx->policy->stdin_path ? ctx->policy->stdin_path : "/dev/null";
+    int in = open(in_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (in < 0 || dup2(in, 0) < 0 || dup2(ctx->out_fd, 1) < 0 || dup2(ctx->err_fd, 2) < 0) {
         what = "set up stdio";
         goto fail;
     }

@@ -208,6 +208,15 @@ static int parse_code_path(struct parse_ctx *c, const cJSON *root, struct policy
     return 0;
 }
 
+/* "stdin": a file inside the jail the job reads as its standard input (the
+ * sql tool reads its query this way: sqlite3's -safe mode refuses .read). */
+static int parse_stdin(struct parse_ctx *c, const cJSON *root, struct policy *p) {
+    if (get_string(c, root, "stdin", &p->stdin_path, 0)) return -1;
+    if (p->stdin_path && !is_clean_abs_path(p->stdin_path))
+        return fail(c, "stdin", "'%s' must be a clean absolute path inside the jail", p->stdin_path);
+    return 0;
+}
+
 static int parse_preload(struct parse_ctx *c, const cJSON *root, struct policy *p) {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "preload");
     if (!arr) return 0;
@@ -400,8 +409,8 @@ static int parse_seccomp(struct parse_ctx *c, const cJSON *root, struct policy *
 
 int policy_parse(const char *json, size_t len, const char *origin, struct policy *p, char *err,
                  size_t errlen) {
-    static const char *const keys[] = {"name", "description", "command", "code_path", "preload",
-                                       "env", "mounts", "limits", "seccomp", "network", NULL};
+    static const char *const keys[] = {"name", "description", "command", "code_path", "stdin",
+                                       "preload", "env", "mounts", "limits", "seccomp", "network", NULL};
     struct parse_ctx c = {origin, err, errlen};
     memset(p, 0, sizeof *p);
     p->origin = xstrdup(origin);
@@ -431,7 +440,8 @@ int policy_parse(const char *json, size_t len, const char *origin, struct policy
         fail(&c, "network", "'%s': the only network a jail has is \"none\"", network);
         goto out;
     }
-    if (parse_command(&c, root, p) || parse_code_path(&c, root, p) || parse_preload(&c, root, p) ||
+    if (parse_command(&c, root, p) || parse_code_path(&c, root, p) || parse_stdin(&c, root, p) ||
+        parse_preload(&c, root, p) ||
         parse_env(&c, root, p) || parse_mounts(&c, root, p) || parse_limits(&c, root, p) ||
         parse_seccomp(&c, root, p))
         goto out;
@@ -480,6 +490,7 @@ void policy_free(struct policy *p) {
     free(p->origin);
     for (int i = 0; i < p->argc; i++) free(p->argv[i]);
     free(p->code_path);
+    free(p->stdin_path);
     for (int i = 0; i < p->npreload; i++) free(p->preload[i]);
     for (int i = 0; i < p->nenv; i++) free(p->env[i]);
     for (int i = 0; i < p->nmounts; i++) {
@@ -499,6 +510,7 @@ char *policy_to_json(const struct policy *p) {
     if (p->description) cJSON_AddStringToObject(o, "description", p->description);
     cJSON_AddItemToObject(o, "command", cJSON_CreateStringArray((const char *const *)p->argv, p->argc));
     if (p->code_path) cJSON_AddStringToObject(o, "code_path", p->code_path);
+    if (p->stdin_path) cJSON_AddStringToObject(o, "stdin", p->stdin_path);
     cJSON_AddItemToObject(o, "preload", cJSON_CreateStringArray((const char *const *)p->preload, p->npreload));
     cJSON *env = cJSON_AddObjectToObject(o, "env");
     for (int i = 0; i < p->nenv; i++) {

@@ -67,6 +67,7 @@ struct policy {
     int argc;
     char *argv[POLICY_MAX_ARGV + 1]; /* NULL-terminated */
     char *code_path;                 /* where the code text is written inside, or NULL */
+    char *stdin_path;                /* the job's stdin, opened inside the jail; NULL = /dev/null */
     int npreload;
     char *preload[POLICY_MAX_PRELOAD];
     int nenv;

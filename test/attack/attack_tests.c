@@ -962,6 +962,40 @@ static void test_killed_supervisor_takes_the_job_down(void) {
     job_free(&a);
 }
 
+static void test_sql_tool_stays_a_query(void) {
+    /* The sqlite3 shell has dot-commands that run programs or write files;
+     * the sql policy runs it in safe mode on an immutable, read-only file. */
+    char db[128];
+    snprintf(db, sizeof db, "/tmp/viv-sql-%d.db", (int)getpid());
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "python3 -c \"import sqlite3; c=sqlite3.connect('%s'); c.execute('create table t(a)'); c.execute('insert into t values(7)'); c.commit()\" && chmod 644 %s", db, db);
+    CHECK(system(cmd) == 0, "could not create the test database");
+    const char *attacks[] = {
+        ".shell echo PWNED", ".system echo PWNED", ".output /work/out.txt\nselect 'PWNED';",
+        "ATTACH DATABASE '/tmp/evil.db' AS e; create table e.x(a);", "select load_extension('/usr/lib/x86_64-linux-gnu/libz.so.1');",
+        "insert into t values(8);", "pragma journal_mode=wal; delete from t;", ".read /etc/passwd", ".import /etc/passwd t",
+    };
+    for (size_t i = 0; i < sizeof attacks / sizeof *attacks; i++) {
+        struct job j;
+        run_code(&j, "sql", attacks[i], (const char *const[]){"--db", db, NULL});
+        CHECK_RAN(&j);
+        int refused = jnum(&j, "exit_code") != 0 && strstr(jstr(&j, "stdout"), "PWNED") == NULL;
+        char out[600];
+        snprintf(out, sizeof out, "%.250s | %.250s", jstr(&j, "stdout"), jstr(&j, "stderr"));
+        job_free(&j);
+        if (!refused) {
+            unlink(db);
+            FAIL("'%s' was not refused: %s", attacks[i], out);
+        }
+    }
+    struct job ok;
+    run_code(&ok, "sql", "select a from t;", (const char *const[]){"--db", db, NULL});
+    unlink(db);
+    CHECK_RAN(&ok);
+    CHECK(strcmp(jstr(&ok, "stdout"), "a\n7\n") == 0, "the database changed or the query failed: %s %s", jstr(&ok, "stdout"), jstr(&ok, "stderr"));
+    job_free(&ok);
+}
+
 static void test_limits_reported(void) {
     struct job j;
     run_code(&j, "shell", "true", NULL);
@@ -1016,7 +1050,7 @@ int main(int argc, char **argv) {
         T(no_controlling_terminal_and_own_session), T(concurrent_jobs_isolated),
         T(sysv_ipc_neither_crosses_nor_outlives), T(file_locks_neither_cross_nor_outlive),
         T(limits_reported), T(pids_cgroup_or_rlimit_binds_threads),
-        T(killed_supervisor_takes_the_job_down),
+        T(killed_supervisor_takes_the_job_down), T(sql_tool_stays_a_query),
 #undef T
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
