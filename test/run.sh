@@ -6,9 +6,10 @@
 #   vivd      the daemon: protocol, abuse, cancellation, drain, load (ASan and static)
 #   python-client  the stdlib Python client against a fake server
 #   fuzz      a short libFuzzer run of each target in test/fuzz
-#   attack    hostile jobs against the jail, twice: the ASan + UBSan build of
+#   attack    hostile jobs against the jail, three times: the ASan + UBSan build of
 #             viv (catches memory errors in the supervisor and init while
-#             they are attacked) and the static bin/viv that users run
+#             they are attacked) and the static bin/viv that users run, and
+#             (attack-rootless) the static binary run by an unprivileged user
 #
 # Each suite prints "ok - ...", "not ok - ..." or "skip - ..." lines; the
 # last line here is "N passed, N failed, N skipped". Exit status 1 on any
@@ -21,7 +22,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(unit cli attack-asan attack-static vivd-asan vivd-static python-client fuzz)
+[ ${#suites[@]} -eq 0 ] && suites=(unit cli attack-asan attack-static attack-rootless vivd-asan vivd-static python-client fuzz)
 
 run_suite() {
   local name=$1; shift
@@ -50,6 +51,20 @@ fuzz_smoke() {
   rm -rf "$corpus" "$corpus.log"
 }
 
+# The attack suite again as an unprivileged user (nobody), when we are root:
+# the rootless path (caller's own uid mapped, no cgroups) must hold as well.
+attack_unprivileged() {
+  if [ "$(id -u)" != 0 ] || ! command -v setpriv >/dev/null; then
+    echo "skip - attack suite as nobody: needs root and setpriv to switch users"; return 0
+  fi
+  local d; d=$(mktemp -d); chmod 755 "$d"
+  cp bin/viv build/test/attack_tests "$d/"
+  (cd "$d" && setpriv --reuid=65534 --regid=65534 --clear-groups env HOME="$d" VIV="$d/viv" ./attack_tests)
+  local rc=$?
+  rm -rf "$d"
+  return $rc
+}
+
 # unittest -v lines ("test_x (mod.Class) ... ok") in the harness's format.
 python_suite() {
   python3 "$1" -v 2>&1 | sed -E \
@@ -65,6 +80,7 @@ for s in "${suites[@]}"; do
     cli) run_suite cli test/cli/cli_tests.sh bin/viv ;;
     attack-asan) run_suite attack-asan env VIV=build/asan/viv build/test/attack_tests ;;
     attack-static) run_suite attack-static env VIV=bin/viv build/test/attack_tests ;;
+    attack-rootless) run_suite attack-rootless attack_unprivileged ;;
     fuzz) run_suite fuzz fuzz_smoke fuzz_policy policies
           run_suite fuzz fuzz_smoke fuzz_request test/fuzz/seeds_request ;;
     vivd-asan) run_suite vivd-asan env VIVD=build/asan/vivd \
@@ -73,7 +89,7 @@ for s in "${suites[@]}"; do
     vivd-static) run_suite vivd-static env VIVD=bin/vivd build/test/vivd_tests ;;
     python-client) run_suite python-client python_suite test/python/test_client.py
                    run_suite python-vivd python_suite test/python/test_client_vivd.py ;;
-    *) echo "unknown suite '$s' (unit, cli, attack-asan, attack-static, vivd-asan, vivd-static, python-client, fuzz)"; exit 2 ;;
+    *) echo "unknown suite '$s' (unit, cli, attack-asan, attack-static, attack-rootless, vivd-asan, vivd-static, python-client, fuzz)"; exit 2 ;;
   esac
 done
 
