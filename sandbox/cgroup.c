@@ -15,7 +15,10 @@
 #define _GNU_SOURCE
 #include "cgroup.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -102,7 +105,29 @@ static int own_path(const char *controller, char *out, size_t outlen) {
 
 static unsigned long job_counter;
 
-static int make_job_dir(const char *mnt, const char *own, char *out, size_t outlen) {
+/* A supervisor killed with SIGKILL cannot remove its job's cgroup. Each new
+ * job removes such leftovers: "viv-PID-N" directories whose PID is gone
+ * (rmdir fails harmlessly on a cgroup that still has tasks). */
+static void sweep_stale(const char *parent) {
+    DIR *d = opendir(parent);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int pid;
+        unsigned long n;
+        if (sscanf(e->d_name, "viv-%d-%lu", &pid, &n) != 2 || pid <= 0) continue;
+        if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+        char path[1400];
+        snprintf(path, sizeof path, "%s/%s", parent, e->d_name);
+        rmdir(path);
+    }
+    closedir(d);
+}
+
+static int make_job_dir(const char *mnt, const char *own, char *out, size_t outlen, bool *swept) {
+    char parent[1100];
+    snprintf(parent, sizeof parent, "%s%s", mnt, own);
+    if (!*swept) sweep_stale(parent), *swept = true; /* once per process and hierarchy */
     snprintf(out, outlen, "%s%s/viv-%d-%lu", mnt, own, (int)getpid(), job_counter++);
     if (mkdir(out, 0755) == 0) return 0;
     int e = errno;
@@ -128,7 +153,8 @@ static int try_v2(struct job_cgroup *cg, long memory_mb, long pids) {
     if (!strstr(ctrl, " memory ") || !strstr(ctrl, " pids ")) return -1;
     write_text(parent, "cgroup.subtree_control", "+memory +pids"); /* may already be on */
     char dir[512];
-    if (make_job_dir(mnt, own, dir, sizeof dir)) return -1;
+    static bool swept;
+    if (make_job_dir(mnt, own, dir, sizeof dir, &swept)) return -1;
     char val[64];
     snprintf(val, sizeof val, "%ld", memory_mb * 1024 * 1024);
     if (write_text(dir, "memory.max", val) || write_text(dir, "pids.max", (snprintf(val, sizeof val, "%ld", pids), val))) {
@@ -142,13 +168,13 @@ static int try_v2(struct job_cgroup *cg, long memory_mb, long pids) {
 }
 
 static void try_v1(const char *controller, char *out, size_t outlen, const char *file,
-                   long value, char *notes, size_t noteslen) {
+                   long value, bool *swept, char *notes, size_t noteslen) {
     char mnt[1024], own[1024];
     if (find_mount(controller, mnt, sizeof mnt) || own_path(controller, own, sizeof own)) {
         notes_add(notes, noteslen, "cgroup %s: no hierarchy for it on this host", controller);
         return;
     }
-    if (make_job_dir(mnt, own, out, outlen)) {
+    if (make_job_dir(mnt, own, out, outlen, swept)) {
         notes_add(notes, noteslen, "cgroup %s: cannot create a job cgroup under %s%s: %s",
                   controller, mnt, own, strerror(errno));
         return;
@@ -168,9 +194,10 @@ void cgroup_create(struct job_cgroup *cg, long memory_mb, long pids, char *notes
                    size_t noteslen) {
     memset(cg, 0, sizeof *cg);
     if (try_v2(cg, memory_mb, pids) == 0) return;
+    static bool swept_memory, swept_pids;
     try_v1("memory", cg->memory, sizeof cg->memory, "memory.limit_in_bytes",
-           memory_mb * 1024 * 1024, notes, noteslen);
-    try_v1("pids", cg->pids, sizeof cg->pids, "pids.max", pids, notes, noteslen);
+           memory_mb * 1024 * 1024, &swept_memory, notes, noteslen);
+    try_v1("pids", cg->pids, sizeof cg->pids, "pids.max", pids, &swept_pids, notes, noteslen);
 }
 
 void cgroup_attach(struct job_cgroup *cg, pid_t pid, char *notes, size_t noteslen) {

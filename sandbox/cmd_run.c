@@ -7,12 +7,16 @@
  *   with --json: 0 whenever the job ran, whatever its own outcome (read
  *   exit_code / signal / timed_out in the object)
  *   without --json: the job's exit status; 128+N if signal N ended it;
- *   124 if the deadline did (like timeout(1)), with one line on stderr.
+ *   124 if the deadline did (like timeout(1)), with one line on stderr;
+ *   130 if viv itself was interrupted (SIGINT, SIGTERM, SIGHUP): the job is
+ *   killed and its cgroups removed first (with --json: "cancelled":true).
  */
 #define _GNU_SOURCE
 #include "cmds.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +76,25 @@ static char *read_code(const char *path, size_t *len) {
     char *text = read_file(path, 64u << 20, len, err, sizeof err);
     if (!text) fprintf(stderr, "viv run: code: %s\n", err);
     return text;
+}
+
+/* Ctrl-C or kill: the handler writes to a pipe that is the job's cancel_fd,
+ * so the supervisor kills the jail, removes its cgroups and reports. */
+static int cancel_pipe[2] = {-1, -1};
+static void on_signal(int sig) {
+    char c = (char)sig;
+    if (write(cancel_pipe[1], &c, 1) < 0) {}
+}
+
+static void install_cancel_handlers(void) {
+    if (pipe2(cancel_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
 }
 
 int cmd_run(int argc, char **argv) {
@@ -185,9 +208,10 @@ int cmd_run(int argc, char **argv) {
         for (int k = 1; k < n; k++) run_argv[k] = cmd[k];
     }
 
+    install_cancel_handlers();
     struct jail_spec spec = {.policy = &pol, .argv = run_argv, .code = code, .code_len = code_len,
                              .timeout_ms = timeout_ms, .memory_mb = mem_mb, .data = data, .ndata = ndata,
-                             .filter = NULL, .cancel_fd = -1};
+                             .filter = NULL, .cancel_fd = cancel_pipe[0]};
     struct jail_result res;
     int rc;
     if (jail_run(&spec, &res, err, sizeof err) != 0) {
@@ -213,6 +237,9 @@ int cmd_run(int argc, char **argv) {
         if (res.timed_out) {
             fprintf(stderr, "viv run: job killed at its %ld ms deadline\n", timeout_ms ? timeout_ms : pol.limits.timeout_ms);
             rc = 124;
+        } else if (res.cancelled) {
+            fprintf(stderr, "viv run: interrupted; the job was killed\n");
+            rc = 130;
         } else {
             rc = res.signal ? 128 + res.signal : res.exit_code;
         }

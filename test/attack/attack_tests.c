@@ -943,6 +943,37 @@ static void test_file_locks_neither_cross_nor_outlive(void) {
     job_free(&b);
 }
 
+/* How many job cgroups named after supervisor `pid` exist on the host. */
+static int cgroups_of(pid_t pid) {
+    char cmd[160], line[512];
+    snprintf(cmd, sizeof cmd, "find /sys/fs/cgroup -maxdepth 5 -type d -name 'viv-%d-*' 2>/dev/null", (int)pid);
+    FILE *f = popen(cmd, "r");
+    int n = 0;
+    while (f && fgets(line, sizeof line, f)) n++;
+    if (f) pclose(f);
+    return n;
+}
+
+static void test_interrupted_viv_kills_job_and_cleans_up(void) {
+    char marker[32], code[96];
+    snprintf(marker, sizeof marker, "%d.625", 300000 + (int)getpid() % 100000);
+    snprintf(code, sizeof code, "( setsid sleep %s & ); sleep %s", marker, marker);
+    struct job a;
+    const char *args[] = {"run", "--tool", "shell", "--timeout-ms", "30000", "--code", code, NULL};
+    job_start(&a, args);
+    int started = 0;
+    for (int i = 0; i < 100 && !started; i++) usleep(20000), started = host_process_with_marker(marker);
+    int cgroups_during = cgroups_of(a.pid);
+    kill(a.pid, SIGINT);
+    job_finish(&a);
+    int alive = host_process_with_marker(marker), cgroups_after = cgroups_of(a.pid);
+    CHECK(started, "the job never started: %s", a.err);
+    CHECK(WIFEXITED(a.status) && WEXITSTATUS(a.status) == 130, "viv exit status %d, want 130", a.status);
+    CHECK(!alive, "the job outlived an interrupted viv");
+    CHECK(cgroups_after == 0, "%d cgroups left behind (%d while running)", cgroups_after, cgroups_during);
+    job_free(&a);
+}
+
 static void test_killed_supervisor_takes_the_job_down(void) {
     /* If viv itself dies (kill -9, OOM), nothing it started may live on. */
     char marker[32], code[96];
@@ -959,6 +990,12 @@ static void test_killed_supervisor_takes_the_job_down(void) {
     for (int i = 0; i < 50 && alive; i++) usleep(20000), alive = host_process_with_marker(marker);
     CHECK(started, "the job never started: %s", a.err);
     CHECK(!alive, "the job's processes outlived a killed supervisor");
+    /* A SIGKILLed viv cannot remove its cgroups; the next job sweeps them. */
+    struct job next;
+    run_code(&next, "shell", "true", NULL);
+    CHECK_RAN(&next);
+    CHECK(cgroups_of(a.pid) == 0, "the killed viv's cgroups were not swept by the next job");
+    job_free(&next);
     job_free(&a);
 }
 
@@ -1050,7 +1087,8 @@ int main(int argc, char **argv) {
         T(no_controlling_terminal_and_own_session), T(concurrent_jobs_isolated),
         T(sysv_ipc_neither_crosses_nor_outlives), T(file_locks_neither_cross_nor_outlive),
         T(limits_reported), T(pids_cgroup_or_rlimit_binds_threads),
-        T(killed_supervisor_takes_the_job_down), T(sql_tool_stays_a_query),
+        T(killed_supervisor_takes_the_job_down), T(interrupted_viv_kills_job_and_cleans_up),
+        T(sql_tool_stays_a_query),
 #undef T
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
