@@ -136,35 +136,41 @@ static int make_job_dir(const char *mnt, const char *own, char *out, size_t outl
     return -1;
 }
 
-static int try_v2(struct job_cgroup *cg, long memory_mb, long pids) {
+/* 1: done; 0: no usable v2 hierarchy offers memory+pids here (try v1);
+ * -1: v2 offers them but we could not use them (why[] says how). */
+static int try_v2(struct job_cgroup *cg, long memory_mb, long pids, char *why, size_t whylen) {
     char mnt[1024], own[1024], parent[2100], ctrl[256] = "";
-    if (find_mount(NULL, mnt, sizeof mnt) || own_path(NULL, own, sizeof own)) return -1;
+    if (find_mount(NULL, mnt, sizeof mnt) || own_path(NULL, own, sizeof own)) return 0;
     snprintf(parent, sizeof parent, "%s%s", mnt, own);
     char path[2200];
     snprintf(path, sizeof path, "%s/cgroup.controllers", parent);
     size_t n;
     char e[64];
     char *text = read_file(path, 4096, &n, e, sizeof e);
-    if (!text) return -1;
+    if (!text) return 0;
     snprintf(ctrl, sizeof ctrl, " %s ", text);
     free(text);
     for (char *p = ctrl; *p; p++)
         if (*p == '\n') *p = ' ';
-    if (!strstr(ctrl, " memory ") || !strstr(ctrl, " pids ")) return -1;
+    if (!strstr(ctrl, " memory ") || !strstr(ctrl, " pids ")) return 0;
     write_text(parent, "cgroup.subtree_control", "+memory +pids"); /* may already be on */
     char dir[512];
     static bool swept;
-    if (make_job_dir(mnt, own, dir, sizeof dir, &swept)) return -1;
+    if (make_job_dir(mnt, own, dir, sizeof dir, &swept)) {
+        snprintf(why, whylen, "cgroup v2: cannot create a job cgroup under %.400s: %s (no delegated subtree?)", parent, strerror(errno));
+        return -1;
+    }
     char val[64];
     snprintf(val, sizeof val, "%ld", memory_mb * 1024 * 1024);
     if (write_text(dir, "memory.max", val) || write_text(dir, "pids.max", (snprintf(val, sizeof val, "%ld", pids), val))) {
+        snprintf(why, whylen, "cgroup v2: cannot set memory.max/pids.max under %.400s: %s (controllers not enabled for the subtree?)", parent, strerror(errno));
         rmdir(dir);
         return -1;
     }
     write_text(dir, "memory.swap.max", "0");
     snprintf(cg->memory, sizeof cg->memory, "%s", dir);
     snprintf(cg->pids, sizeof cg->pids, "%s", dir);
-    return 0;
+    return 1;
 }
 
 static void try_v1(const char *controller, char *out, size_t outlen, const char *file,
@@ -193,7 +199,15 @@ static void try_v1(const char *controller, char *out, size_t outlen, const char 
 void cgroup_create(struct job_cgroup *cg, long memory_mb, long pids, char *notes,
                    size_t noteslen) {
     memset(cg, 0, sizeof *cg);
-    if (try_v2(cg, memory_mb, pids) == 0) return;
+    char why[1200] = "";
+    int v2 = try_v2(cg, memory_mb, pids, why, sizeof why);
+    if (v2 == 1) return;
+    char mnt[1024];
+    if (v2 == -1 && find_mount("memory", mnt, sizeof mnt) != 0) {
+        /* a v2-only host that would not give us a cgroup: say why, once */
+        notes_add(notes, noteslen, "%s", why);
+        return;
+    }
     static bool swept_memory, swept_pids;
     try_v1("memory", cg->memory, sizeof cg->memory, "memory.limit_in_bytes",
            memory_mb * 1024 * 1024, &swept_memory, notes, noteslen);
