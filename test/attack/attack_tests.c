@@ -166,6 +166,15 @@ static bool jtrue(const struct job *j, const char *key) {
     "    r = libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(x) for x in a])\n"           \
     "    return '%d %d' % (r, ctypes.get_errno())\n"
 
+/* Write a small host file the test sets up (world-readable). */
+static void put_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (!f) abort();
+    fputs(text, f);
+    fclose(f);
+    chmod(path, 0644);
+}
+
 /* Is any host process's command line carrying `marker` alive? */
 static int host_process_with_marker(const char *marker) {
     DIR *d = opendir("/proc");
@@ -196,9 +205,7 @@ static int host_process_with_marker(const char *marker) {
 static void test_host_file_unreadable(void) {
     char path[128];
     snprintf(path, sizeof path, "/tmp/viv-secret-%d", (int)getpid());
-    FILE *f = fopen(path, "w");
-    fputs("TOPSECRET-42", f);
-    fclose(f);
+    put_file(path, "TOPSECRET-42");
     char code[1024];
     snprintf(code, sizeof code,
              "import os\n"
@@ -882,9 +889,7 @@ static char *write_policy_with_data(void) {
     cJSON_Delete(p);
     static char path[128];
     snprintf(path, sizeof path, "/tmp/viv-policy-%d.json", (int)getpid());
-    FILE *f = fopen(path, "w");
-    fputs(out, f);
-    fclose(f);
+    put_file(path, out);
     free(out);
     return path;
 }
@@ -892,10 +897,7 @@ static char *write_policy_with_data(void) {
 static void test_file_locks_neither_cross_nor_outlive(void) {
     char db[128];
     snprintf(db, sizeof db, "/tmp/viv-lock-%d.db", (int)getpid());
-    FILE *f = fopen(db, "w");
-    fputs("data", f);
-    fclose(f);
-    chmod(db, 0644);
+    put_file(db, "data");
     char *policy = write_policy_with_data();
     CHECK(policy != NULL, "could not build the test policy");
     char code_a[] =
