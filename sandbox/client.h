@@ -47,6 +47,13 @@ void viv_set_deadline_margin(struct viv_client *c, long margin_ms);
 long viv_submit_exec(struct viv_client *c, const char *tool, const char *code, size_t code_len,
                      long timeout_ms);
 long viv_submit_op(struct viv_client *c, const char *op); /* ping, stats, policies */
+/* Sessions (README "vivd"): open one ("session" in the answer), run code in
+ * it (globals persist between calls), close it. A session belongs to this
+ * connection and is closed when it closes. */
+long viv_submit_session_open(struct viv_client *c, const char *tool);
+long viv_submit_session_exec(struct viv_client *c, const char *session, const char *code, size_t code_len,
+                             long timeout_ms);
+long viv_submit_session_close(struct viv_client *c, const char *session);
 
 /* Next completed request, waiting up to timeout_ms (-1: forever, until all
  * pending are done). NULL when nothing completed in time or none pending. */

@@ -16,7 +16,8 @@
  *   5. drops every capability and sets no_new_privs (caps.c) and becomes
  *      non-dumpable, so the job cannot read this process's memory or fds;
  *   6. forks the job, which starts a new session (no controlling terminal),
- *      keeps only fds 0-2 (stdin /dev/null, stdout and stderr pipes), sets
+ *      keeps only fds 0-2 (stdin /dev/null, or the caller's pipe in
+ *      interactive mode; stdout and stderr pipes), sets
  *      its rlimits, loads the seccomp filter and execs with the policy's
  *      environment only;
  *   7. reaps every process that ends up parented to it; when the job itself
@@ -155,8 +156,9 @@ static void exec_job(const struct init_context *ctx, const struct sock_fprog *fi
         what = "setsid";
         goto fail;
     }
+    /* stdin: the caller's pipe (interactive jobs), else the policy's file, else /dev/null */
     const char *in_path = ctx->policy->stdin_path ? ctx->policy->stdin_path : "/dev/null";
-    int in = open(in_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int in = ctx->in_fd >= 0 ? ctx->in_fd : open(in_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (in < 0 || dup2(in, 0) < 0 || dup2(ctx->out_fd, 1) < 0 || dup2(ctx->err_fd, 2) < 0) {
         what = "set up stdio";
         goto fail;
@@ -211,8 +213,8 @@ void jail_init_main(const struct init_context *ctx) {
     int sfd = ctx->status_fd;
 
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int keep[] = {ctx->sync_fd, ctx->status_fd, ctx->code_fd, ctx->out_fd, ctx->err_fd};
-    close_fds_except(keep, 5); /* the supervisor's ends, and anything else it had */
+    int keep[] = {ctx->sync_fd, ctx->status_fd, ctx->code_fd, ctx->out_fd, ctx->err_fd, ctx->in_fd};
+    close_fds_except(keep, 6); /* the supervisor's ends and anything else it had (-1 is ignored) */
     scrub_inherited_cmdline();
     char go;
     ssize_t r;
@@ -261,6 +263,7 @@ void jail_init_main(const struct init_context *ctx) {
     }
     close(ctx->out_fd);
     close(ctx->err_fd);
+    if (ctx->in_fd >= 0) close(ctx->in_fd);
     reap_until_job_ends(job, &wanted, sfd);
 }
 

@@ -25,7 +25,7 @@ struct init_context {
     int status_fd; /* write end: 'S' + wait status, or 'E' + setup error text */
     int code_fd;   /* socket: u32 n, n BPF instructions (the seccomp filter), the code text, EOF */
     int out_fd, err_fd; /* write ends of the job's stdout/stderr pipes */
-    int supervisor_fds[5]; /* the supervisor's ends: closed first, so EOF means what it says */
+    int in_fd;     /* the job's stdin (interactive mode), or -1 for /dev/null */
 };
 
 /* Status channel record tags. */

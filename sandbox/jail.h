@@ -32,6 +32,17 @@
  * (never as root): see namespaces.c. */
 #define JAIL_HOST_ID_BASE 1600000000u
 
+/* Interactive mode (vivd sessions, see session.c): the job's stdin and
+ * stdout are these fds of the caller (the job-side ends of two pipes) instead
+ * of /dev/null and a captured pipe, so the caller can talk to a long-lived job
+ * while jail_run() still watches it exactly as any other job (deadline,
+ * cancel_fd, stderr capture). jail_run() duplicates them; the caller keeps and
+ * closes its own copies. */
+struct jail_stdio {
+    int in_fd;  /* read end: becomes the job's fd 0 */
+    int out_fd; /* write end: becomes the job's fd 1 (not captured) */
+};
+
 /* A value for an "@name" mount source of the policy. */
 struct jail_data {
     const char *name; /* without the '@' */
@@ -53,6 +64,8 @@ struct jail_spec {
     /* If >= 0: when this fd becomes readable or hangs up, the job is killed
      * as at its deadline and the result says cancelled. -1 for none. */
     int cancel_fd;
+    /* NULL for a normal job; see struct jail_stdio. */
+    const struct jail_stdio *stdio;
 };
 
 struct jail_result {
@@ -80,5 +93,11 @@ void jail_result_free(struct jail_result *res);
  * Output bytes that are not valid UTF-8 become U+FFFD, so the object is
  * always valid JSON. `tool` may be NULL. Caller frees. */
 char *jail_result_to_json(const struct jail_result *res, const char *tool, const char *policy);
+
+/* The same fields (from "ok" to "policy", without limits_not_applied) into an
+ * open object, for callers that add fields of their own (sessions). */
+struct json_writer;
+void jail_result_write_fields(struct json_writer *w, const struct jail_result *res, const char *tool,
+                              const char *policy);
 
 #endif

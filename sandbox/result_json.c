@@ -2,26 +2,31 @@
 #include "jail.h"
 #include "json_writer.h"
 
+void jail_result_write_fields(struct json_writer *w, const struct jail_result *r, const char *tool,
+                              const char *policy) {
+    jw_key(w, "ok"), jw_bool(w, true);
+    jw_key(w, "exit_code");
+    if (r->exit_code >= 0) jw_int(w, r->exit_code);
+    else jw_null(w);
+    jw_key(w, "signal"), jw_int(w, r->signal);
+    jw_key(w, "timed_out"), jw_bool(w, r->timed_out);
+    if (r->cancelled) jw_key(w, "cancelled"), jw_bool(w, true);
+    jw_key(w, "stdout"), jw_string(w, r->out ? r->out : "", r->out_len);
+    jw_key(w, "stderr"), jw_string(w, r->err ? r->err : "", r->err_len);
+    jw_key(w, "stdout_dropped"), jw_int(w, (long long)r->out_dropped);
+    jw_key(w, "stderr_dropped"), jw_int(w, (long long)r->err_dropped);
+    jw_key(w, "wall_ms"), jw_double(w, r->wall_ms, 1);
+    jw_key(w, "cpu_ms"), jw_double(w, r->cpu_ms, 1);
+    jw_key(w, "max_rss_kb"), jw_int(w, r->max_rss_kb);
+    if (tool) jw_key(w, "tool"), jw_cstring(w, tool);
+    if (policy) jw_key(w, "policy"), jw_cstring(w, policy);
+}
+
 char *jail_result_to_json(const struct jail_result *r, const char *tool, const char *policy) {
     struct json_writer w;
     jw_init(&w);
     jw_object_begin(&w);
-    jw_key(&w, "ok"), jw_bool(&w, true);
-    jw_key(&w, "exit_code");
-    if (r->exit_code >= 0) jw_int(&w, r->exit_code);
-    else jw_null(&w);
-    jw_key(&w, "signal"), jw_int(&w, r->signal);
-    jw_key(&w, "timed_out"), jw_bool(&w, r->timed_out);
-    if (r->cancelled) jw_key(&w, "cancelled"), jw_bool(&w, true);
-    jw_key(&w, "stdout"), jw_string(&w, r->out ? r->out : "", r->out_len);
-    jw_key(&w, "stderr"), jw_string(&w, r->err ? r->err : "", r->err_len);
-    jw_key(&w, "stdout_dropped"), jw_int(&w, (long long)r->out_dropped);
-    jw_key(&w, "stderr_dropped"), jw_int(&w, (long long)r->err_dropped);
-    jw_key(&w, "wall_ms"), jw_double(&w, r->wall_ms, 1);
-    jw_key(&w, "cpu_ms"), jw_double(&w, r->cpu_ms, 1);
-    jw_key(&w, "max_rss_kb"), jw_int(&w, r->max_rss_kb);
-    if (tool) jw_key(&w, "tool"), jw_cstring(&w, tool);
-    if (policy) jw_key(&w, "policy"), jw_cstring(&w, policy);
+    jail_result_write_fields(&w, r, tool, policy);
     jw_key(&w, "limits_not_applied");
     jw_array_begin(&w);
     const char *s = r->limits_not_applied;

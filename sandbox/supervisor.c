@@ -119,11 +119,24 @@ static void heap_copy_free(struct heap_copies *c) {
     memset(c, 0, sizeof *c);
 }
 
-static void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+static void set_nonblock(int fd) {
+    if (fd >= 0) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
 
 static void close_if_open(int *fd) {
     if (*fd >= 0) close(*fd);
     *fd = -1;
+}
+
+/* The job's stdout pipe, or in interactive mode the caller's fds: then
+ * out[0] stays -1 (nothing to capture) and *in_fd is the job's stdin. The
+ * copies are >= 3 so the job's dup2() onto 0 and 1 cannot clobber them. */
+static int open_job_stdio(const struct jail_spec *spec, int out[2], int *in_fd) {
+    if (!spec->stdio) return pipe2(out, O_CLOEXEC);
+    out[0] = -1;
+    out[1] = fcntl(spec->stdio->out_fd, F_DUPFD_CLOEXEC, 3);
+    *in_fd = fcntl(spec->stdio->in_fd, F_DUPFD_CLOEXEC, 3);
+    return out[1] < 0 || *in_fd < 0 ? -1 : 0;
 }
 
 int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, size_t errlen) {
@@ -162,13 +175,13 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     for (int i = 0; i < p->nmounts; i++) bind_src[i] = copies.bind_src[i];
 
     int sync_pipe[2] = {-1, -1}, status_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1},
-        err_pipe[2] = {-1, -1}, code_sock[2] = {-1, -1};
-    if (pipe2(sync_pipe, O_CLOEXEC) || pipe2(status_pipe, O_CLOEXEC) || pipe2(out_pipe, O_CLOEXEC) ||
+        err_pipe[2] = {-1, -1}, code_sock[2] = {-1, -1}, in_fd = -1;
+    if (pipe2(sync_pipe, O_CLOEXEC) || pipe2(status_pipe, O_CLOEXEC) || open_job_stdio(spec, out_pipe, &in_fd) ||
         pipe2(err_pipe, O_CLOEXEC) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, code_sock)) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         heap_copy_free(&copies);
         int *all[] = {&sync_pipe[0], &sync_pipe[1], &status_pipe[0], &status_pipe[1], &out_pipe[0],
-                      &out_pipe[1], &err_pipe[0], &err_pipe[1], &code_sock[0], &code_sock[1]};
+                      &out_pipe[1], &err_pipe[0], &err_pipe[1], &code_sock[0], &code_sock[1], &in_fd};
         for (size_t i = 0; i < sizeof all / sizeof *all; i++) close_if_open(all[i]);
         return -1;
     }
@@ -181,8 +194,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
         .memory_mb = memory_mb, .has_code = spec->code != NULL,
         .drop_supplementary_groups = ids.caller_is_root, .sync_fd = sync_pipe[0],
         .status_fd = status_pipe[1], .code_fd = code_sock[1], .out_fd = out_pipe[1],
-        .err_fd = err_pipe[1],
-        .supervisor_fds = {sync_pipe[1], status_pipe[0], code_sock[0], out_pipe[0], err_pipe[0]},
+        .err_fd = err_pipe[1], .in_fd = in_fd,
     };
     double t0 = now_ms();
     pid_t pid = ns_clone();
@@ -193,6 +205,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     close(code_sock[1]);
     close(out_pipe[1]);
     close(err_pipe[1]);
+    close_if_open(&in_fd);
     if (pid < 0) {
         snprintf(err, errlen, "clone into new namespaces: %s%s", strerror(clone_errno),
                  clone_errno == EPERM || clone_errno == ENOSPC

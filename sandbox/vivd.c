@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -41,6 +42,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -54,6 +56,7 @@
 #include "jail.h"
 #include "json_writer.h"
 #include "rpc.h"
+#include "session.h"
 #include "syscall_filter.h"
 #include "util.h"
 
@@ -76,12 +79,14 @@ struct config {
     int workers, queue_cap;
     long idle_ms, grace_ms;
     size_t max_line;
+    long session_idle_ms;
+    int max_sessions_per_peer;
     struct jail_data data[MAX_DATA];
     int ndata;
 };
 
 /* epoll data: a tagged pointer so one loop serves every kind of fd. */
-enum tag { TAG_LISTEN, TAG_TCP, TAG_SIGNAL, TAG_CONN, TAG_JOB };
+enum tag { TAG_LISTEN, TAG_TCP, TAG_SIGNAL, TAG_CONN, TAG_JOB, TAG_SESSION };
 struct ev_ref {
     enum tag tag;
     void *ptr;
@@ -115,6 +120,26 @@ struct job {
     struct job *next;  /* queue or running list */
 };
 
+/* A session (see session.c): a long-lived worker that owns one jail. It
+ * belongs to the connection that opened it and dies with it; one call at a
+ * time (a second concurrent call is answered "busy"). */
+struct session {
+    struct ev_ref ref;
+    char id[40];          /* "s-" + 32 hex digits from getrandom() */
+    struct conn *conn;    /* owner */
+    char peer[96];        /* for the per-peer cap */
+    struct loaded_policy *lp;
+    pid_t worker;
+    int fd;               /* daemon's end of the worker's socketpair */
+    char *in;             /* partial line from the worker */
+    size_t in_len;
+    bool opening;         /* session_open not answered yet */
+    char *pending_id;     /* id of the request awaiting the worker's line, or NULL */
+    struct rpc_request call; /* the exec in flight (for the log) */
+    double call_started, last_used;
+    struct session *next;
+};
+
 static struct config cfg;
 static struct loaded_policy policies[MAX_POLICIES];
 static int npolicies;
@@ -123,6 +148,8 @@ static char token[256];
 static struct conn *conns;
 static struct job *queue_head, *queue_tail, *running;
 static int nqueued, nrunning, nconns;
+static struct session *sessions;
+static int nsessions;
 static bool stopping;
 static double stop_deadline, started_at;
 static FILE *log_file;
@@ -228,21 +255,17 @@ static void close_fds_from(int lowest) {
     for (int fd = lowest; fd < 65536; fd++) close(fd);
 }
 
-static void start_job(struct job *j) {
+/* Fork a worker connected by a socketpair: returns the pid (0 in the
+ * child, whose end is then fd 3) and sets *fd to the daemon's end; -1 on
+ * failure. */
+static pid_t fork_worker(int *fd) {
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        conn_send_error(j->conn, j->req.id_json, "internal", "socketpair failed");
-        if (j->conn) j->conn->jobs--;
-        job_free(j);
-        return;
-    }
-    j->started = now_ms();
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return -1;
     pid_t pid = fork();
     if (pid == 0) {
         /* The worker keeps stdio and its socket, nothing of the daemon's:
          * a client socket held here would outlive the client's close. */
         if (dup2(sv[1], 3) < 0) _exit(1);
-        sv[1] = 3;
         close_fds_from(4);
         log_file = NULL;
         signal(SIGTERM, SIG_DFL);
@@ -250,18 +273,30 @@ static void start_job(struct job *j) {
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        worker_main(j, sv[1]);
+        return 0;
     }
     close(sv[1]);
     if (pid < 0) {
         close(sv[0]);
-        conn_send_error(j->conn, j->req.id_json, "internal", "fork failed");
+        return -1;
+    }
+    *fd = sv[0];
+    return pid;
+}
+
+static void start_job(struct job *j) {
+    int fd = -1;
+    j->started = now_ms();
+    pid_t pid = fork_worker(&fd);
+    if (pid == 0) worker_main(j, 3);
+    if (pid < 0) {
+        conn_send_error(j->conn, j->req.id_json, "internal", "could not start a worker");
         if (j->conn) j->conn->jobs--;
         job_free(j);
         return;
     }
     j->worker = pid;
-    j->fd = sv[0];
+    j->fd = fd;
     fcntl(j->fd, F_SETFL, O_NONBLOCK);
     j->ref = (struct ev_ref){TAG_JOB, j};
     epoll_add(j->fd, EPOLLIN, &j->ref);
@@ -335,6 +370,229 @@ static void job_readable(struct job *j) {
     pump_queue();
 }
 
+/* ---------------------------------------------------------------- sessions */
+
+/* The cap is per peer, not per connection: for Unix sockets the uid, for
+ * TCP the address without the port (a client could open many connections). */
+static void peer_key(const struct conn *c, char *out, size_t outlen) {
+    snprintf(out, outlen, "%s", c->peer);
+    char *colon = c->is_tcp ? strrchr(out, ':') : NULL;
+    if (colon) *colon = 0;
+}
+
+static struct session *session_find(const char *id, const struct conn *c) {
+    for (struct session *s = sessions; s; s = s->next)
+        if (strcmp(s->id, id) == 0) return s->conn == c ? s : NULL; /* another connection's: not yours */
+    return NULL;
+}
+
+/* Forget a session: closing our end makes its worker kill the jail and exit
+ * (SIGCHLD reaps it). A request still waiting on it is answered here. */
+static void session_destroy(struct session *s, const char *code, const char *why) {
+    if (s->pending_id && code[0]) conn_send_error(s->conn, s->pending_id, code, why);
+    epoll_ctl(epfd, EPOLL_CTL_DEL, s->fd, NULL);
+    close(s->fd);
+    for (struct session **p = &sessions; *p; p = &(*p)->next)
+        if (*p == s) {
+            *p = s->next;
+            break;
+        }
+    nsessions--;
+    if (s->conn) s->conn->jobs--;
+    free(s->pending_id);
+    rpc_request_free(&s->call);
+    free(s->in);
+    free(s);
+}
+
+static void session_open(struct conn *c, struct rpc_request *req) {
+    struct loaded_policy *lp = find_policy(req->tool);
+    char msg[256], key[96];
+    if (!lp) {
+        snprintf(msg, sizeof msg, "unknown tool '%.64s' (see op policies)", req->tool);
+        return conn_send_error(c, req->id_json, "bad_request", msg);
+    }
+    if (!session_policy_supported(&lp->policy))
+        return conn_send_error(c, req->id_json, "bad_request", "sessions need a Python tool (e.g. python); this tool has none");
+    if (stopping) return conn_send_error(c, req->id_json, "shutting_down", "vivd is shutting down");
+    peer_key(c, key, sizeof key);
+    int mine = 0;
+    for (struct session *s = sessions; s; s = s->next) mine += strcmp(s->peer, key) == 0;
+    if (mine >= cfg.max_sessions_per_peer) {
+        snprintf(msg, sizeof msg, "%d sessions open for %s, the most allowed (--max-sessions-per-peer); close one first",
+                 mine, key);
+        stats.busy++;
+        return conn_send_error(c, req->id_json, "busy", msg);
+    }
+    struct session *s = xcalloc(1, sizeof *s);
+    unsigned char rnd[16];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        free(s);
+        return conn_send_error(c, req->id_json, "internal", "getrandom failed");
+    }
+    strcpy(s->id, "s-");
+    for (int i = 0; i < 16; i++) snprintf(s->id + 2 + 2 * i, 3, "%02x", rnd[i]);
+    pid_t pid = fork_worker(&s->fd);
+    if (pid == 0) {
+        struct session_spec ss = {&lp->policy, &lp->filter, cfg.data, cfg.ndata, lp->policy.name};
+        _exit(session_worker_main(&ss, 3));
+    }
+    if (pid < 0) {
+        free(s);
+        return conn_send_error(c, req->id_json, "internal", "could not start a session worker");
+    }
+    s->worker = pid;
+    s->conn = c;
+    s->lp = lp;
+    snprintf(s->peer, sizeof s->peer, "%s", key);
+    s->opening = true;
+    s->pending_id = xstrdup(req->id_json);
+    s->call_started = s->last_used = now_ms();
+    fcntl(s->fd, F_SETFL, O_NONBLOCK);
+    s->ref = (struct ev_ref){TAG_SESSION, s};
+    epoll_add(s->fd, EPOLLIN, &s->ref);
+    s->next = sessions;
+    sessions = s;
+    nsessions++;
+    c->jobs++; /* keeps the connection from idling out while the session lives */
+}
+
+/* Write a whole frame to the (non-blocking) worker socket. The worker is
+ * idle and reading, so this takes microseconds; 5 s is a backstop. */
+static int send_frame(int fd, const char *buf, size_t len) {
+    double end = now_ms() + 5000;
+    while (len) {
+        ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
+        if (w > 0) buf += w, len -= (size_t)w;
+        else if (w < 0 && errno == EINTR) continue;
+        else if (w < 0 && errno == EAGAIN && now_ms() < end) {
+            struct pollfd p = {fd, POLLOUT, 0};
+            poll(&p, 1, 100);
+        } else
+            return -1;
+    }
+    return 0;
+}
+
+/* exec with "session": returns true when the session took ownership of req. */
+static bool session_exec(struct conn *c, struct rpc_request *req) {
+    struct session *s = session_find(req->session, c);
+    if (!s) {
+        conn_send_error(c, req->id_json, "not_found", "no such session on this connection (closed, expired, lost, or opened by another connection)");
+        return false;
+    }
+    const struct policy *p = &s->lp->policy;
+    if (req->tool && strcmp(req->tool, p->name) != 0) {
+        conn_send_error(c, req->id_json, "bad_request", "tool does not match the session's tool");
+        return false;
+    }
+    if (req->code_len > (size_t)p->limits.code_bytes) {
+        conn_send_error(c, req->id_json, "bad_request", "code is longer than the policy's code_bytes");
+        return false;
+    }
+    if (s->pending_id) {
+        stats.busy++;
+        conn_send_error(c, req->id_json, "busy", "the session is running another call (one call at a time per session)");
+        return false;
+    }
+    long t = req->timeout_ms > 0 ? req->timeout_ms : p->limits.timeout_ms;
+    if (t > p->limits.timeout_ms_max) t = p->limits.timeout_ms_max;
+    size_t n;
+    char *frame = session_call_frame(t, req->code, req->code_len, &n);
+    int rc = send_frame(s->fd, frame, n);
+    free(frame);
+    if (rc != 0) {
+        conn_send_error(c, req->id_json, "session_lost", "the session's worker is gone");
+        session_destroy(s, "", "");
+        return false;
+    }
+    s->pending_id = xstrdup(req->id_json);
+    s->call = *req;
+    s->call_started = now_ms();
+    return true;
+}
+
+static void session_close_req(struct conn *c, struct rpc_request *req) {
+    struct session *s = session_find(req->session, c);
+    if (!s) return conn_send_error(c, req->id_json, "not_found", "no such session on this connection");
+    session_destroy(s, "cancelled", "the session was closed while this call ran");
+    char *l = rpc_with_id(req->id_json, "{\"ok\":true}");
+    conn_send(c, l);
+    free(l);
+}
+
+/* One line from the worker answers the request in flight. Returns true
+ * when the session is over (and s freed). */
+static bool session_line(struct session *s, const char *line) {
+    double wall = now_ms() - s->call_started;
+    s->last_used = now_ms();
+    if (!s->pending_id) return false; /* never sent unasked; ignore */
+    char *id = s->pending_id;
+    s->pending_id = NULL;
+    bool ok = strncmp(line, "{\"ok\":true", 10) == 0;
+    if (s->opening) {
+        s->opening = false;
+        if (ok) {
+            char *obj = xasprintf("{\"ok\":true,\"session\":\"%s\"}", s->id), *l = rpc_with_id(id, obj);
+            conn_send(s->conn, l);
+            free(obj), free(l);
+            log_line("\"peer\":\"%s\",\"op\":\"session_open\",\"tool\":\"%s\",\"wall_ms\":%.1f,\"outcome\":\"ok\"",
+                     s->peer, s->lp->policy.name, wall);
+        } else {
+            char *l = rpc_with_id(id, line);
+            conn_send(s->conn, l);
+            free(l);
+            stats.errors++;
+            free(id);
+            session_destroy(s, "", "");
+            return true;
+        }
+        free(id);
+        if (stopping) session_destroy(s, "", "");
+        return stopping;
+    }
+    char *l = rpc_with_id(id, line);
+    conn_send(s->conn, l);
+    free(l), free(id);
+    bool lost = strstr(line, "\"session_lost\":true") != NULL;
+    const char *outcome = !ok ? "error" : strstr(line, "\"timed_out\":true") ? "timed_out" : lost ? "session_lost" : "ok";
+    if (!ok) stats.errors++;
+    else if (strcmp(outcome, "timed_out") == 0) stats.timeouts++;
+    stats.completed++;
+    s->lp->count++;
+    s->lp->wall_ms_total += wall;
+    log_request(s->conn, &s->call, wall, outcome);
+    rpc_request_free(&s->call);
+    if (lost || stopping) session_destroy(s, "", "");
+    return lost || stopping;
+}
+
+static void session_readable(struct session *s) {
+    char buf[65536];
+    for (;;) {
+        ssize_t r = recv(s->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == EAGAIN) return;
+        if (r <= 0) break;
+        s->in = xrealloc(s->in, s->in_len + (size_t)r + 1);
+        memcpy(s->in + s->in_len, buf, (size_t)r);
+        s->in_len += (size_t)r;
+        char *nl;
+        while ((nl = memchr(s->in, '\n', s->in_len))) {
+            *nl = 0;
+            size_t used = (size_t)(nl - s->in) + 1;
+            char *line = xstrdup(s->in);
+            memmove(s->in, s->in + used, s->in_len - used);
+            s->in_len -= used;
+            bool destroyed = session_line(s, line);
+            free(line);
+            if (destroyed) return; /* s is gone */
+        }
+    }
+    /* the worker exited: the jail ended on its own (lifetime) or it crashed */
+    session_destroy(s, s->opening ? "sandbox_error" : "session_lost", "the session's jail ended; session lost");
+}
+
 /* ---------------------------------------------------------------- requests */
 
 static void answer_stats(struct conn *c, const char *id) {
@@ -354,6 +612,7 @@ static void answer_stats(struct conn *c, const char *id) {
     jw_key(&w, "errors"), jw_int(&w, stats.errors);
     jw_key(&w, "timeouts"), jw_int(&w, stats.timeouts);
     jw_key(&w, "cancelled"), jw_int(&w, stats.cancelled);
+    jw_key(&w, "sessions"), jw_int(&w, nsessions);
     jw_key(&w, "tools"), jw_object_begin(&w);
     for (int i = 0; i < npolicies; i++) {
         jw_key(&w, policies[i].policy.name), jw_object_begin(&w);
@@ -437,13 +696,12 @@ static void handle_line(struct conn *c, const char *line, size_t len) {
         break;
     case RPC_STATS: answer_stats(c, req.id_json); break;
     case RPC_POLICIES: answer_policies(c, req.id_json); break;
-    case RPC_SESSION_OPEN:
-    case RPC_SESSION_CLOSE:
-        conn_send_error(c, req.id_json, "unsupported", "sessions are not implemented yet in this vivd");
-        break;
+    case RPC_SESSION_OPEN: session_open(c, &req); break;
+    case RPC_SESSION_CLOSE: session_close_req(c, &req); break;
     case RPC_EXEC: {
         if (req.session) {
-            conn_send_error(c, req.id_json, "unsupported", "sessions are not implemented yet in this vivd");
+            if (session_exec(c, &req)) return; /* the session owns req now */
+            log_request(c, &req, 0, "error");
             break;
         }
         struct loaded_policy *lp = find_policy(req.tool);
@@ -482,7 +740,7 @@ static void handle_line(struct conn *c, const char *line, size_t len) {
         return; /* the job owns req now */
     }
     }
-    if (req.op != RPC_EXEC) log_request(c, &req, 0, "ok");
+    if (req.op != RPC_EXEC && req.op != RPC_SESSION_OPEN) log_request(c, &req, 0, "ok");
     rpc_request_free(&req);
 }
 
@@ -499,6 +757,11 @@ static void conn_close(struct conn *c) {
         }
     for (struct job *j = queue_head; j; j = j->next)
         if (j->conn == c) j->conn = NULL;
+    /* its sessions die with it (README: a session belongs to its connection) */
+    for (struct session *s = sessions, *next; s; s = next) {
+        next = s->next;
+        if (s->conn == c) session_destroy(s, "", "");
+    }
     for (struct conn **p = &conns; *p; p = &(*p)->next)
         if (*p == c) {
             *p = c->next;
@@ -705,7 +968,7 @@ static int listen_tcp(const char *addr, char *err, size_t errlen) {
 static const char usage[] =
     "usage: vivd --socket PATH [--policies DIR] [--workers N] [--queue N] [--log FILE]\n"
     "            [--data NAME=PATH] [--idle-ms N] [--grace-ms N] [--max-line-bytes N]\n"
-    "            [--tcp ADDR:PORT --token-file F]\n"
+    "            [--tcp ADDR:PORT --token-file F] [--session-idle-ms N] [--max-sessions-per-peer N]\n"
     "Serves the sandbox RPC (newline-delimited JSON) on a Unix socket (mode 0660).\n"
     "  --workers N      jobs run at once (default: 2 per core)\n"
     "  --queue N        requests waiting beyond that; more get \"busy\" (default 64)\n"
@@ -713,7 +976,9 @@ static const char usage[] =
     "  --idle-ms N      close connections idle this long with nothing in flight (default 60000)\n"
     "  --grace-ms N     on SIGTERM, how long running jobs may finish (default 10000)\n"
     "  --tcp ADDR:PORT  also listen on TCP; needs --token-file (first line: {\"token\":\"...\"})\n"
-    "  --log FILE       one JSON line per request (default: stderr)\n";
+    "  --log FILE       one JSON line per request (default: stderr)\n"
+    "  --session-idle-ms N        close sessions unused this long (default 600000)\n"
+    "  --max-sessions-per-peer N  open sessions per uid (or TCP address) (default 16)\n";
 
 static int parse_args(int argc, char **argv) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -722,6 +987,8 @@ static int parse_args(int argc, char **argv) {
     cfg.idle_ms = 60000;
     cfg.grace_ms = 10000;
     cfg.max_line = 8u << 20;
+    cfg.session_idle_ms = 600000;
+    cfg.max_sessions_per_peer = 16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n;
@@ -743,6 +1010,8 @@ static int parse_args(int argc, char **argv) {
         else if (strcmp(a, "--queue") == 0 && !parse_long(v, 0, 1000000, &n)) cfg.queue_cap = (int)n;
         else if (strcmp(a, "--idle-ms") == 0 && !parse_long(v, 10, 86400000, &n)) cfg.idle_ms = n;
         else if (strcmp(a, "--grace-ms") == 0 && !parse_long(v, 0, 3600000, &n)) cfg.grace_ms = n;
+        else if (strcmp(a, "--session-idle-ms") == 0 && !parse_long(v, 10, 86400000, &n)) cfg.session_idle_ms = n;
+        else if (strcmp(a, "--max-sessions-per-peer") == 0 && !parse_long(v, 0, 100000, &n)) cfg.max_sessions_per_peer = (int)n;
         else if (strcmp(a, "--max-line-bytes") == 0 && !parse_long(v, 1024, 1L << 30, &n)) cfg.max_line = (size_t)n;
         else if (strcmp(a, "--data") == 0 && cfg.ndata < MAX_DATA && strchr(v, '=') && strchr(v, '=') != v) {
             char *name = strndup(v, (size_t)(strchr(v, '=') - v));
@@ -782,6 +1051,10 @@ static void begin_shutdown(void) {
     }
     queue_tail = NULL;
     nqueued = 0;
+    for (struct session *s = sessions, *next; s; s = next) { /* busy ones finish their call first */
+        next = s->next;
+        if (!s->pending_id) session_destroy(s, "", "");
+    }
 }
 
 static void handle_signals(void) {
@@ -797,6 +1070,15 @@ static void handle_signals(void) {
 
 static void tick(void) {
     double now = now_ms();
+    for (struct session *s = sessions, *next; s; s = next) {
+        next = s->next;
+        if (!s->pending_id && now - s->last_used > (double)cfg.session_idle_ms) {
+            log_line("\"peer\":\"%s\",\"op\":\"session_expire\",\"outcome\":\"idle\"", s->peer);
+            session_destroy(s, "", "");
+        } else if (stopping && now >= stop_deadline) {
+            session_destroy(s, "shutting_down", "vivd is shutting down; the session was closed");
+        }
+    }
     for (struct conn *c = conns; c; c = c->next)
         if (c->jobs == 0 && c->out_len == 0 && now - c->last_active > (double)cfg.idle_ms) c->closing = true;
     if (stopping && now >= stop_deadline) {
@@ -856,7 +1138,7 @@ int vivd_main(int argc, char **argv) {
     log_line("\"op\":\"start\",\"socket\":\"%s\",\"workers\":%d,\"queue\":%d,\"policies\":%d%s", cfg.socket_path,
              cfg.workers, cfg.queue_cap, npolicies, cfg.tcp_addr ? ",\"tcp\":true" : "");
 
-    while (!(stopping && nrunning == 0 && nqueued == 0)) {
+    while (!(stopping && nrunning == 0 && nqueued == 0 && nsessions == 0)) {
         struct epoll_event evs[64];
         int n = epoll_wait(epfd, evs, 64, 200);
         for (int i = 0; i < n; i++) {
@@ -866,6 +1148,7 @@ int vivd_main(int argc, char **argv) {
             case TAG_TCP: accept_clients(tcp_fd, true); break;
             case TAG_SIGNAL: handle_signals(); break;
             case TAG_JOB: job_readable(ref->ptr); break;
+            case TAG_SESSION: session_readable(ref->ptr); break;
             case TAG_CONN: {
                 struct conn *c = ref->ptr;
                 if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn_readable(c);

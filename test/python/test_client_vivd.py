@@ -42,6 +42,16 @@ class RealVivdTest(unittest.TestCase):
                 c.exec("cobol", "x")
             self.assertEqual(e.exception.code, "bad_request")
 
+    def test_session_keeps_state(self):
+        with Client(self.sock) as c:
+            s = c.session_open("python")
+            self.assertEqual(c.exec(None, "x = 6 * 7", session=s, timeout_ms=10000)["exit_code"], 0)
+            self.assertEqual(c.exec(None, "print(x)", session=s, timeout_ms=10000)["stdout"], "42\n")
+            c.session_close(s)
+            with self.assertRaises(VivdError) as e:
+                c.exec(None, "print(x)", session=s, timeout_ms=10000)
+            self.assertEqual(e.exception.code, "not_found")
+
     def test_threads_share_one_connection(self):
         out = {}
         with Client(self.sock) as c:

@@ -1,0 +1,37 @@
+/*
+ * session.h - one long-lived jailed Python process whose globals survive
+ * across calls (vivd's session_open / exec with "session" / session_close).
+ * See session.c for the design.
+ */
+#ifndef VIV_SESSION_H
+#define VIV_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <linux/filter.h>
+
+#include "jail.h"
+
+struct session_spec {
+    const struct policy *policy;
+    const struct sock_fprog *filter; /* compiled once by vivd, or NULL */
+    const struct jail_data *data;
+    int ndata;
+    const char *tool; /* echoed in every call's response */
+};
+
+/* Sessions need our Python driver as the job: the policy's command must run
+ * python* with the policy's code file as its script. */
+bool session_policy_supported(const struct policy *p);
+
+/* The session worker (a process vivd forks): start the jail, then serve
+ * calls read from ctl_fd until it hangs up or the session is lost. Writes one
+ * line on ctl_fd for the start ({"ok":true} or an error object) and one
+ * exec response object line per call. Returns the exit status. */
+int session_worker_main(const struct session_spec *ss, int ctl_fd);
+
+/* The frame vivd writes on ctl_fd for one call. Caller frees. */
+char *session_call_frame(long timeout_ms, const char *code, size_t code_len, size_t *frame_len);
+
+#endif
