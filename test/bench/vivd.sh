@@ -2,6 +2,7 @@
 # test/bench/vivd.sh - vivd side by side with cold jails, in one run:
 #   (a) trivial Python:  vivd exec  vs  viv run (cold jail)  vs  bwrap python3 -c
 #   (b) a pandas snippet: vivd exec vs bwrap cold
+#   (a', b') the same in a vivd session (a warm interpreter kept per session)
 #   (c) sustained executions/s with 8 clients (print(1) in Python)
 # Latencies are medians and p99 over N sequential requests; results go to a
 # table on stdout and build/bench/vivd.jsonl.
@@ -51,6 +52,15 @@ add("vivd exec: python pass", timed(lambda: vivd_exec("pass"), n))
 add("viv run: python pass", timed(lambda: run(["bin/viv", "run", "--tool", "python", "--code", "pass"]), n))
 add("bwrap: python3 -c pass", timed(lambda: run(bwrap + ["/usr/bin/python3", "-I", "-c", "pass"]), n))
 add("vivd exec: pandas snippet", timed(lambda: vivd_exec(pandas_code), max(10, n // 3)))
+# sessions: one warm interpreter per session (pandas imported once, in the first call)
+sess = c.session_open("python")
+def session_exec(code):
+    r = c.exec(None, code, session=sess, timeout_ms=30000)
+    assert r["exit_code"] == 0, r
+add("vivd session exec: python pass", timed(lambda: session_exec("pass"), n))
+session_exec("import pandas as pd")
+add("vivd session exec: pandas snippet (pandas imported)", timed(lambda: session_exec('print(pd.DataFrame({"a":[1,2]}).sum())'), n))
+c.session_close(sess)
 add("bwrap: pandas snippet", timed(lambda: run(bwrap + ["/usr/bin/python3", "-I", "-c", pandas_code]), max(10, n // 3)))
 
 # (c) sustained: 8 clients, each its own connection, for 10 s
