@@ -13,7 +13,7 @@ CFLAGS_COMMON := -std=gnu11 -O2 -g $(WARN) -fstack-protector-strong -D_FORTIFY_S
 SANDBOX_SRC := sandbox/policy.c sandbox/util.c sandbox/json_writer.c sandbox/namespaces.c \
                sandbox/caps.c sandbox/limits.c sandbox/cgroup.c sandbox/syscall_filter.c \
                sandbox/mounts.c sandbox/init.c sandbox/supervisor.c sandbox/result_json.c \
-               sandbox/cmd_run.c sandbox/rpc.c sandbox/session.c sandbox/vivd.c sandbox/client.c sandbox/cmd_exec.c
+               sandbox/cmd_run.c sandbox/builtin_filters.c sandbox/rpc.c sandbox/session.c sandbox/vivd.c sandbox/client.c sandbox/cmd_exec.c
 VIV_SRC := rl/viv.c
 POLICIES := $(sort $(wildcard policies/*.json))
 HEADERS := $(wildcard sandbox/*.h)
@@ -22,7 +22,13 @@ HEADERS := $(wildcard sandbox/*.h)
 MUSL_CC := musl-gcc
 MUSL_CFLAGS := $(CFLAGS_COMMON) -I$(MUSL)/include -I$(MUSL)/kinclude
 MUSL_LIBS := $(MUSL)/lib/libseccomp.a $(MUSL)/lib/libcap.a $(MUSL)/lib/libcjson.a -lm
-MUSL_OBJ := $(patsubst %.c,$(BUILD)/musl/%.o,$(SANDBOX_SRC) $(VIV_SRC)) $(BUILD)/musl/policies_embedded.o
+# Two stages: viv-stage1 (no precompiled filters) compiles each built-in
+# policy's seccomp program, which bin/viv and bin/vivd then carry (see
+# sandbox/builtin_filters.h for why).
+MUSL_BASE := $(patsubst %.c,$(BUILD)/musl/%.o,$(SANDBOX_SRC) $(VIV_SRC)) $(BUILD)/musl/policies_embedded.o
+MUSL_OBJ := $(MUSL_BASE) $(BUILD)/musl/policies_bpf.o
+POLICY_NAMES := $(basename $(notdir $(POLICIES)))
+BPF_FILES := $(patsubst %,$(BUILD)/bpf/%.bpf,$(POLICY_NAMES))
 
 all: bin/viv bin/vivd
 
@@ -35,6 +41,23 @@ $(BUILD)/musl/%.o: %.c $(HEADERS)
 	$(MUSL_CC) $(MUSL_CFLAGS) -c $< -o $@
 
 $(BUILD)/musl/policies_embedded.o: $(BUILD)/policies_embedded.c
+	$(MUSL_CC) $(MUSL_CFLAGS) -c $< -o $@
+
+$(BUILD)/filters_empty.c: sandbox/embed_filters.sh
+	@mkdir -p $(@D)
+	sandbox/embed_filters.sh $@
+
+$(BUILD)/viv-stage1: $(MUSL_BASE) $(BUILD)/musl/filters_empty.o
+	$(MUSL_CC) -static -o $@ $^ $(MUSL_LIBS)
+
+$(BUILD)/bpf/%.bpf: policies/%.json $(BUILD)/viv-stage1
+	@mkdir -p $(@D)
+	$(BUILD)/viv-stage1 policy bpf $* $@
+
+$(BUILD)/policies_bpf.c: $(BPF_FILES) sandbox/embed_filters.sh
+	sandbox/embed_filters.sh $@ $(BPF_FILES)
+
+$(BUILD)/musl/%.o: $(BUILD)/%.c
 	$(MUSL_CC) $(MUSL_CFLAGS) -c $< -o $@
 
 bin/viv: $(MUSL_OBJ)
@@ -51,13 +74,17 @@ ASAN_CC := gcc
 ASAN_CFLAGS := -std=gnu11 -O1 -g $(WARN) -fsanitize=address,undefined -fno-omit-frame-pointer \
                -fno-sanitize-recover=undefined
 ASAN_LIBS := -lseccomp -lcap -lcjson -lm
-ASAN_OBJ := $(patsubst %.c,$(BUILD)/asan/%.o,$(SANDBOX_SRC)) $(BUILD)/asan/policies_embedded.o
+ASAN_OBJ := $(patsubst %.c,$(BUILD)/asan/%.o,$(SANDBOX_SRC)) $(BUILD)/asan/policies_embedded.o \
+            $(BUILD)/asan/policies_bpf.o
 
 $(BUILD)/asan/%.o: %.c $(HEADERS)
 	@mkdir -p $(@D)
 	$(ASAN_CC) $(ASAN_CFLAGS) -c $< -o $@
 
 $(BUILD)/asan/policies_embedded.o: $(BUILD)/policies_embedded.c
+	$(ASAN_CC) $(ASAN_CFLAGS) -c $< -o $@
+
+$(BUILD)/asan/policies_bpf.o: $(BUILD)/policies_bpf.c
 	$(ASAN_CC) $(ASAN_CFLAGS) -c $< -o $@
 
 $(BUILD)/asan/viv: $(ASAN_OBJ) $(BUILD)/asan/rl/viv.o

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "builtin_filters.h"
 #include "jail.h"
 #include "policy.h"
 #include "syscall_filter.h"
@@ -209,9 +210,11 @@ int cmd_run(int argc, char **argv) {
     }
 
     install_cancel_handlers();
+    /* a built-in policy's filter was compiled when viv was built */
+    const struct sock_fprog *filter = builtin_filter_for(&pol);
     struct jail_spec spec = {.policy = &pol, .argv = run_argv, .code = code, .code_len = code_len,
                              .timeout_ms = timeout_ms, .memory_mb = mem_mb, .data = data, .ndata = ndata,
-                             .filter = NULL, .cancel_fd = cancel_pipe[0]};
+                             .filter = filter, .cancel_fd = cancel_pipe[0]};
     struct jail_result res;
     int rc;
     if (jail_run(&spec, &res, err, sizeof err) != 0) {
@@ -255,9 +258,35 @@ int cmd_run(int argc, char **argv) {
 
 static const char policy_usage[] =
     "usage: viv policy check NAME|FILE [--bpf]   validate and print the effective policy\n"
-    "       viv policy list                      the built-in policies\n";
+    "       viv policy list                      the built-in policies\n"
+    "       viv policy bpf NAME|FILE OUT         write the compiled seccomp program (raw) to OUT\n";
+
+/* viv policy bpf: the build uses it to precompile the built-in policies. */
+static int write_policy_bpf(const char *name, const char *out) {
+    struct policy p;
+    char err[1024];
+    if (policy_load(name, &p, err, sizeof err)) {
+        fprintf(stderr, "viv policy: %s\n", err);
+        return 2;
+    }
+    struct sock_fprog prog;
+    int rc = syscall_filter_compile(&p.seccomp, &prog, err, sizeof err);
+    policy_free(&p);
+    if (rc) {
+        fprintf(stderr, "viv policy: %s\n", err);
+        return 1;
+    }
+    rc = write_file_atomic(out, prog.filter, (size_t)prog.len * sizeof *prog.filter);
+    syscall_filter_free(&prog);
+    if (rc) {
+        fprintf(stderr, "viv policy: %s: %s\n", out, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
 
 int cmd_policy(int argc, char **argv) {
+    if (argc == 4 && strcmp(argv[1], "bpf") == 0) return write_policy_bpf(argv[2], argv[3]);
     if (argc >= 2 && strcmp(argv[1], "list") == 0 && argc == 2) {
         for (const char *const *n = policy_builtin_names(); *n; n++) puts(*n);
         return 0;

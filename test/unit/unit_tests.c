@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../harness.h"
+#include "builtin_filters.h"
 #include "jail.h"
 #include "json_writer.h"
 #include "policy.h"
@@ -48,6 +49,30 @@ static void test_builtin_policies_parse(void) {
         policy_free(&p);
     }
     CHECK(n == 3, "expected python, shell, sql; got %d built-ins", n);
+}
+
+static void test_precompiled_filters_match_a_fresh_compile(void) {
+    /* The programs linked in at build time must be exactly what libseccomp
+     * compiles from the same policy now; a policy from a file gets none. */
+    for (const char *const *name = policy_builtin_names(); *name; name++) {
+        struct policy p;
+        char err[512];
+        CHECK(policy_load(*name, &p, err, sizeof err) == 0, "%s", err);
+        const struct sock_fprog *pre = builtin_filter_for(&p);
+        struct sock_fprog fresh;
+        CHECK(syscall_filter_compile(&p.seccomp, &fresh, err, sizeof err) == 0, "%s", err);
+        int same = pre && pre->len == fresh.len &&
+                   memcmp(pre->filter, fresh.filter, fresh.len * sizeof *fresh.filter) == 0;
+        syscall_filter_free(&fresh);
+        policy_free(&p);
+        CHECK(same, "the precompiled filter of %s differs from a fresh compile", *name);
+    }
+    struct policy p;
+    char err[512];
+    const char *j = "{\"name\":\"python\",\"command\":[\"/bin/true\"],\"seccomp\":{\"syscalls\":[\"read\"]}}";
+    CHECK(policy_parse(j, strlen(j), "python.json", &p, err, sizeof err) == 0, "%s", err);
+    CHECK(builtin_filter_for(&p) == NULL, "a file policy named like a built-in got the built-in's filter");
+    policy_free(&p);
 }
 
 static void test_minimal_policy_and_defaults(void) {
@@ -249,7 +274,7 @@ static void test_jail_run_rejects_bad_requests(void) {
 int main(int argc, char **argv) {
     static const struct test_case tests[] = {
 #define T(name) {#name, test_##name}
-        T(builtin_policies_parse), T(minimal_policy_and_defaults), T(rejects_bad_json),
+        T(builtin_policies_parse), T(precompiled_filters_match_a_fresh_compile), T(minimal_policy_and_defaults), T(rejects_bad_json),
         T(rejects_unknown_and_duplicate_keys), T(rejects_bad_syscalls),
         T(rejects_out_of_range_limits), T(rejects_bad_paths_and_fields),
         T(load_by_path_and_unknown_name), T(policy_to_json_round_trip), T(utf8_sequences),
