@@ -39,9 +39,11 @@ run_suite() {
 
 # A short libFuzzer run per target (the long run is documented in the target).
 fuzz_smoke() {
-  local target=$1 seeds=$2 corpus
+  local target=$1 corpus; shift
   corpus=$(mktemp -d)
-  if "build/fuzz/$target" -max_total_time="${FUZZ_SECONDS:-10}" -seed=1 "$corpus" "$seeds" >"$corpus.log" 2>&1; then
+  # the seed and regression dirs are read only; new inputs and any crash go to $corpus
+  if "build/fuzz/$target" -max_total_time="${FUZZ_SECONDS:-10}" -seed=1 -artifact_prefix="$corpus/" \
+       "$corpus" "$@" >"$corpus.log" 2>&1; then
     echo "ok - fuzz $target ($(grep -o 'Done [0-9]* runs' "$corpus.log"))"
   else
     echo "not ok - fuzz $target: $(grep -m1 -E 'ERROR|SUMMARY|crash' "$corpus.log")"
@@ -81,7 +83,7 @@ for s in "${suites[@]}"; do
     attack-asan) run_suite attack-asan env VIV=build/asan/viv build/test/attack_tests ;;
     attack-static) run_suite attack-static env VIV=bin/viv build/test/attack_tests ;;
     attack-rootless) run_suite attack-rootless attack_unprivileged ;;
-    fuzz) run_suite fuzz fuzz_smoke fuzz_policy policies
+    fuzz) run_suite fuzz fuzz_smoke fuzz_policy policies test/fuzz/regressions_policy
           run_suite fuzz fuzz_smoke fuzz_request test/fuzz/seeds_request ;;
     vivd-asan) run_suite vivd-asan env VIVD=build/asan/vivd \
                  TEST_SKIP="load_8_clients_10000_requests: 1,000 forks of an ASan daemon outrun the test's deadlines; the load test runs in vivd-static" \
