@@ -446,9 +446,14 @@ static void test_tcp_needs_token(void) {
     int tfd = mkstemp(tok);
     CHECK(write(tfd, "0123456789abcdef-secret\n", 24) == 24, "token file");
     close(tfd);
-    int port = 20000 + (int)getpid() % 20000;
+    /* a free port: bind port 0, read what the kernel chose, release it */
+    int probe = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t slen = sizeof sa;
+    CHECK(bind(probe, (struct sockaddr *)&sa, sizeof sa) == 0 && getsockname(probe, (struct sockaddr *)&sa, &slen) == 0, "probe port");
+    close(probe);
     char addr[32];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(sa.sin_port));
     START(d, "--tcp", addr, "--token-file", tok, NULL);
     char err[256];
     struct viv_client *wrong = viv_connect_tcp(addr, "0123456789abcdef-wrong!", err, sizeof err);
