@@ -66,6 +66,9 @@ struct jail_spec {
     int cancel_fd;
     /* NULL for a normal job; see struct jail_stdio. */
     const struct jail_stdio *stdio;
+    /* The deadline is a vivd session's whole life (many calls), so it is
+     * capped by limits.session_ms_max instead of limits.timeout_ms_max. */
+    bool session_lifetime;
 };
 
 struct jail_result {

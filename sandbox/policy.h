@@ -44,6 +44,7 @@ struct policy_limits {
     long open_files;     /* RLIMIT_NOFILE */
     long output_bytes;   /* cap on each of stdout and stderr */
     long code_bytes;     /* largest code text accepted */
+    long session_ms_max; /* longest life of a vivd session (one jail across many calls) */
 };
 
 enum policy_default_action { POLICY_DENY_ERRNO, POLICY_DENY_KILL };

@@ -16,8 +16,8 @@
  *
  *   - S only calls jail_run() and, when it returns, writes a struct
  *     session_final (how the job ended, its total CPU/RSS, setup error text)
- *     on a pipe to W. Its deadline is the policy's timeout_ms_max: that is the
- *     session's longest life, like any job's. Its cancel_fd is a pipe from W:
+ *     on a pipe to W. Its deadline is the policy's session_ms_max (default
+ *     one hour): the session's longest life, however its calls go. Its cancel_fd is a pipe from W:
  *     W writes to it (or dies) and the jail is killed the usual way (the init
  *     kills and reaps the namespace; SIGKILL is the backstop).
  *   - The job is the policy's own command (python3 -I /work/main.py) running
@@ -195,7 +195,8 @@ static void supervise(const struct session_spec *ss, int in_r, int out_w, int ca
     struct jail_stdio io = {in_r, out_w};
     struct jail_spec spec = {
         .policy = ss->policy, .code = DRIVER, .code_len = sizeof DRIVER - 1,
-        .timeout_ms = ss->policy->limits.timeout_ms_max, .data = ss->data, .ndata = ss->ndata,
+        .timeout_ms = ss->policy->limits.session_ms_max, .session_lifetime = true,
+        .data = ss->data, .ndata = ss->ndata,
         .filter = ss->filter, .cancel_fd = cancel_r, .stdio = &io,
     };
     struct jail_result res;

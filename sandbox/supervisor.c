@@ -145,9 +145,10 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     res->exit_code = -1;
     long timeout_ms = spec->timeout_ms > 0 ? spec->timeout_ms : p->limits.timeout_ms;
     long memory_mb = spec->memory_mb > 0 ? spec->memory_mb : p->limits.memory_mb;
-    if (timeout_ms > p->limits.timeout_ms_max) {
+    long timeout_max = spec->session_lifetime ? p->limits.session_ms_max : p->limits.timeout_ms_max;
+    if (timeout_ms > timeout_max) {
         snprintf(err, errlen, "timeout %ld ms exceeds policy '%s' maximum %ld ms", timeout_ms,
-                 p->name, p->limits.timeout_ms_max);
+                 p->name, timeout_max);
         return -1;
     }
     if (spec->code && !p->code_path) {

@@ -355,31 +355,42 @@ static void test_busy_when_full(void) {
     CHECK(daemon_stop(&d) == 0, "exit status");
 }
 
-static void test_deadline_capped_by_policy(void) {
-    char dir[] = "/tmp/vivd-pol-XXXXXX";
-    CHECK(mkdtemp(dir), "mkdtemp");
-    FILE *in = popen("bin/viv policy check shell", "r");
-    char text[65536];
+/* Write DIR/NAME.json: built-in policy BASE renamed, with the given limits
+ * (0 = keep). Returns 0 and the path, or -1. */
+static int write_policy_variant(const char *dir, const char *base, const char *name, long timeout_ms,
+                                long timeout_ms_max, long session_ms_max, char *path, size_t pathlen) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "bin/viv policy check %s", base);
+    FILE *in = popen(cmd, "r");
+    if (!in) return -1;
+    static char text[65536];
     size_t n = fread(text, 1, sizeof text - 1, in);
     pclose(in);
     text[n] = 0;
     cJSON *p = cJSON_Parse(text);
-    CHECK(p, "policy check output");
+    if (!p) return -1;
     cJSON_DeleteItemFromObject(p, "origin");
     cJSON_DeleteItemFromObject(p, "always_enforced");
     cJSON *m;
     cJSON_ArrayForEach(m, cJSON_GetObjectItem(p, "mounts")) cJSON_DeleteItemFromObject(m, "mode");
-    cJSON_ReplaceItemInObject(p, "name", cJSON_CreateString("quick"));
+    cJSON_ReplaceItemInObject(p, "name", cJSON_CreateString(name));
     cJSON *lim = cJSON_GetObjectItem(p, "limits");
-    cJSON_ReplaceItemInObject(lim, "timeout_ms", cJSON_CreateNumber(500));
-    cJSON_ReplaceItemInObject(lim, "timeout_ms_max", cJSON_CreateNumber(800));
-    char *pt = cJSON_Print(p), path[128];
+    if (timeout_ms) cJSON_ReplaceItemInObject(lim, "timeout_ms", cJSON_CreateNumber((double)timeout_ms));
+    if (timeout_ms_max) cJSON_ReplaceItemInObject(lim, "timeout_ms_max", cJSON_CreateNumber((double)timeout_ms_max));
+    if (session_ms_max) cJSON_ReplaceItemInObject(lim, "session_ms_max", cJSON_CreateNumber((double)session_ms_max));
+    char *pt = cJSON_Print(p);
     cJSON_Delete(p);
-    snprintf(path, sizeof path, "%s/quick.json", dir);
+    snprintf(path, pathlen, "%s/%s.json", dir, name);
     FILE *f = fopen(path, "w");
-    fputs(pt, f);
-    fclose(f);
+    if (f) fputs(pt, f), fclose(f);
     free(pt);
+    return f ? 0 : -1;
+}
+
+static void test_deadline_capped_by_policy(void) {
+    char dir[] = "/tmp/vivd-pol-XXXXXX", path[128];
+    CHECK(mkdtemp(dir), "mkdtemp");
+    CHECK(write_policy_variant(dir, "shell", "quick", 500, 800, 0, path, sizeof path) == 0, "policy variant");
     START(d, "--policies", dir, NULL);
     CONNECT(c, d);
     double t0 = now_ms();
@@ -742,6 +753,35 @@ static void test_session_private_to_connection(void) {
     CHECK(daemon_stop(&d) == 0, "exit status");
 }
 
+static void test_session_lifetime_is_session_ms_max(void) {
+    /* A session outlives the per-call maximum (timeout_ms_max) but not the
+     * policy's session_ms_max. */
+    char dir[] = "/tmp/vivd-pol-XXXXXX", path[128];
+    CHECK(mkdtemp(dir), "mkdtemp");
+    CHECK(write_policy_variant(dir, "python", "python", 500, 800, 2500, path, sizeof path) == 0, "policy variant");
+    START(d, "--policies", dir, NULL);
+    CONNECT(c, d);
+    char sid[64], why[400];
+    CHECK(session_open_on(c, sid, sizeof sid, why, sizeof why) == 0, "%s", why);
+    double t0 = now_ms();
+    struct viv_response *r = session_run(c, sid, "x = 41", 500);
+    CHECK(r && cJSON_IsTrue(cJSON_GetObjectItem(r->json, "ok")), "first call failed");
+    viv_response_free(r);
+    usleep(1200 * 1000); /* past timeout_ms_max */
+    r = session_run(c, sid, "print(x + 1)", 500);
+    CHECK(strcmp(jstr(r, "stdout"), "42\n") == 0, "the session died at timeout_ms_max: %s", jstr(r, "stdout"));
+    viv_response_free(r);
+    while (now_ms() - t0 < 3500) usleep(100 * 1000); /* past session_ms_max */
+    r = session_run(c, sid, "print(x)", 500);
+    int ended = r && !cJSON_IsTrue(cJSON_GetObjectItem(r->json, "ok"));
+    viv_response_free(r);
+    unlink(path);
+    rmdir(dir);
+    CHECK(ended, "the session outlived session_ms_max");
+    viv_close(c);
+    CHECK(daemon_stop(&d) == 0, "exit status");
+}
+
 static void test_session_dies_with_connection(void) {
     START(d, NULL);
     int base_fds = count_fds(d.pid);
@@ -800,7 +840,7 @@ int main(int argc, char **argv) {
         T(disconnect_kills_job), T(busy_when_full), T(deadline_capped_by_policy), T(sigterm_drains),
         T(log_has_no_code_or_output), T(tcp_needs_token), T(load_8_clients_10000_requests),
         T(session_state_and_per_call_output), T(session_overrun_kills_session), T(session_idle_expiry),
-        T(session_cap_per_peer), T(session_private_to_connection), T(session_dies_with_connection),
+        T(session_cap_per_peer), T(session_private_to_connection), T(session_dies_with_connection), T(session_lifetime_is_session_ms_max),
         T(session_rules),
 #undef T
     };
