@@ -806,6 +806,28 @@ static void test_session_dies_with_connection(void) {
     CHECK(daemon_stop(&d) == 0, "exit status");
 }
 
+static void test_sigterm_with_open_session(void) {
+    /* vivd stops promptly with a session open (idle ones close at once) and
+     * takes the session's processes with it. */
+    START(d, "--grace-ms", "3000", NULL);
+    char marker[32], code[160];
+    session_marker(marker, sizeof marker, code, sizeof code, 7);
+    CONNECT(c, d);
+    SESSION(c, sid);
+    struct viv_response *r = session_run(c, sid, code, 5000);
+    CHECK(jtrue(r, "ok"), "start the marker: %s", rerr(r));
+    viv_response_free(r);
+    CHECK(host_has(marker), "the session's child is not running");
+    double t0 = now_ms();
+    int status = daemon_stop(&d);
+    double took = now_ms() - t0;
+    int gone = wait_gone(marker);
+    viv_close(c);
+    CHECK(status == 0, "vivd exit status %d after SIGTERM with a session open", status);
+    CHECK(took < 2500, "stopping took %.0f ms with an idle session", took);
+    CHECK(gone, "the session's process outlived vivd");
+}
+
 static void test_session_rules(void) {
     START(d, NULL);
     CONNECT(c, d);
@@ -841,6 +863,7 @@ int main(int argc, char **argv) {
         T(log_has_no_code_or_output), T(tcp_needs_token), T(load_8_clients_10000_requests),
         T(session_state_and_per_call_output), T(session_overrun_kills_session), T(session_idle_expiry),
         T(session_cap_per_peer), T(session_private_to_connection), T(session_dies_with_connection), T(session_lifetime_is_session_ms_max),
+        T(sigterm_with_open_session),
         T(session_rules),
 #undef T
     };
