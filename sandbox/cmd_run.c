@@ -217,12 +217,10 @@ int cmd_run(int argc, char **argv) {
                              .filter = filter, .cancel_fd = cancel_pipe[0]};
     struct jail_result res;
     int rc;
-    if (jail_run(&spec, &res, err, sizeof err) != 0) {
+    int ran = jail_run(&spec, &res, err, sizeof err);
+    if (ran != 0) {
         fprintf(stderr, "viv run: %s\n", err);
-        rc = strncmp(err, "sandbox setup failed", 20) == 0 || strncmp(err, "clone", 5) == 0 ||
-                     strncmp(err, "pipe", 4) == 0
-                 ? 1
-                 : 2;
+        rc = ran == JAIL_SETUP_FAILED ? 1 : 2;
     } else if (json) {
         char *text = jail_result_to_json(&res, tool, pol.name);
         puts(text);

@@ -84,10 +84,13 @@ struct jail_result {
     char limits_not_applied[512]; /* "; "-separated notes, empty when all applied */
 };
 
+/* jail_run() failures (err says why; nothing was left running). */
+#define JAIL_BAD_REQUEST (-1)  /* the request is invalid: deadline, code size, data, command */
+#define JAIL_SETUP_FAILED (-2) /* the request was fine; the host would not build the jail */
+
 /* Run the job. Returns 0 when the job ran (whatever its own outcome: read
- * the result), -1 when the sandbox could not be set up or the request was
- * invalid (err says why; nothing was left running). The caller frees the
- * result with jail_result_free(). SIGPIPE is never raised by this call. */
+ * the result), else JAIL_BAD_REQUEST or JAIL_SETUP_FAILED. The caller frees
+ * the result with jail_result_free(). SIGPIPE is never raised by this call. */
 int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, size_t errlen);
 
 void jail_result_free(struct jail_result *res);

@@ -149,25 +149,25 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     if (timeout_ms > timeout_max) {
         snprintf(err, errlen, "timeout %ld ms exceeds policy '%s' maximum %ld ms", timeout_ms,
                  p->name, timeout_max);
-        return -1;
+        return JAIL_BAD_REQUEST;
     }
     if (spec->code && !p->code_path) {
         snprintf(err, errlen, "policy '%s' takes no code (it has no code_path)", p->name);
-        return -1;
+        return JAIL_BAD_REQUEST;
     }
     if (spec->code && spec->code_len > (size_t)p->limits.code_bytes) {
         snprintf(err, errlen, "code is %zu bytes; policy '%s' accepts at most %ld", spec->code_len,
                  p->name, p->limits.code_bytes);
-        return -1;
+        return JAIL_BAD_REQUEST;
     }
     char *const *argv = spec->argv ? spec->argv : p->argv;
     if (!argv[0] || argv[0][0] != '/') {
         snprintf(err, errlen, "the command must be an absolute path inside the jail (got '%s')",
                  argv[0] ? argv[0] : "");
-        return -1;
+        return JAIL_BAD_REQUEST;
     }
     const char *bind_src[POLICY_MAX_MOUNTS];
-    if (resolve_binds(spec, bind_src, err, errlen)) return -1;
+    if (resolve_binds(spec, bind_src, err, errlen)) return JAIL_BAD_REQUEST;
     /* The init scrubs the argument and environment areas it inherits (see
      * init.c), so everything it reads must live on the heap. */
     struct heap_copies copies;
@@ -184,7 +184,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
         int *all[] = {&sync_pipe[0], &sync_pipe[1], &status_pipe[0], &status_pipe[1], &out_pipe[0],
                       &out_pipe[1], &err_pipe[0], &err_pipe[1], &code_sock[0], &code_sock[1], &in_fd};
         for (size_t i = 0; i < sizeof all / sizeof *all; i++) close_if_open(all[i]);
-        return -1;
+        return JAIL_SETUP_FAILED;
     }
 
     struct host_ids ids;
@@ -214,7 +214,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
                      : "");
         close(sync_pipe[1]), close(status_pipe[0]), close(code_sock[0]), close(out_pipe[0]), close(err_pipe[0]);
         heap_copy_free(&copies);
-        return -1;
+        return JAIL_SETUP_FAILED;
     }
 
     heap_copy_free(&copies); /* the child has its own copies */
@@ -345,7 +345,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     if (setup_err[0] || (rn > 0 && rec[0] == INIT_SETUP_ERROR)) {
         snprintf(err, errlen, "sandbox setup failed: %s", setup_err[0] ? setup_err : rec + 1);
         jail_result_free(res);
-        return -1;
+        return JAIL_SETUP_FAILED;
     }
     if (rn >= (ssize_t)(1 + sizeof(int)) && rec[0] == INIT_STATUS_EXITED) {
         int st;

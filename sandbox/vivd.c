@@ -199,6 +199,13 @@ static void conn_send(struct conn *c, const char *line) {
     c->out_len += n;
 }
 
+/* Answer request `id` with a JSON object ("{...}"): the id goes first. */
+static void conn_answer(struct conn *c, const char *id, const char *object) {
+    char *line = rpc_with_id(id, object);
+    conn_send(c, line);
+    free(line);
+}
+
 static void conn_send_error(struct conn *c, const char *id, const char *code, const char *msg) {
     char *line = rpc_error_line(id, code, msg);
     conn_send(c, line);
@@ -232,7 +239,8 @@ static void worker_main(struct job *j, int fd) {
     struct jail_result res;
     char err[1024];
     char *obj;
-    if (jail_run(&spec, &res, err, sizeof err) == 0) {
+    int ran = jail_run(&spec, &res, err, sizeof err);
+    if (ran == 0) {
         obj = jail_result_to_json(&res, j->req.tool, j->lp->policy.name);
         jail_result_free(&res);
     } else {
@@ -241,7 +249,7 @@ static void worker_main(struct job *j, int fd) {
         jw_object_begin(&w);
         jw_key(&w, "ok"), jw_bool(&w, false);
         jw_key(&w, "error"), jw_object_begin(&w);
-        jw_key(&w, "code"), jw_cstring(&w, strncmp(err, "sandbox setup", 13) == 0 ? "sandbox_error" : "bad_request");
+        jw_key(&w, "code"), jw_cstring(&w, ran == JAIL_SETUP_FAILED ? "sandbox_error" : "bad_request");
         jw_key(&w, "message"), jw_cstring(&w, err);
         jw_object_end(&w), jw_object_end(&w);
         obj = jw_finish(&w);
@@ -351,9 +359,7 @@ static void job_readable(struct job *j) {
     double wall = now_ms() - j->started;
     const char *outcome = "ok";
     if (j->result && j->result[0] == '{') {
-        char *line = rpc_with_id(j->req.id_json, j->result);
-        conn_send(j->conn, line);
-        free(line);
+        conn_answer(j->conn, j->req.id_json, j->result);
         if (strstr(j->result, "\"ok\":false")) outcome = "error", stats.errors++;
         else if (strstr(j->result, "\"timed_out\":true")) outcome = "timed_out", stats.timeouts++;
         else if (strstr(j->result, "\"cancelled\":true")) outcome = "cancelled", stats.cancelled++;
@@ -516,9 +522,7 @@ static void session_close_req(struct conn *c, struct rpc_request *req) {
     struct session *s = session_find(req->session, c);
     if (!s) return conn_send_error(c, req->id_json, "not_found", "no such session on this connection");
     session_destroy(s, "cancelled", "the session was closed while this call ran");
-    char *l = rpc_with_id(req->id_json, "{\"ok\":true}");
-    conn_send(c, l);
-    free(l);
+    conn_answer(c, req->id_json, "{\"ok\":true}");
 }
 
 /* One line from the worker answers the request in flight. Returns true
@@ -533,15 +537,13 @@ static bool session_line(struct session *s, const char *line) {
     if (s->opening) {
         s->opening = false;
         if (ok) {
-            char *obj = xasprintf("{\"ok\":true,\"session\":\"%s\"}", s->id), *l = rpc_with_id(id, obj);
-            conn_send(s->conn, l);
-            free(obj), free(l);
+            char *obj = xasprintf("{\"ok\":true,\"session\":\"%s\"}", s->id);
+            conn_answer(s->conn, id, obj);
+            free(obj);
             log_line("\"peer\":\"%s\",\"op\":\"session_open\",\"tool\":\"%s\",\"wall_ms\":%.1f,\"outcome\":\"ok\"",
                      s->peer, s->lp->policy.name, wall);
         } else {
-            char *l = rpc_with_id(id, line);
-            conn_send(s->conn, l);
-            free(l);
+            conn_answer(s->conn, id, line);
             stats.errors++;
             free(id);
             session_destroy(s, "", "");
@@ -551,9 +553,8 @@ static bool session_line(struct session *s, const char *line) {
         if (stopping) session_destroy(s, "", "");
         return stopping;
     }
-    char *l = rpc_with_id(id, line);
-    conn_send(s->conn, l);
-    free(l), free(id);
+    conn_answer(s->conn, id, line);
+    free(id);
     bool lost = strstr(line, "\"session_lost\":true") != NULL;
     const char *outcome = !ok ? "error" : strstr(line, "\"timed_out\":true") ? "timed_out" : lost ? "session_lost" : "ok";
     if (!ok) stats.errors++;
@@ -623,9 +624,9 @@ static void answer_stats(struct conn *c, const char *id) {
     }
     jw_object_end(&w);
     jw_object_end(&w);
-    char *obj = jw_finish(&w), *line = rpc_with_id(id, obj);
-    conn_send(c, line);
-    free(obj), free(line);
+    char *obj = jw_finish(&w);
+    conn_answer(c, id, obj);
+    free(obj);
 }
 
 static void answer_policies(struct conn *c, const char *id) {
@@ -648,9 +649,9 @@ static void answer_policies(struct conn *c, const char *id) {
     }
     jw_array_end(&w);
     jw_object_end(&w);
-    char *obj = jw_finish(&w), *line = rpc_with_id(id, obj);
-    conn_send(c, line);
-    free(obj), free(line);
+    char *obj = jw_finish(&w);
+    conn_answer(c, id, obj);
+    free(obj);
 }
 
 static void handle_line(struct conn *c, const char *line, size_t len) {
@@ -688,11 +689,7 @@ static void handle_line(struct conn *c, const char *line, size_t len) {
     }
     switch (req.op) {
     case RPC_PING:
-        {
-            char *l = rpc_with_id(req.id_json, "{\"ok\":true,\"pong\":true}");
-            conn_send(c, l);
-            free(l);
-        }
+        conn_answer(c, req.id_json, "{\"ok\":true,\"pong\":true}");
         break;
     case RPC_STATS: answer_stats(c, req.id_json); break;
     case RPC_POLICIES: answer_policies(c, req.id_json); break;

@@ -262,12 +262,12 @@ static void test_jail_run_rejects_bad_requests(void) {
     CHECK(policy_load("sql", &p, err, sizeof err) == 0, "%s", err);
     struct jail_result r;
     struct jail_spec s = {.policy = &p, .code = "select 1;", .code_len = 9, .cancel_fd = -1};
-    CHECK(jail_run(&s, &r, err, sizeof err) == -1 && strstr(err, "needs data 'db'"), "%s", err);
+    CHECK(jail_run(&s, &r, err, sizeof err) == JAIL_BAD_REQUEST && strstr(err, "needs data 'db'"), "%s", err);
     s.timeout_ms = p.limits.timeout_ms_max + 1;
-    CHECK(jail_run(&s, &r, err, sizeof err) == -1 && strstr(err, "exceeds policy"), "%s", err);
+    CHECK(jail_run(&s, &r, err, sizeof err) == JAIL_BAD_REQUEST && strstr(err, "exceeds policy"), "%s", err);
     s.timeout_ms = 0;
     s.code_len = (size_t)p.limits.code_bytes + 1;
-    CHECK(jail_run(&s, &r, err, sizeof err) == -1 && strstr(err, "accepts at most"), "%s", err);
+    CHECK(jail_run(&s, &r, err, sizeof err) == JAIL_BAD_REQUEST && strstr(err, "accepts at most"), "%s", err);
     policy_free(&p);
 }
 
