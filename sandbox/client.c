@@ -162,46 +162,42 @@ static long queue_request(struct viv_client *c, struct json_writer *w, long time
     return p->handle;
 }
 
-long viv_submit_exec(struct viv_client *c, const char *tool, const char *code, size_t code_len,
-                     long timeout_ms) {
-    struct json_writer w;
-    jw_init(&w);
-    jw_object_begin(&w);
-    jw_key(&w, "id"), jw_int(&w, c->next_handle++);
-    jw_key(&w, "op"), jw_cstring(&w, "exec");
-    jw_key(&w, "tool"), jw_cstring(&w, tool);
-    jw_key(&w, "code"), jw_string(&w, code, code_len);
-    if (timeout_ms > 0) jw_key(&w, "timeout_ms"), jw_int(&w, timeout_ms);
-    jw_object_end(&w);
-    /* no timeout given: the policy default applies; wait at most an hour */
-    return queue_request(c, &w, timeout_ms > 0 ? timeout_ms : 3600000);
-}
-
-long viv_submit_op(struct viv_client *c, const char *op) {
-    struct json_writer w;
-    jw_init(&w);
-    jw_object_begin(&w);
-    jw_key(&w, "id"), jw_int(&w, c->next_handle++);
-    jw_key(&w, "op"), jw_cstring(&w, op);
-    jw_object_end(&w);
-    return queue_request(c, &w, 60000);
-}
-
-/* A request naming a session: {"id","op","session"} plus what the caller adds. */
-static void begin_session_request(struct viv_client *c, struct json_writer *w, const char *op, const char *session) {
+/* Every request starts {"id":N,"op":OP; the caller adds fields and closes it. */
+static void begin_request(struct viv_client *c, struct json_writer *w, const char *op) {
     jw_init(w);
     jw_object_begin(w);
     jw_key(w, "id"), jw_int(w, c->next_handle++);
     jw_key(w, "op"), jw_cstring(w, op);
-    jw_key(w, "session"), jw_cstring(w, session);
+}
+
+/* An exec's code and deadline; its client-side deadline (no timeout given:
+ * the policy default applies, so wait at most an hour). */
+static long finish_exec(struct viv_client *c, struct json_writer *w, const char *code, size_t code_len,
+                        long timeout_ms) {
+    jw_key(w, "code"), jw_string(w, code, code_len);
+    if (timeout_ms > 0) jw_key(w, "timeout_ms"), jw_int(w, timeout_ms);
+    jw_object_end(w);
+    return queue_request(c, w, timeout_ms > 0 ? timeout_ms : 3600000);
+}
+
+long viv_submit_exec(struct viv_client *c, const char *tool, const char *code, size_t code_len,
+                     long timeout_ms) {
+    struct json_writer w;
+    begin_request(c, &w, "exec");
+    jw_key(&w, "tool"), jw_cstring(&w, tool);
+    return finish_exec(c, &w, code, code_len, timeout_ms);
+}
+
+long viv_submit_op(struct viv_client *c, const char *op) {
+    struct json_writer w;
+    begin_request(c, &w, op);
+    jw_object_end(&w);
+    return queue_request(c, &w, 60000);
 }
 
 long viv_submit_session_open(struct viv_client *c, const char *tool) {
     struct json_writer w;
-    jw_init(&w);
-    jw_object_begin(&w);
-    jw_key(&w, "id"), jw_int(&w, c->next_handle++);
-    jw_key(&w, "op"), jw_cstring(&w, "session_open");
+    begin_request(c, &w, "session_open");
     jw_key(&w, "tool"), jw_cstring(&w, tool);
     jw_object_end(&w);
     return queue_request(c, &w, 60000);
@@ -210,16 +206,15 @@ long viv_submit_session_open(struct viv_client *c, const char *tool) {
 long viv_submit_session_exec(struct viv_client *c, const char *session, const char *code, size_t code_len,
                              long timeout_ms) {
     struct json_writer w;
-    begin_session_request(c, &w, "exec", session);
-    jw_key(&w, "code"), jw_string(&w, code, code_len);
-    if (timeout_ms > 0) jw_key(&w, "timeout_ms"), jw_int(&w, timeout_ms);
-    jw_object_end(&w);
-    return queue_request(c, &w, timeout_ms > 0 ? timeout_ms : 3600000);
+    begin_request(c, &w, "exec");
+    jw_key(&w, "session"), jw_cstring(&w, session);
+    return finish_exec(c, &w, code, code_len, timeout_ms);
 }
 
 long viv_submit_session_close(struct viv_client *c, const char *session) {
     struct json_writer w;
-    begin_session_request(c, &w, "session_close", session);
+    begin_request(c, &w, "session_close");
+    jw_key(&w, "session"), jw_cstring(&w, session);
     jw_object_end(&w);
     return queue_request(c, &w, 60000);
 }
