@@ -473,8 +473,11 @@ int policy_load(const char *name_or_path, struct policy *out, char *err, size_t 
                 snprintf(origin, sizeof origin, "built-in policy '%s'", b->name);
                 return policy_parse(b->json, strlen(b->json), origin, out, err, errlen);
             }
+        char names[256] = "";
+        for (const struct builtin_policy *b = viv_builtin_policies; b->name; b++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", names[0] ? ", " : "", b->name);
         snprintf(err, errlen, "unknown policy '%s' (built-in: %s; or give a path to a .json file)",
-                 name_or_path, "python, shell, sql");
+                 name_or_path, names);
         return -1;
     }
     size_t len;
