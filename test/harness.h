@@ -21,6 +21,8 @@ struct test_case {
 };
 
 static char t_msg[4096];
+/* Optional clean-up a suite runs after every test (e.g. stray processes). */
+static void (*t_after_each)(void);
 static int t_status; /* 0 pass, 1 fail, 2 skip */
 
 #define FAIL(...)                                                                          \
@@ -72,6 +74,7 @@ static int run_test_cases(const struct test_case *tests, int n, int argc, char *
         clock_gettime(CLOCK_MONOTONIC, &t0);
         tests[i].fn();
         clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (t_after_each) t_after_each();
         long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
         for (char *p = t_msg; *p; p++)
             if (*p == '\n') *p = ' ';
