@@ -15,13 +15,18 @@ SANDBOX_SRC := sandbox/policy.c sandbox/util.c sandbox/json_writer.c sandbox/nam
                sandbox/mounts.c sandbox/init.c sandbox/supervisor.c sandbox/result_json.c \
                sandbox/cmd_run.c sandbox/builtin_filters.c sandbox/rpc.c sandbox/session.c sandbox/vivd.c sandbox/client.c sandbox/cmd_exec.c
 VIV_SRC := rl/viv.c
-POLICIES := $(sort $(wildcard policies/*.json))
+# Each layer beyond the sandbox (envs/, model/, rl/) keeps its own rules in a
+# <layer>/<layer>.mk: it appends its sources to VIV_SRC (linked into bin/viv),
+# its headers to HEADERS and its test binaries to EXTRA_TESTS.
+EXTRA_TESTS :=
 HEADERS := $(wildcard sandbox/*.h)
+include $(wildcard envs/*.mk model/*.mk rl/*.mk)
+POLICIES := $(sort $(wildcard policies/*.json))
 
 # --- static musl build ------------------------------------------------------
 MUSL_CC := musl-gcc
 MUSL_CFLAGS := $(CFLAGS_COMMON) -I$(MUSL)/include -I$(MUSL)/kinclude
-MUSL_LIBS := $(MUSL)/lib/libseccomp.a $(MUSL)/lib/libcap.a $(MUSL)/lib/libcjson.a -lm
+MUSL_LIBS := $(MUSL)/lib/libseccomp.a $(MUSL)/lib/libcap.a $(MUSL)/lib/libcjson.a -lm -lpthread
 # Two stages: viv-stage1 (no precompiled filters) compiles each built-in
 # policy's seccomp program, which bin/viv and bin/vivd then carry (see
 # sandbox/builtin_filters.h for why).
@@ -73,7 +78,7 @@ bin/vivd: $(VIVD_OBJ)
 ASAN_CC := gcc
 ASAN_CFLAGS := -std=gnu11 -O1 -g $(WARN) -fsanitize=address,undefined -fno-omit-frame-pointer \
                -fno-sanitize-recover=undefined
-ASAN_LIBS := -lseccomp -lcap -lcjson -lm
+ASAN_LIBS := -lseccomp -lcap -lcjson -lm -lpthread
 ASAN_OBJ := $(patsubst %.c,$(BUILD)/asan/%.o,$(SANDBOX_SRC)) $(BUILD)/asan/policies_embedded.o \
             $(BUILD)/asan/policies_bpf.o
 
@@ -87,7 +92,7 @@ $(BUILD)/asan/policies_embedded.o: $(BUILD)/policies_embedded.c
 $(BUILD)/asan/policies_bpf.o: $(BUILD)/policies_bpf.c
 	$(ASAN_CC) $(ASAN_CFLAGS) -c $< -o $@
 
-$(BUILD)/asan/viv: $(ASAN_OBJ) $(BUILD)/asan/rl/viv.o
+$(BUILD)/asan/viv: $(ASAN_OBJ) $(patsubst %.c,$(BUILD)/asan/%.o,$(VIV_SRC))
 	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ $^ $(ASAN_LIBS)
 
 $(BUILD)/asan/vivd: $(ASAN_OBJ) $(BUILD)/asan/sandbox/vivd_main.o
@@ -107,7 +112,7 @@ $(BUILD)/test/attack_tests: test/attack/attack_tests.c test/harness.h
 	@mkdir -p $(@D)
 	$(ASAN_CC) -std=gnu11 -O1 -g -Wall -Wno-format-truncation -o $@ $< -lcjson
 
-tests: $(TEST_BINS) $(BUILD)/asan/viv $(BUILD)/asan/vivd $(BUILD)/fuzz/fuzz_policy $(BUILD)/fuzz/fuzz_request
+tests: $(TEST_BINS) $(EXTRA_TESTS) $(BUILD)/asan/viv $(BUILD)/asan/vivd $(BUILD)/fuzz/fuzz_policy $(BUILD)/fuzz/fuzz_request
 
 clean:
 	rm -rf $(BUILD) bin

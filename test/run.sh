@@ -23,6 +23,8 @@ trap 'rm -f "$log"' EXIT
 
 suites=("$@")
 [ ${#suites[@]} -eq 0 ] && suites=(unit cli attack-asan attack-static attack-rootless vivd-asan vivd-static python-client fuzz)
+# layers with their own runner join the default run
+for layer in envs model rl; do [ -x "test/$layer/run.sh" ] && suites+=("$layer"); done
 
 run_suite() {
   local name=$1; shift
@@ -91,7 +93,12 @@ for s in "${suites[@]}"; do
     vivd-static) run_suite vivd-static env VIVD=bin/vivd build/test/vivd_tests ;;
     python-client) run_suite python-client python_suite test/python/test_client.py
                    run_suite python-vivd python_suite test/python/test_client_vivd.py ;;
-    *) echo "unknown suite '$s' (unit, cli, attack-asan, attack-static, attack-rootless, vivd-asan, vivd-static, python-client, fuzz)"; exit 2 ;;
+    *) if [ -x "test/$s/run.sh" ]; then
+         # a layer's own suite (envs, model, rl): test/<layer>/run.sh prints ok/not ok lines
+         run_suite "$s" "test/$s/run.sh"
+         continue
+       fi
+       echo "unknown suite '$s' (unit, cli, attack-asan, attack-static, attack-rootless, vivd-asan, vivd-static, python-client, fuzz)"; exit 2 ;;
   esac
 done
 
