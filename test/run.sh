@@ -24,7 +24,7 @@ trap 'rm -f "$log"' EXIT
 suites=("$@")
 [ ${#suites[@]} -eq 0 ] && suites=(unit cli attack-asan attack-static attack-rootless vivd-asan vivd-static python-client fuzz)
 # layers with their own runner join the default run
-for layer in envs model rl; do [ -x "test/$layer/run.sh" ] && suites+=("$layer"); done
+for r in test/*/run.sh; do [ -x "$r" ] && suites+=("$(basename "$(dirname "$r")")"); done
 
 run_suite() {
   local name=$1; shift
@@ -94,7 +94,7 @@ for s in "${suites[@]}"; do
     python-client) run_suite python-client python_suite test/python/test_client.py
                    run_suite python-vivd python_suite test/python/test_client_vivd.py ;;
     *) if [ -x "test/$s/run.sh" ]; then
-         # a layer's own suite (envs, model, rl): test/<layer>/run.sh prints ok/not ok lines
+         # a layer's own suite (envs, model, tokenizer, rl): test/<layer>/run.sh prints ok/not ok lines
          run_suite "$s" "test/$s/run.sh"
          continue
        fi
