@@ -13,7 +13,7 @@ CFLAGS_COMMON := -std=gnu11 -O2 -g $(WARN) -fstack-protector-strong -D_FORTIFY_S
 SANDBOX_SRC := sandbox/policy.c sandbox/util.c sandbox/json_writer.c sandbox/namespaces.c \
                sandbox/caps.c sandbox/limits.c sandbox/cgroup.c sandbox/syscall_filter.c \
                sandbox/mounts.c sandbox/init.c sandbox/supervisor.c sandbox/result_json.c \
-               sandbox/cmd_run.c sandbox/builtin_filters.c sandbox/rpc.c sandbox/session.c sandbox/vivd.c sandbox/client.c sandbox/cmd_exec.c
+               sandbox/cmd_run.c sandbox/builtin_filters.c sandbox/rpc.c sandbox/warm_worker.c sandbox/session.c sandbox/zygote.c sandbox/vivd.c sandbox/client.c sandbox/cmd_exec.c
 VIV_SRC := rl/viv.c
 # Each layer beyond the sandbox (envs/, model/, rl/) keeps its own rules in a
 # <layer>/<layer>.mk: it appends its sources to VIV_SRC (linked into bin/viv),
@@ -30,7 +30,8 @@ MUSL_LIBS := $(MUSL)/lib/libseccomp.a $(MUSL)/lib/libcap.a $(MUSL)/lib/libcjson.
 # Two stages: viv-stage1 (no precompiled filters) compiles each built-in
 # policy's seccomp program, which bin/viv and bin/vivd then carry (see
 # sandbox/builtin_filters.h for why).
-MUSL_BASE := $(patsubst %.c,$(BUILD)/musl/%.o,$(SANDBOX_SRC) $(VIV_SRC)) $(BUILD)/musl/policies_embedded.o
+MUSL_BASE := $(patsubst %.c,$(BUILD)/musl/%.o,$(SANDBOX_SRC) $(VIV_SRC)) $(BUILD)/musl/policies_embedded.o \
+             $(BUILD)/musl/zygote_driver.o
 MUSL_OBJ := $(MUSL_BASE) $(BUILD)/musl/policies_bpf.o
 POLICY_NAMES := $(basename $(notdir $(POLICIES)))
 BPF_FILES := $(patsubst %,$(BUILD)/bpf/%.bpf,$(POLICY_NAMES))
@@ -44,6 +45,10 @@ $(BUILD)/policies_embedded.c: $(POLICIES) sandbox/embed_policies.sh
 $(BUILD)/musl/%.o: %.c $(HEADERS)
 	@mkdir -p $(@D)
 	$(MUSL_CC) $(MUSL_CFLAGS) -c $< -o $@
+
+$(BUILD)/zygote_driver.c: sandbox/zygote_driver.py sandbox/embed_text.sh
+	@mkdir -p $(@D)
+	sandbox/embed_text.sh $@ viv_zygote_driver sandbox/zygote_driver.py
 
 $(BUILD)/musl/policies_embedded.o: $(BUILD)/policies_embedded.c
 	$(MUSL_CC) $(MUSL_CFLAGS) -c $< -o $@
@@ -80,13 +85,16 @@ ASAN_CFLAGS := -std=gnu11 -O1 -g $(WARN) -fsanitize=address,undefined -fno-omit-
                -fno-sanitize-recover=undefined
 ASAN_LIBS := -lseccomp -lcap -lcjson -lm -lpthread
 ASAN_OBJ := $(patsubst %.c,$(BUILD)/asan/%.o,$(SANDBOX_SRC)) $(BUILD)/asan/policies_embedded.o \
-            $(BUILD)/asan/policies_bpf.o
+            $(BUILD)/asan/policies_bpf.o $(BUILD)/asan/zygote_driver.o
 
 $(BUILD)/asan/%.o: %.c $(HEADERS)
 	@mkdir -p $(@D)
 	$(ASAN_CC) $(ASAN_CFLAGS) -c $< -o $@
 
 $(BUILD)/asan/policies_embedded.o: $(BUILD)/policies_embedded.c
+	$(ASAN_CC) $(ASAN_CFLAGS) -c $< -o $@
+
+$(BUILD)/asan/zygote_driver.o: $(BUILD)/zygote_driver.c
 	$(ASAN_CC) $(ASAN_CFLAGS) -c $< -o $@
 
 $(BUILD)/asan/policies_bpf.o: $(BUILD)/policies_bpf.c

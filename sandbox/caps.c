@@ -18,11 +18,72 @@
 #include "caps.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <linux/securebits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/capability.h>
 #include <sys/prctl.h>
+
+/* Lock the securebits; `ambient_locked` also forbids raising ambient caps. */
+static int lock_securebits(bool ambient_locked, char *err, size_t errlen) {
+    unsigned bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
+                    SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED;
+    if (ambient_locked) bits |= SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    if (cap_set_secbits(bits) != 0) {
+        snprintf(err, errlen, "set securebits: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static bool kept_by_zygote(int c) { return c == CAP_SYS_ADMIN || c == CAP_SETPCAP; }
+
+int caps_keep_for_zygote(char *err, size_t errlen) {
+    if (lock_securebits(false, err, errlen)) return -1;
+    int last = (int)cap_max_bits();
+    for (int c = 0; c < last; c++)
+        if (!kept_by_zygote(c) && cap_drop_bound((cap_value_t)c) != 0 && errno != EINVAL) {
+            snprintf(err, errlen, "drop bounding capability %d: %s", c, strerror(errno));
+            return -1;
+        }
+    if (cap_reset_ambient() != 0 && errno != EINVAL) {
+        snprintf(err, errlen, "clear ambient capabilities: %s", strerror(errno));
+        return -1;
+    }
+    cap_value_t keep[] = {CAP_SYS_ADMIN, CAP_SETPCAP};
+    cap_t want = cap_init();
+    int rc = want ? 0 : -1;
+    for (int f = CAP_EFFECTIVE; rc == 0 && f <= CAP_INHERITABLE; f++)
+        rc = cap_set_flag(want, (cap_flag_t)f, 2, keep, CAP_SET);
+    if (rc == 0) rc = cap_set_proc(want);
+    for (int i = 0; rc == 0 && i < 2; i++) rc = cap_set_ambient(keep[i], CAP_SET);
+    if (rc != 0) {
+        snprintf(err, errlen, "keep the zygote's capabilities: %s", strerror(errno));
+        if (want) cap_free(want);
+        return -1;
+    }
+    /* now nothing may raise an ambient capability again */
+    if (lock_securebits(true, err, errlen) || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+        if (!*err) snprintf(err, errlen, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+        cap_free(want);
+        return -1;
+    }
+    cap_t now = cap_get_proc();
+    int same = now && cap_compare(now, want) == 0;
+    if (now) cap_free(now);
+    cap_free(want);
+    if (!same) {
+        snprintf(err, errlen, "the zygote's capability sets are not what was asked");
+        return -1;
+    }
+    for (int c = 0; c < last; c++)
+        if ((prctl(PR_CAPBSET_READ, c, 0, 0, 0) > 0) != kept_by_zygote(c)) {
+            snprintf(err, errlen, "bounding capability %d is not what was asked", c);
+            return -1;
+        }
+    return 0;
+}
 
 int caps_drop_all(char *err, size_t errlen) {
     unsigned bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |

@@ -245,7 +245,8 @@ void jail_init_main(const struct init_context *ctx) {
     if (receive_filter_and_code(ctx, &filter, err, sizeof err)) report_error_and_exit(sfd, "code", err);
     close(ctx->code_fd);
 
-    if (caps_drop_all(err, sizeof err)) report_error_and_exit(sfd, "capabilities", err);
+    if ((ctx->zygote ? caps_keep_for_zygote : caps_drop_all)(err, sizeof err))
+        report_error_and_exit(sfd, "capabilities", err);
     prctl(PR_SET_DUMPABLE, 0);
 
     /* SIGCHLD and the supervisor's deadline signal are taken synchronously

@@ -21,6 +21,7 @@ struct init_context {
     long timeout_ms, memory_mb;
     bool has_code;                /* read code from code_fd into policy->code_path */
     bool drop_supplementary_groups;
+    bool zygote;                  /* keep the zygote's two capabilities for the job (caps.c) */
     int sync_fd;   /* read end: one byte once the uid/gid maps and cgroup are in place */
     int status_fd; /* write end: 'S' + wait status, or 'E' + setup error text */
     int code_fd;   /* socket: u32 n, n BPF instructions (the seccomp filter), the code text, EOF */

@@ -69,6 +69,10 @@ struct jail_spec {
     /* The deadline is a vivd session's whole life (many calls), so it is
      * capped by limits.session_ms_max instead of limits.timeout_ms_max. */
     bool session_lifetime;
+    /* The job is a zygote interpreter (zygote.c): it keeps CAP_SYS_ADMIN and
+     * CAP_SETPCAP in the jail's user namespace (never beyond it), and
+     * `filter` must be the policy's zygote filter. Interactive mode only. */
+    bool zygote;
 };
 
 struct jail_result {
@@ -105,5 +109,7 @@ char *jail_result_to_json(const struct jail_result *res, const char *tool, const
 struct json_writer;
 void jail_result_write_fields(struct json_writer *w, const struct jail_result *res, const char *tool,
                               const char *policy);
+/* "limits_not_applied": the "; "-separated notes as a JSON array. */
+void jail_result_write_limits(struct json_writer *w, const char *limits_not_applied);
 
 #endif

@@ -22,21 +22,25 @@ void jail_result_write_fields(struct json_writer *w, const struct jail_result *r
     if (policy) jw_key(w, "policy"), jw_cstring(w, policy);
 }
 
+void jail_result_write_limits(struct json_writer *w, const char *limits_not_applied) {
+    jw_key(w, "limits_not_applied");
+    jw_array_begin(w);
+    const char *s = limits_not_applied;
+    while (*s) {
+        const char *e = s;
+        while (*e && !(e[0] == ';' && e[1] == ' ')) e++;
+        jw_string(w, s, (size_t)(e - s));
+        s = *e ? e + 2 : e;
+    }
+    jw_array_end(w);
+}
+
 char *jail_result_to_json(const struct jail_result *r, const char *tool, const char *policy) {
     struct json_writer w;
     jw_init(&w);
     jw_object_begin(&w);
     jail_result_write_fields(&w, r, tool, policy);
-    jw_key(&w, "limits_not_applied");
-    jw_array_begin(&w);
-    const char *s = r->limits_not_applied;
-    while (*s) {
-        const char *e = s;
-        while (*e && !(e[0] == ';' && e[1] == ' ')) e++;
-        jw_string(&w, s, (size_t)(e - s));
-        s = *e ? e + 2 : e;
-    }
-    jw_array_end(&w);
+    jail_result_write_limits(&w, r->limits_not_applied);
     jw_object_end(&w);
     return jw_finish(&w);
 }

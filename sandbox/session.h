@@ -31,7 +31,4 @@ bool session_policy_supported(const struct policy *p);
  * exec response object line per call. Returns the exit status. */
 int session_worker_main(const struct session_spec *ss, int ctl_fd);
 
-/* The frame vivd writes on ctl_fd for one call. Caller frees. */
-char *session_call_frame(long timeout_ms, const char *code, size_t code_len, size_t *frame_len);
-
 #endif

@@ -151,6 +151,10 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
                  p->name, timeout_max);
         return JAIL_BAD_REQUEST;
     }
+    if (spec->zygote && !spec->stdio) {
+        snprintf(err, errlen, "a zygote runs in interactive mode only");
+        return JAIL_BAD_REQUEST;
+    }
     if (spec->code && !p->code_path) {
         snprintf(err, errlen, "policy '%s' takes no code (it has no code_path)", p->name);
         return JAIL_BAD_REQUEST;
@@ -192,7 +196,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
 
     struct init_context ctx = {
         .policy = p, .argv = argv, .bind_src = bind_src, .timeout_ms = timeout_ms,
-        .memory_mb = memory_mb, .has_code = spec->code != NULL,
+        .memory_mb = memory_mb, .has_code = spec->code != NULL, .zygote = spec->zygote,
         .drop_supplementary_groups = ids.caller_is_root, .sync_fd = sync_pipe[0],
         .status_fd = status_pipe[1], .code_fd = code_sock[1], .out_fd = out_pipe[1],
         .err_fd = err_pipe[1], .in_fd = in_fd,

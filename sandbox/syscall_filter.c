@@ -29,6 +29,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <seccomp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +59,10 @@ static int add(scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned 
     return 0;
 }
 
-static scmp_filter_ctx build(const struct policy_seccomp *sec, char *err, size_t errlen) {
+/* Namespace flags a zygote may pass to clone for a request child. */
+#define ZYGOTE_NAMESPACES (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS)
+
+static scmp_filter_ctx build(const struct policy_seccomp *sec, bool zygote, char *err, size_t errlen) {
     uint32_t deny = sec->default_action == POLICY_DENY_KILL ? SCMP_ACT_KILL_PROCESS
                                                             : SCMP_ACT_ERRNO(EPERM);
     scmp_filter_ctx ctx = seccomp_init(deny);
@@ -81,6 +85,17 @@ static scmp_filter_ctx build(const struct policy_seccomp *sec, char *err, size_t
         }
     }
     if (add(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3", 0, NULL, err, errlen)) goto fail;
+    if (zygote) {
+        /* unshare: only the four namespaces, never a user/net/cgroup/time one */
+        struct scmp_arg_cmp only_ours = SCMP_A0(SCMP_CMP_MASKED_EQ, ~(uint64_t)ZYGOTE_NAMESPACES & 0xFFFFFFFFu, 0);
+        /* setns: only back into a pid namespace (its own, before each unshare) */
+        struct scmp_arg_cmp pid_only = SCMP_A1(SCMP_CMP_EQ, CLONE_NEWPID);
+        if (add(ctx, SCMP_ACT_ALLOW, "unshare", 1, &only_ours, err, errlen) ||
+            add(ctx, SCMP_ACT_ALLOW, "setns", 1, &pid_only, err, errlen) ||
+            add(ctx, SCMP_ACT_ALLOW, "mount", 0, NULL, err, errlen) ||
+            add(ctx, SCMP_ACT_ALLOW, "capset", 0, NULL, err, errlen))
+            goto fail;
+    }
     for (int i = 0; i < sec->nioctls; i++) {
         struct scmp_arg_cmp req = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xFFFFFFFFu, sec->ioctls[i]);
         if (add(ctx, SCMP_ACT_ALLOW, "ioctl", 1, &req, err, errlen)) goto fail;
@@ -95,10 +110,10 @@ fail:
     return NULL;
 }
 
-int syscall_filter_compile(const struct policy_seccomp *sec, struct sock_fprog *prog, char *err,
-                           size_t errlen) {
+static int compile(const struct policy_seccomp *sec, bool zygote, struct sock_fprog *prog, char *err,
+                   size_t errlen) {
     memset(prog, 0, sizeof *prog);
-    scmp_filter_ctx ctx = build(sec, err, errlen);
+    scmp_filter_ctx ctx = build(sec, zygote, err, errlen);
     if (!ctx) return -1;
     int fd = memfd_create("viv-seccomp-bpf", MFD_CLOEXEC);
     int rc = fd < 0 ? -errno : seccomp_export_bpf(ctx, fd);
@@ -121,6 +136,16 @@ int syscall_filter_compile(const struct policy_seccomp *sec, struct sock_fprog *
     return 0;
 }
 
+int syscall_filter_compile(const struct policy_seccomp *sec, struct sock_fprog *prog, char *err,
+                           size_t errlen) {
+    return compile(sec, false, prog, err, errlen);
+}
+
+int syscall_filter_compile_zygote(const struct policy_seccomp *sec, struct sock_fprog *prog, char *err,
+                                  size_t errlen) {
+    return compile(sec, true, prog, err, errlen);
+}
+
 void syscall_filter_free(struct sock_fprog *prog) {
     free(prog->filter);
     prog->filter = NULL;
@@ -132,7 +157,7 @@ int syscall_filter_install(const struct sock_fprog *prog) {
 }
 
 char *syscall_filter_describe(const struct policy_seccomp *sec, char *err, size_t errlen) {
-    scmp_filter_ctx ctx = build(sec, err, errlen);
+    scmp_filter_ctx ctx = build(sec, false, err, errlen);
     if (!ctx) return NULL;
     /* libseccomp writes the text to a file descriptor: use an anonymous one. */
     int fd = memfd_create("viv-seccomp-pfc", MFD_CLOEXEC);

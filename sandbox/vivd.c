@@ -57,6 +57,8 @@
 #include "json_writer.h"
 #include "rpc.h"
 #include "session.h"
+#include "zygote.h"
+#include "warm_worker.h"
 #include "syscall_filter.h"
 #include "util.h"
 
@@ -66,6 +68,12 @@
 struct loaded_policy {
     struct policy policy;
     struct sock_fprog filter;
+    /* zygotes (zygote.c), for policies with a preload list */
+    bool zygotes_on;                /* supported, and not given up on */
+    struct sock_fprog zygote_filter;
+    int zygote_fail_streak;         /* zygotes that failed to start, in a row */
+    double zygote_next_start;       /* backoff after a failure */
+    long zygotes_started, zygotes_lost;
     long count;
     double wall_ms_total;
 };
@@ -81,12 +89,13 @@ struct config {
     size_t max_line;
     long session_idle_ms;
     int max_sessions_per_peer;
+    int zygotes; /* per policy with a preload list; 0 = none */
     struct jail_data data[MAX_DATA];
     int ndata;
 };
 
 /* epoll data: a tagged pointer so one loop serves every kind of fd. */
-enum tag { TAG_LISTEN, TAG_TCP, TAG_SIGNAL, TAG_CONN, TAG_JOB, TAG_SESSION };
+enum tag { TAG_LISTEN, TAG_TCP, TAG_SIGNAL, TAG_CONN, TAG_JOB, TAG_SESSION, TAG_ZYGOTE };
 struct ev_ref {
     enum tag tag;
     void *ptr;
@@ -113,7 +122,8 @@ struct job {
     struct rpc_request req;
     struct loaded_policy *lp;
     pid_t worker;
-    int fd;            /* daemon's end of the worker's socketpair */
+    int fd;            /* daemon's end of the worker's socketpair (-1 on a zygote) */
+    struct zygote *zygote; /* the zygote running it, or NULL for a cold jail */
     char *result;
     size_t result_len;
     double started;
@@ -140,6 +150,21 @@ struct session {
     struct session *next;
 };
 
+/* A zygote worker (zygote.c): one warmed interpreter of a policy that runs
+ * one-shot jobs one at a time, each in a fresh isolated child. */
+struct zygote {
+    struct ev_ref ref;
+    struct loaded_policy *lp;
+    pid_t worker;
+    int fd;           /* daemon's end of the worker's socketpair */
+    bool ready;       /* it said {"ok":true}: the preload is imported */
+    double since;
+    struct job *job;  /* the job in flight, or NULL when idle */
+    char *in;         /* partial line from the worker */
+    size_t in_len;
+    struct zygote *next;
+};
+
 static struct config cfg;
 static struct loaded_policy policies[MAX_POLICIES];
 static int npolicies;
@@ -148,8 +173,10 @@ static char token[256];
 static struct conn *conns;
 static struct job *queue_head, *queue_tail, *running;
 static int nqueued, nrunning, nconns;
+static int ncold; /* running jobs in cold jails (at most cfg.workers) */
 static struct session *sessions;
 static int nsessions;
+static struct zygote *zygotes;
 static bool stopping;
 static double stop_deadline, started_at;
 static FILE *log_file;
@@ -292,9 +319,39 @@ static pid_t fork_worker(int *fd) {
     return pid;
 }
 
+static int send_frame(int fd, const char *buf, size_t len);
+static struct zygote *idle_zygote(const struct loaded_policy *lp);
+static bool zygote_ready(const struct loaded_policy *lp);
+static void zygote_destroy(struct zygote *z, const char *why);
+
+/* Hand the job to an idle zygote of its policy: true when one took it. */
+static bool start_on_zygote(struct job *j) {
+    struct zygote *z = idle_zygote(j->lp);
+    if (!z) return false;
+    const struct policy *p = &j->lp->policy;
+    long t = j->req.timeout_ms > 0 ? j->req.timeout_ms : p->limits.timeout_ms;
+    size_t n;
+    char *frame = warm_call_frame(t, p->limits.memory_mb, j->req.code, j->req.code_len, &n);
+    int rc = send_frame(z->fd, frame, n);
+    free(frame);
+    if (rc != 0) {
+        zygote_destroy(z, "its worker stopped taking requests");
+        return false;
+    }
+    z->job = j;
+    j->zygote = z;
+    j->fd = -1;
+    j->next = running;
+    running = j;
+    nrunning++;
+    return true;
+}
+
 static void start_job(struct job *j) {
     int fd = -1;
     j->started = now_ms();
+    if (start_on_zygote(j)) return;
+    ncold++;
     pid_t pid = fork_worker(&fd);
     if (pid == 0) worker_main(j, 3);
     if (pid < 0) {
@@ -313,28 +370,65 @@ static void start_job(struct job *j) {
     nrunning++;
 }
 
+/* Start queued jobs, oldest first. A job whose policy has a ready zygote
+ * waits for one of its zygotes (they are the warm path, and as many as the
+ * policy's share of concurrency); any other job runs in a cold jail when
+ * fewer than cfg.workers cold jails run. */
+static bool can_start_now(const struct loaded_policy *lp) {
+    return zygote_ready(lp) ? idle_zygote(lp) != NULL : ncold < cfg.workers;
+}
+
 static void pump_queue(void) {
-    while (!stopping && nrunning < cfg.workers && queue_head) {
-        struct job *j = queue_head;
-        queue_head = j->next;
-        if (!queue_head) queue_tail = NULL;
-        nqueued--;
-        j->next = NULL;
-        if (!j->conn) { /* its client left while it waited */
-            job_free(j);
+    struct job **p = &queue_head, *prev = NULL;
+    while (!stopping && *p) {
+        struct job *j = *p;
+        bool go = !j->conn || can_start_now(j->lp); /* a job whose client left is dropped below */
+        if (!go) {
+            prev = j;
+            p = &j->next;
             continue;
         }
-        start_job(j);
+        *p = j->next;
+        if (queue_tail == j) queue_tail = prev;
+        nqueued--;
+        j->next = NULL;
+        if (!j->conn) job_free(j);
+        else start_job(j);
     }
 }
 
 static void unlink_running(struct job *j) {
+    if (!j->zygote) ncold--;
     for (struct job **p = &running; *p; p = &(*p)->next)
         if (*p == j) {
             *p = j->next;
             break;
         }
     nrunning--;
+}
+
+/* The job is over: answer with `result` (an exec response or error object;
+ * NULL when the worker died without one), log, free, start the next. */
+static void job_finish(struct job *j, const char *result) {
+    unlink_running(j);
+    double wall = now_ms() - j->started;
+    const char *outcome = "ok";
+    if (result && result[0] == '{') {
+        conn_answer(j->conn, j->req.id_json, result);
+        if (strstr(result, "\"ok\":false")) outcome = "error", stats.errors++;
+        else if (strstr(result, "\"timed_out\":true")) outcome = "timed_out", stats.timeouts++;
+        else if (strstr(result, "\"cancelled\":true")) outcome = "cancelled", stats.cancelled++;
+    } else {
+        conn_send_error(j->conn, j->req.id_json, "internal", "the worker died without a result");
+        outcome = "error";
+    }
+    j->lp->count++;
+    j->lp->wall_ms_total += wall;
+    stats.completed++;
+    log_request(j->conn, &j->req, wall, outcome);
+    if (j->conn) j->conn->jobs--;
+    job_free(j);
+    pump_queue();
 }
 
 /* The worker's socket is readable: collect the result; at EOF, answer. */
@@ -355,25 +449,153 @@ static void job_readable(struct job *j) {
     }
     epoll_ctl(epfd, EPOLL_CTL_DEL, j->fd, NULL);
     close(j->fd);
-    unlink_running(j);
-    double wall = now_ms() - j->started;
-    const char *outcome = "ok";
-    if (j->result && j->result[0] == '{') {
-        conn_answer(j->conn, j->req.id_json, j->result);
-        if (strstr(j->result, "\"ok\":false")) outcome = "error", stats.errors++;
-        else if (strstr(j->result, "\"timed_out\":true")) outcome = "timed_out", stats.timeouts++;
-        else if (strstr(j->result, "\"cancelled\":true")) outcome = "cancelled", stats.cancelled++;
-    } else {
-        conn_send_error(j->conn, j->req.id_json, "internal", "the worker died without a result");
-        outcome = "error";
+    job_finish(j, j->result);
+}
+
+/* ---------------------------------------------------------------- zygotes */
+
+/* The idle zygote that finished its last job longest ago: after a job a
+ * zygote spends a few ms preparing the next child, so spread the load. */
+static struct zygote *idle_zygote(const struct loaded_policy *lp) {
+    struct zygote *best = NULL;
+    for (struct zygote *z = zygotes; z; z = z->next)
+        if (z->lp == lp && z->ready && !z->job && (!best || z->since < best->since)) best = z;
+    return best;
+}
+
+static bool zygote_ready(const struct loaded_policy *lp) {
+    for (struct zygote *z = zygotes; z; z = z->next)
+        if (z->lp == lp && z->ready) return true;
+    return false;
+}
+
+static void zygote_start(struct loaded_policy *lp) {
+    struct zygote *z = xcalloc(1, sizeof *z);
+    pid_t pid = fork_worker(&z->fd);
+    if (pid == 0) {
+        struct zygote_spec zs = {&lp->policy, &lp->filter, &lp->zygote_filter, cfg.data, cfg.ndata, lp->policy.name};
+        _exit(zygote_worker_main(&zs, 3));
     }
-    j->lp->count++;
-    j->lp->wall_ms_total += wall;
-    stats.completed++;
-    log_request(j->conn, &j->req, wall, outcome);
-    if (j->conn) j->conn->jobs--;
-    job_free(j);
-    pump_queue();
+    if (pid < 0) {
+        free(z);
+        lp->zygote_next_start = now_ms() + 1000;
+        return;
+    }
+    z->worker = pid;
+    z->lp = lp;
+    z->since = now_ms();
+    fcntl(z->fd, F_SETFL, O_NONBLOCK);
+    z->ref = (struct ev_ref){TAG_ZYGOTE, z};
+    epoll_add(z->fd, EPOLLIN, &z->ref);
+    z->next = zygotes;
+    zygotes = z;
+    lp->zygotes_started++;
+}
+
+/* Forget a zygote: closing our end makes its worker kill the jail and exit
+ * (SIGCHLD reaps it). A job in flight is answered with `why`. */
+static void zygote_destroy(struct zygote *z, const char *why) {
+    epoll_ctl(epfd, EPOLL_CTL_DEL, z->fd, NULL);
+    close(z->fd);
+    for (struct zygote **p = &zygotes; *p; p = &(*p)->next)
+        if (*p == z) {
+            *p = z->next;
+            break;
+        }
+    struct job *j = z->job;
+    free(z->in);
+    free(z);
+    if (j) {
+        char *obj = xasprintf("{\"ok\":false,\"error\":{\"code\":\"zygote_lost\",\"message\":\"%s\"}}", why);
+        job_finish(j, obj);
+        free(obj);
+    }
+}
+
+/* One line from a zygote worker: its start, or the answer to its job. */
+static bool zygote_line(struct zygote *z, const char *line) {
+    struct loaded_policy *lp = z->lp;
+    bool ok = strncmp(line, "{\"ok\":true", 10) == 0;
+    if (!z->ready) {
+        if (!ok) {
+            lp->zygote_fail_streak++;
+            double backoff = 1000.0 * (1 << (lp->zygote_fail_streak < 5 ? lp->zygote_fail_streak : 5));
+            lp->zygote_next_start = now_ms() + backoff;
+            log_line("\"op\":\"zygote_start\",\"tool\":\"%s\",\"outcome\":\"error\",\"detail\":%s",
+                     lp->policy.name, line);
+            if (lp->zygote_fail_streak >= 5) {
+                lp->zygotes_on = false;
+                log_line("\"op\":\"zygote_disable\",\"tool\":\"%s\",\"outcome\":\"5 failed starts in a row; cold jails only\"",
+                         lp->policy.name);
+            }
+            zygote_destroy(z, "");
+            return true;
+        }
+        z->ready = true;
+        lp->zygote_fail_streak = 0;
+        log_line("\"op\":\"zygote_start\",\"tool\":\"%s\",\"wall_ms\":%.1f,\"outcome\":\"ok\"", lp->policy.name,
+                 now_ms() - z->since);
+        pump_queue();
+        return false;
+    }
+    struct job *j = z->job;
+    if (!j) return false; /* never sent unasked; ignore */
+    z->job = NULL;
+    z->since = now_ms();
+    job_finish(j, line);
+    if (strstr(line, "\"zygote_lost\"")) {
+        lp->zygotes_lost++;
+        log_line("\"op\":\"zygote_lost\",\"tool\":\"%s\",\"detail\":%s", lp->policy.name, line);
+        zygote_destroy(z, "");
+        return true;
+    }
+    if (stopping) {
+        zygote_destroy(z, "");
+        return true;
+    }
+    return false;
+}
+
+static void zygote_readable(struct zygote *z) {
+    char buf[65536];
+    for (;;) {
+        ssize_t r = recv(z->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == EAGAIN) return;
+        if (r <= 0) break;
+        z->in = xrealloc(z->in, z->in_len + (size_t)r + 1);
+        memcpy(z->in + z->in_len, buf, (size_t)r);
+        z->in_len += (size_t)r;
+        char *nl;
+        while ((nl = memchr(z->in, '\n', z->in_len))) {
+            *nl = 0;
+            size_t used = (size_t)(nl - z->in) + 1;
+            char *line = xstrdup(z->in);
+            memmove(z->in, z->in + used, z->in_len - used);
+            z->in_len -= used;
+            bool destroyed = zygote_line(z, line);
+            free(line);
+            if (destroyed) return;
+        }
+    }
+    /* the worker exited without a word */
+    z->lp->zygotes_lost++;
+    log_line("\"op\":\"zygote_lost\",\"tool\":\"%s\",\"detail\":\"its worker exited\"", z->lp->policy.name);
+    if (!z->ready) z->lp->zygote_next_start = now_ms() + 1000;
+    zygote_destroy(z, "the zygote running this job died");
+}
+
+/* Keep cfg.zygotes ready (or starting) per policy that has them. */
+static void zygotes_top_up(void) {
+    if (stopping) return;
+    double now = now_ms();
+    for (int i = 0; i < npolicies; i++) {
+        struct loaded_policy *lp = &policies[i];
+        if (!lp->zygotes_on || now < lp->zygote_next_start) continue;
+        int have = 0;
+        for (struct zygote *z = zygotes; z; z = z->next) have += z->lp == lp;
+        for (; have < cfg.zygotes; have++) zygote_start(lp);
+    }
 }
 
 /* ---------------------------------------------------------------- sessions */
@@ -504,7 +726,7 @@ static bool session_exec(struct conn *c, struct rpc_request *req) {
     long t = req->timeout_ms > 0 ? req->timeout_ms : p->limits.timeout_ms;
     if (t > p->limits.timeout_ms_max) t = p->limits.timeout_ms_max;
     size_t n;
-    char *frame = session_call_frame(t, req->code, req->code_len, &n);
+    char *frame = warm_call_frame(t, p->limits.memory_mb, req->code, req->code_len, &n);
     int rc = send_frame(s->fd, frame, n);
     free(frame);
     if (rc != 0) {
@@ -620,6 +842,19 @@ static void answer_stats(struct conn *c, const char *id) {
         jw_key(&w, "count"), jw_int(&w, policies[i].count);
         jw_key(&w, "wall_ms_mean"),
             jw_double(&w, policies[i].count ? policies[i].wall_ms_total / (double)policies[i].count : 0, 1);
+        if (policies[i].zygotes_started) {
+            int ready = 0, busy = 0, starting = 0;
+            for (struct zygote *z = zygotes; z; z = z->next)
+                if (z->lp == &policies[i]) z->job ? busy++ : z->ready ? ready++ : starting++;
+            jw_key(&w, "zygotes"), jw_object_begin(&w);
+            jw_key(&w, "idle"), jw_int(&w, ready);
+            jw_key(&w, "busy"), jw_int(&w, busy);
+            jw_key(&w, "starting"), jw_int(&w, starting);
+            jw_key(&w, "started"), jw_int(&w, policies[i].zygotes_started);
+            jw_key(&w, "lost"), jw_int(&w, policies[i].zygotes_lost);
+            jw_key(&w, "enabled"), jw_bool(&w, policies[i].zygotes_on);
+            jw_object_end(&w);
+        }
         jw_object_end(&w);
     }
     jw_object_end(&w);
@@ -715,7 +950,7 @@ static void handle_line(struct conn *c, const char *line, size_t len) {
             conn_send_error(c, req.id_json, "shutting_down", "vivd is shutting down");
             break;
         }
-        if (nrunning >= cfg.workers && nqueued >= cfg.queue_cap) {
+        if (nqueued >= cfg.queue_cap && !can_start_now(lp)) {
             conn_send_error(c, req.id_json, "busy", "all workers busy and the queue is full; retry later");
             stats.busy++;
             log_request(c, &req, 0, "busy");
@@ -747,11 +982,13 @@ static void conn_close(struct conn *c) {
     epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     /* cancel its running jobs (the worker's cancel_fd hangs up), drop queued ones */
-    for (struct job *j = running; j; j = j->next)
-        if (j->conn == c) {
-            j->conn = NULL;
-            shutdown(j->fd, SHUT_WR);
-        }
+    for (struct job *j = running, *next; j; j = next) {
+        next = j->next;
+        if (j->conn != c) continue;
+        j->conn = NULL;
+        if (j->zygote) zygote_destroy(j->zygote, "cancelled: the client went away"); /* frees nothing of c */
+        else shutdown(j->fd, SHUT_WR);
+    }
     for (struct job *j = queue_head; j; j = j->next)
         if (j->conn == c) j->conn = NULL;
     /* its sessions die with it (README: a session belongs to its connection) */
@@ -897,8 +1134,13 @@ static int load_policies(char *err, size_t errlen) {
         }
         closedir(d);
     }
-    for (int i = 0; i < npolicies; i++)
-        if (syscall_filter_compile(&policies[i].policy.seccomp, &policies[i].filter, err, errlen)) return -1;
+    for (int i = 0; i < npolicies; i++) {
+        struct loaded_policy *lp = &policies[i];
+        if (syscall_filter_compile(&lp->policy.seccomp, &lp->filter, err, errlen)) return -1;
+        lp->zygotes_on = cfg.zygotes > 0 && zygote_policy_supported(&lp->policy);
+        if (lp->zygotes_on && syscall_filter_compile_zygote(&lp->policy.seccomp, &lp->zygote_filter, err, errlen))
+            return -1;
+    }
     return 0;
 }
 
@@ -975,7 +1217,9 @@ static const char usage[] =
     "  --tcp ADDR:PORT  also listen on TCP; needs --token-file (first line: {\"token\":\"...\"})\n"
     "  --log FILE       one JSON line per request (default: stderr)\n"
     "  --session-idle-ms N        close sessions unused this long (default 600000)\n"
-    "  --max-sessions-per-peer N  open sessions per uid (or TCP address) (default 16)\n";
+    "  --max-sessions-per-peer N  open sessions per uid (or TCP address) (default 16)\n"
+    "  --zygotes N      warm interpreters per policy with a preload list, each running\n"
+    "                   one-shot jobs in fresh isolated children (default: --workers; 0 = none)\n";
 
 static int parse_args(int argc, char **argv) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -986,6 +1230,7 @@ static int parse_args(int argc, char **argv) {
     cfg.max_line = 8u << 20;
     cfg.session_idle_ms = 600000;
     cfg.max_sessions_per_peer = 16;
+    cfg.zygotes = -1; /* default: as many as --workers */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n;
@@ -1009,6 +1254,7 @@ static int parse_args(int argc, char **argv) {
         else if (strcmp(a, "--grace-ms") == 0 && !parse_long(v, 0, 3600000, &n)) cfg.grace_ms = n;
         else if (strcmp(a, "--session-idle-ms") == 0 && !parse_long(v, 10, 86400000, &n)) cfg.session_idle_ms = n;
         else if (strcmp(a, "--max-sessions-per-peer") == 0 && !parse_long(v, 0, 100000, &n)) cfg.max_sessions_per_peer = (int)n;
+        else if (strcmp(a, "--zygotes") == 0 && !parse_long(v, 0, 256, &n)) cfg.zygotes = (int)n;
         else if (strcmp(a, "--max-line-bytes") == 0 && !parse_long(v, 1024, 1L << 30, &n)) cfg.max_line = (size_t)n;
         else if (strcmp(a, "--data") == 0 && cfg.ndata < MAX_DATA && strchr(v, '=') && strchr(v, '=') != v) {
             char *name = strndup(v, (size_t)(strchr(v, '=') - v));
@@ -1018,6 +1264,7 @@ static int parse_args(int argc, char **argv) {
             return -1;
         }
     }
+    if (cfg.zygotes < 0) cfg.zygotes = cfg.workers;
     if (!cfg.socket_path) {
         fprintf(stderr, "vivd: --socket PATH is required (see vivd --help)\n");
         return -1;
@@ -1048,6 +1295,10 @@ static void begin_shutdown(void) {
     }
     queue_tail = NULL;
     nqueued = 0;
+    for (struct zygote *z = zygotes, *next; z; z = next) { /* busy ones finish their job first */
+        next = z->next;
+        if (!z->job) zygote_destroy(z, "");
+    }
     for (struct session *s = sessions, *next; s; s = next) { /* busy ones finish their call first */
         next = s->next;
         if (!s->pending_id) session_destroy(s, "", "");
@@ -1081,7 +1332,11 @@ static void tick(void) {
     if (stopping && now >= stop_deadline) {
         /* grace is over: cancel what still runs; it is answered as cancelled */
         for (struct job *j = running; j; j = j->next)
-            if (write(j->fd, "x", 1) < 0) {}
+            if (!j->zygote && write(j->fd, "x", 1) < 0) {}
+        for (struct zygote *z = zygotes, *next; z; z = next) {
+            next = z->next;
+            zygote_destroy(z, "cancelled: vivd is shutting down");
+        }
         stop_deadline = now + 1e9;
     }
 }
@@ -1135,6 +1390,7 @@ int vivd_main(int argc, char **argv) {
     log_line("\"op\":\"start\",\"socket\":\"%s\",\"workers\":%d,\"queue\":%d,\"policies\":%d%s", cfg.socket_path,
              cfg.workers, cfg.queue_cap, npolicies, cfg.tcp_addr ? ",\"tcp\":true" : "");
 
+    zygotes_top_up();
     while (!(stopping && nrunning == 0 && nqueued == 0 && nsessions == 0)) {
         struct epoll_event evs[64];
         int n = epoll_wait(epfd, evs, 64, 200);
@@ -1146,6 +1402,7 @@ int vivd_main(int argc, char **argv) {
             case TAG_SIGNAL: handle_signals(); break;
             case TAG_JOB: job_readable(ref->ptr); break;
             case TAG_SESSION: session_readable(ref->ptr); break;
+            case TAG_ZYGOTE: zygote_readable(ref->ptr); break;
             case TAG_CONN: {
                 struct conn *c = ref->ptr;
                 if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn_readable(c);
@@ -1154,6 +1411,7 @@ int vivd_main(int argc, char **argv) {
             }
         }
         tick();
+        zygotes_top_up();
         /* flush output; close finished or broken connections */
         for (struct conn *c = conns, *next; c; c = next) {
             next = c->next;
