@@ -608,6 +608,29 @@ static void peer_key(const struct conn *c, char *out, size_t outlen) {
     if (colon) *colon = 0;
 }
 
+/* Sessions that ended by themselves (expired, lost, their jail ended) are
+ * remembered for a while, so a later call says why instead of "not_found". */
+#define LOST_SESSIONS 256
+static struct {
+    char id[40], peer[96], why[96];
+} lost_sessions[LOST_SESSIONS];
+static unsigned lost_next;
+
+static void remember_lost(const struct session *s, const char *why) {
+    unsigned k = lost_next++ % LOST_SESSIONS;
+    snprintf(lost_sessions[k].id, sizeof lost_sessions[k].id, "%s", s->id);
+    snprintf(lost_sessions[k].peer, sizeof lost_sessions[k].peer, "%s", s->peer);
+    snprintf(lost_sessions[k].why, sizeof lost_sessions[k].why, "%s", why);
+}
+
+static const char *lost_reason(const char *id, const struct conn *c) {
+    char key[96];
+    peer_key(c, key, sizeof key);
+    for (int k = 0; k < LOST_SESSIONS; k++)
+        if (strcmp(lost_sessions[k].id, id) == 0 && strcmp(lost_sessions[k].peer, key) == 0) return lost_sessions[k].why;
+    return NULL;
+}
+
 static struct session *session_find(const char *id, const struct conn *c) {
     for (struct session *s = sessions; s; s = s->next)
         if (strcmp(s->id, id) == 0) return s->conn == c ? s : NULL; /* another connection's: not yours */
@@ -706,7 +729,11 @@ static int send_frame(int fd, const char *buf, size_t len) {
 static bool session_exec(struct conn *c, struct rpc_request *req) {
     struct session *s = session_find(req->session, c);
     if (!s) {
-        conn_send_error(c, req->id_json, "not_found", "no such session on this connection (closed, expired, lost, or opened by another connection)");
+        const char *why = lost_reason(req->session, c);
+        char msg[160];
+        snprintf(msg, sizeof msg, "the session is gone: %s", why ? why : "");
+        if (why) conn_send_error(c, req->id_json, "session_lost", msg);
+        else conn_send_error(c, req->id_json, "not_found", "no such session on this connection (closed, or opened by another connection)");
         return false;
     }
     const struct policy *p = &s->lp->policy;
@@ -786,6 +813,7 @@ static bool session_line(struct session *s, const char *line) {
     s->lp->wall_ms_total += wall;
     log_request(s->conn, &s->call, wall, outcome);
     rpc_request_free(&s->call);
+    if (lost) remember_lost(s, "an earlier call overran its deadline or broke the session");
     if (lost || stopping) session_destroy(s, "", "");
     return lost || stopping;
 }
@@ -813,6 +841,7 @@ static void session_readable(struct session *s) {
         }
     }
     /* the worker exited: the jail ended on its own (lifetime) or it crashed */
+    if (!s->opening) remember_lost(s, "its jail ended (the policy's session_ms_max, or a crash)");
     session_destroy(s, s->opening ? "sandbox_error" : "session_lost", "the session's jail ended; session lost");
 }
 
@@ -1322,6 +1351,7 @@ static void tick(void) {
         next = s->next;
         if (!s->pending_id && now - s->last_used > (double)cfg.session_idle_ms) {
             log_line("\"peer\":\"%s\",\"op\":\"session_expire\",\"outcome\":\"idle\"", s->peer);
+            remember_lost(s, "it expired after --session-idle-ms without a call");
             session_destroy(s, "", "");
         } else if (stopping && now >= stop_deadline) {
             session_destroy(s, "shutting_down", "vivd is shutting down; the session was closed");

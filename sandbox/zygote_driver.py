@@ -9,12 +9,13 @@
 # The zygote imports the policy's preload modules once, then for every
 # request keeps ONE child ready, made before the request arrives:
 #
-#   zygote --clone(NEWPID|NEWNS|NEWIPC|NEWUTS)--> child, pid 1 of a fresh pid
-#   namespace, in a copy of the mount namespace where it mounts its own
-#   tmpfs on /tmp and /work and its own /proc; then it drops both
-#   capabilities for good (bounding set, then all sets), installs the
-#   policy's seccomp filter on top of the zygote's, and only then reads the
-#   request (code included) from the request pipe.
+#   zygote: setns(own pid ns) + unshare(CLONE_NEWPID), then
+#     posix_spawn `sleep infinity`  -> pid 1 of a fresh pid namespace (holds it open)
+#     fork                          -> the request child, pid 2 there
+#   child: unshare(NEWNS|NEWIPC|NEWUTS); its own tmpfs on /tmp and /work and
+#   its own /proc; drops both capabilities for good (bounding set, then all
+#   sets); installs the policy's seccomp filter on top of the zygote's; only
+#   then reads the request (code included) from the request pipe.
 #
 # So the code of a request is read by its own child and never enters the
 # zygote's memory: a later child, a copy of the zygote, cannot find it there.
