@@ -405,7 +405,7 @@ static int json_bool(const cJSON *o, const char *key) {
 }
 
 static struct tokenizer *from_json(const cJSON *root, char *err, size_t errlen) {
-    struct tokenizer *t = NULL;
+    struct tokenizer *t = NULL, *lookup = NULL;
     unsigned char **vocab = NULL;
     uint32_t *vlen = NULL;
     int32_t (*merges)[2] = NULL;
@@ -471,8 +471,8 @@ static struct tokenizer *from_json(const cJSON *root, char *err, size_t errlen) 
     if (!merges || !buf) { fail(err, errlen, "out of memory"); goto out; }
     {
         /* resolve each side through a temporary lookup over the vocab */
-        t = tok_build(n_vocab, (const unsigned char *const *)vocab, vlen, 0, NULL, NULL, 0, 0, err, errlen);
-        if (!t) goto out;
+        lookup = tok_build(n_vocab, (const unsigned char *const *)vocab, vlen, 0, NULL, NULL, 0, 0, err, errlen);
+        if (!lookup) goto out;
         int r = 0;
         cJSON_ArrayForEach(it, jm) {
             const char *a, *b;
@@ -487,7 +487,7 @@ static struct tokenizer *from_json(const cJSON *root, char *err, size_t errlen) 
             for (int s = 0; s < 2; s++) {
                 if (slen[s] > 4096) break;
                 long k = bytelevel_decode((const unsigned char *)side[s], slen[s], buf);
-                if (k > 0) ids[s] = tok_vocab_lookup(t, buf, (size_t)k);
+                if (k > 0) ids[s] = tok_vocab_lookup(lookup, buf, (size_t)k);
             }
             if (ids[0] < 0 || ids[1] < 0) {
                 fail(err, errlen, "model.merges[%d]: '%.*s' + '%.*s': a part is not in model.vocab", r, (int)(al > 40 ? 40 : al),
@@ -498,8 +498,6 @@ static struct tokenizer *from_json(const cJSON *root, char *err, size_t errlen) 
             merges[r][1] = ids[1];
             r++;
         }
-        tokenizer_free(t);
-        t = NULL;
     }
 
     const cJSON *ja = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
@@ -547,6 +545,7 @@ static struct tokenizer *from_json(const cJSON *root, char *err, size_t errlen) 
     t = tok_build(n_vocab, (const unsigned char *const *)vocab, vlen, n_merges, (const int32_t(*)[2])merges, added,
                   n_added, nfc, err, errlen);
 out:
+    tokenizer_free(lookup);
     if (vocab)
         for (int k = 0; k < n_vocab; k++) free(vocab[k]);
     free(vocab);
