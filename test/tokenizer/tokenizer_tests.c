@@ -12,6 +12,7 @@
  *   tokenizer_tests --render CASES.json DIR     print our chat rendering of each
  *                                               case as [{"text","ids"}] (run.sh
  *                                               compares it with jinja2 + the JS oracle)
+ *   tokenizer_tests --resave SRC DST            load SRC, tokenizer_save to DST
  * NFC_TEST=path/to/NormalizationTest.txt enables the NFC test (run.sh sets it).
  */
 #include <cjson/cJSON.h>
@@ -503,8 +504,22 @@ static int render_cases(const char *cases_path, const char *dir) {
     return 0;
 }
 
+/* --resave SRC DST: load and save (run.sh checks the copy with the JS oracle). */
+static int resave(const char *src, const char *dst) {
+    char err[512];
+    struct tokenizer *t = tokenizer_load(src, err, sizeof err);
+    if (!t || tokenizer_save(t, dst, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        tokenizer_free(t);
+        return 1;
+    }
+    tokenizer_free(t);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "--render") == 0) return render_cases(argv[2], argv[3]);
+    if (argc == 4 && strcmp(argv[1], "--resave") == 0) return resave(argv[2], argv[3]);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/viv-tok-test.XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
     static const struct test_case tests[] = {
