@@ -18,6 +18,9 @@
  *       train a byte-level BPE (model/tokenizer_train.c) and write
  *       DIR/tokenizer.json and DIR/tokenizer_config.json; progress on stderr,
  *       one JSON summary line on stdout.
+ *   viv tokenize bench --tokenizer DIR --corpus FILE [--runs N]
+ *       encode every line of FILE, N times (default 5); one JSON line with
+ *       the seconds of each run (loading excluded) and the median MB/s.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -36,6 +39,7 @@ static void usage(FILE *f) {
             "usage: viv tokenize encode --tokenizer DIR [--json]\n"
             "       viv tokenize decode --tokenizer DIR [--json | --bytes]\n"
             "       viv tokenize train --vocab N --corpus FILE... --out DIR\n"
+            "       viv tokenize bench --tokenizer DIR --corpus FILE [--runs N]\n"
             "encode --json reads a JSON array of strings (or byte-value arrays) and prints\n"
             "a JSON array of id arrays; decode --json reads id arrays and prints strings\n"
             "(invalid UTF-8 as U+FFFD; --bytes prints exact byte arrays instead).\n");
@@ -353,6 +357,55 @@ done:
     return rc;
 }
 
+static double now_s(clockid_t clock) {
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int do_bench(struct tokenizer *t, const char *corpus, int runs) {
+    FILE *f = fopen(corpus, "rb");
+    if (!f) { fprintf(stderr, "viv tokenize bench: %s: %s\n", corpus, strerror(errno)); return 1; }
+    size_t len;
+    char *text = read_all(f, &len);
+    fclose(f);
+    if (!text) { fprintf(stderr, "viv tokenize bench: cannot read %s\n", corpus); return 1; }
+    double secs[64], cpu[64];
+    long tokens = 0;
+    for (int r = 0; r < runs; r++) {
+        double t0 = now_s(CLOCK_MONOTONIC), c0 = now_s(CLOCK_PROCESS_CPUTIME_ID);
+        tokens = 0;
+        for (size_t i = 0; i < len;) {
+            const char *nl = memchr(text + i, '\n', len - i);
+            size_t e = nl ? (size_t)(nl - text) : len;
+            int32_t *ids;
+            int n = tokenizer_encode(t, text + i, e - i, &ids);
+            if (n < 0) { free(text); fprintf(stderr, "viv tokenize bench: encode failed\n"); return 1; }
+            tokens += n;
+            free(ids);
+            i = e + 1;
+        }
+        secs[r] = now_s(CLOCK_MONOTONIC) - t0;
+        cpu[r] = now_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+    }
+    /* wall and CPU time: on a loaded machine the CPU time is the steadier figure */
+    printf("{\"impl\":\"viv\",\"bytes\":%zu,\"tokens\":%ld,\"seconds\":[", len, tokens);
+    for (int r = 0; r < runs; r++) printf("%s%.4f", r ? "," : "", secs[r]);
+    printf("],\"cpu_seconds\":[");
+    for (int r = 0; r < runs; r++) printf("%s%.4f", r ? "," : "", cpu[r]);
+    qsort(secs, (size_t)runs, sizeof *secs, cmp_double);
+    qsort(cpu, (size_t)runs, sizeof *cpu, cmp_double);
+    printf("],\"median_mb_s\":%.2f,\"median_cpu_mb_s\":%.2f}\n", (double)len / 1e6 / secs[runs / 2],
+           (double)len / 1e6 / cpu[runs / 2]);
+    free(text);
+    return 0;
+}
+
 int cmd_tokenize(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
@@ -360,14 +413,18 @@ int cmd_tokenize(int argc, char **argv) {
     }
     if (strcmp(argv[1], "train") == 0) return do_train(argc, argv);
     int encode = strcmp(argv[1], "encode") == 0, decode = strcmp(argv[1], "decode") == 0;
-    if (!encode && !decode) {
-        fprintf(stderr, "viv tokenize: unknown action '%s' (encode, decode, train)\n", argv[1]);
+    int bench = strcmp(argv[1], "bench") == 0;
+    if (!encode && !decode && !bench) {
+        fprintf(stderr, "viv tokenize: unknown action '%s' (encode, decode, train, bench)\n", argv[1]);
         return 2;
     }
-    const char *dir = NULL;
-    int json = 0, bytes = 0;
+    const char *dir = NULL, *corpus = NULL;
+    int json = 0, bytes = 0, runs = 5;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--tokenizer") == 0 && i + 1 < argc) dir = argv[++i];
+        else if (bench && strcmp(argv[i], "--corpus") == 0 && i + 1 < argc) corpus = argv[++i];
+        else if (bench && strcmp(argv[i], "--runs") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0 && atoi(argv[i + 1]) <= 64)
+            runs = atoi(argv[++i]);
         else if (strcmp(argv[i], "--json") == 0) json = 1;
         else if (strcmp(argv[i], "--bytes") == 0 && decode) bytes = 1;
         else {
@@ -375,9 +432,13 @@ int cmd_tokenize(int argc, char **argv) {
             return 2;
         }
     }
+    if (bench && !corpus) {
+        fprintf(stderr, "viv tokenize bench: --corpus FILE is required\n");
+        return 2;
+    }
     struct tokenizer *t = load_or_die(dir);
     if (!t) return 1;
-    int rc = encode ? do_encode(t, json) : do_decode(t, json, bytes);
+    int rc = bench ? do_bench(t, corpus, runs) : encode ? do_encode(t, json) : do_decode(t, json, bytes);
     tokenizer_free(t);
     if (fflush(stdout) != 0) rc = 1;
     return rc;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """gen_corpus.py - a varied test corpus for the tokenizer, reproducible by seed.
 
-    gen_corpus.py SEED N OUT_CORPUS.json OUT_VIV_INPUT.json
+    gen_corpus.py SEED N OUT_CORPUS.json OUT_VIV_INPUT.json [KIND,KIND...]
 
 OUT_CORPUS.json is for test/tokenizer/oracle.js: [{"s": text} | {"b": [bytes]}].
 OUT_VIV_INPUT.json is the same items for `viv tokenize encode --json`: a
@@ -164,14 +164,20 @@ KINDS = ["prose", "code", "json", "cjk", "emoji", "space", "number", "contractio
 
 def main():
     seed, n, out_corpus, out_viv = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    kinds = sys.argv[5].split(",") if len(sys.argv) > 5 else None
     rng = random.Random(seed)
     cps = assigned_chars()
     corpus, viv = [], []
-    fixed = ["", " ", "\n", "a", "<|im_start|>", "Hello, world!", "I'M here, they'RE <|im_start|>user\nhi<|im_end|>"]
+    fixed = [] if kinds else ["", " ", "\n", "a", "<|im_start|>", "Hello, world!", "I'M here, they'RE <|im_start|>user\nhi<|im_end|>"]
     for s in fixed:
         corpus.append({"s": s})
         viv.append(s)
     for i in range(n):
+        if kinds:  # only these kinds, no fixed strings or invalid UTF-8 (for the benchmark)
+            s = make(rng, cps, kinds[i % len(kinds)])
+            corpus.append({"s": s})
+            viv.append(s)
+            continue
         if i % 8 == 7:
             b = invalid_bytes(rng)
             corpus.append({"b": list(b)})
