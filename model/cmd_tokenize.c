@@ -1,0 +1,445 @@
+/*
+ * cmd_tokenize.c - `viv tokenize`: encode, decode, train.
+ *
+ *   viv tokenize encode --tokenizer DIR [--json]
+ *       --json: stdin is a JSON array; each element is a string, or an array
+ *       of byte values 0..255 (for text that is not valid UTF-8 or holds NUL);
+ *       stdout is a JSON array of token-id arrays.
+ *       Without --json: stdin is raw text, stdout the ids on one line.
+ *   viv tokenize decode --tokenizer DIR [--json | --bytes]
+ *       --json: stdin is a JSON array of id arrays; stdout a JSON array of
+ *       strings. Bytes that are not valid UTF-8 become U+FFFD, one per
+ *       maximal invalid subsequence (what Python's errors="replace", which
+ *       HF's decode uses, and JavaScript's TextDecoder do).
+ *       --bytes: the same input; stdout a JSON array of byte-value arrays,
+ *       exact.  Without either: stdin is whitespace-separated ids, stdout
+ *       the raw bytes.
+ *   viv tokenize train --vocab N --corpus FILE... --out DIR
+ *       train a byte-level BPE (model/tokenizer_train.c) and write
+ *       DIR/tokenizer.json and DIR/tokenizer_config.json; progress on stderr,
+ *       one JSON summary line on stdout.
+ *   viv tokenize bench --tokenizer DIR --corpus FILE [--runs N]
+ *       encode every line of FILE, N times (default 5); one JSON line with
+ *       the seconds of each run (loading excluded) and the median MB/s.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tokenizer.h"
+#include "tokenizer_cli.h"
+#include "unicode.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: viv tokenize encode --tokenizer DIR [--json]\n"
+            "       viv tokenize decode --tokenizer DIR [--json | --bytes]\n"
+            "       viv tokenize train --vocab N --corpus FILE... --out DIR\n"
+            "       viv tokenize bench --tokenizer DIR --corpus FILE [--runs N]\n"
+            "encode --json reads a JSON array of strings (or byte-value arrays) and prints\n"
+            "a JSON array of id arrays; decode --json reads id arrays and prints strings\n"
+            "(invalid UTF-8 as U+FFFD; --bytes prints exact byte arrays instead).\n");
+}
+
+static char *read_all(FILE *f, size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(b, cap * 2);
+            if (!nb) { free(b); return NULL; }
+            b = nb;
+            cap *= 2;
+        }
+        size_t r = fread(b + n, 1, cap - n - 1, f);
+        if (r == 0) break;
+        n += r;
+    }
+    if (!b || ferror(f)) { free(b); return NULL; }
+    b[n] = 0;
+    *len = n;
+    return b;
+}
+
+static struct tokenizer *load_or_die(const char *dir) {
+    char err[512];
+    if (!dir) {
+        fprintf(stderr, "viv tokenize: --tokenizer DIR is required\n");
+        return NULL;
+    }
+    struct tokenizer *t = tokenizer_load(dir, err, sizeof err);
+    if (!t) fprintf(stderr, "viv tokenize: %s\n", err);
+    return t;
+}
+
+static void print_ids(FILE *o, const int32_t *ids, int n, const char *sep) {
+    for (int i = 0; i < n; i++) fprintf(o, "%s%d", i ? sep : "", ids[i]);
+}
+
+/* Element of an encode --json array -> bytes (malloc'd). */
+static unsigned char *element_bytes(const cJSON *e, size_t *len) {
+    if (cJSON_IsString(e)) {
+        *len = strlen(e->valuestring);
+        unsigned char *b = malloc(*len + 1);
+        if (b) memcpy(b, e->valuestring, *len + 1);
+        return b;
+    }
+    if (!cJSON_IsArray(e)) return NULL;
+    int n = cJSON_GetArraySize(e);
+    unsigned char *b = malloc((size_t)n + 1);
+    if (!b) return NULL;
+    int i = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, e) {
+        if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 255 || x->valuedouble != (int)x->valuedouble) {
+            free(b);
+            return NULL;
+        }
+        b[i++] = (unsigned char)x->valueint;
+    }
+    *len = (size_t)n;
+    return b;
+}
+
+static int do_encode(struct tokenizer *t, int json) {
+    size_t len;
+    char *in = read_all(stdin, &len);
+    if (!in) { fprintf(stderr, "viv tokenize: cannot read stdin\n"); return 1; }
+    int rc = 0;
+    if (!json) {
+        int32_t *ids;
+        int n = tokenizer_encode(t, in, len, &ids);
+        free(in);
+        if (n < 0) { fprintf(stderr, "viv tokenize: cannot encode the input\n"); return 1; }
+        print_ids(stdout, ids, n, " ");
+        putchar('\n');
+        free(ids);
+        return 0;
+    }
+    cJSON *arr = cJSON_ParseWithLength(in, len);
+    free(in);
+    if (!cJSON_IsArray(arr)) {
+        cJSON_Delete(arr);
+        fprintf(stderr, "viv tokenize: stdin is not a JSON array\n");
+        return 1;
+    }
+    putchar('[');
+    int k = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr) {
+        size_t n;
+        unsigned char *b = element_bytes(e, &n);
+        if (!b) {
+            fprintf(stderr, "viv tokenize: element %d is not a string or an array of bytes\n", k);
+            rc = 1;
+            break;
+        }
+        int32_t *ids;
+        int m = tokenizer_encode(t, (const char *)b, n, &ids);
+        free(b);
+        if (m < 0) {
+            fprintf(stderr, "viv tokenize: cannot encode element %d\n", k);
+            rc = 1;
+            break;
+        }
+        printf("%s[", k ? "," : "");
+        print_ids(stdout, ids, m, ",");
+        putchar(']');
+        free(ids);
+        k++;
+    }
+    printf("]\n");
+    cJSON_Delete(arr);
+    return rc;
+}
+
+/* s[0..n) as a JSON string, invalid UTF-8 -> U+FFFD per maximal subpart (WHATWG). */
+static void print_json_string(FILE *o, const unsigned char *s, size_t n) {
+    fputc('"', o);
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            if (c == '"' || c == '\\') fprintf(o, "\\%c", c);
+            else if (c == '\n') fputs("\\n", o);
+            else if (c == '\r') fputs("\\r", o);
+            else if (c == '\t') fputs("\\t", o);
+            else if (c < 0x20 || c == 0x7f) fprintf(o, "\\u%04x", c);
+            else fputc((int)c, o);
+            i++;
+            continue;
+        }
+        int len;
+        uint32_t cp = utf8_decode(s + i, n - i, &len);
+        if (cp < UNI_RAW_BASE) {
+            fwrite(s + i, 1, (size_t)len, o);
+            i += (size_t)len;
+            continue;
+        }
+        /* the longest prefix of a valid sequence starting here, replaced as one */
+        int need = c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2 : c >= 0xF0 && c <= 0xF4 ? 3 : 0;
+        size_t j = i + 1;
+        for (int k = 0; k < need && j < n; k++, j++) {
+            unsigned lo = 0x80, hi = 0xBF;
+            if (k == 0 && c == 0xE0) lo = 0xA0;
+            if (k == 0 && c == 0xED) hi = 0x9F;
+            if (k == 0 && c == 0xF0) lo = 0x90;
+            if (k == 0 && c == 0xF4) hi = 0x8F;
+            if (s[j] < lo || s[j] > hi) break;
+        }
+        fputs("\xEF\xBF\xBD", o);
+        i = j;
+    }
+    fputc('"', o);
+}
+
+static int do_decode(struct tokenizer *t, int json, int bytes) {
+    size_t len;
+    char *in = read_all(stdin, &len);
+    if (!in) { fprintf(stderr, "viv tokenize: cannot read stdin\n"); return 1; }
+    if (!json && !bytes) {
+        size_t cap = 1024, n = 0;
+        int32_t *ids = malloc(cap * sizeof *ids);
+        char *p = in, *end;
+        while (ids) {
+            while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') p++;
+            if (!*p) break;
+            errno = 0;
+            long v = strtol(p, &end, 10);
+            if (end == p || errno || v < 0 || v > INT32_MAX) {
+                fprintf(stderr, "viv tokenize: not a token id: '%.20s'\n", p);
+                free(ids);
+                free(in);
+                return 1;
+            }
+            if (n == cap) {
+                int32_t *ni = realloc(ids, cap * 2 * sizeof *ni);
+                if (!ni) { free(ids); ids = NULL; break; }
+                ids = ni;
+                cap *= 2;
+            }
+            ids[n++] = (int32_t)v;
+            p = end;
+        }
+        free(in);
+        size_t olen;
+        char *out = ids && n < INT32_MAX ? tokenizer_decode(t, ids, (int)n, &olen) : NULL;
+        free(ids);
+        if (!out) { fprintf(stderr, "viv tokenize: cannot decode (id outside the vocabulary?)\n"); return 1; }
+        fwrite(out, 1, olen, stdout);
+        free(out);
+        return 0;
+    }
+    cJSON *arr = cJSON_ParseWithLength(in, len);
+    free(in);
+    if (!cJSON_IsArray(arr)) {
+        cJSON_Delete(arr);
+        fprintf(stderr, "viv tokenize: stdin is not a JSON array of id arrays\n");
+        return 1;
+    }
+    int rc = 0, k = 0;
+    putchar('[');
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr) {
+        int n = cJSON_IsArray(e) ? cJSON_GetArraySize(e) : -1;
+        int32_t *ids = n >= 0 ? malloc(((size_t)n + 1) * sizeof *ids) : NULL;
+        int i = 0, ok = ids != NULL;
+        const cJSON *x;
+        if (ok) cJSON_ArrayForEach(x, e) {
+            if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > INT32_MAX ||
+                x->valuedouble != (double)(int32_t)x->valuedouble) { ok = 0; break; }
+            ids[i++] = (int32_t)x->valuedouble;
+        }
+        size_t olen;
+        char *out = ok ? tokenizer_decode(t, ids, n, &olen) : NULL;
+        free(ids);
+        if (!out) {
+            fprintf(stderr, "viv tokenize: element %d: not an array of ids in the vocabulary\n", k);
+            rc = 1;
+            break;
+        }
+        if (k) putchar(',');
+        if (bytes) {
+            putchar('[');
+            for (size_t j = 0; j < olen; j++) printf("%s%u", j ? "," : "", (unsigned char)out[j]);
+            putchar(']');
+        } else {
+            print_json_string(stdout, (const unsigned char *)out, olen);
+        }
+        free(out);
+        k++;
+    }
+    printf("]\n");
+    cJSON_Delete(arr);
+    return rc;
+}
+
+static int progress_tty;
+
+static void train_progress(int done, int total) {
+    if (progress_tty) {
+        int w = 40, f = total ? (int)((long)done * w / total) : w;
+        fprintf(stderr, "\rtrain [%.*s%*s] %d/%d merges", f, "########################################", w - f, "", done,
+                total);
+        if (done >= total) fputc('\n', stderr);
+    } else {
+        fprintf(stderr, "train: %d/%d merges\n", done, total);
+    }
+}
+
+static int do_train(int argc, char **argv) {
+    int vocab = 0;
+    const char *out = NULL;
+    const char **files = calloc((size_t)argc + 1, sizeof *files);
+    int n_files = 0;
+    if (!files) return 1;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--vocab") == 0 && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v <= 0 || v > (1 << 24)) {
+                fprintf(stderr, "viv tokenize train: bad --vocab '%s'\n", argv[i]);
+                free(files);
+                return 2;
+            }
+            vocab = (int)v;
+        } else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
+            out = argv[++i];
+        } else if (strcmp(argv[i], "--corpus") == 0) {
+            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) files[n_files++] = argv[++i];
+        } else {
+            fprintf(stderr, "viv tokenize train: unknown or incomplete option '%s'\n", argv[i]);
+            free(files);
+            return 2;
+        }
+    }
+    if (!vocab || !out || !n_files) {
+        fprintf(stderr, "viv tokenize train: --vocab N, --corpus FILE... and --out DIR are required\n");
+        free(files);
+        return 2;
+    }
+    char **texts = calloc((size_t)n_files, sizeof *texts);
+    size_t *lens = calloc((size_t)n_files, sizeof *lens), total = 0;
+    int rc = 1;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; texts && lens && i < n_files; i++) {
+        FILE *f = fopen(files[i], "rb");
+        if (!f) { fprintf(stderr, "viv tokenize train: %s: %s\n", files[i], strerror(errno)); goto done; }
+        texts[i] = read_all(f, &lens[i]);
+        fclose(f);
+        if (!texts[i]) { fprintf(stderr, "viv tokenize train: %s: cannot read\n", files[i]); goto done; }
+        total += lens[i];
+    }
+    char err[512];
+    progress_tty = isatty(2);
+    struct tokenizer *t =
+        tokenizer_train((const char *const *)texts, lens, (size_t)n_files, vocab, train_progress, err, sizeof err);
+    if (!t) { fprintf(stderr, "viv tokenize train: %s\n", err); goto done; }
+    if (tokenizer_save(t, out, err, sizeof err)) {
+        fprintf(stderr, "viv tokenize train: %s\n", err);
+        tokenizer_free(t);
+        goto done;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    printf("{\"out\":\"%s\",\"vocab_size\":%d,\"corpus_bytes\":%zu,\"seconds\":%.3f}\n", out, tokenizer_vocab_size(t),
+           total, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    tokenizer_free(t);
+    rc = 0;
+done:
+    for (int i = 0; texts && i < n_files; i++) free(texts[i]);
+    free(texts);
+    free(lens);
+    free(files);
+    return rc;
+}
+
+static double now_s(clockid_t clock) {
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int do_bench(struct tokenizer *t, const char *corpus, int runs) {
+    FILE *f = fopen(corpus, "rb");
+    if (!f) { fprintf(stderr, "viv tokenize bench: %s: %s\n", corpus, strerror(errno)); return 1; }
+    size_t len;
+    char *text = read_all(f, &len);
+    fclose(f);
+    if (!text) { fprintf(stderr, "viv tokenize bench: cannot read %s\n", corpus); return 1; }
+    double secs[64], cpu[64];
+    long tokens = 0;
+    for (int r = 0; r < runs; r++) {
+        double t0 = now_s(CLOCK_MONOTONIC), c0 = now_s(CLOCK_PROCESS_CPUTIME_ID);
+        tokens = 0;
+        for (size_t i = 0; i < len;) {
+            const char *nl = memchr(text + i, '\n', len - i);
+            size_t e = nl ? (size_t)(nl - text) : len;
+            int32_t *ids;
+            int n = tokenizer_encode(t, text + i, e - i, &ids);
+            if (n < 0) { free(text); fprintf(stderr, "viv tokenize bench: encode failed\n"); return 1; }
+            tokens += n;
+            free(ids);
+            i = e + 1;
+        }
+        secs[r] = now_s(CLOCK_MONOTONIC) - t0;
+        cpu[r] = now_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+    }
+    /* wall and CPU time: on a loaded machine the CPU time is the steadier figure */
+    printf("{\"impl\":\"viv\",\"bytes\":%zu,\"tokens\":%ld,\"seconds\":[", len, tokens);
+    for (int r = 0; r < runs; r++) printf("%s%.4f", r ? "," : "", secs[r]);
+    printf("],\"cpu_seconds\":[");
+    for (int r = 0; r < runs; r++) printf("%s%.4f", r ? "," : "", cpu[r]);
+    qsort(secs, (size_t)runs, sizeof *secs, cmp_double);
+    qsort(cpu, (size_t)runs, sizeof *cpu, cmp_double);
+    printf("],\"median_mb_s\":%.2f,\"median_cpu_mb_s\":%.2f}\n", (double)len / 1e6 / secs[runs / 2],
+           (double)len / 1e6 / cpu[runs / 2]);
+    free(text);
+    return 0;
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "train") == 0) return do_train(argc, argv);
+    int encode = strcmp(argv[1], "encode") == 0, decode = strcmp(argv[1], "decode") == 0;
+    int bench = strcmp(argv[1], "bench") == 0;
+    if (!encode && !decode && !bench) {
+        fprintf(stderr, "viv tokenize: unknown action '%s' (encode, decode, train, bench)\n", argv[1]);
+        return 2;
+    }
+    const char *dir = NULL, *corpus = NULL;
+    int json = 0, bytes = 0, runs = 5;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--tokenizer") == 0 && i + 1 < argc) dir = argv[++i];
+        else if (bench && strcmp(argv[i], "--corpus") == 0 && i + 1 < argc) corpus = argv[++i];
+        else if (bench && strcmp(argv[i], "--runs") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0 && atoi(argv[i + 1]) <= 64)
+            runs = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--json") == 0) json = 1;
+        else if (strcmp(argv[i], "--bytes") == 0 && decode) bytes = 1;
+        else {
+            fprintf(stderr, "viv tokenize %s: unknown or incomplete option '%s'\n", argv[1], argv[i]);
+            return 2;
+        }
+    }
+    if (bench && !corpus) {
+        fprintf(stderr, "viv tokenize bench: --corpus FILE is required\n");
+        return 2;
+    }
+    struct tokenizer *t = load_or_die(dir);
+    if (!t) return 1;
+    int rc = bench ? do_bench(t, corpus, runs) : encode ? do_encode(t, json) : do_decode(t, json, bytes);
+    tokenizer_free(t);
+    if (fflush(stdout) != 0) rc = 1;
+    return rc;
+}
