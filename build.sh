@@ -29,6 +29,7 @@ APT_PACKAGES=(
   python3 python3-numpy python3-pandas sqlite3      # what the jailed tools run
   bubblewrap hyperfine                              # test/bench: the side-by-side baseline
   clang libclang-rt-14-dev                          # libFuzzer targets under test/fuzz
+  python3-torch                                     # test/model: the reference Qwen3 the C model is checked against
 )
 
 install_packages() {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../model/cmds.h"
 #include "../sandbox/cmds.h"
 
 #ifndef VIV_VERSION
@@ -24,6 +25,7 @@ static const struct subcommand subcommands[] = {
     {"policy", cmd_policy, "check and print sandbox policies"},
     {"sandbox", cmd_sandbox, "run vivd, the sandbox daemon, in the foreground"},
     {"exec", cmd_exec, "send one request to a running vivd"},
+    {"gen", cmd_gen, "generate token ids with a Qwen3 model (HF directory)"},
 };
 
 static void usage(FILE *f) {
