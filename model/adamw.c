@@ -3,6 +3,8 @@
  */
 #include "adamw.h"
 
+#include "kernels.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,33 +42,70 @@ float adamw_lr(const struct adamw_config *c, long s) {
     return (float)(lo + 0.5 * ((double)c->lr - lo) * (1.0 + cos(M_PI * progress)));
 }
 
-float adamw_step(struct adamw *o, struct qwen3 *m, float *lr_out) {
-    const struct adamw_config *c = &o->c;
+/* The update over global parameter indices [lo, hi), tensor by tensor (the
+ * tensor decides whether weight decay applies). */
+struct adamw_job {
+    struct adamw *o;
+    struct qwen3 *m;
+    float clip, lr, step_size, bc2_sqrt;
+    double *sumsq; /* per thread, for the norm pass */
+};
+
+static void norm_worker(void *p, int tid, int nth) {
+    struct adamw_job *j = p;
+    long lo, hi;
+    par_range((long)j->m->n_params, 64, tid, nth, &lo, &hi);
     double ss = 0;
-    for (size_t i = 0; i < m->n_params; i++) ss += (double)m->grads[i] * m->grads[i];
-    float norm = (float)sqrt(ss);
-    float clip = 1.0f;
-    if (c->grad_clip > 0) {
-        clip = c->grad_clip / (norm + 1e-6f);
-        if (clip > 1.0f) clip = 1.0f;
-    }
-    float lr = adamw_lr(c, o->step);
-    o->step++;
-    double bc1 = 1.0 - pow(c->beta1, (double)o->step), bc2 = 1.0 - pow(c->beta2, (double)o->step);
-    float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+    for (long i = lo; i < hi; i++) ss += (double)j->m->grads[i] * j->m->grads[i];
+    j->sumsq[tid] = ss;
+}
+
+static void update_worker(void *p, int tid, int nth) {
+    struct adamw_job *j = p;
+    const struct adamw_config *c = &j->o->c;
+    struct qwen3 *m = j->m;
+    long lo, hi;
+    par_range((long)m->n_params, 64, tid, nth, &lo, &hi);
     for (int t = 0; t < m->n_tensors; t++) {
         const struct qwen3_tensor *tt = &m->tensors[t];
-        float *p = m->params + tt->offset, *g = m->grads + tt->offset;
-        float *mm = o->m + tt->offset, *vv = o->v + tt->offset;
-        float decay = tt->is_matrix ? 1.0f - lr * c->weight_decay : 1.0f;
-        for (size_t i = 0; i < tt->numel; i++) {
+        long a = (long)tt->offset, b = (long)(tt->offset + tt->numel);
+        if (a < lo) a = lo;
+        if (b > hi) b = hi;
+        if (a >= b) continue;
+        float *pp = m->params, *g = m->grads, *mm = j->o->m, *vv = j->o->v;
+        float decay = tt->is_matrix ? 1.0f - j->lr * c->weight_decay : 1.0f;
+        float b1 = c->beta1, b2 = c->beta2, clip = j->clip, ss = j->step_size, bc2 = j->bc2_sqrt, eps = c->eps;
+        for (long i = a; i < b; i++) {
             float gi = g[i] * clip;
-            p[i] *= decay;
-            mm[i] = c->beta1 * mm[i] + (1.0f - c->beta1) * gi;
-            vv[i] = c->beta2 * vv[i] + (1.0f - c->beta2) * gi * gi;
-            p[i] -= step_size * mm[i] / (sqrtf(vv[i]) / bc2_sqrt + c->eps);
+            pp[i] *= decay;
+            mm[i] = b1 * mm[i] + (1.0f - b1) * gi;
+            vv[i] = b2 * vv[i] + (1.0f - b2) * gi * gi;
+            pp[i] -= ss * mm[i] / (sqrtf(vv[i]) / bc2 + eps);
         }
     }
-    if (lr_out) *lr_out = lr;
+}
+
+float adamw_step(struct adamw *o, struct qwen3 *m, float *lr_out) {
+    const struct adamw_config *c = &o->c;
+    int nth = par_threads();
+    double *sumsq = calloc((size_t)nth, sizeof *sumsq), ss = 0;
+    if (!sumsq) abort();
+    struct adamw_job j = {.o = o, .m = m, .sumsq = sumsq};
+    par_run(norm_worker, &j);
+    for (int i = 0; i < nth; i++) ss += sumsq[i];
+    free(sumsq);
+    float norm = (float)sqrt(ss);
+    j.clip = 1.0f;
+    if (c->grad_clip > 0) {
+        j.clip = c->grad_clip / (norm + 1e-6f);
+        if (j.clip > 1.0f) j.clip = 1.0f;
+    }
+    j.lr = adamw_lr(c, o->step);
+    o->step++;
+    double bc1 = 1.0 - pow(c->beta1, (double)o->step), bc2 = 1.0 - pow(c->beta2, (double)o->step);
+    j.step_size = (float)(j.lr / bc1);
+    j.bc2_sqrt = (float)sqrt(bc2);
+    par_run(update_worker, &j);
+    if (lr_out) *lr_out = j.lr;
     return norm;
 }

@@ -6,6 +6,8 @@
  *   model_tool train --config FILE [--B 4] [--T 64] [--steps 10]
  *        forward + backward + AdamW on random tokens; prints one JSON line
  *        with ms/step and tokens/s (the first step is warm-up, not timed)
+ *   model_tool params --config FILE
+ *        parameter count of a config
  *   model_tool stream [--mib 1024]
  *        STREAM-like copy and triad over the pool's threads; GB/s counts
  *        bytes read plus bytes written
@@ -62,22 +64,27 @@ static int do_train(int argc, char **argv) {
     ac.lr = 1e-4f;
     struct adamw o;
     adamw_init(&o, &ac, m->n_params);
-    double t_total = 0, first_loss = 0, loss = 0;
+    double t_total = 0, first_loss = 0, loss = 0, part[3] = {0, 0, 0};
     for (int st = 0; st <= steps; st++) {
         double t0 = now_ms();
         loss = qwen3_forward(m, ids, ids + 1, NULL, B, T);
+        double t1 = now_ms();
         qwen3_zero_grad(m);
         qwen3_backward(m);
+        double t2 = now_ms();
         adamw_step(&o, m, NULL);
-        double dt = now_ms() - t0;
+        double t3 = now_ms(), dt = t3 - t0;
         if (st == 0) first_loss = loss;
-        else t_total += dt;
-        fprintf(stderr, "step %d: loss %.4f, %.0f ms\n", st, loss, dt);
+        else t_total += dt, part[0] += t1 - t0, part[1] += t2 - t1, part[2] += t3 - t2;
+        fprintf(stderr, "step %d: loss %.4f, %.0f ms (forward %.0f, backward %.0f, adamw %.0f)\n", st, loss, dt,
+                t1 - t0, t2 - t1, t3 - t2);
     }
     double ms = t_total / steps;
     printf("{\"bench\":\"model_train\",\"params\":%zu,\"B\":%d,\"T\":%d,\"threads\":%d,\"isa\":\"%s\",\"ms_per_step\":%.1f,"
-           "\"tokens_per_s\":%.1f,\"loss_first\":%.4f,\"loss_last\":%.4f}\n",
-           m->n_params, B, T, par_threads(), mm_isa(), ms, B * T * 1e3 / ms, first_loss, loss);
+           "\"tokens_per_s\":%.1f,\"forward_ms\":%.1f,\"backward_ms\":%.1f,\"adamw_ms\":%.1f,\"loss_first\":%.4f,"
+           "\"loss_last\":%.4f}\n",
+           m->n_params, B, T, par_threads(), mm_isa(), ms, B * T * 1e3 / ms, part[0] / steps, part[1] / steps,
+           part[2] / steps, first_loss, loss);
     adamw_free(&o);
     free(ids);
     qwen3_free(m);
@@ -124,10 +131,20 @@ static int do_stream(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) return fprintf(stderr, "usage: model_tool init|train|stream [options]\n"), 2;
+    if (argc < 2) return fprintf(stderr, "usage: model_tool init|train|stream|params [options]\n"), 2;
     if (!strcmp(argv[1], "init")) return do_init(argc - 1, argv + 1);
     if (!strcmp(argv[1], "train")) return do_train(argc - 1, argv + 1);
     if (!strcmp(argv[1], "stream")) return do_stream(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "params")) { /* parameter count of a config, without allocating it */
+        struct qwen3_config c;
+        char err[512];
+        const char *cfgp = opt(argc - 1, argv + 1, "--config", NULL);
+        if (!cfgp || qwen3_config_load(cfgp, &c, err, sizeof err)) return fprintf(stderr, "params: %s\n", cfgp ? err : "--config required"), 1;
+        size_t D = (size_t)c.hidden_size, hd = (size_t)c.head_dim, V = (size_t)c.vocab_size;
+        size_t per = D * (size_t)c.num_heads * hd * 2 + D * (size_t)c.num_kv_heads * hd * 2 + 3 * D * (size_t)c.intermediate_size + 2 * D + 2 * hd;
+        printf("%zu\n", V * D * (c.tie_word_embeddings ? 1 : 2) + per * (size_t)c.num_layers + D);
+        return 0;
+    }
     fprintf(stderr, "model_tool: unknown command %s\n", argv[1]);
     return 2;
 }
