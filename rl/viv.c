@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../model/tokenizer_cli.h"
+#include "../model/cmds.h"
 #include "../sandbox/cmds.h"
 
 #ifndef VIV_VERSION
@@ -26,6 +27,7 @@ static const struct subcommand subcommands[] = {
     {"sandbox", cmd_sandbox, "run vivd, the sandbox daemon, in the foreground"},
     {"exec", cmd_exec, "send one request to a running vivd"},
     {"tokenize", cmd_tokenize, "encode, decode, or train a tokenizer"},
+    {"gen", cmd_gen, "generate token ids with a Qwen3 model (HF directory)"},
 };
 
 static void usage(FILE *f) {

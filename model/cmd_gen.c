@@ -1,0 +1,156 @@
+/*
+ * cmd_gen.c - `viv gen`: generate token ids from a model directory.
+ *
+ *   viv gen --model DIR --prompt-ids 1,2,3 [--max-tokens N] [--temperature T]
+ *           [--top-p P] [--top-k K] [--seed S] [--stop-ids 1,2] [--threads N]
+ *
+ * Generated ids go to stdout as they come, space-separated, then a newline;
+ * the timing line (prompt and generated counts, prefill ms, decode tokens/s)
+ * goes to stderr. Generation stops at max tokens or after a stop id (the
+ * config's eos_token_id unless --stop-ids is given).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../sandbox/util.h"
+#include "cmds.h"
+#include "kernels.h"
+#include "qwen3.h"
+#include "sample.h"
+
+int parse_id_list(const char *s, int32_t **out) {
+    int n = 0, cap = 16;
+    int32_t *ids = xmalloc((size_t)cap * sizeof *ids);
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
+            free(ids);
+            return -1;
+        }
+        if (n == cap) ids = xrealloc(ids, (size_t)(cap *= 2) * sizeof *ids);
+        ids[n++] = (int32_t)v;
+        p = *end ? end + 1 : end;
+    }
+    if (n == 0) {
+        free(ids);
+        return -1;
+    }
+    *out = ids;
+    return n;
+}
+
+static int print_token(int32_t tok, void *user) {
+    (void)user;
+    printf("%d ", tok);
+    fflush(stdout);
+    return 0;
+}
+
+static void gen_usage(FILE *f) {
+    fprintf(f, "usage: viv gen --model DIR --prompt-ids 1,2,3 [--max-tokens N] [--temperature T] [--top-p P]\n"
+               "               [--top-k K] [--seed S] [--stop-ids 1,2] [--threads N]\n"
+               "Generates token ids with the model in DIR (Hugging Face layout: config.json + safetensors).\n");
+}
+
+/* Generate from ids and print; the part `--prompt TEXT` will share once the
+ * tokenizer lands (encode, then call this). */
+int gen_from_ids(const struct qwen3 *m, const int32_t *ids, int n, const struct gen_opts *o) {
+    char err[512];
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= m->cfg.vocab_size) {
+            fprintf(stderr, "viv gen: prompt id %d is outside the vocabulary (%d)\n", ids[i], m->cfg.vocab_size);
+            return 2;
+        }
+    struct gen_stats st;
+    if (qwen3_generate(m, ids, n, o, print_token, NULL, &st, err, sizeof err)) {
+        fprintf(stderr, "\nviv gen: %s\n", err);
+        return 1;
+    }
+    printf("\n");
+    fflush(stdout);
+    double tps = st.decode_ms > 0 ? (st.generated > 1 ? st.generated - 1 : 0) * 1e3 / st.decode_ms : 0;
+    fprintf(stderr, "viv gen: %d prompt tokens (prefill %.0f ms, %.1f tok/s), %d generated, %.2f tokens/s decode, %d threads, %s\n",
+            st.prompt_tokens, st.prefill_ms, st.prefill_ms > 0 ? st.prompt_tokens * 1e3 / st.prefill_ms : 0,
+            st.generated, tps, par_threads(), mm_isa());
+    return 0;
+}
+
+static int num_arg(const char *name, const char *v, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double d = v ? strtod(v, &end) : 0;
+    if (!v || end == v || *end || errno || !(d >= lo && d <= hi)) {
+        fprintf(stderr, "viv gen: %s needs a number in [%g, %g]\n", name, lo, hi);
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+int cmd_gen(int argc, char **argv) {
+    const char *model = NULL, *prompt_ids = NULL, *stop_s = NULL;
+    double max_tokens = 64, temperature = 1.0, top_p = 1.0, top_k = 0, seed = 0, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            gen_usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--model") && v) model = v, i++;
+        else if (!strcmp(a, "--prompt-ids") && v) prompt_ids = v, i++;
+        else if (!strcmp(a, "--stop-ids") && v) stop_s = v, i++;
+        else if (!strcmp(a, "--max-tokens")) bad = num_arg(a, v, 0, 1 << 24, &max_tokens), i++;
+        else if (!strcmp(a, "--temperature")) bad = num_arg(a, v, 0, 100, &temperature), i++;
+        else if (!strcmp(a, "--top-p")) bad = num_arg(a, v, 0, 1, &top_p), i++;
+        else if (!strcmp(a, "--top-k")) bad = num_arg(a, v, 0, 1 << 30, &top_k), i++;
+        else if (!strcmp(a, "--seed")) bad = num_arg(a, v, 0, 9007199254740992.0, &seed), i++;
+        else if (!strcmp(a, "--threads")) bad = num_arg(a, v, 1, 256, &threads), i++;
+        else {
+            fprintf(stderr, "viv gen: unknown or incomplete option '%s'\n", a);
+            gen_usage(stderr);
+            return 2;
+        }
+        if (bad) return 2;
+    }
+    if (!model || !prompt_ids) {
+        fprintf(stderr, "viv gen: --model and --prompt-ids are required\n");
+        gen_usage(stderr);
+        return 2;
+    }
+    int32_t *ids = NULL, *stops = NULL;
+    int n = parse_id_list(prompt_ids, &ids), n_stop = 0;
+    if (n < 0) {
+        fprintf(stderr, "viv gen: --prompt-ids must be a comma-separated list of token ids\n");
+        return 2;
+    }
+    if (stop_s && (n_stop = parse_id_list(stop_s, &stops)) < 0) {
+        fprintf(stderr, "viv gen: --stop-ids must be a comma-separated list of token ids\n");
+        free(ids);
+        return 2;
+    }
+    if (threads > 0) par_set_threads((int)threads);
+    char err[512];
+    struct qwen3 *m = qwen3_load(model, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "viv gen: %s\n", err);
+        free(ids);
+        free(stops);
+        return 1;
+    }
+    int32_t eos = m->cfg.eos_token_id;
+    struct gen_opts o = {.max_tokens = (int)max_tokens, .temperature = (float)temperature, .top_p = (float)top_p,
+                         .top_k = (int)top_k, .seed = (uint64_t)seed};
+    if (stops) o.stop_ids = stops, o.n_stop = n_stop;
+    else if (eos >= 0) o.stop_ids = &eos, o.n_stop = 1;
+    int rc = gen_from_ids(m, ids, n, &o);
+    qwen3_free(m);
+    free(ids);
+    free(stops);
+    return rc;
+}
