@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../sandbox/cmds.h"
+#include "../envs/cmd_data.h"
 
 #ifndef VIV_VERSION
 #define VIV_VERSION "0.1.0"
@@ -24,6 +25,7 @@ static const struct subcommand subcommands[] = {
     {"policy", cmd_policy, "check and print sandbox policies"},
     {"sandbox", cmd_sandbox, "run vivd, the sandbox daemon, in the foreground"},
     {"exec", cmd_exec, "send one request to a running vivd"},
+    {"data", cmd_data, "build the biomedical task sets (viv data build)"},
 };
 
 static void usage(FILE *f) {
