@@ -304,6 +304,28 @@ done:
     return rc;
 }
 
+/* When viv runs as root, jobs run as an unprivileged host uid (see
+ * sandbox/namespaces.c), which must be able to walk down to the databases. */
+static int check_reachable(const char *dir) {
+    if (geteuid() != 0) return 0;
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p) continue;
+        char c = *p;
+        *p = 0;
+        struct stat st;
+        if (stat(buf, &st) == 0 && S_ISDIR(st.st_mode) && !(st.st_mode & S_IXOTH)) {
+            say("error: %s is mode %04o: sandboxed jobs run as an unprivileged user when viv runs as root, "
+                "and cannot reach the databases under it. chmod o+x it, or choose another --out.",
+                buf, (unsigned)(st.st_mode & 07777));
+            return -1;
+        }
+        if (!c) return 0;
+        *p = c;
+    }
+}
+
 struct shape_count {
     int generated[NSPLITS], kept[NSPLITS];
     long attempts;
@@ -423,7 +445,8 @@ int data_build(const struct build_opts *o) {
         say("error: mkdir %s: %s", mkdir_p(debs) ? debs : dbdir, strerror(errno));
         goto done;
     }
-    if (prepare_databases(out, debs, st)) goto done;
+    chmod(dbdir, 0755); /* whatever the umask: the jail's user reads it */
+    if (check_reachable(dbdir) || prepare_databases(out, debs, st)) goto done;
 
     char err[1024];
     char *org = xasprintf("%s/org.Hs.eg.sqlite", dbdir), *go = xasprintf("%s/GO.sqlite", dbdir);
