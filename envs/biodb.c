@@ -5,6 +5,7 @@
  * immutable URI, tab-separated output, ordered by _id), parsed into flat
  * arrays indexed by gene. The whole load takes about two seconds.
  */
+#define _GNU_SOURCE
 #include "biodb.h"
 
 #include <errno.h>

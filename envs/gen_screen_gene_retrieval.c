@@ -22,6 +22,8 @@ void gen_screen_gene_retrieval(const struct biodb *db, struct gen_ctx *g) {
     for (g->attempts = 0; g->attempts < budget && !gen_done(g); g->attempts++) {
         bool kegg = rng_below(&g->rng, 2) == 0;
         int G = random_usable_gene(db, &g->rng);
+        /* most genes have no KEGG pathway: draw until one has, so both contexts are equally common */
+        for (int t = 0; kegg && t < 100 && sets_count(&db->kegg, G) == 0; t++) G = random_usable_gene(db, &g->rng);
         enum split s = split_of("gene", db->genes[G].entrez);
         if (!gen_wants(g, s)) continue;
         const char *path = NULL;

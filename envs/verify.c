@@ -14,6 +14,7 @@
  * on one pipe; each record is smaller than PIPE_BUF, so writes never
  * interleave.
  */
+#define _GNU_SOURCE
 #include "verify.h"
 
 #include <errno.h>

@@ -123,6 +123,16 @@ print(os.statvfs(\"/db\").f_flag & os.ST_RDONLY)'); echo \"\$out\"; ! echo \"\$o
 end' ]"
   check "sql tool queries org.Hs.eg.sqlite as @db" \
     bash -c "out=\$($VIV run --tool sql --db $(realpath "$DB")/org.Hs.eg.sqlite --code \"SELECT count(*) AS n FROM genes;\"); echo \"\$out\"; [ \"\$(echo \"\$out\" | tail -n 1)\" = 77614 ]"
+  # vivd serves the same mount: --data biodb=DIR for python/shell, db=FILE for sql
+  "${VIVD:-bin/vivd}" --socket "$T/vivd.sock" --data "biodb=$(realpath "$DB")" --data "db=$(realpath "$DB")/org.Hs.eg.sqlite" \
+    --log "$T/vivd.log" </dev/null >/dev/null 2>&1 &
+  vivd_pid=$!
+  for _ in $(seq 50); do [ -S "$T/vivd.sock" ] && break; sleep 0.1; done
+  check "vivd --data biodb=DIR: python sees /db read-only; sql queries @db" \
+    bash -c "a=\$($VIV exec --socket $T/vivd.sock --tool python --code 'import os; print(sorted(os.listdir(\"/db\")), os.statvfs(\"/db\").f_flag & os.ST_RDONLY)') &&
+             b=\$($VIV exec --socket $T/vivd.sock --tool sql --code 'SELECT symbol FROM gene_info WHERE _id = 1;') &&
+             echo \"\$a | \$b\" && [ \"\$a\" = \"['GO.sqlite', 'org.Hs.eg.sqlite'] 1\" ] && [ \"\$(echo \"\$b\" | tail -n 1)\" = A1BG ]"
+  kill "$vivd_pid" 2>/dev/null; wait "$vivd_pid" 2>/dev/null
 else
   notok "database mount tests" "no databases were built"
 fi
