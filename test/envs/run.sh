@@ -45,6 +45,10 @@ if [ "$(id -u)" = 0 ]; then
   mkdir -m 700 "$T/private"
   expect_fail "data build as root: --out the jail's user cannot reach" 1 "error: .*/private is mode 0700: sandboxed jobs run as an unprivileged user" build --out "$T/private/out" --debs "$DEBS"
 fi
+# no network (or no package lists): apt-get download fails, and the message says what it needs
+mkdir -p "$T/fakebin" && printf '#!/bin/sh\necho "E: Unable to locate package $3" >&2\nexit 100\n' > "$T/fakebin/apt-get" && chmod +x "$T/fakebin/apt-get"
+PATH="$T/fakebin:$PATH" expect_fail "data build: apt-get download failing is explained" 1 \
+  "apt-get download r-bioc-org.hs.eg.db failed \(exit 100\).*network access to a Debian mirror" build --out "$T/nonet" --debs "$T/nodebs"
 [ ! -e "$T/x" ] && ok "data build: bad arguments create nothing" || notok "data build: bad arguments create nothing" "$T/x exists"
 
 # --- build, rebuild with the same seed, build with another seed ---------------
