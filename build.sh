@@ -12,6 +12,10 @@
 #      deb-src entry for the suites the machine already uses, if none exists).
 #   3. build them as static libraries with musl-gcc into .deps/musl.
 #   4. make: bin/viv, linked statically against musl and those libraries.
+#   5. bin/viv data build: apt-get download r-bioc-org.hs.eg.db and r-bioc-go.db
+#      (binary packages; no deb-src, no R), extract their SQLite databases into
+#      data/db, generate and verify the default task sets into data/tasks
+#      (skipped when data/MANIFEST.json exists; VIV_SKIP_DATA=1 skips it).
 # Every step leaves a stamp, so a re-run with nothing changed takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -26,7 +30,8 @@ die() { say "error: $*"; exit 1; }
 APT_PACKAGES=(
   gcc make musl-tools dpkg-dev gperf file          # toolchain; gperf builds libseccomp
   libseccomp-dev libcap-dev libcjson-dev            # glibc copies for the sanitizer test build
-  python3 python3-numpy python3-pandas sqlite3      # what the jailed tools run
+  python3 python3-numpy python3-pandas sqlite3      # what the jailed tools run (sqlite3 also reads the DBs for viv data)
+  apt dpkg coreutils                                # viv data build: apt-get download, dpkg -x, sha256sum
   bubblewrap hyperfine                              # test/bench: the side-by-side baseline
   clang libclang-rt-14-dev                          # libFuzzer targets under test/fuzz
   unicode-data                                      # model/unicode_gen.py: the tokenizer's Unicode tables
@@ -137,6 +142,13 @@ install_npm_oracle() {
   npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error "${NPM_PACKAGES[@]}" >&2 \
     || die "npm install failed"
   echo "${NPM_PACKAGES[*]}" > "$NPM_DIR/.stamp"
+# The task sets (envs/): the databases come from two Debian packages, the
+# tasks are generated from them and each is verified in the sandbox.
+build_data() {
+  [ "${VIV_SKIP_DATA:-0}" = 1 ] && return 0
+  [ -f "$ROOT/data/MANIFEST.json" ] && return 0
+  say "bin/viv data build (org.Hs.eg.db + GO.db from Debian; task sets into data/)"
+  "$ROOT/bin/viv" data build --out "$ROOT/data" || die "viv data build failed (see above)"
 }
 
 main() {
@@ -149,6 +161,7 @@ main() {
   install_packages
   build_static_deps
   make -j"$JOBS" MUSL="$MUSL" all
+  build_data
   if [ "$target" = test ]; then
     install_npm_oracle
     make -j"$JOBS" MUSL="$MUSL" tests

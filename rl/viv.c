@@ -10,6 +10,7 @@
 #include "../model/tokenizer_cli.h"
 #include "../model/cmds.h"
 #include "../sandbox/cmds.h"
+#include "../envs/cmd_data.h"
 
 #ifndef VIV_VERSION
 #define VIV_VERSION "0.1.0"
@@ -28,6 +29,7 @@ static const struct subcommand subcommands[] = {
     {"exec", cmd_exec, "send one request to a running vivd"},
     {"tokenize", cmd_tokenize, "encode, decode, or train a tokenizer"},
     {"gen", cmd_gen, "generate token ids with a Qwen3 model (HF directory)"},
+    {"data", cmd_data, "build the biomedical task sets (viv data build)"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,39 @@
+/*
+ * data_build.h - `viv data build`: fetch the two Debian database packages,
+ * extract their SQLite files, generate and verify the task sets, and write
+ * the manifest.
+ *
+ * Layout of <out>/ (default data/):
+ *   debs/                 the downloaded .deb files (cache; --debs DIR elsewhere)
+ *   db/org.Hs.eg.sqlite   from r-bioc-org.hs.eg.db
+ *   db/GO.sqlite          from r-bioc-go.db
+ *   tasks/{train,val,test}.jsonl
+ *   MANIFEST.json         package versions, sha256 of the .debs and the
+ *                         databases, the build's seed, size and task counts
+ *                         (written last, atomically: its presence means done)
+ */
+#ifndef VIV_ENVS_DATA_BUILD_H
+#define VIV_ENVS_DATA_BUILD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "task.h"
+
+struct build_opts {
+    const char *out;       /* output directory */
+    const char *debs;      /* .deb cache; NULL = <out>/debs */
+    const char *size_name; /* "small", "medium", "large" or a number, for the manifest */
+    int want[NSPLITS];     /* tasks per shape and split */
+    uint64_t seed;
+    int jobs;              /* verification workers */
+    bool progress;
+};
+
+/* Parse --size: small|medium|large|N. 0, or -1 with err. */
+int data_size_parse(const char *s, int want[NSPLITS], char *err, size_t errlen);
+
+/* The whole build. 0 on success, else -1 (the reason is printed). */
+int data_build(const struct build_opts *o);
+
+#endif
