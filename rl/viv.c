@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../sandbox/cmds.h"
+#include "../envs/eval1.h"
 
 #ifndef VIV_VERSION
 #define VIV_VERSION "0.1.0"
@@ -24,6 +25,7 @@ static const struct subcommand subcommands[] = {
     {"policy", cmd_policy, "check and print sandbox policies"},
     {"sandbox", cmd_sandbox, "run vivd, the sandbox daemon, in the foreground"},
     {"exec", cmd_exec, "send one request to a running vivd"},
+    {"eval", cmd_eval, "run agent episodes in the sandbox and score them (Eval1 rules)"},
 };
 
 static void usage(FILE *f) {
