@@ -17,6 +17,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,10 +61,14 @@ struct eval_args {
     int split_given, train;
 };
 
-static int usage_error(const char *fmt, const char *v) {
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "viv eval: ");
-    fprintf(stderr, fmt, v);
+    vfprintf(stderr, fmt, ap);
     fprintf(stderr, " (see viv eval --help)\n");
+    va_end(ap);
     return 2;
 }
 
