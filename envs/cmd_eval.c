@@ -151,6 +151,7 @@ static int start_vivd(struct daemon *d, const char *data_dir, char *err, size_t 
         biodb = xasprintf("biodb=%s", absdir);
         db = xasprintf("db=%s", absgenes);
     }
+    if (!db) fprintf(stderr, "viv eval: warning: no %s/db/org.Hs.eg.sqlite: #!SQL calls will fail (viv data build makes it)\n", data_dir);
     free(dbdir), free(genes);
     const char *argv[16] = {vivd, "--socket", d->sock, "--log", d->log};
     int k = 5;
