@@ -17,7 +17,9 @@
 
 #include "../sandbox/util.h"
 
-#define PV_MAX_DEPTH 200 /* CPython refuses more than 200 nested brackets */
+#define PV_MAX_DEPTH 200   /* ast.literal_eval: CPython's parser refuses more than 200 nested brackets */
+#define PV_JSON_DEPTH 900  /* json.loads: CPython recurses until its recursion limit (1000 frames, less
+                              the caller's); 900 is that limit, approximately */
 
 struct pstate {
     const char *s;
@@ -361,7 +363,7 @@ static struct pyval *json_value(struct pstate *p) {
     char c = p->s[p->i];
     if (c == '"') return json_string(p);
     if (c == '{' || c == '[') {
-        if (++p->depth > PV_MAX_DEPTH) return NULL;
+        if (++p->depth > PV_JSON_DEPTH) return NULL;
         int obj = c == '{';
         char close = obj ? '}' : ']';
         struct pyval *v = pv_new(obj ? PV_DICT : PV_LIST);

@@ -343,6 +343,11 @@ static void test_grade_rare_disease(void) {
     CHECK(G(r, "{\"OMIM_ID\": \"143890\"}", "{'OMIM_ID': '143890'}") == 0, "truth goes through json.loads only");
     CHECK(G(r, "{'OMIM_ID': '143890', 'OMIM_ID': '1'}", truth) == 0, "duplicate keys: the last wins");
     CHECK(G(r, "{\"OMIM_ID\": NaN}", "{\"OMIM_ID\": NaN}") == 0, "NaN != NaN");
+    /* json.loads takes nesting far deeper than literal_eval's 200 brackets */
+    char deep[1024];
+    int k = snprintf(deep, sizeof deep, "{\"OMIM_ID\": \"143890\", \"x\": ");
+    memset(deep + k, '[', 300), memset(deep + k + 300, ']', 300), strcpy(deep + k + 600, "}");
+    CHECK(G(r, deep, truth) == 1, "JSON nested 300 deep parses");
 }
 
 static void test_grade_patient_gene(void) {
