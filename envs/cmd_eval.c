@@ -198,9 +198,13 @@ static void stop_vivd(struct daemon *d) {
 
 /* --- tables ------------------------------------------------------------------------------- */
 
+/* how episodes end: "solution", "parse_errors", "max_turns", "sandbox" */
+static const char *const end_names[] = {"solution", "parse_errors", "max_turns", "sandbox"};
+#define NENDS 4
+
 struct row {
     char *task;
-    long n, tool_calls;
+    long n, tool_calls, ends[NENDS];
     double correct, format, turns, tool_ms;
 };
 
@@ -262,6 +266,8 @@ static void add_row_json(cJSON *arr, const struct row *r) {
     cJSON_AddNumberToObject(o, "mean_turns", r->turns / n);
     cJSON_AddNumberToObject(o, "tool_calls", (double)r->tool_calls);
     cJSON_AddNumberToObject(o, "mean_tool_ms", r->tool_calls ? r->tool_ms / (double)r->tool_calls : 0);
+    cJSON *ends = cJSON_AddObjectToObject(o, "ends");
+    for (int k = 0; k < NENDS; k++) cJSON_AddNumberToObject(ends, end_names[k], (double)r->ends[k]);
     cJSON_AddItemToArray(arr, o);
 }
 
@@ -367,6 +373,7 @@ int cmd_eval(int argc, char **argv) {
             rs[k]->n++;
             rs[k]->correct += e->correct, rs[k]->format += e->format, rs[k]->turns += e->turns;
             rs[k]->tool_calls += e->tool_calls, rs[k]->tool_ms += e->tool_ms;
+            for (int j = 0; j < NENDS; j++) rs[k]->ends[j] += e->end && !strcmp(e->end, end_names[j]);
         }
     }
     printf("viv eval: env viv-bio, agent %s, %zu episodes on %s, %.1f s\n", a.agent, n, tasks_path, wall_s);

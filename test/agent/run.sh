@@ -51,7 +51,8 @@ if viv_eval --data "$T/data" --split val --agent oracle --episodes 24 --concurre
   check "viv eval oracle scores 1.0 on every fixture task" "$T/oracle.json" "$T/oracle.jsonl" \
     'd["overall"]["n"] == 24 and d["overall"]["accuracy"] == 1.0 and d["overall"]["format_rate"] == 1.0
      and len(d["per_task"]) == 7 and all(r["accuracy"] == 1.0 and r["format_rate"] == 1.0 for r in d["per_task"])
-     and len(t) == 24 and all(x["reward"] == 2 for x in t) and d["overall"]["tool_calls"] >= 24'
+     and len(t) == 24 and all(x["reward"] == 2 for x in t) and d["overall"]["tool_calls"] >= 24
+     and d["overall"]["ends"]["solution"] == 24'
   grep -q '^all  *24  *1.000  *1.000' "$T/stdout" && ok "viv eval prints the table" || bad "viv eval prints the table" "$(cat "$T/stdout")"
 else
   bad "viv eval oracle" "exit $?: $(tail -3 "$T/stderr")"
@@ -75,7 +76,8 @@ fi
 
 if viv_eval --data "$T/data" --agent teacher --error-rate 0.5 --episodes 40 --seed 2 --out "$T/teacher.json"; then
   check "viv eval teacher with mistakes: some episodes to reject" "$T/teacher.json" "" \
-    '0.2 < d["overall"]["accuracy"] < 1.0 and d["overall"]["format_rate"] < 1.0 and d["error_rate"] == 0.5'
+    '0.2 < d["overall"]["accuracy"] < 1.0 and d["overall"]["format_rate"] < 1.0 and d["error_rate"] == 0.5
+     and d["overall"]["ends"]["solution"] + d["overall"]["ends"]["parse_errors"] == 40'
 else
   bad "viv eval teacher" "exit $?: $(tail -3 "$T/stderr")"
 fi
@@ -102,6 +104,10 @@ else
   bad "viv eval --socket" "exit $?: $(tail -3 "$T/stderr")"
 fi
 kill "$vivd_pid" 2>/dev/null; wait "$vivd_pid" 2>/dev/null; vivd_pid=
+# the 4 Python fixture tasks each ran in one session of their own, closed at the end
+opens=$(grep -c '"op":"session_open"' "$T/own.log"); closes=$(grep -c '"op":"session_close"' "$T/own.log")
+[ "$opens" = 4 ] && [ "$closes" = 4 ] && ok "viv eval: one Python session per episode, closed after it" ||
+  bad "viv eval: one Python session per episode" "$opens opened, $closes closed"
 
 # bad input: a clear message and a non-zero exit, never a crash
 usage_case() { # name expected-rc args...
