@@ -17,8 +17,10 @@ build/test/agent_tests: test/agent/agent_tests.c test/harness.h $(AGENT_TEST_OBJ
 	$(ASAN_CC) $(ASAN_CFLAGS) -Ienvs -o $@ $< $(AGENT_TEST_OBJ) $(ASAN_LIBS)
 
 # libFuzzer target: protocol parsing, tool selection, observations, the
-# format reward and the graders' json/literal parsers on arbitrary bytes.
-FUZZ_PROTOCOL_SRC := envs/protocol.c envs/graders.c envs/graders_literal.c sandbox/util.c
+# format reward, the graders' json/literal parsers and the episode state
+# machine on arbitrary bytes.
+FUZZ_PROTOCOL_SRC := envs/protocol.c envs/graders.c envs/graders_literal.c envs/episode.c sandbox/util.c \
+                     sandbox/client.c sandbox/json_writer.c
 build/fuzz/fuzz_protocol: test/fuzz/fuzz_protocol.c $(FUZZ_PROTOCOL_SRC) $(wildcard envs/*.h)
 	@mkdir -p $(@D)
 	clang -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -Ienvs -o $@ $< $(FUZZ_PROTOCOL_SRC) -lcjson -lm

@@ -6,6 +6,9 @@
  * observation rendering (the 10,000-character cut) and the format reward;
  * then through the graders, split at the first NUL into (answer, truth), for
  * every rule, which exercises the json.loads / ast.literal_eval parsers.
+ * Last, the same messages drive an episode (episode.c) whose tool calls get
+ * the input back as their output, so the state machine, the observations
+ * and the end-of-episode scoring see garbage too.
  * Nothing may crash, leak, or run longer than linear-ish time.
  *
  *   make build/fuzz/fuzz_protocol
@@ -15,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "episode.h"
 #include "graders.h"
 #include "graders_literal.h"
 #include "protocol.h"
@@ -60,6 +64,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         abort(); /* only NaN (possibly inside a container) is unequal to itself */
     pv_free(v);
     pv_free(pv_parse_json(text, size));
+    /* an episode fed these messages; every tool call answers with the input */
+    struct task task = {.instance_id = "fuzz", .task_name = "rare_disease", .prompt = "p", .grader = "rare_disease_diagnosis",
+                        .answer = "{\"OMIM_ID\": \"1\"}"};
+    struct episode_cfg cfg = {.max_turns = 8};
+    struct episode ep;
+    episode_init(&ep, &task, &cfg, 1);
+    for (int k = 0; k < n && ep.state != EP_DONE; k++) {
+        if (ep.state == EP_NEED_MESSAGE) episode_push_message(&ep, msgs[k], lens[k]);
+        if (ep.state == EP_NEED_TOOL) {
+            ep.state = EP_WAIT_TOOL;
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddBoolToObject(r, "ok", 1);
+            cJSON_AddStringToObject(r, "stdout", buf);
+            cJSON_AddStringToObject(r, "stderr", answer);
+            episode_on_response(&ep, NULL, r);
+            cJSON_Delete(r);
+        }
+    }
+    if (ep.state == EP_DONE && (ep.format < 0 || ep.format > 1 || ep.correct < 0 || ep.correct > 1)) abort();
+    episode_free(&ep);
     free(buf);
     return 0;
 }
