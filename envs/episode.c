@@ -63,7 +63,7 @@ void episode_init(struct episode *ep, const struct task *t, const struct episode
 
 void episode_free(struct episode *ep) {
     conv_free(&ep->conv);
-    free(ep->code), free(ep->session), free(ep->answer);
+    free(ep->code), free(ep->session), free(ep->answer), free(ep->last_stdout);
     memset(ep, 0, sizeof *ep);
 }
 
@@ -110,6 +110,8 @@ void episode_push_message(struct episode *ep, const char *text, size_t len) {
         free(ep->code);
         ep->code = proto_select_tool(m.code, &ep->tool);
         if (ep->tool == PROTO_TOOL_R) {
+            free(ep->last_stdout);
+            ep->last_stdout = xstrdup("");
             add_observation(ep, "Error: R is not available here. Write Python (the default), or start the code "
                                 "with #!BASH for a shell script or #!SQL for a database query.");
             next_message(ep);
@@ -232,6 +234,9 @@ void episode_on_response(struct episode *ep, struct viv_client *c, const cJSON *
             ep->session = NULL;
         }
     }
+    free(ep->last_stdout);
+    const char *so = jstr(resp, "stdout");
+    ep->last_stdout = xstrdup(so ? so : "");
     char *text = episode_result_text(resp);
     add_observation(ep, text);
     free(text);

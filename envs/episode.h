@@ -69,6 +69,7 @@ struct episode {
     char *session;          /* the episode's Python session, once open */
     int opening_session;
     long handle;            /* the vivd request in flight, 0 if none */
+    char *last_stdout;      /* stdout of the latest tool call (the observation mixes in stderr) */
     double submitted_at;
     /* the outcome */
     double correct;         /* grader's reward in [0,1] */

@@ -166,11 +166,14 @@ done:;
 
 /* --- reading observations ------------------------------------------------------------------ */
 
-/* The last non-blank line of the last observation (malloc'd), NULL if none. */
+/* The last non-blank line the last tool call printed (malloc'd), NULL if
+ * none. The teacher reads stdout, not the whole observation, the way a person
+ * tells a result from a library's warning on stderr. */
 static char *last_result_line(const struct episode *ep) {
     const struct turn *o = conv_last(&ep->conv, ROLE_TOOL);
     if (!o) return NULL;
     const char *s = o->text, *e = o->text + o->len;
+    if (ep->last_stdout) s = ep->last_stdout, e = s + strlen(s);
     if (!strncmp(s, "<observation>", 13)) s += 13;
     if (e - s >= 14 && !strncmp(e - 14, "</observation>", 14)) e -= 14;
     while (e > s) {

@@ -457,7 +457,9 @@ static cJSON *fake_response(const struct episode *ep) {
     char *out = is_ref ? xasprintf("working...\n%s\n", ans) : xstrdup(explore ? "genes\tgene_info\n" : "");
     free(ans);
     cJSON_AddStringToObject(r, "stdout", out);
-    cJSON_AddStringToObject(r, "stderr", is_ref || explore ? "" : "Traceback (most recent call last):\nNameError: name 'x'\n");
+    /* a reference run also warns on stderr (pandas does): the teacher must answer from stdout */
+    cJSON_AddStringToObject(r, "stderr", is_ref ? "FutureWarning: something will change\n"
+                                         : explore ? "" : "Traceback (most recent call last):\nNameError: name 'x'\n");
     cJSON_AddNumberToObject(r, "exit_code", is_ref || explore ? 0 : 1);
     free(out);
     return r;
