@@ -11,6 +11,7 @@
 #include "../model/cmds.h"
 #include "../sandbox/cmds.h"
 #include "../envs/cmd_data.h"
+#include "../envs/eval1.h"
 
 #ifndef VIV_VERSION
 #define VIV_VERSION "0.1.0"
@@ -30,6 +31,7 @@ static const struct subcommand subcommands[] = {
     {"tokenize", cmd_tokenize, "encode, decode, or train a tokenizer"},
     {"gen", cmd_gen, "generate token ids with a Qwen3 model (HF directory)"},
     {"data", cmd_data, "build the biomedical task sets (viv data build)"},
+    {"eval", cmd_eval, "run agent episodes in the sandbox and score them (Eval1 rules)"},
 };
 
 static void usage(FILE *f) {

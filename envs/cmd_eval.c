@@ -1,0 +1,423 @@
+/*
+ * cmd_eval.c - `viv eval`: whole episodes of an agent through the sandbox,
+ * scored with the Eval1 rules and the format reward, summed up per task.
+ *
+ *   viv eval --env viv-bio [--data DIR] [--split val] --agent oracle|random
+ *            [--episodes N] [--concurrency K] [--seed S] [--out FILE.json]
+ *
+ * Unless --socket names a running vivd, a private one is started from the
+ * directory viv lives in, on a socket in a fresh temporary directory, with
+ * the task data's databases as its --data values, and stopped at the end.
+ */
+#define _GNU_SOURCE
+#include "eval1.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../sandbox/util.h"
+#include "episode.h"
+#include "teacher.h"
+
+static const char usage[] =
+    "usage: viv eval --env viv-bio [--data DIR] [--split val] [--tasks FILE.jsonl]\n"
+    "                --agent oracle|random|teacher [--episodes N] [--concurrency K] [--seed S]\n"
+    "                [--out FILE.json] [--trajectories FILE.jsonl] [--socket PATH]\n"
+    "                [--max-turns N] [--timeout-ms N] [--error-rate P] [--train]\n"
+    "Runs whole agent episodes in the sandbox and prints accuracy, format rate, mean turns\n"
+    "and mean tool latency per task.\n"
+    "  --data DIR        task data from `viv data build` (default: data): DIR/tasks/SPLIT.jsonl,\n"
+    "                    databases DIR/db/org.Hs.eg.sqlite and DIR/db/GO.sqlite\n"
+    "  --tasks FILE      any task JSONL instead (Biomni-Eval1 rows work; they have no reference\n"
+    "                    solutions, so only --agent random runs there)\n"
+    "  --split S         rows of this split only (default val; with --tasks: all rows unless given)\n"
+    "  --agent A         oracle: the scripted teacher without mistakes (must score 1.0);\n"
+    "                    random: a random candidate from the prompt, well formatted (chance);\n"
+    "                    teacher: the teacher with --error-rate P mistakes (default 0.3)\n"
+    "  --episodes N      episodes in all, cycling through the tasks (default: one per task)\n"
+    "  --concurrency K   episodes in flight at once (default 4)\n"
+    "  --seed S          seed of the agents' choices (default 1)\n"
+    "  --out FILE        the table as JSON, written atomically\n"
+    "  --trajectories F  every episode (messages, scores) as JSONL, written atomically\n"
+    "  --socket PATH     use this running vivd instead of starting one\n"
+    "  --max-turns N     assistant messages per episode (default 16)\n"
+    "  --timeout-ms N    per tool call (default 30000)\n"
+    "  --train           grade in training mode (crispr_delivery partial credit)\n";
+
+struct eval_args {
+    const char *env, *data, *split, *tasks, *agent, *out, *traj, *socket;
+    long episodes, concurrency, seed, max_turns, timeout_ms;
+    double error_rate;
+    int split_given, train;
+};
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "viv eval: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see viv eval --help)\n");
+    va_end(ap);
+    return 2;
+}
+
+static int parse_args(int argc, char **argv, struct eval_args *a) {
+    *a = (struct eval_args){.env = "viv-bio", .data = "data", .split = "val", .agent = "oracle", .episodes = 0,
+                            .concurrency = 4, .seed = 1, .max_turns = 16, .timeout_ms = 30000, .error_rate = 0.3};
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+            fputs(usage, stdout);
+            return 1;
+        }
+        if (!strcmp(o, "--train")) {
+            a->train = 1;
+            continue;
+        }
+        if (strncmp(o, "--", 2) != 0) return usage_error("unexpected argument '%s'", o);
+        if (i + 1 >= argc) return usage_error("%s needs a value", o);
+        const char *v = argv[++i];
+        long n;
+        if (!strcmp(o, "--env")) a->env = v;
+        else if (!strcmp(o, "--data")) a->data = v;
+        else if (!strcmp(o, "--split")) a->split = v, a->split_given = 1;
+        else if (!strcmp(o, "--tasks")) a->tasks = v;
+        else if (!strcmp(o, "--agent")) a->agent = v;
+        else if (!strcmp(o, "--out")) a->out = v;
+        else if (!strcmp(o, "--trajectories")) a->traj = v;
+        else if (!strcmp(o, "--socket")) a->socket = v;
+        else if (!strcmp(o, "--episodes") && parse_long(v, 1, 10000000, &n) == 0) a->episodes = n;
+        else if (!strcmp(o, "--concurrency") && parse_long(v, 1, 4096, &n) == 0) a->concurrency = n;
+        else if (!strcmp(o, "--seed") && parse_long(v, 0, LONG_MAX, &n) == 0) a->seed = n;
+        else if (!strcmp(o, "--max-turns") && parse_long(v, 1, 1000, &n) == 0) a->max_turns = n;
+        else if (!strcmp(o, "--timeout-ms") && parse_long(v, 1, 3600000, &n) == 0) a->timeout_ms = n;
+        else if (!strcmp(o, "--error-rate")) {
+            char *end;
+            a->error_rate = strtod(v, &end);
+            if (*end || end == v || !(a->error_rate >= 0 && a->error_rate <= 1)) return usage_error("--error-rate: '%s' is not in [0, 1]", v);
+        } else return usage_error("bad option or value: %s", o);
+    }
+    if (strcmp(a->env, "viv-bio") != 0) return usage_error("unknown environment '%s' (there is viv-bio)", a->env);
+    if (strcmp(a->agent, "oracle") && strcmp(a->agent, "random") && strcmp(a->agent, "teacher"))
+        return usage_error("unknown agent '%s' (oracle, random or teacher)", a->agent);
+    return 0;
+}
+
+/* --- a private vivd ---------------------------------------------------------------------- */
+
+struct daemon {
+    pid_t pid;
+    char dir[64], sock[128], log[128];
+};
+
+static int file_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static int start_vivd(struct daemon *d, const char *data_dir, char *err, size_t errlen) {
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n < 0) return snprintf(err, errlen, "cannot find my own binary: %s", strerror(errno)), -1;
+    self[n] = 0;
+    char *vivd = xasprintf("%s/vivd", dirname(self));
+    if (access(vivd, X_OK) != 0) {
+        snprintf(err, errlen, "%s: %s (build it, or pass --socket of a running vivd)", vivd, strerror(errno));
+        free(vivd);
+        return -1;
+    }
+    snprintf(d->dir, sizeof d->dir, "/tmp/viv-eval-XXXXXX");
+    if (!mkdtemp(d->dir)) {
+        free(vivd);
+        return snprintf(err, errlen, "mkdtemp: %s", strerror(errno)), -1;
+    }
+    snprintf(d->sock, sizeof d->sock, "%s/vivd.sock", d->dir);
+    snprintf(d->log, sizeof d->log, "%s/vivd.log", d->dir);
+    char *db = NULL, *biodb = NULL;
+    char *dbdir = xasprintf("%s/db", data_dir), *genes = xasprintf("%s/db/org.Hs.eg.sqlite", data_dir);
+    char absdir[PATH_MAX], absgenes[PATH_MAX];
+    if (file_exists(genes) && realpath(dbdir, absdir) && realpath(genes, absgenes)) {
+        biodb = xasprintf("biodb=%s", absdir);
+        db = xasprintf("db=%s", absgenes);
+    }
+    if (!db) fprintf(stderr, "viv eval: warning: no %s/db/org.Hs.eg.sqlite: #!SQL calls will fail (viv data build makes it)\n", data_dir);
+    free(dbdir), free(genes);
+    const char *argv[16] = {vivd, "--socket", d->sock, "--log", d->log};
+    int k = 5;
+    if (db) argv[k++] = "--data", argv[k++] = biodb, argv[k++] = "--data", argv[k++] = db;
+    argv[k] = NULL;
+    d->pid = fork();
+    if (d->pid == 0) {
+        int nul = open("/dev/null", O_RDWR);
+        if (nul >= 0) dup2(nul, 0), dup2(nul, 1), dup2(nul, 2);
+        execv(vivd, (char *const *)argv);
+        _exit(127);
+    }
+    free(vivd), free(db), free(biodb);
+    if (d->pid < 0) return snprintf(err, errlen, "fork: %s", strerror(errno)), -1;
+    for (int i = 0; i < 1000; i++) { /* up to 10 s */
+        char e[128];
+        struct viv_client *c = viv_connect(d->sock, e, sizeof e);
+        if (c) {
+            viv_close(c);
+            return 0;
+        }
+        int st;
+        if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+            d->pid = 0;
+            return snprintf(err, errlen, "vivd exited at start (see its log %s)", d->log), -1;
+        }
+        usleep(10000);
+    }
+    return snprintf(err, errlen, "vivd did not come up in 10 s (log: %s)", d->log), -1;
+}
+
+static void stop_vivd(struct daemon *d) {
+    if (d->pid > 0) {
+        kill(d->pid, SIGTERM);
+        int st, i;
+        for (i = 0; i < 1000 && waitpid(d->pid, &st, WNOHANG) != d->pid; i++) usleep(10000);
+        if (i == 1000) kill(d->pid, SIGKILL), waitpid(d->pid, &st, 0);
+    }
+    if (d->dir[0]) {
+        unlink(d->sock), unlink(d->log);
+        rmdir(d->dir);
+    }
+}
+
+/* --- tables ------------------------------------------------------------------------------- */
+
+/* how episodes end: "solution", "parse_errors", "max_turns", "sandbox" */
+static const char *const end_names[] = {"solution", "parse_errors", "max_turns", "sandbox"};
+#define NENDS 4
+
+struct row {
+    char *task;
+    long n, tool_calls, ends[NENDS];
+    double correct, format, turns, tool_ms;
+};
+
+struct progress {
+    size_t done, total;
+    int tty;
+    FILE *traj;            /* trajectories, to a temp file renamed at the end */
+    const struct task_set *ts;
+};
+
+static void on_done(void *ctx, const struct episode *ep, size_t index) {
+    struct progress *p = ctx;
+    p->done++;
+    if (p->traj) {
+        cJSON *o = cJSON_CreateObject(), *msgs = cJSON_AddArrayToObject(o, "messages");
+        cJSON_AddNumberToObject(o, "episode", (double)index);
+        cJSON_AddStringToObject(o, "instance_id", ep->task->instance_id);
+        cJSON_AddStringToObject(o, "task_name", ep->task->task_name);
+        cJSON_AddNumberToObject(o, "correct", ep->correct);
+        cJSON_AddNumberToObject(o, "format", ep->format);
+        cJSON_AddNumberToObject(o, "reward", ep->correct + ep->format);
+        cJSON_AddStringToObject(o, "end", ep->end ? ep->end : "?");
+        if (ep->answer) cJSON_AddStringToObject(o, "answer", ep->answer);
+        static const char *const roles[] = {"system", "user", "assistant", "tool"};
+        for (size_t i = 0; i < ep->conv.n; i++) {
+            cJSON *m = cJSON_CreateObject();
+            cJSON_AddStringToObject(m, "role", roles[ep->conv.turns[i].role]);
+            cJSON_AddStringToObject(m, "content", ep->conv.turns[i].text);
+            cJSON_AddItemToArray(msgs, m);
+        }
+        char *line = cJSON_PrintUnformatted(o);
+        fprintf(p->traj, "%s\n", line);
+        cJSON_free(line);
+        cJSON_Delete(o);
+    }
+    if (p->tty) {
+        int w = 30, f = (int)(w * p->done / p->total);
+        fprintf(stderr, "\r[%.*s%.*s] %zu/%zu episodes", f, "##############################", w - f,
+                "..............................", p->done, p->total);
+        if (p->done == p->total) fputc('\n', stderr);
+    } else if (p->done == p->total || p->done % (p->total / 10 ? p->total / 10 : 1) == 0)
+        fprintf(stderr, "eval: %zu/%zu episodes\n", p->done, p->total);
+}
+
+static int row_of(struct row *rows, int *nrows, const char *task) {
+    for (int i = 0; i < *nrows; i++)
+        if (!strcmp(rows[i].task, task)) return i;
+    rows[*nrows] = (struct row){.task = xstrdup(task)};
+    return (*nrows)++;
+}
+
+static void add_row_json(cJSON *arr, const struct row *r) {
+    cJSON *o = cJSON_CreateObject();
+    double n = r->n ? (double)r->n : 1;
+    cJSON_AddStringToObject(o, "task", r->task);
+    cJSON_AddNumberToObject(o, "n", (double)r->n);
+    cJSON_AddNumberToObject(o, "accuracy", r->correct / n);
+    cJSON_AddNumberToObject(o, "format_rate", r->format / n);
+    cJSON_AddNumberToObject(o, "mean_turns", r->turns / n);
+    cJSON_AddNumberToObject(o, "tool_calls", (double)r->tool_calls);
+    cJSON_AddNumberToObject(o, "mean_tool_ms", r->tool_calls ? r->tool_ms / (double)r->tool_calls : 0);
+    cJSON *ends = cJSON_AddObjectToObject(o, "ends");
+    for (int k = 0; k < NENDS; k++) cJSON_AddNumberToObject(ends, end_names[k], (double)r->ends[k]);
+    cJSON_AddItemToArray(arr, o);
+}
+
+static void print_row(const struct row *r) {
+    double n = r->n ? (double)r->n : 1;
+    printf("%-32s %6ld %9.3f %8.3f %7.2f %10.1f\n", r->task, r->n, r->correct / n, r->format / n, r->turns / n,
+           r->tool_calls ? r->tool_ms / (double)r->tool_calls : 0.0);
+}
+
+/* --- the command --------------------------------------------------------------------------- */
+
+int cmd_eval(int argc, char **argv) {
+    struct eval_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc == 1 ? 0 : rc;
+    char err[512];
+    char *tasks_path = a.tasks ? xstrdup(a.tasks) : xasprintf("%s/tasks/%s.jsonl", a.data, a.split);
+    struct task_set ts;
+    if (taskset_load(tasks_path, a.tasks && !a.split_given ? NULL : a.split, &ts, err, sizeof err) < 0) {
+        fprintf(stderr, "viv eval: %s\n", err);
+        free(tasks_path);
+        return 1;
+    }
+    if (ts.n == 0) {
+        fprintf(stderr, "viv eval: %s: no tasks%s%s\n", tasks_path, a.split_given || !a.tasks ? " in split " : "",
+                a.split_given || !a.tasks ? a.split : "");
+        free(tasks_path);
+        taskset_free(&ts);
+        return 1;
+    }
+    int scripted = strcmp(a.agent, "random") != 0;
+    if (scripted && taskset_with_reference(&ts) < ts.n) {
+        fprintf(stderr, "viv eval: %s: %zu of %zu tasks have no reference solution, which the %s agent needs "
+                        "(Biomni-Eval1 has none): use --agent random there\n",
+                tasks_path, ts.n - taskset_with_reference(&ts), ts.n, a.agent);
+        free(tasks_path);
+        taskset_free(&ts);
+        return 1;
+    }
+    struct daemon d = {0};
+    const char *sock = a.socket;
+    if (!sock) {
+        if (start_vivd(&d, a.data, err, sizeof err) < 0) {
+            fprintf(stderr, "viv eval: %s\n", err);
+            stop_vivd(&d);
+            free(tasks_path);
+            taskset_free(&ts);
+            return 1;
+        }
+        sock = d.sock;
+    }
+    struct viv_client *c = viv_connect(sock, err, sizeof err);
+    if (!c) {
+        fprintf(stderr, "viv eval: %s: %s\n", sock, err);
+        stop_vivd(&d);
+        free(tasks_path);
+        taskset_free(&ts);
+        return 1;
+    }
+    size_t n = a.episodes ? (size_t)a.episodes : ts.n;
+    struct episode_result *res = xcalloc(n, sizeof *res);
+    struct episode_cfg cfg = {.max_turns = (int)a.max_turns, .tool_timeout_ms = a.timeout_ms,
+                              .mode = a.train ? GRADE_TRAIN : GRADE_EVAL};
+    struct teacher teacher = {.error_rate = strcmp(a.agent, "oracle") ? a.error_rate : 0.0, .seed = (uint64_t)a.seed};
+    uint64_t rseed = (uint64_t)a.seed;
+    struct progress prog = {.total = n, .tty = isatty(2), .ts = &ts};
+    char *traj_tmp = NULL;
+    if (a.traj) {
+        traj_tmp = xasprintf("%s.tmp.%d", a.traj, (int)getpid());
+        if (!(prog.traj = fopen(traj_tmp, "w"))) {
+            fprintf(stderr, "viv eval: %s: %s\n", traj_tmp, strerror(errno));
+            rc = 1;
+            goto out;
+        }
+    }
+    double t0 = now_ms();
+    int run_rc = run_episodes(&ts, n, (int)a.concurrency, c, scripted ? teacher_next : random_next,
+                              scripted ? (void *)&teacher : (void *)&rseed, &cfg, (uint64_t)a.seed, res, on_done, &prog,
+                              err, sizeof err);
+    double wall_s = (now_ms() - t0) / 1000.0;
+    if (run_rc < 0) {
+        fprintf(stderr, "viv eval: %s\n", err);
+        rc = 1;
+    }
+    if (prog.traj) {
+        int bad = fflush(prog.traj) != 0 || fsync(fileno(prog.traj)) != 0;
+        bad |= fclose(prog.traj) != 0;
+        prog.traj = NULL;
+        if (bad || rename(traj_tmp, a.traj) != 0) {
+            fprintf(stderr, "viv eval: %s: %s\n", a.traj, strerror(errno));
+            unlink(traj_tmp);
+            rc = 1;
+        }
+    }
+    /* the table: one row per task name, then all */
+    struct row *rows = xcalloc(ts.n + 1, sizeof *rows), all = {.task = "all"};
+    int nrows = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct episode_result *e = &res[i];
+        struct row *r = &rows[row_of(rows, &nrows, ts.t[e->task_index].task_name)];
+        struct row *rs[2] = {r, &all};
+        for (int k = 0; k < 2; k++) {
+            rs[k]->n++;
+            rs[k]->correct += e->correct, rs[k]->format += e->format, rs[k]->turns += e->turns;
+            rs[k]->tool_calls += e->tool_calls, rs[k]->tool_ms += e->tool_ms;
+            for (int j = 0; j < NENDS; j++) rs[k]->ends[j] += e->end && !strcmp(e->end, end_names[j]);
+        }
+    }
+    printf("viv eval: env viv-bio, agent %s, %zu episodes on %s, %.1f s\n", a.agent, n, tasks_path, wall_s);
+    printf("%-32s %6s %9s %8s %7s %10s\n", "task", "n", "accuracy", "format", "turns", "tool_ms");
+    for (int i = 0; i < nrows; i++) print_row(&rows[i]);
+    print_row(&all);
+    if (a.out) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "env", a.env);
+        cJSON_AddStringToObject(o, "agent", a.agent);
+        cJSON_AddStringToObject(o, "tasks_file", tasks_path);
+        if (!a.tasks || a.split_given) cJSON_AddStringToObject(o, "split", a.split);
+        cJSON_AddNumberToObject(o, "seed", (double)a.seed);
+        cJSON_AddNumberToObject(o, "episodes", (double)n);
+        cJSON_AddNumberToObject(o, "concurrency", (double)a.concurrency);
+        cJSON_AddNumberToObject(o, "max_turns", (double)a.max_turns);
+        cJSON_AddStringToObject(o, "grading", a.train ? "train" : "eval");
+        if (!strcmp(a.agent, "teacher")) cJSON_AddNumberToObject(o, "error_rate", a.error_rate);
+        cJSON_AddNumberToObject(o, "wall_s", wall_s);
+        cJSON *arr = cJSON_AddArrayToObject(o, "per_task");
+        for (int i = 0; i < nrows; i++) add_row_json(arr, &rows[i]);
+        cJSON *tmp = cJSON_CreateArray();
+        add_row_json(tmp, &all);
+        cJSON_AddItemToObject(o, "overall", cJSON_DetachItemFromArray(tmp, 0));
+        cJSON_Delete(tmp);
+        char *text = cJSON_Print(o);
+        char *withnl = xasprintf("%s\n", text);
+        if (write_file_atomic(a.out, withnl, strlen(withnl)) != 0) {
+            fprintf(stderr, "viv eval: %s: %s\n", a.out, strerror(errno));
+            rc = 1;
+        }
+        free(withnl);
+        cJSON_free(text);
+        cJSON_Delete(o);
+    }
+    for (int i = 0; i < nrows; i++) free(rows[i].task);
+    free(rows);
+out:
+    if (prog.traj) fclose(prog.traj), unlink(traj_tmp);
+    free(traj_tmp);
+    free(res);
+    viv_close(c);
+    stop_vivd(&d);
+    free(tasks_path);
+    taskset_free(&ts);
+    return rc;
+}

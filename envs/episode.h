@@ -1,0 +1,130 @@
+/*
+ * episode.h - one agent episode as a state machine, and a runner that keeps
+ * many in flight through one vivd connection.
+ *
+ * An episode starts with a system message (the protocol and the tools) and
+ * the task's prompt. Then, until it is done:
+ *
+ *   EP_NEED_MESSAGE  the agent owes the next assistant message:
+ *                    episode_push_message() parses it (protocol.c) and moves on
+ *   EP_NEED_TOOL     code is ready to run: episode_submit() sends it to vivd
+ *                    (Python through a session, so state persists in the episode)
+ *   EP_WAIT_TOOL     episode_on_response() turns vivd's answer into an
+ *                    <observation> and asks for the next message
+ *   EP_DONE          a solution was graded, or the episode ended (two parsing
+ *                    failures, the turn limit, a dead connection)
+ *
+ * The agent is anything that can write the next message. The runner below
+ * calls an agent_fn synchronously (the scripted teacher, the random agent);
+ * the RL trainer drives the same state machine itself: it collects every
+ * episode in EP_NEED_MESSAGE, generates their messages as one batch and
+ * pushes them, while other episodes wait on vivd. Nothing else changes, so a
+ * model is scored by exactly the code that scores the teacher.
+ */
+#ifndef VIV_EPISODE_H
+#define VIV_EPISODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../sandbox/client.h"
+#include "eval1.h"
+#include "graders.h"
+#include "protocol.h"
+
+enum role { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT, ROLE_TOOL };
+
+struct turn {
+    enum role role;
+    char *text;
+    size_t len;
+};
+
+struct conversation {
+    struct turn *turns;
+    size_t n, cap;
+};
+
+enum ep_state { EP_NEED_MESSAGE, EP_NEED_TOOL, EP_WAIT_TOOL, EP_DONE };
+
+struct episode_cfg {
+    int max_turns;          /* assistant messages per episode (default 16) */
+    long tool_timeout_ms;   /* per tool call (default 30000) */
+    enum grade_mode mode;   /* GRADE_EVAL or GRADE_TRAIN */
+};
+
+struct episode {
+    const struct task *task;
+    struct episode_cfg cfg;
+    uint64_t seed;          /* for agents that draw random numbers */
+    struct conversation conv;
+    enum ep_state state;
+    int turns;              /* assistant messages so far */
+    int parse_failures;
+    int tool_calls;
+    double tool_ms;         /* summed round-trip time of tool calls */
+    /* the tool call in progress */
+    enum proto_tool tool;
+    char *code;
+    char *session;          /* the episode's Python session, once open */
+    int opening_session;
+    long handle;            /* the vivd request in flight, 0 if none */
+    char *last_stdout;      /* stdout of the latest tool call (the observation mixes in stderr) */
+    double submitted_at;
+    /* the outcome */
+    double correct;         /* grader's reward in [0,1] */
+    int format;             /* proto_format_reward over the assistant messages */
+    char *answer;           /* the <solution> text, NULL if none */
+    const char *end;        /* "solution", "parse_errors", "max_turns", "sandbox" */
+};
+
+void conv_add(struct conversation *c, enum role r, const char *text, size_t len);
+void conv_free(struct conversation *c);
+/* The last turn of role r, NULL if none. */
+const struct turn *conv_last(const struct conversation *c, enum role r);
+
+/* The system message every episode starts with. */
+extern const char *const episode_system_prompt;
+
+void episode_init(struct episode *ep, const struct task *t, const struct episode_cfg *cfg, uint64_t seed);
+void episode_free(struct episode *ep);
+
+/* The agent's next message (EP_NEED_MESSAGE only). It is cut at the first
+ * stop string like a generator would, recorded, parsed and acted on. */
+void episode_push_message(struct episode *ep, const char *text, size_t len);
+
+/* EP_NEED_TOOL: send the request (opening the Python session first when
+ * needed). Returns the handle to match with viv_next()'s responses; on a
+ * broken client the episode ends ("sandbox") and 0 is returned. */
+long episode_submit(struct episode *ep, struct viv_client *c);
+/* The response for ep->handle. May submit again (session opened -> exec). */
+void episode_on_response(struct episode *ep, struct viv_client *c, const cJSON *resp);
+/* Close the episode's session, if any (fire and forget). */
+void episode_release(struct episode *ep, struct viv_client *c);
+
+/* The observation text for one exec response (stdout, then stderr, then notes). */
+char *episode_result_text(const cJSON *resp);
+
+/* An agent: the next assistant message for the episode so far (malloc'd),
+ * NULL if it has none (the episode then ends as a parsing failure would). */
+typedef char *(*agent_fn)(void *agent, const struct episode *ep);
+
+/* Per-episode outcome, for tables and trajectory files. */
+struct episode_result {
+    size_t task_index;
+    double correct;
+    int format;
+    int turns, tool_calls;
+    double tool_ms;
+    const char *end;
+};
+
+/* Run `n` episodes (episode i on task i % ts->n, seed `seed`+i) with at most
+ * `concurrency` in flight. `on_done` (may be NULL) sees each finished episode
+ * before it is freed. 0, or -1 with err if the sandbox connection broke. */
+int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct viv_client *c, agent_fn agent,
+                 void *agent_ctx, const struct episode_cfg *cfg, uint64_t seed, struct episode_result *results,
+                 void (*on_done)(void *ctx, const struct episode *ep, size_t index), void *done_ctx, char *err,
+                 size_t errlen);
+
+#endif
