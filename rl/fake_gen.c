@@ -63,13 +63,16 @@ static int fake_generate(void *ctx, struct rl_gen_request *reqs, int n) {
         if (!text) text = "";
         bool found;
         size_t len = stop_len(text, q->stop, &found);
-        int k = len > (size_t)q->max_new_tokens ? q->max_new_tokens : (int)len;
+        /* a turn continued in chunks: pick up where the last chunk ended */
+        size_t off = (size_t)(q->n_tokens - q->turn_start);
+        if (off > len) off = len;
+        int k = len - off > (size_t)q->max_new_tokens ? q->max_new_tokens : (int)(len - off);
         for (int j = 0; j < k; j++) {
-            q->out_tokens[j] = (unsigned char)text[j];
-            q->out_logprobs[j] = fake_gen_logprob(q->episode, q->turn, j);
+            q->out_tokens[j] = (unsigned char)text[off + (size_t)j];
+            q->out_logprobs[j] = fake_gen_logprob(q->episode, q->turn, (int)off + j);
         }
         q->n_out = k;
-        q->stop_reason = k < (int)len ? RL_GEN_STOP_LENGTH : found ? RL_GEN_STOP_STRING : RL_GEN_STOP_EOS;
+        q->stop_reason = off + (size_t)k < len ? RL_GEN_STOP_LENGTH : found ? RL_GEN_STOP_STRING : RL_GEN_STOP_EOS;
         if (k > longest) longest = k;
         total += k;
     }

@@ -18,8 +18,13 @@
  * run in one vivd session per episode, so globals persist across turns.
  *
  * What to generate, and when (the scheduling rule):
- *   - Order: READY episodes are served oldest-ready first (FIFO), so no
- *     episode starves and a group's stragglers are not left behind.
+ *   - Order (matters when more episodes are ready than fit in a batch):
+ *     turns already under way in chunks first (like a continuous-batching
+ *     server, which keeps running sequences in the batch), then
+ *     laggards first (fewest turns taken), then oldest-ready first. A step
+ *     ends when its last episode does, so the episode furthest behind is
+ *     the one to advance (longest-remaining-work-first keeps the step's
+ *     tail short); among equals FIFO, so no episode starves.
  *   - Batch now or wait? Batching is nearly free for a GPU up to its
  *     capacity B (a decoding step costs about the same for 1 or B
  *     sequences), so a half-full batch wastes capacity. With k < B episodes
@@ -82,6 +87,7 @@ struct rl_rollout {
     int neps, active, group_size;
     int *group_left;
     struct rl_step_stats *st;
+    double step_t0;
 };
 
 static const char *const default_stop[] = {"</execute>", "</solution>", NULL};
@@ -156,6 +162,22 @@ double rl_tool_expected_remaining(const struct rl_tool_stats *s, double elapsed_
     return rem;
 }
 
+/* P(T <= e + t | T > e) from the recent samples T of this tool; with no
+ * sample longer than e, an exponential guess with mean max(e, 10 ms) (no
+ * samples at all: mean 100 ms). 1 when the deadline falls within t. */
+double rl_tool_prob_back_within(const struct rl_tool_stats *s, double elapsed_ms, double t_ms, double deadline_ms) {
+    if (deadline_ms > 0 && elapsed_ms + t_ms >= deadline_ms) return 1;
+    int longer = 0, within = 0;
+    for (int i = 0; s && i < s->nsamples; i++)
+        if (s->samples[i] > elapsed_ms) {
+            longer++;
+            within += s->samples[i] <= elapsed_ms + t_ms;
+        }
+    if (longer) return (double)within / longer;
+    double mean = s && s->nsamples ? fmax(elapsed_ms, 10.0) : 100.0;
+    return 1 - exp(-t_ms / mean);
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -200,7 +222,7 @@ struct rl_rollout *rl_rollout_new(const struct rl_rollout_cfg *cfg, const struct
     if (c->max_sessions <= 0) c->max_sessions = 256;
     if (c->default_timeout_ms <= 0) c->default_timeout_ms = 30000;
     if (c->fill_wait < 0) c->fill_wait = 0;
-    else if (c->fill_wait == 0) c->fill_wait = 0.1;
+    else if (c->fill_wait == 0) c->fill_wait = 0.5;
     if (!r->env.stop) r->env.stop = default_stop;
     r->socket = xstrdup_(cfg->socket ? cfg->socket : viv_default_socket());
     r->last_connect_ms = -1e9;
@@ -257,6 +279,10 @@ static void close_session(struct rl_rollout *r, struct rl_episode *e) {
 
 static void ep_end(struct rl_rollout *r, struct rl_episode *e, int end) {
     if (e->state == EP_DONE) return;
+    if (e->open_handle) { /* a pre-opened session still on its way: closed when it comes */
+        e->open_handle = 0;
+        r->sessions_open--;
+    }
     if (e->state == EP_WAIT_SESSION || e->state == EP_PENDING_TOOL) rl_turn_clear(&e->pending);
     if (e->handle_kind == H_OPEN) r->sessions_open--; /* its answer, when it comes, is ignored */
     e->state = EP_DONE;
@@ -327,7 +353,7 @@ static void drop_broken_client(struct rl_rollout *r) {
     viv_close(r->c);
     r->c = NULL;
     r->broken = false;
-    for (int i = 0; i < r->neps; i++) r->eps[i].session[0] = 0;
+    for (int i = 0; i < r->neps; i++) r->eps[i].session[0] = 0, r->eps[i].open_handle = 0;
     r->sessions_open = 0;
 }
 
@@ -381,6 +407,14 @@ static void submit_tool(struct rl_rollout *r, struct rl_episode *e) {
     }
     bool want_session = tc && tc->session;
     long h;
+    if (want_session && !e->session[0] && e->open_handle) {
+        /* its pre-opened session is on its way: the exec follows its answer */
+        e->handle = e->open_handle;
+        e->handle_kind = H_OPEN;
+        e->open_handle = 0;
+        e->state = EP_TOOL;
+        return;
+    }
     if (want_session && !e->session[0]) {
         if (r->sessions_open >= r->cfg.max_sessions) {
             e->state = EP_WAIT_SESSION; /* retried as sessions close */
@@ -419,13 +453,29 @@ static double jnum(const cJSON *o, const char *k) {
 }
 static bool jtrue(const cJSON *o, const char *k) { return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, k)); }
 
+/* The answer to a session opened ahead of the episode's first call. */
+static bool handle_preopen(struct rl_rollout *r, struct viv_response *resp) {
+    for (int i = 0; i < r->neps; i++) {
+        struct rl_episode *e = &r->eps[i];
+        if (e->open_handle != resp->handle) continue;
+        e->open_handle = 0;
+        const char *sid = jstr(resp->json, "session");
+        if (jtrue(resp->json, "ok") && sid) snprintf(e->session, sizeof e->session, "%s", sid);
+        else r->sessions_open--; /* the first call will try again */
+        return true;
+    }
+    return false;
+}
+
 static void handle_response(struct rl_rollout *r, struct viv_response *resp) {
-    struct rl_episode *e = episode_for(r, resp->handle);
     const cJSON *j = resp->json;
+    const cJSON *eo = cJSON_GetObjectItemCaseSensitive(j, "error");
+    if (resp->local && eo && jstr(eo, "code") && !strcmp(jstr(eo, "code"), "disconnected")) r->broken = true;
+    if (handle_preopen(r, resp)) return;
+    struct rl_episode *e = episode_for(r, resp->handle);
     bool ok = jtrue(j, "ok");
     const cJSON *errobj = cJSON_GetObjectItemCaseSensitive(j, "error");
     const char *ecode = errobj ? jstr(errobj, "code") : NULL, *emsg = errobj ? jstr(errobj, "message") : NULL;
-    if (resp->local && ecode && !strcmp(ecode, "disconnected")) r->broken = true;
     if (!e) { /* a session_close, or an episode cut off meanwhile */
         const char *sid = jstr(j, "session");
         if (ok && sid && r->c && !r->broken) viv_submit_session_close(r->c, sid); /* opened too late */
@@ -517,7 +567,16 @@ static void take_turn(struct rl_rollout *r, struct rl_episode *e, struct rl_gen_
     }
     ep_append(e, q->out_tokens, q->out_logprobs, q->n_out, 1);
     r->st->gen_tokens += q->n_out;
-    char *text = r->tok.decode(r->tok.ctx, q->out_tokens, q->n_out);
+    int turn_len = e->n_tokens - q->turn_start;
+    if (q->stop_reason == RL_GEN_STOP_LENGTH && q->n_out > 0 && turn_len < r->cfg.max_turn_tokens &&
+        e->n_tokens < r->cfg.max_context) {
+        /* a chunk of a longer turn: it continues in the next batch */
+        e->turn_start = q->turn_start;
+        e->state = EP_READY;
+        return;
+    }
+    e->turn_start = -1;
+    char *text = r->tok.decode(r->tok.ctx, e->tokens + q->turn_start, turn_len);
     if (!text) {
         ep_end(r, e, RL_END_GEN_ERROR);
         return;
@@ -576,8 +635,21 @@ static void take_turn(struct rl_rollout *r, struct rl_episode *e, struct rl_gen_
 
 static int cmp_ready(const void *a, const void *b) {
     const struct rl_episode *x = *(struct rl_episode *const *)a, *y = *(struct rl_episode *const *)b;
+    if ((x->turn_start >= 0) != (y->turn_start >= 0)) return x->turn_start >= 0 ? -1 : 1;
+    if (x->n_turns != y->n_turns) return x->n_turns - y->n_turns;
     if (x->ready_ms != y->ready_ms) return x->ready_ms < y->ready_ms ? -1 : 1;
     return x->index - y->index;
+}
+
+/* One JSON line per generate call: when, how long, how full, and where
+ * every episode was at that moment. */
+static void trace_call(struct rl_rollout *r, double t0, double dt, int batch) {
+    int n[EP_DONE + 1] = {0};
+    for (int i = 0; i < r->neps; i++) n[r->eps[i].state]++;
+    fprintf(r->cfg.trace,
+            "{\"t_ms\":%.1f,\"gen_ms\":%.1f,\"batch\":%d,\"ready_left\":%d,\"in_tool\":%d,\"wait_session\":%d,"
+            "\"done\":%d}\n",
+            t0 - r->step_t0, dt, batch, n[EP_READY], n[EP_TOOL], n[EP_WAIT_SESSION], n[EP_DONE]);
 }
 
 /* One generate call for these episodes. */
@@ -586,8 +658,10 @@ static void generate(struct rl_rollout *r, struct rl_episode **batch, int n) {
     int live = 0;
     for (int i = 0; i < n; i++) {
         struct rl_episode *e = batch[i];
-        int room = r->cfg.max_context - e->n_tokens;
-        int max_new = room < r->cfg.max_turn_tokens ? room : r->cfg.max_turn_tokens;
+        int start = e->turn_start >= 0 ? e->turn_start : e->n_tokens;
+        int room = r->cfg.max_context - e->n_tokens, left = r->cfg.max_turn_tokens - (e->n_tokens - start);
+        int max_new = room < left ? room : left;
+        if (r->cfg.chunk_tokens > 0 && max_new > r->cfg.chunk_tokens) max_new = r->cfg.chunk_tokens;
         if (max_new <= 0) {
             e->overlong = true;
             ep_end(r, e, RL_END_CONTEXT);
@@ -598,6 +672,7 @@ static void generate(struct rl_rollout *r, struct rl_episode **batch, int n) {
         g->turn = e->n_turns;
         g->tokens = e->tokens;
         g->n_tokens = e->n_tokens;
+        g->turn_start = start;
         g->max_new_tokens = max_new;
         g->stop = r->env.stop;
         g->out_tokens = xcalloc_((size_t)max_new, sizeof *g->out_tokens);
@@ -608,6 +683,7 @@ static void generate(struct rl_rollout *r, struct rl_episode **batch, int n) {
         double t0 = mono_ms();
         int rc = r->gen.generate(r->gen.ctx, q, live);
         double dt = mono_ms() - t0;
+        if (r->cfg.trace) trace_call(r, t0, dt, live);
         r->st->gen_busy_ms += dt;
         r->st->gen_calls++;
         r->st->gen_requests += live;
@@ -622,7 +698,7 @@ static void generate(struct rl_rollout *r, struct rl_episode **batch, int n) {
     free(q);
 }
 
-/* READY episodes, oldest first, into out (size >= neps); returns the count. */
+/* READY episodes in serving order (laggards, then oldest) into out (size >= neps); returns the count. */
 static int ready_list(struct rl_rollout *r, struct rl_episode **out) {
     int k = 0;
     for (int i = 0; i < r->neps; i++)
@@ -632,28 +708,35 @@ static int ready_list(struct rl_rollout *r, struct rl_episode **out) {
 }
 
 /* The batch-or-wait rule from the top of this file: how long (ms) to wait
- * for returning episodes before generating for the k ready ones; 0: now. */
+ * for returning episodes before generating for the k ready ones; 0: now.
+ * The expected number of episodes back within t is the sum over episodes in
+ * a tool call of P(back within t | still running after e).  */
+static const double wait_grid[] = {1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1000, 1500, 2000};
+#define NGRID ((int)(sizeof wait_grid / sizeof wait_grid[0]))
+
 static double fill_wait_ms(struct rl_rollout *r, int k) {
     int B = r->cfg.max_batch;
     double G = r->gen_ewma_ms;
     if (k >= B || G <= 0) return 0;
     double limit = r->cfg.fill_wait * G, now = mono_ms();
-    double *eta = xcalloc_((size_t)r->neps, sizeof *eta);
-    int m = 0;
+    double m[NGRID] = {0};
+    int ngrid = 0;
+    while (ngrid < NGRID && wait_grid[ngrid] <= limit) ngrid++;
+    if (ngrid == 0) return 0;
     for (int i = 0; i < r->neps; i++) {
         struct rl_episode *e = &r->eps[i];
         if (e->state != EP_TOOL) continue;
+        struct rl_tool_stats *s = stats_for(r, e->pending.tool);
         double elapsed = now - e->tool_submit_ms;
-        double rem = rl_tool_expected_remaining(stats_for(r, e->pending.tool), elapsed, (double)e->tool_timeout_ms);
-        if (rem <= limit) eta[m++] = rem;
+        for (int g = 0; g < ngrid; g++)
+            m[g] += rl_tool_prob_back_within(s, elapsed, wait_grid[g], (double)e->tool_timeout_ms);
     }
-    qsort(eta, (size_t)m, sizeof *eta, cmp_double);
     double best_t = 0, best_gain = 0;
-    for (int i = 0; i < m && k + i + 1 <= B; i++) {
-        double gain = (double)(i + 1) * G / B - eta[i];
-        if (gain > best_gain) best_gain = gain, best_t = eta[i];
+    for (int g = 0; g < ngrid; g++) {
+        double got = fmin(m[g], (double)(B - k));
+        double gain = got * G / B - wait_grid[g];
+        if (gain > best_gain) best_gain = gain, best_t = wait_grid[g];
     }
-    free(eta);
     return best_t;
 }
 
@@ -714,6 +797,26 @@ static void step_sync(struct rl_rollout *r, struct rl_episode **ready, double de
     }
 }
 
+/* Open each episode's session now, so that its jail starts while the
+ * first turn is being generated rather than after it. */
+static void preopen_sessions(struct rl_rollout *r) {
+    const char *tool = NULL;
+    for (int i = 0; i < r->cfg.ntools && !tool; i++)
+        if (r->cfg.tools[i].session) tool = r->cfg.tools[i].name;
+    if (!tool || r->cfg.no_preopen) return;
+    for (int i = 0; i < r->neps && r->sessions_open < r->cfg.max_sessions; i++) {
+        struct rl_episode *e = &r->eps[i];
+        struct viv_client *c = client(r);
+        if (!c) return;
+        if (e->state != EP_READY) continue;
+        long h = viv_submit_session_open(c, tool);
+        if (h <= 0) return;
+        e->open_handle = h;
+        r->sessions_open++;
+    }
+    poll_vivd(r, 0); /* send them */
+}
+
 int rl_rollout_step(struct rl_rollout *r, const int *tasks, int ntasks, int group_size, struct rl_episode **out,
                     struct rl_step_stats *st, char *err, size_t errlen) {
     *out = NULL;
@@ -732,10 +835,12 @@ int rl_rollout_step(struct rl_rollout *r, const int *tasks, int ntasks, int grou
     st->episodes = n;
     st->groups = ntasks;
     double t0 = mono_ms();
+    r->step_t0 = t0;
     for (int g = 0; g < ntasks; g++) r->group_left[g] = group_size;
     for (int i = 0; i < n; i++) {
         struct rl_episode *e = &r->eps[i];
         e->index = i;
+        e->turn_start = -1;
         e->group = i / group_size;
         e->task = tasks[e->group];
         e->t_start_ms = t0;
@@ -752,6 +857,7 @@ int rl_rollout_step(struct rl_rollout *r, const int *tasks, int ntasks, int grou
         e->prompt_tokens = e->n_tokens;
         if (ok) ep_ready(e);
     }
+    preopen_sessions(r);
     struct rl_episode **ready = xcalloc_((size_t)n, sizeof *ready);
     double deadline = r->cfg.step_deadline_ms > 0 ? t0 + r->cfg.step_deadline_ms : 0;
     if (r->cfg.sync) step_sync(r, ready, deadline);

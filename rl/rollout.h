@@ -39,6 +39,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* ---- generator ------------------------------------------------------------ */
 
@@ -54,6 +55,9 @@ struct rl_gen_request {
     int turn;                   /* 0-based assistant turn of that episode */
     const int *tokens;          /* the episode's whole context so far */
     int n_tokens;
+    int turn_start;             /* where this turn begins in tokens: a turn generated in
+                                 * chunks continues with tokens[turn_start..n_tokens) already
+                                 * generated (stop strings may span the chunk boundary) */
     int max_new_tokens;
     const char *const *stop;    /* stop strings (NULL-terminated list) */
     /* out: the generator writes at most max_new_tokens into these arrays
@@ -179,7 +183,9 @@ struct rl_episode {
     char session[80];
     struct rl_turn pending;     /* the EXECUTE turn waiting for a session */
     double tool_submit_ms, ready_ms;
+    int turn_start;             /* -1, or where the turn being generated in chunks began */
     long tool_timeout_ms;
+    long open_handle;           /* session_open sent ahead of the first call, or 0 */
     int tool_idx;
 };
 
@@ -196,6 +202,8 @@ struct rl_tool_stats {
 /* Expected remaining time (ms) of a call of this tool that has already run
  * elapsed_ms, from recent samples longer than elapsed; deadline_ms caps it. */
 double rl_tool_expected_remaining(const struct rl_tool_stats *s, double elapsed_ms, double deadline_ms);
+/* P(back within t_ms | still running after elapsed_ms), from recent samples. */
+double rl_tool_prob_back_within(const struct rl_tool_stats *s, double elapsed_ms, double t_ms, double deadline_ms);
 /* A quantile (0..1) of the recent samples; 0 when none. */
 double rl_tool_quantile(const struct rl_tool_stats *s, double q);
 
@@ -219,7 +227,13 @@ struct rl_rollout_cfg {
     const struct rl_tool_cfg *tools;
     int ntools;
     bool sync;                  /* baseline: generate for all, run all tools, wait for all */
-    double fill_wait;           /* wait up to this fraction of a generate call's time to fill a batch (default 0.1) */
+    int chunk_tokens;           /* generate turns in chunks of this many tokens, so episodes
+                                 * back from tools join the next chunk's batch (continuous
+                                 * batching at chunk granularity); 0: whole turns */
+    double fill_wait;           /* wait up to this fraction of a generate call's time to fill a batch
+                                 * (default 0.5; negative: never wait) */
+    FILE *trace;                /* if set: a JSON line per generate call (batch, states) */
+    bool no_preopen;            /* do not open each episode's session at the start of the step */
     double step_deadline_ms;    /* cut episodes off after this (0: none) */
     /* called as each group of a step completes (all its episodes ended) */
     void (*on_group_done)(void *arg, int group, struct rl_episode *eps, int n);

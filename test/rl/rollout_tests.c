@@ -251,6 +251,8 @@ static void test_failures_stay_with_their_episode(void) {
     rl_rollout_free(r);
 }
 
+static int limits_chunk;
+
 static void test_limits_end_episodes_by_rule(void) {
     if (vivd_start() != 0) FAIL("vivd did not start");
     /* 0: two unparsable turns; 1: one, then a solution (format 0);
@@ -268,6 +270,7 @@ static void test_limits_end_episodes_by_rule(void) {
     fixture_init(&f, &s, 8);
     f.cfg.max_turns = 3;
     f.cfg.max_turn_tokens = 200;
+    f.cfg.chunk_tokens = limits_chunk;
     char err[256];
     struct rl_rollout *r = rl_rollout_new(&f.cfg, &f.gen, &f.tok, &f.env, err, sizeof err);
     CHECK(r, "%s", err);
@@ -294,12 +297,19 @@ static void test_limits_end_episodes_by_rule(void) {
     rl_rollout_free(r);
     fixture_init(&f, &s2, 8);
     f.cfg.max_context = 70;
+    f.cfg.chunk_tokens = limits_chunk;
     r = rl_rollout_new(&f.cfg, &f.gen, &f.tok, &f.env, err, sizeof err);
     CHECK(rl_rollout_step(r, tk, 1, 2, &eps, &st, err, sizeof err) == 0, "%s", err);
     CHECK(eps[0].end == RL_END_CONTEXT && eps[0].overlong && eps[0].n_tokens <= 70, "context: %s, %d tokens",
           rl_end_name(eps[0].end), eps[0].n_tokens);
     rl_episodes_free(eps, 2);
     rl_rollout_free(r);
+}
+
+static void test_limits_with_chunks(void) {
+    limits_chunk = 16;
+    test_limits_end_episodes_by_rule();
+    limits_chunk = 0;
 }
 
 static void *killer(void *arg) {
@@ -360,24 +370,41 @@ static void test_sync_and_async_same_trajectories(void) {
     struct rl_step_stats sa, ss;
     char err[256];
     int tk[] = {0, 1, 2, 3};
-    for (int mode = 0; mode < 2; mode++) {
+    struct rl_episode *ec;
+    struct rl_step_stats sc;
+    long chunk_calls = 0, whole_calls = 0;
+    /* mode 0: async, 1: sync, 2: async with turns generated in 7-token chunks */
+    for (int mode = 0; mode < 3; mode++) {
         struct fixture f;
         fixture_init(&f, &s, 4);
-        f.cfg.sync = mode;
+        f.cfg.sync = mode == 1;
+        f.cfg.chunk_tokens = mode == 2 ? 7 : 0;
         struct rl_rollout *r = rl_rollout_new(&f.cfg, &f.gen, &f.tok, &f.env, err, sizeof err);
-        CHECK(rl_rollout_step(r, tk, 4, 6, mode ? &es : &ea, mode ? &ss : &sa, err, sizeof err) == 0, "%s", err);
+        struct rl_episode **out = mode == 0 ? &ea : mode == 1 ? &es : &ec;
+        struct rl_step_stats *st = mode == 0 ? &sa : mode == 1 ? &ss : &sc;
+        CHECK(rl_rollout_step(r, tk, 4, 6, out, st, err, sizeof err) == 0, "%s", err);
         CHECK(f.fg.max_batch_seen <= 4, "batch of %d over the cap", f.fg.max_batch_seen);
+        if (mode == 0) whole_calls = f.fg.requests;
+        if (mode == 2) chunk_calls = f.fg.requests;
         rl_rollout_free(r);
     }
     for (int i = 0; i < 24; i++) {
         CHECK(ea[i].n_tokens == es[i].n_tokens && memcmp(ea[i].tokens, es[i].tokens, sizeof(int) * ea[i].n_tokens) == 0 &&
                   memcmp(ea[i].mask, es[i].mask, ea[i].n_tokens) == 0,
               "episode %d differs between async and sync", i);
-        CHECK(ea[i].end == RL_END_SOLUTION, "episode %d: %s", i, rl_end_name(ea[i].end));
+        CHECK(ea[i].n_tokens == ec[i].n_tokens && memcmp(ea[i].tokens, ec[i].tokens, sizeof(int) * ea[i].n_tokens) == 0 &&
+                  memcmp(ea[i].mask, ec[i].mask, ea[i].n_tokens) == 0 &&
+                  memcmp(ea[i].logprobs, ec[i].logprobs, sizeof(float) * ea[i].n_tokens) == 0,
+              "episode %d differs between whole turns and chunks", i);
+        CHECK(ea[i].end == RL_END_SOLUTION && ec[i].end == RL_END_SOLUTION && ec[i].n_turns == ea[i].n_turns,
+              "episode %d: %s", i, rl_end_name(ea[i].end));
+        CHECK(strcmp(ec[i].turn_text[0], ea[i].turn_text[0]) == 0, "chunked turn text");
     }
+    CHECK(chunk_calls > 3 * whole_calls, "chunks: %ld requests, whole turns: %ld", chunk_calls, whole_calls);
     CHECK(sa.mean_batch > 1 && ss.mean_batch > 1, "batches of %.1f and %.1f", sa.mean_batch, ss.mean_batch);
     rl_episodes_free(ea, 24);
     rl_episodes_free(es, 24);
+    rl_episodes_free(ec, 24);
 }
 
 static int groups_seen[8], group_calls;
@@ -435,8 +462,9 @@ int main(int argc, char **argv) {
         {"rollout_episodes_complete_with_session_state", test_episodes_complete_with_session_state},
         {"rollout_failures_stay_with_their_episode", test_failures_stay_with_their_episode},
         {"rollout_limits_end_episodes_by_rule", test_limits_end_episodes_by_rule},
+        {"rollout_limits_with_chunked_turns", test_limits_with_chunks},
         {"rollout_vivd_killed_mid_step", test_vivd_killed_mid_step},
-        {"rollout_sync_and_async_same_trajectories", test_sync_and_async_same_trajectories},
+        {"rollout_sync_async_chunked_same_trajectories", test_sync_and_async_same_trajectories},
         {"rollout_group_callback_and_step_deadline", test_group_callback_and_step_deadline},
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
