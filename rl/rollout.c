@@ -1,0 +1,884 @@
+/*
+ * rollout.c - the asynchronous rollout engine (see rollout.h).
+ *
+ * One thread, one vivd connection, one loop:
+ *
+ *   1. collect every vivd answer that has arrived (non-blocking): each
+ *      finished tool call turns into an observation appended to its episode,
+ *      which becomes READY for its next model turn;
+ *   2. pick a batch among the READY episodes and call the generator;
+ *      each new turn is parsed: a solution ends the episode, a parse error
+ *      appends the protocol's reminder, an <execute> goes to vivd at once
+ *      (non-blocking submit) and the episode waits in state TOOL;
+ *   3. when there is nothing worth generating, wait in viv_next() until the
+ *      next answer (or the next scheduled wake-up).
+ *
+ * Tool calls therefore run in vivd while the generator works for other
+ * episodes. vivd runs many jobs in parallel (its --workers), and Python tools
+ * run in one vivd session per episode, so globals persist across turns.
+ *
+ * What to generate, and when (the scheduling rule):
+ *   - Order (matters when more episodes are ready than fit in a batch):
+ *     turns already under way in chunks first (like a continuous-batching
+ *     server, which keeps running sequences in the batch), then
+ *     laggards first (fewest turns taken), then oldest-ready first. A step
+ *     ends when its last episode does, so the episode furthest behind is
+ *     the one to advance (longest-remaining-work-first keeps the step's
+ *     tail short); among equals FIFO, so no episode starves.
+ *   - Batch now or wait? Batching is nearly free for a GPU up to its
+ *     capacity B (a decoding step costs about the same for 1 or B
+ *     sequences), so a half-full batch wastes capacity. With k < B episodes
+ *     ready, the engine predicts when each episode in a tool call will be
+ *     back: elapsed time so far, the tool's recent latency samples (vivd's
+ *     wall_ms) conditioned on having already run that long, capped by its
+ *     deadline. Waiting t ms costs t ms of generator time; each of the m(t)
+ *     episodes predicted back by t, if taken now, saves waiting for a later
+ *     batch, worth about m(t)/B of one generate call (G, a moving average).
+ *     The engine waits for the t that maximises m(t)*G/B - t, if positive and
+ *     within fill_wait*G; otherwise it generates now. Any answer that arrives
+ *     while waiting re-runs the decision.
+ *   - Step completion: a group is complete when all its episodes ended
+ *     (on_group_done fires then); the step returns when all groups are; a
+ *     step deadline, if set, cuts the rest off (RL_END_STEP_DEADLINE).
+ *
+ * Failure rules (every one stays with its episode):
+ *   - tool deadline: vivd kills the job (a session call kills its session);
+ *     the observation says so, the next Python call opens a fresh session.
+ *   - vivd error (busy, sandbox_error, ...): error observation; busy on
+ *     session_open retries for a while first.
+ *   - vivd gone: the client completes every pending call with
+ *     "disconnected"; those episodes get an error observation and are marked
+ *     infra_error; the engine reconnects (at most every 500 ms) and later
+ *     calls fail fast with "unreachable" while it cannot.
+ *   - a turn that fills max_turn_tokens is overlong; no room left in the
+ *     context ends the episode (RL_END_CONTEXT).
+ */
+#define _GNU_SOURCE
+#include "rollout.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../sandbox/client.h"
+
+enum ep_state { EP_READY = 0, EP_TOOL, EP_WAIT_SESSION, EP_PENDING_TOOL, EP_DONE };
+enum handle_kind { H_NONE = 0, H_OPEN, H_EXEC };
+
+struct rl_rollout {
+    struct rl_rollout_cfg cfg;
+    struct rl_generator gen;
+    struct rl_tokenizer tok;
+    struct rl_env_ops env;
+    char *socket;
+    struct viv_client *c;
+    bool broken;                /* a "disconnected" answer was seen: drop the client once drained */
+    double last_connect_ms;
+    struct rl_tool_stats *stats;
+    int nstats;
+    double gen_ewma_ms;         /* G: moving average of one generate call */
+    int sessions_open;
+    /* per step */
+    struct rl_episode *eps;
+    int neps, active, group_size;
+    int *group_left;
+    struct rl_step_stats *st;
+    double step_t0;
+};
+
+static const char *const default_stop[] = {"</execute>", "</solution>", NULL};
+
+static double mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void *xcalloc_(size_t n, size_t s) {
+    void *p = calloc(n ? n : 1, s ? s : 1);
+    if (!p) abort();
+    return p;
+}
+
+static char *xstrdup_(const char *s) {
+    char *p = strdup(s ? s : "");
+    if (!p) abort();
+    return p;
+}
+
+const char *rl_end_name(int end) {
+    static const char *const names[] = {"none", "solution", "turn_limit", "context", "parse_failures", "gen_error",
+                                        "step_deadline"};
+    return end >= 0 && end <= RL_END_STEP_DEADLINE ? names[end] : "?";
+}
+
+void rl_turn_clear(struct rl_turn *t) {
+    free(t->code);
+    free(t->answer);
+    free(t->error);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---- latency statistics ------------------------------------------------------ */
+
+static struct rl_tool_stats *stats_for(struct rl_rollout *r, const char *tool) {
+    for (int i = 0; i < r->nstats; i++)
+        if (strcmp(r->stats[i].name, tool) == 0) return &r->stats[i];
+    r->stats = realloc(r->stats, (size_t)(r->nstats + 1) * sizeof *r->stats);
+    if (!r->stats) abort();
+    struct rl_tool_stats *s = &r->stats[r->nstats++];
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", tool);
+    return s;
+}
+
+static void stats_add(struct rl_tool_stats *s, double wall_ms) {
+    s->count++;
+    s->mean_ms += (wall_ms - s->mean_ms) / (double)s->count;
+    if (wall_ms > s->max_ms) s->max_ms = wall_ms;
+    s->samples[s->next] = wall_ms;
+    s->next = (s->next + 1) % RL_LAT_SAMPLES;
+    if (s->nsamples < RL_LAT_SAMPLES) s->nsamples++;
+}
+
+/* E[T - e | T > e] over recent samples T of this tool; with no sample
+ * longer than e, the call is already unusually slow: guess it needs as long
+ * again as it has run (at least 10 ms), within the deadline. With no samples
+ * at all: 100 ms. */
+double rl_tool_expected_remaining(const struct rl_tool_stats *s, double elapsed_ms, double deadline_ms) {
+    double sum = 0;
+    int n = 0;
+    for (int i = 0; s && i < s->nsamples; i++)
+        if (s->samples[i] > elapsed_ms) sum += s->samples[i] - elapsed_ms, n++;
+    double rem;
+    if (n) rem = sum / n;
+    else if (s && s->nsamples) rem = fmax(elapsed_ms, 10.0);
+    else rem = 100.0;
+    if (deadline_ms > 0 && elapsed_ms + rem > deadline_ms) rem = fmax(deadline_ms - elapsed_ms, 0.0);
+    return rem;
+}
+
+/* P(T <= e + t | T > e) from the recent samples T of this tool; with no
+ * sample longer than e, an exponential guess with mean max(e, 10 ms) (no
+ * samples at all: mean 100 ms). 1 when the deadline falls within t. */
+double rl_tool_prob_back_within(const struct rl_tool_stats *s, double elapsed_ms, double t_ms, double deadline_ms) {
+    if (deadline_ms > 0 && elapsed_ms + t_ms >= deadline_ms) return 1;
+    int longer = 0, within = 0;
+    for (int i = 0; s && i < s->nsamples; i++)
+        if (s->samples[i] > elapsed_ms) {
+            longer++;
+            within += s->samples[i] <= elapsed_ms + t_ms;
+        }
+    if (longer) return (double)within / longer;
+    double mean = s && s->nsamples ? fmax(elapsed_ms, 10.0) : 100.0;
+    return 1 - exp(-t_ms / mean);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+double rl_tool_quantile(const struct rl_tool_stats *s, double q) {
+    if (!s || s->nsamples == 0) return 0;
+    double v[RL_LAT_SAMPLES];
+    memcpy(v, s->samples, (size_t)s->nsamples * sizeof *v);
+    qsort(v, (size_t)s->nsamples, sizeof *v, cmp_double);
+    int i = (int)(q * (s->nsamples - 1) + 0.5);
+    return v[i < 0 ? 0 : i >= s->nsamples ? s->nsamples - 1 : i];
+}
+
+const struct rl_tool_stats *rl_rollout_tool_stats(const struct rl_rollout *r, int *n) {
+    *n = r->nstats;
+    return r->stats;
+}
+
+/* ---- construction ------------------------------------------------------------- */
+
+struct rl_rollout *rl_rollout_new(const struct rl_rollout_cfg *cfg, const struct rl_generator *gen,
+                                  const struct rl_tokenizer *tok, const struct rl_env_ops *env, char *err,
+                                  size_t errlen) {
+    if (!gen || !gen->generate || !tok || !tok->encode || !tok->decode || !env || !env->prompt ||
+        !env->parse_turn || !env->observation || !env->parse_error || !env->score) {
+        snprintf(err, errlen, "rollout: generator, tokenizer and environment must all be complete");
+        return NULL;
+    }
+    struct rl_rollout *r = xcalloc_(1, sizeof *r);
+    r->cfg = *cfg;
+    r->gen = *gen;
+    r->tok = *tok;
+    r->env = *env;
+    struct rl_rollout_cfg *c = &r->cfg;
+    int cap = gen->max_batch > 0 ? gen->max_batch : 1;
+    if (c->max_batch <= 0 || c->max_batch > cap) c->max_batch = cap;
+    if (c->max_turns <= 0) c->max_turns = 32;
+    if (c->max_context <= 0) c->max_context = 65536;
+    if (c->max_turn_tokens <= 0) c->max_turn_tokens = 4096;
+    if (c->max_parse_failures <= 0) c->max_parse_failures = 2;
+    if (c->max_sessions <= 0) c->max_sessions = 256;
+    if (c->default_timeout_ms <= 0) c->default_timeout_ms = 30000;
+    if (c->fill_wait < 0) c->fill_wait = 0;
+    else if (c->fill_wait == 0) c->fill_wait = 0.5;
+    if (!r->env.stop) r->env.stop = default_stop;
+    r->socket = xstrdup_(cfg->socket ? cfg->socket : viv_default_socket());
+    r->last_connect_ms = -1e9;
+    return r;
+}
+
+void rl_rollout_free(struct rl_rollout *r) {
+    if (!r) return;
+    if (r->c) viv_close(r->c);
+    free(r->stats);
+    free(r->socket);
+    free(r);
+}
+
+void rl_episodes_free(struct rl_episode *eps, int n) {
+    if (!eps) return;
+    for (int i = 0; i < n; i++) {
+        struct rl_episode *e = &eps[i];
+        free(e->tokens);
+        free(e->mask);
+        free(e->logprobs);
+        for (int t = 0; t < e->n_turns; t++) free(e->turn_text[t]);
+        free(e->turn_text);
+        free(e->answer);
+        rl_turn_clear(&e->pending);
+    }
+    free(eps);
+}
+
+/* ---- episode helpers ----------------------------------------------------------- */
+
+static void ep_append(struct rl_episode *e, const int *ids, const float *lp, int n, uint8_t m) {
+    if (e->n_tokens + n > e->cap_tokens) {
+        int cap = e->cap_tokens ? e->cap_tokens : 256;
+        while (cap < e->n_tokens + n) cap *= 2;
+        e->tokens = realloc(e->tokens, (size_t)cap * sizeof *e->tokens);
+        e->mask = realloc(e->mask, (size_t)cap);
+        e->logprobs = realloc(e->logprobs, (size_t)cap * sizeof *e->logprobs);
+        if (!e->tokens || !e->mask || !e->logprobs) abort();
+        e->cap_tokens = cap;
+    }
+    memcpy(e->tokens + e->n_tokens, ids, (size_t)n * sizeof *ids);
+    memset(e->mask + e->n_tokens, m, (size_t)n);
+    for (int i = 0; i < n; i++) e->logprobs[e->n_tokens + i] = lp ? lp[i] : 0.0f;
+    e->n_tokens += n;
+}
+
+static void close_session(struct rl_rollout *r, struct rl_episode *e) {
+    if (!e->session[0]) return;
+    if (r->c && !r->broken) viv_submit_session_close(r->c, e->session); /* its answer is ignored */
+    e->session[0] = 0;
+    r->sessions_open--;
+}
+
+static void ep_end(struct rl_rollout *r, struct rl_episode *e, int end) {
+    if (e->state == EP_DONE) return;
+    if (e->open_handle) { /* a pre-opened session still on its way: closed when it comes */
+        e->open_handle = 0;
+        r->sessions_open--;
+    }
+    if (e->state == EP_WAIT_SESSION || e->state == EP_PENDING_TOOL) rl_turn_clear(&e->pending);
+    if (e->handle_kind == H_OPEN) r->sessions_open--; /* its answer, when it comes, is ignored */
+    e->state = EP_DONE;
+    e->end = end;
+    e->handle = 0;
+    e->handle_kind = H_NONE;
+    rl_turn_clear(&e->pending);
+    close_session(r, e);
+    e->t_end_ms = mono_ms();
+    if (r->env.score(r->env.ctx, e->task, e, &e->score) != 0) memset(&e->score, 0, sizeof e->score);
+    r->active--;
+    r->st->ends[end]++;
+    if (--r->group_left[e->group] == 0 && r->cfg.on_group_done)
+        r->cfg.on_group_done(r->cfg.on_group_arg, e->group, r->eps + e->group * r->group_size, r->group_size);
+}
+
+/* Encode text and append it with mask 0; false (episode ended) if there is
+ * no room left in the context for it and at least one more token. */
+static bool ep_append_text(struct rl_rollout *r, struct rl_episode *e, const char *text) {
+    int *ids = NULL, n = 0;
+    if (r->tok.encode(r->tok.ctx, text, strlen(text), &ids, &n) != 0) {
+        free(ids);
+        ep_end(r, e, RL_END_GEN_ERROR);
+        return false;
+    }
+    if (e->n_tokens + n + 1 > r->cfg.max_context) {
+        free(ids);
+        e->overlong = true;
+        ep_end(r, e, RL_END_CONTEXT);
+        return false;
+    }
+    ep_append(e, ids, NULL, n, 0);
+    free(ids);
+    return true;
+}
+
+static void ep_ready(struct rl_episode *e) {
+    e->state = EP_READY;
+    e->ready_ms = mono_ms();
+}
+
+/* ---- vivd --------------------------------------------------------------------- */
+
+static const struct rl_tool_cfg *tool_cfg(const struct rl_rollout *r, const char *tool) {
+    for (int i = 0; i < r->cfg.ntools; i++)
+        if (strcmp(r->cfg.tools[i].name, tool) == 0) return &r->cfg.tools[i];
+    return NULL;
+}
+
+/* The client, connecting if there is none (at most every 500 ms); NULL when
+ * vivd cannot be reached. */
+static struct viv_client *client(struct rl_rollout *r) {
+    if (r->c && !r->broken) return r->c;
+    if (r->c) return NULL; /* broken: wait until its pending calls have drained */
+    double now = mono_ms();
+    if (now - r->last_connect_ms < 500) return NULL;
+    r->last_connect_ms = now;
+    char err[256];
+    r->c = viv_connect(r->socket, err, sizeof err);
+    if (r->c) viv_set_deadline_margin(r->c, 2000);
+    return r->c;
+}
+
+/* Once every pending call of a broken client has completed, drop it: every
+ * session died with the connection. */
+static void drop_broken_client(struct rl_rollout *r) {
+    if (!r->c || !r->broken || viv_pending(r->c) > 0) return;
+    viv_close(r->c);
+    r->c = NULL;
+    r->broken = false;
+    for (int i = 0; i < r->neps; i++) r->eps[i].session[0] = 0, r->eps[i].open_handle = 0;
+    r->sessions_open = 0;
+}
+
+/* Show the model a tool result and make the episode ready again. */
+static void deliver(struct rl_rollout *r, struct rl_episode *e, const struct rl_tool_result *res) {
+    e->handle = 0;
+    e->handle_kind = H_NONE;
+    rl_turn_clear(&e->pending);
+    e->tool_calls++;
+    r->st->tool_calls++;
+    if (res->status == RL_TOOL_TIMEOUT) e->tool_timeouts++, r->st->tool_timeouts++;
+    if (res->status == RL_TOOL_ERROR) e->tool_errors++, r->st->tool_errors++;
+    if (res->status == RL_TOOL_LOST) e->tool_lost++, r->st->tool_lost++, e->infra_error = true;
+    if (res->status == RL_TOOL_ERROR && res->error_code &&
+        (!strcmp(res->error_code, "busy") || !strcmp(res->error_code, "sandbox_error") ||
+         !strcmp(res->error_code, "shutting_down")))
+        e->infra_error = true;
+    char *text = r->env.observation(r->env.ctx, res);
+    if (!text) {
+        ep_end(r, e, RL_END_GEN_ERROR);
+        return;
+    }
+    bool ok = ep_append_text(r, e, text);
+    free(text);
+    if (ok) ep_ready(e);
+}
+
+static void deliver_local(struct rl_rollout *r, struct rl_episode *e, int status, const char *code,
+                          const char *msg) {
+    struct rl_tool_result res = {.status = status, .out = "", .err = "", .error_code = code, .error_message = msg,
+                                 .wall_ms = mono_ms() - e->tool_submit_ms};
+    deliver(r, e, &res);
+}
+
+static long submit_exec(struct rl_rollout *r, struct viv_client *c, struct rl_episode *e) {
+    const char *code = e->pending.code ? e->pending.code : "";
+    if (e->session[0]) return viv_submit_session_exec(c, e->session, code, strlen(code), e->tool_timeout_ms);
+    return viv_submit_exec(c, e->pending.tool, code, strlen(code), e->tool_timeout_ms);
+}
+
+/* Send the episode's pending EXECUTE turn to vivd (opening its session
+ * first if its tool wants one). */
+static void submit_tool(struct rl_rollout *r, struct rl_episode *e) {
+    const struct rl_tool_cfg *tc = tool_cfg(r, e->pending.tool);
+    e->tool_timeout_ms = tc && tc->timeout_ms > 0 ? tc->timeout_ms : r->cfg.default_timeout_ms;
+    e->tool_submit_ms = mono_ms();
+    struct viv_client *c = client(r);
+    if (!c) {
+        deliver_local(r, e, RL_TOOL_LOST, "unreachable", "the sandbox daemon cannot be reached");
+        return;
+    }
+    bool want_session = tc && tc->session;
+    long h;
+    if (want_session && !e->session[0] && e->open_handle) {
+        /* its pre-opened session is on its way: the exec follows its answer */
+        e->handle = e->open_handle;
+        e->handle_kind = H_OPEN;
+        e->open_handle = 0;
+        e->state = EP_TOOL;
+        return;
+    }
+    if (want_session && !e->session[0]) {
+        if (r->sessions_open >= r->cfg.max_sessions) {
+            e->state = EP_WAIT_SESSION; /* retried as sessions close */
+            return;
+        }
+        h = viv_submit_session_open(c, e->pending.tool);
+        e->handle_kind = H_OPEN;
+        if (h > 0) r->sessions_open++;
+    } else {
+        h = submit_exec(r, c, e);
+        e->handle_kind = H_EXEC;
+    }
+    if (h <= 0) {
+        e->handle_kind = H_NONE;
+        r->broken = true;
+        deliver_local(r, e, RL_TOOL_LOST, "disconnected", "the connection to the sandbox daemon broke");
+        return;
+    }
+    e->handle = h;
+    e->state = EP_TOOL;
+}
+
+static struct rl_episode *episode_for(struct rl_rollout *r, long handle) {
+    for (int i = 0; i < r->neps; i++)
+        if (r->eps[i].state == EP_TOOL && r->eps[i].handle == handle) return &r->eps[i];
+    return NULL;
+}
+
+static const char *jstr(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+static double jnum(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+static bool jtrue(const cJSON *o, const char *k) { return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, k)); }
+
+/* The answer to a session opened ahead of the episode's first call. */
+static bool handle_preopen(struct rl_rollout *r, struct viv_response *resp) {
+    for (int i = 0; i < r->neps; i++) {
+        struct rl_episode *e = &r->eps[i];
+        if (e->open_handle != resp->handle) continue;
+        e->open_handle = 0;
+        const char *sid = jstr(resp->json, "session");
+        if (jtrue(resp->json, "ok") && sid) snprintf(e->session, sizeof e->session, "%s", sid);
+        else r->sessions_open--; /* the first call will try again */
+        return true;
+    }
+    return false;
+}
+
+static void handle_response(struct rl_rollout *r, struct viv_response *resp) {
+    const cJSON *j = resp->json;
+    const cJSON *eo = cJSON_GetObjectItemCaseSensitive(j, "error");
+    if (resp->local && eo && jstr(eo, "code") && !strcmp(jstr(eo, "code"), "disconnected")) r->broken = true;
+    if (handle_preopen(r, resp)) return;
+    struct rl_episode *e = episode_for(r, resp->handle);
+    bool ok = jtrue(j, "ok");
+    const cJSON *errobj = cJSON_GetObjectItemCaseSensitive(j, "error");
+    const char *ecode = errobj ? jstr(errobj, "code") : NULL, *emsg = errobj ? jstr(errobj, "message") : NULL;
+    if (!e) { /* a session_close, or an episode cut off meanwhile */
+        const char *sid = jstr(j, "session");
+        if (ok && sid && r->c && !r->broken) viv_submit_session_close(r->c, sid); /* opened too late */
+        return;
+    }
+    if (e->handle_kind == H_OPEN) {
+        const char *sid = jstr(j, "session");
+        if (ok && sid) {
+            snprintf(e->session, sizeof e->session, "%s", sid);
+            struct viv_client *c = client(r);
+            long h = c ? submit_exec(r, c, e) : -1;
+            if (h > 0) {
+                e->handle = h;
+                e->handle_kind = H_EXEC;
+                return;
+            }
+            deliver_local(r, e, RL_TOOL_LOST, "disconnected", "the connection to the sandbox daemon broke");
+            return;
+        }
+        r->sessions_open--;
+        e->handle = 0;
+        e->handle_kind = H_NONE;
+        if (ecode && !strcmp(ecode, "busy") && mono_ms() - e->tool_submit_ms < 10000) {
+            e->state = EP_WAIT_SESSION; /* vivd's per-peer cap: retry when one of ours closes */
+            return;
+        }
+        deliver_local(r, e, resp->local ? RL_TOOL_LOST : RL_TOOL_ERROR, ecode ? ecode : "session_open",
+                      emsg ? emsg : "could not open a session");
+        return;
+    }
+    struct rl_tool_result res = {.out = "", .err = "", .error_code = ecode, .error_message = emsg};
+    res.session_lost = jtrue(j, "session_lost");
+    struct rl_tool_stats *s = stats_for(r, e->pending.tool);
+    if (ok) {
+        res.status = jtrue(j, "timed_out") ? RL_TOOL_TIMEOUT : RL_TOOL_OK;
+        res.exit_code = (int)jnum(j, "exit_code");
+        res.signal = (int)jnum(j, "signal");
+        res.out = jstr(j, "stdout") ? jstr(j, "stdout") : "";
+        res.err = jstr(j, "stderr") ? jstr(j, "stderr") : "";
+        res.wall_ms = jnum(j, "wall_ms");
+        stats_add(s, res.wall_ms); /* a timed-out call counts at its deadline: that is what it cost */
+        if (res.status == RL_TOOL_TIMEOUT) s->timeouts++;
+    } else {
+        res.status = resp->local ? RL_TOOL_LOST : RL_TOOL_ERROR;
+        res.wall_ms = mono_ms() - e->tool_submit_ms;
+        s->errors++;
+        if (ecode && !strcmp(ecode, "session_lost")) res.session_lost = true;
+        if (ecode && !strcmp(ecode, "not_found") && e->session[0]) res.session_lost = true;
+    }
+    if (res.session_lost && e->session[0]) {
+        e->session[0] = 0; /* already gone in vivd: nothing to close */
+        r->sessions_open--;
+    }
+    deliver(r, e, &res);
+}
+
+/* Collect answers: wait up to timeout_ms for the first, then take whatever
+ * else has arrived. Returns how many were handled. */
+static int poll_vivd(struct rl_rollout *r, int timeout_ms) {
+    int n = 0;
+    if (!r->c || viv_pending(r->c) == 0) {
+        if (timeout_ms > 0) usleep((useconds_t)timeout_ms * 1000);
+        drop_broken_client(r);
+        return 0;
+    }
+    struct viv_response *resp;
+    while ((resp = viv_next(r->c, n == 0 ? timeout_ms : 0))) {
+        handle_response(r, resp);
+        viv_response_free(resp);
+        n++;
+    }
+    drop_broken_client(r);
+    return n;
+}
+
+/* Episodes waiting for a session slot get one as slots free up. */
+static void start_waiting_sessions(struct rl_rollout *r) {
+    for (int i = 0; i < r->neps && r->sessions_open < r->cfg.max_sessions; i++)
+        if (r->eps[i].state == EP_WAIT_SESSION) submit_tool(r, &r->eps[i]);
+}
+
+/* ---- generation ------------------------------------------------------------------ */
+
+/* Handle one new assistant turn of episode e. */
+static void take_turn(struct rl_rollout *r, struct rl_episode *e, struct rl_gen_request *q) {
+    if (q->n_out < 0) {
+        ep_end(r, e, RL_END_GEN_ERROR);
+        return;
+    }
+    ep_append(e, q->out_tokens, q->out_logprobs, q->n_out, 1);
+    r->st->gen_tokens += q->n_out;
+    int turn_len = e->n_tokens - q->turn_start;
+    if (q->stop_reason == RL_GEN_STOP_LENGTH && q->n_out > 0 && turn_len < r->cfg.max_turn_tokens &&
+        e->n_tokens < r->cfg.max_context) {
+        /* a chunk of a longer turn: it continues in the next batch */
+        e->turn_start = q->turn_start;
+        e->state = EP_READY;
+        return;
+    }
+    e->turn_start = -1;
+    char *text = r->tok.decode(r->tok.ctx, e->tokens + q->turn_start, turn_len);
+    if (!text) {
+        ep_end(r, e, RL_END_GEN_ERROR);
+        return;
+    }
+    e->turn_text = realloc(e->turn_text, (size_t)(e->n_turns + 1) * sizeof *e->turn_text);
+    if (!e->turn_text) abort();
+    e->turn_text[e->n_turns++] = text;
+    bool cut = q->stop_reason == RL_GEN_STOP_LENGTH;
+    if (cut) e->overlong = true;
+    struct rl_turn t = {0};
+    if (r->env.parse_turn(r->env.ctx, text, strlen(text), &t) != 0) {
+        rl_turn_clear(&t);
+        ep_end(r, e, RL_END_GEN_ERROR);
+        return;
+    }
+    if (t.kind == RL_TURN_SOLUTION && !cut) {
+        e->answer = t.answer;
+        t.answer = NULL;
+        rl_turn_clear(&t);
+        ep_end(r, e, RL_END_SOLUTION);
+        return;
+    }
+    if (e->n_tokens + 1 >= r->cfg.max_context) {
+        rl_turn_clear(&t);
+        ep_end(r, e, RL_END_CONTEXT);
+        return;
+    }
+    if (t.kind != RL_TURN_EXECUTE || cut) {
+        /* unparsable, or cut off by max_turn_tokens: the protocol's reminder */
+        e->parse_failures++;
+        rl_turn_clear(&t);
+        if (e->parse_failures >= r->cfg.max_parse_failures) {
+            ep_end(r, e, RL_END_PARSE_FAILURES);
+            return;
+        }
+        if (e->n_turns >= r->cfg.max_turns) {
+            ep_end(r, e, RL_END_TURN_LIMIT);
+            return;
+        }
+        char *msg = r->env.parse_error(r->env.ctx, t.error ? t.error : cut ? "the turn was cut off" : "unparsable");
+        bool ok = msg && ep_append_text(r, e, msg);
+        free(msg);
+        if (ok) ep_ready(e);
+        else if (e->state != EP_DONE) ep_end(r, e, RL_END_GEN_ERROR);
+        return;
+    }
+    if (e->n_turns >= r->cfg.max_turns) { /* no turn left to read the observation */
+        rl_turn_clear(&t);
+        ep_end(r, e, RL_END_TURN_LIMIT);
+        return;
+    }
+    e->pending = t;
+    if (r->cfg.sync) e->state = EP_PENDING_TOOL; /* the baseline runs tools after the whole round */
+    else submit_tool(r, e);
+}
+
+static int cmp_ready(const void *a, const void *b) {
+    const struct rl_episode *x = *(struct rl_episode *const *)a, *y = *(struct rl_episode *const *)b;
+    if ((x->turn_start >= 0) != (y->turn_start >= 0)) return x->turn_start >= 0 ? -1 : 1;
+    if (x->n_turns != y->n_turns) return x->n_turns - y->n_turns;
+    if (x->ready_ms != y->ready_ms) return x->ready_ms < y->ready_ms ? -1 : 1;
+    return x->index - y->index;
+}
+
+/* One JSON line per generate call: when, how long, how full, and where
+ * every episode was at that moment. */
+static void trace_call(struct rl_rollout *r, double t0, double dt, int batch) {
+    int n[EP_DONE + 1] = {0};
+    for (int i = 0; i < r->neps; i++) n[r->eps[i].state]++;
+    fprintf(r->cfg.trace,
+            "{\"t_ms\":%.1f,\"gen_ms\":%.1f,\"batch\":%d,\"ready_left\":%d,\"in_tool\":%d,\"wait_session\":%d,"
+            "\"done\":%d}\n",
+            t0 - r->step_t0, dt, batch, n[EP_READY], n[EP_TOOL], n[EP_WAIT_SESSION], n[EP_DONE]);
+}
+
+/* One generate call for these episodes. */
+static void generate(struct rl_rollout *r, struct rl_episode **batch, int n) {
+    struct rl_gen_request *q = xcalloc_((size_t)n, sizeof *q);
+    int live = 0;
+    for (int i = 0; i < n; i++) {
+        struct rl_episode *e = batch[i];
+        int start = e->turn_start >= 0 ? e->turn_start : e->n_tokens;
+        int room = r->cfg.max_context - e->n_tokens, left = r->cfg.max_turn_tokens - (e->n_tokens - start);
+        int max_new = room < left ? room : left;
+        if (r->cfg.chunk_tokens > 0 && max_new > r->cfg.chunk_tokens) max_new = r->cfg.chunk_tokens;
+        if (max_new <= 0) {
+            e->overlong = true;
+            ep_end(r, e, RL_END_CONTEXT);
+            continue;
+        }
+        struct rl_gen_request *g = &q[live];
+        g->episode = e->index;
+        g->turn = e->n_turns;
+        g->tokens = e->tokens;
+        g->n_tokens = e->n_tokens;
+        g->turn_start = start;
+        g->max_new_tokens = max_new;
+        g->stop = r->env.stop;
+        g->out_tokens = xcalloc_((size_t)max_new, sizeof *g->out_tokens);
+        g->out_logprobs = xcalloc_((size_t)max_new, sizeof *g->out_logprobs);
+        batch[live++] = e;
+    }
+    if (live > 0) {
+        double t0 = mono_ms();
+        int rc = r->gen.generate(r->gen.ctx, q, live);
+        double dt = mono_ms() - t0;
+        if (r->cfg.trace) trace_call(r, t0, dt, live);
+        r->st->gen_busy_ms += dt;
+        r->st->gen_calls++;
+        r->st->gen_requests += live;
+        r->gen_ewma_ms = r->gen_ewma_ms > 0 ? 0.8 * r->gen_ewma_ms + 0.2 * dt : dt;
+        for (int i = 0; i < live; i++) {
+            if (rc != 0) q[i].n_out = -1;
+            if (q[i].n_out > q[i].max_new_tokens) q[i].n_out = -1; /* a generator bug: never trust it */
+            take_turn(r, batch[i], &q[i]);
+        }
+    }
+    for (int i = 0; i < live; i++) free(q[i].out_tokens), free(q[i].out_logprobs);
+    free(q);
+}
+
+/* READY episodes in serving order (laggards, then oldest) into out (size >= neps); returns the count. */
+static int ready_list(struct rl_rollout *r, struct rl_episode **out) {
+    int k = 0;
+    for (int i = 0; i < r->neps; i++)
+        if (r->eps[i].state == EP_READY) out[k++] = &r->eps[i];
+    qsort(out, (size_t)k, sizeof *out, cmp_ready);
+    return k;
+}
+
+/* The batch-or-wait rule from the top of this file: how long (ms) to wait
+ * for returning episodes before generating for the k ready ones; 0: now.
+ * The expected number of episodes back within t is the sum over episodes in
+ * a tool call of P(back within t | still running after e).  */
+static const double wait_grid[] = {1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1000, 1500, 2000};
+#define NGRID ((int)(sizeof wait_grid / sizeof wait_grid[0]))
+
+static double fill_wait_ms(struct rl_rollout *r, int k) {
+    int B = r->cfg.max_batch;
+    double G = r->gen_ewma_ms;
+    if (k >= B || G <= 0) return 0;
+    double limit = r->cfg.fill_wait * G, now = mono_ms();
+    double m[NGRID] = {0};
+    int ngrid = 0;
+    while (ngrid < NGRID && wait_grid[ngrid] <= limit) ngrid++;
+    if (ngrid == 0) return 0;
+    for (int i = 0; i < r->neps; i++) {
+        struct rl_episode *e = &r->eps[i];
+        if (e->state != EP_TOOL) continue;
+        struct rl_tool_stats *s = stats_for(r, e->pending.tool);
+        double elapsed = now - e->tool_submit_ms;
+        for (int g = 0; g < ngrid; g++)
+            m[g] += rl_tool_prob_back_within(s, elapsed, wait_grid[g], (double)e->tool_timeout_ms);
+    }
+    double best_t = 0, best_gain = 0;
+    for (int g = 0; g < ngrid; g++) {
+        double got = fmin(m[g], (double)(B - k));
+        double gain = got * G / B - wait_grid[g];
+        if (gain > best_gain) best_gain = gain, best_t = wait_grid[g];
+    }
+    return best_t;
+}
+
+/* ---- the step ---------------------------------------------------------------------- */
+
+static int count_state(const struct rl_rollout *r, int state) {
+    int n = 0;
+    for (int i = 0; i < r->neps; i++) n += r->eps[i].state == state;
+    return n;
+}
+
+static void step_async(struct rl_rollout *r, struct rl_episode **ready, double deadline) {
+    double hold_until = -1; /* set while waiting to fill a batch */
+    while (r->active > 0) {
+        poll_vivd(r, 0);
+        start_waiting_sessions(r);
+        if (deadline > 0 && mono_ms() >= deadline) return;
+        int k = ready_list(r, ready);
+        if (k > 0) {
+            double now = mono_ms();
+            if (hold_until < 0) {
+                double w = fill_wait_ms(r, k);
+                hold_until = w > 0 ? now + w : now;
+            }
+            if (now >= hold_until || k >= r->cfg.max_batch) {
+                hold_until = -1;
+                generate(r, ready, k < r->cfg.max_batch ? k : r->cfg.max_batch);
+                continue;
+            }
+            poll_vivd(r, (int)ceil(hold_until - now));
+            continue;
+        }
+        hold_until = -1;
+        int wait = 100;
+        if (deadline > 0) {
+            double left = deadline - mono_ms();
+            if (left < wait) wait = left > 1 ? (int)left : 1;
+        }
+        if (count_state(r, EP_WAIT_SESSION) > 0 && (!r->c || viv_pending(r->c) == 0)) wait = 20; /* busy retry */
+        poll_vivd(r, wait);
+    }
+}
+
+static void step_sync(struct rl_rollout *r, struct rl_episode **ready, double deadline) {
+    while (r->active > 0) {
+        if (deadline > 0 && mono_ms() >= deadline) return;
+        /* generate for every ready episode, batch after batch */
+        int k;
+        while ((k = ready_list(r, ready)) > 0) generate(r, ready, k < r->cfg.max_batch ? k : r->cfg.max_batch);
+        /* then run every tool call and wait for all of them */
+        for (int i = 0; i < r->neps; i++)
+            if (r->eps[i].state == EP_PENDING_TOOL) submit_tool(r, &r->eps[i]);
+        while (count_state(r, EP_TOOL) + count_state(r, EP_WAIT_SESSION) > 0) {
+            if (deadline > 0 && mono_ms() >= deadline) return;
+            start_waiting_sessions(r);
+            poll_vivd(r, 100);
+        }
+    }
+}
+
+/* Open each episode's session now, so that its jail starts while the
+ * first turn is being generated rather than after it. */
+static void preopen_sessions(struct rl_rollout *r) {
+    const char *tool = NULL;
+    for (int i = 0; i < r->cfg.ntools && !tool; i++)
+        if (r->cfg.tools[i].session) tool = r->cfg.tools[i].name;
+    if (!tool || r->cfg.no_preopen) return;
+    for (int i = 0; i < r->neps && r->sessions_open < r->cfg.max_sessions; i++) {
+        struct rl_episode *e = &r->eps[i];
+        struct viv_client *c = client(r);
+        if (!c) return;
+        if (e->state != EP_READY) continue;
+        long h = viv_submit_session_open(c, tool);
+        if (h <= 0) return;
+        e->open_handle = h;
+        r->sessions_open++;
+    }
+    poll_vivd(r, 0); /* send them */
+}
+
+int rl_rollout_step(struct rl_rollout *r, const int *tasks, int ntasks, int group_size, struct rl_episode **out,
+                    struct rl_step_stats *st, char *err, size_t errlen) {
+    *out = NULL;
+    memset(st, 0, sizeof *st);
+    if (ntasks <= 0 || group_size <= 0 || ntasks > (1 << 20) / group_size) {
+        snprintf(err, errlen, "rollout: need at least one task and one episode per task");
+        return -1;
+    }
+    int n = ntasks * group_size;
+    r->eps = xcalloc_((size_t)n, sizeof *r->eps);
+    r->neps = n;
+    r->active = n;
+    r->group_size = group_size;
+    r->group_left = xcalloc_((size_t)ntasks, sizeof *r->group_left);
+    r->st = st;
+    st->episodes = n;
+    st->groups = ntasks;
+    double t0 = mono_ms();
+    r->step_t0 = t0;
+    for (int g = 0; g < ntasks; g++) r->group_left[g] = group_size;
+    for (int i = 0; i < n; i++) {
+        struct rl_episode *e = &r->eps[i];
+        e->index = i;
+        e->turn_start = -1;
+        e->group = i / group_size;
+        e->task = tasks[e->group];
+        e->t_start_ms = t0;
+    }
+    for (int i = 0; i < n; i++) {
+        struct rl_episode *e = &r->eps[i];
+        char *prompt = r->env.prompt(r->env.ctx, e->task);
+        if (!prompt) {
+            ep_end(r, e, RL_END_GEN_ERROR);
+            continue;
+        }
+        bool ok = ep_append_text(r, e, prompt);
+        free(prompt);
+        e->prompt_tokens = e->n_tokens;
+        if (ok) ep_ready(e);
+    }
+    preopen_sessions(r);
+    struct rl_episode **ready = xcalloc_((size_t)n, sizeof *ready);
+    double deadline = r->cfg.step_deadline_ms > 0 ? t0 + r->cfg.step_deadline_ms : 0;
+    if (r->cfg.sync) step_sync(r, ready, deadline);
+    else step_async(r, ready, deadline);
+    for (int i = 0; i < n; i++)
+        if (r->eps[i].state != EP_DONE) ep_end(r, &r->eps[i], RL_END_STEP_DEADLINE);
+    free(ready);
+    /* closes of the sessions just ended go out now; their answers are read later */
+    poll_vivd(r, 0);
+    st->wall_ms = mono_ms() - t0;
+    st->gen_idle_frac = st->wall_ms > 0 ? 1.0 - st->gen_busy_ms / st->wall_ms : 0;
+    st->mean_batch = st->gen_calls ? (double)st->gen_requests / (double)st->gen_calls : 0;
+    for (int i = 0; i < n; i++) {
+        st->reward_mean += r->eps[i].score.reward / n;
+        st->correct_mean += r->eps[i].score.correct / n;
+    }
+    *out = r->eps;
+    r->eps = NULL;
+    r->neps = 0;
+    free(r->group_left);
+    r->group_left = NULL;
+    r->st = NULL;
+    return 0;
+}

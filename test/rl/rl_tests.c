@@ -1,0 +1,289 @@
+/*
+ * rl_tests.c - metrics, run directories, SVG charts and atomic writes
+ * (ASan + UBSan). SVG validity is judged by test/rl/check_svg.py
+ * (python3's xml.etree), not by this file.
+ */
+#define _GNU_SOURCE
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../harness.h"
+#include "../../rl/grpo.h"
+#include "../../rl/metrics.h"
+#include "../../rl/svg_chart.h"
+
+static char tmp[64];
+
+static void make_tmp(void) {
+    snprintf(tmp, sizeof tmp, "/tmp/rl-metrics-XXXXXX");
+    if (!mkdtemp(tmp)) abort();
+}
+
+static void after_each(void) {
+    if (tmp[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+        if (system(cmd) != 0) {}
+        tmp[0] = 0;
+    }
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL;
+    char *s = NULL;
+    size_t n = 0;
+    if (getdelim(&s, &n, 0, f) < 0) {
+        free(s);
+        s = NULL;
+    }
+    fclose(f);
+    return s;
+}
+
+/* Run check_svg.py; 0 when the file is a valid chart with these series. */
+static int check_svg(const char *file, const char *names, const char *counts, char *why, size_t wl) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 test/rl/check_svg.py '%s' '%s' '%s' 2>&1", file, names, counts);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    why[0] = 0;
+    if (!fgets(why, (int)wl, p)) why[0] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+static int count_dir(const char *dir, const char *needle) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (strstr(e->d_name, needle)) n++;
+    if (d) closedir(d);
+    return n;
+}
+
+static void test_nice_ticks(void) {
+    double t[32];
+    int n = svg_nice_ticks(0, 1, 6, t, 32);
+    CHECK(n == 6 && t[0] == 0 && fabs(t[1] - 0.2) < 1e-12 && fabs(t[5] - 1) < 1e-12, "0..1: %d ticks", n);
+    n = svg_nice_ticks(0, 7, 6, t, 32);
+    CHECK(n == 5 && t[0] == 0 && t[4] == 8, "0..7: %d ticks, last %g", n, t[n - 1]);
+    n = svg_nice_ticks(-0.3, 1.7, 5, t, 32);
+    CHECK(t[0] <= -0.3 && t[n - 1] >= 1.7 && fabs(t[1] - t[0] - 0.5) < 1e-12, "-0.3..1.7 step %g", t[1] - t[0]);
+    n = svg_nice_ticks(1, 100000, 6, t, 32);
+    CHECK(n <= 7 && t[n - 1] >= 100000, "large range: %d", n);
+}
+
+static void test_svg_chart_valid(void) {
+    make_tmp();
+    double x[20], a[20], b[20], c[3] = {0.5, NAN, 0.7}, cx[3] = {1, 2, 3};
+    for (int i = 0; i < 20; i++) x[i] = i * 10, a[i] = sin(i / 3.0), b[i] = 0.05 * i;
+    struct svg_series s[] = {{"reward <all> & \"more\"", x, a, 20}, {"gwas_causal_gene", x, b, 20}, {"gap", cx, c, 3}};
+    struct svg_chart_opts o = {.title = "Reward per task", .xlabel = "step", .ylabel = "reward"};
+    char *svg = svg_line_chart(&o, s, 3);
+    char path[128], why[512];
+    snprintf(path, sizeof path, "%s/c.svg", tmp);
+    CHECK(rl_write_atomic(path, svg, strlen(svg)) == 0, "write");
+    free(svg);
+    CHECK(check_svg(path, "reward <all> & \"more\",gwas_causal_gene,gap", "20,20,2", why, sizeof why) == 0, "%s", why);
+    /* the checker must reject a broken chart: drop the legend */
+    struct svg_series one[] = {{"only", x, a, 20}};
+    svg = svg_line_chart(&o, one, 1);
+    CHECK(rl_write_atomic(path, svg, strlen(svg)) == 0, "write");
+    free(svg);
+    CHECK(check_svg(path, "other", "20", why, sizeof why) != 0, "the checker accepted a wrong legend");
+    /* no data at all still draws valid axes */
+    svg = svg_line_chart(&o, NULL, 0);
+    CHECK(rl_write_atomic(path, svg, strlen(svg)) == 0, "write");
+    free(svg);
+    CHECK(check_svg(path, "", "", why, sizeof why) == 0, "empty chart: %s", why);
+}
+
+static void test_run_directory(void) {
+    make_tmp();
+    char root[128], err[256], path[256], why[512];
+    snprintf(root, sizeof root, "%s/runs", tmp);
+    const char *cfg = "{\"lr\":1e-6,\"group_size\":8,\"name\":\"t\"}";
+    struct rl_run *r = rl_run_open(root, "exp1", cfg, 10, err, sizeof err);
+    CHECK(r, "%s", err);
+    FILE *prog = tmpfile();
+    rl_run_set_progress(r, prog, false);
+    for (int s = 1; s <= 5; s++) {
+        struct rl_kv kv[] = {{"reward", 0.1 * s}, {"accuracy", 0.05 * s}, {"episodes_per_s", 3.5}, {"loss", -0.01 * s}};
+        struct rl_task_metric tm[] = {{"gwas", 0.2 * s, 0.1 * s, 8}, {"lab_bench|dbqa", 0.1, 0.05, 8}};
+        CHECK(rl_run_log_step(r, s, kv, 4, tm, 2) == 0, "log step %d", s);
+    }
+    struct rl_task_metric ev[] = {{"gwas", 1.5, 0.75, 40}, {"lab_bench|dbqa", 0.5, 0.25, 10}};
+    CHECK(rl_run_write_eval(r, 5, ev, 2) == 0, "eval table");
+    CHECK(rl_run_write_charts(r, err, sizeof err) == 0, "%s", err);
+    /* config.json: the same JSON */
+    snprintf(path, sizeof path, "%s/exp1/config.json", root);
+    char *txt = slurp(path);
+    cJSON *a = cJSON_Parse(txt), *b = cJSON_Parse(cfg);
+    CHECK(a && cJSON_Compare(a, b, true), "config.json: %s", txt ? txt : "(missing)");
+    cJSON_Delete(a), cJSON_Delete(b), free(txt);
+    /* metrics.jsonl: 5 lines, each a JSON object with its step and tasks */
+    snprintf(path, sizeof path, "%s/exp1/metrics.jsonl", root);
+    txt = slurp(path);
+    CHECK(txt, "no metrics.jsonl");
+    int lines = 0;
+    for (char *line = strtok(txt, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *o = cJSON_Parse(line);
+        lines++;
+        CHECK(o && cJSON_GetObjectItem(o, "step")->valueint == lines, "line %d: %s", lines, line);
+        cJSON *t = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "tasks"), "gwas");
+        CHECK(t && fabs(cJSON_GetObjectItem(t, "reward")->valuedouble - 0.2 * lines) < 1e-9, "task metrics: %s", line);
+        CHECK(fabs(cJSON_GetObjectItem(o, "loss")->valuedouble + 0.01 * lines) < 1e-9, "loss");
+        cJSON_Delete(o);
+    }
+    free(txt);
+    CHECK(lines == 5, "%d lines", lines);
+    /* eval tables */
+    snprintf(path, sizeof path, "%s/exp1/eval/step-000005.md", root);
+    txt = slurp(path);
+    CHECK(txt && strstr(txt, "| gwas | 40 | 1.5000 | 0.7500 |") && strstr(txt, "| lab_bench\\|dbqa | 10 |") &&
+              strstr(txt, "| **all** | 50 | 1.3000 | 0.6500 |"),
+          "markdown table: %s", txt ? txt : "(missing)");
+    free(txt);
+    snprintf(path, sizeof path, "%s/exp1/eval/step-000005.json", root);
+    txt = slurp(path);
+    a = txt ? cJSON_Parse(txt) : NULL;
+    CHECK(a && fabs(cJSON_GetObjectItem(cJSON_GetObjectItem(a, "all"), "accuracy")->valuedouble - 0.65) < 1e-9,
+          "eval json: %s", txt ? txt : "(missing)");
+    cJSON_Delete(a), free(txt);
+    /* charts */
+    snprintf(path, sizeof path, "%s/exp1/reward.svg", root);
+    CHECK(check_svg(path, "all,gwas,lab_bench|dbqa", "5,5,5", why, sizeof why) == 0, "reward.svg: %s", why);
+    snprintf(path, sizeof path, "%s/exp1/accuracy.svg", root);
+    CHECK(check_svg(path, "all,gwas,lab_bench|dbqa", "5,5,5", why, sizeof why) == 0, "accuracy.svg: %s", why);
+    /* progress: plain lines when not a TTY */
+    rewind(prog);
+    char line[256];
+    int n = 0;
+    while (fgets(line, sizeof line, prog)) n++;
+    CHECK(n == 5 && strncmp(line, "step 5/10 reward 0.5000 accuracy 0.2500 episodes/s 3.50 eta", 59) == 0,
+          "%d progress lines, last: %s", n, line);
+    fclose(prog);
+    rl_run_close(r);
+    /* resuming appends; the charts keep the history */
+    r = rl_run_open(root, "exp1", cfg, 10, err, sizeof err);
+    CHECK(r, "%s", err);
+    rl_run_set_progress(r, NULL, false);
+    struct rl_kv kv[] = {{"reward", 0.9}, {"accuracy", 0.5}};
+    CHECK(rl_run_log_step(r, 6, kv, 2, NULL, 0) == 0, "log");
+    CHECK(rl_run_write_charts(r, err, sizeof err) == 0, "%s", err);
+    snprintf(path, sizeof path, "%s/exp1/reward.svg", root);
+    CHECK(check_svg(path, "all,gwas,lab_bench|dbqa", "6,5,5", why, sizeof why) == 0, "after resume: %s", why);
+    rl_run_close(r);
+    snprintf(path, sizeof path, "%s/exp1", root);
+    CHECK(count_dir(path, ".tmp.") == 0, "temp files left behind");
+    /* names that would escape the runs directory are refused */
+    CHECK(!rl_run_open(root, "../evil", cfg, 0, err, sizeof err) && strstr(err, "run name"), "accepted ../evil");
+    CHECK(!rl_run_open(root, "x", "{not json", 0, err, sizeof err), "accepted a bad config");
+}
+
+static void test_progress_tty(void) {
+    char buf[256];
+    rl_progress_format(buf, sizeof buf, true, 5, 20, 1.25, 0.5, 12.5, 50);
+    CHECK(strncmp(buf, "[#####...............] step 5/20", 32) == 0 && strstr(buf, "reward 1.250") &&
+              strstr(buf, "acc 0.500") && strstr(buf, "12.5 ep/s") && strstr(buf, "ETA 2m30s"),
+          "%s", buf);
+    rl_progress_format(buf, sizeof buf, false, 3, 0, 1, 1, 1, 10);
+    CHECK(strcmp(buf, "step 3 reward 1.0000 accuracy 1.0000 episodes/s 1.00 eta ?") == 0, "%s", buf);
+}
+
+/* A writer replaces the file again and again with 1 MiB of one letter; a
+ * reader must only ever see a whole file of one letter. */
+static void test_atomic_write_no_torn_reads(void) {
+    make_tmp();
+    char path[128];
+    snprintf(path, sizeof path, "%s/f.bin", tmp);
+    size_t n = 1 << 20;
+    char *buf = malloc(n);
+    memset(buf, 'A', n);
+    CHECK(rl_write_atomic(path, buf, n) == 0, "first write");
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; i < 60; i++) {
+            memset(buf, i % 2 ? 'B' : 'A', n);
+            if (rl_write_atomic(path, buf, n) != 0) _exit(1);
+        }
+        _exit(0);
+    }
+    int reads = 0, bad = 0;
+    char *got = malloc(n + 1);
+    for (;;) {
+        int fd = open(path, O_RDONLY);
+        if (fd >= 0) {
+            size_t len = 0;
+            ssize_t k;
+            while ((k = read(fd, got + len, n + 1 - len)) > 0) len += (size_t)k;
+            close(fd);
+            reads++;
+            if (len != n) bad++;
+            else
+                for (size_t i = 1; i < n; i += 4096)
+                    if (got[i] != got[0]) {
+                        bad++;
+                        break;
+                    }
+        }
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "writer failed");
+            break;
+        }
+    }
+    free(got);
+    free(buf);
+    CHECK(bad == 0, "%d of %d reads saw a partial file", bad, reads);
+    CHECK(count_dir(tmp, ".tmp.") == 0, "temp files left behind");
+    /* a write into a missing directory fails and leaves nothing */
+    snprintf(path, sizeof path, "%s/missing/f", tmp);
+    CHECK(rl_write_atomic(path, "x", 1) == -1, "write into a missing dir succeeded");
+}
+
+static void test_grpo_bad_input(void) {
+    struct grpo_cfg c;
+    grpo_cfg_default(&c);
+    int offs[] = {0, 2, 3};
+    uint8_t mask[] = {1, 1, 1};
+    float lp[] = {-1, -1, -1}, rw[] = {1, 0}, d[3];
+    struct grpo_batch b = {.nseq = 2, .group_size = 3, .offsets = offs, .mask = mask, .logp = lp, .rewards = rw};
+    struct grpo_out o = {.dlogp = d};
+    struct grpo_stats st;
+    char err[256];
+    CHECK(grpo_loss(&c, &b, &o, &st, err, sizeof err) == -1, "nseq not a multiple of group_size accepted");
+    b.group_size = 2;
+    c.agg = GRPO_AGG_DR_GRPO;
+    c.dr_grpo_norm = 0;
+    CHECK(grpo_loss(&c, &b, &o, &st, err, sizeof err) == -1, "dr_grpo without a normaliser accepted");
+    grpo_cfg_default(&c);
+    CHECK(grpo_loss(&c, &b, &o, &st, err, sizeof err) == 0, "%s", err);
+    /* on-policy (old = current): ratio 1; A = +-1/(sqrt(0.5)+eps); token mean over 3 tokens */
+    double A = 0.5 / (sqrt(0.5) + 1e-6);
+    CHECK(fabs(st.loss - (-(2 * A) + A) / 3) < 1e-6 && fabs(d[0] + A / 3) < 1e-6 && fabs(d[2] - A / 3) < 1e-6,
+          "loss %g d0 %g", st.loss, d[0]);
+    CHECK(grpo_agg_parse("dr_grpo") == GRPO_AGG_DR_GRPO && grpo_agg_parse("nope") == -1, "agg names");
+}
+
+int main(int argc, char **argv) {
+    t_after_each = after_each;
+    static const struct test_case tests[] = {
+        {"svg_nice_ticks", test_nice_ticks},
+        {"svg_chart_valid_xml", test_svg_chart_valid},
+        {"metrics_run_directory", test_run_directory},
+        {"metrics_progress_line", test_progress_tty},
+        {"atomic_write_no_torn_reads", test_atomic_write_no_torn_reads},
+        {"grpo_bad_input_and_hand_case", test_grpo_bad_input},
+    };
+    return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
+}
