@@ -22,9 +22,11 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(unit cli attack-asan attack-static attack-rootless vivd-asan vivd-static python-client fuzz)
-# layers with their own runner join the default run
-for r in test/*/run.sh; do [ -x "$r" ] && suites+=("$(basename "$(dirname "$r")")"); done
+if [ ${#suites[@]} -eq 0 ]; then
+  suites=(unit cli attack-asan attack-static attack-rootless vivd-asan vivd-static python-client fuzz)
+  # layers with their own runner join the default run
+  for r in test/*/run.sh; do [ -x "$r" ] && suites+=("$(basename "$(dirname "$r")")"); done
+fi
 
 run_suite() {
   local name=$1; shift
