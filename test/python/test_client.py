@@ -51,9 +51,11 @@ class FakeConn:
         self.wlock = threading.Lock()
 
     def send(self, obj):
-        self.send_raw((json.dumps(obj) + "\n").encode())
+        # record first: the client may see the answer (and the test check
+        # `sent`) before this thread runs again
         with self.server.lock:
             self.server.sent.append(obj.get("id"))
+        self.send_raw((json.dumps(obj) + "\n").encode())
 
     def send_raw(self, data):
         with self.wlock:
