@@ -25,7 +25,7 @@
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
-#define MAX_TOKEN_ID (1 << 24) /* refuse absurd ids instead of allocating for them */
+#define MAX_TOKEN_ID (1 << 22) /* refuse absurd ids instead of allocating for them */
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
     if (err && errlen) {

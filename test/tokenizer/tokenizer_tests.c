@@ -16,6 +16,7 @@
  * NFC_TEST=path/to/NormalizationTest.txt enables the NFC test (run.sh sets it).
  */
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -376,6 +377,50 @@ static void test_train_small(void) {
     CHECK(!tokenizer_train(texts, lens, 1, 100, NULL, err, sizeof err) && strstr(err, "minimum"), "tiny vocab accepted");
 }
 
+/* Several threads encoding at once share the BPE cache: same ids as alone. */
+struct mt_arg {
+    const struct tokenizer *t;
+    const char *text;
+    const int32_t *want;
+    int n_want, bad;
+};
+
+static void *mt_worker(void *p) {
+    struct mt_arg *a = p;
+    for (int r = 0; r < 200; r++) {
+        int32_t *ids;
+        int n = tokenizer_encode(a->t, a->text + r % 7, strlen(a->text + r % 7), &ids);
+        if (r % 7 == 0 && (n != a->n_want || memcmp(ids, a->want, (size_t)n * sizeof *ids) != 0)) a->bad++;
+        if (n >= 0) free(ids);
+    }
+    return NULL;
+}
+
+static void test_threads_share_cache(void) {
+    const char *text = "the cat sat on the mat; hello world aaaa heller hellos <think> ll ee hh 1234 ÆØÅ 你好 ";
+    const char *texts[] = {text};
+    size_t lens[] = {strlen(text)};
+    char err[256];
+    struct tokenizer *t = tokenizer_train(texts, lens, 1, 300, NULL, err, sizeof err);
+    CHECK(t, "train: %s", err);
+    int32_t *want;
+    int n = tokenizer_encode(t, text, strlen(text), &want);
+    pthread_t th[4];
+    struct mt_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (struct mt_arg){t, text, want, n, 0};
+        pthread_create(&th[i], NULL, mt_worker, &args[i]);
+    }
+    int bad = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        bad += args[i].bad;
+    }
+    free(want);
+    tokenizer_free(t);
+    CHECK(bad == 0, "%d encodes differed under threads", bad);
+}
+
 /* --- chat -------------------------------------------------------------------- */
 
 static struct tokenizer *tiny(void) {
@@ -532,6 +577,7 @@ int main(int argc, char **argv) {
         {"utf8_raw_bytes", test_utf8_raw_bytes},
         {"nfc_normalization_test", test_nfc},
         {"train_small", test_train_small},
+        {"threads_share_cache", test_threads_share_cache},
         {"chat_render", test_chat_render},
         {"chat_mask_and_verbatim", test_chat_mask_and_verbatim},
     };
