@@ -377,6 +377,82 @@ static void test_train_small(void) {
     CHECK(!tokenizer_train(texts, lens, 1, 100, NULL, err, sizeof err) && strstr(err, "minimum"), "tiny vocab accepted");
 }
 
+/* The incremental trainer against the textbook one: recount every pair of
+ * every word after each merge, take the most frequent (ties: smaller ids),
+ * on the same pieces. The merges must come out the same, in the same order. */
+static void test_train_matches_naive(void) {
+    const char *text =
+        "low lower lowest newer newest wider widest; aaaa aaa aa a bbbbbb abab abba baab "
+        "the theme thematic then there therein. 1234 12 21 \n\n  spaces   here\tand\tthere "
+        "\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xbd\xa0\xe5\xa5\xbd caf\xc3\xa9 caf\xc3\xa9s";
+    const char *texts[] = {text};
+    size_t lens[] = {strlen(text)};
+    char err[256];
+    int vocab = 256 + 9 + 120;
+    struct tokenizer *t = tokenizer_train(texts, lens, 1, vocab, NULL, err, sizeof err);
+    CHECK(t, "train: %s", err);
+    /* naive: words as symbol arrays */
+    int32_t sym[64][256];
+    int wn[64], nw = 0;
+    uint32_t map[256];
+    int32_t byte_id[256];
+    tok_byte_to_unicode(map);
+    int next = 0;
+    for (uint32_t c = 0; c < 324; c++)
+        for (int b = 0; b < 256; b++)
+            if (map[b] == c) byte_id[b] = next++;
+    unsigned char tok[1024][64];
+    int tlen[1024];
+    for (int b = 0; b < 256; b++) tok[byte_id[b]][0] = (unsigned char)b, tlen[byte_id[b]] = 1;
+    const unsigned char *s = (const unsigned char *)text;
+    size_t n = strlen(text);
+    for (size_t i = 0; i < n;) {
+        size_t e = tok_scan_next(s, n, i);
+        wn[nw] = (int)(e - i);
+        for (size_t k = i; k < e; k++) sym[nw][k - i] = byte_id[s[k]];
+        nw++;
+        i = e;
+    }
+    int n_tok = 256, merges = 0;
+    while (n_tok < vocab - 9) {
+        int64_t best = 0;
+        int32_t ba = -1, bb = -1;
+        for (int w = 0; w < nw; w++)
+            for (int k = 0; k + 1 < wn[w]; k++) {
+                int32_t a = sym[w][k], b = sym[w][k + 1];
+                int64_t c = 0; /* adjacent occurrences of (a, b) in all words */
+                for (int v = 0; v < nw; v++)
+                    for (int q = 0; q + 1 < wn[v]; q++)
+                        if (sym[v][q] == a && sym[v][q + 1] == b) c++;
+                if (c > best || (c == best && c > 0 && ((int64_t)a < ba || (a == ba && b < bb)))) best = c, ba = a, bb = b;
+            }
+        if (best <= 0) break;
+        unsigned char cat[128];
+        int cl = tlen[ba] + tlen[bb];
+        memcpy(cat, tok[ba], (size_t)tlen[ba]);
+        memcpy(cat + tlen[ba], tok[bb], (size_t)tlen[bb]);
+        int32_t m = -1;
+        for (int k = 0; k < n_tok; k++)
+            if (tlen[k] == cl && memcmp(tok[k], cat, (size_t)cl) == 0) m = k;
+        if (m < 0) { m = n_tok++; memcpy(tok[m], cat, (size_t)cl); tlen[m] = cl; }
+        CHECK(merges < t->n_merges, "naive made more merges than %d", t->n_merges);
+        CHECK(t->merges[merges][0] == ba && t->merges[merges][1] == bb, "merge %d: ours (%d,%d) naive (%d,%d)", merges,
+              t->merges[merges][0], t->merges[merges][1], ba, bb);
+        merges++;
+        for (int w = 0; w < nw; w++) {
+            int o = 0;
+            for (int k = 0; k < wn[w];) {
+                if (k + 1 < wn[w] && sym[w][k] == ba && sym[w][k + 1] == bb) sym[w][o++] = m, k += 2;
+                else sym[w][o++] = sym[w][k++];
+            }
+            wn[w] = o;
+        }
+    }
+    int ours = t->n_merges;
+    tokenizer_free(t);
+    CHECK(merges == ours && merges > 50, "naive %d merges, ours %d", merges, ours);
+}
+
 /* Several threads encoding at once share the BPE cache: same ids as alone. */
 struct mt_arg {
     const struct tokenizer *t;
@@ -578,6 +654,7 @@ int main(int argc, char **argv) {
         {"nfc_normalization_test", test_nfc},
         {"train_small", test_train_small},
         {"threads_share_cache", test_threads_share_cache},
+        {"train_matches_naive", test_train_matches_naive},
         {"chat_render", test_chat_render},
         {"chat_mask_and_verbatim", test_chat_mask_and_verbatim},
     };
