@@ -149,6 +149,31 @@ static void test_save_roundtrip(void) {
     CHECK(access(cfg, R_OK) == 0, "no tokenizer_config.json written");
 }
 
+/* HF-trained files often list the special tokens in model.vocab too, under
+ * the same id as in added_tokens: that loads, encodes and saves. */
+static void test_added_token_also_in_vocab(void) {
+    char *base = tiny_json(0, NULL), err[256], dir[300];
+    const char *at = strstr(base, "},\"merges\"");
+    CHECK(at, "no merges in the tiny json");
+    size_t n = strlen(base) + 64;
+    char *j = malloc(n);
+    snprintf(j, n, "%.*s,\"<|endoftext|>\":267%s", (int)(at - base), base, at);
+    free(base);
+    struct tokenizer *t = load_text(j, strlen(j), err, sizeof err);
+    free(j);
+    CHECK(t, "load: %s", err);
+    int ok = encode_eq(t, "a<|endoftext|>b", IDS('a', 267, 'b'));
+    snprintf(dir, sizeof dir, "%s/also", tmpdir);
+    int saved = tokenizer_save(t, dir, err, sizeof err) == 0;
+    tokenizer_free(t);
+    CHECK(ok && saved, "encode or save failed: %s", err);
+    t = tokenizer_load(dir, err, sizeof err);
+    CHECK(t, "reload: %s", err);
+    ok = encode_eq(t, "a<|endoftext|>b", IDS('a', 267, 'b')) && tokenizer_vocab_size(t) == 269;
+    tokenizer_free(t);
+    CHECK(ok, "after reload");
+}
+
 struct hostile {
     const char *name, *from, *to; /* replace the first `from` in the tiny json by `to` */
 };
@@ -647,6 +672,7 @@ int main(int argc, char **argv) {
         {"tiny_merges_strings", test_tiny_merges_strings},
         {"tiny_merges_lists", test_tiny_merges_lists},
         {"save_roundtrip", test_save_roundtrip},
+        {"added_token_also_in_vocab", test_added_token_also_in_vocab},
         {"hostile_json", test_hostile_json},
         {"mutated_json", test_mutated_json},
         {"scanner", test_scanner},
