@@ -3,7 +3,6 @@
 // build.sh into .deps/npm (or $VIV_NPM_DIR).
 //
 //   node oracle.js encode CORPUS.json [TOKENIZER_DIR]  > expected.json
-//   node oracle.js render CASES.json                   (not used: see chat test)
 //
 // CORPUS.json: [{"s": string} | {"b": [bytes]}]. For each item prints
 // {"ids": [...], "nfc": [bytes], "text": decode(ids)}:
