@@ -20,6 +20,10 @@
  * Token ids the model generated are appended verbatim (chat_append_generated)
  * and never re-tokenised: re-tokenising decoded text can give different ids.
  * mask[i] is 1 exactly on those generated ids (what the loss trains on).
+ * Note what verbatim means for multi-turn episodes: an earlier assistant turn
+ * keeps its <think>...</think> as generated, where the template, re-rendering
+ * the history, would drop the reasoning of turns before the last user query.
+ * Training and generation both see the verbatim form, which is the point.
  */
 #ifndef VIV_CHAT_H
 #define VIV_CHAT_H

@@ -25,7 +25,7 @@
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
-#define MAX_TOKEN_ID (1 << 24) /* refuse absurd ids instead of allocating for them */
+#define MAX_TOKEN_ID (1 << 22) /* refuse absurd ids instead of allocating for them */
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
     if (err && errlen) {
@@ -113,11 +113,12 @@ static inline uint32_t merge_find(const struct tokenizer *t, int32_t a, int32_t 
     uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
     uint32_t mask = t->merge_cap - 1;
     for (uint32_t i = (uint32_t)mix64(key) & mask;; i = (i + 1) & mask) {
-        if (t->merge_keys[i] == key) {
-            *out = t->merge_out[i];
-            return t->merge_rank[i];
+        const struct tok_merge *m = &t->merge_slots[i];
+        if (m->key == key) {
+            *out = m->out;
+            return m->rank;
         }
-        if (t->merge_keys[i] == UINT64_MAX) return UINT32_MAX;
+        if (m->key == UINT64_MAX) return UINT32_MAX;
     }
 }
 
@@ -175,9 +176,7 @@ void tokenizer_free(struct tokenizer *t) {
     free(t->tok_arena);
     free(t->vocab_slots);
     free(t->merges);
-    free(t->merge_keys);
-    free(t->merge_rank);
-    free(t->merge_out);
+    free(t->merge_slots);
     free(t->config_json);
     cache_free(&t->cache);
     free(t);
@@ -232,13 +231,11 @@ struct tokenizer *tok_build(int n_vocab, const unsigned char *const *vocab, cons
     t->n_merges = n_merges;
     t->merges = malloc(((size_t)n_merges + 1) * sizeof *t->merges);
     t->merge_cap = pow2_at_least((uint64_t)n_merges * 2 + 2);
-    t->merge_keys = malloc(t->merge_cap * sizeof *t->merge_keys);
-    t->merge_rank = malloc(t->merge_cap * sizeof *t->merge_rank);
-    t->merge_out = malloc(t->merge_cap * sizeof *t->merge_out);
+    t->merge_slots = malloc(t->merge_cap * sizeof *t->merge_slots);
     unsigned char *cat = NULL;
     size_t cat_cap = 0;
-    if (!t->merges || !t->merge_keys || !t->merge_rank || !t->merge_out) { fail(err, errlen, "out of memory"); goto bad; }
-    memset(t->merge_keys, 0xff, t->merge_cap * sizeof *t->merge_keys);
+    if (!t->merges || !t->merge_slots) { fail(err, errlen, "out of memory"); goto bad; }
+    for (uint32_t i = 0; i < t->merge_cap; i++) t->merge_slots[i].key = UINT64_MAX;
     mask = t->merge_cap - 1;
     for (int r = 0; r < n_merges; r++) {
         int32_t a = merges[r][0], b = merges[r][1];
@@ -262,15 +259,13 @@ struct tokenizer *tok_build(int n_vocab, const unsigned char *const *vocab, cons
             fail(err, errlen, "model.merges[%d]: the merged token is not in model.vocab", r);
             goto bad;
         }
-        uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-        uint32_t i = (uint32_t)mix64(key) & mask;
-        while (t->merge_keys[i] != UINT64_MAX && t->merge_keys[i] != key) i = (i + 1) & mask;
-        if (t->merge_keys[i] == key) continue; /* a repeated merge keeps its first (best) rank */
-        t->merge_keys[i] = key;
-        t->merge_rank[i] = (uint32_t)r;
-        t->merge_out[i] = out;
         t->merges[r][0] = a;
         t->merges[r][1] = b;
+        uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+        uint32_t i = (uint32_t)mix64(key) & mask;
+        while (t->merge_slots[i].key != UINT64_MAX && t->merge_slots[i].key != key) i = (i + 1) & mask;
+        if (t->merge_slots[i].key == key) continue; /* a repeated merge keeps its first (best) rank */
+        t->merge_slots[i] = (struct tok_merge){key, (uint32_t)r, out};
     }
     free(cat);
 
@@ -678,31 +673,28 @@ static size_t bpe_small(const struct tokenizer *t, int32_t *sym, size_t n) {
     return n;
 }
 
-/* The same for long pieces: a binary heap of (rank, position) over a linked
- * list of symbols; stale heap entries are recognised and skipped. */
-struct heap_ent {
-    uint32_t rank, pos;
-};
-
-static void heap_push(struct heap_ent *h, size_t *n, struct heap_ent e) {
+/* The same for long pieces: a binary min-heap of (rank << 32 | position)
+ * over a linked list of symbols (one integer compare orders by rank, then
+ * leftmost); stale entries are recognised when popped and skipped. */
+static void heap_push(uint64_t *h, size_t *n, uint64_t e) {
     size_t i = (*n)++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (h[p].rank < e.rank || (h[p].rank == e.rank && h[p].pos < e.pos)) break;
+        if (h[p] <= e) break;
         h[i] = h[p];
         i = p;
     }
     h[i] = e;
 }
 
-static struct heap_ent heap_pop(struct heap_ent *h, size_t *n) {
-    struct heap_ent top = h[0], e = h[--(*n)];
+static uint64_t heap_pop(uint64_t *h, size_t *n) {
+    uint64_t top = h[0], e = h[--(*n)];
     size_t i = 0;
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= *n) break;
-        if (c + 1 < *n && (h[c + 1].rank < h[c].rank || (h[c + 1].rank == h[c].rank && h[c + 1].pos < h[c].pos))) c++;
-        if (e.rank < h[c].rank || (e.rank == h[c].rank && e.pos < h[c].pos)) break;
+        c += c + 1 < *n && h[c + 1] < h[c];
+        if (e <= h[c]) break;
         h[i] = h[c];
         i = c;
     }
@@ -712,7 +704,7 @@ static struct heap_ent heap_pop(struct heap_ent *h, size_t *n) {
 
 static long bpe_large(const struct tokenizer *t, int32_t *sym, size_t n) {
     int32_t *next = malloc(n * sizeof *next), *prev = malloc(n * sizeof *prev);
-    struct heap_ent *h = malloc(n * 2 * sizeof *h);
+    uint64_t *h = malloc(n * 2 * sizeof *h);
     if (!next || !prev || !h) { free(next); free(prev); free(h); return -1; }
     size_t hn = 0;
     for (size_t i = 0; i < n; i++) {
@@ -720,14 +712,14 @@ static long bpe_large(const struct tokenizer *t, int32_t *sym, size_t n) {
         prev[i] = (int32_t)i - 1;
         int32_t o;
         uint32_t r = i + 1 < n ? merge_find(t, sym[i], sym[i + 1], &o) : UINT32_MAX;
-        if (r != UINT32_MAX) heap_push(h, &hn, (struct heap_ent){r, (uint32_t)i});
+        if (r != UINT32_MAX) heap_push(h, &hn, (uint64_t)r << 32 | i);
     }
     while (hn) {
-        struct heap_ent e = heap_pop(h, &hn);
-        size_t i = e.pos;
+        uint64_t e = heap_pop(h, &hn);
+        size_t i = (uint32_t)e;
         if (sym[i] < 0 || next[i] < 0) continue;
         int32_t o = -1;
-        if (merge_find(t, sym[i], sym[next[i]], &o) != e.rank) continue; /* stale */
+        if (merge_find(t, sym[i], sym[next[i]], &o) != (uint32_t)(e >> 32)) continue; /* stale */
         int32_t j = next[i];
         sym[i] = o;
         sym[j] = -1;
@@ -736,9 +728,9 @@ static long bpe_large(const struct tokenizer *t, int32_t *sym, size_t n) {
         if (hn + 2 > n * 2) continue; /* cannot happen: each merge adds at most two */
         uint32_t r;
         if (next[i] >= 0 && (r = merge_find(t, sym[i], sym[next[i]], &o)) != UINT32_MAX)
-            heap_push(h, &hn, (struct heap_ent){r, (uint32_t)i});
+            heap_push(h, &hn, (uint64_t)r << 32 | i);
         if (prev[i] >= 0 && (r = merge_find(t, sym[prev[i]], sym[i], &o)) != UINT32_MAX)
-            heap_push(h, &hn, (struct heap_ent){r, (uint32_t)prev[i]});
+            heap_push(h, &hn, (uint64_t)r << 32 | (uint32_t)prev[i]);
     }
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
@@ -751,6 +743,7 @@ static long bpe_large(const struct tokenizer *t, int32_t *sym, size_t n) {
 
 /* BPE of one pre-tokenizer piece, ids appended to o. */
 static int encode_piece(const struct tokenizer *t, const unsigned char *s, size_t n, struct ids *o) {
+    if (n >= (size_t)1 << 31) return -1; /* positions are 32-bit in the heap */
     if (n == 1) return t->byte_id[s[0]] < 0 ? -1 : ids_push(o, t->byte_id[s[0]]);
     struct tok_cache *c = (struct tok_cache *)&t->cache; /* the cache is the one mutable part */
     uint64_t h = 0;

@@ -45,9 +45,11 @@ struct tokenizer {
     /* merges: (left id, right id) -> rank and merged id */
     int n_merges;
     int32_t (*merges)[2]; /* by rank */
-    uint64_t *merge_keys; /* left << 32 | right, UINT64_MAX empty */
-    uint32_t *merge_rank;
-    int32_t *merge_out;
+    struct tok_merge {
+        uint64_t key; /* left << 32 | right, UINT64_MAX empty */
+        uint32_t rank;
+        int32_t out;  /* the merged token */
+    } *merge_slots;   /* one 16-byte slot: a look-up touches one cache line */
     uint32_t merge_cap;
 
     struct tok_added *added;

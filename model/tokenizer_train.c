@@ -5,8 +5,10 @@
  *    off the special tokens, NFC, then the same scanner encoding uses.
  * 2. Every word starts as its bytes; the vocabulary starts as the 256 byte
  *    tokens (ids in the order of their ByteLevel characters, as GPT-2's).
- * 3. Repeatedly merge the most frequent adjacent pair (weighted by word
- *    counts; ties go to the smaller pair of ids) into a new token.
+ * 3. Repeatedly merge the most frequent adjacent pair (every adjacent
+ *    position counts, weighted by word counts; ties go to the smaller pair
+ *    of ids) into a new token; a merge whose bytes already are a token
+ *    reuses that id. Occurrences in a word are merged left to right.
  *
  * Step 3 is incremental, so a merge costs time in proportion to the words it
  * touches, not to the corpus: each pair keeps its count and the list of

@@ -36,7 +36,7 @@ to_text "$tmp/s.json" "$tmp/stress.txt"
 results=()
 for c in typical stress; do
   o=$(bin/viv tokenize bench --tokenizer "$QWEN" --corpus "$tmp/$c.txt" --runs "$RUNS")
-  j=$(node test/bench/tokenizer_js.js "$tmp/$c.txt" "$RUNS")
+  j=$(node test/tokenizer/bench.js "$tmp/$c.txt" "$RUNS")
   results+=("{\"corpus\":\"$c\",\"viv\":$o,\"js\":$j}")
 done
 train=$(bin/viv tokenize train --vocab 8000 --corpus "$tmp/typical.txt" --out "$tmp/trained" 2>/dev/null)

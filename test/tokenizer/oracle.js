@@ -3,12 +3,12 @@
 // build.sh into .deps/npm (or $VIV_NPM_DIR).
 //
 //   node oracle.js encode CORPUS.json [TOKENIZER_DIR]  > expected.json
-//   node oracle.js render CASES.json                   (not used: see chat test)
 //
 // CORPUS.json: [{"s": string} | {"b": [bytes]}]. For each item prints
 // {"ids": [...], "nfc": [bytes], "text": decode(ids)}:
 //   "s" items: ids = tokenizer.encode(s) (no BOS/EOS; Qwen adds none);
-//              nfc = UTF-8 of s.normalize("NFC") (what decode(encode(s)) must give);
+//              nfc = UTF-8 of s with NFC applied between added tokens (what
+//              decode(encode(s)) must give back);
 //   "b" items (not valid UTF-8): JavaScript strings cannot hold such bytes, so
 //              the oracle is applied piecewise with the convention we chose:
 //              every invalid byte is one character of no class (as U+FFFD is).

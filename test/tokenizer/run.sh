@@ -88,6 +88,15 @@ else
   no "resave qwen3: $(tail -c 300 "$tmp/resave.err")"
 fi
 
+# raw mode: bytes in, ids as text, bytes back (NFC text with invalid bytes and NUL)
+printf 'caf\xc3\xa9 \xff\xfe<|im_start|>x\x00y\r\n\xe2\x82 \xf0\x9f\xa7\xac' > "$tmp/raw.in"
+if $VIV tokenize encode --tokenizer "$QWEN" < "$tmp/raw.in" > "$tmp/raw.ids" \
+   && $VIV tokenize decode --tokenizer "$QWEN" < "$tmp/raw.ids" > "$tmp/raw.out" && cmp -s "$tmp/raw.in" "$tmp/raw.out"; then
+  echo "ok - raw encode/decode gives back the exact bytes ($(wc -w < "$tmp/raw.ids") ids)"
+else
+  no "raw encode/decode: $(cat "$tmp/raw.ids" 2>/dev/null | head -c 200)"
+fi
+
 # 5. bad input: a message on stderr and a non-zero status, never a crash
 bad() {
   local name=$1 input=$2; shift 2

@@ -16,6 +16,7 @@
  * NFC_TEST=path/to/NormalizationTest.txt enables the NFC test (run.sh sets it).
  */
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,31 @@ static void test_save_roundtrip(void) {
     char cfg[400];
     snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", dir);
     CHECK(access(cfg, R_OK) == 0, "no tokenizer_config.json written");
+}
+
+/* HF-trained files often list the special tokens in model.vocab too, under
+ * the same id as in added_tokens: that loads, encodes and saves. */
+static void test_added_token_also_in_vocab(void) {
+    char *base = tiny_json(0, NULL), err[256], dir[300];
+    const char *at = strstr(base, "},\"merges\"");
+    CHECK(at, "no merges in the tiny json");
+    size_t n = strlen(base) + 64;
+    char *j = malloc(n);
+    snprintf(j, n, "%.*s,\"<|endoftext|>\":267%s", (int)(at - base), base, at);
+    free(base);
+    struct tokenizer *t = load_text(j, strlen(j), err, sizeof err);
+    free(j);
+    CHECK(t, "load: %s", err);
+    int ok = encode_eq(t, "a<|endoftext|>b", IDS('a', 267, 'b'));
+    snprintf(dir, sizeof dir, "%s/also", tmpdir);
+    int saved = tokenizer_save(t, dir, err, sizeof err) == 0;
+    tokenizer_free(t);
+    CHECK(ok && saved, "encode or save failed: %s", err);
+    t = tokenizer_load(dir, err, sizeof err);
+    CHECK(t, "reload: %s", err);
+    ok = encode_eq(t, "a<|endoftext|>b", IDS('a', 267, 'b')) && tokenizer_vocab_size(t) == 269;
+    tokenizer_free(t);
+    CHECK(ok, "after reload");
 }
 
 struct hostile {
@@ -376,6 +402,126 @@ static void test_train_small(void) {
     CHECK(!tokenizer_train(texts, lens, 1, 100, NULL, err, sizeof err) && strstr(err, "minimum"), "tiny vocab accepted");
 }
 
+/* The incremental trainer against the textbook one: recount every pair of
+ * every word after each merge, take the most frequent (ties: smaller ids),
+ * on the same pieces. The merges must come out the same, in the same order. */
+static void test_train_matches_naive(void) {
+    const char *text =
+        "low lower lowest newer newest wider widest; aaaa aaa aa a bbbbbb abab abba baab "
+        "the theme thematic then there therein. 1234 12 21 \n\n  spaces   here\tand\tthere "
+        "\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xbd\xa0\xe5\xa5\xbd caf\xc3\xa9 caf\xc3\xa9s";
+    const char *texts[] = {text};
+    size_t lens[] = {strlen(text)};
+    char err[256];
+    int vocab = 256 + 9 + 120;
+    struct tokenizer *t = tokenizer_train(texts, lens, 1, vocab, NULL, err, sizeof err);
+    CHECK(t, "train: %s", err);
+    /* naive: words as symbol arrays */
+    int32_t sym[64][256];
+    int wn[64], nw = 0;
+    uint32_t map[256];
+    int32_t byte_id[256];
+    tok_byte_to_unicode(map);
+    int next = 0;
+    for (uint32_t c = 0; c < 324; c++)
+        for (int b = 0; b < 256; b++)
+            if (map[b] == c) byte_id[b] = next++;
+    unsigned char tok[1024][64];
+    int tlen[1024];
+    for (int b = 0; b < 256; b++) tok[byte_id[b]][0] = (unsigned char)b, tlen[byte_id[b]] = 1;
+    const unsigned char *s = (const unsigned char *)text;
+    size_t n = strlen(text);
+    for (size_t i = 0; i < n;) {
+        size_t e = tok_scan_next(s, n, i);
+        wn[nw] = (int)(e - i);
+        for (size_t k = i; k < e; k++) sym[nw][k - i] = byte_id[s[k]];
+        nw++;
+        i = e;
+    }
+    int n_tok = 256, merges = 0;
+    while (n_tok < vocab - 9) {
+        int64_t best = 0;
+        int32_t ba = -1, bb = -1;
+        for (int w = 0; w < nw; w++)
+            for (int k = 0; k + 1 < wn[w]; k++) {
+                int32_t a = sym[w][k], b = sym[w][k + 1];
+                int64_t c = 0; /* adjacent occurrences of (a, b) in all words */
+                for (int v = 0; v < nw; v++)
+                    for (int q = 0; q + 1 < wn[v]; q++)
+                        if (sym[v][q] == a && sym[v][q + 1] == b) c++;
+                if (c > best || (c == best && c > 0 && ((int64_t)a < ba || (a == ba && b < bb)))) best = c, ba = a, bb = b;
+            }
+        if (best <= 0) break;
+        unsigned char cat[128];
+        int cl = tlen[ba] + tlen[bb];
+        memcpy(cat, tok[ba], (size_t)tlen[ba]);
+        memcpy(cat + tlen[ba], tok[bb], (size_t)tlen[bb]);
+        int32_t m = -1;
+        for (int k = 0; k < n_tok; k++)
+            if (tlen[k] == cl && memcmp(tok[k], cat, (size_t)cl) == 0) m = k;
+        if (m < 0) { m = n_tok++; memcpy(tok[m], cat, (size_t)cl); tlen[m] = cl; }
+        CHECK(merges < t->n_merges, "naive made more merges than %d", t->n_merges);
+        CHECK(t->merges[merges][0] == ba && t->merges[merges][1] == bb, "merge %d: ours (%d,%d) naive (%d,%d)", merges,
+              t->merges[merges][0], t->merges[merges][1], ba, bb);
+        merges++;
+        for (int w = 0; w < nw; w++) {
+            int o = 0;
+            for (int k = 0; k < wn[w];) {
+                if (k + 1 < wn[w] && sym[w][k] == ba && sym[w][k + 1] == bb) sym[w][o++] = m, k += 2;
+                else sym[w][o++] = sym[w][k++];
+            }
+            wn[w] = o;
+        }
+    }
+    int ours = t->n_merges;
+    tokenizer_free(t);
+    CHECK(merges == ours && merges > 50, "naive %d merges, ours %d", merges, ours);
+}
+
+/* Several threads encoding at once share the BPE cache: same ids as alone. */
+struct mt_arg {
+    const struct tokenizer *t;
+    const char *text;
+    const int32_t *want;
+    int n_want, bad;
+};
+
+static void *mt_worker(void *p) {
+    struct mt_arg *a = p;
+    for (int r = 0; r < 200; r++) {
+        int32_t *ids;
+        int n = tokenizer_encode(a->t, a->text + r % 7, strlen(a->text + r % 7), &ids);
+        if (r % 7 == 0 && (n != a->n_want || memcmp(ids, a->want, (size_t)n * sizeof *ids) != 0)) a->bad++;
+        if (n >= 0) free(ids);
+    }
+    return NULL;
+}
+
+static void test_threads_share_cache(void) {
+    const char *text = "the cat sat on the mat; hello world aaaa heller hellos <think> ll ee hh 1234 ÆØÅ 你好 ";
+    const char *texts[] = {text};
+    size_t lens[] = {strlen(text)};
+    char err[256];
+    struct tokenizer *t = tokenizer_train(texts, lens, 1, 300, NULL, err, sizeof err);
+    CHECK(t, "train: %s", err);
+    int32_t *want;
+    int n = tokenizer_encode(t, text, strlen(text), &want);
+    pthread_t th[4];
+    struct mt_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (struct mt_arg){t, text, want, n, 0};
+        pthread_create(&th[i], NULL, mt_worker, &args[i]);
+    }
+    int bad = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        bad += args[i].bad;
+    }
+    free(want);
+    tokenizer_free(t);
+    CHECK(bad == 0, "%d encodes differed under threads", bad);
+}
+
 /* --- chat -------------------------------------------------------------------- */
 
 static struct tokenizer *tiny(void) {
@@ -526,12 +672,15 @@ int main(int argc, char **argv) {
         {"tiny_merges_strings", test_tiny_merges_strings},
         {"tiny_merges_lists", test_tiny_merges_lists},
         {"save_roundtrip", test_save_roundtrip},
+        {"added_token_also_in_vocab", test_added_token_also_in_vocab},
         {"hostile_json", test_hostile_json},
         {"mutated_json", test_mutated_json},
         {"scanner", test_scanner},
         {"utf8_raw_bytes", test_utf8_raw_bytes},
         {"nfc_normalization_test", test_nfc},
         {"train_small", test_train_small},
+        {"threads_share_cache", test_threads_share_cache},
+        {"train_matches_naive", test_train_matches_naive},
         {"chat_render", test_chat_render},
         {"chat_mask_and_verbatim", test_chat_mask_and_verbatim},
     };

@@ -1,4 +1,4 @@
-// tokenizer_js.js - the transformers.js side of test/bench/tokenizer.sh:
+// bench.js - the transformers.js side of test/bench/tokenizer.sh:
 // encode every line of FILE, RUNS times; one JSON line like `viv tokenize bench`.
 "use strict";
 const fs = require("fs");
