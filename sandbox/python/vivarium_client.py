@@ -21,7 +21,8 @@ order, so a client may pipeline many requests on one connection.
 "exit_code" is null when a signal ended the job.  An exec in a session whose
 call overran its deadline has "session_lost": true (the session is gone).
 Failures look like {"id":7,"ok":false,"error":{"code":"busy","message":"..."}};
-codes include bad_request, busy, unknown_op, not_found, timeout, internal.  A
+codes include bad_request, busy, unknown_op, not_found, session_lost,
+zygote_lost, timeout, internal.  A
 request line the server cannot parse is answered with "id": null.
 
 Over TCP the first line the client sends is {"token":"<secret>"}; the server
