@@ -142,6 +142,8 @@ install_npm_oracle() {
   npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error "${NPM_PACKAGES[@]}" >&2 \
     || die "npm install failed"
   echo "${NPM_PACKAGES[*]}" > "$NPM_DIR/.stamp"
+}
+
 # The task sets (envs/): the databases come from two Debian packages, the
 # tasks are generated from them and each is verified in the sandbox.
 build_data() {
