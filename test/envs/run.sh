@@ -100,6 +100,11 @@ EOF
     notok "data build --seed 8" "$(tail -n 3 "$T/build-8-c.log" | tr '\n' ' ')"
   fi
   python3 test/envs/check_tasks.py "$OUT" "$VIV" || fails=$((fails + 1))
+  if [ -x build/test/envs_tests ]; then
+    VIV_DB_DIR=$OUT/db build/test/envs_tests || fails=$((fails + 1))
+  else
+    notok "envs unit tests" "build/test/envs_tests is not built (make tests)"
+  fi
 else
   notok "data build --size 6 --seed 7" "$(tail -n 5 "$T/build-7-a.log" | tr '\n' ' ')"
 fi
