@@ -1,6 +1,7 @@
 # envs/envs.mk - the environments layer: `viv data build` (task sets from
 # org.Hs.eg.db and GO.db) and its generators. Included by the Makefile.
-# The suite is test/envs/run.sh (shell + the real bin/viv; no test binary).
+# The suite is test/envs/run.sh: the real bin/viv end to end, then
+# build/test/envs_tests (below) against the databases it built.
 # Another envs/*.mk may append more sources; these are the data builder's.
 VIV_SRC += envs/cmd_data.c envs/data_build.c envs/biodb.c envs/task.c envs/verify.c \
            envs/gen_common.c envs/gen_causal_gene.c envs/gen_variant_prioritization.c \
