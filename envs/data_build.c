@@ -263,7 +263,22 @@ static bool str_field_is(const cJSON *o, const char *key, const char *want) {
     return cJSON_IsString(v) && strcmp(v->valuestring, want) == 0;
 }
 
+/* Scratch dirs left by an interrupted extraction. */
+static void remove_stale_scratch(const char *out) {
+    DIR *d = opendir(out);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strncmp(e->d_name, ".extract-", 9) == 0) {
+            char *path = xasprintf("%s/%s", out, e->d_name);
+            nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+            free(path);
+        }
+    closedir(d);
+}
+
 static int prepare_databases(const char *out, const char *debs, struct pkgstate *st) {
+    remove_stale_scratch(out);
     if (fetch_debs(debs, st)) return -1;
     char *mpath = xasprintf("%s/MANIFEST.json", out);
     char err[256];

@@ -52,16 +52,22 @@ PATH="$T/fakebin:$PATH" expect_fail "data build: apt-get download failing is exp
 [ ! -e "$T/x" ] && ok "data build: bad arguments create nothing" || notok "data build: bad arguments create nothing" "$T/x exists"
 
 # --- build, rebuild with the same seed, build with another seed ---------------
-build() { "$VIV" data build --out "$OUT" --size 6 --seed "$1" --debs "$DEBS" --jobs 2 >"$T/build-$1-$2.log" 2>&1; }
+# build SEED TAG [VIV]: the rebuild runs the ASan/UBSan viv when there is one
+build() { "${3:-$VIV}" data build --out "$OUT" --size 6 --seed "$1" --debs "$DEBS" --jobs 2 >"$T/build-$1-$2.log" 2>&1; }
+VIV_ASAN=${VIV_ASAN:-build/asan/viv}
+[ -x "$VIV_ASAN" ] || VIV_ASAN=$VIV
 if build 7 a; then
   ok "data build --size 6 --seed 7"
   mkdir -p "$T/first" && cp "$OUT"/tasks/*.jsonl "$T/first/"
-  if build 7 b && cmp -s "$T/first/train.jsonl" "$OUT/tasks/train.jsonl" && cmp -s "$T/first/val.jsonl" "$OUT/tasks/val.jsonl" \
+  if build 7 b "$VIV_ASAN" && cmp -s "$T/first/train.jsonl" "$OUT/tasks/train.jsonl" && cmp -s "$T/first/val.jsonl" "$OUT/tasks/val.jsonl" \
      && cmp -s "$T/first/test.jsonl" "$OUT/tasks/test.jsonl"; then
     ok "same seed, same tasks (byte for byte)"
   else
     notok "same seed, same tasks (byte for byte)" "$(tail -n 2 "$T/build-7-b.log" | tr '\n' ' ')"
   fi
+  if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error" "$T/build-7-b.log"; then
+    notok "data build under ASan/UBSan ($VIV_ASAN)" "$(grep -m2 -E 'ERROR|runtime error' "$T/build-7-b.log" | tr '\n' ' ')"
+  else ok "data build under ASan/UBSan ($VIV_ASAN): no memory errors or leaks"; fi
   grep -q "GO.sqlite.*reused" "$T/build-7-b.log" && ok "rebuild reuses the extracted databases (checksums match)" \
     || notok "rebuild reuses the extracted databases (checksums match)" "no 'reused' in the log"
   if grep -qE "dropped [1-9]|^viv data: dropped " "$T/build-7-a.log"; then notok "every generated task verified" "$(grep -m3 'dropped' "$T/build-7-a.log" | tr '\n' ' ')"
@@ -94,6 +100,11 @@ EOF
     notok "data build --seed 8" "$(tail -n 3 "$T/build-8-c.log" | tr '\n' ' ')"
   fi
   python3 test/envs/check_tasks.py "$OUT" "$VIV" || fails=$((fails + 1))
+  if [ -x build/test/envs_tests ]; then
+    VIV_DB_DIR=$OUT/db build/test/envs_tests || fails=$((fails + 1))
+  else
+    notok "envs unit tests" "build/test/envs_tests is not built (make tests)"
+  fi
 else
   notok "data build --size 6 --seed 7" "$(tail -n 5 "$T/build-7-a.log" | tr '\n' ' ')"
 fi
