@@ -556,28 +556,13 @@ static bool zygote_line(struct zygote *z, const char *line) {
     return false;
 }
 
+static bool zygote_line_cb(void *z, const char *line) { return zygote_line(z, line); }
+
+static int read_worker_lines(int fd, char **in, size_t *in_len, bool (*on_line)(void *, const char *), void *owner);
+
 static void zygote_readable(struct zygote *z) {
-    char buf[65536];
-    for (;;) {
-        ssize_t r = recv(z->fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0 && errno == EAGAIN) return;
-        if (r <= 0) break;
-        z->in = xrealloc(z->in, z->in_len + (size_t)r + 1);
-        memcpy(z->in + z->in_len, buf, (size_t)r);
-        z->in_len += (size_t)r;
-        char *nl;
-        while ((nl = memchr(z->in, '\n', z->in_len))) {
-            *nl = 0;
-            size_t used = (size_t)(nl - z->in) + 1;
-            char *line = xstrdup(z->in);
-            memmove(z->in, z->in + used, z->in_len - used);
-            z->in_len -= used;
-            bool destroyed = zygote_line(z, line);
-            free(line);
-            if (destroyed) return;
-        }
-    }
+    int rc = read_worker_lines(z->fd, &z->in, &z->in_len, zygote_line_cb, z);
+    if (rc != 0) return; /* more to come, or z is gone */
     /* the worker exited without a word */
     z->lp->zygotes_lost++;
     log_line("\"op\":\"zygote_lost\",\"tool\":\"%s\",\"detail\":\"its worker exited\"", z->lp->policy.name);
@@ -818,28 +803,38 @@ static bool session_line(struct session *s, const char *line) {
     return lost || stopping;
 }
 
-static void session_readable(struct session *s) {
+/* Read what a session or zygote worker wrote and hand each whole line to
+ * `on_line` (which returns true when it destroyed its owner). Returns 0 at
+ * the worker's EOF (the owner still exists), 1 when there is nothing more to
+ * read now or the owner is gone. */
+static int read_worker_lines(int fd, char **in, size_t *in_len, bool (*on_line)(void *, const char *), void *owner) {
     char buf[65536];
     for (;;) {
-        ssize_t r = recv(s->fd, buf, sizeof buf, MSG_DONTWAIT);
+        ssize_t r = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0 && errno == EAGAIN) return;
-        if (r <= 0) break;
-        s->in = xrealloc(s->in, s->in_len + (size_t)r + 1);
-        memcpy(s->in + s->in_len, buf, (size_t)r);
-        s->in_len += (size_t)r;
+        if (r < 0 && errno == EAGAIN) return 1;
+        if (r <= 0) return 0;
+        *in = xrealloc(*in, *in_len + (size_t)r + 1);
+        memcpy(*in + *in_len, buf, (size_t)r);
+        *in_len += (size_t)r;
         char *nl;
-        while ((nl = memchr(s->in, '\n', s->in_len))) {
+        while ((nl = memchr(*in, '\n', *in_len))) {
             *nl = 0;
-            size_t used = (size_t)(nl - s->in) + 1;
-            char *line = xstrdup(s->in);
-            memmove(s->in, s->in + used, s->in_len - used);
-            s->in_len -= used;
-            bool destroyed = session_line(s, line);
+            size_t used = (size_t)(nl - *in) + 1;
+            char *line = xstrdup(*in);
+            memmove(*in, *in + used, *in_len - used);
+            *in_len -= used;
+            bool destroyed = on_line(owner, line);
             free(line);
-            if (destroyed) return; /* s is gone */
+            if (destroyed) return 1;
         }
     }
+}
+
+static bool session_line_cb(void *s, const char *line) { return session_line(s, line); }
+
+static void session_readable(struct session *s) {
+    if (read_worker_lines(s->fd, &s->in, &s->in_len, session_line_cb, s) != 0) return; /* more to come, or s is gone */
     /* the worker exited: the jail ended on its own (lifetime) or it crashed */
     if (!s->opening) remember_lost(s, "its jail ended (the policy's session_ms_max, or a crash)");
     session_destroy(s, s->opening ? "sandbox_error" : "session_lost", "the session's jail ended; session lost");
