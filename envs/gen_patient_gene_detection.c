@@ -70,7 +70,11 @@ void gen_patient_gene_detection(const struct biodb *db, struct gen_ctx *g) {
                     "descendant terms; exactly one candidate qualifies. " PROMPT_DB_NOTE "\n\n"
                     "Output format: a JSON object listing the causal gene's Ensembl ID, e.g. "
                     "{\"causal_gene\": [\"ENSG00000000000\"]}");
-        char *answer = xasprintf("{\"causal_gene\": [\"%s\"]}", gid);
+        /* Eval1's answer column holds the causal Ensembl ID(s), comma-separated;
+         * the agent answers (and the reference prints) the JSON object, kept
+         * in meta.solution for verification */
+        char *answer = xstrdup(gid);
+        char *solution = xasprintf("{\"causal_gene\": [\"%s\"]}", gid);
 
         struct sb c = {0};
         sb_puts(&c, "# The candidate annotated both to the process (go_bp_all) and the component (go_cc_all).\n");
@@ -106,6 +110,8 @@ void gen_patient_gene_detection(const struct biodb *db, struct gen_ctx *g) {
         cJSON_AddStringToObject(meta, "bp_go_id", go_id(bp, b1));
         cJSON_AddStringToObject(meta, "cc_go_id", go_id(cc, b2));
         cJSON_AddItemToObject(meta, "candidates", json_strings(shown, n));
+        cJSON_AddStringToObject(meta, "solution", solution);
+        free(solution);
         gen_emit(g, s, "patient_gene_detection", sb_take(&p), answer, "python", sb_take(&c), meta);
     }
 }

@@ -201,3 +201,8 @@ char *task_to_json(const struct task *t, const char *instance_id) {
     cJSON_Delete(o);
     return s;
 }
+
+const char *task_solution(const struct task *t) {
+    const char *s = t->meta ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t->meta, "solution")) : NULL;
+    return s ? s : t->answer;
+}

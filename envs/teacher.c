@@ -346,6 +346,18 @@ static int is_rsid(const char *w, size_t n) {
     return 1;
 }
 
+/* Variant positions as our tasks write them: "chr7:117559590". */
+static void scan_positions(const char *s, struct cands *c) {
+    for (const char *p = strstr(s, "chr"); p; p = strstr(p + 1, "chr")) {
+        const char *q = p + 3;
+        while (isalnum((unsigned char)*q)) q++;
+        if (q == p + 3 || *q != ':' || !isdigit((unsigned char)q[1])) continue;
+        q++;
+        while (isdigit((unsigned char)*q)) q++;
+        cand_add(c, p, (size_t)(q - p));
+    }
+}
+
 static int is_ensg(const char *w, size_t n) {
     if (n < 5 || strncmp(w, "ENSG", 4)) return 0;
     for (size_t i = 4; i < n; i++)
@@ -432,7 +444,8 @@ char *random_answer(const struct task *t, uint64_t *rng) {
         }
         ans = xstrdup(c.v[pick(rng, c.n)]);
     } else if (!strcmp(g, "gwas_variant_prioritization")) {
-        scan_words(t->prompt, is_rsid, &c);
+        scan_words(t->prompt, is_rsid, &c); /* Eval1: rsIDs; our tasks: chrN:position */
+        if (!c.n) scan_positions(t->prompt, &c);
         ans = c.n ? xstrdup(c.v[pick(rng, c.n)]) : xstrdup("rs1");
     } else if (!strcmp(g, "patient_gene_detection")) {
         scan_words(t->prompt, is_ensg, &c);

@@ -77,7 +77,7 @@ static void verify_one(const struct task *t, const struct policy *pols, const ch
     else if (res.exit_code != 0) {
         tail_line(res.err, res.err_len, last, sizeof last);
         snprintf(rec->why, sizeof rec->why, "exit %d signal %d: %s", res.exit_code, res.signal, last);
-    } else if (!last_line_is(res.out, res.out_len, t->answer)) {
+    } else if (!last_line_is(res.out, res.out_len, task_solution(t))) {
         tail_line(res.out, res.out_len, last, sizeof last);
         snprintf(rec->why, sizeof rec->why, "printed '%s'", last);
     } else {

@@ -103,11 +103,12 @@ def check_formats():
             except ValueError:
                 ok = False
         elif name == "patient_gene_detection":
+            # Eval1's truth: comma-separated Ensembl IDs; the answer the agent gives is meta.solution
             try:
-                j = json.loads(a)
-                ok = set(j) == {"causal_gene"} and len(j["causal_gene"]) == 1 and \
+                j = json.loads(m["solution"])
+                ok = set(j) == {"causal_gene"} and j["causal_gene"] == a.split(",") and \
                      all(re.fullmatch(r"ENSG[0-9]{11}", e) and e in m["candidates"] for e in j["causal_gene"])
-            except ValueError:
+            except (ValueError, KeyError):
                 ok = False
         if not ok:
             bad[name].append(t["instance_id"])
@@ -174,12 +175,12 @@ def check_references():
     with ThreadPoolExecutor(max_workers=2) as ex:
         results = list(ex.map(lambda x: run_reference(x[2], db_dir), tasks))
     bad = [f"{t['instance_id']} printed {last!r} (exit {rc})"
-           for (_, _, t), (rc, last) in zip(tasks, results) if rc != 0 or last != t["answer"]]
+           for (_, _, t), (rc, last) in zip(tasks, results) if rc != 0 or last != t["meta"].get("solution", t["answer"])]
     report(not bad, f"all {len(tasks)} reference solutions print their answer in viv run", "; ".join(bad[:3]))
     # the same comparison rejects a wrong answer: every task against another task's answer of its shape
     by_shape = defaultdict(list)
     for (_, _, t), (_, last) in zip(tasks, results):
-        by_shape[t["task_name"]].append((t["answer"], last))
+        by_shape[t["task_name"]].append((t["meta"].get("solution", t["answer"]), last))
     accepted = 0
     for pairs in by_shape.values():
         for i, (_, last) in enumerate(pairs):

@@ -100,6 +100,17 @@ EOF
     notok "data build --seed 8" "$(tail -n 3 "$T/build-8-c.log" | tr '\n' ' ')"
   fi
   python3 test/envs/check_tasks.py "$OUT" "$VIV" || fails=$((fails + 1))
+  # the data and the agent layers agree: the oracle teacher, graded by the
+  # Eval1 rules, solves every built task through a real vivd; random does not
+  if "$VIV" eval --env viv-bio --data "$OUT" --agent oracle --concurrency 4 --out "$T/oracle.json" >"$T/oracle.log" 2>&1 &&
+     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); t=r.get("tasks", r.get("per_task", {}));
+rows=t.values() if isinstance(t, dict) else t
+accs=[x["accuracy"] for x in rows]
+sys.exit(0 if accs and min(accs) == 1.0 else 1)' "$T/oracle.json"; then
+    ok "viv eval: the oracle solves every built task (all splits, Eval1 graders)"
+  else
+    notok "viv eval: the oracle solves every built task" "$(tail -n 12 "$T/oracle.log" | tr '\n' ' ')"
+  fi
   if [ -x build/test/envs_tests ]; then
     VIV_DB_DIR=$OUT/db build/test/envs_tests || fails=$((fails + 1))
   else
