@@ -29,9 +29,13 @@
  *     capacity B (a decoding step costs about the same for 1 or B
  *     sequences), so a half-full batch wastes capacity. With k < B episodes
  *     ready, the engine predicts when each episode in a tool call will be
- *     back: elapsed time so far, the tool's recent latency samples (vivd's
- *     wall_ms) conditioned on having already run that long, capped by its
- *     deadline. Waiting t ms costs t ms of generator time; each of the m(t)
+ *     back: elapsed time so far, the tool's recent latency samples
+ *     conditioned on having already run that long, capped by its deadline.
+ *     Two samples per call are kept: vivd's wall_ms (what the tool took,
+ *     reported) and submit-to-answer as seen here (the tool plus vivd's
+ *     queue, session start-up and transport), which is what predicts when
+ *     an episode is back; the expected number back within t is the sum of
+ *     P(back within t | still out after its elapsed time). Waiting t ms costs t ms of generator time; each of the m(t)
  *     episodes predicted back by t, if taken now, saves waiting for a later
  *     batch, worth about m(t)/B of one generate call (G, a moving average).
  *     The engine waits for the t that maximises m(t)*G/B - t, if positive and
@@ -136,45 +140,49 @@ static struct rl_tool_stats *stats_for(struct rl_rollout *r, const char *tool) {
     return s;
 }
 
-static void stats_add(struct rl_tool_stats *s, double wall_ms) {
+static void ring_add(struct rl_lat_ring *r, double v) {
+    r->v[r->next] = v;
+    r->next = (r->next + 1) % RL_LAT_SAMPLES;
+    if (r->n < RL_LAT_SAMPLES) r->n++;
+}
+
+static void stats_add(struct rl_tool_stats *s, double wall_ms, double back_ms) {
     s->count++;
     s->mean_ms += (wall_ms - s->mean_ms) / (double)s->count;
     if (wall_ms > s->max_ms) s->max_ms = wall_ms;
-    s->samples[s->next] = wall_ms;
-    s->next = (s->next + 1) % RL_LAT_SAMPLES;
-    if (s->nsamples < RL_LAT_SAMPLES) s->nsamples++;
+    ring_add(&s->wall, wall_ms);
+    ring_add(&s->back, back_ms);
 }
 
-/* E[T - e | T > e] over recent samples T of this tool; with no sample
- * longer than e, the call is already unusually slow: guess it needs as long
- * again as it has run (at least 10 ms), within the deadline. With no samples
- * at all: 100 ms. */
-double rl_tool_expected_remaining(const struct rl_tool_stats *s, double elapsed_ms, double deadline_ms) {
+/* E[T - e | T > e] over the samples T; with no sample longer than e, the
+ * call is already unusually slow: guess it needs as long again as it has
+ * run (at least 10 ms), within the deadline. With no samples: 100 ms. */
+double rl_lat_expected_remaining(const struct rl_lat_ring *r, double elapsed_ms, double deadline_ms) {
     double sum = 0;
     int n = 0;
-    for (int i = 0; s && i < s->nsamples; i++)
-        if (s->samples[i] > elapsed_ms) sum += s->samples[i] - elapsed_ms, n++;
+    for (int i = 0; r && i < r->n; i++)
+        if (r->v[i] > elapsed_ms) sum += r->v[i] - elapsed_ms, n++;
     double rem;
     if (n) rem = sum / n;
-    else if (s && s->nsamples) rem = fmax(elapsed_ms, 10.0);
+    else if (r && r->n) rem = fmax(elapsed_ms, 10.0);
     else rem = 100.0;
     if (deadline_ms > 0 && elapsed_ms + rem > deadline_ms) rem = fmax(deadline_ms - elapsed_ms, 0.0);
     return rem;
 }
 
-/* P(T <= e + t | T > e) from the recent samples T of this tool; with no
- * sample longer than e, an exponential guess with mean max(e, 10 ms) (no
- * samples at all: mean 100 ms). 1 when the deadline falls within t. */
-double rl_tool_prob_back_within(const struct rl_tool_stats *s, double elapsed_ms, double t_ms, double deadline_ms) {
+/* P(T <= e + t | T > e) over the samples T; with no sample longer than e,
+ * an exponential guess with mean max(e, 10 ms) (no samples at all: mean
+ * 100 ms). 1 when the deadline falls within t. */
+double rl_lat_prob_within(const struct rl_lat_ring *r, double elapsed_ms, double t_ms, double deadline_ms) {
     if (deadline_ms > 0 && elapsed_ms + t_ms >= deadline_ms) return 1;
     int longer = 0, within = 0;
-    for (int i = 0; s && i < s->nsamples; i++)
-        if (s->samples[i] > elapsed_ms) {
+    for (int i = 0; r && i < r->n; i++)
+        if (r->v[i] > elapsed_ms) {
             longer++;
-            within += s->samples[i] <= elapsed_ms + t_ms;
+            within += r->v[i] <= elapsed_ms + t_ms;
         }
     if (longer) return (double)within / longer;
-    double mean = s && s->nsamples ? fmax(elapsed_ms, 10.0) : 100.0;
+    double mean = r && r->n ? fmax(elapsed_ms, 10.0) : 100.0;
     return 1 - exp(-t_ms / mean);
 }
 
@@ -183,13 +191,13 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-double rl_tool_quantile(const struct rl_tool_stats *s, double q) {
-    if (!s || s->nsamples == 0) return 0;
+double rl_lat_quantile(const struct rl_lat_ring *r, double q) {
+    if (!r || r->n == 0) return 0;
     double v[RL_LAT_SAMPLES];
-    memcpy(v, s->samples, (size_t)s->nsamples * sizeof *v);
-    qsort(v, (size_t)s->nsamples, sizeof *v, cmp_double);
-    int i = (int)(q * (s->nsamples - 1) + 0.5);
-    return v[i < 0 ? 0 : i >= s->nsamples ? s->nsamples - 1 : i];
+    memcpy(v, r->v, (size_t)r->n * sizeof *v);
+    qsort(v, (size_t)r->n, sizeof *v, cmp_double);
+    int i = (int)(q * (r->n - 1) + 0.5);
+    return v[i < 0 ? 0 : i >= r->n ? r->n - 1 : i];
 }
 
 const struct rl_tool_stats *rl_rollout_tool_stats(const struct rl_rollout *r, int *n) {
@@ -399,7 +407,7 @@ static long submit_exec(struct rl_rollout *r, struct viv_client *c, struct rl_ep
 static void submit_tool(struct rl_rollout *r, struct rl_episode *e) {
     const struct rl_tool_cfg *tc = tool_cfg(r, e->pending.tool);
     e->tool_timeout_ms = tc && tc->timeout_ms > 0 ? tc->timeout_ms : r->cfg.default_timeout_ms;
-    e->tool_submit_ms = mono_ms();
+    if (e->state != EP_WAIT_SESSION) e->tool_submit_ms = mono_ms(); /* a retry keeps its first time */
     struct viv_client *c = client(r);
     if (!c) {
         deliver_local(r, e, RL_TOOL_LOST, "unreachable", "the sandbox daemon cannot be reached");
@@ -421,6 +429,7 @@ static void submit_tool(struct rl_rollout *r, struct rl_episode *e) {
             return;
         }
         h = viv_submit_session_open(c, e->pending.tool);
+        r->st->sessions_opened++;
         e->handle_kind = H_OPEN;
         if (h > 0) r->sessions_open++;
     } else {
@@ -498,9 +507,19 @@ static void handle_response(struct rl_rollout *r, struct viv_response *resp) {
         r->sessions_open--;
         e->handle = 0;
         e->handle_kind = H_NONE;
-        if (ecode && !strcmp(ecode, "busy") && mono_ms() - e->tool_submit_ms < 10000) {
-            e->state = EP_WAIT_SESSION; /* vivd's per-peer cap: retry when one of ours closes */
-            return;
+        if (ecode && !strcmp(ecode, "busy")) {
+            /* vivd's per-peer session cap. If we hold sessions, that is our
+             * cap from now on: wait for one of ours to close. If we hold
+             * none (others of our uid hold them), retry for 10 s. */
+            if (r->sessions_open > 0) {
+                if (r->cfg.max_sessions > r->sessions_open) r->cfg.max_sessions = r->sessions_open;
+                e->state = EP_WAIT_SESSION;
+                return;
+            }
+            if (mono_ms() - e->tool_submit_ms < 10000) {
+                e->state = EP_WAIT_SESSION;
+                return;
+            }
         }
         deliver_local(r, e, resp->local ? RL_TOOL_LOST : RL_TOOL_ERROR, ecode ? ecode : "session_open",
                       emsg ? emsg : "could not open a session");
@@ -516,7 +535,8 @@ static void handle_response(struct rl_rollout *r, struct viv_response *resp) {
         res.out = jstr(j, "stdout") ? jstr(j, "stdout") : "";
         res.err = jstr(j, "stderr") ? jstr(j, "stderr") : "";
         res.wall_ms = jnum(j, "wall_ms");
-        stats_add(s, res.wall_ms); /* a timed-out call counts at its deadline: that is what it cost */
+        /* a timed-out call counts at its deadline: that is what it cost */
+        stats_add(s, res.wall_ms, mono_ms() - e->tool_submit_ms);
         if (res.status == RL_TOOL_TIMEOUT) s->timeouts++;
     } else {
         res.status = resp->local ? RL_TOOL_LOST : RL_TOOL_ERROR;
@@ -729,7 +749,7 @@ static double fill_wait_ms(struct rl_rollout *r, int k) {
         struct rl_tool_stats *s = stats_for(r, e->pending.tool);
         double elapsed = now - e->tool_submit_ms;
         for (int g = 0; g < ngrid; g++)
-            m[g] += rl_tool_prob_back_within(s, elapsed, wait_grid[g], (double)e->tool_timeout_ms);
+            m[g] += rl_lat_prob_within(&s->back, elapsed, wait_grid[g], (double)e->tool_timeout_ms);
     }
     double best_t = 0, best_gain = 0;
     for (int g = 0; g < ngrid; g++) {
@@ -811,6 +831,7 @@ static void preopen_sessions(struct rl_rollout *r) {
         if (e->state != EP_READY) continue;
         long h = viv_submit_session_open(c, tool);
         if (h <= 0) return;
+        r->st->sessions_opened++;
         e->open_handle = h;
         r->sessions_open++;
     }

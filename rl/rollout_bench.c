@@ -209,9 +209,12 @@ int main(int argc, char **argv) {
                 int nt;
                 const struct rl_tool_stats *ts = rl_rollout_tool_stats(ro, &nt);
                 for (int i = 0; i < nt; i++)
-                    fprintf(stderr, "  latency %s: n=%ld mean %.0f ms p50 %.0f ms p90 %.0f ms max %.0f ms\n", ts[i].name,
-                            ts[i].count, ts[i].mean_ms, rl_tool_quantile(&ts[i], 0.5), rl_tool_quantile(&ts[i], 0.9),
-                            ts[i].max_ms);
+                    fprintf(stderr,
+                            "  latency %s: n=%ld vivd wall_ms mean %.0f p50 %.0f p90 %.0f max %.0f; "
+                            "submit-to-answer p50 %.0f p90 %.0f (last %d)\n",
+                            ts[i].name, ts[i].count, ts[i].mean_ms, rl_lat_quantile(&ts[i].wall, 0.5),
+                            rl_lat_quantile(&ts[i].wall, 0.9), ts[i].max_ms, rl_lat_quantile(&ts[i].back, 0.5),
+                            rl_lat_quantile(&ts[i].back, 0.9), ts[i].back.n);
             }
             rl_episodes_free(eps, episodes);
             rl_rollout_free(ro);

@@ -36,6 +36,8 @@ static int can_connect(const char *path) {
     return ok;
 }
 
+static const char *vivd_sessions = "512";
+
 static int vivd_start(void) {
     const char *bin = getenv("VIVD") ? getenv("VIVD") : "bin/vivd";
     if (!tmpdir[0]) {
@@ -50,7 +52,7 @@ static int vivd_start(void) {
     if (vivd_pid == 0) {
         int fd = open("/dev/null", O_RDWR);
         dup2(fd, 0), dup2(fd, 1), dup2(fd, 2);
-        execl(bin, bin, "--socket", sock_path, "--log", log, "--max-sessions-per-peer", "512", (char *)NULL);
+        execl(bin, bin, "--socket", sock_path, "--log", log, "--max-sessions-per-peer", vivd_sessions, (char *)NULL);
         _exit(99);
     }
     for (int i = 0; i < 500; i++) {
@@ -207,7 +209,10 @@ static void test_episodes_complete_with_session_state(void) {
     int ns;
     const struct rl_tool_stats *ts = rl_rollout_tool_stats(r, &ns);
     CHECK(ns >= 2, "tool stats for python and shell: %d", ns);
-    for (int i = 0; i < ns; i++) CHECK(ts[i].count > 0 && ts[i].mean_ms > 0, "%s latency not recorded", ts[i].name);
+    for (int i = 0; i < ns; i++)
+        CHECK(ts[i].count > 0 && ts[i].mean_ms > 0 && ts[i].wall.n == ts[i].count && ts[i].back.n == ts[i].count &&
+                  rl_lat_quantile(&ts[i].back, 0.5) >= rl_lat_quantile(&ts[i].wall, 0.5),
+              "%s latency not recorded", ts[i].name);
     rl_episodes_free(eps, 8);
     rl_rollout_free(r);
 }
@@ -407,6 +412,38 @@ static void test_sync_and_async_same_trajectories(void) {
     rl_episodes_free(ec, 24);
 }
 
+/* vivd allows 2 sessions per peer; 6 episodes want one each: the engine
+ * learns the cap from "busy" and the rest wait their turn, no error. */
+static void test_session_cap_waits(void) {
+    vivd_sessions = "2";
+    int rc = vivd_start();
+    vivd_sessions = "512";
+    if (rc != 0) FAIL("vivd did not start");
+    static const char *const t[] = {"<execute>import time\nx = 41\ntime.sleep(0.2)</execute>",
+                                    "<execute>print(x + 1)</execute>", "<solution>42</solution>", NULL};
+    struct script s = {.turns = {t}, .period = 1};
+    struct fixture f;
+    fixture_init(&f, &s, 8);
+    char err[256];
+    struct rl_rollout *r = rl_rollout_new(&f.cfg, &f.gen, &f.tok, &f.env, err, sizeof err);
+    CHECK(r, "%s", err);
+    int tk[] = {0, 0};
+    struct rl_episode *eps;
+    struct rl_step_stats st;
+    CHECK(rl_rollout_step(r, tk, 2, 3, &eps, &st, err, sizeof err) == 0, "%s", err);
+    for (int i = 0; i < 6; i++) {
+        char *text = episode_text(&eps[i]);
+        CHECK(eps[i].score.reward == 2 && eps[i].tool_errors == 0 && strstr(text, "<observation>42\n</observation>"),
+              "episode %d: %s", i, text);
+        free(text);
+    }
+    CHECK(st.wall_ms > 3 * 200, "6 episodes ran in %.0f ms with 2 sessions", st.wall_ms);
+    /* 6 pre-opens (4 busy), then each waiting episode retries only when a slot frees */
+    CHECK(st.sessions_opened <= 16, "%ld session_open requests: retrying in a loop", st.sessions_opened);
+    rl_episodes_free(eps, 6);
+    rl_rollout_free(r);
+}
+
 static int groups_seen[8], group_calls;
 static void on_group(void *arg, int group, struct rl_episode *eps, int n) {
     group_calls++;
@@ -442,16 +479,21 @@ static void test_group_callback_and_step_deadline(void) {
 }
 
 static void test_expected_remaining(void) {
-    struct rl_tool_stats s = {0};
+    struct rl_lat_ring s = {0};
     /* samples 10, 20, ..., 100 ms */
-    for (int i = 1; i <= 10; i++) s.samples[s.nsamples++] = 10.0 * i;
+    for (int i = 1; i <= 10; i++) s.v[s.n++] = 10.0 * i;
     /* after 0 ms: mean of all = 55; after 55 ms: samples 60..100 -> mean 80 - 55 = 25 */
-    CHECK(fabs(rl_tool_expected_remaining(&s, 0, 0) - 55) < 1e-9, "%g", rl_tool_expected_remaining(&s, 0, 0));
-    CHECK(fabs(rl_tool_expected_remaining(&s, 55, 0) - 25) < 1e-9, "%g", rl_tool_expected_remaining(&s, 55, 0));
+    CHECK(fabs(rl_lat_expected_remaining(&s, 0, 0) - 55) < 1e-9, "%g", rl_lat_expected_remaining(&s, 0, 0));
+    CHECK(fabs(rl_lat_expected_remaining(&s, 55, 0) - 25) < 1e-9, "%g", rl_lat_expected_remaining(&s, 55, 0));
     /* past every sample: as long again as it has run; capped by the deadline */
-    CHECK(fabs(rl_tool_expected_remaining(&s, 150, 0) - 150) < 1e-9, "past all");
-    CHECK(fabs(rl_tool_expected_remaining(&s, 150, 200) - 50) < 1e-9, "deadline cap");
-    CHECK(rl_tool_quantile(&s, 0.5) == 60 && rl_tool_quantile(&s, 1.0) == 100, "quantiles %g", rl_tool_quantile(&s, 0.5));
+    CHECK(fabs(rl_lat_expected_remaining(&s, 150, 0) - 150) < 1e-9, "past all");
+    CHECK(fabs(rl_lat_expected_remaining(&s, 150, 200) - 50) < 1e-9, "deadline cap");
+    CHECK(rl_lat_quantile(&s, 0.5) == 60 && rl_lat_quantile(&s, 1.0) == 100, "quantiles %g", rl_lat_quantile(&s, 0.5));
+    /* P(back within t | out for e): after 55 ms, 5 samples remain (60..100); 2 are <= 75 */
+    CHECK(fabs(rl_lat_prob_within(&s, 55, 20, 0) - 0.4) < 1e-9, "%g", rl_lat_prob_within(&s, 55, 20, 0));
+    CHECK(rl_lat_prob_within(&s, 0, 100, 0) == 1 && rl_lat_prob_within(&s, 0, 5, 0) == 0, "bounds");
+    CHECK(rl_lat_prob_within(&s, 90, 20, 100) == 1, "the deadline falls within t");
+    CHECK(fabs(rl_lat_prob_within(&s, 200, 200, 0) - (1 - exp(-1))) < 1e-9, "past all: exponential guess");
 }
 
 int main(int argc, char **argv) {
@@ -466,6 +508,7 @@ int main(int argc, char **argv) {
         {"rollout_vivd_killed_mid_step", test_vivd_killed_mid_step},
         {"rollout_sync_async_chunked_same_trajectories", test_sync_and_async_same_trajectories},
         {"rollout_group_callback_and_step_deadline", test_group_callback_and_step_deadline},
+        {"rollout_session_cap_waits", test_session_cap_waits},
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
 }
