@@ -291,7 +291,6 @@ static void ep_end(struct rl_rollout *r, struct rl_episode *e, int end) {
         e->open_handle = 0;
         r->sessions_open--;
     }
-    if (e->state == EP_WAIT_SESSION || e->state == EP_PENDING_TOOL) rl_turn_clear(&e->pending);
     if (e->handle_kind == H_OPEN) r->sessions_open--; /* its answer, when it comes, is ignored */
     e->state = EP_DONE;
     e->end = end;
