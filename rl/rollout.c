@@ -666,7 +666,7 @@ static void trace_call(struct rl_rollout *r, double t0, double dt, int batch) {
     int n[EP_DONE + 1] = {0};
     for (int i = 0; i < r->neps; i++) n[r->eps[i].state]++;
     fprintf(r->cfg.trace,
-            "{\"t_ms\":%.1f,\"gen_ms\":%.1f,\"batch\":%d,\"ready_left\":%d,\"in_tool\":%d,\"wait_session\":%d,"
+            "{\"t_ms\":%.1f,\"gen_ms\":%.1f,\"batch\":%d,\"ready\":%d,\"in_tool\":%d,\"wait_session\":%d,"
             "\"done\":%d}\n",
             t0 - r->step_t0, dt, batch, n[EP_READY], n[EP_TOOL], n[EP_WAIT_SESSION], n[EP_DONE]);
 }

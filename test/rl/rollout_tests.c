@@ -7,6 +7,7 @@
  * failing test left behind). Built with ASan + UBSan.
  */
 #define _GNU_SOURCE
+#include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
@@ -444,6 +445,43 @@ static void test_session_cap_waits(void) {
     rl_rollout_free(r);
 }
 
+/* The engine's trace: in async mode the generator works while tool calls
+ * are in flight; in the synchronous baseline it never does. */
+static void test_generation_overlaps_tools(void) {
+    if (vivd_start() != 0) FAIL("vivd did not start");
+    static const char *const t[] = {"<execute>import time\ntime.sleep(0.3)</execute>", "<solution>42</solution>", NULL};
+    struct script s = {.turns = {t}, .period = 1};
+    for (int mode = 0; mode < 2; mode++) {
+        struct fixture f;
+        fixture_init(&f, &s, 4);
+        f.cfg.sync = mode == 1;
+        f.cfg.trace = tmpfile();
+        char err[256];
+        struct rl_rollout *r = rl_rollout_new(&f.cfg, &f.gen, &f.tok, &f.env, err, sizeof err);
+        int tk[] = {0, 0, 0, 0};
+        struct rl_episode *eps;
+        struct rl_step_stats st;
+        CHECK(rl_rollout_step(r, tk, 4, 4, &eps, &st, err, sizeof err) == 0, "%s", err);
+        rewind(f.cfg.trace);
+        char line[512];
+        int calls = 0, overlapped = 0;
+        while (fgets(line, sizeof line, f.cfg.trace)) {
+            cJSON *o = cJSON_Parse(line);
+            CHECK(o, "trace line is not JSON: %s", line);
+            calls++;
+            overlapped += cJSON_GetObjectItem(o, "in_tool")->valueint > 0 && cJSON_GetObjectItem(o, "batch")->valueint > 0;
+            cJSON_Delete(o);
+        }
+        fclose(f.cfg.trace);
+        CHECK(calls == st.gen_calls && calls >= 8, "%d trace lines for %ld calls", calls, st.gen_calls);
+        if (mode == 0) CHECK(overlapped > 0, "async: no generate call while a tool ran");
+        else CHECK(overlapped == 0, "sync: %d generate calls while tools ran", overlapped);
+        for (int i = 0; i < 16; i++) CHECK(eps[i].score.reward == 2, "episode %d", i);
+        rl_episodes_free(eps, 16);
+        rl_rollout_free(r);
+    }
+}
+
 static int groups_seen[8], group_calls;
 static void on_group(void *arg, int group, struct rl_episode *eps, int n) {
     group_calls++;
@@ -509,6 +547,7 @@ int main(int argc, char **argv) {
         {"rollout_sync_async_chunked_same_trajectories", test_sync_and_async_same_trajectories},
         {"rollout_group_callback_and_step_deadline", test_group_callback_and_step_deadline},
         {"rollout_session_cap_waits", test_session_cap_waits},
+        {"rollout_generation_overlaps_tools", test_generation_overlaps_tools},
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
 }
