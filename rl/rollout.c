@@ -85,6 +85,11 @@ struct rl_rollout {
     struct rl_tool_stats *stats;
     int nstats;
     double gen_ewma_ms;         /* G: moving average of one generate call */
+    struct policy_deadline {    /* vivd's policies: default and maximum deadline per tool */
+        char name[32];
+        long timeout_ms, timeout_ms_max;
+    } *pols;
+    int npols;
     int sessions_open;
     /* per step */
     struct rl_episode *eps;
@@ -240,6 +245,7 @@ struct rl_rollout *rl_rollout_new(const struct rl_rollout_cfg *cfg, const struct
 void rl_rollout_free(struct rl_rollout *r) {
     if (!r) return;
     if (r->c) viv_close(r->c);
+    free(r->pols);
     free(r->stats);
     free(r->socket);
     free(r);
@@ -339,6 +345,43 @@ static const struct rl_tool_cfg *tool_cfg(const struct rl_rollout *r, const char
     return NULL;
 }
 
+/* Ask vivd for its policies' deadlines (once per connection; waits up to
+ * 2 s): a tool configured without a timeout gets its policy's default, and
+ * a configured one is capped at the policy's maximum, as vivd would. */
+static void fetch_policies(struct rl_rollout *r) {
+    long h = viv_submit_op(r->c, "policies");
+    struct viv_response *resp = h > 0 ? viv_wait(r->c, h, 2000) : NULL;
+    if (!resp) return;
+    const cJSON *p;
+    free(r->pols);
+    r->pols = NULL;
+    r->npols = 0;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(resp->json, "policies")) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(p, "name");
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "timeout_ms");
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(p, "timeout_ms_max");
+        if (!cJSON_IsString(n) || !cJSON_IsNumber(t)) continue;
+        r->pols = realloc(r->pols, (size_t)(r->npols + 1) * sizeof *r->pols);
+        if (!r->pols) abort();
+        struct policy_deadline *d = &r->pols[r->npols++];
+        snprintf(d->name, sizeof d->name, "%s", n->valuestring);
+        d->timeout_ms = (long)t->valuedouble;
+        d->timeout_ms_max = cJSON_IsNumber(m) ? (long)m->valuedouble : 0;
+    }
+    viv_response_free(resp);
+}
+
+/* The deadline a call of this tool runs under (ms). */
+static long tool_deadline(const struct rl_rollout *r, const char *tool) {
+    const struct rl_tool_cfg *tc = tool_cfg(r, tool);
+    const struct policy_deadline *pd = NULL;
+    for (int i = 0; i < r->npols; i++)
+        if (strcmp(r->pols[i].name, tool) == 0) pd = &r->pols[i];
+    long t = tc && tc->timeout_ms > 0 ? tc->timeout_ms : pd ? pd->timeout_ms : r->cfg.default_timeout_ms;
+    if (pd && pd->timeout_ms_max > 0 && t > pd->timeout_ms_max) t = pd->timeout_ms_max;
+    return t;
+}
+
 /* The client, connecting if there is none (at most every 500 ms); NULL when
  * vivd cannot be reached. */
 static struct viv_client *client(struct rl_rollout *r) {
@@ -349,7 +392,10 @@ static struct viv_client *client(struct rl_rollout *r) {
     r->last_connect_ms = now;
     char err[256];
     r->c = viv_connect(r->socket, err, sizeof err);
-    if (r->c) viv_set_deadline_margin(r->c, 2000);
+    if (r->c) {
+        viv_set_deadline_margin(r->c, 2000);
+        fetch_policies(r);
+    }
     return r->c;
 }
 
@@ -405,9 +451,9 @@ static long submit_exec(struct rl_rollout *r, struct viv_client *c, struct rl_ep
  * first if its tool wants one). */
 static void submit_tool(struct rl_rollout *r, struct rl_episode *e) {
     const struct rl_tool_cfg *tc = tool_cfg(r, e->pending.tool);
-    e->tool_timeout_ms = tc && tc->timeout_ms > 0 ? tc->timeout_ms : r->cfg.default_timeout_ms;
     if (e->state != EP_WAIT_SESSION) e->tool_submit_ms = mono_ms(); /* a retry keeps its first time */
     struct viv_client *c = client(r);
+    e->tool_timeout_ms = tool_deadline(r, e->pending.tool);
     if (!c) {
         deliver_local(r, e, RL_TOOL_LOST, "unreachable", "the sandbox daemon cannot be reached");
         return;

@@ -217,7 +217,8 @@ double rl_lat_quantile(const struct rl_lat_ring *r, double q);
 
 struct rl_tool_cfg {
     const char *name;           /* vivd policy name */
-    long timeout_ms;            /* the per-call deadline sent to vivd */
+    long timeout_ms;            /* the per-call deadline sent to vivd (0: the vivd policy's
+                                 * default); capped at the policy's timeout_ms_max */
     bool session;               /* run in a per-episode vivd session (Python state persists) */
 };
 
@@ -229,7 +230,7 @@ struct rl_rollout_cfg {
     int max_turn_tokens;        /* new tokens per turn (default 4096) */
     int max_parse_failures;     /* default 2 */
     int max_sessions;           /* vivd sessions open at once (default 256) */
-    long default_timeout_ms;    /* tools not in `tools` (default 30000) */
+    long default_timeout_ms;    /* tools neither in `tools` nor known to vivd (default 30000) */
     const struct rl_tool_cfg *tools;
     int ntools;
     bool sync;                  /* baseline: generate for all, run all tools, wait for all */

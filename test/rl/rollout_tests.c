@@ -207,6 +207,7 @@ static void test_episodes_complete_with_session_state(void) {
         free(text);
     }
     CHECK(st.ends[RL_END_SOLUTION] == 8 && st.tool_calls == 12 && st.tool_errors == 0, "stats: %ld calls", st.tool_calls);
+    CHECK(eps[0].tool_timeout_ms == 5000, "configured deadline: %ld", eps[0].tool_timeout_ms);
     int ns;
     const struct rl_tool_stats *ts = rl_rollout_tool_stats(r, &ns);
     CHECK(ns >= 2, "tool stats for python and shell: %d", ns);
@@ -227,12 +228,13 @@ static void test_failures_stay_with_their_episode(void) {
                                        "<execute>print(x)</execute>", "<solution>42</solution>", NULL};
     static const char *const boom[] = {"<execute>raise ValueError('boom')</execute>", "<solution>42</solution>", NULL};
     static const char *const okay[] = {"<execute>print(6*7)</execute>", "<solution>42</solution>", NULL};
-    struct script s = {.turns = {slow, boom, okay, okay, okay, okay, okay, okay}, .period = 8};
+    static const char *const sh[] = {"<execute>#!BASH\necho 42</execute>", "<solution>42</solution>", NULL};
+    struct script s = {.turns = {slow, boom, okay, sh, okay, okay, okay, okay}, .period = 8};
     struct fixture f;
     fixture_init(&f, &s, 8);
-    static const struct rl_tool_cfg short_tools[] = {{"python", 1000, true}};
+    static const struct rl_tool_cfg short_tools[] = {{"python", 1000, true}, {"shell", 0, false}};
     f.cfg.tools = short_tools;
-    f.cfg.ntools = 1;
+    f.cfg.ntools = 2;
     f.fg.fail_episode = 2;
     char err[256];
     struct rl_rollout *r = rl_rollout_new(&f.cfg, &f.gen, &f.tok, &f.env, err, sizeof err);
@@ -252,6 +254,9 @@ static void test_failures_stay_with_their_episode(void) {
               rl_end_name(eps[i].end), eps[i].score.reward);
         CHECK(eps[i].tool_errors == 0 && eps[i].tool_timeouts == 0, "episode %d saw errors", i);
     }
+    /* a tool configured without a deadline runs under its vivd policy's default (shell: 10 s) */
+    CHECK(eps[3].tool_timeout_ms == 10000, "shell deadline %ld", eps[3].tool_timeout_ms);
+    CHECK(eps[0].tool_timeout_ms == 1000, "python deadline %ld", eps[0].tool_timeout_ms);
     free(t0), free(t1);
     rl_episodes_free(eps, 8);
     rl_rollout_free(r);
