@@ -190,7 +190,19 @@ int main(int argc, char **argv) {
             int solved = 0;
             for (int i = 0; i < episodes; i++) solved += eps[i].end == RL_END_SOLUTION && eps[i].score.correct == 1;
             long errors = st.tool_errors + st.tool_lost + st.tool_timeouts;
-            if (solved != episodes || errors) bad++;
+            if (solved != episodes || errors) {
+                bad++;
+                fprintf(stderr, "  %ld tool errors, %ld lost, %ld timeouts, %d of %d solved\n", st.tool_errors,
+                        st.tool_lost, st.tool_timeouts, solved, episodes);
+                for (int i = 0; i < episodes; i++) /* show the first failure as the model saw it */
+                    if (eps[i].tool_errors + eps[i].tool_lost + eps[i].tool_timeouts > 0 || eps[i].end != RL_END_SOLUTION) {
+                        char *t = tok.decode(tok.ctx, eps[i].tokens + eps[i].prompt_tokens,
+                                             eps[i].n_tokens - eps[i].prompt_tokens);
+                        fprintf(stderr, "  episode %d (%s): %.2000s\n", i, rl_end_name(eps[i].end), t ? t : "");
+                        free(t);
+                        break;
+                    }
+            }
             double rate = episodes / (st.wall_ms / 1000);
             const char *name = m ? "sync" : "async";
             printf("%-6s %4d %9.2f %11.2f %9.1f%% %10.1f %8ld %7ld\n", name, r + 1, st.wall_ms / 1000, rate,

@@ -26,5 +26,11 @@ bin/vivd --socket "$tmp/vivd.sock" --log "$tmp/log" --max-sessions-per-peer 1024
 echo $! >"$tmp/pid"
 for _ in $(seq 100); do [ -S "$tmp/vivd.sock" ] && break; sleep 0.05; done
 echo "rollout benchmark: $(nproc) cores, $RUNS runs per mode"
+rc=0
 build/bench/rollout_bench --socket "$tmp/vivd.sock" --runs "$RUNS" --episodes 256 --group-size 8 \
-  --tool-turns 8 --max-batch 64 --step-us 1000 --call-us 5000 --json build/bench/rollout.jsonl "$@"
+  --tool-turns 8 --max-batch 64 --step-us 1000 --call-us 5000 --json build/bench/rollout.jsonl "$@" || rc=$?
+if [ "$rc" -ne 0 ]; then
+  cp "$tmp/log" build/bench/rollout-vivd.log
+  echo "some episodes failed (above); vivd's log: build/bench/rollout-vivd.log" >&2
+fi
+exit "$rc"
