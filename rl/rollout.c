@@ -28,19 +28,23 @@
  *   - Batch now or wait? Batching is nearly free for a GPU up to its
  *     capacity B (a decoding step costs about the same for 1 or B
  *     sequences), so a half-full batch wastes capacity. With k < B episodes
- *     ready, the engine predicts when each episode in a tool call will be
- *     back: elapsed time so far, the tool's recent latency samples
- *     conditioned on having already run that long, capped by its deadline.
- *     Two samples per call are kept: vivd's wall_ms (what the tool took,
- *     reported) and submit-to-answer as seen here (the tool plus vivd's
- *     queue, session start-up and transport), which is what predicts when
- *     an episode is back; the expected number back within t is the sum of
- *     P(back within t | still out after its elapsed time). Waiting t ms costs t ms of generator time; each of the m(t)
- *     episodes predicted back by t, if taken now, saves waiting for a later
- *     batch, worth about m(t)/B of one generate call (G, a moving average).
- *     The engine waits for the t that maximises m(t)*G/B - t, if positive and
- *     within fill_wait*G; otherwise it generates now. Any answer that arrives
- *     while waiting re-runs the decision.
+ *     ready, the engine estimates m(t), how many episodes now in a tool call
+ *     will be back within t ms: the sum over them of P(back within t | out
+ *     for e ms so far), from the tool's recent latency samples longer than
+ *     e, and 1 once its deadline falls within t. Two samples are kept per
+ *     call: vivd's wall_ms (what the tool itself took; reported) and
+ *     submit-to-answer as seen here (the tool plus vivd's queue, session
+ *     start-up and transport), which is what says when an episode is back
+ *     and so what the prediction uses. Waiting t ms costs t ms of generator
+ *     time; each episode taken into this batch instead of a later one saves
+ *     about G/B (G: a moving average of one generate call). The engine waits
+ *     for the t (on a 1-2000 ms grid, at most fill_wait*G) that maximises
+ *     m(t)*G/B - t if that is positive, else generates now; the wait ends
+ *     early if the batch fills.
+ *   - Sessions: each episode's Python session is opened when the step
+ *     starts, so jails start while first turns are generated. If vivd says
+ *     "busy" (its per-peer session cap), the engine takes the number it
+ *     holds as its own cap and episodes wait for one of its sessions to close.
  *   - Step completion: a group is complete when all its episodes ended
  *     (on_group_done fires then); the step returns when all groups are; a
  *     step deadline, if set, cuts the rest off (RL_END_STEP_DEADLINE).
@@ -48,8 +52,8 @@
  * Failure rules (every one stays with its episode):
  *   - tool deadline: vivd kills the job (a session call kills its session);
  *     the observation says so, the next Python call opens a fresh session.
- *   - vivd error (busy, sandbox_error, ...): error observation; busy on
- *     session_open retries for a while first.
+ *   - vivd error (busy, sandbox_error, ...): error observation (busy on
+ *     session_open waits for a session slot first, see above).
  *   - vivd gone: the client completes every pending call with
  *     "disconnected"; those episodes get an error observation and are marked
  *     infra_error; the engine reconnects (at most every 500 ms) and later
