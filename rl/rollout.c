@@ -46,8 +46,11 @@
  *     "busy" (its per-peer session cap), the engine takes the number it
  *     holds as its own cap and episodes wait for one of its sessions to close.
  *   - Step completion: a group is complete when all its episodes ended
- *     (on_group_done fires then); the step returns when all groups are; a
- *     step deadline, if set, cuts the rest off (RL_END_STEP_DEADLINE).
+ *     (on_group_done fires then); the step returns when all groups are, or,
+ *     with min_groups, as soon as that many are (oversampling: start more
+ *     groups than a step needs and keep the first to finish; the rest are
+ *     cut off, RL_END_STEP_DEADLINE, their groups incomplete); a step
+ *     deadline, if set, cuts the rest off too.
  *
  * Failure rules (every one stays with its episode):
  *   - tool deadline: vivd kills the job (a session call kills its session);
@@ -101,6 +104,7 @@ struct rl_rollout {
     int *group_left;
     struct rl_step_stats *st;
     double step_t0;
+    int groups_done;
 };
 
 static const char *const default_stop[] = {"</execute>", "</solution>", NULL};
@@ -312,8 +316,11 @@ static void ep_end(struct rl_rollout *r, struct rl_episode *e, int end) {
     if (r->env.score(r->env.ctx, e->task, e, &e->score) != 0) memset(&e->score, 0, sizeof e->score);
     r->active--;
     r->st->ends[end]++;
-    if (--r->group_left[e->group] == 0 && r->cfg.on_group_done)
-        r->cfg.on_group_done(r->cfg.on_group_arg, e->group, r->eps + e->group * r->group_size, r->group_size);
+    if (--r->group_left[e->group] == 0) {
+        r->groups_done++;
+        if (r->cfg.on_group_done)
+            r->cfg.on_group_done(r->cfg.on_group_arg, e->group, r->eps + e->group * r->group_size, r->group_size);
+    }
 }
 
 /* Encode text and append it with mask 0; false (episode ended) if there is
@@ -817,9 +824,14 @@ static int count_state(const struct rl_rollout *r, int state) {
     return n;
 }
 
+/* The step may end once cfg.min_groups groups are complete. */
+static bool enough_groups(const struct rl_rollout *r) {
+    return r->cfg.min_groups > 0 && r->groups_done >= r->cfg.min_groups;
+}
+
 static void step_async(struct rl_rollout *r, struct rl_episode **ready, double deadline) {
     double hold_until = -1; /* set while waiting to fill a batch */
-    while (r->active > 0) {
+    while (r->active > 0 && !enough_groups(r)) {
         poll_vivd(r, 0);
         start_waiting_sessions(r);
         if (deadline > 0 && mono_ms() >= deadline) return;
@@ -850,7 +862,7 @@ static void step_async(struct rl_rollout *r, struct rl_episode **ready, double d
 }
 
 static void step_sync(struct rl_rollout *r, struct rl_episode **ready, double deadline) {
-    while (r->active > 0) {
+    while (r->active > 0 && !enough_groups(r)) {
         if (deadline > 0 && mono_ms() >= deadline) return;
         /* generate for every ready episode, batch after batch */
         int k;
@@ -858,7 +870,7 @@ static void step_sync(struct rl_rollout *r, struct rl_episode **ready, double de
         /* then run every tool call and wait for all of them */
         for (int i = 0; i < r->neps; i++)
             if (r->eps[i].state == EP_PENDING_TOOL) submit_tool(r, &r->eps[i]);
-        while (count_state(r, EP_TOOL) + count_state(r, EP_WAIT_SESSION) > 0) {
+        while (count_state(r, EP_TOOL) + count_state(r, EP_WAIT_SESSION) > 0 && !enough_groups(r)) {
             if (deadline > 0 && mono_ms() >= deadline) return;
             start_waiting_sessions(r);
             poll_vivd(r, 100);
@@ -906,6 +918,7 @@ int rl_rollout_step(struct rl_rollout *r, const int *tasks, int ntasks, int grou
     st->groups = ntasks;
     double t0 = mono_ms();
     r->step_t0 = t0;
+    r->groups_done = 0;
     for (int g = 0; g < ntasks; g++) r->group_left[g] = group_size;
     for (int i = 0; i < n; i++) {
         struct rl_episode *e = &r->eps[i];
@@ -932,6 +945,7 @@ int rl_rollout_step(struct rl_rollout *r, const int *tasks, int ntasks, int grou
     double deadline = r->cfg.step_deadline_ms > 0 ? t0 + r->cfg.step_deadline_ms : 0;
     if (r->cfg.sync) step_sync(r, ready, deadline);
     else step_async(r, ready, deadline);
+    st->groups_complete = r->groups_done;
     for (int i = 0; i < n; i++)
         if (r->eps[i].state != EP_DONE) ep_end(r, &r->eps[i], RL_END_STEP_DEADLINE);
     free(ready);

@@ -242,6 +242,8 @@ struct rl_rollout_cfg {
     FILE *trace;                /* if set: a JSON line per generate call (batch, states) */
     bool no_preopen;            /* do not open each episode's session at the start of the step */
     double step_deadline_ms;    /* cut episodes off after this (0: none) */
+    int min_groups;             /* end the step once this many groups are complete, cutting
+                                 * the others off (0: wait for all) */
     /* called as each group of a step completes (all its episodes ended) */
     void (*on_group_done)(void *arg, int group, struct rl_episode *eps, int n);
     void *on_group_arg;
@@ -249,6 +251,7 @@ struct rl_rollout_cfg {
 
 struct rl_step_stats {
     int episodes, groups;
+    int groups_complete;        /* groups whose episodes all ended before the step did */
     double wall_ms;
     double gen_busy_ms;         /* time inside generate() */
     double gen_idle_frac;       /* 1 - gen_busy_ms / wall_ms */

@@ -521,6 +521,41 @@ static void test_group_callback_and_step_deadline(void) {
     rl_rollout_free(r);
 }
 
+/* Oversampling: 4 groups start, the step needs 2; the two slow groups are
+ * cut off (their sessions closed) as soon as the fast two are complete. */
+static void test_min_groups_ends_step(void) {
+    if (vivd_start() != 0) FAIL("vivd did not start");
+    static const char *const fast[] = {"<execute>print(1)</execute>", "<solution>42</solution>", NULL};
+    static const char *const slow[] = {"<execute>import time\ntime.sleep(20)</execute>", "<solution>42</solution>", NULL};
+    /* groups of 2: episodes 0-1 and 4-5 fast (groups 0, 2), 2-3 and 6-7 slow (groups 1, 3) */
+    struct script s = {.turns = {fast, fast, slow, slow}, .period = 4};
+    struct fixture f;
+    fixture_init(&f, &s, 8);
+    f.cfg.min_groups = 2;
+    char err[256];
+    struct rl_rollout *r = rl_rollout_new(&f.cfg, &f.gen, &f.tok, &f.env, err, sizeof err);
+    int tk[] = {0, 0, 0, 0};
+    struct rl_episode *eps;
+    struct rl_step_stats st;
+    CHECK(rl_rollout_step(r, tk, 4, 2, &eps, &st, err, sizeof err) == 0, "%s", err);
+    CHECK(st.groups_complete == 2 && st.wall_ms < 10000, "%d groups complete after %.0f ms", st.groups_complete,
+          st.wall_ms);
+    for (int i = 0; i < 8; i++) {
+        bool is_fast = (i / 2) % 2 == 0;
+        CHECK(eps[i].end == (is_fast ? RL_END_SOLUTION : RL_END_STEP_DEADLINE), "episode %d: %s", i,
+              rl_end_name(eps[i].end));
+    }
+    rl_episodes_free(eps, 8);
+    /* the next step runs normally on the same connection (the cut sessions were closed) */
+    s.turns[2] = s.turns[3] = fast;
+    CHECK(rl_rollout_step(r, tk, 4, 2, &eps, &st, err, sizeof err) == 0, "%s", err);
+    CHECK(st.groups_complete == 2 || st.groups_complete == 4, "second step: %d", st.groups_complete);
+    for (int i = 0; i < 8; i++)
+        if (eps[i].end == RL_END_SOLUTION) CHECK(eps[i].score.reward == 2 && eps[i].tool_errors == 0, "episode %d", i);
+    rl_episodes_free(eps, 8);
+    rl_rollout_free(r);
+}
+
 static void test_expected_remaining(void) {
     struct rl_lat_ring s = {0};
     /* samples 10, 20, ..., 100 ms */
@@ -553,6 +588,7 @@ int main(int argc, char **argv) {
         {"rollout_group_callback_and_step_deadline", test_group_callback_and_step_deadline},
         {"rollout_session_cap_waits", test_session_cap_waits},
         {"rollout_generation_overlaps_tools", test_generation_overlaps_tools},
+        {"rollout_min_groups_ends_step", test_min_groups_ends_step},
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
 }
