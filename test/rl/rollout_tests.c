@@ -549,7 +549,8 @@ static void test_min_groups_ends_step(void) {
     /* the next step runs normally on the same connection (the cut sessions were closed) */
     s.turns[2] = s.turns[3] = fast;
     CHECK(rl_rollout_step(r, tk, 4, 2, &eps, &st, err, sizeof err) == 0, "%s", err);
-    CHECK(st.groups_complete == 2 || st.groups_complete == 4, "second step: %d", st.groups_complete);
+    /* at least 2 (several groups can complete within one generate call) */
+    CHECK(st.groups_complete >= 2, "second step: %d", st.groups_complete);
     for (int i = 0; i < 8; i++)
         if (eps[i].end == RL_END_SOLUTION) CHECK(eps[i].score.reward == 2 && eps[i].tool_errors == 0, "episode %d", i);
     rl_episodes_free(eps, 8);
