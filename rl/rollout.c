@@ -28,24 +28,35 @@
  *   - Batch now or wait? Batching is nearly free for a GPU up to its
  *     capacity B (a decoding step costs about the same for 1 or B
  *     sequences), so a half-full batch wastes capacity. With k < B episodes
- *     ready, the engine predicts when each episode in a tool call will be
- *     back: elapsed time so far, the tool's recent latency samples (vivd's
- *     wall_ms) conditioned on having already run that long, capped by its
- *     deadline. Waiting t ms costs t ms of generator time; each of the m(t)
- *     episodes predicted back by t, if taken now, saves waiting for a later
- *     batch, worth about m(t)/B of one generate call (G, a moving average).
- *     The engine waits for the t that maximises m(t)*G/B - t, if positive and
- *     within fill_wait*G; otherwise it generates now. Any answer that arrives
- *     while waiting re-runs the decision.
+ *     ready, the engine estimates m(t), how many episodes now in a tool call
+ *     will be back within t ms: the sum over them of P(back within t | out
+ *     for e ms so far), from the tool's recent latency samples longer than
+ *     e, and 1 once its deadline falls within t. Two samples are kept per
+ *     call: vivd's wall_ms (what the tool itself took; reported) and
+ *     submit-to-answer as seen here (the tool plus vivd's queue, session
+ *     start-up and transport), which is what says when an episode is back
+ *     and so what the prediction uses. Waiting t ms costs t ms of generator
+ *     time; each episode taken into this batch instead of a later one saves
+ *     about G/B (G: a moving average of one generate call). The engine waits
+ *     for the t (on a 1-2000 ms grid, at most fill_wait*G) that maximises
+ *     m(t)*G/B - t if that is positive, else generates now; the wait ends
+ *     early if the batch fills.
+ *   - Sessions: each episode's Python session is opened when the step
+ *     starts, so jails start while first turns are generated. If vivd says
+ *     "busy" (its per-peer session cap), the engine takes the number it
+ *     holds as its own cap and episodes wait for one of its sessions to close.
  *   - Step completion: a group is complete when all its episodes ended
- *     (on_group_done fires then); the step returns when all groups are; a
- *     step deadline, if set, cuts the rest off (RL_END_STEP_DEADLINE).
+ *     (on_group_done fires then); the step returns when all groups are, or,
+ *     with min_groups, as soon as that many are (oversampling: start more
+ *     groups than a step needs and keep the first to finish; the rest are
+ *     cut off, RL_END_STEP_DEADLINE, their groups incomplete); a step
+ *     deadline, if set, cuts the rest off too.
  *
  * Failure rules (every one stays with its episode):
  *   - tool deadline: vivd kills the job (a session call kills its session);
  *     the observation says so, the next Python call opens a fresh session.
- *   - vivd error (busy, sandbox_error, ...): error observation; busy on
- *     session_open retries for a while first.
+ *   - vivd error (busy, sandbox_error, ...): error observation (busy on
+ *     session_open waits for a session slot first, see above).
  *   - vivd gone: the client completes every pending call with
  *     "disconnected"; those episodes get an error observation and are marked
  *     infra_error; the engine reconnects (at most every 500 ms) and later
@@ -81,6 +92,11 @@ struct rl_rollout {
     struct rl_tool_stats *stats;
     int nstats;
     double gen_ewma_ms;         /* G: moving average of one generate call */
+    struct policy_deadline {    /* vivd's policies: default and maximum deadline per tool */
+        char name[32];
+        long timeout_ms, timeout_ms_max;
+    } *pols;
+    int npols;
     int sessions_open;
     /* per step */
     struct rl_episode *eps;
@@ -88,6 +104,7 @@ struct rl_rollout {
     int *group_left;
     struct rl_step_stats *st;
     double step_t0;
+    int groups_done;
 };
 
 static const char *const default_stop[] = {"</execute>", "</solution>", NULL};
@@ -136,45 +153,49 @@ static struct rl_tool_stats *stats_for(struct rl_rollout *r, const char *tool) {
     return s;
 }
 
-static void stats_add(struct rl_tool_stats *s, double wall_ms) {
+static void ring_add(struct rl_lat_ring *r, double v) {
+    r->v[r->next] = v;
+    r->next = (r->next + 1) % RL_LAT_SAMPLES;
+    if (r->n < RL_LAT_SAMPLES) r->n++;
+}
+
+static void stats_add(struct rl_tool_stats *s, double wall_ms, double back_ms) {
     s->count++;
     s->mean_ms += (wall_ms - s->mean_ms) / (double)s->count;
     if (wall_ms > s->max_ms) s->max_ms = wall_ms;
-    s->samples[s->next] = wall_ms;
-    s->next = (s->next + 1) % RL_LAT_SAMPLES;
-    if (s->nsamples < RL_LAT_SAMPLES) s->nsamples++;
+    ring_add(&s->wall, wall_ms);
+    ring_add(&s->back, back_ms);
 }
 
-/* E[T - e | T > e] over recent samples T of this tool; with no sample
- * longer than e, the call is already unusually slow: guess it needs as long
- * again as it has run (at least 10 ms), within the deadline. With no samples
- * at all: 100 ms. */
-double rl_tool_expected_remaining(const struct rl_tool_stats *s, double elapsed_ms, double deadline_ms) {
+/* E[T - e | T > e] over the samples T; with no sample longer than e, the
+ * call is already unusually slow: guess it needs as long again as it has
+ * run (at least 10 ms), within the deadline. With no samples: 100 ms. */
+double rl_lat_expected_remaining(const struct rl_lat_ring *r, double elapsed_ms, double deadline_ms) {
     double sum = 0;
     int n = 0;
-    for (int i = 0; s && i < s->nsamples; i++)
-        if (s->samples[i] > elapsed_ms) sum += s->samples[i] - elapsed_ms, n++;
+    for (int i = 0; r && i < r->n; i++)
+        if (r->v[i] > elapsed_ms) sum += r->v[i] - elapsed_ms, n++;
     double rem;
     if (n) rem = sum / n;
-    else if (s && s->nsamples) rem = fmax(elapsed_ms, 10.0);
+    else if (r && r->n) rem = fmax(elapsed_ms, 10.0);
     else rem = 100.0;
     if (deadline_ms > 0 && elapsed_ms + rem > deadline_ms) rem = fmax(deadline_ms - elapsed_ms, 0.0);
     return rem;
 }
 
-/* P(T <= e + t | T > e) from the recent samples T of this tool; with no
- * sample longer than e, an exponential guess with mean max(e, 10 ms) (no
- * samples at all: mean 100 ms). 1 when the deadline falls within t. */
-double rl_tool_prob_back_within(const struct rl_tool_stats *s, double elapsed_ms, double t_ms, double deadline_ms) {
+/* P(T <= e + t | T > e) over the samples T; with no sample longer than e,
+ * an exponential guess with mean max(e, 10 ms) (no samples at all: mean
+ * 100 ms). 1 when the deadline falls within t. */
+double rl_lat_prob_within(const struct rl_lat_ring *r, double elapsed_ms, double t_ms, double deadline_ms) {
     if (deadline_ms > 0 && elapsed_ms + t_ms >= deadline_ms) return 1;
     int longer = 0, within = 0;
-    for (int i = 0; s && i < s->nsamples; i++)
-        if (s->samples[i] > elapsed_ms) {
+    for (int i = 0; r && i < r->n; i++)
+        if (r->v[i] > elapsed_ms) {
             longer++;
-            within += s->samples[i] <= elapsed_ms + t_ms;
+            within += r->v[i] <= elapsed_ms + t_ms;
         }
     if (longer) return (double)within / longer;
-    double mean = s && s->nsamples ? fmax(elapsed_ms, 10.0) : 100.0;
+    double mean = r && r->n ? fmax(elapsed_ms, 10.0) : 100.0;
     return 1 - exp(-t_ms / mean);
 }
 
@@ -183,13 +204,13 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-double rl_tool_quantile(const struct rl_tool_stats *s, double q) {
-    if (!s || s->nsamples == 0) return 0;
+double rl_lat_quantile(const struct rl_lat_ring *r, double q) {
+    if (!r || r->n == 0) return 0;
     double v[RL_LAT_SAMPLES];
-    memcpy(v, s->samples, (size_t)s->nsamples * sizeof *v);
-    qsort(v, (size_t)s->nsamples, sizeof *v, cmp_double);
-    int i = (int)(q * (s->nsamples - 1) + 0.5);
-    return v[i < 0 ? 0 : i >= s->nsamples ? s->nsamples - 1 : i];
+    memcpy(v, r->v, (size_t)r->n * sizeof *v);
+    qsort(v, (size_t)r->n, sizeof *v, cmp_double);
+    int i = (int)(q * (r->n - 1) + 0.5);
+    return v[i < 0 ? 0 : i >= r->n ? r->n - 1 : i];
 }
 
 const struct rl_tool_stats *rl_rollout_tool_stats(const struct rl_rollout *r, int *n) {
@@ -232,6 +253,7 @@ struct rl_rollout *rl_rollout_new(const struct rl_rollout_cfg *cfg, const struct
 void rl_rollout_free(struct rl_rollout *r) {
     if (!r) return;
     if (r->c) viv_close(r->c);
+    free(r->pols);
     free(r->stats);
     free(r->socket);
     free(r);
@@ -283,7 +305,6 @@ static void ep_end(struct rl_rollout *r, struct rl_episode *e, int end) {
         e->open_handle = 0;
         r->sessions_open--;
     }
-    if (e->state == EP_WAIT_SESSION || e->state == EP_PENDING_TOOL) rl_turn_clear(&e->pending);
     if (e->handle_kind == H_OPEN) r->sessions_open--; /* its answer, when it comes, is ignored */
     e->state = EP_DONE;
     e->end = end;
@@ -295,8 +316,11 @@ static void ep_end(struct rl_rollout *r, struct rl_episode *e, int end) {
     if (r->env.score(r->env.ctx, e->task, e, &e->score) != 0) memset(&e->score, 0, sizeof e->score);
     r->active--;
     r->st->ends[end]++;
-    if (--r->group_left[e->group] == 0 && r->cfg.on_group_done)
-        r->cfg.on_group_done(r->cfg.on_group_arg, e->group, r->eps + e->group * r->group_size, r->group_size);
+    if (--r->group_left[e->group] == 0) {
+        r->groups_done++;
+        if (r->cfg.on_group_done)
+            r->cfg.on_group_done(r->cfg.on_group_arg, e->group, r->eps + e->group * r->group_size, r->group_size);
+    }
 }
 
 /* Encode text and append it with mask 0; false (episode ended) if there is
@@ -332,6 +356,43 @@ static const struct rl_tool_cfg *tool_cfg(const struct rl_rollout *r, const char
     return NULL;
 }
 
+/* Ask vivd for its policies' deadlines (once per connection; waits up to
+ * 2 s): a tool configured without a timeout gets its policy's default, and
+ * a configured one is capped at the policy's maximum, as vivd would. */
+static void fetch_policies(struct rl_rollout *r) {
+    long h = viv_submit_op(r->c, "policies");
+    struct viv_response *resp = h > 0 ? viv_wait(r->c, h, 2000) : NULL;
+    if (!resp) return;
+    const cJSON *p;
+    free(r->pols);
+    r->pols = NULL;
+    r->npols = 0;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(resp->json, "policies")) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(p, "name");
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "timeout_ms");
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(p, "timeout_ms_max");
+        if (!cJSON_IsString(n) || !cJSON_IsNumber(t)) continue;
+        r->pols = realloc(r->pols, (size_t)(r->npols + 1) * sizeof *r->pols);
+        if (!r->pols) abort();
+        struct policy_deadline *d = &r->pols[r->npols++];
+        snprintf(d->name, sizeof d->name, "%s", n->valuestring);
+        d->timeout_ms = (long)t->valuedouble;
+        d->timeout_ms_max = cJSON_IsNumber(m) ? (long)m->valuedouble : 0;
+    }
+    viv_response_free(resp);
+}
+
+/* The deadline a call of this tool runs under (ms). */
+static long tool_deadline(const struct rl_rollout *r, const char *tool) {
+    const struct rl_tool_cfg *tc = tool_cfg(r, tool);
+    const struct policy_deadline *pd = NULL;
+    for (int i = 0; i < r->npols; i++)
+        if (strcmp(r->pols[i].name, tool) == 0) pd = &r->pols[i];
+    long t = tc && tc->timeout_ms > 0 ? tc->timeout_ms : pd ? pd->timeout_ms : r->cfg.default_timeout_ms;
+    if (pd && pd->timeout_ms_max > 0 && t > pd->timeout_ms_max) t = pd->timeout_ms_max;
+    return t;
+}
+
 /* The client, connecting if there is none (at most every 500 ms); NULL when
  * vivd cannot be reached. */
 static struct viv_client *client(struct rl_rollout *r) {
@@ -342,7 +403,10 @@ static struct viv_client *client(struct rl_rollout *r) {
     r->last_connect_ms = now;
     char err[256];
     r->c = viv_connect(r->socket, err, sizeof err);
-    if (r->c) viv_set_deadline_margin(r->c, 2000);
+    if (r->c) {
+        viv_set_deadline_margin(r->c, 2000);
+        fetch_policies(r);
+    }
     return r->c;
 }
 
@@ -398,9 +462,9 @@ static long submit_exec(struct rl_rollout *r, struct viv_client *c, struct rl_ep
  * first if its tool wants one). */
 static void submit_tool(struct rl_rollout *r, struct rl_episode *e) {
     const struct rl_tool_cfg *tc = tool_cfg(r, e->pending.tool);
-    e->tool_timeout_ms = tc && tc->timeout_ms > 0 ? tc->timeout_ms : r->cfg.default_timeout_ms;
-    e->tool_submit_ms = mono_ms();
+    if (e->state != EP_WAIT_SESSION) e->tool_submit_ms = mono_ms(); /* a retry keeps its first time */
     struct viv_client *c = client(r);
+    e->tool_timeout_ms = tool_deadline(r, e->pending.tool);
     if (!c) {
         deliver_local(r, e, RL_TOOL_LOST, "unreachable", "the sandbox daemon cannot be reached");
         return;
@@ -421,6 +485,7 @@ static void submit_tool(struct rl_rollout *r, struct rl_episode *e) {
             return;
         }
         h = viv_submit_session_open(c, e->pending.tool);
+        r->st->sessions_opened++;
         e->handle_kind = H_OPEN;
         if (h > 0) r->sessions_open++;
     } else {
@@ -498,9 +563,19 @@ static void handle_response(struct rl_rollout *r, struct viv_response *resp) {
         r->sessions_open--;
         e->handle = 0;
         e->handle_kind = H_NONE;
-        if (ecode && !strcmp(ecode, "busy") && mono_ms() - e->tool_submit_ms < 10000) {
-            e->state = EP_WAIT_SESSION; /* vivd's per-peer cap: retry when one of ours closes */
-            return;
+        if (ecode && !strcmp(ecode, "busy")) {
+            /* vivd's per-peer session cap. If we hold sessions, that is our
+             * cap from now on: wait for one of ours to close. If we hold
+             * none (others of our uid hold them), retry for 10 s. */
+            if (r->sessions_open > 0) {
+                if (r->cfg.max_sessions > r->sessions_open) r->cfg.max_sessions = r->sessions_open;
+                e->state = EP_WAIT_SESSION;
+                return;
+            }
+            if (mono_ms() - e->tool_submit_ms < 10000) {
+                e->state = EP_WAIT_SESSION;
+                return;
+            }
         }
         deliver_local(r, e, resp->local ? RL_TOOL_LOST : RL_TOOL_ERROR, ecode ? ecode : "session_open",
                       emsg ? emsg : "could not open a session");
@@ -516,7 +591,8 @@ static void handle_response(struct rl_rollout *r, struct viv_response *resp) {
         res.out = jstr(j, "stdout") ? jstr(j, "stdout") : "";
         res.err = jstr(j, "stderr") ? jstr(j, "stderr") : "";
         res.wall_ms = jnum(j, "wall_ms");
-        stats_add(s, res.wall_ms); /* a timed-out call counts at its deadline: that is what it cost */
+        /* a timed-out call counts at its deadline: that is what it cost */
+        stats_add(s, res.wall_ms, mono_ms() - e->tool_submit_ms);
         if (res.status == RL_TOOL_TIMEOUT) s->timeouts++;
     } else {
         res.status = resp->local ? RL_TOOL_LOST : RL_TOOL_ERROR;
@@ -647,7 +723,7 @@ static void trace_call(struct rl_rollout *r, double t0, double dt, int batch) {
     int n[EP_DONE + 1] = {0};
     for (int i = 0; i < r->neps; i++) n[r->eps[i].state]++;
     fprintf(r->cfg.trace,
-            "{\"t_ms\":%.1f,\"gen_ms\":%.1f,\"batch\":%d,\"ready_left\":%d,\"in_tool\":%d,\"wait_session\":%d,"
+            "{\"t_ms\":%.1f,\"gen_ms\":%.1f,\"batch\":%d,\"ready\":%d,\"in_tool\":%d,\"wait_session\":%d,"
             "\"done\":%d}\n",
             t0 - r->step_t0, dt, batch, n[EP_READY], n[EP_TOOL], n[EP_WAIT_SESSION], n[EP_DONE]);
 }
@@ -729,7 +805,7 @@ static double fill_wait_ms(struct rl_rollout *r, int k) {
         struct rl_tool_stats *s = stats_for(r, e->pending.tool);
         double elapsed = now - e->tool_submit_ms;
         for (int g = 0; g < ngrid; g++)
-            m[g] += rl_tool_prob_back_within(s, elapsed, wait_grid[g], (double)e->tool_timeout_ms);
+            m[g] += rl_lat_prob_within(&s->back, elapsed, wait_grid[g], (double)e->tool_timeout_ms);
     }
     double best_t = 0, best_gain = 0;
     for (int g = 0; g < ngrid; g++) {
@@ -748,9 +824,14 @@ static int count_state(const struct rl_rollout *r, int state) {
     return n;
 }
 
+/* The step may end once cfg.min_groups groups are complete. */
+static bool enough_groups(const struct rl_rollout *r) {
+    return r->cfg.min_groups > 0 && r->groups_done >= r->cfg.min_groups;
+}
+
 static void step_async(struct rl_rollout *r, struct rl_episode **ready, double deadline) {
     double hold_until = -1; /* set while waiting to fill a batch */
-    while (r->active > 0) {
+    while (r->active > 0 && !enough_groups(r)) {
         poll_vivd(r, 0);
         start_waiting_sessions(r);
         if (deadline > 0 && mono_ms() >= deadline) return;
@@ -781,7 +862,7 @@ static void step_async(struct rl_rollout *r, struct rl_episode **ready, double d
 }
 
 static void step_sync(struct rl_rollout *r, struct rl_episode **ready, double deadline) {
-    while (r->active > 0) {
+    while (r->active > 0 && !enough_groups(r)) {
         if (deadline > 0 && mono_ms() >= deadline) return;
         /* generate for every ready episode, batch after batch */
         int k;
@@ -789,7 +870,7 @@ static void step_sync(struct rl_rollout *r, struct rl_episode **ready, double de
         /* then run every tool call and wait for all of them */
         for (int i = 0; i < r->neps; i++)
             if (r->eps[i].state == EP_PENDING_TOOL) submit_tool(r, &r->eps[i]);
-        while (count_state(r, EP_TOOL) + count_state(r, EP_WAIT_SESSION) > 0) {
+        while (count_state(r, EP_TOOL) + count_state(r, EP_WAIT_SESSION) > 0 && !enough_groups(r)) {
             if (deadline > 0 && mono_ms() >= deadline) return;
             start_waiting_sessions(r);
             poll_vivd(r, 100);
@@ -811,6 +892,7 @@ static void preopen_sessions(struct rl_rollout *r) {
         if (e->state != EP_READY) continue;
         long h = viv_submit_session_open(c, tool);
         if (h <= 0) return;
+        r->st->sessions_opened++;
         e->open_handle = h;
         r->sessions_open++;
     }
@@ -836,6 +918,7 @@ int rl_rollout_step(struct rl_rollout *r, const int *tasks, int ntasks, int grou
     st->groups = ntasks;
     double t0 = mono_ms();
     r->step_t0 = t0;
+    r->groups_done = 0;
     for (int g = 0; g < ntasks; g++) r->group_left[g] = group_size;
     for (int i = 0; i < n; i++) {
         struct rl_episode *e = &r->eps[i];
@@ -862,6 +945,7 @@ int rl_rollout_step(struct rl_rollout *r, const int *tasks, int ntasks, int grou
     double deadline = r->cfg.step_deadline_ms > 0 ? t0 + r->cfg.step_deadline_ms : 0;
     if (r->cfg.sync) step_sync(r, ready, deadline);
     else step_async(r, ready, deadline);
+    st->groups_complete = r->groups_done;
     for (int i = 0; i < n; i++)
         if (r->eps[i].state != EP_DONE) ep_end(r, &r->eps[i], RL_END_STEP_DEADLINE);
     free(ready);

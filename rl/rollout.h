@@ -192,26 +192,33 @@ struct rl_episode {
 /* ---- tool latency statistics ------------------------------------------------ */
 
 #define RL_LAT_SAMPLES 256
+struct rl_lat_ring {            /* the most recent RL_LAT_SAMPLES latencies (ms) */
+    double v[RL_LAT_SAMPLES];
+    int n, next;
+};
 struct rl_tool_stats {
     char name[32];
     long count, timeouts, errors;
-    double mean_ms, max_ms;
-    double samples[RL_LAT_SAMPLES]; /* ring of recent wall_ms */
-    int nsamples, next;
+    double mean_ms, max_ms;     /* vivd's wall_ms */
+    struct rl_lat_ring wall;    /* vivd's wall_ms: what the tool itself took */
+    struct rl_lat_ring back;    /* submit -> answer as the engine saw it: the tool plus
+                                 * vivd's queue, session start and transport. The
+                                 * scheduler predicts from these. */
 };
-/* Expected remaining time (ms) of a call of this tool that has already run
- * elapsed_ms, from recent samples longer than elapsed; deadline_ms caps it. */
-double rl_tool_expected_remaining(const struct rl_tool_stats *s, double elapsed_ms, double deadline_ms);
-/* P(back within t_ms | still running after elapsed_ms), from recent samples. */
-double rl_tool_prob_back_within(const struct rl_tool_stats *s, double elapsed_ms, double t_ms, double deadline_ms);
-/* A quantile (0..1) of the recent samples; 0 when none. */
-double rl_tool_quantile(const struct rl_tool_stats *s, double q);
+/* Expected remaining time (ms) of a call that has already run elapsed_ms,
+ * from the samples longer than that; deadline_ms (> 0) caps it. */
+double rl_lat_expected_remaining(const struct rl_lat_ring *r, double elapsed_ms, double deadline_ms);
+/* P(done within t_ms more | still running after elapsed_ms). */
+double rl_lat_prob_within(const struct rl_lat_ring *r, double elapsed_ms, double t_ms, double deadline_ms);
+/* A quantile (0..1) of the samples; 0 when none. */
+double rl_lat_quantile(const struct rl_lat_ring *r, double q);
 
 /* ---- the engine ---------------------------------------------------------------- */
 
 struct rl_tool_cfg {
     const char *name;           /* vivd policy name */
-    long timeout_ms;            /* the per-call deadline sent to vivd */
+    long timeout_ms;            /* the per-call deadline sent to vivd (0: the vivd policy's
+                                 * default); capped at the policy's timeout_ms_max */
     bool session;               /* run in a per-episode vivd session (Python state persists) */
 };
 
@@ -223,7 +230,7 @@ struct rl_rollout_cfg {
     int max_turn_tokens;        /* new tokens per turn (default 4096) */
     int max_parse_failures;     /* default 2 */
     int max_sessions;           /* vivd sessions open at once (default 256) */
-    long default_timeout_ms;    /* tools not in `tools` (default 30000) */
+    long default_timeout_ms;    /* tools neither in `tools` nor known to vivd (default 30000) */
     const struct rl_tool_cfg *tools;
     int ntools;
     bool sync;                  /* baseline: generate for all, run all tools, wait for all */
@@ -235,6 +242,8 @@ struct rl_rollout_cfg {
     FILE *trace;                /* if set: a JSON line per generate call (batch, states) */
     bool no_preopen;            /* do not open each episode's session at the start of the step */
     double step_deadline_ms;    /* cut episodes off after this (0: none) */
+    int min_groups;             /* end the step once this many groups are complete, cutting
+                                 * the others off (0: wait for all) */
     /* called as each group of a step completes (all its episodes ended) */
     void (*on_group_done)(void *arg, int group, struct rl_episode *eps, int n);
     void *on_group_arg;
@@ -242,12 +251,13 @@ struct rl_rollout_cfg {
 
 struct rl_step_stats {
     int episodes, groups;
+    int groups_complete;        /* groups whose episodes all ended before the step did */
     double wall_ms;
     double gen_busy_ms;         /* time inside generate() */
     double gen_idle_frac;       /* 1 - gen_busy_ms / wall_ms */
     long gen_calls, gen_requests, gen_tokens;
     long tool_calls, tool_errors, tool_timeouts, tool_lost;
-    long sessions_opened;
+    long sessions_opened;       /* session_open requests sent (retries after "busy" included) */
     double mean_batch;
     double reward_mean, correct_mean;
     int ends[RL_END_STEP_DEADLINE + 1];

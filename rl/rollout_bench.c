@@ -190,7 +190,19 @@ int main(int argc, char **argv) {
             int solved = 0;
             for (int i = 0; i < episodes; i++) solved += eps[i].end == RL_END_SOLUTION && eps[i].score.correct == 1;
             long errors = st.tool_errors + st.tool_lost + st.tool_timeouts;
-            if (solved != episodes || errors) bad++;
+            if (solved != episodes || errors) {
+                bad++;
+                fprintf(stderr, "  %ld tool errors, %ld lost, %ld timeouts, %d of %d solved\n", st.tool_errors,
+                        st.tool_lost, st.tool_timeouts, solved, episodes);
+                for (int i = 0; i < episodes; i++) /* show the first failure as the model saw it */
+                    if (eps[i].tool_errors + eps[i].tool_lost + eps[i].tool_timeouts > 0 || eps[i].end != RL_END_SOLUTION) {
+                        char *t = tok.decode(tok.ctx, eps[i].tokens + eps[i].prompt_tokens,
+                                             eps[i].n_tokens - eps[i].prompt_tokens);
+                        fprintf(stderr, "  episode %d (%s): %.2000s\n", i, rl_end_name(eps[i].end), t ? t : "");
+                        free(t);
+                        break;
+                    }
+            }
             double rate = episodes / (st.wall_ms / 1000);
             const char *name = m ? "sync" : "async";
             printf("%-6s %4d %9.2f %11.2f %9.1f%% %10.1f %8ld %7ld\n", name, r + 1, st.wall_ms / 1000, rate,
@@ -209,9 +221,12 @@ int main(int argc, char **argv) {
                 int nt;
                 const struct rl_tool_stats *ts = rl_rollout_tool_stats(ro, &nt);
                 for (int i = 0; i < nt; i++)
-                    fprintf(stderr, "  latency %s: n=%ld mean %.0f ms p50 %.0f ms p90 %.0f ms max %.0f ms\n", ts[i].name,
-                            ts[i].count, ts[i].mean_ms, rl_tool_quantile(&ts[i], 0.5), rl_tool_quantile(&ts[i], 0.9),
-                            ts[i].max_ms);
+                    fprintf(stderr,
+                            "  latency %s: n=%ld vivd wall_ms mean %.0f p50 %.0f p90 %.0f max %.0f; "
+                            "submit-to-answer p50 %.0f p90 %.0f (last %d)\n",
+                            ts[i].name, ts[i].count, ts[i].mean_ms, rl_lat_quantile(&ts[i].wall, 0.5),
+                            rl_lat_quantile(&ts[i].wall, 0.9), ts[i].max_ms, rl_lat_quantile(&ts[i].back, 0.5),
+                            rl_lat_quantile(&ts[i].back, 0.9), ts[i].back.n);
             }
             rl_episodes_free(eps, episodes);
             rl_rollout_free(ro);

@@ -7,6 +7,7 @@
  * failing test left behind). Built with ASan + UBSan.
  */
 #define _GNU_SOURCE
+#include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
@@ -36,6 +37,8 @@ static int can_connect(const char *path) {
     return ok;
 }
 
+static const char *vivd_sessions = "512";
+
 static int vivd_start(void) {
     const char *bin = getenv("VIVD") ? getenv("VIVD") : "bin/vivd";
     if (!tmpdir[0]) {
@@ -50,7 +53,7 @@ static int vivd_start(void) {
     if (vivd_pid == 0) {
         int fd = open("/dev/null", O_RDWR);
         dup2(fd, 0), dup2(fd, 1), dup2(fd, 2);
-        execl(bin, bin, "--socket", sock_path, "--log", log, "--max-sessions-per-peer", "512", (char *)NULL);
+        execl(bin, bin, "--socket", sock_path, "--log", log, "--max-sessions-per-peer", vivd_sessions, (char *)NULL);
         _exit(99);
     }
     for (int i = 0; i < 500; i++) {
@@ -204,10 +207,14 @@ static void test_episodes_complete_with_session_state(void) {
         free(text);
     }
     CHECK(st.ends[RL_END_SOLUTION] == 8 && st.tool_calls == 12 && st.tool_errors == 0, "stats: %ld calls", st.tool_calls);
+    CHECK(eps[0].tool_timeout_ms == 5000, "configured deadline: %ld", eps[0].tool_timeout_ms);
     int ns;
     const struct rl_tool_stats *ts = rl_rollout_tool_stats(r, &ns);
     CHECK(ns >= 2, "tool stats for python and shell: %d", ns);
-    for (int i = 0; i < ns; i++) CHECK(ts[i].count > 0 && ts[i].mean_ms > 0, "%s latency not recorded", ts[i].name);
+    for (int i = 0; i < ns; i++)
+        CHECK(ts[i].count > 0 && ts[i].mean_ms > 0 && ts[i].wall.n == ts[i].count && ts[i].back.n == ts[i].count &&
+                  rl_lat_quantile(&ts[i].back, 0.5) >= rl_lat_quantile(&ts[i].wall, 0.5),
+              "%s latency not recorded", ts[i].name);
     rl_episodes_free(eps, 8);
     rl_rollout_free(r);
 }
@@ -221,12 +228,13 @@ static void test_failures_stay_with_their_episode(void) {
                                        "<execute>print(x)</execute>", "<solution>42</solution>", NULL};
     static const char *const boom[] = {"<execute>raise ValueError('boom')</execute>", "<solution>42</solution>", NULL};
     static const char *const okay[] = {"<execute>print(6*7)</execute>", "<solution>42</solution>", NULL};
-    struct script s = {.turns = {slow, boom, okay, okay, okay, okay, okay, okay}, .period = 8};
+    static const char *const sh[] = {"<execute>#!BASH\necho 42</execute>", "<solution>42</solution>", NULL};
+    struct script s = {.turns = {slow, boom, okay, sh, okay, okay, okay, okay}, .period = 8};
     struct fixture f;
     fixture_init(&f, &s, 8);
-    static const struct rl_tool_cfg short_tools[] = {{"python", 1000, true}};
+    static const struct rl_tool_cfg short_tools[] = {{"python", 1000, true}, {"shell", 0, false}};
     f.cfg.tools = short_tools;
-    f.cfg.ntools = 1;
+    f.cfg.ntools = 2;
     f.fg.fail_episode = 2;
     char err[256];
     struct rl_rollout *r = rl_rollout_new(&f.cfg, &f.gen, &f.tok, &f.env, err, sizeof err);
@@ -246,6 +254,9 @@ static void test_failures_stay_with_their_episode(void) {
               rl_end_name(eps[i].end), eps[i].score.reward);
         CHECK(eps[i].tool_errors == 0 && eps[i].tool_timeouts == 0, "episode %d saw errors", i);
     }
+    /* a tool configured without a deadline runs under its vivd policy's default (shell: 10 s) */
+    CHECK(eps[3].tool_timeout_ms == 10000, "shell deadline %ld", eps[3].tool_timeout_ms);
+    CHECK(eps[0].tool_timeout_ms == 1000, "python deadline %ld", eps[0].tool_timeout_ms);
     free(t0), free(t1);
     rl_episodes_free(eps, 8);
     rl_rollout_free(r);
@@ -407,6 +418,75 @@ static void test_sync_and_async_same_trajectories(void) {
     rl_episodes_free(ec, 24);
 }
 
+/* vivd allows 2 sessions per peer; 6 episodes want one each: the engine
+ * learns the cap from "busy" and the rest wait their turn, no error. */
+static void test_session_cap_waits(void) {
+    vivd_sessions = "2";
+    int rc = vivd_start();
+    vivd_sessions = "512";
+    if (rc != 0) FAIL("vivd did not start");
+    static const char *const t[] = {"<execute>import time\nx = 41\ntime.sleep(0.2)</execute>",
+                                    "<execute>print(x + 1)</execute>", "<solution>42</solution>", NULL};
+    struct script s = {.turns = {t}, .period = 1};
+    struct fixture f;
+    fixture_init(&f, &s, 8);
+    char err[256];
+    struct rl_rollout *r = rl_rollout_new(&f.cfg, &f.gen, &f.tok, &f.env, err, sizeof err);
+    CHECK(r, "%s", err);
+    int tk[] = {0, 0};
+    struct rl_episode *eps;
+    struct rl_step_stats st;
+    CHECK(rl_rollout_step(r, tk, 2, 3, &eps, &st, err, sizeof err) == 0, "%s", err);
+    for (int i = 0; i < 6; i++) {
+        char *text = episode_text(&eps[i]);
+        CHECK(eps[i].score.reward == 2 && eps[i].tool_errors == 0 && strstr(text, "<observation>42\n</observation>"),
+              "episode %d: %s", i, text);
+        free(text);
+    }
+    CHECK(st.wall_ms > 3 * 200, "6 episodes ran in %.0f ms with 2 sessions", st.wall_ms);
+    /* 6 pre-opens (4 busy), then each waiting episode retries only when a slot frees */
+    CHECK(st.sessions_opened <= 16, "%ld session_open requests: retrying in a loop", st.sessions_opened);
+    rl_episodes_free(eps, 6);
+    rl_rollout_free(r);
+}
+
+/* The engine's trace: in async mode the generator works while tool calls
+ * are in flight; in the synchronous baseline it never does. */
+static void test_generation_overlaps_tools(void) {
+    if (vivd_start() != 0) FAIL("vivd did not start");
+    static const char *const t[] = {"<execute>import time\ntime.sleep(0.3)</execute>", "<solution>42</solution>", NULL};
+    struct script s = {.turns = {t}, .period = 1};
+    for (int mode = 0; mode < 2; mode++) {
+        struct fixture f;
+        fixture_init(&f, &s, 4);
+        f.cfg.sync = mode == 1;
+        f.cfg.trace = tmpfile();
+        char err[256];
+        struct rl_rollout *r = rl_rollout_new(&f.cfg, &f.gen, &f.tok, &f.env, err, sizeof err);
+        int tk[] = {0, 0, 0, 0};
+        struct rl_episode *eps;
+        struct rl_step_stats st;
+        CHECK(rl_rollout_step(r, tk, 4, 4, &eps, &st, err, sizeof err) == 0, "%s", err);
+        rewind(f.cfg.trace);
+        char line[512];
+        int calls = 0, overlapped = 0;
+        while (fgets(line, sizeof line, f.cfg.trace)) {
+            cJSON *o = cJSON_Parse(line);
+            CHECK(o, "trace line is not JSON: %s", line);
+            calls++;
+            overlapped += cJSON_GetObjectItem(o, "in_tool")->valueint > 0 && cJSON_GetObjectItem(o, "batch")->valueint > 0;
+            cJSON_Delete(o);
+        }
+        fclose(f.cfg.trace);
+        CHECK(calls == st.gen_calls && calls >= 8, "%d trace lines for %ld calls", calls, st.gen_calls);
+        if (mode == 0) CHECK(overlapped > 0, "async: no generate call while a tool ran");
+        else CHECK(overlapped == 0, "sync: %d generate calls while tools ran", overlapped);
+        for (int i = 0; i < 16; i++) CHECK(eps[i].score.reward == 2, "episode %d", i);
+        rl_episodes_free(eps, 16);
+        rl_rollout_free(r);
+    }
+}
+
 static int groups_seen[8], group_calls;
 static void on_group(void *arg, int group, struct rl_episode *eps, int n) {
     group_calls++;
@@ -441,17 +521,58 @@ static void test_group_callback_and_step_deadline(void) {
     rl_rollout_free(r);
 }
 
+/* Oversampling: 4 groups start, the step needs 2; the two slow groups are
+ * cut off (their sessions closed) as soon as the fast two are complete. */
+static void test_min_groups_ends_step(void) {
+    if (vivd_start() != 0) FAIL("vivd did not start");
+    static const char *const fast[] = {"<execute>print(1)</execute>", "<solution>42</solution>", NULL};
+    static const char *const slow[] = {"<execute>import time\ntime.sleep(20)</execute>", "<solution>42</solution>", NULL};
+    /* groups of 2: episodes 0-1 and 4-5 fast (groups 0, 2), 2-3 and 6-7 slow (groups 1, 3) */
+    struct script s = {.turns = {fast, fast, slow, slow}, .period = 4};
+    struct fixture f;
+    fixture_init(&f, &s, 8);
+    f.cfg.min_groups = 2;
+    char err[256];
+    struct rl_rollout *r = rl_rollout_new(&f.cfg, &f.gen, &f.tok, &f.env, err, sizeof err);
+    int tk[] = {0, 0, 0, 0};
+    struct rl_episode *eps;
+    struct rl_step_stats st;
+    CHECK(rl_rollout_step(r, tk, 4, 2, &eps, &st, err, sizeof err) == 0, "%s", err);
+    CHECK(st.groups_complete == 2 && st.wall_ms < 10000, "%d groups complete after %.0f ms", st.groups_complete,
+          st.wall_ms);
+    for (int i = 0; i < 8; i++) {
+        bool is_fast = (i / 2) % 2 == 0;
+        CHECK(eps[i].end == (is_fast ? RL_END_SOLUTION : RL_END_STEP_DEADLINE), "episode %d: %s", i,
+              rl_end_name(eps[i].end));
+    }
+    rl_episodes_free(eps, 8);
+    /* the next step runs normally on the same connection (the cut sessions were closed) */
+    s.turns[2] = s.turns[3] = fast;
+    CHECK(rl_rollout_step(r, tk, 4, 2, &eps, &st, err, sizeof err) == 0, "%s", err);
+    /* at least 2 (several groups can complete within one generate call) */
+    CHECK(st.groups_complete >= 2, "second step: %d", st.groups_complete);
+    for (int i = 0; i < 8; i++)
+        if (eps[i].end == RL_END_SOLUTION) CHECK(eps[i].score.reward == 2 && eps[i].tool_errors == 0, "episode %d", i);
+    rl_episodes_free(eps, 8);
+    rl_rollout_free(r);
+}
+
 static void test_expected_remaining(void) {
-    struct rl_tool_stats s = {0};
+    struct rl_lat_ring s = {0};
     /* samples 10, 20, ..., 100 ms */
-    for (int i = 1; i <= 10; i++) s.samples[s.nsamples++] = 10.0 * i;
+    for (int i = 1; i <= 10; i++) s.v[s.n++] = 10.0 * i;
     /* after 0 ms: mean of all = 55; after 55 ms: samples 60..100 -> mean 80 - 55 = 25 */
-    CHECK(fabs(rl_tool_expected_remaining(&s, 0, 0) - 55) < 1e-9, "%g", rl_tool_expected_remaining(&s, 0, 0));
-    CHECK(fabs(rl_tool_expected_remaining(&s, 55, 0) - 25) < 1e-9, "%g", rl_tool_expected_remaining(&s, 55, 0));
+    CHECK(fabs(rl_lat_expected_remaining(&s, 0, 0) - 55) < 1e-9, "%g", rl_lat_expected_remaining(&s, 0, 0));
+    CHECK(fabs(rl_lat_expected_remaining(&s, 55, 0) - 25) < 1e-9, "%g", rl_lat_expected_remaining(&s, 55, 0));
     /* past every sample: as long again as it has run; capped by the deadline */
-    CHECK(fabs(rl_tool_expected_remaining(&s, 150, 0) - 150) < 1e-9, "past all");
-    CHECK(fabs(rl_tool_expected_remaining(&s, 150, 200) - 50) < 1e-9, "deadline cap");
-    CHECK(rl_tool_quantile(&s, 0.5) == 60 && rl_tool_quantile(&s, 1.0) == 100, "quantiles %g", rl_tool_quantile(&s, 0.5));
+    CHECK(fabs(rl_lat_expected_remaining(&s, 150, 0) - 150) < 1e-9, "past all");
+    CHECK(fabs(rl_lat_expected_remaining(&s, 150, 200) - 50) < 1e-9, "deadline cap");
+    CHECK(rl_lat_quantile(&s, 0.5) == 60 && rl_lat_quantile(&s, 1.0) == 100, "quantiles %g", rl_lat_quantile(&s, 0.5));
+    /* P(back within t | out for e): after 55 ms, 5 samples remain (60..100); 2 are <= 75 */
+    CHECK(fabs(rl_lat_prob_within(&s, 55, 20, 0) - 0.4) < 1e-9, "%g", rl_lat_prob_within(&s, 55, 20, 0));
+    CHECK(rl_lat_prob_within(&s, 0, 100, 0) == 1 && rl_lat_prob_within(&s, 0, 5, 0) == 0, "bounds");
+    CHECK(rl_lat_prob_within(&s, 90, 20, 100) == 1, "the deadline falls within t");
+    CHECK(fabs(rl_lat_prob_within(&s, 200, 200, 0) - (1 - exp(-1))) < 1e-9, "past all: exponential guess");
 }
 
 int main(int argc, char **argv) {
@@ -466,6 +587,9 @@ int main(int argc, char **argv) {
         {"rollout_vivd_killed_mid_step", test_vivd_killed_mid_step},
         {"rollout_sync_async_chunked_same_trajectories", test_sync_and_async_same_trajectories},
         {"rollout_group_callback_and_step_deadline", test_group_callback_and_step_deadline},
+        {"rollout_session_cap_waits", test_session_cap_waits},
+        {"rollout_generation_overlaps_tools", test_generation_overlaps_tools},
+        {"rollout_min_groups_ends_step", test_min_groups_ends_step},
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
 }
