@@ -74,7 +74,9 @@ bin/viv: $(MUSL_OBJ)
 	@mkdir -p bin
 	$(MUSL_CC) -static -o $@ $(MUSL_OBJ) $(MUSL_LIBS)
 
-VIVD_OBJ := $(filter-out $(BUILD)/musl/rl/viv.o,$(MUSL_OBJ)) $(BUILD)/musl/sandbox/vivd_main.o
+# vivd is the sandbox alone: none of envs/, model/ or rl/ is linked into it
+VIVD_OBJ := $(patsubst %.c,$(BUILD)/musl/%.o,$(SANDBOX_SRC)) $(BUILD)/musl/policies_embedded.o \
+            $(BUILD)/musl/zygote_driver.o $(BUILD)/musl/policies_bpf.o $(BUILD)/musl/sandbox/vivd_main.o
 bin/vivd: $(VIVD_OBJ)
 	@mkdir -p bin
 	$(MUSL_CC) -static -o $@ $(VIVD_OBJ) $(MUSL_LIBS)
