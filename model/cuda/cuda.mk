@@ -1,0 +1,80 @@
+# model/cuda/cuda.mk - the CUDA backend and bin/viv-cuda (included by the top
+# Makefile, before its static build rules).
+#
+#   bin/viv       static musl, no CUDA: `viv cuda` and `viv gen --device cuda`
+#                 say so (model/cuda/cmd_cuda.c is built without VIV_CUDA)
+#   bin/viv-cuda  the same viv, glibc, with model/cuda linked in (-DVIV_CUDA)
+#
+# bin/viv-cuda links the CUDA runtime statically (libcudart_static.a) and
+# loads the driver's libcuda at run time. cuBLASLt and NCCL are linked
+# dynamically because this toolkit ships them only as shared libraries (no
+# libcublasLt_static.a / libnccl_static.a under /usr/local/cuda); the binary
+# carries an rpath to $(CUDA_HOME)/lib64. MPI (Debian's libopenmpi) and cJSON
+# are shared too; libseccomp and libcap are linked from their static archives.
+#
+# Everything here is skipped when nvcc is missing (HAVE_NVCC empty): CI
+# machines without the toolkit build and test exactly as before.
+VIV_SRC += model/cuda/cmd_cuda.c
+HEADERS += model/cuda/cmd_cuda.h model/cuda/qwen3_cuda.h
+
+CUDA_HOME ?= /usr/local/cuda
+NVCC ?= $(CUDA_HOME)/bin/nvcc
+HAVE_NVCC := $(shell test -x $(NVCC) && echo 1)
+# Hopper (H100/H200) machine code plus compute_90 PTX, which newer GPUs JIT.
+# One real architecture keeps the CI compile cheap; add e.g.
+# CUDA_ARCH="-gencode arch=compute_80,code=sm_80 ..." for A100s.
+CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+
+# Data parallel needs MPI (mpicc from libopenmpi-dev) and nccl.h; without
+# either, dist.cu builds as a world of one (VIV_DIST=0).
+MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
+HAVE_NCCL := $(shell test -f $(CUDA_HOME)/include/nccl.h && echo 1)
+VIV_DIST ?= $(if $(and $(MPI_LIBS),$(HAVE_NCCL)),1,0)
+DIST_LIBS := $(if $(filter 1,$(VIV_DIST)),$(MPI_LIBS) -lnccl)
+
+CUDA_SRC := model/cuda/kernels.cu model/cuda/attention.cu model/cuda/matmul.cu model/cuda/qwen3_cuda.cu \
+            model/cuda/infer.cu model/cuda/dist.cu
+CUDA_OBJ := $(patsubst %.cu,$(BUILD)/cuda/%.o,$(CUDA_SRC))
+CUDA_HDR := $(wildcard model/cuda/*.cuh) model/cuda/qwen3_cuda.h $(wildcard model/*.h)
+NVCC_FLAGS := -std=c++17 -O3 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter -DVIV_DIST=$(VIV_DIST) -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX \
+              $(if $(filter 1,$(VIV_DIST)),$(MPI_CFLAGS))
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static $(DIST_LIBS) \
+             -lstdc++ -ldl -lrt -lpthread -lm
+
+$(BUILD)/cuda/%.o: %.cu $(CUDA_HDR)
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
+
+# viv's C sources again, for glibc and with VIV_CUDA (cmd_gen.c, cmd_cuda.c
+# switch on it). The object list is the musl build's, read after the whole
+# Makefile (secondary expansion), so new layers join automatically.
+.SECONDEXPANSION:
+CUDA_HOST_CFLAGS = $(CFLAGS_COMMON) -DVIV_CUDA
+CUDA_HOST_OBJ = $(patsubst $(BUILD)/musl/%,$(BUILD)/cudahost/%,$(MUSL_OBJ))
+
+$(BUILD)/cudahost/%.o: %.c $$(HEADERS)
+	@mkdir -p $(@D)
+	gcc $(CUDA_HOST_CFLAGS) -c $< -o $@
+
+$(BUILD)/cudahost/%.o: $(BUILD)/%.c
+	@mkdir -p $(@D)
+	gcc $(CUDA_HOST_CFLAGS) -c $< -o $@
+
+bin/viv-cuda: $$(CUDA_HOST_OBJ) $(CUDA_OBJ)
+	@mkdir -p bin
+	g++ -o $@ $(CUDA_HOST_OBJ) $(CUDA_OBJ) -l:libseccomp.a -l:libcap.a -lcjson $(CUDA_LIBS)
+
+# test/gpu: the CPU model (plain gcc -O2: the comparisons run real
+# numerics on the CPU side too) against the CUDA objects.
+GPU_TEST_SRC := test/gpu/gpu_tests.c model/config.c model/safetensors.c model/kernels.c model/qwen3.c \
+                model/qwen3_infer.c model/adamw.c model/sample.c sandbox/util.c
+$(BUILD)/test/gpu_tests: $(GPU_TEST_SRC) test/harness.h $(CUDA_OBJ) $(CUDA_HDR)
+	@mkdir -p $(@D)
+	gcc -std=gnu11 -O2 -g $(WARN) -o $@ $(GPU_TEST_SRC) $(CUDA_OBJ) -lcjson $(CUDA_LIBS)
+
+cuda: $(if $(HAVE_NVCC),bin/viv-cuda $(BUILD)/test/gpu_tests)
+ifeq ($(HAVE_NVCC),1)
+tests: bin/viv-cuda $(BUILD)/test/gpu_tests
+endif
+.PHONY: cuda

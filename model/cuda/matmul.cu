@@ -1,0 +1,85 @@
+/*
+ * matmul.cu - the model's matrix products through cuBLASLt (see ops.cuh).
+ *
+ * cuBLASLt is column-major; a row-major X[r, c] is the column-major matrix
+ * X' of shape (c x r). So the row-major product D = op(A) . op(B) [M, N] is
+ * computed as the column-major D' (N x M) = op(B)' . op(A)': cuBLASLt's
+ * first operand is our B and its second our A.
+ *   B not transposed (stored [K, N]) = column-major (N x K), ld N, op N
+ *   B transposed     (stored [N, K]) = column-major (K x N), ld K, op T
+ *   A not transposed (stored [M, K]) = column-major (K x M), ld K, op N
+ *   A transposed     (stored [K, M]) = column-major (M x K), ld M, op T
+ * bf16 inputs, fp32 compute (CUBLAS_COMPUTE_32F), D and C bf16 or fp32.
+ */
+#include "ops.cuh"
+
+#include <stdio.h>
+
+#define WORKSPACE (32u << 20) /* cuBLASLt asks for up to 32 MiB on Hopper */
+
+int mm_ctx_init(struct mm_ctx *c, char *err, size_t errlen) {
+    c->lt = NULL;
+    c->workspace = NULL;
+    c->workspace_size = 0;
+    cublasStatus_t s = cublasLtCreate(&c->lt);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        snprintf(err, errlen, "cublasLtCreate: status %d", (int)s);
+        return -1;
+    }
+    cudaError_t e = cudaMalloc(&c->workspace, WORKSPACE);
+    if (e != cudaSuccess) {
+        snprintf(err, errlen, "cuBLASLt workspace: %s", cudaGetErrorString(e));
+        cublasLtDestroy(c->lt);
+        c->lt = NULL;
+        return -1;
+    }
+    c->workspace_size = WORKSPACE;
+    return 0;
+}
+
+void mm_ctx_free(struct mm_ctx *c) {
+    if (c->workspace) cudaFree(c->workspace);
+    if (c->lt) cublasLtDestroy(c->lt);
+    c->workspace = NULL;
+    c->lt = NULL;
+}
+
+int mm(struct mm_ctx *c, cudaStream_t st, void *D, int d_f32, const bf16 *A, int ta, const bf16 *B, int tb, int M,
+       int N, int K, float beta, const void *C) {
+    cublasLtMatmulDesc_t op = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasOperation_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N; /* cuBLASLt's A is our B */
+    cublasOperation_t opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cudaDataType_t dt = d_f32 ? CUDA_R_32F : CUDA_R_16BF;
+    float alpha = 1.0f;
+    int rc = -1, found = 0;
+    cublasLtMatmulHeuristicResult_t heur;
+    if (cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS) goto out;
+    if (cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa) != CUBLAS_STATUS_SUCCESS ||
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb) != CUBLAS_STATUS_SUCCESS)
+        goto out;
+    /* layouts before the op: rows x cols (column-major), leading dimension */
+    if (cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, tb ? K : N, tb ? N : K, tb ? K : N) != CUBLAS_STATUS_SUCCESS ||
+        cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, ta ? M : K, ta ? K : M, ta ? M : K) != CUBLAS_STATUS_SUCCESS ||
+        cublasLtMatrixLayoutCreate(&lc, dt, N, M, N) != CUBLAS_STATUS_SUCCESS)
+        goto out;
+    if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) goto out;
+    if (cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->workspace_size,
+                                             sizeof c->workspace_size) != CUBLAS_STATUS_SUCCESS)
+        goto out;
+    if (cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, lc, lc, pref, 1, &heur, &found) != CUBLAS_STATUS_SUCCESS ||
+        found == 0)
+        goto out;
+    if (cublasLtMatmul(c->lt, op, &alpha, B, la, A, lb, &beta, C ? C : D, lc, D, lc, &heur.algo, c->workspace,
+                       c->workspace_size, st) != CUBLAS_STATUS_SUCCESS)
+        goto out;
+    rc = 0;
+out:
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (op) cublasLtMatmulDescDestroy(op);
+    return rc;
+}
