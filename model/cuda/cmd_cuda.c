@@ -6,6 +6,9 @@
  *                                 loss, tokens/s and MFU per step (run it under
  *                                 mpirun -np N for N GPUs)
  *   viv cuda decode-bench [opts]  batched decode of many sequences with the KV cache
+ *   viv cuda logits --model DIR --ids 1,2,3 --out FILE [--device cpu|cuda]
+ *                                 raw fp32 logits [n, V] of one sequence (for
+ *                                 test/gpu/check_transformers.sh)
  *
  * Model: --model DIR (Hugging Face directory) or --config config.json
  * (random init, std 0.02, --seed). Results: one JSON object per line on
@@ -36,6 +39,7 @@ int cmd_cuda(int argc, char **argv) {
 #include <time.h>
 
 #include "../../sandbox/util.h"
+#include "../cmds.h"
 #include "qwen3_cuda.h"
 
 static double now_s(void) {
@@ -45,7 +49,7 @@ static double now_s(void) {
 }
 
 struct bench_opts {
-    const char *model, *config, *jsonl;
+    const char *model, *config, *jsonl, *save;
     int batch, seq, steps, recompute, seqs, prompt, gen;
     double lr, peak_tflops;
     unsigned long long seed;
@@ -79,8 +83,10 @@ static void usage(FILE *f) {
     fprintf(f, "usage: viv cuda info\n"
                "       viv cuda train-bench (--model DIR | --config FILE) [--batch B] [--seq T] [--steps N]\n"
                "                            [--recompute] [--lr X] [--seed S] [--peak-tflops F] [--jsonl FILE]\n"
+               "                            [--save DIR]   (rank 0 writes the trained model, fp32 safetensors)\n"
                "       viv cuda decode-bench (--model DIR | --config FILE) [--seqs N] [--prompt P] [--gen G]\n"
                "                            [--seed S] [--jsonl FILE]\n"
+               "       viv cuda logits --model DIR --ids 1,2,3 --out FILE [--device cpu|cuda]\n"
                "train-bench runs data-parallel over MPI + NCCL when started by mpirun/srun (one rank per GPU).\n");
 }
 
@@ -93,6 +99,7 @@ static int parse(int argc, char **argv, struct bench_opts *o) {
         if (!strcmp(a, "--model") && v) o->model = v, i++;
         else if (!strcmp(a, "--config") && v) o->config = v, i++;
         else if (!strcmp(a, "--jsonl") && v) o->jsonl = v, i++;
+        else if (!strcmp(a, "--save") && v) o->save = v, i++;
         else if (!strcmp(a, "--recompute")) o->recompute = 1;
         else if (!strcmp(a, "--batch")) bad = int_arg(a, v, 1, 1 << 16, &o->batch), i++;
         else if (!strcmp(a, "--seq")) bad = int_arg(a, v, 2, 1 << 20, &o->seq), i++;
@@ -213,6 +220,14 @@ static int train_bench(const struct bench_opts *o, int argc, char **argv) {
             emit(o, line);
         }
     }
+    if (o->save && rank == 0) {
+        if (qwen3_cuda_to_host(g, m)) goto out;
+        if (qwen3_save(m, o->save, ST_F32, err, sizeof err)) {
+            fprintf(stderr, "viv cuda: %s\n", err);
+            goto out;
+        }
+        fprintf(stderr, "viv cuda: saved the trained model to %s\n", o->save);
+    }
     rc = 0;
 out:
     if (rc) fprintf(stderr, "viv cuda: rank %d: %s\n", rank, qwen3_cuda_error(g));
@@ -298,6 +313,62 @@ out:
     return rc;
 }
 
+/* Logits of one sequence, fp32 little-endian [n, V], written atomically. */
+static int logits_cmd(int argc, char **argv) {
+    const char *model = NULL, *ids_s = NULL, *out = NULL, *device = "cuda";
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--model")) model = argv[i + 1];
+        else if (!strcmp(argv[i], "--ids")) ids_s = argv[i + 1];
+        else if (!strcmp(argv[i], "--out")) out = argv[i + 1];
+        else if (!strcmp(argv[i], "--device")) device = argv[i + 1];
+        else return fprintf(stderr, "viv cuda logits: unknown option '%s'\n", argv[i]), 2;
+    }
+    if (!model || !ids_s || !out || (strcmp(device, "cpu") && strcmp(device, "cuda")))
+        return fprintf(stderr, "viv cuda logits: --model, --ids and --out are required; --device cpu|cuda\n"), 2;
+    int32_t *ids = NULL;
+    int n = parse_id_list(ids_s, &ids);
+    if (n < 0) return fprintf(stderr, "viv cuda logits: --ids must be a comma-separated list of token ids\n"), 2;
+    char err[512];
+    struct qwen3 *m = qwen3_load(model, err, sizeof err);
+    if (!m) {
+        free(ids);
+        return fprintf(stderr, "viv cuda logits: %s\n", err), 1;
+    }
+    int V = m->cfg.vocab_size, rc = 1;
+    float *lg = NULL;
+    struct qwen3_cuda *g = NULL;
+    if (!strcmp(device, "cpu")) {
+        if (isnan(qwen3_forward(m, ids, NULL, NULL, 1, n))) {
+            fprintf(stderr, "viv cuda logits: bad ids for this model\n");
+            goto done;
+        }
+        lg = qwen3_logits(m);
+    } else {
+        struct qwen3_cuda_opts co = {.device = 0};
+        g = qwen3_cuda_create(m, &co, err, sizeof err);
+        if (!g) {
+            fprintf(stderr, "viv cuda logits: %s\n", err);
+            goto done;
+        }
+        lg = xmalloc((size_t)n * V * sizeof *lg);
+        if (isnan(qwen3_cuda_forward(g, ids, NULL, NULL, 1, n)) || qwen3_cuda_logits(g, lg)) {
+            fprintf(stderr, "viv cuda logits: %s\n", qwen3_cuda_error(g));
+            goto done;
+        }
+    }
+    if (write_file_atomic(out, lg, (size_t)n * V * sizeof *lg)) {
+        fprintf(stderr, "viv cuda logits: %s: %s\n", out, strerror(errno));
+        goto done;
+    }
+    rc = 0;
+done:
+    if (g) free(lg);
+    qwen3_cuda_free(g);
+    qwen3_free(m);
+    free(ids);
+    return rc;
+}
+
 int cmd_cuda(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
@@ -306,13 +377,14 @@ int cmd_cuda(int argc, char **argv) {
     if (!strcmp(argv[1], "info")) {
         char why[256] = "", name[256];
         int n = qwen3_cuda_device_count(why, sizeof why);
-        printf("CUDA devices: %d%s%s\n", n, n ? "" : " (", n ? "" : why);
-        if (!n) printf(")\n");
+        if (n) printf("CUDA devices: %d\n", n);
+        else printf("CUDA devices: 0 (%s)\n", why);
         for (int i = 0; i < n; i++)
             if (!qwen3_cuda_device_name(i, name, sizeof name)) printf("  %d: %s\n", i, name);
         printf("data parallel (MPI + NCCL): %s\n", qwen3_dist_compiled() ? "built in" : "not built in");
         return 0;
     }
+    if (!strcmp(argv[1], "logits")) return logits_cmd(argc, argv);
     struct bench_opts o;
     if (!strcmp(argv[1], "train-bench")) {
         if (parse(argc, argv, &o)) return 2;

@@ -40,7 +40,7 @@ CUDA_HDR := $(wildcard model/cuda/*.cuh) model/cuda/qwen3_cuda.h $(wildcard mode
 NVCC_FLAGS := -std=c++17 -O3 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter -DVIV_DIST=$(VIV_DIST) -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX \
               $(if $(filter 1,$(VIV_DIST)),$(MPI_CFLAGS))
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static $(DIST_LIBS) \
-             -lstdc++ -ldl -lrt -lpthread -lm
+             -static-libstdc++ -static-libgcc -lstdc++ -ldl -lrt -lpthread -lm
 
 $(BUILD)/cuda/%.o: %.cu $(CUDA_HDR)
 	@mkdir -p $(@D)
