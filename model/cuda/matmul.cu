@@ -44,6 +44,15 @@ void mm_ctx_free(struct mm_ctx *c) {
     c->lt = NULL;
 }
 
+/* Largest power of two (<= 256) dividing the address: the heuristic is told
+ * how aligned each operand really is (it assumes 256 bytes otherwise, and a
+ * weight slice inside the parameter block may be less aligned). */
+static uint32_t align_of(const void *p) {
+    uint32_t a = 256;
+    while (a > 1 && ((uintptr_t)p % a)) a >>= 1;
+    return a;
+}
+
 int mm(struct mm_ctx *c, cudaStream_t st, void *D, int d_f32, const bf16 *A, int ta, const bf16 *B, int tb, int M,
        int N, int K, float beta, const void *C) {
     cublasLtMatmulDesc_t op = NULL;
@@ -68,6 +77,14 @@ int mm(struct mm_ctx *c, cudaStream_t st, void *D, int d_f32, const bf16 *A, int
     if (cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->workspace_size,
                                              sizeof c->workspace_size) != CUBLAS_STATUS_SUCCESS)
         goto out;
+    {
+        uint32_t aa = align_of(B), ab = align_of(A), ac = align_of(C ? C : D), ad = align_of(D);
+        if (cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa, sizeof aa) ||
+            cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab, sizeof ab) ||
+            cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ac, sizeof ac) ||
+            cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ad, sizeof ad))
+            goto out;
+    }
     if (cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, lc, lc, pref, 1, &heur, &found) != CUBLAS_STATUS_SUCCESS ||
         found == 0)
         goto out;

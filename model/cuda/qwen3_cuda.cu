@@ -101,8 +101,11 @@ extern "C" struct qwen3_cuda *qwen3_cuda_create(const struct qwen3 *cpu, const s
     g->cfg = cpu->cfg;
     g->n_params = cpu->n_params;
     g->recompute = o ? o->recompute : 0;
-    if (cpu->cfg.head_dim > 256 || cpu->cfg.head_dim % 2) {
-        snprintf(err, errlen, "cuda: head_dim %d not supported (even, <= 256)", cpu->cfg.head_dim);
+    /* attention keeps a head in per-lane registers (<= 256); RMSNorm backward
+     * keeps a row's dw in shared memory (<= 12288 floats of 48 KiB) */
+    if (cpu->cfg.head_dim > 256 || cpu->cfg.head_dim % 2 || cpu->cfg.hidden_size > 12288) {
+        snprintf(err, errlen, "cuda: head_dim %d / hidden_size %d not supported (head_dim even and <= 256, "
+                 "hidden_size <= 12288)", cpu->cfg.head_dim, cpu->cfg.hidden_size);
         free(g);
         return NULL;
     }
@@ -277,9 +280,11 @@ static int ensure_acts(struct qwen3_cuda *g, int B, int T) {
         g->acts_bytes = need;
     }
     plan(&g->cfg, B, T, g->recompute, &g->a, g->acts_mem);
-    if (T != g->rope_T) {
+    /* the table's place in the block depends on B and T: refill on any change */
+    if (T != g->cap_T || B != g->cap_B) {
         if (upload_rope(g, g->a.rope_cos, g->a.rope_sin, T)) return -1;
-        g->rope_T = T;
+        g->cap_B = B;
+        g->cap_T = T;
     }
     g->B = B;
     g->T = T;
@@ -573,7 +578,11 @@ extern "C" float qwen3_cuda_adamw_step(struct qwen3_cuda *g, float *lr_out) {
 }
 
 extern "C" int qwen3_cuda_to_host(struct qwen3_cuda *g, struct qwen3 *cpu) {
-    if (cpu->n_params != g->n_params || memcmp(&cpu->cfg, &g->cfg, sizeof g->cfg))
+    const struct qwen3_config *a = &cpu->cfg, *b = &g->cfg;
+    if (cpu->n_params != g->n_params || a->vocab_size != b->vocab_size || a->hidden_size != b->hidden_size ||
+        a->num_layers != b->num_layers || a->intermediate_size != b->intermediate_size ||
+        a->num_heads != b->num_heads || a->num_kv_heads != b->num_kv_heads || a->head_dim != b->head_dim ||
+        a->tie_word_embeddings != b->tie_word_embeddings)
         return gfail(g, "to_host: the CPU model has a different config");
     if (cudaMemcpy(cpu->params, g->params, g->n_params * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
         return gcheck(g, "weights to host");

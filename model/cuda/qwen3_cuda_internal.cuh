@@ -61,7 +61,7 @@ struct qwen3_cuda {
     struct adamw_config opt;
     long opt_step;
     /* last forward */
-    int B, T, cap_B, cap_T, rope_T, has_forward;
+    int B, T, cap_B, cap_T, has_forward; /* cap_B/cap_T: the shape the rope table was laid out for */
     char *acts_mem;
     size_t acts_bytes;
     struct acts a;

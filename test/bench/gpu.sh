@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test/bench/gpu.sh - the CUDA backend's speed on a Qwen3-0.6B shape, side by
 # side with PyTorch on the same GPU in the same run:
-#   train   forward + backward + AdamW, random tokens, B x T (default 8 x 2048):
+#   train   forward + backward + AdamW, random tokens, B x T (default 4 x 2048):
 #           ours (bin/viv-cuda cuda train-bench: bf16 weights/activations,
 #           fp32 masters) vs transformers' Qwen3ForCausalLM with
 #           torch.optim.AdamW (fused) under bf16 autocast (sdpa attention);
@@ -18,7 +18,7 @@
 # NOTE: written without access to a GPU; no figures have been measured yet.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-B=${1:-8}; T=${2:-2048}; STEPS=${3:-10}
+B=${1:-4}; T=${2:-2048}; STEPS=${3:-10}
 VIV=${VIV:-bin/viv-cuda}
 PY=${PY:-python3}
 [ -x "$VIV" ] || { echo "gpu.sh: $VIV missing: run ./build.sh --cuda" >&2; exit 2; }

@@ -6,7 +6,7 @@
  * embeddings), the same weights on both sides. Tolerances are relative and
  * per tensor, sized for bf16 (8 bits of mantissa, ~0.4% per rounding, a few
  * roundings deep): logits max-error 3% of the largest |logit|, gradients
- * 6% in L2 norm per tensor, AdamW trajectories 2% in loss.
+ * 6% in L2 norm per tensor, AdamW trajectories 2% in loss and 3% in weights.
  *
  * Every test that needs a GPU reports "skip - ...: no CUDA device" when
  * there is none; one test (no_device_refused) checks the opposite, that
@@ -219,7 +219,7 @@ static void test_adamw_tracks(void) {
     make_batch(B, T, V, 13, ids, tg);
     struct adamw_config ac;
     adamw_defaults(&ac);
-    ac.lr = 3e-3f;
+    ac.lr = 1e-3f;
     ac.warmup_steps = 2;
     struct adamw opt;
     CHECK(!adamw_init(&opt, &ac, m->n_params), "adamw");
@@ -252,8 +252,13 @@ static void test_adamw_tracks(void) {
     CHECK(!rc, "a CUDA step failed");
     for (int s = 0; s < 6; s++) CHECK(fabsf(lg[s] - lc[s]) <= 0.02f * lc[s], "step %d loss cuda %.5f cpu %.5f", s, lg[s], lc[s]);
     CHECK(lc[5] < lc[0], "the CPU run did not learn (%.4f -> %.4f)", lc[0], lc[5]);
+    CHECK(lg[5] < lg[0], "the CUDA run did not learn (%.4f -> %.4f)", lg[0], lg[5]);
     CHECK(fabsf(ng - nc) <= 0.06f * nc, "grad norm cuda %.5f cpu %.5f", ng, nc);
-    CHECK(we < 0.02, "weights after 6 steps: L2 rel err %.4f", we);
+    /* Adam's first steps move every weight by about +-lr whatever the size of
+     * its gradient, so weights whose gradient is near zero can step apart;
+     * 3% of the weights' norm leaves room for that and still catches a wrong
+     * update (a wrong sign or bias correction moves far more). */
+    CHECK(we < 0.03, "weights after 6 steps: L2 rel err %.4f", we);
 }
 
 /* Batched decode with the KV cache: three slots fed interleaved, prompt
