@@ -78,3 +78,35 @@ ifeq ($(HAVE_NVCC),1)
 tests: bin/viv-cuda $(BUILD)/test/gpu_tests
 endif
 .PHONY: cuda
+
+# test/gpu/hostsim: the same gpu_tests.c against model/cuda's host code
+# (qwen3_cuda.cu, infer.cu, dist.cu without MPI) compiled as plain C++ with
+# the stand-in headers and kernels of test/gpu/hostsim. Needs no nvcc and
+# no GPU, so it builds and runs everywhere; it checks the orchestration and
+# the tolerances, not the CUDA kernels (see hostsim.cc).
+HOSTSIM_CXX ?= $(shell command -v g++ || command -v clang++)
+HOSTSIM_FLAGS := -O2 -g -Wall -Wextra -Wno-unused-parameter -Wshadow -Itest/gpu/hostsim -DVIV_DIST=0
+HOSTSIM_CU_OBJ := $(patsubst model/cuda/%.cu,$(BUILD)/hostsim/%.o,model/cuda/qwen3_cuda.cu model/cuda/infer.cu model/cuda/dist.cu)
+HOSTSIM_C_SRC := $(filter %.c,$(GPU_TEST_SRC))
+HOSTSIM_C_OBJ := $(patsubst %.c,$(BUILD)/hostsim/c/%.o,$(HOSTSIM_C_SRC))
+
+$(BUILD)/hostsim/%.o: model/cuda/%.cu $(CUDA_HDR) $(wildcard test/gpu/hostsim/*.h)
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -std=c++17 $(HOSTSIM_FLAGS) -x c++ -c $< -o $@
+
+$(BUILD)/hostsim/hostsim.o: test/gpu/hostsim/hostsim.cc model/cuda/ops.cuh $(wildcard test/gpu/hostsim/*.h)
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -std=c++17 $(HOSTSIM_FLAGS) -c $< -o $@
+
+$(BUILD)/hostsim/c/%.o: %.c $(CUDA_HDR) test/harness.h
+	@mkdir -p $(@D)
+	gcc -std=gnu11 -O2 -g $(WARN) -DVIV_HOSTSIM -Itest/gpu/hostsim -c $< -o $@
+
+$(BUILD)/test/gpu_hostsim_tests: $(HOSTSIM_C_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hostsim/hostsim.o
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -o $@ $^ -lcjson -lm -lpthread
+
+# clang++ comes with the clang build.sh installs; g++ is preferred when present
+ifneq ($(HOSTSIM_CXX),)
+EXTRA_TESTS += $(BUILD)/test/gpu_hostsim_tests
+endif

@@ -6,7 +6,7 @@
  * embeddings), the same weights on both sides. Tolerances are relative and
  * per tensor, sized for bf16 (8 bits of mantissa, ~0.4% per rounding, a few
  * roundings deep): logits max-error 3% of the largest |logit|, gradients
- * 6% in L2 norm per tensor, AdamW trajectories 2% in loss and 3% in weights.
+ * 6% in L2 norm per tensor, AdamW trajectories 2% in loss and 1% in weights.
  *
  * Every test that needs a GPU reports "skip - ...: no CUDA device" when
  * there is none; one test (no_device_refused) checks the opposite, that
@@ -14,10 +14,14 @@
  * skipped when a device is present. Built -O2 without sanitizers: the CPU
  * side runs real numerics and ASan does not see device memory anyway.
  *
- * As committed, these have only ever run on a machine WITHOUT a GPU.
+ * As committed, these have only ever run on a machine WITHOUT a GPU: there,
+ * only built with -DVIV_HOSTSIM against test/gpu/hostsim (the host code of
+ * model/cuda with its kernels re-done as plain loops), which checks the
+ * orchestration and tolerances but not the CUDA kernels.
  */
 #define _GNU_SOURCE
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 
 #include "../../model/adamw.h"
@@ -106,6 +110,18 @@ static struct qwen3_cuda *to_gpu(const struct qwen3 *m, int recompute) {
 
 enum { B = 2, T = 24 };
 
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(const char *fmt, ...) { /* measured errors, with VIV_TEST_VERBOSE=1 */
+    if (!getenv("VIV_TEST_VERBOSE")) return;
+    va_list ap;
+    va_start(ap, fmt);
+    printf("# ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+}
+
+#ifndef VIV_HOSTSIM
 static void test_no_device_refused(void) {
     if (have_gpu()) SKIP("a CUDA device is present; this checks the no-device path");
     struct qwen3 *m = make_model(0, 1);
@@ -117,6 +133,7 @@ static void test_no_device_refused(void) {
     CHECK(!g, "qwen3_cuda_create succeeded without a device");
     CHECK(strstr(err, "no CUDA device") != NULL, "unclear error: %s", err);
 }
+#endif
 
 static void check_forward(int tied) {
     struct qwen3 *m = make_model(tied, 11 + tied);
@@ -134,6 +151,7 @@ static void check_forward(int tied) {
     free(logits);
     qwen3_cuda_free(g);
     qwen3_free(m);
+    note("forward tied=%d: loss cuda %.5f cpu %.5f, logits %.2e, logprobs %.2e", tied, lg, lc, e, elp);
     CHECK(!rc, "copy down failed");
     CHECK(isfinite(lg) && fabsf(lg - lc) <= 0.02f * fabsf(lc), "loss cuda %.5f cpu %.5f", lg, lc);
     CHECK(e < 0.03, "logits max rel err %.4f", e);
@@ -150,8 +168,10 @@ static void test_forward_tied(void) {
     check_forward(1);
 }
 
-/* Gradients tensor by tensor (each layer's slice separately). */
-static void check_grads(int tied, int recompute, int use_coef) {
+/* Gradients tensor by tensor (each layer's slice separately). With twice,
+ * a second batch's backward accumulates onto the first's (no zero_grad in
+ * between), as gradient accumulation over micro-batches does. */
+static void check_grads_n(int tied, int recompute, int use_coef, int twice) {
     struct qwen3 *m = make_model(tied, 21 + tied);
     CHECK(m, "model");
     int V = m->cfg.vocab_size;
@@ -159,15 +179,22 @@ static void check_grads(int tied, int recompute, int use_coef) {
     float mask[B * T], coef[B * T];
     make_batch(B, T, V, 9, ids, tg);
     for (int i = 0; i < B * T; i++) mask[i] = 0.5f + (float)(i % 3), coef[i] = (float)((i * 37) % 11 - 5) / 5.0f;
+    int32_t ids2[B * T], tg2[B * T];
+    make_batch(B, T, V, 10, ids2, tg2);
     qwen3_forward(m, ids, tg, mask, B, T);
     qwen3_zero_grad(m);
     if (use_coef) qwen3_backward_logprobs(m, coef);
     else qwen3_backward(m);
+    if (twice) {
+        qwen3_forward(m, ids2, tg2, NULL, B, T);
+        qwen3_backward(m);
+    }
     struct qwen3_cuda *g = to_gpu(m, recompute);
     CHECK(g, "create");
     float lg = qwen3_cuda_forward(g, ids, tg, mask, B, T);
     qwen3_cuda_zero_grad(g);
     int rc = use_coef ? qwen3_cuda_backward_logprobs(g, coef) : qwen3_cuda_backward(g);
+    if (!rc && twice) rc = isnan(qwen3_cuda_forward(g, ids2, tg2, NULL, B, T)) || qwen3_cuda_backward(g);
     float *gg = malloc(m->n_params * sizeof(float));
     if (!rc) rc = qwen3_cuda_grads_to_host(g, gg);
     char why[512] = "";
@@ -184,9 +211,17 @@ static void check_grads(int tied, int recompute, int use_coef) {
     snprintf(name, sizeof name, "%s", worst_name);
     free(gg);
     qwen3_free(m);
+    note("grads tied=%d recompute=%d coef=%d twice=%d: worst %s %.2e", tied, recompute, use_coef, twice, name, worst);
     CHECK(!rc, "backward: %s", why);
     CHECK(isfinite(lg), "loss %f", lg);
     CHECK(worst < 0.06, "gradient of %s: L2 rel err %.4f", name, worst);
+}
+
+static void check_grads(int tied, int recompute, int use_coef) { check_grads_n(tied, recompute, use_coef, 0); }
+
+static void test_grads_accumulate(void) {
+    NEED_GPU();
+    check_grads_n(1, 1, 0, 1);
 }
 
 static void test_grads_untied(void) {
@@ -249,6 +284,8 @@ static void test_adamw_tracks(void) {
     qwen3_free(back);
     adamw_free(&opt);
     qwen3_free(m);
+    note("adamw: losses cpu %.4f..%.4f cuda %.4f..%.4f, norms %.4f/%.4f, weights %.2e", lc[0], lc[5], lg[0], lg[5],
+         nc, ng, we);
     CHECK(!rc, "a CUDA step failed");
     for (int s = 0; s < 6; s++) CHECK(fabsf(lg[s] - lc[s]) <= 0.02f * lc[s], "step %d loss cuda %.5f cpu %.5f", s, lg[s], lc[s]);
     CHECK(lc[5] < lc[0], "the CPU run did not learn (%.4f -> %.4f)", lc[0], lc[5]);
@@ -256,9 +293,9 @@ static void test_adamw_tracks(void) {
     CHECK(fabsf(ng - nc) <= 0.06f * nc, "grad norm cuda %.5f cpu %.5f", ng, nc);
     /* Adam's first steps move every weight by about +-lr whatever the size of
      * its gradient, so weights whose gradient is near zero can step apart;
-     * 3% of the weights' norm leaves room for that and still catches a wrong
+     * 1% of the weights' norm (the host stand-in measures 0.1%) leaves room for that and still catches a wrong
      * update (a wrong sign or bias correction moves far more). */
-    CHECK(we < 0.03, "weights after 6 steps: L2 rel err %.4f", we);
+    CHECK(we < 0.01, "weights after 6 steps: L2 rel err %.4f", we);
 }
 
 /* Batched decode with the KV cache: three slots fed interleaved, prompt
@@ -306,6 +343,7 @@ static void test_kv_decode(void) {
     qwen3_cuda_kv_free(kg);
     qwen3_cuda_free(g);
     qwen3_free(m);
+    note("kv decode: worst %.2e", worst);
     CHECK(!rc, "kv forward: %s", err);
     CHECK(len_ok, "slot length");
     CHECK(worst < 0.03, "decode logits max rel err %.4f", worst);
@@ -334,19 +372,23 @@ static void test_kv_matches_forward(void) {
     qwen3_cuda_kv_free(kv);
     qwen3_cuda_free(g);
     qwen3_free(m);
+    note("kv vs forward: %.2e", e);
     CHECK(!rc, "%s", err);
     CHECK(e < 0.02, "cache vs training forward: max rel err %.4f", e);
 }
 
 int main(int argc, char **argv) {
     static const struct test_case tests[] = {
+#ifndef VIV_HOSTSIM /* the stand-in always has its one "device" */
         {"no_device_refused", test_no_device_refused},
+#endif
         {"forward_untied", test_forward_untied},
         {"forward_tied", test_forward_tied},
         {"grads_untied", test_grads_untied},
         {"grads_tied", test_grads_tied},
         {"grads_recompute", test_grads_recompute},
         {"grads_logprob_coef", test_grads_logprob_coef},
+        {"grads_accumulate", test_grads_accumulate},
         {"adamw_tracks", test_adamw_tracks},
         {"kv_decode_batched", test_kv_decode},
         {"kv_matches_forward", test_kv_matches_forward},

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # test/gpu/run.sh - the CUDA backend (model/cuda).
 #
+# On any machine: the CPU-vs-CUDA comparisons of gpu_tests.c run against
+# model/cuda's host code with the kernels simulated on the CPU (hostsim).
 # On any machine with nvcc (/usr/local/cuda/bin/nvcc):
 #   - the CUDA objects, bin/viv-cuda and build/test/gpu_tests compile and link
 #   - bin/viv-cuda links the CUDA runtime statically and resolves every library
@@ -35,6 +37,19 @@ if [ -x bin/viv ]; then
   check "bin/viv gen checks --device" 2 'must be cpu or cuda' bin/viv gen --device tpu --model x --prompt-ids 1
 else
   echo "not ok - bin/viv is missing (make all)"; fail=1
+fi
+
+# model/cuda's host code (layout, matmul shapes, backward wiring, AdamW, KV
+# cache) with its kernels done as plain host loops (test/gpu/hostsim): the
+# CPU-vs-CUDA comparisons, runnable without nvcc or a GPU. The CUDA kernels
+# themselves are not exercised by this.
+if [ -x build/test/gpu_hostsim_tests ]; then
+  build/test/gpu_hostsim_tests | sed -E 's/^(ok|not ok|skip) - /\1 - hostsim: /'
+  [ "${PIPESTATUS[0]}" = 0 ] || fail=1
+elif ! command -v g++ >/dev/null && ! command -v clang++ >/dev/null; then
+  echo "skip - hostsim: no C++ compiler (g++ or clang++) to build it"
+else
+  echo "not ok - hostsim: build/test/gpu_hostsim_tests missing (make tests)"; fail=1
 fi
 
 if [ ! -x "$NVCC" ]; then
