@@ -170,6 +170,7 @@ static int train_bench(const struct bench_opts *o, int argc, char **argv) {
     int rank = 0, world = 1, local = 0;
     if (qwen3_dist_init(&argc, &argv, &rank, &world, &local, err, sizeof err)) {
         fprintf(stderr, "viv cuda: %s\n", err);
+        qwen3_dist_finalize();
         return 1;
     }
     struct qwen3 *m = load_model(o, err, sizeof err);

@@ -96,6 +96,12 @@ if [ "$ndev" = 0 ]; then
   [ $have_model = 1 ] && check "viv-cuda gen --device cpu still works" 0 '^([0-9]+ ){3}$' \
     sh -c "bin/viv-cuda gen --device cpu --model $tmp/m --prompt-ids 1,2,3 --max-tokens 3 --temperature 0 2>/dev/null"
   build/test/gpu_tests || fail=1
+  # MPI start-up and rank placement run up to the device check on every rank
+  if command -v mpirun >/dev/null && bin/viv-cuda cuda info | grep -q 'MPI + NCCL): built in'; then
+    check "mpirun -np 2 without a GPU: every rank says no CUDA device" 1 'rank 1: no CUDA device' \
+      timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2 bin/viv-cuda cuda train-bench \
+      --config "$tmp/config.json" --steps 1
+  fi
   echo "skip - viv gen --device cuda matches --device cpu: no CUDA device ($why)"
   echo "skip - mpirun data-parallel training smoke run: no CUDA device ($why)"
   exit $fail
