@@ -14,13 +14,31 @@
 #include "ops.cuh"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define WORKSPACE (32u << 20) /* cuBLASLt asks for up to 32 MiB on Hopper */
+#define CACHE_MAX 512
+
+/* The heuristic query costs tens of microseconds and a training step makes
+ * ~600 matmul calls over a few dozen distinct shapes, so its answer is kept
+ * per (shape, transposes, output type, beta != 0, operand alignments). */
+struct mm_algo_entry {
+    int M, N, K, ta, tb, d_f32, has_beta;
+    uint32_t align[4];
+    cublasLtMatmulAlgo_t algo;
+};
 
 int mm_ctx_init(struct mm_ctx *c, char *err, size_t errlen) {
     c->lt = NULL;
     c->workspace = NULL;
     c->workspace_size = 0;
+    c->n_cache = 0;
+    c->cache = (struct mm_algo_entry *)calloc(CACHE_MAX, sizeof *c->cache);
+    if (!c->cache) {
+        snprintf(err, errlen, "out of host memory");
+        return -1;
+    }
     cublasStatus_t s = cublasLtCreate(&c->lt);
     if (s != CUBLAS_STATUS_SUCCESS) {
         snprintf(err, errlen, "cublasLtCreate: status %d", (int)s);
@@ -38,6 +56,9 @@ int mm_ctx_init(struct mm_ctx *c, char *err, size_t errlen) {
 }
 
 void mm_ctx_free(struct mm_ctx *c) {
+    free(c->cache);
+    c->cache = NULL;
+    c->n_cache = 0;
     if (c->workspace) cudaFree(c->workspace);
     if (c->lt) cublasLtDestroy(c->lt);
     c->workspace = NULL;
@@ -73,24 +94,44 @@ int mm(struct mm_ctx *c, cudaStream_t st, void *D, int d_f32, const bf16 *A, int
         cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, ta ? M : K, ta ? K : M, ta ? M : K) != CUBLAS_STATUS_SUCCESS ||
         cublasLtMatrixLayoutCreate(&lc, dt, N, M, N) != CUBLAS_STATUS_SUCCESS)
         goto out;
-    if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) goto out;
-    if (cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->workspace_size,
-                                             sizeof c->workspace_size) != CUBLAS_STATUS_SUCCESS)
-        goto out;
     {
-        uint32_t aa = align_of(B), ab = align_of(A), ac = align_of(C ? C : D), ad = align_of(D);
-        if (cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa, sizeof aa) ||
-            cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab, sizeof ab) ||
-            cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ac, sizeof ac) ||
-            cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ad, sizeof ad))
+        uint32_t al[4] = {align_of(B), align_of(A), align_of(C ? C : D), align_of(D)};
+        int has_beta = beta != 0.0f;
+        const cublasLtMatmulAlgo_t *algo = NULL;
+        for (int i = 0; i < c->n_cache && !algo; i++) {
+            const struct mm_algo_entry *e = &c->cache[i];
+            if (e->M == M && e->N == N && e->K == K && e->ta == ta && e->tb == tb && e->d_f32 == d_f32 &&
+                e->has_beta == has_beta && !memcmp(e->align, al, sizeof al))
+                algo = &e->algo;
+        }
+        if (!algo) {
+            if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) goto out;
+            if (cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                     &c->workspace_size,
+                                                     sizeof c->workspace_size) != CUBLAS_STATUS_SUCCESS ||
+                cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al[0],
+                                                     sizeof al[0]) != CUBLAS_STATUS_SUCCESS ||
+                cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al[1],
+                                                     sizeof al[1]) != CUBLAS_STATUS_SUCCESS ||
+                cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al[2],
+                                                     sizeof al[2]) != CUBLAS_STATUS_SUCCESS ||
+                cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[3],
+                                                     sizeof al[3]) != CUBLAS_STATUS_SUCCESS)
+                goto out;
+            if (cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, lc, lc, pref, 1, &heur, &found) !=
+                    CUBLAS_STATUS_SUCCESS ||
+                found == 0)
+                goto out;
+            algo = &heur.algo;
+            if (c->n_cache < CACHE_MAX) {
+                struct mm_algo_entry *e = &c->cache[c->n_cache++];
+                *e = (struct mm_algo_entry){M, N, K, ta, tb, d_f32, has_beta, {al[0], al[1], al[2], al[3]}, heur.algo};
+            }
+        }
+        if (cublasLtMatmul(c->lt, op, &alpha, B, la, A, lb, &beta, C ? C : D, lc, D, lc, algo, c->workspace,
+                           c->workspace_size, st) != CUBLAS_STATUS_SUCCESS)
             goto out;
     }
-    if (cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, lc, lc, pref, 1, &heur, &found) != CUBLAS_STATUS_SUCCESS ||
-        found == 0)
-        goto out;
-    if (cublasLtMatmul(c->lt, op, &alpha, B, la, A, lb, &beta, C ? C : D, lc, D, lc, &heur.algo, c->workspace,
-                       c->workspace_size, st) != CUBLAS_STATUS_SUCCESS)
-        goto out;
     rc = 0;
 out:
     if (pref) cublasLtMatmulPreferenceDestroy(pref);

@@ -27,10 +27,13 @@ typedef __nv_bfloat16 bf16;
  *   forward  out = inp . W^T     ta=0 tb=1
  *   dinp     dinp = dout . W     ta=0 tb=0
  *   dW      dW += dout^T . inp   ta=1 tb=0, beta=1 */
+struct mm_algo_entry; /* matmul.cu: heuristic results cached by shape */
 struct mm_ctx {
     cublasLtHandle_t lt;
     void *workspace;
     size_t workspace_size;
+    struct mm_algo_entry *cache;
+    int n_cache;
 };
 int mm_ctx_init(struct mm_ctx *c, char *err, size_t errlen);
 void mm_ctx_free(struct mm_ctx *c);

@@ -27,6 +27,8 @@ int mm_ctx_init(struct mm_ctx *c, char *err, size_t errlen) {
     c->lt = NULL;
     c->workspace = NULL;
     c->workspace_size = 0;
+    c->cache = NULL;
+    c->n_cache = 0;
     return 0;
 }
 void mm_ctx_free(struct mm_ctx *c) { (void)c; }
