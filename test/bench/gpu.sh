@@ -52,7 +52,8 @@ if "$PY" -c 'import torch, transformers' 2>/dev/null; then
 import json, sys, time, torch
 from transformers import Qwen3Config, Qwen3ForCausalLM
 cfg_path, B, T, steps, peak = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-cfg = Qwen3Config(**{k: v for k, v in json.load(open(cfg_path)).items() if k not in ("architectures", "torch_dtype")})
+cfg = Qwen3Config(**{k: v for k, v in json.load(open(cfg_path)).items()
+                     if k not in ("architectures", "torch_dtype", "model_type")})
 cfg._attn_implementation = "sdpa"
 torch.manual_seed(0)
 m = Qwen3ForCausalLM(cfg).cuda().float()  # fp32 master weights, as ours
@@ -61,9 +62,9 @@ D, F, L, V = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.
 qd, kvd = cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim
 fpt = 6.0 * (L * (2 * D * qd + 2 * D * kvd + 3 * D * F) + V * D) + 6.0 * L * qd * T
 def step():
-    ids = torch.randint(0, V, (B, T + 1), device="cuda")
+    ids = torch.randint(0, V, (B, T), device="cuda")
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        loss = m(input_ids=ids[:, :-1], labels=ids[:, 1:].contiguous()).loss  # shifts again inside: same FLOPs
+        loss = m(input_ids=ids, labels=ids).loss  # transformers shifts the labels itself
     loss.backward()
     torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
     opt.step()
