@@ -33,6 +33,9 @@ HAVE_NCCL := $(shell test -f $(CUDA_HOME)/include/nccl.h && echo 1)
 VIV_DIST ?= $(if $(and $(MPI_LIBS),$(HAVE_NCCL)),1,0)
 DIST_LIBS := $(if $(filter 1,$(VIV_DIST)),$(MPI_LIBS) -lnccl)
 
+# the C++ driver links (nvcc's object code needs libstdc++); nvcc itself
+# needs g++ as its host compiler, so it is there wherever nvcc works
+CUDA_CXX ?= $(shell command -v g++ || command -v clang++ || echo g++)
 CUDA_SRC := model/cuda/kernels.cu model/cuda/attention.cu model/cuda/matmul.cu model/cuda/qwen3_cuda.cu \
             model/cuda/infer.cu model/cuda/dist.cu
 CUDA_OBJ := $(patsubst %.cu,$(BUILD)/cuda/%.o,$(CUDA_SRC))
@@ -63,7 +66,7 @@ $(BUILD)/cudahost/%.o: $(BUILD)/%.c
 
 bin/viv-cuda: $$(CUDA_HOST_OBJ) $(CUDA_OBJ)
 	@mkdir -p bin
-	g++ -o $@ $(CUDA_HOST_OBJ) $(CUDA_OBJ) -l:libseccomp.a -l:libcap.a -lcjson $(CUDA_LIBS)
+	$(CUDA_CXX) -o $@ $(CUDA_HOST_OBJ) $(CUDA_OBJ) -l:libseccomp.a -l:libcap.a -lcjson $(CUDA_LIBS)
 
 # test/gpu: the CPU model (plain gcc -O2: the comparisons run real
 # numerics on the CPU side too) against the CUDA objects.
