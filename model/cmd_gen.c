@@ -3,11 +3,15 @@
  *
  *   viv gen --model DIR --prompt-ids 1,2,3 [--max-tokens N] [--temperature T]
  *           [--top-p P] [--top-k K] [--seed S] [--stop-ids 1,2] [--threads N]
+ *           [--device cpu|cuda]
  *
  * Generated ids go to stdout as they come, space-separated, then a newline;
  * the timing line (prompt and generated counts, prefill ms, decode tokens/s)
  * goes to stderr. Generation stops at max tokens or after a stop id (the
  * config's eos_token_id unless --stop-ids is given).
+ *
+ * --device cuda runs the model on the GPU (model/cuda); only bin/viv-cuda
+ * is built with it (VIV_CUDA), bin/viv answers with a clear error.
  */
 #include <errno.h>
 #include <math.h>
@@ -20,6 +24,9 @@
 #include "kernels.h"
 #include "qwen3.h"
 #include "sample.h"
+#ifdef VIV_CUDA
+#include "cuda/qwen3_cuda.h"
+#endif
 
 int parse_id_list(const char *s, int32_t **out) {
     int n = 0, cap = 16;
@@ -54,7 +61,7 @@ static int print_token(int32_t tok, void *user) {
 
 static void gen_usage(FILE *f) {
     fprintf(f, "usage: viv gen --model DIR --prompt-ids 1,2,3 [--max-tokens N] [--temperature T] [--top-p P]\n"
-               "               [--top-k K] [--seed S] [--stop-ids 1,2] [--threads N]\n"
+               "               [--top-k K] [--seed S] [--stop-ids 1,2] [--threads N] [--device cpu|cuda]\n"
                "Generates token ids with the model in DIR (Hugging Face layout: config.json + safetensors).\n");
 }
 
@@ -81,6 +88,38 @@ int gen_from_ids(const struct qwen3 *m, const int32_t *ids, int n, const struct 
     return 0;
 }
 
+#ifdef VIV_CUDA
+/* gen_from_ids on the GPU: the weights are copied up, the CPU copy stays. */
+static int gen_cuda(const struct qwen3 *m, const int32_t *ids, int n, const struct gen_opts *o) {
+    char err[512], dev[256] = "?";
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= m->cfg.vocab_size) {
+            fprintf(stderr, "viv gen: prompt id %d is outside the vocabulary (%d)\n", ids[i], m->cfg.vocab_size);
+            return 2;
+        }
+    struct qwen3_cuda_opts co = {.device = 0};
+    struct qwen3_cuda *g = qwen3_cuda_create(m, &co, err, sizeof err);
+    if (!g) {
+        fprintf(stderr, "viv gen: %s\n", err);
+        return 1;
+    }
+    qwen3_cuda_device_name(0, dev, sizeof dev);
+    struct gen_stats st;
+    int rc = qwen3_cuda_generate(g, ids, n, o, print_token, NULL, &st, err, sizeof err);
+    qwen3_cuda_free(g);
+    if (rc) {
+        fprintf(stderr, "\nviv gen: %s\n", err);
+        return 1;
+    }
+    printf("\n");
+    fflush(stdout);
+    double tps = st.decode_ms > 0 ? (st.generated > 1 ? st.generated - 1 : 0) * 1e3 / st.decode_ms : 0;
+    fprintf(stderr, "viv gen: %d prompt tokens (prefill %.0f ms), %d generated, %.2f tokens/s decode, %s\n",
+            st.prompt_tokens, st.prefill_ms, st.generated, tps, dev);
+    return 0;
+}
+#endif
+
 static int num_arg(const char *name, const char *v, double lo, double hi, double *out) {
     char *end;
     errno = 0;
@@ -94,7 +133,7 @@ static int num_arg(const char *name, const char *v, double lo, double hi, double
 }
 
 int cmd_gen(int argc, char **argv) {
-    const char *model = NULL, *prompt_ids = NULL, *stop_s = NULL;
+    const char *model = NULL, *prompt_ids = NULL, *stop_s = NULL, *device = "cpu";
     double max_tokens = 64, temperature = 1.0, top_p = 1.0, top_k = 0, seed = 0, threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -105,6 +144,7 @@ int cmd_gen(int argc, char **argv) {
         } else if (!strcmp(a, "--model") && v) model = v, i++;
         else if (!strcmp(a, "--prompt-ids") && v) prompt_ids = v, i++;
         else if (!strcmp(a, "--stop-ids") && v) stop_s = v, i++;
+        else if (!strcmp(a, "--device") && v) device = v, i++;
         else if (!strcmp(a, "--max-tokens")) bad = num_arg(a, v, 0, 1 << 24, &max_tokens), i++;
         else if (!strcmp(a, "--temperature")) bad = num_arg(a, v, 0, 100, &temperature), i++;
         else if (!strcmp(a, "--top-p")) bad = num_arg(a, v, 0, 1, &top_p), i++;
@@ -123,6 +163,17 @@ int cmd_gen(int argc, char **argv) {
         gen_usage(stderr);
         return 2;
     }
+    if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
+        fprintf(stderr, "viv gen: --device must be cpu or cuda\n");
+        return 2;
+    }
+#ifndef VIV_CUDA
+    if (!strcmp(device, "cuda")) {
+        fprintf(stderr, "viv gen: --device cuda: this viv was built without CUDA; use bin/viv-cuda "
+                        "(./build.sh --cuda, needs nvcc)\n");
+        return 2;
+    }
+#endif
     int32_t *ids = NULL, *stops = NULL;
     int n = parse_id_list(prompt_ids, &ids), n_stop = 0;
     if (n < 0) {
@@ -148,7 +199,12 @@ int cmd_gen(int argc, char **argv) {
                          .top_k = (int)top_k, .seed = (uint64_t)seed};
     if (stops) o.stop_ids = stops, o.n_stop = n_stop;
     else if (eos >= 0) o.stop_ids = &eos, o.n_stop = 1;
-    int rc = gen_from_ids(m, ids, n, &o);
+    int rc;
+#ifdef VIV_CUDA
+    if (!strcmp(device, "cuda")) rc = gen_cuda(m, ids, n, &o);
+    else
+#endif
+        rc = gen_from_ids(m, ids, n, &o);
     qwen3_free(m);
     free(ids);
     free(stops);

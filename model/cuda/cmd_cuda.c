@@ -1,0 +1,403 @@
+/*
+ * cmd_cuda.c - `viv cuda`: the GPU backend from the command line.
+ *
+ *   viv cuda info                 devices, and whether MPI + NCCL are built in
+ *   viv cuda train-bench [opts]   data-parallel training steps on random tokens:
+ *                                 loss, tokens/s and MFU per step (run it under
+ *                                 mpirun -np N for N GPUs)
+ *   viv cuda decode-bench [opts]  batched decode of many sequences with the KV cache
+ *   viv cuda logits --model DIR --ids 1,2,3 --out FILE [--device cpu|cuda]
+ *                                 raw fp32 logits [n, V] of one sequence (for
+ *                                 test/gpu/check_transformers.sh)
+ *
+ * Model: --model DIR (Hugging Face directory) or --config config.json
+ * (random init, std 0.02, --seed). Results: one JSON object per line on
+ * stdout (rank 0), and appended to --jsonl FILE if given.
+ *
+ * bin/viv (static musl, no CUDA) has this subcommand too and answers that
+ * it was built without CUDA.
+ */
+#define _GNU_SOURCE
+#include "cmd_cuda.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef VIV_CUDA
+
+int cmd_cuda(int argc, char **argv) {
+    (void)argc, (void)argv;
+    fprintf(stderr, "viv cuda: this viv was built without CUDA; use bin/viv-cuda (./build.sh --cuda, needs nvcc)\n");
+    return 2;
+}
+
+#else
+
+#include <errno.h>
+#include <math.h>
+#include <time.h>
+
+#include "../../sandbox/util.h"
+#include "../cmds.h"
+#include "qwen3_cuda.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+struct bench_opts {
+    const char *model, *config, *jsonl, *save;
+    int batch, seq, steps, recompute, seqs, prompt, gen;
+    double lr, peak_tflops;
+    unsigned long long seed;
+};
+
+static int int_arg(const char *name, const char *v, int lo, int hi, int *out) {
+    char *end;
+    errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || end == v || *end || errno || x < lo || x > hi) {
+        fprintf(stderr, "viv cuda: %s needs an integer in [%d, %d]\n", name, lo, hi);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+static int dbl_arg(const char *name, const char *v, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double x = v ? strtod(v, &end) : 0;
+    if (!v || end == v || *end || errno || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "viv cuda: %s needs a number in [%g, %g]\n", name, lo, hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: viv cuda info\n"
+               "       viv cuda train-bench (--model DIR | --config FILE) [--batch B] [--seq T] [--steps N]\n"
+               "                            [--recompute] [--lr X] [--seed S] [--peak-tflops F] [--jsonl FILE]\n"
+               "                            [--save DIR]   (rank 0 writes the trained model, fp32 safetensors)\n"
+               "       viv cuda decode-bench (--model DIR | --config FILE) [--seqs N] [--prompt P] [--gen G]\n"
+               "                            [--seed S] [--jsonl FILE]\n"
+               "       viv cuda logits --model DIR --ids 1,2,3 --out FILE [--device cpu|cuda]\n"
+               "train-bench runs data-parallel over MPI + NCCL when started by mpirun/srun (one rank per GPU).\n");
+}
+
+static int parse(int argc, char **argv, struct bench_opts *o) {
+    *o = (struct bench_opts){.batch = 4, .seq = 1024, .steps = 10, .seqs = 256, .prompt = 128, .gen = 128,
+                             .lr = 1e-4, .seed = 1};
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (!strcmp(a, "--model") && v) o->model = v, i++;
+        else if (!strcmp(a, "--config") && v) o->config = v, i++;
+        else if (!strcmp(a, "--jsonl") && v) o->jsonl = v, i++;
+        else if (!strcmp(a, "--save") && v) o->save = v, i++;
+        else if (!strcmp(a, "--recompute")) o->recompute = 1;
+        else if (!strcmp(a, "--batch")) bad = int_arg(a, v, 1, 1 << 16, &o->batch), i++;
+        else if (!strcmp(a, "--seq")) bad = int_arg(a, v, 2, 1 << 20, &o->seq), i++;
+        else if (!strcmp(a, "--steps")) bad = int_arg(a, v, 1, 1 << 24, &o->steps), i++;
+        else if (!strcmp(a, "--seqs")) bad = int_arg(a, v, 1, 1 << 16, &o->seqs), i++;
+        else if (!strcmp(a, "--prompt")) bad = int_arg(a, v, 1, 1 << 20, &o->prompt), i++;
+        else if (!strcmp(a, "--gen")) bad = int_arg(a, v, 1, 1 << 20, &o->gen), i++;
+        else if (!strcmp(a, "--lr")) bad = dbl_arg(a, v, 0, 1, &o->lr), i++;
+        else if (!strcmp(a, "--peak-tflops")) bad = dbl_arg(a, v, 1, 1e6, &o->peak_tflops), i++;
+        else if (!strcmp(a, "--seed")) {
+            double s;
+            bad = dbl_arg(a, v, 0, 9007199254740992.0, &s), i++;
+            o->seed = (unsigned long long)s;
+        } else {
+            fprintf(stderr, "viv cuda: unknown or incomplete option '%s'\n", a);
+            usage(stderr);
+            return -1;
+        }
+        if (bad) return -1;
+    }
+    if (!o->model == !o->config) {
+        fprintf(stderr, "viv cuda: give exactly one of --model DIR and --config FILE\n");
+        return -1;
+    }
+    return 0;
+}
+
+static struct qwen3 *load_model(const struct bench_opts *o, char *err, size_t errlen) {
+    if (o->model) return qwen3_load(o->model, err, errlen);
+    struct qwen3_config c;
+    if (qwen3_config_load(o->config, &c, err, errlen)) return NULL;
+    struct qwen3 *m = qwen3_create(&c, err, errlen);
+    if (m) qwen3_init_random(m, o->seed, 0.02f);
+    return m;
+}
+
+static void emit(const struct bench_opts *o, const char *line) {
+    printf("%s\n", line);
+    fflush(stdout);
+    if (!o->jsonl) return;
+    FILE *f = fopen(o->jsonl, "a");
+    if (!f) {
+        fprintf(stderr, "viv cuda: %s: %s\n", o->jsonl, strerror(errno));
+        return;
+    }
+    fprintf(f, "%s\n", line);
+    fclose(f);
+}
+
+/* Model FLOPs per trained token: 6 per matmul weight (forward 2, backward 4)
+ * plus causal attention, 6 * L * Hq * hd * T (QK^T and PV over T/2 keys on
+ * average, times 3 for the backward). The embedding lookup is free. */
+static double flops_per_token(const struct qwen3_config *c, int T) {
+    double D = c->hidden_size, F = c->intermediate_size, L = c->num_layers, V = c->vocab_size;
+    double qd = (double)c->num_heads * c->head_dim, kvd = (double)c->num_kv_heads * c->head_dim;
+    double per_layer = D * qd * 2 + D * kvd * 2 + 3 * D * F;
+    return 6.0 * (L * per_layer + V * D) + 6.0 * L * qd * T;
+}
+
+static double default_peak(const char *dev) {
+    if (strstr(dev, "H100") || strstr(dev, "H200") || strstr(dev, "H800") || strstr(dev, "GH200")) return 989.0;
+    if (strstr(dev, "A100")) return 312.0;
+    return 0;
+}
+
+static int train_bench(const struct bench_opts *o, int argc, char **argv) {
+    char err[512], dev[256] = "?";
+    int rank = 0, world = 1, local = 0;
+    if (qwen3_dist_init(&argc, &argv, &rank, &world, &local, err, sizeof err)) {
+        fprintf(stderr, "viv cuda: %s\n", err);
+        qwen3_dist_finalize();
+        return 1;
+    }
+    struct qwen3 *m = load_model(o, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "viv cuda: %s\n", err);
+        qwen3_dist_finalize();
+        return 1;
+    }
+    struct qwen3_cuda_opts co = {.device = local, .recompute = o->recompute};
+    struct qwen3_cuda *g = qwen3_cuda_create(m, &co, err, sizeof err);
+    if (!g) {
+        fprintf(stderr, "viv cuda: %s\n", err);
+        qwen3_free(m);
+        qwen3_dist_finalize();
+        return 1;
+    }
+    qwen3_cuda_device_name(local, dev, sizeof dev);
+    struct adamw_config ac;
+    adamw_defaults(&ac);
+    ac.lr = (float)o->lr;
+    int rc = 1, B = o->batch, T = o->seq, V = m->cfg.vocab_size;
+    size_t N = (size_t)B * T;
+    int32_t *ids = xmalloc((N + 1) * sizeof *ids);
+    uint64_t s = o->seed * 1000003ull + (uint64_t)rank; /* each rank its own data */
+    double peak = o->peak_tflops > 0 ? o->peak_tflops : default_peak(dev), fpt = flops_per_token(&m->cfg, T);
+    if (qwen3_cuda_broadcast_weights(g) || qwen3_cuda_adamw_init(g, &ac)) goto out;
+    for (int step = 0; step < o->steps; step++) {
+        for (size_t i = 0; i <= N; i++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            ids[i] = (int32_t)(s % (uint64_t)V);
+        }
+        double t0 = now_s();
+        float loss = qwen3_cuda_forward(g, ids, ids + 1, NULL, B, T);
+        if (isnan(loss)) goto out;
+        qwen3_cuda_zero_grad(g);
+        if (qwen3_cuda_backward(g) || qwen3_cuda_allreduce_grads(g)) goto out;
+        float lr = 0, norm = qwen3_cuda_adamw_step(g, &lr);
+        if (isnan(norm)) goto out;
+        double dt = now_s() - t0, tps = (double)N * world / dt;
+        double mfu = peak > 0 ? tps * fpt / (peak * 1e12 * world) : 0;
+        if (rank == 0) {
+            char line[768];
+            snprintf(line, sizeof line,
+                     "{\"bench\":\"train\",\"step\":%d,\"loss\":%.5f,\"grad_norm\":%.4f,\"lr\":%.3g,\"ms\":%.2f,"
+                     "\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"batch\":%d,\"seq\":%d,\"ranks\":%d,\"recompute\":%d,"
+                     "\"device\":\"%s\",\"params\":%zu}",
+                     step, loss, norm, lr, dt * 1e3, tps, mfu, B, T, world, o->recompute, dev, m->n_params);
+            emit(o, line);
+        }
+    }
+    if (o->save && rank == 0) {
+        if (qwen3_cuda_to_host(g, m)) goto out;
+        if (qwen3_save(m, o->save, ST_F32, err, sizeof err)) {
+            fprintf(stderr, "viv cuda: %s\n", err);
+            goto out;
+        }
+        fprintf(stderr, "viv cuda: saved the trained model to %s\n", o->save);
+    }
+    rc = 0;
+out:
+    if (rc) fprintf(stderr, "viv cuda: rank %d: %s\n", rank, qwen3_cuda_error(g));
+    free(ids);
+    qwen3_cuda_free(g);
+    qwen3_free(m);
+    qwen3_dist_finalize();
+    return rc;
+}
+
+/* Prefill o->seqs prompts (each its own slot), then o->gen greedy steps with
+ * one row per slot per step: the rollout engine's shape. */
+static int decode_bench(const struct bench_opts *o) {
+    char err[512], dev[256] = "?";
+    struct qwen3 *m = load_model(o, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "viv cuda: %s\n", err);
+        return 1;
+    }
+    struct qwen3_cuda_opts co = {.device = 0};
+    struct qwen3_cuda *g = qwen3_cuda_create(m, &co, err, sizeof err);
+    if (!g) {
+        fprintf(stderr, "viv cuda: %s\n", err);
+        qwen3_free(m);
+        return 1;
+    }
+    qwen3_cuda_device_name(0, dev, sizeof dev);
+    int S = o->seqs, P = o->prompt, V = m->cfg.vocab_size, rc = 1;
+    struct qwen3_cuda_kv *kv = qwen3_cuda_kv_create(g, S, P + o->gen, err, sizeof err);
+    int32_t *tok = xmalloc((size_t)S * P * sizeof *tok);
+    int *slot = xmalloc((size_t)S * P * sizeof *slot);
+    uint8_t *want = xcalloc((size_t)S * P, 1);
+    float *logits = xmalloc((size_t)S * V * sizeof *logits);
+    uint64_t s = o->seed | 1;
+    double t0, prefill_s, decode_s;
+    if (!kv) goto out;
+    for (int i = 0; i < S * P; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        tok[i] = (int32_t)(s % (uint64_t)V);
+        slot[i] = i / P;
+        want[i] = i % P == P - 1;
+    }
+    t0 = now_s();
+    for (int b = 0; b < S; b += 8) { /* 8 prompts per call */
+        int n = (S - b < 8 ? S - b : 8) * P;
+        if (qwen3_cuda_kv_forward(g, kv, tok + (size_t)b * P, slot + (size_t)b * P, n, want + (size_t)b * P,
+                                  logits + (size_t)b * V, err, sizeof err))
+            goto out;
+    }
+    prefill_s = now_s() - t0;
+    t0 = now_s();
+    for (int k = 0; k < o->gen; k++) {
+        for (int i = 0; i < S; i++) { /* greedy */
+            const float *l = logits + (size_t)i * V;
+            int best = 0;
+            for (int j = 1; j < V; j++)
+                if (l[j] > l[best]) best = j;
+            tok[i] = best;
+            slot[i] = i;
+        }
+        if (k + 1 == o->gen) break;
+        if (qwen3_cuda_kv_forward(g, kv, tok, slot, S, NULL, logits, err, sizeof err)) goto out;
+    }
+    decode_s = now_s() - t0;
+    {
+        char line[512];
+        snprintf(line, sizeof line,
+                 "{\"bench\":\"decode\",\"seqs\":%d,\"prompt\":%d,\"gen\":%d,\"prefill_tokens_per_s\":%.1f,"
+                 "\"decode_tokens_per_s\":%.1f,\"device\":\"%s\"}",
+                 S, P, o->gen, S * (double)P / prefill_s, S * (double)(o->gen - 1) / decode_s, dev);
+        emit(o, line);
+    }
+    rc = 0;
+out:
+    if (rc) fprintf(stderr, "viv cuda: %s\n", err);
+    free(tok);
+    free(slot);
+    free(want);
+    free(logits);
+    qwen3_cuda_kv_free(kv);
+    qwen3_cuda_free(g);
+    qwen3_free(m);
+    return rc;
+}
+
+/* Logits of one sequence, fp32 little-endian [n, V], written atomically. */
+static int logits_cmd(int argc, char **argv) {
+    const char *model = NULL, *ids_s = NULL, *out = NULL, *device = "cuda";
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--model")) model = argv[i + 1];
+        else if (!strcmp(argv[i], "--ids")) ids_s = argv[i + 1];
+        else if (!strcmp(argv[i], "--out")) out = argv[i + 1];
+        else if (!strcmp(argv[i], "--device")) device = argv[i + 1];
+        else return fprintf(stderr, "viv cuda logits: unknown option '%s'\n", argv[i]), 2;
+    }
+    if (!model || !ids_s || !out || (strcmp(device, "cpu") && strcmp(device, "cuda")))
+        return fprintf(stderr, "viv cuda logits: --model, --ids and --out are required; --device cpu|cuda\n"), 2;
+    int32_t *ids = NULL;
+    int n = parse_id_list(ids_s, &ids);
+    if (n < 0) return fprintf(stderr, "viv cuda logits: --ids must be a comma-separated list of token ids\n"), 2;
+    char err[512];
+    struct qwen3 *m = qwen3_load(model, err, sizeof err);
+    if (!m) {
+        free(ids);
+        return fprintf(stderr, "viv cuda logits: %s\n", err), 1;
+    }
+    int V = m->cfg.vocab_size, rc = 1;
+    float *lg = NULL;
+    struct qwen3_cuda *g = NULL;
+    if (!strcmp(device, "cpu")) {
+        if (isnan(qwen3_forward(m, ids, NULL, NULL, 1, n))) {
+            fprintf(stderr, "viv cuda logits: bad ids for this model\n");
+            goto done;
+        }
+        lg = qwen3_logits(m);
+    } else {
+        struct qwen3_cuda_opts co = {.device = 0};
+        g = qwen3_cuda_create(m, &co, err, sizeof err);
+        if (!g) {
+            fprintf(stderr, "viv cuda logits: %s\n", err);
+            goto done;
+        }
+        lg = xmalloc((size_t)n * V * sizeof *lg);
+        if (isnan(qwen3_cuda_forward(g, ids, NULL, NULL, 1, n)) || qwen3_cuda_logits(g, lg)) {
+            fprintf(stderr, "viv cuda logits: %s\n", qwen3_cuda_error(g));
+            goto done;
+        }
+    }
+    if (write_file_atomic(out, lg, (size_t)n * V * sizeof *lg)) {
+        fprintf(stderr, "viv cuda logits: %s: %s\n", out, strerror(errno));
+        goto done;
+    }
+    rc = 0;
+done:
+    if (g) free(lg);
+    qwen3_cuda_free(g);
+    qwen3_free(m);
+    free(ids);
+    return rc;
+}
+
+int cmd_cuda(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "info")) {
+        char why[256] = "", name[256];
+        int n = qwen3_cuda_device_count(why, sizeof why);
+        if (n) printf("CUDA devices: %d\n", n);
+        else printf("CUDA devices: 0 (%s)\n", why);
+        for (int i = 0; i < n; i++)
+            if (!qwen3_cuda_device_name(i, name, sizeof name)) printf("  %d: %s\n", i, name);
+        printf("data parallel (MPI + NCCL): %s\n", qwen3_dist_compiled() ? "built in" : "not built in");
+        return 0;
+    }
+    if (!strcmp(argv[1], "logits")) return logits_cmd(argc, argv);
+    struct bench_opts o;
+    if (!strcmp(argv[1], "train-bench")) {
+        if (parse(argc, argv, &o)) return 2;
+        return train_bench(&o, argc, argv);
+    }
+    if (!strcmp(argv[1], "decode-bench")) {
+        if (parse(argc, argv, &o)) return 2;
+        return decode_bench(&o);
+    }
+    fprintf(stderr, "viv cuda: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
+
+#endif

@@ -1,0 +1,115 @@
+# model/cuda/cuda.mk - the CUDA backend and bin/viv-cuda (included by the top
+# Makefile, before its static build rules).
+#
+#   bin/viv       static musl, no CUDA: `viv cuda` and `viv gen --device cuda`
+#                 say so (model/cuda/cmd_cuda.c is built without VIV_CUDA)
+#   bin/viv-cuda  the same viv, glibc, with model/cuda linked in (-DVIV_CUDA)
+#
+# bin/viv-cuda links the CUDA runtime statically (libcudart_static.a) and
+# loads the driver's libcuda at run time. cuBLASLt and NCCL are linked
+# dynamically because this toolkit ships them only as shared libraries (no
+# libcublasLt_static.a / libnccl_static.a under /usr/local/cuda); the binary
+# carries an rpath to $(CUDA_HOME)/lib64. MPI (Debian's libopenmpi) and cJSON
+# are shared too; libseccomp and libcap are linked from their static archives.
+#
+# Everything here is skipped when nvcc is missing (HAVE_NVCC empty): CI
+# machines without the toolkit build and test exactly as before.
+VIV_SRC += model/cuda/cmd_cuda.c
+HEADERS += model/cuda/cmd_cuda.h model/cuda/qwen3_cuda.h
+
+CUDA_HOME ?= /usr/local/cuda
+NVCC ?= $(CUDA_HOME)/bin/nvcc
+HAVE_NVCC := $(shell test -x $(NVCC) && echo 1)
+# Hopper (H100/H200) machine code plus compute_90 PTX, which newer GPUs JIT.
+# One real architecture keeps the CI compile cheap; add e.g.
+# CUDA_ARCH="-gencode arch=compute_80,code=sm_80 ..." for A100s.
+CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+
+# Data parallel needs MPI (mpicc from libopenmpi-dev) and nccl.h; without
+# either, dist.cu builds as a world of one (VIV_DIST=0).
+MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
+HAVE_NCCL := $(shell test -f $(CUDA_HOME)/include/nccl.h && echo 1)
+VIV_DIST ?= $(if $(and $(MPI_LIBS),$(HAVE_NCCL)),1,0)
+DIST_LIBS := $(if $(filter 1,$(VIV_DIST)),$(MPI_LIBS) -lnccl)
+
+# the C++ driver links (nvcc's object code needs libstdc++); nvcc itself
+# needs g++ as its host compiler, so it is there wherever nvcc works
+CUDA_CXX ?= $(shell command -v g++ || command -v clang++ || echo g++)
+CUDA_SRC := model/cuda/kernels.cu model/cuda/attention.cu model/cuda/matmul.cu model/cuda/qwen3_cuda.cu \
+            model/cuda/infer.cu model/cuda/dist.cu
+CUDA_OBJ := $(patsubst %.cu,$(BUILD)/cuda/%.o,$(CUDA_SRC))
+CUDA_HDR := $(wildcard model/cuda/*.cuh) model/cuda/qwen3_cuda.h $(wildcard model/*.h)
+NVCC_FLAGS := -std=c++17 -O3 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter -DVIV_DIST=$(VIV_DIST) -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX \
+              $(if $(filter 1,$(VIV_DIST)),$(MPI_CFLAGS))
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static $(DIST_LIBS) \
+             -static-libstdc++ -static-libgcc -lstdc++ -ldl -lrt -lpthread -lm
+
+$(BUILD)/cuda/%.o: %.cu $(CUDA_HDR)
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
+
+# viv's C sources again, for glibc and with VIV_CUDA (cmd_gen.c, cmd_cuda.c
+# switch on it). The object list is the musl build's, read after the whole
+# Makefile (secondary expansion), so new layers join automatically.
+.SECONDEXPANSION:
+CUDA_HOST_CFLAGS = $(CFLAGS_COMMON) -DVIV_CUDA
+CUDA_HOST_OBJ = $(patsubst $(BUILD)/musl/%,$(BUILD)/cudahost/%,$(MUSL_OBJ))
+
+$(BUILD)/cudahost/%.o: %.c $$(HEADERS)
+	@mkdir -p $(@D)
+	gcc $(CUDA_HOST_CFLAGS) -c $< -o $@
+
+$(BUILD)/cudahost/%.o: $(BUILD)/%.c
+	@mkdir -p $(@D)
+	gcc $(CUDA_HOST_CFLAGS) -c $< -o $@
+
+bin/viv-cuda: $$(CUDA_HOST_OBJ) $(CUDA_OBJ)
+	@mkdir -p bin
+	$(CUDA_CXX) -o $@ $(CUDA_HOST_OBJ) $(CUDA_OBJ) -l:libseccomp.a -l:libcap.a -lcjson $(CUDA_LIBS)
+
+# test/gpu: the CPU model (plain gcc -O2: the comparisons run real
+# numerics on the CPU side too) against the CUDA objects.
+GPU_TEST_SRC := test/gpu/gpu_tests.c model/config.c model/safetensors.c model/kernels.c model/qwen3.c \
+                model/qwen3_infer.c model/adamw.c model/sample.c sandbox/util.c
+$(BUILD)/test/gpu_tests: $(GPU_TEST_SRC) test/harness.h $(CUDA_OBJ) $(CUDA_HDR)
+	@mkdir -p $(@D)
+	gcc -std=gnu11 -O2 -g $(WARN) -o $@ $(GPU_TEST_SRC) $(CUDA_OBJ) -lcjson $(CUDA_LIBS)
+
+cuda: $(if $(HAVE_NVCC),bin/viv-cuda $(BUILD)/test/gpu_tests)
+ifeq ($(HAVE_NVCC),1)
+tests: bin/viv-cuda $(BUILD)/test/gpu_tests
+endif
+.PHONY: cuda
+
+# test/gpu/hostsim: the same gpu_tests.c against model/cuda's host code
+# (qwen3_cuda.cu, infer.cu, dist.cu without MPI) compiled as plain C++ with
+# the stand-in headers and kernels of test/gpu/hostsim. Needs no nvcc and
+# no GPU, so it builds and runs everywhere; it checks the orchestration and
+# the tolerances, not the CUDA kernels (see hostsim.cc).
+HOSTSIM_CXX ?= $(shell command -v g++ || command -v clang++)
+HOSTSIM_FLAGS := -O2 -g -Wall -Wextra -Wno-unused-parameter -Wshadow -Itest/gpu/hostsim -DVIV_DIST=0
+HOSTSIM_CU_OBJ := $(patsubst model/cuda/%.cu,$(BUILD)/hostsim/%.o,model/cuda/qwen3_cuda.cu model/cuda/infer.cu model/cuda/dist.cu)
+HOSTSIM_C_SRC := $(filter %.c,$(GPU_TEST_SRC))
+HOSTSIM_C_OBJ := $(patsubst %.c,$(BUILD)/hostsim/c/%.o,$(HOSTSIM_C_SRC))
+
+$(BUILD)/hostsim/%.o: model/cuda/%.cu $(CUDA_HDR) $(wildcard test/gpu/hostsim/*.h)
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -std=c++17 $(HOSTSIM_FLAGS) -x c++ -c $< -o $@
+
+$(BUILD)/hostsim/hostsim.o: test/gpu/hostsim/hostsim.cc model/cuda/ops.cuh $(wildcard test/gpu/hostsim/*.h)
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -std=c++17 $(HOSTSIM_FLAGS) -c $< -o $@
+
+$(BUILD)/hostsim/c/%.o: %.c $(CUDA_HDR) test/harness.h
+	@mkdir -p $(@D)
+	gcc -std=gnu11 -O2 -g $(WARN) -DVIV_HOSTSIM -Itest/gpu/hostsim -c $< -o $@
+
+$(BUILD)/test/gpu_hostsim_tests: $(HOSTSIM_C_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hostsim/hostsim.o
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -o $@ $^ -lcjson -lm -lpthread
+
+# clang++ comes with the clang build.sh installs; g++ is preferred when present
+ifneq ($(HOSTSIM_CXX),)
+EXTRA_TESTS += $(BUILD)/test/gpu_hostsim_tests
+endif

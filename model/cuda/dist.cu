@@ -1,0 +1,123 @@
+/*
+ * dist.cu - data-parallel training: one process per GPU, MPI to start and
+ * to hand out the NCCL id, NCCL to average the gradients.
+ *
+ * Every rank holds the whole model and its own AdamW state; each step the
+ * ranks run forward/backward on their own micro-batch, qwen3_cuda_allreduce_grads
+ * averages the fp32 gradients (ncclAvg) in place, and the identical
+ * optimiser step then keeps the replicas identical (AdamW is deterministic
+ * given equal gradients; weights start equal via qwen3_cuda_broadcast_weights).
+ * Optimiser-state sharding (ZeRO-1) is not implemented.
+ *
+ * Built with VIV_DIST=1 when both mpi.h (Debian libopenmpi-dev) and nccl.h
+ * (the CUDA toolkit's, /usr/local/cuda/include) are found; otherwise the
+ * stubs at the bottom make every process a world of one.
+ *
+ * Which GPU: the rank's index among the ranks of its node (an MPI
+ * shared-memory split), modulo the GPUs the node shows it. Under Slurm with
+ * one task per GPU this is the usual mapping; with CUDA_VISIBLE_DEVICES set
+ * per task, each rank sees one GPU and takes it.
+ */
+#include "qwen3_cuda_internal.cuh"
+
+#include <stdio.h>
+#include <string.h>
+
+#if VIV_DIST
+#include <mpi.h>
+#include <nccl.h>
+
+static ncclComm_t g_comm;
+static int g_world = 1, g_rank = 0, g_inited = 0, g_we_init_mpi = 0;
+
+extern "C" int qwen3_dist_compiled(void) { return 1; }
+
+extern "C" int qwen3_dist_init(int *argc, char ***argv, int *rank, int *world, int *local_rank, char *err,
+                               size_t errlen) {
+    int flag = 0;
+    MPI_Initialized(&flag);
+    if (!flag) {
+        if (MPI_Init(argc, argv) != MPI_SUCCESS) return snprintf(err, errlen, "MPI_Init failed"), -1;
+        g_we_init_mpi = 1;
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_world);
+    MPI_Comm node;
+    int lr = 0;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &lr);
+    MPI_Comm_free(&node);
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0)
+        return snprintf(err, errlen, "rank %d: no CUDA device", g_rank), -1;
+    if (cudaSetDevice(lr % ndev) != cudaSuccess)
+        return snprintf(err, errlen, "rank %d: cudaSetDevice(%d) failed", g_rank, lr % ndev), -1;
+    if (g_world > 1) {
+        ncclUniqueId id;
+        if (g_rank == 0 && ncclGetUniqueId(&id) != ncclSuccess)
+            return snprintf(err, errlen, "ncclGetUniqueId failed"), -1;
+        MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+        ncclResult_t r = ncclCommInitRank(&g_comm, g_world, id, g_rank);
+        if (r != ncclSuccess) return snprintf(err, errlen, "ncclCommInitRank: %s", ncclGetErrorString(r)), -1;
+    }
+    g_inited = 1;
+    *rank = g_rank;
+    *world = g_world;
+    *local_rank = lr % ndev;
+    return 0;
+}
+
+extern "C" int qwen3_cuda_allreduce_grads(struct qwen3_cuda *g) {
+    if (!g_inited || g_world == 1) return 0;
+    if (!g->grads) return gfail(g, "allreduce: no gradients");
+    ncclResult_t r = ncclAllReduce(g->grads, g->grads, g->n_params, ncclFloat, ncclAvg, g_comm, g->st);
+    if (r != ncclSuccess) return gfail(g, "ncclAllReduce: %s", ncclGetErrorString(r));
+    if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "allreduce");
+    return 0;
+}
+
+extern "C" int qwen3_cuda_broadcast_weights(struct qwen3_cuda *g) {
+    if (!g_inited || g_world == 1) return 0;
+    ncclResult_t r = ncclBroadcast(g->params, g->params, g->n_params, ncclFloat, 0, g_comm, g->st);
+    if (r != ncclSuccess) return gfail(g, "ncclBroadcast: %s", ncclGetErrorString(r));
+    k_f32_to_bf16(g->st, g->params_b, g->params, g->n_params);
+    if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "broadcast");
+    return 0;
+}
+
+extern "C" void qwen3_dist_finalize(void) {
+    if (g_inited && g_world > 1) ncclCommDestroy(g_comm);
+    g_inited = 0;
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (g_we_init_mpi && !fin) MPI_Finalize();
+}
+
+#else /* no MPI/NCCL: a world of one */
+
+extern "C" int qwen3_dist_compiled(void) { return 0; }
+
+extern "C" int qwen3_dist_init(int *argc, char ***argv, int *rank, int *world, int *local_rank, char *err,
+                               size_t errlen) {
+    (void)argc, (void)argv, (void)err, (void)errlen;
+    *rank = 0;
+    *world = 1;
+    *local_rank = 0;
+    return 0;
+}
+
+extern "C" int qwen3_cuda_allreduce_grads(struct qwen3_cuda *g) {
+    (void)g;
+    return 0;
+}
+
+extern "C" int qwen3_cuda_broadcast_weights(struct qwen3_cuda *g) {
+    (void)g;
+    return 0;
+}
+
+extern "C" void qwen3_dist_finalize(void) {}
+
+#endif
+
+extern "C" void qwen3_dist_free_comm(struct qwen3_cuda *g) { (void)g; /* the communicator is per process */ }

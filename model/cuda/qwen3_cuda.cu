@@ -1,0 +1,590 @@
+/*
+ * qwen3_cuda.cu - the Qwen3 model on a GPU: memory, forward, backward, AdamW.
+ * (KV-cache inference is in infer.cu, data parallel in dist.c.) See
+ * qwen3_cuda.h for the API and the precision plan; the step order below is
+ * qwen3.c's, line for line, so the two can be read side by side.
+ *
+ * Written and compiled without a GPU; test/gpu/gpu_tests.c holds the CPU vs
+ * GPU comparison that must pass on one.
+ */
+#include "qwen3_cuda_internal.cuh"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int gfail(struct qwen3_cuda *g, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->err, sizeof g->err, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* 0, or -1 with the pending CUDA error (if any) in g->err */
+int gcheck(struct qwen3_cuda *g, const char *what) {
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess) return 0;
+    return gfail(g, "%s: %s", what, cudaGetErrorString(e));
+}
+
+int dalloc(struct qwen3_cuda *g, void **p, size_t bytes, const char *what) {
+    *p = NULL;
+    if (bytes == 0) bytes = 16;
+    cudaError_t e = cudaMalloc(p, bytes);
+    if (e != cudaSuccess) {
+        *p = NULL;
+        cudaGetLastError(); /* out of memory is not sticky: clear it */
+        return gfail(g, "cudaMalloc %s (%.2f GiB): %s", what, bytes / 1073741824.0, cudaGetErrorString(e));
+    }
+    return 0;
+}
+
+extern "C" int qwen3_cuda_device_count(char *why, size_t whylen) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        if (why && whylen) snprintf(why, whylen, "%s", cudaGetErrorString(e));
+        cudaGetLastError();
+        return 0;
+    }
+    if (n == 0 && why && whylen) snprintf(why, whylen, "no CUDA device");
+    return n;
+}
+
+extern "C" int qwen3_cuda_device_name(int device, char *out, size_t outlen) {
+    cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, device) != cudaSuccess) return -1;
+    snprintf(out, outlen, "%s, %.1f GiB, sm_%d%d", p.name, p.totalGlobalMem / 1073741824.0, p.major, p.minor);
+    return 0;
+}
+
+extern "C" const char *qwen3_cuda_error(const struct qwen3_cuda *g) { return g->err; }
+extern "C" const struct qwen3_config *qwen3_cuda_config(const struct qwen3_cuda *g) { return &g->cfg; }
+extern "C" size_t qwen3_cuda_n_params(const struct qwen3_cuda *g) { return g->n_params; }
+
+/* Device pointers of each tensor kind, at the CPU block's offsets. */
+static void place(const struct qwen3 *cpu, float *base32, bf16 *base16, struct wptr *w) {
+    const struct qwen3_weights *c = &cpu->w;
+#define P(f)                                                                                                           \
+    do {                                                                                                               \
+        size_t o = (size_t)(c->f - cpu->params);                                                                       \
+        w->f = base32 + o;                                                                                             \
+        w->f##_b = base16 + o;                                                                                         \
+    } while (0)
+    P(embed);
+    P(ln1);
+    P(wq);
+    P(wk);
+    P(wv);
+    P(wo);
+    P(qnorm);
+    P(knorm);
+    P(ln2);
+    P(wgate);
+    P(wup);
+    P(wdown);
+    P(lnf);
+    P(lm_head);
+#undef P
+}
+
+extern "C" struct qwen3_cuda *qwen3_cuda_create(const struct qwen3 *cpu, const struct qwen3_cuda_opts *o, char *err,
+                                                size_t errlen) {
+    struct qwen3_cuda *g = (struct qwen3_cuda *)calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    g->cfg = cpu->cfg;
+    g->n_params = cpu->n_params;
+    g->recompute = o ? o->recompute : 0;
+    /* attention keeps a head in per-lane registers (<= 256); RMSNorm backward
+     * keeps a row's dw in shared memory (<= 12288 floats of 48 KiB) */
+    if (cpu->cfg.head_dim > 256 || cpu->cfg.head_dim % 2 || cpu->cfg.hidden_size > 12288) {
+        snprintf(err, errlen, "cuda: head_dim %d / hidden_size %d not supported (head_dim even and <= 256, "
+                 "hidden_size <= 12288)", cpu->cfg.head_dim, cpu->cfg.hidden_size);
+        free(g);
+        return NULL;
+    }
+    char why[256];
+    if (qwen3_cuda_device_count(why, sizeof why) <= 0) {
+        snprintf(err, errlen, "cuda: no CUDA device (%s)", why);
+        free(g);
+        return NULL;
+    }
+    g->device = o && o->device >= 0 ? o->device : 0;
+    if (cudaSetDevice(g->device) != cudaSuccess || cudaStreamCreate(&g->st) != cudaSuccess) {
+        snprintf(err, errlen, "cuda: device %d: %s", g->device, cudaGetErrorString(cudaGetLastError()));
+        free(g);
+        return NULL;
+    }
+    g->tensors = (struct qwen3_tensor *)malloc((size_t)cpu->n_tensors * sizeof *g->tensors);
+    if (!g->tensors) goto fail;
+    memcpy(g->tensors, cpu->tensors, (size_t)cpu->n_tensors * sizeof *g->tensors);
+    g->n_tensors = cpu->n_tensors;
+    if (mm_ctx_init(&g->mm, g->err, sizeof g->err)) goto fail;
+    if (dalloc(g, (void **)&g->params, g->n_params * 4, "fp32 weights") ||
+        dalloc(g, (void **)&g->params_b, g->n_params * 2, "bf16 weights") ||
+        dalloc(g, (void **)&g->scalar, 64, "scalars"))
+        goto fail;
+    if (cudaMemcpy(g->params, cpu->params, g->n_params * 4, cudaMemcpyHostToDevice) != cudaSuccess) goto fail_cuda;
+    k_f32_to_bf16(g->st, g->params_b, g->params, g->n_params);
+    place(cpu, g->params, g->params_b, &g->w);
+    if (cudaStreamSynchronize(g->st) != cudaSuccess) goto fail_cuda;
+    return g;
+fail_cuda:
+    gcheck(g, "cuda: uploading weights");
+fail:
+    snprintf(err, errlen, "%s", g->err[0] ? g->err : "cuda: out of host memory");
+    qwen3_cuda_free(g);
+    return NULL;
+}
+
+static void free_acts(struct qwen3_cuda *g) {
+    if (g->acts_mem) cudaFree(g->acts_mem);
+    g->acts_mem = NULL;
+    g->acts_bytes = 0;
+    g->cap_B = g->cap_T = 0;
+}
+
+extern "C" void qwen3_cuda_free(struct qwen3_cuda *g) {
+    if (!g) return;
+    free_acts(g);
+    void *ptrs[] = {g->params, g->params_b, g->grads, g->adam_m, g->adam_v, g->scalar};
+    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
+        if (ptrs[i]) cudaFree(ptrs[i]);
+    mm_ctx_free(&g->mm);
+    if (g->st) cudaStreamDestroy(g->st);
+    qwen3_dist_free_comm(g);
+    free(g->tensors);
+    free(g->h_coef);
+    free(g);
+}
+
+/* ---- activation memory ----------------------------------------------------------------
+ * One device block, carved by plan(): per layer (or one shared slot with
+ * recompute) the saved activations, then the backward scratch. Every piece
+ * is 256-byte aligned. */
+static size_t carve(char *base, size_t *o, size_t bytes, void **out) {
+    size_t at = (*o + 255) & ~(size_t)255;
+    if (out) *out = base ? base + at : NULL;
+    *o = at + bytes;
+    return at;
+}
+
+static size_t plan(const struct qwen3_config *c, int B, int T, int recompute, struct acts *a, char *base) {
+    size_t N = (size_t)B * T, L = (size_t)c->num_layers, D = (size_t)c->hidden_size, F = (size_t)c->intermediate_size;
+    size_t hd = (size_t)c->head_dim, Hq = (size_t)c->num_heads, Hkv = (size_t)c->num_kv_heads;
+    size_t qd = Hq * hd, kvd = Hkv * hd, V = (size_t)c->vocab_size, o = 0;
+    size_t S = recompute ? 1 : L; /* saved-activation slots */
+    struct acts dummy;
+    if (!a) a = &dummy;
+#define C(field, n, type) carve(base, &o, (n) * sizeof(type), (void **)&a->field)
+    C(resid, (L + 1) * N * D, float);
+    C(xm, S * N * D, float);
+    C(ln1, S * N * D, bf16);
+    C(rstd1, S * N, float);
+    C(q, S * N * qd, bf16);
+    C(k, S * N * kvd, bf16);
+    C(v, S * N * kvd, bf16);
+    C(qr, S * N * qd, bf16);
+    C(kr, S * N * kvd, bf16);
+    C(qrstd, S * N * Hq, float);
+    C(krstd, S * N * Hkv, float);
+    C(ao, S * N * qd, bf16);
+    C(lse_att, S * N * Hq, float);
+    C(ln2, S * N * D, bf16);
+    C(rstd2, S * N, float);
+    C(gate, S * N * F, bf16);
+    C(up, S * N * F, bf16);
+    C(hm, S * N * F, bf16);
+    C(lnf, N * D, bf16);
+    C(rstdf, N, float);
+    C(logits, N * V, float);
+    C(lse, N, float);
+    C(logp, N, float);
+    C(coef, N, float);
+    C(ids, N, int32_t);
+    C(targets, N, int32_t);
+    C(rope_cos, (size_t)T * hd / 2, float);
+    C(rope_sin, (size_t)T * hd / 2, float);
+    C(dlogits, N * V, bf16);
+    C(dres, N * D, float);
+    C(dres_b, N * D, bf16);
+    C(dln, N * D, float);
+    C(dhm, N * F, float);
+    C(dgate, N * F, bf16);
+    C(dup, N * F, bf16);
+    C(dao, N * qd, float);
+    C(dsum, N * Hq, float);
+    C(dqr, N * qd, float);
+    C(dkr, N * kvd, float);
+    C(dv, N * kvd, bf16);
+    C(dq, N * qd, bf16);
+    C(dk, N * kvd, bf16);
+#undef C
+    return o + 256;
+}
+
+/* The per-layer slot of the saved activations. */
+static struct layer_acts slot(struct qwen3_cuda *g, int l) {
+    const struct qwen3_config *c = &g->cfg;
+    struct acts *a = &g->a;
+    size_t s = g->recompute ? 0 : (size_t)l, N = (size_t)g->B * g->T, D = (size_t)c->hidden_size;
+    size_t F = (size_t)c->intermediate_size, hd = (size_t)c->head_dim;
+    size_t Hq = (size_t)c->num_heads, Hkv = (size_t)c->num_kv_heads, qd = Hq * hd, kvd = Hkv * hd;
+    struct layer_acts la;
+    la.x = a->resid + (size_t)l * N * D;
+    la.out = a->resid + (size_t)(l + 1) * N * D;
+    la.xm = a->xm + s * N * D;
+    la.ln1 = a->ln1 + s * N * D;
+    la.rstd1 = a->rstd1 + s * N;
+    la.q = a->q + s * N * qd;
+    la.k = a->k + s * N * kvd;
+    la.v = a->v + s * N * kvd;
+    la.qr = a->qr + s * N * qd;
+    la.kr = a->kr + s * N * kvd;
+    la.qrstd = a->qrstd + s * N * Hq;
+    la.krstd = a->krstd + s * N * Hkv;
+    la.ao = a->ao + s * N * qd;
+    la.lse = a->lse_att + s * N * Hq;
+    la.ln2 = a->ln2 + s * N * D;
+    la.rstd2 = a->rstd2 + s * N;
+    la.gate = a->gate + s * N * F;
+    la.up = a->up + s * N * F;
+    la.hm = a->hm + s * N * F;
+    return la;
+}
+
+/* RoPE table as qwen3_rope_table computes it (fp32 angle, then cos/sin). */
+int upload_rope(struct qwen3_cuda *g, float *dcos, float *dsin, int T) {
+    size_t n = (size_t)T * g->cfg.head_dim / 2;
+    float *h = (float *)malloc(2 * n * sizeof(float));
+    if (!h) return gfail(g, "out of host memory");
+    qwen3_rope_table(&g->cfg, T, h, h + n);
+    cudaError_t e1 = cudaMemcpy(dcos, h, n * 4, cudaMemcpyHostToDevice);
+    cudaError_t e2 = cudaMemcpy(dsin, h + n, n * 4, cudaMemcpyHostToDevice);
+    free(h);
+    if (e1 != cudaSuccess || e2 != cudaSuccess) return gcheck(g, "rope table");
+    return 0;
+}
+
+static int ensure_acts(struct qwen3_cuda *g, int B, int T) {
+    size_t need = plan(&g->cfg, B, T, g->recompute, NULL, NULL);
+    if (need > g->acts_bytes) {
+        free_acts(g);
+        if (dalloc(g, (void **)&g->acts_mem, need, "activations")) return -1;
+        g->acts_bytes = need;
+    }
+    plan(&g->cfg, B, T, g->recompute, &g->a, g->acts_mem);
+    /* the table's place in the block depends on B and T: refill on any change */
+    if (T != g->cap_T || B != g->cap_B) {
+        if (upload_rope(g, g->a.rope_cos, g->a.rope_sin, T)) return -1;
+        g->cap_B = B;
+        g->cap_T = T;
+    }
+    g->B = B;
+    g->T = T;
+    return 0;
+}
+
+/* ---- forward --------------------------------------------------------------------- */
+
+/* One layer, qwen3_forward's loop body; la.x is its input, la.out its output. */
+static int layer_forward(struct qwen3_cuda *g, int l, const struct layer_acts *la) {
+    const struct qwen3_config *c = &g->cfg;
+    struct wptr *w = &g->w;
+    cudaStream_t st = g->st;
+    int N = g->B * g->T, T = g->T, D = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
+    int Hq = c->num_heads, Hkv = c->num_kv_heads, qd = Hq * hd, kvd = Hkv * hd;
+    float eps = c->rms_norm_eps;
+    k_rmsnorm_fwd(st, la->ln1, la->rstd1, la->x, w->ln1 + (size_t)l * D, N, D, eps);
+    if (mm(&g->mm, st, la->q, 0, la->ln1, 0, w->wq_b + (size_t)l * qd * D, 1, N, qd, D, 0, NULL) ||
+        mm(&g->mm, st, la->k, 0, la->ln1, 0, w->wk_b + (size_t)l * kvd * D, 1, N, kvd, D, 0, NULL) ||
+        mm(&g->mm, st, la->v, 0, la->ln1, 0, w->wv_b + (size_t)l * kvd * D, 1, N, kvd, D, 0, NULL))
+        return gfail(g, "cuBLASLt: q/k/v projection, layer %d", l);
+    k_headnorm_rope_fwd(st, la->qr, la->qrstd, la->q, w->qnorm + (size_t)l * hd, N, Hq, hd, eps, NULL, T,
+                        g->a.rope_cos, g->a.rope_sin);
+    k_headnorm_rope_fwd(st, la->kr, la->krstd, la->k, w->knorm + (size_t)l * hd, N, Hkv, hd, eps, NULL, T,
+                        g->a.rope_cos, g->a.rope_sin);
+    k_attn_fwd(st, la->ao, la->lse, la->qr, la->kr, la->v, g->B, T, Hq, Hkv, hd);
+    /* xm = x + o_proj(ao): the residual add rides on the matmul's C operand */
+    if (mm(&g->mm, st, la->xm, 1, la->ao, 0, w->wo_b + (size_t)l * D * qd, 1, N, D, qd, 1.0f, la->x))
+        return gfail(g, "cuBLASLt: o_proj, layer %d", l);
+    k_rmsnorm_fwd(st, la->ln2, la->rstd2, la->xm, w->ln2 + (size_t)l * D, N, D, eps);
+    if (mm(&g->mm, st, la->gate, 0, la->ln2, 0, w->wgate_b + (size_t)l * F * D, 1, N, F, D, 0, NULL) ||
+        mm(&g->mm, st, la->up, 0, la->ln2, 0, w->wup_b + (size_t)l * F * D, 1, N, F, D, 0, NULL))
+        return gfail(g, "cuBLASLt: gate/up projection, layer %d", l);
+    k_swiglu_fwd(st, la->hm, la->gate, la->up, (size_t)N * F);
+    if (mm(&g->mm, st, la->out, 1, la->hm, 0, w->wdown_b + (size_t)l * D * F, 1, N, D, F, 1.0f, la->xm))
+        return gfail(g, "cuBLASLt: down_proj, layer %d", l);
+    return 0;
+}
+
+extern "C" float qwen3_cuda_forward(struct qwen3_cuda *g, const int32_t *ids, const int32_t *targets,
+                                    const float *mask, int B, int T) {
+    const struct qwen3_config *c = &g->cfg;
+    g->err[0] = 0;
+    if (B <= 0 || T <= 0 || (long)B * T > (1L << 30)) return gfail(g, "forward: bad shape %d x %d", B, T), NAN;
+    int N = B * T, D = c->hidden_size, V = c->vocab_size;
+    for (int i = 0; i < N; i++)
+        if (ids[i] < 0 || ids[i] >= V || (targets && targets[i] >= V))
+            return gfail(g, "forward: token id out of range at %d", i), NAN;
+    if (ensure_acts(g, B, T)) return NAN;
+    struct acts *a = &g->a;
+    cudaStream_t st = g->st;
+    g->has_forward = 0;
+    /* host-side copies of what backward needs: targets and the loss weights */
+    free(g->h_coef);
+    g->h_coef = (float *)malloc((size_t)N * 2 * sizeof(float));
+    if (!g->h_coef) return gfail(g, "out of host memory"), NAN;
+    float *w8 = g->h_coef + N; /* mask weights */
+    int32_t *tg = (int32_t *)malloc((size_t)N * sizeof *tg);
+    if (!tg) return gfail(g, "out of host memory"), NAN;
+    for (int i = 0; i < N; i++) {
+        tg[i] = targets ? targets[i] : -1;
+        w8[i] = tg[i] < 0 ? 0.0f : mask ? mask[i] : 1.0f;
+    }
+    cudaMemcpyAsync(a->ids, ids, (size_t)N * 4, cudaMemcpyHostToDevice, st);
+    cudaMemcpyAsync(a->targets, tg, (size_t)N * 4, cudaMemcpyHostToDevice, st);
+    k_embed_fwd(st, a->resid, a->ids, g->w.embed_b, N, D);
+    for (int l = 0; l < c->num_layers; l++) {
+        struct layer_acts la = slot(g, l);
+        if (layer_forward(g, l, &la)) {
+            free(tg);
+            return NAN;
+        }
+    }
+    k_rmsnorm_fwd(st, a->lnf, a->rstdf, a->resid + (size_t)c->num_layers * N * D, g->w.lnf, N, D, c->rms_norm_eps);
+    if (mm(&g->mm, st, a->logits, 1, a->lnf, 0, g->w.lm_head_b, 1, N, V, D, 0, NULL)) {
+        free(tg);
+        return gfail(g, "cuBLASLt: lm_head"), NAN;
+    }
+    k_xent_fwd(st, a->lse, a->logp, a->logits, a->targets, N, V);
+    g->loss = 0;
+    if (targets) {
+        float *lp = (float *)malloc((size_t)N * sizeof *lp);
+        if (!lp) {
+            free(tg);
+            return gfail(g, "out of host memory"), NAN;
+        }
+        cudaMemcpyAsync(lp, a->logp, (size_t)N * 4, cudaMemcpyDeviceToHost, st);
+        if (cudaStreamSynchronize(st) != cudaSuccess) {
+            free(lp);
+            free(tg);
+            return gcheck(g, "forward"), NAN;
+        }
+        double num = 0, den = 0;
+        for (int i = 0; i < N; i++) num -= (double)w8[i] * lp[i], den += w8[i];
+        g->loss = den > 0 ? (float)(num / den) : 0.0f;
+        free(lp);
+    } else if (cudaStreamSynchronize(st) != cudaSuccess) {
+        free(tg);
+        return gcheck(g, "forward"), NAN;
+    }
+    free(tg);
+    if (gcheck(g, "forward")) return NAN;
+    g->has_forward = 1;
+    return g->loss;
+}
+
+extern "C" int qwen3_cuda_logits(struct qwen3_cuda *g, float *out) {
+    if (!g->has_forward) return gfail(g, "logits: no forward");
+    size_t n = (size_t)g->B * g->T * g->cfg.vocab_size;
+    if (cudaMemcpy(out, g->a.logits, n * 4, cudaMemcpyDeviceToHost) != cudaSuccess) return gcheck(g, "logits");
+    return 0;
+}
+
+extern "C" int qwen3_cuda_last_logprobs(struct qwen3_cuda *g, float *out) {
+    if (!g->has_forward) return gfail(g, "logprobs: no forward");
+    if (cudaMemcpy(out, g->a.logp, (size_t)g->B * g->T * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
+        return gcheck(g, "logprobs");
+    return 0;
+}
+
+extern "C" int qwen3_cuda_logprobs(struct qwen3_cuda *g, const int32_t *ids, const int32_t *targets, int B, int T,
+                                   float *out) {
+    if (isnan(qwen3_cuda_forward(g, ids, targets, NULL, B, T))) return -1;
+    return qwen3_cuda_last_logprobs(g, out);
+}
+
+/* ---- backward -------------------------------------------------------------------- */
+
+static int ensure_grads(struct qwen3_cuda *g) {
+    if (g->grads) return 0;
+    if (dalloc(g, (void **)&g->grads, g->n_params * 4, "gradients")) return -1;
+    if (cudaMemset(g->grads, 0, g->n_params * 4) != cudaSuccess) return gcheck(g, "zero grads");
+    float *base = g->grads;
+    /* gradient pointers: same offsets as the weights */
+#define GP(f) g->gw.f = base + (g->w.f - g->params)
+    GP(embed);
+    GP(ln1);
+    GP(wq);
+    GP(wk);
+    GP(wv);
+    GP(wo);
+    GP(qnorm);
+    GP(knorm);
+    GP(ln2);
+    GP(wgate);
+    GP(wup);
+    GP(wdown);
+    GP(lnf);
+    GP(lm_head);
+#undef GP
+    return 0;
+}
+
+extern "C" void qwen3_cuda_zero_grad(struct qwen3_cuda *g) {
+    if (ensure_grads(g)) return;
+    cudaMemsetAsync(g->grads, 0, g->n_params * 4, g->st);
+}
+
+/* One layer's backward, qwen3.c backward_core's loop body. On entry a.dres
+ * (fp32) and a.dres_b (its bf16 copy) hold dL/d(la.out); on exit dL/d(la.x). */
+static int layer_backward(struct qwen3_cuda *g, int l, const struct layer_acts *la) {
+    const struct qwen3_config *c = &g->cfg;
+    struct wptr *w = &g->w, *gw = &g->gw;
+    struct acts *a = &g->a;
+    cudaStream_t st = g->st;
+    int N = g->B * g->T, T = g->T, D = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
+    int Hq = c->num_heads, Hkv = c->num_kv_heads, qd = Hq * hd, kvd = Hkv * hd;
+    size_t lD = (size_t)l * D;
+    /* MLP: out = xm + down(hm) */
+    if (mm(&g->mm, st, a->dhm, 1, a->dres_b, 0, w->wdown_b + lD * F, 0, N, F, D, 0, NULL) ||
+        mm(&g->mm, st, gw->wdown + lD * F, 1, a->dres_b, 1, la->hm, 0, D, F, N, 1.0f, gw->wdown + lD * F))
+        return gfail(g, "cuBLASLt: down_proj backward, layer %d", l);
+    k_swiglu_bwd(st, a->dgate, a->dup, a->dhm, la->gate, la->up, (size_t)N * F);
+    if (mm(&g->mm, st, a->dln, 1, a->dgate, 0, w->wgate_b + lD * F, 0, N, D, F, 0, NULL) ||
+        mm(&g->mm, st, a->dln, 1, a->dup, 0, w->wup_b + lD * F, 0, N, D, F, 1.0f, a->dln) ||
+        mm(&g->mm, st, gw->wgate + lD * F, 1, a->dgate, 1, la->ln2, 0, F, D, N, 1.0f, gw->wgate + lD * F) ||
+        mm(&g->mm, st, gw->wup + lD * F, 1, a->dup, 1, la->ln2, 0, F, D, N, 1.0f, gw->wup + lD * F))
+        return gfail(g, "cuBLASLt: gate/up backward, layer %d", l);
+    k_rmsnorm_bwd(st, a->dres, a->dres_b, gw->ln2 + lD, a->dln, la->xm, w->ln2 + lD, la->rstd2, N, D);
+    /* attention: xm = x + o_proj(ao) */
+    if (mm(&g->mm, st, a->dao, 1, a->dres_b, 0, w->wo_b + lD * qd, 0, N, qd, D, 0, NULL) ||
+        mm(&g->mm, st, gw->wo + lD * qd, 1, a->dres_b, 1, la->ao, 0, D, qd, N, 1.0f, gw->wo + lD * qd))
+        return gfail(g, "cuBLASLt: o_proj backward, layer %d", l);
+    k_attn_bwd(st, a->dqr, a->dkr, a->dv, a->dsum, a->dao, la->ao, la->lse, la->qr, la->kr, la->v, g->B, T, Hq, Hkv,
+               hd);
+    k_headnorm_rope_bwd(st, a->dq, gw->qnorm + (size_t)l * hd, a->dqr, la->q, w->qnorm + (size_t)l * hd, la->qrstd, N,
+                        Hq, hd, T, a->rope_cos, a->rope_sin);
+    k_headnorm_rope_bwd(st, a->dk, gw->knorm + (size_t)l * hd, a->dkr, la->k, w->knorm + (size_t)l * hd, la->krstd, N,
+                        Hkv, hd, T, a->rope_cos, a->rope_sin);
+    size_t oq = (size_t)l * qd * D, okv = (size_t)l * kvd * D;
+    if (mm(&g->mm, st, a->dln, 1, a->dq, 0, w->wq_b + oq, 0, N, D, qd, 0, NULL) ||
+        mm(&g->mm, st, a->dln, 1, a->dk, 0, w->wk_b + okv, 0, N, D, kvd, 1.0f, a->dln) ||
+        mm(&g->mm, st, a->dln, 1, a->dv, 0, w->wv_b + okv, 0, N, D, kvd, 1.0f, a->dln) ||
+        mm(&g->mm, st, gw->wq + oq, 1, a->dq, 1, la->ln1, 0, qd, D, N, 1.0f, gw->wq + oq) ||
+        mm(&g->mm, st, gw->wk + okv, 1, a->dk, 1, la->ln1, 0, kvd, D, N, 1.0f, gw->wk + okv) ||
+        mm(&g->mm, st, gw->wv + okv, 1, a->dv, 1, la->ln1, 0, kvd, D, N, 1.0f, gw->wv + okv))
+        return gfail(g, "cuBLASLt: q/k/v backward, layer %d", l);
+    k_rmsnorm_bwd(st, a->dres, a->dres_b, gw->ln1 + lD, a->dln, la->x, w->ln1 + lD, la->rstd1, N, D);
+    return 0;
+}
+
+static int backward_core(struct qwen3_cuda *g, const float *coef) {
+    const struct qwen3_config *c = &g->cfg;
+    struct acts *a = &g->a;
+    cudaStream_t st = g->st;
+    if (!g->has_forward) return gfail(g, "backward: no forward since the last backward");
+    if (ensure_grads(g)) return -1;
+    int N = g->B * g->T, D = c->hidden_size, V = c->vocab_size, L = c->num_layers;
+    size_t ND = (size_t)N * D;
+    cudaMemcpyAsync(a->coef, coef, (size_t)N * 4, cudaMemcpyHostToDevice, st);
+    k_xent_bwd(st, a->dlogits, a->logits, a->lse, a->targets, a->coef, N, V);
+    /* lm_head and the final norm */
+    if (mm(&g->mm, st, a->dln, 1, a->dlogits, 0, g->w.lm_head_b, 0, N, D, V, 0, NULL) ||
+        mm(&g->mm, st, g->gw.lm_head, 1, a->dlogits, 1, a->lnf, 0, V, D, N, 1.0f, g->gw.lm_head))
+        return gfail(g, "cuBLASLt: lm_head backward");
+    cudaMemsetAsync(a->dres, 0, ND * 4, st);
+    k_rmsnorm_bwd(st, a->dres, a->dres_b, g->gw.lnf, a->dln, a->resid + (size_t)L * ND, g->w.lnf, a->rstdf, N, D);
+    for (int l = L - 1; l >= 0; l--) {
+        struct layer_acts la = slot(g, l);
+        if (g->recompute && layer_forward(g, l, &la)) return -1; /* rebuild this layer's activations */
+        if (layer_backward(g, l, &la)) return -1;
+    }
+    k_embed_bwd(st, g->gw.embed, a->ids, a->dres, N, D);
+    if (cudaStreamSynchronize(st) != cudaSuccess || gcheck(g, "backward")) return gcheck(g, "backward");
+    g->has_forward = 0; /* as the CPU model: a second backward needs a new forward */
+    return 0;
+}
+
+extern "C" int qwen3_cuda_backward(struct qwen3_cuda *g) {
+    if (!g->has_forward || !g->h_coef) return gfail(g, "backward: no forward");
+    int N = g->B * g->T;
+    const float *w8 = g->h_coef + N;
+    double den = 0;
+    for (int i = 0; i < N; i++) den += w8[i];
+    for (int i = 0; i < N; i++) g->h_coef[i] = den > 0 ? (float)(-w8[i] / den) : 0.0f;
+    return backward_core(g, g->h_coef);
+}
+
+extern "C" int qwen3_cuda_backward_logprobs(struct qwen3_cuda *g, const float *coef) {
+    return backward_core(g, coef);
+}
+
+extern "C" int qwen3_cuda_grads_to_host(struct qwen3_cuda *g, float *out) {
+    if (ensure_grads(g)) return -1;
+    if (cudaMemcpy(out, g->grads, g->n_params * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
+        return gcheck(g, "grads to host");
+    return 0;
+}
+
+/* ---- AdamW (adamw.c, same schedule and clipping) ------------------------------------------ */
+
+extern "C" int qwen3_cuda_adamw_init(struct qwen3_cuda *g, const struct adamw_config *c) {
+    g->opt = *c;
+    g->opt_step = 0;
+    if (!g->adam_m && (dalloc(g, (void **)&g->adam_m, g->n_params * 4, "AdamW m") ||
+                       dalloc(g, (void **)&g->adam_v, g->n_params * 4, "AdamW v")))
+        return -1;
+    cudaMemset(g->adam_m, 0, g->n_params * 4);
+    cudaMemset(g->adam_v, 0, g->n_params * 4);
+    return gcheck(g, "AdamW init");
+}
+
+extern "C" float qwen3_cuda_adamw_step(struct qwen3_cuda *g, float *lr_out) {
+    const struct adamw_config *c = &g->opt;
+    if (!g->adam_m) return gfail(g, "AdamW: not initialised"), NAN;
+    if (ensure_grads(g)) return NAN;
+    double *ss = (double *)g->scalar, h_ss = 0;
+    cudaMemsetAsync(ss, 0, sizeof *ss, g->st);
+    k_sumsq(g->st, ss, g->grads, g->n_params);
+    cudaMemcpyAsync(&h_ss, ss, sizeof h_ss, cudaMemcpyDeviceToHost, g->st);
+    if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "AdamW norm"), NAN;
+    float norm = (float)sqrt(h_ss), clip = 1.0f;
+    if (c->grad_clip > 0) {
+        clip = c->grad_clip / (norm + 1e-6f);
+        if (clip > 1.0f) clip = 1.0f;
+    }
+    float lr = adamw_lr(c, g->opt_step);
+    g->opt_step++;
+    double bc1 = 1.0 - pow(c->beta1, (double)g->opt_step), bc2 = 1.0 - pow(c->beta2, (double)g->opt_step);
+    float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+    for (int t = 0; t < g->n_tensors; t++) {
+        const struct qwen3_tensor *tt = &g->tensors[t];
+        size_t o = tt->offset;
+        float decay = tt->is_matrix ? 1.0f - lr * c->weight_decay : 1.0f;
+        k_adamw(g->st, g->params + o, g->params_b + o, g->grads + o, g->adam_m + o, g->adam_v + o, tt->numel, decay,
+                clip, c->beta1, c->beta2, step_size, bc2_sqrt, c->eps);
+    }
+    if (cudaStreamSynchronize(g->st) != cudaSuccess || gcheck(g, "AdamW")) return gcheck(g, "AdamW"), NAN;
+    if (lr_out) *lr_out = lr;
+    return norm;
+}
+
+extern "C" int qwen3_cuda_to_host(struct qwen3_cuda *g, struct qwen3 *cpu) {
+    const struct qwen3_config *a = &cpu->cfg, *b = &g->cfg;
+    if (cpu->n_params != g->n_params || a->vocab_size != b->vocab_size || a->hidden_size != b->hidden_size ||
+        a->num_layers != b->num_layers || a->intermediate_size != b->intermediate_size ||
+        a->num_heads != b->num_heads || a->num_kv_heads != b->num_kv_heads || a->head_dim != b->head_dim ||
+        a->tie_word_embeddings != b->tie_word_embeddings)
+        return gfail(g, "to_host: the CPU model has a different config");
+    if (cudaMemcpy(cpu->params, g->params, g->n_params * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
+        return gcheck(g, "weights to host");
+    return 0;
+}

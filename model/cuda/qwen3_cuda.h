@@ -1,0 +1,132 @@
+/*
+ * qwen3_cuda.h - the Qwen3 model of qwen3.h on an NVIDIA GPU.
+ *
+ * The same model and the same training API as the CPU backend, so a trainer
+ * picks one with --device cpu|cuda:
+ *
+ *   CPU (qwen3.h)                  CUDA (this file)
+ *   qwen3_load / qwen3_create      qwen3_cuda_create(cpu_model)   (weights copied up)
+ *   qwen3_forward                  qwen3_cuda_forward
+ *   qwen3_logits                   qwen3_cuda_logits              (copied down)
+ *   qwen3_logprobs                 qwen3_cuda_logprobs
+ *   qwen3_zero_grad / backward     qwen3_cuda_zero_grad / qwen3_cuda_backward
+ *   qwen3_backward_logprobs        qwen3_cuda_backward_logprobs
+ *   adamw_step (adamw.h)           qwen3_cuda_adamw_step
+ *   qwen3_save (after)             qwen3_cuda_to_host(g, cpu_model) then qwen3_save
+ *   qwen3_kv_*                     qwen3_cuda_kv_*
+ *
+ * Precision: the optimiser owns fp32 master weights (same layout and offsets
+ * as struct qwen3's parameter block) and keeps a bf16 copy that the matmuls
+ * read; matmuls (cuBLASLt) take bf16 inputs and accumulate in fp32; the
+ * residual stream, norm statistics, logits, gradients and AdamW moments are
+ * fp32; the other activations are bf16. RMSNorm weights are read from the
+ * fp32 masters.
+ *
+ * Memory: logits are kept as fp32 [B*T, V] (the log-probs the RL trainer
+ * needs are read from them) plus a bf16 [B*T, V] buffer for their gradient;
+ * at V = 151936 that is 0.9 MiB per token, the largest activation. With
+ * recompute = 1 only each layer's input (fp32 [B*T, D]) is kept and the rest
+ * of a layer is recomputed during backward (about one extra forward).
+ *
+ * Every function returns an error (or NAN / NULL) with a message in the
+ * handle's err buffer (qwen3_cuda_error) rather than exiting; a CUDA error is
+ * sticky, so a handle that failed once should be freed.
+ *
+ * NOTE: this backend was written and compiled without access to a GPU; see
+ * test/gpu/ for the checks that have to pass on one before it is trusted.
+ */
+#ifndef VIV_MODEL_QWEN3_CUDA_H
+#define VIV_MODEL_QWEN3_CUDA_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" { /* the CPU model's headers are C */
+#endif
+
+#include "../adamw.h"
+#include "../qwen3.h"
+#include "../sample.h"
+
+struct qwen3_cuda;
+struct qwen3_cuda_kv;
+
+struct qwen3_cuda_opts {
+    int device;    /* CUDA device ordinal; -1 = from the launcher (local MPI rank) or 0 */
+    int recompute; /* 1: keep only layer inputs, recompute the rest in backward */
+};
+
+/* Number of usable CUDA devices; 0 when there is no driver or no device
+ * (why, if not NULL, gets the reason). Never fails otherwise. */
+int qwen3_cuda_device_count(char *why, size_t whylen);
+/* Name and memory of the current device, for logs ("NVIDIA H100 80GB HBM3, 79.1 GiB"). */
+int qwen3_cuda_device_name(int device, char *out, size_t outlen);
+
+/* Copy the weights of a CPU model up. The CPU model is not referenced later. */
+struct qwen3_cuda *qwen3_cuda_create(const struct qwen3 *cpu, const struct qwen3_cuda_opts *o, char *err,
+                                     size_t errlen);
+void qwen3_cuda_free(struct qwen3_cuda *g);
+const char *qwen3_cuda_error(const struct qwen3_cuda *g);
+const struct qwen3_config *qwen3_cuda_config(const struct qwen3_cuda *g);
+size_t qwen3_cuda_n_params(const struct qwen3_cuda *g);
+
+/* As qwen3_forward: mean weighted cross-entropy (0 without targets, NAN on
+ * error). Log-probs of the targets stay on the device until asked for. */
+float qwen3_cuda_forward(struct qwen3_cuda *g, const int32_t *ids, const int32_t *targets, const float *mask, int B,
+                         int T);
+/* Copy the last forward's logits [B*T, V] / log-probs [B*T] down. */
+int qwen3_cuda_logits(struct qwen3_cuda *g, float *out);
+int qwen3_cuda_last_logprobs(struct qwen3_cuda *g, float *out);
+/* Forward, then the log-probs of targets into out [B*T] (0 where target < 0). */
+int qwen3_cuda_logprobs(struct qwen3_cuda *g, const int32_t *ids, const int32_t *targets, int B, int T, float *out);
+
+void qwen3_cuda_zero_grad(struct qwen3_cuda *g);
+int qwen3_cuda_backward(struct qwen3_cuda *g);
+int qwen3_cuda_backward_logprobs(struct qwen3_cuda *g, const float *coef);
+/* Copy the fp32 gradients down (n_params floats, struct qwen3's layout). */
+int qwen3_cuda_grads_to_host(struct qwen3_cuda *g, float *out);
+
+/* AdamW exactly as adamw.h (torch.optim.AdamW with global-norm clipping),
+ * applied to the fp32 masters; the bf16 copy is refreshed in the same pass.
+ * Returns the gradient norm before clipping, NAN on error. */
+int qwen3_cuda_adamw_init(struct qwen3_cuda *g, const struct adamw_config *c);
+float qwen3_cuda_adamw_step(struct qwen3_cuda *g, float *lr_out);
+
+/* Copy the fp32 master weights down into cpu (same config), for qwen3_save. */
+int qwen3_cuda_to_host(struct qwen3_cuda *g, struct qwen3 *cpu);
+
+/* ---- data parallel (model/cuda/dist.c) ------------------------------------------
+ * One process per GPU under mpirun / srun. qwen3_dist_init reads the MPI rank
+ * and world size and sets up an NCCL communicator; without MPI+NCCL compiled
+ * in (VIV_DIST=0) it reports world size 1 and the all-reduce is a no-op. */
+int qwen3_dist_init(int *argc, char ***argv, int *rank, int *world, int *local_rank, char *err, size_t errlen);
+/* Average the gradients over all ranks (call after backward, before the step). */
+int qwen3_cuda_allreduce_grads(struct qwen3_cuda *g);
+/* Broadcast rank 0's weights so every rank starts identical. */
+int qwen3_cuda_broadcast_weights(struct qwen3_cuda *g);
+void qwen3_dist_finalize(void);
+int qwen3_dist_compiled(void); /* 1 when built with MPI + NCCL */
+
+/* ---- inference with a per-sequence KV cache -------------------------------------
+ * Same contract as qwen3_kv_forward: n rows, token[i] for slot[i], logits of
+ * the rows with want[i] (NULL = all) written to host logits_out, V floats each.
+ * The cache holds bf16 keys (after k_norm and RoPE) and values. */
+struct qwen3_cuda_kv *qwen3_cuda_kv_create(struct qwen3_cuda *g, int n_slots, int max_T, char *err, size_t errlen);
+void qwen3_cuda_kv_free(struct qwen3_cuda_kv *kv);
+void qwen3_cuda_kv_reset(struct qwen3_cuda_kv *kv, int slot);
+int qwen3_cuda_kv_len(const struct qwen3_cuda_kv *kv, int slot);
+int qwen3_cuda_kv_forward(struct qwen3_cuda *g, struct qwen3_cuda_kv *kv, const int32_t *token, const int *slot,
+                          int n, const uint8_t *want, float *logits_out, char *err, size_t errlen);
+
+/* qwen3_generate (sample.h) on the GPU: same sampling, same stats. */
+int qwen3_cuda_generate(struct qwen3_cuda *g, const int32_t *prompt, int n_prompt, const struct gen_opts *o,
+                        gen_token_fn on_token, void *user, struct gen_stats *st, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,97 @@
+/*
+ * qwen3_cuda_internal.cuh - the handle behind qwen3_cuda.h (internal to
+ * model/cuda: qwen3_cuda.cu, infer.cu, dist.c reads only through the API).
+ */
+#ifndef VIV_MODEL_CUDA_INTERNAL_CUH
+#define VIV_MODEL_CUDA_INTERNAL_CUH
+
+#include "ops.cuh"
+#include "qwen3_cuda.h"
+
+extern "C" {
+#include "../qwen3_ops.h"
+}
+
+/* Device weights: fp32 master (f) and bf16 copy (f_b) of each stacked tensor. */
+struct wptr {
+    float *embed, *ln1, *wq, *wk, *wv, *wo, *qnorm, *knorm, *ln2, *wgate, *wup, *wdown, *lnf, *lm_head;
+    bf16 *embed_b, *ln1_b, *wq_b, *wk_b, *wv_b, *wo_b, *qnorm_b, *knorm_b, *ln2_b, *wgate_b, *wup_b, *wdown_b, *lnf_b,
+        *lm_head_b;
+};
+
+/* Activations of the last forward and backward scratch (one device block). */
+struct acts {
+    float *resid;                     /* [L+1, N, D] layer inputs (kept even with recompute) */
+    float *xm;                        /* [S, N, D] residual after attention */
+    bf16 *ln1, *q, *k, *v, *qr, *kr; /* [S, N, ...] */
+    float *rstd1, *qrstd, *krstd;
+    bf16 *ao;
+    float *lse_att; /* [S, N, Hq] attention log-sum-exp */
+    bf16 *ln2, *gate, *up, *hm;
+    float *rstd2;
+    bf16 *lnf;
+    float *rstdf, *logits, *lse, *logp, *coef;
+    int32_t *ids, *targets;
+    float *rope_cos, *rope_sin;
+    /* backward scratch */
+    bf16 *dlogits, *dres_b, *dgate, *dup, *dv, *dq, *dk;
+    float *dres, *dln, *dhm, *dao, *dsum, *dqr, *dkr;
+};
+
+/* One layer's view of the saved activations. */
+struct layer_acts {
+    float *x, *out, *xm, *rstd1, *qrstd, *krstd, *lse, *rstd2;
+    bf16 *ln1, *q, *k, *v, *qr, *kr, *ao, *ln2, *gate, *up, *hm;
+};
+
+struct qwen3_cuda {
+    struct qwen3_config cfg;
+    int device, recompute;
+    cudaStream_t st;
+    struct mm_ctx mm;
+    size_t n_params;
+    struct qwen3_tensor *tensors;
+    int n_tensors;
+    float *params;   /* fp32 masters */
+    bf16 *params_b;  /* bf16 copy the matmuls read */
+    float *grads;    /* fp32, NULL until the first backward / zero_grad */
+    float *adam_m, *adam_v;
+    void *scalar;    /* small device scratch (grad norm) */
+    struct wptr w, gw; /* gw: only the fp32 fields are used */
+    struct adamw_config opt;
+    long opt_step;
+    /* last forward */
+    int B, T, cap_B, cap_T, has_forward; /* cap_B/cap_T: the shape the rope table was laid out for */
+    char *acts_mem;
+    size_t acts_bytes;
+    struct acts a;
+    float *h_coef; /* host [2N]: coef scratch, then the mask weights */
+    float loss;
+    void *comm; /* ncclComm_t when data parallel (dist.c) */
+    char err[512];
+};
+
+struct qwen3_cuda_kv {
+    int n_slots, max_T;
+    int *len;            /* host: tokens cached per slot */
+    bf16 *k, *v;         /* [L, n_slots, max_T, kvd] */
+    float *rope_cos, *rope_sin; /* [max_T, hd/2] */
+    /* per-call scratch for up to cap rows */
+    int cap;
+    char *scratch;
+    size_t scratch_bytes;
+};
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+int gfail(struct qwen3_cuda *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int gcheck(struct qwen3_cuda *g, const char *what);
+int dalloc(struct qwen3_cuda *g, void **p, size_t bytes, const char *what);
+int upload_rope(struct qwen3_cuda *g, float *dcos, float *dsin, int T);
+void qwen3_dist_free_comm(struct qwen3_cuda *g);
+#ifdef __cplusplus
+}
+#endif
+
+#endif

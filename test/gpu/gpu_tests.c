@@ -1,0 +1,397 @@
+/*
+ * gpu_tests.c - the CUDA Qwen3 (model/cuda) against the CPU Qwen3 (model/),
+ * which test/model checks against a torch reference.
+ *
+ * Small random models (GQA, head_dim != hidden/heads, tied and untied
+ * embeddings), the same weights on both sides. Tolerances are relative and
+ * per tensor, sized for bf16 (8 bits of mantissa, ~0.4% per rounding, a few
+ * roundings deep): logits max-error 3% of the largest |logit|, gradients
+ * 6% in L2 norm per tensor, AdamW trajectories 2% in loss and 1% in weights.
+ *
+ * Every test that needs a GPU reports "skip - ...: no CUDA device" when
+ * there is none; one test (no_device_refused) checks the opposite, that
+ * creating the model without a device fails with a clear message, and is
+ * skipped when a device is present. Built -O2 without sanitizers: the CPU
+ * side runs real numerics and ASan does not see device memory anyway.
+ *
+ * As committed, these have only ever run on a machine WITHOUT a GPU: there,
+ * only built with -DVIV_HOSTSIM against test/gpu/hostsim (the host code of
+ * model/cuda with its kernels re-done as plain loops), which checks the
+ * orchestration and tolerances but not the CUDA kernels.
+ */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+
+#include "../../model/adamw.h"
+#include "../../model/cuda/qwen3_cuda.h"
+#include "../../model/qwen3.h"
+#include "../harness.h"
+
+static int n_dev = -1;
+static char no_dev_why[256];
+
+static int have_gpu(void) {
+    if (n_dev < 0) n_dev = qwen3_cuda_device_count(no_dev_why, sizeof no_dev_why);
+    return n_dev > 0;
+}
+
+#define NEED_GPU()                                                                                                     \
+    do {                                                                                                               \
+        if (!have_gpu()) SKIP("no CUDA device (%s)", no_dev_why);                                                      \
+    } while (0)
+
+static struct qwen3_config small_cfg(int tied) {
+    struct qwen3_config c = {.vocab_size = 384, .hidden_size = 96, .intermediate_size = 160, .num_layers = 2,
+                             .num_heads = 4, .num_kv_heads = 2, .head_dim = 32, .max_position = 256,
+                             .rms_norm_eps = 1e-6f, .rope_theta = 10000.0, .tie_word_embeddings = tied,
+                             .bos_token_id = -1, .eos_token_id = -1};
+    return c;
+}
+
+/* Random weights; norm weights perturbed around 1 so their gradients matter. */
+static struct qwen3 *make_model(int tied, uint64_t seed) {
+    struct qwen3_config c = small_cfg(tied);
+    char err[256];
+    struct qwen3 *m = qwen3_create(&c, err, sizeof err);
+    if (!m) return NULL;
+    qwen3_init_random(m, seed, 0.08f);
+    uint64_t s = seed * 7 + 1;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const struct qwen3_tensor *t = &m->tensors[i];
+        if (t->is_matrix) continue;
+        for (size_t j = 0; j < t->numel; j++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            m->params[t->offset + j] = 1.0f + 0.2f * ((float)(s % 1000) / 1000.0f - 0.5f);
+        }
+    }
+    return m;
+}
+
+static void make_batch(int B, int T, int V, uint64_t seed, int32_t *ids, int32_t *targets) {
+    uint64_t s = seed | 1;
+    for (int i = 0; i < B * T; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        ids[i] = (int32_t)(s % (uint64_t)V);
+    }
+    for (int i = 0; i < B * T; i++) targets[i] = (i % T == T - 1) ? -1 : ids[i + 1];
+}
+
+/* max |a - b| / max |b| */
+static double max_rel(const float *a, const float *b, size_t n) {
+    double md = 0, mb = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= md)) md = d;
+        if (fabs(b[i]) > mb) mb = fabs(b[i]);
+    }
+    return md / mb;
+}
+
+/* ||a - b|| / ||b|| */
+static double l2_rel(const float *a, const float *b, size_t n) {
+    double dd = 0, bb = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        dd += d * d;
+        bb += (double)b[i] * b[i];
+    }
+    return sqrt(dd / bb);
+}
+
+static struct qwen3_cuda *to_gpu(const struct qwen3 *m, int recompute) {
+    struct qwen3_cuda_opts o = {.device = 0, .recompute = recompute};
+    char err[512];
+    struct qwen3_cuda *g = qwen3_cuda_create(m, &o, err, sizeof err);
+    if (!g) fprintf(stderr, "# qwen3_cuda_create: %s\n", err);
+    return g;
+}
+
+enum { B = 2, T = 24 };
+
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(const char *fmt, ...) { /* measured errors, with VIV_TEST_VERBOSE=1 */
+    if (!getenv("VIV_TEST_VERBOSE")) return;
+    va_list ap;
+    va_start(ap, fmt);
+    printf("# ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+}
+
+#ifndef VIV_HOSTSIM
+static void test_no_device_refused(void) {
+    if (have_gpu()) SKIP("a CUDA device is present; this checks the no-device path");
+    struct qwen3 *m = make_model(0, 1);
+    CHECK(m, "model");
+    char err[512] = "";
+    struct qwen3_cuda_opts o = {.device = 0};
+    struct qwen3_cuda *g = qwen3_cuda_create(m, &o, err, sizeof err);
+    qwen3_free(m);
+    CHECK(!g, "qwen3_cuda_create succeeded without a device");
+    CHECK(strstr(err, "no CUDA device") != NULL, "unclear error: %s", err);
+}
+#endif
+
+static void check_forward(int tied) {
+    struct qwen3 *m = make_model(tied, 11 + tied);
+    CHECK(m, "model");
+    int V = m->cfg.vocab_size;
+    int32_t ids[B * T], tg[B * T];
+    make_batch(B, T, V, 5, ids, tg);
+    float lc = qwen3_forward(m, ids, tg, NULL, B, T);
+    struct qwen3_cuda *g = to_gpu(m, 0);
+    CHECK(g, "create");
+    float lg = qwen3_cuda_forward(g, ids, tg, NULL, B, T);
+    float *logits = malloc((size_t)B * T * V * sizeof(float)), lp[B * T];
+    int rc = qwen3_cuda_logits(g, logits) || qwen3_cuda_last_logprobs(g, lp);
+    double e = max_rel(logits, qwen3_logits(m), (size_t)B * T * V), elp = max_rel(lp, m->logprobs, B * T);
+    free(logits);
+    qwen3_cuda_free(g);
+    qwen3_free(m);
+    note("forward tied=%d: loss cuda %.5f cpu %.5f, logits %.2e, logprobs %.2e", tied, lg, lc, e, elp);
+    CHECK(!rc, "copy down failed");
+    CHECK(isfinite(lg) && fabsf(lg - lc) <= 0.02f * fabsf(lc), "loss cuda %.5f cpu %.5f", lg, lc);
+    CHECK(e < 0.03, "logits max rel err %.4f", e);
+    CHECK(elp < 0.03, "logprobs max rel err %.4f", elp);
+}
+
+static void test_forward_untied(void) {
+    NEED_GPU();
+    check_forward(0);
+}
+
+static void test_forward_tied(void) {
+    NEED_GPU();
+    check_forward(1);
+}
+
+/* Gradients tensor by tensor (each layer's slice separately). With twice,
+ * a second batch's backward accumulates onto the first's (no zero_grad in
+ * between), as gradient accumulation over micro-batches does. */
+static void check_grads_n(int tied, int recompute, int use_coef, int twice) {
+    struct qwen3 *m = make_model(tied, 21 + tied);
+    CHECK(m, "model");
+    int V = m->cfg.vocab_size;
+    int32_t ids[B * T], tg[B * T];
+    float mask[B * T], coef[B * T];
+    make_batch(B, T, V, 9, ids, tg);
+    for (int i = 0; i < B * T; i++) mask[i] = 0.5f + (float)(i % 3), coef[i] = (float)((i * 37) % 11 - 5) / 5.0f;
+    int32_t ids2[B * T], tg2[B * T];
+    make_batch(B, T, V, 10, ids2, tg2);
+    qwen3_forward(m, ids, tg, mask, B, T);
+    qwen3_zero_grad(m);
+    if (use_coef) qwen3_backward_logprobs(m, coef);
+    else qwen3_backward(m);
+    if (twice) {
+        qwen3_forward(m, ids2, tg2, NULL, B, T);
+        qwen3_backward(m);
+    }
+    struct qwen3_cuda *g = to_gpu(m, recompute);
+    CHECK(g, "create");
+    float lg = qwen3_cuda_forward(g, ids, tg, mask, B, T);
+    qwen3_cuda_zero_grad(g);
+    int rc = use_coef ? qwen3_cuda_backward_logprobs(g, coef) : qwen3_cuda_backward(g);
+    if (!rc && twice) rc = isnan(qwen3_cuda_forward(g, ids2, tg2, NULL, B, T)) || qwen3_cuda_backward(g);
+    float *gg = malloc(m->n_params * sizeof(float));
+    if (!rc) rc = qwen3_cuda_grads_to_host(g, gg);
+    char why[512] = "";
+    snprintf(why, sizeof why, "%s", rc ? qwen3_cuda_error(g) : "");
+    qwen3_cuda_free(g);
+    double worst = 0;
+    const char *worst_name = "";
+    for (int i = 0; !rc && i < m->n_tensors; i++) {
+        const struct qwen3_tensor *t = &m->tensors[i];
+        double e = l2_rel(gg + t->offset, m->grads + t->offset, t->numel);
+        if (!(e <= worst)) worst = e, worst_name = t->name;
+    }
+    char name[80];
+    snprintf(name, sizeof name, "%s", worst_name);
+    free(gg);
+    qwen3_free(m);
+    note("grads tied=%d recompute=%d coef=%d twice=%d: worst %s %.2e", tied, recompute, use_coef, twice, name, worst);
+    CHECK(!rc, "backward: %s", why);
+    CHECK(isfinite(lg), "loss %f", lg);
+    CHECK(worst < 0.06, "gradient of %s: L2 rel err %.4f", name, worst);
+}
+
+static void check_grads(int tied, int recompute, int use_coef) { check_grads_n(tied, recompute, use_coef, 0); }
+
+static void test_grads_accumulate(void) {
+    NEED_GPU();
+    check_grads_n(1, 1, 0, 1);
+}
+
+static void test_grads_untied(void) {
+    NEED_GPU();
+    check_grads(0, 0, 0);
+}
+
+static void test_grads_tied(void) {
+    NEED_GPU();
+    check_grads(1, 0, 0);
+}
+
+static void test_grads_recompute(void) {
+    NEED_GPU();
+    check_grads(0, 1, 0);
+}
+
+static void test_grads_logprob_coef(void) {
+    NEED_GPU();
+    check_grads(0, 0, 1);
+}
+
+/* Several AdamW steps on one batch: the losses and the weights track. */
+static void test_adamw_tracks(void) {
+    NEED_GPU();
+    struct qwen3 *m = make_model(0, 31);
+    CHECK(m, "model");
+    int V = m->cfg.vocab_size;
+    int32_t ids[B * T], tg[B * T];
+    make_batch(B, T, V, 13, ids, tg);
+    struct adamw_config ac;
+    adamw_defaults(&ac);
+    ac.lr = 1e-3f;
+    ac.warmup_steps = 2;
+    struct adamw opt;
+    CHECK(!adamw_init(&opt, &ac, m->n_params), "adamw");
+    struct qwen3_cuda *g = to_gpu(m, 0);
+    CHECK(g, "create");
+    int rc = qwen3_cuda_adamw_init(g, &ac);
+    float lc[6], lg[6], nc = 0, ng = 0;
+    for (int s = 0; s < 6 && !rc; s++) {
+        lc[s] = qwen3_forward(m, ids, tg, NULL, B, T);
+        qwen3_zero_grad(m);
+        qwen3_backward(m);
+        nc = adamw_step(&opt, m, NULL);
+        lg[s] = qwen3_cuda_forward(g, ids, tg, NULL, B, T);
+        qwen3_cuda_zero_grad(g);
+        rc = isnan(lg[s]) || qwen3_cuda_backward(g);
+        if (!rc) ng = qwen3_cuda_adamw_step(g, NULL), rc = isnan(ng);
+    }
+    struct qwen3 *back = NULL;
+    char err[256];
+    double we = 1;
+    if (!rc) {
+        back = qwen3_create(&m->cfg, err, sizeof err);
+        rc = !back || qwen3_cuda_to_host(g, back);
+        if (!rc) we = l2_rel(back->params, m->params, m->n_params);
+    }
+    qwen3_cuda_free(g);
+    qwen3_free(back);
+    adamw_free(&opt);
+    qwen3_free(m);
+    note("adamw: losses cpu %.4f..%.4f cuda %.4f..%.4f, norms %.4f/%.4f, weights %.2e", lc[0], lc[5], lg[0], lg[5],
+         nc, ng, we);
+    CHECK(!rc, "a CUDA step failed");
+    for (int s = 0; s < 6; s++) CHECK(fabsf(lg[s] - lc[s]) <= 0.02f * lc[s], "step %d loss cuda %.5f cpu %.5f", s, lg[s], lc[s]);
+    CHECK(lc[5] < lc[0], "the CPU run did not learn (%.4f -> %.4f)", lc[0], lc[5]);
+    CHECK(lg[5] < lg[0], "the CUDA run did not learn (%.4f -> %.4f)", lg[0], lg[5]);
+    CHECK(fabsf(ng - nc) <= 0.06f * nc, "grad norm cuda %.5f cpu %.5f", ng, nc);
+    /* Adam's first steps move every weight by about +-lr whatever the size of
+     * its gradient, so weights whose gradient is near zero can step apart;
+     * 1% of the weights' norm (the host stand-in measures 0.1%) leaves room for that and still catches a wrong
+     * update (a wrong sign or bias correction moves far more). */
+    CHECK(we < 0.01, "weights after 6 steps: L2 rel err %.4f", we);
+}
+
+/* Batched decode with the KV cache: three slots fed interleaved, prompt
+ * chunks then single steps, against the CPU cache fed the same rows. */
+static void test_kv_decode(void) {
+    NEED_GPU();
+    struct qwen3 *m = make_model(0, 41);
+    CHECK(m, "model");
+    int V = m->cfg.vocab_size, S = 3, P = 7, G = 5;
+    char err[512];
+    struct qwen3_cuda *g = to_gpu(m, 0);
+    CHECK(g, "create");
+    struct qwen3_kv *kc = qwen3_kv_create(m, S, P + G, err, sizeof err);
+    struct qwen3_cuda_kv *kg = qwen3_cuda_kv_create(g, S, P + G, err, sizeof err);
+    int32_t tok[64];
+    int slot[64];
+    float *lc = malloc((size_t)64 * V * sizeof(float)), *lgp = malloc((size_t)64 * V * sizeof(float));
+    double worst = 0;
+    int rc = !kc || !kg;
+    uint64_t s = 77;
+    /* prefill: all slots' prompts in one call, rows interleaved */
+    for (int i = 0; i < S * P; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        tok[i] = (int32_t)(s % (uint64_t)V);
+        slot[i] = i % S;
+    }
+    if (!rc) rc = qwen3_kv_forward(m, kc, tok, slot, S * P, NULL, lc, err, sizeof err) ||
+                  qwen3_cuda_kv_forward(g, kg, tok, slot, S * P, NULL, lgp, err, sizeof err);
+    if (!rc) worst = max_rel(lgp, lc, (size_t)S * P * V);
+    for (int k = 0; k < G && !rc; k++) {
+        for (int i = 0; i < S; i++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            tok[i] = (int32_t)(s % (uint64_t)V);
+            slot[i] = (i + k) % S; /* slots in a different order each step */
+        }
+        rc = qwen3_kv_forward(m, kc, tok, slot, S, NULL, lc, err, sizeof err) ||
+             qwen3_cuda_kv_forward(g, kg, tok, slot, S, NULL, lgp, err, sizeof err);
+        double e = rc ? 1 : max_rel(lgp, lc, (size_t)S * V);
+        if (e > worst) worst = e;
+    }
+    int len_ok = !rc && qwen3_cuda_kv_len(kg, 0) == P + G;
+    free(lc);
+    free(lgp);
+    qwen3_kv_free(kc);
+    qwen3_cuda_kv_free(kg);
+    qwen3_cuda_free(g);
+    qwen3_free(m);
+    note("kv decode: worst %.2e", worst);
+    CHECK(!rc, "kv forward: %s", err);
+    CHECK(len_ok, "slot length");
+    CHECK(worst < 0.03, "decode logits max rel err %.4f", worst);
+}
+
+/* The cached decode of one sequence equals the training forward's logits. */
+static void test_kv_matches_forward(void) {
+    NEED_GPU();
+    struct qwen3 *m = make_model(1, 51);
+    CHECK(m, "model");
+    int V = m->cfg.vocab_size;
+    int32_t ids[T], tg[T];
+    make_batch(1, T, V, 3, ids, tg);
+    char err[512];
+    struct qwen3_cuda *g = to_gpu(m, 0);
+    CHECK(g, "create");
+    float *a = malloc((size_t)T * V * sizeof(float)), *b = malloc((size_t)T * V * sizeof(float));
+    int slot[T] = {0};
+    struct qwen3_cuda_kv *kv = qwen3_cuda_kv_create(g, 1, T, err, sizeof err);
+    int rc = !kv || isnan(qwen3_cuda_forward(g, ids, NULL, NULL, 1, T)) || qwen3_cuda_logits(g, a) ||
+             qwen3_cuda_kv_forward(g, kv, ids, slot, 10, NULL, b, err, sizeof err) ||
+             qwen3_cuda_kv_forward(g, kv, ids + 10, slot, T - 10, NULL, b + (size_t)10 * V, err, sizeof err);
+    double e = rc ? 1 : max_rel(b, a, (size_t)T * V);
+    free(a);
+    free(b);
+    qwen3_cuda_kv_free(kv);
+    qwen3_cuda_free(g);
+    qwen3_free(m);
+    note("kv vs forward: %.2e", e);
+    CHECK(!rc, "%s", err);
+    CHECK(e < 0.02, "cache vs training forward: max rel err %.4f", e);
+}
+
+int main(int argc, char **argv) {
+    static const struct test_case tests[] = {
+#ifndef VIV_HOSTSIM /* the stand-in always has its one "device" */
+        {"no_device_refused", test_no_device_refused},
+#endif
+        {"forward_untied", test_forward_untied},
+        {"forward_tied", test_forward_tied},
+        {"grads_untied", test_grads_untied},
+        {"grads_tied", test_grads_tied},
+        {"grads_recompute", test_grads_recompute},
+        {"grads_logprob_coef", test_grads_logprob_coef},
+        {"grads_accumulate", test_grads_accumulate},
+        {"adamw_tracks", test_adamw_tracks},
+        {"kv_decode_batched", test_kv_decode},
+        {"kv_matches_forward", test_kv_matches_forward},
+    };
+    return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
+}
