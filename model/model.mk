@@ -16,3 +16,11 @@ build/test/model_tests: test/model/model_tests.c test/harness.h $(MODEL_SRC) san
 build/test/model_tool: test/model/model_tool.c $(MODEL_SRC) sandbox/util.c $(HEADERS)
 	@mkdir -p $(@D)
 	gcc -std=gnu11 -O2 -g $(WARN) -o $@ test/model/model_tool.c $(MODEL_SRC) sandbox/util.c -lcjson -lm -lpthread
+
+# libFuzzer target for the safetensors header parser (run briefly by
+# test/model/run.sh; clang is already required by the sandbox's fuzz targets).
+EXTRA_TESTS += build/fuzz/fuzz_safetensors
+build/fuzz/fuzz_safetensors: test/model/fuzz_safetensors.c model/safetensors.c sandbox/util.c $(HEADERS)
+	@mkdir -p $(@D)
+	clang -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -o $@ test/model/fuzz_safetensors.c \
+	    model/safetensors.c sandbox/util.c -lcjson -lm

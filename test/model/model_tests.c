@@ -650,6 +650,32 @@ static void test_sampler(void) {
     for (int i = 0; i < 2000; i++) seen[sampler_sample(&s, logits, 5)]++;
     sampler_free(&s);
     CHECK(seen[0] == 0 && seen[2] == 0 && seen[4] == 0 && seen[1] > 0 && seen[3] > 0, "top-p 0.5 drew outside the nucleus");
+    /* a large vocabulary: top-k selection must keep exactly the k largest */
+    enum { BIGV = 5000, K = 10 };
+    float *big = xmalloc(BIGV * sizeof *big);
+    uint64_t r = 3;
+    for (int i = 0; i < BIGV; i++) big[i] = 4.0f * frand(&r);
+    float kth[BIGV];
+    memcpy(kth, big, sizeof kth);
+    for (int i = 0; i < K; i++) /* partial selection sort: kth[i] = i-th largest */
+        for (int j = i + 1; j < BIGV; j++)
+            if (kth[j] > kth[i]) {
+                float t = kth[i];
+                kth[i] = kth[j];
+                kth[j] = t;
+            }
+    int outside = 0, distinct = 0;
+    static int hit[BIGV];
+    memset(hit, 0, sizeof hit);
+    sampler_init(&s, 3.0f, 1.0f, K, 5);
+    for (int i = 0; i < 4000; i++) {
+        int t = sampler_sample(&s, big, BIGV);
+        outside += big[t] < kth[K - 1];
+        distinct += !hit[t]++;
+    }
+    sampler_free(&s);
+    free(big);
+    CHECK(outside == 0 && distinct == K, "top-k %d over %d tokens: %d draws outside, %d distinct", K, BIGV, outside, distinct);
 }
 
 struct collect {

@@ -6,6 +6,7 @@
 #    (logits, loss, log-probs, every gradient, ten AdamW losses).
 # 2. build/test/model_tests (ASan + UBSan) checks the C model against that,
 #    plus KV-cache decode, save/load, hostile files, sampling, generation.
+#    A short libFuzzer run of the safetensors reader follows.
 # 3. viv gen on the command line: good and bad invocations.
 set -u
 cd "$(dirname "$0")/../.."
@@ -27,6 +28,24 @@ else
 fi
 
 MODEL_FIXTURES="$fx/fixtures" build/test/model_tests || fail=1
+
+# a short fuzz of the safetensors reader, seeded with the fixture files
+if [ -x build/fuzz/fuzz_safetensors ]; then
+  mkdir -p "$fx/corpus"
+  for f in "$fx"/fixtures/*/*.safetensors; do cp "$f" "$fx/corpus/$(basename "$(dirname "$f")")-$(basename "$f")"; done
+  if build/fuzz/fuzz_safetensors -max_total_time="${FUZZ_SECONDS:-10}" -seed=1 -artifact_prefix="$fx/" \
+       "$fx/corpus" >"$fx/fuzz.log" 2>&1; then
+    echo "ok - fuzz safetensors reader ($(grep -o 'Done [0-9]* runs' "$fx/fuzz.log"))"
+  else
+    keep=$(mktemp -d)
+    cp "$fx"/crash-* "$fx"/fuzz.log "$keep"/ 2>/dev/null
+    echo "not ok - fuzz safetensors reader: $(grep -m1 -E 'ERROR|SUMMARY' "$fx/fuzz.log") (kept in $keep)"
+    fail=1
+  fi
+else
+  echo "not ok - fuzz safetensors reader: build/fuzz/fuzz_safetensors is not built (make tests)"
+  fail=1
+fi
 
 # viv gen against a fixture checkpoint
 viv=bin/viv
