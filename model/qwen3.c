@@ -339,9 +339,7 @@ static void attn_fwd_worker(void *p, int tid, int nth) {
             float mx = -INFINITY;
             for (int t2 = 0; t2 <= t; t2++) {
                 const float *k = j->kr + ((size_t)b * T + t2) * kvd + (size_t)kh * hd;
-                float s = 0;
-                for (int i = 0; i < hd; i++) s += q[i] * k[i];
-                s *= scale;
+                float s = dot_f32(q, k, hd) * scale;
                 arow[t2] = s;
                 if (s > mx) mx = s;
             }
@@ -386,11 +384,8 @@ static void attn_bwd_worker(void *p, int tid, int nth) {
                 for (int t2 = 0; t2 <= t; t2++) {
                     size_t kv = ((size_t)b * T + t2) * kvd + (size_t)kh * hd;
                     const float *v = j->v + kv;
-                    float *dv = j->dv + kv, s = 0, pr = arow[t2];
-                    for (int i = 0; i < hd; i++) {
-                        s += dout[i] * v[i];
-                        dv[i] += pr * dout[i];
-                    }
+                    float *dv = j->dv + kv, s = dot_f32(dout, v, hd), pr = arow[t2];
+                    for (int i = 0; i < hd; i++) dv[i] += pr * dout[i];
                     dp[t2] = s;
                     dot += pr * s;
                 }

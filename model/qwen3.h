@@ -88,7 +88,10 @@ int qwen3_save(const struct qwen3 *m, const char *dir, enum st_dtype dtype, char
  * ([B*T], < 0 = ignore) it fills m->logprobs and returns the mean
  * cross-entropy over positions weighted by mask ([B*T] weights, NULL = 1 for
  * every target >= 0); without targets it returns 0. Logits stay in
- * qwen3_logits(m) until the next call. Returns NAN on bad arguments. */
+ * qwen3_logits(m) until the next forward or backward (backward turns them
+ * into their gradient). Memory: the activations of B x T tokens, including
+ * B*T*vocab logits and B*heads*T*T attention probabilities per layer.
+ * Returns NAN on bad arguments. */
 float qwen3_forward(struct qwen3 *m, const int32_t *ids, const int32_t *targets, const float *mask, int B, int T);
 float *qwen3_logits(struct qwen3 *m); /* [B*T, V] of the last forward */
 /* Per-token log-probs of targets under the model (runs a forward). */

@@ -127,10 +127,7 @@ static void kv_attn_worker(void *p, int tid, int nth) {
         const float *q = j->qr + (size_t)r * qd + (size_t)h * hd;
         float mx = -INFINITY;
         for (int t = 0; t <= P; t++) {
-            const float *k = j->kv->k + base + (size_t)t * kvd;
-            float s = 0;
-            for (int i = 0; i < hd; i++) s += q[i] * k[i];
-            s *= scale;
+            float s = dot_f32(q, j->kv->k + base + (size_t)t * kvd, hd) * scale;
             sc[t] = s;
             if (s > mx) mx = s;
         }
