@@ -273,6 +273,48 @@ static void oracle(const char *name) {
     CHECK(worst < 1e-3, "gradient of %s differs from torch: relative error %g", wn, worst);
 }
 
+/* qwen3_backward_logprobs: gradient of sum_i coef[i] * logprob[i] against
+ * torch's, for arbitrary (signed) coefficients, as a policy-gradient loss uses. */
+static void oracle_logprob_grads(const char *name) {
+    struct fx f;
+    char err[512];
+    if (fx_load(&f, name, err, sizeof err)) {
+        fx_free(&f);
+        FAIL("%s", err);
+    }
+    size_t n;
+    float *coef = read_exp(&f, "coef", &n);
+    if (!coef || (int)n != f.N) {
+        free(coef);
+        fx_free(&f);
+        FAIL("no coef in the fixture");
+    }
+    /* targets[0] is -1 in the fixture: its coefficient must not contribute */
+    qwen3_forward(f.m, f.ids, f.targets, NULL, f.B, f.T);
+    qwen3_zero_grad(f.m);
+    int rc = qwen3_backward_logprobs(f.m, coef);
+    double worst = 0;
+    char wn[96] = "";
+    for (int i = 0; i < f.m->n_tensors && rc == 0; i++) {
+        char gname[128];
+        snprintf(gname, sizeof gname, "gradlp.%s", f.m->tensors[i].name);
+        float *g = read_exp(&f, gname, &n);
+        double e = g && n == f.m->tensors[i].numel ? rel_err(f.m->grads + f.m->tensors[i].offset, g, n) : INFINITY;
+        free(g);
+        if (!(e <= worst)) worst = e, snprintf(wn, sizeof wn, "%s", f.m->tensors[i].name);
+    }
+    /* a second backward without a forward is refused (the logits are spent) */
+    int again = qwen3_backward_logprobs(f.m, coef);
+    free(coef);
+    fx_free(&f);
+    CHECK(rc == 0, "backward_logprobs failed");
+    CHECK(worst < 1e-3, "gradient of %s differs from torch: relative error %g", wn, worst);
+    CHECK(again == -1, "a second backward on spent logits was accepted");
+}
+
+static void test_logprob_grads_gqa_tied(void) { oracle_logprob_grads("gqa_tied"); }
+static void test_logprob_grads_hd16_untied(void) { oracle_logprob_grads("hd16_untied"); }
+
 static void test_oracle_gqa_tied(void) { oracle("gqa_tied"); }
 static void test_oracle_hd16_untied_bf16(void) { oracle("hd16_untied"); }
 static void test_oracle_mha_wide(void) { oracle("mha_wide"); }
@@ -746,6 +788,8 @@ int main(int argc, char **argv) {
         {"oracle_gqa_tied", test_oracle_gqa_tied},
         {"oracle_hd16_untied_bf16", test_oracle_hd16_untied_bf16},
         {"oracle_mha_wide", test_oracle_mha_wide},
+        {"logprob_grads_gqa_tied", test_logprob_grads_gqa_tied},
+        {"logprob_grads_hd16_untied", test_logprob_grads_hd16_untied},
         {"adamw_gqa_tied", test_adamw_gqa_tied},
         {"adamw_hd16_untied", test_adamw_hd16_untied},
         {"lr_schedule", test_lr_schedule},

@@ -213,6 +213,15 @@ def make(name, cfg, outdir):
                 ("logprobs", logprobs.detach().float().numpy().reshape(B, T))]
     expected += [("grad." + n, P[n].grad.float().numpy()) for n, _ in names]
 
+    # the RL objective: gradient of sum_i coef[i] * logprob[i] for arbitrary
+    # per-token coefficients (what qwen3_backward_logprobs takes)
+    coef = torch.randn((B * T,), generator=g, dtype=torch.float64)
+    P = {n: torch.tensor(a, dtype=torch.float64, requires_grad=True) for n, a in weights}
+    _, lp = masked_ce(forward(cfg, P, ids), targets, mask)
+    (coef * lp).sum().backward()
+    expected.append(("coef", coef.float().numpy()))
+    expected += [("gradlp." + n, P[n].grad.float().numpy()) for n, _ in names]
+
     # ten AdamW steps on the same batch, torch's optimiser and clipping
     P = {n: torch.tensor(a, dtype=torch.float64, requires_grad=True) for n, a in weights}
     decay = [P[n] for n, s in names if len(s) == 2]
