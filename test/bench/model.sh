@@ -8,7 +8,8 @@
 #   decode  viv gen on a Qwen3-0.6B-shaped model with random weights saved
 #           as bf16 by our own writer (model_tool init): decode tokens/s, and
 #           that as a fraction of the bandwidth bound (copy GB/s divided by
-#           the fp32 weight bytes every decoded token must read)
+#           the fp32 weight bytes every decoded token must read); then
+#           8 sequences decoded as one batch through the KV cache
 # Optional comparison: LLMC_DIR=/path/to/a/built/llm.c runs its CPU trainer
 # train_gpt2 (B=4, T=64, its defaults) on the same CPUs for LLMC_SECONDS and
 # reports its median ms/step next to ours. llm.c is not part of this repo:
@@ -70,6 +71,9 @@ print(json.dumps({"bench": "model_decode", "model": "qwen3-0.6b-shaped, random, 
                   "params": params, "threads": nth, "tokens": n, "tokens_per_s": tps,
                   "bandwidth_bound_tokens_per_s": round(bound, 2), "fraction_of_bound": round(tps / bound, 3)}))
 PY
+
+# batched decode (what the RL rollouts do): 8 sequences advance together
+run "$TOOL" decode --model "$model" --slots 8 --prompt 16 --tokens 8 | tee -a "$jsonl"
 
 if [ -n "${LLMC_DIR:-}" ]; then
   log=$out/llmc.log
