@@ -64,6 +64,15 @@ a=$($viv gen --model "$m" --prompt-ids 4,5 --max-tokens 12 --top-p 0.9 --top-k 2
 b=$($viv gen --model "$m" --prompt-ids 4,5 --max-tokens 12 --top-p 0.9 --top-k 20 --seed 7 2>/dev/null)
 if [ -n "$a" ] && [ "$a" = "$b" ]; then echo "ok - viv gen is deterministic given --seed"
 else echo "not ok - viv gen is deterministic given --seed: '$a' vs '$b'"; fail=1; fi
+# generation_config.json supplies defaults: do_sample false -> greedy, eos list -> stop ids
+g=$($viv gen --model "$m" --prompt-ids 1,2,3 --max-tokens 6 --temperature 0 2>/dev/null)
+read -r -a gt <<<"$g"
+gc="$fx/genconf"; mkdir -p "$gc"; cp "$m"/config.json "$m"/model.safetensors "$gc"/
+printf '{"do_sample": false, "temperature": 0.6, "eos_token_id": [999999, %s]}\n' "${gt[2]}" >"$gc/generation_config.json"
+want=""; for t in "${gt[@]}"; do want+="$t "; [ "$t" = "${gt[2]}" ] && break; done
+got=$($viv gen --model "$gc" --prompt-ids 1,2,3 --max-tokens 6 2>/dev/null)
+if [ ${#gt[@]} -eq 6 ] && [ "$got" = "$want" ]; then echo "ok - viv gen takes greedy and stop ids from generation_config.json"
+else echo "not ok - viv gen takes greedy and stop ids from generation_config.json: got '$got', want '$want' (greedy: '$g')"; fail=1; fi
 check "viv gen refuses an id outside the vocabulary" 2 'outside the vocabulary' $viv gen --model "$m" --prompt-ids 1,999
 check "viv gen refuses malformed ids" 2 'comma-separated' $viv gen --model "$m" --prompt-ids 1,,x
 check "viv gen names a missing model" 1 'config.json' $viv gen --model "$fx/nope" --prompt-ids 1
