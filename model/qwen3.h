@@ -90,7 +90,7 @@ int qwen3_save(const struct qwen3 *m, const char *dir, enum st_dtype dtype, char
  * every target >= 0); without targets it returns 0. Logits stay in
  * qwen3_logits(m) until the next forward or backward (backward turns them
  * into their gradient). Memory: the activations of B x T tokens, including
- * B*T*vocab logits and B*heads*T*T attention probabilities per layer.
+ * B*T*vocab logits (attention keeps only B*heads*T floats per layer).
  * Returns NAN on bad arguments. */
 float qwen3_forward(struct qwen3 *m, const int32_t *ids, const int32_t *targets, const float *mask, int B, int T);
 float *qwen3_logits(struct qwen3 *m); /* [B*T, V] of the last forward */
