@@ -267,6 +267,7 @@ static int have_avx2(void) {
     }
     return use_avx2;
 }
+int mm_have_avx2(void) { return have_avx2(); }
 void mm_force_portable(int on) { use_avx2 = on ? 0 : -1; }
 const char *mm_isa(void) { return have_avx2() ? "avx2+fma" : "portable"; }
 

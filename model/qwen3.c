@@ -326,7 +326,7 @@ struct attn_job {
  * positions <= t, ao = p . v. Query head h reads kv head h / (Hq/Hkv).
  * Only each row's log-sum-exp is kept for backward (as flash attention
  * does): B*H*T floats per layer instead of B*H*T*T. */
-static void attn_fwd_worker(void *p, int tid, int nth) {
+static inline __attribute__((always_inline)) void attn_fwd_body(void *p, int tid, int nth) {
     struct attn_job *j = p;
     const struct qwen3_config *c = j->c;
     int T = j->T, hd = c->head_dim, Hq = c->num_heads, grp = c->num_heads / c->num_kv_heads;
@@ -368,7 +368,7 @@ static void attn_fwd_worker(void *p, int tid, int nth) {
  *   dp[t2] = dao[t].v[t2];  dv[t2] += p[t2] dao[t]
  *   ds[t2] = p[t2] (dp[t2] - sum_j p[j] dp[j])          (softmax backward)
  *   dq[t] += scale sum_t2 ds[t2] k[t2];  dk[t2] += scale ds[t2] q[t] */
-static void attn_bwd_worker(void *p, int tid, int nth) {
+static inline __attribute__((always_inline)) void attn_bwd_body(void *p, int tid, int nth) {
     struct attn_job *j = p;
     const struct qwen3_config *c = j->c;
     int T = j->T, hd = c->head_dim, Hq = c->num_heads, Hkv = c->num_kv_heads, grp = Hq / Hkv;
@@ -406,6 +406,21 @@ static void attn_bwd_worker(void *p, int tid, int nth) {
                 }
             }
     }
+}
+
+/* Attention is the one O(T^2) part: like the matmuls it is compiled twice,
+ * for AVX2+FMA and portable, and picked at run time. */
+static void attn_fwd_generic(void *p, int tid, int nth) { attn_fwd_body(p, tid, nth); }
+__attribute__((target("avx2,fma"))) static void attn_fwd_avx2(void *p, int tid, int nth) { attn_fwd_body(p, tid, nth); }
+static void attn_bwd_generic(void *p, int tid, int nth) { attn_bwd_body(p, tid, nth); }
+__attribute__((target("avx2,fma"))) static void attn_bwd_avx2(void *p, int tid, int nth) { attn_bwd_body(p, tid, nth); }
+static void attn_fwd_worker(void *p, int tid, int nth) {
+    if (mm_have_avx2()) attn_fwd_avx2(p, tid, nth);
+    else attn_fwd_generic(p, tid, nth);
+}
+static void attn_bwd_worker(void *p, int tid, int nth) {
+    if (mm_have_avx2()) attn_bwd_avx2(p, tid, nth);
+    else attn_bwd_generic(p, tid, nth);
 }
 
 struct rows_job {

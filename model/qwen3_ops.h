@@ -53,7 +53,7 @@ static inline void rope_row_bwd(float *d, int hd, const float *cs, const float *
  * so that it vectorises without -ffast-math's licence to reorder. */
 typedef float qv8 __attribute__((vector_size(32)));
 typedef float qv8u __attribute__((vector_size(32), aligned(4)));
-static inline float dot_f32(const float *a, const float *b, int n) {
+static inline __attribute__((always_inline)) float dot_f32(const float *a, const float *b, int n) {
     qv8 acc = {0, 0, 0, 0, 0, 0, 0, 0};
     int i = 0;
     for (; i + 8 <= n; i += 8) acc += *(const qv8u *)(a + i) * *(const qv8u *)(b + i);
