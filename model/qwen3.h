@@ -15,6 +15,10 @@
  * API is forward -> (zero_grad) -> backward -> optimiser step on
  * m->params / m->grads (n_params floats each). Inference uses a KV cache
  * (struct qwen3_kv) holding any number of sequences ("slots").
+ *
+ * Threads: every call spreads its work over one process-wide pool
+ * (kernels.h, VIV_THREADS); call the model from one thread at a time, and
+ * not from a child forked after the pool started.
  */
 #ifndef VIV_MODEL_QWEN3_H
 #define VIV_MODEL_QWEN3_H
@@ -63,7 +67,7 @@ struct qwen3 {
     struct qwen3_tensor *tensors;
     int n_tensors;
     /* last forward */
-    int B, T, cap_BT, cap_T;
+    int B, T, cap_BT;
     struct qwen3_acts *acts;
     float *acts_mem;
     int32_t *ids, *targets; /* copies of the last forward's inputs */
