@@ -318,6 +318,7 @@ static void test_logprob_grads_hd16_untied(void) { oracle_logprob_grads("hd16_un
 static void test_oracle_gqa_tied(void) { oracle("gqa_tied"); }
 static void test_oracle_hd16_untied_bf16(void) { oracle("hd16_untied"); }
 static void test_oracle_mha_wide(void) { oracle("mha_wide"); }
+static void test_oracle_long_ctx(void) { oracle("long_ctx"); }
 
 /* Ten AdamW steps with warmup, cosine decay, clipping and decay on matrices
  * only, against torch.optim.AdamW + clip_grad_norm_ on the same batch. */
@@ -788,6 +789,7 @@ int main(int argc, char **argv) {
         {"oracle_gqa_tied", test_oracle_gqa_tied},
         {"oracle_hd16_untied_bf16", test_oracle_hd16_untied_bf16},
         {"oracle_mha_wide", test_oracle_mha_wide},
+        {"oracle_long_ctx", test_oracle_long_ctx},
         {"logprob_grads_gqa_tied", test_logprob_grads_gqa_tied},
         {"logprob_grads_hd16_untied", test_logprob_grads_hd16_untied},
         {"adamw_gqa_tied", test_adamw_gqa_tied},

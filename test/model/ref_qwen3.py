@@ -43,6 +43,10 @@ CONFIGS = {
     "mha_wide": dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=1,
                      num_attention_heads=2, num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-6,
                      rope_theta=1000000.0, tie_word_embeddings=False, dtype="F32", B=1, T=20),
+    # long context: RoPE angles at positions up to 767 (fp32 angles as HF computes them)
+    "long_ctx": dict(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                     num_attention_heads=2, num_key_value_heads=1, head_dim=8, rms_norm_eps=1e-6,
+                     rope_theta=10000.0, tie_word_embeddings=True, dtype="F32", B=1, T=768),
 }
 
 ADAM = dict(lr=3e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, grad_clip=0.5,
