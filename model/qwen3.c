@@ -425,7 +425,7 @@ static void attn_bwd_worker(void *p, int tid, int nth) {
 
 struct rows_job {
     const struct qwen3_config *c;
-    int n, T, heads;
+    int n, T, heads, width; /* rows, sequence length, heads per row, row width */
     const float *x, *w;
     float *y, *rstd;
     const float *cosv, *sinv;
@@ -608,7 +608,7 @@ void qwen3_zero_grad(struct qwen3 *m) {
  * would race on dw, and this is O(N*D), negligible beside the matmuls). */
 static void rmsnorm_bwd_worker(void *p, int tid, int nth) {
     struct rows_job *j = p;
-    int D = j->heads; /* row width */
+    int D = j->width;
     long r0, r1;
     par_range(j->n, 1, tid, nth, &r0, &r1);
     for (long r = r0; r < r1; r++)
@@ -617,7 +617,7 @@ static void rmsnorm_bwd_worker(void *p, int tid, int nth) {
 
 static void rmsnorm_bwd(const struct qwen3_config *c, float *dx, float *dw, const float *dy, const float *x,
                         const float *w, const float *rstd, int n, int D) {
-    struct rows_job j = {.c = c, .n = n, .heads = D, .x = x, .w = w, .rstd = (float *)rstd, .dy = dy, .dx = dx};
+    struct rows_job j = {.c = c, .n = n, .width = D, .x = x, .w = w, .rstd = (float *)rstd, .dy = dy, .dx = dx};
     par_run(rmsnorm_bwd_worker, &j);
     for (int r = 0; r < n; r++) {
         const float *xr = x + (size_t)r * D, *dyr = dy + (size_t)r * D;
