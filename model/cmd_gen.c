@@ -8,11 +8,15 @@
  * Generated ids go to stdout as they come, space-separated, then a newline;
  * the timing line (prompt and generated counts, prefill ms, decode tokens/s)
  * goes to stderr. Generation stops at max tokens or after a stop id (the
- * config's eos_token_id unless --stop-ids is given).
+ * eos ids of generation_config.json, else config.json's, unless --stop-ids
+ * is given). Sampling defaults come from generation_config.json when it has
+ * them (do_sample false means greedy), else temperature 1, no top-p/top-k;
+ * flags override either.
  *
  * --device cuda runs the model on the GPU (model/cuda); only bin/viv-cuda
  * is built with it (VIV_CUDA), bin/viv answers with a clear error.
  */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -119,6 +123,38 @@ static int gen_cuda(const struct qwen3 *m, const int32_t *ids, int n, const stru
     return 0;
 }
 #endif
+/* Defaults from DIR/generation_config.json, when present: temperature,
+ * top_p, top_k, do_sample, and eos_token_id (an id or a list) as stop ids. */
+struct gen_defaults {
+    double temperature, top_p, top_k;
+    int32_t stops[16];
+    int n_stop;
+};
+
+static void read_generation_config(const char *dir, struct gen_defaults *d) {
+    char *path = xasprintf("%s/generation_config.json", dir), why[256];
+    char *text = read_file(path, 1 << 20, NULL, why, sizeof why);
+    free(path);
+    if (!text) return;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    const cJSON *v;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "temperature")) && cJSON_IsNumber(v) && v->valuedouble >= 0)
+        d->temperature = v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "top_p")) && cJSON_IsNumber(v) && v->valuedouble > 0 &&
+        v->valuedouble <= 1)
+        d->top_p = v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "top_k")) && cJSON_IsNumber(v) && v->valuedouble >= 0)
+        d->top_k = v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "do_sample")) && cJSON_IsFalse(v)) d->temperature = 0;
+    v = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
+    if (cJSON_IsNumber(v) && v->valuedouble >= 0) d->stops[d->n_stop++] = (int32_t)v->valuedouble;
+    else if (cJSON_IsArray(v))
+        for (const cJSON *e = v->child; e && d->n_stop < 16; e = e->next)
+            if (cJSON_IsNumber(e) && e->valuedouble >= 0 && e->valuedouble < 2147483647.0)
+                d->stops[d->n_stop++] = (int32_t)e->valuedouble;
+    cJSON_Delete(root);
+}
 
 static int num_arg(const char *name, const char *v, double lo, double hi, double *out) {
     char *end;
@@ -134,7 +170,8 @@ static int num_arg(const char *name, const char *v, double lo, double hi, double
 
 int cmd_gen(int argc, char **argv) {
     const char *model = NULL, *prompt_ids = NULL, *stop_s = NULL, *device = "cpu";
-    double max_tokens = 64, temperature = 1.0, top_p = 1.0, top_k = 0, seed = 0, threads = 0;
+    /* < 0: not given on the command line */
+    double max_tokens = 64, temperature = -1, top_p = -1, top_k = -1, seed = 0, threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -194,11 +231,16 @@ int cmd_gen(int argc, char **argv) {
         free(stops);
         return 1;
     }
-    int32_t eos = m->cfg.eos_token_id;
-    struct gen_opts o = {.max_tokens = (int)max_tokens, .temperature = (float)temperature, .top_p = (float)top_p,
-                         .top_k = (int)top_k, .seed = (uint64_t)seed};
+    struct gen_defaults d = {.temperature = 1.0, .top_p = 1.0, .top_k = 0};
+    read_generation_config(model, &d);
+    if (d.n_stop == 0 && m->cfg.eos_token_id >= 0) d.stops[d.n_stop++] = m->cfg.eos_token_id;
+    struct gen_opts o = {.max_tokens = (int)max_tokens,
+                         .temperature = (float)(temperature >= 0 ? temperature : d.temperature),
+                         .top_p = (float)(top_p >= 0 ? top_p : d.top_p),
+                         .top_k = (int)(top_k >= 0 ? top_k : d.top_k),
+                         .seed = (uint64_t)seed};
     if (stops) o.stop_ids = stops, o.n_stop = n_stop;
-    else if (eos >= 0) o.stop_ids = &eos, o.n_stop = 1;
+    else o.stop_ids = d.stops, o.n_stop = d.n_stop;
     int rc;
 #ifdef VIV_CUDA
     if (!strcmp(device, "cuda")) rc = gen_cuda(m, ids, n, &o);

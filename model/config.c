@@ -149,7 +149,7 @@ int qwen3_config_parse(const char *json, struct qwen3_config *c, char *err, size
         get_token_id(root, "bos_token_id", &c->bos_token_id, err, errlen) ||
         get_token_id(root, "eos_token_id", &c->eos_token_id, err, errlen) || parse_rope(root, c, err, errlen))
         goto out;
-    double eps;
+    double eps = 1e-6;
     if (get_double(root, "rms_norm_eps", 1e-6, &eps, err, errlen)) goto out;
     c->rms_norm_eps = (float)eps;
     if (bias) {

@@ -31,6 +31,7 @@ void mm_tn(float *C, const float *A, const float *B, int M, int N, int K);
 
 /* Which kernel set runs ("avx2+fma" or "portable"); VIV_NO_AVX2=1 forces the latter. */
 const char *mm_isa(void);
+int mm_have_avx2(void); /* 1 when the AVX2+FMA code paths are in use */
 /* Tests: 1 = use the portable kernels from now on, 0 = pick by CPU again. */
 void mm_force_portable(int on);
 

@@ -226,7 +226,8 @@ struct qwen3_acts {
     float *q, *k, *v;      /* [L, N, qd], [L, N, kvd] x2: projections */
     float *qr, *kr;        /* same: after q_norm/k_norm and RoPE */
     float *qrstd, *krstd;  /* [L, N, Hq], [L, N, Hkv] */
-    float *att;            /* [L, B, Hq, T, T] softmax probabilities */
+    float *att_lse;        /* [L, B, Hq, T] log-sum-exp of each attention row (the
+                            * probabilities are recomputed in backward, not stored) */
     float *ao;             /* [L, N, qd] attention output */
     float *ln2, *rstd2;    /* [L, N, D], [L, N] */
     float *gate, *up, *hm; /* [L, N, F] */
@@ -258,7 +259,7 @@ static size_t plan_acts(const struct qwen3_config *c, int B, int T, int nth, str
     A(kr, L * N * kvd);
     A(qrstd, L * N * Hq);
     A(krstd, L * N * Hkv);
-    A(att, L * (size_t)B * Hq * (size_t)T * (size_t)T);
+    A(att_lse, L * (size_t)B * Hq * (size_t)T);
     A(ao, L * N * qd);
     A(ln2, L * N * D);
     A(rstd2, L * N);
@@ -282,7 +283,7 @@ static size_t plan_acts(const struct qwen3_config *c, int B, int T, int nth, str
     A(dgate, N * F);
     A(dup, N * F);
     A(dhm, N * F);
-    A(dp, (size_t)nth * T);
+    A(dp, (size_t)nth * 2 * T);
 #undef A
     return o;
 }
@@ -318,12 +319,14 @@ struct attn_job {
     const struct qwen3_config *c;
     int B, T;
     const float *qr, *kr, *v, *dao;
-    float *att, *ao, *dqr, *dkr, *dv, *dp;
+    float *lse, *ao, *dqr, *dkr, *dv, *dp; /* dp: 2*T scratch floats per thread */
 };
 
-/* Causal attention for (b, h) pairs: att = softmax(q.k^T * hd^-1/2) over
- * positions <= t, ao = att . v. Query head h reads kv head h / (Hq/Hkv). */
-static void attn_fwd_worker(void *p, int tid, int nth) {
+/* Causal attention for (b, h) pairs: p = softmax(q.k^T * hd^-1/2) over
+ * positions <= t, ao = p . v. Query head h reads kv head h / (Hq/Hkv).
+ * Only each row's log-sum-exp is kept for backward (as flash attention
+ * does): B*H*T floats per layer instead of B*H*T*T. */
+static inline __attribute__((always_inline)) void attn_fwd_body(void *p, int tid, int nth) {
     struct attn_job *j = p;
     const struct qwen3_config *c = j->c;
     int T = j->T, hd = c->head_dim, Hq = c->num_heads, grp = c->num_heads / c->num_kv_heads;
@@ -335,13 +338,11 @@ static void attn_fwd_worker(void *p, int tid, int nth) {
         int b = (int)(u / Hq), h = (int)(u % Hq), kh = h / grp;
         for (int t = 0; t < T; t++) {
             const float *q = j->qr + ((size_t)b * T + t) * qd + (size_t)h * hd;
-            float *arow = j->att + (((size_t)b * Hq + h) * T + t) * T;
+            float *arow = j->dp + (size_t)tid * 2 * T;
             float mx = -INFINITY;
             for (int t2 = 0; t2 <= t; t2++) {
                 const float *k = j->kr + ((size_t)b * T + t2) * kvd + (size_t)kh * hd;
-                float s = 0;
-                for (int i = 0; i < hd; i++) s += q[i] * k[i];
-                s *= scale;
+                float s = dot_f32(q, k, hd) * scale;
                 arow[t2] = s;
                 if (s > mx) mx = s;
             }
@@ -349,7 +350,7 @@ static void attn_fwd_worker(void *p, int tid, int nth) {
             for (int t2 = 0; t2 <= t; t2++) sum += (arow[t2] = expf(arow[t2] - mx));
             float inv = 1.0f / sum;
             for (int t2 = 0; t2 <= t; t2++) arow[t2] *= inv;
-            for (int t2 = t + 1; t2 < T; t2++) arow[t2] = 0;
+            j->lse[((size_t)b * Hq + h) * T + t] = mx + logf(sum);
             float *o = j->ao + ((size_t)b * T + t) * qd + (size_t)h * hd;
             memset(o, 0, (size_t)hd * sizeof *o);
             for (int t2 = 0; t2 <= t; t2++) {
@@ -363,34 +364,33 @@ static void attn_fwd_worker(void *p, int tid, int nth) {
 
 /* Backward of the above for (b, kv head) pairs, so that the query heads
  * sharing a kv head add into dk/dv from one thread:
+ *   p[t2] = exp(q.k[t2] * scale - lse[t])               (recomputed)
  *   dp[t2] = dao[t].v[t2];  dv[t2] += p[t2] dao[t]
  *   ds[t2] = p[t2] (dp[t2] - sum_j p[j] dp[j])          (softmax backward)
  *   dq[t] += scale sum_t2 ds[t2] k[t2];  dk[t2] += scale ds[t2] q[t] */
-static void attn_bwd_worker(void *p, int tid, int nth) {
+static inline __attribute__((always_inline)) void attn_bwd_body(void *p, int tid, int nth) {
     struct attn_job *j = p;
     const struct qwen3_config *c = j->c;
     int T = j->T, hd = c->head_dim, Hq = c->num_heads, Hkv = c->num_kv_heads, grp = Hq / Hkv;
     int qd = Hq * hd, kvd = Hkv * hd;
-    float scale = 1.0f / sqrtf((float)hd), *dp = j->dp + (size_t)tid * T;
+    float scale = 1.0f / sqrtf((float)hd), *arow = j->dp + (size_t)tid * 2 * T, *dp = arow + T;
     long u0, u1;
     par_range((long)j->B * Hkv, 1, tid, nth, &u0, &u1);
     for (long u = u0; u < u1; u++) {
         int b = (int)(u / Hkv), kh = (int)(u % Hkv);
         for (int h = kh * grp; h < (kh + 1) * grp; h++)
             for (int t = 0; t < T; t++) {
-                const float *arow = j->att + (((size_t)b * Hq + h) * T + t) * T;
                 const float *dout = j->dao + ((size_t)b * T + t) * qd + (size_t)h * hd;
                 const float *q = j->qr + ((size_t)b * T + t) * qd + (size_t)h * hd;
                 float *dq = j->dqr + ((size_t)b * T + t) * qd + (size_t)h * hd;
-                float dot = 0;
+                float lse = j->lse[((size_t)b * Hq + h) * T + t], dot = 0;
+                for (int t2 = 0; t2 <= t; t2++)
+                    arow[t2] = expf(dot_f32(q, j->kr + ((size_t)b * T + t2) * kvd + (size_t)kh * hd, hd) * scale - lse);
                 for (int t2 = 0; t2 <= t; t2++) {
                     size_t kv = ((size_t)b * T + t2) * kvd + (size_t)kh * hd;
                     const float *v = j->v + kv;
-                    float *dv = j->dv + kv, s = 0, pr = arow[t2];
-                    for (int i = 0; i < hd; i++) {
-                        s += dout[i] * v[i];
-                        dv[i] += pr * dout[i];
-                    }
+                    float *dv = j->dv + kv, s = dot_f32(dout, v, hd), pr = arow[t2];
+                    for (int i = 0; i < hd; i++) dv[i] += pr * dout[i];
                     dp[t2] = s;
                     dot += pr * s;
                 }
@@ -408,9 +408,24 @@ static void attn_bwd_worker(void *p, int tid, int nth) {
     }
 }
 
+/* Attention is the one O(T^2) part: like the matmuls it is compiled twice,
+ * for AVX2+FMA and portable, and picked at run time. */
+static void attn_fwd_generic(void *p, int tid, int nth) { attn_fwd_body(p, tid, nth); }
+__attribute__((target("avx2,fma"))) static void attn_fwd_avx2(void *p, int tid, int nth) { attn_fwd_body(p, tid, nth); }
+static void attn_bwd_generic(void *p, int tid, int nth) { attn_bwd_body(p, tid, nth); }
+__attribute__((target("avx2,fma"))) static void attn_bwd_avx2(void *p, int tid, int nth) { attn_bwd_body(p, tid, nth); }
+static void attn_fwd_worker(void *p, int tid, int nth) {
+    if (mm_have_avx2()) attn_fwd_avx2(p, tid, nth);
+    else attn_fwd_generic(p, tid, nth);
+}
+static void attn_bwd_worker(void *p, int tid, int nth) {
+    if (mm_have_avx2()) attn_bwd_avx2(p, tid, nth);
+    else attn_bwd_generic(p, tid, nth);
+}
+
 struct rows_job {
     const struct qwen3_config *c;
-    int n, T, heads;
+    int n, T, heads, width; /* rows, sequence length, heads per row, row width */
     const float *x, *w;
     float *y, *rstd;
     const float *cosv, *sinv;
@@ -543,7 +558,7 @@ float qwen3_forward(struct qwen3 *m, const int32_t *ids, const int32_t *targets,
         qwen3_headnorm_rope(c, kr, a->krstd + (size_t)l * N * c->num_kv_heads, k, m->w.knorm + (size_t)l * hd, N,
                             c->num_kv_heads, NULL, T, a->rope_cos, a->rope_sin);
         struct attn_job aj = {.c = c, .B = B, .T = T, .qr = qr, .kr = kr, .v = v,
-                              .att = a->att + (size_t)l * B * c->num_heads * T * T, .ao = ao};
+                              .lse = a->att_lse + (size_t)l * B * c->num_heads * T, .ao = ao, .dp = a->dp};
         par_run(attn_fwd_worker, &aj);
         mm_nt(xm, ao, m->w.wo + (size_t)l * D * qd, N, D, qd, 0);
         add_inplace(xm, x, ND);
@@ -593,7 +608,7 @@ void qwen3_zero_grad(struct qwen3 *m) {
  * would race on dw, and this is O(N*D), negligible beside the matmuls). */
 static void rmsnorm_bwd_worker(void *p, int tid, int nth) {
     struct rows_job *j = p;
-    int D = j->heads; /* row width */
+    int D = j->width;
     long r0, r1;
     par_range(j->n, 1, tid, nth, &r0, &r1);
     for (long r = r0; r < r1; r++)
@@ -602,7 +617,7 @@ static void rmsnorm_bwd_worker(void *p, int tid, int nth) {
 
 static void rmsnorm_bwd(const struct qwen3_config *c, float *dx, float *dw, const float *dy, const float *x,
                         const float *w, const float *rstd, int n, int D) {
-    struct rows_job j = {.c = c, .n = n, .heads = D, .x = x, .w = w, .rstd = (float *)rstd, .dy = dy, .dx = dx};
+    struct rows_job j = {.c = c, .n = n, .width = D, .x = x, .w = w, .rstd = (float *)rstd, .dy = dy, .dx = dx};
     par_run(rmsnorm_bwd_worker, &j);
     for (int r = 0; r < n; r++) {
         const float *xr = x + (size_t)r * D, *dyr = dy + (size_t)r * D;
@@ -713,7 +728,7 @@ static int backward_core(struct qwen3 *m, const float *coef) {
         memset(a->dkr, 0, (size_t)N * kvd * 4);
         memset(a->dv, 0, (size_t)N * kvd * 4);
         struct attn_job aj = {.c = c, .B = B, .T = T, .qr = qr, .kr = kr, .v = v, .dao = a->dao,
-                              .att = a->att + (size_t)l * B * Hq * T * T, .dqr = a->dqr, .dkr = a->dkr,
+                              .lse = a->att_lse + (size_t)l * B * Hq * T, .dqr = a->dqr, .dkr = a->dkr,
                               .dv = a->dv, .dp = a->dp};
         par_run(attn_bwd_worker, &aj);
         /* RoPE back, then the per-head norms */

@@ -15,6 +15,10 @@
  * API is forward -> (zero_grad) -> backward -> optimiser step on
  * m->params / m->grads (n_params floats each). Inference uses a KV cache
  * (struct qwen3_kv) holding any number of sequences ("slots").
+ *
+ * Threads: every call spreads its work over one process-wide pool
+ * (kernels.h, VIV_THREADS); call the model from one thread at a time, and
+ * not from a child forked after the pool started.
  */
 #ifndef VIV_MODEL_QWEN3_H
 #define VIV_MODEL_QWEN3_H
@@ -63,7 +67,7 @@ struct qwen3 {
     struct qwen3_tensor *tensors;
     int n_tensors;
     /* last forward */
-    int B, T, cap_BT, cap_T;
+    int B, T, cap_BT;
     struct qwen3_acts *acts;
     float *acts_mem;
     int32_t *ids, *targets; /* copies of the last forward's inputs */
@@ -88,7 +92,10 @@ int qwen3_save(const struct qwen3 *m, const char *dir, enum st_dtype dtype, char
  * ([B*T], < 0 = ignore) it fills m->logprobs and returns the mean
  * cross-entropy over positions weighted by mask ([B*T] weights, NULL = 1 for
  * every target >= 0); without targets it returns 0. Logits stay in
- * qwen3_logits(m) until the next call. Returns NAN on bad arguments. */
+ * qwen3_logits(m) until the next forward or backward (backward turns them
+ * into their gradient). Memory: the activations of B x T tokens, including
+ * B*T*vocab logits (attention keeps only B*heads*T floats per layer).
+ * Returns NAN on bad arguments. */
 float qwen3_forward(struct qwen3 *m, const int32_t *ids, const int32_t *targets, const float *mask, int B, int T);
 float *qwen3_logits(struct qwen3 *m); /* [B*T, V] of the last forward */
 /* Per-token log-probs of targets under the model (runs a forward). */

@@ -113,7 +113,7 @@ struct kv_attn_job {
 
 /* One (row, query head) per unit: softmax over the slot's cached keys
  * 0..pos, then the weighted sum of cached values. */
-static void kv_attn_worker(void *p, int tid, int nth) {
+static inline __attribute__((always_inline)) void kv_attn_body(void *p, int tid, int nth) {
     struct kv_attn_job *j = p;
     const struct qwen3_config *c = j->c;
     int hd = c->head_dim, Hq = c->num_heads, grp = Hq / c->num_kv_heads, kvd = c->num_kv_heads * hd;
@@ -127,10 +127,7 @@ static void kv_attn_worker(void *p, int tid, int nth) {
         const float *q = j->qr + (size_t)r * qd + (size_t)h * hd;
         float mx = -INFINITY;
         for (int t = 0; t <= P; t++) {
-            const float *k = j->kv->k + base + (size_t)t * kvd;
-            float s = 0;
-            for (int i = 0; i < hd; i++) s += q[i] * k[i];
-            s *= scale;
+            float s = dot_f32(q, j->kv->k + base + (size_t)t * kvd, hd) * scale;
             sc[t] = s;
             if (s > mx) mx = s;
         }
@@ -144,6 +141,13 @@ static void kv_attn_worker(void *p, int tid, int nth) {
             for (int i = 0; i < hd; i++) o[i] += pr * v[i];
         }
     }
+}
+
+static void kv_attn_generic(void *p, int tid, int nth) { kv_attn_body(p, tid, nth); }
+__attribute__((target("avx2,fma"))) static void kv_attn_avx2(void *p, int tid, int nth) { kv_attn_body(p, tid, nth); }
+static void kv_attn_worker(void *p, int tid, int nth) {
+    if (mm_have_avx2()) kv_attn_avx2(p, tid, nth);
+    else kv_attn_generic(p, tid, nth);
 }
 
 int qwen3_kv_forward(const struct qwen3 *m, struct qwen3_kv *kv, const int32_t *token, const int *slot, int n,

@@ -49,6 +49,20 @@ static inline void rope_row_bwd(float *d, int hd, const float *cs, const float *
     }
 }
 
+/* Dot product with eight independent partial sums (GCC vector extension),
+ * so that it vectorises without -ffast-math's licence to reorder. */
+typedef float qv8 __attribute__((vector_size(32)));
+typedef float qv8u __attribute__((vector_size(32), aligned(4)));
+static inline __attribute__((always_inline)) float dot_f32(const float *a, const float *b, int n) {
+    qv8 acc = {0, 0, 0, 0, 0, 0, 0, 0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8) acc += *(const qv8u *)(a + i) * *(const qv8u *)(b + i);
+    float s = 0;
+    for (int j = 0; j < 8; j++) s += acc[j];
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
 void qwen3_rmsnorm(const struct qwen3_config *c, float *y, float *rstd, const float *x, const float *w, int n);
 void qwen3_headnorm_rope(const struct qwen3_config *c, float *y, float *rstd, const float *x, const float *w, int n,
                          int heads, const int *pos, int T, const float *cosv, const float *sinv);

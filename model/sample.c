@@ -50,6 +50,36 @@ static int by_prob_desc(const void *a, const void *b, void *ctx) {
     return *(const int *)a - *(const int *)b;
 }
 
+/* "a is less likely than b": lower probability, or equal and a higher id
+ * (so that ties keep the lower id, as a stable descending sort would). */
+static int less_likely(const float *prob, int a, int b) { return prob[a] < prob[b] || (prob[a] == prob[b] && a > b); }
+
+static void sift_down(int *h, int n, int i, const float *prob) {
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && less_likely(prob, h[l], h[m])) m = l;
+        if (r < n && less_likely(prob, h[r], h[m])) m = r;
+        if (m == i) return;
+        int t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+/* The k most likely of idx[0..n) into idx[0..k) (unordered): a min-heap of
+ * the best k so far, O(n log k) instead of sorting the whole vocabulary. */
+static int select_top_k(int *idx, int n, int k, const float *prob) {
+    if (k >= n) return n;
+    for (int i = k / 2 - 1; i >= 0; i--) sift_down(idx, k, i, prob);
+    for (int i = k; i < n; i++)
+        if (less_likely(prob, idx[0], idx[i])) {
+            idx[0] = idx[i];
+            sift_down(idx, k, 0, prob);
+        }
+    return k;
+}
+
 int sampler_sample(struct sampler *s, const float *logits, int V) {
     int best = 0;
     for (int i = 1; i < V; i++)
@@ -70,8 +100,8 @@ int sampler_sample(struct sampler *s, const float *logits, int V) {
     for (int i = 0; i < V; i++)
         if (s->prob[i] >= floor_p) s->idx[n++] = i;
     if (s->top_k || s->top_p < 1) {
+        if (s->top_k) n = select_top_k(s->idx, n, s->top_k, s->prob);
         qsort_r(s->idx, (size_t)n, sizeof *s->idx, by_prob_desc, s->prob);
-        if (s->top_k && s->top_k < n) n = s->top_k;
         if (s->top_p < 1) {
             /* renormalise over the top-k survivors, then keep the prefix whose
              * cumulative probability first reaches top_p */

@@ -7,8 +7,10 @@
 #           SwiGLU width 2048, tied head) at B=4, T=64: tokens/s
 #   decode  viv gen on a Qwen3-0.6B-shaped model with random weights saved
 #           as bf16 by our own writer (model_tool init): decode tokens/s, and
-#           that as a fraction of the bandwidth bound (copy GB/s divided by
-#           the fp32 weight bytes every decoded token must read)
+#           that as a fraction of the bandwidth bound (copy GB/s, and the
+#           read-only GB/s, divided by the fp32 weight bytes every decoded
+#           token must read); then
+#           8 sequences decoded as one batch through the KV cache
 # Optional comparison: LLMC_DIR=/path/to/a/built/llm.c runs its CPU trainer
 # train_gpt2 (B=4, T=64, its defaults) on the same CPUs for LLMC_SECONDS and
 # reports its median ms/step next to ours. llm.c is not part of this repo:
@@ -48,6 +50,7 @@ echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg) (the numbers belo
 stream=$(run "$TOOL" stream --mib 512)
 echo "$stream" | tee -a "$jsonl"
 copy=$(sed -E 's/.*"copy_gb_s":([0-9.]+).*/\1/' <<<"$stream")
+read_bw=$(sed -E 's/.*"read_gb_s":([0-9.]+).*/\1/' <<<"$stream")
 
 train=$(run "$TOOL" train --config "$out/qwen3-124m.json" --B 4 --T 64 --steps "$STEPS" 2>/dev/null)
 echo "$train" | tee -a "$jsonl"
@@ -61,15 +64,21 @@ prompt=$(seq -s, 100 115)
 gen=$(run "$VIV" gen --model "$model" --prompt-ids "$prompt" --max-tokens "$DECODE_TOKENS" --temperature 0 \
         --stop-ids 0 --threads "$NTH" 2>&1 >/dev/null | grep 'tokens/s decode')
 tps=$(sed -E 's/.* ([0-9.]+) tokens\/s decode.*/\1/' <<<"$gen")
-python3 - "$tps" "$copy" "$params" "$NTH" "$DECODE_TOKENS" <<'PY' | tee -a "$jsonl"
+python3 - "$tps" "$copy" "$read_bw" "$params" "$NTH" "$DECODE_TOKENS" <<'PY' | tee -a "$jsonl"
 import json, sys
-tps, copy, params, nth, n = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+tps, copy, rd = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+params, nth, n = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 bytes_per_token = 4 * params  # every fp32 weight (the tied head included) is read once per decoded token
-bound = copy * 1e9 / bytes_per_token
+bound, rbound = copy * 1e9 / bytes_per_token, rd * 1e9 / bytes_per_token
 print(json.dumps({"bench": "model_decode", "model": "qwen3-0.6b-shaped, random, bf16 on disk, fp32 in memory",
                   "params": params, "threads": nth, "tokens": n, "tokens_per_s": tps,
-                  "bandwidth_bound_tokens_per_s": round(bound, 2), "fraction_of_bound": round(tps / bound, 3)}))
+                  "weight_gb_s": round(tps * bytes_per_token / 1e9, 2),
+                  "copy_bound_tokens_per_s": round(bound, 2), "fraction_of_copy_bound": round(tps / bound, 3),
+                  "read_bound_tokens_per_s": round(rbound, 2), "fraction_of_read_bound": round(tps / rbound, 3)}))
 PY
+
+# batched decode (what the RL rollouts do): 8 sequences advance together
+run "$TOOL" decode --model "$model" --slots 8 --prompt 16 --tokens 8 | tee -a "$jsonl"
 
 if [ -n "${LLMC_DIR:-}" ]; then
   log=$out/llmc.log

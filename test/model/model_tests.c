@@ -273,9 +273,52 @@ static void oracle(const char *name) {
     CHECK(worst < 1e-3, "gradient of %s differs from torch: relative error %g", wn, worst);
 }
 
+/* qwen3_backward_logprobs: gradient of sum_i coef[i] * logprob[i] against
+ * torch's, for arbitrary (signed) coefficients, as a policy-gradient loss uses. */
+static void oracle_logprob_grads(const char *name) {
+    struct fx f;
+    char err[512];
+    if (fx_load(&f, name, err, sizeof err)) {
+        fx_free(&f);
+        FAIL("%s", err);
+    }
+    size_t n;
+    float *coef = read_exp(&f, "coef", &n);
+    if (!coef || (int)n != f.N) {
+        free(coef);
+        fx_free(&f);
+        FAIL("no coef in the fixture");
+    }
+    /* targets[0] is -1 in the fixture: its coefficient must not contribute */
+    qwen3_forward(f.m, f.ids, f.targets, NULL, f.B, f.T);
+    qwen3_zero_grad(f.m);
+    int rc = qwen3_backward_logprobs(f.m, coef);
+    double worst = 0;
+    char wn[96] = "";
+    for (int i = 0; i < f.m->n_tensors && rc == 0; i++) {
+        char gname[128];
+        snprintf(gname, sizeof gname, "gradlp.%s", f.m->tensors[i].name);
+        float *g = read_exp(&f, gname, &n);
+        double e = g && n == f.m->tensors[i].numel ? rel_err(f.m->grads + f.m->tensors[i].offset, g, n) : INFINITY;
+        free(g);
+        if (!(e <= worst)) worst = e, snprintf(wn, sizeof wn, "%s", f.m->tensors[i].name);
+    }
+    /* a second backward without a forward is refused (the logits are spent) */
+    int again = qwen3_backward_logprobs(f.m, coef);
+    free(coef);
+    fx_free(&f);
+    CHECK(rc == 0, "backward_logprobs failed");
+    CHECK(worst < 1e-3, "gradient of %s differs from torch: relative error %g", wn, worst);
+    CHECK(again == -1, "a second backward on spent logits was accepted");
+}
+
+static void test_logprob_grads_gqa_tied(void) { oracle_logprob_grads("gqa_tied"); }
+static void test_logprob_grads_hd16_untied(void) { oracle_logprob_grads("hd16_untied"); }
+
 static void test_oracle_gqa_tied(void) { oracle("gqa_tied"); }
 static void test_oracle_hd16_untied_bf16(void) { oracle("hd16_untied"); }
 static void test_oracle_mha_wide(void) { oracle("mha_wide"); }
+static void test_oracle_long_ctx(void) { oracle("long_ctx"); }
 
 /* Ten AdamW steps with warmup, cosine decay, clipping and decay on matrices
  * only, against torch.optim.AdamW + clip_grad_norm_ on the same batch. */
@@ -650,6 +693,32 @@ static void test_sampler(void) {
     for (int i = 0; i < 2000; i++) seen[sampler_sample(&s, logits, 5)]++;
     sampler_free(&s);
     CHECK(seen[0] == 0 && seen[2] == 0 && seen[4] == 0 && seen[1] > 0 && seen[3] > 0, "top-p 0.5 drew outside the nucleus");
+    /* a large vocabulary: top-k selection must keep exactly the k largest */
+    enum { BIGV = 5000, K = 10 };
+    float *big = xmalloc(BIGV * sizeof *big);
+    uint64_t r = 3;
+    for (int i = 0; i < BIGV; i++) big[i] = 4.0f * frand(&r);
+    float kth[BIGV];
+    memcpy(kth, big, sizeof kth);
+    for (int i = 0; i < K; i++) /* partial selection sort: kth[i] = i-th largest */
+        for (int j = i + 1; j < BIGV; j++)
+            if (kth[j] > kth[i]) {
+                float t = kth[i];
+                kth[i] = kth[j];
+                kth[j] = t;
+            }
+    int outside = 0, distinct = 0;
+    static int hit[BIGV];
+    memset(hit, 0, sizeof hit);
+    sampler_init(&s, 3.0f, 1.0f, K, 5);
+    for (int i = 0; i < 4000; i++) {
+        int t = sampler_sample(&s, big, BIGV);
+        outside += big[t] < kth[K - 1];
+        distinct += !hit[t]++;
+    }
+    sampler_free(&s);
+    free(big);
+    CHECK(outside == 0 && distinct == K, "top-k %d over %d tokens: %d draws outside, %d distinct", K, BIGV, outside, distinct);
 }
 
 struct collect {
@@ -720,6 +789,9 @@ int main(int argc, char **argv) {
         {"oracle_gqa_tied", test_oracle_gqa_tied},
         {"oracle_hd16_untied_bf16", test_oracle_hd16_untied_bf16},
         {"oracle_mha_wide", test_oracle_mha_wide},
+        {"oracle_long_ctx", test_oracle_long_ctx},
+        {"logprob_grads_gqa_tied", test_logprob_grads_gqa_tied},
+        {"logprob_grads_hd16_untied", test_logprob_grads_hd16_untied},
         {"adamw_gqa_tied", test_adamw_gqa_tied},
         {"adamw_hd16_untied", test_adamw_hd16_untied},
         {"lr_schedule", test_lr_schedule},

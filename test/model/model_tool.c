@@ -6,11 +6,14 @@
  *   model_tool train --config FILE [--B 4] [--T 64] [--steps 10]
  *        forward + backward + AdamW on random tokens; prints one JSON line
  *        with ms/step and tokens/s (the first step is warm-up, not timed)
+ *   model_tool decode --model DIR [--slots S] [--prompt P] [--tokens N]
+ *        batched greedy decode through the KV cache: S sequences advance
+ *        together, one row each per call; prints aggregate tokens/s
  *   model_tool params --config FILE
  *        parameter count of a config
  *   model_tool stream [--mib 1024]
- *        STREAM-like copy and triad over the pool's threads; GB/s counts
- *        bytes read plus bytes written
+ *        STREAM-like copy and triad over the pool's threads (GB/s counts
+ *        bytes read plus bytes written), and a read-only sum
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -91,50 +94,113 @@ static int do_train(int argc, char **argv) {
     return 0;
 }
 
+/* Batched greedy decode: S slots, each prefilled with P prompt tokens in
+ * one call, then N steps that advance every slot by one token per call. */
+static int do_decode(int argc, char **argv) {
+    const char *dir = opt(argc, argv, "--model", NULL);
+    int S = atoi(opt(argc, argv, "--slots", "1")), P = atoi(opt(argc, argv, "--prompt", "16"));
+    int N = atoi(opt(argc, argv, "--tokens", "16"));
+    if (!dir || S <= 0 || P <= 0 || N <= 0) return fprintf(stderr, "decode: --model required\n"), 2;
+    char err[512];
+    struct qwen3 *m = qwen3_load(dir, err, sizeof err);
+    if (!m) return fprintf(stderr, "%s\n", err), 1;
+    int V = m->cfg.vocab_size;
+    struct qwen3_kv *kv = qwen3_kv_create(m, S, P + N + 1, err, sizeof err);
+    if (!kv) return fprintf(stderr, "%s\n", err), 1;
+    int32_t *tok = xmalloc((size_t)S * P * sizeof *tok);
+    int *slot = xmalloc((size_t)S * P * sizeof *slot);
+    uint8_t *want = xcalloc((size_t)S * P, 1);
+    float *logits = xmalloc((size_t)S * V * sizeof *logits);
+    for (int s = 0; s < S; s++)
+        for (int i = 0; i < P; i++) {
+            tok[s * P + i] = (100 + 7 * s + i) % V;
+            slot[s * P + i] = s;
+            want[s * P + i] = i == P - 1;
+        }
+    double t0 = now_ms();
+    if (qwen3_kv_forward(m, kv, tok, slot, S * P, want, logits, err, sizeof err)) return fprintf(stderr, "%s\n", err), 1;
+    double prefill = now_ms() - t0;
+    t0 = now_ms();
+    for (int step = 0; step < N; step++) {
+        for (int s = 0; s < S; s++) {
+            const float *l = logits + (size_t)s * V;
+            int best = 0;
+            for (int i = 1; i < V; i++)
+                if (l[i] > l[best]) best = i;
+            tok[s] = best;
+            slot[s] = s;
+        }
+        if (qwen3_kv_forward(m, kv, tok, slot, S, NULL, logits, err, sizeof err)) return fprintf(stderr, "%s\n", err), 1;
+    }
+    double ms = now_ms() - t0;
+    printf("{\"bench\":\"model_decode_batch\",\"slots\":%d,\"prompt\":%d,\"steps\":%d,\"threads\":%d,\"prefill_ms\":%.0f,"
+           "\"ms_per_step\":%.1f,\"tokens_per_s\":%.2f}\n",
+           S, P, N, par_threads(), prefill, ms / N, S * N * 1e3 / ms);
+    free(tok), free(slot), free(want), free(logits);
+    qwen3_kv_free(kv);
+    qwen3_free(m);
+    return 0;
+}
+
 struct stream_job {
     float *a, *b, *c;
     size_t n;
-    int kind;
+    int kind; /* 0 copy, 1 triad, 2 read */
+    float sink[256];
 };
 
 static void stream_worker(void *p, int tid, int nth) {
     struct stream_job *j = p;
     long lo, hi;
     par_range((long)j->n, 1024, tid, nth, &lo, &hi);
-    if (j->kind == 0) memcpy(j->a + lo, j->b + lo, (size_t)(hi - lo) * sizeof(float));
-    else
+    if (j->kind == 0) {
+        memcpy(j->a + lo, j->b + lo, (size_t)(hi - lo) * sizeof(float));
+    } else if (j->kind == 1) {
         for (long i = lo; i < hi; i++) j->a[i] = j->b[i] + 3.0f * j->c[i];
+    } else { /* read only: what decode does to the weights */
+        typedef float v8 __attribute__((vector_size(32), aligned(4)));
+        v8 acc[4] = {{0}, {0}, {0}, {0}};
+        long i = lo;
+        for (; i + 32 <= hi; i += 32)
+            for (int k = 0; k < 4; k++) acc[k] += *(const v8 *)(j->b + i + 8 * k);
+        float sum = 0;
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 8; l++) sum += acc[k][l];
+        for (; i < hi; i++) sum += j->b[i];
+        j->sink[tid] = sum;
+    }
 }
 
 static int do_stream(int argc, char **argv) {
     size_t mib = (size_t)atol(opt(argc, argv, "--mib", "1024")), n = mib * (1 << 20) / 4;
-    struct stream_job j = {xmalloc(n * 4), xmalloc(n * 4), xmalloc(n * 4), n, 0};
+    struct stream_job j = {.a = xmalloc(n * 4), .b = xmalloc(n * 4), .c = xmalloc(n * 4), .n = n};
     struct stream_job init = j;
     init.kind = 1;
     memset(j.b, 0, n * 4);
     memset(j.c, 0, n * 4);
     par_run(stream_worker, &init); /* touch every page on the threads that use it */
-    double best[2] = {0, 0};
-    for (int kind = 0; kind < 2; kind++) {
+    double best[3] = {0, 0, 0};
+    for (int kind = 0; kind < 3; kind++) {
         j.kind = kind;
         for (int r = 0; r < 5; r++) {
             double t0 = now_ms();
             par_run(stream_worker, &j);
-            double s = (now_ms() - t0) / 1e3, bytes = (kind == 0 ? 2.0 : 3.0) * n * 4;
+            double s = (now_ms() - t0) / 1e3, bytes = (kind == 0 ? 2.0 : kind == 1 ? 3.0 : 1.0) * n * 4;
             if (bytes / s / 1e9 > best[kind]) best[kind] = bytes / s / 1e9;
         }
     }
-    printf("{\"bench\":\"stream\",\"mib\":%zu,\"threads\":%d,\"copy_gb_s\":%.2f,\"triad_gb_s\":%.2f}\n", mib,
-           par_threads(), best[0], best[1]);
+    printf("{\"bench\":\"stream\",\"mib\":%zu,\"threads\":%d,\"copy_gb_s\":%.2f,\"triad_gb_s\":%.2f,\"read_gb_s\":%.2f}\n",
+           mib, par_threads(), best[0], best[1], best[2]);
     free(j.a), free(j.b), free(j.c);
     return 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) return fprintf(stderr, "usage: model_tool init|train|stream|params [options]\n"), 2;
+    if (argc < 2) return fprintf(stderr, "usage: model_tool init|train|decode|stream|params [options]\n"), 2;
     if (!strcmp(argv[1], "init")) return do_init(argc - 1, argv + 1);
     if (!strcmp(argv[1], "train")) return do_train(argc - 1, argv + 1);
     if (!strcmp(argv[1], "stream")) return do_stream(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "decode")) return do_decode(argc - 1, argv + 1);
     if (!strcmp(argv[1], "params")) { /* parameter count of a config, without allocating it */
         struct qwen3_config c;
         char err[512];

@@ -43,6 +43,10 @@ CONFIGS = {
     "mha_wide": dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=1,
                      num_attention_heads=2, num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-6,
                      rope_theta=1000000.0, tie_word_embeddings=False, dtype="F32", B=1, T=20),
+    # long context: RoPE angles at positions up to 767 (fp32 angles as HF computes them)
+    "long_ctx": dict(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                     num_attention_heads=2, num_key_value_heads=1, head_dim=8, rms_norm_eps=1e-6,
+                     rope_theta=10000.0, tie_word_embeddings=True, dtype="F32", B=1, T=768),
 }
 
 ADAM = dict(lr=3e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, grad_clip=0.5,
@@ -212,6 +216,15 @@ def make(name, cfg, outdir):
                 ("mask", mask.float().numpy()), ("logits", logits.detach().float().numpy()),
                 ("logprobs", logprobs.detach().float().numpy().reshape(B, T))]
     expected += [("grad." + n, P[n].grad.float().numpy()) for n, _ in names]
+
+    # the RL objective: gradient of sum_i coef[i] * logprob[i] for arbitrary
+    # per-token coefficients (what qwen3_backward_logprobs takes)
+    coef = torch.randn((B * T,), generator=g, dtype=torch.float64)
+    P = {n: torch.tensor(a, dtype=torch.float64, requires_grad=True) for n, a in weights}
+    _, lp = masked_ce(forward(cfg, P, ids), targets, mask)
+    (coef * lp).sum().backward()
+    expected.append(("coef", coef.float().numpy()))
+    expected += [("gradlp." + n, P[n].grad.float().numpy()) for n, _ in names]
 
     # ten AdamW steps on the same batch, torch's optimiser and clipping
     P = {n: torch.tensor(a, dtype=torch.float64, requires_grad=True) for n, a in weights}

@@ -6,6 +6,7 @@
 #    (logits, loss, log-probs, every gradient, ten AdamW losses).
 # 2. build/test/model_tests (ASan + UBSan) checks the C model against that,
 #    plus KV-cache decode, save/load, hostile files, sampling, generation.
+#    A short libFuzzer run of the safetensors reader follows.
 # 3. viv gen on the command line: good and bad invocations.
 set -u
 cd "$(dirname "$0")/../.."
@@ -28,6 +29,24 @@ fi
 
 MODEL_FIXTURES="$fx/fixtures" build/test/model_tests || fail=1
 
+# a short fuzz of the safetensors reader, seeded with the fixture files
+if [ -x build/fuzz/fuzz_safetensors ]; then
+  mkdir -p "$fx/corpus"
+  for f in "$fx"/fixtures/*/*.safetensors; do cp "$f" "$fx/corpus/$(basename "$(dirname "$f")")-$(basename "$f")"; done
+  if build/fuzz/fuzz_safetensors -max_total_time="${FUZZ_SECONDS:-10}" -seed=1 -artifact_prefix="$fx/" \
+       "$fx/corpus" >"$fx/fuzz.log" 2>&1; then
+    echo "ok - fuzz safetensors reader ($(grep -o 'Done [0-9]* runs' "$fx/fuzz.log"))"
+  else
+    keep=$(mktemp -d)
+    cp "$fx"/crash-* "$fx"/fuzz.log "$keep"/ 2>/dev/null
+    echo "not ok - fuzz safetensors reader: $(grep -m1 -E 'ERROR|SUMMARY' "$fx/fuzz.log") (kept in $keep)"
+    fail=1
+  fi
+else
+  echo "not ok - fuzz safetensors reader: build/fuzz/fuzz_safetensors is not built (make tests)"
+  fail=1
+fi
+
 # viv gen against a fixture checkpoint
 viv=bin/viv
 check() { # name, expected status, grep pattern for output, command...
@@ -45,6 +64,15 @@ a=$($viv gen --model "$m" --prompt-ids 4,5 --max-tokens 12 --top-p 0.9 --top-k 2
 b=$($viv gen --model "$m" --prompt-ids 4,5 --max-tokens 12 --top-p 0.9 --top-k 20 --seed 7 2>/dev/null)
 if [ -n "$a" ] && [ "$a" = "$b" ]; then echo "ok - viv gen is deterministic given --seed"
 else echo "not ok - viv gen is deterministic given --seed: '$a' vs '$b'"; fail=1; fi
+# generation_config.json supplies defaults: do_sample false -> greedy, eos list -> stop ids
+g=$($viv gen --model "$m" --prompt-ids 1,2,3 --max-tokens 6 --temperature 0 2>/dev/null)
+read -r -a gt <<<"$g"
+gc="$fx/genconf"; mkdir -p "$gc"; cp "$m"/config.json "$m"/model.safetensors "$gc"/
+printf '{"do_sample": false, "temperature": 0.6, "eos_token_id": [999999, %s]}\n' "${gt[2]}" >"$gc/generation_config.json"
+want=""; for t in "${gt[@]}"; do want+="$t "; [ "$t" = "${gt[2]}" ] && break; done
+got=$($viv gen --model "$gc" --prompt-ids 1,2,3 --max-tokens 6 2>/dev/null)
+if [ ${#gt[@]} -eq 6 ] && [ "$got" = "$want" ]; then echo "ok - viv gen takes greedy and stop ids from generation_config.json"
+else echo "not ok - viv gen takes greedy and stop ids from generation_config.json: got '$got', want '$want' (greedy: '$g')"; fail=1; fi
 check "viv gen refuses an id outside the vocabulary" 2 'outside the vocabulary' $viv gen --model "$m" --prompt-ids 1,999
 check "viv gen refuses malformed ids" 2 'comma-separated' $viv gen --model "$m" --prompt-ids 1,,x
 check "viv gen names a missing model" 1 'config.json' $viv gen --model "$fx/nope" --prompt-ids 1
