@@ -28,6 +28,7 @@
 #include "kernels.h"
 #include "qwen3.h"
 #include "sample.h"
+#include "tokenizer.h"
 #ifdef VIV_CUDA
 #include "cuda/qwen3_cuda.h"
 #endif
@@ -56,17 +57,28 @@ int parse_id_list(const char *s, int32_t **out) {
     return n;
 }
 
+/* With --prompt TEXT, generated tokens are printed as text (each token's
+ * bytes as they come: a character split across tokens completes on the
+ * terminal); with --prompt-ids, as ids. */
+static const struct tokenizer *text_out;
+
 static int print_token(int32_t tok, void *user) {
     (void)user;
-    printf("%d ", tok);
+    size_t len;
+    char *bytes = text_out ? tokenizer_decode(text_out, &tok, 1, &len) : NULL;
+    if (bytes) fwrite(bytes, 1, len, stdout);
+    else printf("%d ", tok);
+    free(bytes);
     fflush(stdout);
     return 0;
 }
 
 static void gen_usage(FILE *f) {
-    fprintf(f, "usage: viv gen --model DIR --prompt-ids 1,2,3 [--max-tokens N] [--temperature T] [--top-p P]\n"
+    fprintf(f, "usage: viv gen --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-tokens N] [--temperature T] [--top-p P]\n"
                "               [--top-k K] [--seed S] [--stop-ids 1,2] [--threads N] [--device cpu|cuda]\n"
-               "Generates token ids with the model in DIR (Hugging Face layout: config.json + safetensors).\n");
+               "Generates with the model in DIR (Hugging Face layout: config.json + safetensors;\n"
+               "--prompt needs its tokenizer.json) and prints the text (or ids) as it comes,\n"
+               "then the tokens/s on stderr.\n");
 }
 
 /* Generate from ids and print; the part `--prompt TEXT` will share once the
@@ -169,7 +181,7 @@ static int num_arg(const char *name, const char *v, double lo, double hi, double
 }
 
 int cmd_gen(int argc, char **argv) {
-    const char *model = NULL, *prompt_ids = NULL, *stop_s = NULL, *device = "cpu";
+    const char *model = NULL, *prompt_ids = NULL, *prompt = NULL, *stop_s = NULL, *device = "cpu";
     /* < 0: not given on the command line */
     double max_tokens = 64, temperature = -1, top_p = -1, top_k = -1, seed = 0, threads = 0;
     for (int i = 1; i < argc; i++) {
@@ -180,6 +192,7 @@ int cmd_gen(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--model") && v) model = v, i++;
         else if (!strcmp(a, "--prompt-ids") && v) prompt_ids = v, i++;
+        else if (!strcmp(a, "--prompt") && v) prompt = v, i++;
         else if (!strcmp(a, "--stop-ids") && v) stop_s = v, i++;
         else if (!strcmp(a, "--device") && v) device = v, i++;
         else if (!strcmp(a, "--max-tokens")) bad = num_arg(a, v, 0, 1 << 24, &max_tokens), i++;
@@ -195,8 +208,8 @@ int cmd_gen(int argc, char **argv) {
         }
         if (bad) return 2;
     }
-    if (!model || !prompt_ids) {
-        fprintf(stderr, "viv gen: --model and --prompt-ids are required\n");
+    if (!model || !prompt_ids == !prompt) {
+        fprintf(stderr, "viv gen: --model and one of --prompt or --prompt-ids are required\n");
         gen_usage(stderr);
         return 2;
     }
@@ -212,8 +225,23 @@ int cmd_gen(int argc, char **argv) {
     }
 #endif
     int32_t *ids = NULL, *stops = NULL;
-    int n = parse_id_list(prompt_ids, &ids), n_stop = 0;
-    if (n < 0) {
+    int n = 0, n_stop = 0;
+    struct tokenizer *tok = NULL;
+    if (prompt) {
+        char terr[512];
+        if (!(tok = tokenizer_load(model, terr, sizeof terr))) {
+            fprintf(stderr, "viv gen: --prompt needs the model's tokenizer: %s\n", terr);
+            return 1;
+        }
+        n = tokenizer_encode(tok, prompt, strlen(prompt), &ids);
+        if (n <= 0) {
+            fprintf(stderr, "viv gen: --prompt: the text encodes to no tokens\n");
+            tokenizer_free(tok);
+            free(ids);
+            return 2;
+        }
+        text_out = tok;
+    } else if ((n = parse_id_list(prompt_ids, &ids)) < 0) {
         fprintf(stderr, "viv gen: --prompt-ids must be a comma-separated list of token ids\n");
         return 2;
     }
@@ -248,6 +276,7 @@ int cmd_gen(int argc, char **argv) {
 #endif
         rc = gen_from_ids(m, ids, n, &o);
     qwen3_free(m);
+    tokenizer_free(tok);
     free(ids);
     free(stops);
     return rc;
