@@ -1,7 +1,8 @@
 # model/model.mk - the Qwen3 model layer (included by the top Makefile).
+# MODEL_SRC is the library (what the tests link); cmd_gen.c is viv gen's CLI
 MODEL_SRC := model/config.c model/safetensors.c model/kernels.c model/qwen3.c model/qwen3_infer.c \
-             model/adamw.c model/sample.c model/cmd_gen.c
-VIV_SRC += $(MODEL_SRC)
+             model/adamw.c model/sample.c
+VIV_SRC += $(MODEL_SRC) model/cmd_gen.c
 HEADERS += $(wildcard model/*.h)
 EXTRA_TESTS += build/test/model_tests build/test/model_tool
 
