@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -279,6 +280,8 @@ static int vivd_start(struct vivd_proc *d, const char *data_dir, char *err, size
     argv[k] = NULL;
     d->pid = fork();
     if (d->pid == 0) {
+        /* the daemon dies with us, even when we are killed with SIGKILL */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         int nul = open("/dev/null", O_RDWR);
         if (nul >= 0) dup2(nul, 0), dup2(nul, 1), dup2(nul, 2);
         execv(vivd, (char *const *)argv);
