@@ -955,9 +955,13 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
         KV("gen_idle_frac", st.gen_idle_frac), KV("tool_calls", st.tool_calls), KV("tool_errors", st.tool_errors);
         KV("tool_timeouts", st.tool_timeouts), KV("nan_skipped", skipped);
         char keybuf[8][48];
-        for (int t = 0; t < ntools_st && t < 8 && nkv < 62; t++) {
-            snprintf(keybuf[t], sizeof keybuf[t], "tool_ms_%s", ts[t].name);
-            KV(keybuf[t], ts[t].mean_ms);
+        /* mean vivd wall time per configured tool so far (0 until it is first called) */
+        for (int t = 0; t < j->ntools && t < 8 && nkv < 62; t++) {
+            double mean = 0;
+            for (int u = 0; u < ntools_st; u++)
+                if (!strcmp(ts[u].name, j->tools[t].name)) mean = ts[u].mean_ms;
+            snprintf(keybuf[t], sizeof keybuf[t], "tool_ms_%s", j->tools[t].name);
+            KV(keybuf[t], mean);
         }
 #undef KV
         rl_episodes_free(eps, nseq);
