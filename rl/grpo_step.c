@@ -130,6 +130,14 @@ int grpo_update(struct qwen3 *m, const struct qwen3 *ref, struct adamw *opt, con
             out->st.groups_dropped++;
             continue;
         }
+        /* equal rewards and no KL term: every advantage is 0, so is the gradient:
+         * skip the forward and backward (its tokens still count in the normaliser) */
+        int same = 1;
+        for (int i = 1; i < G; i++) same &= e[i].score.reward == e[0].score.reward;
+        if (same && !use_ref) {
+            out->st.tokens += tok_g[g];
+            continue;
+        }
         int T = group_T(e, G);
         size_t BT = (size_t)G * T;
         int32_t *ids = xcalloc(BT, sizeof *ids), *tg = xcalloc(BT, sizeof *tg);
