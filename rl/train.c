@@ -506,6 +506,32 @@ static void fill_rollout_cfg(const struct job *j, struct rl_rollout_cfg *rc) {
     rc->chunk_tokens = 64; /* episodes back from a tool join the next chunk's batch */
 }
 
+/* Every eval episode as a JSON line (the turns as generated, how it ended,
+ * its scores): runs/NAME/episodes_STAGE.jsonl, written atomically. */
+static void write_episodes(const struct job *j, const char *stage, const struct rl_episode *eps, int n) {
+    char *buf = xstrdup("");
+    for (int i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject(), *turns = cJSON_AddArrayToObject(o, "turns");
+        cJSON_AddStringToObject(o, "instance_id", j->val.t[eps[i].task].instance_id);
+        cJSON_AddStringToObject(o, "task_name", j->val.t[eps[i].task].task_name);
+        cJSON_AddStringToObject(o, "end", rl_end_name(eps[i].end));
+        cJSON_AddNumberToObject(o, "correct", eps[i].score.correct);
+        cJSON_AddNumberToObject(o, "format", eps[i].score.format);
+        cJSON_AddNumberToObject(o, "tokens", eps[i].n_tokens);
+        cJSON_AddNumberToObject(o, "tool_calls", eps[i].tool_calls);
+        if (eps[i].answer) cJSON_AddStringToObject(o, "answer", eps[i].answer);
+        for (int t = 0; t < eps[i].n_turns; t++) cJSON_AddItemToArray(turns, cJSON_CreateString(eps[i].turn_text[t]));
+        char *line = cJSON_PrintUnformatted(o);
+        char *nb = xasprintf("%s%s\n", buf, line ? line : "{}");
+        free(buf), cJSON_free(line);
+        buf = nb;
+        cJSON_Delete(o);
+    }
+    char *path = xasprintf("%s/episodes_%s.jsonl", j->dir, stage);
+    if (rl_write_atomic(path, buf, strlen(buf)) != 0) fprintf(stderr, "viv train: %s: %s\n", path, strerror(errno));
+    free(path), free(buf);
+}
+
 /* Greedy episodes on the val tasks, one per task; per-task table. */
 static int evaluate(struct job *j, const char *stage, struct eval_table *out, char *err, size_t errlen) {
     double t0 = now_ms();
@@ -540,6 +566,7 @@ static int evaluate(struct job *j, const char *stage, struct eval_table *out, ch
         for (int i = 0; i < n; i++)
             table_add(out, j->val.t[eps[i].task].task_name, eps[i].score.correct, eps[i].score.format);
         table_finish(out);
+        write_episodes(j, stage, eps, n);
         rl_episodes_free(eps, n);
         double wall = (now_ms() - t0) / 1000.0;
         char *js = table_json(out, stage, wall);
