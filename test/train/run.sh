@@ -130,7 +130,28 @@ else
   report e2e_nan_restored 1 "run failed: $(tail -3 "$T/n.err")"
 fi
 
-# 4. bad input: clear errors, no crash
+# 4. viv sft alone, then viv train --model on its checkpoint (an HF directory) without SFT
+if bin/viv sft "${TINY[@]}" --name sftonly >"$T/s.out" 2>"$T/s.err" &&
+   [ -f "$T/runs/sftonly/checkpoints/step-000000/model.safetensors" ] &&
+   [ -f "$T/runs/sftonly/checkpoints/step-000000/tokenizer.json" ] &&
+   bin/viv train "${TINY[@]}" --name frommodel --model "$T/runs/sftonly/checkpoints/step-000000" --no-sft --steps 1 \
+     >"$T/m.out" 2>"$T/m.err"; then
+  msg=$($PY - "$T/runs/sftonly" "$T/runs/frommodel" <<'PYEOF' 2>&1
+import json, sys
+a = json.load(open(sys.argv[1] + "/eval_after_sft.json"))
+b = json.load(open(sys.argv[2] + "/eval_after_sft.json"))
+# the same weights, greedy decoding: the same table
+assert a["per_task"] == b["per_task"], (a["per_task"], b["per_task"])
+assert [json.loads(l)["step"] for l in open(sys.argv[2] + "/metrics.jsonl")] == [1]
+print("fine")
+PYEOF
+)
+  [ "$msg" = fine ]; report e2e_sft_then_train_from_model $? "$msg"
+else
+  report e2e_sft_then_train_from_model 1 "$(tail -3 "$T/s.err" "$T/m.err" 2>/dev/null)"
+fi
+
+# 5. bad input: clear errors, no crash
 bin/viv train --steps -1 >/dev/null 2>"$T/bad.err"; s=$?
 [ $s = 2 ] && grep -q "steps" "$T/bad.err"; report cli_bad_option $? "exit $s: $(cat "$T/bad.err")"
 bin/viv sft --teacher http://127.0.0.1:9/v1 >/dev/null 2>"$T/bad.err"; s=$?
