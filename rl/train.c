@@ -53,7 +53,7 @@
 /* ---- configuration ---------------------------------------------------------------------- */
 
 struct train_cfg {
-    const char *data, *runs, *name, *model_dir, *teacher, *teacher_model, *socket, *tasks, *out;
+    const char *data, *runs, *name, *model_dir, *teacher, *teacher_model, *socket, *tasks, *out, *eval_split;
     int resume, sft_only, no_sft;
     long seed;
     /* tokenizer + model from scratch */
@@ -80,6 +80,8 @@ static void train_defaults(struct train_cfg *c) {
          * learn to copy gene symbols, sequences and identifiers into working code
          * (tried: with all seven shapes it stays at 0 accuracy after SFT). */
         .tasks = "dbqa,seqqa",
+        /* both held-out splits: 60 episodes instead of 30 for the two shapes */
+        .eval_split = "val,test",
         /* a 2-layer, 128-wide Qwen3 with a 1024-token BPE: ~0.5M parameters,
          * 3-5k tokens/s of training on two cores */
         .vocab = 1024, .d_model = 128, .layers = 2, .heads = 4, .kv_heads = 2, .head_dim = 32, .ffn = 384,
@@ -114,7 +116,8 @@ static const char usage_train[] =
     "  --no-sft              skip teacher collection and SFT (with --model)\n"
     "  --seed S              (default 1)\n"
     "  --tasks a,b,...|all   task shapes to use (default dbqa,seqqa: the multiple-choice ones)\n"
-    "  --train-limit N       at most N training tasks (default all)   --eval-limit N (val tasks)\n"
+    "  --train-limit N       at most N training tasks (default all)   --eval-limit N (held-out tasks)\n"
+    "  --eval-split S        held-out tasks to evaluate on: val,test (default) or val\n"
     "  --socket PATH         use a running vivd instead of a private one\n"
     " model:   --vocab 1024 --d-model 128 --layers 2 --heads 4 --kv-heads 2 --head-dim 32 --ffn 384\n"
     " teacher: --teacher scripted|URL --teacher-model NAME --samples 4 --error-rate 0.3\n"
@@ -193,7 +196,7 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
     }
         STR_OPT("--data", data) STR_OPT("--runs", runs) STR_OPT("--name", name) STR_OPT("--model", model_dir)
         STR_OPT("--teacher", teacher) STR_OPT("--teacher-model", teacher_model) STR_OPT("--socket", socket)
-        STR_OPT("--tasks", tasks) STR_OPT("--agg", agg)
+        STR_OPT("--tasks", tasks) STR_OPT("--agg", agg) STR_OPT("--eval-split", eval_split)
         INT_OPT("--seed", seed, 0, LONG_MAX)
         INT_OPT("--vocab", vocab, 300, 262144) INT_OPT("--d-model", d_model, 8, 8192) INT_OPT("--layers", layers, 1, 128)
         INT_OPT("--heads", heads, 1, 256) INT_OPT("--kv-heads", kv_heads, 1, 256) INT_OPT("--head-dim", head_dim, 2, 1024)
@@ -215,6 +218,8 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
 #undef DBL_OPT
 #undef STR_OPT
     }
+    if (strcmp(c->eval_split, "val") && strcmp(c->eval_split, "val,test"))
+        return uerr(cmd, "--eval-split: '%s' (val or val,test)", c->eval_split);
     if (grpo_agg_parse(c->agg) < 0) return uerr(cmd, "--agg: '%s' (token_mean, seq_mean or dr_grpo)", c->agg);
     if (c->heads % c->kv_heads) return uerr(cmd, "--heads %d is not a multiple of --kv-heads %d", c->heads, c->kv_heads);
     if (strcmp(c->teacher, "scripted") != 0) {
@@ -231,7 +236,7 @@ static char *config_json(const struct train_cfg *c) {
     cJSON *o = cJSON_CreateObject();
 #define S(k, v) cJSON_AddStringToObject(o, k, (v) ? (v) : "")
 #define N(k, v) cJSON_AddNumberToObject(o, k, (double)(v))
-    S("data", c->data), S("name", c->name), S("model", c->model_dir), S("teacher", c->teacher), S("tasks", c->tasks);
+    S("data", c->data), S("eval_split", c->eval_split), S("name", c->name), S("model", c->model_dir), S("teacher", c->teacher), S("tasks", c->tasks);
     N("seed", c->seed), N("vocab", c->vocab), N("d_model", c->d_model), N("layers", c->layers), N("heads", c->heads);
     N("kv_heads", c->kv_heads), N("head_dim", c->head_dim), N("ffn", c->ffn), N("samples", c->samples);
     N("error_rate", c->error_rate), N("sft_epochs", c->sft_epochs), N("sft_batch", c->sft_batch), N("sft_lr", c->sft_lr);
@@ -433,10 +438,10 @@ static void table_finish(struct eval_table *t) {
     t->valid = 1;
 }
 
-static char *table_json(const struct eval_table *t, const char *stage, double wall_s) {
+static char *table_json(const struct eval_table *t, const char *stage, const char *split, double wall_s) {
     cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "per_task");
     cJSON_AddStringToObject(o, "stage", stage);
-    cJSON_AddStringToObject(o, "split", "val");
+    cJSON_AddStringToObject(o, "split", split);
     cJSON_AddNumberToObject(o, "wall_s", wall_s);
     for (int i = 0; i <= t->n; i++) {
         cJSON *r = cJSON_CreateObject();
@@ -568,7 +573,7 @@ static int evaluate(struct job *j, const char *stage, struct eval_table *out, ch
     for (int i = 0; i < n; i++) tasks[i] = i;
     struct rl_episode *eps = NULL;
     struct rl_step_stats st;
-    fprintf(stderr, "eval (%s): %d val episodes...\n", stage, n);
+    fprintf(stderr, "eval (%s): %d held-out episodes (%s)...\n", stage, n, j->c.eval_split);
     int rc2 = rl_rollout_step(r, tasks, n, 1, &eps, &st, err, errlen);
     memset(out, 0, sizeof *out);
     if (rc2 == 0) {
@@ -578,7 +583,7 @@ static int evaluate(struct job *j, const char *stage, struct eval_table *out, ch
         write_episodes(j, stage, eps, n);
         rl_episodes_free(eps, n);
         double wall = (now_ms() - t0) / 1000.0;
-        char *js = table_json(out, stage, wall);
+        char *js = table_json(out, stage, j->c.eval_split, wall);
         char *path = xasprintf("%s/eval_%s.json", j->dir, stage);
         if (rl_write_atomic(path, js, strlen(js)) != 0) fprintf(stderr, "viv train: %s: %s\n", path, strerror(errno));
         free(path), free(js);
@@ -1043,12 +1048,12 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
 
 /* ---- the table and the eval chart ------------------------------------------------------------- */
 
-static void print_tables(const struct eval_table *t, const char *const *stage, int nst) {
+static void print_tables(const struct eval_table *t, const char *const *stage, int nst, const char *split) {
     const struct eval_table *base = NULL;
     for (int k = 0; k < nst; k++)
         if (t[k].valid) base = &t[k];
     if (!base) return;
-    printf("\nheld-out (val) accuracy / format rate per task: greedy, one episode per task\n");
+    printf("\nheld-out (%s) accuracy / format rate per task: greedy, one episode per task\n", split);
     printf("%-24s %4s", "task", "n");
     for (int k = 0; k < nst; k++)
         if (t[k].valid) printf("  %-15s", stage[k]);
@@ -1127,6 +1132,20 @@ static int run_job(struct train_cfg *c) {
         fprintf(stderr, "viv %s: %s\n", cmd, err);
         goto out;
     }
+    if (!strcmp(c->eval_split, "val,test")) { /* both held-out splits: twice the episodes, half the variance */
+        char *test_path = xasprintf("%s/tasks/test.jsonl", c->data);
+        struct task_set te;
+        int lrc = taskset_load(test_path, "test", &te, err, sizeof err);
+        free(test_path);
+        if (lrc != 0) {
+            fprintf(stderr, "viv %s: %s\n", cmd, err);
+            goto out;
+        }
+        j.val.t = xrealloc(j.val.t, (j.val.n + te.n) * sizeof *j.val.t);
+        memcpy(j.val.t + j.val.n, te.t, te.n * sizeof *te.t);
+        j.val.n += te.n;
+        free(te.t); /* the rows now belong to j.val */
+    }
     const char *shapes = c->tasks && strcmp(c->tasks, "all") ? c->tasks : NULL;
     filter_tasks(&j.train, shapes, c->train_limit);
     filter_tasks(&j.val, shapes, c->eval_limit);
@@ -1169,7 +1188,8 @@ static int run_job(struct train_cfg *c) {
         j.sock = vp.sock;
     }
     j.ntools = bio_tool_cfgs(j.tools, 4, c->timeout_ms);
-    fprintf(stderr, "viv %s: %zu train tasks, %zu val tasks, run dir %s\n", cmd, j.train.n, j.val.n, j.dir);
+    fprintf(stderr, "viv %s: %zu train tasks, %zu held-out tasks (%s), run dir %s\n", cmd, j.train.n, j.val.n,
+            c->eval_split, j.dir);
     long first_step = 1;
     if (ckpt) {
         j.m = qwen3_load(ckpt, err, sizeof err);
@@ -1236,7 +1256,7 @@ static int run_job(struct train_cfg *c) {
         rl_run_write_charts(j.run, err, sizeof err);
     }
     eval_chart(j.dir, tab, stage, 3);
-    print_tables(tab, stage, 3);
+    print_tables(tab, stage, 3, c->eval_split);
     printf("\nrun: %s  (%.1f min)\n", j.dir, (now_ms() - j.t0) / 60000.0);
     printf("charts: %s/reward.svg %s/accuracy.svg %s/eval.svg\n", j.dir, j.dir, j.dir);
     printf("checkpoint (HF format): %s/checkpoints/%s\n", j.dir, "latest -> step-NNNNNN");
