@@ -96,7 +96,7 @@ static void train_defaults(struct train_cfg *c) {
         /* GRPO: G = 8 and clip 0.2/0.28 as Biomni-R0; temperature 0.7 (R0: 0.6);
          * two optimizer steps per rollout batch; no KL / entropy terms by default
          * (R0's 0.001 barely moves a model this small in a few steps) */
-        .steps = 20, .tasks_per_step = 8, .group = 8, .ckpt_every = 4, .minibatches = 2, .rl_lr = 1e-3,
+        .steps = 30, .tasks_per_step = 8, .group = 8, .ckpt_every = 4, .minibatches = 2, .rl_lr = 1e-3,
         .temperature = 0.7, .top_p = 1.0, .clip_low = 0.2, .clip_high = 0.28, .agg = "token_mean", .std_norm = 1,
         .mask_overlong_malformed = 1,
         .max_turns = 4, .max_turn_tokens = 256, .max_context = 2048, .timeout_ms = 10000, .threads = 2,
@@ -122,7 +122,7 @@ static const char usage_train[] =
     " model:   --vocab 1024 --d-model 128 --layers 2 --heads 4 --kv-heads 2 --head-dim 32 --ffn 384\n"
     " teacher: --teacher scripted|URL --teacher-model NAME --samples 4 --error-rate 0.3\n"
     " SFT:     --sft-epochs 8 --sft-batch 4 --sft-lr 5e-3\n"
-    " GRPO:    --steps 20 --tasks-per-step 8 --group 8 --lr 1e-3 --temperature 0.7 --top-p 1.0\n"
+    " GRPO:    --steps 30 --tasks-per-step 8 --group 8 --lr 1e-3 --temperature 0.7 --top-p 1.0\n"
     "          --clip-low 0.2 --clip-high 0.28 --agg token_mean|seq_mean|dr_grpo --no-std-norm\n"
     "          --kl 0 --entropy 0 --dynamic-sampling --no-mask-overlong --ckpt-every 4\n"
     "          --minibatches 2 (optimizer steps per rollout batch; groups split evenly)\n"
