@@ -1259,7 +1259,12 @@ static int run_job(struct train_cfg *c) {
     print_tables(tab, stage, 3, c->eval_split);
     printf("\nrun: %s  (%.1f min)\n", j.dir, (now_ms() - j.t0) / 60000.0);
     printf("charts: %s/reward.svg %s/accuracy.svg %s/eval.svg\n", j.dir, j.dir, j.dir);
-    printf("checkpoint (HF format): %s/checkpoints/%s\n", j.dir, "latest -> step-NNNNNN");
+    {
+        long ls = 0;
+        char *lc = latest_checkpoint(j.dir, &ls);
+        if (lc) printf("checkpoint (HF format, + optimizer.bin, state.json): %s\n", lc);
+        free(lc);
+    }
     fflush(stdout);
     rc = 0;
 out:
