@@ -13,6 +13,7 @@
 #include "../sandbox/cmds.h"
 #include "../envs/cmd_data.h"
 #include "../envs/eval1.h"
+#include "train.h"
 
 #ifndef VIV_VERSION
 #define VIV_VERSION "0.1.0"
@@ -34,6 +35,8 @@ static const struct subcommand subcommands[] = {
     {"cuda", cmd_cuda, "GPU backend: device info, training and decode benchmarks (bin/viv-cuda)"},
     {"data", cmd_data, "build the biomedical task sets (viv data build)"},
     {"eval", cmd_eval, "run agent episodes in the sandbox and score them (Eval1 rules)"},
+    {"sft", cmd_sft, "rejection-sampling SFT from the scripted teacher"},
+    {"train", cmd_train, "the main job: tokenizer + small Qwen3, SFT, GRPO, held-out tables"},
 };
 
 static void usage(FILE *f) {

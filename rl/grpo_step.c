@@ -1,0 +1,209 @@
+/*
+ * grpo_step.c - one GRPO update of the model from scored episodes (see
+ * train.h). rl/grpo.c has the loss math; this file runs the model around it.
+ *
+ * Per group (group_size sequences, padded to the longest):
+ *   forward with targets = the next token, giving logp_t for every position
+ *   grpo_loss(logp, old_logp = the sampling log-probs, rewards, masks) -> dL/dlogp_t
+ *   backward of sum_t (dL/dlogp_t * w_g) * logp_t, accumulated over groups
+ * then one AdamW step. Groups are processed one at a time so a batch of any
+ * size fits in memory; advantages are per group anyway. grpo_loss normalises
+ * by its own (the group's) token count, so w_g rescales: for token_mean
+ * w_g = tokens_g / tokens_total, for seq_mean and dr_grpo w_g = G / nseq.
+ * That makes the accumulated gradient the gradient of the whole batch's loss.
+ */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../sandbox/util.h"
+#include "train.h"
+
+int grads_finite(const struct qwen3 *m) {
+    if (!m->grads) return 1;
+    for (size_t i = 0; i < m->n_params; i++)
+        if (!isfinite(m->grads[i])) return 0;
+    return 1;
+}
+
+/* Flattened per-token arrays of one group, positions t = 0 .. n-2 of each
+ * sequence predicting token t+1. */
+struct flat {
+    int *offsets;
+    uint8_t *mask, *overlong, *malformed;
+    float *logp, *old_logp, *ref_logp, *rewards, *dlogp;
+};
+
+static void flat_alloc(struct flat *f, int G, long ntok) {
+    f->offsets = xcalloc((size_t)G + 1, sizeof *f->offsets);
+    f->mask = xcalloc((size_t)ntok + 1, 1);
+    f->overlong = xcalloc((size_t)G, 1), f->malformed = xcalloc((size_t)G, 1);
+    f->logp = xcalloc((size_t)ntok + 1, sizeof(float)), f->old_logp = xcalloc((size_t)ntok + 1, sizeof(float));
+    f->ref_logp = xcalloc((size_t)ntok + 1, sizeof(float)), f->dlogp = xcalloc((size_t)ntok + 1, sizeof(float));
+    f->rewards = xcalloc((size_t)G, sizeof(float));
+}
+
+static void flat_free(struct flat *f) {
+    free(f->offsets), free(f->mask), free(f->overlong), free(f->malformed), free(f->logp), free(f->old_logp);
+    free(f->ref_logp), free(f->dlogp), free(f->rewards);
+}
+
+/* Fill the group's arrays from its episodes; logp from `lp` ([G*T] model
+ * log-probs at each position) or, when NULL, the sampling log-probs. */
+static void flat_fill(struct flat *f, const struct rl_episode *e, int G, int T, const float *lp, const float *ref_lp) {
+    int k = 0;
+    for (int i = 0; i < G; i++) {
+        f->offsets[i] = k;
+        for (int t = 0; t + 1 < e[i].n_tokens && t < T; t++, k++) {
+            f->mask[k] = e[i].mask[t + 1];
+            f->old_logp[k] = e[i].logprobs[t + 1];
+            f->logp[k] = lp ? lp[(size_t)i * T + t] : f->old_logp[k];
+            f->ref_logp[k] = ref_lp ? ref_lp[(size_t)i * T + t] : 0;
+        }
+        f->rewards[i] = (float)e[i].score.reward;
+        f->overlong[i] = e[i].overlong;
+        f->malformed[i] = e[i].score.format < 0.5;
+    }
+    f->offsets[G] = k;
+}
+
+static int group_T(const struct rl_episode *e, int G) {
+    int T = 2;
+    for (int i = 0; i < G; i++) T = e[i].n_tokens > T ? e[i].n_tokens : T;
+    return T;
+}
+
+/* Mean entropy of the model's next-token distribution over masked positions. */
+static double masked_entropy(struct qwen3 *m, const int32_t *targets, int n, long *count) {
+    const float *lg = qwen3_logits(m);
+    int V = m->cfg.vocab_size;
+    double sum = 0;
+    for (int r = 0; r < n; r++) {
+        if (targets[r] < 0) continue;
+        const float *x = lg + (size_t)r * V;
+        float mx = x[0];
+        for (int j = 1; j < V; j++) mx = x[j] > mx ? x[j] : mx;
+        double z = 0, ez = 0;
+        for (int j = 0; j < V; j++) {
+            double p = exp((double)(x[j] - mx));
+            z += p, ez += p * (double)(x[j] - mx);
+        }
+        sum += log(z) - ez / z; /* H = log Z - E[x - mx] */
+        (*count)++;
+    }
+    return sum;
+}
+
+int grpo_update(struct qwen3 *m, const struct qwen3 *ref, struct adamw *opt, const struct grpo_cfg *gc,
+                struct rl_episode *eps, int nseq, int G, struct grpo_step_out *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    if (G <= 0 || nseq <= 0 || nseq % G) return snprintf(err, errlen, "grpo: %d sequences in groups of %d", nseq, G), -1;
+    int ngroups = nseq / G;
+    bool use_ref = ref && gc->kl_coef > 0;
+    /* pass 1: contributing tokens per group (masks, dynamic sampling), no model */
+    long *tok_g = xcalloc((size_t)ngroups, sizeof *tok_g), tok_total = 0;
+    for (int g = 0; g < ngroups; g++) {
+        struct rl_episode *e = eps + (size_t)g * G;
+        int T = group_T(e, G);
+        struct flat f;
+        flat_alloc(&f, G, (long)G * T);
+        flat_fill(&f, e, G, T, NULL, NULL);
+        struct grpo_batch b = {.nseq = G, .group_size = G, .offsets = f.offsets, .mask = f.mask, .logp = f.logp,
+                               .rewards = f.rewards, .overlong = f.overlong, .malformed = f.malformed};
+        struct grpo_out go = {.dlogp = f.dlogp};
+        struct grpo_stats st;
+        if (grpo_loss(gc, &b, &go, &st, err, errlen) != 0) {
+            flat_free(&f), free(tok_g);
+            return -1;
+        }
+        tok_g[g] = st.tokens, tok_total += st.tokens;
+        flat_free(&f);
+    }
+    qwen3_zero_grad(m);
+    double w_sum = 0, ent_sum = 0;
+    long ent_n = 0;
+    for (int g = 0; g < ngroups; g++) {
+        struct rl_episode *e = eps + (size_t)g * G;
+        if (tok_g[g] == 0) { /* nothing to learn from this group (all rewards equal + dynamic sampling, or masked) */
+            out->st.groups_dropped++;
+            continue;
+        }
+        /* equal rewards and no KL term: every advantage is 0, so is the gradient:
+         * skip the forward and backward (its tokens still count in the normaliser) */
+        int same = 1;
+        for (int i = 1; i < G; i++) same &= e[i].score.reward == e[0].score.reward;
+        if (same && !use_ref) {
+            out->st.tokens += tok_g[g];
+            continue;
+        }
+        int T = group_T(e, G);
+        size_t BT = (size_t)G * T;
+        int32_t *ids = xcalloc(BT, sizeof *ids), *tg = xcalloc(BT, sizeof *tg);
+        for (int i = 0; i < G; i++)
+            for (int t = 0; t < T; t++) {
+                ids[(size_t)i * T + t] = t < e[i].n_tokens ? e[i].tokens[t] : 0;
+                tg[(size_t)i * T + t] = t + 1 < e[i].n_tokens && e[i].mask[t + 1] ? e[i].tokens[t + 1] : -1;
+            }
+        float *ref_lp = NULL;
+        if (use_ref) {
+            ref_lp = xcalloc(BT, sizeof *ref_lp);
+            if (qwen3_logprobs((struct qwen3 *)ref, ids, tg, G, T, ref_lp) != 0) {
+                free(ids), free(tg), free(ref_lp), free(tok_g);
+                return snprintf(err, errlen, "grpo: reference forward failed"), -1;
+            }
+        }
+        float fl = qwen3_forward(m, ids, tg, NULL, G, T);
+        struct flat f;
+        flat_alloc(&f, G, (long)BT);
+        flat_fill(&f, e, G, T, m->logprobs, ref_lp);
+        struct grpo_batch b = {.nseq = G, .group_size = G, .offsets = f.offsets, .mask = f.mask, .logp = f.logp,
+                               .old_logp = f.old_logp, .ref_logp = use_ref ? f.ref_logp : NULL, .rewards = f.rewards,
+                               .overlong = f.overlong, .malformed = f.malformed};
+        struct grpo_out go = {.dlogp = f.dlogp};
+        struct grpo_stats st;
+        int lrc = grpo_loss(gc, &b, &go, &st, err, errlen);
+        if (lrc != 0 || !isfinite(st.loss) || isnan(fl)) {
+            if (lrc == 0) out->nonfinite = 1;
+            flat_free(&f), free(ids), free(tg), free(ref_lp), free(tok_g);
+            qwen3_zero_grad(m);
+            return lrc == 0 ? 0 : -1;
+        }
+        double w = gc->agg == GRPO_AGG_TOKEN_MEAN ? (double)st.tokens / (double)tok_total : (double)G / (double)nseq;
+        float *coef = xcalloc(BT, sizeof *coef);
+        for (int i = 0; i < G; i++)
+            for (int k = f.offsets[i]; k < f.offsets[i + 1]; k++)
+                coef[(size_t)i * T + (k - f.offsets[i])] = (float)(f.dlogp[k] * w);
+        ent_sum += masked_entropy(m, tg, (int)BT, &ent_n);
+        qwen3_backward_logprobs(m, coef);
+        /* aggregate: loss terms add up (already weighted), rates by tokens */
+        double tw = (double)st.tokens;
+        out->st.loss += st.loss * w, out->st.pg_loss += st.pg_loss * w, out->st.kl_loss += st.kl_loss * w;
+        out->st.entropy_loss += st.entropy_loss * w;
+        out->st.kl_mean += st.kl_mean * tw, out->st.ratio_mean += st.ratio_mean * tw;
+        out->st.clip_frac += st.clip_frac * tw, out->st.clip_frac_low += st.clip_frac_low * tw;
+        out->st.clip_frac_high += st.clip_frac_high * tw;
+        out->st.adv_mean += st.adv_mean, out->st.adv_std += st.adv_std, out->st.reward_mean += st.reward_mean;
+        out->st.tokens += st.tokens, out->st.groups_kept += st.groups_kept, out->st.groups_dropped += st.groups_dropped;
+        out->st.seqs_masked += st.seqs_masked;
+        w_sum += tw;
+        free(coef), flat_free(&f), free(ids), free(tg), free(ref_lp);
+    }
+    free(tok_g);
+    if (w_sum > 0) {
+        out->st.kl_mean /= w_sum, out->st.ratio_mean /= w_sum, out->st.clip_frac /= w_sum;
+        out->st.clip_frac_low /= w_sum, out->st.clip_frac_high /= w_sum;
+    }
+    out->st.adv_mean /= ngroups, out->st.adv_std /= ngroups, out->st.reward_mean /= ngroups;
+    out->entropy = ent_n ? ent_sum / (double)ent_n : 0;
+    if (!grads_finite(m)) {
+        out->nonfinite = 1;
+        qwen3_zero_grad(m);
+        return 0;
+    }
+    if (out->st.tokens == 0) return 0; /* no signal: no step (AdamW would still decay weights) */
+    out->grad_norm = adamw_step(opt, m, &out->lr);
+    if (!isfinite(out->grad_norm)) out->nonfinite = 1;
+    return 0;
+}

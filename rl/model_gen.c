@@ -1,0 +1,270 @@
+/*
+ * model_gen.c - batched generation with the KV cache (see model_gen.h).
+ */
+#define _GNU_SOURCE
+#include "model_gen.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../model/sample.h"
+
+int model_gen_init(struct model_gen *g, const struct qwen3 *m, const struct tokenizer *tok, int n_slots, int max_T,
+                   char *err, size_t errlen) {
+    memset(g, 0, sizeof *g);
+    g->m = m, g->tok = tok, g->n_slots = n_slots, g->max_T = max_T;
+    g->temperature = 1.0f, g->top_p = 1.0f;
+    g->kv = qwen3_kv_create(m, n_slots, max_T, err, errlen);
+    if (!g->kv) return -1;
+    g->slot_ids = calloc((size_t)n_slots, sizeof *g->slot_ids);
+    g->slot_episode = malloc((size_t)n_slots * sizeof *g->slot_episode);
+    g->slot_used = calloc((size_t)n_slots, sizeof *g->slot_used);
+    if (!g->slot_ids || !g->slot_episode || !g->slot_used) goto oom;
+    for (int i = 0; i < n_slots; i++) {
+        if (!(g->slot_ids[i] = malloc((size_t)max_T * sizeof(int32_t)))) goto oom;
+        g->slot_episode[i] = -1;
+    }
+    g->eos_id = tokenizer_token_id(tok, "<|im_end|>");
+    return 0;
+oom:
+    model_gen_free(g);
+    snprintf(err, errlen, "model_gen: out of memory");
+    return -1;
+}
+
+void model_gen_free(struct model_gen *g) {
+    if (g->slot_ids)
+        for (int i = 0; i < g->n_slots; i++) free(g->slot_ids[i]);
+    free(g->slot_ids), free(g->slot_episode), free(g->slot_used);
+    qwen3_kv_free(g->kv);
+    memset(g, 0, sizeof *g);
+}
+
+void model_gen_invalidate(struct model_gen *g) {
+    for (int i = 0; i < g->n_slots; i++) {
+        qwen3_kv_reset(g->kv, i);
+        g->slot_episode[i] = -1;
+    }
+}
+
+/* Tokens of slot s that are a prefix of ids[0..n): 0 when they are not. */
+static int slot_prefix(const struct model_gen *g, int s, const int *ids, int n) {
+    int len = g->kv->len[s];
+    if (len == 0 || len > n) return 0;
+    for (int i = 0; i < len; i++)
+        if (g->slot_ids[s][i] != ids[i]) return 0;
+    return len;
+}
+
+/* A slot for a request: the one its episode used if it still holds a prefix
+ * of the context, else the least recently used slot not taken this call. */
+static int pick_slot(struct model_gen *g, const struct rl_gen_request *q, const uint8_t *taken) {
+    for (int s = 0; s < g->n_slots; s++)
+        if (!taken[s] && g->slot_episode[s] == q->episode && slot_prefix(g, s, q->tokens, q->n_tokens)) return s;
+    int best = -1;
+    for (int s = 0; s < g->n_slots; s++)
+        if (!taken[s] && (best < 0 || g->slot_used[s] < g->slot_used[best])) best = s;
+    return best;
+}
+
+static uint64_t mix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* log softmax(logits)[tok] */
+static float logprob_of(const float *logits, int V, int tok) {
+    float mx = logits[0];
+    for (int i = 1; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < V; i++) sum += exp((double)(logits[i] - mx));
+    return (float)((double)(logits[tok] - mx) - log(sum));
+}
+
+struct live {
+    int req, slot;
+    char *text; /* decoded bytes of this turn so far (for stop strings) */
+    size_t len, cap;
+};
+
+static void text_add(struct live *l, const char *s, size_t n) {
+    if (l->len + n + 1 > l->cap) {
+        l->cap = (l->len + n + 1) * 2;
+        l->text = realloc(l->text, l->cap);
+        if (!l->text) abort();
+    }
+    memcpy(l->text + l->len, s, n);
+    l->len += n;
+    l->text[l->len] = 0;
+}
+
+/* 1 if the turn's text now contains a stop string that the last `added`
+ * bytes completed. */
+static int hit_stop(const struct live *l, size_t added, const char *const *stop) {
+    for (int k = 0; stop && stop[k]; k++) {
+        size_t sl = strlen(stop[k]);
+        size_t from = l->len >= added + sl ? l->len - added - sl + 1 : 0;
+        if (l->len >= sl && memmem(l->text + from, l->len - from, stop[k], sl)) return 1;
+    }
+    return 0;
+}
+
+static int mg_generate(void *ctx, struct rl_gen_request *reqs, int n) {
+    struct model_gen *g = ctx;
+    int V = g->m->cfg.vocab_size;
+    if (n > g->n_slots) return -1;
+    char err[256];
+    uint8_t *taken = calloc((size_t)g->n_slots, 1);
+    struct live *lv = calloc((size_t)n, sizeof *lv);
+    float *logits = malloc((size_t)n * V * sizeof(float));
+    int32_t *feed = malloc((size_t)n * sizeof(int32_t));
+    int *fslot = malloc((size_t)n * sizeof(int));
+    int *fidx = malloc((size_t)n * sizeof(int));
+    int rc = 0;
+    if (!taken || !lv || !logits || !feed || !fslot || !fidx) {
+        rc = -1;
+        goto out;
+    }
+    /* 1. slots and prefill: feed what each slot does not hold yet, keep the
+     * last row's logits. */
+    for (int i = 0; i < n; i++) {
+        struct rl_gen_request *q = &reqs[i];
+        q->n_out = 0;
+        int s = pick_slot(g, q, taken);
+        if (s < 0 || q->n_tokens <= 0 || q->n_tokens >= g->max_T) {
+            q->n_out = -1;
+            lv[i].slot = -1;
+            continue;
+        }
+        taken[s] = 1;
+        lv[i].req = i, lv[i].slot = s;
+        int have = slot_prefix(g, s, q->tokens, q->n_tokens);
+        if (have == q->n_tokens) have--; /* the last token must be fed for its logits */
+        if (have <= 0 || g->slot_episode[s] != q->episode) {
+            qwen3_kv_reset(g->kv, s);
+            have = 0;
+        } else {
+            g->kv->len[s] = have; /* drop cached rows past the common prefix */
+        }
+        g->slot_episode[s] = q->episode;
+        g->slot_used[s] = ++g->clock;
+        int nf = q->n_tokens - have;
+        int32_t *ids = malloc((size_t)nf * sizeof *ids);
+        int *sl = malloc((size_t)nf * sizeof *sl);
+        uint8_t *want = calloc((size_t)nf, 1);
+        if (!ids || !sl || !want) {
+            free(ids), free(sl), free(want);
+            rc = -1;
+            goto out;
+        }
+        for (int j = 0; j < nf; j++) ids[j] = q->tokens[have + j], sl[j] = s;
+        want[nf - 1] = 1;
+        int frc = qwen3_kv_forward(g->m, g->kv, ids, sl, nf, want, logits + (size_t)i * V, err, sizeof err);
+        free(ids), free(sl), free(want);
+        if (frc != 0) {
+            q->n_out = -1;
+            lv[i].slot = -1;
+            qwen3_kv_reset(g->kv, s);
+            g->slot_episode[s] = -1;
+            continue;
+        }
+        memcpy(g->slot_ids[s] + have, q->tokens + have, (size_t)nf * sizeof(int32_t));
+        g->tokens_prefilled += nf;
+        /* a turn continued from an earlier chunk: its text so far counts for stop strings */
+        if (q->turn_start < q->n_tokens) {
+            char *t = g->tok ? tokenizer_decode(g->tok, (const int32_t *)q->tokens + q->turn_start,
+                                                q->n_tokens - q->turn_start, NULL)
+                             : NULL;
+            if (t) text_add(&lv[i], t, strlen(t)), free(t);
+        }
+    }
+    /* 2. decode: sample from each live row's logits, feed the new tokens back */
+    for (;;) {
+        int nf = 0;
+        for (int i = 0; i < n; i++) {
+            struct rl_gen_request *q = &reqs[i];
+            struct live *l = &lv[i];
+            if (l->slot < 0 || q->n_out < 0 || q->stop_reason) continue;
+            const float *lg = logits + (size_t)i * V;
+            struct sampler sm;
+            uint64_t sd = mix64(g->seed ^ mix64((uint64_t)q->episode * 1000003u + (uint64_t)q->turn) ^
+                                mix64((uint64_t)(q->n_tokens + q->n_out)));
+            sampler_init(&sm, g->temperature, g->top_p, 0, sd);
+            int tok = sampler_sample(&sm, lg, V);
+            sampler_free(&sm);
+            q->out_tokens[q->n_out] = tok;
+            q->out_logprobs[q->n_out] = logprob_of(lg, V, tok);
+            q->n_out++;
+            g->tokens_generated++;
+            size_t tl = 0;
+            char *t = tokenizer_decode(g->tok, &(int32_t){tok}, 1, &tl);
+            if (t) text_add(l, t, tl), free(t);
+            if (tok == g->eos_id) q->stop_reason = RL_GEN_STOP_EOS;
+            else if (t && hit_stop(l, tl, q->stop)) q->stop_reason = RL_GEN_STOP_STRING;
+            else if (q->n_out >= q->max_new_tokens || g->kv->len[l->slot] + 1 >= g->max_T)
+                q->stop_reason = RL_GEN_STOP_LENGTH;
+            else {
+                feed[nf] = tok, fslot[nf] = l->slot, fidx[nf] = i;
+                nf++;
+            }
+        }
+        if (nf == 0) break;
+        /* the rows come back in feed order; put each where its request reads it */
+        float *out = malloc((size_t)nf * V * sizeof(float));
+        if (!out) {
+            rc = -1;
+            goto out;
+        }
+        if (qwen3_kv_forward(g->m, g->kv, feed, fslot, nf, NULL, out, err, sizeof err) != 0) {
+            free(out);
+            rc = -1;
+            goto out;
+        }
+        for (int j = 0; j < nf; j++) {
+            int s = fslot[j];
+            g->slot_ids[s][g->kv->len[s] - 1] = feed[j];
+            memcpy(logits + (size_t)fidx[j] * V, out + (size_t)j * V, (size_t)V * sizeof(float));
+        }
+        free(out);
+    }
+out:
+    if (lv)
+        for (int i = 0; i < n; i++) free(lv[i].text);
+    if (rc != 0) model_gen_invalidate(g);
+    free(taken), free(lv), free(logits), free(feed), free(fslot), free(fidx);
+    return rc;
+}
+
+void model_gen_generator(struct model_gen *g, struct rl_generator *out) {
+    memset(out, 0, sizeof *out);
+    out->ctx = g;
+    out->generate = mg_generate;
+    out->max_batch = g->n_slots;
+}
+
+/* ---- the rl_tokenizer ---------------------------------------------------------- */
+
+static int mt_encode(void *ctx, const char *text, size_t len, int **ids, int *n) {
+    int32_t *v = NULL;
+    int k = tokenizer_encode(ctx, text, len, &v);
+    if (k < 0) return -1;
+    *ids = (int *)v; /* int32_t and int are the same type on our targets */
+    *n = k;
+    return 0;
+}
+
+static char *mt_decode(void *ctx, const int *ids, int n) {
+    if (n == 0) return strdup("");
+    return tokenizer_decode(ctx, (const int32_t *)ids, n, NULL);
+}
+
+void model_gen_tokenizer(const struct tokenizer *tok, struct rl_tokenizer *out) {
+    memset(out, 0, sizeof *out);
+    out->ctx = (void *)tok;
+    out->encode = mt_encode;
+    out->decode = mt_decode;
+}

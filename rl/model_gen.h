@@ -1,0 +1,49 @@
+/*
+ * model_gen.h - an rl_generator (rl/rollout.h) over the CPU Qwen3 model:
+ * batched decoding through the KV cache with temperature / top-p sampling
+ * and stop strings, plus the rl_tokenizer over model/tokenizer.h.
+ *
+ * Each request is given a KV-cache slot. A slot remembers the token ids it
+ * holds, so an episode's next turn (its old context + observation) only
+ * feeds the new tokens: multi-turn episodes are prefilled once. Then all
+ * requests decode together, one row per live request per forward call.
+ *
+ * out_logprobs are log pi(token) at temperature 1 (the model's own
+ * distribution, what GRPO's ratio compares against), whatever the sampling
+ * temperature. Each request samples from its own stream seeded by
+ * (seed, episode, turn, position), so a request's tokens do not depend on
+ * which other requests share its batch.
+ */
+#ifndef VIV_RL_MODEL_GEN_H
+#define VIV_RL_MODEL_GEN_H
+
+#include <stdint.h>
+
+#include "../model/qwen3.h"
+#include "../model/tokenizer.h"
+#include "rollout.h"
+
+struct model_gen {
+    const struct qwen3 *m;
+    const struct tokenizer *tok;
+    struct qwen3_kv *kv;
+    int n_slots, max_T;
+    int32_t **slot_ids;  /* [n_slots][max_T]: ids cached in each slot */
+    int *slot_episode;   /* last episode that used the slot (-1: none) */
+    long *slot_used;     /* LRU clock */
+    long clock;
+    float temperature, top_p;
+    uint64_t seed;
+    int32_t eos_id;      /* <|im_end|>, -1 if absent */
+    long tokens_generated, tokens_prefilled;
+};
+
+int model_gen_init(struct model_gen *g, const struct qwen3 *m, const struct tokenizer *tok, int n_slots, int max_T,
+                   char *err, size_t errlen);
+void model_gen_free(struct model_gen *g);
+/* The model's weights changed (or a new step starts): forget cached slots. */
+void model_gen_invalidate(struct model_gen *g);
+void model_gen_generator(struct model_gen *g, struct rl_generator *out);
+void model_gen_tokenizer(const struct tokenizer *tok, struct rl_tokenizer *out);
+
+#endif

@@ -1,0 +1,203 @@
+/*
+ * sft.c - rejection sampling from the scripted teacher, and supervised
+ * fine-tuning on the kept trajectories' assistant tokens (see train.h).
+ *
+ * Biomni-R0's phase 1: K teacher rollouts per task, keep the best correct
+ * one, train on the assistant messages only (observations and prompts are
+ * context, not targets).
+ */
+#define _GNU_SOURCE
+#include "train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../envs/teacher.h"
+#include "../sandbox/util.h"
+#include "bio_env.h"
+
+/* ---- collection --------------------------------------------------------------- */
+
+struct collect_ctx {
+    const struct task_set *ts;
+    struct sft_set *out;
+    struct sft_traj *best; /* per task */
+    long done, total;
+};
+
+static void traj_free(struct sft_traj *t) {
+    for (int i = 0; i < t->n; i++) free(t->texts[i]);
+    free(t->texts), free(t->roles);
+    memset(t, 0, sizeof *t);
+}
+
+static void on_episode(void *arg, const struct episode *ep, size_t index) {
+    struct collect_ctx *c = arg;
+    c->done++;
+    size_t task = index % c->ts->n;
+    struct sft_traj *b = &c->best[task];
+    double r = ep->correct + ep->format;
+    /* keep: correct, and better than what we have (strictly: the first wins ties) */
+    if (ep->correct < 1.0 || (b->texts && r <= b->correct + b->format)) return;
+    traj_free(b);
+    b->task = (int)task;
+    b->correct = ep->correct, b->format = ep->format;
+    /* turns after the system message and the task prompt */
+    size_t from = 2 <= ep->conv.n ? 2 : ep->conv.n;
+    b->n = (int)(ep->conv.n - from);
+    b->roles = xcalloc((size_t)b->n + 1, sizeof *b->roles);
+    b->texts = xcalloc((size_t)b->n + 1, sizeof *b->texts);
+    for (int i = 0; i < b->n; i++) {
+        b->roles[i] = ep->conv.turns[from + i].role;
+        b->texts[i] = xstrdup(ep->conv.turns[from + i].text);
+    }
+    /* the episode may end with an environment message after the last
+     * assistant turn (e.g. "terminated"): drop trailing non-assistant turns */
+    while (b->n > 0 && b->roles[b->n - 1] != ROLE_ASSISTANT) free(b->texts[--b->n]);
+    if (isatty(2) && (c->done % 50 == 0 || c->done == c->total))
+        fprintf(stderr, "\rsft: teacher %ld/%ld episodes", c->done, c->total);
+}
+
+int sft_collect(const struct task_set *ts, const char *socket, const struct sft_collect_opts *o, struct sft_set *out,
+                char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    if (ts->n == 0) return 0;
+    struct viv_client *cl = viv_connect(socket, err, errlen);
+    if (!cl) return -1;
+    struct collect_ctx c = {.ts = ts, .out = out, .best = xcalloc(ts->n, sizeof *c.best)};
+    size_t n = ts->n * (size_t)(o->samples > 0 ? o->samples : 1);
+    c.total = (long)n;
+    struct teacher teacher = {.error_rate = o->error_rate, .seed = o->seed};
+    struct episode_cfg cfg = {.max_turns = o->max_turns > 0 ? o->max_turns : 16,
+                              .tool_timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000, .mode = GRADE_TRAIN};
+    struct episode_result *res = xcalloc(n, sizeof *res);
+    int rc = run_episodes(ts, n, o->concurrency > 0 ? o->concurrency : 4, cl, teacher_next, &teacher, &cfg, o->seed,
+                          res, on_episode, &c, err, errlen);
+    if (isatty(2)) fputc('\n', stderr);
+    viv_close(cl);
+    free(res);
+    out->sampled = (long)n;
+    out->v = xcalloc(ts->n, sizeof *out->v);
+    for (size_t i = 0; i < ts->n; i++)
+        if (c.best[i].texts && c.best[i].n > 0) out->v[out->n++] = c.best[i];
+        else traj_free(&c.best[i]);
+    out->kept = out->n;
+    free(c.best);
+    return rc;
+}
+
+void sft_set_free(struct sft_set *s) {
+    for (int i = 0; i < s->n; i++) traj_free(&s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- rendering ------------------------------------------------------------------ */
+
+static int append_text(struct chat *c, const struct tokenizer *tok, const char *s) {
+    return s ? chat_append_text(c, tok, s, strlen(s)) : -1;
+}
+
+int sft_render(const struct sft_traj *t, const char *task_prompt, const struct tokenizer *tok, struct chat *c) {
+    char *p = bio_prompt_text(task_prompt);
+    int rc = append_text(c, tok, p);
+    free(p);
+    int prev_assistant = 0;
+    for (int i = 0; rc == 0 && i < t->n; i++) {
+        if (t->roles[i] == ROLE_ASSISTANT) {
+            if (prev_assistant) { /* two assistant turns in a row: glue without a user turn */
+                char *g = bio_glue_text(NULL);
+                rc = append_text(c, tok, g);
+                free(g);
+                if (rc) break;
+            }
+            int32_t *ids = NULL;
+            int k = tokenizer_encode(tok, t->texts[i], strlen(t->texts[i]), &ids);
+            rc = k < 0 ? -1 : chat_append_generated(c, ids, k);
+            free(ids);
+            prev_assistant = 1;
+        } else {
+            char *g = bio_glue_text(t->texts[i]);
+            rc = append_text(c, tok, g);
+            free(g);
+            prev_assistant = 0;
+        }
+    }
+    return rc;
+}
+
+/* s = s + add (both malloc'd strings; add is freed) */
+static char *cat_free(char *s, char *add) {
+    char *r = xasprintf("%s%s", s, add ? add : "");
+    free(s), free(add);
+    return r;
+}
+
+char *sft_text(const struct sft_traj *t, const char *task_prompt) {
+    char *s = cat_free(xstrdup(""), bio_prompt_text(task_prompt));
+    for (int i = 0; i < t->n; i++)
+        s = cat_free(s, t->roles[i] == ROLE_ASSISTANT ? xstrdup(t->texts[i]) : bio_glue_text(t->texts[i]));
+    return s;
+}
+
+/* ---- training ----------------------------------------------------------------------- */
+
+void sft_targets(const struct chat *c, int T, int32_t *ids, int32_t *targets) {
+    int n = c->n < T ? c->n : T;
+    for (int t = 0; t < T; t++) {
+        ids[t] = t < n ? c->ids[t] : 0;
+        targets[t] = t + 1 < n && c->mask[t + 1] ? c->ids[t + 1] : -1;
+    }
+}
+
+static uint64_t sft_rng(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+float sft_train(struct qwen3 *m, struct adamw *opt, const struct chat *ex, int n, const struct sft_opts *o, char *err,
+                size_t errlen) {
+    if (n <= 0 || o->batch <= 0 || o->epochs <= 0) return snprintf(err, errlen, "sft: nothing to train on"), NAN;
+    int B = o->batch, maxT = o->max_len;
+    int *order = xcalloc((size_t)n, sizeof *order);
+    int32_t *ids = xcalloc((size_t)B * maxT, sizeof *ids), *tg = xcalloc((size_t)B * maxT, sizeof *tg);
+    uint64_t rs = o->seed ^ 0x5f7u;
+    long steps_per_epoch = (n + B - 1) / B, total = steps_per_epoch * o->epochs, step = 0;
+    float last_mean = NAN;
+    for (int i = 0; i < n; i++) order[i] = i;
+    for (int ep = 0; ep < o->epochs; ep++) {
+        for (int i = n - 1; i > 0; i--) { /* Fisher-Yates */
+            int j = (int)(sft_rng(&rs) % (uint64_t)(i + 1)), t = order[i];
+            order[i] = order[j], order[j] = t;
+        }
+        double sum = 0;
+        int cnt = 0;
+        for (int s = 0; s < n; s += B) {
+            int b = n - s < B ? n - s : B, T = 2;
+            for (int k = 0; k < b; k++) T = ex[order[s + k]].n > T ? ex[order[s + k]].n : T;
+            if (T > maxT) T = maxT;
+            for (int k = 0; k < b; k++) sft_targets(&ex[order[s + k]], T, ids + (size_t)k * T, tg + (size_t)k * T);
+            double t0 = now_ms();
+            float loss = qwen3_forward(m, ids, tg, NULL, b, T);
+            if (!isfinite(loss)) {
+                free(order), free(ids), free(tg);
+                return snprintf(err, errlen, "sft: loss is not finite at step %ld", step), NAN;
+            }
+            qwen3_zero_grad(m);
+            qwen3_backward(m);
+            float lr;
+            adamw_step(opt, m, &lr);
+            step++;
+            sum += loss, cnt++;
+            if (o->on_step) o->on_step(o->arg, step, total, loss, lr, (double)b * T / ((now_ms() - t0) / 1000.0 + 1e-9));
+        }
+        last_mean = (float)(sum / (cnt ? cnt : 1));
+    }
+    free(order), free(ids), free(tg);
+    return last_mean;
+}

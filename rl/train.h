@@ -1,0 +1,112 @@
+/*
+ * train.h - the trainer: rejection-sampling SFT (rl/sft.c), the GRPO update
+ * (rl/grpo_step.c) and the main job (rl/train.c: `viv train`, `viv sft`).
+ *
+ * The pieces are small functions over plain data so the tests can drive
+ * each one alone (test/train/train_tests.c).
+ */
+#ifndef VIV_RL_TRAIN_H
+#define VIV_RL_TRAIN_H
+
+#include <stdint.h>
+
+#include "../envs/episode.h"
+#include "../model/adamw.h"
+#include "../model/chat.h"
+#include "../model/qwen3.h"
+#include "../model/tokenizer.h"
+#include "grpo.h"
+#include "rollout.h"
+
+/* ---- rejection sampling from the teacher (rl/sft.c) ------------------------ */
+
+/* One kept teacher trajectory, as text turns (tokenised later: the
+ * tokenizer is trained on these texts). */
+struct sft_traj {
+    int task;               /* index into the task set */
+    int n;                  /* turns after the prompt */
+    enum role *roles;       /* ROLE_ASSISTANT, ROLE_TOOL or ROLE_USER */
+    char **texts;
+    double correct, format; /* its scores */
+};
+
+struct sft_set {
+    struct sft_traj *v;
+    int n;
+    long sampled;           /* episodes the teacher ran */
+    long kept;
+};
+
+struct sft_collect_opts {
+    int samples;            /* K per task */
+    double error_rate;      /* the scripted teacher's mistake rate */
+    uint64_t seed;
+    int concurrency;
+    int max_turns;
+    long timeout_ms;
+};
+
+/* K teacher episodes per task through vivd at `socket`; per task keep the
+ * best one that is correct (highest correct + format; ties: the first).
+ * 0, or -1 with err (the sandbox connection broke). */
+int sft_collect(const struct task_set *ts, const char *socket, const struct sft_collect_opts *o, struct sft_set *out,
+                char *err, size_t errlen);
+void sft_set_free(struct sft_set *s);
+
+/* Render one trajectory in the chat layout of rl/bio_env.h onto c: mask 1
+ * exactly on the assistant messages' tokens. 0 or -1. */
+int sft_render(const struct sft_traj *t, const char *task_prompt, const struct tokenizer *tok, struct chat *c);
+
+/* The whole text of a trajectory (for tokenizer training). malloc'd. */
+char *sft_text(const struct sft_traj *t, const char *task_prompt);
+
+struct sft_opts {
+    int epochs, batch, max_len;
+    uint64_t seed;
+    /* called after every update (may be NULL) */
+    void (*on_step)(void *arg, long step, long total, float loss, float lr, double tokens_per_s);
+    void *arg;
+};
+
+/* Supervised fine-tuning on rendered chats: next-token cross-entropy on the
+ * positions whose target has mask 1, batches of `batch` sequences padded to
+ * the longest (cut at max_len), shuffled each epoch. The optimizer's
+ * schedule should cover ceil(n/batch)*epochs steps. Returns the last
+ * epoch's mean loss, or NAN with err. */
+float sft_train(struct qwen3 *m, struct adamw *opt, const struct chat *ex, int n, const struct sft_opts *o, char *err,
+                size_t errlen);
+
+/* Targets / weights for next-token prediction from a chat: targets[t] =
+ * ids[t+1] where mask[t+1] == 1, else -1 (so only assistant tokens are
+ * learned); the last position has no target. */
+void sft_targets(const struct chat *c, int T, int32_t *ids, int32_t *targets);
+
+/* ---- the GRPO update (rl/grpo_step.c) --------------------------------------- */
+
+struct grpo_step_out {
+    struct grpo_stats st;   /* aggregated over the groups */
+    double entropy;         /* mean policy entropy on trained tokens */
+    float grad_norm, lr;
+    int nonfinite;          /* 1: NaN/inf met; the update was skipped */
+};
+
+/* One GRPO update from finished episodes (groups of group_size in order):
+ * per group a forward pass, grpo_loss on the real log-probs against the
+ * sampling ones, backward of sum(dL/dlogp * logp), then one AdamW step.
+ * Token-mean normalisation is over the whole batch (each group's
+ * coefficients are rescaled by its share of the contributing tokens).
+ * With ref != NULL and kl_coef > 0 the low-variance KL to ref is added.
+ * Does not step when a loss or gradient is not finite (out->nonfinite).
+ * 0, or -1 with err. */
+int grpo_update(struct qwen3 *m, const struct qwen3 *ref, struct adamw *opt, const struct grpo_cfg *gc,
+                struct rl_episode *eps, int nseq, int group_size, struct grpo_step_out *out, char *err,
+                size_t errlen);
+
+/* 1 if every gradient is finite. */
+int grads_finite(const struct qwen3 *m);
+
+/* ---- commands ----------------------------------------------------------------- */
+int cmd_train(int argc, char **argv);
+int cmd_sft(int argc, char **argv);
+
+#endif

@@ -1,0 +1,350 @@
+/*
+ * train_tests.c - the trainer's pieces against real oracles:
+ *   sft_mask_assistant_only   sft_render: mask 1 exactly on the assistant messages' tokens
+ *                             (decoded back, they are those messages; the rest decodes to the
+ *                             glue + observations), sft_targets learns only those tokens
+ *   env_scores                bio_env: reward = correct + format on real Eval1 graders
+ *   gen_logprobs_match        model_gen's sampling log-probs equal the training forward's
+ *                             (qwen3_logprobs) on the same tokens; the KV prefix reuse of a
+ *                             second turn gives the same tokens as a fresh slot
+ *   gen_stop_string           generation stops right after a stop string
+ *   grpo_direction            one GRPO update raises log p of the higher-reward sample and
+ *                             lowers the lower-reward one (toy two-sample group)
+ *   grpo_nan_skipped          poisoned weights: the update reports non-finite, takes no step
+ */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../envs/protocol.h"
+#include "../../model/kernels.h"
+#include "../../rl/bio_env.h"
+#include "../../rl/model_gen.h"
+#include "../../rl/train.h"
+#include "../harness.h"
+
+static struct tokenizer *small_tokenizer(void) {
+    const char *texts[] = {
+        "<|im_start|>system\nYou are a biomedical research assistant.<|im_end|>\n",
+        "<think>I will query the database.</think>\n<execute>#!SQL\nSELECT symbol FROM gene_info;</execute>",
+        "<observation>BRCA1\nTP53</observation>",
+        "<think>The answer is TP53.</think>\n<solution>TP53</solution>",
+    };
+    size_t lens[4];
+    for (int i = 0; i < 4; i++) lens[i] = strlen(texts[i]);
+    char err[256];
+    return tokenizer_train(texts, lens, 4, 400, NULL, err, sizeof err);
+}
+
+static struct qwen3 *tiny_model(int V, uint64_t seed) {
+    struct qwen3_config c = {.vocab_size = V, .hidden_size = 32, .intermediate_size = 64, .num_layers = 2,
+                             .num_heads = 2, .num_kv_heads = 1, .head_dim = 16, .max_position = 512,
+                             .rms_norm_eps = 1e-6f, .rope_theta = 10000, .tie_word_embeddings = 1,
+                             .bos_token_id = -1, .eos_token_id = -1};
+    char err[256];
+    struct qwen3 *m = qwen3_create(&c, err, sizeof err);
+    if (m) qwen3_init_random(m, seed, 0.5f);
+    return m;
+}
+
+static void sft_mask_assistant_only(void) {
+    struct tokenizer *tok = small_tokenizer();
+    CHECK(tok, "tokenizer");
+    enum role roles[] = {ROLE_ASSISTANT, ROLE_TOOL, ROLE_ASSISTANT};
+    char *texts[] = {"<think>I will query the database.</think>\n<execute>#!SQL\nSELECT symbol FROM gene_info;</execute>",
+                     "<observation>BRCA1\nTP53</observation>", "<think>The answer is TP53.</think>\n<solution>TP53</solution>"};
+    struct sft_traj t = {.task = 0, .n = 3, .roles = roles, .texts = texts};
+    struct chat c;
+    chat_init(&c);
+    CHECK(sft_render(&t, "Which gene?", tok, &c) == 0, "render");
+    /* whole sequence decodes to the rendered text */
+    char *all = tokenizer_decode(tok, c.ids, c.n, NULL), *want = sft_text(&t, "Which gene?");
+    CHECK(all && want && !strcmp(all, want), "decoded '%s' vs '%s'", all, want);
+    /* the masked tokens, run by run, are exactly the assistant messages */
+    int run = 0, i = 0;
+    while (i < c.n) {
+        if (!c.mask[i]) {
+            i++;
+            continue;
+        }
+        int s = i;
+        while (i < c.n && c.mask[i]) i++;
+        char *d = tokenizer_decode(tok, c.ids + s, i - s, NULL);
+        CHECK(run < 2, "more than two assistant runs");
+        CHECK(!strcmp(d, texts[run == 0 ? 0 : 2]), "run %d decodes to '%s'", run, d);
+        free(d);
+        run++;
+    }
+    CHECK(run == 2, "%d assistant runs", run);
+    /* the observation's tokens are not masked: they decode inside the unmasked text */
+    int32_t *ids = calloc((size_t)c.n, 4), *tg = calloc((size_t)c.n, 4);
+    sft_targets(&c, c.n, ids, tg);
+    int trained = 0;
+    for (int k = 0; k < c.n; k++) {
+        CHECK(ids[k] == c.ids[k], "ids copied");
+        if (tg[k] >= 0) {
+            trained++;
+            CHECK(k + 1 < c.n && c.mask[k + 1] && tg[k] == c.ids[k + 1], "target at %d is not an assistant token", k);
+        } else CHECK(k + 1 >= c.n || !c.mask[k + 1], "assistant token %d not a target", k + 1);
+    }
+    int masked = 0;
+    for (int k = 0; k < c.n; k++) masked += c.mask[k];
+    CHECK(trained == masked - (c.mask[0] ? 1 : 0), "%d targets for %d assistant tokens", trained, masked);
+    free(ids), free(tg), free(all), free(want);
+    chat_free(&c);
+    tokenizer_free(tok);
+}
+
+static void env_scores(void) {
+    struct task t = {.instance_id = "x", .task_name = "screen_gene_retrieval", .split = "val", .prompt = "Which?",
+                     .answer = "TP53", .grader = "screen_gene_retrieval"};
+    struct task_set ts = {.t = &t, .n = 1};
+    struct bio_env env = {.ts = &ts, .mode = GRADE_EVAL};
+    struct rl_env_ops ops;
+    bio_env_init(&env, &ops);
+    struct rl_turn turn;
+    const char *sql = "<think>look</think>\n<execute>#!SQL\nSELECT 1;</execute>";
+    CHECK(ops.parse_turn(ops.ctx, sql, strlen(sql), &turn) == 0 && turn.kind == RL_TURN_EXECUTE, "execute");
+    CHECK(!strcmp(turn.tool, "sql") && !strcmp(turn.code, "SELECT 1;"), "tool %s code '%s'", turn.tool, turn.code);
+    rl_turn_clear(&turn);
+    const char *bad = "no tags here<|im_end|>";
+    CHECK(ops.parse_turn(ops.ctx, bad, strlen(bad), &turn) == 0 && turn.kind == RL_TURN_PARSE_ERROR, "parse error");
+    rl_turn_clear(&turn);
+    /* three episodes: right + well formed, wrong + well formed, right but malformed */
+    char *good[] = {"<think>look</think>\n<execute>print(1)</execute>", "<think>so</think>\n<solution> tp53 </solution><|im_end|>"};
+    char *wrong[] = {"<think>so</think>\n<solution>BRCA1</solution>"};
+    char *nothink[] = {"<solution>TP53</solution>"};
+    struct {
+        char **turns;
+        int n;
+        const char *answer;
+        double reward;
+    } cases[] = {{good, 2, " tp53 ", 2.0}, {wrong, 1, "BRCA1", 1.0}, {nothink, 1, "TP53", 1.0}};
+    for (int k = 0; k < 3; k++) {
+        struct rl_episode ep = {.task = 0, .turn_text = cases[k].turns, .n_turns = cases[k].n,
+                                .answer = (char *)cases[k].answer, .end = RL_END_SOLUTION};
+        struct rl_score sc;
+        CHECK(ops.score(ops.ctx, 0, &ep, &sc) == 0, "score");
+        CHECK(fabs(sc.reward - cases[k].reward) < 1e-9, "case %d: reward %g (correct %g format %g)", k, sc.reward,
+              sc.correct, sc.format);
+    }
+    /* the observation text closes the turn, shows the output, opens the next turn */
+    struct rl_tool_result r = {.status = RL_TOOL_OK, .out = "TP53\n", .err = ""};
+    char *obs = ops.observation(ops.ctx, &r);
+    CHECK(obs && !strcmp(obs, "<|im_end|>\n<|im_start|>user\n<observation>TP53\n</observation><|im_end|>\n"
+                              "<|im_start|>assistant\n"), "observation '%s'", obs);
+    free(obs);
+}
+
+/* a request over `ctx` of n ids, generating up to max tokens */
+static void mkreq(struct rl_gen_request *q, int episode, const int *ctx, int n, int max, int *out, float *lp,
+                  const char *const *stop) {
+    memset(q, 0, sizeof *q);
+    q->episode = episode, q->tokens = ctx, q->n_tokens = n, q->turn_start = n, q->max_new_tokens = max;
+    q->out_tokens = out, q->out_logprobs = lp, q->stop = stop;
+}
+
+static void gen_logprobs_match(void) {
+    struct tokenizer *tok = small_tokenizer();
+    CHECK(tok, "tokenizer");
+    int V = tokenizer_vocab_size(tok);
+    struct qwen3 *m = tiny_model(V, 7);
+    CHECK(m, "model");
+    struct model_gen g;
+    char err[256];
+    CHECK(model_gen_init(&g, m, tok, 3, 128, err, sizeof err) == 0, "%s", err);
+    g.temperature = 1.0f, g.seed = 11;
+    g.eos_id = -1; /* let it run to the length limit */
+    struct rl_generator gen;
+    model_gen_generator(&g, &gen);
+    int ctx[2][8] = {{1, 2, 3, 4, 5}, {9, 8, 7}};
+    int out[2][20], out2[20];
+    float lp[2][20], lp2[20];
+    static const char *const nostop[] = {NULL};
+    struct rl_gen_request q[2];
+    mkreq(&q[0], 0, ctx[0], 5, 20, out[0], lp[0], nostop);
+    mkreq(&q[1], 1, ctx[1], 3, 12, out[1], lp[1], nostop);
+    CHECK(gen.generate(gen.ctx, q, 2) == 0, "generate");
+    CHECK(q[0].n_out == 20 && q[1].n_out == 12, "n_out %d %d", q[0].n_out, q[1].n_out);
+    CHECK(q[0].stop_reason == RL_GEN_STOP_LENGTH, "stop reason");
+    /* oracle: the training forward's log-probs of the same tokens */
+    for (int r = 0; r < 2; r++) {
+        int n0 = r ? 3 : 5, T = n0 + q[r].n_out;
+        int32_t ids[40], tg[40];
+        float ref[40];
+        for (int t = 0; t < T; t++) ids[t] = t < n0 ? ctx[r][t] : out[r][t - n0];
+        for (int t = 0; t < T; t++) tg[t] = t + 1 < T && t + 1 >= n0 ? ids[t + 1] : -1;
+        CHECK(qwen3_logprobs(m, ids, tg, 1, T, ref) == 0, "logprobs");
+        for (int k = 0; k < q[r].n_out; k++)
+            CHECK(fabsf(ref[n0 - 1 + k] - lp[r][k]) < 2e-3f, "row %d token %d: %g vs %g", r, k, ref[n0 - 1 + k], lp[r][k]);
+    }
+    /* alone in a batch, with a fresh cache, request 0 draws the same tokens */
+    model_gen_invalidate(&g);
+    struct rl_gen_request q1;
+    mkreq(&q1, 0, ctx[0], 5, 20, out2, lp2, nostop);
+    CHECK(gen.generate(gen.ctx, &q1, 1) == 0, "generate alone");
+    CHECK(!memcmp(out2, out[0], sizeof out2), "tokens depend on the batch");
+    /* second turn: context = first turn + a few tokens; the slot's prefix is reused and
+     * the result equals a fresh slot's */
+    int ctx2[40];
+    memcpy(ctx2, ctx[0], 5 * sizeof(int));
+    memcpy(ctx2 + 5, out[0], 20 * sizeof(int));
+    ctx2[25] = 3, ctx2[26] = 4;
+    long before = g.tokens_prefilled;
+    int o3[10], o4[10];
+    float l3[10], l4[10];
+    mkreq(&q1, 0, ctx2, 27, 10, o3, l3, nostop);
+    CHECK(gen.generate(gen.ctx, &q1, 1) == 0, "turn 2");
+    CHECK(g.tokens_prefilled - before < 27, "prefix not reused: %ld tokens fed", g.tokens_prefilled - before);
+    model_gen_invalidate(&g);
+    mkreq(&q1, 0, ctx2, 27, 10, o4, l4, nostop);
+    CHECK(gen.generate(gen.ctx, &q1, 1) == 0, "turn 2 fresh");
+    CHECK(!memcmp(o3, o4, sizeof o3), "prefix reuse changed the tokens");
+    model_gen_free(&g);
+    qwen3_free(m);
+    tokenizer_free(tok);
+}
+
+static void gen_stop_string(void) {
+    struct tokenizer *tok = small_tokenizer();
+    CHECK(tok, "tokenizer");
+    int V = tokenizer_vocab_size(tok);
+    struct qwen3 *m = tiny_model(V, 3);
+    CHECK(m, "model");
+    /* make the model say one token forever: every logit favours token `s`, whose
+     * text holds the stop string; lm_head is tied, so bias through the final norm:
+     * simplest is to find which token greedy decoding picks and use its text as the stop. */
+    struct model_gen g;
+    char err[256];
+    CHECK(model_gen_init(&g, m, tok, 1, 128, err, sizeof err) == 0, "%s", err);
+    g.temperature = 0, g.eos_id = -1;
+    struct rl_generator gen;
+    model_gen_generator(&g, &gen);
+    int ctx[3] = {5, 6, 7}, out[30];
+    float lp[30];
+    static const char *const nostop[] = {NULL};
+    struct rl_gen_request q;
+    mkreq(&q, 0, ctx, 3, 30, out, lp, nostop);
+    CHECK(gen.generate(gen.ctx, &q, 1) == 0 && q.n_out == 30, "free run");
+    /* the stop string: the text of tokens 3..4 of the free run; generation must end at token 4 */
+    char *stop = tokenizer_decode(tok, (int32_t *)out + 3, 2, NULL);
+    CHECK(stop && *stop, "stop text");
+    char *full = tokenizer_decode(tok, (int32_t *)out, 5, NULL);
+    size_t first = (size_t)(strstr(full, stop) - full) + strlen(stop); /* may end earlier than token 4 */
+    const char *stops[] = {stop, NULL};
+    int out2[30];
+    model_gen_invalidate(&g);
+    mkreq(&q, 0, ctx, 3, 30, out2, lp, stops);
+    CHECK(gen.generate(gen.ctx, &q, 1) == 0, "stopped run");
+    CHECK(q.stop_reason == RL_GEN_STOP_STRING, "stop reason %d", q.stop_reason);
+    char *got = tokenizer_decode(tok, (int32_t *)out2, q.n_out, NULL);
+    CHECK(strlen(got) >= first && memmem(got, strlen(got), stop, strlen(stop)), "'%s' lacks the stop '%s'", got, stop);
+    char *less = tokenizer_decode(tok, (int32_t *)out2, q.n_out - 1, NULL);
+    CHECK(!strstr(less, stop), "generation went on past the stop string");
+    CHECK(!memcmp(out2, out, (size_t)q.n_out * sizeof(int)), "greedy tokens differ");
+    free(stop), free(full), free(got), free(less);
+    model_gen_free(&g);
+    qwen3_free(m);
+    tokenizer_free(tok);
+}
+
+/* A toy group: prompt [1,2,3], completion A = [4,5] (reward 2), B = [6,7] (reward 0). */
+static void toy_episode(struct rl_episode *e, const int *compl, float reward, const struct qwen3 *m) {
+    memset(e, 0, sizeof *e);
+    e->n_tokens = 5, e->prompt_tokens = 3;
+    e->tokens = calloc(5, sizeof(int));
+    e->mask = calloc(5, 1);
+    e->logprobs = calloc(5, sizeof(float));
+    int ids[5] = {1, 2, 3, compl[0], compl[1]};
+    memcpy(e->tokens, ids, sizeof ids);
+    e->mask[3] = e->mask[4] = 1;
+    int32_t tg[5] = {-1, -1, ids[3], ids[4], -1};
+    float lp[5];
+    qwen3_logprobs((struct qwen3 *)m, ids, tg, 1, 5, lp);
+    e->logprobs[3] = lp[2], e->logprobs[4] = lp[3];
+    e->score.reward = reward, e->score.correct = reward > 1, e->score.format = 1;
+    e->end = RL_END_SOLUTION;
+}
+
+static float seq_logp(struct qwen3 *m, const int *compl) {
+    int32_t ids[5] = {1, 2, 3, compl[0], compl[1]}, tg[5] = {-1, -1, compl[0], compl[1], -1};
+    float lp[5];
+    qwen3_logprobs(m, ids, tg, 1, 5, lp);
+    return lp[2] + lp[3];
+}
+
+static void grpo_direction(void) {
+    struct qwen3 *m = tiny_model(16, 5);
+    CHECK(m, "model");
+    int A[2] = {4, 5}, B[2] = {6, 7};
+    float a0 = seq_logp(m, A), b0 = seq_logp(m, B);
+    struct rl_episode eps[4];
+    toy_episode(&eps[0], A, 2, m), toy_episode(&eps[1], B, 0, m);
+    toy_episode(&eps[2], A, 2, m), toy_episode(&eps[3], B, 0, m);
+    struct adamw_config ac;
+    adamw_defaults(&ac);
+    ac.lr = 1e-2f, ac.weight_decay = 0;
+    struct adamw opt;
+    adamw_init(&opt, &ac, m->n_params);
+    struct grpo_cfg gc;
+    grpo_cfg_default(&gc);
+    gc.kl_coef = 0, gc.entropy_coef = 0;
+    struct grpo_step_out go;
+    char err[256];
+    CHECK(grpo_update(m, NULL, &opt, &gc, eps, 4, 4, &go, err, sizeof err) == 0, "%s", err);
+    CHECK(!go.nonfinite && opt.step == 1, "no step taken");
+    CHECK(go.st.tokens == 8, "%ld tokens", go.st.tokens);
+    CHECK(fabs(go.st.ratio_mean - 1) < 1e-3, "on-policy ratio %g", go.st.ratio_mean);
+    float a1 = seq_logp(m, A), b1 = seq_logp(m, B);
+    CHECK(a1 > a0 && b1 < b0, "log p(high) %g -> %g, log p(low) %g -> %g", a0, a1, b0, b1);
+    /* equal rewards: zero advantage, no gradient: with fresh moments the step
+     * does not move the weights */
+    for (int k = 0; k < 4; k++) eps[k].score.reward = 1;
+    float a2 = seq_logp(m, A);
+    adamw_free(&opt);
+    adamw_init(&opt, &ac, m->n_params);
+    CHECK(grpo_update(m, NULL, &opt, &gc, eps, 4, 4, &go, err, sizeof err) == 0, "%s", err);
+    CHECK(fabsf(seq_logp(m, A) - a2) < 1e-5f, "zero advantage moved log p by %g", seq_logp(m, A) - a2);
+    for (int k = 0; k < 4; k++) free(eps[k].tokens), free(eps[k].mask), free(eps[k].logprobs);
+    adamw_free(&opt);
+    qwen3_free(m);
+}
+
+static void grpo_nan_skipped(void) {
+    struct qwen3 *m = tiny_model(16, 9);
+    CHECK(m, "model");
+    int A[2] = {4, 5}, B[2] = {6, 7};
+    struct rl_episode eps[2];
+    toy_episode(&eps[0], A, 2, m), toy_episode(&eps[1], B, 0, m);
+    struct adamw_config ac;
+    adamw_defaults(&ac);
+    struct adamw opt;
+    adamw_init(&opt, &ac, m->n_params);
+    struct grpo_cfg gc;
+    grpo_cfg_default(&gc);
+    gc.kl_coef = 0;
+    m->params[m->n_params / 2] = NAN; /* a poisoned weight */
+    struct grpo_step_out go;
+    char err[256];
+    CHECK(grpo_update(m, NULL, &opt, &gc, eps, 2, 2, &go, err, sizeof err) == 0, "%s", err);
+    CHECK(go.nonfinite == 1, "NaN not reported");
+    CHECK(opt.step == 0, "a step was taken on NaN");
+    for (int k = 0; k < 2; k++) free(eps[k].tokens), free(eps[k].mask), free(eps[k].logprobs);
+    adamw_free(&opt);
+    qwen3_free(m);
+}
+
+int main(int argc, char **argv) {
+    par_set_threads(1);
+    static const struct test_case tests[] = {
+        {"sft_mask_assistant_only", sft_mask_assistant_only},
+        {"env_scores", env_scores},
+        {"gen_logprobs_match", gen_logprobs_match},
+        {"gen_stop_string", gen_stop_string},
+        {"grpo_direction", grpo_direction},
+        {"grpo_nan_skipped", grpo_nan_skipped},
+    };
+    return run_test_cases(tests, sizeof tests / sizeof tests[0], argc, argv);
+}
