@@ -56,7 +56,10 @@ void py_open_dbs(struct sb *code);
 
 /* Multiple choice: shuffle n option texts; writes "A. ...\n" lines to b and
  * the letters into letters[i] for option i. */
-void mc_layout(struct rng *r, const char *const *opts, int n, struct sb *b, char *letters);
+/* Lay out n options as "A. ..." lines: distractors shuffled, option `correct`
+ * at position `correct_pos`; letters[i] is option i's letter. */
+void mc_layout(struct rng *r, const char *const *opts, int n, int correct, int correct_pos, struct sb *b,
+               char *letters);
 
 /* JSON array of strings for meta. */
 cJSON *json_strings(const char *const *v, int n);

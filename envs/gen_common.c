@@ -49,10 +49,20 @@ void py_open_dbs(struct sb *code) {
                   "db.execute(\"ATTACH 'file:" JAIL_DB_DIR "/GO.sqlite?immutable=1' AS go\")\n");
 }
 
-void mc_layout(struct rng *r, const char *const *opts, int n, struct sb *b, char *letters) {
+void mc_layout(struct rng *r, const char *const *opts, int n, int correct, int correct_pos, struct sb *b,
+               char *letters) {
     int order[16];
     for (int i = 0; i < n; i++) order[i] = i;
     rng_shuffle_int(r, order, n);
+    /* the correct option goes where the caller says (the distractors stay
+     * shuffled): with correct_pos cycling over the tasks of a split, every
+     * letter is right equally often, so no constant answer beats chance */
+    for (int pos = 0; pos < n; pos++)
+        if (order[pos] == correct) {
+            order[pos] = order[correct_pos];
+            order[correct_pos] = correct;
+            break;
+        }
     for (int pos = 0; pos < n; pos++) {
         letters[order[pos]] = (char)('A' + pos);
         sb_printf(b, "%c. %s\n", 'A' + pos, opts[order[pos]]);

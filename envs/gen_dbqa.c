@@ -109,7 +109,7 @@ void gen_dbqa(const struct biodb *db, struct gen_ctx *g) {
         shown[4] = xstrdup(INSUFFICIENT);
         char letters[5];
         struct sb opts = {0};
-        mc_layout(&g->rng, (const char *const *)shown, 5, &opts, letters);
+        mc_layout(&g->rng, (const char *const *)shown, 5, insufficient ? 4 : 0, g->have[s] % 5, &opts, letters);
         char answer[2] = {insufficient ? letters[4] : letters[0], 0};
 
         struct sb q = {0};

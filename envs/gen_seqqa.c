@@ -178,7 +178,7 @@ void gen_seqqa(const struct biodb *db, struct gen_ctx *g) {
         opts[4] = xstrdup(INSUFFICIENT);
         char letters[5];
         struct sb o = {0};
-        mc_layout(&g->rng, (const char *const *)opts, 5, &o, letters);
+        mc_layout(&g->rng, (const char *const *)opts, 5, 0, g->have[s] % 5, &o, letters);
         char answer[2] = {letters[0], 0};
 
         struct sb p = {0};

@@ -114,6 +114,16 @@ def check_formats():
             bad[name].append(t["instance_id"])
     for name in GRADERS:
         report(not bad[name], f"answer format of {name}", ", ".join(bad[name][:3]))
+    # multiple choice: every letter is the right one about equally often in
+    # each split, so answering one constant letter cannot beat chance
+    from collections import Counter
+    skew = []
+    for name in ("dbqa", "seqqa"):
+        for split in ("train", "val", "test"):
+            c = Counter(t["answer"] for _, _, t in tasks if t["task_name"] == name and t["split"] == split)
+            if sum(c.values()) >= 5 and max(c[l] for l in "ABCDE") - min(c[l] for l in "ABCDE") > 2:
+                skew.append(f"{name}/{split}: {dict(sorted(c.items()))}")
+    report(not skew, "multiple-choice answers spread evenly over the letters", "; ".join(skew[:3]))
 
 
 def entity(t):
