@@ -3,7 +3,7 @@
 # `viv eval`. Included by the Makefile before its own rules, so the ASan
 # pattern rule and ASAN_* variables are only used inside recipes here.
 AGENT_SRC := envs/protocol.c envs/graders.c envs/graders_literal.c envs/eval1.c envs/teacher.c \
-             envs/episode.c envs/cmd_eval.c
+             envs/episode.c envs/cmd_eval.c envs/private_vivd.c
 VIV_SRC += $(AGENT_SRC)
 HEADERS += $(wildcard envs/*.h)
 

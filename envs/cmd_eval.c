@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include "eval1.h"
+#include "private_vivd.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -112,88 +113,6 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
     if (strcmp(a->agent, "oracle") && strcmp(a->agent, "random") && strcmp(a->agent, "teacher"))
         return usage_error("unknown agent '%s' (oracle, random or teacher)", a->agent);
     return 0;
-}
-
-/* --- a private vivd ---------------------------------------------------------------------- */
-
-struct daemon {
-    pid_t pid;
-    char dir[64], sock[128], log[128];
-};
-
-static int file_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
-static int start_vivd(struct daemon *d, const char *data_dir, char *err, size_t errlen) {
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n < 0) return snprintf(err, errlen, "cannot find my own binary: %s", strerror(errno)), -1;
-    self[n] = 0;
-    char *vivd = xasprintf("%s/vivd", dirname(self));
-    if (access(vivd, X_OK) != 0) {
-        snprintf(err, errlen, "%s: %s (build it, or pass --socket of a running vivd)", vivd, strerror(errno));
-        free(vivd);
-        return -1;
-    }
-    snprintf(d->dir, sizeof d->dir, "/tmp/viv-eval-XXXXXX");
-    if (!mkdtemp(d->dir)) {
-        free(vivd);
-        return snprintf(err, errlen, "mkdtemp: %s", strerror(errno)), -1;
-    }
-    snprintf(d->sock, sizeof d->sock, "%s/vivd.sock", d->dir);
-    snprintf(d->log, sizeof d->log, "%s/vivd.log", d->dir);
-    char *db = NULL, *biodb = NULL;
-    char *dbdir = xasprintf("%s/db", data_dir), *genes = xasprintf("%s/db/org.Hs.eg.sqlite", data_dir);
-    char absdir[PATH_MAX], absgenes[PATH_MAX];
-    if (file_exists(genes) && realpath(dbdir, absdir) && realpath(genes, absgenes)) {
-        biodb = xasprintf("biodb=%s", absdir);
-        db = xasprintf("db=%s", absgenes);
-    }
-    if (!db) fprintf(stderr, "viv eval: warning: no %s/db/org.Hs.eg.sqlite: #!SQL calls will fail (viv data build makes it)\n", data_dir);
-    free(dbdir), free(genes);
-    const char *argv[16] = {vivd, "--socket", d->sock, "--log", d->log};
-    int k = 5;
-    if (db) argv[k++] = "--data", argv[k++] = biodb, argv[k++] = "--data", argv[k++] = db;
-    argv[k] = NULL;
-    d->pid = fork();
-    if (d->pid == 0) {
-        int nul = open("/dev/null", O_RDWR);
-        if (nul >= 0) dup2(nul, 0), dup2(nul, 1), dup2(nul, 2);
-        execv(vivd, (char *const *)argv);
-        _exit(127);
-    }
-    free(vivd), free(db), free(biodb);
-    if (d->pid < 0) return snprintf(err, errlen, "fork: %s", strerror(errno)), -1;
-    for (int i = 0; i < 1000; i++) { /* up to 10 s */
-        char e[128];
-        struct viv_client *c = viv_connect(d->sock, e, sizeof e);
-        if (c) {
-            viv_close(c);
-            return 0;
-        }
-        int st;
-        if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
-            d->pid = 0;
-            return snprintf(err, errlen, "vivd exited at start (see its log %s)", d->log), -1;
-        }
-        usleep(10000);
-    }
-    return snprintf(err, errlen, "vivd did not come up in 10 s (log: %s)", d->log), -1;
-}
-
-static void stop_vivd(struct daemon *d) {
-    if (d->pid > 0) {
-        kill(d->pid, SIGTERM);
-        int st, i;
-        for (i = 0; i < 1000 && waitpid(d->pid, &st, WNOHANG) != d->pid; i++) usleep(10000);
-        if (i == 1000) kill(d->pid, SIGKILL), waitpid(d->pid, &st, 0);
-    }
-    if (d->dir[0]) {
-        unlink(d->sock), unlink(d->log);
-        rmdir(d->dir);
-    }
 }
 
 /* --- tables ------------------------------------------------------------------------------- */
@@ -307,12 +226,12 @@ int cmd_eval(int argc, char **argv) {
         taskset_free(&ts);
         return 1;
     }
-    struct daemon d = {0};
+    struct private_vivd d = {0};
     const char *sock = a.socket;
     if (!sock) {
-        if (start_vivd(&d, a.data, err, sizeof err) < 0) {
+        if (private_vivd_start(&d, a.data, "viv eval", err, sizeof err) < 0) {
             fprintf(stderr, "viv eval: %s\n", err);
-            stop_vivd(&d);
+            private_vivd_stop(&d);
             free(tasks_path);
             taskset_free(&ts);
             return 1;
@@ -322,7 +241,7 @@ int cmd_eval(int argc, char **argv) {
     struct viv_client *c = viv_connect(sock, err, sizeof err);
     if (!c) {
         fprintf(stderr, "viv eval: %s: %s\n", sock, err);
-        stop_vivd(&d);
+        private_vivd_stop(&d);
         free(tasks_path);
         taskset_free(&ts);
         return 1;
@@ -416,7 +335,7 @@ out:
     free(traj_tmp);
     free(res);
     viv_close(c);
-    stop_vivd(&d);
+    private_vivd_stop(&d);
     free(tasks_path);
     taskset_free(&ts);
     return rc;

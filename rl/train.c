@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "../envs/cmd_data.h"
+#include "../envs/private_vivd.h"
 #include "../model/kernels.h"
 #include "../sandbox/util.h"
 #include "bio_env.h"
@@ -253,86 +254,6 @@ static char *config_json(const struct train_cfg *c) {
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
-}
-
-/* ---- a private vivd (as viv eval starts one) ------------------------------------------- */
-
-struct vivd_proc {
-    pid_t pid;
-    char dir[64], sock[128], log[128];
-};
-
-static int vivd_start(struct vivd_proc *d, const char *data_dir, char *err, size_t errlen) {
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n < 0) return snprintf(err, errlen, "cannot find my own binary: %s", strerror(errno)), -1;
-    self[n] = 0;
-    char *vivd = xasprintf("%s/vivd", dirname(self));
-    if (access(vivd, X_OK) != 0) {
-        snprintf(err, errlen, "%s: %s (build it, or pass --socket of a running vivd)", vivd, strerror(errno));
-        free(vivd);
-        return -1;
-    }
-    snprintf(d->dir, sizeof d->dir, "/tmp/viv-train-XXXXXX");
-    if (!mkdtemp(d->dir)) {
-        free(vivd);
-        return snprintf(err, errlen, "mkdtemp: %s", strerror(errno)), -1;
-    }
-    snprintf(d->sock, sizeof d->sock, "%s/vivd.sock", d->dir);
-    snprintf(d->log, sizeof d->log, "%s/vivd.log", d->dir);
-    char absdir[PATH_MAX], absgenes[PATH_MAX];
-    char *dbdir = xasprintf("%s/db", data_dir), *genes = xasprintf("%s/db/org.Hs.eg.sqlite", data_dir);
-    char *biodb = NULL, *db = NULL;
-    if (realpath(dbdir, absdir) && realpath(genes, absgenes)) {
-        biodb = xasprintf("biodb=%s", absdir);
-        db = xasprintf("db=%s", absgenes);
-    }
-    free(dbdir), free(genes);
-    const char *argv[12] = {vivd, "--socket", d->sock, "--log", d->log};
-    int k = 5;
-    if (db) argv[k++] = "--data", argv[k++] = biodb, argv[k++] = "--data", argv[k++] = db;
-    argv[k] = NULL;
-    d->pid = fork();
-    if (d->pid == 0) {
-        /* the daemon dies with us, even when we are killed with SIGKILL */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        int nul = open("/dev/null", O_RDWR);
-        if (nul >= 0) dup2(nul, 0), dup2(nul, 1), dup2(nul, 2);
-        execv(vivd, (char *const *)argv);
-        _exit(127);
-    }
-    free(vivd), free(db), free(biodb);
-    if (d->pid < 0) return snprintf(err, errlen, "fork: %s", strerror(errno)), -1;
-    for (int i = 0; i < 1000; i++) {
-        char e[128];
-        struct viv_client *c = viv_connect(d->sock, e, sizeof e);
-        if (c) {
-            viv_close(c);
-            return 0;
-        }
-        int st;
-        if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
-            d->pid = 0;
-            return snprintf(err, errlen, "vivd exited at start (see its log %s)", d->log), -1;
-        }
-        usleep(10000);
-    }
-    return snprintf(err, errlen, "vivd did not come up in 10 s (log: %s)", d->log), -1;
-}
-
-static void vivd_stop(struct vivd_proc *d) {
-    if (d->pid > 0) {
-        kill(d->pid, SIGTERM);
-        int st, i;
-        for (i = 0; i < 1000 && waitpid(d->pid, &st, WNOHANG) != d->pid; i++) usleep(10000);
-        if (i == 1000) kill(d->pid, SIGKILL), waitpid(d->pid, &st, 0);
-        d->pid = 0;
-    }
-    if (d->dir[0]) {
-        unlink(d->sock), unlink(d->log);
-        rmdir(d->dir);
-        d->dir[0] = 0;
-    }
 }
 
 /* ---- tasks --------------------------------------------------------------------------------- */
@@ -1107,7 +1028,7 @@ static int run_job(struct train_cfg *c) {
     const char *cmd = c->sft_only ? "sft" : "train";
     char err[512] = "";
     struct job j = {.c = *c, .t0 = now_ms()};
-    struct vivd_proc vp = {0};
+    struct private_vivd vp = {0};
     struct sft_set set = {0};
     int rc = 1;
     static const char *const stage[3] = {"before_sft", "after_sft", "after_rl"};
@@ -1181,7 +1102,7 @@ static int run_job(struct train_cfg *c) {
     /* 3. vivd */
     j.sock = c->socket;
     if (!j.sock) {
-        if (vivd_start(&vp, c->data, err, sizeof err) != 0) {
+        if (private_vivd_start(&vp, c->data, "viv train", err, sizeof err) != 0) {
             fprintf(stderr, "viv %s: %s\n", cmd, err);
             goto out;
         }
@@ -1268,7 +1189,7 @@ static int run_job(struct train_cfg *c) {
     fflush(stdout);
     rc = 0;
 out:
-    vivd_stop(&vp);
+    private_vivd_stop(&vp);
     sft_set_free(&set);
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < MAX_SHAPES; i++) free(names_store[k][i]);
