@@ -137,6 +137,24 @@ enum warm_outcome warm_exchange(struct warm_worker *w, const char *send, size_t 
     }
 }
 
+long warm_reply_head(const struct warm_worker *w, char head[201]) {
+    char *nl = memchr(w->buf, '\n', w->len < 200 ? w->len : 200);
+    if (!nl) return w->len >= 200 ? -1 : 0;
+    size_t hl = (size_t)(nl - w->buf);
+    memcpy(head, w->buf, hl);
+    head[hl] = 0;
+    return (long)hl + 1;
+}
+
+long warm_reply_body(const struct warm_worker *w, size_t head_len, size_t out_len, size_t err_len,
+                     const char **out, const char **err) {
+    size_t total = head_len + out_len + err_len;
+    if (w->len < total) return 0;
+    *out = w->buf + head_len;
+    *err = *out + out_len;
+    return (long)total;
+}
+
 void warm_consume(struct warm_worker *w, size_t n) {
     memmove(w->buf, w->buf + n, w->len - n);
     w->len -= n;

@@ -86,6 +86,16 @@ void warm_finish(struct warm_worker *w, struct warm_final *f);
 enum warm_outcome warm_exchange(struct warm_worker *w, const char *send, size_t send_len, double deadline,
                                 warm_complete_fn complete, void *arg);
 
+/* A driver reply is a head line of numbers, then two payloads (stdout,
+ * stderr). warm_reply_head() copies the head line (without its newline,
+ * NUL-terminated) into head[200+1]: its length including the newline, 0
+ * while it is incomplete, -1 when it is longer than 200 bytes (malformed).
+ * warm_reply_body() then finds the payloads of the sizes the head gave: the
+ * whole message's length once buffered, else 0. */
+long warm_reply_head(const struct warm_worker *w, char head[201]);
+long warm_reply_body(const struct warm_worker *w, size_t head_len, size_t out_len, size_t err_len,
+                     const char **out, const char **err);
+
 /* Drop the first n buffered bytes (a message that was handled). */
 void warm_consume(struct warm_worker *w, size_t n);
 

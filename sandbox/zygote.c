@@ -94,23 +94,18 @@ struct reply {
 
 static long reply_complete(struct warm_worker *w, void *arg) {
     struct reply *r = arg;
-    char *nl = memchr(w->buf, '\n', w->len < 200 ? w->len : 200);
-    if (!nl) return w->len >= 200 ? -1 : 0;
     char head[201];
-    size_t hl = (size_t)(nl - w->buf);
-    memcpy(head, w->buf, hl);
-    head[hl] = 0;
+    long hl = warm_reply_head(w, head);
+    if (hl <= 0) return hl;
     size_t cap = (size_t)w->ws->policy->limits.output_bytes;
     int n = sscanf(head, "%d %d %d %zu %zu %zu %zu %lf %ld", &r->exit_code, &r->signal, &r->timed_out,
                    &r->out_len, &r->out_total, &r->err_len, &r->err_total, &r->cpu_ms, &r->rss_kb);
     if (n != 9 || r->exit_code < -1 || r->exit_code > 255 || r->signal < 0 || r->signal > 64 ||
         r->out_len > cap || r->err_len > cap || r->out_total < r->out_len || r->err_total < r->err_len)
         return -1;
-    r->msg_len = hl + 1 + r->out_len + r->err_len;
-    if (w->len < r->msg_len) return 0;
-    r->out = w->buf + hl + 1;
-    r->err = r->out + r->out_len;
-    return (long)r->msg_len;
+    long n_msg = warm_reply_body(w, (size_t)hl, r->out_len, r->err_len, &r->out, &r->err);
+    r->msg_len = (size_t)n_msg;
+    return n_msg;
 }
 
 static int send_result(struct warm_worker *w, const struct jail_result *res) {
