@@ -173,7 +173,7 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
         if (!strcmp(o, "--dynamic-sampling")) { c->dynamic_sampling = 1; continue; }
         if (!strcmp(o, "--no-mask-overlong")) { c->mask_overlong_malformed = 0; continue; }
         if (strncmp(o, "--", 2) != 0) return uerr(cmd, "unexpected argument '%s'", o);
-        if (i + 1 >= argc) return uerr(cmd, "%s needs a value", o);
+        if (i + 1 >= argc) return uerr(cmd, "%s: unknown option, or its value is missing", o);
         const char *v = argv[++i];
         long n;
         double d;

@@ -31,7 +31,7 @@ static const struct subcommand subcommands[] = {
     {"sandbox", cmd_sandbox, "run vivd, the sandbox daemon, in the foreground"},
     {"exec", cmd_exec, "send one request to a running vivd"},
     {"tokenize", cmd_tokenize, "encode, decode, or train a tokenizer"},
-    {"gen", cmd_gen, "generate token ids with a Qwen3 model (HF directory)"},
+    {"gen", cmd_gen, "generate text (or ids) with a Qwen3 model (HF directory)"},
     {"cuda", cmd_cuda, "GPU backend: device info, training and decode benchmarks (bin/viv-cuda)"},
     {"data", cmd_data, "build the biomedical task sets (viv data build)"},
     {"eval", cmd_eval, "run agent episodes in the sandbox and score them (Eval1 rules)"},
