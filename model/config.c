@@ -12,28 +12,19 @@
 
 #include "../sandbox/util.h"
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* An integer field: required (def < -1 means required) or defaulted. */
 static int get_int(const cJSON *root, const char *key, long def, long min, long max, int *out, char *err,
                    size_t errlen) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!v || cJSON_IsNull(v)) {
-        if (def < -1) return fail(err, errlen, "config.json: missing \"%s\"", key);
+        if (def < -1) return fail_with(err, errlen, "config.json: missing \"%s\"", key);
         *out = (int)def;
         return 0;
     }
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
-        return fail(err, errlen, "config.json: \"%s\" must be an integer", key);
+        return fail_with(err, errlen, "config.json: \"%s\" must be an integer", key);
     if (v->valuedouble < (double)min || v->valuedouble > (double)max)
-        return fail(err, errlen, "config.json: \"%s\" = %.0f is out of range [%ld, %ld]", key, v->valuedouble, min,
+        return fail_with(err, errlen, "config.json: \"%s\" = %.0f is out of range [%ld, %ld]", key, v->valuedouble, min,
                     max);
     *out = (int)v->valuedouble;
     return 0;
@@ -46,7 +37,7 @@ static int get_double(const cJSON *root, const char *key, double def, double *ou
         return 0;
     }
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble <= 0)
-        return fail(err, errlen, "config.json: \"%s\" must be a positive number", key);
+        return fail_with(err, errlen, "config.json: \"%s\" must be a positive number", key);
     *out = v->valuedouble;
     return 0;
 }
@@ -61,11 +52,11 @@ static int parse_rope(const cJSON *root, struct qwen3_config *c, char *err, size
     for (int i = 0; i < 2; i++) {
         const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, names[i]);
         if (!rp || cJSON_IsNull(rp)) continue;
-        if (!cJSON_IsObject(rp)) return fail(err, errlen, "config.json: \"%s\" must be an object or null", names[i]);
+        if (!cJSON_IsObject(rp)) return fail_with(err, errlen, "config.json: \"%s\" must be an object or null", names[i]);
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(rp, "rope_type");
         if (!type) type = cJSON_GetObjectItemCaseSensitive(rp, "type");
         if (type && (!cJSON_IsString(type) || strcmp(type->valuestring, "default") != 0))
-            return fail(err, errlen, "config.json: %s.rope_type %s is not supported (only \"default\" RoPE)",
+            return fail_with(err, errlen, "config.json: %s.rope_type %s is not supported (only \"default\" RoPE)",
                         names[i], cJSON_IsString(type) ? type->valuestring : "(not a string)");
         if (cJSON_GetObjectItemCaseSensitive(rp, "rope_theta") &&
             get_double(rp, "rope_theta", theta, &theta, err, errlen))
@@ -81,7 +72,7 @@ static int get_bool(const cJSON *root, const char *key, int def, int *out, char 
         *out = def;
         return 0;
     }
-    if (!cJSON_IsBool(v)) return fail(err, errlen, "config.json: \"%s\" must be true or false", key);
+    if (!cJSON_IsBool(v)) return fail_with(err, errlen, "config.json: \"%s\" must be true or false", key);
     *out = cJSON_IsTrue(v);
     return 0;
 }
@@ -93,14 +84,14 @@ static int get_token_id(const cJSON *root, const char *key, int *out, char *err,
     if (!v || cJSON_IsNull(v)) return 0;
     if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
     if (!v || !cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 2147483647.0)
-        return fail(err, errlen, "config.json: \"%s\" must be a non-negative integer", key);
+        return fail_with(err, errlen, "config.json: \"%s\" must be a non-negative integer", key);
     *out = (int)v->valuedouble;
     return 0;
 }
 
 int qwen3_config_validate(const struct qwen3_config *c, char *err, size_t errlen) {
     if (c->num_heads % c->num_kv_heads)
-        return fail(err, errlen, "config.json: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
+        return fail_with(err, errlen, "config.json: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
                     c->num_heads, c->num_kv_heads);
     /* Every weight matrix must be addressable with size_t and small enough to
      * be a plausible model: cap each at 2^34 elements (64 GiB of fp32). */
@@ -108,10 +99,10 @@ int qwen3_config_validate(const struct qwen3_config *c, char *err, size_t errlen
     double qd = (double)c->num_heads * c->head_dim, kvd = (double)c->num_kv_heads * c->head_dim;
     if ((double)c->vocab_size * c->hidden_size > big || qd * c->hidden_size > big || kvd * c->hidden_size > big ||
         (double)c->intermediate_size * c->hidden_size > big)
-        return fail(err, errlen, "config.json: sizes are too large for one weight matrix");
-    if (c->head_dim % 2) return fail(err, errlen, "config.json: head_dim (%d) must be even for RoPE", c->head_dim);
+        return fail_with(err, errlen, "config.json: sizes are too large for one weight matrix");
+    if (c->head_dim % 2) return fail_with(err, errlen, "config.json: head_dim (%d) must be even for RoPE", c->head_dim);
     if (!(c->rms_norm_eps > 0) || !(c->rope_theta > 1))
-        return fail(err, errlen, "config.json: rms_norm_eps must be > 0 and rope_theta > 1");
+        return fail_with(err, errlen, "config.json: rms_norm_eps must be > 0 and rope_theta > 1");
     return 0;
 }
 
@@ -120,18 +111,18 @@ int qwen3_config_parse(const char *json, struct qwen3_config *c, char *err, size
     cJSON *root = cJSON_Parse(json);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return fail(err, errlen, "config.json: not a JSON object");
+        return fail_with(err, errlen, "config.json: not a JSON object");
     }
     int rc = -1, bias = 0, sliding = 0;
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
     if (mt && (!cJSON_IsString(mt) || strcmp(mt->valuestring, "qwen3") != 0)) {
-        fail(err, errlen, "config.json: model_type is %s, expected \"qwen3\"",
+        fail_with(err, errlen, "config.json: model_type is %s, expected \"qwen3\"",
              cJSON_IsString(mt) ? mt->valuestring : "not a string");
         goto out;
     }
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
     if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu") != 0)) {
-        fail(err, errlen, "config.json: hidden_act must be \"silu\"");
+        fail_with(err, errlen, "config.json: hidden_act must be \"silu\"");
         goto out;
     }
     const long M = 1L << 24;
@@ -153,11 +144,11 @@ int qwen3_config_parse(const char *json, struct qwen3_config *c, char *err, size
     if (get_double(root, "rms_norm_eps", 1e-6, &eps, err, errlen)) goto out;
     c->rms_norm_eps = (float)eps;
     if (bias) {
-        fail(err, errlen, "config.json: attention_bias=true is not supported (Qwen3 has no biases)");
+        fail_with(err, errlen, "config.json: attention_bias=true is not supported (Qwen3 has no biases)");
         goto out;
     }
     if (sliding) {
-        fail(err, errlen, "config.json: use_sliding_window=true is not supported");
+        fail_with(err, errlen, "config.json: use_sliding_window=true is not supported");
         goto out;
     }
     rc = qwen3_config_validate(c, err, errlen);
@@ -169,7 +160,7 @@ out:
 int qwen3_config_load(const char *path, struct qwen3_config *c, char *err, size_t errlen) {
     char why[256];
     char *text = read_file(path, 1 << 20, NULL, why, sizeof why);
-    if (!text) return fail(err, errlen, "%s: %s", path, why);
+    if (!text) return fail_with(err, errlen, "%s: %s", path, why);
     int rc = qwen3_config_parse(text, c, err, errlen);
     free(text);
     return rc;

@@ -18,15 +18,6 @@
 #include "kernels.h"
 #include "qwen3_ops.h"
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* ---- parameter layout ------------------------------------------------------- */
 
 /* Offsets (in floats) of each stacked tensor kind inside the block. */
@@ -108,7 +99,7 @@ struct qwen3 *qwen3_create(const struct qwen3_config *c, char *err, size_t errle
     m->n_params = layout(c, NULL, NULL);
     m->params = calloc(m->n_params, sizeof(float));
     if (!m->params) {
-        fail(err, errlen, "out of memory for %zu parameters", m->n_params);
+        fail_with(err, errlen, "out of memory for %zu parameters", m->n_params);
         free(m);
         return NULL;
     }
@@ -148,7 +139,7 @@ struct qwen3 *qwen3_load(const char *dir, char *err, size_t errlen) {
     for (int i = 0; i < m->n_tensors; i++) {
         const struct qwen3_tensor *t = &m->tensors[i];
         if (st_read_f32(st, t->name, t->ndim, t->shape, m->params + t->offset, why, sizeof why)) {
-            fail(err, errlen, "%s: %s", dir, why);
+            fail_with(err, errlen, "%s: %s", dir, why);
             st_close(st);
             qwen3_free(m);
             return NULL;
@@ -185,7 +176,7 @@ void qwen3_init_random(struct qwen3 *m, uint64_t seed, float std) {
 }
 
 int qwen3_save(const struct qwen3 *m, const char *dir, enum st_dtype dtype, char *err, size_t errlen) {
-    if (mkdir(dir, 0755) && errno != EEXIST) return fail(err, errlen, "%s: %s", dir, strerror(errno));
+    if (mkdir(dir, 0755) && errno != EEXIST) return fail_with(err, errlen, "%s: %s", dir, strerror(errno));
     struct st_item *items = xcalloc((size_t)m->n_tensors, sizeof *items);
     for (int i = 0; i < m->n_tensors; i++) {
         const struct qwen3_tensor *t = &m->tensors[i];

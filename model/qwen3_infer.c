@@ -20,19 +20,10 @@
 #include "qwen3.h"
 #include "qwen3_ops.h"
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 struct qwen3_kv *qwen3_kv_create(const struct qwen3 *m, int n_slots, int max_T, char *err, size_t errlen) {
     const struct qwen3_config *c = &m->cfg;
     if (n_slots <= 0 || max_T <= 0) {
-        fail(err, errlen, "kv cache: need at least one slot and one position");
+        fail_with(err, errlen, "kv cache: need at least one slot and one position");
         return NULL;
     }
     size_t per = (size_t)c->num_layers * n_slots * max_T * c->num_kv_heads * c->head_dim;
@@ -46,7 +37,7 @@ struct qwen3_kv *qwen3_kv_create(const struct qwen3 *m, int n_slots, int max_T, 
     kv->rope_cos = malloc((size_t)max_T * c->head_dim / 2 * sizeof(float));
     kv->rope_sin = malloc((size_t)max_T * c->head_dim / 2 * sizeof(float));
     if (!kv->k || !kv->v || !kv->rope_cos || !kv->rope_sin) {
-        fail(err, errlen, "kv cache: out of memory for %d slots x %d positions (%.1f GiB)", n_slots, max_T,
+        fail_with(err, errlen, "kv cache: out of memory for %d slots x %d positions (%.1f GiB)", n_slots, max_T,
              2.0 * per * 4 / (1 << 30));
         qwen3_kv_free(kv);
         return NULL;
@@ -155,13 +146,13 @@ int qwen3_kv_forward(const struct qwen3 *m, struct qwen3_kv *kv, const int32_t *
     const struct qwen3_config *c = &m->cfg;
     int D = c->hidden_size, F = c->intermediate_size, hd = c->head_dim, V = c->vocab_size;
     int qd = c->num_heads * hd, kvd = c->num_kv_heads * hd, nth = par_threads();
-    if (n <= 0) return fail(err, errlen, "kv forward: no tokens");
+    if (n <= 0) return fail_with(err, errlen, "kv forward: no tokens");
     if (n > kv->cap_rows) {
         free(kv->scratch);
         kv->scratch = malloc(plan_scratch(c, n, kv->max_T, nth, NULL, NULL) * sizeof(float));
         if (!kv->scratch) {
             kv->cap_rows = 0;
-            return fail(err, errlen, "kv forward: out of memory for %d rows", n);
+            return fail_with(err, errlen, "kv forward: out of memory for %d rows", n);
         }
         kv->cap_rows = n;
     }
@@ -169,11 +160,11 @@ int qwen3_kv_forward(const struct qwen3 *m, struct qwen3_kv *kv, const int32_t *
     plan_scratch(c, n, kv->max_T, nth, &s, kv->scratch);
     /* positions: the slot's length plus earlier rows of the same slot */
     for (int i = 0; i < n; i++) {
-        if (slot[i] < 0 || slot[i] >= kv->n_slots) return fail(err, errlen, "kv forward: bad slot %d", slot[i]);
-        if (token[i] < 0 || token[i] >= V) return fail(err, errlen, "kv forward: token id %d out of range", token[i]);
+        if (slot[i] < 0 || slot[i] >= kv->n_slots) return fail_with(err, errlen, "kv forward: bad slot %d", slot[i]);
+        if (token[i] < 0 || token[i] >= V) return fail_with(err, errlen, "kv forward: token id %d out of range", token[i]);
         int p = kv->len[slot[i]];
         for (int j = 0; j < i; j++) p += slot[j] == slot[i];
-        if (p >= kv->max_T) return fail(err, errlen, "kv forward: slot %d is full (%d positions)", slot[i], kv->max_T);
+        if (p >= kv->max_T) return fail_with(err, errlen, "kv forward: slot %d is full (%d positions)", slot[i], kv->max_T);
         s.pos[i] = p;
     }
     for (int i = 0; i < n; i++) memcpy(s.x + (size_t)i * D, m->w.embed + (size_t)token[i] * D, (size_t)D * 4);

@@ -36,15 +36,6 @@ struct st_dir {
     int n;
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static const struct {
     const char *name;
     size_t size;
@@ -122,39 +113,39 @@ static int parse_u64(const cJSON *v, uint64_t *out) {
 static int parse_entry(const cJSON *e, const char *path, const uint8_t *data, uint64_t data_len, struct st_tensor *t,
                        struct span *sp, char *err, size_t errlen) {
     const char *name = e->string;
-    if (!cJSON_IsObject(e)) return fail(err, errlen, "%s: tensor \"%s\": entry is not an object", path, name);
+    if (!cJSON_IsObject(e)) return fail_with(err, errlen, "%s: tensor \"%s\": entry is not an object", path, name);
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off))
-        return fail(err, errlen, "%s: tensor \"%s\": needs dtype, shape and data_offsets", path, name);
+        return fail_with(err, errlen, "%s: tensor \"%s\": needs dtype, shape and data_offsets", path, name);
     int k;
     for (k = 0; k < ST_NDTYPES; k++)
         if (strcmp(dt->valuestring, dtypes[k].name) == 0) break;
-    if (k == ST_NDTYPES) return fail(err, errlen, "%s: tensor \"%s\": unknown dtype \"%.16s\"", path, name, dt->valuestring);
+    if (k == ST_NDTYPES) return fail_with(err, errlen, "%s: tensor \"%s\": unknown dtype \"%.16s\"", path, name, dt->valuestring);
     t->dtype = (enum st_dtype)k;
     int nd = cJSON_GetArraySize(sh);
-    if (nd > ST_MAX_DIMS) return fail(err, errlen, "%s: tensor \"%s\": %d dimensions (max %d)", path, name, nd, ST_MAX_DIMS);
+    if (nd > ST_MAX_DIMS) return fail_with(err, errlen, "%s: tensor \"%s\": %d dimensions (max %d)", path, name, nd, ST_MAX_DIMS);
     t->ndim = nd;
     uint64_t numel = 1;
     for (int i = 0; i < nd; i++) {
         uint64_t d;
         if (parse_u64(cJSON_GetArrayItem(sh, i), &d))
-            return fail(err, errlen, "%s: tensor \"%s\": bad shape entry", path, name);
-        if (d && numel > UINT64_MAX / d) return fail(err, errlen, "%s: tensor \"%s\": shape overflows", path, name);
+            return fail_with(err, errlen, "%s: tensor \"%s\": bad shape entry", path, name);
+        if (d && numel > UINT64_MAX / d) return fail_with(err, errlen, "%s: tensor \"%s\": shape overflows", path, name);
         numel *= d;
         t->shape[i] = (int64_t)d;
     }
     uint64_t b, en;
     if (cJSON_GetArraySize(off) != 2 || parse_u64(cJSON_GetArrayItem(off, 0), &b) ||
         parse_u64(cJSON_GetArrayItem(off, 1), &en) || b > en)
-        return fail(err, errlen, "%s: tensor \"%s\": bad data_offsets", path, name);
+        return fail_with(err, errlen, "%s: tensor \"%s\": bad data_offsets", path, name);
     if (en > data_len)
-        return fail(err, errlen, "%s: tensor \"%s\": data [%llu, %llu) runs past the end of the file's %llu data bytes "
+        return fail_with(err, errlen, "%s: tensor \"%s\": data [%llu, %llu) runs past the end of the file's %llu data bytes "
                                  "(truncated file?)",
                     path, name, (unsigned long long)b, (unsigned long long)en, (unsigned long long)data_len);
     if (numel > UINT64_MAX / dtypes[k].size || numel * dtypes[k].size != en - b)
-        return fail(err, errlen, "%s: tensor \"%s\": %llu bytes for %llu elements of %s", path, name,
+        return fail_with(err, errlen, "%s: tensor \"%s\": %llu bytes for %llu elements of %s", path, name,
                     (unsigned long long)(en - b), (unsigned long long)numel, dtypes[k].name);
     t->numel = (size_t)numel;
     t->nbytes = (size_t)(en - b);
@@ -168,33 +159,33 @@ static int parse_entry(const cJSON *e, const char *path, const uint8_t *data, ui
 /* Map one file and append its tensors to d. */
 static int load_file(struct st_dir *d, const char *path, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(err, errlen, "%s: %s", path, strerror(errno));
+    if (fd < 0) return fail_with(err, errlen, "%s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
         close(fd);
-        return fail(err, errlen, "%s: not a regular file", path);
+        return fail_with(err, errlen, "%s: not a regular file", path);
     }
     size_t size = (size_t)st.st_size;
     if (size < 8) {
         close(fd);
-        return fail(err, errlen, "%s: %zu bytes is too short for a safetensors file", path, size);
+        return fail_with(err, errlen, "%s: %zu bytes is too short for a safetensors file", path, size);
     }
     uint8_t *base = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (base == MAP_FAILED) return fail(err, errlen, "%s: mmap: %s", path, strerror(errno));
+    if (base == MAP_FAILED) return fail_with(err, errlen, "%s: mmap: %s", path, strerror(errno));
     d->maps = xrealloc(d->maps, sizeof *d->maps * (size_t)(d->nmaps + 1));
     d->maps[d->nmaps++] = (struct st_map){base, size};
 
     uint64_t hlen = 0;
     for (int i = 0; i < 8; i++) hlen |= (uint64_t)base[i] << (8 * i);
-    if (hlen > ST_MAX_HEADER) return fail(err, errlen, "%s: header length %llu is over the %u-byte cap", path, (unsigned long long)hlen, ST_MAX_HEADER);
+    if (hlen > ST_MAX_HEADER) return fail_with(err, errlen, "%s: header length %llu is over the %u-byte cap", path, (unsigned long long)hlen, ST_MAX_HEADER);
     if (hlen > size - 8)
-        return fail(err, errlen, "%s: header length %llu exceeds the file size %zu (truncated file?)", path,
+        return fail_with(err, errlen, "%s: header length %llu exceeds the file size %zu (truncated file?)", path,
                     (unsigned long long)hlen, size);
     cJSON *root = cJSON_ParseWithLength((const char *)base + 8, (size_t)hlen);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return fail(err, errlen, "%s: header is not a JSON object", path);
+        return fail_with(err, errlen, "%s: header is not a JSON object", path);
     }
     const uint8_t *data = base + 8 + hlen;
     uint64_t data_len = size - 8 - hlen;
@@ -219,22 +210,22 @@ static int load_file(struct st_dir *d, const char *path, char *err, size_t errle
     for (int i = 0; i < ns; i++) {
         if (spans[i].begin != pos) {
             if (spans[i].begin < pos)
-                fail(err, errlen, "%s: tensor \"%s\" overlaps the tensor before it", path, spans[i].name);
+                fail_with(err, errlen, "%s: tensor \"%s\" overlaps the tensor before it", path, spans[i].name);
             else
-                fail(err, errlen, "%s: gap in the data before tensor \"%s\"", path, spans[i].name);
+                fail_with(err, errlen, "%s: gap in the data before tensor \"%s\"", path, spans[i].name);
             goto out;
         }
         pos = spans[i].end;
     }
     if (pos != data_len) {
-        fail(err, errlen, "%s: tensors cover %llu of %llu data bytes", path, (unsigned long long)pos,
+        fail_with(err, errlen, "%s: tensors cover %llu of %llu data bytes", path, (unsigned long long)pos,
              (unsigned long long)data_len);
         goto out;
     }
     (void)first;
     rc = 0;
 out:
-    if (rc && err && !err[0]) fail(err, errlen, "%s: malformed header", path);
+    if (rc && err && !err[0]) fail_with(err, errlen, "%s: malformed header", path);
     free(spans);
     cJSON_Delete(root);
     return rc;
@@ -245,7 +236,7 @@ static int finish(struct st_dir *d, char *err, size_t errlen) {
     qsort(d->t, (size_t)d->n, sizeof *d->t, cmp_name);
     for (int i = 1; i < d->n; i++)
         if (strcmp(d->t[i - 1].name, d->t[i].name) == 0)
-            return fail(err, errlen, "tensor \"%s\" appears twice", d->t[i].name);
+            return fail_with(err, errlen, "tensor \"%s\" appears twice", d->t[i].name);
     return 0;
 }
 
@@ -263,19 +254,19 @@ struct st_dir *st_open_file(const char *path, char *err, size_t errlen) {
 static int load_index(struct st_dir *d, const char *dir, const char *index_path, char *err, size_t errlen) {
     char why[256];
     char *text = read_file(index_path, 64u << 20, NULL, why, sizeof why);
-    if (!text) return fail(err, errlen, "%s: %s", index_path, why);
+    if (!text) return fail_with(err, errlen, "%s: %s", index_path, why);
     cJSON *root = cJSON_Parse(text);
     free(text);
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     int rc = -1, nfiles = 0;
     char **files = NULL;
     if (!cJSON_IsObject(wm)) {
-        fail(err, errlen, "%s: no \"weight_map\" object", index_path);
+        fail_with(err, errlen, "%s: no \"weight_map\" object", index_path);
         goto out;
     }
     for (const cJSON *e = wm->child; e; e = e->next) {
         if (!cJSON_IsString(e) || !e->valuestring[0] || strchr(e->valuestring, '/') || e->valuestring[0] == '.') {
-            fail(err, errlen, "%s: weight_map[\"%s\"] must be a plain file name in the directory", index_path,
+            fail_with(err, errlen, "%s: weight_map[\"%s\"] must be a plain file name in the directory", index_path,
                  e->string ? e->string : "?");
             goto out;
         }
@@ -287,7 +278,7 @@ static int load_index(struct st_dir *d, const char *dir, const char *index_path,
         }
     }
     if (nfiles == 0) {
-        fail(err, errlen, "%s: weight_map is empty", index_path);
+        fail_with(err, errlen, "%s: weight_map is empty", index_path);
         goto out;
     }
     for (int i = 0; i < nfiles; i++) {
@@ -300,7 +291,7 @@ static int load_index(struct st_dir *d, const char *dir, const char *index_path,
     /* every tensor the index names must be where it says */
     for (const cJSON *e = wm->child; e; e = e->next) {
         if (!st_find(d, e->string)) {
-            fail(err, errlen, "%s: tensor \"%s\" is listed in the index but missing from %s", index_path, e->string,
+            fail_with(err, errlen, "%s: tensor \"%s\" is listed in the index but missing from %s", index_path, e->string,
                  e->valuestring);
             goto out;
         }
@@ -326,7 +317,7 @@ struct st_dir *st_open_dir(const char *dir, char *err, size_t errlen) {
             d = NULL;
         }
     } else {
-        fail(err, errlen, "%s: neither model.safetensors nor model.safetensors.index.json exists", dir);
+        fail_with(err, errlen, "%s: neither model.safetensors nor model.safetensors.index.json exists", dir);
     }
     free(single);
     free(index);
@@ -365,14 +356,14 @@ static void shape_str(char *buf, size_t len, int ndim, const int64_t *shape) {
 int st_read_f32(const struct st_dir *d, const char *name, int ndim, const int64_t *want, float *dst, char *err,
                 size_t errlen) {
     const struct st_tensor *t = st_find(d, name);
-    if (!t) return fail(err, errlen, "missing tensor \"%s\"", name);
+    if (!t) return fail_with(err, errlen, "missing tensor \"%s\"", name);
     int same = t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++) same = t->shape[i] == want[i];
     if (!same) {
         char a[128], b[128];
         shape_str(a, sizeof a, t->ndim, t->shape);
         shape_str(b, sizeof b, ndim, want);
-        return fail(err, errlen, "tensor \"%s\" has shape %s, expected %s", name, a, b);
+        return fail_with(err, errlen, "tensor \"%s\" has shape %s, expected %s", name, a, b);
     }
     const uint8_t *p = t->data; /* may be unaligned: read through memcpy */
     switch (t->dtype) {
@@ -383,7 +374,7 @@ int st_read_f32(const struct st_dir *d, const char *name, int ndim, const int64_
     case ST_F16:
         for (size_t i = 0; i < t->numel; i++) dst[i] = st_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
         break;
-    default: return fail(err, errlen, "tensor \"%s\": dtype %s is not a float type we load", name, dtypes[t->dtype].name);
+    default: return fail_with(err, errlen, "tensor \"%s\": dtype %s is not a float type we load", name, dtypes[t->dtype].name);
     }
     return 0;
 }
@@ -401,7 +392,7 @@ static int fsync_parent(const char *path) {
 }
 
 int st_write(const char *path, const struct st_item *items, int n, enum st_dtype dtype, char *err, size_t errlen) {
-    if (dtype != ST_F32 && dtype != ST_BF16) return fail(err, errlen, "st_write: only F32 and BF16 are written");
+    if (dtype != ST_F32 && dtype != ST_BF16) return fail_with(err, errlen, "st_write: only F32 and BF16 are written");
     size_t esize = dtypes[dtype].size, offset = 0;
     cJSON *root = cJSON_CreateObject();
     cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
@@ -426,7 +417,7 @@ int st_write(const char *path, const struct st_item *items, int n, enum st_dtype
     char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        fail(err, errlen, "%s: %s", tmp, strerror(errno));
+        fail_with(err, errlen, "%s: %s", tmp, strerror(errno));
         free(tmp);
         free(hdr);
         return -1;
@@ -455,7 +446,7 @@ int st_write(const char *path, const struct st_item *items, int n, enum st_dtype
     if (bad || fsync(fd)) bad = 1;
     if (close(fd)) bad = 1;
     if (bad || rename(tmp, path) || fsync_parent(path)) {
-        fail(err, errlen, "%s: write failed: %s", path, strerror(errno));
+        fail_with(err, errlen, "%s: write failed: %s", path, strerror(errno));
         unlink(tmp);
         free(tmp);
         return -1;
@@ -466,6 +457,6 @@ int st_write(const char *path, const struct st_item *items, int n, enum st_dtype
 
 int st_write_text_atomic(const char *path, const char *text, char *err, size_t errlen) {
     if (write_file_atomic(path, text, strlen(text)) || fsync_parent(path))
-        return fail(err, errlen, "%s: write failed: %s", path, strerror(errno));
+        return fail_with(err, errlen, "%s: write failed: %s", path, strerror(errno));
     return 0;
 }

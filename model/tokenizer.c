@@ -7,6 +7,7 @@
  * added tokens matched whole in the raw text. Anything else is refused at
  * load with a message naming the field, rather than tokenised differently.
  */
+#include "../sandbox/util.h"
 #include "tokenizer_internal.h"
 
 #include <cjson/cJSON.h>
@@ -26,16 +27,6 @@
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
 #define MAX_TOKEN_ID (1 << 22) /* refuse absurd ids instead of allocating for them */
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* --- ByteLevel: bytes <-> printable characters ------------------------------
  * GPT-2's table: the printable Latin-1 bytes ('!'..'~', '¡'..'¬', '®'..'ÿ')
@@ -186,7 +177,7 @@ struct tokenizer *tok_build(int n_vocab, const unsigned char *const *vocab, cons
                             const int32_t (*merges)[2], const struct tok_added *added, int n_added, int nfc,
                             char *err, size_t errlen) {
     struct tokenizer *t = calloc(1, sizeof *t);
-    if (!t) { fail(err, errlen, "out of memory"); return NULL; }
+    if (!t) { fail_with(err, errlen, "out of memory"); return NULL; }
     t->nfc = nfc;
     int n_ids = n_vocab;
     for (int i = 0; i < n_added; i++)
@@ -202,7 +193,7 @@ struct tokenizer *tok_build(int n_vocab, const unsigned char *const *vocab, cons
     t->vocab_cap = pow2_at_least((uint64_t)n_vocab * 2 + 2);
     t->vocab_slots = malloc(t->vocab_cap * sizeof *t->vocab_slots);
     if (!t->tok || !t->tok_len || !t->in_vocab || !t->tok_arena || !t->vocab_slots || cache_init(&t->cache)) {
-        fail(err, errlen, "out of memory");
+        fail_with(err, errlen, "out of memory");
         goto bad;
     }
     memset(t->vocab_slots, 0xff, t->vocab_cap * sizeof *t->vocab_slots);
@@ -212,9 +203,9 @@ struct tokenizer *tok_build(int n_vocab, const unsigned char *const *vocab, cons
     for (int id = 0; id < n_vocab; id++) {
         if (!vocab[id]) continue;
         size_t n = vocab_len[id];
-        if (n == 0) { fail(err, errlen, "model.vocab: id %d is the empty string", id); goto bad; }
+        if (n == 0) { fail_with(err, errlen, "model.vocab: id %d is the empty string", id); goto bad; }
         if (tok_vocab_lookup(t, vocab[id], n) >= 0) {
-            fail(err, errlen, "model.vocab: two ids (%d, %d) for the same token", tok_vocab_lookup(t, vocab[id], n), id);
+            fail_with(err, errlen, "model.vocab: two ids (%d, %d) for the same token", tok_vocab_lookup(t, vocab[id], n), id);
             goto bad;
         }
         memcpy(t->tok_arena + off, vocab[id], n);
@@ -234,20 +225,20 @@ struct tokenizer *tok_build(int n_vocab, const unsigned char *const *vocab, cons
     t->merge_slots = malloc(t->merge_cap * sizeof *t->merge_slots);
     unsigned char *cat = NULL;
     size_t cat_cap = 0;
-    if (!t->merges || !t->merge_slots) { fail(err, errlen, "out of memory"); goto bad; }
+    if (!t->merges || !t->merge_slots) { fail_with(err, errlen, "out of memory"); goto bad; }
     for (uint32_t i = 0; i < t->merge_cap; i++) t->merge_slots[i].key = UINT64_MAX;
     mask = t->merge_cap - 1;
     for (int r = 0; r < n_merges; r++) {
         int32_t a = merges[r][0], b = merges[r][1];
         if (a < 0 || b < 0 || a >= n_vocab || b >= n_vocab || !t->in_vocab[a] || !t->in_vocab[b]) {
             free(cat);
-            fail(err, errlen, "model.merges[%d]: token not in model.vocab", r);
+            fail_with(err, errlen, "model.merges[%d]: token not in model.vocab", r);
             goto bad;
         }
         size_t n = (size_t)t->tok_len[a] + t->tok_len[b];
         if (n > cat_cap) {
             unsigned char *nc = realloc(cat, n * 2);
-            if (!nc) { free(cat); fail(err, errlen, "out of memory"); goto bad; }
+            if (!nc) { free(cat); fail_with(err, errlen, "out of memory"); goto bad; }
             cat = nc;
             cat_cap = n * 2;
         }
@@ -256,7 +247,7 @@ struct tokenizer *tok_build(int n_vocab, const unsigned char *const *vocab, cons
         int32_t out = tok_vocab_lookup(t, cat, n);
         if (out < 0) {
             free(cat);
-            fail(err, errlen, "model.merges[%d]: the merged token is not in model.vocab", r);
+            fail_with(err, errlen, "model.merges[%d]: the merged token is not in model.vocab", r);
             goto bad;
         }
         t->merges[r][0] = a;
@@ -269,15 +260,15 @@ struct tokenizer *tok_build(int n_vocab, const unsigned char *const *vocab, cons
     }
     free(cat);
 
-    if (n_added > 0xfff0) { fail(err, errlen, "added_tokens: too many (%d)", n_added); goto bad; }
+    if (n_added > 0xfff0) { fail_with(err, errlen, "added_tokens: too many (%d)", n_added); goto bad; }
     t->added = calloc((size_t)n_added + 1, sizeof *t->added);
-    if (!t->added) { fail(err, errlen, "out of memory"); goto bad; }
+    if (!t->added) { fail_with(err, errlen, "out of memory"); goto bad; }
     for (int i = 0; i < n_added; i++) {
         const struct tok_added *a = &added[i];
-        if (a->id < 0 || !a->len) { fail(err, errlen, "added_tokens[%d]: bad id or empty content", i); goto bad; }
+        if (a->id < 0 || !a->len) { fail_with(err, errlen, "added_tokens[%d]: bad id or empty content", i); goto bad; }
         t->added[i] = *a;
         t->added[i].content = malloc(a->len + 1);
-        if (!t->added[i].content) { fail(err, errlen, "out of memory"); goto bad; }
+        if (!t->added[i].content) { fail_with(err, errlen, "out of memory"); goto bad; }
         memcpy(t->added[i].content, a->content, a->len);
         t->added[i].content[a->len] = 0;
         t->n_added = i + 1;
@@ -286,11 +277,11 @@ struct tokenizer *tok_build(int n_vocab, const unsigned char *const *vocab, cons
     for (int i = 0; i < t->n_added; i++) {
         const struct tok_added *a = &t->added[i];
         if (i && a->len == t->added[i - 1].len && memcmp(a->content, t->added[i - 1].content, a->len) == 0) {
-            fail(err, errlen, "added_tokens: '%s' given twice", a->content);
+            fail_with(err, errlen, "added_tokens: '%s' given twice", a->content);
             goto bad;
         }
         if (t->tok[a->id] && !(t->tok_len[a->id] == a->len && memcmp(t->tok[a->id], a->content, a->len) == 0)) {
-            fail(err, errlen, "added_tokens: id %d ('%s') is already another token", a->id, a->content);
+            fail_with(err, errlen, "added_tokens: id %d ('%s') is already another token", a->id, a->content);
             goto bad;
         }
         t->tok[a->id] = (unsigned char *)a->content;
@@ -310,9 +301,9 @@ bad:
 
 /* --- loading ------------------------------------------------------------------ */
 
-static char *read_file(const char *path, size_t *len, char *err, size_t errlen) {
+static char *read_whole_file(const char *path, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
-    if (!f) { fail(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
+    if (!f) { fail_with(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     while (buf) {
@@ -328,8 +319,8 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen) 
     }
     int bad = ferror(f);
     fclose(f);
-    if (!buf) { fail(err, errlen, "%s: out of memory", path); return NULL; }
-    if (bad) { free(buf); fail(err, errlen, "%s: read error", path); return NULL; }
+    if (!buf) { fail_with(err, errlen, "%s: out of memory", path); return NULL; }
+    if (bad) { free(buf); fail_with(err, errlen, "%s: read error", path); return NULL; }
     buf[n] = 0;
     *len = n;
     return buf;
@@ -354,27 +345,27 @@ static int check_pipeline(const cJSON *root, int *nfc, char *err, size_t errlen)
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
     *nfc = 0;
     if (norm && !cJSON_IsNull(norm)) {
-        if (!json_type_is(norm, "NFC")) return fail(err, errlen, "normalizer: only NFC (or null) is supported");
+        if (!json_type_is(norm, "NFC")) return fail_with(err, errlen, "normalizer: only NFC (or null) is supported");
         *nfc = 1;
     }
     const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     const cJSON *seq = pre ? cJSON_GetObjectItemCaseSensitive(pre, "pretokenizers") : NULL;
     if (!json_type_is(pre, "Sequence") || !cJSON_IsArray(seq) || cJSON_GetArraySize(seq) != 2)
-        return fail(err, errlen, "pre_tokenizer: expected Sequence [Split (Qwen regex), ByteLevel]");
+        return fail_with(err, errlen, "pre_tokenizer: expected Sequence [Split (Qwen regex), ByteLevel]");
     const cJSON *split = cJSON_GetArrayItem(seq, 0), *bl = cJSON_GetArrayItem(seq, 1);
     const cJSON *pat = cJSON_GetObjectItemCaseSensitive(split, "pattern");
     const cJSON *re = pat ? cJSON_GetObjectItemCaseSensitive(pat, "Regex") : NULL;
     const cJSON *beh = cJSON_GetObjectItemCaseSensitive(split, "behavior");
     if (!json_type_is(split, "Split") || !cJSON_IsString(re) || strcmp(re->valuestring, QWEN_SPLIT_REGEX) != 0)
-        return fail(err, errlen, "pre_tokenizer: the Split must use Qwen's regex (the only one this scanner implements)");
+        return fail_with(err, errlen, "pre_tokenizer: the Split must use Qwen's regex (the only one this scanner implements)");
     if (!cJSON_IsString(beh) || strcmp(beh->valuestring, "Isolated") != 0 || !json_is_false_or_absent(split, "invert"))
-        return fail(err, errlen, "pre_tokenizer: Split must be behavior Isolated, invert false");
+        return fail_with(err, errlen, "pre_tokenizer: Split must be behavior Isolated, invert false");
     if (!json_type_is(bl, "ByteLevel") || !json_is_false_or_absent(bl, "add_prefix_space") ||
         !json_is_false_or_absent(bl, "use_regex"))
-        return fail(err, errlen, "pre_tokenizer: expected ByteLevel with add_prefix_space and use_regex false");
+        return fail_with(err, errlen, "pre_tokenizer: expected ByteLevel with add_prefix_space and use_regex false");
     const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
     if (dec && !cJSON_IsNull(dec) && !json_type_is(dec, "ByteLevel"))
-        return fail(err, errlen, "decoder: only ByteLevel is supported");
+        return fail_with(err, errlen, "decoder: only ByteLevel is supported");
     return 0;
 }
 
@@ -408,52 +399,52 @@ static struct tokenizer *from_json(const cJSON *root, char *err, size_t errlen) 
     unsigned char *buf = NULL;
     int n_vocab = 0, n_merges = 0, n_added = 0, nfc;
 
-    if (!cJSON_IsObject(root)) { fail(err, errlen, "not a JSON object"); return NULL; }
+    if (!cJSON_IsObject(root)) { fail_with(err, errlen, "not a JSON object"); return NULL; }
     if (check_pipeline(root, &nfc, err, errlen)) return NULL;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-    if (!cJSON_IsObject(model)) { fail(err, errlen, "model: missing"); return NULL; }
+    if (!cJSON_IsObject(model)) { fail_with(err, errlen, "model: missing"); return NULL; }
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
-    if (type && !json_type_is(model, "BPE")) { fail(err, errlen, "model.type: only BPE is supported"); return NULL; }
+    if (type && !json_type_is(model, "BPE")) { fail_with(err, errlen, "model.type: only BPE is supported"); return NULL; }
     if (!json_is_false_or_absent(model, "byte_fallback") || !json_is_false_or_absent(model, "ignore_merges") ||
         !json_is_empty_string_or_absent(model, "continuing_subword_prefix") ||
         !json_is_empty_string_or_absent(model, "end_of_word_suffix")) {
-        fail(err, errlen, "model: byte_fallback, ignore_merges, subword prefix/suffix are not supported");
+        fail_with(err, errlen, "model: byte_fallback, ignore_merges, subword prefix/suffix are not supported");
         return NULL;
     }
     const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");
     if (dropout && !cJSON_IsNull(dropout) && !(cJSON_IsNumber(dropout) && dropout->valuedouble == 0)) {
-        fail(err, errlen, "model.dropout: BPE dropout is not supported");
+        fail_with(err, errlen, "model.dropout: BPE dropout is not supported");
         return NULL;
     }
     const cJSON *jv = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     const cJSON *jm = cJSON_GetObjectItemCaseSensitive(model, "merges");
-    if (!cJSON_IsObject(jv)) { fail(err, errlen, "model.vocab: missing or not an object"); return NULL; }
-    if (!cJSON_IsArray(jm)) { fail(err, errlen, "model.merges: missing or not an array"); return NULL; }
+    if (!cJSON_IsObject(jv)) { fail_with(err, errlen, "model.vocab: missing or not an object"); return NULL; }
+    if (!cJSON_IsArray(jm)) { fail_with(err, errlen, "model.merges: missing or not an array"); return NULL; }
 
     const cJSON *it;
     cJSON_ArrayForEach(it, jv) {
         if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= MAX_TOKEN_ID ||
             it->valuedouble != (double)(int)it->valuedouble) {
-            fail(err, errlen, "model.vocab: bad id for token '%.40s'", it->string ? it->string : "");
+            fail_with(err, errlen, "model.vocab: bad id for token '%.40s'", it->string ? it->string : "");
             goto out;
         }
         if (it->valueint + 1 > n_vocab) n_vocab = it->valueint + 1;
     }
     vocab = calloc((size_t)n_vocab + 1, sizeof *vocab);
     vlen = calloc((size_t)n_vocab + 1, sizeof *vlen);
-    if (!vocab || !vlen) { fail(err, errlen, "out of memory"); goto out; }
+    if (!vocab || !vlen) { fail_with(err, errlen, "out of memory"); goto out; }
     cJSON_ArrayForEach(it, jv) {
         size_t n = strlen(it->string);
         unsigned char *b = malloc(n + 1);
         long k = b ? bytelevel_decode((const unsigned char *)it->string, n, b) : -1;
         if (k <= 0) {
             free(b);
-            fail(err, errlen, "model.vocab: token '%.40s' is not ByteLevel text", it->string);
+            fail_with(err, errlen, "model.vocab: token '%.40s' is not ByteLevel text", it->string);
             goto out;
         }
         if (vocab[it->valueint]) {
             free(b);
-            fail(err, errlen, "model.vocab: id %d given twice", it->valueint);
+            fail_with(err, errlen, "model.vocab: id %d given twice", it->valueint);
             goto out;
         }
         vocab[it->valueint] = b;
@@ -463,7 +454,7 @@ static struct tokenizer *from_json(const cJSON *root, char *err, size_t errlen) 
     n_merges = cJSON_GetArraySize(jm);
     merges = malloc(((size_t)n_merges + 1) * sizeof *merges);
     buf = malloc(4096);
-    if (!merges || !buf) { fail(err, errlen, "out of memory"); goto out; }
+    if (!merges || !buf) { fail_with(err, errlen, "out of memory"); goto out; }
     {
         /* resolve each side through a temporary lookup over the vocab */
         lookup = tok_build(n_vocab, (const unsigned char *const *)vocab, vlen, 0, NULL, NULL, 0, 0, err, errlen);
@@ -473,7 +464,7 @@ static struct tokenizer *from_json(const cJSON *root, char *err, size_t errlen) 
             const char *a, *b;
             size_t al, bl;
             if (merge_parts(it, &a, &al, &b, &bl)) {
-                fail(err, errlen, "model.merges[%d]: expected \"a b\" or [\"a\", \"b\"]", r);
+                fail_with(err, errlen, "model.merges[%d]: expected \"a b\" or [\"a\", \"b\"]", r);
                 goto out;
             }
             int32_t ids[2] = {-1, -1};
@@ -485,7 +476,7 @@ static struct tokenizer *from_json(const cJSON *root, char *err, size_t errlen) 
                 if (k > 0) ids[s] = tok_vocab_lookup(lookup, buf, (size_t)k);
             }
             if (ids[0] < 0 || ids[1] < 0) {
-                fail(err, errlen, "model.merges[%d]: '%.*s' + '%.*s': a part is not in model.vocab", r, (int)(al > 40 ? 40 : al),
+                fail_with(err, errlen, "model.merges[%d]: '%.*s' + '%.*s': a part is not in model.vocab", r, (int)(al > 40 ? 40 : al),
                      a, (int)(bl > 40 ? 40 : bl), b);
                 goto out;
             }
@@ -496,17 +487,17 @@ static struct tokenizer *from_json(const cJSON *root, char *err, size_t errlen) 
     }
 
     const cJSON *ja = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
-    if (ja && !cJSON_IsNull(ja) && !cJSON_IsArray(ja)) { fail(err, errlen, "added_tokens: not an array"); goto out; }
+    if (ja && !cJSON_IsNull(ja) && !cJSON_IsArray(ja)) { fail_with(err, errlen, "added_tokens: not an array"); goto out; }
     n_added = ja && cJSON_IsArray(ja) ? cJSON_GetArraySize(ja) : 0;
     added = calloc((size_t)n_added + 1, sizeof *added);
-    if (!added) { fail(err, errlen, "out of memory"); goto out; }
+    if (!added) { fail_with(err, errlen, "out of memory"); goto out; }
     int i = 0;
     cJSON_ArrayForEach(it, ja) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "content");
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= MAX_TOKEN_ID ||
             id->valuedouble != (double)(int)id->valuedouble || !cJSON_IsString(c) || !c->valuestring[0]) {
-            fail(err, errlen, "added_tokens[%d]: needs an integer id and a non-empty content", i);
+            fail_with(err, errlen, "added_tokens[%d]: needs an integer id and a non-empty content", i);
             goto out;
         }
         if (id->valueint < n_vocab && vocab[id->valueint] &&
@@ -517,7 +508,7 @@ static struct tokenizer *from_json(const cJSON *root, char *err, size_t errlen) 
             int same = spelled && strcmp(spelled, c->valuestring) == 0;
             free(spelled);
             if (!same) {
-                fail(err, errlen, "added_tokens[%d]: id %d is already another token", i, id->valueint);
+                fail_with(err, errlen, "added_tokens[%d]: id %d is already another token", i, id->valueint);
                 goto out;
             }
             free(vocab[id->valueint]);
@@ -532,7 +523,7 @@ static struct tokenizer *from_json(const cJSON *root, char *err, size_t errlen) 
         added[i].single_word = json_bool(it, "single_word");
         added[i].normalized = json_bool(it, "normalized");
         if (added[i].lstrip || added[i].rstrip || added[i].single_word) {
-            fail(err, errlen, "added_tokens[%d]: lstrip, rstrip and single_word are not supported", i);
+            fail_with(err, errlen, "added_tokens[%d]: lstrip, rstrip and single_word are not supported", i);
             goto out;
         }
         i++;
@@ -554,7 +545,7 @@ out:
 struct tokenizer *tokenizer_load(const char *path, char *err, size_t errlen) {
     struct stat st;
     char json_path[4096], cfg_path[4096];
-    if (stat(path, &st) != 0) { fail(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
+    if (stat(path, &st) != 0) { fail_with(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
     if (S_ISDIR(st.st_mode)) {
         snprintf(json_path, sizeof json_path, "%s/tokenizer.json", path);
         snprintf(cfg_path, sizeof cfg_path, "%s/tokenizer_config.json", path);
@@ -565,23 +556,23 @@ struct tokenizer *tokenizer_load(const char *path, char *err, size_t errlen) {
         snprintf(cfg_path, sizeof cfg_path, "%.*s/tokenizer_config.json", dlen, slash ? path : ".");
     }
     size_t len;
-    char *text = read_file(json_path, &len, err, errlen);
+    char *text = read_whole_file(json_path, &len, err, errlen);
     if (!text) return NULL;
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);
-    if (!root) { fail(err, errlen, "%s: not valid JSON", json_path); return NULL; }
+    if (!root) { fail_with(err, errlen, "%s: not valid JSON", json_path); return NULL; }
     char sub[256] = "";
     struct tokenizer *t = from_json(root, sub, sizeof sub);
     cJSON_Delete(root);
-    if (!t) { fail(err, errlen, "%s: %s", json_path, sub); return NULL; }
+    if (!t) { fail_with(err, errlen, "%s: %s", json_path, sub); return NULL; }
     if (access(cfg_path, R_OK) == 0) {
         size_t clen;
-        char *cfg = read_file(cfg_path, &clen, sub, sizeof sub);
+        char *cfg = read_whole_file(cfg_path, &clen, sub, sizeof sub);
         cJSON *c = cfg ? cJSON_ParseWithLength(cfg, clen) : NULL;
         if (!c) {
             free(cfg);
             tokenizer_free(t);
-            fail(err, errlen, "%s: not valid JSON", cfg_path);
+            fail_with(err, errlen, "%s: not valid JSON", cfg_path);
             return NULL;
         }
         cJSON_Delete(c);

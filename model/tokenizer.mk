@@ -14,7 +14,7 @@ $(BUILD)/gen/unicode_tables.c: model/unicode_gen.py
 
 # The tokenizer's tests: ASan + UBSan (hostile tokenizer.json files, the
 # chat format, NFC against the UCD's NormalizationTest.txt).
-TOKENIZER_TEST_OBJ = $(patsubst %.c,$(BUILD)/asan/%.o,$(TOKENIZER_SRC) $(BUILD)/gen/unicode_tables.c)
+TOKENIZER_TEST_OBJ = $(patsubst %.c,$(BUILD)/asan/%.o,$(TOKENIZER_SRC) $(BUILD)/gen/unicode_tables.c sandbox/util.c)
 EXTRA_TESTS += $(BUILD)/test/tokenizer_tests
 
 $(BUILD)/test/tokenizer_tests: test/tokenizer/tokenizer_tests.c test/harness.h $(TOKENIZER_TEST_OBJ)

@@ -9,6 +9,7 @@
  * when there was one; otherwise a Qwen2Tokenizer config naming the added
  * tokens (what a trained tokenizer gets).
  */
+#include "../sandbox/util.h"
 #include "tokenizer_internal.h"
 
 #include <cjson/cJSON.h>
@@ -24,16 +25,6 @@
 #define QWEN_SPLIT_REGEX                                                                                 \
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* Bytes -> ByteLevel spelling (each byte one of 256 printable characters). */
 static char *spell(const unsigned char *s, size_t n) {
@@ -183,7 +174,7 @@ static int write_atomic(const char *dir, const char *name, const char *data, siz
     snprintf(path, sizeof path, "%s/%s", dir, name);
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%ld", dir, name, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return fail(err, errlen, "%s: %s", tmp, strerror(errno));
+    if (fd < 0) return fail_with(err, errlen, "%s: %s", tmp, strerror(errno));
     for (size_t off = 0; off < len;) {
         ssize_t w = write(fd, data + off, len - off);
         if (w < 0 && errno == EINTR) continue;
@@ -191,18 +182,18 @@ static int write_atomic(const char *dir, const char *name, const char *data, siz
             int e = errno;
             close(fd);
             unlink(tmp);
-            return fail(err, errlen, "%s: %s", tmp, strerror(e));
+            return fail_with(err, errlen, "%s: %s", tmp, strerror(e));
         }
         off += (size_t)w;
     }
     if (fsync(fd) != 0 || close(fd) != 0) {
         unlink(tmp);
-        return fail(err, errlen, "%s: %s", tmp, strerror(errno));
+        return fail_with(err, errlen, "%s: %s", tmp, strerror(errno));
     }
     if (rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
-        return fail(err, errlen, "%s: %s", path, strerror(e));
+        return fail_with(err, errlen, "%s: %s", path, strerror(e));
     }
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
@@ -213,11 +204,11 @@ static int write_atomic(const char *dir, const char *name, const char *data, siz
 }
 
 int tokenizer_save(const struct tokenizer *t, const char *dir, char *err, size_t errlen) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return fail(err, errlen, "%s: %s", dir, strerror(errno));
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return fail_with(err, errlen, "%s: %s", dir, strerror(errno));
     cJSON *j = tokenizer_json(t);
     char *text = j ? cJSON_PrintUnformatted(j) : NULL;
     cJSON_Delete(j);
-    if (!text) return fail(err, errlen, "out of memory");
+    if (!text) return fail_with(err, errlen, "out of memory");
     int rc = write_atomic(dir, "tokenizer.json", text, strlen(text), err, errlen);
     free(text);
     if (rc) return rc;
@@ -225,7 +216,7 @@ int tokenizer_save(const struct tokenizer *t, const char *dir, char *err, size_t
     cJSON *c = default_config(t);
     text = c ? cJSON_Print(c) : NULL;
     cJSON_Delete(c);
-    if (!text) return fail(err, errlen, "out of memory");
+    if (!text) return fail_with(err, errlen, "out of memory");
     rc = write_atomic(dir, "tokenizer_config.json", text, strlen(text), err, errlen);
     free(text);
     return rc;

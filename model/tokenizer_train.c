@@ -17,6 +17,7 @@
  * from a max-heap with lazy deletion: an entry whose count is out of date is
  * re-queued with the current count when it surfaces.
  */
+#include "../sandbox/util.h"
 #include "tokenizer_internal.h"
 
 #include <stdarg.h>
@@ -35,16 +36,6 @@ static const struct {
     {"</tool_call>", 0},  {"<tool_response>", 0}, {"</tool_response>", 0},
 };
 #define N_SPECIALS ((int)(sizeof chat_specials / sizeof chat_specials[0]))
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* --- step 1: distinct words and their counts ----------------------------------- */
 
@@ -329,7 +320,7 @@ struct tokenizer *tokenizer_train(const char *const *texts, const size_t *lens, 
     int want = vocab_size - 256 - N_SPECIALS;
 
     if (want < 0) {
-        fail(err, errlen, "vocab size %d is below the minimum %d (256 bytes + %d special tokens)", vocab_size,
+        fail_with(err, errlen, "vocab size %d is below the minimum %d (256 bytes + %d special tokens)", vocab_size,
              256 + N_SPECIALS, N_SPECIALS);
         return NULL;
     }
@@ -432,7 +423,7 @@ struct tokenizer *tokenizer_train(const char *const *texts, const size_t *lens, 
                   N_SPECIALS, 1, err, errlen);
     goto done;
 oom:
-    fail(err, errlen, "out of memory while training");
+    fail_with(err, errlen, "out of memory while training");
 done:
     for (size_t i = 0; i < ws.n; i++) free(ws.w[i].sym);
     free(ws.w);

@@ -144,3 +144,13 @@ int parse_long(const char *s, long min, long max, long *out) {
     *out = v;
     return 0;
 }
+
+int fail_with(char *err, size_t errlen, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}

@@ -28,6 +28,10 @@ int write_all(int fd, const void *buf, size_t len);
 /* Monotonic clock in milliseconds (fractional). */
 double now_ms(void);
 
+/* Write a message into err (when err and errlen allow) and return -1: the
+ * usual last line of a function that reports errors through (err, errlen). */
+int fail_with(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Parse a decimal integer in [min, max]; 0 on success, -1 otherwise. */
 int parse_long(const char *s, long min, long max, long *out);
 
