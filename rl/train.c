@@ -467,6 +467,24 @@ static void write_episodes(const struct job *j, const char *stage, const struct 
     free(path), free(buf);
 }
 
+/* A rollout engine over the job's model for `nseq` episodes at most in one
+ * batch (64 at most): g must outlive the engine (the generator points at it);
+ * the caller sets g's sampling (temperature, top_p) before stepping. NULL
+ * with err; nothing is left to free then. */
+static struct rl_rollout *open_rollout(struct job *j, int nseq, struct model_gen *g, const struct rl_env_ops *ops,
+                                       char *err, size_t errlen) {
+    if (model_gen_init(g, j->m, j->tok, nseq < 64 ? nseq : 64, j->c.max_context + 1, err, errlen) != 0) return NULL;
+    struct rl_generator gen;
+    struct rl_tokenizer tk;
+    model_gen_generator(g, &gen);
+    model_gen_tokenizer(j->tok, &tk);
+    struct rl_rollout_cfg rc;
+    fill_rollout_cfg(j, &rc);
+    struct rl_rollout *r = rl_rollout_new(&rc, &gen, &tk, ops, err, errlen);
+    if (!r) model_gen_free(g);
+    return r;
+}
+
 /* Greedy episodes on the val tasks, one per task; per-task table. */
 static int evaluate(struct job *j, const char *stage, struct eval_table *out, char *err, size_t errlen) {
     double t0 = now_ms();
@@ -475,21 +493,10 @@ static int evaluate(struct job *j, const char *stage, struct eval_table *out, ch
     struct rl_env_ops ops;
     bio_env_init(&env, &ops);
     struct model_gen g;
-    int slots = n < 64 ? n : 64;
-    if (model_gen_init(&g, j->m, j->tok, slots, j->c.max_context + 1, err, errlen) != 0) return -1;
+    struct rl_rollout *r = open_rollout(j, n, &g, &ops, err, errlen);
+    if (!r) return -1;
     g.temperature = 0; /* greedy: the table measures the policy's mode */
     g.seed = (uint64_t)j->c.seed;
-    struct rl_generator gen;
-    struct rl_tokenizer tk;
-    model_gen_generator(&g, &gen);
-    model_gen_tokenizer(j->tok, &tk);
-    struct rl_rollout_cfg rc;
-    fill_rollout_cfg(j, &rc);
-    struct rl_rollout *r = rl_rollout_new(&rc, &gen, &tk, &ops, err, errlen);
-    if (!r) {
-        model_gen_free(&g);
-        return -1;
-    }
     int *tasks = xcalloc((size_t)n, sizeof *tasks);
     for (int i = 0; i < n; i++) tasks[i] = i;
     struct rl_episode *eps = NULL;
@@ -829,19 +836,9 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
     struct rl_env_ops ops;
     bio_env_init(&env, &ops);
     struct model_gen g;
-    if (model_gen_init(&g, j->m, j->tok, nseq < 64 ? nseq : 64, j->c.max_context + 1, err, errlen) != 0) return -1;
+    struct rl_rollout *r = open_rollout(j, nseq, &g, &ops, err, errlen);
+    if (!r) return -1;
     g.temperature = (float)j->c.temperature, g.top_p = (float)j->c.top_p;
-    struct rl_generator gen;
-    struct rl_tokenizer tk;
-    model_gen_generator(&g, &gen);
-    model_gen_tokenizer(j->tok, &tk);
-    struct rl_rollout_cfg rc;
-    fill_rollout_cfg(j, &rc);
-    struct rl_rollout *r = rl_rollout_new(&rc, &gen, &tk, &ops, err, errlen);
-    if (!r) {
-        model_gen_free(&g);
-        return -1;
-    }
     /* last good state, for NaN/inf recovery */
     size_t P = j->m->n_params;
     float *good_p = xmalloc(P * sizeof(float)), *good_m = xmalloc(P * sizeof(float)), *good_v = xmalloc(P * sizeof(float));
