@@ -11,7 +11,7 @@
 #include "cmd_data.h"
 
 static const char usage_text[] =
-    "usage: viv data build [--out DIR] [--size small|medium|large|N] [--seed S] [--debs DIR] [--jobs N]\n"
+    "usage: viv data build [--out DIR] [--size small|medium|large|N] [--seed S] [--debs DIR] [--jobs N]\n                      [--shapes a,b,...]\n"
     "\n"
     "Downloads Debian's r-bioc-org.hs.eg.db and r-bioc-go.db (apt-get download, cached),\n"
     "extracts org.Hs.eg.sqlite and GO.sqlite into DIR/db, generates tasks of seven shapes\n"
@@ -24,7 +24,7 @@ static const char usage_text[] =
     "                large 3000/300/300, or N: N train, N/8 (at least 2) val and test\n"
     "  --seed S      generator seed (default 1); splits do not depend on it\n"
     "  --debs DIR    where the .deb files are cached (default DIR/debs)\n"
-    "  --jobs N      sandbox jobs run at once while verifying (default: CPUs)\n";
+    "  --jobs N      sandbox jobs run at once while verifying (default: CPUs)\n  --shapes L    only these task shapes (comma-separated; default all seven)\n";
 
 static int usage_error(const char *msg, const char *arg) {
     fprintf(stderr, "viv data: %s%s%s\n%s", msg, arg ? " " : "", arg ? arg : "", usage_text);
@@ -63,6 +63,9 @@ int cmd_data(int argc, char **argv) {
         } else if (strcmp(a, "--seed") == 0) {
             if (parse_long(v, 0, 0x7fffffffffffffffL, &n)) return usage_error("--seed: not a non-negative integer:", v);
             o.seed = (uint64_t)n;
+        } else if (strcmp(a, "--shapes") == 0) {
+            if (data_shapes_check(v, err, sizeof err)) return usage_error(err, NULL);
+            o.shapes = v;
         } else if (strcmp(a, "--jobs") == 0) {
             if (parse_long(v, 1, 64, &n)) return usage_error("--jobs: not an integer in 1-64:", v);
             o.jobs = (int)n;

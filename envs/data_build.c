@@ -412,6 +412,7 @@ static int write_manifest(const struct build_opts *o, const char *out, const str
     cJSON *b = cJSON_AddObjectToObject(m, "build");
     cJSON_AddNumberToObject(b, "seed", (double)o->seed);
     cJSON_AddStringToObject(b, "size", o->size_name);
+    cJSON_AddStringToObject(b, "shapes", o->shapes ? o->shapes : "all");
     cJSON *per = cJSON_AddObjectToObject(b, "requested_per_shape");
     for (int s = 0; s < NSPLITS; s++) cJSON_AddNumberToObject(per, split_names[s], o->want[s]);
     cJSON_AddNumberToObject(b, "seconds", seconds);
@@ -436,6 +437,32 @@ static int write_manifest(const struct build_opts *o, const char *out, const str
     free(text);
     free(path);
     return rc;
+}
+
+bool shape_selected(const char *list, const char *name) {
+    if (!list) return true;
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n)) return true;
+        p += len + (e != NULL);
+    }
+    return false;
+}
+
+int data_shapes_check(const char *list, char *err, size_t errlen) {
+    if (!*list) return snprintf(err, errlen, "--shapes: empty list"), -1;
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        int known = 0;
+        for (int gi = 0; generators[gi].task_name; gi++)
+            known |= strlen(generators[gi].task_name) == len && !strncmp(generators[gi].task_name, p, len);
+        if (!known) return snprintf(err, errlen, "--shapes: unknown task shape '%.*s'", (int)len, p), -1;
+        p += len + (e != NULL);
+    }
+    return 0;
 }
 
 int data_build(const struct build_opts *o) {
@@ -476,6 +503,7 @@ int data_build(const struct build_opts *o) {
     say("loaded %d genes, %d loci, %d GO terms in %.1f s", db.ngenes, db.nloci, db.nterms, (now_ms() - t1) / 1e3);
 
     for (int gi = 0; generators[gi].task_name; gi++) {
+        if (!shape_selected(o->shapes, generators[gi].task_name)) continue;
         struct gen_ctx g = {.task_name = generators[gi].task_name, .out = &tasks};
         g.rng = rng_seed(o->seed, g.task_name);
         memcpy(g.want, o->want, sizeof g.want);

@@ -27,6 +27,7 @@ struct build_opts {
     int want[NSPLITS];     /* tasks per shape and split */
     uint64_t seed;
     int jobs;              /* verification workers */
+    const char *shapes;    /* comma-separated task shapes to build; NULL = all */
     bool progress;
 };
 
@@ -34,6 +35,11 @@ struct build_opts {
 int data_size_parse(const char *s, int want[NSPLITS], char *err, size_t errlen);
 
 /* The whole build. 0 on success, else -1 (the reason is printed). */
+/* Is `name` one of the comma-separated `list`? (NULL list: every name.) */
+bool shape_selected(const char *list, const char *name);
+/* 0 if every name in the comma-separated list is a known shape, else -1 with err. */
+int data_shapes_check(const char *list, char *err, size_t errlen);
+
 int data_build(const struct build_opts *o);
 
 #endif
