@@ -113,3 +113,38 @@ $(BUILD)/test/gpu_hostsim_tests: $(HOSTSIM_C_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hos
 ifneq ($(HOSTSIM_CXX),)
 EXTRA_TESTS += $(BUILD)/test/gpu_hostsim_tests
 endif
+
+# test/gpu/train_gpu_tests.c: the trainer (rl/sft.c, rl/grpo_step.c,
+# rl/model_gen.c) on the CUDA backend (rl/backend_cuda.c) against the same
+# trainer on the CPU backend. Its C side is what test/train links
+# (TRAIN_TEST_SRC, from rl/train.mk, read late through $$), compiled -O2 with
+# VIV_CUDA (no sanitizers: real numerics on both sides, and ASan does not see
+# device memory). Linked twice: against hostsim (every machine, a test of
+# the host code), and against the CUDA objects where nvcc is (skips without
+# a GPU).
+CUDATRAIN_C = test/gpu/train_gpu_tests.c $(TRAIN_TEST_SRC)
+CUDATRAIN_OBJ = $(patsubst %.c,$(BUILD)/cudatrain/%.o,$(CUDATRAIN_C)) $(BUILD)/cudatrain/gen/unicode_tables.o
+
+$(BUILD)/cudatrain/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(@D)
+	gcc -std=gnu11 -O2 -g $(WARN) -c $< -o $@
+
+$(BUILD)/cudatrain/%.o: %.c $$(HEADERS) test/harness.h
+	@mkdir -p $(@D)
+	gcc -std=gnu11 -O2 -g $(WARN) -DVIV_CUDA -c $< -o $@
+
+$(BUILD)/test/train_gpu_hostsim_tests: $$(CUDATRAIN_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hostsim/hostsim.o
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -o $@ $(CUDATRAIN_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hostsim/hostsim.o -lseccomp -lcap -lcjson -lm -lpthread
+
+$(BUILD)/test/train_gpu_tests: $$(CUDATRAIN_OBJ) $(CUDA_OBJ)
+	@mkdir -p $(@D)
+	$(CUDA_CXX) -o $@ $(CUDATRAIN_OBJ) $(CUDA_OBJ) -l:libseccomp.a -l:libcap.a -lcjson $(CUDA_LIBS)
+
+ifneq ($(HOSTSIM_CXX),)
+EXTRA_TESTS += $(BUILD)/test/train_gpu_hostsim_tests
+endif
+cuda: $(if $(HAVE_NVCC),$(BUILD)/test/train_gpu_tests)
+ifeq ($(HAVE_NVCC),1)
+tests: $(BUILD)/test/train_gpu_tests
+endif
