@@ -85,6 +85,9 @@ struct train_backend *train_backend_open(const char *device, struct qwen3 *m, ch
 
 /* 1 if this viv has the CUDA backend (bin/viv-cuda) */
 int train_backend_cuda_built(void);
+/* CUDA devices this process can use: 0 with why (no driver, no device, or
+ * not built with CUDA) */
+int train_backend_cuda_devices(char *why, size_t whylen);
 
 /* Data parallel start-up for --device cuda under mpirun (MPI + NCCL);
  * world 1 otherwise. Call once before train_backend_open. 0 or -1 with err. */

@@ -222,6 +222,8 @@ static struct train_backend *cu_fork(struct train_backend *b) {
 
 int train_backend_cuda_built(void) { return 1; }
 
+int train_backend_cuda_devices(char *why, size_t whylen) { return qwen3_cuda_device_count(why, whylen); }
+
 int train_dist_init(int *argc, char ***argv, int *rank, int *world, char *err, size_t errlen) {
     int local = 0;
     if (!g_dist) {
@@ -247,6 +249,11 @@ int train_dist_barrier(void) {
 #else /* bin/viv: no CUDA */
 
 int train_backend_cuda_built(void) { return 0; }
+
+int train_backend_cuda_devices(char *why, size_t whylen) {
+    snprintf(why, whylen, "this viv was built without CUDA; use bin/viv-cuda");
+    return 0;
+}
 
 int train_dist_init(int *argc, char ***argv, int *rank, int *world, char *err, size_t errlen) {
     (void)argc, (void)argv, (void)err, (void)errlen;

@@ -1077,13 +1077,13 @@ static int file_exists(const char *p) {
     return stat(p, &st) == 0;
 }
 
-/* 1 when an MPI launcher (Open MPI, MPICH / PMI, PMIx, Slurm's srun with
- * PMI) started this process as one of several ranks. */
-static int launched_by_mpi(void) {
+/* The world size an MPI launcher (Open MPI, MPICH / PMI, PMIx, Slurm's
+ * srun with PMI) gave this process; 0 when none started it. */
+static int mpi_launch_size(void) {
     static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE"};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
         const char *v = getenv(vars[i]);
-        if (v && atoi(v) > 1) return 1;
+        if (v && atoi(v) > 0) return atoi(v);
     }
     return 0;
 }
@@ -1142,8 +1142,13 @@ static int run_job(struct train_cfg *c) {
     int rank = 0, world = 1;
     par_set_threads(c->threads);
     char *train_path = xasprintf("%s/tasks/train.jsonl", c->data), *val_path = xasprintf("%s/tasks/val.jsonl", c->data);
-    /* 0. data parallel: under an MPI launcher with --device cuda, one rank per GPU */
-    if (launched_by_mpi()) {
+    /* 0. the device, and data parallel: under an MPI launcher with --device cuda,
+     * one rank per GPU (MPI + NCCL; a launch of one rank runs the same path) */
+    if (!strcmp(c->device, "cuda") && train_backend_cuda_devices(err, sizeof err) <= 0) {
+        fprintf(stderr, "viv %s: --device cuda: no CUDA device (%s)\n", cmd, err);
+        goto out;
+    }
+    if (mpi_launch_size() > 1 || (mpi_launch_size() == 1 && !strcmp(c->device, "cuda"))) {
         if (strcmp(c->device, "cuda")) {
             fprintf(stderr, "viv %s: started by mpirun: data-parallel training needs --device cuda (bin/viv-cuda)\n", cmd);
             goto out;

@@ -148,3 +148,14 @@ cuda: $(if $(HAVE_NVCC),$(BUILD)/test/train_gpu_tests)
 ifeq ($(HAVE_NVCC),1)
 tests: $(BUILD)/test/train_gpu_tests
 endif
+
+# viv itself with the CUDA backend's host code over hostsim: `viv train
+# --device cuda` end to end on a machine without a GPU (test/gpu/run.sh
+# copies it next to bin/vivd). A test double, not a GPU binary: the CUDA
+# kernels are hostsim.cc's loops.
+$(BUILD)/test/viv_hostsim: $$(CUDA_HOST_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hostsim/hostsim.o
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -o $@ $(CUDA_HOST_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hostsim/hostsim.o -lseccomp -lcap -lcjson -lm -lpthread
+ifneq ($(HOSTSIM_CXX),)
+EXTRA_TESTS += $(BUILD)/test/viv_hostsim
+endif
