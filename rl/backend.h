@@ -92,7 +92,9 @@ int train_backend_cuda_devices(char *why, size_t whylen);
 /* Data parallel start-up for --device cuda under mpirun (MPI + NCCL);
  * world 1 otherwise. Call once before train_backend_open. 0 or -1 with err. */
 int train_dist_init(int *argc, char ***argv, int *rank, int *world, char *err, size_t errlen);
-void train_dist_finalize(void);
+/* failed: this rank is ending on an error; with several ranks the whole job
+ * is aborted (the others may be waiting in a collective) */
+void train_dist_finalize(int failed);
 /* rank 0's n bytes to every rank / wait for every rank (no-ops in a world of one) */
 int train_dist_bcast(void *buf, size_t n);
 int train_dist_barrier(void);

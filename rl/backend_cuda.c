@@ -30,7 +30,7 @@
 #ifdef VIV_CUDA
 #include "../model/cuda/qwen3_cuda.h"
 
-static int g_rank = 0, g_world = 1, g_dist = 0;
+static int g_rank = 0, g_world = 1, g_local = 0, g_dist = 0; /* g_local: this rank's GPU */
 
 struct cuda_impl {
     struct qwen3_cuda *g;
@@ -180,7 +180,7 @@ static const struct train_backend_ops cuda_ops = {
 };
 
 static struct train_backend *cuda_open(struct qwen3 *m, char *err, size_t errlen) {
-    struct qwen3_cuda_opts o = {.device = -1, .recompute = 0};
+    struct qwen3_cuda_opts o = {.device = g_local, .recompute = 0};
     struct qwen3_cuda *g = qwen3_cuda_create(m, &o, err, errlen);
     if (!g) return NULL;
     struct train_backend *b = xcalloc(1, sizeof *b);
@@ -206,7 +206,7 @@ static struct train_backend *cu_fork(struct train_backend *b) {
         qwen3_free(h);
         return NULL;
     }
-    struct qwen3_cuda_opts o = {.device = -1, .recompute = 0};
+    struct qwen3_cuda_opts o = {.device = g_local, .recompute = 0};
     struct qwen3_cuda *g = qwen3_cuda_create(h, &o, b->err, sizeof b->err);
     if (!g) {
         qwen3_free(h);
@@ -225,16 +225,19 @@ int train_backend_cuda_built(void) { return 1; }
 int train_backend_cuda_devices(char *why, size_t whylen) { return qwen3_cuda_device_count(why, whylen); }
 
 int train_dist_init(int *argc, char ***argv, int *rank, int *world, char *err, size_t errlen) {
-    int local = 0;
     if (!g_dist) {
-        if (qwen3_dist_init(argc, argv, &g_rank, &g_world, &local, err, errlen) != 0) return -1;
+        if (qwen3_dist_init(argc, argv, &g_rank, &g_world, &g_local, err, errlen) != 0) return -1;
         g_dist = 1;
     }
     *rank = g_rank, *world = g_world;
     return 0;
 }
 
-void train_dist_finalize(void) {
+void train_dist_finalize(int failed) {
+    if (g_dist && failed && g_world > 1) {
+        fprintf(stderr, "viv: rank %d failed: aborting all %d ranks\n", g_rank, g_world);
+        qwen3_dist_abort(1);
+    }
     if (g_dist) qwen3_dist_finalize();
     g_dist = 0;
 }
@@ -261,7 +264,7 @@ int train_dist_init(int *argc, char ***argv, int *rank, int *world, char *err, s
     return 0;
 }
 
-void train_dist_finalize(void) {}
+void train_dist_finalize(int failed) { (void)failed; }
 
 int train_dist_bcast(void *buf, size_t n) {
     (void)buf, (void)n;

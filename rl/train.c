@@ -729,7 +729,8 @@ static int sft_phase(struct job *j, struct sft_set *set, char *err, size_t errle
         toks += ex[i].n;
         for (int t = 0; t < ex[i].n; t++) masked += ex[i].mask[t];
     }
-    fprintf(stderr, "sft: %d trajectories, %ld tokens (%ld assistant tokens trained on)\n", n, toks, masked);
+    int quiet = j->be->rank != 0; /* rank 0 alone reports */
+    if (!quiet) fprintf(stderr, "sft: %d trajectories, %ld tokens (%ld assistant tokens trained on)\n", n, toks, masked);
     struct adamw_config ac;
     adamw_defaults(&ac);
     ac.lr = (float)j->c.sft_lr;
@@ -745,12 +746,12 @@ static int sft_phase(struct job *j, struct sft_set *set, char *err, size_t errle
     }
     struct sft_progress pr = {.tty = isatty(2), .t0 = now_ms()};
     struct sft_opts so = {.epochs = j->c.sft_epochs, .batch = j->c.sft_batch, .max_len = j->c.max_context,
-                          .seed = (uint64_t)j->c.seed, .on_step = sft_on_step, .arg = &pr};
+                          .seed = (uint64_t)j->c.seed, .on_step = quiet ? NULL : sft_on_step, .arg = &pr};
     float loss = sft_train(j->be, ex, n, &so, err, errlen);
     for (int i = 0; i < n; i++) chat_free(&ex[i]);
     free(ex);
     if (isnan(loss)) return -1;
-    fprintf(stderr, "sft: done, last epoch's mean loss %.4f, %.1f s\n", loss, (now_ms() - pr.t0) / 1000.0);
+    if (!quiet) fprintf(stderr, "sft: done, last epoch's mean loss %.4f, %.1f s\n", loss, (now_ms() - pr.t0) / 1000.0);
     return 0;
 }
 
@@ -1344,7 +1345,7 @@ out:
     if (j.train.t) taskset_free(&j.train);
     if (j.val.t) taskset_free(&j.val);
     free(j.dir), free(ckpt), free(train_path), free(val_path);
-    train_dist_finalize();
+    train_dist_finalize(rc != 0);
     return rc;
 }
 

@@ -100,6 +100,10 @@ extern "C" int qwen3_dist_bcast(void *buf, size_t n) {
     return 0;
 }
 
+extern "C" void qwen3_dist_abort(int code) {
+    if (g_inited && g_world > 1) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
 extern "C" void qwen3_dist_finalize(void) {
     if (g_inited && g_world > 1) ncclCommDestroy(g_comm);
     g_inited = 0;
@@ -142,6 +146,8 @@ extern "C" int qwen3_dist_bcast(void *buf, size_t n) {
 }
 
 extern "C" void qwen3_dist_finalize(void) {}
+
+extern "C" void qwen3_dist_abort(int code) { (void)code; }
 
 #endif
 

@@ -133,6 +133,8 @@ int qwen3_dist_compiled(void); /* 1 when built with MPI + NCCL */
  * copied to every rank. 0 or -1. */
 int qwen3_dist_allreduce_sum(double *v, int n);
 int qwen3_dist_bcast(void *buf, size_t n);
+/* End every rank now (one rank failed; the others may wait in a collective). */
+void qwen3_dist_abort(int code);
 
 /* ---- inference with a per-sequence KV cache -------------------------------------
  * Same contract as qwen3_kv_forward: n rows, token[i] for slot[i], logits of

@@ -7,7 +7,10 @@
 # backend), and `viv train --device cuda` end to end (build/test/viv_hostsim:
 # viv with the CUDA backend over hostsim): it completes, skips an injected
 # NaN step, resumes, writes an HF checkpoint that the CPU model loads, and
-# its first SFT loss is the CPU run's.
+# its first SFT loss is the CPU run's. Where MPI is installed, data parallel
+# over hostsim with MPI standing in for NCCL: train_dp_tests.c (2 ranks
+# split SFT batches and GRPO groups: the same update as one rank) and
+# `mpirun -np 2 viv train --device cuda` end to end.
 # On any machine with nvcc (/usr/local/cuda/bin/nvcc):
 #   - the CUDA objects, bin/viv-cuda and build/test/gpu_tests compile and link
 #   - bin/viv-cuda links the CUDA runtime statically and resolves every library
@@ -136,6 +139,37 @@ if [ -x build/test/train_gpu_hostsim_tests ] && [ -x build/test/viv_hostsim ] &&
       echo "not ok - hostsim: viv sft first loss: cuda '$lg' (status $rg) cpu '$lc' (status $rc_)"; fail=1
     fi
   fi
+  # data parallel over hostsim (MPI in place of NCCL)
+  MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
+  if [ ! -x build/test/train_dp_hostsim_tests ] || [ ! -x build/test/viv_hostsim_mpi ]; then
+    echo "skip - hostsim data parallel: not built (needs MPI: libopenmpi-dev)"
+  elif ! command -v mpirun >/dev/null; then
+    echo "skip - hostsim data parallel: no mpirun (openmpi-bin)"
+  elif ! timeout 60 "${MPIRUN[@]}" -np 2 true >/dev/null 2>&1; then
+    echo "skip - hostsim data parallel: mpirun cannot start 2 ranks here"
+  else
+    timeout 300 "${MPIRUN[@]}" -np 2 build/test/train_dp_hostsim_tests 2>"$tmp/dp.err" | sed -E 's/^(ok|not ok|skip) - /\1 - hostsim: /'
+    [ "${PIPESTATUS[0]}" = 0 ] || { fail=1; echo "# $(tail -3 "$tmp/dp.err" | tr '\n' ' ')"; }
+    mkdir -p "$tmp/mbin" && cp build/test/viv_hostsim_mpi "$tmp/mbin/viv" && ln -s "$PWD/bin/vivd" "$tmp/mbin/vivd"
+    if [ -f "$DATA/tasks/train.jsonl" ] && e2e_train hostsim-mpirun-np2 "$tmp/mbin/viv" timeout 300 "${MPIRUN[@]}" -np 2; then
+      e=$tmp/hostsim-mpirun-np2.err
+      l2=$(sed -n 's/^sft: step 1\/[0-9]* loss \([0-9.]*\).*/\1/p' "$e")
+      l1=$(sed -n 's/^sft: step 1\/[0-9]* loss \([0-9.]*\).*/\1/p' "$tmp/hostsim-train.err")
+      eps=$(/usr/bin/python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["episodes"])' \
+            "$tmp/runs/hostsim-mpirun-np2/metrics.jsonl")
+      if ! grep -q 'data parallel over 2 ranks' "$e"; then
+        echo "not ok - hostsim-mpirun-np2: no 'data parallel over 2 ranks'"; fail=1
+      elif [ "$(grep -c '^sft: done' "$e")" != 1 ] || [ "$(grep -c '^eval (after_rl): accuracy' "$e")" != 1 ]; then
+        echo "not ok - hostsim-mpirun-np2: ranks other than 0 reported SFT or evaluated"; fail=1
+      elif [ "$eps" != 4 ]; then
+        echo "not ok - hostsim-mpirun-np2: step 1 logged $eps episodes, not both ranks' 4"; fail=1
+      elif [ -z "$l1" ] || [ "$l2" != "$l1" ]; then
+        echo "not ok - hostsim-mpirun-np2: first SFT loss $l2 over 2 ranks, $l1 on one"; fail=1
+      else
+        echo "ok - hostsim-mpirun-np2: 2 ranks split SFT and rollouts (first SFT loss $l2 = one rank's), rank 0 alone reports"
+      fi
+    fi
+  fi
 elif ! command -v g++ >/dev/null && ! command -v clang++ >/dev/null; then
   echo "skip - hostsim trainer: no C++ compiler (g++ or clang++) to build it"
 else
@@ -147,7 +181,7 @@ if [ ! -x "$NVCC" ]; then
   exit $fail
 fi
 
-if make -s bin/viv-cuda build/test/gpu_tests build/test/train_gpu_tests >"$tmp/make.log" 2>&1; then
+if make -s bin/viv-cuda build/test/gpu_tests build/test/train_gpu_tests build/test/train_dp_tests >"$tmp/make.log" 2>&1; then
   echo "ok - CUDA objects, bin/viv-cuda and gpu_tests compile and link (nvcc $("$NVCC" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'))"
 else
   echo "not ok - CUDA build: $(tail -5 "$tmp/make.log" | tr '\n' ' ')"
@@ -199,12 +233,18 @@ if [ "$ndev" = 0 ]; then
   echo "skip - mpirun data-parallel training smoke run: no CUDA device ($why)"
   echo "skip - viv-cuda train --device cuda end to end: no CUDA device ($why)"
   echo "skip - mpirun viv-cuda train --device cuda (data parallel): no CUDA device ($why)"
+  echo "skip - data parallel vs one rank on GPUs (train_dp_tests): no CUDA device ($why)"
   exit $fail
 fi
 
 # ---- with a GPU ----
 build/test/gpu_tests || fail=1
 build/test/train_gpu_tests || fail=1
+if [ "$ndev" -ge 2 ] && command -v mpirun >/dev/null && bin/viv-cuda cuda info | grep -q 'MPI + NCCL): built in'; then
+  mpirun --allow-run-as-root --oversubscribe -np 2 build/test/train_dp_tests || fail=1
+else
+  echo "skip - data parallel vs one rank on GPUs (train_dp_tests): needs 2 GPUs and MPI + NCCL"
+fi
 if have_data && [ -x bin/vivd ]; then
   e2e_train viv-cuda-train "$PWD/bin/viv-cuda"
   if command -v mpirun >/dev/null && bin/viv-cuda cuda info | grep -q 'MPI + NCCL): built in'; then
