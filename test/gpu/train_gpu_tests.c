@@ -9,8 +9,8 @@
  *   grpo_cpu_vs_cuda       grpo_update on sampled groups: loss, ratio (1 on-policy),
  *                          entropy, grad norm, tokens, and the updated weights
  *   gen_cuda_logprobs      model_gen over the GPU KV cache: the sampling log-probs
- *                          (temperature 1) equal the CPU training forward's on the same
- *                          tokens; greedy decoding starts as the CPU generator's; prefix
+ *                          (temperature 1) equal the CPU training forward's and the GPU
+ *                          training forward's on the same tokens; greedy decoding starts as the CPU generator's; prefix
  *                          reuse of a second turn changes nothing
  *   nan_restore_cuda       a poisoned weight: params_finite sees it, grpo_update takes no
  *                          step, restore brings back the snapshot
@@ -274,7 +274,7 @@ static void gen_cuda_logprobs(void) {
     }
     CHECK(gen.generate(gen.ctx, q, 2) == 0, "generate");
     CHECK(q[0].n_out == 20 && q[1].n_out == 12, "n_out %d %d", q[0].n_out, q[1].n_out);
-    double worst = 0;
+    double worst = 0, worst_g = 0;
     for (int r = 0; r < 2; r++) { /* oracle: the CPU training forward on the same tokens */
         int n0 = r ? 3 : 5, T = n0 + q[r].n_out;
         int32_t ids[40], tg[40];
@@ -283,8 +283,13 @@ static void gen_cuda_logprobs(void) {
         for (int t = 0; t < T; t++) tg[t] = t + 1 < T && t + 1 >= n0 ? ids[t + 1] : -1;
         CHECK(qwen3_logprobs(mc, ids, tg, 1, T, ref) == 0, "cpu logprobs");
         for (int k = 0; k < q[r].n_out; k++) worst = fmax(worst, fabs(ref[n0 - 1 + k] - lp[r][k]));
+        /* and the GPU's own training forward, which GRPO's ratio sets against these */
+        float gref[40];
+        CHECK(!isnan(bg->ops->forward(bg, ids, tg, 1, T)) && bg->ops->last_logprobs(bg, gref) == 0, "gpu forward");
+        for (int k = 0; k < q[r].n_out; k++) worst_g = fmax(worst_g, fabs(gref[n0 - 1 + k] - lp[r][k]));
     }
     CHECK(worst < 0.05, "sampling log-probs differ from the CPU forward's by %g nats", worst);
+    CHECK(worst_g < 0.05, "sampling log-probs differ from the GPU training forward's by %g nats", worst_g);
     /* a second turn reuses the slot's prefix and draws what a fresh slot draws */
     int ctx2[30], o3[8], o4[8];
     float l3[8], l4[8];
@@ -314,7 +319,7 @@ static void gen_cuda_logprobs(void) {
     qg.out_tokens = og, qg.out_logprobs = lg;
     CHECK(genc.generate(genc.ctx, &qc, 1) == 0 && gen.generate(gen.ctx, &qg, 1) == 0, "greedy");
     CHECK(oc[0] == og[0], "greedy first token cpu %d cuda %d", oc[0], og[0]);
-    printf("# gen: worst sampling log-prob error %.4f nats\n", worst);
+    printf("# gen: worst sampling log-prob error %.4f nats vs the CPU forward, %.4f vs the GPU's\n", worst, worst_g);
     model_gen_free(&gc), model_gen_free(&g);
     train_backend_free(bg);
     qwen3_free(mc), qwen3_free(mg);
