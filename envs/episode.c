@@ -109,6 +109,11 @@ void episode_push_message(struct episode *ep, const char *text, size_t len) {
     case PROTO_EXECUTE:
         free(ep->code);
         ep->code = proto_select_tool(m.code, &ep->tool);
+        if (ep->tool == PROTO_TOOL_PYTHON) {
+            char *c = proto_with_task_inputs(ep->task->meta, ep->code);
+            free(ep->code);
+            ep->code = c;
+        }
         if (ep->tool == PROTO_TOOL_R) {
             free(ep->last_stdout);
             ep->last_stdout = xstrdup("");

@@ -64,4 +64,11 @@ void mc_layout(struct rng *r, const char *const *opts, int n, int correct, int c
 /* JSON array of strings for meta. */
 cJSON *json_strings(const char *const *v, int n);
 
+/* The options of a multiple-choice task as TASK["options"]: {"A": text, ...}
+ * in letter order (opts[i] is shown under letters[i], as mc_layout left them). */
+cJSON *mc_options_json(const char *const *opts, const char *letters, int n);
+/* The prompt's sentence about TASK (protocol.h: proto_with_task_inputs),
+ * naming the keys of `inputs`. */
+void sb_task_inputs_note(struct sb *b, const cJSON *inputs);
+
 #endif

@@ -74,3 +74,21 @@ cJSON *json_strings(const char *const *v, int n) {
     for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateString(v[i]));
     return a;
 }
+
+cJSON *mc_options_json(const char *const *opts, const char *letters, int n) {
+    cJSON *o = cJSON_CreateObject();
+    for (int pos = 0; pos < n; pos++)
+        for (int i = 0; i < n; i++)
+            if (letters[i] == 'A' + pos) {
+                char l[2] = {letters[i], 0};
+                cJSON_AddStringToObject(o, l, opts[i]);
+            }
+    return o;
+}
+
+void sb_task_inputs_note(struct sb *b, const cJSON *inputs) {
+    sb_puts(b, "In the Python tool the dict TASK already holds this question's inputs (keys:");
+    int i = 0;
+    for (const cJSON *it = inputs ? inputs->child : NULL; it; it = it->next) sb_printf(b, "%s \"%s\"", i++ ? "," : "", it->string);
+    sb_puts(b, "; \"options\" maps each option letter to its text).");
+}

@@ -9,8 +9,10 @@
  * org.Hs.eg.db really has no such identifier for, and then every listed
  * value belongs to other genes and "Insufficient information" is right.
  * Decoy values come from other genes and are never linked to the asked gene.
- * The reference solution is one SQL query (the sql tool's @db is
- * org.Hs.eg.sqlite).
+ * The task's inputs (the gene or GO term, and the options) are also given
+ * as TASK in the Python tool (meta.inputs; protocol.h), and the reference
+ * solution is Python: one parameterised org.Hs.eg.db query for the values
+ * linked to the gene, then the option among them.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,21 +25,20 @@ enum qkind { Q_ENSEMBL, Q_UNIPROT, Q_BAND, Q_KEGG, Q_GO, NQ };
 struct qdef {
     const char *kind;
     const char *q_before, *q_after; /* the question around "SYMBOL (gene name)" */
-    const char *subquery;           /* values linked to the gene, ends "symbol = " */
     const char *prefix;             /* shown before each value */
+    const char *query;              /* the values as shown, for the gene TASK["gene"] (?) */
 };
 
 static const struct qdef qdefs[Q_GO] = {
-    {"ensembl", "Which Ensembl gene ID does org.Hs.eg.db assign to the human gene ", "?",
-     "SELECT e.ensembl_id FROM ensembl e JOIN gene_info i ON i._id = e._id WHERE i.symbol = ", ""},
-    {"uniprot", "Which UniProt accession does org.Hs.eg.db map to the human gene ", "?",
-     "SELECT u.uniprot_id FROM uniprot u JOIN gene_info i ON i._id = u._id WHERE i.symbol = ", ""},
-    {"band", "On which cytogenetic band does org.Hs.eg.db place the human gene ", "?",
+    {"ensembl", "Which Ensembl gene ID does org.Hs.eg.db assign to the human gene ", "?", "",
+     "SELECT e.ensembl_id FROM ensembl e JOIN gene_info i ON i._id = e._id WHERE i.symbol = ?"},
+    {"uniprot", "Which UniProt accession does org.Hs.eg.db map to the human gene ", "?", "",
+     "SELECT u.uniprot_id FROM uniprot u JOIN gene_info i ON i._id = u._id WHERE i.symbol = ?"},
+    {"band", "On which cytogenetic band does org.Hs.eg.db place the human gene ", "?", "",
      "SELECT c.cytogenetic_location FROM cytogenetic_locations c JOIN gene_info i ON i._id = c._id"
-     " WHERE i.symbol = ",
-     ""},
-    {"kegg", "Which KEGG pathway does org.Hs.eg.db list the human gene ", " in?",
-     "SELECT k.path_id FROM kegg k JOIN gene_info i ON i._id = k._id WHERE i.symbol = ", "hsa"},
+     " WHERE i.symbol = ?"},
+    {"kegg", "Which KEGG pathway does org.Hs.eg.db list the human gene ", " in?", "hsa",
+     "SELECT 'hsa' || k.path_id FROM kegg k JOIN gene_info i ON i._id = k._id WHERE i.symbol = ?"},
 };
 
 static const struct strsets *sets_for(const struct biodb *db, enum qkind k) {
@@ -123,36 +124,34 @@ void gen_dbqa(const struct biodb *db, struct gen_ctx *g) {
         } else {
             sb_printf(&q, "%s%s (%s)%s", qdefs[k].q_before, ge->symbol, ge->name, qdefs[k].q_after);
         }
+        char gid2[16];
+        cJSON *inputs = cJSON_CreateObject();
+        if (k == Q_GO) cJSON_AddStringToObject(inputs, "go_id", go_id(term, gid2));
+        else cJSON_AddStringToObject(inputs, "gene", ge->symbol);
+        cJSON_AddItemToObject(inputs, "options", mc_options_json((const char *const *)shown, letters, 5));
+        struct sb note = {0};
+        sb_task_inputs_note(&note, inputs);
         struct sb p = {0};
         sb_printf(&p,
                   "The following is a multiple choice question about human gene annotation; answer it "
-                  "from org.Hs.eg.db. " PROMPT_DB_NOTE "\n\nQuestion: %s\nOptions:\n%s\n"
+                  "from org.Hs.eg.db. " PROMPT_DB_NOTE " %s\n\nQuestion: %s\nOptions:\n%s\n"
                   "Output format: the letter of the correct option alone, e.g. A.",
-                  q.s, opts.s);
+                  note.s, q.s, opts.s);
 
-        struct sb sub = {0}, c = {0};
-        if (k == Q_GO) {
-            sb_puts(&sub, "SELECT i.symbol FROM gene_info i JOIN go_bp_all a ON a._id = i._id WHERE a.go_id = ");
-            sb_sqlstr(&sub, go_id(term, gid));
-        } else {
-            sb_puts(&sub, qdefs[k].subquery);
-            sb_sqlstr(&sub, ge->symbol);
-        }
-        sb_puts(&c, "-- The option whose value org.Hs.eg.db links to the question's gene or term;\n"
-                    "-- when none is, the answer is \"Insufficient information\".\n"
-                    "WITH options(letter, value) AS (VALUES ");
-        for (int i = 0; i < 4; i++) {
-            char l[2] = {letters[i], 0};
-            sb_printf(&c, "%s(", i ? ", " : "");
-            sb_sqlstr(&c, l);
-            sb_puts(&c, ", ");
-            sb_sqlstr(&c, vals[i]);
-            sb_puts(&c, ")");
-        }
+        struct sb c = {0};
         sb_printf(&c,
-                  ")\nSELECT CASE count(*) WHEN 1 THEN max(letter) WHEN 0 THEN '%c' ELSE 'ambiguous' END AS answer\n"
-                  "FROM options WHERE value IN (%s);\n",
-                  letters[4], sub.s);
+                  "# The option whose value org.Hs.eg.db links to the question's %s; when none is,\n"
+                  "# the answer is \"Insufficient information\".\n"
+                  "import sqlite3\n"
+                  "db = sqlite3.connect(\"" JAIL_DB_DIR "/org.Hs.eg.sqlite\")\n"
+                  "linked = {row[0] for row in db.execute(\"%s\", (TASK[\"%s\"],))}\n"
+                  "hits = [letter for letter, text in TASK[\"options\"].items() if text in linked]\n"
+                  "none = [letter for letter, text in TASK[\"options\"].items() if text.startswith(\"Insufficient\")]\n"
+                  "print(hits[0] if len(hits) == 1 else none[0] if not hits else \"ambiguous\")\n",
+                  k == Q_GO ? "GO term" : "gene",
+                  k == Q_GO ? "SELECT i.symbol FROM gene_info i JOIN go_bp_all a ON a._id = i._id WHERE a.go_id = ?"
+                            : qdefs[k].query,
+                  k == Q_GO ? "go_id" : "gene");
 
         cJSON *meta = cJSON_CreateObject();
         cJSON_AddStringToObject(meta, "kind", k == Q_GO ? "go" : qdefs[k].kind);
@@ -161,8 +160,9 @@ void gen_dbqa(const struct biodb *db, struct gen_ctx *g) {
         if (k == Q_GO) cJSON_AddStringToObject(meta, "go_id", go_id(term, gid));
         cJSON_AddBoolToObject(meta, "insufficient", insufficient);
         cJSON_AddStringToObject(meta, "correct_value", insufficient ? INSUFFICIENT : shown[0]);
+        cJSON_AddItemToObject(meta, "inputs", inputs);
         for (int i = 0; i < 5; i++) free(shown[i]);
-        free(sb_take(&q)), free(sb_take(&opts)), free(sb_take(&sub));
-        gen_emit(g, s, "lab_bench_dbqa", sb_take(&p), xstrdup(answer), "sql", sb_take(&c), meta);
+        free(sb_take(&q)), free(sb_take(&opts)), free(sb_take(&note));
+        gen_emit(g, s, "lab_bench_dbqa", sb_take(&p), xstrdup(answer), "python", sb_take(&c), meta);
     }
 }

@@ -9,7 +9,9 @@
  * recognition sites of a palindromic restriction enzyme. Decoys are the
  * mistakes people make (reverse without complement, complement without
  * reverse, off-by-one counts, a changed residue). Tasks split by a hash of
- * their sequence.
+ * their sequence. The sequence, the enzyme's site and the options are the
+ * task's inputs (TASK in the Python tool; protocol.h), which the reference
+ * solution reads.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +65,7 @@ static bool distinct(char **v, int n) {
 
 /* Build the four value options (opts[0] correct), the question, and the
  * Python that computes the correct value into `value`. 0, or -1 to retry. */
-static int build(struct rng *r, enum skind k, char *seq, char **opts, struct sb *q, struct sb *py) {
+static int build(struct rng *r, enum skind k, char *seq, char **opts, struct sb *q, struct sb *py, const char **site) {
     char buf[512];
     if (k == S_REVCOMP) {
         int n = 18 + (int)rng_below(r, 13);
@@ -137,6 +139,7 @@ static int build(struct rng *r, enum skind k, char *seq, char **opts, struct sb 
                     "    value += aa\n");
     } else {
         const struct enzyme *e = &enzymes[rng_below(r, NENZ)];
+        *site = e->site;
         int n = 60 + (int)rng_below(r, 91), planted = (int)rng_below(r, 4);
         size_t m = strlen(e->site);
         random_dna(r, seq, n);
@@ -154,8 +157,8 @@ static int build(struct rng *r, enum skind k, char *seq, char **opts, struct sb 
                   "contain? The site is palindromic, so count each site once (overlapping sites count "
                   "separately).",
                   e->name, e->site, seq);
-        sb_printf(py, "site = \"%s\"\n"
-                      "value = str(sum(seq.startswith(site, i) for i in range(len(seq))))\n", e->site);
+        sb_puts(py, "site = TASK[\"site\"]\n"
+                    "value = str(sum(seq.startswith(site, i) for i in range(len(seq))))\n");
     }
     return distinct(opts, 4) ? 0 : -1;
 }
@@ -168,7 +171,8 @@ void gen_seqqa(const struct biodb *db, struct gen_ctx *g) {
         char seq[256];
         char *opts[5] = {0};
         struct sb q = {0}, py = {0};
-        int rc = build(&g->rng, k, seq, opts, &q, &py);
+        const char *site = NULL;
+        int rc = build(&g->rng, k, seq, opts, &q, &py, &site);
         enum split s = split_of("seq", seq);
         if (rc || !gen_wants(g, s)) {
             for (int i = 0; i < 4; i++) free(opts[i]);
@@ -181,33 +185,32 @@ void gen_seqqa(const struct biodb *db, struct gen_ctx *g) {
         mc_layout(&g->rng, (const char *const *)opts, 5, 0, g->have[s] % 5, &o, letters);
         char answer[2] = {letters[0], 0};
 
+        cJSON *inputs = cJSON_CreateObject();
+        cJSON_AddStringToObject(inputs, "sequence", seq);
+        if (site) cJSON_AddStringToObject(inputs, "site", site);
+        cJSON_AddItemToObject(inputs, "options", mc_options_json((const char *const *)opts, letters, 5));
+        struct sb note = {0};
+        sb_task_inputs_note(&note, inputs);
         struct sb p = {0};
         sb_printf(&p,
-                  "The following is a multiple choice question about a DNA sequence.\n\nQuestion: %s\n"
+                  "The following is a multiple choice question about a DNA sequence. %s\n\nQuestion: %s\n"
                   "Options:\n%s\nOutput format: the letter of the correct option alone, e.g. A.",
-                  q.s, o.s);
+                  note.s, q.s, o.s);
         struct sb c = {0};
-        sb_printf(&c, "# Compute the %s of the sequence, then find the option that equals it.\nseq = ",
-                  skind_names[k]);
-        sb_pystr(&c, seq);
-        sb_puts(&c, "\n");
-        sb_puts(&c, py.s);
-        sb_puts(&c, "options = {");
-        for (int i = 0; i < 5; i++) {
-            sb_printf(&c, "%s\"%c\": ", i ? ", " : "", letters[i]);
-            sb_pystr(&c, opts[i]);
-        }
-        sb_puts(&c, "}\n"
-                    "print(\"computed:\", value)\n"
-                    "hits = [letter for letter, text in options.items() if text == value]\n"
-                    "print(hits[0] if len(hits) == 1 else \"no single option matches\")\n");
+        sb_printf(&c, "# Compute the %s of the sequence, then find the option that equals it.\n"
+                      "seq = TASK[\"sequence\"]\n%s"
+                      "print(\"computed:\", value)\n"
+                      "hits = [letter for letter, text in TASK[\"options\"].items() if text == value]\n"
+                      "print(hits[0] if len(hits) == 1 else \"no single option matches\")\n",
+                  skind_names[k], py.s);
 
         cJSON *meta = cJSON_CreateObject();
         cJSON_AddStringToObject(meta, "kind", skind_names[k]);
         cJSON_AddStringToObject(meta, "sequence", seq);
         cJSON_AddStringToObject(meta, "correct_value", opts[0]);
+        cJSON_AddItemToObject(meta, "inputs", inputs);
         for (int i = 0; i < 5; i++) free(opts[i]);
-        free(sb_take(&q)), free(sb_take(&py)), free(sb_take(&o));
+        free(sb_take(&q)), free(sb_take(&py)), free(sb_take(&o)), free(sb_take(&note));
         gen_emit(g, s, "lab_bench_seqqa", sb_take(&p), xstrdup(answer), "python", sb_take(&c), meta);
     }
 }

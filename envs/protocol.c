@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "../sandbox/util.h"
 
 const char *const proto_correction_text =
@@ -272,4 +274,35 @@ int proto_format_reward(const char *const *msgs, const size_t *lens, int n, char
     }
     if (why && whylen) why[0] = 0;
     return 1;
+}
+
+/* ---- task inputs in the Python tool ------------------------------------------------ */
+
+/* One line defining TASK from the JSON text of `inputs`: the JSON text is
+ * written as a double-quoted literal that Python reads back unchanged (JSON
+ * string escapes are Python string escapes). One line, so the agent's own
+ * line numbers in a traceback are off by exactly one. */
+static char *python_prelude(const cJSON *inputs) {
+    char *json = cJSON_PrintUnformatted(inputs);
+    if (!json) return NULL;
+    size_t n = strlen(json), k = 0;
+    char *out = xmalloc(64 + 6 * n);
+    k += (size_t)sprintf(out, "TASK = __import__(\"json\").loads(\"");
+    for (const unsigned char *p = (const unsigned char *)json; *p; p++) {
+        if (*p == '"' || *p == '\\') out[k++] = '\\', out[k++] = (char)*p;
+        else if (*p < 0x20 || *p == 0x7f) k += (size_t)sprintf(out + k, "\\u%04x", *p);
+        else out[k++] = (char)*p;
+    }
+    k += (size_t)sprintf(out + k, "\")\n");
+    out[k] = 0;
+    free(json);
+    return out;
+}
+
+char *proto_with_task_inputs(const cJSON *meta, const char *code) {
+    const cJSON *inputs = meta ? cJSON_GetObjectItemCaseSensitive(meta, "inputs") : NULL;
+    char *pre = cJSON_IsObject(inputs) ? python_prelude(inputs) : NULL;
+    char *r = xasprintf("%s%s", pre ? pre : "", code ? code : "");
+    free(pre);
+    return r;
 }

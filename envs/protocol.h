@@ -71,6 +71,15 @@ void proto_msg_free(struct proto_msg *m);
 /* Pick the tool from the code's first line and return the code to run
  * (marker removed, trimmed; "#!CLI" joined onto one line), malloc'd. */
 char *proto_select_tool(const char *code, enum proto_tool *tool);
+
+/* Tasks built here may carry their inputs as meta.inputs (a JSON object:
+ * the gene, the options, the sequence...). Python code then runs with them
+ * defined as the dict TASK, the way a notebook hands an analyst the data a
+ * question comes with, so code need not retype identifiers from the prompt.
+ * Returns a malloc'd copy of `code` with the one-line definition in front,
+ * or a plain copy when `meta` has no inputs. Only for the python tool. */
+struct cJSON;
+char *proto_with_task_inputs(const struct cJSON *meta, const char *code);
 const char *proto_tool_name(enum proto_tool t); /* "python", "sql", "shell", "r" */
 /* The vivd policy that runs a tool; NULL for R. */
 const char *proto_tool_policy(enum proto_tool t);

@@ -29,6 +29,7 @@
 #include "../sandbox/builtin_filters.h"
 #include "../sandbox/jail.h"
 #include "../sandbox/util.h"
+#include "protocol.h"
 
 struct record {
     unsigned idx;
@@ -63,12 +64,16 @@ static void verify_one(const struct task *t, const struct policy *pols, const ch
         snprintf(rec->why, sizeof rec->why, "unknown reference tool '%s'", t->ref_tool);
         return;
     }
-    struct jail_spec spec = {.policy = p, .code = t->ref_code, .code_len = strlen(t->ref_code),
+    /* python references may read the task's inputs as TASK (protocol.h) */
+    char *code = strcmp(t->ref_tool, "python") ? xstrdup(t->ref_code) : proto_with_task_inputs(t->meta, t->ref_code);
+    struct jail_spec spec = {.policy = p, .code = code, .code_len = strlen(code),
                              .timeout_ms = timeout_ms, .data = data, .ndata = 2,
                              .filter = builtin_filter_for(p), .cancel_fd = -1};
     struct jail_result res;
     char err[512];
-    if (jail_run(&spec, &res, err, sizeof err) != 0) {
+    int jrc = jail_run(&spec, &res, err, sizeof err);
+    free(code);
+    if (jrc != 0) {
         snprintf(rec->why, sizeof rec->why, "jail: %.140s", err);
         return;
     }

@@ -49,6 +49,12 @@ static char *be_prompt(void *ctx, int task) {
     return bio_prompt_text(env->ts->t[task].prompt);
 }
 
+static char *be_tool_code(void *ctx, int task, const char *tool, const char *code) {
+    struct bio_env *env = ctx;
+    if (strcmp(tool, "python") || task < 0 || (size_t)task >= env->ts->n) return NULL;
+    return proto_with_task_inputs(env->ts->t[task].meta, code);
+}
+
 static int be_parse(void *ctx, const char *text, size_t len, struct rl_turn *t) {
     (void)ctx;
     memset(t, 0, sizeof *t);
@@ -145,6 +151,7 @@ void bio_env_init(struct bio_env *env, struct rl_env_ops *ops) {
     ops->ctx = env;
     ops->prompt = be_prompt;
     ops->parse_turn = be_parse;
+    ops->tool_code = be_tool_code;
     ops->observation = be_observation;
     ops->parse_error = be_parse_error;
     ops->score = be_score;

@@ -11,6 +11,14 @@
  * by its own (the group's) token count, so w_g rescales: for token_mean
  * w_g = tokens_g / tokens_total, for seq_mean and dr_grpo w_g = G / nseq.
  * That makes the accumulated gradient the gradient of the whole batch's loss.
+ *
+ * The model is reached through rl/backend.h (CPU or GPU). Data parallel:
+ * tokens_total and nseq are summed over the ranks first, every rank scales
+ * its coefficients by the world size, and reduce_grads averages, so the
+ * sum over all ranks' groups is the whole batch's gradient again. Whether
+ * to step (no tokens anywhere, a non-finite loss on any rank, non-finite
+ * averaged gradients) is decided on numbers every rank shares, so all
+ * ranks take the same step or none.
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -20,13 +28,6 @@
 
 #include "../sandbox/util.h"
 #include "train.h"
-
-int grads_finite(const struct qwen3 *m) {
-    if (!m->grads) return 1;
-    for (size_t i = 0; i < m->n_params; i++)
-        if (!isfinite(m->grads[i])) return 0;
-    return 1;
-}
 
 /* Flattened per-token arrays of one group, positions t = 0 .. n-2 of each
  * sequence predicting token t+1. */
@@ -75,35 +76,15 @@ static int group_T(const struct rl_episode *e, int G) {
     return T;
 }
 
-/* Mean entropy of the model's next-token distribution over masked positions. */
-static double masked_entropy(struct qwen3 *m, const int32_t *targets, int n, long *count) {
-    const float *lg = qwen3_logits(m);
-    int V = m->cfg.vocab_size;
-    double sum = 0;
-    for (int r = 0; r < n; r++) {
-        if (targets[r] < 0) continue;
-        const float *x = lg + (size_t)r * V;
-        float mx = x[0];
-        for (int j = 1; j < V; j++) mx = x[j] > mx ? x[j] : mx;
-        double z = 0, ez = 0;
-        for (int j = 0; j < V; j++) {
-            double p = exp((double)(x[j] - mx));
-            z += p, ez += p * (double)(x[j] - mx);
-        }
-        sum += log(z) - ez / z; /* H = log Z - E[x - mx] */
-        (*count)++;
-    }
-    return sum;
-}
-
-int grpo_update(struct qwen3 *m, const struct qwen3 *ref, struct adamw *opt, const struct grpo_cfg *gc,
+int grpo_update(struct train_backend *bk, struct train_backend *ref, const struct grpo_cfg *gc,
                 struct rl_episode *eps, int nseq, int G, struct grpo_step_out *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
-    if (G <= 0 || nseq <= 0 || nseq % G) return snprintf(err, errlen, "grpo: %d sequences in groups of %d", nseq, G), -1;
+    if (G <= 0 || nseq < 0 || nseq % G || (nseq == 0 && bk->world == 1))
+        return snprintf(err, errlen, "grpo: %d sequences in groups of %d", nseq, G), -1;
     int ngroups = nseq / G;
     bool use_ref = ref && gc->kl_coef > 0;
     /* pass 1: contributing tokens per group (masks, dynamic sampling), no model */
-    long *tok_g = xcalloc((size_t)ngroups, sizeof *tok_g), tok_total = 0;
+    long *tok_g = xcalloc((size_t)ngroups + 1, sizeof *tok_g), tok_local = 0;
     for (int g = 0; g < ngroups; g++) {
         struct rl_episode *e = eps + (size_t)g * G;
         int T = group_T(e, G);
@@ -118,13 +99,21 @@ int grpo_update(struct qwen3 *m, const struct qwen3 *ref, struct adamw *opt, con
             flat_free(&f), free(tok_g);
             return -1;
         }
-        tok_g[g] = st.tokens, tok_total += st.tokens;
+        tok_g[g] = st.tokens, tok_local += st.tokens;
         flat_free(&f);
     }
-    qwen3_zero_grad(m);
+    /* the normalisers of the whole batch, over every rank */
+    double tot[2] = {(double)tok_local, (double)nseq};
+    if (bk->ops->allreduce_sum(bk, tot, 2) != 0) {
+        free(tok_g);
+        return snprintf(err, errlen, "grpo: %s", bk->err), -1;
+    }
+    double tok_total = tot[0], nseq_total = tot[1], scale = bk->world;
+    bk->ops->zero_grad(bk);
     double w_sum = 0, ent_sum = 0;
     long ent_n = 0;
-    for (int g = 0; g < ngroups; g++) {
+    int bad = 0; /* 1: a loss was not finite, 2: an error */
+    for (int g = 0; g < ngroups && !bad; g++) {
         struct rl_episode *e = eps + (size_t)g * G;
         if (tok_g[g] == 0) { /* nothing to learn from this group (all rewards equal + dynamic sampling, or masked) */
             out->st.groups_dropped++;
@@ -146,18 +135,21 @@ int grpo_update(struct qwen3 *m, const struct qwen3 *ref, struct adamw *opt, con
                 ids[(size_t)i * T + t] = t < e[i].n_tokens ? e[i].tokens[t] : 0;
                 tg[(size_t)i * T + t] = t + 1 < e[i].n_tokens && e[i].mask[t + 1] ? e[i].tokens[t + 1] : -1;
             }
-        float *ref_lp = NULL;
+        float *ref_lp = NULL, *lp = xcalloc(BT, sizeof *lp);
         if (use_ref) {
             ref_lp = xcalloc(BT, sizeof *ref_lp);
-            if (qwen3_logprobs((struct qwen3 *)ref, ids, tg, G, T, ref_lp) != 0) {
-                free(ids), free(tg), free(ref_lp), free(tok_g);
-                return snprintf(err, errlen, "grpo: reference forward failed"), -1;
+            if (isnan(ref->ops->forward(ref, ids, tg, G, T)) || ref->ops->last_logprobs(ref, ref_lp) != 0) {
+                snprintf(err, errlen, "grpo: reference forward failed: %s", ref->err);
+                free(ids), free(tg), free(ref_lp), free(lp);
+                bad = 2;
+                break;
             }
         }
-        float fl = qwen3_forward(m, ids, tg, NULL, G, T);
+        float fl = bk->ops->forward(bk, ids, tg, G, T);
+        if (!isnan(fl) && bk->ops->last_logprobs(bk, lp) != 0) fl = NAN;
         struct flat f;
         flat_alloc(&f, G, (long)BT);
-        flat_fill(&f, e, G, T, m->logprobs, ref_lp);
+        flat_fill(&f, e, G, T, lp, ref_lp);
         struct grpo_batch b = {.nseq = G, .group_size = G, .offsets = f.offsets, .mask = f.mask, .logp = f.logp,
                                .old_logp = f.old_logp, .ref_logp = use_ref ? f.ref_logp : NULL, .rewards = f.rewards,
                                .overlong = f.overlong, .malformed = f.malformed};
@@ -165,18 +157,21 @@ int grpo_update(struct qwen3 *m, const struct qwen3 *ref, struct adamw *opt, con
         struct grpo_stats st;
         int lrc = grpo_loss(gc, &b, &go, &st, err, errlen);
         if (lrc != 0 || !isfinite(st.loss) || isnan(fl)) {
-            if (lrc == 0) out->nonfinite = 1;
-            flat_free(&f), free(ids), free(tg), free(ref_lp), free(tok_g);
-            qwen3_zero_grad(m);
-            return lrc == 0 ? 0 : -1;
+            bad = lrc == 0 ? 1 : 2;
+            flat_free(&f), free(ids), free(tg), free(ref_lp), free(lp);
+            break;
         }
-        double w = gc->agg == GRPO_AGG_TOKEN_MEAN ? (double)st.tokens / (double)tok_total : (double)G / (double)nseq;
+        double w = gc->agg == GRPO_AGG_TOKEN_MEAN ? (double)st.tokens / tok_total : (double)G / nseq_total;
         float *coef = xcalloc(BT, sizeof *coef);
         for (int i = 0; i < G; i++)
             for (int k = f.offsets[i]; k < f.offsets[i + 1]; k++)
-                coef[(size_t)i * T + (k - f.offsets[i])] = (float)(f.dlogp[k] * w);
-        ent_sum += masked_entropy(m, tg, (int)BT, &ent_n);
-        qwen3_backward_logprobs(m, coef);
+                coef[(size_t)i * T + (k - f.offsets[i])] = (float)(f.dlogp[k] * w * scale);
+        int brc = bk->ops->entropy_sum(bk, tg, &ent_sum, &ent_n);
+        if (brc == 0) brc = bk->ops->backward_logprobs(bk, coef);
+        if (brc != 0) {
+            snprintf(err, errlen, "grpo: %s", bk->err);
+            bad = 2;
+        }
         /* aggregate: loss terms add up (already weighted), rates by tokens */
         double tw = (double)st.tokens;
         out->st.loss += st.loss * w, out->st.pg_loss += st.pg_loss * w, out->st.kl_loss += st.kl_loss * w;
@@ -188,22 +183,33 @@ int grpo_update(struct qwen3 *m, const struct qwen3 *ref, struct adamw *opt, con
         out->st.tokens += st.tokens, out->st.groups_kept += st.groups_kept, out->st.groups_dropped += st.groups_dropped;
         out->st.seqs_masked += st.seqs_masked;
         w_sum += tw;
-        free(coef), flat_free(&f), free(ids), free(tg), free(ref_lp);
+        free(coef), flat_free(&f), free(ids), free(tg), free(ref_lp), free(lp);
     }
     free(tok_g);
+    if (bad == 2) return -1; /* an error: the command stops (under mpirun the launcher ends the other ranks) */
+    double any_bad = bad;
+    if (bk->ops->allreduce_sum(bk, &any_bad, 1) != 0) return snprintf(err, errlen, "grpo: %s", bk->err), -1;
+    if (any_bad > 0) { /* a non-finite loss on some rank: no rank steps */
+        out->nonfinite = 1;
+        bk->ops->zero_grad(bk);
+        return 0;
+    }
     if (w_sum > 0) {
         out->st.kl_mean /= w_sum, out->st.ratio_mean /= w_sum, out->st.clip_frac /= w_sum;
         out->st.clip_frac_low /= w_sum, out->st.clip_frac_high /= w_sum;
     }
-    out->st.adv_mean /= ngroups, out->st.adv_std /= ngroups, out->st.reward_mean /= ngroups;
+    if (ngroups > 0) out->st.adv_mean /= ngroups, out->st.adv_std /= ngroups, out->st.reward_mean /= ngroups;
     out->entropy = ent_n ? ent_sum / (double)ent_n : 0;
-    if (!grads_finite(m)) {
+    if (tok_total == 0) return 0; /* no signal anywhere: no step (AdamW would still decay weights) */
+    if (bk->ops->reduce_grads(bk) != 0) return snprintf(err, errlen, "grpo: gradient all-reduce: %s", bk->err), -1;
+    if (!bk->ops->grads_finite(bk)) {
         out->nonfinite = 1;
-        qwen3_zero_grad(m);
+        bk->ops->zero_grad(bk);
         return 0;
     }
-    if (out->st.tokens == 0) return 0; /* no signal: no step (AdamW would still decay weights) */
-    out->grad_norm = adamw_step(opt, m, &out->lr);
+    bk->err[0] = 0;
+    out->grad_norm = bk->ops->opt_step(bk, &out->lr);
+    if (isnan(out->grad_norm) && bk->err[0]) return snprintf(err, errlen, "grpo: AdamW: %s", bk->err), -1;
     if (!isfinite(out->grad_norm)) out->nonfinite = 1;
     return 0;
 }

@@ -11,12 +11,44 @@
 
 #include "../model/sample.h"
 
+/* ---- the CPU model as a gen_model ------------------------------------------------ */
+
+static void *cpu_kv_create(void *ctx, int n_slots, int max_T, char *err, size_t errlen) {
+    return qwen3_kv_create(ctx, n_slots, max_T, err, errlen);
+}
+static void cpu_kv_free(void *kv) { qwen3_kv_free(kv); }
+static int cpu_kv_len(const void *kv, int slot) { return ((const struct qwen3_kv *)kv)->len[slot]; }
+static void cpu_kv_truncate(void *kv, int slot, int len) {
+    struct qwen3_kv *k = kv;
+    if (len <= 0) qwen3_kv_reset(k, slot);
+    else if (len < k->len[slot]) k->len[slot] = len;
+}
+static int cpu_kv_forward(void *ctx, void *kv, const int32_t *token, const int *slot, int n, const uint8_t *want,
+                          float *logits, char *err, size_t errlen) {
+    return qwen3_kv_forward(ctx, kv, token, slot, n, want, logits, err, errlen);
+}
+
+void model_gen_cpu_model(const struct qwen3 *m, struct gen_model *out) {
+    *out = (struct gen_model){.ctx = (void *)m, .vocab_size = m->cfg.vocab_size, .kv_create = cpu_kv_create,
+                              .kv_free = cpu_kv_free, .kv_len = cpu_kv_len, .kv_truncate = cpu_kv_truncate,
+                              .kv_forward = cpu_kv_forward};
+}
+
+/* ---- the generator ------------------------------------------------------------------ */
+
 int model_gen_init(struct model_gen *g, const struct qwen3 *m, const struct tokenizer *tok, int n_slots, int max_T,
                    char *err, size_t errlen) {
+    struct gen_model gm;
+    model_gen_cpu_model(m, &gm);
+    return model_gen_init_with(g, &gm, tok, n_slots, max_T, err, errlen);
+}
+
+int model_gen_init_with(struct model_gen *g, const struct gen_model *gm, const struct tokenizer *tok, int n_slots,
+                        int max_T, char *err, size_t errlen) {
     memset(g, 0, sizeof *g);
-    g->m = m, g->tok = tok, g->n_slots = n_slots, g->max_T = max_T;
+    g->gm = *gm, g->tok = tok, g->n_slots = n_slots, g->max_T = max_T;
     g->temperature = 1.0f, g->top_p = 1.0f;
-    g->kv = qwen3_kv_create(m, n_slots, max_T, err, errlen);
+    g->kv = gm->kv_create(gm->ctx, n_slots, max_T, err, errlen);
     if (!g->kv) return -1;
     g->slot_ids = calloc((size_t)n_slots, sizeof *g->slot_ids);
     g->slot_episode = malloc((size_t)n_slots * sizeof *g->slot_episode);
@@ -38,20 +70,20 @@ void model_gen_free(struct model_gen *g) {
     if (g->slot_ids)
         for (int i = 0; i < g->n_slots; i++) free(g->slot_ids[i]);
     free(g->slot_ids), free(g->slot_episode), free(g->slot_used);
-    qwen3_kv_free(g->kv);
+    if (g->kv) g->gm.kv_free(g->kv);
     memset(g, 0, sizeof *g);
 }
 
 void model_gen_invalidate(struct model_gen *g) {
     for (int i = 0; i < g->n_slots; i++) {
-        qwen3_kv_reset(g->kv, i);
+        g->gm.kv_truncate(g->kv, i, 0);
         g->slot_episode[i] = -1;
     }
 }
 
 /* Tokens of slot s that are a prefix of ids[0..n): 0 when they are not. */
 static int slot_prefix(const struct model_gen *g, int s, const int *ids, int n) {
-    int len = g->kv->len[s];
+    int len = g->gm.kv_len(g->kv, s);
     if (len == 0 || len > n) return 0;
     for (int i = 0; i < len; i++)
         if (g->slot_ids[s][i] != ids[i]) return 0;
@@ -115,7 +147,7 @@ static int hit_stop(const struct live *l, size_t added, const char *const *stop)
 
 static int mg_generate(void *ctx, struct rl_gen_request *reqs, int n) {
     struct model_gen *g = ctx;
-    int V = g->m->cfg.vocab_size;
+    int V = g->gm.vocab_size;
     if (n > g->n_slots) return -1;
     char err[256];
     uint8_t *taken = calloc((size_t)g->n_slots, 1);
@@ -145,10 +177,10 @@ static int mg_generate(void *ctx, struct rl_gen_request *reqs, int n) {
         int have = slot_prefix(g, s, q->tokens, q->n_tokens);
         if (have == q->n_tokens) have--; /* the last token must be fed for its logits */
         if (have <= 0 || g->slot_episode[s] != q->episode) {
-            qwen3_kv_reset(g->kv, s);
+            g->gm.kv_truncate(g->kv, s, 0);
             have = 0;
         } else {
-            g->kv->len[s] = have; /* drop cached rows past the common prefix */
+            g->gm.kv_truncate(g->kv, s, have); /* drop cached rows past the common prefix */
         }
         g->slot_episode[s] = q->episode;
         g->slot_used[s] = ++g->clock;
@@ -163,12 +195,12 @@ static int mg_generate(void *ctx, struct rl_gen_request *reqs, int n) {
         }
         for (int j = 0; j < nf; j++) ids[j] = q->tokens[have + j], sl[j] = s;
         want[nf - 1] = 1;
-        int frc = qwen3_kv_forward(g->m, g->kv, ids, sl, nf, want, logits + (size_t)i * V, err, sizeof err);
+        int frc = g->gm.kv_forward(g->gm.ctx, g->kv, ids, sl, nf, want, logits + (size_t)i * V, err, sizeof err);
         free(ids), free(sl), free(want);
         if (frc != 0) {
             q->n_out = -1;
             lv[i].slot = -1;
-            qwen3_kv_reset(g->kv, s);
+            g->gm.kv_truncate(g->kv, s, 0);
             g->slot_episode[s] = -1;
             continue;
         }
@@ -205,7 +237,7 @@ static int mg_generate(void *ctx, struct rl_gen_request *reqs, int n) {
             if (t) text_add(l, t, tl), free(t);
             if (tok == g->eos_id) q->stop_reason = RL_GEN_STOP_EOS;
             else if (t && hit_stop(l, tl, q->stop)) q->stop_reason = RL_GEN_STOP_STRING;
-            else if (q->n_out >= q->max_new_tokens || g->kv->len[l->slot] + 1 >= g->max_T)
+            else if (q->n_out >= q->max_new_tokens || g->gm.kv_len(g->kv, l->slot) + 1 >= g->max_T)
                 q->stop_reason = RL_GEN_STOP_LENGTH;
             else {
                 feed[nf] = tok, fslot[nf] = l->slot, fidx[nf] = i;
@@ -219,14 +251,14 @@ static int mg_generate(void *ctx, struct rl_gen_request *reqs, int n) {
             rc = -1;
             goto out;
         }
-        if (qwen3_kv_forward(g->m, g->kv, feed, fslot, nf, NULL, out, err, sizeof err) != 0) {
+        if (g->gm.kv_forward(g->gm.ctx, g->kv, feed, fslot, nf, NULL, out, err, sizeof err) != 0) {
             free(out);
             rc = -1;
             goto out;
         }
         for (int j = 0; j < nf; j++) {
             int s = fslot[j];
-            g->slot_ids[s][g->kv->len[s] - 1] = feed[j];
+            g->slot_ids[s][g->gm.kv_len(g->kv, s) - 1] = feed[j];
             memcpy(logits + (size_t)fidx[j] * V, out + (size_t)j * V, (size_t)V * sizeof(float));
         }
         free(out);

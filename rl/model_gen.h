@@ -23,10 +23,26 @@
 #include "../model/tokenizer.h"
 #include "rollout.h"
 
+/* A model with a per-sequence KV cache, as qwen3_kv_* (model/qwen3.h). */
+struct gen_model {
+    void *ctx;
+    int vocab_size;
+    void *(*kv_create)(void *ctx, int n_slots, int max_T, char *err, size_t errlen);
+    void (*kv_free)(void *kv);
+    int (*kv_len)(const void *kv, int slot);
+    void (*kv_truncate)(void *kv, int slot, int len); /* keep the first len rows (0: empty) */
+    /* n rows token[i] for slot[i]; logits of the rows with want[i] (NULL: all) into logits, V each */
+    int (*kv_forward)(void *ctx, void *kv, const int32_t *token, const int *slot, int n, const uint8_t *want,
+                      float *logits, char *err, size_t errlen);
+};
+
+/* The CPU model's gen_model. */
+void model_gen_cpu_model(const struct qwen3 *m, struct gen_model *out);
+
 struct model_gen {
-    const struct qwen3 *m;
+    struct gen_model gm;
     const struct tokenizer *tok;
-    struct qwen3_kv *kv;
+    void *kv;
     int n_slots, max_T;
     int32_t **slot_ids;  /* [n_slots][max_T]: ids cached in each slot */
     int *slot_episode;   /* last episode that used the slot (-1: none) */
@@ -40,6 +56,8 @@ struct model_gen {
 
 int model_gen_init(struct model_gen *g, const struct qwen3 *m, const struct tokenizer *tok, int n_slots, int max_T,
                    char *err, size_t errlen);
+int model_gen_init_with(struct model_gen *g, const struct gen_model *gm, const struct tokenizer *tok, int n_slots,
+                        int max_T, char *err, size_t errlen);
 void model_gen_free(struct model_gen *g);
 /* The model's weights changed (or a new step starts): forget cached slots. */
 void model_gen_invalidate(struct model_gen *g);

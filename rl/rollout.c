@@ -680,6 +680,10 @@ static void take_turn(struct rl_rollout *r, struct rl_episode *e, struct rl_gen_
         ep_end(r, e, RL_END_CONTEXT);
         return;
     }
+    if (t.kind == RL_TURN_EXECUTE && r->env.tool_code) { /* e.g. the task's inputs defined first */
+        char *code = r->env.tool_code(r->env.ctx, e->task, t.tool, t.code ? t.code : "");
+        if (code) free(t.code), t.code = code;
+    }
     if (t.kind != RL_TURN_EXECUTE || cut) {
         /* unparsable, or cut off by max_turn_tokens: the protocol's reminder */
         e->parse_failures++;

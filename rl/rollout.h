@@ -139,6 +139,10 @@ struct rl_env_ops {
     char *(*parse_error)(void *ctx, const char *why);
     /* Score a finished episode (any end reason). 0 or -1. */
     int (*score)(void *ctx, int task, const struct rl_episode *ep, struct rl_score *out);
+    /* Optional: the code actually run for an EXECUTE turn of task `task`
+     * with tool `tool` (malloc'd), e.g. with the task's inputs defined in
+     * front; NULL (or a NULL op): the turn's code as written. */
+    char *(*tool_code)(void *ctx, int task, const char *tool, const char *code);
     /* Where generation stops (NULL-terminated); NULL: </execute>, </solution>. */
     const char *const *stop;
 };

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "train.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,63 @@ void sft_set_free(struct sft_set *s) {
     memset(s, 0, sizeof *s);
 }
 
+/* ---- sharing a set between ranks ------------------------------------------------- */
+
+char *sft_set_pack(const struct sft_set *s) {
+    cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "trajectories");
+    cJSON_AddNumberToObject(o, "sampled", (double)s->sampled);
+    cJSON_AddNumberToObject(o, "kept", (double)s->kept);
+    for (int i = 0; i < s->n; i++) {
+        const struct sft_traj *t = &s->v[i];
+        cJSON *r = cJSON_CreateObject(), *turns = cJSON_AddArrayToObject(r, "turns");
+        cJSON_AddNumberToObject(r, "task", t->task);
+        cJSON_AddNumberToObject(r, "correct", t->correct);
+        cJSON_AddNumberToObject(r, "format", t->format);
+        for (int k = 0; k < t->n; k++) {
+            cJSON *u = cJSON_CreateObject();
+            cJSON_AddNumberToObject(u, "role", t->roles[k]);
+            cJSON_AddStringToObject(u, "text", t->texts[k]);
+            cJSON_AddItemToArray(turns, u);
+        }
+        cJSON_AddItemToArray(a, r);
+    }
+    char *js = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    char *out = xstrdup(js ? js : "{}");
+    cJSON_free(js);
+    return out;
+}
+
+int sft_set_unpack(const char *json, struct sft_set *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    cJSON *o = cJSON_Parse(json);
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "trajectories"), *r;
+    if (!cJSON_IsArray(a)) {
+        cJSON_Delete(o);
+        return snprintf(err, errlen, "sft: the shared trajectories are not valid JSON"), -1;
+    }
+    out->v = xcalloc((size_t)cJSON_GetArraySize(a) + 1, sizeof *out->v);
+    out->sampled = (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "sampled"));
+    out->kept = (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "kept"));
+    cJSON_ArrayForEach(r, a) {
+        struct sft_traj *t = &out->v[out->n++];
+        const cJSON *turns = cJSON_GetObjectItemCaseSensitive(r, "turns"), *u;
+        int nt = cJSON_GetArraySize(turns);
+        t->task = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "task"));
+        t->correct = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "correct"));
+        t->format = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "format"));
+        t->roles = xcalloc((size_t)nt + 1, sizeof *t->roles);
+        t->texts = xcalloc((size_t)nt + 1, sizeof *t->texts);
+        cJSON_ArrayForEach(u, turns) {
+            const char *tx = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(u, "text"));
+            t->roles[t->n] = (enum role)(int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(u, "role"));
+            t->texts[t->n++] = xstrdup(tx ? tx : "");
+        }
+    }
+    cJSON_Delete(o);
+    return 0;
+}
+
 /* ---- rendering ------------------------------------------------------------------ */
 
 static int append_text(struct chat *c, const struct tokenizer *tok, const char *s) {
@@ -160,12 +218,50 @@ static uint64_t sft_rng(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-float sft_train(struct qwen3 *m, struct adamw *opt, const struct chat *ex, int n, const struct sft_opts *o, char *err,
+/* One update on batch rows [s, s+bsz) of order (length T): this rank's share
+ * is the rows k with k % world == rank. With one rank: the model's own mean
+ * cross-entropy backward. With several: every rank weights its targets by
+ * -world / (targets of the whole batch), so the gradients' average over the
+ * ranks (reduce_grads) is exactly the whole batch's mean cross-entropy
+ * gradient; the loss is the whole batch's too. NAN on error. */
+static float sft_update(struct train_backend *b, const struct chat *ex, const int *order, int s, int bsz, int T,
+                        int32_t *ids, int32_t *tg, float *coef, float *lr, char *err, size_t errlen) {
+    int W = b->world, bl = 0;
+    for (int k = 0; k < bsz; k++)
+        if (k % W == b->rank) sft_targets(&ex[order[s + k]], T, ids + (size_t)bl * T, tg + (size_t)bl * T), bl++;
+    b->ops->zero_grad(b);
+    float loss = 0;
+    if (bl > 0) {
+        loss = b->ops->forward(b, ids, tg, bl, T);
+        if (!isfinite(loss)) return snprintf(err, errlen, "sft: loss is not finite (%s)", b->err), NAN;
+    }
+    if (W == 1) {
+        if (b->ops->backward(b) != 0) return snprintf(err, errlen, "sft: backward: %s", b->err), NAN;
+    } else {
+        double nd[2] = {0, 0}; /* sum of -logp over targets, number of targets */
+        for (int i = 0; i < bl * T; i++) nd[1] += tg[i] >= 0;
+        nd[0] = (double)loss * nd[1];
+        if (b->ops->allreduce_sum(b, nd, 2) != 0) return snprintf(err, errlen, "sft: %s", b->err), NAN;
+        loss = nd[1] > 0 ? (float)(nd[0] / nd[1]) : 0.0f;
+        if (bl > 0) {
+            for (int i = 0; i < bl * T; i++) coef[i] = tg[i] >= 0 && nd[1] > 0 ? (float)(-W / nd[1]) : 0.0f;
+            if (b->ops->backward_logprobs(b, coef) != 0) return snprintf(err, errlen, "sft: backward: %s", b->err), NAN;
+        }
+        if (b->ops->reduce_grads(b) != 0) return snprintf(err, errlen, "sft: gradient all-reduce: %s", b->err), NAN;
+    }
+    b->err[0] = 0;
+    float gn = b->ops->opt_step(b, lr);
+    if (isnan(gn) && b->err[0]) return snprintf(err, errlen, "sft: AdamW: %s", b->err), NAN;
+    return loss;
+}
+
+float sft_train(struct train_backend *b, const struct chat *ex, int n, const struct sft_opts *o, char *err,
                 size_t errlen) {
     if (n <= 0 || o->batch <= 0 || o->epochs <= 0) return snprintf(err, errlen, "sft: nothing to train on"), NAN;
     int B = o->batch, maxT = o->max_len;
     int *order = xcalloc((size_t)n, sizeof *order);
     int32_t *ids = xcalloc((size_t)B * maxT, sizeof *ids), *tg = xcalloc((size_t)B * maxT, sizeof *tg);
+    float *coef = xcalloc((size_t)B * maxT, sizeof *coef);
     uint64_t rs = o->seed ^ 0x5f7u;
     long steps_per_epoch = (n + B - 1) / B, total = steps_per_epoch * o->epochs, step = 0;
     float last_mean = NAN;
@@ -178,27 +274,25 @@ float sft_train(struct qwen3 *m, struct adamw *opt, const struct chat *ex, int n
         double sum = 0;
         int cnt = 0;
         for (int s = 0; s < n; s += B) {
-            int b = n - s < B ? n - s : B, T = 2;
-            for (int k = 0; k < b; k++) T = ex[order[s + k]].n > T ? ex[order[s + k]].n : T;
+            int bsz = n - s < B ? n - s : B, T = 2;
+            for (int k = 0; k < bsz; k++) T = ex[order[s + k]].n > T ? ex[order[s + k]].n : T;
             if (T > maxT) T = maxT;
-            for (int k = 0; k < b; k++) sft_targets(&ex[order[s + k]], T, ids + (size_t)k * T, tg + (size_t)k * T);
             double t0 = now_ms();
-            float loss = qwen3_forward(m, ids, tg, NULL, b, T);
-            if (!isfinite(loss)) {
-                free(order), free(ids), free(tg);
-                return snprintf(err, errlen, "sft: loss is not finite at step %ld", step), NAN;
+            float lr = 0;
+            float loss = sft_update(b, ex, order, s, bsz, T, ids, tg, coef, &lr, err, errlen);
+            if (isnan(loss)) {
+                free(order), free(ids), free(tg), free(coef);
+                size_t l = strlen(err);
+                snprintf(err + l, errlen > l ? errlen - l : 0, " at step %ld", step);
+                return NAN;
             }
-            qwen3_zero_grad(m);
-            qwen3_backward(m);
-            float lr;
-            adamw_step(opt, m, &lr);
             step++;
             sum += loss, cnt++;
-            if (o->on_step) o->on_step(o->arg, step, total, loss, lr, (double)b * T / ((now_ms() - t0) / 1000.0 + 1e-9));
+            if (o->on_step) o->on_step(o->arg, step, total, loss, lr, (double)bsz * T / ((now_ms() - t0) / 1000.0 + 1e-9));
         }
         last_mean = (float)(sum / (cnt ? cnt : 1));
     }
-    free(order), free(ids), free(tg);
+    free(order), free(ids), free(tg), free(coef);
     return last_mean;
 }
 

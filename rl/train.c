@@ -55,6 +55,7 @@
 
 struct train_cfg {
     const char *data, *runs, *name, *model_dir, *teacher, *teacher_model, *socket, *tasks, *out, *eval_split;
+    const char *device; /* cpu | cuda (rl/backend.h) */
     int resume, sft_only, no_sft;
     long seed;
     /* tokenizer + model from scratch */
@@ -75,7 +76,7 @@ struct train_cfg {
 
 static void train_defaults(struct train_cfg *c) {
     *c = (struct train_cfg){
-        .data = "data", .runs = "runs", .name = "viv-bio-tiny", .teacher = "scripted", .seed = 1,
+        .data = "data", .runs = "runs", .name = "viv-bio-tiny", .teacher = "scripted", .seed = 1, .device = "cpu",
         /* The two multiple-choice shapes (letter answers A-E). A model trained from
          * scratch in minutes learns the protocol and the answer format; it cannot
          * learn to copy gene symbols, sequences and identifiers into working code
@@ -114,6 +115,9 @@ static const char usage_train[] =
     "  --name NAME           run directory runs/NAME (default viv-bio-tiny)   --runs DIR (default runs)\n"
     "  --resume              continue runs/NAME from its last checkpoint\n"
     "  --model DIR           start from this HF Qwen3 directory (with its tokenizer.json) instead\n"
+    "  --device cpu|cuda     where the model trains and decodes (cuda: bin/viv-cuda; under\n"
+    "                        `mpirun -np N bin/viv-cuda train --device cuda` the ranks split each\n"
+    "                        step's tasks and SFT batches and average gradients over NCCL)\n"
     "  --no-sft              skip teacher collection and SFT (with --model)\n"
     "  --seed S              (default 1)\n"
     "  --tasks a,b,...|all   task shapes to use (default dbqa,seqqa: the multiple-choice ones)\n"
@@ -137,6 +141,7 @@ static const char usage_sft[] =
     "  --teacher scripted    the scripted teacher of envs/ (default); an OpenAI-compatible URL is\n"
     "                        not built yet\n"
     "  --samples K (4)  --error-rate P (0.3)  --model DIR  --name NAME (default viv-sft)\n"
+    "  --device cpu|cuda     (cuda: bin/viv-cuda, and mpirun for several GPUs, as viv train)\n"
     "  plus viv train's data, model and SFT options.\n";
 
 static int uerr(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -197,7 +202,7 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
     }
         STR_OPT("--data", data) STR_OPT("--runs", runs) STR_OPT("--name", name) STR_OPT("--model", model_dir)
         STR_OPT("--teacher", teacher) STR_OPT("--teacher-model", teacher_model) STR_OPT("--socket", socket)
-        STR_OPT("--tasks", tasks) STR_OPT("--agg", agg) STR_OPT("--eval-split", eval_split)
+        STR_OPT("--tasks", tasks) STR_OPT("--agg", agg) STR_OPT("--eval-split", eval_split) STR_OPT("--device", device)
         INT_OPT("--seed", seed, 0, LONG_MAX)
         INT_OPT("--vocab", vocab, 300, 262144) INT_OPT("--d-model", d_model, 8, 8192) INT_OPT("--layers", layers, 1, 128)
         INT_OPT("--heads", heads, 1, 256) INT_OPT("--kv-heads", kv_heads, 1, 256) INT_OPT("--head-dim", head_dim, 2, 1024)
@@ -230,6 +235,12 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
         return 2;
     }
     if (c->no_sft && !c->model_dir) return uerr(cmd, "--no-sft needs --model DIR (a model to start from)");
+    if (strcmp(c->device, "cpu") && strcmp(c->device, "cuda")) return uerr(cmd, "--device must be cpu or cuda, not '%s'", c->device);
+    if (!strcmp(c->device, "cuda") && !train_backend_cuda_built()) {
+        fprintf(stderr, "viv %s: --device cuda: this viv was built without CUDA; use bin/viv-cuda "
+                        "(./build.sh --cuda, or `make cuda` where nvcc is installed)\n", cmd);
+        return 2;
+    }
     if (strchr(c->name, '/') || !strcmp(c->name, ".") || !strcmp(c->name, "..")) return uerr(cmd, "--name: '%s' is not a plain name", c->name);
     return 0;
 }
@@ -238,7 +249,7 @@ static char *config_json(const struct train_cfg *c) {
     cJSON *o = cJSON_CreateObject();
 #define S(k, v) cJSON_AddStringToObject(o, k, (v) ? (v) : "")
 #define N(k, v) cJSON_AddNumberToObject(o, k, (double)(v))
-    S("data", c->data), S("eval_split", c->eval_split), S("name", c->name), S("model", c->model_dir), S("teacher", c->teacher), S("tasks", c->tasks);
+    S("data", c->data), S("eval_split", c->eval_split), S("device", c->device), S("name", c->name), S("model", c->model_dir), S("teacher", c->teacher), S("tasks", c->tasks);
     N("seed", c->seed), N("vocab", c->vocab), N("d_model", c->d_model), N("layers", c->layers), N("heads", c->heads);
     N("kv_heads", c->kv_heads), N("head_dim", c->head_dim), N("ffn", c->ffn), N("samples", c->samples);
     N("error_rate", c->error_rate), N("sft_epochs", c->sft_epochs), N("sft_batch", c->sft_batch), N("sft_lr", c->sft_lr);
@@ -420,9 +431,9 @@ struct job {
     const char *sock;
     struct task_set train, val;
     struct tokenizer *tok;
-    struct qwen3 *m;
-    struct adamw opt;
-    struct rl_run *run;
+    struct qwen3 *m;           /* the host model (a mirror of the GPU's with --device cuda) */
+    struct train_backend *be;  /* where it trains and decodes; be->opt is the optimizer */
+    struct rl_run *run;        /* NULL on ranks other than 0 */
     char *dir; /* runs/NAME */
     double t0;
     struct rl_tool_cfg tools[4];
@@ -475,7 +486,9 @@ static void write_episodes(const struct job *j, const char *stage, const struct 
  * with err; nothing is left to free then. */
 static struct rl_rollout *open_rollout(struct job *j, int nseq, struct model_gen *g, const struct rl_env_ops *ops,
                                        char *err, size_t errlen) {
-    if (model_gen_init(g, j->m, j->tok, nseq < 64 ? nseq : 64, j->c.max_context + 1, err, errlen) != 0) return NULL;
+    struct gen_model gm;
+    j->be->ops->gen_model(j->be, &gm);
+    if (model_gen_init_with(g, &gm, j->tok, nseq < 64 ? nseq : 64, j->c.max_context + 1, err, errlen) != 0) return NULL;
     struct rl_generator gen;
     struct rl_tokenizer tk;
     model_gen_generator(g, &gen);
@@ -558,21 +571,26 @@ static int save_checkpoint(struct job *j, long step, char *err, size_t errlen) {
     char *final = xasprintf("%s/step-%06ld", cdir, step), *tmp = xasprintf("%s.tmp", final);
     rm_tree(tmp);
     int rc = -1;
+    struct adamw *opt = &j->be->opt;
+    if (j->be->ops->sync_down(j->be) != 0) { /* the GPU's weights and moments into j->m, opt */
+        snprintf(err, errlen, "%s", j->be->err);
+        goto out;
+    }
     if (qwen3_save(j->m, tmp, ST_F32, err, errlen) != 0) goto out;
     if (tokenizer_save(j->tok, tmp, err, errlen) != 0) goto out;
     {
         char hdr[24] = "VIVOPT1";
-        uint64_t n = j->opt.n;
-        int64_t s = j->opt.step;
+        uint64_t n = opt->n;
+        int64_t s = opt->step;
         memcpy(hdr + 8, &n, 8), memcpy(hdr + 16, &s, 8);
         char *p = xasprintf("%s/optimizer.bin", tmp);
-        int w = write_blob(p, hdr, 24, j->opt.m, j->opt.n * sizeof(float), j->opt.v, j->opt.n * sizeof(float));
+        int w = write_blob(p, hdr, 24, opt->m, opt->n * sizeof(float), opt->v, opt->n * sizeof(float));
         free(p);
         if (w != 0) {
             snprintf(err, errlen, "optimizer.bin: %s", strerror(errno));
             goto out;
         }
-        char *st = xasprintf("{\"step\":%ld,\"seed\":%ld,\"optimizer_step\":%ld}\n", step, j->c.seed, j->opt.step);
+        char *st = xasprintf("{\"step\":%ld,\"seed\":%ld,\"optimizer_step\":%ld}\n", step, j->c.seed, opt->step);
         p = xasprintf("%s/state.json", tmp);
         w = rl_write_atomic(p, st, strlen(st));
         free(p), free(st);
@@ -703,7 +721,7 @@ static void tok_progress(int done, int total) {
 
 /* The copy warm-up (sft.c) on random strings of the SFT corpus's own tokens
  * (specials excluded), before SFT, for a model trained from scratch. */
-static int copy_warmup_phase(struct job *j, const struct chat *ex, int n, char *err, size_t errlen) {
+static int copy_warmup_phase(struct job *j, const struct chat *ex, int n, int quiet, char *err, size_t errlen) {
     const int B = 16, T = 128;
     int32_t lo_special = tokenizer_vocab_size(j->tok);
     static const char *const specials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
@@ -731,7 +749,8 @@ static int copy_warmup_phase(struct job *j, const struct chat *ex, int n, char *
     struct chat *cx = xcalloc((size_t)nex, sizeof *cx);
     sft_copy_examples(pool, npool, nex, T, (uint64_t)j->c.seed, cx);
     free(pool);
-    fprintf(stderr, "warm-up: %d steps of copying random token strings (%d x %d tokens)\n", j->c.copy_warmup, B, T);
+    if (!quiet)
+        fprintf(stderr, "warm-up: %d steps of copying random token strings (%d x %d tokens)\n", j->c.copy_warmup, B, T);
     struct adamw_config ac;
     adamw_defaults(&ac);
     ac.lr = (float)j->c.sft_lr;
@@ -739,17 +758,19 @@ static int copy_warmup_phase(struct job *j, const struct chat *ex, int n, char *
     ac.warmup_steps = j->c.copy_warmup / 20 + 1;
     ac.total_steps = j->c.copy_warmup;
     ac.min_lr_ratio = 0.1f;
-    struct adamw o;
-    adamw_init(&o, &ac, j->m->n_params);
+    if (j->be->ops->opt_init(j->be, &ac) != 0) {
+        for (int i = 0; i < nex; i++) chat_free(&cx[i]);
+        free(cx);
+        return snprintf(err, errlen, "warm-up: %s", j->be->err), -1;
+    }
     struct sft_progress pr = {.tty = isatty(2), .t0 = now_ms(), .label = "warm-up"};
-    struct sft_opts so = {.epochs = 1, .batch = B, .max_len = T, .seed = (uint64_t)j->c.seed, .on_step = sft_on_step,
-                          .arg = &pr};
-    float loss = sft_train(j->m, &o, cx, nex, &so, err, errlen);
-    adamw_free(&o);
+    struct sft_opts so = {.epochs = 1, .batch = B, .max_len = T, .seed = (uint64_t)j->c.seed,
+                          .on_step = quiet ? NULL : sft_on_step, .arg = &pr};
+    float loss = sft_train(j->be, cx, nex, &so, err, errlen);
     for (int i = 0; i < nex; i++) chat_free(&cx[i]);
     free(cx);
     if (isnan(loss)) return -1;
-    fprintf(stderr, "warm-up: done, copy loss %.4f, %.1f s\n", loss, (now_ms() - pr.t0) / 1000.0);
+    if (!quiet) fprintf(stderr, "warm-up: done, copy loss %.4f, %.1f s\n", loss, (now_ms() - pr.t0) / 1000.0);
     return 0;
 }
 
@@ -768,8 +789,9 @@ static int sft_phase(struct job *j, struct sft_set *set, char *err, size_t errle
         toks += ex[i].n;
         for (int t = 0; t < ex[i].n; t++) masked += ex[i].mask[t];
     }
-    fprintf(stderr, "sft: %d trajectories, %ld tokens (%ld assistant tokens trained on)\n", n, toks, masked);
-    if (j->c.copy_warmup > 0 && !j->c.model_dir && copy_warmup_phase(j, ex, n, err, errlen) != 0) {
+    int quiet = j->be->rank != 0; /* rank 0 alone reports */
+    if (!quiet) fprintf(stderr, "sft: %d trajectories, %ld tokens (%ld assistant tokens trained on)\n", n, toks, masked);
+    if (j->c.copy_warmup > 0 && !j->c.model_dir && copy_warmup_phase(j, ex, n, quiet, err, errlen) != 0) {
         for (int i = 0; i < n; i++) chat_free(&ex[i]);
         free(ex);
         return -1;
@@ -782,17 +804,19 @@ static int sft_phase(struct job *j, struct sft_set *set, char *err, size_t errle
     ac.warmup_steps = (int)(steps / 20 + 1);
     ac.total_steps = (int)steps;
     ac.min_lr_ratio = 0.1f;
-    struct adamw o;
-    adamw_init(&o, &ac, j->m->n_params);
+    if (j->be->ops->opt_init(j->be, &ac) != 0) {
+        for (int i = 0; i < n; i++) chat_free(&ex[i]);
+        free(ex);
+        return snprintf(err, errlen, "sft: %s", j->be->err), -1;
+    }
     struct sft_progress pr = {.tty = isatty(2), .t0 = now_ms(), .label = "sft"};
     struct sft_opts so = {.epochs = j->c.sft_epochs, .batch = j->c.sft_batch, .max_len = j->c.max_context,
-                          .seed = (uint64_t)j->c.seed, .on_step = sft_on_step, .arg = &pr};
-    float loss = sft_train(j->m, &o, ex, n, &so, err, errlen);
-    adamw_free(&o);
+                          .seed = (uint64_t)j->c.seed, .on_step = quiet ? NULL : sft_on_step, .arg = &pr};
+    float loss = sft_train(j->be, ex, n, &so, err, errlen);
     for (int i = 0; i < n; i++) chat_free(&ex[i]);
     free(ex);
     if (isnan(loss)) return -1;
-    fprintf(stderr, "sft: done, last epoch's mean loss %.4f, %.1f s\n", loss, (now_ms() - pr.t0) / 1000.0);
+    if (!quiet) fprintf(stderr, "sft: done, last epoch's mean loss %.4f, %.1f s\n", loss, (now_ms() - pr.t0) / 1000.0);
     return 0;
 }
 
@@ -888,42 +912,50 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
     if (gc.entropy_coef > 0)
         fprintf(stderr, "viv train: note: the entropy bonus needs d(entropy)/d(logits), which the model's backward "
                         "does not offer yet: entropy is measured, not trained on\n");
-    struct qwen3 *ref = NULL;
+    struct train_backend *be = j->be, *ref = NULL;
+    int W = be->world, rank = be->rank;
     if (gc.kl_coef > 0) { /* the reference: the policy as RL starts */
-        ref = qwen3_create(&j->m->cfg, err, errlen);
-        if (!ref) return -1;
-        memcpy(ref->params, j->m->params, j->m->n_params * sizeof(float));
+        ref = be->ops->fork(be);
+        if (!ref) return snprintf(err, errlen, "KL reference: %s", be->err), -1;
     }
     struct bio_env env = {.ts = &j->train, .mode = GRADE_TRAIN};
     struct rl_env_ops ops;
     bio_env_init(&env, &ops);
     struct model_gen g;
-    struct rl_rollout *r = open_rollout(j, nseq, &g, &ops, err, errlen);
-    if (!r) return -1;
+    struct rl_rollout *r = open_rollout(j, (ntasks + W - 1) / W * G, &g, &ops, err, errlen);
+    if (!r) {
+        train_backend_free(ref);
+        return -1;
+    }
     g.temperature = (float)j->c.temperature, g.top_p = (float)j->c.top_p;
-    /* last good state, for NaN/inf recovery */
-    size_t P = j->m->n_params;
-    float *good_p = xmalloc(P * sizeof(float)), *good_m = xmalloc(P * sizeof(float)), *good_v = xmalloc(P * sizeof(float));
-    int *tasks = xcalloc((size_t)ntasks, sizeof *tasks);
+    /* data parallel: this rank rolls out and trains on the step's tasks i with
+     * i % W == rank (all of them with one rank) */
+    int *tasks = xcalloc((size_t)ntasks, sizeof *tasks), *ltasks = xcalloc((size_t)ntasks, sizeof *ltasks);
     const char *names[MAX_SHAPES];
     int nnames = task_names(&j->train, names, MAX_SHAPES);
     int rcode = 0;
     for (long s = first_step; s <= j->c.steps; s++) {
-        memcpy(good_p, j->m->params, P * sizeof(float));
-        memcpy(good_m, j->opt.m, P * sizeof(float)), memcpy(good_v, j->opt.v, P * sizeof(float));
-        long good_step = j->opt.step;
+        if (be->ops->snapshot(be) != 0) { /* last good state, for NaN/inf recovery */
+            snprintf(err, errlen, "snapshot: %s", be->err);
+            rcode = -1;
+            break;
+        }
         step_tasks(j, s, tasks, ntasks);
+        int nloc = 0;
+        for (int i = rank; i < ntasks; i += W) ltasks[nloc++] = tasks[i];
+        nseq = nloc * G;
         model_gen_invalidate(&g);
         g.seed = (uint64_t)j->c.seed * 1000003u + (uint64_t)s;
         struct rl_episode *eps = NULL;
         struct rl_step_stats st;
         double t0 = now_ms();
-        if (rl_rollout_step(r, tasks, ntasks, G, &eps, &st, err, errlen) != 0) {
+        memset(&st, 0, sizeof st);
+        if (nloc > 0 && rl_rollout_step(r, ltasks, nloc, G, &eps, &st, err, errlen) != 0) {
             rcode = -1;
             break;
         }
         double t_roll = now_ms() - t0;
-        if (j->c.inject_nan_step == s) j->m->params[0] = NAN; /* tests: a poisoned update */
+        if (j->c.inject_nan_step == s) be->ops->set_param(be, 0, NAN); /* tests: a poisoned update */
         struct grpo_step_out go;
         double t1 = now_ms();
         /* minibatches: the step's groups split into `minibatches` updates (verl's
@@ -933,8 +965,10 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
         memset(&go, 0, sizeof go);
         for (int b = 0; b < nmb && ok; b++) {
             int g0 = ntasks * b / nmb, g1 = ntasks * (b + 1) / nmb;
+            /* this rank's groups among [g0, g1): those with index i % W == rank */
+            int l0 = g0 > rank ? (g0 - rank + W - 1) / W : 0, l1 = g1 > rank ? (g1 - rank + W - 1) / W : 0;
             struct grpo_step_out o1;
-            if (grpo_update(j->m, ref, &j->opt, &gc, eps + (size_t)g0 * G, (g1 - g0) * G, G, &o1, err, errlen) != 0) {
+            if (grpo_update(be, ref, &gc, eps + (size_t)l0 * G, (l1 - l0) * G, G, &o1, err, errlen) != 0) {
                 ok = 0;
                 break;
             }
@@ -956,14 +990,15 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             break;
         }
         double t_upd = now_ms() - t1;
-        int params_ok = 1;
-        for (size_t i = 0; i < P && params_ok; i++) params_ok = isfinite(j->m->params[i]);
-        int skipped = go.nonfinite || !params_ok;
+        int skipped = go.nonfinite || !be->ops->params_finite(be);
         if (skipped) {
-            memcpy(j->m->params, good_p, P * sizeof(float));
-            memcpy(j->opt.m, good_m, P * sizeof(float)), memcpy(j->opt.v, good_v, P * sizeof(float));
-            j->opt.step = good_step;
-            fprintf(stderr, "\nviv train: step %ld: NaN/inf in the loss or gradients: update skipped, "
+            if (be->ops->restore(be) != 0) {
+                snprintf(err, errlen, "restore: %s", be->err);
+                rl_episodes_free(eps, nseq);
+                rcode = -1;
+                break;
+            }
+            if (rank == 0) fprintf(stderr, "\nviv train: step %ld: NaN/inf in the loss or gradients: update skipped, "
                             "last good weights and optimizer state restored\n", s);
         }
         /* metrics */
@@ -980,6 +1015,30 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             for (int t = 0; t < eps[i].n_tokens; t++) gen_tok += eps[i].mask[t];
             resp_tok += eps[i].n_tokens - eps[i].prompt_tokens;
         }
+        int nseq_all = nseq;
+        if (W > 1) { /* every rank's episodes and statistics, for rank 0's log */
+            enum { NS = 16 };
+            double v[NS + 3 * MAX_SHAPES] = {rsum, corr, fmt, (double)gen_tok, (double)resp_tok, (double)nseq,
+                                              (double)go.st.tokens, go.st.loss, go.st.pg_loss,
+                                              go.st.kl_mean * go.st.tokens, go.st.ratio_mean * go.st.tokens,
+                                              go.st.clip_frac * go.st.tokens, go.st.clip_frac_low * go.st.tokens,
+                                              go.st.clip_frac_high * go.st.tokens, go.entropy * go.st.tokens,
+                                              (double)go.st.groups_kept};
+            for (int k = 0; k < nnames; k++) v[NS + 3 * k] = cnt[k], v[NS + 3 * k + 1] = rew[k], v[NS + 3 * k + 2] = acc[k];
+            if (be->ops->allreduce_sum(be, v, NS + 3 * nnames) != 0) {
+                snprintf(err, errlen, "metrics: %s", be->err);
+                rl_episodes_free(eps, nseq);
+                rcode = -1;
+                break;
+            }
+            double tw = v[6] > 0 ? v[6] : 1;
+            rsum = v[0], corr = v[1], fmt = v[2], gen_tok = (long)v[3], resp_tok = (long)v[4], nseq_all = (int)v[5];
+            /* the losses are each rank's share of the whole batch's normalised loss: they add up */
+            go.st.tokens = (long)v[6], go.st.loss = v[7], go.st.pg_loss = v[8], go.st.kl_mean = v[9] / tw;
+            go.st.ratio_mean = v[10] / tw, go.st.clip_frac = v[11] / tw, go.st.clip_frac_low = v[12] / tw;
+            go.st.clip_frac_high = v[13] / tw, go.entropy = v[14] / tw, go.st.groups_kept = (long)v[15];
+            for (int k = 0; k < nnames; k++) cnt[k] = (int)v[NS + 3 * k], rew[k] = v[NS + 3 * k + 1], acc[k] = v[NS + 3 * k + 2];
+        }
         int ntm = 0;
         for (int k = 0; k < nnames; k++)
             if (cnt[k]) tm[ntm++] = (struct rl_task_metric){names[k], rew[k] / cnt[k], acc[k] / cnt[k], cnt[k]};
@@ -988,13 +1047,13 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
         struct rl_kv kv[64];
         int nkv = 0;
 #define KV(k, v) kv[nkv++] = (struct rl_kv){k, (double)(v)}
-        KV("reward", rsum / nseq), KV("accuracy", corr / nseq), KV("format_rate", fmt / nseq);
+        KV("reward", rsum / nseq_all), KV("accuracy", corr / nseq_all), KV("format_rate", fmt / nseq_all);
         KV("loss", go.st.loss), KV("pg_loss", go.st.pg_loss), KV("kl", go.st.kl_mean), KV("entropy", go.entropy);
         KV("clip_frac", go.st.clip_frac), KV("clip_frac_low", go.st.clip_frac_low), KV("clip_frac_high", go.st.clip_frac_high);
         KV("ratio_mean", go.st.ratio_mean), KV("grad_norm", go.grad_norm), KV("lr", go.lr);
         KV("tokens", go.st.tokens), KV("gen_tokens", gen_tok), KV("response_tokens", resp_tok);
         KV("groups_kept", go.st.groups_kept), KV("groups_dropped", go.st.groups_dropped), KV("seqs_masked", go.st.seqs_masked);
-        KV("episodes", nseq), KV("episodes_per_s", nseq / ((t_roll + 1e-9) / 1000.0));
+        KV("episodes", nseq_all), KV("episodes_per_s", nseq_all / ((t_roll + 1e-9) / 1000.0));
         KV("rollout_s", t_roll / 1000.0), KV("update_s", t_upd / 1000.0);
         KV("gen_s", st.gen_busy_ms / 1000.0), KV("tool_wait_s", (st.wall_ms - st.gen_busy_ms) / 1000.0);
         KV("gen_idle_frac", st.gen_idle_frac), KV("tool_calls", st.tool_calls), KV("tool_errors", st.tool_errors);
@@ -1010,6 +1069,7 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
         }
 #undef KV
         rl_episodes_free(eps, nseq);
+        if (rank != 0) continue; /* rank 0 alone writes metrics and checkpoints */
         rl_run_log_step(j->run, s, kv, nkv, tm, ntm);
         if (s % j->c.ckpt_every == 0 || s == j->c.steps) {
             if (save_checkpoint(j, s, err, errlen) != 0) {
@@ -1019,10 +1079,10 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             rl_run_write_charts(j->run, err, errlen);
         }
     }
-    free(good_p), free(good_m), free(good_v), free(tasks);
+    free(tasks), free(ltasks);
     rl_rollout_free(r);
     model_gen_free(&g);
-    if (ref) qwen3_free(ref);
+    train_backend_free(ref);
     return rcode;
 }
 
@@ -1083,6 +1143,55 @@ static int file_exists(const char *p) {
     return stat(p, &st) == 0;
 }
 
+/* The world size an MPI launcher (Open MPI, MPICH / PMI, PMIx, Slurm's
+ * srun with PMI) gave this process; 0 when none started it. */
+static int mpi_launch_size(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && atoi(v) > 0) return atoi(v);
+    }
+    return 0;
+}
+
+/* Data parallel: rank 0 prepared the model (teacher trajectories,
+ * tokenizer, initial weights; prc its status); every other rank gets the
+ * same. The trajectories travel as JSON over MPI; the tokenizer and the
+ * weights through runs/NAME/init (written by rank 0) or the --model
+ * directory. 0, or -1 with err on every rank when rank 0 failed. */
+static int share_prepared(struct job *j, struct sft_set *set, int prc, int rank, char *err, size_t errlen) {
+    char *init = xasprintf("%s/init", j->dir), *blob = NULL;
+    uint64_t len = 0; /* 0: rank 0 has nothing to share */
+    if (rank == 0 && prc == 0 &&
+        (j->c.model_dir || (qwen3_save(j->m, init, ST_F32, err, errlen) == 0 && tokenizer_save(j->tok, init, err, errlen) == 0))) {
+        blob = sft_set_pack(set);
+        len = strlen(blob) + 1;
+    }
+    int rc = -1;
+    if (train_dist_bcast(&len, sizeof len) != 0) {
+        snprintf(err, errlen, "MPI_Bcast failed");
+        goto out;
+    }
+    if (len == 0) {
+        if (rank != 0 || prc == 0) snprintf(err, errlen, "rank 0 could not prepare the model");
+        goto out;
+    }
+    if (rank != 0) blob = xmalloc(len);
+    if (train_dist_bcast(blob, len) != 0) {
+        snprintf(err, errlen, "MPI_Bcast failed");
+        goto out;
+    }
+    if (rank != 0) {
+        const char *from = j->c.model_dir ? j->c.model_dir : init;
+        if (sft_set_unpack(blob, set, err, errlen) != 0) goto out;
+        if (!(j->m = qwen3_load(from, err, errlen)) || !(j->tok = tokenizer_load(from, err, errlen))) goto out;
+    }
+    rc = 0;
+out:
+    free(init), free(blob);
+    return rc;
+}
+
 static int run_job(struct train_cfg *c) {
     const char *cmd = c->sft_only ? "sft" : "train";
     char err[512] = "";
@@ -1096,10 +1205,28 @@ static int run_job(struct train_cfg *c) {
     char *names_store[3][MAX_SHAPES] = {{0}};
     char *ckpt = NULL;
     long ckpt_step = -1;
+    int rank = 0, world = 1;
     par_set_threads(c->threads);
-    /* 1. data */
     char *train_path = xasprintf("%s/tasks/train.jsonl", c->data), *val_path = xasprintf("%s/tasks/val.jsonl", c->data);
-    if (!file_exists(train_path) || !file_exists(val_path)) {
+    /* 0. the device, and data parallel: under an MPI launcher with --device cuda,
+     * one rank per GPU (MPI + NCCL; a launch of one rank runs the same path) */
+    if (!strcmp(c->device, "cuda") && train_backend_cuda_devices(err, sizeof err) <= 0) {
+        fprintf(stderr, "viv %s: --device cuda: no CUDA device (%s)\n", cmd, err);
+        goto out;
+    }
+    if (mpi_launch_size() > 1 || (mpi_launch_size() == 1 && !strcmp(c->device, "cuda"))) {
+        if (strcmp(c->device, "cuda")) {
+            fprintf(stderr, "viv %s: started by mpirun: data-parallel training needs --device cuda (bin/viv-cuda)\n", cmd);
+            goto out;
+        }
+        if (train_dist_init(NULL, NULL, &rank, &world, err, sizeof err) != 0) {
+            fprintf(stderr, "viv %s: %s\n", cmd, err);
+            goto out;
+        }
+        if (rank == 0) fprintf(stderr, "viv %s: data parallel over %d ranks (MPI + NCCL)\n", cmd, world);
+    }
+    /* 1. data (rank 0 builds it; the others wait) */
+    if (rank == 0 && (!file_exists(train_path) || !file_exists(val_path))) {
         fprintf(stderr, "viv %s: no task data in %s: building it (viv data build --out %s)\n", cmd, c->data, c->data);
         char *argv[] = {"data", "build", "--out", (char *)c->data, NULL};
         if (cmd_data(4, argv) != 0) {
@@ -1107,6 +1234,7 @@ static int run_job(struct train_cfg *c) {
             goto out;
         }
     }
+    if (world > 1 && train_dist_barrier() != 0) goto out;
     if (taskset_load(train_path, "train", &j.train, err, sizeof err) != 0 ||
         taskset_load(val_path, "val", &j.val, err, sizeof err) != 0) {
         fprintf(stderr, "viv %s: %s\n", cmd, err);
@@ -1141,7 +1269,7 @@ static int run_job(struct train_cfg *c) {
     j.dir = xasprintf("%s/%s", c->runs, c->name);
     ckpt = c->resume ? latest_checkpoint(j.dir, &ckpt_step) : NULL;
     if (c->resume && !ckpt) fprintf(stderr, "viv %s: --resume: no checkpoint in %s: starting from the beginning\n", cmd, j.dir);
-    if (!c->resume && file_exists(j.dir)) {
+    if (!c->resume && rank == 0 && file_exists(j.dir)) {
         /* a fresh run replaces an old one of the same name */
         char *old = xasprintf("%s/checkpoints/latest", j.dir);
         unlink(old);
@@ -1150,13 +1278,15 @@ static int run_job(struct train_cfg *c) {
         unlink(old);
         free(old);
     }
-    if (ckpt) truncate_metrics(j.dir, ckpt_step);
-    char *cj = config_json(c);
-    j.run = rl_run_open(c->runs, c->name, cj, c->steps, err, sizeof err);
-    free(cj);
-    if (!j.run) {
-        fprintf(stderr, "viv %s: %s\n", cmd, err);
-        goto out;
+    if (rank == 0) { /* rank 0 alone writes the run's files */
+        if (ckpt) truncate_metrics(j.dir, ckpt_step);
+        char *cj = config_json(c);
+        j.run = rl_run_open(c->runs, c->name, cj, c->steps, err, sizeof err);
+        free(cj);
+        if (!j.run) {
+            fprintf(stderr, "viv %s: %s\n", cmd, err);
+            goto out;
+        }
     }
     /* 3. vivd */
     j.sock = c->socket;
@@ -1168,7 +1298,7 @@ static int run_job(struct train_cfg *c) {
         j.sock = vp.sock;
     }
     j.ntools = bio_tool_cfgs(j.tools, 4, c->timeout_ms);
-    fprintf(stderr, "viv %s: %zu train tasks, %zu held-out tasks (%s), run dir %s\n", cmd, j.train.n, j.val.n,
+    if (rank == 0) fprintf(stderr, "viv %s: %zu train tasks, %zu held-out tasks (%s), run dir %s\n", cmd, j.train.n, j.val.n,
             c->eval_split, j.dir);
     long first_step = 1;
     if (ckpt) {
@@ -1186,12 +1316,25 @@ static int run_job(struct train_cfg *c) {
             free(p);
         }
     } else {
-        if (prepare_model(&j, &set, err, sizeof err) != 0) {
-            fprintf(stderr, "viv %s: %s\n", cmd, err);
+        /* rank 0 collects the teacher's trajectories and builds the model; the others get them */
+        int prc = rank == 0 ? prepare_model(&j, &set, err, sizeof err) : 0;
+        if (prc != 0) fprintf(stderr, "viv %s: %s\n", cmd, err);
+        if (world > 1 && share_prepared(&j, &set, prc, rank, err, sizeof err) != 0) {
+            if (prc == 0) fprintf(stderr, "viv %s: rank %d: %s\n", cmd, rank, err);
             goto out;
         }
+        if (prc != 0) goto out;
+    }
+    /* 3b. the device: the model's weights go up once (--device cuda) */
+    j.be = train_backend_open(c->device, j.m, err, sizeof err);
+    if (!j.be) {
+        fprintf(stderr, "viv %s: %s\n", cmd, err);
+        goto out;
+    }
+    if (rank == 0 && strcmp(c->device, "cpu")) fprintf(stderr, "viv %s: training and decoding on %s\n", cmd, c->device);
+    if (!ckpt) {
         if (!c->no_sft) {
-            if (!c->sft_only && evaluate(&j, stage[0], &tab[0], err, sizeof err) != 0) {
+            if (!c->sft_only && rank == 0 && evaluate(&j, stage[0], &tab[0], err, sizeof err) != 0) {
                 fprintf(stderr, "viv %s: eval: %s\n", cmd, err);
                 goto out;
             }
@@ -1200,7 +1343,7 @@ static int run_job(struct train_cfg *c) {
                 goto out;
             }
         }
-        if (evaluate(&j, stage[1], &tab[1], err, sizeof err) != 0) {
+        if (rank == 0 && evaluate(&j, stage[1], &tab[1], err, sizeof err) != 0) {
             fprintf(stderr, "viv %s: eval: %s\n", cmd, err);
             goto out;
         }
@@ -1213,27 +1356,35 @@ static int run_job(struct train_cfg *c) {
     ac.warmup_steps = 1;
     ac.total_steps = c->steps * (c->minibatches < c->tasks_per_step ? c->minibatches : c->tasks_per_step);
     ac.min_lr_ratio = 0.1f;
-    adamw_init(&j.opt, &ac, j.m->n_params);
-    if (ckpt && load_optimizer(&j.opt, ckpt, err, sizeof err) != 0) {
+    if (j.be->ops->opt_init(j.be, &ac) != 0) {
+        fprintf(stderr, "viv %s: %s\n", cmd, j.be->err);
+        goto out;
+    }
+    if (ckpt && (load_optimizer(&j.be->opt, ckpt, err, sizeof err) != 0 ||
+                 (j.be->ops->sync_up(j.be) != 0 && snprintf(err, sizeof err, "%s", j.be->err)))) {
         fprintf(stderr, "viv %s: %s\n", cmd, err);
         goto out;
     }
-    if (!ckpt && save_checkpoint(&j, 0, err, sizeof err) != 0) { /* step 0: the SFT model */
+    if (!ckpt && rank == 0 && save_checkpoint(&j, 0, err, sizeof err) != 0) { /* step 0: the SFT model */
         fprintf(stderr, "viv %s: checkpoint: %s\n", cmd, err);
         goto out;
     }
     if (!c->sft_only && c->steps > 0) {
-        fprintf(stderr, "grpo: steps %ld..%d, %d tasks x %d samples per step\n", first_step, c->steps, c->tasks_per_step,
+        if (rank == 0) fprintf(stderr, "grpo: steps %ld..%d, %d tasks x %d samples per step\n", first_step, c->steps, c->tasks_per_step,
                 c->group);
         if (first_step <= c->steps && rl_phase(&j, first_step, err, sizeof err) != 0) {
             fprintf(stderr, "viv %s: grpo: %s\n", cmd, err);
             goto out;
         }
-        if (evaluate(&j, stage[2], &tab[2], err, sizeof err) != 0) {
+        if (rank == 0 && evaluate(&j, stage[2], &tab[2], err, sizeof err) != 0) {
             fprintf(stderr, "viv %s: eval: %s\n", cmd, err);
             goto out;
         }
-        rl_run_write_charts(j.run, err, sizeof err);
+        if (rank == 0) rl_run_write_charts(j.run, err, sizeof err);
+    }
+    if (rank != 0) { /* the table, the charts and the summary are rank 0's */
+        rc = 0;
+        goto out;
     }
     eval_chart(j.dir, tab, stage, 3);
     print_tables(tab, stage, 3, c->eval_split);
@@ -1253,12 +1404,13 @@ out:
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < MAX_SHAPES; i++) free(names_store[k][i]);
     if (j.run) rl_run_close(j.run);
+    train_backend_free(j.be);
     if (j.m) qwen3_free(j.m);
     if (j.tok) tokenizer_free(j.tok);
-    if (j.opt.m) adamw_free(&j.opt);
     if (j.train.t) taskset_free(&j.train);
     if (j.val.t) taskset_free(&j.val);
     free(j.dir), free(ckpt), free(train_path), free(val_path);
+    train_dist_finalize(rc != 0);
     return rc;
 }
 

@@ -15,6 +15,7 @@
 #include "../model/chat.h"
 #include "../model/qwen3.h"
 #include "../model/tokenizer.h"
+#include "backend.h"
 #include "grpo.h"
 #include "rollout.h"
 
@@ -53,6 +54,11 @@ int sft_collect(const struct task_set *ts, const char *socket, const struct sft_
                 char *err, size_t errlen);
 void sft_set_free(struct sft_set *s);
 
+/* The kept trajectories as JSON (malloc'd) and back (data parallel: rank 0
+ * collects, the other ranks train on the same set). unpack: 0 or -1 with err. */
+char *sft_set_pack(const struct sft_set *s);
+int sft_set_unpack(const char *json, struct sft_set *out, char *err, size_t errlen);
+
 /* Render one trajectory in the chat layout of rl/bio_env.h onto c: mask 1
  * exactly on the assistant messages' tokens. 0 or -1. */
 int sft_render(const struct sft_traj *t, const char *task_prompt, const struct tokenizer *tok, struct chat *c);
@@ -70,10 +76,13 @@ struct sft_opts {
 
 /* Supervised fine-tuning on rendered chats: next-token cross-entropy on the
  * positions whose target has mask 1, batches of `batch` sequences padded to
- * the longest (cut at max_len), shuffled each epoch. The optimizer's
- * schedule should cover ceil(n/batch)*epochs steps. Returns the last
- * epoch's mean loss, or NAN with err. */
-float sft_train(struct qwen3 *m, struct adamw *opt, const struct chat *ex, int n, const struct sft_opts *o, char *err,
+ * the longest (cut at max_len), shuffled each epoch, one AdamW step of b's
+ * optimizer (opt_init first; its schedule should cover
+ * ceil(n/batch)*epochs steps) per batch. With several ranks (b->world) each
+ * rank takes every world-th sequence of a batch and the gradients are
+ * averaged (the same update as one rank on the whole batch). Returns the
+ * last epoch's mean loss, or NAN with err. */
+float sft_train(struct train_backend *b, const struct chat *ex, int n, const struct sft_opts *o, char *err,
                 size_t errlen);
 
 /* Targets / weights for next-token prediction from a chat: targets[t] =
@@ -96,18 +105,19 @@ struct grpo_step_out {
 
 /* One GRPO update from finished episodes (groups of group_size in order):
  * per group a forward pass, grpo_loss on the real log-probs against the
- * sampling ones, backward of sum(dL/dlogp * logp), then one AdamW step.
- * Token-mean normalisation is over the whole batch (each group's
- * coefficients are rescaled by its share of the contributing tokens).
- * With ref != NULL and kl_coef > 0 the low-variance KL to ref is added.
- * Does not step when a loss or gradient is not finite (out->nonfinite).
- * 0, or -1 with err. */
-int grpo_update(struct qwen3 *m, const struct qwen3 *ref, struct adamw *opt, const struct grpo_cfg *gc,
+ * sampling ones, backward of sum(dL/dlogp * logp), then one AdamW step of
+ * b's optimizer. Token-mean normalisation is over the whole batch (each
+ * group's coefficients are rescaled by its share of the contributing
+ * tokens). With ref != NULL and kl_coef > 0 the low-variance KL to ref is
+ * added. Does not step when a loss or gradient is not finite
+ * (out->nonfinite).
+ * Data parallel (b->world > 1): each rank passes its own groups (possibly
+ * none); the normaliser is the token / sequence count of all ranks and the
+ * gradients are averaged before the one step, so it is the update of the
+ * whole batch. out's statistics are this rank's groups'. 0, or -1 with err. */
+int grpo_update(struct train_backend *b, struct train_backend *ref, const struct grpo_cfg *gc,
                 struct rl_episode *eps, int nseq, int group_size, struct grpo_step_out *out, char *err,
                 size_t errlen);
-
-/* 1 if every gradient is finite. */
-int grads_finite(const struct qwen3 *m);
 
 /* ---- commands ----------------------------------------------------------------- */
 int cmd_train(int argc, char **argv);

@@ -1,14 +1,14 @@
 # rl/train.mk - the trainer: `viv sft`, `viv train` (rejection-sampling SFT
 # + GRPO through the rollout engine), included by the top Makefile.
-TRAIN_SRC := rl/bio_env.c rl/model_gen.c rl/sft.c rl/grpo_step.c rl/train.c
+TRAIN_SRC := rl/bio_env.c rl/model_gen.c rl/backend_cpu.c rl/backend_cuda.c rl/sft.c rl/grpo_step.c rl/train.c
 VIV_SRC += $(TRAIN_SRC)
-HEADERS += rl/bio_env.h rl/model_gen.h rl/train.h
+HEADERS += rl/bio_env.h rl/model_gen.h rl/train.h rl/backend.h
 
 # Unit tests (SFT masks, the GRPO update's direction, the environment's
 # scoring, generation with stop strings): ASan + UBSan; the models are tiny.
 # train.c (the command, which pulls in the data builder) is exercised by the
 # end-to-end part of test/train/run.sh through bin/viv instead.
-TRAIN_TEST_SRC := rl/bio_env.c rl/model_gen.c rl/sft.c rl/grpo_step.c rl/rollout.c rl/grpo.c \
+TRAIN_TEST_SRC := rl/bio_env.c rl/model_gen.c rl/backend_cpu.c rl/backend_cuda.c rl/sft.c rl/grpo_step.c rl/rollout.c rl/grpo.c \
                   model/config.c model/safetensors.c model/kernels.c model/qwen3.c model/qwen3_infer.c \
                   model/adamw.c model/sample.c \
                   model/unicode.c model/tokenizer.c model/tokenizer_scan.c model/tokenizer_save.c \

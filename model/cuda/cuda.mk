@@ -113,3 +113,87 @@ $(BUILD)/test/gpu_hostsim_tests: $(HOSTSIM_C_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hos
 ifneq ($(HOSTSIM_CXX),)
 EXTRA_TESTS += $(BUILD)/test/gpu_hostsim_tests
 endif
+
+# test/gpu/train_gpu_tests.c: the trainer (rl/sft.c, rl/grpo_step.c,
+# rl/model_gen.c) on the CUDA backend (rl/backend_cuda.c) against the same
+# trainer on the CPU backend. Its C side is what test/train links
+# (TRAIN_TEST_SRC, from rl/train.mk, read late through $$), compiled -O2 with
+# VIV_CUDA (no sanitizers: real numerics on both sides, and ASan does not see
+# device memory). Linked twice: against hostsim (every machine, a test of
+# the host code), and against the CUDA objects where nvcc is (skips without
+# a GPU).
+CUDATRAIN_C = test/gpu/train_gpu_tests.c $(TRAIN_TEST_SRC)
+CUDATRAIN_OBJ = $(patsubst %.c,$(BUILD)/cudatrain/%.o,$(CUDATRAIN_C)) $(BUILD)/cudatrain/gen/unicode_tables.o
+
+$(BUILD)/cudatrain/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(@D)
+	gcc -std=gnu11 -O2 -g $(WARN) -c $< -o $@
+
+$(BUILD)/cudatrain/%.o: %.c $$(HEADERS) test/harness.h
+	@mkdir -p $(@D)
+	gcc -std=gnu11 -O2 -g $(WARN) -DVIV_CUDA -c $< -o $@
+
+$(BUILD)/test/train_gpu_hostsim_tests: $$(CUDATRAIN_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hostsim/hostsim.o
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -o $@ $(CUDATRAIN_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hostsim/hostsim.o -lseccomp -lcap -lcjson -lm -lpthread
+
+$(BUILD)/test/train_gpu_tests: $$(CUDATRAIN_OBJ) $(CUDA_OBJ)
+	@mkdir -p $(@D)
+	$(CUDA_CXX) -o $@ $(CUDATRAIN_OBJ) $(CUDA_OBJ) -l:libseccomp.a -l:libcap.a -lcjson $(CUDA_LIBS)
+
+ifneq ($(HOSTSIM_CXX),)
+EXTRA_TESTS += $(BUILD)/test/train_gpu_hostsim_tests
+endif
+cuda: $(if $(HAVE_NVCC),$(BUILD)/test/train_gpu_tests)
+ifeq ($(HAVE_NVCC),1)
+tests: $(BUILD)/test/train_gpu_tests
+endif
+
+# viv itself with the CUDA backend's host code over hostsim: `viv train
+# --device cuda` end to end on a machine without a GPU (test/gpu/run.sh
+# copies it next to bin/vivd). A test double, not a GPU binary: the CUDA
+# kernels are hostsim.cc's loops.
+$(BUILD)/test/viv_hostsim: $$(CUDA_HOST_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hostsim/hostsim.o
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -o $@ $(CUDA_HOST_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hostsim/hostsim.o -lseccomp -lcap -lcjson -lm -lpthread
+ifneq ($(HOSTSIM_CXX),)
+EXTRA_TESTS += $(BUILD)/test/viv_hostsim
+endif
+
+# The same with data parallel: dist.cu built with MPI against hostsim's
+# nccl.h (NCCL's calls done with MPI on host memory), so `mpirun -np 2
+# viv_hostsim_mpi train --device cuda` runs the ranks' split, the gradient
+# all-reduce and rank 0's writing on a machine without a GPU. Only where
+# MPI (mpicc) is installed.
+ifneq ($(and $(HOSTSIM_CXX),$(MPI_LIBS)),)
+$(BUILD)/hostsim-mpi/dist.o: model/cuda/dist.cu $(CUDA_HDR) $(wildcard test/gpu/hostsim/*.h)
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -std=c++17 $(filter-out -DVIV_DIST=0,$(HOSTSIM_FLAGS)) -DVIV_DIST=1 -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX \
+	  $(MPI_CFLAGS) -x c++ -c $< -o $@
+
+$(BUILD)/test/viv_hostsim_mpi: $$(CUDA_HOST_OBJ) $(BUILD)/hostsim/qwen3_cuda.o $(BUILD)/hostsim/infer.o \
+                               $(BUILD)/hostsim-mpi/dist.o $(BUILD)/hostsim/hostsim.o
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -o $@ $(CUDA_HOST_OBJ) $(BUILD)/hostsim/qwen3_cuda.o $(BUILD)/hostsim/infer.o \
+	  $(BUILD)/hostsim-mpi/dist.o $(BUILD)/hostsim/hostsim.o $(MPI_LIBS) -lseccomp -lcap -lcjson -lm -lpthread
+EXTRA_TESTS += $(BUILD)/test/viv_hostsim_mpi
+
+# test/gpu/train_dp_tests.c (data parallel vs one rank) over the same
+DP_TEST_OBJ = $(filter-out $(BUILD)/cudatrain/test/gpu/train_gpu_tests.o,$(CUDATRAIN_OBJ)) \
+              $(BUILD)/cudatrain/test/gpu/train_dp_tests.o
+$(BUILD)/test/train_dp_hostsim_tests: $$(DP_TEST_OBJ) $(BUILD)/hostsim/qwen3_cuda.o $(BUILD)/hostsim/infer.o \
+                                      $(BUILD)/hostsim-mpi/dist.o $(BUILD)/hostsim/hostsim.o
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -o $@ $(DP_TEST_OBJ) $(BUILD)/hostsim/qwen3_cuda.o $(BUILD)/hostsim/infer.o \
+	  $(BUILD)/hostsim-mpi/dist.o $(BUILD)/hostsim/hostsim.o $(MPI_LIBS) -lseccomp -lcap -lcjson -lm -lpthread
+EXTRA_TESTS += $(BUILD)/test/train_dp_hostsim_tests
+endif
+
+# and against the CUDA objects (mpirun -np 2 with 2+ GPUs)
+$(BUILD)/test/train_dp_tests: $$(DP_TEST_OBJ) $(CUDA_OBJ)
+	@mkdir -p $(@D)
+	$(CUDA_CXX) -o $@ $(DP_TEST_OBJ) $(CUDA_OBJ) -l:libseccomp.a -l:libcap.a -lcjson $(CUDA_LIBS)
+cuda: $(if $(HAVE_NVCC),$(BUILD)/test/train_dp_tests)
+ifeq ($(HAVE_NVCC),1)
+tests: $(BUILD)/test/train_dp_tests
+endif

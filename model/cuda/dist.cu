@@ -85,6 +85,25 @@ extern "C" int qwen3_cuda_broadcast_weights(struct qwen3_cuda *g) {
     return 0;
 }
 
+extern "C" int qwen3_dist_allreduce_sum(double *v, int n) {
+    if (!g_inited || g_world == 1) return 0;
+    return MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) == MPI_SUCCESS ? 0 : -1;
+}
+
+extern "C" int qwen3_dist_bcast(void *buf, size_t n) {
+    if (!g_inited || g_world == 1) return 0;
+    /* MPI counts are int: send in pieces of at most 1 GiB */
+    for (size_t o = 0; o < n; o += (size_t)1 << 30) {
+        size_t k = n - o < ((size_t)1 << 30) ? n - o : (size_t)1 << 30;
+        if (MPI_Bcast((char *)buf + o, (int)k, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS) return -1;
+    }
+    return 0;
+}
+
+extern "C" void qwen3_dist_abort(int code) {
+    if (g_inited && g_world > 1) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
 extern "C" void qwen3_dist_finalize(void) {
     if (g_inited && g_world > 1) ncclCommDestroy(g_comm);
     g_inited = 0;
@@ -116,7 +135,19 @@ extern "C" int qwen3_cuda_broadcast_weights(struct qwen3_cuda *g) {
     return 0;
 }
 
+extern "C" int qwen3_dist_allreduce_sum(double *v, int n) {
+    (void)v, (void)n;
+    return 0;
+}
+
+extern "C" int qwen3_dist_bcast(void *buf, size_t n) {
+    (void)buf, (void)n;
+    return 0;
+}
+
 extern "C" void qwen3_dist_finalize(void) {}
+
+extern "C" void qwen3_dist_abort(int code) { (void)code; }
 
 #endif
 

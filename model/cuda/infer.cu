@@ -56,6 +56,11 @@ extern "C" void qwen3_cuda_kv_reset(struct qwen3_cuda_kv *kv, int slot) {
     if (slot >= 0 && slot < kv->n_slots) kv->len[slot] = 0;
 }
 
+extern "C" void qwen3_cuda_kv_truncate(struct qwen3_cuda_kv *kv, int slot, int len) {
+    /* the rows past len are simply overwritten by the next forward */
+    if (slot >= 0 && slot < kv->n_slots && len < kv->len[slot]) kv->len[slot] = len < 0 ? 0 : len;
+}
+
 extern "C" int qwen3_cuda_kv_len(const struct qwen3_cuda_kv *kv, int slot) {
     return slot >= 0 && slot < kv->n_slots ? kv->len[slot] : -1;
 }

@@ -323,6 +323,20 @@ void k_xent_bwd(cudaStream_t st, bf16 *dlogits, const float *logits, const float
     xent_bwd_kernel<<<N, 512, 0, st>>>(dlogits, logits, lse, targets, coef, V);
 }
 
+/* Entropy per row from the forward's lse: H = lse - sum_i p_i x_i with
+ * p_i = exp(x_i - lse). One block per row, like xent_fwd_kernel. */
+__global__ void xent_entropy_kernel(float *ent, const float *logits, const float *lse, int V) {
+    const float *l = logits + (size_t)blockIdx.x * V;
+    float z = lse[blockIdx.x], s = 0;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) s += expf(l[i] - z) * l[i];
+    float S = block_sum(s);
+    if (threadIdx.x == 0) ent[blockIdx.x] = z - S;
+}
+
+void k_xent_entropy(cudaStream_t st, float *ent, const float *logits, const float *lse, int N, int V) {
+    xent_entropy_kernel<<<N, 512, 0, st>>>(ent, logits, lse, V);
+}
+
 /* ---- AdamW (adamw.c) ---------------------------------------------------------------- */
 
 __global__ void sumsq_kernel(double *out, const float *x, size_t n) {

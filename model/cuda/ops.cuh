@@ -66,6 +66,8 @@ void k_swiglu_bwd(cudaStream_t st, bf16 *dgate, bf16 *dup, const float *dh, cons
 void k_xent_fwd(cudaStream_t st, float *lse, float *logp, const float *logits, const int32_t *targets, int N, int V);
 void k_xent_bwd(cudaStream_t st, bf16 *dlogits, const float *logits, const float *lse, const int32_t *targets,
                 const float *coef, int N, int V);
+/* ent[r] = entropy of softmax(logits[r]) = lse[r] - sum_i p_i logits[r][i] */
+void k_xent_entropy(cudaStream_t st, float *ent, const float *logits, const float *lse, int N, int V);
 /* sum of squares of x into *out (double, device; must be zeroed first) */
 void k_sumsq(cudaStream_t st, double *out, const float *x, size_t n);
 /* AdamW on [n] with decay factor, clip, step size, sqrt(1-b2^t); writes p and pb (bf16 copy). */

@@ -153,7 +153,7 @@ static void free_acts(struct qwen3_cuda *g) {
 extern "C" void qwen3_cuda_free(struct qwen3_cuda *g) {
     if (!g) return;
     free_acts(g);
-    void *ptrs[] = {g->params, g->params_b, g->grads, g->adam_m, g->adam_v, g->scalar};
+    void *ptrs[] = {g->params, g->params_b, g->grads, g->adam_m, g->adam_v, g->scalar, g->snap};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
         if (ptrs[i]) cudaFree(ptrs[i]);
     mm_ctx_free(&g->mm);
@@ -587,4 +587,107 @@ extern "C" int qwen3_cuda_to_host(struct qwen3_cuda *g, struct qwen3 *cpu) {
     if (cudaMemcpy(cpu->params, g->params, g->n_params * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
         return gcheck(g, "weights to host");
     return 0;
+}
+
+/* ---- what a trainer needs besides (rl/backend_cuda.c) ---------------------------------- */
+
+static int same_config(struct qwen3_cuda *g, const struct qwen3 *cpu) {
+    const struct qwen3_config *a = &cpu->cfg, *b = &g->cfg;
+    return cpu->n_params == g->n_params && a->vocab_size == b->vocab_size && a->hidden_size == b->hidden_size &&
+           a->num_layers == b->num_layers && a->intermediate_size == b->intermediate_size &&
+           a->num_heads == b->num_heads && a->num_kv_heads == b->num_kv_heads && a->head_dim == b->head_dim &&
+           a->tie_word_embeddings == b->tie_word_embeddings;
+}
+
+extern "C" int qwen3_cuda_from_host(struct qwen3_cuda *g, const struct qwen3 *cpu) {
+    if (!same_config(g, cpu)) return gfail(g, "from_host: the CPU model has a different config");
+    if (cudaMemcpy(g->params, cpu->params, g->n_params * 4, cudaMemcpyHostToDevice) != cudaSuccess)
+        return gcheck(g, "weights to device");
+    k_f32_to_bf16(g->st, g->params_b, g->params, g->n_params);
+    g->has_forward = 0; /* the saved activations belong to the old weights */
+    if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "weights to device");
+    return gcheck(g, "weights to device");
+}
+
+extern "C" int qwen3_cuda_last_entropy(struct qwen3_cuda *g, float *out) {
+    if (!g->has_forward) return gfail(g, "entropy: no forward");
+    int N = g->B * g->T;
+    float *d = NULL;
+    if (dalloc(g, (void **)&d, (size_t)N * 4, "entropy")) return -1;
+    k_xent_entropy(g->st, d, g->a.logits, g->a.lse, N, g->cfg.vocab_size);
+    cudaMemcpyAsync(out, d, (size_t)N * 4, cudaMemcpyDeviceToHost, g->st);
+    int rc = cudaStreamSynchronize(g->st) != cudaSuccess ? -1 : 0;
+    cudaFree(d);
+    if (rc || gcheck(g, "entropy")) return gcheck(g, "entropy"), -1;
+    return 0;
+}
+
+static double sumsq(struct qwen3_cuda *g, const float *x, const char *what) {
+    double *ss = (double *)g->scalar, h = 0;
+    cudaMemsetAsync(ss, 0, sizeof *ss, g->st);
+    k_sumsq(g->st, ss, x, g->n_params);
+    cudaMemcpyAsync(&h, ss, sizeof h, cudaMemcpyDeviceToHost, g->st);
+    if (cudaStreamSynchronize(g->st) != cudaSuccess || gcheck(g, what)) return gcheck(g, what), NAN;
+    return h;
+}
+
+extern "C" double qwen3_cuda_grad_sumsq(struct qwen3_cuda *g) {
+    if (!g->grads) return 0; /* no backward yet: all zero */
+    return sumsq(g, g->grads, "gradient norm");
+}
+
+extern "C" double qwen3_cuda_param_sumsq(struct qwen3_cuda *g) { return sumsq(g, g->params, "weight norm"); }
+
+extern "C" int qwen3_cuda_set_param(struct qwen3_cuda *g, size_t i, float v) {
+    if (i >= g->n_params) return gfail(g, "set_param: index out of range");
+    if (cudaMemcpy(g->params + i, &v, 4, cudaMemcpyHostToDevice) != cudaSuccess) return gcheck(g, "set_param");
+    k_f32_to_bf16(g->st, g->params_b + i, g->params + i, 1);
+    if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "set_param");
+    return gcheck(g, "set_param");
+}
+
+extern "C" int qwen3_cuda_adamw_get(struct qwen3_cuda *g, float *m, float *v, long *step) {
+    if (!g->adam_m) return gfail(g, "AdamW: not initialised");
+    if (cudaMemcpy(m, g->adam_m, g->n_params * 4, cudaMemcpyDeviceToHost) != cudaSuccess ||
+        cudaMemcpy(v, g->adam_v, g->n_params * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
+        return gcheck(g, "AdamW state to host");
+    *step = g->opt_step;
+    return 0;
+}
+
+extern "C" int qwen3_cuda_adamw_set(struct qwen3_cuda *g, const float *m, const float *v, long step) {
+    if (!g->adam_m) return gfail(g, "AdamW: not initialised");
+    if (cudaMemcpy(g->adam_m, m, g->n_params * 4, cudaMemcpyHostToDevice) != cudaSuccess ||
+        cudaMemcpy(g->adam_v, v, g->n_params * 4, cudaMemcpyHostToDevice) != cudaSuccess)
+        return gcheck(g, "AdamW state to device");
+    g->opt_step = step;
+    return 0;
+}
+
+extern "C" int qwen3_cuda_snapshot(struct qwen3_cuda *g) {
+    size_t P = g->n_params;
+    if (!g->snap && dalloc(g, (void **)&g->snap, 3 * P * 4, "snapshot")) return -1;
+    cudaMemcpyAsync(g->snap, g->params, P * 4, cudaMemcpyDeviceToDevice, g->st);
+    if (g->adam_m) {
+        cudaMemcpyAsync(g->snap + P, g->adam_m, P * 4, cudaMemcpyDeviceToDevice, g->st);
+        cudaMemcpyAsync(g->snap + 2 * P, g->adam_v, P * 4, cudaMemcpyDeviceToDevice, g->st);
+    }
+    g->snap_step = g->opt_step;
+    if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "snapshot");
+    return gcheck(g, "snapshot");
+}
+
+extern "C" int qwen3_cuda_restore(struct qwen3_cuda *g) {
+    size_t P = g->n_params;
+    if (!g->snap) return gfail(g, "restore: no snapshot");
+    cudaMemcpyAsync(g->params, g->snap, P * 4, cudaMemcpyDeviceToDevice, g->st);
+    if (g->adam_m) {
+        cudaMemcpyAsync(g->adam_m, g->snap + P, P * 4, cudaMemcpyDeviceToDevice, g->st);
+        cudaMemcpyAsync(g->adam_v, g->snap + 2 * P, P * 4, cudaMemcpyDeviceToDevice, g->st);
+    }
+    k_f32_to_bf16(g->st, g->params_b, g->params, P);
+    g->opt_step = g->snap_step;
+    g->has_forward = 0;
+    if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "restore");
+    return gcheck(g, "restore");
 }

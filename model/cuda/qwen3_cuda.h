@@ -98,6 +98,25 @@ float qwen3_cuda_adamw_step(struct qwen3_cuda *g, float *lr_out);
 /* Copy the fp32 master weights down into cpu (same config), for qwen3_save. */
 int qwen3_cuda_to_host(struct qwen3_cuda *g, struct qwen3 *cpu);
 
+/* ---- what a trainer needs besides (rl/backend_cuda.c) ---------------------------- */
+/* Copy cpu's weights up (same config; the bf16 copy is refreshed). */
+int qwen3_cuda_from_host(struct qwen3_cuda *g, const struct qwen3 *cpu);
+/* Entropy of the last forward's next-token distribution per row [B*T]. */
+int qwen3_cuda_last_entropy(struct qwen3_cuda *g, float *out);
+/* Sum of squares of the gradients / the fp32 weights (double; not finite
+ * when one of them is not). NAN with the error on a CUDA failure. */
+double qwen3_cuda_grad_sumsq(struct qwen3_cuda *g);
+double qwen3_cuda_param_sumsq(struct qwen3_cuda *g);
+/* Set one fp32 weight (and its bf16 copy); tests poison a weight with it. */
+int qwen3_cuda_set_param(struct qwen3_cuda *g, size_t i, float v);
+/* AdamW moments (n_params floats each) and step count, down / up. */
+int qwen3_cuda_adamw_get(struct qwen3_cuda *g, float *m, float *v, long *step);
+int qwen3_cuda_adamw_set(struct qwen3_cuda *g, const float *m, const float *v, long step);
+/* Keep a device copy of the weights and AdamW state / bring it back (NaN
+ * recovery: 3 * n_params more floats on the device). */
+int qwen3_cuda_snapshot(struct qwen3_cuda *g);
+int qwen3_cuda_restore(struct qwen3_cuda *g);
+
 /* ---- data parallel (model/cuda/dist.c) ------------------------------------------
  * One process per GPU under mpirun / srun. qwen3_dist_init reads the MPI rank
  * and world size and sets up an NCCL communicator; without MPI+NCCL compiled
@@ -109,6 +128,13 @@ int qwen3_cuda_allreduce_grads(struct qwen3_cuda *g);
 int qwen3_cuda_broadcast_weights(struct qwen3_cuda *g);
 void qwen3_dist_finalize(void);
 int qwen3_dist_compiled(void); /* 1 when built with MPI + NCCL */
+/* Host-side collectives over MPI_COMM_WORLD for the trainer (no-ops in a
+ * world of one): v[0..n) summed over the ranks in place; rank 0's n bytes
+ * copied to every rank. 0 or -1. */
+int qwen3_dist_allreduce_sum(double *v, int n);
+int qwen3_dist_bcast(void *buf, size_t n);
+/* End every rank now (one rank failed; the others may wait in a collective). */
+void qwen3_dist_abort(int code);
 
 /* ---- inference with a per-sequence KV cache -------------------------------------
  * Same contract as qwen3_kv_forward: n rows, token[i] for slot[i], logits of
@@ -117,6 +143,8 @@ int qwen3_dist_compiled(void); /* 1 when built with MPI + NCCL */
 struct qwen3_cuda_kv *qwen3_cuda_kv_create(struct qwen3_cuda *g, int n_slots, int max_T, char *err, size_t errlen);
 void qwen3_cuda_kv_free(struct qwen3_cuda_kv *kv);
 void qwen3_cuda_kv_reset(struct qwen3_cuda_kv *kv, int slot);
+/* Keep the first len positions of a slot (len < its length; 0 = reset). */
+void qwen3_cuda_kv_truncate(struct qwen3_cuda_kv *kv, int slot, int len);
 int qwen3_cuda_kv_len(const struct qwen3_cuda_kv *kv, int slot);
 int qwen3_cuda_kv_forward(struct qwen3_cuda *g, struct qwen3_cuda_kv *kv, const int32_t *token, const int *slot,
                           int n, const uint8_t *want, float *logits_out, char *err, size_t errlen);

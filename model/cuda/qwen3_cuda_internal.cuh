@@ -56,6 +56,8 @@ struct qwen3_cuda {
     bf16 *params_b;  /* bf16 copy the matmuls read */
     float *grads;    /* fp32, NULL until the first backward / zero_grad */
     float *adam_m, *adam_v;
+    float *snap;     /* qwen3_cuda_snapshot: [3, n_params] weights, m, v */
+    long snap_step;
     void *scalar;    /* small device scratch (grad norm) */
     struct wptr w, gw; /* gw: only the fp32 fields are used */
     struct adamw_config opt;

@@ -129,6 +129,40 @@ static void test_tool_selection(void) {
     CHECK(proto_tool_policy(PROTO_TOOL_R) == NULL && !strcmp(proto_tool_policy(PROTO_TOOL_SHELL), "shell"), "policies");
 }
 
+/* --- protocol: the task's inputs as TASK in the Python tool ------------------------------------ */
+
+static void test_task_inputs_prelude(void) {
+    const char *meta_json = "{\"kind\":\"x\",\"inputs\":{\"gene\":\"A\\\"B\\\\C'D\",\"options\":{\"A\":\"x\\ny\","
+                            "\"B\":\"\\u00e9 \\u2014 \\u2713\",\"C\":\"\\u0001\\t}\"}},\"correct_value\":\"secret\"}";
+    cJSON *meta = cJSON_Parse(meta_json);
+    CHECK(meta, "fixture parses");
+    char *code = proto_with_task_inputs(meta, "import json, sys\nsys.stdout.write(json.dumps(TASK, sort_keys=True))\n");
+    const char *nl = strchr(code, '\n');
+    CHECK(!strncmp(code, "TASK = ", 7) && nl && !strncmp(nl + 1, "import json, sys\n", 17), "one line in front: %.60s", code);
+    CHECK(!strstr(code, "secret"), "only meta.inputs reaches the jail, never the rest of meta (the answer)");
+    char path[] = "/tmp/viv-prelude-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0 && write(fd, code, strlen(code)) == (ssize_t)strlen(code), "temp file");
+    close(fd);
+    char *cmd = xasprintf("/usr/bin/python3 %s", path), out[4096] = {0};
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    int st = p ? pclose(p) : -1;
+    out[n] = 0;
+    unlink(path);
+    cJSON *got = cJSON_Parse(out);
+    CHECK(st == 0 && got && cJSON_Compare(got, cJSON_GetObjectItemCaseSensitive(meta, "inputs"), 1),
+          "python reads TASK back equal to meta.inputs (quotes, backslashes, newline, UTF-8, control bytes): %.200s", out);
+    cJSON_Delete(got);
+    free(cmd), free(code);
+    char *plain = proto_with_task_inputs(NULL, "print(1)");
+    cJSON *noinputs = cJSON_Parse("{\"kind\":\"x\"}");
+    char *plain2 = proto_with_task_inputs(noinputs, "print(1)");
+    CHECK(!strcmp(plain, "print(1)") && !strcmp(plain2, "print(1)"), "no inputs: the code unchanged");
+    free(plain), free(plain2);
+    cJSON_Delete(noinputs), cJSON_Delete(meta);
+}
+
 /* --- protocol: observations ----------------------------------------------------------------- */
 
 static size_t count_chars(const char *s) {
@@ -709,6 +743,7 @@ int main(int argc, char **argv) {
         {"protocol_parse_autoclose", test_parse_autoclose},
         {"protocol_parse_fenced_fallback", test_parse_fenced_fallback},
         {"protocol_tool_selection", test_tool_selection},
+        {"protocol_task_inputs_prelude", test_task_inputs_prelude},
         {"protocol_observation_truncation", test_observation_truncation},
         {"protocol_format_reward_clauses", test_format_reward},
         {"graders_literal_parser", test_literal_parser},

@@ -2,16 +2,28 @@
 # test/gpu/run.sh - the CUDA backend (model/cuda).
 #
 # On any machine: the CPU-vs-CUDA comparisons of gpu_tests.c run against
-# model/cuda's host code with the kernels simulated on the CPU (hostsim).
+# model/cuda's host code with the kernels simulated on the CPU (hostsim);
+# so do the trainer's (train_gpu_tests.c: rl/ on the CUDA backend vs the CPU
+# backend), and `viv train --device cuda` end to end (build/test/viv_hostsim:
+# viv with the CUDA backend over hostsim): it completes, skips an injected
+# NaN step, resumes, writes an HF checkpoint that the CPU model loads, and
+# its first SFT loss is the CPU run's. Where MPI is installed, data parallel
+# over hostsim with MPI standing in for NCCL: train_dp_tests.c (2 ranks
+# split SFT batches and GRPO groups: the same update as one rank) and
+# `mpirun -np 2 viv train --device cuda` end to end.
 # On any machine with nvcc (/usr/local/cuda/bin/nvcc):
 #   - the CUDA objects, bin/viv-cuda and build/test/gpu_tests compile and link
 #   - bin/viv-cuda links the CUDA runtime statically and resolves every library
-#   - bin/viv (static, no CUDA) refuses --device cuda and `viv cuda` clearly
+#   - bin/viv (static, no CUDA) refuses --device cuda (gen, train, sft) and
+#     `viv cuda` clearly
 #   - without a GPU, bin/viv-cuda refuses --device cuda clearly too
 # On a machine with a GPU, additionally:
 #   - build/test/gpu_tests: CPU vs CUDA logits, loss, gradients, AdamW, decode
 #   - viv gen --device cuda vs --device cpu on a small random checkpoint
 #   - one-rank `mpirun` data-parallel training smoke run (two ranks with 2+ GPUs)
+#   - build/test/train_gpu_tests: the trainer on the GPU vs on the CPU
+#   - `viv-cuda train --device cuda` (and under `mpirun -np 1`, -np 2 with 2+
+#     GPUs) on a tiny config: completes, its checkpoint loads in bin/viv
 # Without a GPU those print "skip - ...: no CUDA device". The comparison with
 # Hugging Face transformers is test/gpu/check_transformers.sh (needs a GPU,
 # torch and transformers; not part of this suite).
@@ -35,6 +47,9 @@ if [ -x bin/viv ]; then
   check "bin/viv refuses gen --device cuda" 2 'built without CUDA.*viv-cuda' bin/viv gen --device cuda --model x --prompt-ids 1
   check "bin/viv refuses viv cuda" 2 'built without CUDA' bin/viv cuda info
   check "bin/viv gen checks --device" 2 'must be cpu or cuda' bin/viv gen --device tpu --model x --prompt-ids 1
+  check "bin/viv refuses train --device cuda" 2 'built without CUDA.*bin/viv-cuda' bin/viv train --device cuda
+  check "bin/viv refuses sft --device cuda" 2 'built without CUDA.*bin/viv-cuda' bin/viv sft --device cuda
+  check "bin/viv train checks --device" 2 'must be cpu or cuda' bin/viv train --device tpu
 else
   echo "not ok - bin/viv is missing (make all)"; fail=1
 fi
@@ -52,12 +67,121 @@ else
   echo "not ok - hostsim: build/test/gpu_hostsim_tests missing (make tests)"; fail=1
 fi
 
+# the trainer on the CUDA backend over hostsim: unit comparisons, then viv train end to end
+DATA=${VIV_TEST_DATA:-data}
+TINY=(--data "$DATA" --train-limit 14 --eval-limit 7 --samples 2 --tasks-per-step 2 --group 2 --sft-epochs 1
+      --max-turns 3 --max-turn-tokens 48 --max-context 1024 --vocab 400 --d-model 32 --layers 1 --heads 2
+      --kv-heads 1 --head-dim 16 --ffn 64 --ckpt-every 1 --threads 1)
+have_data() {
+  [ -f "$DATA/tasks/train.jsonl" ] || bin/viv data build --out "$DATA" >/dev/null 2>&1
+}
+# e2e_train NAME VIV: a tiny `train --device cuda` run with VIV (a path), checked
+e2e_train() {
+  local name=$1 viv=$2; shift 2
+  local d="$tmp/runs/$name"
+  if ! "$@" "$viv" train "${TINY[@]}" --runs "$tmp/runs" --name "$name" --device cuda --steps 2 --inject-nan-step 2 \
+       >"$tmp/$name.out" 2>"$tmp/$name.err"; then
+    echo "not ok - $name: viv train --device cuda failed: $(tail -3 "$tmp/$name.err" | tr '\n' ' ')"; fail=1; return 1
+  fi
+  local msg
+  msg=$(/usr/bin/python3 - "$d" <<'PYEOF' 2>&1
+import json, sys
+d = sys.argv[1]
+assert json.load(open(f"{d}/config.json"))["device"] == "cuda"
+lines = [json.loads(l) for l in open(f"{d}/metrics.jsonl")]
+assert [l["step"] for l in lines] == [1, 2], [l["step"] for l in lines]
+assert lines[1]["nan_skipped"] == 1 and lines[0]["nan_skipped"] == 0, "the injected NaN step was not skipped"
+assert open(f"{d}/checkpoints/latest").read().strip() == "step-000002"
+for st in ("before_sft", "after_sft", "after_rl"):
+    assert json.load(open(f"{d}/eval_{st}.json"))["overall"]["n"] == 7
+PYEOF
+)
+  if [ $? != 0 ]; then echo "not ok - $name: run files: $msg"; fail=1; return 1; fi
+  if ! grep -q 'training and decoding on cuda' "$tmp/$name.err"; then
+    echo "not ok - $name: it did not say it trains on cuda"; fail=1; return 1
+  fi
+  # the HF checkpoint, written from the device's weights, loads in the CPU model
+  if ! bin/viv gen --device cpu --model "$d/checkpoints/step-000002" --prompt-ids 1,2,3 --max-tokens 3 \
+       --temperature 0 >/dev/null 2>"$tmp/$name.gen"; then
+    echo "not ok - $name: the checkpoint does not load in bin/viv: $(tail -2 "$tmp/$name.gen" | tr '\n' ' ')"; fail=1; return 1
+  fi
+  echo "ok - $name: viv train --device cuda completes, skips an injected NaN step, its checkpoint loads on the CPU"
+}
+if [ -x build/test/train_gpu_hostsim_tests ] && [ -x build/test/viv_hostsim ] && [ -x bin/vivd ]; then
+  build/test/train_gpu_hostsim_tests | sed -E 's/^(ok|not ok|skip) - /\1 - hostsim: /'
+  [ "${PIPESTATUS[0]}" = 0 ] || fail=1
+  # viv_hostsim finds vivd beside itself, as bin/viv does
+  mkdir -p "$tmp/hbin" && cp build/test/viv_hostsim "$tmp/hbin/viv" && ln -s "$PWD/bin/vivd" "$tmp/hbin/vivd"
+  chmod 755 "$tmp"
+  if ! have_data; then
+    echo "not ok - hostsim: viv data build failed"; fail=1
+  elif e2e_train hostsim-train "$tmp/hbin/viv"; then
+    # resume on the device: the optimizer and weights go back up, step 3 follows 2
+    if "$tmp/hbin/viv" train "${TINY[@]}" --runs "$tmp/runs" --name hostsim-train --device cuda --steps 3 --resume \
+         >/dev/null 2>"$tmp/resume.err" && grep -q 'resuming from' "$tmp/resume.err" &&
+       [ "$(/usr/bin/python3 -c 'import json,sys; print([json.loads(l)["step"] for l in open(sys.argv[1])])' \
+            "$tmp/runs/hostsim-train/metrics.jsonl")" = "[1, 2, 3]" ]; then
+      echo "ok - hostsim-train: --resume --device cuda continues at step 3"
+    else
+      echo "not ok - hostsim-train: --resume --device cuda: $(tail -3 "$tmp/resume.err" | tr '\n' ' ')"; fail=1
+    fi
+  fi
+  # viv sft on both devices, same data and seed: the same first loss (bf16 vs fp32: 2%)
+  if [ -f "$DATA/tasks/train.jsonl" ]; then
+    "$tmp/hbin/viv" sft "${TINY[@]}" --runs "$tmp/runs" --name sft-cuda --device cuda >/dev/null 2>"$tmp/sftg.err"; rg=$?
+    bin/viv sft "${TINY[@]}" --runs "$tmp/runs" --name sft-cpu --device cpu >/dev/null 2>"$tmp/sftc.err"; rc_=$?
+    lg=$(sed -n 's/^sft: step 1\/[0-9]* loss \([0-9.]*\).*/\1/p' "$tmp/sftg.err")
+    lc=$(sed -n 's/^sft: step 1\/[0-9]* loss \([0-9.]*\).*/\1/p' "$tmp/sftc.err")
+    if [ $rg = 0 ] && [ $rc_ = 0 ] && [ -n "$lg" ] && [ -n "$lc" ] &&
+       /usr/bin/python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); sys.exit(abs(a-b) > 0.02*abs(b))" "$lg" "$lc"; then
+      echo "ok - hostsim: viv sft --device cuda first loss $lg, --device cpu $lc"
+    else
+      echo "not ok - hostsim: viv sft first loss: cuda '$lg' (status $rg) cpu '$lc' (status $rc_)"; fail=1
+    fi
+  fi
+  # data parallel over hostsim (MPI in place of NCCL)
+  MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
+  if [ ! -x build/test/train_dp_hostsim_tests ] || [ ! -x build/test/viv_hostsim_mpi ]; then
+    echo "skip - hostsim data parallel: not built (needs MPI: libopenmpi-dev)"
+  elif ! command -v mpirun >/dev/null; then
+    echo "skip - hostsim data parallel: no mpirun (openmpi-bin)"
+  elif ! timeout 60 "${MPIRUN[@]}" -np 2 true >/dev/null 2>&1; then
+    echo "skip - hostsim data parallel: mpirun cannot start 2 ranks here"
+  else
+    timeout 300 "${MPIRUN[@]}" -np 2 build/test/train_dp_hostsim_tests 2>"$tmp/dp.err" | sed -E 's/^(ok|not ok|skip) - /\1 - hostsim: /'
+    [ "${PIPESTATUS[0]}" = 0 ] || { fail=1; echo "# $(tail -3 "$tmp/dp.err" | tr '\n' ' ')"; }
+    mkdir -p "$tmp/mbin" && cp build/test/viv_hostsim_mpi "$tmp/mbin/viv" && ln -s "$PWD/bin/vivd" "$tmp/mbin/vivd"
+    if [ -f "$DATA/tasks/train.jsonl" ] && e2e_train hostsim-mpirun-np2 "$tmp/mbin/viv" timeout 300 "${MPIRUN[@]}" -np 2; then
+      e=$tmp/hostsim-mpirun-np2.err
+      l2=$(sed -n 's/^sft: step 1\/[0-9]* loss \([0-9.]*\).*/\1/p' "$e")
+      l1=$(sed -n 's/^sft: step 1\/[0-9]* loss \([0-9.]*\).*/\1/p' "$tmp/hostsim-train.err")
+      eps=$(/usr/bin/python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["episodes"])' \
+            "$tmp/runs/hostsim-mpirun-np2/metrics.jsonl")
+      if ! grep -q 'data parallel over 2 ranks' "$e"; then
+        echo "not ok - hostsim-mpirun-np2: no 'data parallel over 2 ranks'"; fail=1
+      elif [ "$(grep -c '^sft: done' "$e")" != 1 ] || [ "$(grep -c '^eval (after_rl): accuracy' "$e")" != 1 ]; then
+        echo "not ok - hostsim-mpirun-np2: ranks other than 0 reported SFT or evaluated"; fail=1
+      elif [ "$eps" != 4 ]; then
+        echo "not ok - hostsim-mpirun-np2: step 1 logged $eps episodes, not both ranks' 4"; fail=1
+      elif [ -z "$l1" ] || [ "$l2" != "$l1" ]; then
+        echo "not ok - hostsim-mpirun-np2: first SFT loss $l2 over 2 ranks, $l1 on one"; fail=1
+      else
+        echo "ok - hostsim-mpirun-np2: 2 ranks split SFT and rollouts (first SFT loss $l2 = one rank's), rank 0 alone reports"
+      fi
+    fi
+  fi
+elif ! command -v g++ >/dev/null && ! command -v clang++ >/dev/null; then
+  echo "skip - hostsim trainer: no C++ compiler (g++ or clang++) to build it"
+else
+  echo "not ok - hostsim trainer: build/test/train_gpu_hostsim_tests, build/test/viv_hostsim or bin/vivd missing (make all tests)"; fail=1
+fi
+
 if [ ! -x "$NVCC" ]; then
   echo "skip - cuda build: no nvcc at $NVCC"
   exit $fail
 fi
 
-if make -s bin/viv-cuda build/test/gpu_tests >"$tmp/make.log" 2>&1; then
+if make -s bin/viv-cuda build/test/gpu_tests build/test/train_gpu_tests build/test/train_dp_tests >"$tmp/make.log" 2>&1; then
   echo "ok - CUDA objects, bin/viv-cuda and gpu_tests compile and link (nvcc $("$NVCC" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'))"
 else
   echo "not ok - CUDA build: $(tail -5 "$tmp/make.log" | tr '\n' ' ')"
@@ -96,6 +220,9 @@ if [ "$ndev" = 0 ]; then
   [ $have_model = 1 ] && check "viv-cuda gen --device cpu still works" 0 '^([0-9]+ ){3}$' \
     sh -c "bin/viv-cuda gen --device cpu --model $tmp/m --prompt-ids 1,2,3 --max-tokens 3 --temperature 0 2>/dev/null"
   build/test/gpu_tests || fail=1
+  build/test/train_gpu_tests || fail=1
+  check "viv-cuda train --device cuda without a GPU says so" 1 'no CUDA device' \
+    bin/viv-cuda train --device cuda --data "$tmp/nodata"
   # MPI start-up and rank placement run up to the device check on every rank
   if command -v mpirun >/dev/null && bin/viv-cuda cuda info | grep -q 'MPI + NCCL): built in'; then
     check "mpirun -np 2 without a GPU: every rank says no CUDA device" 1 'rank 1: no CUDA device' \
@@ -104,11 +231,37 @@ if [ "$ndev" = 0 ]; then
   fi
   echo "skip - viv gen --device cuda matches --device cpu: no CUDA device ($why)"
   echo "skip - mpirun data-parallel training smoke run: no CUDA device ($why)"
+  echo "skip - viv-cuda train --device cuda end to end: no CUDA device ($why)"
+  echo "skip - mpirun viv-cuda train --device cuda (data parallel): no CUDA device ($why)"
+  echo "skip - data parallel vs one rank on GPUs (train_dp_tests): no CUDA device ($why)"
   exit $fail
 fi
 
 # ---- with a GPU ----
 build/test/gpu_tests || fail=1
+build/test/train_gpu_tests || fail=1
+if [ "$ndev" -ge 2 ] && command -v mpirun >/dev/null && bin/viv-cuda cuda info | grep -q 'MPI + NCCL): built in'; then
+  mpirun --allow-run-as-root --oversubscribe -np 2 build/test/train_dp_tests || fail=1
+else
+  echo "skip - data parallel vs one rank on GPUs (train_dp_tests): needs 2 GPUs and MPI + NCCL"
+fi
+if have_data && [ -x bin/vivd ]; then
+  e2e_train viv-cuda-train "$PWD/bin/viv-cuda"
+  if command -v mpirun >/dev/null && bin/viv-cuda cuda info | grep -q 'MPI + NCCL): built in'; then
+    np=1; [ "$ndev" -ge 2 ] && np=2
+    if e2e_train "mpirun-np$np" "$PWD/bin/viv-cuda" mpirun --allow-run-as-root --oversubscribe -np $np; then
+      if grep -q "data parallel over $np ranks" "$tmp/mpirun-np$np.err"; then
+        echo "ok - mpirun -np $np viv-cuda train --device cuda ran data parallel over $np ranks"
+      else
+        echo "not ok - mpirun -np $np viv-cuda train: no 'data parallel over $np ranks' line"; fail=1
+      fi
+    fi
+  else
+    echo "skip - mpirun viv-cuda train --device cuda: mpirun or MPI + NCCL not built in"
+  fi
+else
+  echo "not ok - viv-cuda train --device cuda: no task data or bin/vivd"; fail=1
+fi
 if [ $have_model = 1 ]; then
   # greedy ids: the first few must agree (bf16 may flip a near-tie later on)
   a=$(bin/viv-cuda gen --device cpu --model "$tmp/m" --prompt-ids 5,6,7 --max-tokens 4 --temperature 0 2>/dev/null)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test/train/run.sh - the train suite (test/run.sh train):
-#   train_tests        unit tests (SFT masks, env scoring, the generator, the GRPO update, NaN guard)
+#   train_tests        unit tests (SFT masks, env scoring, the generator, the GRPO update, NaN guard,
+#                      the CPU backend of rl/backend.h against the plain model loop, --device)
 #   e2e_*              bin/viv train end to end on a tiny config through a real private vivd:
 #                      run files (JSON parsed, SVG parsed as XML, HF checkpoint read back),
 #                      resume after SIGKILL (steps 1..N exactly once, same task draws as an

@@ -10,7 +10,15 @@
  *   gen_stop_string           generation stops right after a stop string
  *   grpo_direction            one GRPO update raises log p of the higher-reward sample and
  *                             lowers the lower-reward one (toy two-sample group)
- *   grpo_nan_skipped          poisoned weights: the update reports non-finite, takes no step
+ *   grpo_nan_skipped          poisoned weights: the update reports non-finite, takes no step;
+ *                             the backend's snapshot/restore brings the last good weights back
+ *   sft_backend_matches_model sft_train through the CPU backend (rl/backend.h) is the plain
+ *                             model's forward/backward/AdamW loop (to float rounding: the batch's
+ *                             rows come in sft_train's shuffled order); the data-parallel
+ *                             form of its gradient (backward_logprobs with -1/den) equals the
+ *                             mean cross-entropy backward; the KL reference fork is a frozen copy
+ *   backend_open_device       --device: cpu opens, cuda is refused by a viv without CUDA, naming
+ *                             bin/viv-cuda; anything else is refused
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -286,15 +294,15 @@ static void grpo_direction(void) {
     struct adamw_config ac;
     adamw_defaults(&ac);
     ac.lr = 1e-2f, ac.weight_decay = 0;
-    struct adamw opt;
-    adamw_init(&opt, &ac, m->n_params);
+    struct train_backend *be = train_backend_cpu(m);
+    CHECK(be->ops->opt_init(be, &ac) == 0, "opt_init");
     struct grpo_cfg gc;
     grpo_cfg_default(&gc);
     gc.kl_coef = 0, gc.entropy_coef = 0;
     struct grpo_step_out go;
     char err[256];
-    CHECK(grpo_update(m, NULL, &opt, &gc, eps, 4, 4, &go, err, sizeof err) == 0, "%s", err);
-    CHECK(!go.nonfinite && opt.step == 1, "no step taken");
+    CHECK(grpo_update(be, NULL, &gc, eps, 4, 4, &go, err, sizeof err) == 0, "%s", err);
+    CHECK(!go.nonfinite && be->opt.step == 1, "no step taken");
     CHECK(go.st.tokens == 8, "%ld tokens", go.st.tokens);
     CHECK(fabs(go.st.ratio_mean - 1) < 1e-3, "on-policy ratio %g", go.st.ratio_mean);
     float a1 = seq_logp(m, A), b1 = seq_logp(m, B);
@@ -303,12 +311,11 @@ static void grpo_direction(void) {
      * does not move the weights */
     for (int k = 0; k < 4; k++) eps[k].score.reward = 1;
     float a2 = seq_logp(m, A);
-    adamw_free(&opt);
-    adamw_init(&opt, &ac, m->n_params);
-    CHECK(grpo_update(m, NULL, &opt, &gc, eps, 4, 4, &go, err, sizeof err) == 0, "%s", err);
+    CHECK(be->ops->opt_init(be, &ac) == 0, "opt_init");
+    CHECK(grpo_update(be, NULL, &gc, eps, 4, 4, &go, err, sizeof err) == 0, "%s", err);
     CHECK(fabsf(seq_logp(m, A) - a2) < 1e-5f, "zero advantage moved log p by %g", seq_logp(m, A) - a2);
     for (int k = 0; k < 4; k++) free(eps[k].tokens), free(eps[k].mask), free(eps[k].logprobs);
-    adamw_free(&opt);
+    train_backend_free(be);
     qwen3_free(m);
 }
 
@@ -320,19 +327,124 @@ static void grpo_nan_skipped(void) {
     toy_episode(&eps[0], A, 2, m), toy_episode(&eps[1], B, 0, m);
     struct adamw_config ac;
     adamw_defaults(&ac);
-    struct adamw opt;
-    adamw_init(&opt, &ac, m->n_params);
+    struct train_backend *be = train_backend_cpu(m);
+    CHECK(be->ops->opt_init(be, &ac) == 0, "opt_init");
     struct grpo_cfg gc;
     grpo_cfg_default(&gc);
     gc.kl_coef = 0;
-    m->params[m->n_params / 2] = NAN; /* a poisoned weight */
+    CHECK(be->ops->snapshot(be) == 0, "snapshot");
+    float was = m->params[m->n_params / 2];
+    CHECK(be->ops->set_param(be, m->n_params / 2, NAN) == 0, "set_param"); /* a poisoned weight */
+    CHECK(!be->ops->params_finite(be), "params_finite missed the NaN");
     struct grpo_step_out go;
     char err[256];
-    CHECK(grpo_update(m, NULL, &opt, &gc, eps, 2, 2, &go, err, sizeof err) == 0, "%s", err);
+    CHECK(grpo_update(be, NULL, &gc, eps, 2, 2, &go, err, sizeof err) == 0, "%s", err);
     CHECK(go.nonfinite == 1, "NaN not reported");
-    CHECK(opt.step == 0, "a step was taken on NaN");
+    CHECK(be->opt.step == 0, "a step was taken on NaN");
+    CHECK(be->ops->restore(be) == 0 && be->ops->params_finite(be) && m->params[m->n_params / 2] == was,
+          "restore did not bring the weight back");
     for (int k = 0; k < 2; k++) free(eps[k].tokens), free(eps[k].mask), free(eps[k].logprobs);
+    train_backend_free(be);
+    qwen3_free(m);
+}
+
+/* Two chats with assistant tokens, for SFT. */
+static void sft_chats(const struct tokenizer *tok, struct chat *ex) {
+    enum role roles[] = {ROLE_ASSISTANT, ROLE_TOOL, ROLE_ASSISTANT};
+    char *texts[] = {"<think>I will query the database.</think>\n<execute>#!SQL\nSELECT symbol FROM gene_info;</execute>",
+                     "<observation>BRCA1\nTP53</observation>", "<think>The answer is TP53.</think>\n<solution>TP53</solution>"};
+    struct sft_traj t = {.task = 0, .n = 3, .roles = roles, .texts = texts};
+    struct sft_traj t2 = {.task = 0, .n = 1, .roles = roles + 2, .texts = texts + 2};
+    chat_init(&ex[0]), chat_init(&ex[1]);
+    sft_render(&t, "Which gene?", tok, &ex[0]);
+    sft_render(&t2, "Name the gene.", tok, &ex[1]);
+}
+
+static void sft_backend_matches_model(void) {
+    struct tokenizer *tok = small_tokenizer();
+    CHECK(tok, "tokenizer");
+    int V = tokenizer_vocab_size(tok);
+    struct qwen3 *m1 = tiny_model(V, 21), *m2 = tiny_model(V, 21);
+    CHECK(m1 && m2, "models");
+    struct chat ex[2];
+    sft_chats(tok, ex);
+    struct adamw_config ac;
+    adamw_defaults(&ac);
+    ac.lr = 1e-2f, ac.weight_decay = 0, ac.total_steps = 4;
+    /* the oracle: the loop sft_train ran before the backend existed, on the plain model */
+    struct adamw opt;
+    adamw_init(&opt, &ac, m1->n_params);
+    int T = ex[0].n > ex[1].n ? ex[0].n : ex[1].n;
+    int32_t *ids = calloc((size_t)2 * T, sizeof *ids), *tg = calloc((size_t)2 * T, sizeof *tg);
+    float oracle[2];
+    for (int step = 0; step < 2; step++) { /* epoch 1 with batch 2 is one step; order does not matter for a full batch */
+        for (int k = 0; k < 2; k++) sft_targets(&ex[k], T, ids + (size_t)k * T, tg + (size_t)k * T);
+        oracle[step] = qwen3_forward(m1, ids, tg, NULL, 2, T);
+        qwen3_zero_grad(m1);
+        qwen3_backward(m1);
+        adamw_step(&opt, m1, NULL);
+    }
+    struct train_backend *be = train_backend_cpu(m2);
+    CHECK(be->ops->opt_init(be, &ac) == 0, "opt_init");
+    struct sft_opts so = {.epochs = 2, .batch = 2, .max_len = T, .seed = 1}; /* no cut: the oracle sees it all */
+    char err[256];
+    float last = sft_train(be, ex, 2, &so, err, sizeof err);
+    CHECK(!isnan(last), "%s", err);
+    CHECK(fabsf(last - oracle[1]) <= 1e-5f * oracle[1], "last epoch's loss %.9g, the plain loop's %.9g", last, oracle[1]);
+    CHECK(be->opt.step == 2, "%ld steps", be->opt.step);
+    double dp = 0, dm = 0, mm = 0;
+    for (size_t i = 0; i < m1->n_params; i++) {
+        dp = fmax(dp, fabs((double)m1->params[i] - m2->params[i]));
+        dm = fmax(dm, fabs((double)opt.m[i] - be->opt.m[i]));
+        mm = fmax(mm, fabs((double)opt.m[i]));
+    }
+    CHECK(mm > 0 && dp < 1e-5 && dm <= 1e-4 * mm, "weights differ by %g, moments by %g (max %g)", dp, dm, mm);
+    /* the data-parallel gradient form: sum_i (-1/den) logp_i has the mean cross-entropy's gradient */
+    for (int k = 0; k < 2; k++) sft_targets(&ex[k], T, ids + (size_t)k * T, tg + (size_t)k * T);
+    float *coef = calloc((size_t)2 * T, sizeof *coef), *g1 = malloc(m1->n_params * sizeof(float));
+    int den = 0;
+    for (int i = 0; i < 2 * T; i++) den += tg[i] >= 0;
+    for (int i = 0; i < 2 * T; i++) coef[i] = tg[i] >= 0 ? -1.0f / den : 0.0f;
+    qwen3_forward(m1, ids, tg, NULL, 2, T);
+    qwen3_zero_grad(m1);
+    qwen3_backward(m1);
+    memcpy(g1, m1->grads, m1->n_params * sizeof(float));
+    CHECK(!isnan(be->ops->forward(be, ids, tg, 2, T)), "forward");
+    be->ops->zero_grad(be);
+    CHECK(be->ops->backward_logprobs(be, coef) == 0, "backward_logprobs");
+    double maxd = 0, maxg = 0;
+    for (size_t i = 0; i < m1->n_params; i++) {
+        double d = fabs((double)g1[i] - m2->grads[i]);
+        maxd = d > maxd ? d : maxd, maxg = fabs(g1[i]) > maxg ? fabs(g1[i]) : maxg;
+    }
+    CHECK(maxg > 0 && maxd <= 1e-5 * maxg + 1e-7, "gradients differ by %g (max %g)", maxd, maxg);
+    /* the KL reference: a copy that later steps do not move */
+    struct train_backend *ref = be->ops->fork(be);
+    CHECK(ref && ref->m != m2 && !memcmp(ref->m->params, m2->params, m2->n_params * sizeof(float)), "fork");
+    m2->params[0] += 1.0f;
+    CHECK(ref->m->params[0] != m2->params[0], "the fork shares weights");
+    train_backend_free(ref);
+    train_backend_free(be);
     adamw_free(&opt);
+    free(ids), free(tg), free(coef), free(g1);
+    chat_free(&ex[0]), chat_free(&ex[1]);
+    qwen3_free(m1), qwen3_free(m2);
+    tokenizer_free(tok);
+}
+
+static void backend_open_device(void) {
+    struct qwen3 *m = tiny_model(16, 1);
+    CHECK(m, "model");
+    char err[256] = "";
+    struct train_backend *b = train_backend_open("cpu", m, err, sizeof err);
+    CHECK(b && !strcmp(b->device, "cpu") && b->world == 1, "cpu: %s", err);
+    train_backend_free(b);
+    b = train_backend_open("tpu", m, err, sizeof err);
+    CHECK(!b && strstr(err, "cpu or cuda"), "tpu accepted (%s)", err);
+    b = train_backend_open("cuda", m, err, sizeof err);
+    if (!train_backend_cuda_built()) /* this test binary is the CPU build's */
+        CHECK(!b && strstr(err, "bin/viv-cuda"), "cuda without CUDA: '%s'", err);
+    train_backend_free(b);
     qwen3_free(m);
 }
 
@@ -345,6 +457,8 @@ int main(int argc, char **argv) {
         {"gen_stop_string", gen_stop_string},
         {"grpo_direction", grpo_direction},
         {"grpo_nan_skipped", grpo_nan_skipped},
+        {"sft_backend_matches_model", sft_backend_matches_model},
+        {"backend_open_device", backend_open_device},
     };
     return run_test_cases(tests, sizeof tests / sizeof tests[0], argc, argv);
 }

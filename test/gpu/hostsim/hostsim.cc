@@ -193,6 +193,16 @@ void k_xent_bwd(cudaStream_t st, bf16 *dlogits, const float *logits, const float
         }
 }
 
+void k_xent_entropy(cudaStream_t st, float *ent, const float *logits, const float *lse, int N, int V) {
+    (void)st;
+    for (int r = 0; r < N; r++) {
+        const float *l = logits + (size_t)r * V;
+        double s = 0;
+        for (int i = 0; i < V; i++) s += (double)expf(l[i] - lse[r]) * l[i];
+        ent[r] = lse[r] - (float)s;
+    }
+}
+
 void k_sumsq(cudaStream_t st, double *out, const float *x, size_t n) {
     (void)st;
     for (size_t i = 0; i < n; i++) *out += (double)x[i] * x[i];

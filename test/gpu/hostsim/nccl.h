@@ -1,0 +1,57 @@
+/*
+ * hostsim/nccl.h - NOT NCCL: the few calls model/cuda/dist.cu makes, done
+ * with MPI on host memory (hostsim's "device" memory is host memory), so
+ * that data-parallel training (`mpirun -np N viv train --device cuda`) runs
+ * through dist.cu and rl/ on a machine without a GPU
+ * (build/test/viv_hostsim_mpi, test/gpu/run.sh). It checks the ranks'
+ * orchestration, not NCCL or its performance.
+ */
+#ifndef VIV_HOSTSIM_NCCL_H
+#define VIV_HOSTSIM_NCCL_H
+
+#include <mpi.h>
+#include <string.h>
+
+#include "cuda_runtime.h"
+
+typedef int ncclResult_t;
+enum { ncclSuccess = 0, ncclSystemError = 2 };
+typedef struct {
+    char internal[128];
+} ncclUniqueId;
+typedef struct hostsim_nccl_comm *ncclComm_t;
+typedef enum { ncclFloat = 7 } ncclDataType_t;
+typedef enum { ncclSum = 0, ncclAvg = 4 } ncclRedOp_t;
+
+static inline const char *ncclGetErrorString(ncclResult_t r) { return r ? "hostsim nccl: MPI failed" : "no error"; }
+static inline ncclResult_t ncclGetUniqueId(ncclUniqueId *id) { return memset(id, 0, sizeof *id), ncclSuccess; }
+static inline ncclResult_t ncclCommInitRank(ncclComm_t *c, int n, ncclUniqueId id, int rank) {
+    (void)n, (void)id, (void)rank;
+    *c = (ncclComm_t)1;
+    return ncclSuccess;
+}
+static inline ncclResult_t ncclCommDestroy(ncclComm_t c) { return (void)c, ncclSuccess; }
+
+/* floats only (what dist.cu reduces); ncclAvg = sum / ranks */
+static inline ncclResult_t ncclAllReduce(const void *send, void *recv, size_t n, ncclDataType_t t, ncclRedOp_t op,
+                                         ncclComm_t c, cudaStream_t st) {
+    (void)t, (void)c, (void)st;
+    if (send != recv) memcpy(recv, send, n * sizeof(float));
+    if (MPI_Allreduce(MPI_IN_PLACE, recv, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return ncclSystemError;
+    if (op == ncclAvg) {
+        int w = 1;
+        MPI_Comm_size(MPI_COMM_WORLD, &w);
+        for (size_t i = 0; i < n; i++) ((float *)recv)[i] /= (float)w;
+    }
+    return ncclSuccess;
+}
+
+static inline ncclResult_t ncclBroadcast(const void *send, void *recv, size_t n, ncclDataType_t t, int root,
+                                         ncclComm_t c, cudaStream_t st) {
+    (void)t, (void)c, (void)st;
+    if (send != recv) memcpy(recv, send, n * sizeof(float));
+    return MPI_Bcast(recv, (int)n, MPI_FLOAT, root, MPI_COMM_WORLD) == MPI_SUCCESS ? ncclSuccess : ncclSystemError;
+}
+
+#endif
