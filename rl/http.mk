@@ -1,0 +1,12 @@
+# rl/http.mk - the OpenAI-compatible HTTP side (included by the top Makefile):
+# the libcurl client of remote endpoints, `viv serve` (GNU libmicrohttpd) and
+# the agents that take each turn from an endpoint or a local checkpoint.
+#
+# libcurl (with mbedTLS) and libmicrohttpd are built static with musl into
+# $(MUSL) by build.sh (build_http_deps); the top Makefile appends
+# HTTP_MUSL_LIBS to the static link and HTTP_GLIBC_LIBS to the sanitizer one.
+HTTP_MUSL_LIBS = $(MUSL)/lib/libcurl.a $(MUSL)/lib/libmbedtls.a $(MUSL)/lib/libmbedx509.a \
+                 $(MUSL)/lib/libmbedcrypto.a $(MUSL)/lib/libmicrohttpd.a
+HTTP_GLIBC_LIBS := -lcurl -lmicrohttpd
+# bin/viv-cuda (model/cuda/cuda.mk) links every viv source too, against glibc
+CUDA_LIBS += $(HTTP_GLIBC_LIBS)
