@@ -10,3 +10,7 @@ HTTP_MUSL_LIBS = $(MUSL)/lib/libcurl.a $(MUSL)/lib/libmbedtls.a $(MUSL)/lib/libm
 HTTP_GLIBC_LIBS := -lcurl -lmicrohttpd
 # bin/viv-cuda (model/cuda/cuda.mk) links every viv source too, against glibc
 CUDA_LIBS += $(HTTP_GLIBC_LIBS)
+
+HTTP_SRC := rl/openai_client.c rl/textgen.c rl/cmd_serve.c rl/llm_agent.c
+VIV_SRC += $(HTTP_SRC)
+HEADERS += rl/openai_client.h rl/textgen.h rl/http_cmds.h rl/llm_agent.h envs/agent_provider.h
