@@ -14,3 +14,11 @@ CUDA_LIBS += $(HTTP_GLIBC_LIBS)
 HTTP_SRC := rl/openai_client.c rl/textgen.c rl/cmd_serve.c rl/llm_agent.c
 VIV_SRC += $(HTTP_SRC)
 HEADERS += rl/openai_client.h rl/textgen.h rl/http_cmds.h rl/llm_agent.h envs/agent_provider.h
+
+# test/http's client driver: one request through rl/openai_client.c, ASan +
+# UBSan, against the glibc libcurl (the static one is musl's).
+EXTRA_TESTS += $(BUILD)/test/oai_request
+$(BUILD)/test/oai_request: test/http/oai_request.c rl/openai_client.c sandbox/util.c sandbox/json_writer.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ test/http/oai_request.c rl/openai_client.c sandbox/util.c sandbox/json_writer.c \
+	    -lcurl -lcjson -lm -lpthread

@@ -44,6 +44,8 @@ struct sft_collect_opts {
     int concurrency;
     int max_turns;
     long timeout_ms;
+    agent_fn agent;         /* NULL: the scripted teacher; else this agent (e.g. rl/llm_agent.h's endpoint) */
+    void *agent_ctx;
 };
 
 /* K teacher episodes per task through vivd at `socket`; per task keep the
