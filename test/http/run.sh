@@ -318,6 +318,55 @@ else
   [ $s = 0 ] && grep -q "stopping" "$T/serve.err"; report serve_sigterm_stops $? "exit $s: $(tail -2 "$T/serve.err")"
 fi
 
+# ---- the sanitizer build of viv serve: concurrent requests, a client that leaves mid-stream,
+# the npm client, SIGTERM; no AddressSanitizer/UBSan/leak report, exit 0 ------------------------------
+if [ -x build/asan/viv ]; then
+  build/asan/viv serve --model "$M" --port 0 --threads 1 --name tiny >"$T/aserve.out" 2>"$T/aserve.err" &
+  ASERVE=$!
+  PIDS+=($ASERVE)
+  APORT=
+  for _ in $(seq 1 400); do
+    APORT=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$T/aserve.out")
+    [ -n "$APORT" ] && break
+    sleep 0.05
+  done
+  msg=$($PY - "http://127.0.0.1:$APORT" <<'PYEOF' 2>&1
+import json, sys, threading, urllib.request, http.client
+base = sys.argv[1]
+body = json.dumps({"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+                   "max_tokens": 12, "temperature": 1, "seed": 3}).encode()
+out = [None] * 4
+def one(i):
+    req = urllib.request.Request(base + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        out[i] = json.loads(r.read())["choices"][0]["message"]["content"]
+th = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+[t.start() for t in th]
+[t.join() for t in th]
+assert all(o is not None for o in out) and len(set(out)) == 1, out  # serialised: the same seed, the same text
+# a streaming client that reads the first event and goes away
+host, port = base[7:].split(":")
+c = http.client.HTTPConnection(host, int(port), timeout=30)
+c.request("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "hi"}],
+          "max_tokens": 2000, "stream": True}), {"Content-Type": "application/json"})
+r = c.getresponse()
+assert r.status == 200 and r.getheader("Content-Type") == "text/event-stream"
+assert r.read(7) == b"data: {"  # (chunked: read() decodes the framing)
+c.close()
+print("fine")
+PYEOF
+)
+  [ "$msg" = fine ] && timeout 120 node test/http/openai_npm.js "http://127.0.0.1:$APORT/v1" "$PROMPT" 16 5 "e" >/dev/null 2>"$T/anpm.err"
+  s1=$?
+  kill -TERM $ASERVE
+  wait $ASERVE; s=$?
+  ! grep -q "AddressSanitizer\|runtime error\|LeakSanitizer" "$T/aserve.err" && [ $s = 0 ] && [ $s1 = 0 ] &&
+    grep -q "(cancelled)" "$T/aserve.err"
+  report serve_asan_concurrent_disconnect_sigterm $? "$msg; npm exit $s1; serve exit $s: $(grep -m3 "ERROR\|runtime error\|Leak" "$T/aserve.err")"
+else
+  report serve_asan_concurrent_disconnect_sigterm 1 "build/asan/viv is missing (make tests)"
+fi
+
 # ---- bad input -------------------------------------------------------------------------------------
 bad() { # name expected-exit pattern command...
   local name=$1 want=$2 pat=$3; shift 3
