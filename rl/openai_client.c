@@ -23,9 +23,24 @@ struct oai_client {
     CURL *curl;
     char *url;
     char *auth;               /* "Authorization: Bearer ..." or NULL */
+    const char *ca_bundle;    /* CURLOPT_CAINFO, NULL: libcurl's built-in path */
     struct oai_config cfg;
     uint64_t rng;             /* the jitter's stream */
 };
+
+/* The CA certificates https is verified against. libcurl was built with
+ * Debian's /etc/ssl/certs/ca-certificates.crt; a static viv may run where the
+ * bundle lives elsewhere, so $VIV_CA_BUNDLE overrides it and otherwise the
+ * other distributions' usual places are tried when Debian's is missing. */
+static const char *ca_bundle(void) {
+    static const char *const paths[] = {"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
+                                        "/etc/ssl/ca-bundle.pem", "/etc/ssl/cert.pem"};
+    const char *env = getenv("VIV_CA_BUNDLE");
+    if (env && *env) return env;
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        if (access(paths[i], R_OK) == 0) return i == 0 ? NULL : paths[i];
+    return NULL;
+}
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
@@ -69,6 +84,7 @@ struct oai_client *oai_client_new(const struct oai_config *cfg, char *err, size_
     c->curl = curl;
     c->url = url;
     c->auth = key && *key ? xasprintf("Authorization: Bearer %s", key) : NULL;
+    c->ca_bundle = ca_bundle();
     c->cfg = *cfg;
     if (c->cfg.connect_timeout_ms <= 0) c->cfg.connect_timeout_ms = 10000;
     if (c->cfg.timeout_ms <= 0) c->cfg.timeout_ms = 600000;
@@ -273,6 +289,7 @@ int oai_chat(struct oai_client *c, const struct oai_request *rq, struct oai_resp
         curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
         curl_easy_setopt(h, CURLOPT_USERAGENT, "vivarium/1 (libcurl)");
         curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+        if (c->ca_bundle) curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_bundle);
         cerr[0] = 0;
         CURLcode r = curl_easy_perform(h);
         out->attempts = attempt + 1;

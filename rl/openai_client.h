@@ -15,7 +15,9 @@
  *
  * The key is read from an environment variable (default OPENAI_API_KEY) and
  * sent as "Authorization: Bearer KEY"; when the variable is unset no header
- * is sent (local servers need none). Functions return errors, never print.
+ * is sent (local servers need none). https certificates are verified against
+ * the system's CA bundle ($VIV_CA_BUNDLE names another file). Functions
+ * return errors, never print.
  * A client is one libcurl handle: use it from one thread at a time.
  */
 #ifndef VIV_RL_OPENAI_CLIENT_H
