@@ -20,12 +20,20 @@ struct agent_options {
     long request_timeout_ms;  /* one HTTP request, retries aside */
 };
 
+/* Runs n episodes with an agent, run_episodes' contract (episode.h); for
+ * agents that answer best several at a time (a remote endpoint). */
+typedef int (*agent_run_fn)(void *agent, const struct task_set *ts, size_t n, int concurrency, struct viv_client *c,
+                            const struct episode_cfg *cfg, uint64_t seed, struct episode_result *results,
+                            void (*on_done)(void *ctx, const struct episode *ep, size_t index), void *done_ctx,
+                            char *err, size_t errlen);
+
 struct agent_provider {
     const char *kinds;        /* for messages: "endpoint:URL, model:DIR" */
     int (*accepts)(const char *spec);
     /* The agent for spec (the --agent value); NULL with err. */
     void *(*open)(const char *spec, const struct agent_options *o, char *err, size_t errlen);
     agent_fn next;
+    agent_run_fn run;         /* NULL: run_episodes with next */
     /* Free the agent; returns how many of its turns failed (the last
      * failure in err, "" if none). */
     int (*close)(void *agent, char *err, size_t errlen);

@@ -55,7 +55,8 @@ static const char usage[] =
     "  --temperature T   sampling temperature of a model agent (default 0: greedy)\n"
     "  --request-timeout-ms N  one HTTP request of an endpoint agent (default 600000)\n"
     "  --episodes N      episodes in all, cycling through the tasks (default: one per task)\n"
-    "  --concurrency K   episodes in flight at once (default 4)\n"
+    "  --concurrency K   episodes in flight at once (default 4); an endpoint agent has as many\n"
+    "                    requests in flight\n"
     "  --seed S          seed of the agents' choices (default 1)\n"
     "  --out FILE        the table as JSON, written atomically\n"
     "  --trajectories F  every episode (messages, scores) as JSONL, written atomically\n"
@@ -305,8 +306,11 @@ int cmd_eval(int argc, char **argv) {
     double t0 = now_ms();
     agent_fn next = external ? provider->next : scripted ? teacher_next : random_next;
     void *agent_ctx = external ? ext : scripted ? (void *)&teacher : (void *)&rseed;
-    int run_rc = run_episodes(&ts, n, (int)a.concurrency, c, next, agent_ctx, &cfg, (uint64_t)a.seed, res, on_done,
-                              &prog, err, sizeof err);
+    int run_rc = external && provider->run
+                     ? provider->run(ext, &ts, n, (int)a.concurrency, c, &cfg, (uint64_t)a.seed, res, on_done, &prog, err,
+                                     sizeof err)
+                     : run_episodes(&ts, n, (int)a.concurrency, c, next, agent_ctx, &cfg, (uint64_t)a.seed, res, on_done,
+                                    &prog, err, sizeof err);
     double wall_s = (now_ms() - t0) / 1000.0;
     if (run_rc < 0) {
         fprintf(stderr, "viv eval: %s\n", err);

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "llm_agent.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "../model/qwen3.h"
 #include "../model/tokenizer.h"
 #include "../sandbox/util.h"
+#include "agent_pool.h"
 #include "bio_env.h"
 #include "http_cmds.h"
 #include "openai_client.h"
@@ -25,12 +27,17 @@ static const char *const stops[] = {"</execute>", "</solution>"};
 struct llm_agent {
     struct agent_options o;
     char *model_name;
-    /* endpoint:URL */
-    struct oai_client *client;
-    /* model:DIR */
+    pthread_mutex_t mu;         /* guards everything below (the agent is called from several threads) */
+    /* endpoint:URL: one libcurl client per concurrent request, reused */
+    struct oai_config cfg;
+    char *base_url;
+    struct oai_client **idle;
+    int n_idle, n_clients;
+    /* model:DIR: one generation at a time (the model uses every core already) */
     struct qwen3 *m;
     struct tokenizer *tok;
     struct textgen gen;
+    pthread_mutex_t gen_mu;
     long turns;
     int failures, in_a_row;
     char last[512];
@@ -48,25 +55,32 @@ struct llm_agent *llm_agent_open(const char *spec, const struct agent_options *o
     struct llm_agent *a = xcalloc(1, sizeof *a);
     a->o = *o;
     if (a->o.max_tokens <= 0) a->o.max_tokens = 1024;
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_mutex_init(&a->gen_mu, NULL);
     if (!strncmp(spec, "endpoint:", 9)) {
         if (!o->model || !*o->model) {
             fail_with(err, errlen, "--agent %s needs --model NAME (the model the endpoint serves)", spec);
-            free(a);
+            llm_agent_close(a);
             return NULL;
         }
-        struct oai_config cfg = {.base_url = spec + 9, .api_key_env = o->api_key_env, .max_retries = -1,
-                                 .timeout_ms = o->request_timeout_ms};
-        if (!(a->client = oai_client_new(&cfg, err, errlen))) {
-            free(a);
+        a->base_url = xstrdup(spec + 9);
+        a->cfg = (struct oai_config){.base_url = a->base_url, .api_key_env = o->api_key_env, .max_retries = -1,
+                                     .timeout_ms = o->request_timeout_ms};
+        /* the first client now: a bad URL or a missing key fails here, not in every episode */
+        struct oai_client *c = oai_client_new(&a->cfg, err, errlen);
+        if (!c) {
+            llm_agent_close(a);
             return NULL;
         }
+        a->idle = xcalloc(1, sizeof *a->idle);
+        a->idle[a->n_idle++] = c;
+        a->n_clients = 1;
         a->model_name = xstrdup(o->model);
         return a;
     }
     const char *dir = spec + 6;
     if (!(a->m = qwen3_load(dir, err, errlen)) || !(a->tok = tokenizer_load(dir, err, errlen))) {
-        if (a->m) qwen3_free(a->m);
-        free(a);
+        llm_agent_close(a);
         return NULL;
     }
     if (tokenizer_vocab_size(a->tok) > a->m->cfg.vocab_size) {
@@ -81,11 +95,31 @@ struct llm_agent *llm_agent_open(const char *spec, const struct agent_options *o
 
 void llm_agent_close(struct llm_agent *a) {
     if (!a) return;
-    oai_client_free(a->client);
+    for (int i = 0; i < a->n_idle; i++) oai_client_free(a->idle[i]);
+    free(a->idle);
+    free(a->base_url);
+    pthread_mutex_destroy(&a->mu);
+    pthread_mutex_destroy(&a->gen_mu);
     if (a->m) qwen3_free(a->m);
     tokenizer_free(a->tok);
     free(a->model_name);
     free(a);
+}
+
+/* An idle client, or a new one (NULL + err only if creating fails). */
+static struct oai_client *take_client(struct llm_agent *a, char *err, size_t errlen) {
+    pthread_mutex_lock(&a->mu);
+    struct oai_client *c = a->n_idle ? a->idle[--a->n_idle] : NULL;
+    if (!c) a->n_clients++;
+    pthread_mutex_unlock(&a->mu);
+    return c ? c : oai_client_new(&a->cfg, err, errlen);
+}
+
+static void give_client(struct llm_agent *a, struct oai_client *c) {
+    pthread_mutex_lock(&a->mu);
+    a->idle = xrealloc(a->idle, (size_t)a->n_clients * sizeof *a->idle);
+    a->idle[a->n_idle++] = c;
+    pthread_mutex_unlock(&a->mu);
 }
 
 long llm_agent_turns(const struct llm_agent *a) { return a->turns; }
@@ -120,8 +154,16 @@ char *llm_agent_restore_stop(const char *text, size_t len, const char *stop_reas
 }
 
 static void failed(struct llm_agent *a, const char *why) {
+    pthread_mutex_lock(&a->mu);
     a->failures++, a->in_a_row++;
     snprintf(a->last, sizeof a->last, "%s", why);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void succeeded(struct llm_agent *a) {
+    pthread_mutex_lock(&a->mu);
+    a->in_a_row = 0;
+    pthread_mutex_unlock(&a->mu);
 }
 
 static char *next_endpoint(struct llm_agent *a, const struct episode *ep) {
@@ -134,14 +176,17 @@ static char *next_endpoint(struct llm_agent *a, const struct episode *ep) {
                              .max_tokens = a->o.max_tokens, .temperature = a->o.temperature >= 0 ? a->o.temperature : 0,
                              .top_p = -1, .stop = stops, .n_stop = 2, .has_seed = 1,
                              .seed = ep->seed * 1000003u + (uint64_t)ep->turns};
-    struct oai_response r;
+    struct oai_response r = {0};
     char err[512];
     char *text = NULL;
-    if (oai_chat(a->client, &rq, &r, err, sizeof err) != 0) failed(a, err);
+    struct oai_client *c = take_client(a, err, sizeof err);
+    if (!c) failed(a, err);
+    else if (oai_chat(c, &rq, &r, err, sizeof err) != 0) failed(a, err);
     else {
         text = llm_agent_restore_stop(r.content, r.len, r.stop_reason, r.finish_reason);
-        a->in_a_row = 0;
+        succeeded(a);
     }
+    if (c) give_client(a, c);
     oai_response_free(&r);
     free(msgs);
     return text;
@@ -183,10 +228,13 @@ static char *next_local(struct llm_agent *a, const struct episode *ep) {
                                .top_p = 1.0f, .seed = ep->seed * 1000003u + (uint64_t)ep->turns, .stop = stops,
                                .n_stop = 2};
     struct textgen_result r;
-    if (textgen_run(&a->gen, c.ids, c.n, &p, NULL, NULL, &r, err, sizeof err) != 0) failed(a, err);
+    pthread_mutex_lock(&a->gen_mu);
+    int rc = textgen_run(&a->gen, c.ids, c.n, &p, NULL, NULL, &r, err, sizeof err);
+    pthread_mutex_unlock(&a->gen_mu);
+    if (rc != 0) failed(a, err);
     else {
         text = llm_agent_restore_stop(r.text, r.len, r.stop_index >= 0 ? stops[r.stop_index] : NULL, NULL);
-        a->in_a_row = 0;
+        succeeded(a);
         textgen_result_free(&r);
     }
     chat_free(&c);
@@ -195,12 +243,24 @@ static char *next_local(struct llm_agent *a, const struct episode *ep) {
 
 char *llm_agent_next(void *agent, const struct episode *ep) {
     struct llm_agent *a = agent;
+    pthread_mutex_lock(&a->mu);
     a->turns++;
-    if (a->in_a_row >= DEAD_AFTER) {
-        a->failures++;
-        return NULL;
-    }
-    return a->client ? next_endpoint(a, ep) : next_local(a, ep);
+    int dead = a->in_a_row >= DEAD_AFTER;
+    if (dead) a->failures++;
+    pthread_mutex_unlock(&a->mu);
+    if (dead) return NULL;
+    return a->base_url ? next_endpoint(a, ep) : next_local(a, ep);
+}
+
+int llm_agent_run(void *agent, const struct task_set *ts, size_t n, int concurrency, struct viv_client *c,
+                  const struct episode_cfg *cfg, uint64_t seed, struct episode_result *results,
+                  void (*on_done)(void *ctx, const struct episode *ep, size_t index), void *done_ctx, char *err,
+                  size_t errlen) {
+    struct llm_agent *a = agent;
+    /* an endpoint: a request per episode in flight; the local model: one worker (it is serialised anyway) */
+    int workers = a->base_url ? concurrency : 1;
+    return pool_run_episodes(ts, n, concurrency, workers, c, llm_agent_next, agent, cfg, seed, results, on_done,
+                             done_ctx, err, errlen);
 }
 
 /* ---- viv eval's provider -------------------------------------------------------------------- */
@@ -222,6 +282,7 @@ const struct agent_provider llm_agent_provider = {
     .accepts = llm_agent_accepts,
     .open = provider_open,
     .next = llm_agent_next,
+    .run = llm_agent_run,
     .close = provider_close,
 };
 

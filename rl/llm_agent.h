@@ -15,6 +15,10 @@
  * "stop_reason" says which one (vLLM, viv serve); without it the tag that is
  * open at the end of the text is closed.
  *
+ * The agent may be called from several threads at once: an endpoint agent
+ * keeps a libcurl client per concurrent request; the local one generates
+ * one message at a time.
+ *
  * A turn that fails (the endpoint's error after its retries) ends the
  * episode like an unparsable message and is counted; after 3 failures in a
  * row the agent stops asking (a dead endpoint does not cost every episode
@@ -36,6 +40,12 @@ struct llm_agent *llm_agent_open(const char *spec, const struct agent_options *o
 /* agent_fn (rl/../envs/episode.h): the next assistant message, or NULL. */
 char *llm_agent_next(void *agent, const struct episode *ep);
 /* Turns asked for and turns that failed (the last failure's message). */
+/* Run episodes with this agent (agent_run_fn): an endpoint agent keeps one
+ * request in flight per episode in flight (rl/agent_pool.h). */
+int llm_agent_run(void *agent, const struct task_set *ts, size_t n, int concurrency, struct viv_client *c,
+                  const struct episode_cfg *cfg, uint64_t seed, struct episode_result *results,
+                  void (*on_done)(void *ctx, const struct episode *ep, size_t index), void *done_ctx, char *err,
+                  size_t errlen);
 long llm_agent_turns(const struct llm_agent *a);
 int llm_agent_failures(const struct llm_agent *a, const char **last);
 void llm_agent_close(struct llm_agent *a);

@@ -76,8 +76,10 @@ int sft_collect(const struct task_set *ts, const char *socket, const struct sft_
     struct episode_result *res = xcalloc(n, sizeof *res);
     agent_fn agent = o->agent ? o->agent : teacher_next;
     void *actx = o->agent ? o->agent_ctx : (void *)&teacher;
-    int rc = run_episodes(ts, n, o->concurrency > 0 ? o->concurrency : 4, cl, agent, actx, &cfg, o->seed, res,
-                          on_episode, &c, err, errlen);
+    int conc = o->concurrency > 0 ? o->concurrency : 4;
+    int rc = o->agent && o->run ? o->run(actx, ts, n, conc, cl, &cfg, o->seed, res, on_episode, &c, err, errlen)
+                                : run_episodes(ts, n, conc, cl, agent, actx, &cfg, o->seed, res, on_episode, &c, err,
+                                               errlen);
     if (isatty(2)) fputc('\n', stderr);
     viv_close(cl);
     free(res);

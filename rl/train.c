@@ -59,6 +59,7 @@ struct train_cfg {
     const char *data, *runs, *name, *model_dir, *teacher, *teacher_model, *socket, *tasks, *out, *eval_split;
     const char *api_key_env;            /* an endpoint teacher's key variable (NULL: OPENAI_API_KEY) */
     int teacher_max_tokens;             /* per message of an endpoint teacher */
+    int teacher_concurrency;            /* its requests in flight */
     double teacher_temperature;
     int resume, sft_only, no_sft;
     long seed;
@@ -81,7 +82,7 @@ struct train_cfg {
 static void train_defaults(struct train_cfg *c) {
     *c = (struct train_cfg){
         .data = "data", .runs = "runs", .name = "viv-bio-tiny", .teacher = "scripted", .seed = 1,
-        .teacher_max_tokens = 1024, .teacher_temperature = 0.7,
+        .teacher_max_tokens = 1024, .teacher_temperature = 0.7, .teacher_concurrency = 8,
         /* The two multiple-choice shapes (letter answers A-E). A model trained from
          * scratch in minutes learns the protocol and the answer format; it cannot
          * learn to copy gene symbols, sequences and identifiers into working code
@@ -129,7 +130,7 @@ static const char usage_train[] =
     " model:   --vocab 1024 --d-model 128 --layers 2 --heads 4 --kv-heads 2 --head-dim 32 --ffn 384\n"
     " teacher: --teacher scripted|URL --teacher-model NAME --samples 4 --error-rate 0.3\n"
     "          (URL: an OpenAI-compatible endpoint; --api-key-env VAR, default OPENAI_API_KEY;\n"
-    "          --teacher-temperature 0.7 --teacher-max-tokens 1024)\n"
+    "          --teacher-temperature 0.7 --teacher-max-tokens 1024 --teacher-concurrency 8)\n"
     " SFT:     --sft-epochs 8 --sft-batch 4 --sft-lr 5e-3\n"
     " GRPO:    --steps 30 --tasks-per-step 8 --group 8 --lr 1e-3 --temperature 0.7 --top-p 1.0\n"
     "          --clip-low 0.2 --clip-high 0.28 --agg token_mean|seq_mean|dr_grpo --no-std-norm\n"
@@ -146,6 +147,7 @@ static const char usage_sft[] =
     "  --teacher URL --teacher-model NAME   an OpenAI-compatible endpoint (vLLM, SGLang, a hosted\n"
     "                        API, viv serve); key from $OPENAI_API_KEY or --api-key-env VAR;\n"
     "                        --teacher-temperature 0.7 --teacher-max-tokens 1024\n"
+    "                        --teacher-concurrency 8 (requests in flight)\n"
     "  --samples K (4)  --error-rate P (0.3)  --model DIR  --name NAME (default viv-sft)\n"
     "  plus viv train's data, model and SFT options.\n";
 
@@ -210,6 +212,7 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
         STR_OPT("--tasks", tasks) STR_OPT("--agg", agg) STR_OPT("--eval-split", eval_split)
         STR_OPT("--api-key-env", api_key_env) INT_OPT("--teacher-max-tokens", teacher_max_tokens, 1, 1000000)
         DBL_OPT("--teacher-temperature", teacher_temperature, 0, 2)
+        INT_OPT("--teacher-concurrency", teacher_concurrency, 1, 256)
         INT_OPT("--seed", seed, 0, LONG_MAX)
         INT_OPT("--vocab", vocab, 300, 262144) INT_OPT("--d-model", d_model, 8, 8192) INT_OPT("--layers", layers, 1, 128)
         INT_OPT("--heads", heads, 1, 256) INT_OPT("--kv-heads", kv_heads, 1, 256) INT_OPT("--head-dim", head_dim, 2, 1024)
@@ -763,8 +766,8 @@ static int prepare_model(struct job *j, struct sft_set *set, char *err, size_t e
             endpoint = llm_agent_open(spec, &ao, err, errlen);
             free(spec);
             if (!endpoint) return -1;
-            co.agent = llm_agent_next, co.agent_ctx = endpoint;
-            co.concurrency = 1; /* the agent is called synchronously: one request at a time */
+            co.agent = llm_agent_next, co.agent_ctx = endpoint, co.run = llm_agent_run;
+            co.concurrency = j->c.teacher_concurrency; /* requests in flight (rl/agent_pool.h) */
         }
         fprintf(stderr, "sft: rejection sampling: %d teacher samples for each of %zu train tasks%s%s\n", j->c.samples,
                 j->train.n, endpoint ? " from " : "", endpoint ? j->c.teacher : "");

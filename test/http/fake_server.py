@@ -3,7 +3,9 @@
 
 usage: fake_server.py MODE [TASKS.jsonl]
 Listens on 127.0.0.1 (a free port, printed as "port N" on stdout) and
-appends one JSON line per request ({"n", "path", "auth"}) to $FAKE_LOG.
+appends one JSON line per request ({"n", "path", "auth", "inflight": requests
+being answered at its arrival, itself included}) to $FAKE_LOG. $FAKE_DELAY
+seconds (default 0) pass before each answer.
 
 MODE
   ok           every POST gets a completion "hello from fake"
@@ -32,6 +34,8 @@ if len(sys.argv) > 2:
         ANSWERS[t["prompt"]] = t["answer"]
 LOCK = threading.Lock()
 COUNT = [0]
+INFLIGHT = [0]
+DELAY = float(os.environ.get("FAKE_DELAY", "0"))
 
 
 def completion(content, finish="stop"):
@@ -58,14 +62,24 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_POST(self):
+        with LOCK:
+            INFLIGHT[0] += 1
+        try:
+            self.answer()
+        finally:
+            with LOCK:
+                INFLIGHT[0] -= 1
+
+    def answer(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         with LOCK:
             COUNT[0] += 1
-            n = COUNT[0]
+            n, inflight = COUNT[0], INFLIGHT[0]
         auth = self.headers.get("Authorization")
         if os.environ.get("FAKE_LOG"):
             with open(os.environ["FAKE_LOG"], "a") as f:
-                f.write(json.dumps({"n": n, "path": self.path, "auth": auth}) + "\n")
+                f.write(json.dumps({"n": n, "path": self.path, "auth": auth, "inflight": inflight}) + "\n")
+        time.sleep(DELAY)
         err = lambda msg, typ, code: {"error": {"message": msg, "type": typ, "param": None, "code": code}}
         if MODE == "flaky" and n <= 2:
             return self.reply(503, err("the engine is overloaded", "server_error", None))

@@ -47,7 +47,7 @@ start_fake() {
   PIDS+=($!)
   FP=
   for _ in $(seq 1 100); do
-    FP=$(sed -n 's/^port //p' "$T/$name.port")
+    FP=$(sed -n 's/^port //p' "$T/$name.port" 2>/dev/null)
     [ -n "$FP" ] && return 0
     sleep 0.05
   done
@@ -114,7 +114,7 @@ SERVE=$!
 PIDS+=($SERVE)
 PORT=
 for _ in $(seq 1 200); do
-  PORT=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$T/serve.out")
+  PORT=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$T/serve.out" 2>/dev/null)
   [ -n "$PORT" ] && break
   sleep 0.05
 done
@@ -252,9 +252,9 @@ PYEOF
 
 # ---- viv eval through endpoints ------------------------------------------------------------------
 head -n 3 "$DATA/tasks/val.jsonl" >"$T/val3.jsonl"
-start_fake teacher teacher "$T/val3.jsonl"
+FAKE_DELAY=0.3 start_fake teacher teacher "$T/val3.jsonl"
 if timeout 120 bin/viv eval --tasks "$T/val3.jsonl" --data "$DATA" --agent "endpoint:http://127.0.0.1:$FP/v1" --model fake \
-     --trajectories "$T/traj.jsonl" --out "$T/eval.json" >"$T/e1.out" 2>"$T/e1.err"; then
+     --concurrency 3 --trajectories "$T/traj.jsonl" --out "$T/eval.json" >"$T/e1.out" 2>"$T/e1.err"; then
   msg=$($PY - "$T" <<'PYEOF' 2>&1
 import json, sys
 d = sys.argv[1]
@@ -268,6 +268,9 @@ for line in open(f"{d}/traj.jsonl"):
     assert len(a) == 2 and a[0].endswith("<execute>print(6*7)</execute>"), a
     assert a[1].endswith("</solution>") and t["end"] == "solution", (a, t["end"])
     assert len(tool) == 1 and "42" in tool[0], tool
+# --concurrency 3: the three episodes' requests were in flight together (each takes 0.3 s)
+log = [json.loads(l) for l in open(f"{d}/teacher.log")]
+assert len(log) == 6 and max(l["inflight"] for l in log) >= 2, log
 print("fine")
 PYEOF
 )
@@ -326,7 +329,7 @@ if [ -x build/asan/viv ]; then
   PIDS+=($ASERVE)
   APORT=
   for _ in $(seq 1 400); do
-    APORT=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$T/aserve.out")
+    APORT=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$T/aserve.out" 2>/dev/null)
     [ -n "$APORT" ] && break
     sleep 0.05
   done
