@@ -31,7 +31,10 @@ ANSWERS = {}
 if len(sys.argv) > 2:
     for line in open(sys.argv[2]):
         t = json.loads(line)
-        ANSWERS[t["prompt"]] = t["answer"]
+        a = t["answer"]
+        if t["task_name"] == "patient_gene_detection":  # the Eval1 rule grades a JSON object
+            a = json.dumps({"causal_gene": [g.strip() for g in a.split(",")]})
+        ANSWERS[t["prompt"]] = a
 LOCK = threading.Lock()
 COUNT = [0]
 INFLIGHT = [0]

@@ -279,6 +279,16 @@ else
   report eval_endpoint_scripted_perfect_agent 1 "viv eval failed: $(tail -3 "$T/e1.err")"
 fi
 
+# Biomni-Eval1 rows (no reference solutions; the Eval1 graders by task name)
+start_fake eval1 teacher test/agent/fixtures/eval1_sample.jsonl
+if timeout 120 bin/viv eval --tasks test/agent/fixtures/eval1_sample.jsonl --data "$DATA" \
+     --agent "endpoint:http://127.0.0.1:$FP" --model fake --out "$T/eval1.json" >"$T/e4.out" 2>"$T/e4.err"; then
+  msg=$(jget "$T/eval1.json" "'fine' if j['overall']['n'] == 4 and all(r['accuracy'] == 1.0 for r in j['per_task']) and len(j['per_task']) == 4 else j['per_task']")
+  [ "$msg" = fine ]; report eval_endpoint_on_eval1_jsonl $? "$msg"
+else
+  report eval_endpoint_on_eval1_jsonl 1 "viv eval failed: $(tail -3 "$T/e4.err")"
+fi
+
 before=$(grep -c "^viv serve: 200" "$T/serve.err")
 if timeout 150 bin/viv eval --data "$DATA" --agent "endpoint:$BASE" --model x --episodes 2 --max-turns 2 \
      --max-turn-tokens 24 >"$T/e2.out" 2>"$T/e2.err"; then
