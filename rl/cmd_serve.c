@@ -349,7 +349,7 @@ static void *stream_main(void *arg) {
     stream_chunk(st, 1, "", 0, NULL, NULL);
     struct textgen_params p = {.max_tokens = (int)st->q.max_tokens, .temperature = (float)st->q.temperature,
                                .top_p = (float)st->q.top_p, .seed = st->q.seed, .stop = st->q.stop,
-                               .n_stop = st->q.n_stop, .cancel = &s->stopping};
+                               .n_stop = st->q.n_stop, .cancel = &st->cancel}; /* shutdown: on_stream_delta */
     struct textgen_result r;
     char err[512];
     double t0 = now_ms();

@@ -267,6 +267,7 @@ int oai_chat(struct oai_client *c, const struct oai_request *rq, struct oai_resp
     char *payload = request_json(rq);
     struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
     hdr = curl_slist_append(hdr, "Accept: application/json");
+    hdr = curl_slist_append(hdr, "Expect:"); /* no 100-continue round trip for long conversations */
     if (c->auth) hdr = curl_slist_append(hdr, c->auth);
     CURL *h = c->curl;
     int rc = -1;
