@@ -61,27 +61,30 @@ size_t utf8_complete_prefix(const char *str, size_t n) {
     return n;
 }
 
-struct run_ctx {
-    const struct textgen *g;
-    const struct textgen_params *p;
-    textgen_delta_fn on_delta;
-    void *user;
-    char *buf;
-    size_t len, cap, emitted;
-    size_t max_stop;       /* longest stop string */
-    int stopped;           /* a stop id or string ended it */
-    int stop_index;
-    int cancelled, completion_tokens;
-};
-
-static void emit(struct run_ctx *c, size_t upto) {
+static void emit(struct textgen_stream *c, size_t upto) {
     if (upto <= c->emitted) return;
     if (c->on_delta && c->on_delta(c->buf + c->emitted, upto - c->emitted, c->user)) c->cancelled = 1;
     c->emitted = upto;
 }
 
-static int on_token(int32_t tok, void *user) {
-    struct run_ctx *c = user;
+int textgen_stream_init(struct textgen_stream *c, const struct textgen *g, const struct textgen_params *p,
+                        textgen_delta_fn on_delta, void *user, char *err, size_t errlen) {
+    memset(c, 0, sizeof *c);
+    if (p->n_stop > TEXTGEN_MAX_STOPS) return fail_with(err, errlen, "at most %d stop strings", TEXTGEN_MAX_STOPS);
+    for (int i = 0; i < p->n_stop; i++) {
+        size_t sl = strlen(p->stop[i]);
+        if (sl == 0) return fail_with(err, errlen, "a stop string is empty");
+        if (sl > c->max_stop) c->max_stop = sl;
+    }
+    c->g = g, c->p = p, c->on_delta = on_delta, c->user = user;
+    c->stop_index = -1;
+    c->cap = 256;
+    c->buf = xmalloc(c->cap);
+    c->buf[0] = 0;
+    return 0;
+}
+
+int textgen_stream_feed(struct textgen_stream *c, int32_t tok) {
     c->completion_tokens++;
     if (c->p->cancel && *c->p->cancel) {
         c->cancelled = 1;
@@ -128,46 +131,54 @@ static int on_token(int32_t tok, void *user) {
     return c->cancelled;
 }
 
+void textgen_stream_finish(struct textgen_stream *c, int prompt_tokens, struct textgen_result *out) {
+    if (!c->cancelled) emit(c, c->len); /* the held-back tail is final now */
+    memset(out, 0, sizeof *out);
+    out->text = c->buf;
+    out->len = c->len;
+    out->finish_reason = c->cancelled ? "cancelled" : c->stopped ? "stop" : "length";
+    out->stop_index = c->stop_index;
+    out->prompt_tokens = prompt_tokens;
+    out->completion_tokens = c->completion_tokens;
+    c->buf = NULL;
+}
+
+void textgen_stream_free(struct textgen_stream *c) {
+    free(c->buf);
+    c->buf = NULL;
+}
+
+static int on_token(int32_t tok, void *user) { return textgen_stream_feed(user, tok); }
+
+int textgen_check_prompt(const struct textgen *g, const int32_t *prompt, int n_prompt, int ctx, int *max_tokens,
+                         char *err, size_t errlen) {
+    for (int i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= g->m->cfg.vocab_size)
+            return fail_with(err, errlen, "prompt id %d is outside the vocabulary (%d)", prompt[i], g->m->cfg.vocab_size);
+    if (n_prompt <= 0) return fail_with(err, errlen, "the prompt is empty");
+    if (ctx > 0) {
+        if (n_prompt >= ctx)
+            return fail_with(err, errlen, "the prompt has %d tokens; the model's context is %d", n_prompt, ctx);
+        if (*max_tokens > ctx - n_prompt) *max_tokens = ctx - n_prompt;
+    }
+    return 0;
+}
+
 int textgen_run(const struct textgen *g, const int32_t *prompt, int n_prompt, const struct textgen_params *p,
                 textgen_delta_fn on_delta, void *user, struct textgen_result *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     out->stop_index = -1;
-    if (p->n_stop > TEXTGEN_MAX_STOPS) return fail_with(err, errlen, "at most %d stop strings", TEXTGEN_MAX_STOPS);
-    for (int i = 0; i < n_prompt; i++)
-        if (prompt[i] < 0 || prompt[i] >= g->m->cfg.vocab_size)
-            return fail_with(err, errlen, "prompt id %d is outside the vocabulary (%d)", prompt[i], g->m->cfg.vocab_size);
-    int ctx = g->m->cfg.max_position;
     int max_tokens = p->max_tokens;
-    if (ctx > 0) {
-        if (n_prompt >= ctx)
-            return fail_with(err, errlen, "the prompt has %d tokens; the model's context is %d", n_prompt, ctx);
-        if (max_tokens > ctx - n_prompt) max_tokens = ctx - n_prompt;
-    }
-    struct run_ctx c = {.g = g, .p = p, .on_delta = on_delta, .user = user, .stop_index = -1};
-    c.cap = 256;
-    c.buf = xmalloc(c.cap);
-    c.buf[0] = 0;
-    for (int i = 0; i < p->n_stop; i++) {
-        size_t sl = strlen(p->stop[i]);
-        if (sl == 0) {
-            free(c.buf);
-            return fail_with(err, errlen, "a stop string is empty");
-        }
-        if (sl > c.max_stop) c.max_stop = sl;
-    }
+    if (textgen_check_prompt(g, prompt, n_prompt, g->m->cfg.max_position, &max_tokens, err, errlen) != 0) return -1;
+    struct textgen_stream c;
+    if (textgen_stream_init(&c, g, p, on_delta, user, err, errlen) != 0) return -1;
     struct gen_opts o = {.max_tokens = max_tokens, .temperature = p->temperature, .top_p = p->top_p,
                          .top_k = 0, .seed = p->seed, .stop_ids = NULL, .n_stop = 0};
     struct gen_stats st;
     if (max_tokens > 0 && qwen3_generate(g->m, prompt, n_prompt, &o, on_token, &c, &st, err, errlen) != 0) {
-        free(c.buf);
+        textgen_stream_free(&c);
         return -1;
     }
-    if (!c.cancelled) emit(&c, c.len); /* the held-back tail is final now */
-    out->text = c.buf;
-    out->len = c.len;
-    out->finish_reason = c.cancelled ? "cancelled" : c.stopped ? "stop" : "length";
-    out->stop_index = c.stop_index;
-    out->prompt_tokens = n_prompt;
-    out->completion_tokens = c.completion_tokens;
+    textgen_stream_finish(&c, n_prompt, out);
     return 0;
 }

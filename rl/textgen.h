@@ -63,6 +63,31 @@ int textgen_run(const struct textgen *g, const int32_t *prompt, int n_prompt, co
                 textgen_delta_fn on_delta, void *user, struct textgen_result *out, char *err, size_t errlen);
 void textgen_result_free(struct textgen_result *r);
 
+/* The pieces textgen_run is made of, for a caller that samples the tokens
+ * itself (rl/serve_batch.c, many requests in one forward pass): */
+struct textgen_stream {
+    const struct textgen *g;
+    const struct textgen_params *p;
+    textgen_delta_fn on_delta;
+    void *user;
+    char *buf;
+    size_t len, cap, emitted;
+    size_t max_stop;       /* longest stop string */
+    int stopped, stop_index, cancelled, completion_tokens;
+};
+/* Check the prompt's ids and length against a context of ctx tokens
+ * (0: none) and cut *max_tokens to fit. 0, or -1 with err. */
+int textgen_check_prompt(const struct textgen *g, const int32_t *prompt, int n_prompt, int ctx, int *max_tokens,
+                         char *err, size_t errlen);
+int textgen_stream_init(struct textgen_stream *c, const struct textgen *g, const struct textgen_params *p,
+                        textgen_delta_fn on_delta, void *user, char *err, size_t errlen);
+/* One sampled token; returns 1 when the text is finished (stop id, stop
+ * string, cancelled), 0 to go on. */
+int textgen_stream_feed(struct textgen_stream *c, int32_t tok);
+/* The result (the stream's buffer moves into it); then free the stream. */
+void textgen_stream_finish(struct textgen_stream *c, int prompt_tokens, struct textgen_result *out);
+void textgen_stream_free(struct textgen_stream *c);
+
 /* Bytes of s[0..n) that can be passed on without ending inside a (so far
  * valid) UTF-8 sequence. */
 size_t utf8_complete_prefix(const char *s, size_t n);
