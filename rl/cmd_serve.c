@@ -25,10 +25,13 @@
  * stop: an end-of-sequence token, a stop string (reported as "stop_reason",
  * as vLLM does) or the token limit ("length").
  *
- * HTTP is GNU libmicrohttpd, a thread per connection; generation itself is
- * serialised by one mutex (the CPU model already uses every core through its
- * own thread pool, so two generations at once would only share them). TLS is
- * not built in: serve on localhost or behind a proxy that terminates it.
+ * HTTP is GNU libmicrohttpd, a thread per connection. Generation is either
+ * serialised by one mutex (the default: the CPU model already spreads one
+ * generation over every core) or, with --batch N, continuously batched
+ * (rl/serve_batch.h): up to N requests decode together, one row each in a
+ * single forward pass, which turns N matrix-vector products into one matrix
+ * product. TLS is not built in: serve on localhost or behind a proxy that
+ * terminates it.
  * SIGINT / SIGTERM cancel running generations and stop the server cleanly.
  */
 #define _GNU_SOURCE
@@ -55,6 +58,7 @@
 #include "../sandbox/json_writer.h"
 #include "../sandbox/util.h"
 #include "http_cmds.h"
+#include "serve_batch.h"
 #include "textgen.h"
 
 struct server {
@@ -64,7 +68,9 @@ struct server {
     char *name;
     long max_tokens_cap;
     size_t max_body;
-    pthread_mutex_t lock;    /* one generation at a time */
+    pthread_mutex_t lock;    /* one generation at a time (without --batch) */
+    struct batcher *batch;   /* --batch N > 1: continuous batching (rl/serve_batch.h) */
+    int ctx;                 /* tokens a request may span (prompt + completion); 0: no limit */
     volatile int stopping;   /* SIGINT/SIGTERM: cancels generations */
     unsigned long requests;
 };
@@ -235,6 +241,16 @@ static int parse_creq(const cJSON *j, const struct server *s, struct creq *q, co
     return 0;
 }
 
+/* One generation: through the batcher, or alone under the lock. */
+static int generate(struct server *s, const int32_t *ids, int n, const struct textgen_params *p, textgen_delta_fn on_delta,
+                    void *user, struct textgen_result *r, char *err, size_t errlen) {
+    if (s->batch) return batcher_run(s->batch, ids, n, p, on_delta, user, r, err, errlen);
+    pthread_mutex_lock(&s->lock);
+    int rc = textgen_run(&s->gen, ids, n, p, on_delta, user, r, err, errlen);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
 /* ---- the answer's JSON ----------------------------------------------------------------------- */
 
 static void make_id(char *out, size_t n, unsigned long seq) {
@@ -353,9 +369,7 @@ static void *stream_main(void *arg) {
     struct textgen_result r;
     char err[512];
     double t0 = now_ms();
-    pthread_mutex_lock(&s->lock);
-    int rc = textgen_run(&s->gen, st->ids, st->n_ids, &p, on_stream_delta, st, &r, err, sizeof err);
-    pthread_mutex_unlock(&s->lock);
+    int rc = generate(s, st->ids, st->n_ids, &p, on_stream_delta, st, &r, err, sizeof err);
     if (rc == 0) {
         stream_chunk(st, 0, NULL, 0, r.finish_reason, r.stop_index >= 0 ? st->q.stop[r.stop_index] : NULL);
         if (st->q.include_usage) {
@@ -455,7 +469,7 @@ static enum MHD_Result chat_completions(struct server *s, struct MHD_Connection 
         cJSON_Delete(j);
         return send_error(conn, MHD_HTTP_BAD_REQUEST, "messages", NULL, "the messages cannot be rendered");
     }
-    int ctx = s->m->cfg.max_position;
+    int ctx = s->ctx;
     if (ctx > 0 && c.n >= ctx) {
         int n = c.n;
         chat_free(&c);
@@ -510,9 +524,7 @@ static enum MHD_Result chat_completions(struct server *s, struct MHD_Connection 
     struct textgen_result r;
     char err[512];
     double t0 = now_ms();
-    pthread_mutex_lock(&s->lock);
-    int rc = textgen_run(&s->gen, c.ids, c.n, &p, NULL, NULL, &r, err, sizeof err);
-    pthread_mutex_unlock(&s->lock);
+    int rc = generate(s, c.ids, c.n, &p, NULL, NULL, &r, err, sizeof err);
     chat_free(&c);
     enum MHD_Result ret;
     if (rc != 0) ret = send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, NULL, "generation failed: %s", err);
@@ -539,7 +551,7 @@ static enum MHD_Result models(struct server *s, struct MHD_Connection *conn) {
     jw_key(&w, "object"), jw_cstring(&w, "model");
     jw_key(&w, "created"), jw_int(&w, (long long)time(NULL));
     jw_key(&w, "owned_by"), jw_cstring(&w, "vivarium");
-    jw_key(&w, "max_model_len"), jw_int(&w, s->m->cfg.max_position);
+    jw_key(&w, "max_model_len"), jw_int(&w, s->ctx);
     jw_object_end(&w);
     jw_array_end(&w);
     jw_object_end(&w);
@@ -595,7 +607,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 static const char usage[] =
     "usage: viv serve --model DIR [--port 8000] [--host 127.0.0.1] [--threads N]\n"
-    "                 [--max-tokens-cap 4096] [--max-body BYTES] [--name ID]\n"
+    "                 [--max-tokens-cap 4096] [--max-body BYTES] [--name ID] [--batch N]\n"
+    "                 [--batch-context T]\n"
     "Serves the Qwen3 checkpoint in DIR (config.json, safetensors, tokenizer.json) as an\n"
     "OpenAI-compatible endpoint: POST /v1/chat/completions (stream too), GET /v1/models.\n"
     "  --port P            TCP port (0: any free one; the address is printed) (default 8000)\n"
@@ -604,8 +617,12 @@ static const char usage[] =
     "  --max-tokens-cap N  most tokens one request generates (default 4096)\n"
     "  --max-body BYTES    largest request body (default 8388608); larger gets 413\n"
     "  --name ID           the model id clients see (default: the directory's name)\n"
-    "Generation is serialised (one request at a time); HTTP has no TLS: serve on localhost or\n"
-    "behind a proxy that terminates TLS. SIGINT/SIGTERM stop it.\n";
+    "  --batch N           generate up to N requests together (continuous batching; default 1:\n"
+    "                      one at a time)\n"
+    "  --batch-context T   with --batch: tokens per request, prompt + completion (default: the\n"
+    "                      model's context, at most 4096); the KV cache holds N x T positions\n"
+    "HTTP has no TLS: serve on localhost or behind a proxy that terminates TLS. SIGINT/SIGTERM\n"
+    "stop it.\n";
 
 static int serve_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int serve_err(const char *fmt, ...) {
@@ -620,7 +637,7 @@ static int serve_err(const char *fmt, ...) {
 
 int cmd_serve(int argc, char **argv) {
     const char *model = NULL, *host = "127.0.0.1", *name = NULL;
-    long port = 8000, threads = 0, cap = 4096, max_body = 8 << 20;
+    long port = 8000, threads = 0, cap = 4096, max_body = 8 << 20, batch = 1, batch_ctx = 0;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
@@ -638,6 +655,10 @@ int cmd_serve(int argc, char **argv) {
             if (parse_long(v, 1, 256, &threads)) return serve_err("--threads: '%s' is not in [1, 256]", v);
         } else if (!strcmp(o, "--max-tokens-cap")) {
             if (parse_long(v, 1, 1 << 24, &cap)) return serve_err("--max-tokens-cap: '%s' is not in [1, 16777216]", v);
+        } else if (!strcmp(o, "--batch")) {
+            if (parse_long(v, 1, 256, &batch)) return serve_err("--batch: '%s' is not in [1, 256]", v);
+        } else if (!strcmp(o, "--batch-context")) {
+            if (parse_long(v, 16, 1 << 20, &batch_ctx)) return serve_err("--batch-context: '%s' is not in [16, 1048576]", v);
         } else if (!strcmp(o, "--max-body")) {
             if (parse_long(v, 1024, 1L << 30, &max_body)) return serve_err("--max-body: '%s' is not in [1024, 2^30]", v);
         } else return serve_err("unknown option '%s'", o);
@@ -662,6 +683,18 @@ int cmd_serve(int argc, char **argv) {
         return 1;
     }
     textgen_init(&s.gen, s.m, s.tok, model);
+    s.ctx = s.m->cfg.max_position > 0 ? s.m->cfg.max_position : 0;
+    if (batch > 1) {
+        int T = batch_ctx ? (int)batch_ctx : s.ctx > 0 && s.ctx < 4096 ? s.ctx : 4096;
+        if (s.ctx > 0 && T > s.ctx) T = s.ctx;
+        if (!(s.batch = batcher_start(&s.gen, (int)batch, T, err, sizeof err))) {
+            fprintf(stderr, "viv serve: --batch %ld: %s\n", batch, err);
+            tokenizer_free(s.tok);
+            qwen3_free(s.m);
+            return 1;
+        }
+        s.ctx = T;
+    }
     if (name) s.name = xstrdup(name);
     else {
         char *copy = xstrdup(model);
@@ -691,18 +724,29 @@ int cmd_serve(int argc, char **argv) {
     } else {
         const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
         long bound = info ? (long)info->port : port;
+        char how[96];
+        if (s.batch) snprintf(how, sizeof how, "batches of up to %ld requests x %d tokens", batch, s.ctx);
+        else snprintf(how, sizeof how, "one request at a time");
         fprintf(stderr, "viv serve: model %s (%s: %d layers, width %d, vocab %d) on http://%s%s%s:%ld/v1 "
-                        "(generation serialised, %d threads)\n",
+                        "(%s, %d threads)\n",
                 s.name, model, s.m->cfg.num_layers, s.m->cfg.hidden_size, s.m->cfg.vocab_size, v6 ? "[" : "", host,
-                v6 ? "]" : "", bound, par_threads());
+                v6 ? "]" : "", bound, how, par_threads());
         printf("listening on http://%s%s%s:%ld\n", v6 ? "[" : "", host, v6 ? "]" : "", bound);
         fflush(stdout);
         int sig = 0;
         sigwait(&sigs, &sig);
         fprintf(stderr, "viv serve: %s: stopping\n", strsignal(sig));
         s.stopping = 1;
-        MHD_stop_daemon(d);
+        MHD_stop_daemon(d); /* waits for the connections; the batcher keeps serving them (cancelled) */
     }
+    if (s.batch) {
+        long steps, rows;
+        int most;
+        batcher_stats(s.batch, &steps, &rows, &most);
+        fprintf(stderr, "viv serve: %ld batched decode steps, %.2f requests per step on average, %d at most\n", steps,
+                steps ? (double)rows / (double)steps : 0.0, most);
+    }
+    batcher_stop(s.batch);
     pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
     pthread_mutex_destroy(&s.lock);
     free(s.name);

@@ -11,9 +11,9 @@ HTTP_GLIBC_LIBS := -lcurl -lmicrohttpd
 # bin/viv-cuda (model/cuda/cuda.mk) links every viv source too, against glibc
 CUDA_LIBS += $(HTTP_GLIBC_LIBS)
 
-HTTP_SRC := rl/openai_client.c rl/textgen.c rl/cmd_serve.c rl/llm_agent.c rl/agent_pool.c
+HTTP_SRC := rl/openai_client.c rl/textgen.c rl/cmd_serve.c rl/llm_agent.c rl/agent_pool.c rl/serve_batch.c
 VIV_SRC += $(HTTP_SRC)
-HEADERS += rl/openai_client.h rl/textgen.h rl/http_cmds.h rl/llm_agent.h rl/agent_pool.h envs/agent_provider.h
+HEADERS += rl/openai_client.h rl/textgen.h rl/http_cmds.h rl/llm_agent.h rl/agent_pool.h rl/serve_batch.h envs/agent_provider.h
 
 # test/http's client driver: one request through rl/openai_client.c, ASan +
 # UBSan, against the glibc libcurl (the static one is musl's).

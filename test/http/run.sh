@@ -250,6 +250,55 @@ PYEOF
 )
 [ "$msg" = fine ]; report serve_http_errors $? "$msg"
 
+# continuous batching (--batch 4): concurrent requests, streamed or not, get exactly the texts the
+# unbatched server gives them one at a time, and the decode steps did carry several requests
+bin/viv serve --model "$M" --port 0 --threads 1 --batch 4 >"$T/bserve.out" 2>"$T/bserve.err" &
+BSERVE=$!
+PIDS+=($BSERVE)
+BPORT=
+for _ in $(seq 1 200); do
+  BPORT=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$T/bserve.out" 2>/dev/null)
+  [ -n "$BPORT" ] && break
+  sleep 0.05
+done
+msg=$($PY - "$BASE" "http://127.0.0.1:$BPORT" <<'PYEOF' 2>&1
+import json, sys, threading, urllib.request
+serial_base, batch_base = sys.argv[1:]
+def req(base, prompt, seed, stream):
+    body = json.dumps({"messages": [{"role": "user", "content": prompt}], "max_tokens": 300, "temperature": 1,
+                       "seed": seed, "stream": stream, "stop": ["qz"]}).encode()
+    r = urllib.request.urlopen(urllib.request.Request(base + "/v1/chat/completions", data=body,
+                               headers={"Content-Type": "application/json"}), timeout=120).read()
+    if not stream:
+        j = json.loads(r)
+        return j["choices"][0]["message"]["content"], j["usage"]["completion_tokens"]
+    text, usage = "", None
+    for ev in r.split(b"\n\n"):
+        if ev.startswith(b"data: {"):
+            j = json.loads(ev[6:])
+            if j["choices"]:
+                text += j["choices"][0]["delta"].get("content") or ""
+    return text, None
+prompts = [("hello", 1), ("which gene", 2), ("a longer prompt about neuron migration and its genes", 3),
+           ("x", 4), ("hello", 5), ("GO:0001764", 6)]
+serial = [req(serial_base, p, s, False)[0] for p, s in prompts]
+out = [None] * len(prompts)
+def work(i):
+    out[i] = req(batch_base, prompts[i][0], prompts[i][1], i % 2 == 0)[0]
+th = [threading.Thread(target=work, args=(i,)) for i in range(len(prompts))]
+[t.start() for t in th]
+[t.join() for t in th]
+bad = [(i, a[:40], b[:40]) for i, (a, b) in enumerate(zip(out, serial)) if a != b]
+assert not bad, bad
+print("fine")
+PYEOF
+)
+kill -TERM $BSERVE
+wait $BSERVE
+most=$(sed -n 's/.*, \([0-9]*\) at most$/\1/p' "$T/bserve.err")
+[ "$msg" = fine ] && [ "${most:-0}" -ge 2 ]
+report serve_batch_concurrent_equals_serial $? "$msg; at most ${most:-?} requests per decode step: $(tail -1 "$T/bserve.err")"
+
 # ---- viv eval through endpoints ------------------------------------------------------------------
 head -n 3 "$DATA/tasks/val.jsonl" >"$T/val3.jsonl"
 FAKE_DELAY=0.3 start_fake teacher teacher "$T/val3.jsonl"
@@ -331,10 +380,10 @@ else
   [ $s = 0 ] && grep -q "stopping" "$T/serve.err"; report serve_sigterm_stops $? "exit $s: $(tail -2 "$T/serve.err")"
 fi
 
-# ---- the sanitizer build of viv serve: concurrent requests, a client that leaves mid-stream,
-# the npm client, SIGTERM; no AddressSanitizer/UBSan/leak report, exit 0 ------------------------------
+# ---- the sanitizer build of viv serve (--batch 3): concurrent requests, a client that leaves
+# mid-stream, the npm client, SIGTERM; no AddressSanitizer/UBSan/leak report, exit 0 -------------------
 if [ -x build/asan/viv ]; then
-  build/asan/viv serve --model "$M" --port 0 --threads 1 --name tiny >"$T/aserve.out" 2>"$T/aserve.err" &
+  build/asan/viv serve --model "$M" --port 0 --threads 1 --name tiny --batch 3 >"$T/aserve.out" 2>"$T/aserve.err" &
   ASERVE=$!
   PIDS+=($ASERVE)
   APORT=
