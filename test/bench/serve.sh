@@ -8,8 +8,8 @@
 #   stream        the same streamed: time to the first content chunk, tokens/s
 #   overhead      max_tokens 1: median round trip of 50 requests (HTTP, JSON,
 #                 chat template, prefill of the short prompt, one token)
-#   concurrent    4 clients at once, N tokens each: total tokens/s (generation is
-#                 serialised, so this should match `serve`)
+#   concurrent    4 clients at once, N tokens each: total tokens/s, one request at a
+#                 time (the default) and with --batch 4 (continuous batching)
 # Results: a table on stdout and build/bench/serve.jsonl.
 #
 #   test/bench/serve.sh [N]     (default 256; needs make all and the task data)
@@ -21,7 +21,7 @@ DATA=${VIV_TEST_DATA:-data}
 T=$(mktemp -d /tmp/viv-serve-bench-XXXXXX)
 chmod 755 "$T"
 SERVE=
-trap '[ -n "$SERVE" ] && kill $SERVE 2>/dev/null; wait 2>/dev/null; rm -rf "$T"' EXIT
+trap '[ -n "$SERVE" ] && kill $SERVE 2>/dev/null; wait 2>/dev/null; rm -rf "$T"' EXIT  # $SERVE: our two pids
 mkdir -p build/bench
 
 bin/viv sft --data "$DATA" --runs "$T/runs" --name m --train-limit 8 --eval-limit 1 --samples 1 --sft-epochs 1 \
@@ -35,26 +35,29 @@ GEN_TPS=$(sed -n 's/.*generated, \([0-9.]*\) tokens\/s decode.*/\1/p' "$T/gen.er
 
 bin/viv serve --model "$M" --port 0 --threads 1 >"$T/serve.out" 2>"$T/serve.err" &
 SERVE=$!
-PORT=
+bin/viv serve --model "$M" --port 0 --threads 1 --batch 4 >"$T/bserve.out" 2>"$T/bserve.err" &
+SERVE="$SERVE $!"
+PORT= BPORT=
 for _ in $(seq 1 200); do
   PORT=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$T/serve.out" 2>/dev/null)
-  [ -n "$PORT" ] && break
+  BPORT=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$T/bserve.out" 2>/dev/null)
+  [ -n "$PORT" ] && [ -n "$BPORT" ] && break
   sleep 0.05
 done
-[ -n "$PORT" ] || { cat "$T/serve.err"; exit 1; }
+[ -n "$PORT" ] && [ -n "$BPORT" ] || { cat "$T/serve.err" "$T/bserve.err"; exit 1; }
 
-SHAPE=${SHAPE:-} python3 - "http://127.0.0.1:$PORT" "$N" "$PROMPT" "${GEN_TPS:-0}" <<'PYEOF' | tee -a build/bench/serve.jsonl
+SHAPE=${SHAPE:-} python3 - "http://127.0.0.1:$PORT" "$N" "$PROMPT" "${GEN_TPS:-0}" "http://127.0.0.1:$BPORT" <<'PYEOF' | tee -a build/bench/serve.jsonl
 import http.client, json, os, statistics, sys, threading, time
-base, N, prompt, gen_tps = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
-host, port = base[7:].split(":")
-def post(body, stream=False):
+base, N, prompt, gen_tps, bbase = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), sys.argv[5]
+def post(body, stream=False, base=base):
+    host, port = base[7:].split(":")
     c = http.client.HTTPConnection(host, int(port), timeout=600)
     c.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
     return c, c.getresponse()
 req = {"messages": [{"role": "user", "content": prompt}], "max_tokens": N, "temperature": 0}
-def one():
+def one(base=base):
     t0 = time.perf_counter()
-    c, r = post(req)
+    c, r = post(req, base=base)
     j = json.loads(r.read())
     c.close()
     return j["usage"]["completion_tokens"], time.perf_counter() - t0
@@ -86,19 +89,24 @@ for _ in range(50):
     r.read()
     c.close()
     lat.append((time.perf_counter() - t) * 1000)
-res = [None] * 4
-def worker(i):
-    res[i] = one()
-t0 = time.perf_counter()
-th = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-[t.start() for t in th]
-[t.join() for t in th]
-conc_tps = sum(n for n, _ in res) / (time.perf_counter() - t0)
+def concurrent(base):
+    res = [None] * 4
+    def worker(i):
+        res[i] = one(base)
+    one(base)  # warm
+    t0 = time.perf_counter()
+    th = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    [t.start() for t in th]
+    [t.join() for t in th]
+    return sum(n for n, _ in res) / (time.perf_counter() - t0)
+conc_tps = concurrent(base)
+bconc_tps = concurrent(bbase)
 out = {"bench": "serve", "shape": os.environ.get("SHAPE") or "viv train default", "tokens": N, "gen_tok_s": gen_tps, "serve_tok_s": round(serve_tps, 1),
        "stream_first_chunk_ms": round((first or 0) * 1000, 1), "stream_tok_s": round(toks / stream_s, 1),
-       "overhead_median_ms": round(statistics.median(lat), 2), "concurrent4_tok_s": round(conc_tps, 1)}
+       "overhead_median_ms": round(statistics.median(lat), 2), "concurrent4_tok_s": round(conc_tps, 1),
+       "concurrent4_batch4_tok_s": round(bconc_tps, 1)}
 print(json.dumps(out))
 print(f"# gen {gen_tps:.0f} tok/s | serve {serve_tps:.0f} tok/s | stream {toks / stream_s:.0f} tok/s, first chunk "
       f"{(first or 0) * 1000:.1f} ms | max_tokens=1 round trip median {statistics.median(lat):.2f} ms | "
-      f"4 clients {conc_tps:.0f} tok/s", file=sys.stderr)
+      f"4 clients {conc_tps:.0f} tok/s, with --batch 4 {bconc_tps:.0f} tok/s", file=sys.stderr)
 PYEOF
