@@ -17,6 +17,7 @@
 #include "bio_env.h"
 #include "http_cmds.h"
 #include "openai_client.h"
+#include "serve_batch.h"
 #include "textgen.h"
 #include "train.h"
 
@@ -38,6 +39,7 @@ struct llm_agent {
     struct tokenizer *tok;
     struct textgen gen;
     pthread_mutex_t gen_mu;
+    struct batcher *batch;      /* llm_agent_run with concurrency > 1: episodes' messages decode together */
     long turns;
     int failures, in_a_row;
     char last[512];
@@ -95,6 +97,7 @@ struct llm_agent *llm_agent_open(const char *spec, const struct agent_options *o
 
 void llm_agent_close(struct llm_agent *a) {
     if (!a) return;
+    batcher_stop(a->batch);
     for (int i = 0; i < a->n_idle; i++) oai_client_free(a->idle[i]);
     free(a->idle);
     free(a->base_url);
@@ -228,9 +231,13 @@ static char *next_local(struct llm_agent *a, const struct episode *ep) {
                                .top_p = 1.0f, .seed = ep->seed * 1000003u + (uint64_t)ep->turns, .stop = stops,
                                .n_stop = 2};
     struct textgen_result r;
-    pthread_mutex_lock(&a->gen_mu);
-    int rc = textgen_run(&a->gen, c.ids, c.n, &p, NULL, NULL, &r, err, sizeof err);
-    pthread_mutex_unlock(&a->gen_mu);
+    int rc;
+    if (a->batch) rc = batcher_run(a->batch, c.ids, c.n, &p, NULL, NULL, &r, err, sizeof err);
+    else {
+        pthread_mutex_lock(&a->gen_mu);
+        rc = textgen_run(&a->gen, c.ids, c.n, &p, NULL, NULL, &r, err, sizeof err);
+        pthread_mutex_unlock(&a->gen_mu);
+    }
     if (rc != 0) failed(a, err);
     else {
         text = llm_agent_restore_stop(r.text, r.len, r.stop_index >= 0 ? stops[r.stop_index] : NULL, NULL);
@@ -257,8 +264,14 @@ int llm_agent_run(void *agent, const struct task_set *ts, size_t n, int concurre
                   void (*on_done)(void *ctx, const struct episode *ep, size_t index), void *done_ctx, char *err,
                   size_t errlen) {
     struct llm_agent *a = agent;
-    /* an endpoint: a request per episode in flight; the local model: one worker (it is serialised anyway) */
-    int workers = a->base_url ? concurrency : 1;
+    /* an endpoint: a request per episode in flight; the local model: the episodes' messages are decoded
+     * together by a batcher (rl/serve_batch.h) with a slot per episode in flight */
+    int workers = concurrency;
+    if (!a->base_url && concurrency > 1 && !a->batch) {
+        int ctx = a->m->cfg.max_position;
+        a->batch = batcher_start(&a->gen, concurrency, ctx > 0 && ctx < 4096 ? ctx : 4096, err, errlen);
+        if (!a->batch) return -1;
+    }
     return pool_run_episodes(ts, n, concurrency, workers, c, llm_agent_next, agent, cfg, seed, results, on_done,
                              done_ctx, err, errlen);
 }

@@ -17,7 +17,9 @@
  *
  * The agent may be called from several threads at once: an endpoint agent
  * keeps a libcurl client per concurrent request; the local one generates
- * one message at a time.
+ * one message at a time, except under llm_agent_run with several episodes in
+ * flight, where their messages decode together (continuous batching,
+ * rl/serve_batch.h; the texts are those of one at a time).
  *
  * A turn that fails (the endpoint's error after its retries) ends the
  * episode like an unparsable message and is counted; after 3 failures in a

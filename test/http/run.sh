@@ -347,12 +347,29 @@ if timeout 150 bin/viv eval --data "$DATA" --agent "endpoint:$BASE" --model x --
 else
   report eval_endpoint_viv_serve_end_to_end 1 "viv eval failed: $(tail -3 "$T/e2.err")"
 fi
-if timeout 150 bin/viv eval --data "$DATA" --agent "model:$M" --episodes 2 --max-turns 2 --max-turn-tokens 24 \
-     --out "$T/e3.json" >"$T/e3.out" 2>"$T/e3.err"; then
-  grep -q "^all  *2 " "$T/e3.out" && [ "$(jget "$T/e3.json" "j['overall']['n']")" = 2 ]
-  report eval_model_dir_agent $? "$(cat "$T/e3.out")"
+# a local checkpoint: one episode at a time, and four at once (their messages batched): the same
+# episodes, message for message (sampled at temperature 1, so the texts are not trivial)
+MA=(--data "$DATA" --agent "model:$M" --episodes 4 --max-turns 2 --max-turn-tokens 24 --temperature 1)
+if timeout 150 bin/viv eval "${MA[@]}" --concurrency 1 --out "$T/e3.json" --trajectories "$T/t3.jsonl" >"$T/e3.out" 2>"$T/e3.err" &&
+   timeout 150 bin/viv eval "${MA[@]}" --concurrency 4 --out "$T/e5.json" --trajectories "$T/t5.jsonl" >"$T/e5.out" 2>"$T/e5.err"; then
+  msg=$($PY - "$T" <<'PYEOF' 2>&1
+import json, sys
+d = sys.argv[1]
+# (the model's raw bytes reach the trajectory file as they are: not always UTF-8)
+rd = lambda f: sorted((json.loads(l) for l in open(f, errors="surrogateescape")), key=lambda t: t["episode"])
+a, b = rd(f"{d}/t3.jsonl"), rd(f"{d}/t5.jsonl")
+assert len(a) == len(b) == 4
+for x, y in zip(a, b):
+    assert x["messages"] == y["messages"], (x["episode"], [m["content"][:40] for m in x["messages"][2:]],
+                                            [m["content"][:40] for m in y["messages"][2:]])
+assert any(m["role"] == "assistant" and len(m["content"]) > 10 for t in a for m in t["messages"]), "empty messages"
+assert json.load(open(f"{d}/e3.json"))["overall"]["n"] == 4
+print("fine")
+PYEOF
+)
+  [ "$msg" = fine ] && grep -q "^all  *4 " "$T/e3.out"; report eval_model_dir_agent_batched_equals_serial $? "$msg"
 else
-  report eval_model_dir_agent 1 "viv eval failed: $(tail -3 "$T/e3.err")"
+  report eval_model_dir_agent_batched_equals_serial 1 "viv eval failed: $(tail -3 "$T/e3.err" "$T/e5.err")"
 fi
 
 # ---- viv sft from an endpoint teacher --------------------------------------------------------------
