@@ -10,6 +10,7 @@
 #   eval_*     `viv eval --agent endpoint:URL` against a perfect scripted endpoint (accuracy
 #              1.0, the cut stop strings restored) and against `viv serve`; --agent model:DIR
 #   sft_*      `viv sft --teacher URL --teacher-model NAME` keeps the endpoint's solutions
+#   fuzz_*     request bodies through the server's parser and the chat template (libFuzzer)
 #   cli_*      bad port, missing model directory, bad URLs: a clear message, non-zero exit
 # Needs `make all tests`, the task data (data/ or $VIV_TEST_DATA) and the npm packages of
 # build.sh (.deps/npm, or $VIV_NPM_DIR). No network: every server is on 127.0.0.1.
@@ -233,6 +234,7 @@ cases = [
     ("POST", "/v1/chat/completions", ok({"max_tokens": "ten"}), 400, "max_tokens"),
     ("POST", "/v1/chat/completions", ok({"stream": "yes"}), 400, "stream"),
     ("POST", "/v1/chat/completions", ok({"n": 3}), 400, "n"),
+    ("POST", "/v1/chat/completions", ok({"tools": [{"type": "function", "function": {"name": "f"}}]}), 400, "tools"),
     ("POST", "/v1/chat/completions", ok({"messages": [{"role": "user", "content": "x" * 40000}]}), 400, "messages"),
     ("POST", "/v1/chat/completions", b"{" + b" " * (9 << 20) + b"}", 413, None),
 ]
@@ -444,6 +446,19 @@ PYEOF
   report serve_asan_concurrent_disconnect_sigterm $? "$msg; npm exit $s1; serve exit $s: $(grep -m3 "ERROR\|runtime error\|Leak" "$T/aserve.err")"
 else
   report serve_asan_concurrent_disconnect_sigterm 1 "build/asan/viv is missing (make tests)"
+fi
+
+# ---- fuzz smoke: request bodies through parse_creq and the chat template --------------------------
+if [ -x build/fuzz/fuzz_serve_request ]; then
+  mkdir -p "$T/corpus"
+  if build/fuzz/fuzz_serve_request -max_total_time="${FUZZ_SECONDS:-5}" -seed=1 -artifact_prefix="$T/corpus/" \
+       "$T/corpus" test/http/seeds_serve >"$T/fuzz.log" 2>&1; then
+    report "fuzz_serve_request ($(grep -o 'Done [0-9]* runs' "$T/fuzz.log"))" 0 ""
+  else
+    report fuzz_serve_request 1 "$(grep -m3 "ERROR\|SUMMARY\|abort" "$T/fuzz.log")"
+  fi
+else
+  report fuzz_serve_request 1 "build/fuzz/fuzz_serve_request is missing (make tests)"
 fi
 
 # ---- bad input -------------------------------------------------------------------------------------
