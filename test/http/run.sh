@@ -37,7 +37,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   wait 2>/dev/null
-  rm -rf "$T"
+  if [ -n "${VIV_HTTP_KEEP:-}" ]; then echo "# kept $T" >&2; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
 
@@ -372,6 +372,20 @@ PYEOF
   [ "$msg" = fine ] && grep -q "^all  *4 " "$T/e3.out"; report eval_model_dir_agent_batched_equals_serial $? "$msg"
 else
   report eval_model_dir_agent_batched_equals_serial 1 "viv eval failed: $(tail -3 "$T/e3.err" "$T/e5.err")"
+fi
+
+# the sanitizer build runs the threaded agents: endpoint requests in flight together, a batched local model
+if [ -x build/asan/viv ] && [ -x build/asan/vivd ]; then
+  start_fake ateacher teacher "$T/val3.jsonl"
+  timeout 150 build/asan/viv eval --tasks "$T/val3.jsonl" --data "$DATA" --agent "endpoint:http://127.0.0.1:$FP" \
+    --model fake --concurrency 3 --out "$T/ae1.json" >"$T/ae1.out" 2>"$T/ae1.err"; s1=$?
+  timeout 150 build/asan/viv eval --data "$DATA" --agent "model:$M" --episodes 3 --max-turns 2 --max-turn-tokens 16 \
+    --concurrency 3 >"$T/ae2.out" 2>"$T/ae2.err"; s2=$?
+  ! grep -q "AddressSanitizer\|runtime error\|LeakSanitizer" "$T/ae1.err" "$T/ae2.err" && [ $s1 = 0 ] && [ $s2 = 0 ] &&
+    [ "$(jget "$T/ae1.json" "j['overall']['accuracy'] == 1")" = True ]
+  report eval_asan_threaded_agents $? "exits $s1 $s2, accuracy $(jget "$T/ae1.json" "j['overall']['accuracy']"): $(grep -m3 -h "ERROR\|runtime error\|Leak\|viv eval:" "$T/ae1.err" "$T/ae2.err")"
+else
+  report eval_asan_threaded_agents 1 "build/asan/viv or build/asan/vivd is missing (make tests)"
 fi
 
 # ---- viv sft from an endpoint teacher --------------------------------------------------------------
