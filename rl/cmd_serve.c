@@ -353,7 +353,8 @@ static enum MHD_Result chat_completions(struct server *s, struct MHD_Connection 
     long created = (long)time(NULL);
     make_id(id, sizeof id, __atomic_add_fetch(&s->requests, 1, __ATOMIC_RELAXED));
     if (q.stream) {
-        /* the stream owns the request: its strings point into j, so keep a copy of it */
+        /* the stream outlives this call and j: it takes the prompt ids, the request's owned
+         * strings and copies of the stop strings (which point into j) */
         struct stream *st = xcalloc(1, sizeof *st);
         st->s = s;
         st->created = created;
@@ -361,7 +362,6 @@ static enum MHD_Result chat_completions(struct server *s, struct MHD_Connection 
         st->ids = c.ids, st->n_ids = c.n;
         c.ids = NULL;
         chat_free(&c);
-        /* re-point the stop strings at copies owned by the stream */
         st->q = q;
         st->q.msgs = NULL;
         free(q.msgs);
