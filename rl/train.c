@@ -9,7 +9,9 @@
  * rejection-sampling SFT on the scripted teacher (K samples per task, best
  * correct kept, assistant tokens only), then GRPO through the asynchronous
  * rollout engine with reward = correctness + format. Defaults and why are in
- * the usage text and in train_defaults().
+ * the usage text and in train_defaults(). --teacher URL --teacher-model NAME
+ * samples the trajectories from an OpenAI-compatible endpoint instead
+ * (rl/llm_agent.h, several requests in flight), kept by the same rule.
  *
  * A run lives in runs/<name>/ (rl/metrics.h): config.json, metrics.jsonl,
  * eval_{before_sft,after_sft,after_rl}.json, reward.svg, accuracy.svg,
