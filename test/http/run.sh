@@ -357,8 +357,8 @@ if timeout 150 bin/viv eval "${MA[@]}" --concurrency 1 --out "$T/e3.json" --traj
   msg=$($PY - "$T" <<'PYEOF' 2>&1
 import json, sys
 d = sys.argv[1]
-# (the model's raw bytes reach the trajectory file as they are: not always UTF-8)
-rd = lambda f: sorted((json.loads(l) for l in open(f, errors="surrogateescape")), key=lambda t: t["episode"])
+# (strict UTF-8: the model's invalid bytes must have become U+FFFD in the file)
+rd = lambda f: sorted((json.loads(l) for l in open(f, encoding="utf-8", errors="strict")), key=lambda t: t["episode"])
 a, b = rd(f"{d}/t3.jsonl"), rd(f"{d}/t5.jsonl")
 assert len(a) == len(b) == 4
 for x, y in zip(a, b):
