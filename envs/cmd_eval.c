@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include "eval1.h"
+#include "agent_provider.h"
 #include "private_vivd.h"
 
 #include <errno.h>
@@ -26,13 +27,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../sandbox/json_writer.h"
 #include "../sandbox/util.h"
 #include "episode.h"
 #include "teacher.h"
 
 static const char usage[] =
     "usage: viv eval --env viv-bio [--data DIR] [--split val] [--tasks FILE.jsonl]\n"
-    "                --agent oracle|random|teacher [--episodes N] [--concurrency K] [--seed S]\n"
+    "                --agent oracle|random|teacher|endpoint:URL|model:DIR [--episodes N]\n"
+    "                [--concurrency K] [--seed S] [--model NAME] [--api-key-env VAR]\n"
+    "                [--max-turn-tokens N] [--temperature T] [--request-timeout-ms N]\n"
     "                [--out FILE.json] [--trajectories FILE.jsonl] [--socket PATH]\n"
     "                [--max-turns N] [--timeout-ms N] [--error-rate P] [--train]\n"
     "Runs whole agent episodes in the sandbox and prints accuracy, format rate, mean turns\n"
@@ -44,9 +48,16 @@ static const char usage[] =
     "  --split S         rows of this split only (default val; with --tasks: all rows unless given)\n"
     "  --agent A         oracle: the scripted teacher without mistakes (must score 1.0);\n"
     "                    random: a random candidate from the prompt, well formatted (chance);\n"
-    "                    teacher: the teacher with --error-rate P mistakes (default 0.3)\n"
+    "                    teacher: the teacher with --error-rate P mistakes (default 0.3);\n"
+    "                    endpoint:URL: each message from an OpenAI-compatible server (vLLM, SGLang,\n"
+    "                    a hosted API, viv serve) serving --model NAME, key from $OPENAI_API_KEY\n"
+    "                    or --api-key-env VAR; model:DIR: a local checkpoint on the CPU\n"
+    "  --max-turn-tokens N  tokens per message of a model agent (default 1024)\n"
+    "  --temperature T   sampling temperature of a model agent (default 0: greedy)\n"
+    "  --request-timeout-ms N  one HTTP request of an endpoint agent (default 600000)\n"
     "  --episodes N      episodes in all, cycling through the tasks (default: one per task)\n"
-    "  --concurrency K   episodes in flight at once (default 4)\n"
+    "  --concurrency K   episodes in flight at once (default 4); an endpoint agent has as many\n"
+    "                    requests in flight\n"
     "  --seed S          seed of the agents' choices (default 1)\n"
     "  --out FILE        the table as JSON, written atomically\n"
     "  --trajectories F  every episode (messages, scores) as JSONL, written atomically\n"
@@ -56,11 +67,15 @@ static const char usage[] =
     "  --train           grade in training mode (crispr_delivery partial credit)\n";
 
 struct eval_args {
-    const char *env, *data, *split, *tasks, *agent, *out, *traj, *socket;
-    long episodes, concurrency, seed, max_turns, timeout_ms;
-    double error_rate;
+    const char *env, *data, *split, *tasks, *agent, *out, *traj, *socket, *model, *api_key_env;
+    long episodes, concurrency, seed, max_turns, timeout_ms, max_turn_tokens, request_timeout_ms;
+    double error_rate, temperature;
     int split_given, train;
 };
+
+/* agents from outside envs/ (endpoint:URL, model:DIR), see agent_provider.h */
+static const struct agent_provider *provider;
+void eval_set_agent_provider(const struct agent_provider *p) { provider = p; }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...) {
@@ -75,7 +90,8 @@ static int usage_error(const char *fmt, ...) {
 
 static int parse_args(int argc, char **argv, struct eval_args *a) {
     *a = (struct eval_args){.env = "viv-bio", .data = "data", .split = "val", .agent = "oracle", .episodes = 0,
-                            .concurrency = 4, .seed = 1, .max_turns = 16, .timeout_ms = 30000, .error_rate = 0.3};
+                            .concurrency = 4, .seed = 1, .max_turns = 16, .timeout_ms = 30000, .error_rate = 0.3,
+                            .max_turn_tokens = 1024, .temperature = 0, .request_timeout_ms = 600000};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
@@ -98,6 +114,15 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
         else if (!strcmp(o, "--out")) a->out = v;
         else if (!strcmp(o, "--trajectories")) a->traj = v;
         else if (!strcmp(o, "--socket")) a->socket = v;
+        else if (!strcmp(o, "--model")) a->model = v;
+        else if (!strcmp(o, "--api-key-env")) a->api_key_env = v;
+        else if (!strcmp(o, "--max-turn-tokens") && parse_long(v, 1, 1000000, &n) == 0) a->max_turn_tokens = n;
+        else if (!strcmp(o, "--request-timeout-ms") && parse_long(v, 1, 86400000, &n) == 0) a->request_timeout_ms = n;
+        else if (!strcmp(o, "--temperature")) {
+            char *end;
+            a->temperature = strtod(v, &end);
+            if (*end || end == v || !(a->temperature >= 0 && a->temperature <= 2)) return usage_error("--temperature: '%s' is not in [0, 2]", v);
+        }
         else if (!strcmp(o, "--episodes") && parse_long(v, 1, 10000000, &n) == 0) a->episodes = n;
         else if (!strcmp(o, "--concurrency") && parse_long(v, 1, 4096, &n) == 0) a->concurrency = n;
         else if (!strcmp(o, "--seed") && parse_long(v, 0, LONG_MAX, &n) == 0) a->seed = n;
@@ -110,8 +135,10 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
         } else return usage_error("bad option or value: %s", o);
     }
     if (strcmp(a->env, "viv-bio") != 0) return usage_error("unknown environment '%s' (there is viv-bio)", a->env);
-    if (strcmp(a->agent, "oracle") && strcmp(a->agent, "random") && strcmp(a->agent, "teacher"))
-        return usage_error("unknown agent '%s' (oracle, random or teacher)", a->agent);
+    if (strcmp(a->agent, "oracle") && strcmp(a->agent, "random") && strcmp(a->agent, "teacher") &&
+        !(provider && provider->accepts(a->agent)))
+        return usage_error("unknown agent '%s' (oracle, random, teacher%s%s)", a->agent, provider ? ", " : "",
+                           provider ? provider->kinds : "");
     return 0;
 }
 
@@ -134,6 +161,23 @@ struct progress {
     const struct task_set *ts;
 };
 
+/* text as valid UTF-8 without NULs (malloc'd): a model agent's messages are
+ * arbitrary bytes; invalid ones become U+FFFD, NUL too (cJSON strings end at
+ * it), so the trajectory file stays valid UTF-8 JSON lines. */
+static char *valid_utf8(const char *text, size_t len) {
+    char *out = xmalloc(len * 3 + 1), *o = out;
+    for (size_t i = 0; i < len;) {
+        int n = (unsigned char)text[i] < 0x80 ? (text[i] ? 1 : 0) : utf8_sequence_length((const unsigned char *)text + i, len - i);
+        if (n == 0) {
+            memcpy(o, "\xef\xbf\xbd", 3), o += 3, i++;
+        } else {
+            memcpy(o, text + i, (size_t)n), o += n, i += (size_t)n;
+        }
+    }
+    *o = 0;
+    return out;
+}
+
 static void on_done(void *ctx, const struct episode *ep, size_t index) {
     struct progress *p = ctx;
     p->done++;
@@ -151,7 +195,9 @@ static void on_done(void *ctx, const struct episode *ep, size_t index) {
         for (size_t i = 0; i < ep->conv.n; i++) {
             cJSON *m = cJSON_CreateObject();
             cJSON_AddStringToObject(m, "role", roles[ep->conv.turns[i].role]);
-            cJSON_AddStringToObject(m, "content", ep->conv.turns[i].text);
+            char *content = valid_utf8(ep->conv.turns[i].text, ep->conv.turns[i].len);
+            cJSON_AddStringToObject(m, "content", content);
+            free(content);
             cJSON_AddItemToArray(msgs, m);
         }
         char *line = cJSON_PrintUnformatted(o);
@@ -217,7 +263,8 @@ int cmd_eval(int argc, char **argv) {
         taskset_free(&ts);
         return 1;
     }
-    int scripted = strcmp(a.agent, "random") != 0;
+    int scripted = !strcmp(a.agent, "oracle") || !strcmp(a.agent, "teacher");
+    int external = !scripted && strcmp(a.agent, "random") != 0;
     if (scripted && taskset_with_reference(&ts) < ts.n) {
         fprintf(stderr, "viv eval: %s: %zu of %zu tasks have no reference solution, which the %s agent needs "
                         "(Biomni-Eval1 has none): use --agent random there\n",
@@ -226,12 +273,25 @@ int cmd_eval(int argc, char **argv) {
         taskset_free(&ts);
         return 1;
     }
+    /* a model agent is opened first: a bad URL or checkpoint fails before vivd starts */
+    void *ext = NULL;
+    if (external) {
+        struct agent_options ao = {.model = a.model, .api_key_env = a.api_key_env, .max_tokens = (int)a.max_turn_tokens,
+                                   .temperature = a.temperature, .request_timeout_ms = a.request_timeout_ms};
+        if (!(ext = provider->open(a.agent, &ao, err, sizeof err))) {
+            fprintf(stderr, "viv eval: --agent %s: %s\n", a.agent, err);
+            free(tasks_path);
+            taskset_free(&ts);
+            return 1;
+        }
+    }
     struct private_vivd d = {0};
     const char *sock = a.socket;
     if (!sock) {
         if (private_vivd_start(&d, a.data, "viv eval", err, sizeof err) < 0) {
             fprintf(stderr, "viv eval: %s\n", err);
             private_vivd_stop(&d);
+            if (ext) provider->close(ext, err, sizeof err);
             free(tasks_path);
             taskset_free(&ts);
             return 1;
@@ -242,6 +302,7 @@ int cmd_eval(int argc, char **argv) {
     if (!c) {
         fprintf(stderr, "viv eval: %s: %s\n", sock, err);
         private_vivd_stop(&d);
+        if (ext) provider->close(ext, err, sizeof err);
         free(tasks_path);
         taskset_free(&ts);
         return 1;
@@ -263,13 +324,25 @@ int cmd_eval(int argc, char **argv) {
         }
     }
     double t0 = now_ms();
-    int run_rc = run_episodes(&ts, n, (int)a.concurrency, c, scripted ? teacher_next : random_next,
-                              scripted ? (void *)&teacher : (void *)&rseed, &cfg, (uint64_t)a.seed, res, on_done, &prog,
-                              err, sizeof err);
+    agent_fn next = external ? provider->next : scripted ? teacher_next : random_next;
+    void *agent_ctx = external ? ext : scripted ? (void *)&teacher : (void *)&rseed;
+    int run_rc = external && provider->run
+                     ? provider->run(ext, &ts, n, (int)a.concurrency, c, &cfg, (uint64_t)a.seed, res, on_done, &prog, err,
+                                     sizeof err)
+                     : run_episodes(&ts, n, (int)a.concurrency, c, next, agent_ctx, &cfg, (uint64_t)a.seed, res, on_done,
+                                    &prog, err, sizeof err);
     double wall_s = (now_ms() - t0) / 1000.0;
     if (run_rc < 0) {
         fprintf(stderr, "viv eval: %s\n", err);
         rc = 1;
+    }
+    if (ext) { /* turns the model agent could not get count as failures of the run */
+        int failed = provider->close(ext, err, sizeof err);
+        ext = NULL;
+        if (failed) {
+            fprintf(stderr, "viv eval: %d agent turns failed (their episodes ended); the last: %s\n", failed, err);
+            rc = 1;
+        }
     }
     if (prog.traj) {
         int bad = fflush(prog.traj) != 0 || fsync(fileno(prog.traj)) != 0;
@@ -311,6 +384,8 @@ int cmd_eval(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "max_turns", (double)a.max_turns);
         cJSON_AddStringToObject(o, "grading", a.train ? "train" : "eval");
         if (!strcmp(a.agent, "teacher")) cJSON_AddNumberToObject(o, "error_rate", a.error_rate);
+        if (external && a.model) cJSON_AddStringToObject(o, "model", a.model);
+        if (external) cJSON_AddNumberToObject(o, "temperature", a.temperature);
         cJSON_AddNumberToObject(o, "wall_s", wall_s);
         cJSON *arr = cJSON_AddArrayToObject(o, "per_task");
         for (int i = 0; i < nrows; i++) add_row_json(arr, &rows[i]);
@@ -331,6 +406,7 @@ int cmd_eval(int argc, char **argv) {
     for (int i = 0; i < nrows; i++) free(rows[i].task);
     free(rows);
 out:
+    if (ext) provider->close(ext, err, sizeof err);
     if (prog.traj) fclose(prog.traj), unlink(traj_tmp);
     free(traj_tmp);
     free(res);

@@ -75,8 +75,12 @@ int sft_collect(const struct task_set *ts, const char *socket, const struct sft_
     struct episode_cfg cfg = {.max_turns = o->max_turns > 0 ? o->max_turns : 16,
                               .tool_timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000, .mode = GRADE_TRAIN};
     struct episode_result *res = xcalloc(n, sizeof *res);
-    int rc = run_episodes(ts, n, o->concurrency > 0 ? o->concurrency : 4, cl, teacher_next, &teacher, &cfg, o->seed,
-                          res, on_episode, &c, err, errlen);
+    agent_fn agent = o->agent ? o->agent : teacher_next;
+    void *actx = o->agent ? o->agent_ctx : (void *)&teacher;
+    int conc = o->concurrency > 0 ? o->concurrency : 4;
+    int rc = o->agent && o->run ? o->run(actx, ts, n, conc, cl, &cfg, o->seed, res, on_episode, &c, err, errlen)
+                                : run_episodes(ts, n, conc, cl, agent, actx, &cfg, o->seed, res, on_episode, &c, err,
+                                               errlen);
     if (isatty(2)) fputc('\n', stderr);
     viv_close(cl);
     free(res);

@@ -9,7 +9,9 @@
  * rejection-sampling SFT on the scripted teacher (K samples per task, best
  * correct kept, assistant tokens only), then GRPO through the asynchronous
  * rollout engine with reward = correctness + format. Defaults and why are in
- * the usage text and in train_defaults().
+ * the usage text and in train_defaults(). --teacher URL --teacher-model NAME
+ * samples the trajectories from an OpenAI-compatible endpoint instead
+ * (rl/llm_agent.h, several requests in flight), kept by the same rule.
  *
  * A run lives in runs/<name>/ (rl/metrics.h): config.json, metrics.jsonl,
  * eval_{before_sft,after_sft,after_rl}.json, reward.svg, accuracy.svg,
@@ -25,6 +27,8 @@
  */
 #define _GNU_SOURCE
 #include "train.h"
+#include "llm_agent.h"
+#include "openai_client.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -56,6 +60,10 @@
 struct train_cfg {
     const char *data, *runs, *name, *model_dir, *teacher, *teacher_model, *socket, *tasks, *out, *eval_split;
     const char *device; /* cpu | cuda (rl/backend.h) */
+    const char *api_key_env;            /* an endpoint teacher's key variable (NULL: OPENAI_API_KEY) */
+    int teacher_max_tokens;             /* per message of an endpoint teacher */
+    int teacher_concurrency;            /* its requests in flight */
+    double teacher_temperature;
     int resume, sft_only, no_sft;
     long seed;
     /* tokenizer + model from scratch */
@@ -77,6 +85,7 @@ struct train_cfg {
 static void train_defaults(struct train_cfg *c) {
     *c = (struct train_cfg){
         .data = "data", .runs = "runs", .name = "viv-bio-tiny", .teacher = "scripted", .seed = 1, .device = "cpu",
+        .teacher_max_tokens = 1024, .teacher_temperature = 0.7, .teacher_concurrency = 8,
         /* The two multiple-choice shapes (letter answers A-E). A model trained from
          * scratch in minutes learns the protocol and the answer format; it cannot
          * learn to copy gene symbols, sequences and identifiers into working code
@@ -126,6 +135,8 @@ static const char usage_train[] =
     "  --socket PATH         use a running vivd instead of a private one\n"
     " model:   --vocab 1024 --d-model 128 --layers 2 --heads 4 --kv-heads 2 --head-dim 32 --ffn 384\n"
     " teacher: --teacher scripted|URL --teacher-model NAME --samples 4 --error-rate 0.3\n"
+    "          (URL: an OpenAI-compatible endpoint; --api-key-env VAR, default OPENAI_API_KEY;\n"
+    "          --teacher-temperature 0.7 --teacher-max-tokens 1024 --teacher-concurrency 8)\n"
     " SFT:     --sft-epochs 8 --sft-batch 4 --sft-lr 5e-3\n"
     " GRPO:    --steps 30 --tasks-per-step 8 --group 8 --lr 1e-3 --temperature 0.7 --top-p 1.0\n"
     "          --clip-low 0.2 --clip-high 0.28 --agg token_mean|seq_mean|dr_grpo --no-std-norm\n"
@@ -138,8 +149,11 @@ static const char usage_sft[] =
     "usage: viv sft [options]\n"
     "Rejection sampling from a teacher (K samples per task, best correct kept), then SFT on the\n"
     "assistant tokens. Writes the model + tokenizer to runs/NAME/checkpoints/ (as viv train's SFT).\n"
-    "  --teacher scripted    the scripted teacher of envs/ (default); an OpenAI-compatible URL is\n"
-    "                        not built yet\n"
+    "  --teacher scripted    the scripted teacher of envs/ (default)\n"
+    "  --teacher URL --teacher-model NAME   an OpenAI-compatible endpoint (vLLM, SGLang, a hosted\n"
+    "                        API, viv serve); key from $OPENAI_API_KEY or --api-key-env VAR;\n"
+    "                        --teacher-temperature 0.7 --teacher-max-tokens 1024\n"
+    "                        --teacher-concurrency 8 (requests in flight)\n"
     "  --samples K (4)  --error-rate P (0.3)  --model DIR  --name NAME (default viv-sft)\n"
     "  --device cpu|cuda     (cuda: bin/viv-cuda, and mpirun for several GPUs, as viv train)\n"
     "  plus viv train's data, model and SFT options.\n";
@@ -203,6 +217,9 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
         STR_OPT("--data", data) STR_OPT("--runs", runs) STR_OPT("--name", name) STR_OPT("--model", model_dir)
         STR_OPT("--teacher", teacher) STR_OPT("--teacher-model", teacher_model) STR_OPT("--socket", socket)
         STR_OPT("--tasks", tasks) STR_OPT("--agg", agg) STR_OPT("--eval-split", eval_split) STR_OPT("--device", device)
+        STR_OPT("--api-key-env", api_key_env) INT_OPT("--teacher-max-tokens", teacher_max_tokens, 1, 1000000)
+        DBL_OPT("--teacher-temperature", teacher_temperature, 0, 2)
+        INT_OPT("--teacher-concurrency", teacher_concurrency, 1, 256)
         INT_OPT("--seed", seed, 0, LONG_MAX)
         INT_OPT("--vocab", vocab, 300, 262144) INT_OPT("--d-model", d_model, 8, 8192) INT_OPT("--layers", layers, 1, 128)
         INT_OPT("--heads", heads, 1, 256) INT_OPT("--kv-heads", kv_heads, 1, 256) INT_OPT("--head-dim", head_dim, 2, 1024)
@@ -230,9 +247,10 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
     if (grpo_agg_parse(c->agg) < 0) return uerr(cmd, "--agg: '%s' (token_mean, seq_mean or dr_grpo)", c->agg);
     if (c->heads % c->kv_heads) return uerr(cmd, "--heads %d is not a multiple of --kv-heads %d", c->heads, c->kv_heads);
     if (strcmp(c->teacher, "scripted") != 0) {
-        fprintf(stderr, "viv %s: --teacher %s: the OpenAI-compatible endpoint teacher is not built yet; "
-                        "use --teacher scripted\n", cmd, c->teacher);
-        return 2;
+        char *url = oai_completions_url(c->teacher);
+        free(url);
+        if (!url) return uerr(cmd, "--teacher: '%s' is neither scripted nor an http(s):// URL", c->teacher);
+        if (!c->teacher_model) return uerr(cmd, "--teacher %s needs --teacher-model NAME", c->teacher);
     }
     if (c->no_sft && !c->model_dir) return uerr(cmd, "--no-sft needs --model DIR (a model to start from)");
     if (strcmp(c->device, "cpu") && strcmp(c->device, "cuda")) return uerr(cmd, "--device must be cpu or cuda, not '%s'", c->device);
@@ -250,6 +268,7 @@ static char *config_json(const struct train_cfg *c) {
 #define S(k, v) cJSON_AddStringToObject(o, k, (v) ? (v) : "")
 #define N(k, v) cJSON_AddNumberToObject(o, k, (double)(v))
     S("data", c->data), S("eval_split", c->eval_split), S("device", c->device), S("name", c->name), S("model", c->model_dir), S("teacher", c->teacher), S("tasks", c->tasks);
+    if (strcmp(c->teacher, "scripted")) S("teacher_model", c->teacher_model), N("teacher_temperature", c->teacher_temperature);
     N("seed", c->seed), N("vocab", c->vocab), N("d_model", c->d_model), N("layers", c->layers), N("heads", c->heads);
     N("kv_heads", c->kv_heads), N("head_dim", c->head_dim), N("ffn", c->ffn), N("samples", c->samples);
     N("error_rate", c->error_rate), N("sft_epochs", c->sft_epochs), N("sft_batch", c->sft_batch), N("sft_lr", c->sft_lr);
@@ -827,9 +846,30 @@ static int prepare_model(struct job *j, struct sft_set *set, char *err, size_t e
                                       .seed = (uint64_t)j->c.seed, .concurrency = 8, .max_turns = 16,
                                       .timeout_ms = 30000};
         double t0 = now_ms();
-        fprintf(stderr, "sft: rejection sampling: %d teacher samples for each of %zu train tasks\n", j->c.samples,
-                j->train.n);
-        if (sft_collect(&j->train, j->sock, &co, set, err, errlen) != 0) return -1;
+        struct llm_agent *endpoint = NULL;
+        if (strcmp(j->c.teacher, "scripted") != 0) { /* an OpenAI-compatible endpoint (rl/llm_agent.h) */
+            char *spec = xasprintf("endpoint:%s", j->c.teacher);
+            struct agent_options ao = {.model = j->c.teacher_model, .api_key_env = j->c.api_key_env,
+                                       .max_tokens = j->c.teacher_max_tokens, .temperature = j->c.teacher_temperature};
+            endpoint = llm_agent_open(spec, &ao, err, errlen);
+            free(spec);
+            if (!endpoint) return -1;
+            co.agent = llm_agent_next, co.agent_ctx = endpoint, co.run = llm_agent_run;
+            co.concurrency = j->c.teacher_concurrency; /* requests in flight (rl/agent_pool.h) */
+        }
+        fprintf(stderr, "sft: rejection sampling: %d teacher samples for each of %zu train tasks%s%s\n", j->c.samples,
+                j->train.n, endpoint ? " from " : "", endpoint ? j->c.teacher : "");
+        int crc = sft_collect(&j->train, j->sock, &co, set, err, errlen);
+        if (endpoint) {
+            const char *last;
+            long turns = llm_agent_turns(endpoint);
+            int failed = llm_agent_failures(endpoint, &last);
+            if (failed) fprintf(stderr, "sft: %d of %ld teacher requests failed; the last: %s\n", failed, turns, last);
+            if (crc == 0 && failed && failed == turns)
+                crc = (snprintf(err, errlen, "sft: every request to the teacher failed: %s", last), -1);
+            llm_agent_close(endpoint);
+        }
+        if (crc != 0) return -1;
         fprintf(stderr, "sft: kept %d of %zu tasks (%ld teacher episodes, %.1f s)\n", set->n, j->train.n, set->sampled,
                 (now_ms() - t0) / 1000.0);
         if (set->n == 0) return snprintf(err, errlen, "sft: the teacher solved no task"), -1;
@@ -1261,7 +1301,7 @@ static int run_job(struct train_cfg *c) {
         fprintf(stderr, "viv %s: no tasks left (check --tasks)\n", cmd);
         goto out;
     }
-    if (taskset_with_reference(&j.train) < j.train.n && !c->no_sft) {
+    if (taskset_with_reference(&j.train) < j.train.n && !c->no_sft && !strcmp(c->teacher, "scripted")) {
         fprintf(stderr, "viv %s: some training tasks have no reference solution for the scripted teacher\n", cmd);
         goto out;
     }

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "../envs/agent_provider.h"
 #include "../envs/episode.h"
 #include "../model/adamw.h"
 #include "../model/chat.h"
@@ -45,6 +46,9 @@ struct sft_collect_opts {
     int concurrency;
     int max_turns;
     long timeout_ms;
+    agent_fn agent;         /* NULL: the scripted teacher; else this agent (e.g. rl/llm_agent.h's endpoint) */
+    void *agent_ctx;
+    agent_run_fn run;       /* with agent: runs the episodes instead of run_episodes (may be NULL) */
 };
 
 /* K teacher episodes per task through vivd at `socket`; per task keep the

@@ -13,6 +13,7 @@
 #include "../sandbox/cmds.h"
 #include "../envs/cmd_data.h"
 #include "../envs/eval1.h"
+#include "http_cmds.h"
 #include "train.h"
 
 #ifndef VIV_VERSION
@@ -34,8 +35,9 @@ static const struct subcommand subcommands[] = {
     {"gen", cmd_gen, "generate text (or ids) with a Qwen3 model (HF directory)"},
     {"cuda", cmd_cuda, "GPU backend: device info, training and decode benchmarks (bin/viv-cuda)"},
     {"data", cmd_data, "build the biomedical task sets (viv data build)"},
-    {"eval", cmd_eval, "run agent episodes in the sandbox and score them (Eval1 rules)"},
-    {"sft", cmd_sft, "rejection-sampling SFT from the scripted teacher"},
+    {"eval", cmd_eval_with_llm, "run agent episodes in the sandbox and score them (Eval1 rules)"},
+    {"sft", cmd_sft, "rejection-sampling SFT from a teacher (scripted, or an OpenAI-compatible endpoint)"},
+    {"serve", cmd_serve, "serve a checkpoint as an OpenAI-compatible chat-completions endpoint"},
     {"train", cmd_train, "the main job: tokenizer + small Qwen3, SFT, GRPO, held-out tables"},
 };
 

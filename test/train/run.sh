@@ -156,5 +156,5 @@ fi
 bin/viv train --steps -1 >/dev/null 2>"$T/bad.err"; s=$?
 [ $s = 2 ] && grep -q "steps" "$T/bad.err"; report cli_bad_option $? "exit $s: $(cat "$T/bad.err")"
 bin/viv sft --teacher http://127.0.0.1:9/v1 >/dev/null 2>"$T/bad.err"; s=$?
-[ $s = 2 ] && grep -q "not built yet" "$T/bad.err"; report cli_endpoint_teacher_not_built $? "exit $s: $(cat "$T/bad.err")"
+[ $s = 2 ] && grep -q "needs --teacher-model" "$T/bad.err"; report cli_endpoint_teacher_needs_model $? "exit $s: $(cat "$T/bad.err")"
 exit $rc

@@ -1,0 +1,34 @@
+# rl/http.mk - the OpenAI-compatible HTTP side (included by the top Makefile):
+# the libcurl client of remote endpoints, `viv serve` (GNU libmicrohttpd) and
+# the agents that take each turn from an endpoint or a local checkpoint.
+#
+# libcurl (with mbedTLS) and libmicrohttpd are built static with musl into
+# $(MUSL) by build.sh (build_http_deps); the top Makefile appends
+# HTTP_MUSL_LIBS to the static link and HTTP_GLIBC_LIBS to the sanitizer one.
+HTTP_MUSL_LIBS = $(MUSL)/lib/libcurl.a $(MUSL)/lib/libmbedtls.a $(MUSL)/lib/libmbedx509.a \
+                 $(MUSL)/lib/libmbedcrypto.a $(MUSL)/lib/libmicrohttpd.a
+HTTP_GLIBC_LIBS := -lcurl -lmicrohttpd
+# bin/viv-cuda (model/cuda/cuda.mk) links every viv source too, against glibc
+CUDA_LIBS += $(HTTP_GLIBC_LIBS)
+
+HTTP_SRC := rl/openai_client.c rl/textgen.c rl/cmd_serve.c rl/llm_agent.c rl/agent_pool.c rl/serve_batch.c rl/serve_request.c
+VIV_SRC += $(HTTP_SRC)
+HEADERS += rl/openai_client.h rl/textgen.h rl/http_cmds.h rl/llm_agent.h rl/agent_pool.h rl/serve_batch.h rl/serve_request.h envs/agent_provider.h
+
+# test/http's client driver: one request through rl/openai_client.c, ASan +
+# UBSan, against the glibc libcurl (the static one is musl's).
+EXTRA_TESTS += $(BUILD)/test/oai_request
+$(BUILD)/test/oai_request: test/http/oai_request.c rl/openai_client.c sandbox/util.c sandbox/json_writer.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ test/http/oai_request.c rl/openai_client.c sandbox/util.c sandbox/json_writer.c \
+	    -lcurl -lcjson -lm -lpthread
+
+# libFuzzer target: request bodies through parse_creq and the chat template
+# (the server's input from the network), run briefly by test/http/run.sh.
+FUZZ_SERVE_SRC := rl/serve_request.c model/chat.c model/tokenizer.c model/tokenizer_scan.c model/unicode.c \
+                  $(BUILD)/gen/unicode_tables.c sandbox/util.c
+EXTRA_TESTS += $(BUILD)/fuzz/fuzz_serve_request
+$(BUILD)/fuzz/fuzz_serve_request: test/http/fuzz_serve_request.c $(FUZZ_SERVE_SRC) $(HEADERS)
+	@mkdir -p $(@D)
+	clang -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -o $@ test/http/fuzz_serve_request.c \
+	    $(FUZZ_SERVE_SRC) -lcjson -lm -lpthread
