@@ -135,7 +135,7 @@ $(BUILD)/cudatrain/%.o: %.c $$(HEADERS) test/harness.h
 
 $(BUILD)/test/train_gpu_hostsim_tests: $$(CUDATRAIN_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hostsim/hostsim.o
 	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) -o $@ $(CUDATRAIN_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hostsim/hostsim.o -lseccomp -lcap -lcjson -lm -lpthread
+	$(HOSTSIM_CXX) -o $@ $(CUDATRAIN_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hostsim/hostsim.o -lseccomp -lcap -lcjson $(HTTP_GLIBC_LIBS) -lm -lpthread
 
 $(BUILD)/test/train_gpu_tests: $$(CUDATRAIN_OBJ) $(CUDA_OBJ)
 	@mkdir -p $(@D)
@@ -155,7 +155,7 @@ endif
 # kernels are hostsim.cc's loops.
 $(BUILD)/test/viv_hostsim: $$(CUDA_HOST_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hostsim/hostsim.o
 	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) -o $@ $(CUDA_HOST_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hostsim/hostsim.o -lseccomp -lcap -lcjson -lm -lpthread
+	$(HOSTSIM_CXX) -o $@ $(CUDA_HOST_OBJ) $(HOSTSIM_CU_OBJ) $(BUILD)/hostsim/hostsim.o -lseccomp -lcap -lcjson $(HTTP_GLIBC_LIBS) -lm -lpthread
 ifneq ($(HOSTSIM_CXX),)
 EXTRA_TESTS += $(BUILD)/test/viv_hostsim
 endif
@@ -175,7 +175,7 @@ $(BUILD)/test/viv_hostsim_mpi: $$(CUDA_HOST_OBJ) $(BUILD)/hostsim/qwen3_cuda.o $
                                $(BUILD)/hostsim-mpi/dist.o $(BUILD)/hostsim/hostsim.o
 	@mkdir -p $(@D)
 	$(HOSTSIM_CXX) -o $@ $(CUDA_HOST_OBJ) $(BUILD)/hostsim/qwen3_cuda.o $(BUILD)/hostsim/infer.o \
-	  $(BUILD)/hostsim-mpi/dist.o $(BUILD)/hostsim/hostsim.o $(MPI_LIBS) -lseccomp -lcap -lcjson -lm -lpthread
+	  $(BUILD)/hostsim-mpi/dist.o $(BUILD)/hostsim/hostsim.o $(MPI_LIBS) -lseccomp -lcap -lcjson $(HTTP_GLIBC_LIBS) -lm -lpthread
 EXTRA_TESTS += $(BUILD)/test/viv_hostsim_mpi
 
 # test/gpu/train_dp_tests.c (data parallel vs one rank) over the same
@@ -185,7 +185,7 @@ $(BUILD)/test/train_dp_hostsim_tests: $$(DP_TEST_OBJ) $(BUILD)/hostsim/qwen3_cud
                                       $(BUILD)/hostsim-mpi/dist.o $(BUILD)/hostsim/hostsim.o
 	@mkdir -p $(@D)
 	$(HOSTSIM_CXX) -o $@ $(DP_TEST_OBJ) $(BUILD)/hostsim/qwen3_cuda.o $(BUILD)/hostsim/infer.o \
-	  $(BUILD)/hostsim-mpi/dist.o $(BUILD)/hostsim/hostsim.o $(MPI_LIBS) -lseccomp -lcap -lcjson -lm -lpthread
+	  $(BUILD)/hostsim-mpi/dist.o $(BUILD)/hostsim/hostsim.o $(MPI_LIBS) -lseccomp -lcap -lcjson $(HTTP_GLIBC_LIBS) -lm -lpthread
 EXTRA_TESTS += $(BUILD)/test/train_dp_hostsim_tests
 endif
 
