@@ -34,6 +34,7 @@ static const char usage[] =
     "usage: viv eval --env viv-bio [--data DIR] [--split val] [--tasks FILE.jsonl]\n"
     "                --agent oracle|random|teacher [--episodes N] [--concurrency K] [--seed S]\n"
     "                [--out FILE.json] [--trajectories FILE.jsonl] [--socket PATH]\n"
+    "                [--sandbox ADDR[,ADDR...] [--sandbox-token-file F]]\n"
     "                [--max-turns N] [--timeout-ms N] [--error-rate P] [--train]\n"
     "Runs whole agent episodes in the sandbox and prints accuracy, format rate, mean turns\n"
     "and mean tool latency per task.\n"
@@ -51,12 +52,15 @@ static const char usage[] =
     "  --out FILE        the table as JSON, written atomically\n"
     "  --trajectories F  every episode (messages, scores) as JSONL, written atomically\n"
     "  --socket PATH     use this running vivd instead of starting one\n"
+    "  --sandbox LIST    running vivds to spread tool calls over, by load: unix:/PATH, /PATH or\n"
+    "                    tcp:HOST:PORT, comma-separated (a host that dies ends only its episodes)\n"
+    "  --sandbox-token-file F  the token of TCP vivds (their --token-file; or $VIV_SANDBOX_TOKEN)\n"
     "  --max-turns N     assistant messages per episode (default 16)\n"
     "  --timeout-ms N    per tool call (default 30000)\n"
     "  --train           grade in training mode (crispr_delivery partial credit)\n";
 
 struct eval_args {
-    const char *env, *data, *split, *tasks, *agent, *out, *traj, *socket;
+    const char *env, *data, *split, *tasks, *agent, *out, *traj, *socket, *sandbox, *token_file;
     long episodes, concurrency, seed, max_turns, timeout_ms;
     double error_rate;
     int split_given, train;
@@ -98,6 +102,8 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
         else if (!strcmp(o, "--out")) a->out = v;
         else if (!strcmp(o, "--trajectories")) a->traj = v;
         else if (!strcmp(o, "--socket")) a->socket = v;
+        else if (!strcmp(o, "--sandbox")) a->sandbox = v;
+        else if (!strcmp(o, "--sandbox-token-file")) a->token_file = v;
         else if (!strcmp(o, "--episodes") && parse_long(v, 1, 10000000, &n) == 0) a->episodes = n;
         else if (!strcmp(o, "--concurrency") && parse_long(v, 1, 4096, &n) == 0) a->concurrency = n;
         else if (!strcmp(o, "--seed") && parse_long(v, 0, LONG_MAX, &n) == 0) a->seed = n;
@@ -112,6 +118,14 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
     if (strcmp(a->env, "viv-bio") != 0) return usage_error("unknown environment '%s' (there is viv-bio)", a->env);
     if (strcmp(a->agent, "oracle") && strcmp(a->agent, "random") && strcmp(a->agent, "teacher"))
         return usage_error("unknown agent '%s' (oracle, random or teacher)", a->agent);
+    if (a->sandbox) {
+        char why[256];
+        bool needs_token;
+        if (a->socket) return usage_error("--socket and --sandbox: give one (--sandbox unix:PATH is --socket PATH)");
+        if (viv_pool_check(a->sandbox, &needs_token, why, sizeof why) != 0) return usage_error("--sandbox: %s", why);
+        if (needs_token && !a->token_file && !(getenv("VIV_SANDBOX_TOKEN") && *getenv("VIV_SANDBOX_TOKEN")))
+            return usage_error("--sandbox: a tcp: host needs its token: --sandbox-token-file F or VIV_SANDBOX_TOKEN");
+    }
     return 0;
 }
 
@@ -227,8 +241,10 @@ int cmd_eval(int argc, char **argv) {
         return 1;
     }
     struct private_vivd d = {0};
-    const char *sock = a.socket;
-    if (!sock) {
+    char *spec = NULL, *token = NULL;
+    if (a.sandbox) spec = xstrdup(a.sandbox);
+    else if (a.socket) spec = xasprintf("unix:%s", a.socket);
+    else {
         if (private_vivd_start(&d, a.data, "viv eval", err, sizeof err) < 0) {
             fprintf(stderr, "viv eval: %s\n", err);
             private_vivd_stop(&d);
@@ -236,11 +252,14 @@ int cmd_eval(int argc, char **argv) {
             taskset_free(&ts);
             return 1;
         }
-        sock = d.sock;
+        spec = xasprintf("unix:%s", d.sock);
     }
-    struct viv_client *c = viv_connect(sock, err, sizeof err);
+    token = viv_pool_token(a.token_file, err, sizeof err);
+    struct viv_pool *c = token || !err[0] ? viv_pool_open(spec, token, stderr, 10000, err, sizeof err) : NULL;
+    free(spec);
+    free(token);
     if (!c) {
-        fprintf(stderr, "viv eval: %s: %s\n", sock, err);
+        fprintf(stderr, "viv eval: %s\n", err);
         private_vivd_stop(&d);
         free(tasks_path);
         taskset_free(&ts);
@@ -334,7 +353,7 @@ out:
     if (prog.traj) fclose(prog.traj), unlink(traj_tmp);
     free(traj_tmp);
     free(res);
-    viv_close(c);
+    viv_pool_close(c);
     private_vivd_stop(&d);
     free(tasks_path);
     taskset_free(&ts);

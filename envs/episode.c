@@ -78,6 +78,10 @@ static void finish(struct episode *ep, const char *why) {
     ep->state = EP_DONE;
 }
 
+void episode_fail(struct episode *ep, const char *why) {
+    if (ep->state != EP_DONE) finish(ep, why);
+}
+
 /* After an observation or a correction: the agent's turn, if it has turns left. */
 static void next_message(struct episode *ep) {
     if (ep->turns >= ep->cfg.max_turns) finish(ep, "max_turns");
@@ -254,7 +258,7 @@ void episode_release(struct episode *ep, struct viv_client *c) {
 
 /* --- the runner ------------------------------------------------------------------------ */
 
-int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct viv_client *c, agent_fn agent,
+int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct viv_pool *p, agent_fn agent,
                  void *agent_ctx, const struct episode_cfg *cfg, uint64_t seed, struct episode_result *results,
                  void (*on_done)(void *ctx, const struct episode *ep, size_t index), void *done_ctx, char *err,
                  size_t errlen) {
@@ -263,8 +267,8 @@ int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct vi
     struct episode *slots = xcalloc((size_t)concurrency, sizeof *slots);
     size_t *index = xcalloc((size_t)concurrency, sizeof *index);
     int *busy = xcalloc((size_t)concurrency, sizeof *busy);
-    size_t started = 0, finished = 0;
-    int broken = 0;
+    int *host = xcalloc((size_t)concurrency, sizeof *host), *epoch = xcalloc((size_t)concurrency, sizeof *epoch);
+    size_t started = 0, finished = 0, broken = 0;
     while (finished < n) {
         int waiting = 0;
         for (int s = 0; s < concurrency; s++) {
@@ -272,6 +276,7 @@ int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct vi
                 index[s] = started;
                 episode_init(&slots[s], &ts->t[started % ts->n], cfg, seed + started);
                 busy[s] = 1, started++;
+                host[s] = -1;
             }
             if (!busy[s]) continue;
             struct episode *ep = &slots[s];
@@ -280,14 +285,30 @@ int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct vi
                 episode_push_message(ep, msg ? msg : "", msg ? strlen(msg) : 0);
                 free(msg);
             }
-            if (ep->state == EP_NEED_TOOL) episode_submit(ep, c);
+            if (ep->state == EP_NEED_TOOL) {
+                /* a session stays on its host; its host's connection dying took its state with it */
+                if (ep->session && (!viv_pool_client(p, host[s]) || viv_pool_host(p, host[s])->epoch != epoch[s]))
+                    episode_fail(ep, "sandbox");
+                else {
+                    if (!ep->session) host[s] = viv_pool_pick(p, NULL);
+                    struct viv_client *c = viv_pool_client(p, host[s]);
+                    if (!c) episode_fail(ep, "sandbox"); /* no host up */
+                    else {
+                        epoch[s] = viv_pool_host(p, host[s])->epoch;
+                        viv_pool_note_call(p, host[s]);
+                        episode_submit(ep, c);
+                        if (ep->state == EP_DONE) viv_pool_note_broken(p, host[s]);
+                    }
+                }
+            }
             if (ep->state == EP_DONE) {
-                if (ep->end && !strcmp(ep->end, "sandbox")) broken = 1;
+                if (ep->end && !strcmp(ep->end, "sandbox")) broken++;
                 if (results)
                     results[index[s]] = (struct episode_result){(size_t)(ep->task - ts->t), ep->correct, ep->format,
                                                                 ep->turns, ep->tool_calls, ep->tool_ms, ep->end};
                 if (on_done) on_done(done_ctx, ep, index[s]);
-                episode_release(ep, c);
+                struct viv_client *c = host[s] >= 0 ? viv_pool_client(p, host[s]) : NULL;
+                if (c && viv_pool_host(p, host[s])->epoch == epoch[s]) episode_release(ep, c);
                 episode_free(ep);
                 busy[s] = 0, finished++;
                 s--; /* refill this slot at once */
@@ -296,21 +317,26 @@ int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct vi
             waiting += ep->state == EP_WAIT_TOOL;
         }
         if (!waiting) continue;
-        struct viv_response *r = viv_next(c, 1000);
+        int h;
+        struct viv_response *r = viv_pool_next(p, 1000, &h);
         if (!r) continue;
         for (int s = 0; s < concurrency; s++)
-            if (busy[s] && slots[s].state == EP_WAIT_TOOL && slots[s].handle == r->handle) {
-                episode_on_response(&slots[s], c, r->json);
+            if (busy[s] && slots[s].state == EP_WAIT_TOOL && host[s] == h && slots[s].handle == r->handle) {
+                struct viv_client *c = viv_pool_client(p, h);
+                if (c) episode_on_response(&slots[s], c, r->json);
+                else episode_fail(&slots[s], "sandbox"); /* its host went down with this answer */
                 break;
             }
         viv_response_free(r); /* answers to session_close land here too */
     }
-    /* let the session closes go out before the caller closes the connection */
+    /* let the session closes go out before the caller closes the connections */
     struct viv_response *r;
-    while (viv_pending(c) > 0 && (r = viv_next(c, 2000))) viv_response_free(r);
-    free(slots), free(index), free(busy);
+    int h;
+    while (viv_pool_pending(p) > 0 && (r = viv_pool_next(p, 2000, &h))) viv_response_free(r);
+    free(slots), free(index), free(busy), free(host), free(epoch);
     if (broken) {
-        snprintf(err, errlen, "the sandbox connection broke; some episodes ended early");
+        snprintf(err, errlen, "%zu of %zu episodes ended early: their sandbox host failed or could not be reached",
+                 broken, n);
         return -1;
     }
     return 0;

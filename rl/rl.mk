@@ -32,3 +32,10 @@ EXTRA_TESTS += $(BUILD)/test/rl_grpo_check
 $(BUILD)/test/rl_grpo_check: test/rl/grpo_check.c rl/grpo.c rl/grpo.h
 	@mkdir -p $(@D)
 	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ test/rl/grpo_check.c rl/grpo.c -lcjson -lm
+
+# test/multihost: the sandbox pool under the rollout engine against several
+# real vivds (ASan + UBSan)
+EXTRA_TESTS += $(BUILD)/test/multihost_tests
+$(BUILD)/test/multihost_tests: test/multihost/multihost_tests.c test/harness.h $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(HEADERS)
+	@mkdir -p $(@D)
+	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ test/multihost/multihost_tests.c $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(ASAN_LIBS)

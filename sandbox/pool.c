@@ -132,6 +132,13 @@ char *viv_pool_read_token(const char *path, char *err, size_t errlen) {
     return t;
 }
 
+char *viv_pool_token(const char *file, char *err, size_t errlen) {
+    if (err && errlen) err[0] = 0;
+    if (file) return viv_pool_read_token(file, err, errlen);
+    const char *env = getenv("VIV_SANDBOX_TOKEN");
+    return env && *env ? xstrdup(env) : NULL;
+}
+
 /* Connect one host and ask its capacity. 0, or -1 with err (refused says
  * whether vivd refused the token, which waiting will not mend). */
 static int host_connect(struct viv_pool *p, struct host *h, bool *refused, char *err, size_t errlen) {

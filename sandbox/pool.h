@@ -55,6 +55,11 @@ int viv_pool_check(const char *spec, bool *needs_token, char *err, size_t errlen
  * whitespace dropped; at least 16 characters). malloc'd, or NULL with err. */
 char *viv_pool_read_token(const char *path, char *err, size_t errlen);
 
+/* The token for TCP hosts: from file if given, else $VIV_SANDBOX_TOKEN;
+ * NULL with err empty when there is none, NULL with err when the file is
+ * bad. malloc'd. */
+char *viv_pool_token(const char *file, char *err, size_t errlen);
+
 /* Connect to every host (each is given up to wait_ms to come up: a vivd
  * still starting refuses connections). NULL with err if an address is bad,
  * a token is refused or a host cannot be reached in time. log: where up and
