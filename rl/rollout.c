@@ -553,7 +553,7 @@ static void submit_tool(struct rl_rollout *r, struct rl_episode *e) {
     struct viv_pool *p = pool(r);
     e->tool_timeout_ms = tool_deadline(r, e->pending.tool);
     if (p) sync_hosts(r);
-    if (!p || viv_pool_up(p) == 0) {
+    if (!p || viv_pool_pick(p, NULL) < 0) { /* (picking also retries down hosts whose backoff is over) */
         deliver_local(r, e, RL_TOOL_LOST, "unreachable", "the sandbox daemon cannot be reached");
         return;
     }
@@ -575,7 +575,8 @@ static void submit_tool(struct rl_rollout *r, struct rl_episode *e) {
         }
         e->handle_kind = H_OPEN;
     } else {
-        if (!e->session[0]) e->host = viv_pool_pick(p, NULL);
+        /* one host per episode at a time: a one-shot call goes where its session is (or is opening) */
+        if (!e->session[0] && !e->open_handle) e->host = viv_pool_pick(p, NULL);
         struct viv_client *c = viv_pool_client(p, e->host);
         h = c ? submit_exec(r, c, e) : -1;
         if (h <= 0 && c) viv_pool_note_broken(p, e->host);
