@@ -1,7 +1,8 @@
 /*
  * rollout.c - the asynchronous rollout engine (see rollout.h).
  *
- * One thread, one vivd connection, one loop:
+ * One thread, one connection per sandbox host (sandbox/pool.h; usually
+ * one host), one loop:
  *
  *   1. collect every vivd answer that has arrived (non-blocking): each
  *      finished tool call turns into an observation appended to its episode,
@@ -57,10 +58,14 @@
  *     the observation says so, the next Python call opens a fresh session.
  *   - vivd error (busy, sandbox_error, ...): error observation (busy on
  *     session_open waits for a session slot first, see above).
- *   - vivd gone: the client completes every pending call with
+ *   - a host gone: its client completes every pending call with
  *     "disconnected"; those episodes get an error observation and are marked
- *     infra_error; the engine reconnects (at most every 500 ms) and later
- *     calls fail fast with "unreachable" while it cannot.
+ *     infra_error (lost_host says which host), as are episodes whose
+ *     session lived there (their next call opens a session elsewhere). The
+ *     pool marks the host down and retries it with backoff; new sessions and
+ *     one-shot calls go to the hosts that are up (the least loaded: requests
+ *     in flight over capacity); with none up, calls fail fast with
+ *     "unreachable".
  *   - a turn that fills max_turn_tokens is overlong; no room left in the
  *     context ends the episode (RL_END_CONTEXT).
  */

@@ -6,7 +6,13 @@
 #   viv eval --sandbox end to end over two vivds (a Unix socket and TCP with a
 #                     token) on the agent suite's fixture tasks; a wrong token
 #                     and bad addresses on viv eval / train / sft are clear errors
-# Needs `make all tests`. One "ok - / not ok - / skip - " line per test.
+#   viv train --sandbox a tiny run over two vivds: SFT collection and evals use both;
+#                     metrics.jsonl's step lines carry the per-host counts (the tiny
+#                     model rarely calls a tool, so the counting itself is tested
+#                     in multihost_tests, where the step stats come from)
+# Needs `make all tests` and the task data (data/, or $VIV_TEST_DATA; built
+# here if missing, as the train suite does). One "ok - / not ok - / skip - "
+# line per test.
 set -u
 cd "$(dirname "$0")/../.."
 fail=0
@@ -74,4 +80,39 @@ VIV_SANDBOX_TOKEN=0123456789abcdef-wrong bin/viv eval --env viv-bio --data "$T/d
   --sandbox "tcp:127.0.0.1:$port" >/dev/null 2>"$T/err"; rc=$?
 if [ "$rc" = 1 ] && grep -q "refused the token" "$T/err"; then ok "viv eval: a wrong token is refused clearly"
 else bad "viv eval: a wrong token is refused clearly" "exit $rc: $(head -c 300 "$T/err")"; fi
+
+# --- viv train --sandbox: the GRPO steps' calls over two vivds, per host in metrics.jsonl ----------
+DATA=${VIV_TEST_DATA:-data}
+if [ ! -f "$DATA/tasks/train.jsonl" ]; then
+  bin/viv data build --out "$DATA" >/dev/null 2>&1 || { bad "viv train --sandbox" "viv data build failed"; exit 1; }
+fi
+dbdir=$(cd "$DATA/db" && pwd)
+for i in 2 3; do
+  bin/vivd --socket "$T/v$i.sock" --log "$T/v$i.log" --zygotes 1 --max-sessions-per-peer 64 \
+    --data "biodb=$dbdir" --data "db=$dbdir/org.Hs.eg.sqlite" </dev/null >/dev/null 2>&1 &
+  pids+=($!)
+done
+for _ in $(seq 200); do [ -S "$T/v2.sock" ] && [ -S "$T/v3.sock" ] && break; sleep 0.05; done
+if bin/viv train --data "$DATA" --runs "$T/runs" --name mh --steps 2 --train-limit 14 --eval-limit 4 --samples 1 \
+     --tasks-per-step 4 --group 2 --sft-epochs 1 --max-turns 3 --max-turn-tokens 48 --max-context 1024 --vocab 400 \
+     --d-model 32 --layers 1 --heads 2 --kv-heads 1 --head-dim 16 --ffn 64 --threads 1 \
+     --sandbox "$T/v2.sock,unix:$T/v3.sock" >"$T/train.out" 2>"$T/train.err"; then
+  if out=$(python3 - "$T/runs/mh/metrics.jsonl" 2>&1 <<'EOF'
+import json, sys
+steps = [json.loads(l) for l in open(sys.argv[1])]
+steps = [s for s in steps if "sandbox_calls_0" in s]
+assert len(steps) == 2, "%d step lines with sandbox_calls_0" % len(steps)
+for s in steps:
+    assert s["sandbox_calls_0"] + s["sandbox_calls_1"] == s["tool_calls"], s
+    assert s["sandbox_hosts_up"] == 2 and "reward" in s and "loss" in s, s
+print("GRPO calls per host: %d and %d" % (sum(s["sandbox_calls_0"] for s in steps), sum(s["sandbox_calls_1"] for s in steps)))
+EOF
+  ); then
+    c2=$(grep -c '"op":"\(exec\|session_open\)"' "$T/v2.log"); c3=$(grep -c '"op":"\(exec\|session_open\)"' "$T/v3.log")
+    [ "$c2" -gt 0 ] && [ "$c3" -gt 0 ] && ok "viv train --sandbox: the teacher's and eval's calls ran on both hosts ($c2, $c3); step lines carry sandbox_calls_<i> ($out)" ||
+      bad "viv train --sandbox: both hosts ran calls" "vivd logs: $c2 and $c3"
+  else bad "viv train --sandbox: per-host calls in metrics.jsonl" "$out"; fi
+else
+  bad "viv train --sandbox" "exit $?: $(tail -3 "$T/train.err")"
+fi
 exit $fail
