@@ -283,6 +283,12 @@ static void fail_all(struct viv_client *c, const char *code, const char *message
     while (c->pending) complete(c, c->pending->handle, local_error(c->pending->handle, code, message), true);
 }
 
+void viv_abort(struct viv_client *c, const char *why) {
+    if (c->broken) return;
+    shutdown(c->fd, SHUT_RDWR);
+    fail_all(c, "disconnected", why);
+}
+
 static void handle_lines(struct viv_client *c) {
     size_t start = 0;
     for (;;) {

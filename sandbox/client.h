@@ -37,6 +37,9 @@ struct viv_client *viv_connect(const char *socket_path, char *err, size_t errlen
  * first; blocks until it is accepted (connecting: 3 s at most). */
 struct viv_client *viv_connect_tcp(const char *addr, const char *token, char *err, size_t errlen);
 void viv_close(struct viv_client *c);
+/* Give up on the connection: every pending request completes at once with
+ * error code "disconnected" (message: why); later submits return -1. */
+void viv_abort(struct viv_client *c, const char *why);
 
 /* The connection's fd, for callers that poll several things at once. */
 int viv_client_fd(const struct viv_client *c);

@@ -141,7 +141,7 @@ char *viv_pool_token(const char *file, char *err, size_t errlen) {
 
 /* Connect one host and ask its capacity. 0, or -1 with err (refused says
  * whether vivd refused the token, which waiting will not mend). */
-static int host_connect(struct viv_pool *p, struct host *h, bool *refused, char *err, size_t errlen) {
+static int host_connect(struct viv_pool *p, struct host *h, int stats_ms, bool *refused, char *err, size_t errlen) {
     char e[256] = "";
     *refused = false;
     if (h->tcp && !p->token)
@@ -158,7 +158,7 @@ static int host_connect(struct viv_pool *p, struct host *h, bool *refused, char 
     }
     int cap = 0;
     long id = viv_submit_op(c, "stats");
-    struct viv_response *r = id > 0 ? viv_wait(c, id, 5000) : NULL;
+    struct viv_response *r = id > 0 ? viv_wait(c, id, stats_ms) : NULL;
     const cJSON *w = r ? cJSON_GetObjectItemCaseSensitive(r->json, "workers") : NULL;
     if (cJSON_IsNumber(w) && w->valuedouble >= 1) cap = (int)w->valuedouble;
     viv_response_free(r);
@@ -166,7 +166,7 @@ static int host_connect(struct viv_pool *p, struct host *h, bool *refused, char 
         viv_close(c);
         return fail_with(err, errlen, "%s: no answer to stats (is it a vivd?)", h->pub.addr);
     }
-    viv_set_deadline_margin(c, 2000);
+    viv_set_deadline_margin(c, 5000);
     h->c = c;
     h->broken = false;
     h->pub.up = true;
@@ -189,7 +189,7 @@ struct viv_pool *viv_pool_open(const char *spec, const char *token, FILE *log, i
     for (int i = 0; i < p->n; i++) {
         struct host *h = &p->h[i];
         bool refused;
-        while (host_connect(p, h, &refused, err, errlen) != 0) {
+        while (host_connect(p, h, 5000, &refused, err, errlen) != 0) {
             if (refused || now_ms() >= give_up) {
                 viv_pool_close(p);
                 return NULL;
@@ -246,7 +246,8 @@ static void tend(struct viv_pool *p, struct host *h) {
     if (h->c || now_ms() < h->retry_at) return;
     char err[256];
     bool refused;
-    if (host_connect(p, h, &refused, err, sizeof err) == 0) {
+    /* (a hung vivd accepts connections but does not answer: wait 1 s, not 5) */
+    if (host_connect(p, h, 1000, &refused, err, sizeof err) == 0) {
         logf_(p, "%s up again (%d workers)", h->pub.addr, h->pub.capacity);
         return;
     }
@@ -299,14 +300,24 @@ void viv_pool_note_busy(struct viv_pool *p, int host) {
 }
 
 /* An answer from host h: a "disconnected" made up by the client means the
- * host is gone. */
+ * host is gone. So does a "timeout" made up by the client: vivd enforces
+ * every deadline itself and answers, so no answer 5 s past one means the
+ * host (or the network to it) is dead without having closed the
+ * connection, as a crashed machine does; the connection is given up, its
+ * other calls fail now rather than each at its own deadline, and the host
+ * is retried like any other that went down. */
 static void inspect(struct viv_pool *p, struct host *h, const struct viv_response *r) {
     if (!r->local) return;
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(r->json, "error");
     const cJSON *code = e ? cJSON_GetObjectItemCaseSensitive(e, "code") : NULL;
     const cJSON *msg = e ? cJSON_GetObjectItemCaseSensitive(e, "message") : NULL;
-    if (cJSON_IsString(code) && !strcmp(code->valuestring, "disconnected"))
+    if (!cJSON_IsString(code)) return;
+    if (!strcmp(code->valuestring, "disconnected")) {
         mark_down(p, h, cJSON_IsString(msg) ? msg->valuestring : "disconnected");
+    } else if (!strcmp(code->valuestring, "timeout") && h->pub.up) {
+        viv_abort(h->c, "the sandbox host stopped answering");
+        mark_down(p, h, "no answer 5 s past a call's deadline");
+    }
 }
 
 /* One non-blocking pass over the hosts, starting after the last one served. */

@@ -370,6 +370,69 @@ static void test_bad_addresses(void) {
           "missing host: %s", err);
 }
 
+
+static void *freezer(void *arg) {
+    usleep(500000);
+    kill(*(pid_t *)arg, SIGSTOP);
+    return NULL;
+}
+
+/* A host that stops answering without closing its connections (SIGSTOP: a
+ * hung machine, a dead network path): its calls get no answer; 5 s past
+ * their deadline the pool gives the host up, those episodes are infra
+ * errors, their next calls run on the live host, and the step completes. */
+static void test_host_frozen_mid_step(void) {
+    if (vivd_start(0, 0) != 0 || vivd_start(1, 0) != 0) FAIL("vivd did not start");
+    char spec[320], err[512];
+    snprintf(spec, sizeof spec, "%s,%s", d[0].sock, d[1].sock);
+    FILE *log = tmpfile();
+    struct viv_pool *p = viv_pool_open(spec, NULL, log, 5000, err, sizeof err);
+    CHECK(p, "%s", err);
+    static const char *const t[] = {"<execute>import time\ntime.sleep(1)\nprint('slept')</execute>",
+                                    "<execute>print(6 * 7)</execute>", "<solution>42</solution>", NULL};
+    static const struct rl_tool_cfg fast[] = {{"python", 1500, true}};
+    struct script s = {t};
+    struct fixture f;
+    fixture_init(&f, &s, p);
+    f.cfg.tools = fast;
+    f.cfg.ntools = 1;
+    struct rl_rollout *r = rl_rollout_new(&f.cfg, &f.gen, &f.tok, &f.env, err, sizeof err);
+    CHECK(r, "%s", err);
+    pthread_t th;
+    pid_t victim = d[1].pid;
+    pthread_create(&th, NULL, freezer, &victim);
+    int tk[] = {0, 0, 0, 0};
+    struct rl_episode *eps;
+    struct rl_step_stats st;
+    int rc = rl_rollout_step(r, tk, 4, 2, &eps, &st, err, sizeof err);
+    pthread_join(th, NULL);
+    CHECK(rc == 0, "%s", err);
+    int lost = 0;
+    for (int i = 0; i < 8; i++) {
+        char *text = episode_text(&eps[i]);
+        CHECK(eps[i].end == RL_END_SOLUTION && eps[i].score.correct == 1, "episode %d: %s", i, text);
+        CHECK(strstr(text, "<observation>42\n</observation>"), "episode %d: no second call: %s", i, text);
+        if (eps[i].infra_error) {
+            lost++;
+            CHECK(eps[i].lost_host == 1 && eps[i].host == 0, "episode %d: lost on %d, ended on %d", i,
+                  eps[i].lost_host, eps[i].host);
+        } else {
+            CHECK(eps[i].host == 0 && strstr(text, "slept"), "episode %d: host %d: %s", i, eps[i].host, text);
+        }
+        free(text);
+    }
+    CHECK(lost >= 2 && lost <= 6, "%d episodes were on the frozen host (8 spread over 2)", lost);
+    CHECK(st.hosts_up == 1 && st.host_lost[1] == lost, "up %d, host_lost %d", st.hosts_up, st.host_lost[1]);
+    char *l = slurp(log);
+    CHECK(strstr(l, "past a call's deadline"), "no down event: %s", l);
+    free(l);
+    rl_episodes_free(eps, 8);
+    rl_rollout_free(r);
+    viv_pool_close(p);
+    fclose(log);
+    kill(d[1].pid, SIGCONT);
+}
+
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     t_after_each = after_each;
@@ -378,6 +441,7 @@ int main(int argc, char **argv) {
         {"multihost_wrong_token_refused", test_wrong_token_refused},
         {"multihost_two_hosts_share_load", test_two_hosts_share_load},
         {"multihost_host_killed_mid_step", test_host_killed_mid_step},
+        {"multihost_host_frozen_mid_step", test_host_frozen_mid_step},
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
 }
