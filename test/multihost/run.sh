@@ -2,6 +2,7 @@
 # test/multihost/run.sh - tool calls across several sandbox hosts (test/run.sh multihost):
 #   multihost_tests   the sandbox pool (sandbox/pool.c) under the rollout engine
 #                     against real vivds: load shared, a host killed mid-step,
+#                     a host frozen (SIGSTOP) mid-step,
 #                     tokens, bad addresses (ASan + UBSan)
 #   viv eval --sandbox end to end over two vivds (a Unix socket and TCP with a
 #                     token) on the agent suite's fixture tasks; a wrong token
