@@ -141,7 +141,8 @@ static const char usage_sft[] =
     "  --teacher scripted    the scripted teacher of envs/ (default); an OpenAI-compatible URL is\n"
     "                        not built yet\n"
     "  --samples K (4)  --error-rate P (0.3)  --model DIR  --name NAME (default viv-sft)\n"
-    "  plus viv train's data, model and SFT options.\n";
+    "  plus viv train's data, model and SFT options, and --socket or --sandbox LIST\n"
+    "  [--sandbox-token-file F] for the teacher's tool calls.\n";
 
 static int uerr(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int uerr(const char *cmd, const char *fmt, ...) {
