@@ -30,7 +30,6 @@ struct host {
     bool tcp;
     char target[160];           /* the socket path, or HOST:PORT */
     struct viv_client *c;       /* NULL while down and drained */
-    bool broken;                /* down, but the client still holds answers to hand out */
     double retry_at, backoff_ms;
 };
 
@@ -168,7 +167,6 @@ static int host_connect(struct viv_pool *p, struct host *h, int stats_ms, bool *
     }
     viv_set_deadline_margin(c, 5000);
     h->c = c;
-    h->broken = false;
     h->pub.up = true;
     h->pub.capacity = cap;
     h->backoff_ms = BACKOFF_MIN_MS;
@@ -228,7 +226,6 @@ int viv_pool_pending(const struct viv_pool *p) {
 static void mark_down(struct viv_pool *p, struct host *h, const char *why) {
     if (!h->pub.up) return;
     h->pub.up = false;
-    h->broken = true;
     h->pub.downs++;
     h->pub.epoch++;
     h->retry_at = now_ms() + h->backoff_ms;
