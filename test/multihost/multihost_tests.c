@@ -56,8 +56,9 @@ static int free_port(void) {
     return port;
 }
 
-/* Start vivd number i (with_tcp: also on 127.0.0.1:PORT with the token). */
-static int vivd_start(int i, int with_tcp) {
+/* Start vivd number i (with_tcp: also on 127.0.0.1:PORT with the token;
+ * workers: its --workers, NULL for the default). */
+static int vivd_start_w(int i, int with_tcp, const char *workers) {
     const char *bin = getenv("VIVD") ? getenv("VIVD") : "bin/vivd";
     if (!tmpdir[0]) {
         snprintf(tmpdir, sizeof tmpdir, "/tmp/mh-test-XXXXXX");
@@ -81,12 +82,11 @@ static int vivd_start(int i, int with_tcp) {
     if (v->pid == 0) {
         int fd = open("/dev/null", O_RDWR);
         dup2(fd, 0), dup2(fd, 1), dup2(fd, 2);
-        if (with_tcp)
-            execl(bin, bin, "--socket", v->sock, "--log", v->log, "--zygotes", "1", "--max-sessions-per-peer", "64",
-                  "--tcp", v->tcp, "--token-file", tf, (char *)NULL);
-        else
-            execl(bin, bin, "--socket", v->sock, "--log", v->log, "--zygotes", "1", "--max-sessions-per-peer", "64",
-                  (char *)NULL);
+        const char *argv[20] = {bin, "--socket", v->sock, "--log", v->log, "--zygotes", "1", "--max-sessions-per-peer", "64"};
+        int k = 9;
+        if (with_tcp) argv[k++] = "--tcp", argv[k++] = v->tcp, argv[k++] = "--token-file", argv[k++] = tf;
+        if (workers) argv[k++] = "--workers", argv[k++] = workers;
+        execv(bin, (char *const *)argv);
         _exit(99);
     }
     for (int k = 0; k < 1000; k++) {
@@ -95,6 +95,8 @@ static int vivd_start(int i, int with_tcp) {
     }
     return -1;
 }
+
+static int vivd_start(int i, int with_tcp) { return vivd_start_w(i, with_tcp, NULL); }
 
 static void vivd_kill(int i) {
     if (d[i].pid > 0) {
@@ -433,6 +435,40 @@ static void test_host_frozen_mid_step(void) {
     kill(d[1].pid, SIGCONT);
 }
 
+
+/* Placement is by load relative to capacity: a host with 4 workers gets
+ * about 4 times the sessions of a host with 1. */
+static void test_placement_follows_capacity(void) {
+    if (vivd_start_w(0, 0, "4") != 0 || vivd_start_w(1, 0, "1") != 0) FAIL("vivd did not start");
+    char spec[320], err[512];
+    snprintf(spec, sizeof spec, "%s,%s", d[0].sock, d[1].sock);
+    struct viv_pool *p = viv_pool_open(spec, NULL, NULL, 5000, err, sizeof err);
+    CHECK(p, "%s", err);
+    CHECK(viv_pool_host(p, 0)->capacity == 4 && viv_pool_host(p, 1)->capacity == 1, "capacities %d %d (vivd's workers)",
+          viv_pool_host(p, 0)->capacity, viv_pool_host(p, 1)->capacity);
+    static const char *const t[] = {"<execute>print(6*7)</execute>", "<solution>42</solution>", NULL};
+    struct script s = {t};
+    struct fixture f;
+    fixture_init(&f, &s, p);
+    struct rl_rollout *r = rl_rollout_new(&f.cfg, &f.gen, &f.tok, &f.env, err, sizeof err);
+    CHECK(r, "%s", err);
+    int tk[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    struct rl_episode *eps;
+    struct rl_step_stats st;
+    CHECK(rl_rollout_step(r, tk, 10, 2, &eps, &st, err, sizeof err) == 0, "%s", err);
+    int on[2] = {0, 0};
+    for (int i = 0; i < 20; i++) {
+        CHECK(eps[i].score.reward == 2 && (eps[i].host == 0 || eps[i].host == 1), "episode %d", i);
+        on[eps[i].host]++;
+    }
+    /* all 20 sessions are opened at the step's start: (in flight + 1) / capacity
+     * gives host 0 four of every five */
+    CHECK(on[0] == 16 && on[1] == 4, "sessions per host %d and %d, 16 and 4 expected", on[0], on[1]);
+    rl_episodes_free(eps, 20);
+    rl_rollout_free(r);
+    viv_pool_close(p);
+}
+
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     t_after_each = after_each;
@@ -440,6 +476,7 @@ int main(int argc, char **argv) {
         {"multihost_bad_addresses", test_bad_addresses},
         {"multihost_wrong_token_refused", test_wrong_token_refused},
         {"multihost_two_hosts_share_load", test_two_hosts_share_load},
+        {"multihost_placement_follows_capacity", test_placement_follows_capacity},
         {"multihost_host_killed_mid_step", test_host_killed_mid_step},
         {"multihost_host_frozen_mid_step", test_host_frozen_mid_step},
     };

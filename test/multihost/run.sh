@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test/multihost/run.sh - tool calls across several sandbox hosts (test/run.sh multihost):
 #   multihost_tests   the sandbox pool (sandbox/pool.c) under the rollout engine
-#                     against real vivds: load shared, a host killed mid-step,
+#                     against real vivds: load shared (by capacity), a host killed mid-step,
 #                     a host frozen (SIGSTOP) mid-step,
 #                     tokens, bad addresses (ASan + UBSan)
 #   viv eval --sandbox end to end over two vivds (a Unix socket and TCP with a
