@@ -22,7 +22,7 @@ struct agent_options {
 
 /* Runs n episodes with an agent, run_episodes' contract (episode.h); for
  * agents that answer best several at a time (a remote endpoint). */
-typedef int (*agent_run_fn)(void *agent, const struct task_set *ts, size_t n, int concurrency, struct viv_client *c,
+typedef int (*agent_run_fn)(void *agent, const struct task_set *ts, size_t n, int concurrency, struct viv_pool *p,
                             const struct episode_cfg *cfg, uint64_t seed, struct episode_result *results,
                             void (*on_done)(void *ctx, const struct episode *ep, size_t index), void *done_ctx,
                             char *err, size_t errlen);

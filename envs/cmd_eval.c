@@ -38,6 +38,7 @@ static const char usage[] =
     "                [--concurrency K] [--seed S] [--model NAME] [--api-key-env VAR]\n"
     "                [--max-turn-tokens N] [--temperature T] [--request-timeout-ms N]\n"
     "                [--out FILE.json] [--trajectories FILE.jsonl] [--socket PATH]\n"
+    "                [--sandbox ADDR[,ADDR...] [--sandbox-token-file F]]\n"
     "                [--max-turns N] [--timeout-ms N] [--error-rate P] [--train]\n"
     "Runs whole agent episodes in the sandbox and prints accuracy, format rate, mean turns\n"
     "and mean tool latency per task.\n"
@@ -62,12 +63,15 @@ static const char usage[] =
     "  --out FILE        the table as JSON, written atomically\n"
     "  --trajectories F  every episode (messages, scores) as JSONL, written atomically\n"
     "  --socket PATH     use this running vivd instead of starting one\n"
+    "  --sandbox LIST    running vivds to spread tool calls over, by load: unix:/PATH, /PATH or\n"
+    "                    tcp:HOST:PORT, comma-separated (a host that dies ends only its episodes)\n"
+    "  --sandbox-token-file F  the token of TCP vivds (their --token-file; or $VIV_SANDBOX_TOKEN)\n"
     "  --max-turns N     assistant messages per episode (default 16)\n"
     "  --timeout-ms N    per tool call (default 30000)\n"
     "  --train           grade in training mode (crispr_delivery partial credit)\n";
 
 struct eval_args {
-    const char *env, *data, *split, *tasks, *agent, *out, *traj, *socket, *model, *api_key_env;
+    const char *env, *data, *split, *tasks, *agent, *out, *traj, *socket, *model, *api_key_env, *sandbox, *token_file;
     long episodes, concurrency, seed, max_turns, timeout_ms, max_turn_tokens, request_timeout_ms;
     double error_rate, temperature;
     int split_given, train;
@@ -123,6 +127,8 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
             a->temperature = strtod(v, &end);
             if (*end || end == v || !(a->temperature >= 0 && a->temperature <= 2)) return usage_error("--temperature: '%s' is not in [0, 2]", v);
         }
+        else if (!strcmp(o, "--sandbox")) a->sandbox = v;
+        else if (!strcmp(o, "--sandbox-token-file")) a->token_file = v;
         else if (!strcmp(o, "--episodes") && parse_long(v, 1, 10000000, &n) == 0) a->episodes = n;
         else if (!strcmp(o, "--concurrency") && parse_long(v, 1, 4096, &n) == 0) a->concurrency = n;
         else if (!strcmp(o, "--seed") && parse_long(v, 0, LONG_MAX, &n) == 0) a->seed = n;
@@ -139,6 +145,14 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
         !(provider && provider->accepts(a->agent)))
         return usage_error("unknown agent '%s' (oracle, random, teacher%s%s)", a->agent, provider ? ", " : "",
                            provider ? provider->kinds : "");
+    if (a->sandbox) {
+        char why[256];
+        bool needs_token;
+        if (a->socket) return usage_error("--socket and --sandbox: give one (--sandbox unix:PATH is --socket PATH)");
+        if (viv_pool_check(a->sandbox, &needs_token, why, sizeof why) != 0) return usage_error("--sandbox: %s", why);
+        if (needs_token && !a->token_file && !(getenv("VIV_SANDBOX_TOKEN") && *getenv("VIV_SANDBOX_TOKEN")))
+            return usage_error("--sandbox: a tcp: host needs its token: --sandbox-token-file F or VIV_SANDBOX_TOKEN");
+    }
     return 0;
 }
 
@@ -286,8 +300,10 @@ int cmd_eval(int argc, char **argv) {
         }
     }
     struct private_vivd d = {0};
-    const char *sock = a.socket;
-    if (!sock) {
+    char *spec = NULL, *token = NULL;
+    if (a.sandbox) spec = xstrdup(a.sandbox);
+    else if (a.socket) spec = xasprintf("unix:%s", a.socket);
+    else {
         if (private_vivd_start(&d, a.data, "viv eval", err, sizeof err) < 0) {
             fprintf(stderr, "viv eval: %s\n", err);
             private_vivd_stop(&d);
@@ -296,11 +312,14 @@ int cmd_eval(int argc, char **argv) {
             taskset_free(&ts);
             return 1;
         }
-        sock = d.sock;
+        spec = xasprintf("unix:%s", d.sock);
     }
-    struct viv_client *c = viv_connect(sock, err, sizeof err);
+    token = viv_pool_token(a.token_file, err, sizeof err);
+    struct viv_pool *c = token || !err[0] ? viv_pool_open(spec, token, stderr, 10000, err, sizeof err) : NULL;
+    free(spec);
+    free(token);
     if (!c) {
-        fprintf(stderr, "viv eval: %s: %s\n", sock, err);
+        fprintf(stderr, "viv eval: %s\n", err);
         private_vivd_stop(&d);
         if (ext) provider->close(ext, err, sizeof err);
         free(tasks_path);
@@ -410,7 +429,7 @@ out:
     if (prog.traj) fclose(prog.traj), unlink(traj_tmp);
     free(traj_tmp);
     free(res);
-    viv_close(c);
+    viv_pool_close(c);
     private_vivd_stop(&d);
     free(tasks_path);
     taskset_free(&ts);

@@ -78,6 +78,10 @@ static void finish(struct episode *ep, const char *why) {
     ep->state = EP_DONE;
 }
 
+void episode_fail(struct episode *ep, const char *why) {
+    if (ep->state != EP_DONE) finish(ep, why);
+}
+
 /* After an observation or a correction: the agent's turn, if it has turns left. */
 static void next_message(struct episode *ep) {
     if (ep->turns >= ep->cfg.max_turns) finish(ep, "max_turns");
@@ -259,7 +263,51 @@ void episode_release(struct episode *ep, struct viv_client *c) {
 
 /* --- the runner ------------------------------------------------------------------------ */
 
-int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct viv_client *c, agent_fn agent,
+void episode_submit_pooled(struct episode *ep, struct viv_pool *p, struct episode_host *h) {
+    if (ep->session && (!viv_pool_client(p, h->host) || viv_pool_host(p, h->host)->epoch != h->epoch)) {
+        episode_fail(ep, "sandbox");
+        return;
+    }
+    if (!ep->session) h->host = viv_pool_pick(p, NULL);
+    struct viv_client *c = viv_pool_client(p, h->host);
+    if (!c) { /* no host up */
+        episode_fail(ep, "sandbox");
+        return;
+    }
+    h->epoch = viv_pool_host(p, h->host)->epoch;
+    viv_pool_note_call(p, h->host);
+    episode_submit(ep, c);
+    if (ep->state == EP_DONE) viv_pool_note_broken(p, h->host);
+}
+
+void episode_release_pooled(struct episode *ep, struct viv_pool *p, const struct episode_host *h) {
+    struct viv_client *c = h->host >= 0 ? viv_pool_client(p, h->host) : NULL;
+    if (c && viv_pool_host(p, h->host)->epoch == h->epoch) episode_release(ep, c);
+}
+
+int episode_pool_dispatch(struct viv_pool *p, struct episode *slots, const int *busy, const struct episode_host *hosts,
+                          int n, int timeout_ms) {
+    int h;
+    struct viv_response *r = viv_pool_next(p, timeout_ms, &h);
+    if (!r) return 0;
+    for (int s = 0; s < n; s++)
+        if (busy[s] && slots[s].state == EP_WAIT_TOOL && hosts[s].host == h && slots[s].handle == r->handle) {
+            struct viv_client *c = viv_pool_client(p, h);
+            if (c) episode_on_response(&slots[s], c, r->json);
+            else episode_fail(&slots[s], "sandbox"); /* its host went down with this answer */
+            break;
+        }
+    viv_response_free(r); /* answers to session_close land here too */
+    return 1;
+}
+
+void episode_pool_drain(struct viv_pool *p) {
+    struct viv_response *r;
+    int h;
+    while (viv_pool_pending(p) > 0 && (r = viv_pool_next(p, 2000, &h))) viv_response_free(r);
+}
+
+int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct viv_pool *p, agent_fn agent,
                  void *agent_ctx, const struct episode_cfg *cfg, uint64_t seed, struct episode_result *results,
                  void (*on_done)(void *ctx, const struct episode *ep, size_t index), void *done_ctx, char *err,
                  size_t errlen) {
@@ -268,8 +316,8 @@ int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct vi
     struct episode *slots = xcalloc((size_t)concurrency, sizeof *slots);
     size_t *index = xcalloc((size_t)concurrency, sizeof *index);
     int *busy = xcalloc((size_t)concurrency, sizeof *busy);
-    size_t started = 0, finished = 0;
-    int broken = 0;
+    struct episode_host *host = xcalloc((size_t)concurrency, sizeof *host);
+    size_t started = 0, finished = 0, broken = 0;
     while (finished < n) {
         int waiting = 0;
         for (int s = 0; s < concurrency; s++) {
@@ -277,6 +325,7 @@ int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct vi
                 index[s] = started;
                 episode_init(&slots[s], &ts->t[started % ts->n], cfg, seed + started);
                 busy[s] = 1, started++;
+                host[s] = (struct episode_host){-1, 0};
             }
             if (!busy[s]) continue;
             struct episode *ep = &slots[s];
@@ -285,14 +334,14 @@ int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct vi
                 episode_push_message(ep, msg ? msg : "", msg ? strlen(msg) : 0);
                 free(msg);
             }
-            if (ep->state == EP_NEED_TOOL) episode_submit(ep, c);
+            if (ep->state == EP_NEED_TOOL) episode_submit_pooled(ep, p, &host[s]);
             if (ep->state == EP_DONE) {
-                if (ep->end && !strcmp(ep->end, "sandbox")) broken = 1;
+                if (ep->end && !strcmp(ep->end, "sandbox")) broken++;
                 if (results)
                     results[index[s]] = (struct episode_result){(size_t)(ep->task - ts->t), ep->correct, ep->format,
                                                                 ep->turns, ep->tool_calls, ep->tool_ms, ep->end};
                 if (on_done) on_done(done_ctx, ep, index[s]);
-                episode_release(ep, c);
+                episode_release_pooled(ep, p, &host[s]);
                 episode_free(ep);
                 busy[s] = 0, finished++;
                 s--; /* refill this slot at once */
@@ -300,22 +349,13 @@ int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct vi
             }
             waiting += ep->state == EP_WAIT_TOOL;
         }
-        if (!waiting) continue;
-        struct viv_response *r = viv_next(c, 1000);
-        if (!r) continue;
-        for (int s = 0; s < concurrency; s++)
-            if (busy[s] && slots[s].state == EP_WAIT_TOOL && slots[s].handle == r->handle) {
-                episode_on_response(&slots[s], c, r->json);
-                break;
-            }
-        viv_response_free(r); /* answers to session_close land here too */
+        if (waiting) episode_pool_dispatch(p, slots, busy, host, concurrency, 1000);
     }
-    /* let the session closes go out before the caller closes the connection */
-    struct viv_response *r;
-    while (viv_pending(c) > 0 && (r = viv_next(c, 2000))) viv_response_free(r);
-    free(slots), free(index), free(busy);
+    episode_pool_drain(p); /* let the session closes go out before the caller closes the connections */
+    free(slots), free(index), free(busy), free(host);
     if (broken) {
-        snprintf(err, errlen, "the sandbox connection broke; some episodes ended early");
+        snprintf(err, errlen, "%zu of %zu episodes ended early: their sandbox host failed or could not be reached",
+                 broken, n);
         return -1;
     }
     return 0;

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "../sandbox/client.h"
+#include "../sandbox/pool.h"
 #include "eval1.h"
 #include "graders.h"
 #include "protocol.h"
@@ -99,8 +100,29 @@ void episode_push_message(struct episode *ep, const char *text, size_t len);
 long episode_submit(struct episode *ep, struct viv_client *c);
 /* The response for ep->handle. May submit again (session opened -> exec). */
 void episode_on_response(struct episode *ep, struct viv_client *c, const cJSON *resp);
+/* End the episode now (e.g. "sandbox": its sandbox host is gone). */
+void episode_fail(struct episode *ep, const char *why);
 /* Close the episode's session, if any (fire and forget). */
 void episode_release(struct episode *ep, struct viv_client *c);
+
+/* Episodes over a pool of vivd hosts (sandbox/pool.h), for runners: where
+ * an episode's calls go. A session stays on its host; a host whose
+ * connection died (its epoch changed) took the session with it. */
+struct episode_host {
+    int host, epoch; /* host -1: none yet */
+};
+/* EP_NEED_TOOL: submit on the episode's host, or on the least-loaded live
+ * one for a call outside a session. Ends the episode ("sandbox") when its
+ * host is gone or none is up. */
+void episode_submit_pooled(struct episode *ep, struct viv_pool *p, struct episode_host *h);
+/* episode_release on its host, if that connection still lives. */
+void episode_release_pooled(struct episode *ep, struct viv_pool *p, const struct episode_host *h);
+/* Wait up to timeout_ms for one vivd answer and give it to its episode
+ * among slots[0..n) with busy[s] set. 1 if an answer came, else 0. */
+int episode_pool_dispatch(struct viv_pool *p, struct episode *slots, const int *busy, const struct episode_host *hosts,
+                          int n, int timeout_ms);
+/* Let outstanding answers (session closes) come in before the pool closes. */
+void episode_pool_drain(struct viv_pool *p);
 
 /* The observation text for one exec response (stdout, then stderr, then notes). */
 char *episode_result_text(const cJSON *resp);
@@ -120,9 +142,12 @@ struct episode_result {
 };
 
 /* Run `n` episodes (episode i on task i % ts->n, seed `seed`+i) with at most
- * `concurrency` in flight. `on_done` (may be NULL) sees each finished episode
- * before it is freed. 0, or -1 with err if the sandbox connection broke. */
-int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct viv_client *c, agent_fn agent,
+ * `concurrency` in flight, their tool calls spread over the pool's hosts by
+ * load (a session stays on its host). `on_done` (may be NULL) sees each
+ * finished episode before it is freed. An episode whose host fails ends
+ * ("sandbox") and the others go on: 0, or -1 with err saying how many ended
+ * so. */
+int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct viv_pool *p, agent_fn agent,
                  void *agent_ctx, const struct episode_cfg *cfg, uint64_t seed, struct episode_result *results,
                  void (*on_done)(void *ctx, const struct episode *ep, size_t index), void *done_ctx, char *err,
                  size_t errlen);

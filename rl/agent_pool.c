@@ -51,7 +51,7 @@ static void wait_done(struct pool *p, long ms) {
     pthread_mutex_unlock(&p->mu);
 }
 
-int pool_run_episodes(const struct task_set *ts, size_t n, int concurrency, int workers, struct viv_client *c,
+int pool_run_episodes(const struct task_set *ts, size_t n, int concurrency, int workers, struct viv_pool *vp,
                       agent_fn agent, void *agent_ctx, const struct episode_cfg *cfg, uint64_t seed,
                       struct episode_result *results,
                       void (*on_done)(void *ctx, const struct episode *ep, size_t index), void *done_ctx, char *err,
@@ -70,6 +70,7 @@ int pool_run_episodes(const struct task_set *ts, size_t n, int concurrency, int 
     p.done_msg = xcalloc((size_t)concurrency, sizeof *p.done_msg);
     size_t *index = xcalloc((size_t)concurrency, sizeof *index);
     int *busy = xcalloc((size_t)concurrency, sizeof *busy), *asking = xcalloc((size_t)concurrency, sizeof *asking);
+    struct episode_host *host = xcalloc((size_t)concurrency, sizeof *host);
     pthread_t *th = xcalloc((size_t)workers, sizeof *th);
     int nth = 0;
     while (nth < workers && pthread_create(&th[nth], NULL, worker, &p) == 0) nth++;
@@ -87,6 +88,7 @@ int pool_run_episodes(const struct task_set *ts, size_t n, int concurrency, int 
                 index[s] = started;
                 episode_init(&p.slots[s], &ts->t[started % ts->n], cfg, seed + started);
                 busy[s] = 1, started++;
+                host[s] = (struct episode_host){-1, 0};
             }
             if (!busy[s]) continue;
             struct episode *ep = &p.slots[s];
@@ -101,14 +103,14 @@ int pool_run_episodes(const struct task_set *ts, size_t n, int concurrency, int 
                 asked++;
                 continue;
             }
-            if (ep->state == EP_NEED_TOOL) episode_submit(ep, c);
+            if (ep->state == EP_NEED_TOOL) episode_submit_pooled(ep, vp, &host[s]);
             if (ep->state == EP_DONE) {
                 if (ep->end && !strcmp(ep->end, "sandbox")) broken = 1;
                 if (results)
                     results[index[s]] = (struct episode_result){(size_t)(ep->task - ts->t), ep->correct, ep->format,
                                                                 ep->turns, ep->tool_calls, ep->tool_ms, ep->end};
                 if (on_done) on_done(done_ctx, ep, index[s]);
-                episode_release(ep, c);
+                episode_release_pooled(ep, vp, &host[s]);
                 episode_free(ep);
                 busy[s] = 0, finished++;
                 s--; /* refill this slot at once */
@@ -132,18 +134,10 @@ int pool_run_episodes(const struct task_set *ts, size_t n, int concurrency, int 
         if (got) continue;
         if (waiting) {
             /* poll vivd briefly while messages are being computed, so neither side waits on the other */
-            struct viv_response *r = viv_next(c, asked ? 10 : 1000);
-            if (!r) continue;
-            for (int s = 0; s < concurrency; s++)
-                if (busy[s] && p.slots[s].state == EP_WAIT_TOOL && p.slots[s].handle == r->handle) {
-                    episode_on_response(&p.slots[s], c, r->json);
-                    break;
-                }
-            viv_response_free(r);
+            episode_pool_dispatch(vp, p.slots, busy, host, concurrency, asked ? 10 : 1000);
         } else if (asked) wait_done(&p, 1000);
     }
-    struct viv_response *r;
-    while (viv_pending(c) > 0 && (r = viv_next(c, 2000))) viv_response_free(r);
+    episode_pool_drain(vp);
     if (broken) rc = fail_with(err, errlen, "the sandbox connection broke; some episodes ended early");
 out:
     pthread_mutex_lock(&p.mu);
@@ -151,7 +145,7 @@ out:
     pthread_cond_broadcast(&p.work);
     pthread_mutex_unlock(&p.mu);
     for (int i = 0; i < nth; i++) pthread_join(th[i], NULL);
-    free(th), free(index), free(busy), free(asking);
+    free(th), free(index), free(busy), free(asking), free(host);
     free(p.slots), free(p.todo), free(p.done_slot), free(p.done_msg);
     pthread_mutex_destroy(&p.mu);
     pthread_cond_destroy(&p.work);

@@ -21,7 +21,7 @@
 
 #include "../envs/episode.h"
 
-int pool_run_episodes(const struct task_set *ts, size_t n, int concurrency, int workers, struct viv_client *c,
+int pool_run_episodes(const struct task_set *ts, size_t n, int concurrency, int workers, struct viv_pool *p,
                       agent_fn agent, void *agent_ctx, const struct episode_cfg *cfg, uint64_t seed,
                       struct episode_result *results,
                       void (*on_done)(void *ctx, const struct episode *ep, size_t index), void *done_ctx, char *err,

@@ -259,7 +259,7 @@ char *llm_agent_next(void *agent, const struct episode *ep) {
     return a->base_url ? next_endpoint(a, ep) : next_local(a, ep);
 }
 
-int llm_agent_run(void *agent, const struct task_set *ts, size_t n, int concurrency, struct viv_client *c,
+int llm_agent_run(void *agent, const struct task_set *ts, size_t n, int concurrency, struct viv_pool *p,
                   const struct episode_cfg *cfg, uint64_t seed, struct episode_result *results,
                   void (*on_done)(void *ctx, const struct episode *ep, size_t index), void *done_ctx, char *err,
                   size_t errlen) {
@@ -272,7 +272,7 @@ int llm_agent_run(void *agent, const struct task_set *ts, size_t n, int concurre
         a->batch = batcher_start(&a->gen, concurrency, ctx > 0 && ctx < 4096 ? ctx : 4096, err, errlen);
         if (!a->batch) return -1;
     }
-    return pool_run_episodes(ts, n, concurrency, workers, c, llm_agent_next, agent, cfg, seed, results, on_done,
+    return pool_run_episodes(ts, n, concurrency, workers, p, llm_agent_next, agent, cfg, seed, results, on_done,
                              done_ctx, err, errlen);
 }
 

@@ -44,7 +44,7 @@ char *llm_agent_next(void *agent, const struct episode *ep);
 /* Turns asked for and turns that failed (the last failure's message). */
 /* Run episodes with this agent (agent_run_fn): an endpoint agent keeps one
  * request in flight per episode in flight (rl/agent_pool.h). */
-int llm_agent_run(void *agent, const struct task_set *ts, size_t n, int concurrency, struct viv_client *c,
+int llm_agent_run(void *agent, const struct task_set *ts, size_t n, int concurrency, struct viv_pool *p,
                   const struct episode_cfg *cfg, uint64_t seed, struct episode_result *results,
                   void (*on_done)(void *ctx, const struct episode *ep, size_t index), void *done_ctx, char *err,
                   size_t errlen);

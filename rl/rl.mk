@@ -10,7 +10,7 @@ HEADERS += $(wildcard rl/*.h)
 EXTRA_TESTS += $(BUILD)/test/rl_rollout_tests $(BUILD)/test/rl_tests $(BUILD)/bench/rollout_bench
 
 # the vivd client and what it needs, from the sandbox layer
-RL_CLIENT := sandbox/client.c sandbox/util.c sandbox/json_writer.c
+RL_CLIENT := sandbox/client.c sandbox/pool.c sandbox/util.c sandbox/json_writer.c
 
 # ASan + UBSan (glibc) like the sandbox's tests
 $(BUILD)/test/rl_rollout_tests: test/rl/rollout_tests.c test/harness.h $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(HEADERS)
@@ -32,3 +32,10 @@ EXTRA_TESTS += $(BUILD)/test/rl_grpo_check
 $(BUILD)/test/rl_grpo_check: test/rl/grpo_check.c rl/grpo.c rl/grpo.h
 	@mkdir -p $(@D)
 	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ test/rl/grpo_check.c rl/grpo.c -lcjson -lm
+
+# test/multihost: the sandbox pool under the rollout engine against several
+# real vivds (ASan + UBSan)
+EXTRA_TESTS += $(BUILD)/test/multihost_tests
+$(BUILD)/test/multihost_tests: test/multihost/multihost_tests.c test/harness.h $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(HEADERS)
+	@mkdir -p $(@D)
+	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ test/multihost/multihost_tests.c $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(ASAN_LIBS)

@@ -1,7 +1,8 @@
 /*
  * rollout.c - the asynchronous rollout engine (see rollout.h).
  *
- * One thread, one vivd connection, one loop:
+ * One thread, one connection per sandbox host (sandbox/pool.h; usually
+ * one host), one loop:
  *
  *   1. collect every vivd answer that has arrived (non-blocking): each
  *      finished tool call turns into an observation appended to its episode,
@@ -57,10 +58,14 @@
  *     the observation says so, the next Python call opens a fresh session.
  *   - vivd error (busy, sandbox_error, ...): error observation (busy on
  *     session_open waits for a session slot first, see above).
- *   - vivd gone: the client completes every pending call with
+ *   - a host gone: its client completes every pending call with
  *     "disconnected"; those episodes get an error observation and are marked
- *     infra_error; the engine reconnects (at most every 500 ms) and later
- *     calls fail fast with "unreachable" while it cannot.
+ *     infra_error (lost_host says which host), as are episodes whose
+ *     session lived there (their next call opens a session elsewhere). The
+ *     pool marks the host down and retries it with backoff; new sessions and
+ *     one-shot calls go to the hosts that are up (the least loaded: requests
+ *     in flight over capacity); with none up, calls fail fast with
+ *     "unreachable".
  *   - a turn that fills max_turn_tokens is overlong; no room left in the
  *     context ends the episode (RL_END_CONTEXT).
  */
@@ -76,6 +81,9 @@
 #include <unistd.h>
 
 #include "../sandbox/client.h"
+#include "../sandbox/pool.h"
+
+_Static_assert(RL_MAX_HOSTS == VIV_POOL_MAX_HOSTS, "one limit on hosts");
 
 enum ep_state { EP_READY = 0, EP_TOOL, EP_WAIT_SESSION, EP_PENDING_TOOL, EP_DONE };
 enum handle_kind { H_NONE = 0, H_OPEN, H_EXEC };
@@ -85,10 +93,14 @@ struct rl_rollout {
     struct rl_generator gen;
     struct rl_tokenizer tok;
     struct rl_env_ops env;
-    char *socket;
-    struct viv_client *c;
-    bool broken;                /* a "disconnected" answer was seen: drop the client once drained */
+    char *spec;                 /* the sandbox address list (cfg.sandbox, or unix:SOCKET) */
+    struct viv_pool *pool;
+    bool own_pool;              /* opened here (from spec), closed with the engine */
     double last_connect_ms;
+    FILE *log;
+    int host_epoch[RL_MAX_HOSTS];    /* the pool's epoch per host last seen: a change = its sessions died */
+    int host_sessions[RL_MAX_HOSTS]; /* our sessions open (or opening) per host */
+    int host_cap[RL_MAX_HOSTS];      /* per-host session cap learned from "busy" (0: none known) */
     struct rl_tool_stats *stats;
     int nstats;
     double gen_ewma_ms;         /* G: moving average of one generate call */
@@ -97,7 +109,7 @@ struct rl_rollout {
         long timeout_ms, timeout_ms_max;
     } *pols;
     int npols;
-    int sessions_open;
+    int sessions_open;          /* over all hosts */
     /* per step */
     struct rl_episode *eps;
     int neps, active, group_size;
@@ -245,17 +257,30 @@ struct rl_rollout *rl_rollout_new(const struct rl_rollout_cfg *cfg, const struct
     if (c->fill_wait < 0) c->fill_wait = 0;
     else if (c->fill_wait == 0) c->fill_wait = 0.5;
     if (!r->env.stop) r->env.stop = default_stop;
-    r->socket = xstrdup_(cfg->socket ? cfg->socket : viv_default_socket());
+    if (cfg->sandbox) {
+        bool needs_token;
+        if (!cfg->pool && viv_pool_check(cfg->sandbox, &needs_token, err, errlen) != 0) {
+            free(r);
+            return NULL;
+        }
+        r->spec = xstrdup_(cfg->sandbox);
+    } else {
+        char *s = NULL;
+        if (asprintf(&s, "unix:%s", cfg->socket ? cfg->socket : viv_default_socket()) < 0) abort();
+        r->spec = s;
+    }
+    r->pool = cfg->pool;
+    r->log = cfg->log ? cfg->log : stderr;
     r->last_connect_ms = -1e9;
     return r;
 }
 
 void rl_rollout_free(struct rl_rollout *r) {
     if (!r) return;
-    if (r->c) viv_close(r->c);
+    if (r->own_pool) viv_pool_close(r->pool);
     free(r->pols);
     free(r->stats);
-    free(r->socket);
+    free(r->spec);
     free(r);
 }
 
@@ -292,20 +317,33 @@ static void ep_append(struct rl_episode *e, const int *ids, const float *lp, int
     e->n_tokens += n;
 }
 
-static void close_session(struct rl_rollout *r, struct rl_episode *e) {
-    if (!e->session[0]) return;
-    if (r->c && !r->broken) viv_submit_session_close(r->c, e->session); /* its answer is ignored */
+static void session_gone(struct rl_rollout *r, struct rl_episode *e) {
     e->session[0] = 0;
     r->sessions_open--;
+    r->host_sessions[e->host]--;
+}
+
+/* A session_open that counted as one of ours will not give us a session. */
+static void open_failed(struct rl_rollout *r, int host) {
+    r->sessions_open--;
+    r->host_sessions[host]--;
+}
+
+static void close_session(struct rl_rollout *r, struct rl_episode *e) {
+    if (!e->session[0]) return;
+    struct viv_client *c = r->pool ? viv_pool_client(r->pool, e->host) : NULL;
+    if (c && viv_pool_host(r->pool, e->host)->epoch == e->host_epoch)
+        viv_submit_session_close(c, e->session); /* its answer is ignored */
+    session_gone(r, e);
 }
 
 static void ep_end(struct rl_rollout *r, struct rl_episode *e, int end) {
     if (e->state == EP_DONE) return;
     if (e->open_handle) { /* a pre-opened session still on its way: closed when it comes */
         e->open_handle = 0;
-        r->sessions_open--;
+        open_failed(r, e->host);
     }
-    if (e->handle_kind == H_OPEN) r->sessions_open--; /* its answer, when it comes, is ignored */
+    if (e->handle_kind == H_OPEN) open_failed(r, e->host); /* its answer, when it comes, is ignored */
     e->state = EP_DONE;
     e->end = end;
     e->handle = 0;
@@ -356,12 +394,13 @@ static const struct rl_tool_cfg *tool_cfg(const struct rl_rollout *r, const char
     return NULL;
 }
 
-/* Ask vivd for its policies' deadlines (once per connection; waits up to
- * 2 s): a tool configured without a timeout gets its policy's default, and
- * a configured one is capped at the policy's maximum, as vivd would. */
-static void fetch_policies(struct rl_rollout *r) {
-    long h = viv_submit_op(r->c, "policies");
-    struct viv_response *resp = h > 0 ? viv_wait(r->c, h, 2000) : NULL;
+/* Ask vivd for its policies' deadlines (once, from the first host that
+ * answers within 2 s; the hosts of a pool are expected to run the same
+ * policies): a tool configured without a timeout gets its policy's default,
+ * and a configured one is capped at the policy's maximum, as vivd would. */
+static void fetch_policies(struct rl_rollout *r, struct viv_client *c) {
+    long h = viv_submit_op(c, "policies");
+    struct viv_response *resp = h > 0 ? viv_wait(c, h, 2000) : NULL;
     if (!resp) return;
     const cJSON *p;
     free(r->pols);
@@ -393,32 +432,47 @@ static long tool_deadline(const struct rl_rollout *r, const char *tool) {
     return t;
 }
 
-/* The client, connecting if there is none (at most every 500 ms); NULL when
- * vivd cannot be reached. */
-static struct viv_client *client(struct rl_rollout *r) {
-    if (r->c && !r->broken) return r->c;
-    if (r->c) return NULL; /* broken: wait until its pending calls have drained */
-    double now = mono_ms();
-    if (now - r->last_connect_ms < 500) return NULL;
-    r->last_connect_ms = now;
-    char err[256];
-    r->c = viv_connect(r->socket, err, sizeof err);
-    if (r->c) {
-        viv_set_deadline_margin(r->c, 2000);
-        fetch_policies(r);
+/* The pool, opened on first use from the address list (at most every
+ * 500 ms while no host can be reached); NULL when it cannot be opened. The
+ * policies are asked once a host is up. */
+static struct viv_pool *pool(struct rl_rollout *r) {
+    if (!r->pool) {
+        double now = mono_ms();
+        if (now - r->last_connect_ms < 500) return NULL;
+        r->last_connect_ms = now;
+        char err[256];
+        r->pool = viv_pool_open(r->spec, r->cfg.sandbox_token, r->log, 0, err, sizeof err);
+        if (!r->pool) return NULL;
+        r->own_pool = true;
+        for (int h = 0; h < viv_pool_size(r->pool); h++) r->host_epoch[h] = viv_pool_host(r->pool, h)->epoch;
     }
-    return r->c;
+    if (!r->pols) {
+        int h = viv_pool_pick(r->pool, NULL);
+        struct viv_client *c = h >= 0 ? viv_pool_client(r->pool, h) : NULL;
+        if (c) fetch_policies(r, c);
+    }
+    return r->pool;
 }
 
-/* Once every pending call of a broken client has completed, drop it: every
- * session died with the connection. */
-static void drop_broken_client(struct rl_rollout *r) {
-    if (!r->c || !r->broken || viv_pending(r->c) > 0) return;
-    viv_close(r->c);
-    r->c = NULL;
-    r->broken = false;
-    for (int i = 0; i < r->neps; i++) r->eps[i].session[0] = 0, r->eps[i].open_handle = 0;
-    r->sessions_open = 0;
+/* A host whose epoch moved lost its connection: the sessions we held there
+ * died with it. Their episodes are infra errors (state the model built is
+ * gone); their next Python call opens a session elsewhere. */
+static void sync_hosts(struct rl_rollout *r) {
+    if (!r->pool) return;
+    for (int h = 0; h < viv_pool_size(r->pool); h++) {
+        int ep = viv_pool_host(r->pool, h)->epoch;
+        if (ep == r->host_epoch[h]) continue;
+        r->host_epoch[h] = ep;
+        r->host_cap[h] = 0;
+        for (int i = 0; i < r->neps; i++) {
+            struct rl_episode *e = &r->eps[i];
+            if (e->state == EP_DONE || e->host != h || !e->session[0] || e->host_epoch == ep) continue;
+            session_gone(r, e);
+            if (!e->infra_error && r->st) r->st->host_lost[h]++;
+            e->infra_error = true;
+            e->lost_host = h;
+        }
+    }
 }
 
 /* Show the model a tool result and make the episode ready again. */
@@ -428,13 +482,21 @@ static void deliver(struct rl_rollout *r, struct rl_episode *e, const struct rl_
     rl_turn_clear(&e->pending);
     e->tool_calls++;
     r->st->tool_calls++;
+    bool infra = false;
     if (res->status == RL_TOOL_TIMEOUT) e->tool_timeouts++, r->st->tool_timeouts++;
     if (res->status == RL_TOOL_ERROR) e->tool_errors++, r->st->tool_errors++;
-    if (res->status == RL_TOOL_LOST) e->tool_lost++, r->st->tool_lost++, e->infra_error = true;
+    if (res->status == RL_TOOL_LOST) e->tool_lost++, r->st->tool_lost++, infra = true;
     if (res->status == RL_TOOL_ERROR && res->error_code &&
         (!strcmp(res->error_code, "busy") || !strcmp(res->error_code, "sandbox_error") ||
          !strcmp(res->error_code, "shutting_down")))
+        infra = true;
+    /* "unreachable": no host was up to take it */
+    bool reached = e->host >= 0 && !(res->error_code && !strcmp(res->error_code, "unreachable"));
+    if (reached) r->st->host_calls[e->host]++;
+    if (infra) {
+        if (!e->infra_error && reached && res->status == RL_TOOL_LOST) r->st->host_lost[e->host]++, e->lost_host = e->host;
         e->infra_error = true;
+    }
     char *text = r->env.observation(r->env.ctx, res);
     if (!text) {
         ep_end(r, e, RL_END_GEN_ERROR);
@@ -454,18 +516,49 @@ static void deliver_local(struct rl_rollout *r, struct rl_episode *e, int status
 
 static long submit_exec(struct rl_rollout *r, struct viv_client *c, struct rl_episode *e) {
     const char *code = e->pending.code ? e->pending.code : "";
+    viv_pool_note_call(r->pool, e->host);
     if (e->session[0]) return viv_submit_session_exec(c, e->session, code, strlen(code), e->tool_timeout_ms);
     return viv_submit_exec(c, e->pending.tool, code, strlen(code), e->tool_timeout_ms);
 }
 
+/* The host for a new session: the least loaded up host with a session
+ * slot (its cap learned from "busy"); -1 if none has one. */
+static int pick_session_host(struct rl_rollout *r) {
+    bool allowed[RL_MAX_HOSTS];
+    int n = viv_pool_size(r->pool);
+    for (int h = 0; h < n; h++) allowed[h] = r->host_cap[h] == 0 || r->host_sessions[h] < r->host_cap[h];
+    return viv_pool_pick(r->pool, allowed);
+}
+
+/* Send a session_open for e to a host chosen by load; the handle, or -1. */
+static long open_session(struct rl_rollout *r, struct rl_episode *e, const char *tool) {
+    int h = pick_session_host(r);
+    struct viv_client *c = h >= 0 ? viv_pool_client(r->pool, h) : NULL;
+    if (!c) return 0;
+    e->host = h;
+    e->host_epoch = viv_pool_host(r->pool, h)->epoch;
+    viv_pool_note_call(r->pool, h);
+    long id = viv_submit_session_open(c, tool);
+    r->st->sessions_opened++;
+    if (id <= 0) {
+        viv_pool_note_broken(r->pool, h);
+        return -1;
+    }
+    r->sessions_open++;
+    r->host_sessions[h]++;
+    return id;
+}
+
 /* Send the episode's pending EXECUTE turn to vivd (opening its session
- * first if its tool wants one). */
+ * first if its tool wants one). A session stays on its host; a new session
+ * or a one-shot call goes to the least loaded host. */
 static void submit_tool(struct rl_rollout *r, struct rl_episode *e) {
     const struct rl_tool_cfg *tc = tool_cfg(r, e->pending.tool);
     if (e->state != EP_WAIT_SESSION) e->tool_submit_ms = mono_ms(); /* a retry keeps its first time */
-    struct viv_client *c = client(r);
+    struct viv_pool *p = pool(r);
     e->tool_timeout_ms = tool_deadline(r, e->pending.tool);
-    if (!c) {
+    if (p) sync_hosts(r);
+    if (!p || viv_pool_pick(p, NULL) < 0) { /* (picking also retries down hosts whose backoff is over) */
         deliver_local(r, e, RL_TOOL_LOST, "unreachable", "the sandbox daemon cannot be reached");
         return;
     }
@@ -480,21 +573,22 @@ static void submit_tool(struct rl_rollout *r, struct rl_episode *e) {
         return;
     }
     if (want_session && !e->session[0]) {
-        if (r->sessions_open >= r->cfg.max_sessions) {
+        h = r->sessions_open >= r->cfg.max_sessions ? 0 : open_session(r, e, e->pending.tool);
+        if (h == 0) {
             e->state = EP_WAIT_SESSION; /* retried as sessions close */
             return;
         }
-        h = viv_submit_session_open(c, e->pending.tool);
-        r->st->sessions_opened++;
         e->handle_kind = H_OPEN;
-        if (h > 0) r->sessions_open++;
     } else {
-        h = submit_exec(r, c, e);
+        /* one host per episode at a time: a one-shot call goes where its session is (or is opening) */
+        if (!e->session[0] && !e->open_handle) e->host = viv_pool_pick(p, NULL);
+        struct viv_client *c = viv_pool_client(p, e->host);
+        h = c ? submit_exec(r, c, e) : -1;
+        if (h <= 0 && c) viv_pool_note_broken(p, e->host);
         e->handle_kind = H_EXEC;
     }
     if (h <= 0) {
         e->handle_kind = H_NONE;
-        r->broken = true;
         deliver_local(r, e, RL_TOOL_LOST, "disconnected", "the connection to the sandbox daemon broke");
         return;
     }
@@ -502,9 +596,9 @@ static void submit_tool(struct rl_rollout *r, struct rl_episode *e) {
     e->state = EP_TOOL;
 }
 
-static struct rl_episode *episode_for(struct rl_rollout *r, long handle) {
+static struct rl_episode *episode_for(struct rl_rollout *r, int host, long handle) {
     for (int i = 0; i < r->neps; i++)
-        if (r->eps[i].state == EP_TOOL && r->eps[i].handle == handle) return &r->eps[i];
+        if (r->eps[i].state == EP_TOOL && r->eps[i].host == host && r->eps[i].handle == handle) return &r->eps[i];
     return NULL;
 }
 
@@ -519,56 +613,57 @@ static double jnum(const cJSON *o, const char *k) {
 static bool jtrue(const cJSON *o, const char *k) { return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, k)); }
 
 /* The answer to a session opened ahead of the episode's first call. */
-static bool handle_preopen(struct rl_rollout *r, struct viv_response *resp) {
+static bool handle_preopen(struct rl_rollout *r, int host, struct viv_response *resp) {
     for (int i = 0; i < r->neps; i++) {
         struct rl_episode *e = &r->eps[i];
-        if (e->open_handle != resp->handle) continue;
+        if (e->open_handle != resp->handle || e->host != host) continue;
         e->open_handle = 0;
         const char *sid = jstr(resp->json, "session");
         if (jtrue(resp->json, "ok") && sid) snprintf(e->session, sizeof e->session, "%s", sid);
-        else r->sessions_open--; /* the first call will try again */
+        else open_failed(r, host); /* the first call will try again */
         return true;
     }
     return false;
 }
 
-static void handle_response(struct rl_rollout *r, struct viv_response *resp) {
+static void handle_response(struct rl_rollout *r, int host, struct viv_response *resp) {
     const cJSON *j = resp->json;
-    const cJSON *eo = cJSON_GetObjectItemCaseSensitive(j, "error");
-    if (resp->local && eo && jstr(eo, "code") && !strcmp(jstr(eo, "code"), "disconnected")) r->broken = true;
-    if (handle_preopen(r, resp)) return;
-    struct rl_episode *e = episode_for(r, resp->handle);
+    if (handle_preopen(r, host, resp)) return;
+    struct rl_episode *e = episode_for(r, host, resp->handle);
     bool ok = jtrue(j, "ok");
     const cJSON *errobj = cJSON_GetObjectItemCaseSensitive(j, "error");
     const char *ecode = errobj ? jstr(errobj, "code") : NULL, *emsg = errobj ? jstr(errobj, "message") : NULL;
     if (!e) { /* a session_close, or an episode cut off meanwhile */
         const char *sid = jstr(j, "session");
-        if (ok && sid && r->c && !r->broken) viv_submit_session_close(r->c, sid); /* opened too late */
+        struct viv_client *c = ok && sid ? viv_pool_client(r->pool, host) : NULL;
+        if (c) viv_submit_session_close(c, sid); /* opened too late */
         return;
     }
+    if (ecode && !strcmp(ecode, "busy") && !resp->local && e->handle_kind == H_EXEC) viv_pool_note_busy(r->pool, host);
     if (e->handle_kind == H_OPEN) {
         const char *sid = jstr(j, "session");
         if (ok && sid) {
             snprintf(e->session, sizeof e->session, "%s", sid);
-            struct viv_client *c = client(r);
+            struct viv_client *c = viv_pool_client(r->pool, host);
             long h = c ? submit_exec(r, c, e) : -1;
             if (h > 0) {
                 e->handle = h;
                 e->handle_kind = H_EXEC;
                 return;
             }
+            if (c) viv_pool_note_broken(r->pool, host);
             deliver_local(r, e, RL_TOOL_LOST, "disconnected", "the connection to the sandbox daemon broke");
             return;
         }
-        r->sessions_open--;
+        open_failed(r, host);
         e->handle = 0;
         e->handle_kind = H_NONE;
         if (ecode && !strcmp(ecode, "busy")) {
-            /* vivd's per-peer session cap. If we hold sessions, that is our
-             * cap from now on: wait for one of ours to close. If we hold
-             * none (others of our uid hold them), retry for 10 s. */
-            if (r->sessions_open > 0) {
-                if (r->cfg.max_sessions > r->sessions_open) r->cfg.max_sessions = r->sessions_open;
+            /* vivd's per-peer session cap. If we hold sessions there, that
+             * is the host's cap from now on: wait for a slot on any host.
+             * If we hold none (others of our uid hold them), retry for 10 s. */
+            if (r->host_sessions[host] > 0) {
+                r->host_cap[host] = r->host_sessions[host];
                 e->state = EP_WAIT_SESSION;
                 return;
             }
@@ -601,29 +696,32 @@ static void handle_response(struct rl_rollout *r, struct viv_response *resp) {
         if (ecode && !strcmp(ecode, "session_lost")) res.session_lost = true;
         if (ecode && !strcmp(ecode, "not_found") && e->session[0]) res.session_lost = true;
     }
-    if (res.session_lost && e->session[0]) {
-        e->session[0] = 0; /* already gone in vivd: nothing to close */
-        r->sessions_open--;
-    }
+    if (res.session_lost && e->session[0]) session_gone(r, e); /* already gone in vivd: nothing to close */
     deliver(r, e, &res);
 }
 
-/* Collect answers: wait up to timeout_ms for the first, then take whatever
- * else has arrived. Returns how many were handled. */
-static int poll_vivd(struct rl_rollout *r, int timeout_ms) {
-    int n = 0;
-    if (!r->c || viv_pending(r->c) == 0) {
-        if (timeout_ms > 0) usleep((useconds_t)timeout_ms * 1000);
-        drop_broken_client(r);
-        return 0;
-    }
+/* Collect answers from every host: take whatever has arrived; if nothing
+ * has, wait up to timeout_ms for the first (and then take the rest).
+ * Returns how many were handled. */
+static int take_answers(struct rl_rollout *r, int timeout_ms) {
+    int n = 0, host;
     struct viv_response *resp;
-    while ((resp = viv_next(r->c, n == 0 ? timeout_ms : 0))) {
-        handle_response(r, resp);
+    while ((resp = viv_pool_next(r->pool, n == 0 ? timeout_ms : 0, &host))) {
+        sync_hosts(r);
+        handle_response(r, host, resp);
         viv_response_free(resp);
         n++;
     }
-    drop_broken_client(r);
+    return n;
+}
+
+static int poll_vivd(struct rl_rollout *r, int timeout_ms) {
+    int n = r->pool ? take_answers(r, 0) : 0;
+    if (n == 0 && timeout_ms > 0) {
+        if (!r->pool || viv_pool_pending(r->pool) == 0) usleep((useconds_t)timeout_ms * 1000);
+        else n = take_answers(r, timeout_ms);
+    }
+    sync_hosts(r);
     return n;
 }
 
@@ -860,7 +958,7 @@ static void step_async(struct rl_rollout *r, struct rl_episode **ready, double d
             double left = deadline - mono_ms();
             if (left < wait) wait = left > 1 ? (int)left : 1;
         }
-        if (count_state(r, EP_WAIT_SESSION) > 0 && (!r->c || viv_pending(r->c) == 0)) wait = 20; /* busy retry */
+        if (count_state(r, EP_WAIT_SESSION) > 0 && (!r->pool || viv_pool_pending(r->pool) == 0)) wait = 20; /* busy retry */
         poll_vivd(r, wait);
     }
 }
@@ -889,16 +987,14 @@ static void preopen_sessions(struct rl_rollout *r) {
     for (int i = 0; i < r->cfg.ntools && !tool; i++)
         if (r->cfg.tools[i].session) tool = r->cfg.tools[i].name;
     if (!tool || r->cfg.no_preopen) return;
+    if (!pool(r)) return;
+    sync_hosts(r);
     for (int i = 0; i < r->neps && r->sessions_open < r->cfg.max_sessions; i++) {
         struct rl_episode *e = &r->eps[i];
-        struct viv_client *c = client(r);
-        if (!c) return;
         if (e->state != EP_READY) continue;
-        long h = viv_submit_session_open(c, tool);
-        if (h <= 0) return;
-        r->st->sessions_opened++;
+        long h = open_session(r, e, tool);
+        if (h <= 0) break;
         e->open_handle = h;
-        r->sessions_open++;
     }
     poll_vivd(r, 0); /* send them */
 }
@@ -928,6 +1024,7 @@ int rl_rollout_step(struct rl_rollout *r, const int *tasks, int ntasks, int grou
         struct rl_episode *e = &r->eps[i];
         e->index = i;
         e->turn_start = -1;
+        e->host = e->lost_host = -1;
         e->group = i / group_size;
         e->task = tasks[e->group];
         e->t_start_ms = t0;
@@ -944,6 +1041,8 @@ int rl_rollout_step(struct rl_rollout *r, const int *tasks, int ntasks, int grou
         e->prompt_tokens = e->n_tokens;
         if (ok) ep_ready(e);
     }
+    /* no host up: try them all now rather than after their backoff */
+    if (r->pool && viv_pool_up(r->pool) == 0) viv_pool_retry_now(r->pool);
     preopen_sessions(r);
     struct rl_episode **ready = xcalloc_((size_t)n, sizeof *ready);
     double deadline = r->cfg.step_deadline_ms > 0 ? t0 + r->cfg.step_deadline_ms : 0;
@@ -956,6 +1055,10 @@ int rl_rollout_step(struct rl_rollout *r, const int *tasks, int ntasks, int grou
     /* closes of the sessions just ended go out now; their answers are read later */
     poll_vivd(r, 0);
     st->wall_ms = mono_ms() - t0;
+    if (r->pool) {
+        st->nhosts = viv_pool_size(r->pool);
+        st->hosts_up = viv_pool_up(r->pool);
+    }
     st->gen_idle_frac = st->wall_ms > 0 ? 1.0 - st->gen_busy_ms / st->wall_ms : 0;
     st->mean_batch = st->gen_calls ? (double)st->gen_requests / (double)st->gen_calls : 0;
     for (int i = 0; i < n; i++) {

@@ -178,6 +178,9 @@ struct rl_episode {
     int parse_failures;
     int tool_calls, tool_errors, tool_timeouts, tool_lost;
     bool infra_error;           /* vivd itself failed it (lost/unreachable/busy): not the model's doing */
+    int host;                   /* sandbox host (index in the pool) of its session or latest call; -1: none */
+    int lost_host;              /* the host whose failure made it an infra_error (its call in flight or
+                                 * its session died with it); -1: none */
     struct rl_score score;
     double t_start_ms, t_end_ms;
     /* engine-private state */
@@ -190,6 +193,7 @@ struct rl_episode {
     int turn_start;             /* -1, or where the turn being generated in chunks began */
     long tool_timeout_ms;
     long open_handle;           /* session_open sent ahead of the first call, or 0 */
+    int host_epoch;             /* the pool's epoch of `host` when its session was opened */
     int tool_idx;
 };
 
@@ -226,8 +230,19 @@ struct rl_tool_cfg {
     bool session;               /* run in a per-episode vivd session (Python state persists) */
 };
 
+struct viv_pool;
+#define RL_MAX_HOSTS 16         /* sandbox hosts in a pool (VIV_POOL_MAX_HOSTS) */
+
 struct rl_rollout_cfg {
-    const char *socket;         /* vivd socket (NULL: the default one) */
+    /* Where tools run (the first that is set): a pool the caller opened and
+     * keeps (sandbox/pool.h), an address list "ADDR[,ADDR...]" (unix:/PATH,
+     * /PATH or tcp:HOST:PORT; TCP needs sandbox_token) the engine opens on
+     * first use, or one vivd socket (NULL: the default one). */
+    struct viv_pool *pool;
+    const char *sandbox;
+    const char *sandbox_token;
+    const char *socket;
+    FILE *log;                  /* sandbox hosts going down and up (NULL: stderr) */
     int max_batch;              /* cap on a generate call (0: the generator's max_batch) */
     int max_turns;              /* assistant turns per episode (default 32) */
     int max_context;            /* tokens per episode, everything included (default 65536) */
@@ -262,6 +277,9 @@ struct rl_step_stats {
     long gen_calls, gen_requests, gen_tokens;
     long tool_calls, tool_errors, tool_timeouts, tool_lost;
     long sessions_opened;       /* session_open requests sent (retries after "busy" included) */
+    int nhosts, hosts_up;       /* sandbox hosts in the pool; up when the step ended */
+    long host_calls[RL_MAX_HOSTS]; /* tool calls answered per host (lost ones included) */
+    int host_lost[RL_MAX_HOSTS];   /* episodes made infra_error by that host's failure */
     double mean_batch;
     double reward_mean, correct_mean;
     int ends[RL_END_STEP_DEADLINE + 1];

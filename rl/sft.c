@@ -62,12 +62,10 @@ static void on_episode(void *arg, const struct episode *ep, size_t index) {
         fprintf(stderr, "\rsft: teacher %ld/%ld episodes", c->done, c->total);
 }
 
-int sft_collect(const struct task_set *ts, const char *socket, const struct sft_collect_opts *o, struct sft_set *out,
-                char *err, size_t errlen) {
+int sft_collect(const struct task_set *ts, struct viv_pool *cl, const struct sft_collect_opts *o,
+                struct sft_set *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     if (ts->n == 0) return 0;
-    struct viv_client *cl = viv_connect(socket, err, errlen);
-    if (!cl) return -1;
     struct collect_ctx c = {.ts = ts, .out = out, .best = xcalloc(ts->n, sizeof *c.best)};
     size_t n = ts->n * (size_t)(o->samples > 0 ? o->samples : 1);
     c.total = (long)n;
@@ -82,7 +80,6 @@ int sft_collect(const struct task_set *ts, const char *socket, const struct sft_
                                 : run_episodes(ts, n, conc, cl, agent, actx, &cfg, o->seed, res, on_episode, &c, err,
                                                errlen);
     if (isatty(2)) fputc('\n', stderr);
-    viv_close(cl);
     free(res);
     out->sampled = (long)n;
     out->v = xcalloc(ts->n, sizeof *out->v);

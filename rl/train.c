@@ -64,6 +64,7 @@ struct train_cfg {
     int teacher_max_tokens;             /* per message of an endpoint teacher */
     int teacher_concurrency;            /* its requests in flight */
     double teacher_temperature;
+    const char *sandbox, *sandbox_token_file; /* --sandbox ADDR[,ADDR...]: running vivds */
     int resume, sft_only, no_sft;
     long seed;
     /* tokenizer + model from scratch */
@@ -133,6 +134,9 @@ static const char usage_train[] =
     "  --train-limit N       at most N training tasks (default all)   --eval-limit N (held-out tasks)\n"
     "  --eval-split S        held-out tasks to evaluate on: val,test (default) or val\n"
     "  --socket PATH         use a running vivd instead of a private one\n"
+    "  --sandbox LIST        running vivds to spread tool calls over, by load: unix:/PATH, /PATH or\n"
+    "                        tcp:HOST:PORT, comma-separated (README \"Beyond one machine\")\n"
+    "  --sandbox-token-file F  token of the tcp: vivds (their --token-file; or $VIV_SANDBOX_TOKEN)\n"
     " model:   --vocab 1024 --d-model 128 --layers 2 --heads 4 --kv-heads 2 --head-dim 32 --ffn 384\n"
     " teacher: --teacher scripted|URL --teacher-model NAME --samples 4 --error-rate 0.3\n"
     "          (URL: an OpenAI-compatible endpoint; --api-key-env VAR, default OPENAI_API_KEY;\n"
@@ -156,7 +160,8 @@ static const char usage_sft[] =
     "                        --teacher-concurrency 8 (requests in flight)\n"
     "  --samples K (4)  --error-rate P (0.3)  --model DIR  --name NAME (default viv-sft)\n"
     "  --device cpu|cuda     (cuda: bin/viv-cuda, and mpirun for several GPUs, as viv train)\n"
-    "  plus viv train's data, model and SFT options.\n";
+    "  plus viv train's data, model and SFT options, and --socket or --sandbox LIST\n"
+    "  [--sandbox-token-file F] for the teacher's tool calls.\n";
 
 static int uerr(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int uerr(const char *cmd, const char *fmt, ...) {
@@ -220,6 +225,7 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
         STR_OPT("--api-key-env", api_key_env) INT_OPT("--teacher-max-tokens", teacher_max_tokens, 1, 1000000)
         DBL_OPT("--teacher-temperature", teacher_temperature, 0, 2)
         INT_OPT("--teacher-concurrency", teacher_concurrency, 1, 256)
+        STR_OPT("--sandbox", sandbox) STR_OPT("--sandbox-token-file", sandbox_token_file)
         INT_OPT("--seed", seed, 0, LONG_MAX)
         INT_OPT("--vocab", vocab, 300, 262144) INT_OPT("--d-model", d_model, 8, 8192) INT_OPT("--layers", layers, 1, 128)
         INT_OPT("--heads", heads, 1, 256) INT_OPT("--kv-heads", kv_heads, 1, 256) INT_OPT("--head-dim", head_dim, 2, 1024)
@@ -258,6 +264,14 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
         fprintf(stderr, "viv %s: --device cuda: this viv was built without CUDA; use bin/viv-cuda "
                         "(./build.sh --cuda, or `make cuda` where nvcc is installed)\n", cmd);
         return 2;
+    }
+    if (c->sandbox) {
+        char why[256];
+        bool needs_token;
+        if (c->socket) return uerr(cmd, "--socket and --sandbox: give one (--sandbox unix:PATH is --socket PATH)");
+        if (viv_pool_check(c->sandbox, &needs_token, why, sizeof why) != 0) return uerr(cmd, "--sandbox: %s", why);
+        if (needs_token && !c->sandbox_token_file && !(getenv("VIV_SANDBOX_TOKEN") && *getenv("VIV_SANDBOX_TOKEN")))
+            return uerr(cmd, "--sandbox: a tcp: host needs its token: --sandbox-token-file F or VIV_SANDBOX_TOKEN");
     }
     if (strchr(c->name, '/') || !strcmp(c->name, ".") || !strcmp(c->name, "..")) return uerr(cmd, "--name: '%s' is not a plain name", c->name);
     return 0;
@@ -447,7 +461,7 @@ static int table_load(const char *path, struct eval_table *t, char **names_store
 
 struct job {
     struct train_cfg c;
-    const char *sock;
+    struct viv_pool *pool; /* the sandbox hosts (one: the private vivd or --socket) */
     struct task_set train, val;
     struct tokenizer *tok;
     struct qwen3 *m;           /* the host model (a mirror of the GPU's with --device cuda) */
@@ -461,7 +475,7 @@ struct job {
 
 static void fill_rollout_cfg(const struct job *j, struct rl_rollout_cfg *rc) {
     memset(rc, 0, sizeof *rc);
-    rc->socket = j->sock;
+    rc->pool = j->pool;
     rc->max_turns = j->c.max_turns;
     rc->max_context = j->c.max_context;
     rc->max_turn_tokens = j->c.max_turn_tokens;
@@ -859,7 +873,7 @@ static int prepare_model(struct job *j, struct sft_set *set, char *err, size_t e
         }
         fprintf(stderr, "sft: rejection sampling: %d teacher samples for each of %zu train tasks%s%s\n", j->c.samples,
                 j->train.n, endpoint ? " from " : "", endpoint ? j->c.teacher : "");
-        int crc = sft_collect(&j->train, j->sock, &co, set, err, errlen);
+        int crc = sft_collect(&j->train, j->pool, &co, set, err, errlen);
         if (endpoint) {
             const char *last;
             long turns = llm_agent_turns(endpoint);
@@ -1084,7 +1098,7 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             if (cnt[k]) tm[ntm++] = (struct rl_task_metric){names[k], rew[k] / cnt[k], acc[k] / cnt[k], cnt[k]};
         int ntools_st = 0;
         const struct rl_tool_stats *ts = rl_rollout_tool_stats(r, &ntools_st);
-        struct rl_kv kv[64];
+        struct rl_kv kv[96];
         int nkv = 0;
 #define KV(k, v) kv[nkv++] = (struct rl_kv){k, (double)(v)}
         KV("reward", rsum / nseq_all), KV("accuracy", corr / nseq_all), KV("format_rate", fmt / nseq_all);
@@ -1107,6 +1121,13 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             snprintf(keybuf[t], sizeof keybuf[t], "tool_ms_%s", j->tools[t].name);
             KV(keybuf[t], mean);
         }
+        /* the sandbox hosts: calls answered by each this step, hosts up at its end */
+        char hostkey[RL_MAX_HOSTS][32];
+        for (int h = 0; h < st.nhosts && h < RL_MAX_HOSTS && nkv < 94; h++) {
+            snprintf(hostkey[h], sizeof hostkey[h], "sandbox_calls_%d", h);
+            KV(hostkey[h], st.host_calls[h]);
+        }
+        if (nkv < 94) KV("sandbox_hosts_up", st.hosts_up), KV("tool_lost", st.tool_lost);
 #undef KV
         rl_episodes_free(eps, nseq);
         if (rank != 0) continue; /* rank 0 alone writes metrics and checkpoints */
@@ -1329,13 +1350,24 @@ static int run_job(struct train_cfg *c) {
         }
     }
     /* 3. vivd */
-    j.sock = c->socket;
-    if (!j.sock) {
-        if (private_vivd_start(&vp, c->data, "viv train", err, sizeof err) != 0) {
+    {
+        char *spec = NULL, *token = NULL;
+        if (c->sandbox) spec = xstrdup(c->sandbox);
+        else if (c->socket) spec = xasprintf("unix:%s", c->socket);
+        else {
+            if (private_vivd_start(&vp, c->data, "viv train", err, sizeof err) != 0) {
+                fprintf(stderr, "viv %s: %s\n", cmd, err);
+                goto out;
+            }
+            spec = xasprintf("unix:%s", vp.sock);
+        }
+        token = viv_pool_token(c->sandbox_token_file, err, sizeof err);
+        j.pool = token || !err[0] ? viv_pool_open(spec, token, stderr, 10000, err, sizeof err) : NULL;
+        free(spec), free(token);
+        if (!j.pool) {
             fprintf(stderr, "viv %s: %s\n", cmd, err);
             goto out;
         }
-        j.sock = vp.sock;
     }
     j.ntools = bio_tool_cfgs(j.tools, 4, c->timeout_ms);
     if (rank == 0) fprintf(stderr, "viv %s: %zu train tasks, %zu held-out tasks (%s), run dir %s\n", cmd, j.train.n, j.val.n,
@@ -1439,6 +1471,7 @@ static int run_job(struct train_cfg *c) {
     fflush(stdout);
     rc = 0;
 out:
+    viv_pool_close(j.pool);
     private_vivd_stop(&vp);
     sft_set_free(&set);
     for (int k = 0; k < 3; k++)

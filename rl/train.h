@@ -51,10 +51,10 @@ struct sft_collect_opts {
     agent_run_fn run;       /* with agent: runs the episodes instead of run_episodes (may be NULL) */
 };
 
-/* K teacher episodes per task through vivd at `socket`; per task keep the
+/* K teacher episodes per task through the sandbox pool; per task keep the
  * best one that is correct (highest correct + format; ties: the first).
- * 0, or -1 with err (the sandbox connection broke). */
-int sft_collect(const struct task_set *ts, const char *socket, const struct sft_collect_opts *o, struct sft_set *out,
+ * 0, or -1 with err (episodes ended early: their sandbox host failed). */
+int sft_collect(const struct task_set *ts, struct viv_pool *pool, const struct sft_collect_opts *o, struct sft_set *out,
                 char *err, size_t errlen);
 void sft_set_free(struct sft_set *s);
 

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -87,6 +88,24 @@ struct viv_client *viv_connect(const char *path, char *err, size_t errlen) {
     return client_new(fd);
 }
 
+/* connect() that gives up after timeout_ms (a host that is down may not
+ * answer at all, and the kernel's own limit is minutes). */
+static int connect_within(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms) {
+    int fl = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    int rc = connect(fd, sa, len);
+    if (rc != 0 && errno == EINPROGRESS) {
+        struct pollfd p = {fd, POLLOUT, 0};
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        if (poll(&p, 1, timeout_ms) != 1) errno = ETIMEDOUT;
+        else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0) rc = 0;
+        else errno = soerr ? soerr : ECONNREFUSED;
+    }
+    fcntl(fd, F_SETFL, fl);
+    return rc;
+}
+
 struct viv_client *viv_connect_tcp(const char *addr, const char *token, char *err, size_t errlen) {
     char host[64];
     const char *colon = strrchr(addr, ':');
@@ -100,11 +119,18 @@ struct viv_client *viv_connect_tcp(const char *addr, const char *token, char *er
     host[colon - addr] = 0;
     sa.sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-        snprintf(err, errlen, "%s: not an IPv4 address", host);
-        return NULL;
+        /* a name (a cluster's node names): its first IPv4 address */
+        struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+        int gai = getaddrinfo(host, NULL, &hints, &ai);
+        if (gai != 0 || !ai) {
+            snprintf(err, errlen, "%s: unknown host (%s)", host, gai ? gai_strerror(gai) : "no IPv4 address");
+            return NULL;
+        }
+        sa.sin_addr = ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+        freeaddrinfo(ai);
     }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    if (fd < 0 || connect_within(fd, (struct sockaddr *)&sa, sizeof sa, 3000) != 0) {
         snprintf(err, errlen, "connect %s: %s", addr, strerror(errno));
         if (fd >= 0) close(fd);
         return NULL;
@@ -140,6 +166,8 @@ struct viv_client *viv_connect_tcp(const char *addr, const char *token, char *er
 void viv_set_deadline_margin(struct viv_client *c, long margin_ms) { c->margin_ms = margin_ms; }
 int viv_client_fd(const struct viv_client *c) { return c->fd; }
 int viv_pending(const struct viv_client *c) { return c->npending; }
+bool viv_drained(const struct viv_client *c) { return c->npending == 0 && !c->done_head; }
+bool viv_wants_write(const struct viv_client *c) { return !c->broken && c->out_len > c->out_off; }
 
 static long queue_request(struct viv_client *c, struct json_writer *w, long timeout_ms) {
     char *obj = jw_finish(w);
@@ -255,6 +283,12 @@ static void fail_all(struct viv_client *c, const char *code, const char *message
     while (c->pending) complete(c, c->pending->handle, local_error(c->pending->handle, code, message), true);
 }
 
+void viv_abort(struct viv_client *c, const char *why) {
+    if (c->broken) return;
+    shutdown(c->fd, SHUT_RDWR);
+    fail_all(c, "disconnected", why);
+}
+
 static void handle_lines(struct viv_client *c) {
     size_t start = 0;
     for (;;) {
@@ -325,12 +359,23 @@ static struct viv_response *take(struct viv_client *c, long handle) {
 
 static struct viv_response *wait_for(struct viv_client *c, long handle, int timeout_ms) {
     double end = timeout_ms < 0 ? 1e300 : now_ms() + timeout_ms;
+    bool drove = false;
     for (;;) {
         struct viv_response *r = take(c, handle);
         if (r) return r;
-        if (c->npending == 0 || (handle == 0 && c->npending == 0)) return NULL;
+        if (c->npending == 0) return NULL;
         double now = now_ms();
-        if (now >= end) return NULL;
+        if (now >= end) {
+            /* out of time, but do one round of I/O without waiting first, so
+             * that viv_next(c, 0) sends what was queued and takes what has
+             * arrived (a caller busy elsewhere polls this way) */
+            if (drove) return NULL;
+            drive(c, 0);
+            expire(c);
+            drove = true;
+            continue;
+        }
+        drove = true;
         double next_deadline = end;
         for (struct pending *p = c->pending; p; p = p->next)
             if (p->deadline < next_deadline) next_deadline = p->deadline;

@@ -33,9 +33,13 @@ struct viv_response {
 const char *viv_default_socket(void);
 
 struct viv_client *viv_connect(const char *socket_path, char *err, size_t errlen);
-/* TCP ("host:port"), sending the token first; blocks until it is accepted. */
+/* TCP ("host:port", host an IPv4 address or a name), sending the token
+ * first; blocks until it is accepted (connecting: 3 s at most). */
 struct viv_client *viv_connect_tcp(const char *addr, const char *token, char *err, size_t errlen);
 void viv_close(struct viv_client *c);
+/* Give up on the connection: every pending request completes at once with
+ * error code "disconnected" (message: why); later submits return -1. */
+void viv_abort(struct viv_client *c, const char *why);
 
 /* The connection's fd, for callers that poll several things at once. */
 int viv_client_fd(const struct viv_client *c);
@@ -56,11 +60,16 @@ long viv_submit_session_exec(struct viv_client *c, const char *session, const ch
 long viv_submit_session_close(struct viv_client *c, const char *session);
 
 /* Next completed request, waiting up to timeout_ms (-1: forever, until all
- * pending are done). NULL when nothing completed in time or none pending. */
+ * pending are done; 0: one round of I/O without waiting, which also sends
+ * what was queued). NULL when nothing completed in time or none pending. */
 struct viv_response *viv_next(struct viv_client *c, int timeout_ms);
 /* Wait for one particular request; others completing meanwhile are kept. */
 struct viv_response *viv_wait(struct viv_client *c, long handle, int timeout_ms);
 int viv_pending(const struct viv_client *c);
+/* Nothing pending and every completion handed out. */
+bool viv_drained(const struct viv_client *c);
+/* Requests are queued but not yet all written (poll its fd for POLLOUT too). */
+bool viv_wants_write(const struct viv_client *c);
 
 void viv_response_free(struct viv_response *r);
 
