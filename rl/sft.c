@@ -296,35 +296,3 @@ float sft_train(struct train_backend *b, const struct chat *ex, int n, const str
     free(order), free(ids), free(tg), free(coef);
     return last_mean;
 }
-
-/* ---- copy warm-up ------------------------------------------------------------------ */
-
-/* A model trained from scratch for minutes has never seen text, and the
- * tasks' hardest tokens are copies: identifiers and option values from the
- * prompt into a query, results from an observation into the answer. A
- * transformer copies with an "induction" circuit (a head that finds the
- * previous occurrence of the current token and predicts the token that
- * followed it, fed by a previous-token head below it), which pretrained
- * models have and which forms slowly from a few thousand task examples.
- * Random token strings followed (after a random gap) by the same string
- * teach exactly that circuit in a few hundred small steps. The loss is on
- * the copies, from their second token (the first is not predictable). */
-void sft_copy_examples(const int32_t *pool, long npool, int n, int T, uint64_t seed, struct chat *out) {
-    uint64_t rs = seed ^ 0xc0b1u;
-    for (int e = 0; e < n; e++) {
-        struct chat *c = &out[e];
-        chat_init(c);
-        while (c->n < T) {
-            int k = 4 + (int)(sft_rng(&rs) % 29), gap = (int)(sft_rng(&rs) % 17);
-            if (c->n + 2 * k + gap > T) break;
-            int32_t seg[32];
-            for (int i = 0; i < k; i++) seg[i] = pool[sft_rng(&rs) % (uint64_t)npool];
-            int32_t gapv[16];
-            for (int i = 0; i < gap; i++) gapv[i] = pool[sft_rng(&rs) % (uint64_t)npool];
-            chat_append_ids(c, seg, k, 0);
-            chat_append_ids(c, gapv, gap, 0);
-            chat_append_ids(c, seg, 1, 0);
-            chat_append_ids(c, seg + 1, k - 1, 1);
-        }
-    }
-}

@@ -70,7 +70,7 @@ struct train_cfg {
     /* tokenizer + model from scratch */
     int vocab, d_model, layers, heads, kv_heads, head_dim, ffn;
     /* teacher / SFT */
-    int samples, sft_epochs, sft_batch, train_limit, copy_warmup;
+    int samples, sft_epochs, sft_batch, train_limit;
     double error_rate, sft_lr;
     /* RL */
     int steps, tasks_per_step, group, ckpt_every, minibatches;
@@ -233,7 +233,7 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
         INT_OPT("--samples", samples, 1, 64) DBL_OPT("--error-rate", error_rate, 0, 1)
         INT_OPT("--sft-epochs", sft_epochs, 0, 1000) INT_OPT("--sft-batch", sft_batch, 1, 1024)
         DBL_OPT("--sft-lr", sft_lr, 0, 1) INT_OPT("--train-limit", train_limit, 1, 10000000)
-        INT_OPT("--copy-warmup", copy_warmup, 0, 100000)
+
         INT_OPT("--eval-limit", eval_limit, 1, 10000000)
         INT_OPT("--steps", steps, 0, 10000000) INT_OPT("--tasks-per-step", tasks_per_step, 1, 4096)
         INT_OPT("--group", group, 1, 1024) INT_OPT("--minibatches", minibatches, 1, 4096) INT_OPT("--ckpt-every", ckpt_every, 1, 10000000)
@@ -286,7 +286,6 @@ static char *config_json(const struct train_cfg *c) {
     N("seed", c->seed), N("vocab", c->vocab), N("d_model", c->d_model), N("layers", c->layers), N("heads", c->heads);
     N("kv_heads", c->kv_heads), N("head_dim", c->head_dim), N("ffn", c->ffn), N("samples", c->samples);
     N("error_rate", c->error_rate), N("sft_epochs", c->sft_epochs), N("sft_batch", c->sft_batch), N("sft_lr", c->sft_lr);
-    N("copy_warmup", c->copy_warmup);
     N("train_limit", c->train_limit), N("eval_limit", c->eval_limit), N("steps", c->steps);
     N("tasks_per_step", c->tasks_per_step), N("group", c->group), N("minibatches", c->minibatches), N("lr", c->rl_lr), N("temperature", c->temperature);
     N("top_p", c->top_p), N("clip_low", c->clip_low), N("clip_high", c->clip_high), S("agg", c->agg);
@@ -732,7 +731,7 @@ static int truncate_metrics(const char *run_dir, long step) {
 struct sft_progress {
     int tty;
     double t0;
-    const char *label; /* "sft" or "warm-up" */
+    const char *label; /* the phase, for the progress line */
 };
 
 static void sft_on_step(void *arg, long step, long total, float loss, float lr, double tps) {
@@ -752,61 +751,6 @@ static void tok_progress(int done, int total) {
     if (tok_progress_tty) fprintf(stderr, "\rtokenizer: %d/%d merges", done, total);
 }
 
-/* The copy warm-up (sft.c) on random strings of the SFT corpus's own tokens
- * (specials excluded), before SFT, for a model trained from scratch. */
-static int copy_warmup_phase(struct job *j, const struct chat *ex, int n, int quiet, char *err, size_t errlen) {
-    const int B = 16, T = 128;
-    int32_t lo_special = tokenizer_vocab_size(j->tok);
-    static const char *const specials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
-    for (size_t k = 0; k < sizeof specials / sizeof specials[0]; k++) {
-        int32_t id = tokenizer_token_id(j->tok, specials[k]);
-        if (id >= 0 && id < lo_special) lo_special = id;
-    }
-    /* the distinct ids the corpus uses, each equally likely: with the
-     * corpus's own frequencies, repeats of common tokens inside a string
-     * make "the previous occurrence" ambiguous and the circuit forms later */
-    uint8_t *seen = xcalloc((size_t)lo_special + 1, 1);
-    long npool = 0;
-    for (int i = 0; i < n; i++)
-        for (int t = 0; t < ex[i].n; t++)
-            if (ex[i].ids[t] >= 0 && ex[i].ids[t] < lo_special) seen[ex[i].ids[t]] = 1;
-    int32_t *pool = xcalloc((size_t)lo_special + 1, sizeof *pool);
-    for (int32_t id = 0; id < lo_special; id++)
-        if (seen[id]) pool[npool++] = id;
-    free(seen);
-    if (npool < 64) {
-        free(pool);
-        return snprintf(err, errlen, "warm-up: too few tokens to draw from"), -1;
-    }
-    int nex = j->c.copy_warmup * B;
-    struct chat *cx = xcalloc((size_t)nex, sizeof *cx);
-    sft_copy_examples(pool, npool, nex, T, (uint64_t)j->c.seed, cx);
-    free(pool);
-    if (!quiet)
-        fprintf(stderr, "warm-up: %d steps of copying random token strings (%d x %d tokens)\n", j->c.copy_warmup, B, T);
-    struct adamw_config ac;
-    adamw_defaults(&ac);
-    ac.lr = (float)j->c.sft_lr;
-    ac.weight_decay = 0.0f;
-    ac.warmup_steps = j->c.copy_warmup / 20 + 1;
-    ac.total_steps = j->c.copy_warmup;
-    ac.min_lr_ratio = 0.1f;
-    if (j->be->ops->opt_init(j->be, &ac) != 0) {
-        for (int i = 0; i < nex; i++) chat_free(&cx[i]);
-        free(cx);
-        return snprintf(err, errlen, "warm-up: %s", j->be->err), -1;
-    }
-    struct sft_progress pr = {.tty = isatty(2), .t0 = now_ms(), .label = "warm-up"};
-    struct sft_opts so = {.epochs = 1, .batch = B, .max_len = T, .seed = (uint64_t)j->c.seed,
-                          .on_step = quiet ? NULL : sft_on_step, .arg = &pr};
-    float loss = sft_train(j->be, cx, nex, &so, err, errlen);
-    for (int i = 0; i < nex; i++) chat_free(&cx[i]);
-    free(cx);
-    if (isnan(loss)) return -1;
-    if (!quiet) fprintf(stderr, "warm-up: done, copy loss %.4f, %.1f s\n", loss, (now_ms() - pr.t0) / 1000.0);
-    return 0;
-}
-
 static int sft_phase(struct job *j, struct sft_set *set, char *err, size_t errlen) {
     int n = set->n;
     struct chat *ex = xcalloc((size_t)n, sizeof *ex);
@@ -824,11 +768,6 @@ static int sft_phase(struct job *j, struct sft_set *set, char *err, size_t errle
     }
     int quiet = j->be->rank != 0; /* rank 0 alone reports */
     if (!quiet) fprintf(stderr, "sft: %d trajectories, %ld tokens (%ld assistant tokens trained on)\n", n, toks, masked);
-    if (j->c.copy_warmup > 0 && !j->c.model_dir && copy_warmup_phase(j, ex, n, quiet, err, errlen) != 0) {
-        for (int i = 0; i < n; i++) chat_free(&ex[i]);
-        free(ex);
-        return -1;
-    }
     struct adamw_config ac;
     adamw_defaults(&ac);
     ac.lr = (float)j->c.sft_lr;

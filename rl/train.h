@@ -92,10 +92,6 @@ float sft_train(struct train_backend *b, const struct chat *ex, int n, const str
 /* Targets / weights for next-token prediction from a chat: targets[t] =
  * ids[t+1] where mask[t+1] == 1, else -1 (so only assistant tokens are
  * learned); the last position has no target. */
-/* n synthetic copy examples of at most T tokens drawn from pool[0..npool)
- * (see sft.c: the copy warm-up). */
-void sft_copy_examples(const int32_t *pool, long npool, int n, int T, uint64_t seed, struct chat *out);
-
 void sft_targets(const struct chat *c, int T, int32_t *ids, int32_t *targets);
 
 /* ---- the GRPO update (rl/grpo_step.c) --------------------------------------- */
