@@ -8,6 +8,8 @@
  * (which counts annotations to descendant terms); that gene is the answer.
  * Terms annotated to fewer than 5 or more than 300 protein-coding genes are
  * not used: too obscure to be a phenotype, or too broad to single one out.
+ * The phenotype, the locus and its genes are also given as TASK in the
+ * Python tool (meta.inputs; protocol.h), which the reference reads.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +82,12 @@ void gen_causal_gene(const struct biodb *db, struct gen_ctx *g) {
         if (b0 && b1 && strcmp(b0, b1) == 0) sb_printf(&locus, " (band %s)", b0);
         else if (b0 && b1) sb_printf(&locus, " (bands %s to %s)", b0, b1);
 
+        cJSON *inputs = cJSON_CreateObject();
+        cJSON_AddStringToObject(inputs, "phenotype", gt->name);
+        cJSON_AddStringToObject(inputs, "locus", locus.s);
+        cJSON_AddItemToObject(inputs, "genes", json_strings(syms, k));
+        struct sb note = {0};
+        sb_task_inputs_note(&note, inputs);
         struct sb p = {0};
         sb_printf(&p,
                   "Your task is to identify the likely causal gene within a locus, given a phenotype.\n\n"
@@ -90,21 +98,15 @@ void gen_causal_gene(const struct biodb *db, struct gen_ctx *g) {
         sb_printf(&p,
                   "\n\nExactly one of these genes is annotated to this process in org.Hs.eg.db, counting "
                   "annotations to its more specific descendant terms (table go_bp_all); that gene is the "
-                  "causal gene. " PROMPT_DB_NOTE "\n\n"
-                  "Identify the causal gene. Output format: the gene symbol alone, e.g. GENE1.");
+                  "causal gene. " PROMPT_DB_NOTE " %s\n\n"
+                  "Identify the causal gene. Output format: the gene symbol alone, e.g. GENE1.",
+                  note.s);
 
         struct sb c = {0};
         sb_puts(&c, "# The causal gene: the one locus gene annotated (go_bp_all) to the phenotype's GO term.\n");
         py_open_dbs(&c);
-        sb_puts(&c, "phenotype = ");
-        sb_pystr(&c, gt->name);
-        sb_puts(&c, "\ngenes = [");
-        for (int i = 0; i < k; i++) {
-            if (i) sb_puts(&c, ", ");
-            sb_pystr(&c, syms[i]);
-        }
         sb_puts(&c,
-                "]\n"
+                "phenotype, genes = TASK[\"phenotype\"], TASK[\"genes\"]\n"
                 "ids = [r[0] for r in db.execute(\"SELECT go_id FROM go.go_term WHERE term = ? AND ontology = 'BP'\", (phenotype,))]\n"
                 "print(\"GO term:\", ids)\n"
                 "marks = \",\".join(\"?\" * len(ids))\n"
@@ -120,7 +122,8 @@ void gen_causal_gene(const struct biodb *db, struct gen_ctx *g) {
         cJSON_AddStringToObject(meta, "locus", locus.s);
         cJSON_AddItemToObject(meta, "genes", json_strings(syms, k));
         cJSON_AddStringToObject(meta, "entrez_id", db->genes[target].entrez);
-        free(sb_take(&locus));
+        cJSON_AddItemToObject(meta, "inputs", inputs);
+        free(sb_take(&locus)), free(sb_take(&note));
         gen_emit(g, s, "gwas_causal_gene_gwas_catalog", sb_take(&p), xstrdup(db->genes[target].symbol),
                  "python", sb_take(&c), meta);
     }

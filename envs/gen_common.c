@@ -90,5 +90,7 @@ void sb_task_inputs_note(struct sb *b, const cJSON *inputs) {
     sb_puts(b, "In the Python tool the dict TASK already holds this question's inputs (keys:");
     int i = 0;
     for (const cJSON *it = inputs ? inputs->child : NULL; it; it = it->next) sb_printf(b, "%s \"%s\"", i++ ? "," : "", it->string);
-    sb_puts(b, "; \"options\" maps each option letter to its text).");
+    /* multiple-choice inputs say what their options map holds */
+    sb_puts(b, cJSON_GetObjectItemCaseSensitive(inputs, "options") ? "; \"options\" maps each option letter to its text)."
+                                                                    : ").");
 }

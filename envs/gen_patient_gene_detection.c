@@ -9,7 +9,9 @@
  * 10-20 candidates, exactly one protein-coding gene is annotated to both;
  * each other candidate misses one or both. Every listed Ensembl gene ID maps
  * to a single gene in org.Hs.eg.db's ensembl table, so the ID names the gene
- * without ambiguity.
+ * without ambiguity. The process, the component and the candidates are also
+ * given as TASK in the Python tool (meta.inputs; protocol.h), which the
+ * reference reads.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +60,12 @@ void gen_patient_gene_detection(const struct biodb *db, struct gen_ctx *g) {
         for (int i = 0; i < n; i++) shown[i] = ids[order[i]];
         const struct goterm *tb = biodb_term(db, bp), *tc = biodb_term(db, cc);
 
+        cJSON *inputs = cJSON_CreateObject();
+        cJSON_AddStringToObject(inputs, "process", tb->name);
+        cJSON_AddStringToObject(inputs, "component", tc->name);
+        cJSON_AddItemToObject(inputs, "candidates", json_strings(shown, n));
+        struct sb note = {0};
+        sb_task_inputs_note(&note, inputs);
         struct sb p = {0};
         sb_printf(&p,
                   "A patient's phenotype points to a defect in the biological process \"%s\", in a protein "
@@ -65,11 +73,12 @@ void gen_patient_gene_detection(const struct biodb *db, struct gen_ctx *g) {
                   "variants in these candidate genes (Ensembl gene IDs):\n",
                   tb->name, tc->name);
         for (int i = 0; i < n; i++) sb_printf(&p, "%s%s", i ? ", " : "", shown[i]);
-        sb_puts(&p, "\n\nThe causal gene is the candidate that org.Hs.eg.db annotates both to the process "
-                    "(table go_bp_all) and to the component (table go_cc_all), counting annotations to "
-                    "descendant terms; exactly one candidate qualifies. " PROMPT_DB_NOTE "\n\n"
-                    "Output format: a JSON object listing the causal gene's Ensembl ID, e.g. "
-                    "{\"causal_gene\": [\"ENSG00000000000\"]}");
+        sb_printf(&p, "\n\nThe causal gene is the candidate that org.Hs.eg.db annotates both to the process "
+                      "(table go_bp_all) and to the component (table go_cc_all), counting annotations to "
+                      "descendant terms; exactly one candidate qualifies. " PROMPT_DB_NOTE " %s\n\n"
+                      "Output format: a JSON object listing the causal gene's Ensembl ID, e.g. "
+                      "{\"causal_gene\": [\"ENSG00000000000\"]}",
+                  note.s);
         /* Eval1's answer column holds the causal Ensembl ID(s), comma-separated;
          * the agent answers (and the reference prints) the JSON object, kept
          * in meta.solution for verification */
@@ -79,17 +88,8 @@ void gen_patient_gene_detection(const struct biodb *db, struct gen_ctx *g) {
         struct sb c = {0};
         sb_puts(&c, "# The candidate annotated both to the process (go_bp_all) and the component (go_cc_all).\n");
         py_open_dbs(&c);
-        sb_puts(&c, "process = ");
-        sb_pystr(&c, tb->name);
-        sb_puts(&c, "\ncomponent = ");
-        sb_pystr(&c, tc->name);
-        sb_puts(&c, "\ncandidates = [");
-        for (int i = 0; i < n; i++) {
-            if (i) sb_puts(&c, ", ");
-            sb_pystr(&c, shown[i]);
-        }
         sb_puts(&c,
-                "]\n"
+                "process, component, candidates = TASK[\"process\"], TASK[\"component\"], TASK[\"candidates\"]\n"
                 "def term_ids(name, ontology):\n"
                 "    return [r[0] for r in db.execute(\"SELECT go_id FROM go.go_term WHERE term = ? AND ontology = ?\",\n"
                 "                                     (name, ontology))]\n"
@@ -111,7 +111,8 @@ void gen_patient_gene_detection(const struct biodb *db, struct gen_ctx *g) {
         cJSON_AddStringToObject(meta, "cc_go_id", go_id(cc, b2));
         cJSON_AddItemToObject(meta, "candidates", json_strings(shown, n));
         cJSON_AddStringToObject(meta, "solution", solution);
-        free(solution);
+        cJSON_AddItemToObject(meta, "inputs", inputs);
+        free(solution), free(sb_take(&note));
         gen_emit(g, s, "patient_gene_detection", sb_take(&p), answer, "python", sb_take(&c), meta);
     }
 }

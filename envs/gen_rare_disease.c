@@ -17,6 +17,8 @@
  *    answer, and each misses at least one of the processes;
  *  - disease_name is "<SYMBOL>-related disorder" (there is no name to give;
  *    it is not graded).
+ * The processes and the candidates are also given as TASK in the Python tool
+ * (meta.inputs; protocol.h), which the reference reads; never the answer.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +66,11 @@ void gen_rare_disease(const struct biodb *db, struct gen_ctx *g) {
         for (int i = 0; i < nclue; i++) names[i] = biodb_term(db, terms[i])->name;
         const char *sym = db->genes[G].symbol;
 
+        cJSON *inputs = cJSON_CreateObject();
+        cJSON_AddItemToObject(inputs, "processes", json_strings(names, nclue));
+        cJSON_AddItemToObject(inputs, "candidates", json_strings(syms, n));
+        struct sb note = {0};
+        sb_task_inputs_note(&note, inputs);
         struct sb p = {0};
         sb_puts(&p, "A patient presents with a suspected Mendelian disorder. Exome sequencing left these "
                     "candidate genes: ");
@@ -77,27 +84,18 @@ void gen_rare_disease(const struct biodb *db, struct gen_ctx *g) {
                   "causal gene. In org.Hs.eg.db's omim table a disorder entry is a MIM number linked to two "
                   "or more genes (a gene's own entry is linked to that gene alone); the causal gene has "
                   "exactly one. org.Hs.eg.db has no disease names, so write disease_name as "
-                  "\"<causal gene symbol>-related disorder\". " PROMPT_DB_NOTE "\n\n"
+                  "\"<causal gene symbol>-related disorder\". " PROMPT_DB_NOTE " %s\n\n"
                   "Output format: a JSON object, e.g. {\"disease_name\": \"GENE1-related disorder\", "
-                  "\"OMIM_ID\": \"100000\"}");
+                  "\"OMIM_ID\": \"100000\"}",
+                  note.s);
         char *answer = xasprintf("{\"disease_name\": \"%s-related disorder\", \"OMIM_ID\": \"%s\"}", sym, mim);
 
         struct sb c = {0};
         sb_puts(&c, "# The causal gene is annotated to every process; its disorder entry is its one MIM\n"
                     "# number that the omim table links to two or more genes.\n");
         py_open_dbs(&c);
-        sb_puts(&c, "processes = [");
-        for (int i = 0; i < nclue; i++) {
-            if (i) sb_puts(&c, ", ");
-            sb_pystr(&c, names[i]);
-        }
-        sb_puts(&c, "]\ngenes = [");
-        for (int i = 0; i < n; i++) {
-            if (i) sb_puts(&c, ", ");
-            sb_pystr(&c, syms[i]);
-        }
         sb_puts(&c,
-                "]\n"
+                "processes, genes = TASK[\"processes\"], TASK[\"candidates\"]\n"
                 "ids = {t: [r[0] for r in db.execute(\"SELECT go_id FROM go.go_term WHERE term = ? AND ontology = 'BP'\", (t,))]\n"
                 "       for t in processes}\n"
                 "def annotated(symbol, go_ids):\n"
@@ -125,6 +123,8 @@ void gen_rare_disease(const struct biodb *db, struct gen_ctx *g) {
         cJSON_AddStringToObject(meta, "omim_id", mim);
         cJSON_AddItemToObject(meta, "phenotype_go_terms", json_strings(names, nclue));
         cJSON_AddItemToObject(meta, "candidates", json_strings(syms, n));
+        cJSON_AddItemToObject(meta, "inputs", inputs);
+        free(sb_take(&note));
         gen_emit(g, s, "rare_disease_diagnosis", sb_take(&p), answer, "python", sb_take(&c), meta);
     }
 }

@@ -7,7 +7,9 @@
  * cellular component (go_cc_all, 10-1500 protein-coding genes). Exactly one
  * candidate belongs to it; the ten others are protein-coding genes that have
  * KEGG pathways (or cellular-component annotations) of their own, but not
- * this one. The reference solution is one SQL query.
+ * this one. The pathway ID (or the component's GO ID and name) and the
+ * candidates are also given as TASK in the Python tool (meta.inputs;
+ * protocol.h); the reference is one parameterised query on them.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -50,35 +52,39 @@ void gen_screen_gene_retrieval(const struct biodb *db, struct gen_ctx *g) {
         for (int i = 0; i < n; i++) syms[i] = db->genes[cand[i]].symbol;
 
         char gid[16];
-        struct sb ctx = {0}, rule = {0}, sub = {0};
+        struct sb ctx = {0}, rule = {0};
+        cJSON *inputs = cJSON_CreateObject();
         if (kegg) {
             sb_printf(&ctx, "genes of the KEGG pathway hsa%s", path);
             sb_printf(&rule, "is listed in pathway %s in org.Hs.eg.db's kegg table", path);
-            sb_puts(&sub, "SELECT _id FROM kegg WHERE path_id = ");
-            sb_sqlstr(&sub, path);
+            cJSON_AddStringToObject(inputs, "kegg_path", path);
         } else {
             const struct goterm *t = biodb_term(db, cc);
             sb_printf(&ctx, "proteins of the cellular component \"%s\" (%s)", t->name, go_id(cc, gid));
             sb_printf(&rule, "is annotated to %s in org.Hs.eg.db's go_cc_all table (descendant terms count)", gid);
-            sb_puts(&sub, "SELECT _id FROM go_cc_all WHERE go_id = ");
-            sb_sqlstr(&sub, gid);
+            cJSON_AddStringToObject(inputs, "go_id", gid);
+            cJSON_AddStringToObject(inputs, "component", t->name);
         }
+        cJSON_AddItemToObject(inputs, "candidates", json_strings(syms, n));
+        struct sb note = {0};
+        sb_task_inputs_note(&note, inputs);
         struct sb p = {0};
         sb_printf(&p, "A pooled CRISPR knockout screen was designed to find %s. Of these %d candidate genes, "
                       "exactly one is a true hit:\n", ctx.s, n);
         for (int i = 0; i < n; i++) sb_printf(&p, "%s%s", i ? ", " : "", syms[i]);
-        sb_printf(&p, "\n\nThe true hit is the candidate that %s. " PROMPT_DB_NOTE "\n\n"
-                      "Output format: the gene symbol alone, e.g. GENE1.", rule.s);
+        sb_printf(&p, "\n\nThe true hit is the candidate that %s. " PROMPT_DB_NOTE " %s\n\n"
+                      "Output format: the gene symbol alone, e.g. GENE1.", rule.s, note.s);
 
         struct sb c = {0};
-        sb_puts(&c, "-- The one candidate that belongs to the screened pathway or component.\n"
-                    "SELECT CASE count(*) WHEN 1 THEN max(i.symbol) ELSE 'ambiguous: ' || count(*) END AS answer\n"
-                    "FROM gene_info i WHERE i.symbol IN (");
-        for (int i = 0; i < n; i++) {
-            if (i) sb_puts(&c, ", ");
-            sb_sqlstr(&c, syms[i]);
-        }
-        sb_printf(&c, ")\n  AND i._id IN (%s);\n", sub.s);
+        sb_printf(&c, "# The one candidate that belongs to the screened %s.\n"
+                      "import sqlite3\n"
+                      "db = sqlite3.connect(\"" JAIL_DB_DIR "/org.Hs.eg.sqlite\")\n"
+                      "marks = \",\".join(\"?\" * len(TASK[\"candidates\"]))\n"
+                      "hits = [row[0] for row in db.execute(\"SELECT i.symbol FROM gene_info i WHERE i.symbol IN (%%s)\"\n"
+                      "    \" AND i._id IN (SELECT _id FROM %s WHERE %s = ?)\" %% marks, (*TASK[\"candidates\"], TASK[\"%s\"]))]\n"
+                      "print(hits[0] if len(hits) == 1 else \"ambiguous: %%d\" %% len(hits))\n",
+                  kegg ? "pathway" : "component", kegg ? "kegg" : "go_cc_all", kegg ? "path_id" : "go_id",
+                  kegg ? "kegg_path" : "go_id");
 
         cJSON *meta = cJSON_CreateObject();
         cJSON_AddStringToObject(meta, "context", kegg ? "kegg" : "go_cc");
@@ -86,8 +92,9 @@ void gen_screen_gene_retrieval(const struct biodb *db, struct gen_ctx *g) {
         else cJSON_AddStringToObject(meta, "go_id", gid);
         cJSON_AddStringToObject(meta, "entrez_id", db->genes[G].entrez);
         cJSON_AddItemToObject(meta, "candidates", json_strings(syms, n));
-        free(sb_take(&ctx)), free(sb_take(&rule)), free(sb_take(&sub));
-        gen_emit(g, s, "screen_gene_retrieval", sb_take(&p), xstrdup(db->genes[G].symbol), "sql", sb_take(&c),
+        cJSON_AddItemToObject(meta, "inputs", inputs);
+        free(sb_take(&ctx)), free(sb_take(&rule)), free(sb_take(&note));
+        gen_emit(g, s, "screen_gene_retrieval", sb_take(&p), xstrdup(db->genes[G].symbol), "python", sb_take(&c),
                  meta);
     }
 }

@@ -9,7 +9,9 @@
  * it and inside no gene of any type annotated to that process. A gene's
  * span is its smallest |start_location| to its largest |end_location| on the
  * chromosome (org.Hs.eg.db stores minus-strand genes as negative numbers),
- * which is what the reference solution and the prompt use too.
+ * which is what the reference solution and the prompt use too. The process
+ * and the variants are also given as TASK in the Python tool (meta.inputs;
+ * protocol.h), which the reference reads.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +91,11 @@ void gen_variant_prioritization(const struct biodb *db, struct gen_ctx *g) {
         char *vars[MAX_DECOYS + 1];
         for (int i = 0; i < n; i++) vars[i] = xasprintf("%s:%ld", chrom_name(chrom), pos[i]);
 
+        cJSON *inputs = cJSON_CreateObject();
+        cJSON_AddStringToObject(inputs, "process", gt->name);
+        cJSON_AddItemToObject(inputs, "variants", json_strings((const char *const *)vars, n));
+        struct sb note = {0};
+        sb_task_inputs_note(&note, inputs);
         struct sb p = {0};
         sb_printf(&p,
                   "Your task is to prioritise genetic variants found in one region of %s (positions as in "
@@ -100,22 +107,15 @@ void gen_variant_prioritization(const struct biodb *db, struct gen_ctx *g) {
                   "\"%s\"? A variant is inside a gene when start <= position <= end, where the gene's span "
                   "runs from the smallest |start_location| to the largest |end_location| of its rows on "
                   "that chromosome (negative values mark the minus strand); annotations to descendant "
-                  "terms count (table go_bp_all). Exactly one variant qualifies. " PROMPT_DB_NOTE "\n\n"
+                  "terms count (table go_bp_all). Exactly one variant qualifies. " PROMPT_DB_NOTE " %s\n\n"
                   "Output format: the variant exactly as listed, e.g. chr1:123456.",
-                  gt->name);
+                  gt->name, note.s);
 
         struct sb c = {0};
         sb_puts(&c, "# The variant inside a gene annotated (go_bp_all) to the process.\n");
         py_open_dbs(&c);
-        sb_puts(&c, "process = ");
-        sb_pystr(&c, gt->name);
-        sb_puts(&c, "\nvariants = [");
-        for (int i = 0; i < n; i++) {
-            if (i) sb_puts(&c, ", ");
-            sb_pystr(&c, vars[i]);
-        }
         sb_puts(&c,
-                "]\n"
+                "process, variants = TASK[\"process\"], TASK[\"variants\"]\n"
                 "ids = [r[0] for r in db.execute(\"SELECT go_id FROM go.go_term WHERE term = ? AND ontology = 'BP'\", (process,))]\n"
                 "marks = \",\".join(\"?\" * len(ids))\n"
                 "annotated = {r[0] for r in db.execute(\"SELECT DISTINCT _id FROM go_bp_all WHERE go_id IN (%s)\" % marks, ids)}\n"
@@ -137,6 +137,8 @@ void gen_variant_prioritization(const struct biodb *db, struct gen_ctx *g) {
         cJSON_AddStringToObject(meta, "gene", tg->symbol);
         cJSON_AddStringToObject(meta, "entrez_id", tg->entrez);
         cJSON_AddItemToObject(meta, "variants", json_strings((const char *const *)vars, n));
+        cJSON_AddItemToObject(meta, "inputs", inputs);
+        free(sb_take(&note));
         for (int i = 0; i < n; i++) free(vars[i]);
         gen_emit(g, s, "gwas_variant_prioritization", sb_take(&p), xstrdup(answer), "python", sb_take(&c),
                  meta);

@@ -4,8 +4,9 @@
 Prints one "ok - ..." / "not ok - ...: why" line per check (the harness
 format) and exits 1 on any failure. Checks: the exact field set, ids and
 splits; answer formats as each Eval1 grader reads them; the answer is among
-the task's own candidates/options; splits are disjoint by the entity each
-task is about; MANIFEST counts and checksums match the files; and every
+the task's own candidates/options; meta.inputs (TASK in the Python tool)
+holds only what the prompt shows and never singles out the answer; splits
+are disjoint by the entity each task is about; MANIFEST counts and checksums match the files; and every
 task's reference solution, run again here through `viv run` (not the
 builder's code path), prints its answer as the last line, while a wrong
 answer would not be accepted.
@@ -126,6 +127,54 @@ def check_formats():
     report(not skew, "multiple-choice answers spread evenly over the letters", "; ".join(skew[:3]))
 
 
+def string_leaves(v, in_list=False):
+    """(string, in_list) for every string in a JSON value; in_list when it is one
+    of two or more entries of a list or an options map."""
+    if isinstance(v, str):
+        yield v, in_list
+    elif isinstance(v, list):
+        for x in v:
+            yield from string_leaves(x, len(v) >= 2)
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            yield from string_leaves(x, k == "options" or (in_list and len(v) >= 2))
+
+
+def check_inputs():
+    """Every task carries meta.inputs, the data its prompt already shows, and
+    nothing that gives the answer away: the answer (or meta.solution, the MIM
+    number, the causal gene, its Entrez ID) may occur only as one entry of a
+    list of candidates or options, never as a value of its own."""
+    bad = defaultdict(list)
+    for _, _, t in tasks:
+        m, inp = t["meta"], t["meta"].get("inputs")
+        name, why = t["task_name"], None
+        if not isinstance(inp, dict) or not inp:
+            why = "no meta.inputs"
+        elif t["reference"]["tool"] == "python" and "TASK[" not in t["reference"]["code"]:
+            why = "the reference does not read TASK"
+        else:
+            secrets = [s for s in (t["answer"], m.get("solution"), m.get("omim_id")) if s]
+            exact = secrets + [s for s in (m.get("causal_gene"), m.get("entrez_id")) if s]
+            options = inp.get("options", {})
+            for leaf, in_list in string_leaves({k: v for k, v in inp.items() if k != "options"}):
+                if leaf not in t["prompt"]:
+                    why = f"input {leaf[:40]!r} is not in the prompt"
+                elif not in_list and (leaf in exact or any(len(s) >= 3 and s in leaf for s in secrets)):
+                    why = f"input {leaf[:40]!r} gives the answer away"
+            for letter, text in options.items():
+                if f"{letter}. {text}\n" not in t["prompt"]:
+                    why = f"option {letter} is not as the prompt shows it"
+            if len(options) == 1:
+                why = "a single option"
+            if json.dumps(m.get("solution", "")) in json.dumps(inp) and m.get("solution"):
+                why = "meta.solution is in the inputs"
+        if why:
+            bad[name].append(f"{t['instance_id']}: {why}")
+    for name in GRADERS:
+        report(not bad[name], f"meta.inputs of {name}: the prompt's data, never the answer", "; ".join(bad[name][:3]))
+
+
 def entity(t):
     m = t["meta"]
     if t["task_name"] == "seqqa":
@@ -170,12 +219,21 @@ def check_manifest():
     report(not bad, "manifest task counts match the files", ", ".join(bad))
 
 
+def with_task(t):
+    """The reference as eval and verification run it: Python gets one line
+    defining TASK from meta.inputs first (envs/protocol.c)."""
+    code, inp = t["reference"]["code"], t["meta"].get("inputs")
+    if t["reference"]["tool"] != "python" or not isinstance(inp, dict):
+        return code
+    return "TASK = __import__(\"json\").loads(" + json.dumps(json.dumps(inp)) + ")\n" + code
+
+
 def run_reference(t, db_dir):
     ref = t["reference"]
     tool = {"bash": "shell"}.get(ref["tool"], ref["tool"])
     r = subprocess.run([VIV, "run", "--tool", tool, "--data", f"biodb={db_dir}", "--db",
                         os.path.join(db_dir, "org.Hs.eg.sqlite"), "--timeout-ms", "30000", "--code-file", "-"],
-                       input=ref["code"].encode(), capture_output=True)
+                       input=with_task(t).encode(), capture_output=True)
     lines = r.stdout.decode(errors="replace").rstrip("\n").split("\n")
     return r.returncode, lines[-1] if lines else ""
 
@@ -202,6 +260,7 @@ def check_references():
 
 check_fields()
 check_formats()
+check_inputs()
 check_splits()
 check_manifest()
 if os.environ.get("CHECK_REFERENCES", "1") == "1":
