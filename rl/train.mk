@@ -17,6 +17,6 @@ TRAIN_TEST_SRC := rl/bio_env.c rl/model_gen.c rl/backend_cpu.c rl/backend_cuda.c
                   sandbox/util.c sandbox/client.c sandbox/pool.c sandbox/json_writer.c
 TRAIN_TEST_OBJ = $(patsubst %.c,$(BUILD)/asan/%.o,$(TRAIN_TEST_SRC)) $(patsubst %.c,$(BUILD)/asan/%.o,$(BUILD)/gen/unicode_tables.c)
 EXTRA_TESTS += $(BUILD)/test/train_tests
-$(BUILD)/test/train_tests: test/train/train_tests.c test/harness.h $(TRAIN_TEST_OBJ)
+$(BUILD)/test/train_tests: test/train/train_tests.c test/harness.h test/train_fixtures.h $(TRAIN_TEST_OBJ)
 	@mkdir -p $(@D)
 	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ $< $(TRAIN_TEST_OBJ) $(ASAN_LIBS)

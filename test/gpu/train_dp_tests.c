@@ -31,6 +31,7 @@
 #include "../../rl/backend.h"
 #include "../../rl/model_gen.h"
 #include "../../rl/train.h"
+#include "../train_fixtures.h"
 
 static int rank, world, failed;
 
@@ -52,19 +53,6 @@ static void report(const char *name, int ok, const char *fmt, ...) {
         else printf("ok - %s (%d ranks)\n", name, world);
         fflush(stdout);
     }
-}
-
-static struct tokenizer *small_tokenizer(void) {
-    const char *texts[] = {
-        "<|im_start|>system\nYou are a biomedical research assistant.<|im_end|>\n",
-        "<think>I will query the database.</think>\n<execute>#!SQL\nSELECT symbol FROM gene_info;</execute>",
-        "<observation>BRCA1\nTP53</observation>",
-        "<think>The answer is TP53.</think>\n<solution>TP53</solution>",
-    };
-    size_t lens[4];
-    for (int i = 0; i < 4; i++) lens[i] = strlen(texts[i]);
-    char err[256];
-    return tokenizer_train(texts, lens, 4, 400, NULL, err, sizeof err);
 }
 
 static struct qwen3 *model(int V, uint64_t seed) {

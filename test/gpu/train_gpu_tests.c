@@ -39,6 +39,7 @@
 #include "../../rl/model_gen.h"
 #include "../../rl/train.h"
 #include "../harness.h"
+#include "../train_fixtures.h"
 
 static int n_dev = -1;
 static char no_dev_why[256];
@@ -48,19 +49,6 @@ static char no_dev_why[256];
         if (n_dev < 0) n_dev = qwen3_cuda_device_count(no_dev_why, sizeof no_dev_why);      \
         if (n_dev <= 0) SKIP("no CUDA device (%s)", no_dev_why);                            \
     } while (0)
-
-static struct tokenizer *small_tokenizer(void) {
-    const char *texts[] = {
-        "<|im_start|>system\nYou are a biomedical research assistant.<|im_end|>\n",
-        "<think>I will query the database.</think>\n<execute>#!SQL\nSELECT symbol FROM gene_info;</execute>",
-        "<observation>BRCA1\nTP53</observation>",
-        "<think>The answer is TP53.</think>\n<solution>TP53</solution>",
-    };
-    size_t lens[4];
-    for (int i = 0; i < 4; i++) lens[i] = strlen(texts[i]);
-    char err[256];
-    return tokenizer_train(texts, lens, 4, 400, NULL, err, sizeof err);
-}
 
 /* GQA, head_dim 16 != 64/4 would be 16: use 32 wide heads so it differs */
 static struct qwen3 *model(int V, uint64_t seed) {

@@ -32,19 +32,7 @@
 #include "../../rl/model_gen.h"
 #include "../../rl/train.h"
 #include "../harness.h"
-
-static struct tokenizer *small_tokenizer(void) {
-    const char *texts[] = {
-        "<|im_start|>system\nYou are a biomedical research assistant.<|im_end|>\n",
-        "<think>I will query the database.</think>\n<execute>#!SQL\nSELECT symbol FROM gene_info;</execute>",
-        "<observation>BRCA1\nTP53</observation>",
-        "<think>The answer is TP53.</think>\n<solution>TP53</solution>",
-    };
-    size_t lens[4];
-    for (int i = 0; i < 4; i++) lens[i] = strlen(texts[i]);
-    char err[256];
-    return tokenizer_train(texts, lens, 4, 400, NULL, err, sizeof err);
-}
+#include "../train_fixtures.h"
 
 static struct qwen3 *tiny_model(int V, uint64_t seed) {
     struct qwen3_config c = {.vocab_size = V, .hidden_size = 32, .intermediate_size = 64, .num_layers = 2,
