@@ -20,11 +20,14 @@ static const char usage_text[] =
     "prints its answer, and writes DIR/tasks/{train,val,test}.jsonl and DIR/MANIFEST.json.\n"
     "\n"
     "  --out DIR     output directory (default data)\n"
-    "  --size S      tasks per shape: small 60/15/15 (default), medium 400/60/60,\n"
-    "                large 3000/300/300, or N: N train, N/8 (at least 2) val and test\n"
+    "  --size S      tasks per shape (train/val/test): default is small except 1000/125/125\n"
+    "                for the multiple-choice shapes dbqa and seqqa (viv train's tasks);\n"
+    "                small 60/15/15, medium 400/60/60, large 3000/300/300, or N: N train,\n"
+    "                N/8 (at least 2) val and test\n"
     "  --seed S      generator seed (default 1); splits do not depend on it\n"
     "  --debs DIR    where the .deb files are cached (default DIR/debs)\n"
-    "  --jobs N      sandbox jobs run at once while verifying (default: CPUs)\n  --shapes L    only these task shapes (comma-separated; default all seven)\n";
+    "  --jobs N      sandbox jobs run at once while verifying (default: CPUs)\n"
+    "  --shapes L    only these task shapes (comma-separated; default all seven)\n";
 
 static int usage_error(const char *msg, const char *arg) {
     fprintf(stderr, "viv data: %s%s%s\n%s", msg, arg ? " " : "", arg ? arg : "", usage_text);
@@ -38,10 +41,10 @@ int cmd_data(int argc, char **argv) {
     }
     if (strcmp(argv[1], "build") != 0) return usage_error("unknown subcommand", argv[1]);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    struct build_opts o = {.out = "data", .size_name = "small", .seed = 1, .jobs = ncpu > 0 ? (int)ncpu : 2,
+    struct build_opts o = {.out = "data", .size_name = "default", .seed = 1, .jobs = ncpu > 0 ? (int)ncpu : 2,
                            .progress = true};
     char err[256];
-    data_size_parse("small", o.want, err, sizeof err);
+    data_size_parse("default", o.want, o.want_mc, err, sizeof err);
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -58,7 +61,7 @@ int cmd_data(int argc, char **argv) {
             if (!*v) return usage_error("--debs: empty path", NULL);
             o.debs = v;
         } else if (strcmp(a, "--size") == 0) {
-            if (data_size_parse(v, o.want, err, sizeof err)) return usage_error(err, NULL);
+            if (data_size_parse(v, o.want, o.want_mc, err, sizeof err)) return usage_error(err, NULL);
             o.size_name = v;
         } else if (strcmp(a, "--seed") == 0) {
             if (parse_long(v, 0, 0x7fffffffffffffffL, &n)) return usage_error("--seed: not a non-negative integer:", v);

@@ -25,14 +25,17 @@ struct build_opts {
     const char *debs;      /* .deb cache; NULL = <out>/debs */
     const char *size_name; /* "small", "medium", "large" or a number, for the manifest */
     int want[NSPLITS];     /* tasks per shape and split */
+    int want_mc[NSPLITS];  /* the same for the multiple-choice shapes (dbqa, seqqa) */
     uint64_t seed;
     int jobs;              /* verification workers */
     const char *shapes;    /* comma-separated task shapes to build; NULL = all */
     bool progress;
 };
 
-/* Parse --size: small|medium|large|N. 0, or -1 with err. */
-int data_size_parse(const char *s, int want[NSPLITS], char *err, size_t errlen);
+/* Parse --size: default|small|medium|large|N into tasks per split for the
+ * shapes in general (want) and for the multiple-choice ones (want_mc; the
+ * same except for "default"). 0, or -1 with err. */
+int data_size_parse(const char *s, int want[NSPLITS], int want_mc[NSPLITS], char *err, size_t errlen);
 
 /* The whole build. 0 on success, else -1 (the reason is printed). */
 /* Is `name` one of the comma-separated `list`? (NULL list: every name.) */

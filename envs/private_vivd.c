@@ -48,8 +48,10 @@ int private_vivd_start(struct private_vivd *d, const char *data_dir, const char 
         fprintf(stderr, "%s: warning: no %s: #!SQL calls will fail (viv data build makes it)\n", who, genes);
     }
     free(dbdir), free(genes);
-    const char *argv[16] = {vivd, "--socket", d->sock, "--log", d->log};
-    int k = 5;
+    /* our own daemon: its one client may sit idle for minutes between
+     * phases (SFT, evaluation), so idle connections are not closed (24 h) */
+    const char *argv[16] = {vivd, "--socket", d->sock, "--log", d->log, "--idle-ms", "86400000"};
+    int k = 7;
     if (db) argv[k++] = "--data", argv[k++] = biodb, argv[k++] = "--data", argv[k++] = db;
     argv[k] = NULL;
     d->pid = fork();
