@@ -152,7 +152,28 @@ else
   report e2e_sft_then_train_from_model 1 "$(tail -3 "$T/s.err" "$T/m.err" 2>/dev/null)"
 fi
 
-# 5. bad input: clear errors, no crash
+# 5. the KL term: with --kl, the policy's divergence from the frozen reference (the model GRPO
+#    started from) is measured and grows once updates move the policy; without it, nothing is
+#    measured (no reference is kept)
+if bin/viv train "${TINY[@]}" --name kl --steps 3 --kl 0.5 --lr 2e-2 >"$T/kl.out" 2>"$T/kl.err" &&
+   bin/viv train "${TINY[@]}" --name nokl --steps 2 --lr 2e-2 >"$T/nokl.out" 2>"$T/nokl.err"; then
+  msg=$($PY - "$T/runs/kl" "$T/runs/nokl" <<'PYEOF' 2>&1
+import json, sys, math
+k = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl")]
+n = [json.loads(l) for l in open(sys.argv[2] + "/metrics.jsonl")]
+assert json.load(open(sys.argv[1] + "/config.json"))["kl_coef"] == 0.5
+assert all(math.isfinite(l["kl"]) and l["kl"] >= 0 for l in k), [l["kl"] for l in k]
+assert max(l["kl"] for l in k[1:]) > 1e-6, "KL never moved off 0: %s" % [l["kl"] for l in k]
+assert all(l["kl"] == 0 for l in n), [l["kl"] for l in n]
+print("fine")
+PYEOF
+)
+  [ "$msg" = fine ]; report e2e_kl_to_reference $? "$msg"
+else
+  report e2e_kl_to_reference 1 "run failed: $(tail -3 "$T/kl.err" "$T/nokl.err")"
+fi
+
+# 6. bad input: clear errors, no crash
 bin/viv train --steps -1 >/dev/null 2>"$T/bad.err"; s=$?
 [ $s = 2 ] && grep -q "steps" "$T/bad.err"; report cli_bad_option $? "exit $s: $(cat "$T/bad.err")"
 bin/viv sft --teacher http://127.0.0.1:9/v1 >/dev/null 2>"$T/bad.err"; s=$?
