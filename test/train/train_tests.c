@@ -10,6 +10,8 @@
  *   gen_stop_string           generation stops right after a stop string
  *   grpo_direction            one GRPO update raises log p of the higher-reward sample and
  *                             lowers the lower-reward one (toy two-sample group)
+ *   grpo_entropy_bonus        one GRPO update with entropy_coef > 0 leaves a higher policy entropy on
+ *                             the batch than with 0, and raises it alone on equal rewards
  *   grpo_nan_skipped          poisoned weights: the update reports non-finite, takes no step;
  *                             the backend's snapshot/restore brings the last good weights back
  *   sft_backend_matches_model sft_train through the CPU backend (rl/backend.h) is the plain
