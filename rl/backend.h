@@ -46,7 +46,7 @@ struct train_backend_ops {
     int (*backward)(struct train_backend *b);                          /* of the mean cross-entropy */
     int (*backward_logprobs)(struct train_backend *b, const float *coef); /* of sum(coef * logp) */
     /* of sum(coef * logp) + sum(went * H), H each row's entropy (the entropy
-     * bonus; went NULL = none). The CUDA backend refuses a non-zero went. */
+     * bonus; went NULL = none) */
     int (*backward_logprobs_entropy)(struct train_backend *b, const float *coef, const float *went);
     int (*grads_finite)(struct train_backend *b);
     int (*params_finite)(struct train_backend *b);

@@ -89,15 +89,8 @@ static int cu_entropy_rows(struct train_backend *b, const int32_t *targets, floa
     return 0;
 }
 
-/* The GPU's fused softmax backward (k_xent_bwd) has no entropy term yet:
- * a non-zero entropy weight is refused rather than silently dropped. */
 static int cu_backward_logprobs_entropy(struct train_backend *b, const float *coef, const float *went) {
-    struct cuda_impl *c = b->impl;
-    for (int r = 0; went && r < c->rows; r++)
-        if (went[r] != 0)
-            return snprintf(b->err, sizeof b->err, "the entropy bonus is not implemented on the GPU backward "
-                                                   "(use --entropy 0 or --device cpu)"), -1;
-    return cu_backward_logprobs(b, coef);
+    return qwen3_cuda_backward_logprobs_entropy(G(b), coef, went) ? fail(b) : 0;
 }
 static int cu_grads_finite(struct train_backend *b) { return isfinite(qwen3_cuda_grad_sumsq(G(b))); }
 static int cu_params_finite(struct train_backend *b) { return isfinite(qwen3_cuda_param_sumsq(G(b))); }

@@ -145,7 +145,7 @@ static const char usage_train[] =
     " GRPO:    --steps 30 --tasks-per-step 8 --group 8 --lr 1e-3 --temperature 0.7 --top-p 1.0\n"
     "          --clip-low 0.2 --clip-high 0.28 --agg token_mean|seq_mean|dr_grpo --no-std-norm\n"
     "          --kl 0 --entropy 0 --dynamic-sampling --no-mask-overlong --ckpt-every 4\n"
-    "          (--entropy C: bonus -C * mean policy entropy in the loss; --device cpu only)\n"
+    "          (--entropy C: bonus -C * mean policy entropy in the loss)\n"
     "          --minibatches 2 (optimizer steps per rollout batch; groups split evenly)\n"
     " episodes: --max-turns 4 --max-turn-tokens 256 --max-context 2048 --timeout-ms 10000\n"
     "          --threads 2\n";
@@ -266,9 +266,6 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
                         "(./build.sh --cuda, or `make cuda` where nvcc is installed)\n", cmd);
         return 2;
     }
-    if (!strcmp(c->device, "cuda") && c->entropy_coef > 0)
-        return uerr(cmd, "--entropy %g: the entropy bonus trains on --device cpu only (the GPU backward has no "
-                         "entropy term yet); use --entropy 0 with --device cuda", c->entropy_coef);
     if (c->sandbox) {
         char why[256];
         bool needs_token;
