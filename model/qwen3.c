@@ -643,10 +643,27 @@ static void swiglu_bwd_worker(void *p, int tid, int nth) {
     }
 }
 
-/* dlogits = coef * (onehot(target) - softmax), in place over the logits. */
+/* The gradient at the logits of one row, in place over the logits.
+ *
+ * With z the row's logits, p = softmax(z), lse = log sum_i exp(z_i) and
+ * log p_i = z_i - lse, the row contributes
+ *     f = coef * log p_target + w * H,   H = -sum_i p_i log p_i
+ * (coef = dJ/dlogp of the target, w = dJ/dH, the entropy bonus' weight).
+ *
+ *   d log p_target / dz_i = onehot_i(target) - p_i
+ *   dH / dz_i: dp_j/dz_i = p_j (onehot_ij - p_i), so
+ *     dH/dz_i = -sum_j (log p_j + 1) p_j (onehot_ij - p_i)
+ *             = -p_i (log p_i + 1) + p_i sum_j p_j (log p_j + 1)
+ *             = -p_i (log p_i + 1) + p_i (1 - H)
+ *             = -p_i (log p_i + H)
+ *
+ * so df/dz_i = coef (onehot_i - p_i) - w p_i (log p_i + H). H needs one
+ * pass over the row (lse is known from the forward), then the write pass
+ * computes p_i once and both terms from it: rows without an entropy weight
+ * cost what they did before (one pass), rows with one a second read. */
 struct dlogits_job {
     struct qwen3 *m;
-    const float *coef;
+    const float *coef, *went; /* went may be NULL: no entropy term */
 };
 
 static void dlogits_worker(void *p, int tid, int nth) {
@@ -657,19 +674,33 @@ static void dlogits_worker(void *p, int tid, int nth) {
     long r0, r1;
     par_range((long)m->B * m->T, 1, tid, nth, &r0, &r1);
     for (long r = r0; r < r1; r++) {
-        float *l = a->logits + (size_t)r * V, coef = j->coef[r];
+        float *l = a->logits + (size_t)r * V;
         int t = m->targets[r];
-        if (coef == 0 || t < 0) {
+        float coef = t >= 0 ? j->coef[r] : 0.0f, w = j->went ? j->went[r] : 0.0f;
+        if (coef == 0 && w == 0) {
             memset(l, 0, (size_t)V * sizeof *l);
             continue;
         }
         float lse = a->lse[r];
-        for (int i = 0; i < V; i++) l[i] = -coef * expf(l[i] - lse);
-        l[t] += coef;
+        if (w == 0) {
+            for (int i = 0; i < V; i++) l[i] = -coef * expf(l[i] - lse);
+        } else {
+            double H = 0; /* -sum p log p, in double: V terms */
+            for (int i = 0; i < V; i++) {
+                float lp = l[i] - lse;
+                H -= (double)expf(lp) * lp;
+            }
+            float h = (float)H;
+            for (int i = 0; i < V; i++) {
+                float lp = l[i] - lse, pi = expf(lp);
+                l[i] = -coef * pi - w * pi * (lp + h);
+            }
+        }
+        if (t >= 0) l[t] += coef;
     }
 }
 
-static int backward_core(struct qwen3 *m, const float *coef) {
+static int backward_core(struct qwen3 *m, const float *coef, const float *went) {
     const struct qwen3_config *c = &m->cfg;
     struct qwen3_acts *a = m->acts;
     if (!a || !m->B) return -1;
@@ -678,7 +709,7 @@ static int backward_core(struct qwen3 *m, const float *coef) {
     int Hq = c->num_heads, Hkv = c->num_kv_heads, qd = Hq * hd, kvd = Hkv * hd, V = c->vocab_size;
     size_t ND = (size_t)N * D;
 
-    struct dlogits_job dj = {m, coef};
+    struct dlogits_job dj = {m, coef, went};
     par_run(dlogits_worker, &dj);
 
     /* lm_head and final norm */
@@ -758,9 +789,13 @@ int qwen3_backward(struct qwen3 *m) {
     for (int i = 0; i < N; i++) den += m->mask[i];
     float *coef = xmalloc((size_t)N * sizeof *coef);
     for (int i = 0; i < N; i++) coef[i] = den > 0 ? (float)(-m->mask[i] / den) : 0.0f;
-    int rc = backward_core(m, coef);
+    int rc = backward_core(m, coef, NULL);
     free(coef);
     return rc;
 }
 
-int qwen3_backward_logprobs(struct qwen3 *m, const float *coef) { return backward_core(m, coef); }
+int qwen3_backward_logprobs(struct qwen3 *m, const float *coef) { return backward_core(m, coef, NULL); }
+
+int qwen3_backward_logprobs_entropy(struct qwen3 *m, const float *coef, const float *went) {
+    return backward_core(m, coef, went);
+}

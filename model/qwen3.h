@@ -107,6 +107,11 @@ int qwen3_backward(struct qwen3 *m);
 /* Accumulate the gradient of sum_i coef[i] * logprobs[i] (the RL trainer's
  * objective: coef = dJ/dlogp per token). */
 int qwen3_backward_logprobs(struct qwen3 *m, const float *coef);
+/* As qwen3_backward_logprobs plus sum_i went[i] * H_i, H_i the entropy of
+ * the next-token distribution at position i (went [B*T], NULL = none; rows
+ * without a target still take their entropy term). GRPO's entropy bonus:
+ * went = dJ/dH per token. */
+int qwen3_backward_logprobs_entropy(struct qwen3 *m, const float *coef, const float *went);
 
 /* ---- inference with a KV cache --------------------------------------------- */
 

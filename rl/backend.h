@@ -40,9 +40,14 @@ struct train_backend_ops {
     /* sum over the rows with targets[r] >= 0 of the entropy of the last
      * forward's next-token distribution; *count += those rows */
     int (*entropy_sum)(struct train_backend *b, const int32_t *targets, double *sum, long *count);
+    /* per-row entropies [B*T] of the last forward (0 where targets[r] < 0) */
+    int (*entropy_rows)(struct train_backend *b, const int32_t *targets, float *out);
     void (*zero_grad)(struct train_backend *b);
     int (*backward)(struct train_backend *b);                          /* of the mean cross-entropy */
     int (*backward_logprobs)(struct train_backend *b, const float *coef); /* of sum(coef * logp) */
+    /* of sum(coef * logp) + sum(went * H), H each row's entropy (the entropy
+     * bonus; went NULL = none) */
+    int (*backward_logprobs_entropy)(struct train_backend *b, const float *coef, const float *went);
     int (*grads_finite)(struct train_backend *b);
     int (*params_finite)(struct train_backend *b);
     int (*set_param)(struct train_backend *b, size_t i, float v); /* tests: poison one weight */

@@ -30,24 +30,35 @@ static int cpu_last_logprobs(struct train_backend *b, float *out) {
     return 0;
 }
 
-/* H = log Z - E_p[x - max] with Z = sum exp(x - max), per row. */
+/* H = log Z - E_p[x - max] with Z = sum exp(x - max), of one row. */
+static double row_entropy(const float *x, int V) {
+    float mx = x[0];
+    for (int j = 1; j < V; j++) mx = x[j] > mx ? x[j] : mx;
+    double z = 0, ez = 0;
+    for (int j = 0; j < V; j++) {
+        double p = exp((double)(x[j] - mx));
+        z += p, ez += p * (double)(x[j] - mx);
+    }
+    return log(z) - ez / z;
+}
+
 static int cpu_entropy_sum(struct train_backend *b, const int32_t *targets, double *sum, long *count) {
     const float *lg = qwen3_logits(b->m);
     int V = b->m->cfg.vocab_size, n = b->m->B * b->m->T;
     if (!lg) return snprintf(b->err, sizeof b->err, "entropy: no forward"), -1;
     for (int r = 0; r < n; r++) {
         if (targets[r] < 0) continue;
-        const float *x = lg + (size_t)r * V;
-        float mx = x[0];
-        for (int j = 1; j < V; j++) mx = x[j] > mx ? x[j] : mx;
-        double z = 0, ez = 0;
-        for (int j = 0; j < V; j++) {
-            double p = exp((double)(x[j] - mx));
-            z += p, ez += p * (double)(x[j] - mx);
-        }
-        *sum += log(z) - ez / z;
+        *sum += row_entropy(lg + (size_t)r * V, V);
         (*count)++;
     }
+    return 0;
+}
+
+static int cpu_entropy_rows(struct train_backend *b, const int32_t *targets, float *out) {
+    const float *lg = qwen3_logits(b->m);
+    int V = b->m->cfg.vocab_size, n = b->m->B * b->m->T;
+    if (!lg) return snprintf(b->err, sizeof b->err, "entropy: no forward"), -1;
+    for (int r = 0; r < n; r++) out[r] = targets[r] < 0 ? 0.0f : (float)row_entropy(lg + (size_t)r * V, V);
     return 0;
 }
 
@@ -55,6 +66,9 @@ static void cpu_zero_grad(struct train_backend *b) { qwen3_zero_grad(b->m); }
 static int cpu_backward(struct train_backend *b) { return qwen3_backward(b->m); }
 static int cpu_backward_logprobs(struct train_backend *b, const float *coef) {
     return qwen3_backward_logprobs(b->m, coef);
+}
+static int cpu_backward_logprobs_entropy(struct train_backend *b, const float *coef, const float *went) {
+    return qwen3_backward_logprobs_entropy(b->m, coef, went);
 }
 
 static int all_finite(const float *x, size_t n) {
@@ -137,8 +151,9 @@ static void cpu_free_owned(struct train_backend *b) {
 static struct train_backend *cpu_fork(struct train_backend *b);
 
 static const struct train_backend_ops cpu_ops = {
-    .forward = cpu_forward, .last_logprobs = cpu_last_logprobs, .entropy_sum = cpu_entropy_sum,
+    .forward = cpu_forward, .last_logprobs = cpu_last_logprobs, .entropy_sum = cpu_entropy_sum, .entropy_rows = cpu_entropy_rows,
     .zero_grad = cpu_zero_grad, .backward = cpu_backward, .backward_logprobs = cpu_backward_logprobs,
+    .backward_logprobs_entropy = cpu_backward_logprobs_entropy,
     .grads_finite = cpu_grads_finite, .params_finite = cpu_params_finite, .set_param = cpu_set_param,
     .opt_init = cpu_opt_init, .opt_step = cpu_opt_step, .snapshot = cpu_snapshot, .restore = cpu_restore,
     .sync_down = cpu_nothing, .sync_up = cpu_nothing, .fork = cpu_fork, .gen_model = cpu_gen_model,
@@ -146,8 +161,9 @@ static const struct train_backend_ops cpu_ops = {
 };
 
 static const struct train_backend_ops cpu_owned_ops = {
-    .forward = cpu_forward, .last_logprobs = cpu_last_logprobs, .entropy_sum = cpu_entropy_sum,
+    .forward = cpu_forward, .last_logprobs = cpu_last_logprobs, .entropy_sum = cpu_entropy_sum, .entropy_rows = cpu_entropy_rows,
     .zero_grad = cpu_zero_grad, .backward = cpu_backward, .backward_logprobs = cpu_backward_logprobs,
+    .backward_logprobs_entropy = cpu_backward_logprobs_entropy,
     .grads_finite = cpu_grads_finite, .params_finite = cpu_params_finite, .set_param = cpu_set_param,
     .opt_init = cpu_opt_init, .opt_step = cpu_opt_step, .snapshot = cpu_snapshot, .restore = cpu_restore,
     .sync_down = cpu_nothing, .sync_up = cpu_nothing, .fork = cpu_fork, .gen_model = cpu_gen_model,

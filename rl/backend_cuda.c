@@ -78,6 +78,20 @@ static int cu_backward(struct train_backend *b) { return qwen3_cuda_backward(G(b
 static int cu_backward_logprobs(struct train_backend *b, const float *coef) {
     return qwen3_cuda_backward_logprobs(G(b), coef) ? fail(b) : 0;
 }
+
+/* per-row entropies from the device, 0 where there is no target */
+static int cu_entropy_rows(struct train_backend *b, const int32_t *targets, float *out) {
+    struct cuda_impl *c = b->impl;
+    if (c->rows <= 0) return snprintf(b->err, sizeof b->err, "entropy: no forward"), -1;
+    if (qwen3_cuda_last_entropy(c->g, out)) return fail(b);
+    for (int r = 0; r < c->rows; r++)
+        if (targets[r] < 0) out[r] = 0;
+    return 0;
+}
+
+static int cu_backward_logprobs_entropy(struct train_backend *b, const float *coef, const float *went) {
+    return qwen3_cuda_backward_logprobs_entropy(G(b), coef, went) ? fail(b) : 0;
+}
 static int cu_grads_finite(struct train_backend *b) { return isfinite(qwen3_cuda_grad_sumsq(G(b))); }
 static int cu_params_finite(struct train_backend *b) { return isfinite(qwen3_cuda_param_sumsq(G(b))); }
 static int cu_set_param(struct train_backend *b, size_t i, float v) {
@@ -171,8 +185,9 @@ static void cu_free(struct train_backend *b) {
 static struct train_backend *cu_fork(struct train_backend *b);
 
 static const struct train_backend_ops cuda_ops = {
-    .forward = cu_forward, .last_logprobs = cu_last_logprobs, .entropy_sum = cu_entropy_sum,
+    .forward = cu_forward, .last_logprobs = cu_last_logprobs, .entropy_sum = cu_entropy_sum, .entropy_rows = cu_entropy_rows,
     .zero_grad = cu_zero_grad, .backward = cu_backward, .backward_logprobs = cu_backward_logprobs,
+    .backward_logprobs_entropy = cu_backward_logprobs_entropy,
     .grads_finite = cu_grads_finite, .params_finite = cu_params_finite, .set_param = cu_set_param,
     .opt_init = cu_opt_init, .opt_step = cu_opt_step, .snapshot = cu_snapshot, .restore = cu_restore,
     .sync_down = cu_sync_down, .sync_up = cu_sync_up, .fork = cu_fork, .gen_model = cu_gen_model,

@@ -5,7 +5,9 @@
  * Per group (group_size sequences, padded to the longest):
  *   forward with targets = the next token, giving logp_t for every position
  *   grpo_loss(logp, old_logp = the sampling log-probs, rewards, masks) -> dL/dlogp_t
- *   backward of sum_t (dL/dlogp_t * w_g) * logp_t, accumulated over groups
+ *   backward of sum_t (dL/dlogp_t * w_g) * logp_t, accumulated over groups;
+ *   with an entropy bonus (entropy_coef > 0) also of sum_t (dL/dH_t * w_g) * H_t,
+ *   H_t the policy's entropy at t (grpo_loss gives dL/dH_t = -entropy_coef w_t)
  * then one AdamW step. Groups are processed one at a time so a batch of any
  * size fits in memory; advantages are per group anyway. grpo_loss normalises
  * by its own (the group's) token count, so w_g rescales: for token_mean
@@ -34,7 +36,7 @@
 struct flat {
     int *offsets;
     uint8_t *mask, *overlong, *malformed;
-    float *logp, *old_logp, *ref_logp, *rewards, *dlogp;
+    float *logp, *old_logp, *ref_logp, *rewards, *dlogp, *entropy, *dentropy;
 };
 
 static void flat_alloc(struct flat *f, int G, long ntok) {
@@ -44,16 +46,18 @@ static void flat_alloc(struct flat *f, int G, long ntok) {
     f->logp = xcalloc((size_t)ntok + 1, sizeof(float)), f->old_logp = xcalloc((size_t)ntok + 1, sizeof(float));
     f->ref_logp = xcalloc((size_t)ntok + 1, sizeof(float)), f->dlogp = xcalloc((size_t)ntok + 1, sizeof(float));
     f->rewards = xcalloc((size_t)G, sizeof(float));
+    f->entropy = xcalloc((size_t)ntok + 1, sizeof(float)), f->dentropy = xcalloc((size_t)ntok + 1, sizeof(float));
 }
 
 static void flat_free(struct flat *f) {
     free(f->offsets), free(f->mask), free(f->overlong), free(f->malformed), free(f->logp), free(f->old_logp);
-    free(f->ref_logp), free(f->dlogp), free(f->rewards);
+    free(f->ref_logp), free(f->dlogp), free(f->rewards), free(f->entropy), free(f->dentropy);
 }
 
 /* Fill the group's arrays from its episodes; logp from `lp` ([G*T] model
  * log-probs at each position) or, when NULL, the sampling log-probs. */
-static void flat_fill(struct flat *f, const struct rl_episode *e, int G, int T, const float *lp, const float *ref_lp) {
+static void flat_fill(struct flat *f, const struct rl_episode *e, int G, int T, const float *lp, const float *ref_lp,
+                      const float *ent) {
     int k = 0;
     for (int i = 0; i < G; i++) {
         f->offsets[i] = k;
@@ -62,6 +66,7 @@ static void flat_fill(struct flat *f, const struct rl_episode *e, int G, int T, 
             f->old_logp[k] = e[i].logprobs[t + 1];
             f->logp[k] = lp ? lp[(size_t)i * T + t] : f->old_logp[k];
             f->ref_logp[k] = ref_lp ? ref_lp[(size_t)i * T + t] : 0;
+            f->entropy[k] = ent ? ent[(size_t)i * T + t] : 0;
         }
         f->rewards[i] = (float)e[i].score.reward;
         f->overlong[i] = e[i].overlong;
@@ -82,7 +87,7 @@ int grpo_update(struct train_backend *bk, struct train_backend *ref, const struc
     if (G <= 0 || nseq < 0 || nseq % G || (nseq == 0 && bk->world == 1))
         return snprintf(err, errlen, "grpo: %d sequences in groups of %d", nseq, G), -1;
     int ngroups = nseq / G;
-    bool use_ref = ref && gc->kl_coef > 0;
+    bool use_ref = ref && gc->kl_coef > 0, use_ent = gc->entropy_coef > 0;
     /* pass 1: contributing tokens per group (masks, dynamic sampling), no model */
     long *tok_g = xcalloc((size_t)ngroups + 1, sizeof *tok_g), tok_local = 0;
     for (int g = 0; g < ngroups; g++) {
@@ -90,7 +95,7 @@ int grpo_update(struct train_backend *bk, struct train_backend *ref, const struc
         int T = group_T(e, G);
         struct flat f;
         flat_alloc(&f, G, (long)G * T);
-        flat_fill(&f, e, G, T, NULL, NULL);
+        flat_fill(&f, e, G, T, NULL, NULL, NULL);
         struct grpo_batch b = {.nseq = G, .group_size = G, .offsets = f.offsets, .mask = f.mask, .logp = f.logp,
                                .rewards = f.rewards, .overlong = f.overlong, .malformed = f.malformed};
         struct grpo_out go = {.dlogp = f.dlogp};
@@ -120,10 +125,11 @@ int grpo_update(struct train_backend *bk, struct train_backend *ref, const struc
             continue;
         }
         /* equal rewards and no KL term: every advantage is 0, so is the gradient:
-         * skip the forward and backward (its tokens still count in the normaliser) */
+         * skip the forward and backward (its tokens still count in the normaliser);
+         * not so with an entropy bonus, whose gradient needs no advantage */
         int same = 1;
         for (int i = 1; i < G; i++) same &= e[i].score.reward == e[0].score.reward;
-        if (same && !use_ref) {
+        if (same && !use_ref && !use_ent) {
             out->st.tokens += tok_g[g];
             continue;
         }
@@ -145,15 +151,20 @@ int grpo_update(struct train_backend *bk, struct train_backend *ref, const struc
                 break;
             }
         }
-        float fl = bk->ops->forward(bk, ids, tg, G, T);
+        float fl = bk->ops->forward(bk, ids, tg, G, T), *ent = use_ent ? xcalloc(BT, sizeof *ent) : NULL;
         if (!isnan(fl) && bk->ops->last_logprobs(bk, lp) != 0) fl = NAN;
+        if (!isnan(fl) && ent && bk->ops->entropy_rows(bk, tg, ent) != 0) fl = NAN;
+        for (size_t r = 0; ent && !isnan(fl) && r < BT; r++) /* the mean entropy reported, from the same rows */
+            if (tg[r] >= 0) ent_sum += ent[r], ent_n++;
         struct flat f;
         flat_alloc(&f, G, (long)BT);
-        flat_fill(&f, e, G, T, lp, ref_lp);
+        flat_fill(&f, e, G, T, lp, ref_lp, ent);
+        free(ent);
         struct grpo_batch b = {.nseq = G, .group_size = G, .offsets = f.offsets, .mask = f.mask, .logp = f.logp,
                                .old_logp = f.old_logp, .ref_logp = use_ref ? f.ref_logp : NULL, .rewards = f.rewards,
-                               .overlong = f.overlong, .malformed = f.malformed};
-        struct grpo_out go = {.dlogp = f.dlogp};
+                               .overlong = f.overlong, .malformed = f.malformed,
+                               .entropy = use_ent ? f.entropy : NULL};
+        struct grpo_out go = {.dlogp = f.dlogp, .dentropy = use_ent ? f.dentropy : NULL};
         struct grpo_stats st;
         int lrc = grpo_loss(gc, &b, &go, &st, err, errlen);
         if (lrc != 0 || !isfinite(st.loss) || isnan(fl)) {
@@ -162,12 +173,16 @@ int grpo_update(struct train_backend *bk, struct train_backend *ref, const struc
             break;
         }
         double w = gc->agg == GRPO_AGG_TOKEN_MEAN ? (double)st.tokens / tok_total : (double)G / nseq_total;
-        float *coef = xcalloc(BT, sizeof *coef);
+        float *coef = xcalloc(BT, sizeof *coef), *went = use_ent ? xcalloc(BT, sizeof *went) : NULL;
         for (int i = 0; i < G; i++)
-            for (int k = f.offsets[i]; k < f.offsets[i + 1]; k++)
-                coef[(size_t)i * T + (k - f.offsets[i])] = (float)(f.dlogp[k] * w * scale);
-        int brc = bk->ops->entropy_sum(bk, tg, &ent_sum, &ent_n);
-        if (brc == 0) brc = bk->ops->backward_logprobs(bk, coef);
+            for (int k = f.offsets[i]; k < f.offsets[i + 1]; k++) {
+                size_t r = (size_t)i * T + (k - f.offsets[i]);
+                coef[r] = (float)(f.dlogp[k] * w * scale);
+                if (went) went[r] = (float)(f.dentropy[k] * w * scale);
+            }
+        int brc = went ? 0 : bk->ops->entropy_sum(bk, tg, &ent_sum, &ent_n);
+        if (brc == 0)
+            brc = went ? bk->ops->backward_logprobs_entropy(bk, coef, went) : bk->ops->backward_logprobs(bk, coef);
         if (brc != 0) {
             snprintf(err, errlen, "grpo: %s", bk->err);
             bad = 2;
@@ -183,7 +198,7 @@ int grpo_update(struct train_backend *bk, struct train_backend *ref, const struc
         out->st.tokens += st.tokens, out->st.groups_kept += st.groups_kept, out->st.groups_dropped += st.groups_dropped;
         out->st.seqs_masked += st.seqs_masked;
         w_sum += tw;
-        free(coef), flat_free(&f), free(ids), free(tg), free(ref_lp), free(lp);
+        free(coef), free(went), flat_free(&f), free(ids), free(tg), free(ref_lp), free(lp);
     }
     free(tok_g);
     if (bad == 2) return -1; /* an error: the command stops (under mpirun the launcher ends the other ranks) */

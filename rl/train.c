@@ -145,6 +145,7 @@ static const char usage_train[] =
     " GRPO:    --steps 30 --tasks-per-step 8 --group 8 --lr 1e-3 --temperature 0.7 --top-p 1.0\n"
     "          --clip-low 0.2 --clip-high 0.28 --agg token_mean|seq_mean|dr_grpo --no-std-norm\n"
     "          --kl 0 --entropy 0 --dynamic-sampling --no-mask-overlong --ckpt-every 4\n"
+    "          (--entropy C: bonus -C * mean policy entropy in the loss)\n"
     "          --minibatches 2 (optimizer steps per rollout batch; groups split evenly)\n"
     " episodes: --max-turns 4 --max-turn-tokens 256 --max-context 2048 --timeout-ms 10000\n"
     "          --threads 2\n";
@@ -902,9 +903,6 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
     gc.agg = grpo_agg_parse(j->c.agg), gc.kl_coef = j->c.kl_coef, gc.entropy_coef = j->c.entropy_coef;
     gc.dynamic_sampling = j->c.dynamic_sampling, gc.mask_overlong_malformed = j->c.mask_overlong_malformed;
     gc.dr_grpo_norm = j->c.max_turn_tokens;
-    if (gc.entropy_coef > 0)
-        fprintf(stderr, "viv train: note: the entropy bonus needs d(entropy)/d(logits), which the model's backward "
-                        "does not offer yet: entropy is measured, not trained on\n");
     struct train_backend *be = j->be, *ref = NULL;
     int W = be->world, rank = be->rank;
     if (gc.kl_coef > 0) { /* the reference: the policy as RL starts */

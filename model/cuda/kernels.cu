@@ -304,23 +304,32 @@ void k_xent_fwd(cudaStream_t st, float *lse, float *logp, const float *logits, c
     xent_fwd_kernel<<<N, 512, 0, st>>>(lse, logp, logits, targets, V);
 }
 
+/* One block per row. With an entropy weight w the row's entropy H is summed
+ * first (a block reduction; w is the same for the whole block, so every
+ * thread takes the branch or none), then each logit gets
+ * c (onehot - p_i) - w p_i (log p_i + H). */
 __global__ void xent_bwd_kernel(bf16 *dlogits, const float *logits, const float *lse, const int32_t *targets,
-                                const float *coef, int V) {
+                                const float *coef, const float *went, int V) {
     size_t r = blockIdx.x;
     const float *l = logits + r * V;
     bf16 *d = dlogits + r * V;
     int t = targets[r];
-    float c = coef[r], z = lse[r];
+    float c = t >= 0 ? coef[r] : 0.0f, w = went ? went[r] : 0.0f, z = lse[r], H = 0;
+    if (w != 0) {
+        float s = 0;
+        for (int i = threadIdx.x; i < V; i += blockDim.x) s -= expf(l[i] - z) * (l[i] - z);
+        H = block_sum(s);
+    }
     for (int i = threadIdx.x; i < V; i += blockDim.x) {
-        float g = 0;
-        if (c != 0 && t >= 0) g = c * ((i == t ? 1.0f : 0.0f) - expf(l[i] - z));
+        float lp = l[i] - z, p = expf(lp), g = 0;
+        if (c != 0 || w != 0) g = c * ((i == t ? 1.0f : 0.0f) - p) - w * p * (lp + H);
         d[i] = __float2bfloat16(g);
     }
 }
 
 void k_xent_bwd(cudaStream_t st, bf16 *dlogits, const float *logits, const float *lse, const int32_t *targets,
-                const float *coef, int N, int V) {
-    xent_bwd_kernel<<<N, 512, 0, st>>>(dlogits, logits, lse, targets, coef, V);
+                const float *coef, const float *went, int N, int V) {
+    xent_bwd_kernel<<<N, 512, 0, st>>>(dlogits, logits, lse, targets, coef, went, V);
 }
 
 /* Entropy per row from the forward's lse: H = lse - sum_i p_i x_i with

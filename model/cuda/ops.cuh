@@ -62,10 +62,13 @@ void k_swiglu_fwd(cudaStream_t st, bf16 *h, const bf16 *gate, const bf16 *up, si
 void k_swiglu_bwd(cudaStream_t st, bf16 *dgate, bf16 *dup, const float *dh, const bf16 *gate, const bf16 *up, size_t n);
 /* Fused softmax + cross-entropy, never storing probabilities:
  * forward:  lse[r] = logsumexp(logits[r]); logp[r] = logits[r][t] - lse (0 if t < 0)
- * backward: dl[r][i] = coef[r] * (onehot(t) - exp(logits[r][i] - lse[r])) in bf16 */
+ * backward: dl[r][i] = coef[r] * (onehot(t) - p_i) - went[r] * p_i * (log p_i + H_r) in bf16,
+ *           p_i = exp(logits[r][i] - lse[r]), H_r the row's entropy (the entropy
+ *           bonus' term, dH/dz_i = -p_i (log p_i + H), as model/qwen3.c's
+ *           dlogits_worker; went NULL = none, coef ignored where t < 0) */
 void k_xent_fwd(cudaStream_t st, float *lse, float *logp, const float *logits, const int32_t *targets, int N, int V);
 void k_xent_bwd(cudaStream_t st, bf16 *dlogits, const float *logits, const float *lse, const int32_t *targets,
-                const float *coef, int N, int V);
+                const float *coef, const float *went, int N, int V);
 /* ent[r] = entropy of softmax(logits[r]) = lse[r] - sum_i p_i logits[r][i] */
 void k_xent_entropy(cudaStream_t st, float *ent, const float *logits, const float *lse, int N, int V);
 /* sum of squares of x into *out (double, device; must be zeroed first) */

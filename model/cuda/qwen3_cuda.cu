@@ -207,6 +207,7 @@ static size_t plan(const struct qwen3_config *c, int B, int T, int recompute, st
     C(lse, N, float);
     C(logp, N, float);
     C(coef, N, float);
+    C(went, N, float);
     C(ids, N, int32_t);
     C(targets, N, int32_t);
     C(rope_cos, (size_t)T * hd / 2, float);
@@ -486,7 +487,7 @@ static int layer_backward(struct qwen3_cuda *g, int l, const struct layer_acts *
     return 0;
 }
 
-static int backward_core(struct qwen3_cuda *g, const float *coef) {
+static int backward_core(struct qwen3_cuda *g, const float *coef, const float *went) {
     const struct qwen3_config *c = &g->cfg;
     struct acts *a = &g->a;
     cudaStream_t st = g->st;
@@ -495,7 +496,8 @@ static int backward_core(struct qwen3_cuda *g, const float *coef) {
     int N = g->B * g->T, D = c->hidden_size, V = c->vocab_size, L = c->num_layers;
     size_t ND = (size_t)N * D;
     cudaMemcpyAsync(a->coef, coef, (size_t)N * 4, cudaMemcpyHostToDevice, st);
-    k_xent_bwd(st, a->dlogits, a->logits, a->lse, a->targets, a->coef, N, V);
+    if (went) cudaMemcpyAsync(a->went, went, (size_t)N * 4, cudaMemcpyHostToDevice, st);
+    k_xent_bwd(st, a->dlogits, a->logits, a->lse, a->targets, a->coef, went ? a->went : NULL, N, V);
     /* lm_head and the final norm */
     if (mm(&g->mm, st, a->dln, 1, a->dlogits, 0, g->w.lm_head_b, 0, N, D, V, 0, NULL) ||
         mm(&g->mm, st, g->gw.lm_head, 1, a->dlogits, 1, a->lnf, 0, V, D, N, 1.0f, g->gw.lm_head))
@@ -520,11 +522,15 @@ extern "C" int qwen3_cuda_backward(struct qwen3_cuda *g) {
     double den = 0;
     for (int i = 0; i < N; i++) den += w8[i];
     for (int i = 0; i < N; i++) g->h_coef[i] = den > 0 ? (float)(-w8[i] / den) : 0.0f;
-    return backward_core(g, g->h_coef);
+    return backward_core(g, g->h_coef, NULL);
 }
 
 extern "C" int qwen3_cuda_backward_logprobs(struct qwen3_cuda *g, const float *coef) {
-    return backward_core(g, coef);
+    return backward_core(g, coef, NULL);
+}
+
+extern "C" int qwen3_cuda_backward_logprobs_entropy(struct qwen3_cuda *g, const float *coef, const float *went) {
+    return backward_core(g, coef, went);
 }
 
 extern "C" int qwen3_cuda_grads_to_host(struct qwen3_cuda *g, float *out) {

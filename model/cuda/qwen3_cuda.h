@@ -11,6 +11,7 @@
  *   qwen3_logprobs                 qwen3_cuda_logprobs
  *   qwen3_zero_grad / backward     qwen3_cuda_zero_grad / qwen3_cuda_backward
  *   qwen3_backward_logprobs        qwen3_cuda_backward_logprobs
+ *   qwen3_backward_logprobs_entropy qwen3_cuda_backward_logprobs_entropy
  *   adamw_step (adamw.h)           qwen3_cuda_adamw_step
  *   qwen3_save (after)             qwen3_cuda_to_host(g, cpu_model) then qwen3_save
  *   qwen3_kv_*                     qwen3_cuda_kv_*
@@ -86,6 +87,8 @@ int qwen3_cuda_logprobs(struct qwen3_cuda *g, const int32_t *ids, const int32_t 
 void qwen3_cuda_zero_grad(struct qwen3_cuda *g);
 int qwen3_cuda_backward(struct qwen3_cuda *g);
 int qwen3_cuda_backward_logprobs(struct qwen3_cuda *g, const float *coef);
+/* qwen3_backward_logprobs_entropy: plus sum_i went[i] * H_i (went NULL = none) */
+int qwen3_cuda_backward_logprobs_entropy(struct qwen3_cuda *g, const float *coef, const float *went);
 /* Copy the fp32 gradients down (n_params floats, struct qwen3's layout). */
 int qwen3_cuda_grads_to_host(struct qwen3_cuda *g, float *out);
 

@@ -30,7 +30,7 @@ struct acts {
     bf16 *ln2, *gate, *up, *hm;
     float *rstd2;
     bf16 *lnf;
-    float *rstdf, *logits, *lse, *logp, *coef;
+    float *rstdf, *logits, *lse, *logp, *coef, *went;
     int32_t *ids, *targets;
     float *rope_cos, *rope_sin;
     /* backward scratch */

@@ -7,7 +7,8 @@
  *   sft_cpu_vs_cuda        sft_train: every step's loss, then the weights and AdamW
  *                          moments brought down by sync_down
  *   grpo_cpu_vs_cuda       grpo_update on sampled groups: loss, ratio (1 on-policy),
- *                          entropy, grad norm, tokens, and the updated weights
+ *                          entropy, grad norm, tokens, and the updated weights, with a
+ *                          large entropy bonus (its gradient a real part of the update)
  *   gen_cuda_logprobs      model_gen over the GPU KV cache: the sampling log-probs
  *                          (temperature 1) equal the CPU training forward's and the GPU
  *                          training forward's on the same tokens; greedy decoding starts as the CPU generator's; prefix
@@ -213,7 +214,7 @@ static void grpo_cpu_vs_cuda(void) {
     CHECK(bc->ops->opt_init(bc, &ac) == 0 && bg->ops->opt_init(bg, &ac) == 0, "opt_init");
     struct grpo_cfg gc;
     grpo_cfg_default(&gc);
-    gc.kl_coef = 0;
+    gc.kl_coef = 0, gc.entropy_coef = 0.2;
     struct grpo_step_out oc, og;
     char err[512];
     CHECK(grpo_update(bc, NULL, &gc, eps, 8, 4, &oc, err, sizeof err) == 0, "cpu: %s", err);

@@ -312,6 +312,53 @@ static void oracle_logprob_grads(const char *name) {
     CHECK(again == -1, "a second backward on spent logits was accepted");
 }
 
+/* qwen3_backward_logprobs_entropy: gradient of sum_i coef[i] * logprob[i] +
+ * sum_i went[i] * H_i (H_i = the entropy of position i's softmax) against
+ * torch autograd through log_softmax, float64. Every position takes its
+ * entropy term, the one with target -1 too. */
+static void oracle_entropy_grads(const char *name) {
+    struct fx f;
+    char err[512];
+    if (fx_load(&f, name, err, sizeof err)) {
+        fx_free(&f);
+        FAIL("%s", err);
+    }
+    size_t n, nw;
+    float *coef = read_exp(&f, "coef", &n), *went = read_exp(&f, "went", &nw);
+    if (!coef || !went || (int)n != f.N || (int)nw != f.N) {
+        free(coef), free(went);
+        fx_free(&f);
+        FAIL("no coef/went in the fixture");
+    }
+    qwen3_forward(f.m, f.ids, f.targets, NULL, f.B, f.T);
+    qwen3_zero_grad(f.m);
+    int rc = qwen3_backward_logprobs_entropy(f.m, coef, went);
+    double worst = 0, worst_lp = 0; /* against the entropy oracle; against the one without */
+    char wn[96] = "";
+    for (int i = 0; i < f.m->n_tensors && rc == 0; i++) {
+        char gname[128];
+        snprintf(gname, sizeof gname, "gradent.%s", f.m->tensors[i].name);
+        float *g = read_exp(&f, gname, &n);
+        double e = g && n == f.m->tensors[i].numel ? rel_err(f.m->grads + f.m->tensors[i].offset, g, n) : INFINITY;
+        free(g);
+        if (!(e <= worst)) worst = e, snprintf(wn, sizeof wn, "%s", f.m->tensors[i].name);
+        snprintf(gname, sizeof gname, "gradlp.%s", f.m->tensors[i].name);
+        g = read_exp(&f, gname, &n);
+        e = g && n == f.m->tensors[i].numel ? rel_err(f.m->grads + f.m->tensors[i].offset, g, n) : 0;
+        free(g);
+        if (e > worst_lp) worst_lp = e;
+    }
+    free(coef), free(went);
+    fx_free(&f);
+    CHECK(rc == 0, "backward_logprobs_entropy failed");
+    CHECK(worst < 1e-3, "gradient of %s differs from torch: relative error %g", wn, worst);
+    /* the entropy term is not negligible: without it the gradient is far off */
+    CHECK(worst_lp > 1e-2, "the entropy term barely moved the gradient (%g)", worst_lp);
+}
+
+static void test_entropy_grads_gqa_tied(void) { oracle_entropy_grads("gqa_tied"); }
+static void test_entropy_grads_hd16_untied(void) { oracle_entropy_grads("hd16_untied"); }
+
 static void test_logprob_grads_gqa_tied(void) { oracle_logprob_grads("gqa_tied"); }
 static void test_logprob_grads_hd16_untied(void) { oracle_logprob_grads("hd16_untied"); }
 
@@ -792,6 +839,8 @@ int main(int argc, char **argv) {
         {"oracle_long_ctx", test_oracle_long_ctx},
         {"logprob_grads_gqa_tied", test_logprob_grads_gqa_tied},
         {"logprob_grads_hd16_untied", test_logprob_grads_hd16_untied},
+        {"entropy_grads_gqa_tied", test_entropy_grads_gqa_tied},
+        {"entropy_grads_hd16_untied", test_entropy_grads_hd16_untied},
         {"adamw_gqa_tied", test_adamw_gqa_tied},
         {"adamw_hd16_untied", test_adamw_hd16_untied},
         {"lr_schedule", test_lr_schedule},

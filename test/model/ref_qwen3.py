@@ -226,6 +226,19 @@ def make(name, cfg, outdir):
     expected.append(("coef", coef.float().numpy()))
     expected += [("gradlp." + n, P[n].grad.float().numpy()) for n, _ in names]
 
+    # the same plus an entropy bonus: sum_i coef[i] * logprob[i] + sum_i went[i] * H_i,
+    # H_i the entropy of position i's next-token distribution, every position
+    # (what qwen3_backward_logprobs_entropy takes; the ignored target keeps its H)
+    went = torch.randn((B * T,), generator=g, dtype=torch.float64)
+    P = {n: torch.tensor(a, dtype=torch.float64, requires_grad=True) for n, a in weights}
+    lg = forward(cfg, P, ids)
+    _, lp = masked_ce(lg, targets, mask)
+    ls = torch.log_softmax(lg.reshape(B * T, V), dim=-1)
+    H = -(ls.exp() * ls).sum(-1)
+    ((coef * lp).sum() + (went * H).sum()).backward()
+    expected.append(("went", went.float().numpy()))
+    expected += [("gradent." + n, P[n].grad.float().numpy()) for n, _ in names]
+
     # ten AdamW steps on the same batch, torch's optimiser and clipping
     P = {n: torch.tensor(a, dtype=torch.float64, requires_grad=True) for n, a in weights}
     decay = [P[n] for n, s in names if len(s) == 2]

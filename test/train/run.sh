@@ -131,19 +131,24 @@ else
   report e2e_nan_restored 1 "run failed: $(tail -3 "$T/n.err")"
 fi
 
-# 4. viv sft alone, then viv train --model on its checkpoint (an HF directory) without SFT
+# 4. viv sft alone, then viv train --model on its checkpoint (an HF directory) without SFT,
+#    with the entropy bonus on
 if bin/viv sft "${TINY[@]}" --name sftonly >"$T/s.out" 2>"$T/s.err" &&
    [ -f "$T/runs/sftonly/checkpoints/step-000000/model.safetensors" ] &&
    [ -f "$T/runs/sftonly/checkpoints/step-000000/tokenizer.json" ] &&
    bin/viv train "${TINY[@]}" --name frommodel --model "$T/runs/sftonly/checkpoints/step-000000" --no-sft --steps 1 \
-     >"$T/m.out" 2>"$T/m.err"; then
+     --entropy 0.01 >"$T/m.out" 2>"$T/m.err"; then
   msg=$($PY - "$T/runs/sftonly" "$T/runs/frommodel" <<'PYEOF' 2>&1
 import json, sys
 a = json.load(open(sys.argv[1] + "/eval_after_sft.json"))
 b = json.load(open(sys.argv[2] + "/eval_after_sft.json"))
 # the same weights, greedy decoding: the same table
 assert a["per_task"] == b["per_task"], (a["per_task"], b["per_task"])
-assert [json.loads(l)["step"] for l in open(sys.argv[2] + "/metrics.jsonl")] == [1]
+lines = [json.loads(l) for l in open(sys.argv[2] + "/metrics.jsonl")]
+assert [l["step"] for l in lines] == [1]
+# this run trains with the entropy bonus (CPU): recorded, and the step is finite
+assert json.load(open(sys.argv[2] + "/config.json"))["entropy_coef"] == 0.01
+assert lines[0]["nan_skipped"] == 0 and lines[0]["entropy"] > 0, lines[0]
 print("fine")
 PYEOF
 )

@@ -10,6 +10,8 @@
  *   gen_stop_string           generation stops right after a stop string
  *   grpo_direction            one GRPO update raises log p of the higher-reward sample and
  *                             lowers the lower-reward one (toy two-sample group)
+ *   grpo_entropy_bonus        one GRPO update with entropy_coef > 0 leaves a higher policy entropy on
+ *                             the batch than with 0, and raises it alone on equal rewards
  *   grpo_nan_skipped          poisoned weights: the update reports non-finite, takes no step;
  *                             the backend's snapshot/restore brings the last good weights back
  *   sft_backend_matches_model sft_train through the CPU backend (rl/backend.h) is the plain
@@ -307,6 +309,77 @@ static void grpo_direction(void) {
     qwen3_free(m);
 }
 
+/* Mean entropy of the next-token distribution at the toy group's completion
+ * positions (2 and 3: predicting the two completion tokens), computed here
+ * from the logits in double. */
+static double toy_entropy(struct qwen3 *m, const struct rl_episode *e, int n) {
+    double sum = 0;
+    int V = m->cfg.vocab_size;
+    for (int i = 0; i < n; i++) {
+        int32_t ids[5], tg[5] = {-1, -1, e[i].tokens[3], e[i].tokens[4], -1};
+        for (int t = 0; t < 5; t++) ids[t] = e[i].tokens[t];
+        qwen3_forward(m, ids, tg, NULL, 1, 5);
+        for (int r = 2; r <= 3; r++) {
+            const float *x = qwen3_logits(m) + (size_t)r * V;
+            double mx = x[0], z = 0, zx = 0;
+            for (int k = 1; k < V; k++) mx = x[k] > mx ? x[k] : mx;
+            for (int k = 0; k < V; k++) z += exp(x[k] - mx), zx += exp(x[k] - mx) * (x[k] - mx);
+            sum += log(z) - zx / z;
+        }
+    }
+    return sum / (2.0 * n);
+}
+
+/* The entropy bonus is trained on: from the same weights and the same
+ * batch, one GRPO update with entropy_coef > 0 leaves the policy's entropy on
+ * that batch higher than the update with entropy_coef = 0; with equal
+ * rewards (no advantage, so no policy-gradient term) the bonus alone still
+ * raises it, where entropy_coef = 0 leaves the weights alone. */
+static void grpo_entropy_bonus(void) {
+    int A[2] = {4, 5}, B[2] = {6, 7};
+    double after[2], before = 0, reported[2], eloss[2];
+    for (int run = 0; run < 2; run++) {
+        struct qwen3 *m = tiny_model(16, 5);
+        CHECK(m, "model");
+        struct rl_episode eps[4];
+        toy_episode(&eps[0], A, 2, m), toy_episode(&eps[1], B, 0, m);
+        toy_episode(&eps[2], A, 2, m), toy_episode(&eps[3], B, 0, m);
+        before = toy_entropy(m, eps, 4);
+        struct adamw_config ac;
+        adamw_defaults(&ac);
+        ac.lr = 1e-3f, ac.weight_decay = 0; /* small: a first-order claim (AdamW's first step is ~lr per weight) */
+        struct train_backend *be = train_backend_cpu(m);
+        CHECK(be->ops->opt_init(be, &ac) == 0, "opt_init");
+        struct grpo_cfg gc;
+        grpo_cfg_default(&gc);
+        gc.kl_coef = 0, gc.entropy_coef = run ? 0.5 : 0;
+        struct grpo_step_out go;
+        char err[256];
+        CHECK(grpo_update(be, NULL, &gc, eps, 4, 4, &go, err, sizeof err) == 0, "%s", err);
+        CHECK(!go.nonfinite && be->opt.step == 1, "no step taken");
+        after[run] = toy_entropy(m, eps, 4), reported[run] = go.entropy, eloss[run] = go.st.entropy_loss;
+        if (run) { /* equal rewards: only the bonus pulls, and it raises the entropy */
+            for (int k = 0; k < 4; k++) eps[k].score.reward = 1;
+            double h0 = toy_entropy(m, eps, 4);
+            CHECK(be->ops->opt_init(be, &ac) == 0, "opt_init");
+            CHECK(grpo_update(be, NULL, &gc, eps, 4, 4, &go, err, sizeof err) == 0, "%s", err);
+            CHECK(!go.nonfinite && be->opt.step == 1, "no step taken on equal rewards with an entropy bonus");
+            double h1 = toy_entropy(m, eps, 4);
+            CHECK(h1 > h0 + 1e-4, "entropy bonus alone: entropy %g -> %g", h0, h1);
+        }
+        for (int k = 0; k < 4; k++) free(eps[k].tokens), free(eps[k].mask), free(eps[k].logprobs);
+        train_backend_free(be);
+        qwen3_free(m);
+    }
+    /* the reported entropy is the policy's before the step (both paths measure it) */
+    CHECK(fabs(reported[0] - before) < 1e-4 && fabs(reported[1] - before) < 1e-4,
+          "reported entropy %g / %g vs %g", reported[0], reported[1], before);
+    CHECK(eloss[0] == 0 && fabs(eloss[1] + 0.5 * before) < 1e-4, "entropy loss %g / %g (want 0 / %g)", eloss[0],
+          eloss[1], -0.5 * before);
+    CHECK(after[1] > after[0] + 1e-3, "entropy after the update: %g with the bonus, %g without (before %g)", after[1],
+          after[0], before);
+}
+
 static void grpo_nan_skipped(void) {
     struct qwen3 *m = tiny_model(16, 9);
     CHECK(m, "model");
@@ -444,6 +517,7 @@ int main(int argc, char **argv) {
         {"gen_logprobs_match", gen_logprobs_match},
         {"gen_stop_string", gen_stop_string},
         {"grpo_direction", grpo_direction},
+        {"grpo_entropy_bonus", grpo_entropy_bonus},
         {"grpo_nan_skipped", grpo_nan_skipped},
         {"sft_backend_matches_model", sft_backend_matches_model},
         {"backend_open_device", backend_open_device},

@@ -182,15 +182,20 @@ void k_xent_fwd(cudaStream_t st, float *lse, float *logp, const float *logits, c
 }
 
 void k_xent_bwd(cudaStream_t st, bf16 *dlogits, const float *logits, const float *lse, const int32_t *targets,
-                const float *coef, int N, int V) {
+                const float *coef, const float *went, int N, int V) {
     (void)st;
-    for (int r = 0; r < N; r++)
+    for (int r = 0; r < N; r++) {
+        const float *l = logits + (size_t)r * V;
+        int t = targets[r];
+        float c = t >= 0 ? coef[r] : 0.0f, w = went ? went[r] : 0.0f, H = 0;
+        if (w != 0)
+            for (int i = 0; i < V; i++) H -= expf(l[i] - lse[r]) * (l[i] - lse[r]);
         for (int i = 0; i < V; i++) {
-            float gr = 0, c = coef[r];
-            int t = targets[r];
-            if (c != 0 && t >= 0) gr = c * ((i == t ? 1.0f : 0.0f) - expf(logits[(size_t)r * V + i] - lse[r]));
+            float lp = l[i] - lse[r], p = expf(lp), gr = 0;
+            if (c != 0 || w != 0) gr = c * ((i == t ? 1.0f : 0.0f) - p) - w * p * (lp + H);
             dlogits[(size_t)r * V + i] = b16(gr);
         }
+    }
 }
 
 void k_xent_entropy(cudaStream_t st, float *ent, const float *logits, const float *lse, int N, int V) {
