@@ -129,15 +129,18 @@ static void test_last_line(void) {
 }
 
 static void test_size_parse(void) {
-    int w[NSPLITS];
+    int w[NSPLITS], mc[NSPLITS];
     char err[256];
-    CHECK(data_size_parse("small", w, err, sizeof err) == 0 && w[0] == 60 && w[1] == 15 && w[2] == 15, "small");
-    CHECK(data_size_parse("large", w, err, sizeof err) == 0 && w[0] == 3000 && w[1] == 300, "large");
-    CHECK(data_size_parse("80", w, err, sizeof err) == 0 && w[0] == 80 && w[1] == 10 && w[2] == 10, "80");
-    CHECK(data_size_parse("3", w, err, sizeof err) == 0 && w[0] == 3 && w[1] == 2 && w[2] == 2, "3");
+    CHECK(data_size_parse("small", w, mc, err, sizeof err) == 0 && w[0] == 60 && w[1] == 15 && w[2] == 15 &&
+              !memcmp(w, mc, sizeof w), "small (the same for every shape)");
+    CHECK(data_size_parse("large", w, mc, err, sizeof err) == 0 && w[0] == 3000 && w[1] == 300, "large");
+    CHECK(data_size_parse("80", w, mc, err, sizeof err) == 0 && w[0] == 80 && w[1] == 10 && w[2] == 10, "80");
+    CHECK(data_size_parse("3", w, mc, err, sizeof err) == 0 && w[0] == 3 && w[1] == 2 && w[2] == 2, "3");
+    CHECK(data_size_parse("default", w, mc, err, sizeof err) == 0 && w[0] == 60 && w[1] == 15 && mc[0] == 1000 &&
+              mc[1] == 125 && mc[2] == 125, "default: small, 1000/125/125 for the multiple-choice shapes");
     static const char *const bad[] = {"0", "-1", "huge", "100001", "", "5x", "1e3"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        CHECK(data_size_parse(bad[i], w, err, sizeof err) == -1 && strstr(err, "--size"), "'%s' accepted", bad[i]);
+        CHECK(data_size_parse(bad[i], w, mc, err, sizeof err) == -1 && strstr(err, "--size"), "'%s' accepted", bad[i]);
 }
 
 static void test_gen_emit_quota_and_duplicates(void) {
