@@ -137,7 +137,7 @@ if bin/viv sft "${TINY[@]}" --name sftonly >"$T/s.out" 2>"$T/s.err" &&
    [ -f "$T/runs/sftonly/checkpoints/step-000000/model.safetensors" ] &&
    [ -f "$T/runs/sftonly/checkpoints/step-000000/tokenizer.json" ] &&
    bin/viv train "${TINY[@]}" --name frommodel --model "$T/runs/sftonly/checkpoints/step-000000" --no-sft --steps 1 \
-     --entropy 0.01 >"$T/m.out" 2>"$T/m.err"; then
+     --entropy 0.01 --no-mask-overlong >"$T/m.out" 2>"$T/m.err"; then
   msg=$($PY - "$T/runs/sftonly" "$T/runs/frommodel" <<'PYEOF' 2>&1
 import json, sys
 a = json.load(open(sys.argv[1] + "/eval_after_sft.json"))
@@ -158,17 +158,20 @@ else
 fi
 
 # 5. the KL term: with --kl, the policy's divergence from the frozen reference (the model GRPO
-#    started from) is measured and grows once updates move the policy; without it, nothing is
-#    measured (no reference is kept)
-if bin/viv train "${TINY[@]}" --name kl --steps 3 --kl 0.5 --lr 2e-2 >"$T/kl.out" 2>"$T/kl.err" &&
-   bin/viv train "${TINY[@]}" --name nokl --steps 2 --lr 2e-2 >"$T/nokl.out" 2>"$T/nokl.err"; then
+#    started from) is measured and moves off 0 once updates move the policy; without it, nothing
+#    is measured (no reference is kept). The untrained tiny model earns equal rewards (advantages
+#    0), so the entropy bonus is what moves it; unmasked so its tokens count.
+if bin/viv train "${TINY[@]}" --name kl --steps 3 --kl 0.5 --entropy 0.5 --lr 2e-2 --no-mask-overlong \
+     >"$T/kl.out" 2>"$T/kl.err" &&
+   bin/viv train "${TINY[@]}" --name nokl --steps 2 --entropy 0.5 --lr 2e-2 --no-mask-overlong \
+     >"$T/nokl.out" 2>"$T/nokl.err"; then
   msg=$($PY - "$T/runs/kl" "$T/runs/nokl" <<'PYEOF' 2>&1
 import json, sys, math
 k = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl")]
 n = [json.loads(l) for l in open(sys.argv[2] + "/metrics.jsonl")]
 assert json.load(open(sys.argv[1] + "/config.json"))["kl_coef"] == 0.5
 assert all(math.isfinite(l["kl"]) and l["kl"] >= 0 for l in k), [l["kl"] for l in k]
-assert max(l["kl"] for l in k[1:]) > 1e-6, "KL never moved off 0: %s" % [l["kl"] for l in k]
+assert max(l["kl"] for l in k) > 1e-4, "KL never moved off 0: %s" % [l["kl"] for l in k]
 assert all(l["kl"] == 0 for l in n), [l["kl"] for l in n]
 print("fine")
 PYEOF
