@@ -111,7 +111,8 @@ static void train_defaults(struct train_cfg *c) {
         /* GRPO: G = 8 and clip 0.2/0.28 as Biomni-R0; temperature 0.7 (R0: 0.6);
          * two optimizer steps per rollout batch; no KL / entropy terms by
          * default. lr 1e-4: 1e-3 wrecks a model this sharp (format rate 0.09
-         * by step 6) */
+         * by step 6), 2e-4 over 50 steps lowered held-out accuracy (0.966 ->
+         * 0.930) */
         .steps = 30, .tasks_per_step = 8, .group = 8, .ckpt_every = 4, .minibatches = 2, .rl_lr = 1e-4,
         .temperature = 0.7, .top_p = 1.0, .clip_low = 0.2, .clip_high = 0.28, .agg = "token_mean", .std_norm = 1,
         .mask_overlong_malformed = 1,
