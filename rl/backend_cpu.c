@@ -18,6 +18,7 @@ struct cpu_impl {
     float *snap_p, *snap_m, *snap_v; /* snapshot(): weights and moments */
     long snap_step;
     int has_snap;
+    int owns_model; /* a fork's reference model is freed with its backend */
 };
 
 static float cpu_forward(struct train_backend *b, const int32_t *ids, const int32_t *targets, int B, int T) {
@@ -136,16 +137,10 @@ static int cpu_bcast(struct train_backend *b, void *buf, size_t n) {
 
 static void cpu_free(struct train_backend *b) {
     struct cpu_impl *c = b->impl;
+    if (c->owns_model) qwen3_free(b->m);
     free(c->snap_p), free(c->snap_m), free(c->snap_v), free(c);
     if (b->opt.m) adamw_free(&b->opt);
     free(b);
-}
-
-/* the reference model of a fork is owned by its backend */
-static void cpu_free_owned(struct train_backend *b) {
-    struct qwen3 *m = b->m;
-    cpu_free(b);
-    qwen3_free(m);
 }
 
 static struct train_backend *cpu_fork(struct train_backend *b);
@@ -158,16 +153,6 @@ static const struct train_backend_ops cpu_ops = {
     .opt_init = cpu_opt_init, .opt_step = cpu_opt_step, .snapshot = cpu_snapshot, .restore = cpu_restore,
     .sync_down = cpu_nothing, .sync_up = cpu_nothing, .fork = cpu_fork, .gen_model = cpu_gen_model,
     .reduce_grads = cpu_nothing, .allreduce_sum = cpu_allreduce_sum, .bcast = cpu_bcast, .free = cpu_free,
-};
-
-static const struct train_backend_ops cpu_owned_ops = {
-    .forward = cpu_forward, .last_logprobs = cpu_last_logprobs, .entropy_sum = cpu_entropy_sum, .entropy_rows = cpu_entropy_rows,
-    .zero_grad = cpu_zero_grad, .backward = cpu_backward, .backward_logprobs = cpu_backward_logprobs,
-    .backward_logprobs_entropy = cpu_backward_logprobs_entropy,
-    .grads_finite = cpu_grads_finite, .params_finite = cpu_params_finite, .set_param = cpu_set_param,
-    .opt_init = cpu_opt_init, .opt_step = cpu_opt_step, .snapshot = cpu_snapshot, .restore = cpu_restore,
-    .sync_down = cpu_nothing, .sync_up = cpu_nothing, .fork = cpu_fork, .gen_model = cpu_gen_model,
-    .reduce_grads = cpu_nothing, .allreduce_sum = cpu_allreduce_sum, .bcast = cpu_bcast, .free = cpu_free_owned,
 };
 
 struct train_backend *train_backend_cpu(struct qwen3 *m) {
@@ -185,6 +170,6 @@ static struct train_backend *cpu_fork(struct train_backend *b) {
     if (!ref) return NULL;
     memcpy(ref->params, b->m->params, b->m->n_params * sizeof(float));
     struct train_backend *f = train_backend_cpu(ref);
-    f->ops = &cpu_owned_ops;
+    ((struct cpu_impl *)f->impl)->owns_model = 1;
     return f;
 }
