@@ -13,7 +13,7 @@ EXTRA_TESTS += $(BUILD)/test/rl_rollout_tests $(BUILD)/test/rl_tests $(BUILD)/be
 RL_CLIENT := sandbox/client.c sandbox/pool.c sandbox/util.c sandbox/json_writer.c
 
 # ASan + UBSan (glibc) like the sandbox's tests
-$(BUILD)/test/rl_rollout_tests: test/rl/rollout_tests.c test/harness.h $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(HEADERS)
+$(BUILD)/test/rl_rollout_tests: test/rl/rollout_tests.c test/harness.h test/rl_fixture.h $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(HEADERS)
 	@mkdir -p $(@D)
 	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ test/rl/rollout_tests.c $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(ASAN_LIBS)
 
@@ -36,6 +36,6 @@ $(BUILD)/test/rl_grpo_check: test/rl/grpo_check.c rl/grpo.c rl/grpo.h
 # test/multihost: the sandbox pool under the rollout engine against several
 # real vivds (ASan + UBSan)
 EXTRA_TESTS += $(BUILD)/test/multihost_tests
-$(BUILD)/test/multihost_tests: test/multihost/multihost_tests.c test/harness.h $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(HEADERS)
+$(BUILD)/test/multihost_tests: test/multihost/multihost_tests.c test/harness.h test/rl_fixture.h $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(HEADERS)
 	@mkdir -p $(@D)
 	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ test/multihost/multihost_tests.c $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(ASAN_LIBS)

@@ -22,6 +22,7 @@
 #include "../../rl/fake_gen.h"
 #include "../../rl/rollout.h"
 #include "../../rl/text_env.h"
+#include "../rl_fixture.h"
 
 /* ---- a private vivd ------------------------------------------------------------- */
 
@@ -102,39 +103,9 @@ static const struct text_task tasks[] = {
 
 static const struct rl_tool_cfg tools[] = {{"python", 5000, true}, {"shell", 5000, false}};
 
-struct fixture {
-    struct fake_gen fg;
-    struct rl_generator gen;
-    struct rl_tokenizer tok;
-    struct text_env te;
-    struct rl_env_ops env;
-    struct rl_rollout_cfg cfg;
-};
-
 static void fixture_init(struct fixture *f, struct script *s, int max_batch) {
-    memset(f, 0, sizeof *f);
-    f->fg.script = script_turn;
-    f->fg.arg = s;
-    f->fg.fail_episode = -1;
-    f->fg.step_us = 50;
-    fake_gen_init(&f->fg, &f->gen, max_batch);
-    byte_tokenizer(&f->tok);
-    f->te.tasks = tasks;
-    f->te.ntasks = 4;
-    text_env_init(&f->te, &f->env);
+    fixture_setup(f, script_turn, s, max_batch, tasks, 4, tools, 2);
     f->cfg.socket = sock_path;
-    f->cfg.tools = tools;
-    f->cfg.ntools = 2;
-    f->cfg.max_turns = 8;
-    f->cfg.max_context = 8192;
-    f->cfg.max_turn_tokens = 512;
-}
-
-static char *episode_text(const struct rl_episode *e) {
-    char *s = malloc((size_t)e->n_tokens + 1);
-    for (int i = 0; i < e->n_tokens; i++) s[i] = (char)e->tokens[i];
-    s[e->n_tokens] = 0;
-    return s;
 }
 
 /* The tokens under mask 1, as text, must be exactly the turns the script
