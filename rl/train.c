@@ -603,7 +603,9 @@ static void rm_tree(const char *dir) {
 
 /* runs/NAME/checkpoints/step-NNNNNN: model, tokenizer, optimizer.bin
  * ("VIVOPT1\0", n, step, m[n], v[n]) and state.json; built as .tmp, renamed;
- * then `latest` names it. The previous checkpoint is removed after. */
+ * then `latest` names it. The previous checkpoint is removed after, except
+ * step-000000 (the model SFT made, before any GRPO step), which stays so
+ * GRPO can be rerun or compared from it (`--model .../step-000000 --no-sft`). */
 static int save_checkpoint(struct job *j, long step, char *err, size_t errlen) {
     char *cdir = xasprintf("%s/checkpoints", j->dir);
     mkdir(cdir, 0755);
@@ -654,7 +656,7 @@ static int save_checkpoint(struct job *j, long step, char *err, size_t errlen) {
         }
         char *name = xasprintf("step-%06ld\n", step);
         int w = rl_write_atomic(lp, name, strlen(name));
-        if (w == 0 && prev[0] && strncmp(prev, name, strlen(prev))) {
+        if (w == 0 && prev[0] && strncmp(prev, name, strlen(prev)) && strcmp(prev, "step-000000")) {
             char *pp = xasprintf("%s/%s", cdir, prev);
             rm_tree(pp);
             free(pp);

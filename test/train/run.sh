@@ -58,6 +58,10 @@ ck = f"{d}/checkpoints/{latest}"
 for f in ("config.json", "model.safetensors", "tokenizer.json", "optimizer.bin", "state.json", "generation_config.json"):
     assert os.path.exists(f"{ck}/{f}"), f
 assert json.load(open(f"{ck}/state.json"))["step"] == 4
+# the SFT model stays beside the latest; the steps between are gone
+sft = f"{d}/checkpoints/step-000000"
+assert os.path.exists(f"{sft}/model.safetensors") and json.load(open(f"{sft}/state.json"))["step"] == 0
+assert sorted(os.listdir(f"{d}/checkpoints")) == ["latest", "step-000000", "step-000004"], os.listdir(f"{d}/checkpoints")
 hf = json.load(open(f"{ck}/config.json"))
 assert hf["hidden_size"] == 32 and hf["num_hidden_layers"] == 1, hf
 raw = open(f"{ck}/model.safetensors", "rb").read()
