@@ -8,6 +8,7 @@
 
 #include <string.h>
 
+#include "../model/qwen3.h"
 #include "../model/tokenizer.h"
 
 static inline struct tokenizer *small_tokenizer(void) {
@@ -21,6 +22,27 @@ static inline struct tokenizer *small_tokenizer(void) {
     for (int i = 0; i < 4; i++) lens[i] = strlen(texts[i]);
     char err[256];
     return tokenizer_train(texts, lens, 4, 400, NULL, err, sizeof err);
+}
+
+/* The GPU suites' model: GQA, and 32-wide heads so head_dim differs from
+ * hidden/heads (16). Random weights from `seed`. */
+static inline struct qwen3 *fixture_model(int V, uint64_t seed) {
+    struct qwen3_config c = {.vocab_size = V, .hidden_size = 64, .intermediate_size = 128, .num_layers = 2,
+                             .num_heads = 4, .num_kv_heads = 2, .head_dim = 32, .max_position = 4096,
+                             .rms_norm_eps = 1e-6f, .rope_theta = 10000, .tie_word_embeddings = 1,
+                             .bos_token_id = -1, .eos_token_id = -1};
+    char err[256];
+    struct qwen3 *m = qwen3_create(&c, err, sizeof err);
+    if (m) qwen3_init_random(m, seed, 0.1f);
+    return m;
+}
+
+/* A copy of m's weights in a new model. */
+static inline struct qwen3 *fixture_clone(const struct qwen3 *m) {
+    char err[256];
+    struct qwen3 *c = qwen3_create(&m->cfg, err, sizeof err);
+    if (c) memcpy(c->params, m->params, m->n_params * sizeof(float));
+    return c;
 }
 
 #endif

@@ -55,24 +55,6 @@ static void report(const char *name, int ok, const char *fmt, ...) {
     }
 }
 
-static struct qwen3 *model(int V, uint64_t seed) {
-    struct qwen3_config c = {.vocab_size = V, .hidden_size = 64, .intermediate_size = 128, .num_layers = 2,
-                             .num_heads = 4, .num_kv_heads = 2, .head_dim = 32, .max_position = 4096,
-                             .rms_norm_eps = 1e-6f, .rope_theta = 10000, .tie_word_embeddings = 1,
-                             .bos_token_id = -1, .eos_token_id = -1};
-    char err[256];
-    struct qwen3 *m = qwen3_create(&c, err, sizeof err);
-    if (m) qwen3_init_random(m, seed, 0.1f);
-    return m;
-}
-
-static struct qwen3 *clone(const struct qwen3 *m) {
-    char err[256];
-    struct qwen3 *c = qwen3_create(&m->cfg, err, sizeof err);
-    if (c) memcpy(c->params, m->params, m->n_params * sizeof(float));
-    return c;
-}
-
 /* the data-parallel backend, and the same with its world set to 1 */
 static struct train_backend *open_dp(struct qwen3 *m, int one_rank) {
     char err[512];
@@ -120,7 +102,7 @@ static struct qwen3 *g_trained_dp; /* for dp_replicas_identical */
 
 static void dp_sft_matches_one_rank(struct tokenizer *tok) {
     const char *name = "dp_sft_matches_one_rank";
-    struct qwen3 *m1 = model(tokenizer_vocab_size(tok), 3), *md = clone(m1);
+    struct qwen3 *m1 = fixture_model(tokenizer_vocab_size(tok), 3), *md = fixture_clone(m1);
     float *before = malloc(m1->n_params * sizeof(float));
     memcpy(before, m1->params, m1->n_params * sizeof(float));
     enum { N = 5 };
@@ -200,7 +182,7 @@ static void sample_groups(struct qwen3 *m, const struct tokenizer *tok, struct r
 static void dp_grpo_matches_one_rank(struct tokenizer *tok) {
     const char *name = "dp_grpo_matches_one_rank";
     enum { NG = 3, G = 4 }; /* 3 groups: with 2 ranks, 2 and 1; with 4, one rank has none */
-    struct qwen3 *m1 = model(tokenizer_vocab_size(tok), 11), *md = clone(m1);
+    struct qwen3 *m1 = fixture_model(tokenizer_vocab_size(tok), 11), *md = fixture_clone(m1);
     float *before = malloc(m1->n_params * sizeof(float));
     memcpy(before, m1->params, m1->n_params * sizeof(float));
     struct rl_episode eps[NG * G], mine[NG * G];

@@ -51,25 +51,6 @@ static char no_dev_why[256];
         if (n_dev <= 0) SKIP("no CUDA device (%s)", no_dev_why);                            \
     } while (0)
 
-/* GQA, head_dim 16 != 64/4 would be 16: use 32 wide heads so it differs */
-static struct qwen3 *model(int V, uint64_t seed) {
-    struct qwen3_config c = {.vocab_size = V, .hidden_size = 64, .intermediate_size = 128, .num_layers = 2,
-                             .num_heads = 4, .num_kv_heads = 2, .head_dim = 32, .max_position = 4096,
-                             .rms_norm_eps = 1e-6f, .rope_theta = 10000, .tie_word_embeddings = 1,
-                             .bos_token_id = -1, .eos_token_id = -1};
-    char err[256];
-    struct qwen3 *m = qwen3_create(&c, err, sizeof err);
-    if (m) qwen3_init_random(m, seed, 0.1f);
-    return m;
-}
-
-static struct qwen3 *clone(const struct qwen3 *m) {
-    char err[256];
-    struct qwen3 *c = qwen3_create(&m->cfg, err, sizeof err);
-    if (c) memcpy(c->params, m->params, m->n_params * sizeof(float));
-    return c;
-}
-
 static struct train_backend *open_cuda(struct qwen3 *m) {
     char err[512];
     struct train_backend *b = train_backend_open("cuda", m, err, sizeof err);
@@ -117,7 +98,7 @@ static void sft_cpu_vs_cuda(void) {
     NEED_GPU();
     struct tokenizer *tok = small_tokenizer();
     CHECK(tok, "tokenizer");
-    struct qwen3 *mc = model(tokenizer_vocab_size(tok), 3), *mg = clone(mc);
+    struct qwen3 *mc = fixture_model(tokenizer_vocab_size(tok), 3), *mg = fixture_clone(mc);
     float *before = malloc(mc->n_params * sizeof(float));
     memcpy(before, mc->params, mc->n_params * sizeof(float));
     struct chat ex[3];
@@ -200,7 +181,7 @@ static void grpo_cpu_vs_cuda(void) {
     NEED_GPU();
     struct tokenizer *tok = small_tokenizer();
     CHECK(tok, "tokenizer");
-    struct qwen3 *mc = model(tokenizer_vocab_size(tok), 11), *mg = clone(mc);
+    struct qwen3 *mc = fixture_model(tokenizer_vocab_size(tok), 11), *mg = fixture_clone(mc);
     float *before = malloc(mc->n_params * sizeof(float));
     memcpy(before, mc->params, mc->n_params * sizeof(float));
     struct rl_episode eps[8];
@@ -241,7 +222,7 @@ static void gen_cuda_logprobs(void) {
     NEED_GPU();
     struct tokenizer *tok = small_tokenizer();
     CHECK(tok, "tokenizer");
-    struct qwen3 *mc = model(tokenizer_vocab_size(tok), 5), *mg = clone(mc);
+    struct qwen3 *mc = fixture_model(tokenizer_vocab_size(tok), 5), *mg = fixture_clone(mc);
     struct train_backend *bg = open_cuda(mg);
     CHECK(bg, "cuda backend");
     struct gen_model gm;
@@ -319,7 +300,7 @@ static void nan_restore_cuda(void) {
     NEED_GPU();
     struct tokenizer *tok = small_tokenizer();
     CHECK(tok, "tokenizer");
-    struct qwen3 *m = model(tokenizer_vocab_size(tok), 13), *keep = clone(m);
+    struct qwen3 *m = fixture_model(tokenizer_vocab_size(tok), 13), *keep = fixture_clone(m);
     struct rl_episode eps[4];
     sample_group(m, tok, eps, 4, 2);
     struct train_backend *bg = open_cuda(m);
@@ -349,7 +330,7 @@ static void checkpoint_cuda(void) {
     NEED_GPU();
     struct tokenizer *tok = small_tokenizer();
     CHECK(tok, "tokenizer");
-    struct qwen3 *m = model(tokenizer_vocab_size(tok), 17);
+    struct qwen3 *m = fixture_model(tokenizer_vocab_size(tok), 17);
     struct chat ex[3];
     sft_chats(tok, ex);
     int T = 2;
@@ -397,7 +378,7 @@ static void kl_reference_cuda(void) {
     NEED_GPU();
     struct tokenizer *tok = small_tokenizer();
     CHECK(tok, "tokenizer");
-    struct qwen3 *m = model(tokenizer_vocab_size(tok), 19);
+    struct qwen3 *m = fixture_model(tokenizer_vocab_size(tok), 19);
     struct rl_episode eps[4];
     sample_group(m, tok, eps, 4, 4);
     struct train_backend *bg = open_cuda(m);
