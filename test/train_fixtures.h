@@ -45,4 +45,15 @@ static inline struct qwen3 *fixture_clone(const struct qwen3 *m) {
     return c;
 }
 
+/* The first 16 SFT losses, from sft_opts.on_step (arg: struct losses *). */
+struct losses {
+    float v[16];
+    int n;
+};
+static inline void rec_loss(void *arg, long step, long total, float loss, float lr, double tps) {
+    (void)step, (void)total, (void)lr, (void)tps;
+    struct losses *l = arg;
+    if (l->n < 16) l->v[l->n++] = loss;
+}
+
 #endif

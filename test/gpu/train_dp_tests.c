@@ -76,16 +76,6 @@ static double update_err(const struct qwen3 *a, const struct qwen3 *b, const flo
     return u > 0 ? sqrt(d / u) : INFINITY;
 }
 
-struct losses {
-    float v[16];
-    int n;
-};
-static void rec_loss(void *arg, long step, long total, float loss, float lr, double tps) {
-    (void)step, (void)total, (void)lr, (void)tps;
-    struct losses *l = arg;
-    if (l->n < 16) l->v[l->n++] = loss;
-}
-
 static void chats(const struct tokenizer *tok, struct chat *ex, int n) {
     enum role roles[] = {ROLE_ASSISTANT, ROLE_TOOL, ROLE_ASSISTANT};
     char *texts[] = {"<think>I will query the database.</think>\n<execute>#!SQL\nSELECT symbol FROM gene_info;</execute>",

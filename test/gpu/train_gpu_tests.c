@@ -84,16 +84,6 @@ static void sft_chats(const struct tokenizer *tok, struct chat *ex) {
     for (int i = 0; i < 3; i++) chat_init(&ex[i]), sft_render(&t[i], prompts[i], tok, &ex[i]);
 }
 
-struct losses {
-    float v[16];
-    int n;
-};
-static void rec_loss(void *arg, long step, long total, float loss, float lr, double tps) {
-    (void)step, (void)total, (void)lr, (void)tps;
-    struct losses *l = arg;
-    if (l->n < 16) l->v[l->n++] = loss;
-}
-
 static void sft_cpu_vs_cuda(void) {
     NEED_GPU();
     struct tokenizer *tok = small_tokenizer();
