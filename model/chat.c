@@ -39,7 +39,7 @@ static int chat_reserve(struct chat *c, int extra) {
     return 0;
 }
 
-int chat_append_ids(struct chat *c, const int32_t *ids, int n, int mask) {
+static int append_ids(struct chat *c, const int32_t *ids, int n, uint8_t mask) {
     if (chat_reserve(c, n)) return -1;
     memcpy(c->ids + c->n, ids, (size_t)n * sizeof *ids);
     memset(c->mask + c->n, mask, (size_t)n);
@@ -51,12 +51,12 @@ int chat_append_text(struct chat *c, const struct tokenizer *t, const char *text
     int32_t *ids;
     int n = tokenizer_encode(t, text, len, &ids);
     if (n < 0) return -1;
-    int rc = chat_append_ids(c, ids, n, 0);
+    int rc = append_ids(c, ids, n, 0);
     free(ids);
     return rc;
 }
 
-int chat_append_generated(struct chat *c, const int32_t *ids, int n) { return chat_append_ids(c, ids, n, 1); }
+int chat_append_generated(struct chat *c, const int32_t *ids, int n) { return append_ids(c, ids, n, 1); }
 
 int chat_append_generation_prompt(struct chat *c, const struct tokenizer *t, int enable_thinking) {
     const char *s = enable_thinking ? "<|im_start|>assistant\n" : "<|im_start|>assistant\n<think>\n\n</think>\n\n";
@@ -66,7 +66,7 @@ int chat_append_generation_prompt(struct chat *c, const struct tokenizer *t, int
 int chat_end_generated(struct chat *c, const struct tokenizer *t) {
     int32_t end = tokenizer_token_id(t, "<|im_end|>");
     if (end < 0) return -1;
-    if (!(c->n > 0 && c->ids[c->n - 1] == end && c->mask[c->n - 1]) && chat_append_ids(c, &end, 1, 0)) return -1;
+    if (!(c->n > 0 && c->ids[c->n - 1] == end && c->mask[c->n - 1]) && append_ids(c, &end, 1, 0)) return -1;
     return chat_append_text(c, t, "\n", 1);
 }
 

@@ -65,8 +65,6 @@ int chat_append_generation_prompt(struct chat *c, const struct tokenizer *t, int
 
 /* Ids the model generated, verbatim, mask 1. */
 int chat_append_generated(struct chat *c, const int32_t *ids, int n);
-/* Append ids with the given mask value (0: context, 1: trained on). 0 or -1. */
-int chat_append_ids(struct chat *c, const int32_t *ids, int n, int mask);
 
 /* Close the assistant turn the model generated: <|im_end|> when it did not
  * end with one (cut off at a length limit), then "\n"; mask 0. */
