@@ -221,6 +221,30 @@ PYEOF
       fi
       E2E_EXTRA=()
     fi
+    # viv cuda train-bench --zero1 over 2 ranks (each rank its own random
+    # tokens): every step's loss and grad norm as without --zero1
+    cat >"$tmp/bench.json" <<'EOF'
+{"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 300, "hidden_size": 48,
+ "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+ "head_dim": 32, "max_position_embeddings": 256, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+ "tie_word_embeddings": false, "torch_dtype": "float32"}
+EOF
+    for z in "" --zero1; do
+      timeout 120 "${MPIRUN[@]}" -np 2 "$tmp/mbin/viv" cuda train-bench --config "$tmp/bench.json" --batch 2 --seq 32 \
+        --steps 3 --lr 1e-2 $z >"$tmp/bench$z.out" 2>"$tmp/bench$z.err"
+    done
+    msg=$(/usr/bin/python3 - "$tmp/bench.out" "$tmp/bench--zero1.out" <<'PYEOF' 2>&1
+import json, sys
+a, b = ([json.loads(l) for l in open(f) if l.startswith("{")] for f in sys.argv[1:])
+assert len(a) == len(b) == 3 and all(r["ranks"] == 2 for r in a + b), "not 3 steps over 2 ranks"
+assert all(r["zero1_shard"] == 0 for r in a) and all(r["zero1_shard"] > 0 and r["zero1_shard"] % 256 == 0 for r in b)
+for x, y in zip(a, b):
+    assert abs(x["loss"] - y["loss"]) <= 1e-5 * x["loss"] and abs(x["grad_norm"] - y["grad_norm"]) <= 1e-4 * x["grad_norm"], (x, y)
+print(f"losses {[r['loss'] for r in b]}, shards of {b[0]['zero1_shard']} of {b[0]['params']} parameters")
+PYEOF
+)
+    if [ $? = 0 ]; then echo "ok - hostsim: mpirun -np 2 viv cuda train-bench --zero1 = without: $msg"
+    else echo "not ok - hostsim: train-bench --zero1: $(tail -2 <<<"$msg" | tr '\n' ' ') $(tail -2 "$tmp/bench--zero1.err" | tr '\n' ' ')"; fail=1; fi
   fi
 elif ! command -v g++ >/dev/null && ! command -v clang++ >/dev/null; then
   echo "skip - hostsim trainer: no C++ compiler (g++ or clang++) to build it"
@@ -279,7 +303,7 @@ if [ "$ndev" = 0 ]; then
   if command -v mpirun >/dev/null && bin/viv-cuda cuda info | grep -q 'MPI + NCCL): built in'; then
     check "mpirun -np 2 without a GPU: every rank says no CUDA device" 1 'rank 1: no CUDA device' \
       timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2 bin/viv-cuda cuda train-bench \
-      --config "$tmp/config.json" --steps 1
+      --config "$tmp/config.json" --steps 1 --zero1
   fi
   echo "skip - viv gen --device cuda matches --device cpu: no CUDA device ($why)"
   echo "skip - mpirun data-parallel training smoke run: no CUDA device ($why)"
@@ -332,6 +356,15 @@ if command -v mpirun >/dev/null; then
     echo "ok - mpirun -np $np data-parallel training smoke run"
   else
     echo "not ok - mpirun -np $np data-parallel training: $(tail -3 <<<"$out" | tr '\n' ' ')"; fail=1
+  fi
+  if [ "$np" = 2 ]; then # ZeRO-1 on two GPUs: shards of the moments, and the run completes
+    out=$(mpirun --allow-run-as-root --oversubscribe -np 2 bin/viv-cuda cuda train-bench --config "$tmp/config.json" \
+          --batch 2 --seq 64 --steps 3 --lr 1e-3 --zero1 2>&1)
+    if [ $? = 0 ] && [ "$(grep -c '"zero1_shard":[1-9]' <<<"$out")" = 3 ]; then
+      echo "ok - mpirun -np 2 train-bench --zero1"
+    else
+      echo "not ok - mpirun -np 2 train-bench --zero1: $(tail -3 <<<"$out" | tr '\n' ' ')"; fail=1
+    fi
   fi
 else
   echo "skip - mpirun data-parallel training smoke run: mpirun not installed (libopenmpi-dev / openmpi-bin)"
