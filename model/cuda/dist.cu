@@ -47,6 +47,7 @@
 #include "qwen3_cuda_internal.cuh"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if VIV_DIST
@@ -58,10 +59,31 @@ static int g_world = 1, g_rank = 0, g_inited = 0, g_we_init_mpi = 0;
 
 extern "C" int qwen3_dist_compiled(void) { return 1; }
 
+/* Started by an MPI launcher (mpirun/mpiexec of Open MPI or MPICH, srun)?
+ * Without one, a process is a world of one and MPI is left alone: an MPI
+ * "singleton" init needs the MPI installation's run-time pieces (Open MPI
+ * loads its components from its install tree and may start a helper
+ * daemon), which a GPU box that only received the binary may lack, and a
+ * world of one needs nothing of MPI. VIV_MPI=1 forces MPI_Init anyway. */
+static int launched_by_mpi(void) {
+    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK", "MPI_LOCALNRANKS",
+                                 "SLURM_STEP_NUM_TASKS", "VIV_MPI"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i]) && *getenv(vars[i])) return 1;
+    return 0;
+}
+
 extern "C" int qwen3_dist_init(int *argc, char ***argv, int *rank, int *world, int *local_rank, char *err,
                                size_t errlen) {
     int flag = 0;
     MPI_Initialized(&flag);
+    if (!flag && !launched_by_mpi()) {
+        int ndev = 0;
+        if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) return snprintf(err, errlen, "no CUDA device"), -1;
+        g_rank = 0, g_world = 1, g_inited = 1;
+        *rank = 0, *world = 1, *local_rank = 0;
+        return 0;
+    }
     if (!flag) {
         if (MPI_Init(argc, argv) != MPI_SUCCESS) return snprintf(err, errlen, "MPI_Init failed"), -1;
         g_we_init_mpi = 1;

@@ -264,6 +264,17 @@ PYEOF
 )
     if [ $? = 0 ]; then echo "ok - hostsim: mpirun -np 2 viv cuda train-bench --zero1 = without: $msg"
     else echo "not ok - hostsim: train-bench --zero1: $(tail -2 <<<"$msg" | tr '\n' ' ') $(tail -2 "$tmp/bench--zero1.err" | tr '\n' ' ')"; fail=1; fi
+    # Not started by mpirun, the MPI build is a world of one and leaves MPI
+    # alone: it runs even where MPI could not start (here: Open MPI pointed
+    # at no components, where an MPI_Init aborts), as on a GPU box that got
+    # only the binary.
+    if OMPI_MCA_mca_base_component_path=/nonexistent timeout 120 "$tmp/mbin/viv" cuda train-bench \
+         --config "$tmp/bench.json" --batch 2 --seq 32 --steps 1 >"$tmp/solo.out" 2>"$tmp/solo.err" &&
+       grep -q '"ranks":1' "$tmp/solo.out"; then
+      echo "ok - hostsim: the MPI build without mpirun is a world of one and never calls MPI_Init"
+    else
+      echo "not ok - hostsim: the MPI build without mpirun: $(tail -3 "$tmp/solo.err" | tr '\n' ' ')"; fail=1
+    fi
   fi
 elif ! command -v g++ >/dev/null && ! command -v clang++ >/dev/null; then
   echo "skip - hostsim trainer: no C++ compiler (g++ or clang++) to build it"
