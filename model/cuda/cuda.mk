@@ -36,8 +36,8 @@ DIST_LIBS := $(if $(filter 1,$(VIV_DIST)),$(MPI_LIBS) -lnccl)
 # the C++ driver links (nvcc's object code needs libstdc++); nvcc itself
 # needs g++ as its host compiler, so it is there wherever nvcc works
 CUDA_CXX ?= $(shell command -v g++ || command -v clang++ || echo g++)
-CUDA_SRC := model/cuda/kernels.cu model/cuda/attention.cu model/cuda/matmul.cu model/cuda/qwen3_cuda.cu \
-            model/cuda/infer.cu model/cuda/dist.cu
+CUDA_SRC := model/cuda/kernels.cu model/cuda/attention.cu model/cuda/attention_tc.cu model/cuda/matmul.cu model/cuda/qwen3_cuda.cu \
+            model/cuda/infer.cu model/cuda/dist.cu model/cuda/attn_probe.cu
 CUDA_OBJ := $(patsubst %.cu,$(BUILD)/cuda/%.o,$(CUDA_SRC))
 CUDA_HDR := $(wildcard model/cuda/*.cuh) model/cuda/qwen3_cuda.h $(wildcard model/*.h)
 NVCC_FLAGS := -std=c++17 -O3 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter -DVIV_DIST=$(VIV_DIST) -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX \
