@@ -76,7 +76,14 @@ $(BUILD)/test/gpu_tests: $(GPU_TEST_SRC) test/harness.h $(CUDA_OBJ) $(CUDA_HDR)
 	@mkdir -p $(@D)
 	gcc -std=gnu11 -O2 -g $(WARN) -o $@ $(GPU_TEST_SRC) $(CUDA_OBJ) -lcjson $(CUDA_LIBS)
 
-cuda: $(if $(HAVE_NVCC),bin/viv-cuda $(BUILD)/test/gpu_tests)
+# test/bench/attn_bench.c: the two training attention paths timed alone
+# (test/bench/gpu.sh runs it)
+ATTN_BENCH_SRC := test/bench/attn_bench.c $(filter-out test/gpu/gpu_tests.c,$(GPU_TEST_SRC))
+$(BUILD)/test/attn_bench: $(ATTN_BENCH_SRC) $(CUDA_OBJ) $(CUDA_HDR)
+	@mkdir -p $(@D)
+	gcc -std=gnu11 -O2 -g $(WARN) -o $@ $(ATTN_BENCH_SRC) $(CUDA_OBJ) -lcjson $(CUDA_LIBS)
+
+cuda: $(if $(HAVE_NVCC),bin/viv-cuda $(BUILD)/test/gpu_tests $(BUILD)/test/attn_bench)
 ifeq ($(HAVE_NVCC),1)
 tests: bin/viv-cuda $(BUILD)/test/gpu_tests
 endif

@@ -384,11 +384,14 @@ static void test_kv_matches_forward(void) {
  * (qwen3.c's attention: causal, GQA, scale 1/sqrt(hd)) and against each
  * other. Shapes cover both T < one tile and T not a multiple of the tiles
  * (37, 130, 200 against tiles of 32 and 64), GQA groups of 2, batch 2, and
- * hd 16/64/128. Tolerances, per tensor, for bf16: out is stored as bf16 and
- * the tensor-core path rounds p to bf16 before P.V (~0.4% per element), so
- * max error 2% of max |out|; lse is fp32 throughout, 0.01 absolute; the
- * gradients also round dout and ds to bf16 on the tensor-core path: 3% in L2
- * norm and 6% max error per tensor (relative to its largest entry). */
+ * hd 16/64/128. Tolerances, per tensor, for bf16 (one rounding is up to
+ * 0.4%): out is stored as bf16 and the tensor-core path rounds p to bf16
+ * before P.V: 1% of max |out| max error, 1% in L2 norm; lse is fp32
+ * throughout: 1e-3 absolute; the gradients also round dout and ds to bf16
+ * on the tensor-core path: 2% max error (of the tensor's largest entry) and
+ * 1% in L2 norm; the two paths against each other: 1% in L2 norm. Measured
+ * under a CPU emulation of the kernels (threads as threads, wmma as 16x16
+ * loops): at most 0.4% max and 0.35% L2 on every tensor, lse 7e-7. */
 
 /* float -> bf16 -> float, round to nearest even (as __float2bfloat16) */
 static float bf16r(float x) {
@@ -501,8 +504,8 @@ static int check_attn_shape(int B_, int T_, int Hq, int Hkv, int hd, char *why, 
             const double *b;
             size_t n;
             double tmax, tl2;
-        } t[] = {{"out", o[pi].out, r.out, nq, 0.02, 0.02}, {"dq", o[pi].dq, r.dq, nq, 0.06, 0.03},
-                 {"dk", o[pi].dk, r.dk, nkv, 0.06, 0.03}, {"dv", o[pi].dv, r.dv, nkv, 0.06, 0.03}};
+        } t[] = {{"out", o[pi].out, r.out, nq, 0.01, 0.01}, {"dq", o[pi].dq, r.dq, nq, 0.02, 0.01},
+                 {"dk", o[pi].dk, r.dk, nkv, 0.02, 0.01}, {"dv", o[pi].dv, r.dv, nkv, 0.02, 0.01}};
         for (int ti = 0; ti < 4 && !rc; ti++) {
             double mr, l2;
             err_vs_ref(t[ti].a, t[ti].b, t[ti].n, &mr, &l2);
@@ -518,7 +521,7 @@ static int check_attn_shape(int B_, int T_, int Hq, int Hkv, int hd, char *why, 
             if (!(d <= worst)) worst = d;
         }
         note("attn %d,%d,%d,%d,%d %s lse vs fp64: max abs %.2e", B_, T_, Hq, Hkv, hd, pname[pi], worst);
-        if (!rc && !(worst < 0.01)) rc = 1, snprintf(why, whylen, "%s lse vs fp64: max abs err %.4f", pname[pi], worst);
+        if (!rc && !(worst < 1e-3)) rc = 1, snprintf(why, whylen, "%s lse vs fp64: max abs err %.4f", pname[pi], worst);
     }
     /* the two paths against each other, tensor by tensor */
     const float *ta[5] = {o[1].out, o[1].lse, o[1].dq, o[1].dk, o[1].dv};
@@ -528,7 +531,7 @@ static int check_attn_shape(int B_, int T_, int Hq, int Hkv, int hd, char *why, 
     for (int ti = 0; ti < 5 && !rc; ti++) {
         double e = l2_rel(ta[ti], tb[ti], tn[ti]);
         note("attn %d,%d,%d,%d,%d tc vs warp %s: l2 %.2e", B_, T_, Hq, Hkv, hd, tname[ti], e);
-        if (!(e < 0.03)) rc = 1, snprintf(why, whylen, "tc vs warp %s: L2 rel %.4f (< 0.03)", tname[ti], e);
+        if (!(e < 0.01)) rc = 1, snprintf(why, whylen, "tc vs warp %s: L2 rel %.4f (< 0.01)", tname[ti], e);
     }
     free(q), free(k), free(v), free(dout);
     free(r.out), free(r.lse), free(r.dq), free(r.dk), free(r.dv);
