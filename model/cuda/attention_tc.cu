@@ -23,19 +23,24 @@
  * values stored to shared memory; synchronisation is __syncthreads and
  * full-mask shuffles only; launches are written on one line.
  *
- * Blocks are 4 warps (128 threads). Tiles: 64 query rows x 64 keys in the
- * forward; 64 query rows x 32 keys (dq pass) and 64 keys x 32 query rows
- * (dk/dv pass) in the backward. In every kernel warp w owns the 16 rows
- * 16w..16w+15 of the 64-row side: it computes those rows of the score tile
- * and of the output/gradient product, so a tile of 64 rows is 4 warps x 16.
+ * Blocks are 8 warps (256 threads; ATTN_TC_WARPS=4 builds 4-warp blocks).
+ * Tiles: 64 query rows x 64 keys in the forward; 64 query rows x 32 keys
+ * (dq pass) and 64 keys x 32 query rows (dk/dv pass) in the backward. The
+ * 64-row side of every tile is 4 blocks of 16 rows; warp w computes the rows
+ * of block w % 4 of each product (score tile, output, gradient), taking
+ * every second 16-column block from w / 4 (with 4 warps: all of them). So a
+ * warp keeps at most hd/32 accumulator fragments per output (16 x 64 fp32,
+ * 32 registers a thread at hd = 128), and a block's 8 warps with 2 blocks
+ * per SM give 16 warps to hide global-memory latency, the loads being
+ * plain synchronous ones (no cp.async: see the emulator rule above).
  *
  * Forward (grid: query tiles x Hq x B, the longest tiles first). The block
  * loads its 64 query rows once into wmma fragments held in registers
  * (hd/16 fragments per warp), then walks the key tiles 0..its diagonal:
  *   1. K and V tiles (64 x hd bf16) into shared memory, rows >= T zeroed
  *   2. S = Q K^T (fp32, shared)
- *   3. online softmax, two threads per row (32 columns each, the pair's max
- *      and sum combined with one shuffle): running max m and sum l per row,
+ *   3. online softmax, 256/64 = 4 threads per row (16 columns each, their
+ *      max and sum combined by shuffles): running max m and sum l per row,
  *      P = exp(S - m) as bf16 into shared, the output rows rescaled by
  *      exp(m_old - m_new); causal mask j <= i
  *   4. O += P V with O's accumulator loaded from and stored back to shared
@@ -67,8 +72,11 @@
  *   dk/dv     K,V 2*64*LDH*2 + Q,dO 2*32*LDH*2 + S,dP 2*64*36*4 + P,dS 2*64*40*2 + lse,D 2*32*4
  *             hd=128: 34816 + 17408 + 18432 + 10240 + 256 = 81152 (79.25 KiB)
  * All under the 99 KiB (101376 B) a block may opt into on sm_80/sm_90
- * (cudaFuncSetAttribute, needed above 48 KiB), so two blocks fit an H100 SM
- * (227 KiB). That budget is what fixes the tiles: a 64 x 64 backward tile
+ * (cudaFuncSetAttribute, needed above 48 KiB; static_asserts check it), so
+ * two blocks fit an H100 SM (227 KiB; an A100's 163 KiB takes one forward
+ * block at hd = 128, two of either backward kernel). The results are staged
+ * at the end (dq, dk, dv as 64 x (hd+4) fp32) over the Q/dO resp. K/V tiles,
+ * which are at least as large. That budget is what fixes the tiles: a 64 x 64 backward tile
  * would need S and dP at 64*68*4 each and K, V, Q, dO at 64 rows, 102 KiB
  * at hd = 128; the forward keeps Q in registers instead of shared memory for
  * the same reason. hd = 16/32/64 use the same tiles with less memory.
@@ -83,8 +91,13 @@
 
 using namespace nvcuda;
 
-#define TC_WARPS 4
-#define TC_THREADS (TC_WARPS * 32)
+/* Warps per block: 8 (two per 16-row block of the 64-row side, splitting its
+ * columns), so that 2 blocks = 16 warps share an SM while one waits on
+ * memory; 4 works too (one warp per row block), ATTN_TC_WARPS=4 at compile
+ * time picks it for a comparison on a GPU. */
+#ifndef ATTN_TC_WARPS
+#define ATTN_TC_WARPS 8
+#endif
 #define LOG2E 1.4426950408889634f
 #define LN2 0.6931471805599453f
 
@@ -95,11 +108,12 @@ typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_c;
 
 /* Rows r0..r0+n-1 of a bf16 matrix (row stride ld elements, first column at
  * src) into shared dst[n][HD + 8]; rows >= rmax become zeros. 16-byte moves:
- * src rows start at multiples of hd >= 16 elements, so they are aligned. */
-template <int HD>
+ * src rows start at multiples of hd >= 16 elements, so they are aligned.
+ * NT: threads in the block. */
+template <int HD, int NT>
 __device__ __forceinline__ void tile_load(bf16 *dst, const bf16 *src, size_t ld, int r0, int n, int rmax) {
     const int per_row = HD / 8;
-    for (int i = threadIdx.x; i < n * per_row; i += TC_THREADS) {
+    for (int i = threadIdx.x; i < n * per_row; i += NT) {
         int r = i / per_row, c = (i % per_row) * 8;
         uint4 x = make_uint4(0, 0, 0, 0);
         if (r0 + r < rmax) x = *(const uint4 *)(src + (size_t)(r0 + r) * ld + c);
@@ -108,10 +122,10 @@ __device__ __forceinline__ void tile_load(bf16 *dst, const bf16 *src, size_t ld,
 }
 
 /* The same from an fp32 matrix (dO), rounded to bf16. */
-template <int HD>
+template <int HD, int NT>
 __device__ __forceinline__ void tile_load_f32(bf16 *dst, const float *src, size_t ld, int r0, int n, int rmax) {
     const int per_row = HD / 4;
-    for (int i = threadIdx.x; i < n * per_row; i += TC_THREADS) {
+    for (int i = threadIdx.x; i < n * per_row; i += NT) {
         int r = i / per_row, c = (i % per_row) * 4;
         float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
         if (r0 + r < rmax) x = *(const float4 *)(src + (size_t)(r0 + r) * ld + c);
@@ -121,14 +135,35 @@ __device__ __forceinline__ void tile_load_f32(bf16 *dst, const float *src, size_
     }
 }
 
-/* Per-row values v[(r0 + r) * stride] * mul for r < n into dst (0 past rmax). */
+/* Per-row values src[(r0 + r) * stride] * mul for r < n into dst (0 past rmax). */
+template <int NT>
 __device__ __forceinline__ void rows_load(float *dst, const float *src, size_t stride, int r0, int n, int rmax,
                                           float mul) {
-    for (int r = threadIdx.x; r < n; r += TC_THREADS) dst[r] = r0 + r < rmax ? src[(size_t)(r0 + r) * stride] * mul : 0.f;
+    for (int r = threadIdx.x; r < n; r += NT) dst[r] = r0 + r < rmax ? src[(size_t)(r0 + r) * stride] * mul : 0.f;
 }
 
-/* C[16 x 16] = A[16 x 16K] . B^T where A's rows and B's rows are both stored
- * row-major with hd along the row (A = a + k, B = b + k for k = 0, 16, ...). */
+/* Rows r0..r0+n-1 of shared fp32 G[n][HD + 4] out to dst (row stride ld),
+ * rows >= rmax skipped; as fp32 (dst_f) or as bf16 (dst_b). */
+template <int HD, int NT>
+__device__ __forceinline__ void tile_store(float *dst_f, bf16 *dst_b, size_t ld, const float *G, int r0, int n,
+                                           int rmax) {
+    const int per_row = HD / 4;
+    for (int e = threadIdx.x; e < n * per_row; e += NT) {
+        int r = e / per_row, c = (e % per_row) * 4;
+        if (r0 + r >= rmax) continue;
+        float4 x = *(const float4 *)(G + r * (HD + 4) + c);
+        if (dst_f) {
+            *(float4 *)(dst_f + (size_t)(r0 + r) * ld + c) = x;
+        } else {
+            __nv_bfloat162 *d2 = (__nv_bfloat162 *)(dst_b + (size_t)(r0 + r) * ld + c);
+            d2[0] = __floats2bfloat162_rn(x.x, x.y);
+            d2[1] = __floats2bfloat162_rn(x.z, x.w);
+        }
+    }
+}
+
+/* C[16 x 16] = A[16 x K] . B^T where A's rows and B's rows are both stored
+ * row-major along K (A = a + k, B = b + k for k = 0, 16, ...). */
 template <int K>
 __device__ __forceinline__ void mma_abt(frag_c &c, const bf16 *a, int lda, const bf16 *b, int ldb) {
     wmma::fill_fragment(c, 0.0f);
@@ -153,6 +188,12 @@ __device__ __forceinline__ void mma_ab_acc(frag_c &c, const bf16 *a, int lda, co
     }
 }
 
+/* Every kernel's 64-row side is 4 blocks of 16 rows; warp w works on row
+ * block w % 4 and on every (NW/4)-th 16-column block from w / 4 of the
+ * products it computes. */
+#define ROWB(w) ((w) % 4)
+#define COLW(w) ((w) / 4)
+
 /* ---- forward ----------------------------------------------------------------------- */
 
 #define FWD_BQ 64
@@ -164,12 +205,14 @@ constexpr size_t fwd_smem_bytes() {
            FWD_BQ * (FWD_BK + 8) * sizeof(bf16) + FWD_BQ * (HD + 4) * sizeof(float);
 }
 
-template <int HD>
-__global__ void __launch_bounds__(TC_THREADS) attn_fwd_tc_kernel(bf16 *out, float *lse, const bf16 *q, const bf16 *k,
-                                                                 const bf16 *v, int T, int Hq, int Hkv) {
-    constexpr int BQ = FWD_BQ, BK = FWD_BK, LDH = HD + 8, LDS = BK + 4, LDP = BK + 8, LDO = HD + 4;
-    constexpr int TPR = TC_THREADS / BQ; /* threads per query row */
+template <int HD, int NW>
+__global__ void __launch_bounds__(NW * 32) attn_fwd_tc_kernel(bf16 *out, float *lse, const bf16 *q, const bf16 *k,
+                                                              const bf16 *v, int T, int Hq, int Hkv) {
+    constexpr int NT = NW * 32, CW = NW / 4, BQ = FWD_BQ, BK = FWD_BK;
+    constexpr int LDH = HD + 8, LDS = BK + 4, LDP = BK + 8, LDO = HD + 4;
+    constexpr int TPR = NT / BQ;                /* threads per query row in the softmax */
     constexpr int SC = BK / TPR, OC = HD / TPR; /* score / output columns per thread */
+    static_assert(BQ == BK && NW % 4 == 0 && TPR <= 32, "tile shape");
     extern __shared__ float4 tc_smem[];
     bf16 *Ks = (bf16 *)tc_smem, *Vs = Ks + BK * LDH;
     float *S = (float *)(Vs + BK * LDH);
@@ -177,18 +220,18 @@ __global__ void __launch_bounds__(TC_THREADS) attn_fwd_tc_kernel(bf16 *out, floa
     float *O = (float *)(P + BQ * LDP);
 
     int qt = gridDim.x - 1 - blockIdx.x; /* the longest (last) query tiles start first */
-    int h = blockIdx.y, b = blockIdx.z, kh = h / (Hq / Hkv), w = threadIdx.x / 32;
+    int h = blockIdx.y, b = blockIdx.z, kh = h / (Hq / Hkv), w = threadIdx.x / 32, rb = ROWB(w), cw = COLW(w);
     int q0 = qt * BQ, qd = Hq * HD, kvd = Hkv * HD;
     const bf16 *qb = q + (size_t)b * T * qd + (size_t)h * HD;
     const bf16 *kb = k + (size_t)b * T * kvd + (size_t)kh * HD, *vb = v + (size_t)b * T * kvd + (size_t)kh * HD;
     const float sl2 = rsqrtf((float)HD) * LOG2E; /* scores in log2 units: exp(c s) = 2^(c s log2 e) */
 
-    /* this warp's 16 query rows as hd/16 A fragments, staged through Ks */
-    tile_load<HD>(Ks, qb, qd, q0, BQ, T);
-    for (int i = threadIdx.x; i < BQ * LDO; i += TC_THREADS) O[i] = 0.f;
+    /* the warp's 16 query rows as hd/16 A fragments, staged through Ks */
+    tile_load<HD, NT>(Ks, qb, qd, q0, BQ, T);
+    for (int i = threadIdx.x; i < BQ * LDO; i += NT) O[i] = 0.f;
     __syncthreads();
     frag_a qf[HD / 16];
-    for (int d = 0; d < HD / 16; d++) wmma::load_matrix_sync(qf[d], Ks + 16 * w * LDH + 16 * d, LDH);
+    for (int d = 0; d < HD / 16; d++) wmma::load_matrix_sync(qf[d], Ks + 16 * rb * LDH + 16 * d, LDH);
     __syncthreads();
 
     int r = threadIdx.x / TPR, part = threadIdx.x % TPR, i = q0 + r; /* this thread's row and column share */
@@ -196,10 +239,10 @@ __global__ void __launch_bounds__(TC_THREADS) attn_fwd_tc_kernel(bf16 *out, floa
     int last = min(q0 + BQ, T) - 1, nkt = last / BK + 1;
     for (int kt = 0; kt < nkt; kt++) {
         int j0 = kt * BK;
-        tile_load<HD>(Ks, kb, kvd, j0, BK, T);
-        tile_load<HD>(Vs, vb, kvd, j0, BK, T);
+        tile_load<HD, NT>(Ks, kb, kvd, j0, BK, T);
+        tile_load<HD, NT>(Vs, vb, kvd, j0, BK, T);
         __syncthreads();
-        for (int n = 0; n < BK / 16; n++) { /* S[rows of w][16n..] = Q K^T */
+        for (int n = cw; n < BK / 16; n += CW) { /* S[row block][16n..] = Q K^T */
             frag_c sc;
             wmma::fill_fragment(sc, 0.0f);
             for (int d = 0; d < HD / 16; d++) {
@@ -207,11 +250,12 @@ __global__ void __launch_bounds__(TC_THREADS) attn_fwd_tc_kernel(bf16 *out, floa
                 wmma::load_matrix_sync(kf, Ks + 16 * n * LDH + 16 * d, LDH);
                 wmma::mma_sync(sc, qf[d], kf, sc);
             }
-            wmma::store_matrix_sync(S + 16 * w * LDS + 16 * n, sc, LDS, wmma::mem_row_major);
+            wmma::store_matrix_sync(S + 16 * rb * LDS + 16 * n, sc, LDS, wmma::mem_row_major);
         }
         __syncthreads();
         /* online softmax of row r over this tile's keys j0 + part*SC + c; every
-         * row has key j0 <= i, so mt is finite and the first corr is exp(-inf) = 0 */
+         * row has key j0 <= i, so mt is finite and the first corr is exp(-inf) = 0.
+         * The TPR threads of a row are consecutive lanes of one warp. */
         const float *srow = S + r * LDS + part * SC;
         int jc = j0 + part * SC;
         float mt = -INFINITY;
@@ -231,11 +275,11 @@ __global__ void __launch_bounds__(TC_THREADS) attn_fwd_tc_kernel(bf16 *out, floa
         float *orow = O + r * LDO + part * OC;
         for (int c = 0; c < OC; c++) orow[c] *= corr;
         __syncthreads();
-        for (int n = 0; n < HD / 16; n++) { /* O[rows of w][16n..] += P V */
+        for (int n = cw; n < HD / 16; n += CW) { /* O[row block][16n..] += P V */
             frag_c oc;
-            wmma::load_matrix_sync(oc, O + 16 * w * LDO + 16 * n, LDO, wmma::mem_row_major);
-            mma_ab_acc<BK>(oc, P + 16 * w * LDP, LDP, Vs + 16 * n, LDH);
-            wmma::store_matrix_sync(O + 16 * w * LDO + 16 * n, oc, LDO, wmma::mem_row_major);
+            wmma::load_matrix_sync(oc, O + 16 * rb * LDO + 16 * n, LDO, wmma::mem_row_major);
+            mma_ab_acc<BK>(oc, P + 16 * rb * LDP, LDP, Vs + 16 * n, LDH);
+            wmma::store_matrix_sync(O + 16 * rb * LDO + 16 * n, oc, LDO, wmma::mem_row_major);
         }
         __syncthreads();
     }
@@ -259,11 +303,13 @@ constexpr size_t dq_smem_bytes() {
            2 * DQ_BQ * (DQ_BK + 4) * sizeof(float) + DQ_BQ * (DQ_BK + 8) * sizeof(bf16) + 2 * DQ_BQ * sizeof(float);
 }
 
-template <int HD>
-__global__ void __launch_bounds__(TC_THREADS)
+template <int HD, int NW>
+__global__ void __launch_bounds__(NW * 32)
     attn_dq_tc_kernel(float *dq, const float *dout, const float *lse, const float *dsum, const bf16 *q, const bf16 *k,
                       const bf16 *v, int T, int Hq, int Hkv) {
-    constexpr int BQ = DQ_BQ, BK = DQ_BK, LDH = HD + 8, LDS = BK + 4, LDP = BK + 8, LDG = HD + 4;
+    constexpr int NT = NW * 32, CW = NW / 4, BQ = DQ_BQ, BK = DQ_BK;
+    constexpr int LDH = HD + 8, LDS = BK + 4, LDP = BK + 8, LDG = HD + 4;
+    constexpr int NA = (HD / 16 + CW - 1) / CW; /* dq column blocks per warp */
     extern __shared__ float4 tc_smem[];
     bf16 *Qs = (bf16 *)tc_smem, *dOs = Qs + BQ * LDH, *Ks = dOs + BQ * LDH, *Vs = Ks + BK * LDH;
     float *S = (float *)(Vs + BK * LDH), *dP = S + BQ * LDS;
@@ -271,34 +317,35 @@ __global__ void __launch_bounds__(TC_THREADS)
     float *lse_s = (float *)(dS + BQ * LDP), *D_s = lse_s + BQ;
     float *G = (float *)tc_smem; /* at the end: dq staged over Q and dO */
 
-    int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, kh = h / (Hq / Hkv), w = threadIdx.x / 32;
+    int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, kh = h / (Hq / Hkv);
+    int w = threadIdx.x / 32, rb = ROWB(w), cw = COLW(w);
     int q0 = qt * BQ, qd = Hq * HD, kvd = Hkv * HD;
     size_t row0 = (size_t)b * T;
     const bf16 *kb = k + row0 * kvd + (size_t)kh * HD, *vb = v + row0 * kvd + (size_t)kh * HD;
     const float scale = rsqrtf((float)HD), sl2 = scale * LOG2E;
 
-    tile_load<HD>(Qs, q + row0 * qd + (size_t)h * HD, qd, q0, BQ, T);
-    tile_load_f32<HD>(dOs, dout + row0 * qd + (size_t)h * HD, qd, q0, BQ, T);
-    rows_load(lse_s, lse + row0 * Hq + h, Hq, q0, BQ, T, LOG2E);
-    rows_load(D_s, dsum + row0 * Hq + h, Hq, q0, BQ, T, 1.0f);
-    frag_c acc[HD / 16];
-    for (int n = 0; n < HD / 16; n++) wmma::fill_fragment(acc[n], 0.0f);
+    tile_load<HD, NT>(Qs, q + row0 * qd + (size_t)h * HD, qd, q0, BQ, T);
+    tile_load_f32<HD, NT>(dOs, dout + row0 * qd + (size_t)h * HD, qd, q0, BQ, T);
+    rows_load<NT>(lse_s, lse + row0 * Hq + h, Hq, q0, BQ, T, LOG2E);
+    rows_load<NT>(D_s, dsum + row0 * Hq + h, Hq, q0, BQ, T, 1.0f);
+    frag_c acc[NA];
+    for (int a = 0; a < NA; a++) wmma::fill_fragment(acc[a], 0.0f);
 
     int last = min(q0 + BQ, T) - 1, nkt = last / BK + 1;
     for (int kt = 0; kt < nkt; kt++) {
         int j0 = kt * BK;
-        tile_load<HD>(Ks, kb, kvd, j0, BK, T);
-        tile_load<HD>(Vs, vb, kvd, j0, BK, T);
+        tile_load<HD, NT>(Ks, kb, kvd, j0, BK, T);
+        tile_load<HD, NT>(Vs, vb, kvd, j0, BK, T);
         __syncthreads();
-        for (int n = 0; n < BK / 16; n++) {
+        for (int n = cw; n < BK / 16; n += CW) {
             frag_c c;
-            mma_abt<HD>(c, Qs + 16 * w * LDH, LDH, Ks + 16 * n * LDH, LDH);
-            wmma::store_matrix_sync(S + 16 * w * LDS + 16 * n, c, LDS, wmma::mem_row_major);
-            mma_abt<HD>(c, dOs + 16 * w * LDH, LDH, Vs + 16 * n * LDH, LDH);
-            wmma::store_matrix_sync(dP + 16 * w * LDS + 16 * n, c, LDS, wmma::mem_row_major);
+            mma_abt<HD>(c, Qs + 16 * rb * LDH, LDH, Ks + 16 * n * LDH, LDH);
+            wmma::store_matrix_sync(S + 16 * rb * LDS + 16 * n, c, LDS, wmma::mem_row_major);
+            mma_abt<HD>(c, dOs + 16 * rb * LDH, LDH, Vs + 16 * n * LDH, LDH);
+            wmma::store_matrix_sync(dP + 16 * rb * LDS + 16 * n, c, LDS, wmma::mem_row_major);
         }
         __syncthreads();
-        for (int e = threadIdx.x; e < BQ * BK; e += TC_THREADS) {
+        for (int e = threadIdx.x; e < BQ * BK; e += NT) {
             int r = e / BK, c = e % BK, i = q0 + r, j = j0 + c;
             float ds = 0.f;
             if (i < T && j <= i) {
@@ -308,18 +355,18 @@ __global__ void __launch_bounds__(TC_THREADS)
             dS[r * LDP + c] = __float2bfloat16(ds);
         }
         __syncthreads();
-        for (int n = 0; n < HD / 16; n++) mma_ab_acc<BK>(acc[n], dS + 16 * w * LDP, LDP, Ks + 16 * n, LDH);
+        for (int a = 0; a < NA; a++) {
+            int n = cw + a * CW;
+            if (n < HD / 16) mma_ab_acc<BK>(acc[a], dS + 16 * rb * LDP, LDP, Ks + 16 * n, LDH);
+        }
         __syncthreads();
     }
-    for (int n = 0; n < HD / 16; n++)
-        wmma::store_matrix_sync(G + 16 * w * LDG + 16 * n, acc[n], LDG, wmma::mem_row_major);
-    __syncthreads();
-    const int per_row = HD / 4;
-    for (int e = threadIdx.x; e < BQ * per_row; e += TC_THREADS) {
-        int r = e / per_row, c = (e % per_row) * 4;
-        if (q0 + r < T)
-            *(float4 *)(dq + (row0 + q0 + r) * qd + (size_t)h * HD + c) = *(const float4 *)(G + r * LDG + c);
+    for (int a = 0; a < NA; a++) {
+        int n = cw + a * CW;
+        if (n < HD / 16) wmma::store_matrix_sync(G + 16 * rb * LDG + 16 * n, acc[a], LDG, wmma::mem_row_major);
     }
+    __syncthreads();
+    tile_store<HD, NT>(dq + row0 * qd + (size_t)h * HD, NULL, qd, G, q0, BQ, T);
 }
 
 /* ---- backward: dk, dv -------------------------------------------------------------- */
@@ -333,11 +380,13 @@ constexpr size_t dkv_smem_bytes() {
            2 * KV_BK * (KV_BQ + 4) * sizeof(float) + 2 * KV_BK * (KV_BQ + 8) * sizeof(bf16) + 2 * KV_BQ * sizeof(float);
 }
 
-template <int HD>
-__global__ void __launch_bounds__(TC_THREADS)
+template <int HD, int NW>
+__global__ void __launch_bounds__(NW * 32)
     attn_dkv_tc_kernel(float *dk, bf16 *dv, const float *dout, const float *lse, const float *dsum, const bf16 *q,
                        const bf16 *k, const bf16 *v, int T, int Hq, int Hkv) {
-    constexpr int BK = KV_BK, BQ = KV_BQ, LDH = HD + 8, LDS = BQ + 4, LDP = BQ + 8, LDG = HD + 4;
+    constexpr int NT = NW * 32, CW = NW / 4, BK = KV_BK, BQ = KV_BQ;
+    constexpr int LDH = HD + 8, LDS = BQ + 4, LDP = BQ + 8, LDG = HD + 4;
+    constexpr int NA = (HD / 16 + CW - 1) / CW; /* dk/dv column blocks per warp */
     extern __shared__ float4 tc_smem[];
     bf16 *Ks = (bf16 *)tc_smem, *Vs = Ks + BK * LDH, *Qs = Vs + BK * LDH, *dOs = Qs + BQ * LDH;
     float *St = (float *)(dOs + BQ * LDH), *dPt = St + BK * LDS; /* [key][query] */
@@ -345,34 +394,35 @@ __global__ void __launch_bounds__(TC_THREADS)
     float *lse_s = (float *)(dSt + BK * LDP), *D_s = lse_s + BQ;
     float *G = (float *)tc_smem; /* at the end: dk, then dv, staged over K and V */
 
-    int kt = blockIdx.x, kh = blockIdx.y, b = blockIdx.z, grp = Hq / Hkv, w = threadIdx.x / 32;
+    int kt = blockIdx.x, kh = blockIdx.y, b = blockIdx.z, grp = Hq / Hkv;
+    int w = threadIdx.x / 32, rb = ROWB(w), cw = COLW(w);
     int j0 = kt * BK, qd = Hq * HD, kvd = Hkv * HD;
     size_t row0 = (size_t)b * T;
     const float scale = rsqrtf((float)HD), sl2 = scale * LOG2E;
 
-    tile_load<HD>(Ks, k + row0 * kvd + (size_t)kh * HD, kvd, j0, BK, T);
-    tile_load<HD>(Vs, v + row0 * kvd + (size_t)kh * HD, kvd, j0, BK, T);
-    frag_c dka[HD / 16], dva[HD / 16];
-    for (int n = 0; n < HD / 16; n++) wmma::fill_fragment(dka[n], 0.0f), wmma::fill_fragment(dva[n], 0.0f);
+    tile_load<HD, NT>(Ks, k + row0 * kvd + (size_t)kh * HD, kvd, j0, BK, T);
+    tile_load<HD, NT>(Vs, v + row0 * kvd + (size_t)kh * HD, kvd, j0, BK, T);
+    frag_c dka[NA], dva[NA];
+    for (int a = 0; a < NA; a++) wmma::fill_fragment(dka[a], 0.0f), wmma::fill_fragment(dva[a], 0.0f);
 
     for (int h = kh * grp; h < (kh + 1) * grp; h++) {
         const bf16 *qb = q + row0 * qd + (size_t)h * HD;
         const float *dob = dout + row0 * qd + (size_t)h * HD;
         for (int i0 = j0 / BQ * BQ; i0 < T; i0 += BQ) { /* queries i >= j0 see these keys */
-            tile_load<HD>(Qs, qb, qd, i0, BQ, T);
-            tile_load_f32<HD>(dOs, dob, qd, i0, BQ, T);
-            rows_load(lse_s, lse + row0 * Hq + h, Hq, i0, BQ, T, LOG2E);
-            rows_load(D_s, dsum + row0 * Hq + h, Hq, i0, BQ, T, 1.0f);
+            tile_load<HD, NT>(Qs, qb, qd, i0, BQ, T);
+            tile_load_f32<HD, NT>(dOs, dob, qd, i0, BQ, T);
+            rows_load<NT>(lse_s, lse + row0 * Hq + h, Hq, i0, BQ, T, LOG2E);
+            rows_load<NT>(D_s, dsum + row0 * Hq + h, Hq, i0, BQ, T, 1.0f);
             __syncthreads();
-            for (int n = 0; n < BQ / 16; n++) {
+            for (int n = cw; n < BQ / 16; n += CW) {
                 frag_c c;
-                mma_abt<HD>(c, Ks + 16 * w * LDH, LDH, Qs + 16 * n * LDH, LDH);
-                wmma::store_matrix_sync(St + 16 * w * LDS + 16 * n, c, LDS, wmma::mem_row_major);
-                mma_abt<HD>(c, Vs + 16 * w * LDH, LDH, dOs + 16 * n * LDH, LDH);
-                wmma::store_matrix_sync(dPt + 16 * w * LDS + 16 * n, c, LDS, wmma::mem_row_major);
+                mma_abt<HD>(c, Ks + 16 * rb * LDH, LDH, Qs + 16 * n * LDH, LDH);
+                wmma::store_matrix_sync(St + 16 * rb * LDS + 16 * n, c, LDS, wmma::mem_row_major);
+                mma_abt<HD>(c, Vs + 16 * rb * LDH, LDH, dOs + 16 * n * LDH, LDH);
+                wmma::store_matrix_sync(dPt + 16 * rb * LDS + 16 * n, c, LDS, wmma::mem_row_major);
             }
             __syncthreads();
-            for (int e = threadIdx.x; e < BK * BQ; e += TC_THREADS) {
+            for (int e = threadIdx.x; e < BK * BQ; e += NT) {
                 int r = e / BQ, c = e % BQ, j = j0 + r, i = i0 + c;
                 float p = 0.f, ds = 0.f;
                 if (i < T && j <= i) {
@@ -383,35 +433,28 @@ __global__ void __launch_bounds__(TC_THREADS)
                 dSt[r * LDP + c] = __float2bfloat16(ds);
             }
             __syncthreads();
-            for (int n = 0; n < HD / 16; n++) {
-                mma_ab_acc<BQ>(dva[n], Pt + 16 * w * LDP, LDP, dOs + 16 * n, LDH);
-                mma_ab_acc<BQ>(dka[n], dSt + 16 * w * LDP, LDP, Qs + 16 * n, LDH);
+            for (int a = 0; a < NA; a++) {
+                int n = cw + a * CW;
+                if (n >= HD / 16) continue;
+                mma_ab_acc<BQ>(dva[a], Pt + 16 * rb * LDP, LDP, dOs + 16 * n, LDH);
+                mma_ab_acc<BQ>(dka[a], dSt + 16 * rb * LDP, LDP, Qs + 16 * n, LDH);
             }
             __syncthreads();
         }
     }
-    const int per_row = HD / 4;
-    for (int n = 0; n < HD / 16; n++)
-        wmma::store_matrix_sync(G + 16 * w * LDG + 16 * n, dka[n], LDG, wmma::mem_row_major);
-    __syncthreads();
-    for (int e = threadIdx.x; e < BK * per_row; e += TC_THREADS) {
-        int r = e / per_row, c = (e % per_row) * 4;
-        if (j0 + r < T)
-            *(float4 *)(dk + (row0 + j0 + r) * kvd + (size_t)kh * HD + c) = *(const float4 *)(G + r * LDG + c);
+    for (int a = 0; a < NA; a++) {
+        int n = cw + a * CW;
+        if (n < HD / 16) wmma::store_matrix_sync(G + 16 * rb * LDG + 16 * n, dka[a], LDG, wmma::mem_row_major);
     }
     __syncthreads();
-    for (int n = 0; n < HD / 16; n++)
-        wmma::store_matrix_sync(G + 16 * w * LDG + 16 * n, dva[n], LDG, wmma::mem_row_major);
+    tile_store<HD, NT>(dk + row0 * kvd + (size_t)kh * HD, NULL, kvd, G, j0, BK, T);
     __syncthreads();
-    for (int e = threadIdx.x; e < BK * per_row; e += TC_THREADS) {
-        int r = e / per_row, c = (e % per_row) * 4;
-        if (j0 + r < T) {
-            const float *g = G + r * LDG + c;
-            __nv_bfloat162 *d2 = (__nv_bfloat162 *)(dv + (row0 + j0 + r) * kvd + (size_t)kh * HD + c);
-            d2[0] = __floats2bfloat162_rn(g[0], g[1]);
-            d2[1] = __floats2bfloat162_rn(g[2], g[3]);
-        }
+    for (int a = 0; a < NA; a++) {
+        int n = cw + a * CW;
+        if (n < HD / 16) wmma::store_matrix_sync(G + 16 * rb * LDG + 16 * n, dva[a], LDG, wmma::mem_row_major);
     }
+    __syncthreads();
+    tile_store<HD, NT>(NULL, dv + row0 * kvd + (size_t)kh * HD, kvd, G, j0, BK, T);
 }
 
 /* ---- launchers --------------------------------------------------------------------- */
@@ -421,24 +464,26 @@ __global__ void __launch_bounds__(TC_THREADS)
 template <int HD>
 static void fwd_tc(cudaStream_t st, bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T,
                    int Hq, int Hkv) {
+    constexpr int NW = ATTN_TC_WARPS;
     size_t smem = fwd_smem_bytes<HD>();
     static_assert(fwd_smem_bytes<HD>() <= 101376, "forward tile over 99 KiB of shared memory");
-    cudaFuncSetAttribute(attn_fwd_tc_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    cudaFuncSetAttribute(attn_fwd_tc_kernel<HD, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     dim3 grid((unsigned)((T + FWD_BQ - 1) / FWD_BQ), (unsigned)Hq, (unsigned)B);
-    attn_fwd_tc_kernel<HD><<<grid, TC_THREADS, smem, st>>>(out, lse, q, k, v, T, Hq, Hkv);
+    attn_fwd_tc_kernel<HD, NW><<<grid, NW * 32, smem, st>>>(out, lse, q, k, v, T, Hq, Hkv);
 }
 
 template <int HD>
 static void bwd_tc(cudaStream_t st, float *dq, float *dk, bf16 *dv, const float *dsum, const float *dout,
                    const float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T, int Hq, int Hkv) {
+    constexpr int NW = ATTN_TC_WARPS;
     size_t sq = dq_smem_bytes<HD>(), skv = dkv_smem_bytes<HD>();
     static_assert(dq_smem_bytes<HD>() <= 101376 && dkv_smem_bytes<HD>() <= 101376, "backward tile over 99 KiB");
-    cudaFuncSetAttribute(attn_dq_tc_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sq);
-    cudaFuncSetAttribute(attn_dkv_tc_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)skv);
+    cudaFuncSetAttribute(attn_dq_tc_kernel<HD, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sq);
+    cudaFuncSetAttribute(attn_dkv_tc_kernel<HD, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)skv);
     dim3 gq((unsigned)((T + DQ_BQ - 1) / DQ_BQ), (unsigned)Hq, (unsigned)B);
     dim3 gkv((unsigned)((T + KV_BK - 1) / KV_BK), (unsigned)Hkv, (unsigned)B);
-    attn_dq_tc_kernel<HD><<<gq, TC_THREADS, sq, st>>>(dq, dout, lse, dsum, q, k, v, T, Hq, Hkv);
-    attn_dkv_tc_kernel<HD><<<gkv, TC_THREADS, skv, st>>>(dk, dv, dout, lse, dsum, q, k, v, T, Hq, Hkv);
+    attn_dq_tc_kernel<HD, NW><<<gq, NW * 32, sq, st>>>(dq, dout, lse, dsum, q, k, v, T, Hq, Hkv);
+    attn_dkv_tc_kernel<HD, NW><<<gkv, NW * 32, skv, st>>>(dk, dv, dout, lse, dsum, q, k, v, T, Hq, Hkv);
 }
 
 int attn_tc_supported(int hd) { return hd == 16 || hd == 32 || hd == 64 || hd == 128; }
