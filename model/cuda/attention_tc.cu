@@ -50,8 +50,9 @@
  *
  * Backward, two kernels so that nothing needs atomics (D = rowsum(do * o) is
  * attention.cu's attn_dsum_kernel, run first):
- *   dq pass (grid: query tiles x Hq x B): Q and dO (bf16) of 64 query rows in
- *     shared, dq accumulated in register fragments over the key tiles up to
+ *   dq pass (grid: query tiles x Hq x B): Q and dO (bf16) of 64 query rows
+ *     loaded once (each warp keeps its row block's as A fragments in
+ *     registers), dq accumulated in register fragments over the key tiles up to
  *     the diagonal: S = Q K^T and dP = dO V^T into shared, dS = P (dP - D) c
  *     by plain threads as bf16, dq += dS K.
  *   dk/dv pass (grid: key tiles x Hkv x B): K and V of 64 keys in shared,
@@ -176,17 +177,12 @@ __device__ __forceinline__ void mma_abt(frag_c &c, const bf16 *a, int lda, const
     }
 }
 
-/* c += A[16 x K] . B[K x 16], A and B row-major (B = b + k * ldb). */
-template <int K>
-__device__ __forceinline__ void mma_ab_acc(frag_c &c, const bf16 *a, int lda, const bf16 *b, int ldb) {
-    for (int k = 0; k < K; k += 16) {
-        frag_a fa;
-        frag_br fb;
-        wmma::load_matrix_sync(fa, a + k, lda);
-        wmma::load_matrix_sync(fb, b + (size_t)k * ldb, ldb);
-        wmma::mma_sync(c, fa, fb, c);
-    }
-}
+/* Kernels are declared __launch_bounds__(threads, 2): shared memory allows
+ * two blocks per SM, so registers are capped to fit two as well (128 a
+ * thread with 8 warps). nvcc -Xptxas -v at hd = 128, sm_90: forward and
+ * dk/dv 128 registers, no spills; dq 128 with 152 bytes spilled (it holds Q
+ * and dO fragments and its dq accumulators; uncapped it took 172, which
+ * would leave one block per SM). */
 
 /* Every kernel's 64-row side is 4 blocks of 16 rows; warp w works on row
  * block w % 4 and on every (NW/4)-th 16-column block from w / 4 of the
@@ -206,12 +202,13 @@ constexpr size_t fwd_smem_bytes() {
 }
 
 template <int HD, int NW>
-__global__ void __launch_bounds__(NW * 32) attn_fwd_tc_kernel(bf16 *out, float *lse, const bf16 *q, const bf16 *k,
+__global__ void __launch_bounds__(NW * 32, 2) attn_fwd_tc_kernel(bf16 *out, float *lse, const bf16 *q, const bf16 *k,
                                                               const bf16 *v, int T, int Hq, int Hkv) {
     constexpr int NT = NW * 32, CW = NW / 4, BQ = FWD_BQ, BK = FWD_BK;
     constexpr int LDH = HD + 8, LDS = BK + 4, LDP = BK + 8, LDO = HD + 4;
     constexpr int TPR = NT / BQ;                /* threads per query row in the softmax */
     constexpr int SC = BK / TPR, OC = HD / TPR; /* score / output columns per thread */
+    constexpr int NA = (HD / 16 + CW - 1) / CW; /* output column blocks per warp */
     static_assert(BQ == BK && NW % 4 == 0 && TPR <= 32, "tile shape");
     extern __shared__ float4 tc_smem[];
     bf16 *Ks = (bf16 *)tc_smem, *Vs = Ks + BK * LDH;
@@ -275,11 +272,25 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_tc_kernel(bf16 *out, float *
         float *orow = O + r * LDO + part * OC;
         for (int c = 0; c < OC; c++) orow[c] *= corr;
         __syncthreads();
-        for (int n = cw; n < HD / 16; n += CW) { /* O[row block][16n..] += P V */
-            frag_c oc;
-            wmma::load_matrix_sync(oc, O + 16 * rb * LDO + 16 * n, LDO, wmma::mem_row_major);
-            mma_ab_acc<BK>(oc, P + 16 * rb * LDP, LDP, Vs + 16 * n, LDH);
-            wmma::store_matrix_sync(O + 16 * rb * LDO + 16 * n, oc, LDO, wmma::mem_row_major);
+        { /* O[row block][its column blocks] += P V, each P fragment loaded once */
+            frag_c oc[NA];
+            for (int a = 0; a < NA; a++)
+                if (cw + a * CW < HD / 16)
+                    wmma::load_matrix_sync(oc[a], O + 16 * rb * LDO + 16 * (cw + a * CW), LDO, wmma::mem_row_major);
+            for (int kk = 0; kk < BK; kk += 16) {
+                frag_a pf;
+                wmma::load_matrix_sync(pf, P + 16 * rb * LDP + kk, LDP);
+                for (int a = 0; a < NA; a++) {
+                    int n = cw + a * CW;
+                    if (n >= HD / 16) continue;
+                    frag_br vf;
+                    wmma::load_matrix_sync(vf, Vs + kk * LDH + 16 * n, LDH);
+                    wmma::mma_sync(oc[a], pf, vf, oc[a]);
+                }
+            }
+            for (int a = 0; a < NA; a++)
+                if (cw + a * CW < HD / 16)
+                    wmma::store_matrix_sync(O + 16 * rb * LDO + 16 * (cw + a * CW), oc[a], LDO, wmma::mem_row_major);
         }
         __syncthreads();
     }
@@ -304,7 +315,7 @@ constexpr size_t dq_smem_bytes() {
 }
 
 template <int HD, int NW>
-__global__ void __launch_bounds__(NW * 32)
+__global__ void __launch_bounds__(NW * 32, 2)
     attn_dq_tc_kernel(float *dq, const float *dout, const float *lse, const float *dsum, const bf16 *q, const bf16 *k,
                       const bf16 *v, int T, int Hq, int Hkv) {
     constexpr int NT = NW * 32, CW = NW / 4, BQ = DQ_BQ, BK = DQ_BK;
@@ -328,6 +339,12 @@ __global__ void __launch_bounds__(NW * 32)
     tile_load_f32<HD, NT>(dOs, dout + row0 * qd + (size_t)h * HD, qd, q0, BQ, T);
     rows_load<NT>(lse_s, lse + row0 * Hq + h, Hq, q0, BQ, T, LOG2E);
     rows_load<NT>(D_s, dsum + row0 * Hq + h, Hq, q0, BQ, T, 1.0f);
+    __syncthreads();
+    frag_a qf[HD / 16], dof[HD / 16]; /* the row block's Q and dO, 4 registers a fragment */
+    for (int d = 0; d < HD / 16; d++) {
+        wmma::load_matrix_sync(qf[d], Qs + 16 * rb * LDH + 16 * d, LDH);
+        wmma::load_matrix_sync(dof[d], dOs + 16 * rb * LDH + 16 * d, LDH);
+    }
     frag_c acc[NA];
     for (int a = 0; a < NA; a++) wmma::fill_fragment(acc[a], 0.0f);
 
@@ -338,11 +355,18 @@ __global__ void __launch_bounds__(NW * 32)
         tile_load<HD, NT>(Vs, vb, kvd, j0, BK, T);
         __syncthreads();
         for (int n = cw; n < BK / 16; n += CW) {
-            frag_c c;
-            mma_abt<HD>(c, Qs + 16 * rb * LDH, LDH, Ks + 16 * n * LDH, LDH);
-            wmma::store_matrix_sync(S + 16 * rb * LDS + 16 * n, c, LDS, wmma::mem_row_major);
-            mma_abt<HD>(c, dOs + 16 * rb * LDH, LDH, Vs + 16 * n * LDH, LDH);
-            wmma::store_matrix_sync(dP + 16 * rb * LDS + 16 * n, c, LDS, wmma::mem_row_major);
+            frag_c sc, pc;
+            wmma::fill_fragment(sc, 0.0f);
+            wmma::fill_fragment(pc, 0.0f);
+            for (int d = 0; d < HD / 16; d++) {
+                frag_bc kf, vf;
+                wmma::load_matrix_sync(kf, Ks + 16 * n * LDH + 16 * d, LDH);
+                wmma::load_matrix_sync(vf, Vs + 16 * n * LDH + 16 * d, LDH);
+                wmma::mma_sync(sc, qf[d], kf, sc);
+                wmma::mma_sync(pc, dof[d], vf, pc);
+            }
+            wmma::store_matrix_sync(S + 16 * rb * LDS + 16 * n, sc, LDS, wmma::mem_row_major);
+            wmma::store_matrix_sync(dP + 16 * rb * LDS + 16 * n, pc, LDS, wmma::mem_row_major);
         }
         __syncthreads();
         for (int e = threadIdx.x; e < BQ * BK; e += NT) {
@@ -355,9 +379,16 @@ __global__ void __launch_bounds__(NW * 32)
             dS[r * LDP + c] = __float2bfloat16(ds);
         }
         __syncthreads();
-        for (int a = 0; a < NA; a++) {
-            int n = cw + a * CW;
-            if (n < HD / 16) mma_ab_acc<BK>(acc[a], dS + 16 * rb * LDP, LDP, Ks + 16 * n, LDH);
+        for (int kk = 0; kk < BK; kk += 16) { /* dq += dS K */
+            frag_a sf;
+            wmma::load_matrix_sync(sf, dS + 16 * rb * LDP + kk, LDP);
+            for (int a = 0; a < NA; a++) {
+                int n = cw + a * CW;
+                if (n >= HD / 16) continue;
+                frag_br kf;
+                wmma::load_matrix_sync(kf, Ks + kk * LDH + 16 * n, LDH);
+                wmma::mma_sync(acc[a], sf, kf, acc[a]);
+            }
         }
         __syncthreads();
     }
@@ -381,7 +412,7 @@ constexpr size_t dkv_smem_bytes() {
 }
 
 template <int HD, int NW>
-__global__ void __launch_bounds__(NW * 32)
+__global__ void __launch_bounds__(NW * 32, 2)
     attn_dkv_tc_kernel(float *dk, bf16 *dv, const float *dout, const float *lse, const float *dsum, const bf16 *q,
                        const bf16 *k, const bf16 *v, int T, int Hq, int Hkv) {
     constexpr int NT = NW * 32, CW = NW / 4, BK = KV_BK, BQ = KV_BQ;
@@ -433,11 +464,19 @@ __global__ void __launch_bounds__(NW * 32)
                 dSt[r * LDP + c] = __float2bfloat16(ds);
             }
             __syncthreads();
-            for (int a = 0; a < NA; a++) {
-                int n = cw + a * CW;
-                if (n >= HD / 16) continue;
-                mma_ab_acc<BQ>(dva[a], Pt + 16 * rb * LDP, LDP, dOs + 16 * n, LDH);
-                mma_ab_acc<BQ>(dka[a], dSt + 16 * rb * LDP, LDP, Qs + 16 * n, LDH);
+            for (int kk = 0; kk < BQ; kk += 16) { /* dv += P^T dO, dk += dS^T Q */
+                frag_a pf, sf;
+                wmma::load_matrix_sync(pf, Pt + 16 * rb * LDP + kk, LDP);
+                wmma::load_matrix_sync(sf, dSt + 16 * rb * LDP + kk, LDP);
+                for (int a = 0; a < NA; a++) {
+                    int n = cw + a * CW;
+                    if (n >= HD / 16) continue;
+                    frag_br of, qf;
+                    wmma::load_matrix_sync(of, dOs + kk * LDH + 16 * n, LDH);
+                    wmma::load_matrix_sync(qf, Qs + kk * LDH + 16 * n, LDH);
+                    wmma::mma_sync(dva[a], pf, of, dva[a]);
+                    wmma::mma_sync(dka[a], sf, qf, dka[a]);
+                }
             }
             __syncthreads();
         }
