@@ -477,7 +477,7 @@ static int check_attn_shape(int B_, int T_, int Hq, int Hkv, int hd, char *why, 
     size_t N = (size_t)B_ * T_, nq = N * Hq * hd, nkv = N * Hkv * hd, nrow = N * Hq;
     float *q = malloc(nq * 4), *k = malloc(nkv * 4), *v = malloc(nkv * 4), *dout = malloc(nq * 4);
     struct attn_ref r = {calloc(nq, 8), calloc(nrow, 8), calloc(nq, 8), calloc(nkv, 8), calloc(nkv, 8)};
-    struct attn_out o[2];
+    struct attn_out o[2] = {{0}, {0}};
     int rc = !q || !k || !v || !dout || !r.out || !r.lse || !r.dq || !r.dk || !r.dv;
     rc = rc || attn_out_alloc(&o[0], nq, nkv, nrow) || attn_out_alloc(&o[1], nq, nkv, nrow);
     if (rc) snprintf(why, whylen, "out of memory");
@@ -533,6 +533,23 @@ static int check_attn_shape(int B_, int T_, int Hq, int Hkv, int hd, char *why, 
         note("attn %d,%d,%d,%d,%d tc vs warp %s: l2 %.2e", B_, T_, Hq, Hkv, hd, tname[ti], e);
         if (!(e < 0.01)) rc = 1, snprintf(why, whylen, "tc vs warp %s: L2 rel %.4f (< 0.01)", tname[ti], e);
     }
+    /* what training runs (k_attn_fwd/k_attn_bwd): the tensor-core kernels for
+     * these head sizes, the warp ones under VIV_ATTN=warp; deterministic, so
+     * bit for bit the same results */
+    const char *mode = getenv("VIV_ATTN");
+    int want = mode && !strcmp(mode, "warp") ? 0 : 1;
+    struct attn_out au = {0};
+    if (!rc && attn_out_alloc(&au, nq, nkv, nrow)) rc = 1, snprintf(why, whylen, "out of memory");
+    if (!rc) {
+        if (qwen3_cuda_attn_probe(QWEN3_ATTN_AUTO, B_, T_, Hq, Hkv, hd, q, k, v, dout, au.out, au.lse, au.dq, au.dk,
+                                  au.dv, err, sizeof err))
+            rc = 1, snprintf(why, whylen, "auto: %s", err);
+        else if (memcmp(au.out, o[want].out, nq * 4) || memcmp(au.lse, o[want].lse, nrow * 4) ||
+                 memcmp(au.dq, o[want].dq, nq * 4) || memcmp(au.dk, o[want].dk, nkv * 4) ||
+                 memcmp(au.dv, o[want].dv, nkv * 4))
+            rc = 1, snprintf(why, whylen, "k_attn_fwd/bwd did not run the %s kernels", pname[want]);
+    }
+    attn_out_free(&au);
     free(q), free(k), free(v), free(dout);
     free(r.out), free(r.lse), free(r.dq), free(r.dk), free(r.dv);
     attn_out_free(&o[0]), attn_out_free(&o[1]);
