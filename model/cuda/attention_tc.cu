@@ -39,8 +39,8 @@
  * (hd/16 fragments per warp), then walks the key tiles 0..its diagonal:
  *   1. K and V tiles (64 x hd bf16) into shared memory, rows >= T zeroed
  *   2. S = Q K^T (fp32, shared)
- *   3. online softmax, 256/64 = 4 threads per row (16 columns each, their
- *      max and sum combined by shuffles): running max m and sum l per row,
+ *   3. online softmax, 256/64 = 4 threads per row (every 4th column each,
+ *      their max and sum combined by shuffles): running max m and sum l per row,
  *      P = exp(S - m) as bf16 into shared, the output rows rescaled by
  *      exp(m_old - m_new); causal mask j <= i
  *   4. O += P V with O's accumulator loaded from and stored back to shared
@@ -231,7 +231,7 @@ __global__ void __launch_bounds__(NW * 32, 2) attn_fwd_tc_kernel(bf16 *out, floa
     for (int d = 0; d < HD / 16; d++) wmma::load_matrix_sync(qf[d], Ks + 16 * rb * LDH + 16 * d, LDH);
     __syncthreads();
 
-    int r = threadIdx.x / TPR, part = threadIdx.x % TPR, i = q0 + r; /* this thread's row and column share */
+    int r = threadIdx.x / TPR, part = threadIdx.x % TPR, i = q0 + r; /* this thread's row and column phase */
     float m = -INFINITY, l = 0.f;
     int last = min(q0 + BQ, T) - 1, nkt = last / BK + 1;
     for (int kt = 0; kt < nkt; kt++) {
@@ -250,27 +250,29 @@ __global__ void __launch_bounds__(NW * 32, 2) attn_fwd_tc_kernel(bf16 *out, floa
             wmma::store_matrix_sync(S + 16 * rb * LDS + 16 * n, sc, LDS, wmma::mem_row_major);
         }
         __syncthreads();
-        /* online softmax of row r over this tile's keys j0 + part*SC + c; every
-         * row has key j0 <= i, so mt is finite and the first corr is exp(-inf) = 0.
-         * The TPR threads of a row are consecutive lanes of one warp. */
-        const float *srow = S + r * LDS + part * SC;
-        int jc = j0 + part * SC;
+        /* online softmax of row r over this tile's keys j0 + c*TPR + part (the
+         * TPR threads of a row are consecutive lanes of one warp and take
+         * interleaved columns, so a warp's reads of S and O hit distinct banks).
+         * Every row has key j0 <= i, so mt is finite and the first corr is
+         * exp(-inf) = 0. */
+        const float *srow = S + r * LDS + part;
+        int jc = j0 + part;
         float mt = -INFINITY;
         for (int c = 0; c < SC; c++)
-            if (jc + c <= i) mt = fmaxf(mt, srow[c] * sl2);
+            if (jc + c * TPR <= i) mt = fmaxf(mt, srow[c * TPR] * sl2);
         for (int o = 1; o < TPR; o <<= 1) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
         float mn = fmaxf(m, mt), corr = exp2f(m - mn), sum = 0.f;
-        bf16 *prow = P + r * LDP + part * SC;
+        bf16 *prow = P + r * LDP + part;
         for (int c = 0; c < SC; c++) {
-            float p = jc + c <= i ? exp2f(srow[c] * sl2 - mn) : 0.f;
-            prow[c] = __float2bfloat16(p);
+            float p = jc + c * TPR <= i ? exp2f(srow[c * TPR] * sl2 - mn) : 0.f;
+            prow[c * TPR] = __float2bfloat16(p);
             sum += p;
         }
         for (int o = 1; o < TPR; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
         l = l * corr + sum;
         m = mn;
-        float *orow = O + r * LDO + part * OC;
-        for (int c = 0; c < OC; c++) orow[c] *= corr;
+        float *orow = O + r * LDO + part;
+        for (int c = 0; c < OC; c++) orow[c * TPR] *= corr;
         __syncthreads();
         { /* O[row block][its column blocks] += P V, each P fragment loaded once */
             frag_c oc[NA];
@@ -296,9 +298,9 @@ __global__ void __launch_bounds__(NW * 32, 2) attn_fwd_tc_kernel(bf16 *out, floa
     }
     if (i < T) {
         float inv = 1.0f / l;
-        const float *orow = O + r * LDO + part * OC;
-        bf16 *og = out + ((size_t)b * T + i) * qd + (size_t)h * HD + part * OC;
-        for (int c = 0; c < OC; c++) og[c] = __float2bfloat16(orow[c] * inv);
+        const float *orow = O + r * LDO + part;
+        bf16 *og = out + ((size_t)b * T + i) * qd + (size_t)h * HD + part;
+        for (int c = 0; c < OC; c++) og[c * TPR] = __float2bfloat16(orow[c * TPR] * inv);
         if (part == 0) lse[((size_t)b * T + i) * Hq + h] = (m + log2f(l)) * LN2;
     }
 }
