@@ -121,6 +121,49 @@ ifneq ($(HOSTSIM_CXX),)
 EXTRA_TESTS += $(BUILD)/test/gpu_hostsim_tests
 endif
 
+# test/gpu/kemu: gpu_tests.c once more, now with the real kernels of
+# kernels.cu / attention.cu / attention_tc.cu run on the CPU (threads of a
+# block as fibers; see test/gpu/kemu/kemu.h). The .cu files are rewritten
+# by kemu.sed (launch syntax, extern __shared__) and compiled as C++;
+# matmuls come from hostsim.cc's mm() (built -DHOSTSIM_MM_ONLY).
+KEMU_KERNEL_SRC := model/cuda/kernels.cu model/cuda/attention.cu $(wildcard model/cuda/attention_tc.cu)
+KEMU_OBJ := $(patsubst model/cuda/%.cu,$(BUILD)/kemu/%.o,$(KEMU_KERNEL_SRC)) $(BUILD)/kemu/kemu.o $(BUILD)/kemu/hostsim_mm.o
+.SECONDARY: $(patsubst model/cuda/%.cu,$(BUILD)/kemu/%.cc,$(KEMU_KERNEL_SRC))
+KEMU_FLAGS := -std=c++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-unused-function -Itest/gpu/kemu -Itest/gpu/hostsim
+
+$(BUILD)/kemu/%.cc: model/cuda/%.cu test/gpu/kemu/kemu.sed
+	@mkdir -p $(@D)
+	(echo '#line 1 "$<"'; sed -f test/gpu/kemu/kemu.sed $<) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/kemu/%.o: $(BUILD)/kemu/%.cc model/cuda/ops.cuh $(wildcard test/gpu/kemu/*.h test/gpu/hostsim/*.h)
+	$(HOSTSIM_CXX) $(KEMU_FLAGS) -Imodel/cuda -include test/gpu/kemu/kemu.h -c $< -o $@
+
+$(BUILD)/kemu/kemu.o: test/gpu/kemu/kemu.cc $(wildcard test/gpu/kemu/*.h test/gpu/hostsim/*.h)
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) $(KEMU_FLAGS) -c $< -o $@
+
+$(BUILD)/kemu/hostsim_mm.o: test/gpu/hostsim/hostsim.cc model/cuda/ops.cuh $(wildcard test/gpu/hostsim/*.h)
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -std=c++17 $(HOSTSIM_FLAGS) -DHOSTSIM_MM_ONLY -c $< -o $@
+
+$(BUILD)/test/gpu_kemu_tests: $(HOSTSIM_C_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_OBJ)
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -o $@ $^ -lcjson -lm -lpthread
+
+# kemu's own checks (test/gpu/kemu/kemu_tests.cu: known answers, and the
+# kernel bugs it must catch)
+$(BUILD)/kemu/kemu_tests.cc: test/gpu/kemu/kemu_tests.cu test/gpu/kemu/kemu.sed
+	@mkdir -p $(@D)
+	(echo '#line 1 "$<"'; sed -f test/gpu/kemu/kemu.sed $<) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/test/kemu_tests: $(BUILD)/kemu/kemu_tests.o $(BUILD)/kemu/kemu.o
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -o $@ $^ -lm
+
+ifneq ($(HOSTSIM_CXX),)
+EXTRA_TESTS += $(BUILD)/test/gpu_kemu_tests $(BUILD)/test/kemu_tests
+endif
+
 # test/gpu/train_gpu_tests.c: the trainer (rl/sft.c, rl/grpo_step.c,
 # rl/model_gen.c) on the CUDA backend (rl/backend_cuda.c) against the same
 # trainer on the CPU backend. Its C side is what test/train links
@@ -148,8 +191,13 @@ $(BUILD)/test/train_gpu_tests: $$(CUDATRAIN_OBJ) $(CUDA_OBJ)
 	@mkdir -p $(@D)
 	$(CUDA_CXX) -o $@ $(CUDATRAIN_OBJ) $(CUDA_OBJ) -l:libseccomp.a -l:libcap.a -lcjson $(CUDA_LIBS)
 
+# ... and a third time against the real kernels under kemu (test/gpu/kemu)
+$(BUILD)/test/train_gpu_kemu_tests: $$(CUDATRAIN_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_OBJ)
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -o $@ $(CUDATRAIN_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_OBJ) -lseccomp -lcap -lcjson $(HTTP_GLIBC_LIBS) -lm -lpthread
+
 ifneq ($(HOSTSIM_CXX),)
-EXTRA_TESTS += $(BUILD)/test/train_gpu_hostsim_tests
+EXTRA_TESTS += $(BUILD)/test/train_gpu_hostsim_tests $(BUILD)/test/train_gpu_kemu_tests
 endif
 cuda: $(if $(HAVE_NVCC),$(BUILD)/test/train_gpu_tests)
 ifeq ($(HAVE_NVCC),1)

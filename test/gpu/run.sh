@@ -69,6 +69,25 @@ else
   echo "not ok - hostsim: build/test/gpu_hostsim_tests missing (make tests)"; fail=1
 fi
 
+# The real kernels of kernels.cu / attention.cu(_tc) run on the CPU by kemu
+# (test/gpu/kemu: CUDA threads as fibers, warp shuffles and barriers
+# emulated; matmuls still hostsim's): kemu's own checks, then gpu_tests.c
+# (CPU vs CUDA logits, gradients, AdamW, decode) with the kernels run once in
+# thread order and once in a shuffled order (a race between barriers shows
+# as a difference), then the trainer's comparisons (train_gpu_tests.c).
+kemu_run() { # label, binary, env...
+  local label=$1 bin=$2; shift 2
+  if [ ! -x "$bin" ]; then echo "not ok - $label: $bin missing (make tests)"; fail=1; return; fi
+  env "$@" "$bin" | sed -E "s/^(ok|not ok|skip) - (kemu: )?/\1 - $label: /"
+  [ "${PIPESTATUS[0]}" = 0 ] || fail=1
+}
+if command -v g++ >/dev/null || command -v clang++ >/dev/null; then
+  kemu_run kemu build/test/kemu_tests
+  kemu_run kemu-kernels build/test/gpu_kemu_tests
+  kemu_run kemu-kernels-shuffled build/test/gpu_kemu_tests KEMU_SHUFFLE=1
+  kemu_run kemu-trainer build/test/train_gpu_kemu_tests
+fi
+
 # the trainer on the CUDA backend over hostsim: unit comparisons, then viv train end to end
 DATA=${VIV_TEST_DATA:-data}
 TINY=(--data "$DATA" --train-limit 14 --eval-limit 7 --samples 2 --tasks-per-step 2 --group 2 --sft-epochs 1

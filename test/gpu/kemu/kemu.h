@@ -1,0 +1,216 @@
+/*
+ * kemu.h - run the real CUDA kernels of model/cuda on the CPU.
+ *
+ * hostsim (../hostsim) re-states each kernel's math as a host loop, so it
+ * checks the host code around the kernels but never the kernels. kemu runs
+ * the kernel sources themselves: kernels.cu, attention.cu, attention_tc.cu
+ * are compiled by g++ with this header forced in front (-include), after a
+ * two-line sed (cuda.mk) rewrites what is not C++:
+ *
+ *   name<<<grid, block, smem, stream>>>(args);  ->  kemu_launch(kemu_cfg(grid, block, smem, stream), name, args);
+ *   extern __shared__ T name[];                 ->  T *name = (T *)kemu_dyn_smem();
+ *
+ * How a launch runs (kemu.cc). Blocks run one after another. Inside a block
+ * every CUDA thread is a fiber with its own stack; a fiber runs until it
+ * reaches a barrier and then yields to the block's scheduler:
+ *   __syncthreads()      waits for every thread of the block that has not returned
+ *   __syncwarp(), __shfl_*_sync()
+ *                        wait for the 32 lanes of the warp: a shuffle writes the
+ *                        lane's value to the warp's slots, waits, and reads the
+ *                        source lane's slot (two slot sets in turn, so a fast
+ *                        lane cannot overwrite a slot a slow one has yet to read)
+ * A warp whose lanes wait at different barriers (a shuffle in divergent
+ * code, a lane that returned while the others shuffle), or a block where
+ * nobody can move, is a kernel bug on a GPU too: kemu prints what it saw and
+ * aborts. __shared__ becomes `static`: blocks run one at a time, so one copy
+ * is the block's shared memory; dynamic shared memory is a buffer filled
+ * with NaN bytes before every block, so a kernel that reads it before
+ * writing it gets NaNs, not zeros. atomicAdd is a plain add (one OS
+ * thread). nvcuda::wmma is in the mma.h beside this file.
+ *
+ * What kemu does NOT check: memory races between threads that a real GPU's
+ * scheduling would expose (fibers switch only at barriers, so a missing
+ * __syncthreads between a write and another thread's read can go unseen),
+ * out-of-bounds accesses that stay inside a malloc'd block, anything about
+ * speed, and cuBLASLt (matmuls still come from hostsim.cc's mm()).
+ */
+#ifndef VIV_KEMU_H
+#define VIV_KEMU_H
+
+#include <cuda_bf16.h> /* hostsim's: the bits of bf16, round to nearest even */
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tuple>
+#include <utility>
+
+/* ---- the CUDA keywords -------------------------------------------------------------- */
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__
+#define __launch_bounds__(...)
+#define __shared__ static
+#define __constant__ static
+#define __restrict__ __restrict
+#define __align__(n) __attribute__((aligned(n)))
+
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct uint3 {
+    unsigned x, y, z;
+};
+struct float2 {
+    float x, y;
+};
+struct float4 {
+    float x, y, z, w;
+};
+static inline float2 make_float2(float x, float y) { return {x, y}; }
+static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+
+/* The running fiber's coordinates: the scheduler sets these before it
+ * switches into a fiber, and fibers switch only at barriers. */
+extern uint3 kemu_threadIdx, kemu_blockIdx;
+extern dim3 kemu_blockDim, kemu_gridDim;
+#define threadIdx kemu_threadIdx
+#define blockIdx kemu_blockIdx
+#define blockDim kemu_blockDim
+#define gridDim kemu_gridDim
+#define warpSize 32
+
+/* ---- barriers and warp exchange (kemu.cc) ------------------------------------------- */
+void kemu_syncthreads(void);
+void kemu_syncwarp(void);
+/* The running fiber (linear thread index in the block), every warp's
+ * shuffle slots (two sets, [warp][set][lane]) and each lane's next set. */
+extern int kemu_cur;
+extern uint64_t kemu_slot[32][2][32];
+extern unsigned char kemu_parity[1024];
+static inline int kemu_lane(void) { return kemu_cur & 31; }
+void *kemu_dyn_smem(void);
+
+#define __syncthreads() kemu_syncthreads()
+static inline void __syncwarp(unsigned mask = 0xffffffffu) {
+    (void)mask;
+    kemu_syncwarp();
+}
+
+template <typename V> static inline V kemu_exchange(V v, int src) {
+    static_assert(sizeof(V) <= 8, "kemu shuffles values of at most 8 bytes");
+    uint64_t bits = 0;
+    __builtin_memcpy(&bits, &v, sizeof v);
+    /* Two slot sets used in turn: after the barrier a lane that runs ahead
+     * writes its next shuffle's value into the other set, so the one slower
+     * lanes still read stays intact, and it cannot get two shuffles ahead
+     * because that needs the slower lanes at the next barrier. */
+    int par = kemu_parity[kemu_cur];
+    kemu_parity[kemu_cur] = (unsigned char)!par;
+    uint64_t *slots = kemu_slot[kemu_cur >> 5][par];
+    slots[kemu_lane()] = bits;
+    kemu_syncwarp();
+    bits = slots[src & 31];
+    V out;
+    __builtin_memcpy(&out, &bits, sizeof out);
+    return out;
+}
+template <typename V> static inline V __shfl_sync(unsigned mask, V v, int src, int width = 32) {
+    (void)mask;
+    int lane = kemu_lane(), base = lane & ~(width - 1);
+    return kemu_exchange(v, base + (src & (width - 1)));
+}
+template <typename V> static inline V __shfl_xor_sync(unsigned mask, V v, int x, int width = 32) {
+    (void)mask;
+    int lane = kemu_lane(), src = lane ^ x;
+    if ((src & ~(width - 1)) != (lane & ~(width - 1))) src = lane;
+    return kemu_exchange(v, src);
+}
+template <typename V> static inline V __shfl_down_sync(unsigned mask, V v, unsigned d, int width = 32) {
+    (void)mask;
+    int lane = kemu_lane(), src = lane + (int)d;
+    if ((src & ~(width - 1)) != (lane & ~(width - 1))) src = lane;
+    return kemu_exchange(v, src);
+}
+template <typename V> static inline V __shfl_up_sync(unsigned mask, V v, unsigned d, int width = 32) {
+    (void)mask;
+    int lane = kemu_lane(), src = lane - (int)d;
+    if (src < (lane & ~(width - 1))) src = lane;
+    return kemu_exchange(v, src);
+}
+
+/* ---- atomics: one OS thread runs every fiber, so a plain read-modify-write -------------- */
+template <typename V> static inline V atomicAdd(V *p, V v) {
+    V old = *p;
+    *p = old + v;
+    return old;
+}
+template <typename V> static inline V atomicMax(V *p, V v) {
+    V old = *p;
+    if (v > old) *p = v;
+    return old;
+}
+
+/* ---- device math that the host library spells differently ------------------------------ */
+/* __expf and __logf: glibc declares them already */
+static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+static inline float __fdividef(float a, float b) { return a / b; }
+static inline float __saturatef(float x) { return x < 0 ? 0 : x > 1 ? 1 : x; }
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+static inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+static inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+static inline long min(long a, long b) { return a < b ? a : b; }
+static inline long max(long a, long b) { return a > b ? a : b; }
+static inline float min(float a, float b) { return fminf(a, b); }
+static inline float max(float a, float b) { return fmaxf(a, b); }
+template <typename V> static inline V __ldg(const V *p) { return *p; }
+
+/* ---- bf16 pairs (cuda_bf16.h's __nv_bfloat162) ------------------------------------------- */
+struct __nv_bfloat162 {
+    __nv_bfloat16 x, y;
+};
+static inline float2 __bfloat1622float2(__nv_bfloat162 b) { return {__bfloat162float(b.x), __bfloat162float(b.y)}; }
+static inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) {
+    return {__float2bfloat16(a), __float2bfloat16(b)};
+}
+static inline __nv_bfloat162 __float22bfloat162_rn(float2 f) { return __floats2bfloat162_rn(f.x, f.y); }
+static inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __float2bfloat16(f); }
+static inline float __low2float(__nv_bfloat162 b) { return __bfloat162float(b.x); }
+static inline float __high2float(__nv_bfloat162 b) { return __bfloat162float(b.y); }
+
+/* ---- launching ---------------------------------------------------------------------- */
+struct kemu_cfg {
+    dim3 grid, block;
+    size_t smem;
+    kemu_cfg(dim3 g, dim3 b, size_t s = 0, cudaStream_t st = 0) : grid(g), block(b), smem(s) { (void)st; }
+};
+
+/* Runs body once per thread of every block (kemu.cc). */
+void kemu_run(const kemu_cfg &c, void (*body)(void *), void *arg);
+
+template <typename... P> struct kemu_call {
+    void (*fn)(P...);
+    std::tuple<P...> args;
+    static void run(void *self) {
+        kemu_call *c = (kemu_call *)self;
+        std::apply(c->fn, c->args);
+    }
+};
+
+/* The arguments are converted to the kernel's parameter types here, as a
+ * real launch copies them into the kernel's parameter space. */
+template <typename... P, typename... A> static void kemu_launch(const kemu_cfg &c, void (*fn)(P...), A &&...a) {
+    kemu_call<P...> call{fn, std::tuple<P...>((P)std::forward<A>(a)...)};
+    kemu_run(c, &kemu_call<P...>::run, &call);
+}
+
+/* Runtime calls the kernel files make that hostsim's runtime header lacks. */
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+template <typename F> static inline cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) { return cudaSuccess; }
+
+#endif

@@ -1,0 +1,151 @@
+/*
+ * kemu_tests.cu - checks of the emulator itself (test/gpu/kemu): kernels
+ * written as for a GPU, compiled through kemu.sed + kemu.h like
+ * model/cuda's, with known answers. Each case is also a kernel a GPU runs
+ * the same way; the broken ones (a divergent shuffle, a missing
+ * __syncwarp after a wmma store) must be caught, the first by kemu aborting
+ * (run in a child), the second by a wrong result.
+ */
+#include <mma.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace nvcuda;
+
+static int failed, passed;
+#define CHECK(name, cond, ...)                                                                                         \
+    do {                                                                                                               \
+        if (cond) printf("ok - kemu: %s\n", name), passed++;                                                          \
+        else {                                                                                                         \
+            printf("not ok - kemu: %s: ", name);                                                                       \
+            printf(__VA_ARGS__);                                                                                       \
+            printf("\n");                                                                                              \
+            failed++;                                                                                                  \
+        }                                                                                                              \
+    } while (0)
+
+/* every thread gets the sum of all thread ids of its block: warp shuffles, then shared memory */
+__global__ void block_sum_kernel(int *out) {
+    __shared__ int part[32];
+    int v = threadIdx.x, lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (lane == 0) part[w] = v;
+    __syncthreads();
+    int s = 0;
+    for (int i = 0; i < (int)(blockDim.x / 32); i++) s += part[i];
+    out[blockIdx.x * blockDim.x + threadIdx.x] = s;
+}
+
+/* lane l reads lane (l + 1) % 32's value, 40 times in a row (slot reuse) */
+__global__ void rotate_kernel(int *out) {
+    int v = threadIdx.x;
+    for (int i = 0; i < 40; i++) v = __shfl_sync(0xffffffffu, v, (threadIdx.x + 1) % 32);
+    out[threadIdx.x] = v;
+}
+
+/* dynamic shared memory, reversed through the block */
+__global__ void reverse_kernel(float *out, const float *in, int n) {
+    extern __shared__ float buf[];
+    buf[threadIdx.x] = in[threadIdx.x];
+    __syncthreads();
+    out[threadIdx.x] = buf[n - 1 - threadIdx.x];
+}
+
+/* C[16x16] = A[16x16] B[16x16] with one warp, through shared memory */
+__global__ void wmma_kernel(float *c, const __nv_bfloat16 *a, const __nv_bfloat16 *b, int sync_after_store) {
+    __shared__ float tile[16 * 16];
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> fc;
+    wmma::fill_fragment(fc, 0.0f);
+    wmma::load_matrix_sync(fa, a, 16);
+    wmma::load_matrix_sync(fb, b, 16); /* b is stored transposed: column-major B */
+    wmma::mma_sync(fc, fa, fb, fc);
+    for (int i = 0; i < fc.num_elements; i++) fc.x[i] *= 2.0f;
+    wmma::store_matrix_sync(tile, fc, 16, wmma::mem_row_major);
+    if (sync_after_store) __syncwarp();
+    for (int i = threadIdx.x; i < 256; i += 32) c[i] = tile[(i % 16) * 16 + i / 16]; /* transposed read */
+}
+
+/* a shuffle inside a branch only some lanes take: a bug kemu must report */
+__global__ void divergent_kernel(int *out) {
+    int v = threadIdx.x;
+    if (threadIdx.x < 16) v = __shfl_xor_sync(0xffffffffu, v, 1);
+    else __syncthreads();
+    out[threadIdx.x] = v;
+}
+
+static int aborts(void (*fn)(void)) {
+    fflush(stdout);
+    pid_t p = fork();
+    if (p == 0) {
+        freopen("/dev/null", "w", stderr);
+        fn();
+        _exit(0);
+    }
+    int st = 0;
+    waitpid(p, &st, 0);
+    return WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
+}
+
+static void run_divergent(void) {
+    static int out[32];
+    divergent_kernel<<<1, 32>>>(out);
+}
+
+int main(void) {
+    static int sums[3 * 128], rot[32];
+    block_sum_kernel<<<3, 128>>>(sums);
+    int bad = 0;
+    for (int i = 0; i < 3 * 128; i++) bad += sums[i] != 127 * 128 / 2;
+    CHECK("shuffles and __syncthreads (block sum)", !bad, "%d wrong sums", bad);
+
+    rotate_kernel<<<1, 32>>>(rot);
+    bad = 0;
+    for (int l = 0; l < 32; l++) bad += rot[l] != (l + 40) % 32;
+    CHECK("40 shuffles in a row reuse the slots safely", !bad, "%d lanes wrong", bad);
+
+    static float in[100], out[100];
+    for (int i = 0; i < 100; i++) in[i] = (float)i;
+    reverse_kernel<<<1, 100, 100 * sizeof(float)>>>(out, in, 100);
+    bad = 0;
+    for (int i = 0; i < 100; i++) bad += out[i] != 99 - i;
+    CHECK("dynamic shared memory, partial warp", !bad, "%d wrong", bad);
+
+    static __nv_bfloat16 a[256], bt[256];
+    static float c[256];
+    for (int i = 0; i < 256; i++) a[i] = __float2bfloat16((float)(i % 7) - 3), bt[i] = __float2bfloat16((float)(i % 5) - 2);
+    wmma_kernel<<<1, 32>>>(c, a, bt, 1);
+    double worst = 0;
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) {
+            double s = 0;
+            for (int k = 0; k < 16; k++) s += (double)__bfloat162float(a[i * 16 + k]) * __bfloat162float(bt[j * 16 + k]);
+            worst = fmax(worst, fabs(2 * s - c[j * 16 + i]));
+        }
+    CHECK("wmma 16x16x16 bf16 product (row-major A, col-major B)", worst == 0, "worst error %g", worst);
+
+    /* different inputs, so what the first launch left in shared memory is wrong now */
+    for (int i = 0; i < 256; i++) a[i] = __float2bfloat16((float)(i % 3) + 1);
+    wmma_kernel<<<1, 32>>>(c, a, bt, 0);
+    worst = 0;
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) {
+            double s = 0;
+            for (int k = 0; k < 16; k++) s += (double)__bfloat162float(a[i * 16 + k]) * __bfloat162float(bt[j * 16 + k]);
+            worst = fmax(worst, fabs(2 * s - c[j * 16 + i]));
+        }
+    CHECK("a read of a wmma store without __syncwarp is caught", worst > 0, "the racy read gave the right answer");
+
+    CHECK("a divergent shuffle aborts", aborts(run_divergent), "kemu did not abort");
+    printf("# %d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
