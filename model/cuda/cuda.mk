@@ -126,7 +126,7 @@ endif
 # block as fibers; see test/gpu/kemu/kemu.h). The .cu files are rewritten
 # by kemu.sed (launch syntax, extern __shared__) and compiled as C++;
 # matmuls come from hostsim.cc's mm() (built -DHOSTSIM_MM_ONLY).
-KEMU_KERNEL_SRC := model/cuda/kernels.cu model/cuda/attention.cu $(wildcard model/cuda/attention_tc.cu)
+KEMU_KERNEL_SRC := model/cuda/kernels.cu model/cuda/attention.cu model/cuda/attention_tc.cu model/cuda/attn_probe.cu
 KEMU_OBJ := $(patsubst model/cuda/%.cu,$(BUILD)/kemu/%.o,$(KEMU_KERNEL_SRC)) $(BUILD)/kemu/kemu.o $(BUILD)/kemu/hostsim_mm.o
 .SECONDARY: $(patsubst model/cuda/%.cu,$(BUILD)/kemu/%.cc,$(KEMU_KERNEL_SRC))
 KEMU_FLAGS := -std=c++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-unused-function -Itest/gpu/kemu -Itest/gpu/hostsim
@@ -146,7 +146,14 @@ $(BUILD)/kemu/hostsim_mm.o: test/gpu/hostsim/hostsim.cc model/cuda/ops.cuh $(wil
 	@mkdir -p $(@D)
 	$(HOSTSIM_CXX) -std=c++17 $(HOSTSIM_FLAGS) -DHOSTSIM_MM_ONLY -c $< -o $@
 
-$(BUILD)/test/gpu_kemu_tests: $(HOSTSIM_C_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_OBJ)
+# gpu_tests.c once more with VIV_KEMU: the kernel-level checks (the training
+# attention's two paths through attn_probe.cu) run here too, not over hostsim
+$(BUILD)/kemu/c/gpu_tests.o: test/gpu/gpu_tests.c $(CUDA_HDR) test/harness.h
+	@mkdir -p $(@D)
+	gcc -std=gnu11 -O2 -g $(WARN) -DVIV_HOSTSIM -DVIV_KEMU -Itest/gpu/hostsim -c $< -o $@
+
+KEMU_TEST_OBJ := $(filter-out $(BUILD)/hostsim/c/test/gpu/gpu_tests.o,$(HOSTSIM_C_OBJ)) $(BUILD)/kemu/c/gpu_tests.o
+$(BUILD)/test/gpu_kemu_tests: $(KEMU_TEST_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_OBJ)
 	@mkdir -p $(@D)
 	$(HOSTSIM_CXX) -o $@ $^ -lcjson -lm -lpthread
 

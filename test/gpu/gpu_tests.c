@@ -377,7 +377,7 @@ static void test_kv_matches_forward(void) {
     CHECK(e < 0.02, "cache vs training forward: max rel err %.4f", e);
 }
 
-#ifndef VIV_HOSTSIM
+#if !defined(VIV_HOSTSIM) || defined(VIV_KEMU) /* needs the real kernels: a GPU, or kemu */
 /* ---- the training attention kernels alone ------------------------------------------
  * attention_tc.cu (tensor cores) and attention.cu (CUDA cores) on the same
  * random bf16 q/k/v, against a host fp64 reference of the same math
@@ -583,7 +583,7 @@ int main(int argc, char **argv) {
         {"adamw_tracks", test_adamw_tracks},
         {"kv_decode_batched", test_kv_decode},
         {"kv_matches_forward", test_kv_matches_forward},
-#ifndef VIV_HOSTSIM /* the kernels themselves: a GPU (or test/gpu/kemu) only */
+#if !defined(VIV_HOSTSIM) || defined(VIV_KEMU) /* the kernels themselves: a GPU or test/gpu/kemu */
         {"attn_kernels_tc_vs_warp_vs_fp64", test_attn_kernels},
 #endif
     };
