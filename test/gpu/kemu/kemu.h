@@ -98,6 +98,7 @@ extern uint64_t kemu_slot[32][2][32];
 extern unsigned char kemu_parity[1024];
 static inline int kemu_lane(void) { return kemu_cur & 31; }
 void *kemu_dyn_smem(void);
+void kemu_wmma_misuse(const char *what, const void *p, unsigned ldm); /* mma.h's checks: aborts */
 
 #define __syncthreads() kemu_syncthreads()
 static inline void __syncwarp(unsigned mask = 0xffffffffu) {
