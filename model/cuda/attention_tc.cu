@@ -91,10 +91,10 @@
  * under test/gpu/kemu, where test/gpu/gpu_tests.c's attn_kernels test
  * matches the CUDA-core kernels and an fp64 reference within bf16 rounding
  * (in thread order and shuffled) and the model/trainer tests pass on these
- * kernels. Not yet run on a GPU: wmma's alignment rules (32-byte fragment
- * pointers, ldm a multiple of 8 bf16 / 4 fp32; kemu does not check them,
- * the layout above is built to satisfy them) and the speed are unmeasured
- * (test/bench/gpu.sh times both paths).
+ * kernels; kemu also checks wmma's alignment rules (32-byte fragment
+ * pointers, ldm a multiple of 16 bytes) on every load and store. Not yet
+ * run on a GPU: the speed is unmeasured (test/bench/gpu.sh times both
+ * paths, build/test/attn_bench alone).
  */
 #include "ops.cuh"
 
