@@ -72,7 +72,8 @@ fi
 # The real kernels of kernels.cu / attention.cu(_tc) run on the CPU by kemu
 # (test/gpu/kemu: CUDA threads as fibers, warp shuffles and barriers
 # emulated; matmuls still hostsim's): kemu's own checks, then gpu_tests.c
-# (CPU vs CUDA logits, gradients, AdamW, decode) with the kernels run once in
+# (CPU vs CUDA logits, gradients, AdamW, decode; the training attention's
+# tensor-core and CUDA-core kernels vs fp64) with the kernels run once in
 # thread order and once in a shuffled order (a race between barriers shows
 # as a difference), then the trainer's comparisons (train_gpu_tests.c).
 kemu_run() { # label, binary, env...
