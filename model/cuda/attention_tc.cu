@@ -283,7 +283,8 @@ __global__ void __launch_bounds__(NW * 32, 2) attn_fwd_tc_kernel(bf16 *out, floa
         l = l * corr + sum;
         m = mn;
         float *orow = O + r * LDO + part;
-        for (int c = 0; c < OC; c++) orow[c * TPR] *= corr;
+        if (corr != 1.0f) /* the row's max moved (rarely, after the first tiles) */
+            for (int c = 0; c < OC; c++) orow[c * TPR] *= corr;
         __syncthreads();
         { /* O[row block][its column blocks] += P V, each P fragment loaded once */
             frag_c oc[NA];
