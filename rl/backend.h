@@ -17,7 +17,10 @@
  * Data parallel (bin/viv-cuda under mpirun): b->rank / b->world;
  * reduce_grads() averages the gradients over the ranks, allreduce_sum()
  * adds a few doubles over the ranks, bcast() copies rank 0's bytes. On the
- * CPU (and with one rank) these are no-ops.
+ * CPU (and with one rank) these are no-ops. With ZeRO-1 (--zero1) each
+ * rank keeps 1/world of the AdamW moments; then opt_step, grads_finite
+ * (after reduce_grads) and sync_down are collectives that every rank must
+ * call (a checkpoint's sync_down runs on every rank, rank 0 writes).
  */
 #ifndef VIV_RL_BACKEND_H
 #define VIV_RL_BACKEND_H
@@ -77,6 +80,7 @@ struct train_backend {
     struct adamw opt;   /* the host AdamW state (the real one on the CPU) */
     int rank, world;
     void *impl;
+    char desc[160]; /* how it trains, for the log: "" or e.g. " (ZeRO-1: ...; recompute)" */
     char err[256];
 };
 
@@ -87,6 +91,16 @@ struct train_backend *train_backend_cpu(struct qwen3 *m);
  * in a viv built without CUDA this fails saying to use bin/viv-cuda.
  * NULL with err. */
 struct train_backend *train_backend_open(const char *device, struct qwen3 *m, char *err, size_t errlen);
+
+/* Options of the cuda backend (viv train / viv sft --zero1 --recompute);
+ * "cpu" refuses any of them. */
+struct train_backend_opts {
+    int zero1;     /* ZeRO-1: AdamW moments sharded over the data-parallel ranks (model/cuda/dist.cu) */
+    int recompute; /* keep only each layer's input, recompute the rest in backward */
+};
+/* train_backend_open with options (o NULL: none). */
+struct train_backend *train_backend_open_opts(const char *device, struct qwen3 *m, const struct train_backend_opts *o,
+                                              char *err, size_t errlen);
 
 /* 1 if this viv has the CUDA backend (bin/viv-cuda) */
 int train_backend_cuda_built(void);

@@ -11,8 +11,11 @@
  * the temperature-1 log-probs are the CPU generator's code.
  *
  * Data parallel: train_dist_init runs qwen3_dist_init (MPI + NCCL);
- * reduce_grads averages the gradients with NCCL (qwen3_cuda_allreduce_grads),
- * allreduce_sum / bcast are MPI on the host. With one rank they do nothing.
+ * reduce_grads averages the gradients with NCCL (qwen3_cuda_allreduce_grads:
+ * an all-reduce, or with ZeRO-1 a reduce-scatter, the AdamW step then
+ * all-gathering the updated shards), allreduce_sum / bcast are MPI on the
+ * host. With one rank they do nothing. sync_down gathers ZeRO-1's moment
+ * shards to every rank (all ranks call it); sync_up keeps each rank's shard.
  *
  * Without VIV_CUDA (bin/viv) only train_backend_open's "cpu" works; "cuda"
  * says to use bin/viv-cuda.
@@ -194,8 +197,8 @@ static const struct train_backend_ops cuda_ops = {
     .reduce_grads = cu_reduce_grads, .allreduce_sum = cu_allreduce_sum, .bcast = cu_bcast, .free = cu_free,
 };
 
-static struct train_backend *cuda_open(struct qwen3 *m, char *err, size_t errlen) {
-    struct qwen3_cuda_opts o = {.device = g_local, .recompute = 0};
+static struct train_backend *cuda_open(struct qwen3 *m, const struct train_backend_opts *bo, char *err, size_t errlen) {
+    struct qwen3_cuda_opts o = {.device = g_local, .recompute = bo ? bo->recompute : 0, .zero1 = bo ? bo->zero1 : 0};
     struct qwen3_cuda *g = qwen3_cuda_create(m, &o, err, errlen);
     if (!g) return NULL;
     struct train_backend *b = xcalloc(1, sizeof *b);
@@ -203,6 +206,15 @@ static struct train_backend *cuda_open(struct qwen3 *m, char *err, size_t errlen
     c->g = g;
     b->ops = &cuda_ops, b->device = "cuda", b->m = m, b->impl = c;
     b->rank = g_rank, b->world = g_world;
+    size_t lo, shard = qwen3_cuda_zero1_shard(g, &lo);
+    int rc = qwen3_cuda_recomputes(g);
+    if (shard)
+        snprintf(b->desc, sizeof b->desc, " (ZeRO-1: each rank keeps the AdamW moments of %zu of %zu parameters%s)", shard,
+                 m->n_params, rc ? "; activation recompute" : "");
+    else
+        snprintf(b->desc, sizeof b->desc, "%s%s%s", bo && bo->zero1 ? " (--zero1: one rank, nothing to shard" : "",
+                 rc ? (bo && bo->zero1 ? "; activation recompute)" : " (activation recompute)") : "",
+                 bo && bo->zero1 && !rc ? ")" : "");
     /* every rank starts from rank 0's weights */
     if (b->world > 1 && qwen3_cuda_broadcast_weights(g)) {
         snprintf(err, errlen, "%s", qwen3_cuda_error(g));
@@ -221,7 +233,7 @@ static struct train_backend *cu_fork(struct train_backend *b) {
         qwen3_free(h);
         return NULL;
     }
-    struct qwen3_cuda_opts o = {.device = g_local, .recompute = 0};
+    struct qwen3_cuda_opts o = {.device = g_local, .recompute = 0}; /* never trained: no moments to shard */
     struct qwen3_cuda *g = qwen3_cuda_create(h, &o, b->err, sizeof b->err);
     if (!g) {
         qwen3_free(h);
@@ -291,12 +303,21 @@ int train_dist_barrier(void) { return 0; }
 #endif
 
 struct train_backend *train_backend_open(const char *device, struct qwen3 *m, char *err, size_t errlen) {
-    if (!strcmp(device, "cpu")) return train_backend_cpu(m);
+    return train_backend_open_opts(device, m, NULL, err, errlen);
+}
+
+struct train_backend *train_backend_open_opts(const char *device, struct qwen3 *m, const struct train_backend_opts *o,
+                                              char *err, size_t errlen) {
+    if (!strcmp(device, "cpu")) {
+        if (o && (o->zero1 || o->recompute))
+            return snprintf(err, errlen, "%s needs --device cuda", o->zero1 ? "--zero1" : "--recompute"), NULL;
+        return train_backend_cpu(m);
+    }
     if (strcmp(device, "cuda")) return snprintf(err, errlen, "--device must be cpu or cuda, not '%s'", device), NULL;
 #ifdef VIV_CUDA
-    return cuda_open(m, err, errlen);
+    return cuda_open(m, o, err, errlen);
 #else
-    (void)m;
+    (void)m, (void)o;
     snprintf(err, errlen, "--device cuda: this viv was built without CUDA; use bin/viv-cuda "
                           "(./build.sh --cuda or `make cuda` where nvcc is installed)");
     return NULL;

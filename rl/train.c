@@ -60,6 +60,7 @@
 struct train_cfg {
     const char *data, *runs, *name, *model_dir, *teacher, *teacher_model, *socket, *tasks, *out, *eval_split;
     const char *device; /* cpu | cuda (rl/backend.h) */
+    struct train_backend_opts bopts; /* --zero1, --recompute (cuda only) */
     const char *api_key_env;            /* an endpoint teacher's key variable (NULL: OPENAI_API_KEY) */
     int teacher_max_tokens;             /* per message of an endpoint teacher */
     int teacher_concurrency;            /* its requests in flight */
@@ -134,6 +135,8 @@ static const char usage_train[] =
     "  --device cpu|cuda     where the model trains and decodes (cuda: bin/viv-cuda; under\n"
     "                        `mpirun -np N bin/viv-cuda train --device cuda` the ranks split each\n"
     "                        step's tasks and SFT batches and average gradients over NCCL)\n"
+    "  --zero1               (cuda, several ranks) ZeRO-1: each rank keeps 1/N of the AdamW moments\n"
+    "  --recompute           (cuda) keep only layer inputs, recompute the rest in backward\n"
     "  --no-sft              skip teacher collection and SFT (with --model)\n"
     "  --seed S              (default 1)\n"
     "  --tasks a,b,...|all   task shapes to use (default dbqa,seqqa: the multiple-choice ones)\n"
@@ -166,7 +169,8 @@ static const char usage_sft[] =
     "                        --teacher-temperature 0.7 --teacher-max-tokens 1024\n"
     "                        --teacher-concurrency 8 (requests in flight)\n"
     "  --samples K (2)  --error-rate P (0.3)  --model DIR  --name NAME (default viv-sft)\n"
-    "  --device cpu|cuda     (cuda: bin/viv-cuda, and mpirun for several GPUs, as viv train)\n"
+    "  --device cpu|cuda     (cuda: bin/viv-cuda, and mpirun for several GPUs, as viv train;\n"
+    "                        --zero1 and --recompute as viv train)\n"
     "  plus viv train's data, model and SFT options, and --socket or --sandbox LIST\n"
     "  [--sandbox-token-file F] for the teacher's tool calls.\n";
 
@@ -203,6 +207,8 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
         if (!strcmp(o, "--no-std-norm")) { c->std_norm = 0; continue; }
         if (!strcmp(o, "--dynamic-sampling")) { c->dynamic_sampling = 1; continue; }
         if (!strcmp(o, "--no-mask-overlong")) { c->mask_overlong_malformed = 0; continue; }
+        if (!strcmp(o, "--zero1")) { c->bopts.zero1 = 1; continue; }
+        if (!strcmp(o, "--recompute")) { c->bopts.recompute = 1; continue; }
         if (strncmp(o, "--", 2) != 0) return uerr(cmd, "unexpected argument '%s'", o);
         if (i + 1 >= argc) return uerr(cmd, "%s: unknown option, or its value is missing", o);
         const char *v = argv[++i];
@@ -267,6 +273,8 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
     }
     if (c->no_sft && !c->model_dir) return uerr(cmd, "--no-sft needs --model DIR (a model to start from)");
     if (strcmp(c->device, "cpu") && strcmp(c->device, "cuda")) return uerr(cmd, "--device must be cpu or cuda, not '%s'", c->device);
+    if (strcmp(c->device, "cuda") && (c->bopts.zero1 || c->bopts.recompute))
+        return uerr(cmd, "%s needs --device cuda (bin/viv-cuda)", c->bopts.zero1 ? "--zero1" : "--recompute");
     if (!strcmp(c->device, "cuda") && !train_backend_cuda_built()) {
         fprintf(stderr, "viv %s: --device cuda: this viv was built without CUDA; use bin/viv-cuda "
                         "(./build.sh --cuda, or `make cuda` where nvcc is installed)\n", cmd);
@@ -298,6 +306,7 @@ static char *config_json(const struct train_cfg *c) {
     N("top_p", c->top_p), N("clip_low", c->clip_low), N("clip_high", c->clip_high), S("agg", c->agg);
     N("std_norm", c->std_norm), N("kl_coef", c->kl_coef), N("entropy_coef", c->entropy_coef);
     N("dynamic_sampling", c->dynamic_sampling), N("mask_overlong_malformed", c->mask_overlong_malformed);
+    N("zero1", c->bopts.zero1), N("recompute", c->bopts.recompute);
     N("max_turns", c->max_turns), N("max_turn_tokens", c->max_turn_tokens), N("max_context", c->max_context);
     N("timeout_ms", c->timeout_ms), N("threads", c->threads), N("no_sft", c->no_sft);
     cJSON_AddStringToObject(o, "reward", "correctness + format (max 2)");
@@ -612,11 +621,7 @@ static int save_checkpoint(struct job *j, long step, char *err, size_t errlen) {
     char *final = xasprintf("%s/step-%06ld", cdir, step), *tmp = xasprintf("%s.tmp", final);
     rm_tree(tmp);
     int rc = -1;
-    struct adamw *opt = &j->be->opt;
-    if (j->be->ops->sync_down(j->be) != 0) { /* the GPU's weights and moments into j->m, opt */
-        snprintf(err, errlen, "%s", j->be->err);
-        goto out;
-    }
+    struct adamw *opt = &j->be->opt; /* the caller ran sync_down on every rank (ZeRO-1 gathers the moments) */
     if (qwen3_save(j->m, tmp, ST_F32, err, errlen) != 0) goto out;
     if (tokenizer_save(j->tok, tmp, err, errlen) != 0) goto out;
     {
@@ -1075,9 +1080,15 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
         if (nkv < 94) KV("sandbox_hosts_up", st.hosts_up), KV("tool_lost", st.tool_lost);
 #undef KV
         rl_episodes_free(eps, nseq);
+        int ckpt_now = s % j->c.ckpt_every == 0 || s == j->c.steps;
+        if (ckpt_now && be->ops->sync_down(be) != 0) { /* every rank: the GPU's weights and moments into j->m, opt */
+            snprintf(err, errlen, "%s", be->err);
+            rcode = -1;
+            break;
+        }
         if (rank != 0) continue; /* rank 0 alone writes metrics and checkpoints */
         rl_run_log_step(j->run, s, kv, nkv, tm, ntm);
-        if (s % j->c.ckpt_every == 0 || s == j->c.steps) {
+        if (ckpt_now) {
             if (save_checkpoint(j, s, err, errlen) != 0) {
                 rcode = -1;
                 break;
@@ -1343,12 +1354,12 @@ static int run_job(struct train_cfg *c) {
         if (prc != 0) goto out;
     }
     /* 3b. the device: the model's weights go up once (--device cuda) */
-    j.be = train_backend_open(c->device, j.m, err, sizeof err);
+    j.be = train_backend_open_opts(c->device, j.m, &c->bopts, err, sizeof err);
     if (!j.be) {
         fprintf(stderr, "viv %s: %s\n", cmd, err);
         goto out;
     }
-    if (rank == 0 && strcmp(c->device, "cpu")) fprintf(stderr, "viv %s: training and decoding on %s\n", cmd, c->device);
+    if (rank == 0 && strcmp(c->device, "cpu")) fprintf(stderr, "viv %s: training and decoding on %s%s\n", cmd, c->device, j.be->desc);
     if (!ckpt) {
         if (!c->no_sft) {
             if (!c->sft_only && rank == 0 && evaluate(&j, stage[0], &tab[0], err, sizeof err) != 0) {
@@ -1380,6 +1391,10 @@ static int run_job(struct train_cfg *c) {
     if (ckpt && (load_optimizer(&j.be->opt, ckpt, err, sizeof err) != 0 ||
                  (j.be->ops->sync_up(j.be) != 0 && snprintf(err, sizeof err, "%s", j.be->err)))) {
         fprintf(stderr, "viv %s: %s\n", cmd, err);
+        goto out;
+    }
+    if (!ckpt && j.be->ops->sync_down(j.be) != 0) { /* every rank (ZeRO-1 gathers the moments), rank 0 writes */
+        fprintf(stderr, "viv %s: checkpoint: %s\n", cmd, j.be->err);
         goto out;
     }
     if (!ckpt && rank == 0 && save_checkpoint(&j, 0, err, sizeof err) != 0) { /* step 0: the SFT model */

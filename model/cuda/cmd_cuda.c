@@ -50,7 +50,7 @@ static double now_s(void) {
 
 struct bench_opts {
     const char *model, *config, *jsonl, *save;
-    int batch, seq, steps, recompute, seqs, prompt, gen;
+    int batch, seq, steps, recompute, zero1, seqs, prompt, gen;
     double lr, peak_tflops;
     unsigned long long seed;
 };
@@ -82,7 +82,8 @@ static int dbl_arg(const char *name, const char *v, double lo, double hi, double
 static void usage(FILE *f) {
     fprintf(f, "usage: viv cuda info\n"
                "       viv cuda train-bench (--model DIR | --config FILE) [--batch B] [--seq T] [--steps N]\n"
-               "                            [--recompute] [--lr X] [--seed S] [--peak-tflops F] [--jsonl FILE]\n"
+               "                            [--recompute] [--zero1] [--lr X] [--seed S] [--peak-tflops F]\n"
+               "                            [--jsonl FILE]  (--zero1: AdamW moments sharded over the ranks)\n"
                "                            [--save DIR]   (rank 0 writes the trained model, fp32 safetensors)\n"
                "       viv cuda decode-bench (--model DIR | --config FILE) [--seqs N] [--prompt P] [--gen G]\n"
                "                            [--seed S] [--jsonl FILE]\n"
@@ -101,6 +102,7 @@ static int parse(int argc, char **argv, struct bench_opts *o) {
         else if (!strcmp(a, "--jsonl") && v) o->jsonl = v, i++;
         else if (!strcmp(a, "--save") && v) o->save = v, i++;
         else if (!strcmp(a, "--recompute")) o->recompute = 1;
+        else if (!strcmp(a, "--zero1")) o->zero1 = 1;
         else if (!strcmp(a, "--batch")) bad = int_arg(a, v, 1, 1 << 16, &o->batch), i++;
         else if (!strcmp(a, "--seq")) bad = int_arg(a, v, 2, 1 << 20, &o->seq), i++;
         else if (!strcmp(a, "--steps")) bad = int_arg(a, v, 1, 1 << 24, &o->steps), i++;
@@ -179,7 +181,7 @@ static int train_bench(const struct bench_opts *o, int argc, char **argv) {
         qwen3_dist_finalize();
         return 1;
     }
-    struct qwen3_cuda_opts co = {.device = local, .recompute = o->recompute};
+    struct qwen3_cuda_opts co = {.device = local, .recompute = o->recompute, .zero1 = o->zero1};
     struct qwen3_cuda *g = qwen3_cuda_create(m, &co, err, sizeof err);
     if (!g) {
         fprintf(stderr, "viv cuda: %s\n", err);
@@ -216,8 +218,9 @@ static int train_bench(const struct bench_opts *o, int argc, char **argv) {
             snprintf(line, sizeof line,
                      "{\"bench\":\"train\",\"step\":%d,\"loss\":%.5f,\"grad_norm\":%.4f,\"lr\":%.3g,\"ms\":%.2f,"
                      "\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"batch\":%d,\"seq\":%d,\"ranks\":%d,\"recompute\":%d,"
-                     "\"device\":\"%s\",\"params\":%zu}",
-                     step, loss, norm, lr, dt * 1e3, tps, mfu, B, T, world, o->recompute, dev, m->n_params);
+                     "\"zero1_shard\":%zu,\"device\":\"%s\",\"params\":%zu}",
+                     step, loss, norm, lr, dt * 1e3, tps, mfu, B, T, world, o->recompute,
+                     qwen3_cuda_zero1_shard(g, NULL), dev, m->n_params);
             emit(o, line);
         }
     }

@@ -125,9 +125,11 @@ endif
 # kernels.cu / attention.cu / attention_tc.cu run on the CPU (threads of a
 # block as fibers; see test/gpu/kemu/kemu.h). The .cu files are rewritten
 # by kemu.sed (launch syntax, extern __shared__) and compiled as C++;
-# matmuls come from hostsim.cc's mm() (built -DHOSTSIM_MM_ONLY).
-KEMU_KERNEL_SRC := model/cuda/kernels.cu model/cuda/attention.cu model/cuda/attention_tc.cu model/cuda/attn_probe.cu
-KEMU_OBJ := $(patsubst model/cuda/%.cu,$(BUILD)/kemu/%.o,$(KEMU_KERNEL_SRC)) $(BUILD)/kemu/kemu.o $(BUILD)/kemu/hostsim_mm.o
+# matmul.cu runs too, against kemu's cuBLASLt (test/gpu/kemu/cublasLt.h:
+# the library's documented column-major product, computed on the CPU).
+KEMU_KERNEL_SRC := model/cuda/kernels.cu model/cuda/attention.cu model/cuda/matmul.cu model/cuda/attention_tc.cu \
+                   model/cuda/attn_probe.cu
+KEMU_OBJ := $(patsubst model/cuda/%.cu,$(BUILD)/kemu/%.o,$(KEMU_KERNEL_SRC)) $(BUILD)/kemu/kemu.o $(BUILD)/kemu/cublaslt.o
 .SECONDARY: $(patsubst model/cuda/%.cu,$(BUILD)/kemu/%.cc,$(KEMU_KERNEL_SRC))
 KEMU_FLAGS := -std=c++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-unused-function -Itest/gpu/kemu -Itest/gpu/hostsim
 
@@ -142,9 +144,9 @@ $(BUILD)/kemu/kemu.o: test/gpu/kemu/kemu.cc $(wildcard test/gpu/kemu/*.h test/gp
 	@mkdir -p $(@D)
 	$(HOSTSIM_CXX) $(KEMU_FLAGS) -c $< -o $@
 
-$(BUILD)/kemu/hostsim_mm.o: test/gpu/hostsim/hostsim.cc model/cuda/ops.cuh $(wildcard test/gpu/hostsim/*.h)
+$(BUILD)/kemu/cublaslt.o: test/gpu/kemu/cublaslt.cc $(wildcard test/gpu/kemu/*.h test/gpu/hostsim/*.h)
 	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) -std=c++17 $(HOSTSIM_FLAGS) -DHOSTSIM_MM_ONLY -c $< -o $@
+	$(HOSTSIM_CXX) $(KEMU_FLAGS) -c $< -o $@
 
 # gpu_tests.c once more with VIV_KEMU: the kernel-level checks (the training
 # attention's two paths through attn_probe.cu) run here too, not over hostsim

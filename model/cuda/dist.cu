@@ -2,12 +2,38 @@
  * dist.cu - data-parallel training: one process per GPU, MPI to start and
  * to hand out the NCCL id, NCCL to average the gradients.
  *
- * Every rank holds the whole model and its own AdamW state; each step the
- * ranks run forward/backward on their own micro-batch, qwen3_cuda_allreduce_grads
- * averages the fp32 gradients (ncclAvg) in place, and the identical
- * optimiser step then keeps the replicas identical (AdamW is deterministic
- * given equal gradients; weights start equal via qwen3_cuda_broadcast_weights).
- * Optimiser-state sharding (ZeRO-1) is not implemented.
+ * Every rank holds the whole model (fp32 masters, bf16 copy, fp32
+ * gradients); each step the ranks run forward/backward on their own
+ * micro-batch and then, in one of two ways:
+ *
+ * Plain data parallel: every rank also holds the whole AdamW state;
+ * qwen3_cuda_allreduce_grads averages the fp32 gradients (ncclAvg) in place,
+ * and the identical optimiser step then keeps the replicas identical (AdamW
+ * is deterministic given equal gradients; weights start equal via
+ * qwen3_cuda_broadcast_weights).
+ *
+ * ZeRO-1 (qwen3_cuda_opts.zero1; `viv train --zero1`): optimiser-state
+ * sharding. The flat fp32 parameter block is padded to W equal shards of
+ * z_n elements (z_n a multiple of 256) and rank r keeps the AdamW moments of
+ * shard r only: 8/W bytes of moments per parameter instead of 8, a saving
+ * of 2 * (W-1)/W of the moments' memory on each rank (the masters, the bf16
+ * copy and the gradients stay whole: 10 bytes a parameter). A step:
+ *   1. reduce-scatter of the fp32 gradients (ncclAvg, in place): rank r gets
+ *      the average of shard r; it moves half the bytes of an all-reduce;
+ *   2. the global gradient norm for clipping: each rank's sum of squares of
+ *      its averaged shard, summed over the ranks (MPI, one double) - the
+ *      unsharded norm up to the order of the sum (qwen3_cuda.cu);
+ *   3. AdamW on shard r of the fp32 masters (qwen3_cuda.cu);
+ *   4. all-gather of the updated fp32 master shards (in place), after which
+ *      each rank refreshes its bf16 copy of the others' shards. fp32 rather
+ *      than bf16 keeps every rank's masters whole and bit-identical, so
+ *      checkpoints, NaN snapshots and the KL reference read them as before.
+ * Reduce-scatter + all-gather move as many bytes as one all-reduce, so the
+ * saving costs no bandwidth. The update equals plain data parallel's up to
+ * float reduction order (test/gpu/train_dp_tests.c checks it over hostsim).
+ * Saving the moments (qwen3_cuda_adamw_get) gathers them to every rank;
+ * loading (adamw_set) keeps each rank's shard; the NaN snapshot keeps each
+ * rank's own shard.
  *
  * Built with VIV_DIST=1 when both mpi.h (Debian libopenmpi-dev) and nccl.h
  * (the CUDA toolkit's, /usr/local/cuda/include) are found; otherwise the
@@ -67,9 +93,21 @@ extern "C" int qwen3_dist_init(int *argc, char ***argv, int *rank, int *world, i
     return 0;
 }
 
+extern "C" void qwen3_dist_world(int *rank, int *world) {
+    *rank = g_inited ? g_rank : 0;
+    *world = g_inited ? g_world : 1;
+}
+
 extern "C" int qwen3_cuda_allreduce_grads(struct qwen3_cuda *g) {
     if (!g_inited || g_world == 1) return 0;
     if (!g->grads) return gfail(g, "allreduce: no gradients");
+    if (g->zero1) { /* in place: rank r's shard of the buffer gets the average of everyone's shard r */
+        ncclResult_t r = ncclReduceScatter(g->grads, g->grads + g->z_lo, g->z_n, ncclFloat, ncclAvg, g_comm, g->st);
+        if (r != ncclSuccess) return gfail(g, "ncclReduceScatter: %s", ncclGetErrorString(r));
+        if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "reduce-scatter");
+        g->grads_reduced = 1;
+        return 0;
+    }
     ncclResult_t r = ncclAllReduce(g->grads, g->grads, g->n_params, ncclFloat, ncclAvg, g_comm, g->st);
     if (r != ncclSuccess) return gfail(g, "ncclAllReduce: %s", ncclGetErrorString(r));
     if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "allreduce");
@@ -82,6 +120,24 @@ extern "C" int qwen3_cuda_broadcast_weights(struct qwen3_cuda *g) {
     if (r != ncclSuccess) return gfail(g, "ncclBroadcast: %s", ncclGetErrorString(r));
     k_f32_to_bf16(g->st, g->params_b, g->params, g->n_params);
     if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "broadcast");
+    return 0;
+}
+
+extern "C" int qwen3_zero1_sum(struct qwen3_cuda *g, double *v) {
+    if (!g->zero1) return 0;
+    if (MPI_Allreduce(MPI_IN_PLACE, v, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return gfail(g, "ZeRO-1: MPI_Allreduce failed");
+    return 0;
+}
+
+extern "C" int qwen3_zero1_allgather(struct qwen3_cuda *g, const float *shard, float *full) {
+    if (!g->zero1) {
+        if (shard != full) cudaMemcpyAsync(full, shard, g->z_n * 4, cudaMemcpyDeviceToDevice, g->st);
+        return 0;
+    }
+    ncclResult_t r = ncclAllGather(shard, full, g->z_n, ncclFloat, g_comm, g->st);
+    if (r != ncclSuccess) return gfail(g, "ncclAllGather: %s", ncclGetErrorString(r));
+    if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "all-gather");
     return 0;
 }
 
@@ -125,8 +181,24 @@ extern "C" int qwen3_dist_init(int *argc, char ***argv, int *rank, int *world, i
     return 0;
 }
 
+extern "C" void qwen3_dist_world(int *rank, int *world) {
+    *rank = 0;
+    *world = 1;
+}
+
 extern "C" int qwen3_cuda_allreduce_grads(struct qwen3_cuda *g) {
     (void)g;
+    return 0;
+}
+
+/* a world of one never shards (zero1 stays 0): the whole block is the shard */
+extern "C" int qwen3_zero1_sum(struct qwen3_cuda *g, double *v) {
+    (void)g, (void)v;
+    return 0;
+}
+
+extern "C" int qwen3_zero1_allgather(struct qwen3_cuda *g, const float *shard, float *full) {
+    if (shard != full) cudaMemcpyAsync(full, shard, g->z_n * 4, cudaMemcpyDeviceToDevice, g->st);
     return 0;
 }
 

@@ -91,6 +91,28 @@ static void place(const struct qwen3 *cpu, float *base32, bf16 *base16, struct w
 #undef P
 }
 
+/* ZeRO-1's partition of the flat parameter block (see qwen3_cuda_internal.cuh).
+ * With W ranks each owns z_n = ceil(n_params / W) rounded up to 256
+ * elements (1 KiB: equal shards, as NCCL's reduce-scatter and all-gather
+ * want, each aligned); the block is padded with zeros to W * z_n, so the
+ * last shard may be partly (or, for a tiny model on many ranks, wholly)
+ * padding. Off, or with one rank: one shard, the whole block. */
+static void zero1_layout(struct qwen3_cuda *g, int on) {
+    int rank = 0, world = 1;
+    if (on) qwen3_dist_world(&rank, &world);
+    g->zero1 = on && world > 1;
+    g->z_rank = g->zero1 ? rank : 0;
+    g->z_world = g->zero1 ? world : 1;
+    if (!g->zero1) {
+        g->z_lo = 0, g->z_n = g->n_alloc = g->n_params;
+        return;
+    }
+    size_t per = (g->n_params + (size_t)world - 1) / (size_t)world;
+    g->z_n = (per + 255) & ~(size_t)255;
+    g->n_alloc = g->z_n * (size_t)world;
+    g->z_lo = g->z_n * (size_t)rank;
+}
+
 extern "C" struct qwen3_cuda *qwen3_cuda_create(const struct qwen3 *cpu, const struct qwen3_cuda_opts *o, char *err,
                                                 size_t errlen) {
     struct qwen3_cuda *g = (struct qwen3_cuda *)calloc(1, sizeof *g);
@@ -101,6 +123,7 @@ extern "C" struct qwen3_cuda *qwen3_cuda_create(const struct qwen3 *cpu, const s
     g->cfg = cpu->cfg;
     g->n_params = cpu->n_params;
     g->recompute = o ? o->recompute : 0;
+    zero1_layout(g, o && o->zero1);
     /* attention keeps a head in per-lane registers (<= 256); RMSNorm backward
      * keeps a row's dw in shared memory (<= 12288 floats of 48 KiB) */
     if (cpu->cfg.head_dim > 256 || cpu->cfg.head_dim % 2 || cpu->cfg.hidden_size > 12288) {
@@ -126,11 +149,12 @@ extern "C" struct qwen3_cuda *qwen3_cuda_create(const struct qwen3 *cpu, const s
     memcpy(g->tensors, cpu->tensors, (size_t)cpu->n_tensors * sizeof *g->tensors);
     g->n_tensors = cpu->n_tensors;
     if (mm_ctx_init(&g->mm, g->err, sizeof g->err)) goto fail;
-    if (dalloc(g, (void **)&g->params, g->n_params * 4, "fp32 weights") ||
+    if (dalloc(g, (void **)&g->params, g->n_alloc * 4, "fp32 weights") ||
         dalloc(g, (void **)&g->params_b, g->n_params * 2, "bf16 weights") ||
         dalloc(g, (void **)&g->scalar, 64, "scalars"))
         goto fail;
     if (cudaMemcpy(g->params, cpu->params, g->n_params * 4, cudaMemcpyHostToDevice) != cudaSuccess) goto fail_cuda;
+    if (g->n_alloc > g->n_params) cudaMemset(g->params + g->n_params, 0, (g->n_alloc - g->n_params) * 4);
     k_f32_to_bf16(g->st, g->params_b, g->params, g->n_params);
     place(cpu, g->params, g->params_b, &g->w);
     if (cudaStreamSynchronize(g->st) != cudaSuccess) goto fail_cuda;
@@ -416,8 +440,8 @@ extern "C" int qwen3_cuda_logprobs(struct qwen3_cuda *g, const int32_t *ids, con
 
 static int ensure_grads(struct qwen3_cuda *g) {
     if (g->grads) return 0;
-    if (dalloc(g, (void **)&g->grads, g->n_params * 4, "gradients")) return -1;
-    if (cudaMemset(g->grads, 0, g->n_params * 4) != cudaSuccess) return gcheck(g, "zero grads");
+    if (dalloc(g, (void **)&g->grads, g->n_alloc * 4, "gradients")) return -1;
+    if (cudaMemset(g->grads, 0, g->n_alloc * 4) != cudaSuccess) return gcheck(g, "zero grads");
     float *base = g->grads;
     /* gradient pointers: same offsets as the weights */
 #define GP(f) g->gw.f = base + (g->w.f - g->params)
@@ -441,7 +465,8 @@ static int ensure_grads(struct qwen3_cuda *g) {
 
 extern "C" void qwen3_cuda_zero_grad(struct qwen3_cuda *g) {
     if (ensure_grads(g)) return;
-    cudaMemsetAsync(g->grads, 0, g->n_params * 4, g->st);
+    cudaMemsetAsync(g->grads, 0, g->n_alloc * 4, g->st); /* the padding too: the reduce-scatter reads it */
+    g->grads_reduced = 0;
 }
 
 /* One layer's backward, qwen3.c backward_core's loop body. On entry a.dres
@@ -493,6 +518,7 @@ static int backward_core(struct qwen3_cuda *g, const float *coef, const float *w
     cudaStream_t st = g->st;
     if (!g->has_forward) return gfail(g, "backward: no forward since the last backward");
     if (ensure_grads(g)) return -1;
+    g->grads_reduced = 0; /* adds this rank's gradients to the whole block again */
     int N = g->B * g->T, D = c->hidden_size, V = c->vocab_size, L = c->num_layers;
     size_t ND = (size_t)N * D;
     cudaMemcpyAsync(a->coef, coef, (size_t)N * 4, cudaMemcpyHostToDevice, st);
@@ -540,28 +566,59 @@ extern "C" int qwen3_cuda_grads_to_host(struct qwen3_cuda *g, float *out) {
     return 0;
 }
 
-/* ---- AdamW (adamw.c, same schedule and clipping) ------------------------------------------ */
+/* ---- AdamW (adamw.c, same schedule and clipping) ------------------------------------------
+ * The moments cover this rank's range [z_lo, z_lo + z_n): the whole block
+ * without ZeRO-1; one shard of it with ZeRO-1 (dist.cu has the collectives),
+ * which is what saves 2 * (W-1)/W of the moments' memory on every rank:
+ * 8 bytes per parameter become 8/W. */
 
 extern "C" int qwen3_cuda_adamw_init(struct qwen3_cuda *g, const struct adamw_config *c) {
     g->opt = *c;
     g->opt_step = 0;
-    if (!g->adam_m && (dalloc(g, (void **)&g->adam_m, g->n_params * 4, "AdamW m") ||
-                       dalloc(g, (void **)&g->adam_v, g->n_params * 4, "AdamW v")))
+    if (!g->adam_m && (dalloc(g, (void **)&g->adam_m, g->z_n * 4, "AdamW m") ||
+                       dalloc(g, (void **)&g->adam_v, g->z_n * 4, "AdamW v")))
         return -1;
-    cudaMemset(g->adam_m, 0, g->n_params * 4);
-    cudaMemset(g->adam_v, 0, g->n_params * 4);
+    cudaMemset(g->adam_m, 0, g->z_n * 4);
+    cudaMemset(g->adam_v, 0, g->z_n * 4);
     return gcheck(g, "AdamW init");
 }
 
+extern "C" int qwen3_cuda_recomputes(const struct qwen3_cuda *g) { return g->recompute; }
+
+extern "C" size_t qwen3_cuda_zero1_shard(const struct qwen3_cuda *g, size_t *lo) {
+    if (lo) *lo = g->z_lo;
+    return g->zero1 ? g->z_n : 0;
+}
+
+/* One AdamW step. Unsharded: the norm over all gradients, the update over
+ * all weights (every rank the same, after qwen3_cuda_allreduce_grads).
+ * ZeRO-1, after the reduce-scatter left this rank's shard of the averaged
+ * gradients in place:
+ *   1. ||g||^2 = sum over ranks of the shard's sum of squares (the shards
+ *      partition the block and the padding is zero: the unsharded sum, in
+ *      another order), so every rank clips by the same factor;
+ *   2. AdamW on the shard of the fp32 masters, with its moments;
+ *   3. all-gather of the updated fp32 master shards, then the bf16 copy of
+ *      the rest of the block is refreshed locally.
+ * Gathering the fp32 masters (4 bytes a parameter, not the bf16 copy's 2)
+ * keeps every rank's masters whole and identical, so the checkpoint, the
+ * snapshot, a fork and the next step read them exactly as without ZeRO-1;
+ * each element is the value its owner computed, so all ranks agree bit for
+ * bit. The update is the unsharded one up to the order of the norm's sum. */
 extern "C" float qwen3_cuda_adamw_step(struct qwen3_cuda *g, float *lr_out) {
     const struct adamw_config *c = &g->opt;
     if (!g->adam_m) return gfail(g, "AdamW: not initialised"), NAN;
     if (ensure_grads(g)) return NAN;
+    if (g->zero1 && !g->grads_reduced)
+        return gfail(g, "AdamW (ZeRO-1): the gradients were not reduce-scattered since the last backward "
+                        "(qwen3_cuda_allreduce_grads)"), NAN;
+    size_t lo = g->z_lo, n = g->z_n, P = g->n_params;
     double *ss = (double *)g->scalar, h_ss = 0;
     cudaMemsetAsync(ss, 0, sizeof *ss, g->st);
-    k_sumsq(g->st, ss, g->grads, g->n_params);
+    k_sumsq(g->st, ss, g->grads + lo, n);
     cudaMemcpyAsync(&h_ss, ss, sizeof h_ss, cudaMemcpyDeviceToHost, g->st);
     if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "AdamW norm"), NAN;
+    if (qwen3_zero1_sum(g, &h_ss)) return NAN;
     float norm = (float)sqrt(h_ss), clip = 1.0f;
     if (c->grad_clip > 0) {
         clip = c->grad_clip / (norm + 1e-6f);
@@ -571,12 +628,19 @@ extern "C" float qwen3_cuda_adamw_step(struct qwen3_cuda *g, float *lr_out) {
     g->opt_step++;
     double bc1 = 1.0 - pow(c->beta1, (double)g->opt_step), bc2 = 1.0 - pow(c->beta2, (double)g->opt_step);
     float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
-    for (int t = 0; t < g->n_tensors; t++) {
+    for (int t = 0; t < g->n_tensors; t++) { /* each tensor's part inside [lo, lo + n) */
         const struct qwen3_tensor *tt = &g->tensors[t];
-        size_t o = tt->offset;
+        size_t a = tt->offset > lo ? tt->offset : lo, b = tt->offset + tt->numel < lo + n ? tt->offset + tt->numel : lo + n;
+        if (a >= b) continue;
         float decay = tt->is_matrix ? 1.0f - lr * c->weight_decay : 1.0f;
-        k_adamw(g->st, g->params + o, g->params_b + o, g->grads + o, g->adam_m + o, g->adam_v + o, tt->numel, decay,
-                clip, c->beta1, c->beta2, step_size, bc2_sqrt, c->eps);
+        k_adamw(g->st, g->params + a, g->params_b + a, g->grads + a, g->adam_m + (a - lo), g->adam_v + (a - lo), b - a,
+                decay, clip, c->beta1, c->beta2, step_size, bc2_sqrt, c->eps);
+    }
+    if (g->zero1) {
+        if (qwen3_zero1_allgather(g, g->params + lo, g->params)) return NAN;
+        size_t e0 = lo < P ? lo : P, e1 = lo + n < P ? lo + n : P; /* this rank's bf16 is fresh already */
+        if (e0 > 0) k_f32_to_bf16(g->st, g->params_b, g->params, e0);
+        if (e1 < P) k_f32_to_bf16(g->st, g->params_b + e1, g->params + e1, P - e1);
     }
     if (cudaStreamSynchronize(g->st) != cudaSuccess || gcheck(g, "AdamW")) return gcheck(g, "AdamW"), NAN;
     if (lr_out) *lr_out = lr;
@@ -628,10 +692,11 @@ extern "C" int qwen3_cuda_last_entropy(struct qwen3_cuda *g, float *out) {
     return 0;
 }
 
-static double sumsq(struct qwen3_cuda *g, const float *x, const char *what) {
+static double sumsq(struct qwen3_cuda *g, const float *x, size_t n, const char *what) {
     double *ss = (double *)g->scalar, h = 0;
+    g->err[0] = 0;
     cudaMemsetAsync(ss, 0, sizeof *ss, g->st);
-    k_sumsq(g->st, ss, x, g->n_params);
+    k_sumsq(g->st, ss, x, n);
     cudaMemcpyAsync(&h, ss, sizeof h, cudaMemcpyDeviceToHost, g->st);
     if (cudaStreamSynchronize(g->st) != cudaSuccess || gcheck(g, what)) return gcheck(g, what), NAN;
     return h;
@@ -639,10 +704,14 @@ static double sumsq(struct qwen3_cuda *g, const float *x, const char *what) {
 
 extern "C" double qwen3_cuda_grad_sumsq(struct qwen3_cuda *g) {
     if (!g->grads) return 0; /* no backward yet: all zero */
-    return sumsq(g, g->grads, "gradient norm");
+    if (!g->grads_reduced || !g->zero1) return sumsq(g, g->grads, g->n_params, "gradient norm");
+    /* ZeRO-1 after the reduce-scatter: this rank's shard, summed over the ranks */
+    double h = sumsq(g, g->grads + g->z_lo, g->z_n, "gradient norm");
+    if (isnan(h) && g->err[0]) return NAN;
+    return qwen3_zero1_sum(g, &h) ? NAN : h;
 }
 
-extern "C" double qwen3_cuda_param_sumsq(struct qwen3_cuda *g) { return sumsq(g, g->params, "weight norm"); }
+extern "C" double qwen3_cuda_param_sumsq(struct qwen3_cuda *g) { return sumsq(g, g->params, g->n_params, "weight norm"); }
 
 extern "C" int qwen3_cuda_set_param(struct qwen3_cuda *g, size_t i, float v) {
     if (i >= g->n_params) return gfail(g, "set_param: index out of range");
@@ -652,31 +721,64 @@ extern "C" int qwen3_cuda_set_param(struct qwen3_cuda *g, size_t i, float v) {
     return gcheck(g, "set_param");
 }
 
+/* The moments down. ZeRO-1: every rank's shard is gathered (a collective:
+ * every rank calls this, and every rank gets the whole m and v) through a
+ * transient device buffer of n_alloc floats; the ranks first agree that all
+ * of them have it, so a failed allocation on one rank fails all of them
+ * instead of leaving the others waiting in the gather. */
 extern "C" int qwen3_cuda_adamw_get(struct qwen3_cuda *g, float *m, float *v, long *step) {
     if (!g->adam_m) return gfail(g, "AdamW: not initialised");
-    if (cudaMemcpy(m, g->adam_m, g->n_params * 4, cudaMemcpyDeviceToHost) != cudaSuccess ||
-        cudaMemcpy(v, g->adam_v, g->n_params * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
-        return gcheck(g, "AdamW state to host");
-    *step = g->opt_step;
-    return 0;
+    size_t P = g->n_params;
+    if (!g->zero1) {
+        if (cudaMemcpy(m, g->adam_m, P * 4, cudaMemcpyDeviceToHost) != cudaSuccess ||
+            cudaMemcpy(v, g->adam_v, P * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
+            return gcheck(g, "AdamW state to host");
+        *step = g->opt_step;
+        return 0;
+    }
+    float *full = NULL;
+    double nofull = dalloc(g, (void **)&full, g->n_alloc * 4, "AdamW gather") ? 1 : 0;
+    if (qwen3_zero1_sum(g, &nofull) || nofull > 0) {
+        if (full) cudaFree(full);
+        return g->err[0] ? -1 : gfail(g, "AdamW gather: another rank could not allocate its buffer");
+    }
+    int rc = 0;
+    for (int k = 0; k < 2 && !rc; k++) {
+        if (qwen3_zero1_allgather(g, k ? g->adam_v : g->adam_m, full)) rc = -1;
+        else if (cudaMemcpy(k ? v : m, full, P * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
+            rc = gfail(g, "AdamW state to host: %s", cudaGetErrorString(cudaGetLastError()));
+    }
+    cudaFree(full);
+    if (!rc) *step = g->opt_step;
+    return rc;
 }
 
+/* The moments up, whole (n_params each, as adamw_get gives them and
+ * optimizer.bin holds them). ZeRO-1: each rank keeps its shard; no
+ * collective, and the padding's moments are zero. */
 extern "C" int qwen3_cuda_adamw_set(struct qwen3_cuda *g, const float *m, const float *v, long step) {
     if (!g->adam_m) return gfail(g, "AdamW: not initialised");
-    if (cudaMemcpy(g->adam_m, m, g->n_params * 4, cudaMemcpyHostToDevice) != cudaSuccess ||
-        cudaMemcpy(g->adam_v, v, g->n_params * 4, cudaMemcpyHostToDevice) != cudaSuccess)
+    size_t lo = g->z_lo, n = g->z_n, P = g->n_params, real = lo < P ? (lo + n < P ? n : P - lo) : 0;
+    if (real && (cudaMemcpy(g->adam_m, m + lo, real * 4, cudaMemcpyHostToDevice) != cudaSuccess ||
+                 cudaMemcpy(g->adam_v, v + lo, real * 4, cudaMemcpyHostToDevice) != cudaSuccess))
         return gcheck(g, "AdamW state to device");
+    if (real < n) {
+        cudaMemset(g->adam_m + real, 0, (n - real) * 4);
+        cudaMemset(g->adam_v + real, 0, (n - real) * 4);
+    }
     g->opt_step = step;
-    return 0;
+    return gcheck(g, "AdamW state to device");
 }
 
+/* Weights (whole, identical on every rank) and this rank's moments: no
+ * collective, with or without ZeRO-1 (then P + 2 * z_n floats). */
 extern "C" int qwen3_cuda_snapshot(struct qwen3_cuda *g) {
-    size_t P = g->n_params;
-    if (!g->snap && dalloc(g, (void **)&g->snap, 3 * P * 4, "snapshot")) return -1;
+    size_t P = g->n_params, n = g->z_n;
+    if (!g->snap && dalloc(g, (void **)&g->snap, (P + 2 * n) * 4, "snapshot")) return -1;
     cudaMemcpyAsync(g->snap, g->params, P * 4, cudaMemcpyDeviceToDevice, g->st);
     if (g->adam_m) {
-        cudaMemcpyAsync(g->snap + P, g->adam_m, P * 4, cudaMemcpyDeviceToDevice, g->st);
-        cudaMemcpyAsync(g->snap + 2 * P, g->adam_v, P * 4, cudaMemcpyDeviceToDevice, g->st);
+        cudaMemcpyAsync(g->snap + P, g->adam_m, n * 4, cudaMemcpyDeviceToDevice, g->st);
+        cudaMemcpyAsync(g->snap + P + n, g->adam_v, n * 4, cudaMemcpyDeviceToDevice, g->st);
     }
     g->snap_step = g->opt_step;
     if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "snapshot");
@@ -684,12 +786,12 @@ extern "C" int qwen3_cuda_snapshot(struct qwen3_cuda *g) {
 }
 
 extern "C" int qwen3_cuda_restore(struct qwen3_cuda *g) {
-    size_t P = g->n_params;
+    size_t P = g->n_params, n = g->z_n;
     if (!g->snap) return gfail(g, "restore: no snapshot");
     cudaMemcpyAsync(g->params, g->snap, P * 4, cudaMemcpyDeviceToDevice, g->st);
     if (g->adam_m) {
-        cudaMemcpyAsync(g->adam_m, g->snap + P, P * 4, cudaMemcpyDeviceToDevice, g->st);
-        cudaMemcpyAsync(g->adam_v, g->snap + 2 * P, P * 4, cudaMemcpyDeviceToDevice, g->st);
+        cudaMemcpyAsync(g->adam_m, g->snap + P, n * 4, cudaMemcpyDeviceToDevice, g->st);
+        cudaMemcpyAsync(g->adam_v, g->snap + P + n, n * 4, cudaMemcpyDeviceToDevice, g->st);
     }
     k_f32_to_bf16(g->st, g->params_b, g->params, P);
     g->opt_step = g->snap_step;

@@ -58,6 +58,10 @@ struct qwen3_cuda_kv;
 struct qwen3_cuda_opts {
     int device;    /* CUDA device ordinal; -1 = from the launcher (local MPI rank) or 0 */
     int recompute; /* 1: keep only layer inputs, recompute the rest in backward */
+    /* 1: ZeRO-1 under data parallel (dist.cu): each of the W ranks keeps the
+     * AdamW moments of 1/W of the parameters only (saving 2 * (W-1)/W of
+     * their memory). Needs qwen3_dist_init first; with one rank it is off. */
+    int zero1;
 };
 
 /* Number of usable CUDA devices; 0 when there is no driver or no device
@@ -89,14 +93,24 @@ int qwen3_cuda_backward(struct qwen3_cuda *g);
 int qwen3_cuda_backward_logprobs(struct qwen3_cuda *g, const float *coef);
 /* qwen3_backward_logprobs_entropy: plus sum_i went[i] * H_i (went NULL = none) */
 int qwen3_cuda_backward_logprobs_entropy(struct qwen3_cuda *g, const float *coef, const float *went);
-/* Copy the fp32 gradients down (n_params floats, struct qwen3's layout). */
+/* Copy the fp32 gradients down (n_params floats, struct qwen3's layout).
+ * With ZeRO-1, after the reduce-scatter only this rank's shard holds the
+ * average; the rest is this rank's own gradients. */
 int qwen3_cuda_grads_to_host(struct qwen3_cuda *g, float *out);
 
 /* AdamW exactly as adamw.h (torch.optim.AdamW with global-norm clipping),
  * applied to the fp32 masters; the bf16 copy is refreshed in the same pass.
- * Returns the gradient norm before clipping, NAN on error. */
+ * Returns the gradient norm before clipping, NAN on error. With ZeRO-1 the
+ * step is a collective (every rank calls it, after qwen3_cuda_allreduce_grads):
+ * each rank updates its shard and the shards are all-gathered (dist.cu). */
 int qwen3_cuda_adamw_init(struct qwen3_cuda *g, const struct adamw_config *c);
 float qwen3_cuda_adamw_step(struct qwen3_cuda *g, float *lr_out);
+/* ZeRO-1: the number of parameters whose moments this rank keeps (a
+ * multiple of 256; the ranks' shards tile the block padded to W times it)
+ * and where its shard starts (*lo); 0 when ZeRO-1 is off. */
+size_t qwen3_cuda_zero1_shard(const struct qwen3_cuda *g, size_t *lo);
+/* 1 when this handle recomputes activations in backward (opts.recompute) */
+int qwen3_cuda_recomputes(const struct qwen3_cuda *g);
 
 /* Copy the fp32 master weights down into cpu (same config), for qwen3_save. */
 int qwen3_cuda_to_host(struct qwen3_cuda *g, struct qwen3 *cpu);
@@ -107,16 +121,23 @@ int qwen3_cuda_from_host(struct qwen3_cuda *g, const struct qwen3 *cpu);
 /* Entropy of the last forward's next-token distribution per row [B*T]. */
 int qwen3_cuda_last_entropy(struct qwen3_cuda *g, float *out);
 /* Sum of squares of the gradients / the fp32 weights (double; not finite
- * when one of them is not). NAN with the error on a CUDA failure. */
+ * when one of them is not). NAN with the error on a CUDA failure. With
+ * ZeRO-1 after the reduce-scatter the gradients' is the averaged
+ * gradients' over the whole block (a collective: every rank calls it). */
 double qwen3_cuda_grad_sumsq(struct qwen3_cuda *g);
 double qwen3_cuda_param_sumsq(struct qwen3_cuda *g);
 /* Set one fp32 weight (and its bf16 copy); tests poison a weight with it. */
 int qwen3_cuda_set_param(struct qwen3_cuda *g, size_t i, float v);
-/* AdamW moments (n_params floats each) and step count, down / up. */
+/* AdamW moments (n_params floats each) and step count, down / up. With
+ * ZeRO-1, get gathers the shards (a collective: every rank calls it and
+ * every rank gets the whole m and v) and set keeps this rank's shard of the
+ * whole m and v it is given. */
 int qwen3_cuda_adamw_get(struct qwen3_cuda *g, float *m, float *v, long *step);
 int qwen3_cuda_adamw_set(struct qwen3_cuda *g, const float *m, const float *v, long step);
 /* Keep a device copy of the weights and AdamW state / bring it back (NaN
- * recovery: 3 * n_params more floats on the device). */
+ * recovery: 3 * n_params more floats on the device; with ZeRO-1 the
+ * weights and this rank's moment shards, n_params + 2 * shard). Each rank
+ * keeps its own: no collective. */
 int qwen3_cuda_snapshot(struct qwen3_cuda *g);
 int qwen3_cuda_restore(struct qwen3_cuda *g);
 
@@ -125,7 +146,9 @@ int qwen3_cuda_restore(struct qwen3_cuda *g);
  * and world size and sets up an NCCL communicator; without MPI+NCCL compiled
  * in (VIV_DIST=0) it reports world size 1 and the all-reduce is a no-op. */
 int qwen3_dist_init(int *argc, char ***argv, int *rank, int *world, int *local_rank, char *err, size_t errlen);
-/* Average the gradients over all ranks (call after backward, before the step). */
+/* Average the gradients over all ranks (call after backward, before the
+ * step); with ZeRO-1 a reduce-scatter: each rank gets the average of its
+ * shard only, which is all its AdamW step reads. */
 int qwen3_cuda_allreduce_grads(struct qwen3_cuda *g);
 /* Broadcast rank 0's weights so every rank starts identical. */
 int qwen3_cuda_broadcast_weights(struct qwen3_cuda *g);

@@ -52,11 +52,19 @@ struct qwen3_cuda {
     size_t n_params;
     struct qwen3_tensor *tensors;
     int n_tensors;
-    float *params;   /* fp32 masters */
-    bf16 *params_b;  /* bf16 copy the matmuls read */
-    float *grads;    /* fp32, NULL until the first backward / zero_grad */
-    float *adam_m, *adam_v;
-    float *snap;     /* qwen3_cuda_snapshot: [3, n_params] weights, m, v */
+    float *params;   /* fp32 masters [n_alloc] (the tail past n_params is zero padding) */
+    bf16 *params_b;  /* bf16 copy the matmuls read [n_params] */
+    float *grads;    /* fp32 [n_alloc], NULL until the first backward / zero_grad */
+    float *adam_m, *adam_v; /* [z_n]: the moments of params [z_lo, z_lo + z_n) */
+    float *snap;     /* qwen3_cuda_snapshot: weights [n_params], then m and v [z_n] each */
+    /* ZeRO-1 (dist.cu). Off: z_lo = 0, z_n = n_alloc = n_params, one rank's
+     * AdamW covers everything. On (world W > 1): the parameter block is
+     * padded to n_alloc = W * z_n (z_n a multiple of 256) and this rank owns
+     * the moments of the contiguous shard [z_lo, z_lo + z_n), z_lo = rank * z_n.
+     * grads_reduced: the gradients were reduce-scattered since the last
+     * backward / zero_grad (only this rank's shard holds the average). */
+    int zero1, z_rank, z_world, grads_reduced;
+    size_t z_lo, z_n, n_alloc;
     long snap_step;
     void *scalar;    /* small device scratch (grad norm) */
     struct wptr w, gw; /* gw: only the fp32 fields are used */
@@ -92,6 +100,14 @@ int gcheck(struct qwen3_cuda *g, const char *what);
 int dalloc(struct qwen3_cuda *g, void **p, size_t bytes, const char *what);
 int upload_rope(struct qwen3_cuda *g, float *dcos, float *dsin, int T);
 void qwen3_dist_free_comm(struct qwen3_cuda *g);
+/* dist.cu: this process' rank and world (0 and 1 before qwen3_dist_init or without MPI) */
+void qwen3_dist_world(int *rank, int *world);
+/* dist.cu, ZeRO-1 collectives (no-ops in a world of one):
+ * the sum over the ranks of one double (the gradient norm's partial sums);
+ * shard [z_n] of every rank gathered into full [n_alloc] (full may be
+ * shard - z_lo, in place, as NCCL allows) */
+int qwen3_zero1_sum(struct qwen3_cuda *g, double *v);
+int qwen3_zero1_allgather(struct qwen3_cuda *g, const float *shard, float *full);
 #ifdef __cplusplus
 }
 #endif

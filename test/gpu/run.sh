@@ -52,6 +52,8 @@ if [ -x bin/viv ]; then
   check "bin/viv refuses train --device cuda" 2 'built without CUDA.*bin/viv-cuda' bin/viv train --device cuda
   check "bin/viv refuses sft --device cuda" 2 'built without CUDA.*bin/viv-cuda' bin/viv sft --device cuda
   check "bin/viv train checks --device" 2 'must be cpu or cuda' bin/viv train --device tpu
+  check "bin/viv train --zero1 needs --device cuda" 2 'zero1 needs --device cuda' bin/viv train --zero1
+  check "bin/viv sft --recompute needs --device cuda" 2 'recompute needs --device cuda' bin/viv sft --device cpu --recompute
 else
   echo "not ok - bin/viv is missing (make all)"; fail=1
 fi
@@ -97,11 +99,13 @@ TINY=(--data "$DATA" --train-limit 14 --eval-limit 7 --samples 2 --tasks-per-ste
 have_data() {
   [ -f "$DATA/tasks/train.jsonl" ] || bin/viv data build --out "$DATA" >/dev/null 2>&1
 }
-# e2e_train NAME VIV: a tiny `train --device cuda` run with VIV (a path), checked
+# e2e_train NAME VIV [LAUNCHER...]: a tiny `train --device cuda` run with VIV
+# (a path) and the options in E2E_EXTRA, checked
+E2E_EXTRA=()
 e2e_train() {
   local name=$1 viv=$2; shift 2
   local d="$tmp/runs/$name"
-  if ! "$@" "$viv" train "${TINY[@]}" --runs "$tmp/runs" --name "$name" --device cuda --steps 2 --inject-nan-step 2 \
+  if ! "$@" "$viv" train "${TINY[@]}" "${E2E_EXTRA[@]}" --runs "$tmp/runs" --name "$name" --device cuda --steps 2 --inject-nan-step 2 \
        >"$tmp/$name.out" 2>"$tmp/$name.err"; then
     echo "not ok - $name: viv train --device cuda failed: $(tail -3 "$tmp/$name.err" | tr '\n' ' ')"; fail=1; return 1
   fi
@@ -160,6 +164,17 @@ if [ -x build/test/train_gpu_hostsim_tests ] && [ -x build/test/viv_hostsim ] &&
     else
       echo "not ok - hostsim: viv sft first loss: cuda '$lg' (status $rg) cpu '$lc' (status $rc_)"; fail=1
     fi
+    # --recompute: the same SFT losses, step for step (the later ones carry the
+    # first steps' gradients), and the backend says it recomputes
+    check "hostsim: viv sft --device cpu --recompute refused" 2 'recompute needs --device cuda' \
+      "$tmp/hbin/viv" sft "${TINY[@]}" --runs "$tmp/runs" --name sft-cpu-rc --device cpu --recompute
+    "$tmp/hbin/viv" sft "${TINY[@]}" --runs "$tmp/runs" --name sft-cuda-rc --device cuda --recompute >/dev/null 2>"$tmp/sftr.err"; rr=$?
+    la=$(grep '^sft: step' "$tmp/sftg.err" | sed 's/ lr .*//'); lb=$(grep '^sft: step' "$tmp/sftr.err" | sed 's/ lr .*//')
+    if [ $rr = 0 ] && [ -n "$la" ] && [ "$la" = "$lb" ] && grep -q 'training and decoding on cuda (activation recompute)' "$tmp/sftr.err"; then
+      echo "ok - hostsim: viv sft --device cuda --recompute: the same losses as without ($(tr '\n' ' ' <<<"$lb"))"
+    else
+      echo "not ok - hostsim: viv sft --recompute (status $rr): '$lb' vs '$la' $(grep 'decoding on' "$tmp/sftr.err")"; fail=1
+    fi
   fi
   # data parallel over hostsim (MPI in place of NCCL)
   MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
@@ -190,7 +205,68 @@ if [ -x build/test/train_gpu_hostsim_tests ] && [ -x build/test/viv_hostsim ] &&
       else
         echo "ok - hostsim-mpirun-np2: 2 ranks split SFT and rollouts (first SFT loss $l2 = one rank's), rank 0 alone reports"
       fi
+      # ZeRO-1: the same run with the moments sharded: the same SFT losses and
+      # GRPO grad norms as without, the NaN step skipped and restored, and a
+      # --resume under mpirun (the moments gathered into optimizer.bin, then
+      # each rank's shard loaded back) continues at step 3
+      E2E_EXTRA=(--zero1)
+      if e2e_train hostsim-mpirun-np2-zero1 "$tmp/mbin/viv" timeout 300 "${MPIRUN[@]}" -np 2; then
+        z=$tmp/hostsim-mpirun-np2-zero1.err
+        msg=$(/usr/bin/python3 - "$tmp/runs/hostsim-mpirun-np2" "$tmp/runs/hostsim-mpirun-np2-zero1" "$e" "$z" <<'PYEOF' 2>&1
+import json, re, sys
+a, b, ea, eb = sys.argv[1:]
+assert json.load(open(f"{b}/config.json"))["zero1"] == 1
+sft = lambda f: [l.split(" lr ")[0] for l in open(f) if l.startswith("sft: step")]
+assert sft(ea) and sft(ea) == sft(eb), (sft(ea), sft(eb))
+ga = [json.loads(l)["grad_norm"] for l in open(f"{a}/metrics.jsonl")]
+gb = [json.loads(l)["grad_norm"] for l in open(f"{b}/metrics.jsonl")]
+assert len(ga) == len(gb) and all(abs(x - y) <= 1e-5 * max(abs(x), 1e-12) for x, y in zip(ga, gb)), (ga, gb)
+m = re.search(r"ZeRO-1: each rank keeps the AdamW moments of (\d+) of (\d+) parameters", open(eb).read())
+assert m and int(m.group(1)) % 256 == 0 and 2 * int(m.group(1)) >= int(m.group(2)) > int(m.group(1)), "no or a wrong ZeRO-1 line"
+print(f"{len(sft(eb))} SFT losses and grad norms {gb} as without, moments of {m.group(1)} of {m.group(2)} parameters per rank")
+PYEOF
+)
+        if [ $? != 0 ]; then
+          echo "not ok - hostsim-mpirun-np2-zero1: $(tail -3 <<<"$msg" | tr '\n' ' ')"; fail=1
+        else
+          echo "ok - hostsim-mpirun-np2-zero1: $msg"
+          if timeout 300 "${MPIRUN[@]}" -np 2 "$tmp/mbin/viv" train "${TINY[@]}" --zero1 --runs "$tmp/runs" \
+               --name hostsim-mpirun-np2-zero1 --device cuda --steps 3 --resume >/dev/null 2>"$tmp/zresume.err" &&
+             grep -q 'resuming from' "$tmp/zresume.err" &&
+             [ "$(/usr/bin/python3 -c 'import json,sys; print([json.loads(l)["step"] for l in open(sys.argv[1])])' \
+                  "$tmp/runs/hostsim-mpirun-np2-zero1/metrics.jsonl")" = "[1, 2, 3]" ]; then
+            echo "ok - hostsim-mpirun-np2-zero1: --resume --zero1 over 2 ranks continues at step 3"
+          else
+            echo "not ok - hostsim-mpirun-np2-zero1: --resume: $(tail -3 "$tmp/zresume.err" | tr '\n' ' ')"; fail=1
+          fi
+        fi
+      fi
+      E2E_EXTRA=()
     fi
+    # viv cuda train-bench --zero1 over 2 ranks (each rank its own random
+    # tokens): every step's loss and grad norm as without --zero1
+    cat >"$tmp/bench.json" <<'EOF'
+{"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 300, "hidden_size": 48,
+ "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+ "head_dim": 32, "max_position_embeddings": 256, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+ "tie_word_embeddings": false, "torch_dtype": "float32"}
+EOF
+    for z in "" --zero1; do
+      timeout 120 "${MPIRUN[@]}" -np 2 "$tmp/mbin/viv" cuda train-bench --config "$tmp/bench.json" --batch 2 --seq 32 \
+        --steps 3 --lr 1e-2 $z >"$tmp/bench$z.out" 2>"$tmp/bench$z.err"
+    done
+    msg=$(/usr/bin/python3 - "$tmp/bench.out" "$tmp/bench--zero1.out" <<'PYEOF' 2>&1
+import json, sys
+a, b = ([json.loads(l) for l in open(f) if l.startswith("{")] for f in sys.argv[1:])
+assert len(a) == len(b) == 3 and all(r["ranks"] == 2 for r in a + b), "not 3 steps over 2 ranks"
+assert all(r["zero1_shard"] == 0 for r in a) and all(r["zero1_shard"] > 0 and r["zero1_shard"] % 256 == 0 for r in b)
+for x, y in zip(a, b):
+    assert abs(x["loss"] - y["loss"]) <= 1e-5 * x["loss"] and abs(x["grad_norm"] - y["grad_norm"]) <= 1e-4 * x["grad_norm"], (x, y)
+print(f"losses {[r['loss'] for r in b]}, shards of {b[0]['zero1_shard']} of {b[0]['params']} parameters")
+PYEOF
+)
+    if [ $? = 0 ]; then echo "ok - hostsim: mpirun -np 2 viv cuda train-bench --zero1 = without: $msg"
+    else echo "not ok - hostsim: train-bench --zero1: $(tail -2 <<<"$msg" | tr '\n' ' ') $(tail -2 "$tmp/bench--zero1.err" | tr '\n' ' ')"; fail=1; fi
   fi
 elif ! command -v g++ >/dev/null && ! command -v clang++ >/dev/null; then
   echo "skip - hostsim trainer: no C++ compiler (g++ or clang++) to build it"
@@ -250,7 +326,7 @@ if [ "$ndev" = 0 ]; then
   if command -v mpirun >/dev/null && bin/viv-cuda cuda info | grep -q 'MPI + NCCL): built in'; then
     check "mpirun -np 2 without a GPU: every rank says no CUDA device" 1 'rank 1: no CUDA device' \
       timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2 bin/viv-cuda cuda train-bench \
-      --config "$tmp/config.json" --steps 1
+      --config "$tmp/config.json" --steps 1 --zero1
   fi
   echo "skip - viv gen --device cuda matches --device cpu: no CUDA device ($why)"
   echo "skip - mpirun data-parallel training smoke run: no CUDA device ($why)"
@@ -307,6 +383,15 @@ if command -v mpirun >/dev/null; then
     echo "ok - mpirun -np $np data-parallel training smoke run"
   else
     echo "not ok - mpirun -np $np data-parallel training: $(tail -3 <<<"$out" | tr '\n' ' ')"; fail=1
+  fi
+  if [ "$np" = 2 ]; then # ZeRO-1 on two GPUs: shards of the moments, and the run completes
+    out=$(mpirun --allow-run-as-root --oversubscribe -np 2 bin/viv-cuda cuda train-bench --config "$tmp/config.json" \
+          --batch 2 --seq 64 --steps 3 --lr 1e-3 --zero1 2>&1)
+    if [ $? = 0 ] && [ "$(grep -c '"zero1_shard":[1-9]' <<<"$out")" = 3 ]; then
+      echo "ok - mpirun -np 2 train-bench --zero1"
+    else
+      echo "not ok - mpirun -np 2 train-bench --zero1: $(tail -3 <<<"$out" | tr '\n' ' ')"; fail=1
+    fi
   fi
 else
   echo "skip - mpirun data-parallel training smoke run: mpirun not installed (libopenmpi-dev / openmpi-bin)"

@@ -18,6 +18,9 @@
  *   checkpoint_cuda        weights + AdamW state down (sync_down), HF save, CPU load:
  *                          the CPU model's loss is the GPU's; sync_up round-trips
  *   kl_reference_cuda      fork(): a frozen copy (same log-probs, unmoved by a step)
+ *   recompute_same_update  activation recomputation (--recompute) changes nothing: the
+ *                          same gradients (raw handles) and, through the trainer's
+ *                          backend options, the same grad norms, losses and weights
  * Tolerances are bf16-sized as in gpu_tests.c: losses 2%, log-probs 0.05 nats
  * (absolute), grad norm 6%, and the weights after the steps within 0.3 of the
  * CPU update's L2 norm of the CPU's (see update_err).
@@ -400,12 +403,80 @@ static void kl_reference_cuda(void) {
     tokenizer_free(tok);
 }
 
+/* Recompute rebuilds each layer's activations from its saved input with
+ * the same kernels, so the gradients are the same numbers (up to the
+ * order of atomics on a GPU: 1e-5 relative). */
+static void recompute_same_update(void) {
+    NEED_GPU();
+    struct tokenizer *tok = small_tokenizer();
+    CHECK(tok, "tokenizer");
+    struct qwen3 *m0 = fixture_model(tokenizer_vocab_size(tok), 17), *m1 = fixture_clone(m0);
+    struct chat ex[3];
+    sft_chats(tok, ex);
+    int T = 2;
+    for (int i = 0; i < 3; i++) T = ex[i].n > T ? ex[i].n : T;
+    int32_t *ids = calloc((size_t)3 * T, sizeof *ids), *tg = calloc((size_t)3 * T, sizeof *tg);
+    for (int i = 0; i < 3; i++) sft_targets(&ex[i], T, ids + (size_t)i * T, tg + (size_t)i * T);
+    /* the raw handles: gradients of the mean cross-entropy over 3 rows */
+    char err[512];
+    struct qwen3_cuda_opts o0 = {.device = 0}, o1 = {.device = 0, .recompute = 1};
+    struct qwen3_cuda *g0 = qwen3_cuda_create(m0, &o0, err, sizeof err), *g1 = g0 ? qwen3_cuda_create(m0, &o1, err, sizeof err) : NULL;
+    CHECK(g0 && g1, "handles: %s", err);
+    CHECK(!qwen3_cuda_recomputes(g0) && qwen3_cuda_recomputes(g1), "recompute flags %d %d", qwen3_cuda_recomputes(g0),
+          qwen3_cuda_recomputes(g1));
+    size_t P = m0->n_params;
+    float *gr = malloc(2 * P * sizeof(float));
+    struct qwen3_cuda *gg[2] = {g0, g1};
+    for (int k = 0; k < 2; k++) {
+        qwen3_cuda_zero_grad(gg[k]);
+        CHECK(!isnan(qwen3_cuda_forward(gg[k], ids, tg, NULL, 3, T)) && qwen3_cuda_backward(gg[k]) == 0 &&
+              qwen3_cuda_grads_to_host(gg[k], gr + k * P) == 0, "backward %d: %s", k, qwen3_cuda_error(gg[k]));
+    }
+    double worst = 0, gmax = 0;
+    for (size_t i = 0; i < P; i++) worst = fmax(worst, fabs((double)gr[i] - gr[P + i])), gmax = fmax(gmax, fabs((double)gr[i]));
+    CHECK(gmax > 0 && worst <= 1e-5 * gmax, "gradients with recompute differ by %g (max %g)", worst, gmax);
+    qwen3_cuda_free(g0), qwen3_cuda_free(g1), free(gr);
+    /* through the trainer's backend options (viv train --recompute) */
+    struct train_backend_opts bo = {.recompute = 1};
+    struct train_backend *b0 = open_cuda(m0), *b1 = train_backend_open_opts("cuda", m1, &bo, err, sizeof err);
+    CHECK(b0 && b1, "backends: %s", err);
+    CHECK(strstr(b1->desc, "recompute") && !b0->desc[0], "descriptions '%s' / '%s'", b0->desc, b1->desc);
+    CHECK(train_backend_open_opts("cpu", m1, &bo, err, sizeof err) == NULL && strstr(err, "--device cuda"),
+          "the CPU backend took --recompute");
+    struct adamw_config ac;
+    adamw_defaults(&ac);
+    ac.lr = 3e-3f;
+    CHECK(b0->ops->opt_init(b0, &ac) == 0 && b1->ops->opt_init(b1, &ac) == 0, "opt_init");
+    for (int s = 0; s < 2; s++) {
+        struct train_backend *bb[2] = {b0, b1};
+        float loss[2], norm[2];
+        for (int k = 0; k < 2; k++) {
+            bb[k]->ops->zero_grad(bb[k]);
+            loss[k] = bb[k]->ops->forward(bb[k], ids + (size_t)s * T, tg + (size_t)s * T, 2, T);
+            CHECK(!isnan(loss[k]) && bb[k]->ops->backward(bb[k]) == 0, "step %d: %s", s + 1, bb[k]->err);
+            norm[k] = bb[k]->ops->opt_step(bb[k], NULL);
+        }
+        CHECK(rel_close(loss[0], loss[1], 1e-6), "step %d loss %.7f / %.7f with recompute", s + 1, loss[0], loss[1]);
+        CHECK(norm[0] > 0 && rel_close(norm[0], norm[1], 1e-5), "step %d grad norm %.7f / %.7f with recompute", s + 1,
+              norm[0], norm[1]);
+    }
+    CHECK(b0->ops->sync_down(b0) == 0 && b1->ops->sync_down(b1) == 0, "sync_down");
+    double d = 0;
+    for (size_t i = 0; i < P; i++) d = fmax(d, fabs((double)m0->params[i] - m1->params[i]));
+    CHECK(d <= 1e-6, "weights after 2 steps differ by %g with recompute", d);
+    train_backend_free(b0), train_backend_free(b1);
+    for (int i = 0; i < 3; i++) chat_free(&ex[i]);
+    free(ids), free(tg), qwen3_free(m0), qwen3_free(m1);
+    tokenizer_free(tok);
+}
+
 int main(int argc, char **argv) {
     par_set_threads(1);
     static const struct test_case tests[] = {
         {"sft_cpu_vs_cuda", sft_cpu_vs_cuda},     {"grpo_cpu_vs_cuda", grpo_cpu_vs_cuda},
         {"gen_cuda_logprobs", gen_cuda_logprobs}, {"nan_restore_cuda", nan_restore_cuda},
         {"checkpoint_cuda", checkpoint_cuda},     {"kl_reference_cuda", kl_reference_cuda},
+        {"recompute_same_update", recompute_same_update},
     };
     return run_test_cases(tests, sizeof tests / sizeof tests[0], argc, argv);
 }

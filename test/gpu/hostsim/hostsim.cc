@@ -9,10 +9,9 @@
  * the host orchestration (memory layout, every matmul's shapes and
  * transposes as ops.cuh defines them, the backward's wiring, recomputation,
  * AdamW, the KV cache bookkeeping) and that the tests' bf16 tolerances hold
- * for this precision plan. The CUDA kernels themselves are run on the CPU by
- * test/gpu/kemu (which takes only mm() from this file); the cuBLASLt layout
- * mapping in matmul.cu and anything about speed need a GPU (test/gpu/run.sh
- * there).
+ * for this precision plan. The CUDA kernels themselves, and matmul.cu's use
+ * of cuBLASLt, are run on the CPU by test/gpu/kemu instead of this file;
+ * anything about speed needs a GPU (test/gpu/run.sh there).
  */
 #include "../../../model/cuda/ops.cuh"
 
@@ -60,9 +59,6 @@ int mm(struct mm_ctx *c, cudaStream_t st, void *D, int d_f32, const bf16 *A, int
     return 0;
 }
 
-/* Built with -DHOSTSIM_MM_ONLY for test/gpu/kemu, which runs the real
- * kernels and takes only mm() from here. */
-#ifndef HOSTSIM_MM_ONLY
 void k_f32_to_bf16(cudaStream_t st, bf16 *out, const float *in, size_t n) {
     (void)st;
     for (size_t i = 0; i < n; i++) out[i] = b16(in[i]);
@@ -328,5 +324,3 @@ void k_attn_bwd(cudaStream_t st, float *dq, float *dk, bf16 *dv, float *dsum, co
     free(dvf);
     free(p);
 }
-
-#endif /* HOSTSIM_MM_ONLY */

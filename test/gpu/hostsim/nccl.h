@@ -1,7 +1,8 @@
 /*
  * hostsim/nccl.h - NOT NCCL: the few calls model/cuda/dist.cu makes, done
  * with MPI on host memory (hostsim's "device" memory is host memory), so
- * that data-parallel training (`mpirun -np N viv train --device cuda`) runs
+ * that data-parallel training (`mpirun -np N viv train --device cuda`, with
+ * or without --zero1: all-reduce, reduce-scatter, all-gather) runs
  * through dist.cu and rl/ on a machine without a GPU
  * (build/test/viv_hostsim_mpi, test/gpu/run.sh). It checks the ranks'
  * orchestration, not NCCL or its performance.
@@ -52,6 +53,49 @@ static inline ncclResult_t ncclBroadcast(const void *send, void *recv, size_t n,
     (void)t, (void)c, (void)st;
     if (send != recv) memcpy(recv, send, n * sizeof(float));
     return MPI_Bcast(recv, (int)n, MPI_FLOAT, root, MPI_COMM_WORLD) == MPI_SUCCESS ? ncclSuccess : ncclSystemError;
+}
+
+/* ncclReduceScatter: rank r's recv [count] = the sum (or average) over the
+ * ranks of their send[r*count .. (r+1)*count). NCCL allows it in place only
+ * as recv == send + rank * count; any other overlap is an error here too. */
+static inline ncclResult_t ncclReduceScatter(const void *send, void *recv, size_t count, ncclDataType_t t,
+                                             ncclRedOp_t op, ncclComm_t c, cudaStream_t st) {
+    (void)t, (void)c, (void)st;
+    int w = 1, r = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &w);
+    MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    const float *s = (const float *)send;
+    float *d = (float *)recv;
+    if (d < s + count * (size_t)w && s < d + count && d != s + count * (size_t)r) return ncclSystemError;
+    float *tmp = (float *)malloc(count * (size_t)w * sizeof(float)); /* MPI wants distinct buffers */
+    if (!tmp) return ncclSystemError;
+    memcpy(tmp, s, count * (size_t)w * sizeof(float));
+    int rc = MPI_Reduce_scatter_block(tmp, d, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    free(tmp);
+    if (rc != MPI_SUCCESS) return ncclSystemError;
+    if (op == ncclAvg)
+        for (size_t i = 0; i < count; i++) d[i] /= (float)w;
+    return ncclSuccess;
+}
+
+/* ncclAllGather: recv [count * ranks] = every rank's send [count], in rank
+ * order. In place only as send == recv + rank * count (NCCL's rule). */
+static inline ncclResult_t ncclAllGather(const void *send, void *recv, size_t count, ncclDataType_t t, ncclComm_t c,
+                                         cudaStream_t st) {
+    (void)t, (void)c, (void)st;
+    int w = 1, r = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &w);
+    MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    const float *s = (const float *)send;
+    float *d = (float *)recv;
+    if (s == d + count * (size_t)r)
+        return MPI_Allgather(MPI_IN_PLACE, 0, MPI_FLOAT, d, (int)count, MPI_FLOAT, MPI_COMM_WORLD) == MPI_SUCCESS
+                   ? ncclSuccess
+                   : ncclSystemError;
+    if (s < d + count * (size_t)w && d < s + count) return ncclSystemError;
+    return MPI_Allgather(s, (int)count, MPI_FLOAT, d, (int)count, MPI_FLOAT, MPI_COMM_WORLD) == MPI_SUCCESS
+               ? ncclSuccess
+               : ncclSystemError;
 }
 
 #endif
