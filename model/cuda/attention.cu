@@ -21,13 +21,16 @@
  *
  * What this is not: it does not use tensor cores or tile K/V through shared
  * memory across warps (K/V rows are re-read through L1/L2); it is the simple
- * correct version, written without a GPU to measure on. The FLOPs of
- * attention are a minority of a Qwen3-0.6B step at T <= 2048 (about 12% at
- * T = 2048), but this kernel will be the first thing to profile on a GPU.
+ * correct version. Training uses attention_tc.cu's tensor-core kernels for
+ * the head sizes those support (16, 32, 64, 128) unless VIV_ATTN=warp; these
+ * stay for other head sizes, as the reference those are compared with on a
+ * GPU, and for decode (attn_decode_kernel, one query row at a time).
  */
 #include "ops.cuh"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define WARP 32
 #define HD_MAX 256
@@ -117,8 +120,8 @@ __global__ void attn_fwd_kernel(bf16 *out, float *lse, const bf16 *q, const bf16
     if (lane == 0) lse[row * Hq + h] = z;
 }
 
-void k_attn_fwd(cudaStream_t st, bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T,
-                int Hq, int Hkv, int hd) {
+void k_attn_fwd_warp(cudaStream_t st, bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B,
+                     int T, int Hq, int Hkv, int hd) {
     long units = (long)B * Hq * T;
     unsigned blocks = (unsigned)((units + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK);
     attn_fwd_kernel<<<blocks, WARPS_PER_BLOCK * WARP, 0, st>>>(out, lse, q, k, v, B, T, Hq, Hkv, hd);
@@ -263,12 +266,44 @@ __global__ void attn_dkv_kernel(float *dk, bf16 *dv, const float *dout, const fl
     }
 }
 
-void k_attn_bwd(cudaStream_t st, float *dq, float *dk, bf16 *dv, float *dsum, const float *dout, const bf16 *out,
-                const float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T, int Hq, int Hkv, int hd) {
+void k_attn_dsum(cudaStream_t st, float *dsum, const float *dout, const bf16 *out, long units, int hd) {
+    unsigned blocks = (unsigned)((units + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK);
+    attn_dsum_kernel<<<blocks, WARPS_PER_BLOCK * WARP, 0, st>>>(dsum, dout, out, units, hd);
+}
+
+void k_attn_bwd_warp(cudaStream_t st, float *dq, float *dk, bf16 *dv, float *dsum, const float *dout, const bf16 *out,
+                     const float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T, int Hq, int Hkv,
+                     int hd) {
     long uq = (long)B * T * Hq, ukv = (long)B * T * Hkv;
     unsigned bq = (unsigned)((uq + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK);
     unsigned bkv = (unsigned)((ukv + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK);
-    attn_dsum_kernel<<<bq, WARPS_PER_BLOCK * WARP, 0, st>>>(dsum, dout, out, uq, hd);
+    k_attn_dsum(st, dsum, dout, out, uq, hd);
     attn_dq_kernel<<<bq, WARPS_PER_BLOCK * WARP, 0, st>>>(dq, dout, lse, dsum, q, k, v, B, T, Hq, Hkv, hd);
     attn_dkv_kernel<<<bkv, WARPS_PER_BLOCK * WARP, 0, st>>>(dk, dv, dout, lse, dsum, q, k, v, B, T, Hq, Hkv, hd);
+}
+
+/* ---- which training kernels ------------------------------------------------------ */
+
+/* VIV_ATTN=warp forces the CUDA-core kernels above (to compare with, or to
+ * rule the tensor-core ones out); anything else, or unset, lets head sizes
+ * attention_tc.cu supports go to the tensor cores. Read once. */
+int attn_use_tc(int hd) {
+    static int mode = -1; /* 0 warp, 1 tensor cores where supported */
+    if (mode < 0) {
+        const char *e = getenv("VIV_ATTN");
+        mode = !(e && !strcmp(e, "warp"));
+    }
+    return mode && attn_tc_supported(hd);
+}
+
+void k_attn_fwd(cudaStream_t st, bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T,
+                int Hq, int Hkv, int hd) {
+    if (!attn_use_tc(hd) || k_attn_fwd_tc(st, out, lse, q, k, v, B, T, Hq, Hkv, hd))
+        k_attn_fwd_warp(st, out, lse, q, k, v, B, T, Hq, Hkv, hd);
+}
+
+void k_attn_bwd(cudaStream_t st, float *dq, float *dk, bf16 *dv, float *dsum, const float *dout, const bf16 *out,
+                const float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T, int Hq, int Hkv, int hd) {
+    if (!attn_use_tc(hd) || k_attn_bwd_tc(st, dq, dk, dv, dsum, dout, out, lse, q, k, v, B, T, Hq, Hkv, hd))
+        k_attn_bwd_warp(st, dq, dk, dv, dsum, dout, out, lse, q, k, v, B, T, Hq, Hkv, hd);
 }

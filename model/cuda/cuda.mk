@@ -36,8 +36,8 @@ DIST_LIBS := $(if $(filter 1,$(VIV_DIST)),$(MPI_LIBS) -lnccl)
 # the C++ driver links (nvcc's object code needs libstdc++); nvcc itself
 # needs g++ as its host compiler, so it is there wherever nvcc works
 CUDA_CXX ?= $(shell command -v g++ || command -v clang++ || echo g++)
-CUDA_SRC := model/cuda/kernels.cu model/cuda/attention.cu model/cuda/matmul.cu model/cuda/qwen3_cuda.cu \
-            model/cuda/infer.cu model/cuda/dist.cu
+CUDA_SRC := model/cuda/kernels.cu model/cuda/attention.cu model/cuda/attention_tc.cu model/cuda/matmul.cu model/cuda/qwen3_cuda.cu \
+            model/cuda/infer.cu model/cuda/dist.cu model/cuda/attn_probe.cu
 CUDA_OBJ := $(patsubst %.cu,$(BUILD)/cuda/%.o,$(CUDA_SRC))
 CUDA_HDR := $(wildcard model/cuda/*.cuh) model/cuda/qwen3_cuda.h $(wildcard model/*.h)
 NVCC_FLAGS := -std=c++17 -O3 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter -DVIV_DIST=$(VIV_DIST) -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX \
@@ -76,7 +76,14 @@ $(BUILD)/test/gpu_tests: $(GPU_TEST_SRC) test/harness.h $(CUDA_OBJ) $(CUDA_HDR)
 	@mkdir -p $(@D)
 	gcc -std=gnu11 -O2 -g $(WARN) -o $@ $(GPU_TEST_SRC) $(CUDA_OBJ) -lcjson $(CUDA_LIBS)
 
-cuda: $(if $(HAVE_NVCC),bin/viv-cuda $(BUILD)/test/gpu_tests)
+# test/bench/attn_bench.c: the two training attention paths timed alone
+# (test/bench/gpu.sh runs it)
+ATTN_BENCH_SRC := test/bench/attn_bench.c $(filter-out test/gpu/gpu_tests.c,$(GPU_TEST_SRC))
+$(BUILD)/test/attn_bench: $(ATTN_BENCH_SRC) $(CUDA_OBJ) $(CUDA_HDR)
+	@mkdir -p $(@D)
+	gcc -std=gnu11 -O2 -g $(WARN) -o $@ $(ATTN_BENCH_SRC) $(CUDA_OBJ) -lcjson $(CUDA_LIBS)
+
+cuda: $(if $(HAVE_NVCC),bin/viv-cuda $(BUILD)/test/gpu_tests $(BUILD)/test/attn_bench)
 ifeq ($(HAVE_NVCC),1)
 tests: bin/viv-cuda $(BUILD)/test/gpu_tests
 endif
@@ -120,7 +127,8 @@ endif
 # by kemu.sed (launch syntax, extern __shared__) and compiled as C++;
 # matmul.cu runs too, against kemu's cuBLASLt (test/gpu/kemu/cublasLt.h:
 # the library's documented column-major product, computed on the CPU).
-KEMU_KERNEL_SRC := model/cuda/kernels.cu model/cuda/attention.cu model/cuda/matmul.cu $(wildcard model/cuda/attention_tc.cu)
+KEMU_KERNEL_SRC := model/cuda/kernels.cu model/cuda/attention.cu model/cuda/matmul.cu model/cuda/attention_tc.cu \
+                   model/cuda/attn_probe.cu
 KEMU_OBJ := $(patsubst model/cuda/%.cu,$(BUILD)/kemu/%.o,$(KEMU_KERNEL_SRC)) $(BUILD)/kemu/kemu.o $(BUILD)/kemu/cublaslt.o
 .SECONDARY: $(patsubst model/cuda/%.cu,$(BUILD)/kemu/%.cc,$(KEMU_KERNEL_SRC))
 KEMU_FLAGS := -std=c++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-unused-function -Itest/gpu/kemu -Itest/gpu/hostsim
@@ -140,7 +148,14 @@ $(BUILD)/kemu/cublaslt.o: test/gpu/kemu/cublaslt.cc $(wildcard test/gpu/kemu/*.h
 	@mkdir -p $(@D)
 	$(HOSTSIM_CXX) $(KEMU_FLAGS) -c $< -o $@
 
-$(BUILD)/test/gpu_kemu_tests: $(HOSTSIM_C_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_OBJ)
+# gpu_tests.c once more with VIV_KEMU: the kernel-level checks (the training
+# attention's two paths through attn_probe.cu) run here too, not over hostsim
+$(BUILD)/kemu/c/gpu_tests.o: test/gpu/gpu_tests.c $(CUDA_HDR) test/harness.h
+	@mkdir -p $(@D)
+	gcc -std=gnu11 -O2 -g $(WARN) -DVIV_HOSTSIM -DVIV_KEMU -Itest/gpu/hostsim -c $< -o $@
+
+KEMU_TEST_OBJ := $(filter-out $(BUILD)/hostsim/c/test/gpu/gpu_tests.o,$(HOSTSIM_C_OBJ)) $(BUILD)/kemu/c/gpu_tests.o
+$(BUILD)/test/gpu_kemu_tests: $(KEMU_TEST_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_OBJ)
 	@mkdir -p $(@D)
 	$(HOSTSIM_CXX) -o $@ $^ -lcjson -lm -lpthread
 

@@ -81,8 +81,10 @@ void k_kv_store(cudaStream_t st, bf16 *cache, const bf16 *src, const int64_t *ds
 void k_gather_rows(cudaStream_t st, float *out, const float *in, const int *rows, int n, int D);
 
 /* ---- attention (attention.cu) ------------------------------------------------------
- * Causal attention with GQA, flash-style: one warp per (token, query head),
- * keys visited 32 at a time (one per lane) with an online softmax, so no
+ * Causal attention with GQA, flash-style (training: tensor-core tiles,
+ * attention_tc.cu, for the usual head sizes; otherwise and for decode: one
+ * warp per (token, query head), keys visited 32 at a time, attention.cu),
+ * with an online softmax, so no
  * T x T score matrix exists anywhere; the backward recomputes the scores from
  * the saved log-sum-exp. Query head h reads kv head h / (Hq / Hkv).
  *   training: q [B*T, Hq*hd], k/v [B*T, Hkv*hd]; row b*T+t sees keys b*T+0..t
@@ -93,5 +95,25 @@ void k_attn_bwd(cudaStream_t st, float *dq, float *dk, bf16 *dv, float *dsum, co
                 const float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T, int Hq, int Hkv, int hd);
 void k_attn_decode(cudaStream_t st, bf16 *out, const bf16 *q, const bf16 *kcache, const bf16 *vcache,
                    const int64_t *kv_row0, const int *pos, int n, int Hq, int Hkv, int hd);
+/* k_attn_fwd/k_attn_bwd run the tensor-core kernels of attention_tc.cu
+ * (attn_use_tc(hd): hd in {16, 32, 64, 128} and VIV_ATTN is not "warp"),
+ * else the CUDA-core ones above. The two paths, callable directly to compare
+ * them (same arguments and results; lse is the natural-log log-sum-exp of
+ * the scaled scores in both, so a forward of one pairs with a backward of
+ * the other). The _tc ones return -1 (launching nothing) for an hd they do
+ * not support. k_attn_dsum: dsum[u] = dout[u,:] . out[u,:] for u < units
+ * rows of hd, the backward's first step in both. */
+int attn_use_tc(int hd);
+int attn_tc_supported(int hd);
+void k_attn_fwd_warp(cudaStream_t st, bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B,
+                     int T, int Hq, int Hkv, int hd);
+void k_attn_bwd_warp(cudaStream_t st, float *dq, float *dk, bf16 *dv, float *dsum, const float *dout, const bf16 *out,
+                     const float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T, int Hq, int Hkv,
+                     int hd);
+int k_attn_fwd_tc(cudaStream_t st, bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T,
+                  int Hq, int Hkv, int hd);
+int k_attn_bwd_tc(cudaStream_t st, float *dq, float *dk, bf16 *dv, float *dsum, const float *dout, const bf16 *out,
+                  const float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T, int Hq, int Hkv, int hd);
+void k_attn_dsum(cudaStream_t st, float *dsum, const float *dout, const bf16 *out, long units, int hd);
 
 #endif

@@ -179,6 +179,22 @@ int qwen3_cuda_kv_forward(struct qwen3_cuda *g, struct qwen3_cuda_kv *kv, const 
 int qwen3_cuda_generate(struct qwen3_cuda *g, const int32_t *prompt, int n_prompt, const struct gen_opts *o,
                         gen_token_fn on_token, void *user, struct gen_stats *st, char *err, size_t errlen);
 
+/* ---- the training attention kernels alone (attn_probe.cu; CUDA builds only) ----
+ * One causal GQA attention forward + backward on host arrays, through the
+ * kernels training uses (QWEN3_ATTN_AUTO), the CUDA-core ones (WARP) or the
+ * tensor-core ones (TC; hd 16, 32, 64 or 128). q [B*T, Hq*hd], k/v
+ * [B*T, Hkv*hd] are rounded to bf16 on the way in; dout [B*T, Hq*hd] is the
+ * gradient of out; out, lse [B*T, Hq], dq, dk, dv come back as floats (out
+ * and dv hold bf16 values). For tests; 0 or -1 with err. */
+enum { QWEN3_ATTN_AUTO = 0, QWEN3_ATTN_WARP = 1, QWEN3_ATTN_TC = 2 };
+int qwen3_cuda_attn_probe(int path, int B, int T, int Hq, int Hkv, int hd, const float *q, const float *k,
+                          const float *v, const float *dout, float *out, float *lse, float *dq, float *dk, float *dv,
+                          char *err, size_t errlen);
+/* Mean milliseconds of one forward and one backward of a path on random data
+ * (after one warm-up), for test/bench. */
+int qwen3_cuda_attn_bench(int path, int B, int T, int Hq, int Hkv, int hd, int iters, double *fwd_ms, double *bwd_ms,
+                          char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,6 +10,12 @@
 #           H100/H200 SXM; set PEAK_TFLOPS otherwise)
 #   decode  ours: 256 sequences at once with the KV cache, 128-token prompts,
 #           128 greedy steps: decode tokens/s (all sequences together)
+#   attn    the training attention kernels alone on one layer's shape
+#           (B x T, 16 query heads, 8 kv heads, hd 128): CUDA-core path
+#           (attention.cu) vs tensor-core path (attention_tc.cu), forward
+#           and backward ms and TFLOPS (build/test/attn_bench). Training
+#           uses the tensor-core path; VIV_ATTN=warp makes train-bench use
+#           the other, to compare whole steps.
 # Results: a table on stdout and build/bench/gpu.jsonl (one line per result).
 #
 #   test/bench/gpu.sh [B] [T] [STEPS]     (needs ./build.sh --cuda and a GPU;
@@ -45,6 +51,15 @@ echo "== ours: train-bench B=$B T=$T steps=$STEPS"
   --jsonl "$tmp/ours.jsonl" | tail -3
 echo "== ours: decode-bench 256 sequences"
 "$VIV" cuda decode-bench --config "$tmp/config.json" --seqs 256 --prompt 128 --gen 128 --jsonl "$tmp/ours.jsonl"
+
+echo "== attention kernels alone: CUDA cores (warp) vs tensor cores (tc), B=$B T=$T hd=128"
+if [ -x build/test/attn_bench ]; then
+  build/test/attn_bench "$B" "$T" 16 8 128 "$STEPS" >"$tmp/attn.out" || echo "attention bench failed"
+  grep -v '^{' "$tmp/attn.out"
+  grep '^{' "$tmp/attn.out" >>"$tmp/ours.jsonl"
+else
+  echo "skip - attention bench: build/test/attn_bench missing (make cuda)"
+fi
 
 echo "== PyTorch (transformers Qwen3ForCausalLM, AdamW fused, bf16 autocast)"
 if "$PY" -c 'import torch, transformers' 2>/dev/null; then

@@ -18,7 +18,9 @@
 #     `viv cuda` clearly
 #   - without a GPU, bin/viv-cuda refuses --device cuda clearly too
 # On a machine with a GPU, additionally:
-#   - build/test/gpu_tests: CPU vs CUDA logits, loss, gradients, AdamW, decode
+#   - build/test/gpu_tests: CPU vs CUDA logits, loss, gradients, AdamW, decode;
+#     the training attention kernels alone: tensor cores (attention_tc.cu)
+#     vs CUDA cores (attention.cu) vs an fp64 host reference
 #   - viv gen --device cuda vs --device cpu on a small random checkpoint
 #   - one-rank `mpirun` data-parallel training smoke run (two ranks with 2+ GPUs)
 #   - build/test/train_gpu_tests: the trainer on the GPU vs on the CPU
@@ -72,7 +74,8 @@ fi
 # The real kernels of kernels.cu / attention.cu(_tc) run on the CPU by kemu
 # (test/gpu/kemu: CUDA threads as fibers, warp shuffles and barriers
 # emulated; matmuls still hostsim's): kemu's own checks, then gpu_tests.c
-# (CPU vs CUDA logits, gradients, AdamW, decode) with the kernels run once in
+# (CPU vs CUDA logits, gradients, AdamW, decode; the training attention's
+# tensor-core and CUDA-core kernels vs fp64) with the kernels run once in
 # thread order and once in a shuffled order (a race between barriers shows
 # as a difference), then the trainer's comparisons (train_gpu_tests.c).
 kemu_run() { # label, binary, env...
@@ -287,7 +290,8 @@ if [ ! -x "$NVCC" ]; then
   exit $fail
 fi
 
-if make -s bin/viv-cuda build/test/gpu_tests build/test/train_gpu_tests build/test/train_dp_tests >"$tmp/make.log" 2>&1; then
+if make -s bin/viv-cuda build/test/gpu_tests build/test/train_gpu_tests build/test/train_dp_tests build/test/attn_bench \
+     >"$tmp/make.log" 2>&1; then
   echo "ok - CUDA objects, bin/viv-cuda and gpu_tests compile and link (nvcc $("$NVCC" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'))"
 else
   echo "not ok - CUDA build: $(tail -5 "$tmp/make.log" | tr '\n' ' ')"
@@ -345,6 +349,10 @@ fi
 
 # ---- with a GPU ----
 build/test/gpu_tests || fail=1
+# the attention benchmark's two paths run (their numbers are gpu_tests'
+# attn_kernels test; the timings are test/bench/gpu.sh's)
+check "attn_bench runs the CUDA-core and tensor-core attention" 0 'attention tc .*backward' \
+  build/test/attn_bench 1 256 4 2 128 2
 build/test/train_gpu_tests || fail=1
 if [ "$ndev" -ge 2 ] && command -v mpirun >/dev/null && bin/viv-cuda cuda info | grep -q 'MPI + NCCL): built in'; then
   mpirun --allow-run-as-root --oversubscribe -np 2 build/test/train_dp_tests || fail=1

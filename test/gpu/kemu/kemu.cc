@@ -89,6 +89,12 @@ void kemu_syncthreads(void) { to_scheduler(AT_BLOCK_BARRIER); }
 void kemu_syncwarp(void) { to_scheduler(AT_WARP_BARRIER); }
 void *kemu_dyn_smem(void) { return g_dyn; }
 
+void kemu_wmma_misuse(const char *what, const void *p, unsigned ldm) {
+    char m[160];
+    snprintf(m, sizeof m, "%s: %p is not 32-byte aligned or ldm %u is not a multiple of 16 bytes", what, p, ldm);
+    die(m);
+}
+
 static void fiber_main(void) {
     g_body(g_arg);
     to_scheduler(RETURNED);
@@ -204,7 +210,8 @@ void kemu_run(const kemu_cfg &c, void (*body)(void *), void *arg) {
     if (c.grid.x == 0 || c.grid.y == 0 || c.grid.z == 0) die("empty grid");
     if (c.smem > g_dyn_cap) {
         free(g_dyn);
-        g_dyn = (char *)malloc(c.smem);
+        /* aligned as a GPU's shared window is, so wmma's alignment checks hold */
+        g_dyn = (char *)aligned_alloc(128, (c.smem + 127) / 128 * 128);
         if (!g_dyn) die("out of memory for dynamic shared memory");
         g_dyn_cap = c.smem;
     }

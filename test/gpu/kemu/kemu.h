@@ -71,7 +71,11 @@ struct float2 {
 struct float4 {
     float x, y, z, w;
 };
+struct uint4 { /* 16-byte moves of bf16 rows (attention_tc.cu) */
+    unsigned x, y, z, w;
+};
 static inline float2 make_float2(float x, float y) { return {x, y}; }
+static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
 static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
 /* The running fiber's coordinates: the scheduler sets these before it
@@ -94,6 +98,7 @@ extern uint64_t kemu_slot[32][2][32];
 extern unsigned char kemu_parity[1024];
 static inline int kemu_lane(void) { return kemu_cur & 31; }
 void *kemu_dyn_smem(void);
+void kemu_wmma_misuse(const char *what, const void *p, unsigned ldm); /* mma.h's checks: aborts */
 
 #define __syncthreads() kemu_syncthreads()
 static inline void __syncwarp(unsigned mask = 0xffffffffu) {
@@ -212,5 +217,15 @@ template <typename... P, typename... A> static void kemu_launch(const kemu_cfg &
 /* Runtime calls the kernel files make that hostsim's runtime header lacks. */
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 template <typename F> static inline cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) { return cudaSuccess; }
+/* attn_probe.cu's: launches finish before they return, and time stands still */
+static inline cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+typedef struct kemu_event *cudaEvent_t;
+static inline cudaError_t cudaEventCreate(cudaEvent_t *e) { return *e = NULL, cudaSuccess; }
+static inline cudaError_t cudaEventDestroy(cudaEvent_t e) { return (void)e, cudaSuccess; }
+static inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t st) { return (void)e, (void)st, cudaSuccess; }
+static inline cudaError_t cudaEventSynchronize(cudaEvent_t e) { return (void)e, cudaSuccess; }
+static inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
+    return (void)a, (void)b, *ms = 0, cudaSuccess;
+}
 
 #endif

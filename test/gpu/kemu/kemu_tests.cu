@@ -61,7 +61,7 @@ __global__ void reverse_kernel(float *out, const float *in, int n) {
 
 /* C[16x16] = A[16x16] B[16x16] with one warp, through shared memory */
 __global__ void wmma_kernel(float *c, const __nv_bfloat16 *a, const __nv_bfloat16 *b, int sync_after_store) {
-    __shared__ float tile[16 * 16];
+    __shared__ __align__(32) float tile[16 * 16];
     wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
     wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> fc;
@@ -101,6 +101,13 @@ static void run_divergent(void) {
     divergent_kernel<<<1, 32>>>(out);
 }
 
+/* wmma from a pointer 16 bytes past a 32-byte boundary: a fault on a GPU */
+static void run_misaligned(void) {
+    static __align__(32) __nv_bfloat16 m[16 * 16 + 8];
+    static float c[256];
+    wmma_kernel<<<1, 32>>>(c, m + 8, m, 1);
+}
+
 int main(void) {
     static int sums[3 * 128], rot[32];
     block_sum_kernel<<<3, 128>>>(sums);
@@ -120,7 +127,7 @@ int main(void) {
     for (int i = 0; i < 100; i++) bad += out[i] != 99 - i;
     CHECK("dynamic shared memory, partial warp", !bad, "%d wrong", bad);
 
-    static __nv_bfloat16 a[256], bt[256];
+    static __align__(32) __nv_bfloat16 a[256], bt[256];
     static float c[256];
     for (int i = 0; i < 256; i++) a[i] = __float2bfloat16((float)(i % 7) - 3), bt[i] = __float2bfloat16((float)(i % 5) - 2);
     wmma_kernel<<<1, 32>>>(c, a, bt, 1);
@@ -146,6 +153,7 @@ int main(void) {
     CHECK("a read of a wmma store without __syncwarp is caught", worst > 0, "the racy read gave the right answer");
 
     CHECK("a divergent shuffle aborts", aborts(run_divergent), "kemu did not abort");
+    CHECK("a misaligned wmma pointer aborts", aborts(run_misaligned), "kemu did not abort");
     printf("# %d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

@@ -58,6 +58,14 @@ static inline void fill_fragment(fragment<Use, M, N, K, T, L> &f, const V &v) {
     for (int i = 0; i < f.num_elements; i++) f.x[i] = (T)v;
 }
 
+/* What a GPU requires of every load_matrix_sync / store_matrix_sync (a
+ * misaligned one faults or reads the wrong bytes there): the pointer 256-bit
+ * (32-byte) aligned and ldm a multiple of 16 bytes (8 bf16/half, 4 float).
+ * kemu aborts on either, so a kernel's tile layout is checked off the GPU. */
+template <typename T> static inline void kemu_wmma_check(const T *p, unsigned ldm) {
+    if ((uintptr_t)p % 32 || (ldm * sizeof(T)) % 16) kemu_wmma_misuse("wmma pointer or ldm", p, ldm);
+}
+
 /* element (r, c) of a matrix in memory with leading dimension ldm */
 template <typename T> static inline T kemu_at(const T *p, unsigned ldm, int r, int c, bool row_major_mem) {
     return row_major_mem ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r];
@@ -66,22 +74,26 @@ template <typename T> static inline T kemu_at(const T *p, unsigned ldm, int r, i
 /* matrix_a / matrix_b: the layout is part of the fragment's type */
 template <typename Use, int M, int N, int K, typename T>
 static inline void load_matrix_sync(fragment<Use, M, N, K, T, row_major> &f, const T *p, unsigned ldm) {
+    kemu_wmma_check(p, ldm);
     for (int r = 0; r < f.rows; r++)
         for (int c = 0; c < f.cols; c++) f.x[r * f.cols + c] = kemu_at(p, ldm, r, c, true);
 }
 template <typename Use, int M, int N, int K, typename T>
 static inline void load_matrix_sync(fragment<Use, M, N, K, T, col_major> &f, const T *p, unsigned ldm) {
+    kemu_wmma_check(p, ldm);
     for (int r = 0; r < f.rows; r++)
         for (int c = 0; c < f.cols; c++) f.x[r * f.cols + c] = kemu_at(p, ldm, r, c, false);
 }
 /* accumulator: the layout is an argument */
 template <int M, int N, int K, typename T>
 static inline void load_matrix_sync(fragment<accumulator, M, N, K, T> &f, const T *p, unsigned ldm, layout_t l) {
+    kemu_wmma_check(p, ldm);
     for (int r = 0; r < M; r++)
         for (int c = 0; c < N; c++) f.x[r * N + c] = kemu_at(p, ldm, r, c, l == mem_row_major);
 }
 template <int M, int N, int K, typename T>
 static inline void store_matrix_sync(T *p, const fragment<accumulator, M, N, K, T> &f, unsigned ldm, layout_t l) {
+    kemu_wmma_check(p, ldm);
     int lane = kemu_lane();
     for (int i = lane; i < M * N; i += 32) {
         int r = i / N, c = i % N;
