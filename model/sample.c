@@ -128,38 +128,34 @@ int sampler_sample(struct sampler *s, const float *logits, int V) {
     return s->idx[n - 1];
 }
 
-int qwen3_generate(const struct qwen3 *m, const int32_t *prompt, int n_prompt, const struct gen_opts *o,
-                   gen_token_fn on_token, void *user, struct gen_stats *st, char *err, size_t errlen) {
-    struct gen_stats local;
-    if (!st) st = &local;
-    memset(st, 0, sizeof *st);
+int gen_args_ok(int n_prompt, const struct gen_opts *o, char *err, size_t errlen) {
     if (n_prompt <= 0 || o->max_tokens < 0) {
         snprintf(err, errlen, "generate: need at least one prompt token");
         return -1;
     }
-    int V = m->cfg.vocab_size;
-    struct qwen3_kv *kv = qwen3_kv_create(m, 1, n_prompt + o->max_tokens, err, errlen);
-    if (!kv) return -1;
-    float *logits = xmalloc((size_t)V * sizeof *logits);
+    return 0;
+}
+
+int gen_run(const struct gen_decoder *gm, const int32_t *prompt, int n_prompt, const struct gen_opts *o,
+            gen_token_fn on_token, void *user, struct gen_stats *st, char *err, size_t errlen) {
+    struct gen_stats local;
+    if (!st) st = &local;
+    memset(st, 0, sizeof *st);
+    if (gen_args_ok(n_prompt, o, err, errlen)) return -1;
+    float *logits = xmalloc((size_t)gm->vocab * sizeof *logits);
     struct sampler smp;
     sampler_init(&smp, o->temperature, o->top_p, o->top_k, o->seed);
     int rc = -1;
     double t0 = now_ms();
-    /* prefill in chunks, logits only for the prompt's last token */
-    enum { CHUNK = 256 };
-    int *slots = xcalloc(CHUNK, sizeof *slots);
-    uint8_t *want = xcalloc(CHUNK, 1);
-    for (int i = 0; i < n_prompt; i += CHUNK) {
-        int n = n_prompt - i < CHUNK ? n_prompt - i : CHUNK;
-        memset(want, 0, CHUNK);
-        want[n - 1] = i + n == n_prompt;
-        if (qwen3_kv_forward(m, kv, prompt + i, slots, n, want, logits, err, errlen)) goto out;
+    for (int i = 0; i < n_prompt; i += GEN_CHUNK) {
+        int n = n_prompt - i < GEN_CHUNK ? n_prompt - i : GEN_CHUNK;
+        if (gm->feed(gm->self, prompt + i, n, i + n == n_prompt, logits, err, errlen)) goto out;
     }
     st->prompt_tokens = n_prompt;
     st->prefill_ms = now_ms() - t0;
     t0 = now_ms();
     for (int g = 0; g < o->max_tokens; g++) {
-        int32_t tok = sampler_sample(&smp, logits, V);
+        int32_t tok = sampler_sample(&smp, logits, gm->vocab);
         st->generated++;
         int stop = 0;
         for (int i = 0; i < o->n_stop; i++) stop |= tok == o->stop_ids[i];
@@ -169,16 +165,44 @@ int qwen3_generate(const struct qwen3 *m, const int32_t *prompt, int n_prompt, c
             break;
         }
         if (g + 1 == o->max_tokens) break;
-        int slot = 0;
-        if (qwen3_kv_forward(m, kv, &tok, &slot, 1, NULL, logits, err, errlen)) goto out;
+        if (gm->feed(gm->self, &tok, 1, 1, logits, err, errlen)) goto out;
     }
     st->decode_ms = now_ms() - t0;
     rc = 0;
 out:
-    free(slots);
-    free(want);
     free(logits);
     sampler_free(&smp);
-    qwen3_kv_free(kv);
+    return rc;
+}
+
+/* The CPU model's feed: one slot (0) of a qwen3_kv. */
+struct cpu_feed {
+    const struct qwen3 *m;
+    struct qwen3_kv *kv;
+    int slots[GEN_CHUNK]; /* all 0 */
+    uint8_t want[GEN_CHUNK];
+};
+
+static int feed_cpu(void *self, const int32_t *tokens, int n, int want_last, float *logits, char *err,
+                    size_t errlen) {
+    struct cpu_feed *f = self;
+    memset(f->want, 0, (size_t)n);
+    f->want[n - 1] = (uint8_t)want_last;
+    return qwen3_kv_forward(f->m, f->kv, tokens, f->slots, n, f->want, logits, err, errlen);
+}
+
+int qwen3_generate(const struct qwen3 *m, const int32_t *prompt, int n_prompt, const struct gen_opts *o,
+                   gen_token_fn on_token, void *user, struct gen_stats *st, char *err, size_t errlen) {
+    if (gen_args_ok(n_prompt, o, err, errlen)) return -1;
+    struct cpu_feed *f = xcalloc(1, sizeof *f);
+    f->m = m;
+    f->kv = qwen3_kv_create(m, 1, n_prompt + o->max_tokens, err, errlen);
+    int rc = -1;
+    if (f->kv) {
+        struct gen_decoder gm = {.vocab = m->cfg.vocab_size, .feed = feed_cpu, .self = f};
+        rc = gen_run(&gm, prompt, n_prompt, o, on_token, user, st, err, errlen);
+        qwen3_kv_free(f->kv);
+    }
+    free(f);
     return rc;
 }

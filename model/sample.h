@@ -48,6 +48,25 @@ struct gen_stats {
 /* Called for each generated token; return non-zero to stop early. */
 typedef int (*gen_token_fn)(int32_t token, void *user);
 
+/* The model side of one sequence's generation, so that the sampling loop
+ * exists once for every backend: feed(self, tokens, n, want_last, logits)
+ * runs the next n positions (n <= GEN_CHUNK) through the model's KV cache
+ * and, when want_last, writes the last one's vocab logits. qwen3_generate
+ * (CPU) and qwen3_cuda_generate (model/cuda/infer.cu) each pass theirs. */
+enum { GEN_CHUNK = 256 };
+struct gen_decoder {
+    int vocab;
+    int (*feed)(void *self, const int32_t *tokens, int n, int want_last, float *logits, char *err, size_t errlen);
+    void *self;
+};
+/* 0 when n_prompt and o describe a generation, else -1 + err. */
+int gen_args_ok(int n_prompt, const struct gen_opts *o, char *err, size_t errlen);
+/* Prefill the prompt in GEN_CHUNK pieces (logits only for its last token),
+ * then sample, call on_token, and feed each token back, until max_tokens, a
+ * stop id (emitted, then stop) or on_token asks to stop. 0, or -1 + err. */
+int gen_run(const struct gen_decoder *gm, const int32_t *prompt, int n_prompt, const struct gen_opts *o,
+            gen_token_fn on_token, void *user, struct gen_stats *st, char *err, size_t errlen);
+
 /* Generate from prompt ids with a fresh one-slot KV cache. 0, or -1 + err. */
 int qwen3_generate(const struct qwen3 *m, const int32_t *prompt, int n_prompt, const struct gen_opts *o,
                    gen_token_fn on_token, void *user, struct gen_stats *st, char *err, size_t errlen);

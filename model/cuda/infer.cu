@@ -12,7 +12,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 extern "C" struct qwen3_cuda_kv *qwen3_cuda_kv_create(struct qwen3_cuda *g, int n_slots, int max_T, char *err,
                                                       size_t errlen) {
@@ -218,69 +217,38 @@ out:
     return rc;
 }
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+/* qwen3_generate with the GPU's KV-cache forward: the sampling loop is
+ * sample.c's gen_run; this is only the model side (one slot, logits copied
+ * down for the rows asked for). */
+struct cuda_feed {
+    struct qwen3_cuda *g;
+    struct qwen3_cuda_kv *kv;
+    int slots[GEN_CHUNK]; /* all 0 */
+    uint8_t want[GEN_CHUNK];
+};
+
+static int feed_cuda(void *self, const int32_t *tokens, int n, int want_last, float *logits, char *err,
+                     size_t errlen) {
+    struct cuda_feed *f = (struct cuda_feed *)self;
+    memset(f->want, 0, (size_t)n);
+    f->want[n - 1] = (uint8_t)want_last;
+    return qwen3_cuda_kv_forward(f->g, f->kv, tokens, f->slots, n, f->want, logits, err, errlen);
 }
 
-/* sample.c's qwen3_generate with the GPU forward: prefill in chunks with
- * logits only for the prompt's last token, then one row per step. */
 extern "C" int qwen3_cuda_generate(struct qwen3_cuda *g, const int32_t *prompt, int n_prompt,
                                    const struct gen_opts *o, gen_token_fn on_token, void *user, struct gen_stats *st,
                                    char *err, size_t errlen) {
-    struct gen_stats local;
-    if (!st) st = &local;
-    memset(st, 0, sizeof *st);
-    if (n_prompt <= 0 || o->max_tokens < 0) {
-        snprintf(err, errlen, "generate: need at least one prompt token");
-        return -1;
-    }
-    int V = g->cfg.vocab_size;
-    struct qwen3_cuda_kv *kv = qwen3_cuda_kv_create(g, 1, n_prompt + o->max_tokens, err, errlen);
-    if (!kv) return -1;
-    enum { CHUNK = 256 };
-    float *logits = (float *)malloc((size_t)V * sizeof *logits);
-    int *slots = (int *)calloc(CHUNK, sizeof *slots);
-    uint8_t *want = (uint8_t *)calloc(CHUNK, 1);
-    struct sampler smp;
-    sampler_init(&smp, o->temperature, o->top_p, o->top_k, o->seed);
+    if (gen_args_ok(n_prompt, o, err, errlen)) return -1;
+    struct cuda_feed *f = (struct cuda_feed *)calloc(1, sizeof *f);
+    if (!f) return snprintf(err, errlen, "out of host memory"), -1;
+    f->g = g;
+    f->kv = qwen3_cuda_kv_create(g, 1, n_prompt + o->max_tokens, err, errlen);
     int rc = -1;
-    double t0 = now_ms();
-    if (!logits || !slots || !want) {
-        snprintf(err, errlen, "out of host memory");
-        goto out;
+    if (f->kv) {
+        struct gen_decoder gm = {g->cfg.vocab_size, feed_cuda, f};
+        rc = gen_run(&gm, prompt, n_prompt, o, on_token, user, st, err, errlen);
+        qwen3_cuda_kv_free(f->kv);
     }
-    for (int i = 0; i < n_prompt; i += CHUNK) {
-        int n = n_prompt - i < CHUNK ? n_prompt - i : CHUNK;
-        memset(want, 0, CHUNK);
-        want[n - 1] = i + n == n_prompt;
-        if (qwen3_cuda_kv_forward(g, kv, prompt + i, slots, n, want, logits, err, errlen)) goto out;
-    }
-    st->prompt_tokens = n_prompt;
-    st->prefill_ms = now_ms() - t0;
-    t0 = now_ms();
-    for (int k = 0; k < o->max_tokens; k++) {
-        int32_t tok = sampler_sample(&smp, logits, V);
-        st->generated++;
-        int stop = 0;
-        for (int i = 0; i < o->n_stop; i++) stop |= tok == o->stop_ids[i];
-        if (on_token && on_token(tok, user)) break;
-        if (stop) {
-            st->stopped_on_stop_id = 1;
-            break;
-        }
-        if (k + 1 == o->max_tokens) break;
-        int s0 = 0;
-        if (qwen3_cuda_kv_forward(g, kv, &tok, &s0, 1, NULL, logits, err, errlen)) goto out;
-    }
-    st->decode_ms = now_ms() - t0;
-    rc = 0;
-out:
-    free(logits);
-    free(slots);
-    free(want);
-    sampler_free(&smp);
-    qwen3_cuda_kv_free(kv);
+    free(f);
     return rc;
 }

@@ -569,6 +569,71 @@ static void test_attn_kernels(void) {
 }
 #endif
 
+/* qwen3_cuda_generate (the shared gen_run loop over the GPU's KV cache):
+ * greedy tokens after a 270-token prompt (two prefill chunks) must each be
+ * the CPU model's choice for its prefix, up to bf16 near-ties (the token's
+ * logit within 2% of the row's range of the best); a stop id ends the run
+ * after emitting it; on_token returning non-zero ends it at once. */
+struct collected {
+    int32_t tok[16];
+    int n, stop_after;
+};
+static int collect_token(int32_t t, void *u) {
+    struct collected *c = (struct collected *)u;
+    if (c->n < 16) c->tok[c->n] = t;
+    c->n++;
+    return c->stop_after && c->n >= c->stop_after;
+}
+
+static void test_generate_greedy(void) {
+    NEED_GPU();
+    struct qwen3_config c = small_cfg(1);
+    c.max_position = 640;
+    char err[512];
+    struct qwen3 *m = qwen3_create(&c, err, sizeof err);
+    CHECK(m, "model: %s", err);
+    qwen3_init_random(m, 41, 0.2f);
+    enum { P = 270, G = 6 };
+    int32_t ids[P + G], tg[P + G];
+    make_batch(1, P, c.vocab_size, 9, ids, tg);
+    struct qwen3_cuda *g = to_gpu(m, 0);
+    CHECK(g, "create");
+    struct gen_opts o = {.max_tokens = G, .temperature = 0};
+    struct gen_stats st;
+    struct collected got = {.n = 0};
+    CHECK(qwen3_cuda_generate(g, ids, P, &o, collect_token, &got, &st, err, sizeof err) == 0, "%s", err);
+    CHECK(got.n == G && st.generated == G && st.prompt_tokens == P && !st.stopped_on_stop_id, "%d tokens", got.n);
+    double worst = 0;
+    for (int i = 0; i < G; i++) { /* the CPU's logits for the prefix that produced token i */
+        int len = P + i;
+        for (int t = 0; t < i; t++) ids[P + t] = got.tok[t];
+        qwen3_forward(m, ids, NULL, NULL, 1, len);
+        const float *row = qwen3_logits(m) + (size_t)(len - 1) * c.vocab_size;
+        float mx = row[0], mn = row[0];
+        for (int v = 1; v < c.vocab_size; v++) mx = fmaxf(mx, row[v]), mn = fminf(mn, row[v]);
+        worst = fmax(worst, (mx - row[got.tok[i]]) / (mx - mn));
+    }
+    note("generate: worst greedy token's logit gap to the CPU's best, as a share of the row's range: %.4f", worst);
+    CHECK(worst <= 0.02, "a greedy token is %.3f of the row's range below the CPU's best", worst);
+    /* a stop id: the third token's id ends the run after it is emitted */
+    int32_t stop = got.tok[2];
+    int first = 0;
+    while (got.tok[first] != stop) first++;
+    struct collected s2 = {.n = 0};
+    o.stop_ids = &stop, o.n_stop = 1;
+    CHECK(qwen3_cuda_generate(g, ids, P, &o, collect_token, &s2, &st, err, sizeof err) == 0, "%s", err);
+    CHECK(s2.n == first + 1 && st.stopped_on_stop_id && !memcmp(s2.tok, got.tok, (size_t)s2.n * 4),
+          "stop id: %d tokens, wanted %d", s2.n, first + 1);
+    struct collected s3 = {.n = 0, .stop_after = 2};
+    o.n_stop = 0;
+    CHECK(qwen3_cuda_generate(g, ids, P, &o, collect_token, &s3, &st, err, sizeof err) == 0 && s3.n == 2,
+          "on_token stop: %d tokens", s3.n);
+    CHECK(qwen3_cuda_generate(g, ids, 0, &o, NULL, NULL, &st, err, sizeof err) != 0 && strstr(err, "prompt"),
+          "an empty prompt is refused: %s", err);
+    qwen3_cuda_free(g);
+    qwen3_free(m);
+}
+
 int main(int argc, char **argv) {
     static const struct test_case tests[] = {
 #ifndef VIV_HOSTSIM /* the stand-in always has its one "device" */
@@ -584,6 +649,7 @@ int main(int argc, char **argv) {
         {"adamw_tracks", test_adamw_tracks},
         {"kv_decode_batched", test_kv_decode},
         {"kv_matches_forward", test_kv_matches_forward},
+        {"generate_greedy", test_generate_greedy},
 #if !defined(VIV_HOSTSIM) || defined(VIV_KEMU) /* the kernels themselves: a GPU or test/gpu/kemu */
         {"attn_kernels_tc_vs_warp_vs_fp64", test_attn_kernels},
 #endif
