@@ -224,6 +224,15 @@ ifneq ($(HOSTSIM_CXX),)
 EXTRA_TESTS += $(BUILD)/test/viv_hostsim
 endif
 
+# ... and with the real kernels under kemu: the `viv cuda` and `viv gen
+# --device cuda` command lines run end to end on the CPU (test/gpu/run.sh)
+$(BUILD)/test/viv_kemu: $$(CUDA_HOST_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_OBJ)
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -o $@ $(CUDA_HOST_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_OBJ) -lseccomp -lcap -lcjson $(HTTP_GLIBC_LIBS) -lm -lpthread
+ifneq ($(HOSTSIM_CXX),)
+EXTRA_TESTS += $(BUILD)/test/viv_kemu
+endif
+
 # The same with data parallel: dist.cu built with MPI against hostsim's
 # nccl.h (NCCL's calls done with MPI on host memory), so `mpirun -np 2
 # viv_hostsim_mpi train --device cuda` runs the ranks' split, the gradient

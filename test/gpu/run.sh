@@ -91,6 +91,64 @@ if command -v g++ >/dev/null || command -v clang++ >/dev/null; then
   kemu_run kemu-trainer build/test/train_gpu_kemu_tests
 fi
 
+# The `viv cuda` and `viv gen --device cuda` command lines with the real
+# kernels under kemu (build/test/viv_kemu), on a small random checkpoint:
+# the commands test/gpu/check_transformers.sh and test/bench/gpu.sh rely on.
+kemu_relerr() { # A B TOL: prints max |a - b| / max |b| of two fp32 files; status 1 above TOL
+  /usr/bin/python3 -c '
+import array, sys
+a, b = (array.array("f", open(f, "rb").read()) for f in sys.argv[1:3])
+e = max(abs(x - y) for x, y in zip(a, b)) / max(abs(y) for y in b) if len(a) == len(b) and len(a) else 1e30
+print(f"{e:.2e}"); sys.exit(e > float(sys.argv[3]))' "$@"
+}
+kemu_cli() {
+  local v=build/test/viv_kemu d="$tmp/kcli" ids=3,17,250,9,77,100,5,64,128,511,2,90,31,8,400 e a b
+  if [ ! -x $v ] || [ ! -x build/test/model_tool ]; then
+    echo "not ok - kemu-cli: build/test/viv_kemu or model_tool missing (make tests)"; fail=1; return
+  fi
+  mkdir -p "$d"
+  cat >"$d/config.json" <<'EOF'
+{"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 512, "hidden_size": 128,
+ "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+ "head_dim": 32, "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+ "tie_word_embeddings": false, "torch_dtype": "float32"}
+EOF
+  build/test/model_tool init --config "$d/config.json" --out "$d/m" --dtype f32 --std 0.1 --seed 3 >/dev/null 2>&1
+  if $v cuda logits --model "$d/m" --ids $ids --out "$d/g.bin" --device cuda 2>"$d/err" &&
+     $v cuda logits --model "$d/m" --ids $ids --out "$d/c.bin" --device cpu 2>>"$d/err" &&
+     e=$(kemu_relerr "$d/g.bin" "$d/c.bin" 0.03); then
+    echo "ok - kemu-cli: viv cuda logits --device cuda vs cpu (max rel err $e)"
+  else
+    echo "not ok - kemu-cli: viv cuda logits cuda vs cpu: ${e:-} $(tail -2 "$d/err" | tr '\n' ' ')"; fail=1
+  fi
+  # train-bench --save writes a checkpoint that bin/viv loads, trained (its
+  # logits moved), with the same logits on both devices
+  if $v cuda train-bench --model "$d/m" --batch 2 --seq 32 --steps 3 --lr 1e-2 --save "$d/t" >"$d/tb.out" 2>"$d/err" &&
+     [ "$(grep -c '"bench":"train"' "$d/tb.out")" = 3 ] &&
+     bin/viv gen --device cpu --model "$d/t" --prompt-ids 1,2 --max-tokens 1 >/dev/null 2>&1 &&
+     $v cuda logits --model "$d/t" --ids $ids --out "$d/tc.bin" --device cpu 2>>"$d/err" &&
+     $v cuda logits --model "$d/t" --ids $ids --out "$d/tg.bin" --device cuda 2>>"$d/err" &&
+     e=$(kemu_relerr "$d/tg.bin" "$d/tc.bin" 0.03) && ! kemu_relerr "$d/tc.bin" "$d/c.bin" 1e-3 >/dev/null; then
+    echo "ok - kemu-cli: train-bench --save: 3 steps; the checkpoint loads in bin/viv, moved, cuda = cpu on it ($e)"
+  else
+    echo "not ok - kemu-cli: train-bench --save: ${e:-} $(tail -2 "$d/err" | tr '\n' ' ')"; fail=1
+  fi
+  if $v cuda decode-bench --config "$d/config.json" --seqs 4 --prompt 8 --gen 4 >"$d/db.out" 2>"$d/err" &&
+     grep -q '"bench":"decode".*"decode_tokens_per_s":[0-9]' "$d/db.out"; then
+    echo "ok - kemu-cli: viv cuda decode-bench runs 4 sequences"
+  else
+    echo "not ok - kemu-cli: decode-bench: $(tail -2 "$d/err" | tr '\n' ' ')"; fail=1
+  fi
+  a=$(bin/viv gen --device cpu --model "$d/m" --prompt-ids 5,6,7 --max-tokens 4 --temperature 0 2>/dev/null)
+  b=$($v gen --device cuda --model "$d/m" --prompt-ids 5,6,7 --max-tokens 4 --temperature 0 2>/dev/null)
+  if [ -n "$a" ] && [ "$(cut -d' ' -f1-2 <<<"$a")" = "$(cut -d' ' -f1-2 <<<"$b")" ]; then
+    echo "ok - kemu-cli: viv gen --device cuda matches bin/viv --device cpu (greedy: $a/ $b)"
+  else
+    echo "not ok - kemu-cli: viv gen --device cuda vs cpu: cpu '$a' cuda '$b'"; fail=1
+  fi
+}
+if command -v g++ >/dev/null || command -v clang++ >/dev/null; then kemu_cli; fi
+
 # the trainer on the CUDA backend over hostsim: unit comparisons, then viv train end to end
 DATA=${VIV_TEST_DATA:-data}
 TINY=(--data "$DATA" --train-limit 14 --eval-limit 7 --samples 2 --tasks-per-step 2 --group 2 --sft-epochs 1
