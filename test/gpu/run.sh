@@ -210,6 +210,11 @@ if [ -x build/test/train_gpu_hostsim_tests ] && [ -x build/test/viv_hostsim ] &&
       echo "not ok - hostsim-train: --resume --device cuda: $(tail -3 "$tmp/resume.err" | tr '\n' ' ')"; fail=1
     fi
   fi
+  # the same end-to-end run with the real kernels under kemu
+  if [ -x build/test/viv_kemu ] && [ -f "$DATA/tasks/train.jsonl" ]; then
+    mkdir -p "$tmp/kbin" && cp build/test/viv_kemu "$tmp/kbin/viv" && ln -s "$PWD/bin/vivd" "$tmp/kbin/vivd"
+    e2e_train kemu-train "$tmp/kbin/viv"
+  fi
   # viv sft on both devices, same data and seed: the same first loss (bf16 vs fp32: 2%)
   if [ -f "$DATA/tasks/train.jsonl" ]; then
     "$tmp/hbin/viv" sft "${TINY[@]}" --runs "$tmp/runs" --name sft-cuda --device cuda >/dev/null 2>"$tmp/sftg.err"; rg=$?
