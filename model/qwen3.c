@@ -92,6 +92,8 @@ static void build_tensor_table(struct qwen3 *m) {
     if (!c->tie_word_embeddings) add_tensor(m, "lm_head.weight", m->w.lm_head, 0, V, D);
 }
 
+size_t qwen3_param_count(const struct qwen3_config *c) { return layout(c, NULL, NULL); }
+
 struct qwen3 *qwen3_create(const struct qwen3_config *c, char *err, size_t errlen) {
     if (qwen3_config_validate(c, err, errlen)) return NULL;
     struct qwen3 *m = xcalloc(1, sizeof *m);

@@ -79,6 +79,8 @@ struct qwen3 {
 
 /* Create with all parameters zero (use qwen3_init_random or load after). */
 struct qwen3 *qwen3_create(const struct qwen3_config *c, char *err, size_t errlen);
+/* The number of parameters (floats) qwen3_create would allocate for c. */
+size_t qwen3_param_count(const struct qwen3_config *c);
 /* Load a Hugging Face directory: config.json + safetensors (see safetensors.h). */
 struct qwen3 *qwen3_load(const char *dir, char *err, size_t errlen);
 void qwen3_free(struct qwen3 *m);

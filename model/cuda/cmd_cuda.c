@@ -50,8 +50,8 @@ static double now_s(void) {
 
 struct bench_opts {
     const char *model, *config, *jsonl, *save;
-    int batch, seq, steps, recompute, zero1, seqs, prompt, gen;
-    double lr, peak_tflops;
+    int batch, seq, steps, recompute, zero1, seqs, prompt, gen, ranks;
+    double lr, peak_tflops, gpu_gib;
     unsigned long long seed;
 };
 
@@ -88,12 +88,14 @@ static void usage(FILE *f) {
                "       viv cuda decode-bench (--model DIR | --config FILE) [--seqs N] [--prompt P] [--gen G]\n"
                "                            [--seed S] [--jsonl FILE]\n"
                "       viv cuda logits --model DIR --ids 1,2,3 --out FILE [--device cpu|cuda]\n"
+               "       viv cuda plan (--model DIR | --config FILE) [--batch B] [--seq T] [--recompute]\n"
+               "                            [--ranks N] [--zero1] [--gpu-gib G]  (device memory per GPU; no GPU needed)\n"
                "train-bench runs data-parallel over MPI + NCCL when started by mpirun/srun (one rank per GPU).\n");
 }
 
 static int parse(int argc, char **argv, struct bench_opts *o) {
     *o = (struct bench_opts){.batch = 4, .seq = 1024, .steps = 10, .seqs = 256, .prompt = 128, .gen = 128,
-                             .lr = 1e-4, .seed = 1};
+                             .lr = 1e-4, .seed = 1, .ranks = 1};
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -111,6 +113,8 @@ static int parse(int argc, char **argv, struct bench_opts *o) {
         else if (!strcmp(a, "--gen")) bad = int_arg(a, v, 1, 1 << 20, &o->gen), i++;
         else if (!strcmp(a, "--lr")) bad = dbl_arg(a, v, 0, 1, &o->lr), i++;
         else if (!strcmp(a, "--peak-tflops")) bad = dbl_arg(a, v, 1, 1e6, &o->peak_tflops), i++;
+        else if (!strcmp(a, "--ranks")) bad = int_arg(a, v, 1, 1 << 20, &o->ranks), i++;
+        else if (!strcmp(a, "--gpu-gib")) bad = dbl_arg(a, v, 0.1, 1e6, &o->gpu_gib), i++;
         else if (!strcmp(a, "--seed")) {
             double s;
             bad = dbl_arg(a, v, 0, 9007199254740992.0, &s), i++;
@@ -373,6 +377,57 @@ done:
     return rc;
 }
 
+/* viv cuda plan: the device memory of training a config at B x T, per
+ * GPU, as qwen3_cuda_plan_memory computes it from the backend's own layout
+ * (the test gpu_tests.c memory_plan checks it against real allocations). */
+static int plan_cmd(const struct bench_opts *o) {
+    char err[512];
+    struct qwen3_config c;
+    char *path = o->model ? xasprintf("%s/config.json", o->model) : xstrdup(o->config);
+    int rc = qwen3_config_load(path, &c, err, sizeof err);
+    free(path);
+    if (rc) {
+        fprintf(stderr, "viv cuda: %s\n", err);
+        return 1;
+    }
+    struct qwen3_cuda_mem m;
+    if (qwen3_cuda_plan_memory(&c, o->batch, o->seq, o->recompute, o->ranks, o->zero1, 1, &m)) {
+        fprintf(stderr, "viv cuda: bad plan arguments\n");
+        return 2;
+    }
+    const double G = 1073741824.0;
+    printf("%.3g B parameters, batch %d x %d tokens per GPU, %d rank%s%s%s\n", m.params / 1e9, o->batch, o->seq,
+           o->ranks, o->ranks > 1 ? "s" : "", o->zero1 && o->ranks > 1 ? ", ZeRO-1" : "",
+           o->recompute ? ", recompute" : "");
+    const struct {
+        const char *what;
+        size_t bytes;
+    } rows[] = {{"fp32 master weights", m.weights_f32}, {"bf16 weights", m.weights_bf16},
+                {"fp32 gradients", m.grads},             {"AdamW m and v", m.adam},
+                {"NaN-recovery snapshot", m.snapshot},   {"activations (one micro-batch)", m.activations},
+                {"cuBLASLt workspace + scratch", m.workspace + m.scratch}};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) printf("  %-30s %9.2f GiB\n", rows[i].what, rows[i].bytes / G);
+    printf("  %-30s %9.2f GiB\n", "total", m.total / G);
+    printf("  (rollouts' KV cache: %.1f KiB per cached token; CUDA context and NCCL: a few hundred MiB more)\n",
+           m.kv_bytes_per_token / 1024.0);
+    double cap = o->gpu_gib;
+    char name[256] = "";
+    if (cap <= 0 && qwen3_cuda_device_count(NULL, 0) > 0 && !qwen3_cuda_device_name(0, name, sizeof name)) {
+        const char *gib = strstr(name, " GiB"), *num = gib; /* "NAME, 79.1 GiB, sm_90" */
+        while (num && num > name && num[-1] != ' ') num--;
+        if (num) cap = atof(num);
+    }
+    if (cap > 0)
+        printf("%s on a %.1f GiB GPU%s%s\n", m.total / G <= cap * 0.95 ? "fits" : "does NOT fit", cap,
+               name[0] ? ": " : "", name);
+    printf("{\"plan\":\"train\",\"params\":%zu,\"batch\":%d,\"seq\":%d,\"ranks\":%d,\"zero1\":%d,\"recompute\":%d,"
+           "\"weights_f32\":%zu,\"weights_bf16\":%zu,\"grads\":%zu,\"adam\":%zu,\"snapshot\":%zu,"
+           "\"activations\":%zu,\"workspace\":%zu,\"total\":%zu}\n",
+           m.params, o->batch, o->seq, o->ranks, o->zero1, o->recompute, m.weights_f32, m.weights_bf16, m.grads, m.adam,
+           m.snapshot, m.activations, m.workspace + m.scratch, m.total);
+    return 0;
+}
+
 int cmd_cuda(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
@@ -393,6 +448,10 @@ int cmd_cuda(int argc, char **argv) {
     if (!strcmp(argv[1], "train-bench")) {
         if (parse(argc, argv, &o)) return 2;
         return train_bench(&o, argc, argv);
+    }
+    if (!strcmp(argv[1], "plan")) {
+        if (parse(argc, argv, &o)) return 2;
+        return plan_cmd(&o);
     }
     if (!strcmp(argv[1], "decode-bench")) {
         if (parse(argc, argv, &o)) return 2;

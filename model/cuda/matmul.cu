@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define WORKSPACE (32u << 20) /* cuBLASLt asks for up to 32 MiB on Hopper */
 #define CACHE_MAX 512
 
 /* The heuristic query costs tens of microseconds and a training step makes
@@ -44,14 +43,14 @@ int mm_ctx_init(struct mm_ctx *c, char *err, size_t errlen) {
         snprintf(err, errlen, "cublasLtCreate: status %d", (int)s);
         return -1;
     }
-    cudaError_t e = cudaMalloc(&c->workspace, WORKSPACE);
+    cudaError_t e = cudaMalloc(&c->workspace, MM_WORKSPACE_BYTES);
     if (e != cudaSuccess) {
         snprintf(err, errlen, "cuBLASLt workspace: %s", cudaGetErrorString(e));
         cublasLtDestroy(c->lt);
         c->lt = NULL;
         return -1;
     }
-    c->workspace_size = WORKSPACE;
+    c->workspace_size = MM_WORKSPACE_BYTES;
     return 0;
 }
 

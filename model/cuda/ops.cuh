@@ -35,6 +35,8 @@ struct mm_ctx {
     struct mm_algo_entry *cache;
     int n_cache;
 };
+/* the workspace mm_ctx_init allocates for cuBLASLt (it asks for up to 32 MiB on Hopper) */
+#define MM_WORKSPACE_BYTES ((size_t)32 << 20)
 int mm_ctx_init(struct mm_ctx *c, char *err, size_t errlen);
 void mm_ctx_free(struct mm_ctx *c);
 int mm(struct mm_ctx *c, cudaStream_t st, void *D, int d_f32, const bf16 *A, int ta, const bf16 *B, int tb, int M,

@@ -39,6 +39,7 @@ int dalloc(struct qwen3_cuda *g, void **p, size_t bytes, const char *what) {
         cudaGetLastError(); /* out of memory is not sticky: clear it */
         return gfail(g, "cudaMalloc %s (%.2f GiB): %s", what, bytes / 1073741824.0, cudaGetErrorString(e));
     }
+    g->dev_bytes += bytes;
     return 0;
 }
 
@@ -97,20 +98,24 @@ static void place(const struct qwen3 *cpu, float *base32, bf16 *base16, struct w
  * want, each aligned); the block is padded with zeros to W * z_n, so the
  * last shard may be partly (or, for a tiny model on many ranks, wholly)
  * padding. Off, or with one rank: one shard, the whole block. */
+static void shard_sizes(size_t n_params, int world, size_t *z_n, size_t *n_alloc) {
+    if (world <= 1) {
+        *z_n = *n_alloc = n_params;
+        return;
+    }
+    size_t per = (n_params + (size_t)world - 1) / (size_t)world;
+    *z_n = (per + 255) & ~(size_t)255;
+    *n_alloc = *z_n * (size_t)world;
+}
+
 static void zero1_layout(struct qwen3_cuda *g, int on) {
     int rank = 0, world = 1;
     if (on) qwen3_dist_world(&rank, &world);
     g->zero1 = on && world > 1;
     g->z_rank = g->zero1 ? rank : 0;
     g->z_world = g->zero1 ? world : 1;
-    if (!g->zero1) {
-        g->z_lo = 0, g->z_n = g->n_alloc = g->n_params;
-        return;
-    }
-    size_t per = (g->n_params + (size_t)world - 1) / (size_t)world;
-    g->z_n = (per + 255) & ~(size_t)255;
-    g->n_alloc = g->z_n * (size_t)world;
-    g->z_lo = g->z_n * (size_t)rank;
+    shard_sizes(g->n_params, g->z_world, &g->z_n, &g->n_alloc);
+    g->z_lo = g->z_n * (size_t)g->z_rank;
 }
 
 extern "C" struct qwen3_cuda *qwen3_cuda_create(const struct qwen3 *cpu, const struct qwen3_cuda_opts *o, char *err,
@@ -253,6 +258,29 @@ static size_t plan(const struct qwen3_config *c, int B, int T, int recompute, st
 #undef C
     return o + 256;
 }
+
+extern "C" int qwen3_cuda_plan_memory(const struct qwen3_config *c, int B, int T, int recompute, int world,
+                                      int zero1, int snapshot, struct qwen3_cuda_mem *m) {
+    memset(m, 0, sizeof *m);
+    if (B < 1 || T < 1 || world < 1) return -1;
+    size_t n = qwen3_param_count(c), z_n, n_alloc;
+    shard_sizes(n, zero1 ? world : 1, &z_n, &n_alloc);
+    m->params = n;
+    m->weights_f32 = n_alloc * 4;
+    m->weights_bf16 = n * 2;
+    m->grads = n_alloc * 4;
+    m->adam = 2 * z_n * 4;
+    m->snapshot = snapshot ? (n + 2 * z_n) * 4 : 0;
+    m->activations = plan(c, B, T, recompute, NULL, NULL);
+    m->workspace = MM_WORKSPACE_BYTES;
+    m->scratch = 64; /* g->scalar */
+    m->total = m->weights_f32 + m->weights_bf16 + m->grads + m->adam + m->snapshot + m->activations + m->workspace +
+               m->scratch;
+    m->kv_bytes_per_token = (size_t)2 * c->num_layers * c->num_kv_heads * c->head_dim * 2; /* bf16 K and V */
+    return 0;
+}
+
+extern "C" size_t qwen3_cuda_device_bytes(const struct qwen3_cuda *g) { return g->dev_bytes; }
 
 /* The per-layer slot of the saved activations. */
 static struct layer_acts slot(struct qwen3_cuda *g, int l) {

@@ -115,6 +115,25 @@ int qwen3_cuda_recomputes(const struct qwen3_cuda *g);
 /* Copy the fp32 master weights down into cpu (same config), for qwen3_save. */
 int qwen3_cuda_to_host(struct qwen3_cuda *g, struct qwen3 *cpu);
 
+/* ---- memory planning ---------------------------------------------------------------
+ * The device memory a training handle will hold for a config at B x T, as
+ * this backend allocates it (no device needed): fp32 masters and gradients
+ * (padded to the ZeRO-1 shards), the bf16 copy, AdamW m and v (this rank's
+ * shard with zero1 and world > 1), the NaN-recovery snapshot viv train keeps
+ * (snapshot = 1), the activations of one forward + backward, cuBLASLt's
+ * workspace and small scratch. Not included: the rollouts' KV cache
+ * (qwen3_cuda_kv_create: kv_bytes_per_token per cached token, all slots),
+ * the CUDA context and NCCL's buffers (a few hundred MiB). */
+struct qwen3_cuda_mem {
+    size_t params; /* count */
+    size_t weights_f32, weights_bf16, grads, adam, snapshot, activations, workspace, scratch, total;
+    size_t kv_bytes_per_token;
+};
+int qwen3_cuda_plan_memory(const struct qwen3_config *c, int B, int T, int recompute, int world, int zero1,
+                           int snapshot, struct qwen3_cuda_mem *out);
+/* Device bytes this handle has allocated so far (what the plan predicts). */
+size_t qwen3_cuda_device_bytes(const struct qwen3_cuda *g);
+
 /* ---- what a trainer needs besides (rl/backend_cuda.c) ---------------------------- */
 /* Copy cpu's weights up (same config; the bf16 copy is refreshed). */
 int qwen3_cuda_from_host(struct qwen3_cuda *g, const struct qwen3 *cpu);

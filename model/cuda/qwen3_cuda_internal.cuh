@@ -78,6 +78,7 @@ struct qwen3_cuda {
     float *h_coef; /* host [2N]: coef scratch, then the mask weights */
     float loss;
     void *comm; /* ncclComm_t when data parallel (dist.c) */
+    size_t dev_bytes; /* device memory dalloc has handed out (qwen3_cuda_plan_memory checks against it) */
     char err[512];
 };
 

@@ -569,6 +569,44 @@ static void test_attn_kernels(void) {
 }
 #endif
 
+/* qwen3_cuda_plan_memory predicts what a training handle allocates: after
+ * forward, backward, AdamW and a snapshot, the handle's device bytes are the
+ * plan's total less cuBLASLt's workspace (mm_ctx's own allocation), with
+ * and without recomputation. */
+static void test_memory_plan(void) {
+    NEED_GPU();
+    for (int rc = 0; rc < 2; rc++) {
+        struct qwen3 *m = make_model(0, 31);
+        CHECK(m, "model");
+        int32_t ids[B * T], tg[B * T];
+        make_batch(B, T, m->cfg.vocab_size, 3, ids, tg);
+        struct qwen3_cuda *g = to_gpu(m, rc);
+        CHECK(g, "create");
+        struct adamw_config ac;
+        adamw_defaults(&ac);
+        CHECK(!isnan(qwen3_cuda_forward(g, ids, tg, NULL, B, T)), "forward");
+        qwen3_cuda_zero_grad(g);
+        CHECK(qwen3_cuda_backward(g) == 0 && qwen3_cuda_adamw_init(g, &ac) == 0, "backward");
+        CHECK(!isnan(qwen3_cuda_adamw_step(g, NULL)) && qwen3_cuda_snapshot(g) == 0, "step, snapshot");
+        struct qwen3_cuda_mem pm;
+        CHECK(qwen3_cuda_plan_memory(&m->cfg, B, T, rc, 1, 0, 1, &pm) == 0, "plan");
+        size_t got = qwen3_cuda_device_bytes(g), want = pm.total - pm.workspace;
+        note("memory plan recompute=%d: %zu bytes planned, %zu allocated (activations %zu)", rc, want, got,
+             pm.activations);
+        CHECK(got == want, "recompute=%d: allocated %zu bytes, the plan says %zu", rc, got, want);
+        CHECK(pm.params == m->n_params && pm.weights_f32 == 4 * m->n_params && pm.adam == 8 * m->n_params,
+              "plan's parameter sizes");
+        qwen3_cuda_free(g);
+        qwen3_free(m);
+    }
+    struct qwen3_config c = small_cfg(0);
+    struct qwen3_cuda_mem a, z;
+    CHECK(qwen3_cuda_plan_memory(&c, 1, 8, 0, 4, 0, 0, &a) == 0 && qwen3_cuda_plan_memory(&c, 1, 8, 0, 4, 1, 0, &z) == 0,
+          "plans");
+    CHECK(z.adam * 4 >= a.adam && z.adam * 4 < a.adam + 8 * 1024 * 4 && z.weights_f32 >= a.weights_f32,
+          "ZeRO-1 over 4 ranks: moments %zu of %zu bytes", z.adam, a.adam);
+}
+
 /* qwen3_cuda_generate (the shared gen_run loop over the GPU's KV cache):
  * greedy tokens after a 270-token prompt (two prefill chunks) must each be
  * the CPU model's choice for its prefix, up to bf16 near-ties (the token's
@@ -650,6 +688,7 @@ int main(int argc, char **argv) {
         {"kv_decode_batched", test_kv_decode},
         {"kv_matches_forward", test_kv_matches_forward},
         {"generate_greedy", test_generate_greedy},
+        {"memory_plan", test_memory_plan},
 #if !defined(VIV_HOSTSIM) || defined(VIV_KEMU) /* the kernels themselves: a GPU or test/gpu/kemu */
         {"attn_kernels_tc_vs_warp_vs_fp64", test_attn_kernels},
 #endif

@@ -139,6 +139,13 @@ EOF
   else
     echo "not ok - kemu-cli: decode-bench: $(tail -2 "$d/err" | tr '\n' ' ')"; fail=1
   fi
+  if $v cuda plan --config "$d/config.json" --batch 2 --seq 32 --gpu-gib 80 >"$d/plan.out" 2>"$d/err" &&
+     grep -q '^fits on a 80.0 GiB GPU' "$d/plan.out" && grep -q '"plan":"train","params":426752,' "$d/plan.out" &&
+     ! $v cuda plan --config "$d/config.json" --ranks 0 >/dev/null 2>&1; then
+    echo "ok - kemu-cli: viv cuda plan prints the memory per GPU (and refuses --ranks 0)"
+  else
+    echo "not ok - kemu-cli: viv cuda plan: $(tail -2 "$d/plan.out" "$d/err" | tr '\n' ' ')"; fail=1
+  fi
   a=$(bin/viv gen --device cpu --model "$d/m" --prompt-ids 5,6,7 --max-tokens 4 --temperature 0 2>/dev/null)
   b=$($v gen --device cuda --model "$d/m" --prompt-ids 5,6,7 --max-tokens 4 --temperature 0 2>/dev/null)
   if [ -n "$a" ] && [ "$(cut -d' ' -f1-2 <<<"$a")" = "$(cut -d' ' -f1-2 <<<"$b")" ]; then
