@@ -80,7 +80,7 @@ struct train_backend {
     struct adamw opt;   /* the host AdamW state (the real one on the CPU) */
     int rank, world;
     void *impl;
-    char desc[160]; /* how it trains, for the log: "" or e.g. " (ZeRO-1: ...; recompute)" */
+    char desc[200]; /* how it trains, for the log: "" or e.g. " (ZeRO-1: ...; recompute)" */
     char err[256];
 };
 
@@ -97,6 +97,7 @@ struct train_backend *train_backend_open(const char *device, struct qwen3 *m, ch
 struct train_backend_opts {
     int zero1;     /* ZeRO-1: AdamW moments sharded over the data-parallel ranks (model/cuda/dist.cu) */
     int recompute; /* keep only each layer's input, recompute the rest in backward */
+    int host_snapshot; /* keep the NaN-recovery snapshot in host memory, not on the device */
 };
 /* train_backend_open with options (o NULL: none). */
 struct train_backend *train_backend_open_opts(const char *device, struct qwen3 *m, const struct train_backend_opts *o,

@@ -198,7 +198,8 @@ static const struct train_backend_ops cuda_ops = {
 };
 
 static struct train_backend *cuda_open(struct qwen3 *m, const struct train_backend_opts *bo, char *err, size_t errlen) {
-    struct qwen3_cuda_opts o = {.device = g_local, .recompute = bo ? bo->recompute : 0, .zero1 = bo ? bo->zero1 : 0};
+    struct qwen3_cuda_opts o = {.device = g_local, .recompute = bo ? bo->recompute : 0, .zero1 = bo ? bo->zero1 : 0,
+                                .snapshot_host = bo ? bo->host_snapshot : 0};
     struct qwen3_cuda *g = qwen3_cuda_create(m, &o, err, errlen);
     if (!g) return NULL;
     struct train_backend *b = xcalloc(1, sizeof *b);
@@ -208,13 +209,18 @@ static struct train_backend *cuda_open(struct qwen3 *m, const struct train_backe
     b->rank = g_rank, b->world = g_world;
     size_t lo, shard = qwen3_cuda_zero1_shard(g, &lo);
     int rc = qwen3_cuda_recomputes(g);
-    if (shard)
-        snprintf(b->desc, sizeof b->desc, " (ZeRO-1: each rank keeps the AdamW moments of %zu of %zu parameters%s)", shard,
-                 m->n_params, rc ? "; activation recompute" : "");
-    else
-        snprintf(b->desc, sizeof b->desc, "%s%s%s", bo && bo->zero1 ? " (--zero1: one rank, nothing to shard" : "",
-                 rc ? (bo && bo->zero1 ? "; activation recompute)" : " (activation recompute)") : "",
-                 bo && bo->zero1 && !rc ? ")" : "");
+    /* the log's "( ...; ...)" after "training and decoding on cuda" */
+    char zpart[112] = "";
+    if (shard) snprintf(zpart, sizeof zpart, "ZeRO-1: each rank keeps the AdamW moments of %zu of %zu parameters", shard,
+                        m->n_params);
+    else if (bo && bo->zero1) snprintf(zpart, sizeof zpart, "--zero1: one rank, nothing to shard");
+    const char *parts[3] = {zpart[0] ? zpart : NULL, rc ? "activation recompute" : NULL,
+                            bo && bo->host_snapshot ? "NaN snapshot in host memory" : NULL};
+    size_t at = 0;
+    for (int i = 0; i < 3; i++)
+        if (parts[i] && at < sizeof b->desc)
+            at += (size_t)snprintf(b->desc + at, sizeof b->desc - at, "%s%s", at ? "; " : " (", parts[i]);
+    if (at && at < sizeof b->desc) snprintf(b->desc + at, sizeof b->desc - at, ")");
     /* every rank starts from rank 0's weights */
     if (b->world > 1 && qwen3_cuda_broadcast_weights(g)) {
         snprintf(err, errlen, "%s", qwen3_cuda_error(g));
@@ -309,8 +315,9 @@ struct train_backend *train_backend_open(const char *device, struct qwen3 *m, ch
 struct train_backend *train_backend_open_opts(const char *device, struct qwen3 *m, const struct train_backend_opts *o,
                                               char *err, size_t errlen) {
     if (!strcmp(device, "cpu")) {
-        if (o && (o->zero1 || o->recompute))
-            return snprintf(err, errlen, "%s needs --device cuda", o->zero1 ? "--zero1" : "--recompute"), NULL;
+        if (o && (o->zero1 || o->recompute || o->host_snapshot))
+            return snprintf(err, errlen, "%s needs --device cuda",
+                            o->zero1 ? "--zero1" : o->recompute ? "--recompute" : "--host-snapshot"), NULL;
         return train_backend_cpu(m);
     }
     if (strcmp(device, "cuda")) return snprintf(err, errlen, "--device must be cpu or cuda, not '%s'", device), NULL;

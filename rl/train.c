@@ -137,6 +137,7 @@ static const char usage_train[] =
     "                        step's tasks and SFT batches and average gradients over NCCL)\n"
     "  --zero1               (cuda, several ranks) ZeRO-1: each rank keeps 1/N of the AdamW moments\n"
     "  --recompute           (cuda) keep only layer inputs, recompute the rest in backward\n"
+    "  --host-snapshot       (cuda) keep the NaN-recovery copy of weights and moments in host memory\n"
     "  --no-sft              skip teacher collection and SFT (with --model)\n"
     "  --seed S              (default 1)\n"
     "  --tasks a,b,...|all   task shapes to use (default dbqa,seqqa: the multiple-choice ones)\n"
@@ -170,7 +171,7 @@ static const char usage_sft[] =
     "                        --teacher-concurrency 8 (requests in flight)\n"
     "  --samples K (2)  --error-rate P (0.3)  --model DIR  --name NAME (default viv-sft)\n"
     "  --device cpu|cuda     (cuda: bin/viv-cuda, and mpirun for several GPUs, as viv train;\n"
-    "                        --zero1 and --recompute as viv train)\n"
+    "                        --zero1, --recompute, --host-snapshot as viv train)\n"
     "  plus viv train's data, model and SFT options, and --socket or --sandbox LIST\n"
     "  [--sandbox-token-file F] for the teacher's tool calls.\n";
 
@@ -209,6 +210,7 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
         if (!strcmp(o, "--no-mask-overlong")) { c->mask_overlong_malformed = 0; continue; }
         if (!strcmp(o, "--zero1")) { c->bopts.zero1 = 1; continue; }
         if (!strcmp(o, "--recompute")) { c->bopts.recompute = 1; continue; }
+        if (!strcmp(o, "--host-snapshot")) { c->bopts.host_snapshot = 1; continue; }
         if (strncmp(o, "--", 2) != 0) return uerr(cmd, "unexpected argument '%s'", o);
         if (i + 1 >= argc) return uerr(cmd, "%s: unknown option, or its value is missing", o);
         const char *v = argv[++i];
@@ -273,8 +275,9 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
     }
     if (c->no_sft && !c->model_dir) return uerr(cmd, "--no-sft needs --model DIR (a model to start from)");
     if (strcmp(c->device, "cpu") && strcmp(c->device, "cuda")) return uerr(cmd, "--device must be cpu or cuda, not '%s'", c->device);
-    if (strcmp(c->device, "cuda") && (c->bopts.zero1 || c->bopts.recompute))
-        return uerr(cmd, "%s needs --device cuda (bin/viv-cuda)", c->bopts.zero1 ? "--zero1" : "--recompute");
+    if (strcmp(c->device, "cuda") && (c->bopts.zero1 || c->bopts.recompute || c->bopts.host_snapshot))
+        return uerr(cmd, "%s needs --device cuda (bin/viv-cuda)",
+                    c->bopts.zero1 ? "--zero1" : c->bopts.recompute ? "--recompute" : "--host-snapshot");
     if (!strcmp(c->device, "cuda") && !train_backend_cuda_built()) {
         fprintf(stderr, "viv %s: --device cuda: this viv was built without CUDA; use bin/viv-cuda "
                         "(./build.sh --cuda, or `make cuda` where nvcc is installed)\n", cmd);
@@ -306,7 +309,7 @@ static char *config_json(const struct train_cfg *c) {
     N("top_p", c->top_p), N("clip_low", c->clip_low), N("clip_high", c->clip_high), S("agg", c->agg);
     N("std_norm", c->std_norm), N("kl_coef", c->kl_coef), N("entropy_coef", c->entropy_coef);
     N("dynamic_sampling", c->dynamic_sampling), N("mask_overlong_malformed", c->mask_overlong_malformed);
-    N("zero1", c->bopts.zero1), N("recompute", c->bopts.recompute);
+    N("zero1", c->bopts.zero1), N("recompute", c->bopts.recompute), N("host_snapshot", c->bopts.host_snapshot);
     N("max_turns", c->max_turns), N("max_turn_tokens", c->max_turn_tokens), N("max_context", c->max_context);
     N("timeout_ms", c->timeout_ms), N("threads", c->threads), N("no_sft", c->no_sft);
     cJSON_AddStringToObject(o, "reward", "correctness + format (max 2)");

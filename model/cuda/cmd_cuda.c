@@ -50,7 +50,7 @@ static double now_s(void) {
 
 struct bench_opts {
     const char *model, *config, *jsonl, *save;
-    int batch, seq, steps, recompute, zero1, seqs, prompt, gen, ranks;
+    int batch, seq, steps, recompute, zero1, seqs, prompt, gen, ranks, host_snapshot;
     double lr, peak_tflops, gpu_gib;
     unsigned long long seed;
 };
@@ -89,7 +89,8 @@ static void usage(FILE *f) {
                "                            [--seed S] [--jsonl FILE]\n"
                "       viv cuda logits --model DIR --ids 1,2,3 --out FILE [--device cpu|cuda]\n"
                "       viv cuda plan (--model DIR | --config FILE) [--batch B] [--seq T] [--recompute]\n"
-               "                            [--ranks N] [--zero1] [--gpu-gib G]  (device memory per GPU; no GPU needed)\n"
+               "                            [--ranks N] [--zero1] [--host-snapshot] [--gpu-gib G]\n"
+               "                            (device memory per GPU, as viv train would use it; no GPU needed)\n"
                "train-bench runs data-parallel over MPI + NCCL when started by mpirun/srun (one rank per GPU).\n");
 }
 
@@ -105,6 +106,7 @@ static int parse(int argc, char **argv, struct bench_opts *o) {
         else if (!strcmp(a, "--save") && v) o->save = v, i++;
         else if (!strcmp(a, "--recompute")) o->recompute = 1;
         else if (!strcmp(a, "--zero1")) o->zero1 = 1;
+        else if (!strcmp(a, "--host-snapshot")) o->host_snapshot = 1;
         else if (!strcmp(a, "--batch")) bad = int_arg(a, v, 1, 1 << 16, &o->batch), i++;
         else if (!strcmp(a, "--seq")) bad = int_arg(a, v, 2, 1 << 20, &o->seq), i++;
         else if (!strcmp(a, "--steps")) bad = int_arg(a, v, 1, 1 << 24, &o->steps), i++;
@@ -391,7 +393,7 @@ static int plan_cmd(const struct bench_opts *o) {
         return 1;
     }
     struct qwen3_cuda_mem m;
-    if (qwen3_cuda_plan_memory(&c, o->batch, o->seq, o->recompute, o->ranks, o->zero1, 1, &m)) {
+    if (qwen3_cuda_plan_memory(&c, o->batch, o->seq, o->recompute, o->ranks, o->zero1, o->host_snapshot ? 2 : 1, &m)) {
         fprintf(stderr, "viv cuda: bad plan arguments\n");
         return 2;
     }
@@ -408,6 +410,7 @@ static int plan_cmd(const struct bench_opts *o) {
                 {"cuBLASLt workspace + scratch", m.workspace + m.scratch}};
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) printf("  %-30s %9.2f GiB\n", rows[i].what, rows[i].bytes / G);
     printf("  %-30s %9.2f GiB\n", "total", m.total / G);
+    if (m.snapshot_host) printf("  (plus %.2f GiB of host memory for the NaN-recovery snapshot)\n", m.snapshot_host / G);
     printf("  (rollouts' KV cache: %.1f KiB per cached token; CUDA context and NCCL: a few hundred MiB more)\n",
            m.kv_bytes_per_token / 1024.0);
     double cap = o->gpu_gib;
@@ -422,9 +425,9 @@ static int plan_cmd(const struct bench_opts *o) {
                name[0] ? ": " : "", name);
     printf("{\"plan\":\"train\",\"params\":%zu,\"batch\":%d,\"seq\":%d,\"ranks\":%d,\"zero1\":%d,\"recompute\":%d,"
            "\"weights_f32\":%zu,\"weights_bf16\":%zu,\"grads\":%zu,\"adam\":%zu,\"snapshot\":%zu,"
-           "\"activations\":%zu,\"workspace\":%zu,\"total\":%zu}\n",
+           "\"activations\":%zu,\"workspace\":%zu,\"total\":%zu,\"snapshot_host\":%zu}\n",
            m.params, o->batch, o->seq, o->ranks, o->zero1, o->recompute, m.weights_f32, m.weights_bf16, m.grads, m.adam,
-           m.snapshot, m.activations, m.workspace + m.scratch, m.total);
+           m.snapshot, m.activations, m.workspace + m.scratch, m.total, m.snapshot_host);
     return 0;
 }
 

@@ -128,6 +128,7 @@ extern "C" struct qwen3_cuda *qwen3_cuda_create(const struct qwen3 *cpu, const s
     g->cfg = cpu->cfg;
     g->n_params = cpu->n_params;
     g->recompute = o ? o->recompute : 0;
+    g->snap_host = o ? o->snapshot_host : 0;
     zero1_layout(g, o && o->zero1);
     /* attention keeps a head in per-lane registers (<= 256); RMSNorm backward
      * keeps a row's dw in shared memory (<= 12288 floats of 48 KiB) */
@@ -190,6 +191,7 @@ extern "C" void qwen3_cuda_free(struct qwen3_cuda *g) {
     qwen3_dist_free_comm(g);
     free(g->tensors);
     free(g->h_coef);
+    free(g->snap_h);
     free(g);
 }
 
@@ -270,7 +272,8 @@ extern "C" int qwen3_cuda_plan_memory(const struct qwen3_config *c, int B, int T
     m->weights_bf16 = n * 2;
     m->grads = n_alloc * 4;
     m->adam = 2 * z_n * 4;
-    m->snapshot = snapshot ? (n + 2 * z_n) * 4 : 0;
+    m->snapshot = snapshot == 1 ? (n + 2 * z_n) * 4 : 0;
+    m->snapshot_host = snapshot == 2 ? (n + 2 * z_n) * 4 : 0;
     m->activations = plan(c, B, T, recompute, NULL, NULL);
     m->workspace = MM_WORKSPACE_BYTES;
     m->scratch = 64; /* g->scalar */
@@ -800,8 +803,32 @@ extern "C" int qwen3_cuda_adamw_set(struct qwen3_cuda *g, const float *m, const 
 
 /* Weights (whole, identical on every rank) and this rank's moments: no
  * collective, with or without ZeRO-1 (then P + 2 * z_n floats). */
+/* The host copy (snapshot_host): synchronous copies through pageable
+ * memory, one transfer per piece. */
+static int snapshot_to_host(struct qwen3_cuda *g, int back) {
+    size_t P = g->n_params, n = g->z_n;
+    if (!g->snap_h) {
+        if (back) return gfail(g, "restore: no snapshot");
+        g->snap_h = (float *)malloc((P + 2 * n) * 4);
+        if (!g->snap_h) return gfail(g, "snapshot: out of host memory for %.2f GiB", (P + 2 * n) * 4 / 1073741824.0);
+    }
+    float *dev[3] = {g->params, g->adam_m, g->adam_v};
+    size_t at[3] = {0, P, P + n}, len[3] = {P, n, n};
+    for (int i = 0; i < 3; i++) {
+        if (!dev[i]) continue;
+        cudaError_t e = back ? cudaMemcpy(dev[i], g->snap_h + at[i], len[i] * 4, cudaMemcpyHostToDevice)
+                             : cudaMemcpy(g->snap_h + at[i], dev[i], len[i] * 4, cudaMemcpyDeviceToHost);
+        if (e != cudaSuccess) return gcheck(g, back ? "restore from host" : "snapshot to host");
+    }
+    return 0;
+}
+
 extern "C" int qwen3_cuda_snapshot(struct qwen3_cuda *g) {
     size_t P = g->n_params, n = g->z_n;
+    if (g->snap_host) {
+        g->snap_step = g->opt_step;
+        return snapshot_to_host(g, 0);
+    }
     if (!g->snap && dalloc(g, (void **)&g->snap, (P + 2 * n) * 4, "snapshot")) return -1;
     cudaMemcpyAsync(g->snap, g->params, P * 4, cudaMemcpyDeviceToDevice, g->st);
     if (g->adam_m) {
@@ -815,11 +842,15 @@ extern "C" int qwen3_cuda_snapshot(struct qwen3_cuda *g) {
 
 extern "C" int qwen3_cuda_restore(struct qwen3_cuda *g) {
     size_t P = g->n_params, n = g->z_n;
-    if (!g->snap) return gfail(g, "restore: no snapshot");
-    cudaMemcpyAsync(g->params, g->snap, P * 4, cudaMemcpyDeviceToDevice, g->st);
-    if (g->adam_m) {
-        cudaMemcpyAsync(g->adam_m, g->snap + P, n * 4, cudaMemcpyDeviceToDevice, g->st);
-        cudaMemcpyAsync(g->adam_v, g->snap + P + n, n * 4, cudaMemcpyDeviceToDevice, g->st);
+    if (g->snap_host) {
+        if (snapshot_to_host(g, 1)) return -1;
+    } else {
+        if (!g->snap) return gfail(g, "restore: no snapshot");
+        cudaMemcpyAsync(g->params, g->snap, P * 4, cudaMemcpyDeviceToDevice, g->st);
+        if (g->adam_m) {
+            cudaMemcpyAsync(g->adam_m, g->snap + P, n * 4, cudaMemcpyDeviceToDevice, g->st);
+            cudaMemcpyAsync(g->adam_v, g->snap + P + n, n * 4, cudaMemcpyDeviceToDevice, g->st);
+        }
     }
     k_f32_to_bf16(g->st, g->params_b, g->params, P);
     g->opt_step = g->snap_step;

@@ -58,6 +58,9 @@ struct qwen3_cuda_kv;
 struct qwen3_cuda_opts {
     int device;    /* CUDA device ordinal; -1 = from the launcher (local MPI rank) or 0 */
     int recompute; /* 1: keep only layer inputs, recompute the rest in backward */
+    int snapshot_host; /* 1: qwen3_cuda_snapshot keeps its copy in host memory (saves
+                        * (n_params + 2 moments) * 4 bytes of device memory; each
+                        * snapshot/restore then crosses PCIe) */
     /* 1: ZeRO-1 under data parallel (dist.cu): each of the W ranks keeps the
      * AdamW moments of 1/W of the parameters only (saving 2 * (W-1)/W of
      * their memory). Needs qwen3_dist_init first; with one rank it is off. */
@@ -127,10 +130,11 @@ int qwen3_cuda_to_host(struct qwen3_cuda *g, struct qwen3 *cpu);
 struct qwen3_cuda_mem {
     size_t params; /* count */
     size_t weights_f32, weights_bf16, grads, adam, snapshot, activations, workspace, scratch, total;
+    size_t snapshot_host; /* the snapshot's bytes when it is kept in host memory (not in total) */
     size_t kv_bytes_per_token;
 };
 int qwen3_cuda_plan_memory(const struct qwen3_config *c, int B, int T, int recompute, int world, int zero1,
-                           int snapshot, struct qwen3_cuda_mem *out);
+                           int snapshot, struct qwen3_cuda_mem *out); /* snapshot: 0 none, 1 device, 2 host */
 /* Device bytes this handle has allocated so far (what the plan predicts). */
 size_t qwen3_cuda_device_bytes(const struct qwen3_cuda *g);
 

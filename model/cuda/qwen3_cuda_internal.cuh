@@ -57,6 +57,8 @@ struct qwen3_cuda {
     float *grads;    /* fp32 [n_alloc], NULL until the first backward / zero_grad */
     float *adam_m, *adam_v; /* [z_n]: the moments of params [z_lo, z_lo + z_n) */
     float *snap;     /* qwen3_cuda_snapshot: weights [n_params], then m and v [z_n] each */
+    int snap_host;   /* the snapshot lives in host memory (snap_h) instead */
+    float *snap_h;
     /* ZeRO-1 (dist.cu). Off: z_lo = 0, z_n = n_alloc = n_params, one rank's
      * AdamW covers everything. On (world W > 1): the parameter block is
      * padded to n_alloc = W * z_n (z_n a multiple of 256) and this rank owns

@@ -575,13 +575,16 @@ static void test_attn_kernels(void) {
  * and without recomputation. */
 static void test_memory_plan(void) {
     NEED_GPU();
-    for (int rc = 0; rc < 2; rc++) {
+    for (int k = 0; k < 3; k++) { /* recompute off, on; off with the snapshot in host memory */
+        int rc = k == 1, host = k == 2;
         struct qwen3 *m = make_model(0, 31);
         CHECK(m, "model");
         int32_t ids[B * T], tg[B * T];
         make_batch(B, T, m->cfg.vocab_size, 3, ids, tg);
-        struct qwen3_cuda *g = to_gpu(m, rc);
-        CHECK(g, "create");
+        struct qwen3_cuda_opts co = {.device = 0, .recompute = rc, .snapshot_host = host};
+        char err[512];
+        struct qwen3_cuda *g = qwen3_cuda_create(m, &co, err, sizeof err);
+        CHECK(g, "create: %s", err);
         struct adamw_config ac;
         adamw_defaults(&ac);
         CHECK(!isnan(qwen3_cuda_forward(g, ids, tg, NULL, B, T)), "forward");
@@ -589,11 +592,14 @@ static void test_memory_plan(void) {
         CHECK(qwen3_cuda_backward(g) == 0 && qwen3_cuda_adamw_init(g, &ac) == 0, "backward");
         CHECK(!isnan(qwen3_cuda_adamw_step(g, NULL)) && qwen3_cuda_snapshot(g) == 0, "step, snapshot");
         struct qwen3_cuda_mem pm;
-        CHECK(qwen3_cuda_plan_memory(&m->cfg, B, T, rc, 1, 0, 1, &pm) == 0, "plan");
+        CHECK(qwen3_cuda_plan_memory(&m->cfg, B, T, rc, 1, 0, host ? 2 : 1, &pm) == 0, "plan");
         size_t got = qwen3_cuda_device_bytes(g), want = pm.total - pm.workspace;
-        note("memory plan recompute=%d: %zu bytes planned, %zu allocated (activations %zu)", rc, want, got,
-             pm.activations);
-        CHECK(got == want, "recompute=%d: allocated %zu bytes, the plan says %zu", rc, got, want);
+        note("memory plan recompute=%d host snapshot=%d: %zu bytes planned, %zu allocated (activations %zu)", rc,
+             host, want, got, pm.activations);
+        CHECK(got == want, "recompute=%d host=%d: allocated %zu bytes, the plan says %zu", rc, host, got, want);
+        CHECK(host ? pm.snapshot == 0 && pm.snapshot_host == 12 * m->n_params
+                   : pm.snapshot == 12 * m->n_params && pm.snapshot_host == 0,
+              "snapshot bytes");
         CHECK(pm.params == m->n_params && pm.weights_f32 == 4 * m->n_params && pm.adam == 8 * m->n_params,
               "plan's parameter sizes");
         qwen3_cuda_free(g);
@@ -605,6 +611,50 @@ static void test_memory_plan(void) {
           "plans");
     CHECK(z.adam * 4 >= a.adam && z.adam * 4 < a.adam + 8 * 1024 * 4 && z.weights_f32 >= a.weights_f32,
           "ZeRO-1 over 4 ranks: moments %zu of %zu bytes", z.adam, a.adam);
+}
+
+/* snapshot_host: restore brings back exactly the weights and AdamW state
+ * of the snapshot after a step that poisoned them, from host memory. */
+static void test_snapshot_host(void) {
+    NEED_GPU();
+    struct qwen3 *m = make_model(1, 33);
+    CHECK(m, "model");
+    int32_t ids[B * T], tg[B * T];
+    make_batch(B, T, m->cfg.vocab_size, 4, ids, tg);
+    struct qwen3_cuda_opts co = {.device = 0, .snapshot_host = 1};
+    char err[512];
+    struct qwen3_cuda *g = qwen3_cuda_create(m, &co, err, sizeof err);
+    CHECK(g, "create: %s", err);
+    struct adamw_config ac;
+    adamw_defaults(&ac);
+    ac.lr = 1e-2f;
+    CHECK(qwen3_cuda_adamw_init(g, &ac) == 0, "adamw init");
+    for (int s = 0; s < 2; s++) { /* one good step, then snapshot, then a poisoned one */
+        if (s == 1) CHECK(qwen3_cuda_snapshot(g) == 0, "snapshot: %s", qwen3_cuda_error(g));
+        if (s == 1) CHECK(qwen3_cuda_set_param(g, 5, NAN) == 0, "poison");
+        CHECK(!isnan(qwen3_cuda_forward(g, ids, tg, NULL, B, T)) || s == 1, "forward");
+        qwen3_cuda_zero_grad(g);
+        CHECK(qwen3_cuda_backward(g) == 0, "backward");
+        qwen3_cuda_adamw_step(g, NULL);
+        if (s == 0) { /* what the snapshot must bring back */
+            CHECK(qwen3_cuda_to_host(g, m) == 0, "to host");
+        }
+    }
+    size_t n = m->n_params;
+    float *want = malloc(n * 4), *mw = malloc(n * 4), *vw = malloc(n * 4), *mg = malloc(n * 4), *vg = malloc(n * 4);
+    long sw = 0, sg = 0;
+    memcpy(want, m->params, n * 4);
+    CHECK(qwen3_cuda_restore(g) == 0, "restore: %s", qwen3_cuda_error(g));
+    CHECK(qwen3_cuda_to_host(g, m) == 0 && qwen3_cuda_adamw_get(g, mg, vg, &sg) == 0, "read back");
+    CHECK(!memcmp(want, m->params, n * 4), "weights after restore differ from the snapshot's");
+    CHECK(sg == 1, "AdamW step after restore: %ld, want 1", sg);
+    CHECK(qwen3_cuda_snapshot(g) == 0 && qwen3_cuda_adamw_get(g, mw, vw, &sw) == 0 && qwen3_cuda_restore(g) == 0 &&
+              !memcmp(mw, mg, n * 4) && !memcmp(vw, vg, n * 4),
+          "AdamW moments: a second snapshot/restore changed them");
+    for (size_t i = 0; i < n; i++) CHECK(isfinite(mg[i]) && isfinite(vg[i]), "moment %zu not finite after restore", i);
+    free(want), free(mw), free(vw), free(mg), free(vg);
+    qwen3_cuda_free(g);
+    qwen3_free(m);
 }
 
 /* qwen3_cuda_generate (the shared gen_run loop over the GPU's KV cache):
@@ -689,6 +739,7 @@ int main(int argc, char **argv) {
         {"kv_matches_forward", test_kv_matches_forward},
         {"generate_greedy", test_generate_greedy},
         {"memory_plan", test_memory_plan},
+        {"snapshot_host", test_snapshot_host},
 #if !defined(VIV_HOSTSIM) || defined(VIV_KEMU) /* the kernels themselves: a GPU or test/gpu/kemu */
         {"attn_kernels_tc_vs_warp_vs_fp64", test_attn_kernels},
 #endif

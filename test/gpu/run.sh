@@ -54,6 +54,7 @@ if [ -x bin/viv ]; then
   check "bin/viv train checks --device" 2 'must be cpu or cuda' bin/viv train --device tpu
   check "bin/viv train --zero1 needs --device cuda" 2 'zero1 needs --device cuda' bin/viv train --zero1
   check "bin/viv sft --recompute needs --device cuda" 2 'recompute needs --device cuda' bin/viv sft --device cpu --recompute
+  check "bin/viv train --host-snapshot needs --device cuda" 2 'host-snapshot needs --device cuda' bin/viv train --host-snapshot
 else
   echo "not ok - bin/viv is missing (make all)"; fail=1
 fi
@@ -217,10 +218,19 @@ if [ -x build/test/train_gpu_hostsim_tests ] && [ -x build/test/viv_hostsim ] &&
       echo "not ok - hostsim-train: --resume --device cuda: $(tail -3 "$tmp/resume.err" | tr '\n' ' ')"; fail=1
     fi
   fi
-  # the same end-to-end run with the real kernels under kemu
+  # the same end-to-end run with the real kernels under kemu, the NaN
+  # snapshot kept in host memory (the injected NaN step restores from it)
   if [ -x build/test/viv_kemu ] && [ -f "$DATA/tasks/train.jsonl" ]; then
     mkdir -p "$tmp/kbin" && cp build/test/viv_kemu "$tmp/kbin/viv" && ln -s "$PWD/bin/vivd" "$tmp/kbin/vivd"
-    e2e_train kemu-train "$tmp/kbin/viv"
+    E2E_EXTRA=(--host-snapshot)
+    if e2e_train kemu-train "$tmp/kbin/viv"; then
+      if grep -q 'NaN snapshot in host memory' "$tmp/kemu-train.err"; then
+        echo "ok - kemu-train: --host-snapshot: the log says where the snapshot is"
+      else
+        echo "not ok - kemu-train: --host-snapshot not in the log"; fail=1
+      fi
+    fi
+    E2E_EXTRA=()
   fi
   # viv sft on both devices, same data and seed: the same first loss (bf16 vs fp32: 2%)
   if [ -f "$DATA/tasks/train.jsonl" ]; then
