@@ -174,6 +174,21 @@ __device__ __forceinline__ void tile_store(float *dst_f, bf16 *dst_b, size_t ld,
     }
 }
 
+/* A warp's accumulators acc[0..NA) (its 16-row block rb, column blocks cw,
+ * cw + CW, ...) staged through shared G[.][HD + 4], then rows r0..r0+n-1
+ * out as tile_store writes them: the last step of both backward passes.
+ * Every thread of the block calls it (it has a __syncthreads). */
+template <int HD, int NT, int NA, int CW>
+__device__ __forceinline__ void acc_store(float *dst_f, bf16 *dst_b, size_t ld, float *G, const frag_c *acc, int cw,
+                                          int rb, int r0, int n, int rmax) {
+    for (int a = 0; a < NA; a++) {
+        int c = cw + a * CW;
+        if (c < HD / 16) wmma::store_matrix_sync(G + 16 * rb * (HD + 4) + 16 * c, acc[a], HD + 4, wmma::mem_row_major);
+    }
+    __syncthreads();
+    tile_store<HD, NT>(dst_f, dst_b, ld, G, r0, n, rmax);
+}
+
 /* C[16 x 16] = A[16 x K] . B^T where A's rows and B's rows are both stored
  * row-major along K (A = a + k, B = b + k for k = 0, 16, ...). */
 template <int K>
@@ -333,7 +348,7 @@ __global__ void __launch_bounds__(NW * 32, 2)
     attn_dq_tc_kernel(float *dq, const float *dout, const float *lse, const float *dsum, const bf16 *q, const bf16 *k,
                       const bf16 *v, int T, int Hq, int Hkv) {
     constexpr int NT = NW * 32, CW = NW / 4, BQ = DQ_BQ, BK = DQ_BK;
-    constexpr int LDH = HD + 8, LDS = BK + 4, LDP = BK + 8, LDG = HD + 4;
+    constexpr int LDH = HD + 8, LDS = BK + 4, LDP = BK + 8; /* G (fp32 staging): rows of HD + 4 */
     constexpr int NA = (HD / 16 + CW - 1) / CW; /* dq column blocks per warp */
     extern __shared__ float4 tc_smem[];
     bf16 *Qs = (bf16 *)tc_smem, *dOs = Qs + BQ * LDH, *Ks = dOs + BQ * LDH, *Vs = Ks + BK * LDH;
@@ -406,12 +421,7 @@ __global__ void __launch_bounds__(NW * 32, 2)
         }
         __syncthreads();
     }
-    for (int a = 0; a < NA; a++) {
-        int n = cw + a * CW;
-        if (n < HD / 16) wmma::store_matrix_sync(G + 16 * rb * LDG + 16 * n, acc[a], LDG, wmma::mem_row_major);
-    }
-    __syncthreads();
-    tile_store<HD, NT>(dq + row0 * qd + (size_t)h * HD, NULL, qd, G, q0, BQ, T);
+    acc_store<HD, NT, NA, CW>(dq + row0 * qd + (size_t)h * HD, NULL, qd, G, acc, cw, rb, q0, BQ, T);
 }
 
 /* ---- backward: dk, dv -------------------------------------------------------------- */
@@ -430,7 +440,7 @@ __global__ void __launch_bounds__(NW * 32, 2)
     attn_dkv_tc_kernel(float *dk, bf16 *dv, const float *dout, const float *lse, const float *dsum, const bf16 *q,
                        const bf16 *k, const bf16 *v, int T, int Hq, int Hkv) {
     constexpr int NT = NW * 32, CW = NW / 4, BK = KV_BK, BQ = KV_BQ;
-    constexpr int LDH = HD + 8, LDS = BQ + 4, LDP = BQ + 8, LDG = HD + 4;
+    constexpr int LDH = HD + 8, LDS = BQ + 4, LDP = BQ + 8; /* G (fp32 staging): rows of HD + 4 */
     constexpr int NA = (HD / 16 + CW - 1) / CW; /* dk/dv column blocks per warp */
     extern __shared__ float4 tc_smem[];
     bf16 *Ks = (bf16 *)tc_smem, *Vs = Ks + BK * LDH, *Qs = Vs + BK * LDH, *dOs = Qs + BQ * LDH;
@@ -495,19 +505,9 @@ __global__ void __launch_bounds__(NW * 32, 2)
             __syncthreads();
         }
     }
-    for (int a = 0; a < NA; a++) {
-        int n = cw + a * CW;
-        if (n < HD / 16) wmma::store_matrix_sync(G + 16 * rb * LDG + 16 * n, dka[a], LDG, wmma::mem_row_major);
-    }
-    __syncthreads();
-    tile_store<HD, NT>(dk + row0 * kvd + (size_t)kh * HD, NULL, kvd, G, j0, BK, T);
-    __syncthreads();
-    for (int a = 0; a < NA; a++) {
-        int n = cw + a * CW;
-        if (n < HD / 16) wmma::store_matrix_sync(G + 16 * rb * LDG + 16 * n, dva[a], LDG, wmma::mem_row_major);
-    }
-    __syncthreads();
-    tile_store<HD, NT>(NULL, dv + row0 * kvd + (size_t)kh * HD, kvd, G, j0, BK, T);
+    acc_store<HD, NT, NA, CW>(dk + row0 * kvd + (size_t)kh * HD, NULL, kvd, G, dka, cw, rb, j0, BK, T);
+    __syncthreads(); /* G is reused for dv */
+    acc_store<HD, NT, NA, CW>(NULL, dv + row0 * kvd + (size_t)kh * HD, kvd, G, dva, cw, rb, j0, BK, T);
 }
 
 /* ---- launchers --------------------------------------------------------------------- */

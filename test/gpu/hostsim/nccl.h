@@ -55,6 +55,12 @@ static inline ncclResult_t ncclBroadcast(const void *send, void *recv, size_t n,
     return MPI_Bcast(recv, (int)n, MPI_FLOAT, root, MPI_COMM_WORLD) == MPI_SUCCESS ? ncclSuccess : ncclSystemError;
 }
 
+/* the world's size and this rank */
+static inline void hostsim_world(int *w, int *r) {
+    MPI_Comm_size(MPI_COMM_WORLD, w);
+    MPI_Comm_rank(MPI_COMM_WORLD, r);
+}
+
 /* ncclReduceScatter: rank r's recv [count] = the sum (or average) over the
  * ranks of their send[r*count .. (r+1)*count). NCCL allows it in place only
  * as recv == send + rank * count; any other overlap is an error here too. */
@@ -62,8 +68,7 @@ static inline ncclResult_t ncclReduceScatter(const void *send, void *recv, size_
                                              ncclRedOp_t op, ncclComm_t c, cudaStream_t st) {
     (void)t, (void)c, (void)st;
     int w = 1, r = 0;
-    MPI_Comm_size(MPI_COMM_WORLD, &w);
-    MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    hostsim_world(&w, &r);
     const float *s = (const float *)send;
     float *d = (float *)recv;
     if (d < s + count * (size_t)w && s < d + count && d != s + count * (size_t)r) return ncclSystemError;
@@ -84,8 +89,7 @@ static inline ncclResult_t ncclAllGather(const void *send, void *recv, size_t co
                                          cudaStream_t st) {
     (void)t, (void)c, (void)st;
     int w = 1, r = 0;
-    MPI_Comm_size(MPI_COMM_WORLD, &w);
-    MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    hostsim_world(&w, &r);
     const float *s = (const float *)send;
     float *d = (float *)recv;
     if (s == d + count * (size_t)r)
