@@ -189,6 +189,24 @@ __device__ __forceinline__ void acc_store(float *dst_f, bf16 *dst_b, size_t ld, 
     tile_store<HD, NT>(dst_f, dst_b, ld, G, r0, n, rmax);
 }
 
+/* acc[i] += A[16 x BK] . B[BK x 16], B's 16 columns being the warp's column
+ * block cw + i * CW (of HD / 16): A row-major from a (lda), B row-major
+ * [k][n] from b (ldb). The forward's O += P V and the dq pass' dq += dS K. */
+template <int HD, int BK, int NA, int CW>
+__device__ __forceinline__ void mma_rowblock(frag_c *acc, const bf16 *a, int lda, const bf16 *b, int ldb, int cw) {
+    for (int kk = 0; kk < BK; kk += 16) {
+        frag_a af;
+        wmma::load_matrix_sync(af, a + kk, lda);
+        for (int i = 0; i < NA; i++) {
+            int n = cw + i * CW;
+            if (n >= HD / 16) continue;
+            frag_br bf;
+            wmma::load_matrix_sync(bf, b + kk * ldb + 16 * n, ldb);
+            wmma::mma_sync(acc[i], af, bf, acc[i]);
+        }
+    }
+}
+
 /* C[16 x 16] = A[16 x K] . B^T where A's rows and B's rows are both stored
  * row-major along K (A = a + k, B = b + k for k = 0, 16, ...). */
 template <int K>
@@ -306,17 +324,7 @@ __global__ void __launch_bounds__(NW * 32, 2) attn_fwd_tc_kernel(bf16 *out, floa
             for (int a = 0; a < NA; a++)
                 if (cw + a * CW < HD / 16)
                     wmma::load_matrix_sync(oc[a], O + 16 * rb * LDO + 16 * (cw + a * CW), LDO, wmma::mem_row_major);
-            for (int kk = 0; kk < BK; kk += 16) {
-                frag_a pf;
-                wmma::load_matrix_sync(pf, P + 16 * rb * LDP + kk, LDP);
-                for (int a = 0; a < NA; a++) {
-                    int n = cw + a * CW;
-                    if (n >= HD / 16) continue;
-                    frag_br vf;
-                    wmma::load_matrix_sync(vf, Vs + kk * LDH + 16 * n, LDH);
-                    wmma::mma_sync(oc[a], pf, vf, oc[a]);
-                }
-            }
+            mma_rowblock<HD, BK, NA, CW>(oc, P + 16 * rb * LDP, LDP, Vs, LDH, cw);
             for (int a = 0; a < NA; a++)
                 if (cw + a * CW < HD / 16)
                     wmma::store_matrix_sync(O + 16 * rb * LDO + 16 * (cw + a * CW), oc[a], LDO, wmma::mem_row_major);
@@ -408,17 +416,7 @@ __global__ void __launch_bounds__(NW * 32, 2)
             dS[r * LDP + c] = __float2bfloat16(ds);
         }
         __syncthreads();
-        for (int kk = 0; kk < BK; kk += 16) { /* dq += dS K */
-            frag_a sf;
-            wmma::load_matrix_sync(sf, dS + 16 * rb * LDP + kk, LDP);
-            for (int a = 0; a < NA; a++) {
-                int n = cw + a * CW;
-                if (n >= HD / 16) continue;
-                frag_br kf;
-                wmma::load_matrix_sync(kf, Ks + kk * LDH + 16 * n, LDH);
-                wmma::mma_sync(acc[a], sf, kf, acc[a]);
-            }
-        }
+        mma_rowblock<HD, BK, NA, CW>(acc, dS + 16 * rb * LDP, LDP, Ks, LDH, cw); /* dq += dS K */
         __syncthreads();
     }
     acc_store<HD, NT, NA, CW>(dq + row0 * qd + (size_t)h * HD, NULL, qd, G, acc, cw, rb, q0, BQ, T);
