@@ -6,10 +6,27 @@
 #ifndef VIV_TEST_TRAIN_FIXTURES_H
 #define VIV_TEST_TRAIN_FIXTURES_H
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "../model/qwen3.h"
 #include "../model/tokenizer.h"
+#include "../rl/rollout.h"
+
+/* An episode of a prompt and a generated continuation: the generated
+ * tokens masked in, with their sampling log-probs. Its score is the
+ * caller's to set. */
+static inline void fixture_episode(struct rl_episode *e, const int *prompt, int n_prompt, const int *out,
+                                   const float *lp, int n_out) {
+    memset(e, 0, sizeof *e);
+    e->n_tokens = n_prompt + n_out, e->prompt_tokens = n_prompt;
+    e->tokens = calloc((size_t)e->n_tokens, sizeof(int));
+    e->mask = calloc((size_t)e->n_tokens, 1);
+    e->logprobs = calloc((size_t)e->n_tokens, sizeof(float));
+    memcpy(e->tokens, prompt, (size_t)n_prompt * sizeof(int));
+    for (int t = 0; t < n_out; t++)
+        e->tokens[n_prompt + t] = out[t], e->mask[n_prompt + t] = 1, e->logprobs[n_prompt + t] = lp[t];
+}
 
 static inline struct tokenizer *small_tokenizer(void) {
     const char *texts[] = {

@@ -171,14 +171,7 @@ static void sample_groups(struct qwen3 *m, const struct tokenizer *tok, struct r
         gen.generate(gen.ctx, q, G);
         for (int i = 0; i < G; i++) {
             struct rl_episode *e = &eps[k * G + i];
-            memset(e, 0, sizeof *e);
-            e->n_tokens = 4 + q[i].n_out, e->prompt_tokens = 4;
-            e->tokens = calloc((size_t)e->n_tokens, sizeof(int));
-            e->mask = calloc((size_t)e->n_tokens, 1);
-            e->logprobs = calloc((size_t)e->n_tokens, sizeof(float));
-            memcpy(e->tokens, prompt, sizeof prompt);
-            for (int t = 0; t < q[i].n_out; t++)
-                e->tokens[4 + t] = out[i][t], e->mask[4 + t] = 1, e->logprobs[4 + t] = lp[i][t];
+            fixture_episode(e, prompt, 4, out[i], lp[i], q[i].n_out);
             e->score.reward = (out[i][q[i].n_out - 1] % 3 == 0) + 0.05 * i;
             e->score.format = 1;
         }

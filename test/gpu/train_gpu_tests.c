@@ -151,14 +151,7 @@ static void sample_group(struct qwen3 *m, const struct tokenizer *tok, struct rl
     gen.generate(gen.ctx, q, G);
     for (int i = 0; i < G; i++) {
         struct rl_episode *e = &eps[i];
-        memset(e, 0, sizeof *e);
-        e->n_tokens = 6 + q[i].n_out, e->prompt_tokens = 6;
-        e->tokens = calloc((size_t)e->n_tokens, sizeof(int));
-        e->mask = calloc((size_t)e->n_tokens, 1);
-        e->logprobs = calloc((size_t)e->n_tokens, sizeof(float));
-        memcpy(e->tokens, prompt, sizeof prompt);
-        for (int k = 0; k < q[i].n_out; k++)
-            e->tokens[6 + k] = out[i][k], e->mask[6 + k] = 1, e->logprobs[6 + k] = lp[i][k];
+        fixture_episode(e, prompt, 6, out[i], lp[i], q[i].n_out);
         e->score.reward = (out[i][q[i].n_out - 1] % 2 == 0) + 0.1 * i; /* distinct rewards */
         e->score.correct = e->score.reward >= 1, e->score.format = 1;
         e->end = RL_END_SOLUTION;
