@@ -78,7 +78,7 @@ int taskset_load(const char *path, const char *split, struct task_set *ts, char 
     char rerr[256];
     char *data = read_file(path, TASKSET_MAX_BYTES, &len, rerr, sizeof rerr);
     if (!data) {
-        snprintf(err, errlen, "%s: %s", path, rerr);
+        snprintf(err, errlen, "%s", rerr); /* read_file names the path */
         return -1;
     }
     size_t cap = 0;

@@ -160,7 +160,7 @@ out:
 int qwen3_config_load(const char *path, struct qwen3_config *c, char *err, size_t errlen) {
     char why[256];
     char *text = read_file(path, 1 << 20, NULL, why, sizeof why);
-    if (!text) return fail_with(err, errlen, "%s: %s", path, why);
+    if (!text) return fail_with(err, errlen, "%s", why); /* read_file names the path */
     int rc = qwen3_config_parse(text, c, err, errlen);
     free(text);
     return rc;

@@ -254,7 +254,7 @@ struct st_dir *st_open_file(const char *path, char *err, size_t errlen) {
 static int load_index(struct st_dir *d, const char *dir, const char *index_path, char *err, size_t errlen) {
     char why[256];
     char *text = read_file(index_path, 64u << 20, NULL, why, sizeof why);
-    if (!text) return fail_with(err, errlen, "%s: %s", index_path, why);
+    if (!text) return fail_with(err, errlen, "%s", why); /* read_file names the path */
     cJSON *root = cJSON_Parse(text);
     free(text);
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
