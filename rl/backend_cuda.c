@@ -13,9 +13,11 @@
  * Data parallel: train_dist_init runs qwen3_dist_init (MPI + NCCL);
  * reduce_grads averages the gradients with NCCL (qwen3_cuda_allreduce_grads:
  * an all-reduce, or with ZeRO-1 a reduce-scatter, the AdamW step then
- * all-gathering the updated shards), allreduce_sum / bcast are MPI on the
- * host. With one rank they do nothing. sync_down gathers ZeRO-1's moment
- * shards to every rank (all ranks call it); sync_up keeps each rank's shard.
+ * all-gathering the updated bf16 shards), allreduce_sum / bcast are MPI on
+ * the host. With one rank they do nothing. Under ZeRO-1 sync_down gathers
+ * the weight and moment shards to every rank (all ranks call it, as they
+ * do params_finite and restore); sync_up keeps each rank's shard. The KL
+ * reference (fork) is a frozen handle: bf16 weights, no masters.
  *
  * Without VIV_CUDA (bin/viv) only train_backend_open's "cpu" works; "cuda"
  * says to use bin/viv-cuda.
@@ -210,8 +212,8 @@ static struct train_backend *cuda_open(struct qwen3 *m, const struct train_backe
     size_t lo, shard = qwen3_cuda_zero1_shard(g, &lo);
     int rc = qwen3_cuda_recomputes(g);
     /* the log's "( ...; ...)" after "training and decoding on cuda" */
-    char zpart[112] = "";
-    if (shard) snprintf(zpart, sizeof zpart, "ZeRO-1: each rank keeps the AdamW moments of %zu of %zu parameters", shard,
+    char zpart[128] = "";
+    if (shard) snprintf(zpart, sizeof zpart, "ZeRO-1: each rank keeps the fp32 masters and AdamW moments of %zu of %zu parameters", shard,
                         m->n_params);
     else if (bo && bo->zero1) snprintf(zpart, sizeof zpart, "--zero1: one rank, nothing to shard");
     const char *parts[3] = {zpart[0] ? zpart : NULL, rc ? "activation recompute" : NULL,
@@ -222,7 +224,7 @@ static struct train_backend *cuda_open(struct qwen3 *m, const struct train_backe
             at += (size_t)snprintf(b->desc + at, sizeof b->desc - at, "%s%s", at ? "; " : " (", parts[i]);
     if (at && at < sizeof b->desc) snprintf(b->desc + at, sizeof b->desc - at, ")");
     /* every rank starts from rank 0's weights */
-    if (b->world > 1 && qwen3_cuda_broadcast_weights(g)) {
+    if (b->world > 1 && qwen3_cuda_broadcast_weights(g, m)) {
         snprintf(err, errlen, "%s", qwen3_cuda_error(g));
         cu_free(b);
         return NULL;
@@ -239,7 +241,10 @@ static struct train_backend *cu_fork(struct train_backend *b) {
         qwen3_free(h);
         return NULL;
     }
-    struct qwen3_cuda_opts o = {.device = g_local, .recompute = 0}; /* never trained: no moments to shard */
+    /* never trained: frozen (the bf16 copy and the norm weights only, no
+     * fp32 masters), and with recompute like the policy's, one layer's
+     * saved activations */
+    struct qwen3_cuda_opts o = {.device = g_local, .recompute = qwen3_cuda_recomputes(G(b)), .frozen = 1};
     struct qwen3_cuda *g = qwen3_cuda_create(h, &o, b->err, sizeof b->err);
     if (!g) {
         qwen3_free(h);

@@ -135,7 +135,7 @@ static const char usage_train[] =
     "  --device cpu|cuda     where the model trains and decodes (cuda: bin/viv-cuda; under\n"
     "                        `mpirun -np N bin/viv-cuda train --device cuda` the ranks split each\n"
     "                        step's tasks and SFT batches and average gradients over NCCL)\n"
-    "  --zero1               (cuda, several ranks) ZeRO-1: each rank keeps 1/N of the AdamW moments\n"
+    "  --zero1               (cuda, several ranks) ZeRO-1: each rank keeps 1/N of the masters + moments\n"
     "  --recompute           (cuda) keep only layer inputs, recompute the rest in backward\n"
     "  --host-snapshot       (cuda) keep the NaN-recovery copy of weights and moments in host memory\n"
     "  --no-sft              skip teacher collection and SFT (with --model)\n"
@@ -624,7 +624,7 @@ static int save_checkpoint(struct job *j, long step, char *err, size_t errlen) {
     char *final = xasprintf("%s/step-%06ld", cdir, step), *tmp = xasprintf("%s.tmp", final);
     rm_tree(tmp);
     int rc = -1;
-    struct adamw *opt = &j->be->opt; /* the caller ran sync_down on every rank (ZeRO-1 gathers the moments) */
+    struct adamw *opt = &j->be->opt; /* the caller ran sync_down on every rank (ZeRO-1 gathers) */
     if (qwen3_save(j->m, tmp, ST_F32, err, errlen) != 0) goto out;
     if (tokenizer_save(j->tok, tmp, err, errlen) != 0) goto out;
     {
@@ -1396,7 +1396,7 @@ static int run_job(struct train_cfg *c) {
         fprintf(stderr, "viv %s: %s\n", cmd, err);
         goto out;
     }
-    if (!ckpt && j.be->ops->sync_down(j.be) != 0) { /* every rank (ZeRO-1 gathers the moments), rank 0 writes */
+    if (!ckpt && j.be->ops->sync_down(j.be) != 0) { /* every rank (ZeRO-1 gathers the shards), rank 0 writes */
         fprintf(stderr, "viv %s: checkpoint: %s\n", cmd, j.be->err);
         goto out;
     }

@@ -83,7 +83,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: viv cuda info\n"
                "       viv cuda train-bench (--model DIR | --config FILE) [--batch B] [--seq T] [--steps N]\n"
                "                            [--recompute] [--zero1] [--lr X] [--seed S] [--peak-tflops F]\n"
-               "                            [--jsonl FILE]  (--zero1: AdamW moments sharded over the ranks)\n"
+               "                            [--jsonl FILE]  (--zero1: fp32 masters + AdamW moments sharded)\n"
                "                            [--save DIR]   (rank 0 writes the trained model, fp32 safetensors)\n"
                "       viv cuda decode-bench (--model DIR | --config FILE) [--seqs N] [--prompt P] [--gen G]\n"
                "                            [--seed S] [--jsonl FILE]\n"
@@ -204,7 +204,7 @@ static int train_bench(const struct bench_opts *o, int argc, char **argv) {
     int32_t *ids = xmalloc((N + 1) * sizeof *ids);
     uint64_t s = o->seed * 1000003ull + (uint64_t)rank; /* each rank its own data */
     double peak = o->peak_tflops > 0 ? o->peak_tflops : default_peak(dev), fpt = flops_per_token(&m->cfg, T);
-    if (qwen3_cuda_broadcast_weights(g) || qwen3_cuda_adamw_init(g, &ac)) goto out;
+    if (qwen3_cuda_broadcast_weights(g, m) || qwen3_cuda_adamw_init(g, &ac)) goto out;
     for (int step = 0; step < o->steps; step++) {
         for (size_t i = 0; i <= N; i++) {
             s ^= s << 13, s ^= s >> 7, s ^= s << 17;
@@ -230,13 +230,13 @@ static int train_bench(const struct bench_opts *o, int argc, char **argv) {
             emit(o, line);
         }
     }
-    if (o->save && rank == 0) {
-        if (qwen3_cuda_to_host(g, m)) goto out;
-        if (qwen3_save(m, o->save, ST_F32, err, sizeof err)) {
+    if (o->save) {
+        if (qwen3_cuda_to_host(g, m)) goto out; /* every rank: ZeRO-1 gathers the shards */
+        if (rank == 0 && qwen3_save(m, o->save, ST_F32, err, sizeof err)) {
             fprintf(stderr, "viv cuda: %s\n", err);
             goto out;
         }
-        fprintf(stderr, "viv cuda: saved the trained model to %s\n", o->save);
+        if (rank == 0) fprintf(stderr, "viv cuda: saved the trained model to %s\n", o->save);
     }
     rc = 0;
 out:
@@ -407,9 +407,11 @@ static int plan_cmd(const struct bench_opts *o) {
     } rows[] = {{"fp32 master weights", m.weights_f32}, {"bf16 weights", m.weights_bf16},
                 {"fp32 gradients", m.grads},             {"AdamW m and v", m.adam},
                 {"NaN-recovery snapshot", m.snapshot},   {"activations (one micro-batch)", m.activations},
-                {"cuBLASLt workspace + scratch", m.workspace + m.scratch}};
+                {"cuBLASLt workspace + scratch", m.workspace + m.scratch} /* scratch: ZeRO-1 staging too */};
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) printf("  %-30s %9.2f GiB\n", rows[i].what, rows[i].bytes / G);
     printf("  %-30s %9.2f GiB\n", "total", m.total / G);
+    printf("  %-30s %9.2f GiB  (viv train's KL reference, when --kl > 0 as by default: %.2f GiB in all)\n",
+           "+ KL reference", m.reference / G, (m.total + m.reference) / G);
     if (m.snapshot_host) printf("  (plus %.2f GiB of host memory for the NaN-recovery snapshot)\n", m.snapshot_host / G);
     printf("  (rollouts' KV cache: %.1f KiB per cached token; CUDA context and NCCL: a few hundred MiB more)\n",
            m.kv_bytes_per_token / 1024.0);
@@ -421,13 +423,13 @@ static int plan_cmd(const struct bench_opts *o) {
         if (num) cap = atof(num);
     }
     if (cap > 0)
-        printf("%s on a %.1f GiB GPU%s%s\n", m.total / G <= cap * 0.95 ? "fits" : "does NOT fit", cap,
-               name[0] ? ": " : "", name);
+        printf("%s on a %.1f GiB GPU%s%s; with the KL reference %s\n", m.total / G <= cap * 0.95 ? "fits" : "does NOT fit",
+               cap, name[0] ? ": " : "", name, (m.total + m.reference) / G <= cap * 0.95 ? "it fits" : "it does NOT (--kl 0)");
     printf("{\"plan\":\"train\",\"params\":%zu,\"batch\":%d,\"seq\":%d,\"ranks\":%d,\"zero1\":%d,\"recompute\":%d,"
            "\"weights_f32\":%zu,\"weights_bf16\":%zu,\"grads\":%zu,\"adam\":%zu,\"snapshot\":%zu,"
-           "\"activations\":%zu,\"workspace\":%zu,\"total\":%zu,\"snapshot_host\":%zu}\n",
+           "\"activations\":%zu,\"workspace\":%zu,\"total\":%zu,\"snapshot_host\":%zu,\"reference\":%zu}\n",
            m.params, o->batch, o->seq, o->ranks, o->zero1, o->recompute, m.weights_f32, m.weights_bf16, m.grads, m.adam,
-           m.snapshot, m.activations, m.workspace + m.scratch, m.total, m.snapshot_host);
+           m.snapshot, m.activations, m.workspace + m.scratch, m.total, m.snapshot_host, m.reference);
     return 0;
 }
 

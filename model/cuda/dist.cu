@@ -2,38 +2,39 @@
  * dist.cu - data-parallel training: one process per GPU, MPI to start and
  * to hand out the NCCL id, NCCL to average the gradients.
  *
- * Every rank holds the whole model (fp32 masters, bf16 copy, fp32
- * gradients); each step the ranks run forward/backward on their own
- * micro-batch and then, in one of two ways:
+ * Every rank runs forward/backward on its own micro-batch, and then, in one
+ * of two ways:
  *
- * Plain data parallel: every rank also holds the whole AdamW state;
+ * Plain data parallel: every rank holds the whole model and AdamW state;
  * qwen3_cuda_allreduce_grads averages the fp32 gradients (ncclAvg) in place,
  * and the identical optimiser step then keeps the replicas identical (AdamW
  * is deterministic given equal gradients; weights start equal via
  * qwen3_cuda_broadcast_weights).
  *
  * ZeRO-1 (qwen3_cuda_opts.zero1; `viv train --zero1`): optimiser-state
- * sharding. The flat fp32 parameter block is padded to W equal shards of
- * z_n elements (z_n a multiple of 256) and rank r keeps the AdamW moments of
- * shard r only: 8/W bytes of moments per parameter instead of 8, a saving
- * of 2 * (W-1)/W of the moments' memory on each rank (the masters, the bf16
- * copy and the gradients stay whole: 10 bytes a parameter). A step:
+ * sharding, where the optimiser state is what the ZeRO paper counts in it:
+ * the fp32 master weights and the AdamW moments. The flat parameter block
+ * is padded to W equal shards of z_n elements (z_n a multiple of 256) and
+ * rank r keeps the masters and moments of shard r only: 12/W bytes per
+ * parameter instead of 12. What every rank keeps whole is what the forward
+ * and backward read: the bf16 copy (2 bytes), the fp32 gradients (4) and an
+ * fp32 replica of the norm weights (a few per mille of the block). A step:
  *   1. reduce-scatter of the fp32 gradients (ncclAvg, in place): rank r gets
  *      the average of shard r; it moves half the bytes of an all-reduce;
  *   2. the global gradient norm for clipping: each rank's sum of squares of
  *      its averaged shard, summed over the ranks (MPI, one double) - the
  *      unsharded norm up to the order of the sum (qwen3_cuda.cu);
- *   3. AdamW on shard r of the fp32 masters (qwen3_cuda.cu);
- *   4. all-gather of the updated fp32 master shards (in place), after which
- *      each rank refreshes its bf16 copy of the others' shards. fp32 rather
- *      than bf16 keeps every rank's masters whole and bit-identical, so
- *      checkpoints, NaN snapshots and the KL reference read them as before.
- * Reduce-scatter + all-gather move as many bytes as one all-reduce, so the
- * saving costs no bandwidth. The update equals plain data parallel's up to
- * float reduction order (test/gpu/train_dp_tests.c checks it over hostsim).
- * Saving the moments (qwen3_cuda_adamw_get) gathers them to every rank;
- * loading (adamw_set) keeps each rank's shard; the NaN snapshot keeps each
- * rank's own shard.
+ *   3. AdamW on shard r of the masters, rounding it into the bf16 copy;
+ *   4. all-gather of the bf16 shards (in place), and the norm replica
+ *      rebuilt by a sum in which each element has one non-zero term.
+ * The reduce-scatter and a bf16 all-gather move three quarters of the
+ * bytes of plain data parallel's fp32 all-reduce. The update equals plain
+ * data parallel's up to float reduction order, bit for bit over hostsim
+ * (test/gpu/train_dp_tests.c). What needs the whole fp32 block - a
+ * checkpoint's weights and moments, the KL reference's copy - gathers it to
+ * the host a chunk at a time through a 64 MiB staging buffer (a
+ * collective); loading keeps each rank's shard (no collective); the NaN
+ * snapshot keeps each rank's own masters and moments.
  *
  * Built with VIV_DIST=1 when both mpi.h (Debian libopenmpi-dev) and nccl.h
  * (the CUDA toolkit's, /usr/local/cuda/include) are found; otherwise the
@@ -120,29 +121,26 @@ extern "C" void qwen3_dist_world(int *rank, int *world) {
     *world = g_inited ? g_world : 1;
 }
 
+/* the NCCL call queued, then waited for: the callers hand the buffers to
+ * cudaMemcpy or reuse them next */
+static int nccl_done(struct qwen3_cuda *g, ncclResult_t r, const char *what) {
+    if (r != ncclSuccess) return gfail(g, "%s: %s", what, ncclGetErrorString(r));
+    if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, what);
+    return 0;
+}
+
 extern "C" int qwen3_cuda_allreduce_grads(struct qwen3_cuda *g) {
     if (!g_inited || g_world == 1) return 0;
     if (!g->grads) return gfail(g, "allreduce: no gradients");
     if (g->zero1) { /* in place: rank r's shard of the buffer gets the average of everyone's shard r */
-        ncclResult_t r = ncclReduceScatter(g->grads, g->grads + g->z_lo, g->z_n, ncclFloat, ncclAvg, g_comm, g->st);
-        if (r != ncclSuccess) return gfail(g, "ncclReduceScatter: %s", ncclGetErrorString(r));
-        if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "reduce-scatter");
+        if (nccl_done(g, ncclReduceScatter(g->grads, g->grads + g->z_lo, g->z_n, ncclFloat, ncclAvg, g_comm, g->st),
+                      "ncclReduceScatter"))
+            return -1;
         g->grads_reduced = 1;
         return 0;
     }
-    ncclResult_t r = ncclAllReduce(g->grads, g->grads, g->n_params, ncclFloat, ncclAvg, g_comm, g->st);
-    if (r != ncclSuccess) return gfail(g, "ncclAllReduce: %s", ncclGetErrorString(r));
-    if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "allreduce");
-    return 0;
-}
-
-extern "C" int qwen3_cuda_broadcast_weights(struct qwen3_cuda *g) {
-    if (!g_inited || g_world == 1) return 0;
-    ncclResult_t r = ncclBroadcast(g->params, g->params, g->n_params, ncclFloat, 0, g_comm, g->st);
-    if (r != ncclSuccess) return gfail(g, "ncclBroadcast: %s", ncclGetErrorString(r));
-    k_f32_to_bf16(g->st, g->params_b, g->params, g->n_params);
-    if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "broadcast");
-    return 0;
+    return nccl_done(g, ncclAllReduce(g->grads, g->grads, g->n_params, ncclFloat, ncclAvg, g_comm, g->st),
+                     "ncclAllReduce");
 }
 
 extern "C" int qwen3_zero1_sum(struct qwen3_cuda *g, double *v) {
@@ -152,15 +150,25 @@ extern "C" int qwen3_zero1_sum(struct qwen3_cuda *g, double *v) {
     return 0;
 }
 
-extern "C" int qwen3_zero1_allgather(struct qwen3_cuda *g, const float *shard, float *full) {
-    if (!g->zero1) {
-        if (shard != full) cudaMemcpyAsync(full, shard, g->z_n * 4, cudaMemcpyDeviceToDevice, g->st);
-        return 0;
-    }
-    ncclResult_t r = ncclAllGather(shard, full, g->z_n, ncclFloat, g_comm, g->st);
-    if (r != ncclSuccess) return gfail(g, "ncclAllGather: %s", ncclGetErrorString(r));
-    if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "all-gather");
-    return 0;
+extern "C" int qwen3_zero1_allgather_bf16(struct qwen3_cuda *g) {
+    if (!g->zero1) return 0;
+    return nccl_done(g, ncclAllGather(g->params_b + g->z_lo, g->params_b, g->z_n, ncclBfloat16, g_comm, g->st),
+                     "ncclAllGather (bf16 weights)");
+}
+
+extern "C" int qwen3_zero1_gather_chunk(struct qwen3_cuda *g, const float *chunk, size_t k) {
+    if (!g->zero1) return gfail(g, "gather: not sharded");
+    return nccl_done(g, ncclAllGather(chunk, g->stage, k, ncclFloat, g_comm, g->st), "ncclAllGather");
+}
+
+extern "C" int qwen3_dist_bcast_dev(struct qwen3_cuda *g, float *buf, size_t n) {
+    if (!g_inited || g_world == 1) return 0;
+    return nccl_done(g, ncclBroadcast(buf, buf, n, ncclFloat, 0, g_comm, g->st), "ncclBroadcast");
+}
+
+extern "C" int qwen3_dist_sum_dev(struct qwen3_cuda *g, float *buf, size_t n) {
+    if (!g_inited || g_world == 1) return 0;
+    return nccl_done(g, ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, g_comm, g->st), "ncclAllReduce");
 }
 
 extern "C" int qwen3_dist_allreduce_sum(double *v, int n) {
@@ -219,13 +227,23 @@ extern "C" int qwen3_zero1_sum(struct qwen3_cuda *g, double *v) {
     return 0;
 }
 
-extern "C" int qwen3_zero1_allgather(struct qwen3_cuda *g, const float *shard, float *full) {
-    if (shard != full) cudaMemcpyAsync(full, shard, g->z_n * 4, cudaMemcpyDeviceToDevice, g->st);
+extern "C" int qwen3_zero1_allgather_bf16(struct qwen3_cuda *g) {
+    (void)g;
     return 0;
 }
 
-extern "C" int qwen3_cuda_broadcast_weights(struct qwen3_cuda *g) {
-    (void)g;
+extern "C" int qwen3_zero1_gather_chunk(struct qwen3_cuda *g, const float *chunk, size_t k) {
+    (void)chunk, (void)k;
+    return gfail(g, "gather: not sharded");
+}
+
+extern "C" int qwen3_dist_bcast_dev(struct qwen3_cuda *g, float *buf, size_t n) {
+    (void)g, (void)buf, (void)n;
+    return 0;
+}
+
+extern "C" int qwen3_dist_sum_dev(struct qwen3_cuda *g, float *buf, size_t n) {
+    (void)g, (void)buf, (void)n;
     return 0;
 }
 

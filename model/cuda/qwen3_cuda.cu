@@ -66,13 +66,14 @@ extern "C" const char *qwen3_cuda_error(const struct qwen3_cuda *g) { return g->
 extern "C" const struct qwen3_config *qwen3_cuda_config(const struct qwen3_cuda *g) { return &g->cfg; }
 extern "C" size_t qwen3_cuda_n_params(const struct qwen3_cuda *g) { return g->n_params; }
 
-/* Device pointers of each tensor kind, at the CPU block's offsets. */
+/* Device pointers of each tensor kind, at the CPU block's offsets (the
+ * fp32 ones NULL when base32 is: ZeRO-1 has no whole fp32 block). */
 static void place(const struct qwen3 *cpu, float *base32, bf16 *base16, struct wptr *w) {
     const struct qwen3_weights *c = &cpu->w;
 #define P(f)                                                                                                           \
     do {                                                                                                               \
         size_t o = (size_t)(c->f - cpu->params);                                                                       \
-        w->f = base32 + o;                                                                                             \
+        w->f = base32 ? base32 + o : NULL;                                                                             \
         w->f##_b = base16 + o;                                                                                         \
     } while (0)
     P(embed);
@@ -92,6 +93,114 @@ static void place(const struct qwen3 *cpu, float *base32, bf16 *base16, struct w
 #undef P
 }
 
+/* The norm weights, the only ones the kernels read in fp32: their spans of
+ * the block (qwen3.c's layout: ln1 [L, D], qnorm and knorm [L, hd], ln2
+ * [L, D], lnf [D]) and their places in ZeRO-1's compact replica vecs. */
+static size_t vec_count(const struct qwen3_config *c) {
+    return (size_t)c->num_layers * (2 * (size_t)c->hidden_size + 2 * (size_t)c->head_dim) + (size_t)c->hidden_size;
+}
+
+static void vec_spans(struct qwen3_cuda *g, const struct qwen3 *cpu) {
+    const struct qwen3_weights *w = &cpu->w;
+    const float *at[5] = {w->ln1, w->qnorm, w->knorm, w->ln2, w->lnf};
+    size_t L = (size_t)cpu->cfg.num_layers, D = (size_t)cpu->cfg.hidden_size, hd = (size_t)cpu->cfg.head_dim;
+    size_t n[5] = {L * D, L * hd, L * hd, L * D, D}, to = 0;
+    for (int k = 0; k < 5; k++) {
+        g->vspan[k].at = (size_t)(at[k] - cpu->params), g->vspan[k].n = n[k], g->vspan[k].to = to;
+        to += n[k];
+    }
+    g->n_vec = to; /* = vec_count(&cpu->cfg) */
+}
+
+/* Where [a, a + an) and [b, b + bn) overlap: its start (in *lo) and length. */
+static size_t overlap(size_t a, size_t an, size_t b, size_t bn, size_t *lo) {
+    size_t s = a > b ? a : b, e = a + an < b + bn ? a + an : b + bn;
+    *lo = s;
+    return e > s ? e - s : 0;
+}
+
+/* ZeRO-1: the fp32 values of the block range [off, off + k), at src on the
+ * device, into the parts of it this rank keeps - its masters and the norm
+ * replica (queued on the stream). */
+static void keep_owned(struct qwen3_cuda *g, const float *src, size_t off, size_t k) {
+    size_t s, n = overlap(off, k, g->z_lo, g->z_n, &s);
+    if (n) cudaMemcpyAsync(g->params + (s - g->z_lo), src + (s - off), n * 4, cudaMemcpyDeviceToDevice, g->st);
+    for (int v = 0; v < 5; v++) {
+        const struct vspan *sp = &g->vspan[v];
+        if ((n = overlap(off, k, sp->at, sp->n, &s)))
+            cudaMemcpyAsync(g->vecs + sp->to + (s - sp->at), src + (s - off), n * 4, cudaMemcpyDeviceToDevice, g->st);
+    }
+}
+
+/* The whole fp32 block host -> device. Without ZeRO-1: straight into the
+ * masters, then the bf16 copy. With it: through the staging buffer a chunk
+ * at a time (from_root: rank 0's host block, broadcast - a collective),
+ * each chunk rounded into the bf16 copy and its owned parts kept; the
+ * padding past n_params is zero. */
+static int upload_weights(struct qwen3_cuda *g, const float *host, int from_root) {
+    size_t P = g->n_params;
+    if (!g->vecs) {
+        if (cudaMemcpy(g->params, host, P * 4, cudaMemcpyHostToDevice) != cudaSuccess) return gcheck(g, "weights to device");
+        if (from_root && qwen3_dist_bcast_dev(g, g->params, P)) return -1;
+        k_f32_to_bf16(g->st, g->params_b, g->params, P);
+        return cudaStreamSynchronize(g->st) != cudaSuccess ? gcheck(g, "weights to device") : gcheck(g, "weights to device");
+    }
+    for (size_t off = 0; off < g->n_alloc; off += g->stage_n) {
+        size_t k = g->n_alloc - off < g->stage_n ? g->n_alloc - off : g->stage_n;
+        size_t hk = off < P ? (P - off < k ? P - off : k) : 0; /* the real parameters among them */
+        if ((!from_root || g->z_rank == 0) && hk &&
+            cudaMemcpy(g->stage, host + off, hk * 4, cudaMemcpyHostToDevice) != cudaSuccess)
+            return gcheck(g, "weights to device");
+        if (hk < k) cudaMemsetAsync(g->stage + hk, 0, (k - hk) * 4, g->st);
+        if (from_root && qwen3_dist_bcast_dev(g, g->stage, k)) return -1;
+        k_f32_to_bf16(g->st, g->params_b + off, g->stage, k);
+        keep_owned(g, g->stage, off, k);
+        if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "weights to device"); /* stage is reused */
+    }
+    return gcheck(g, "weights to device");
+}
+
+/* A whole [n_params] host copy of a per-rank array over the owned range
+ * (the masters, m or v). ZeRO-1: a collective - every rank's shard is
+ * gathered through the staging buffer, stage_n / W of each at a time, and
+ * every rank gets the whole array. */
+static int gather_to_host(struct qwen3_cuda *g, const float *mine, float *host, const char *what) {
+    size_t P = g->n_params, W = (size_t)g->z_world;
+    if (g->frozen) return gfail(g, "%s: a frozen handle (the KL reference) keeps no fp32 masters", what);
+    if (!g->zero1)
+        return cudaMemcpy(host, mine, P * 4, cudaMemcpyDeviceToHost) != cudaSuccess ? gcheck(g, what) : 0;
+    size_t C = g->stage_n / W;
+    for (size_t off = 0; off < g->z_n; off += C) {
+        size_t k = g->z_n - off < C ? g->z_n - off : C;
+        if (qwen3_zero1_gather_chunk(g, mine + off, k)) return -1;
+        for (size_t r = 0; r < W; r++) {
+            size_t at = r * g->z_n + off, n = at < P ? (P - at < k ? P - at : k) : 0;
+            if (n && cudaMemcpy(host + at, g->stage + r * k, n * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
+                return gcheck(g, what);
+        }
+    }
+    return 0;
+}
+
+/* ZeRO-1, after this rank's masters changed (its bf16 shard is fresh
+ * already): every rank's bf16 shard gathered into the whole bf16 copy, and
+ * the norm replica rebuilt - each rank writes the norm weights it owns into
+ * a zeroed replica and the ranks sum them, which is exact (each element
+ * has one non-zero term). A collective; nothing to do without ZeRO-1. */
+static int refresh_replicas(struct qwen3_cuda *g) {
+    if (!g->zero1) return 0;
+    if (qwen3_zero1_allgather_bf16(g)) return -1;
+    cudaMemsetAsync(g->vecs, 0, g->n_vec * 4, g->st);
+    for (int v = 0; v < 5; v++) {
+        const struct vspan *sp = &g->vspan[v];
+        size_t s, n = overlap(sp->at, sp->n, g->z_lo, g->z_n, &s);
+        if (n) cudaMemcpyAsync(g->vecs + sp->to + (s - sp->at), g->params + (s - g->z_lo), n * 4,
+                               cudaMemcpyDeviceToDevice, g->st);
+    }
+    if (qwen3_dist_sum_dev(g, g->vecs, g->n_vec)) return -1;
+    return cudaStreamSynchronize(g->st) != cudaSuccess ? gcheck(g, "replicas") : gcheck(g, "replicas");
+}
+
 /* ZeRO-1's partition of the flat parameter block (see qwen3_cuda_internal.cuh).
  * With W ranks each owns z_n = ceil(n_params / W) rounded up to 256
  * elements (1 KiB: equal shards, as NCCL's reduce-scatter and all-gather
@@ -108,14 +217,27 @@ static void shard_sizes(size_t n_params, int world, size_t *z_n, size_t *n_alloc
     *n_alloc = *z_n * (size_t)world;
 }
 
-static void zero1_layout(struct qwen3_cuda *g, int on) {
+/* ZeRO-1's staging buffer: 64 MiB, or the whole padded block if smaller,
+ * a multiple of the ranks (a gather takes stage_n / W of each shard);
+ * `want` (tests) makes it smaller. */
+static size_t stage_size(size_t n_alloc, int world, size_t want) {
+    size_t n = want ? want : (size_t)1 << 24;
+    if (n > n_alloc) n = n_alloc;
+    n -= n % (size_t)world;
+    return n < (size_t)world ? (size_t)world : n;
+}
+
+static void zero1_layout(struct qwen3_cuda *g, int on, int frozen, size_t stage_want) {
     int rank = 0, world = 1;
-    if (on) qwen3_dist_world(&rank, &world);
-    g->zero1 = on && world > 1;
+    if (on && !frozen) qwen3_dist_world(&rank, &world);
+    g->zero1 = on && !frozen && world > 1;
+    g->frozen = frozen;
     g->z_rank = g->zero1 ? rank : 0;
     g->z_world = g->zero1 ? world : 1;
     shard_sizes(g->n_params, g->z_world, &g->z_n, &g->n_alloc);
+    if (frozen) g->z_n = 0; /* owns nothing */
     g->z_lo = g->z_n * (size_t)g->z_rank;
+    g->stage_n = g->zero1 || frozen ? stage_size(g->n_alloc, g->z_world, stage_want) : 0;
 }
 
 extern "C" struct qwen3_cuda *qwen3_cuda_create(const struct qwen3 *cpu, const struct qwen3_cuda_opts *o, char *err,
@@ -129,7 +251,7 @@ extern "C" struct qwen3_cuda *qwen3_cuda_create(const struct qwen3 *cpu, const s
     g->n_params = cpu->n_params;
     g->recompute = o ? o->recompute : 0;
     g->snap_host = o ? o->snapshot_host : 0;
-    zero1_layout(g, o && o->zero1);
+    zero1_layout(g, o && o->zero1, o && o->frozen, o ? o->stage_floats : 0);
     /* attention keeps a head in per-lane registers (<= 256); RMSNorm backward
      * keeps a row's dw in shared memory (<= 12288 floats of 48 KiB) */
     if (cpu->cfg.head_dim > 256 || cpu->cfg.head_dim % 2 || cpu->cfg.hidden_size > 12288) {
@@ -155,18 +277,20 @@ extern "C" struct qwen3_cuda *qwen3_cuda_create(const struct qwen3 *cpu, const s
     memcpy(g->tensors, cpu->tensors, (size_t)cpu->n_tensors * sizeof *g->tensors);
     g->n_tensors = cpu->n_tensors;
     if (mm_ctx_init(&g->mm, g->err, sizeof g->err)) goto fail;
-    if (dalloc(g, (void **)&g->params, g->n_alloc * 4, "fp32 weights") ||
-        dalloc(g, (void **)&g->params_b, g->n_params * 2, "bf16 weights") ||
-        dalloc(g, (void **)&g->scalar, 64, "scalars"))
+    vec_spans(g, cpu);
+    if ((g->z_n && dalloc(g, (void **)&g->params, g->z_n * 4, "fp32 master weights")) ||
+        dalloc(g, (void **)&g->params_b, g->n_alloc * 2, "bf16 weights") ||
+        dalloc(g, (void **)&g->scalar, 64, "scalars") ||
+        (g->stage_n && (dalloc(g, (void **)&g->vecs, g->n_vec * 4, "fp32 norm weights") ||
+                        dalloc(g, (void **)&g->stage, g->stage_n * 4, "staging"))))
         goto fail;
-    if (cudaMemcpy(g->params, cpu->params, g->n_params * 4, cudaMemcpyHostToDevice) != cudaSuccess) goto fail_cuda;
-    if (g->n_alloc > g->n_params) cudaMemset(g->params + g->n_params, 0, (g->n_alloc - g->n_params) * 4);
-    k_f32_to_bf16(g->st, g->params_b, g->params, g->n_params);
-    place(cpu, g->params, g->params_b, &g->w);
-    if (cudaStreamSynchronize(g->st) != cudaSuccess) goto fail_cuda;
+    place(cpu, g->vecs ? NULL : g->params, g->params_b, &g->w);
+    if (g->vecs) { /* the norm weights' fp32 pointers go to the replica */
+        float **f[5] = {&g->w.ln1, &g->w.qnorm, &g->w.knorm, &g->w.ln2, &g->w.lnf};
+        for (int k = 0; k < 5; k++) *f[k] = g->vecs + g->vspan[k].to;
+    }
+    if (upload_weights(g, cpu->params, 0)) goto fail;
     return g;
-fail_cuda:
-    gcheck(g, "cuda: uploading weights");
 fail:
     snprintf(err, errlen, "%s", g->err[0] ? g->err : "cuda: out of host memory");
     qwen3_cuda_free(g);
@@ -183,7 +307,7 @@ static void free_acts(struct qwen3_cuda *g) {
 extern "C" void qwen3_cuda_free(struct qwen3_cuda *g) {
     if (!g) return;
     free_acts(g);
-    void *ptrs[] = {g->params, g->params_b, g->grads, g->adam_m, g->adam_v, g->scalar, g->snap};
+    void *ptrs[] = {g->params, g->params_b, g->grads, g->adam_m, g->adam_v, g->scalar, g->snap, g->vecs, g->stage};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
         if (ptrs[i]) cudaFree(ptrs[i]);
     mm_ctx_free(&g->mm);
@@ -206,15 +330,23 @@ static size_t carve(char *base, size_t *o, size_t bytes, void **out) {
     return at;
 }
 
-static size_t plan(const struct qwen3_config *c, int B, int T, int recompute, struct acts *a, char *base) {
+/* What the block holds: every layer's activations for backward, one
+ * layer's (recompute: backward recomputes each layer from its saved input),
+ * or forward only (a frozen handle: two residual buffers in turn, no
+ * backward scratch). */
+enum { ACTS_ALL = 0, ACTS_RECOMPUTE = 1, ACTS_FORWARD = 2 };
+
+static int acts_mode(const struct qwen3_cuda *g) { return g->frozen ? ACTS_FORWARD : g->recompute ? ACTS_RECOMPUTE : ACTS_ALL; }
+
+static size_t plan(const struct qwen3_config *c, int B, int T, int mode, struct acts *a, char *base) {
     size_t N = (size_t)B * T, L = (size_t)c->num_layers, D = (size_t)c->hidden_size, F = (size_t)c->intermediate_size;
     size_t hd = (size_t)c->head_dim, Hq = (size_t)c->num_heads, Hkv = (size_t)c->num_kv_heads;
     size_t qd = Hq * hd, kvd = Hkv * hd, V = (size_t)c->vocab_size, o = 0;
-    size_t S = recompute ? 1 : L; /* saved-activation slots */
+    size_t S = mode == ACTS_ALL ? L : 1; /* saved-activation slots */
     struct acts dummy;
     if (!a) a = &dummy;
 #define C(field, n, type) carve(base, &o, (n) * sizeof(type), (void **)&a->field)
-    C(resid, (L + 1) * N * D, float);
+    C(resid, (mode == ACTS_FORWARD ? 2 : L + 1) * N * D, float);
     C(xm, S * N * D, float);
     C(ln1, S * N * D, bf16);
     C(rstd1, S * N, float);
@@ -243,6 +375,7 @@ static size_t plan(const struct qwen3_config *c, int B, int T, int recompute, st
     C(targets, N, int32_t);
     C(rope_cos, (size_t)T * hd / 2, float);
     C(rope_sin, (size_t)T * hd / 2, float);
+    if (mode == ACTS_FORWARD) return o + 256;
     C(dlogits, N * V, bf16);
     C(dres, N * D, float);
     C(dres_b, N * D, bf16);
@@ -267,34 +400,45 @@ extern "C" int qwen3_cuda_plan_memory(const struct qwen3_config *c, int B, int T
     if (B < 1 || T < 1 || world < 1) return -1;
     size_t n = qwen3_param_count(c), z_n, n_alloc;
     shard_sizes(n, zero1 ? world : 1, &z_n, &n_alloc);
+    int sharded = zero1 && world > 1;
     m->params = n;
-    m->weights_f32 = n_alloc * 4;
-    m->weights_bf16 = n * 2;
+    m->weights_f32 = (z_n + (sharded ? vec_count(c) : 0)) * 4;
+    m->weights_bf16 = n_alloc * 2;
     m->grads = n_alloc * 4;
     m->adam = 2 * z_n * 4;
-    m->snapshot = snapshot == 1 ? (n + 2 * z_n) * 4 : 0;
-    m->snapshot_host = snapshot == 2 ? (n + 2 * z_n) * 4 : 0;
-    m->activations = plan(c, B, T, recompute, NULL, NULL);
+    m->snapshot = snapshot == 1 ? 3 * z_n * 4 : 0;
+    m->snapshot_host = snapshot == 2 ? 3 * z_n * 4 : 0;
+    m->activations = plan(c, B, T, recompute ? ACTS_RECOMPUTE : ACTS_ALL, NULL, NULL);
     m->workspace = MM_WORKSPACE_BYTES;
-    m->scratch = 64; /* g->scalar */
+    m->scratch = 64 + (sharded ? stage_size(n_alloc, world, 0) * 4 : 0); /* g->scalar, ZeRO-1's staging */
     m->total = m->weights_f32 + m->weights_bf16 + m->grads + m->adam + m->snapshot + m->activations + m->workspace +
                m->scratch;
+    /* a frozen handle: whole bf16 block, the norm replica, staging, scratch */
+    m->reference = n * 2 + vec_count(c) * 4 + stage_size(n, 1, 0) * 4 + 64 + plan(c, B, T, ACTS_FORWARD, NULL, NULL) +
+                   m->workspace;
     m->kv_bytes_per_token = (size_t)2 * c->num_layers * c->num_kv_heads * c->head_dim * 2; /* bf16 K and V */
     return 0;
 }
 
 extern "C" size_t qwen3_cuda_device_bytes(const struct qwen3_cuda *g) { return g->dev_bytes; }
 
+/* Layer l's input (l = num_layers: the final norm's): one buffer per layer,
+ * or forward only two in turn. */
+static float *resid_at(struct qwen3_cuda *g, int l) {
+    size_t k = acts_mode(g) == ACTS_FORWARD ? (size_t)(l % 2) : (size_t)l;
+    return g->a.resid + k * (size_t)g->B * g->T * g->cfg.hidden_size;
+}
+
 /* The per-layer slot of the saved activations. */
 static struct layer_acts slot(struct qwen3_cuda *g, int l) {
     const struct qwen3_config *c = &g->cfg;
     struct acts *a = &g->a;
-    size_t s = g->recompute ? 0 : (size_t)l, N = (size_t)g->B * g->T, D = (size_t)c->hidden_size;
+    size_t s = acts_mode(g) == ACTS_ALL ? (size_t)l : 0, N = (size_t)g->B * g->T, D = (size_t)c->hidden_size;
     size_t F = (size_t)c->intermediate_size, hd = (size_t)c->head_dim;
     size_t Hq = (size_t)c->num_heads, Hkv = (size_t)c->num_kv_heads, qd = Hq * hd, kvd = Hkv * hd;
     struct layer_acts la;
-    la.x = a->resid + (size_t)l * N * D;
-    la.out = a->resid + (size_t)(l + 1) * N * D;
+    la.x = resid_at(g, l);
+    la.out = resid_at(g, l + 1);
     la.xm = a->xm + s * N * D;
     la.ln1 = a->ln1 + s * N * D;
     la.rstd1 = a->rstd1 + s * N;
@@ -329,13 +473,13 @@ int upload_rope(struct qwen3_cuda *g, float *dcos, float *dsin, int T) {
 }
 
 static int ensure_acts(struct qwen3_cuda *g, int B, int T) {
-    size_t need = plan(&g->cfg, B, T, g->recompute, NULL, NULL);
+    size_t need = plan(&g->cfg, B, T, acts_mode(g), NULL, NULL);
     if (need > g->acts_bytes) {
         free_acts(g);
         if (dalloc(g, (void **)&g->acts_mem, need, "activations")) return -1;
         g->acts_bytes = need;
     }
-    plan(&g->cfg, B, T, g->recompute, &g->a, g->acts_mem);
+    plan(&g->cfg, B, T, acts_mode(g), &g->a, g->acts_mem);
     /* the table's place in the block depends on B and T: refill on any change */
     if (T != g->cap_T || B != g->cap_B) {
         if (upload_rope(g, g->a.rope_cos, g->a.rope_sin, T)) return -1;
@@ -414,7 +558,7 @@ extern "C" float qwen3_cuda_forward(struct qwen3_cuda *g, const int32_t *ids, co
             return NAN;
         }
     }
-    k_rmsnorm_fwd(st, a->lnf, a->rstdf, a->resid + (size_t)c->num_layers * N * D, g->w.lnf, N, D, c->rms_norm_eps);
+    k_rmsnorm_fwd(st, a->lnf, a->rstdf, resid_at(g, c->num_layers), g->w.lnf, N, D, c->rms_norm_eps);
     if (mm(&g->mm, st, a->logits, 1, a->lnf, 0, g->w.lm_head_b, 1, N, V, D, 0, NULL)) {
         free(tg);
         return gfail(g, "cuBLASLt: lm_head"), NAN;
@@ -469,13 +613,19 @@ extern "C" int qwen3_cuda_logprobs(struct qwen3_cuda *g, const int32_t *ids, con
 
 /* ---- backward -------------------------------------------------------------------- */
 
+/* what a frozen handle refuses: -1 with the error */
+static int refuse_frozen(struct qwen3_cuda *g, const char *what) {
+    return g->frozen ? gfail(g, "%s: a frozen handle (the KL reference) is never trained", what) : 0;
+}
+
 static int ensure_grads(struct qwen3_cuda *g) {
     if (g->grads) return 0;
+    if (refuse_frozen(g, "backward")) return -1;
     if (dalloc(g, (void **)&g->grads, g->n_alloc * 4, "gradients")) return -1;
     if (cudaMemset(g->grads, 0, g->n_alloc * 4) != cudaSuccess) return gcheck(g, "zero grads");
     float *base = g->grads;
     /* gradient pointers: same offsets as the weights */
-#define GP(f) g->gw.f = base + (g->w.f - g->params)
+#define GP(f) g->gw.f = base + (g->w.f##_b - g->params_b)
     GP(embed);
     GP(ln1);
     GP(wq);
@@ -598,12 +748,13 @@ extern "C" int qwen3_cuda_grads_to_host(struct qwen3_cuda *g, float *out) {
 }
 
 /* ---- AdamW (adamw.c, same schedule and clipping) ------------------------------------------
- * The moments cover this rank's range [z_lo, z_lo + z_n): the whole block
- * without ZeRO-1; one shard of it with ZeRO-1 (dist.cu has the collectives),
- * which is what saves 2 * (W-1)/W of the moments' memory on every rank:
- * 8 bytes per parameter become 8/W. */
+ * The fp32 masters and the moments cover this rank's range [z_lo, z_lo +
+ * z_n): the whole block without ZeRO-1; one shard of it with ZeRO-1
+ * (dist.cu has the collectives), which is what saves (W-1)/W of their
+ * memory on every rank: 12 bytes per parameter become 12/W. */
 
 extern "C" int qwen3_cuda_adamw_init(struct qwen3_cuda *g, const struct adamw_config *c) {
+    if (refuse_frozen(g, "AdamW")) return -1;
     g->opt = *c;
     g->opt_step = 0;
     if (!g->adam_m && (dalloc(g, (void **)&g->adam_m, g->z_n * 4, "AdamW m") ||
@@ -628,14 +779,14 @@ extern "C" size_t qwen3_cuda_zero1_shard(const struct qwen3_cuda *g, size_t *lo)
  *   1. ||g||^2 = sum over ranks of the shard's sum of squares (the shards
  *      partition the block and the padding is zero: the unsharded sum, in
  *      another order), so every rank clips by the same factor;
- *   2. AdamW on the shard of the fp32 masters, with its moments;
- *   3. all-gather of the updated fp32 master shards, then the bf16 copy of
- *      the rest of the block is refreshed locally.
- * Gathering the fp32 masters (4 bytes a parameter, not the bf16 copy's 2)
- * keeps every rank's masters whole and identical, so the checkpoint, the
- * snapshot, a fork and the next step read them exactly as without ZeRO-1;
- * each element is the value its owner computed, so all ranks agree bit for
- * bit. The update is the unsharded one up to the order of the norm's sum. */
+ *   2. AdamW on the shard's fp32 masters with its moments, which also
+ *      rounds the shard into the bf16 copy;
+ *   3. all-gather of the bf16 shards (2 bytes a parameter: the forward
+ *      reads nothing else of the big matrices) and the norm replica rebuilt
+ *      (refresh_replicas).
+ * Each bf16 element is the rounding of the value its owner computed, so
+ * all ranks agree bit for bit, and with plain data parallel's; the update
+ * is the unsharded one up to the order of the norm's sum. */
 extern "C" float qwen3_cuda_adamw_step(struct qwen3_cuda *g, float *lr_out) {
     const struct adamw_config *c = &g->opt;
     if (!g->adam_m) return gfail(g, "AdamW: not initialised"), NAN;
@@ -643,7 +794,7 @@ extern "C" float qwen3_cuda_adamw_step(struct qwen3_cuda *g, float *lr_out) {
     if (g->zero1 && !g->grads_reduced)
         return gfail(g, "AdamW (ZeRO-1): the gradients were not reduce-scattered since the last backward "
                         "(qwen3_cuda_allreduce_grads)"), NAN;
-    size_t lo = g->z_lo, n = g->z_n, P = g->n_params;
+    size_t lo = g->z_lo, n = g->z_n;
     double *ss = (double *)g->scalar, h_ss = 0;
     cudaMemsetAsync(ss, 0, sizeof *ss, g->st);
     k_sumsq(g->st, ss, g->grads + lo, n);
@@ -664,15 +815,10 @@ extern "C" float qwen3_cuda_adamw_step(struct qwen3_cuda *g, float *lr_out) {
         size_t a = tt->offset > lo ? tt->offset : lo, b = tt->offset + tt->numel < lo + n ? tt->offset + tt->numel : lo + n;
         if (a >= b) continue;
         float decay = tt->is_matrix ? 1.0f - lr * c->weight_decay : 1.0f;
-        k_adamw(g->st, g->params + a, g->params_b + a, g->grads + a, g->adam_m + (a - lo), g->adam_v + (a - lo), b - a,
-                decay, clip, c->beta1, c->beta2, step_size, bc2_sqrt, c->eps);
+        k_adamw(g->st, g->params + (a - lo), g->params_b + a, g->grads + a, g->adam_m + (a - lo), g->adam_v + (a - lo),
+                b - a, decay, clip, c->beta1, c->beta2, step_size, bc2_sqrt, c->eps);
     }
-    if (g->zero1) {
-        if (qwen3_zero1_allgather(g, g->params + lo, g->params)) return NAN;
-        size_t e0 = lo < P ? lo : P, e1 = lo + n < P ? lo + n : P; /* this rank's bf16 is fresh already */
-        if (e0 > 0) k_f32_to_bf16(g->st, g->params_b, g->params, e0);
-        if (e1 < P) k_f32_to_bf16(g->st, g->params_b + e1, g->params + e1, P - e1);
-    }
+    if (refresh_replicas(g)) return NAN;
     if (cudaStreamSynchronize(g->st) != cudaSuccess || gcheck(g, "AdamW")) return gcheck(g, "AdamW"), NAN;
     if (lr_out) *lr_out = lr;
     return norm;
@@ -685,9 +831,7 @@ extern "C" int qwen3_cuda_to_host(struct qwen3_cuda *g, struct qwen3 *cpu) {
         a->num_heads != b->num_heads || a->num_kv_heads != b->num_kv_heads || a->head_dim != b->head_dim ||
         a->tie_word_embeddings != b->tie_word_embeddings)
         return gfail(g, "to_host: the CPU model has a different config");
-    if (cudaMemcpy(cpu->params, g->params, g->n_params * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
-        return gcheck(g, "weights to host");
-    return 0;
+    return gather_to_host(g, g->params, cpu->params, "weights to host");
 }
 
 /* ---- what a trainer needs besides (rl/backend_cuda.c) ---------------------------------- */
@@ -702,12 +846,24 @@ static int same_config(struct qwen3_cuda *g, const struct qwen3 *cpu) {
 
 extern "C" int qwen3_cuda_from_host(struct qwen3_cuda *g, const struct qwen3 *cpu) {
     if (!same_config(g, cpu)) return gfail(g, "from_host: the CPU model has a different config");
-    if (cudaMemcpy(g->params, cpu->params, g->n_params * 4, cudaMemcpyHostToDevice) != cudaSuccess)
-        return gcheck(g, "weights to device");
-    k_f32_to_bf16(g->st, g->params_b, g->params, g->n_params);
     g->has_forward = 0; /* the saved activations belong to the old weights */
-    if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "weights to device");
-    return gcheck(g, "weights to device");
+    return upload_weights(g, cpu->params, 0);
+}
+
+/* Every rank starts from rank 0's weights: its device block broadcast, or
+ * with ZeRO-1 (where no rank holds the whole fp32 block on the device)
+ * rank 0's host block, chunk by chunk. A collective. */
+extern "C" int qwen3_cuda_broadcast_weights(struct qwen3_cuda *g, const struct qwen3 *cpu) {
+    int rank, world;
+    qwen3_dist_world(&rank, &world);
+    if (world == 1) return 0;
+    if (!g->zero1) {
+        if (qwen3_dist_bcast_dev(g, g->params, g->n_params)) return -1;
+        k_f32_to_bf16(g->st, g->params_b, g->params, g->n_params);
+        return cudaStreamSynchronize(g->st) != cudaSuccess ? gcheck(g, "broadcast") : gcheck(g, "broadcast");
+    }
+    if (!same_config(g, cpu)) return gfail(g, "broadcast: the CPU model has a different config");
+    return upload_weights(g, cpu->params, 1);
 }
 
 extern "C" int qwen3_cuda_last_entropy(struct qwen3_cuda *g, float *out) {
@@ -742,46 +898,38 @@ extern "C" double qwen3_cuda_grad_sumsq(struct qwen3_cuda *g) {
     return qwen3_zero1_sum(g, &h) ? NAN : h;
 }
 
-extern "C" double qwen3_cuda_param_sumsq(struct qwen3_cuda *g) { return sumsq(g, g->params, g->n_params, "weight norm"); }
+/* ZeRO-1: this rank's masters' sum, summed over the ranks (a collective) */
+extern "C" double qwen3_cuda_param_sumsq(struct qwen3_cuda *g) {
+    double h = g->z_n ? sumsq(g, g->params, g->z_n, "weight norm") : 0;
+    if (isnan(h) && g->err[0]) return NAN;
+    return qwen3_zero1_sum(g, &h) ? NAN : h;
+}
 
+/* Weight i everywhere this rank keeps it: the master (if owned), the bf16
+ * copy and, for a norm weight, the replica. Every rank calls it alike. */
 extern "C" int qwen3_cuda_set_param(struct qwen3_cuda *g, size_t i, float v) {
     if (i >= g->n_params) return gfail(g, "set_param: index out of range");
-    if (cudaMemcpy(g->params + i, &v, 4, cudaMemcpyHostToDevice) != cudaSuccess) return gcheck(g, "set_param");
-    k_f32_to_bf16(g->st, g->params_b + i, g->params + i, 1);
+    int owned = i >= g->z_lo && i < g->z_lo + g->z_n;
+    float *f = owned ? g->params + (i - g->z_lo) : g->stage; /* not owned: ZeRO-1 or frozen, which have stage */
+    if (cudaMemcpy(f, &v, 4, cudaMemcpyHostToDevice) != cudaSuccess) return gcheck(g, "set_param");
+    k_f32_to_bf16(g->st, g->params_b + i, f, 1);
+    for (int k = 0; g->vecs && k < 5; k++)
+        if (i >= g->vspan[k].at && i < g->vspan[k].at + g->vspan[k].n &&
+            cudaMemcpy(g->vecs + g->vspan[k].to + (i - g->vspan[k].at), &v, 4, cudaMemcpyHostToDevice) != cudaSuccess)
+            return gcheck(g, "set_param");
     if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "set_param");
     return gcheck(g, "set_param");
 }
 
-/* The moments down. ZeRO-1: every rank's shard is gathered (a collective:
- * every rank calls this, and every rank gets the whole m and v) through a
- * transient device buffer of n_alloc floats; the ranks first agree that all
- * of them have it, so a failed allocation on one rank fails all of them
- * instead of leaving the others waiting in the gather. */
+/* The moments down, whole. ZeRO-1: every rank's shard is gathered through
+ * the staging buffer (a collective: every rank calls this, and every rank
+ * gets the whole m and v). */
 extern "C" int qwen3_cuda_adamw_get(struct qwen3_cuda *g, float *m, float *v, long *step) {
     if (!g->adam_m) return gfail(g, "AdamW: not initialised");
-    size_t P = g->n_params;
-    if (!g->zero1) {
-        if (cudaMemcpy(m, g->adam_m, P * 4, cudaMemcpyDeviceToHost) != cudaSuccess ||
-            cudaMemcpy(v, g->adam_v, P * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
-            return gcheck(g, "AdamW state to host");
-        *step = g->opt_step;
-        return 0;
-    }
-    float *full = NULL;
-    double nofull = dalloc(g, (void **)&full, g->n_alloc * 4, "AdamW gather") ? 1 : 0;
-    if (qwen3_zero1_sum(g, &nofull) || nofull > 0) {
-        if (full) cudaFree(full);
-        return g->err[0] ? -1 : gfail(g, "AdamW gather: another rank could not allocate its buffer");
-    }
-    int rc = 0;
-    for (int k = 0; k < 2 && !rc; k++) {
-        if (qwen3_zero1_allgather(g, k ? g->adam_v : g->adam_m, full)) rc = -1;
-        else if (cudaMemcpy(k ? v : m, full, P * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
-            rc = gfail(g, "AdamW state to host: %s", cudaGetErrorString(cudaGetLastError()));
-    }
-    cudaFree(full);
-    if (!rc) *step = g->opt_step;
-    return rc;
+    if (gather_to_host(g, g->adam_m, m, "AdamW state to host") || gather_to_host(g, g->adam_v, v, "AdamW state to host"))
+        return -1;
+    *step = g->opt_step;
+    return 0;
 }
 
 /* The moments up, whole (n_params each, as adamw_get gives them and
@@ -801,60 +949,57 @@ extern "C" int qwen3_cuda_adamw_set(struct qwen3_cuda *g, const float *m, const 
     return gcheck(g, "AdamW state to device");
 }
 
-/* Weights (whole, identical on every rank) and this rank's moments: no
- * collective, with or without ZeRO-1 (then P + 2 * z_n floats). */
-/* The host copy (snapshot_host): synchronous copies through pageable
- * memory, one transfer per piece. */
+/* The snapshot is this rank's masters and moments, 3 * z_n floats (the
+ * whole state without ZeRO-1, one shard's with it); taking it is no
+ * collective. The host copy (snapshot_host): synchronous copies through
+ * pageable memory, one transfer per piece. */
 static int snapshot_to_host(struct qwen3_cuda *g, int back) {
-    size_t P = g->n_params, n = g->z_n;
+    size_t n = g->z_n;
     if (!g->snap_h) {
         if (back) return gfail(g, "restore: no snapshot");
-        g->snap_h = (float *)malloc((P + 2 * n) * 4);
-        if (!g->snap_h) return gfail(g, "snapshot: out of host memory for %.2f GiB", (P + 2 * n) * 4 / 1073741824.0);
+        g->snap_h = (float *)malloc(3 * n * 4);
+        if (!g->snap_h) return gfail(g, "snapshot: out of host memory for %.2f GiB", 3 * n * 4 / 1073741824.0);
     }
     float *dev[3] = {g->params, g->adam_m, g->adam_v};
-    size_t at[3] = {0, P, P + n}, len[3] = {P, n, n};
     for (int i = 0; i < 3; i++) {
         if (!dev[i]) continue;
-        cudaError_t e = back ? cudaMemcpy(dev[i], g->snap_h + at[i], len[i] * 4, cudaMemcpyHostToDevice)
-                             : cudaMemcpy(g->snap_h + at[i], dev[i], len[i] * 4, cudaMemcpyDeviceToHost);
+        cudaError_t e = back ? cudaMemcpy(dev[i], g->snap_h + i * n, n * 4, cudaMemcpyHostToDevice)
+                             : cudaMemcpy(g->snap_h + i * n, dev[i], n * 4, cudaMemcpyDeviceToHost);
         if (e != cudaSuccess) return gcheck(g, back ? "restore from host" : "snapshot to host");
     }
     return 0;
 }
 
 extern "C" int qwen3_cuda_snapshot(struct qwen3_cuda *g) {
-    size_t P = g->n_params, n = g->z_n;
-    if (g->snap_host) {
-        g->snap_step = g->opt_step;
-        return snapshot_to_host(g, 0);
-    }
-    if (!g->snap && dalloc(g, (void **)&g->snap, (P + 2 * n) * 4, "snapshot")) return -1;
-    cudaMemcpyAsync(g->snap, g->params, P * 4, cudaMemcpyDeviceToDevice, g->st);
-    if (g->adam_m) {
-        cudaMemcpyAsync(g->snap + P, g->adam_m, n * 4, cudaMemcpyDeviceToDevice, g->st);
-        cudaMemcpyAsync(g->snap + P + n, g->adam_v, n * 4, cudaMemcpyDeviceToDevice, g->st);
-    }
+    size_t n = g->z_n;
+    if (refuse_frozen(g, "snapshot")) return -1;
     g->snap_step = g->opt_step;
+    if (g->snap_host) return snapshot_to_host(g, 0);
+    if (!g->snap && dalloc(g, (void **)&g->snap, 3 * n * 4, "snapshot")) return -1;
+    float *dev[3] = {g->params, g->adam_m, g->adam_v};
+    for (int i = 0; i < 3; i++)
+        if (dev[i]) cudaMemcpyAsync(g->snap + i * n, dev[i], n * 4, cudaMemcpyDeviceToDevice, g->st);
     if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "snapshot");
     return gcheck(g, "snapshot");
 }
 
+/* The snapshot back, then the bf16 copy (and under ZeRO-1 the other ranks'
+ * shards of it and the norm replica: a collective, which viv train's
+ * NaN-skip reaches on every rank alike). */
 extern "C" int qwen3_cuda_restore(struct qwen3_cuda *g) {
-    size_t P = g->n_params, n = g->z_n;
+    size_t n = g->z_n;
     if (g->snap_host) {
         if (snapshot_to_host(g, 1)) return -1;
     } else {
         if (!g->snap) return gfail(g, "restore: no snapshot");
-        cudaMemcpyAsync(g->params, g->snap, P * 4, cudaMemcpyDeviceToDevice, g->st);
-        if (g->adam_m) {
-            cudaMemcpyAsync(g->adam_m, g->snap + P, n * 4, cudaMemcpyDeviceToDevice, g->st);
-            cudaMemcpyAsync(g->adam_v, g->snap + P + n, n * 4, cudaMemcpyDeviceToDevice, g->st);
-        }
+        float *dev[3] = {g->params, g->adam_m, g->adam_v};
+        for (int i = 0; i < 3; i++)
+            if (dev[i]) cudaMemcpyAsync(dev[i], g->snap + i * n, n * 4, cudaMemcpyDeviceToDevice, g->st);
     }
-    k_f32_to_bf16(g->st, g->params_b, g->params, P);
+    k_f32_to_bf16(g->st, g->params_b + g->z_lo, g->params, n);
     g->opt_step = g->snap_step;
     g->has_forward = 0;
+    if (refresh_replicas(g)) return -1;
     if (cudaStreamSynchronize(g->st) != cudaSuccess) return gcheck(g, "restore");
     return gcheck(g, "restore");
 }

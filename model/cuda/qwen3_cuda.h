@@ -62,9 +62,16 @@ struct qwen3_cuda_opts {
                         * (n_params + 2 moments) * 4 bytes of device memory; each
                         * snapshot/restore then crosses PCIe) */
     /* 1: ZeRO-1 under data parallel (dist.cu): each of the W ranks keeps the
-     * AdamW moments of 1/W of the parameters only (saving 2 * (W-1)/W of
-     * their memory). Needs qwen3_dist_init first; with one rank it is off. */
+     * fp32 masters and AdamW moments of 1/W of the parameters only (saving
+     * (W-1)/W of their 12 bytes a parameter). Needs qwen3_dist_init first;
+     * with one rank it is off. */
     int zero1;
+    size_t stage_floats; /* ZeRO-1's staging buffer; 0: 64 MiB (tests make it small) */
+    /* 1: a handle that is never trained (viv train's KL reference): no fp32
+     * masters, gradients or moments, only the bf16 copy and the norm
+     * weights' fp32 replica (2 bytes a parameter instead of 6); backward,
+     * AdamW, snapshots and to_host are refused. Never a collective. */
+    int frozen;
 };
 
 /* Number of usable CUDA devices; 0 when there is no driver or no device
@@ -105,32 +112,40 @@ int qwen3_cuda_grads_to_host(struct qwen3_cuda *g, float *out);
  * applied to the fp32 masters; the bf16 copy is refreshed in the same pass.
  * Returns the gradient norm before clipping, NAN on error. With ZeRO-1 the
  * step is a collective (every rank calls it, after qwen3_cuda_allreduce_grads):
- * each rank updates its shard and the shards are all-gathered (dist.cu). */
+ * each rank updates its shard and the bf16 shards are all-gathered (dist.cu). */
 int qwen3_cuda_adamw_init(struct qwen3_cuda *g, const struct adamw_config *c);
 float qwen3_cuda_adamw_step(struct qwen3_cuda *g, float *lr_out);
-/* ZeRO-1: the number of parameters whose moments this rank keeps (a
+/* ZeRO-1: the number of parameters whose masters and moments this rank keeps (a
  * multiple of 256; the ranks' shards tile the block padded to W times it)
  * and where its shard starts (*lo); 0 when ZeRO-1 is off. */
 size_t qwen3_cuda_zero1_shard(const struct qwen3_cuda *g, size_t *lo);
 /* 1 when this handle recomputes activations in backward (opts.recompute) */
 int qwen3_cuda_recomputes(const struct qwen3_cuda *g);
 
-/* Copy the fp32 master weights down into cpu (same config), for qwen3_save. */
+/* Copy the fp32 master weights down into cpu (same config), for qwen3_save.
+ * With ZeRO-1 the shards are gathered (a collective: every rank calls it and
+ * every rank gets the whole block). */
 int qwen3_cuda_to_host(struct qwen3_cuda *g, struct qwen3 *cpu);
 
 /* ---- memory planning ---------------------------------------------------------------
  * The device memory a training handle will hold for a config at B x T, as
- * this backend allocates it (no device needed): fp32 masters and gradients
- * (padded to the ZeRO-1 shards), the bf16 copy, AdamW m and v (this rank's
- * shard with zero1 and world > 1), the NaN-recovery snapshot viv train keeps
- * (snapshot = 1), the activations of one forward + backward, cuBLASLt's
- * workspace and small scratch. Not included: the rollouts' KV cache
+ * this backend allocates it (no device needed): fp32 gradients and the bf16
+ * copy (padded to the ZeRO-1 shards), fp32 masters and AdamW m and v (this
+ * rank's shard with zero1 and world > 1, then also the norm weights' fp32
+ * replica), the NaN-recovery snapshot viv train keeps (snapshot = 1), the
+ * activations of one forward + backward, cuBLASLt's workspace and small
+ * scratch (with ZeRO-1 its 64 MiB staging buffer). Not included: the KL
+ * reference (in its own field), the rollouts' KV cache
  * (qwen3_cuda_kv_create: kv_bytes_per_token per cached token, all slots),
  * the CUDA context and NCCL's buffers (a few hundred MiB). */
 struct qwen3_cuda_mem {
     size_t params; /* count */
     size_t weights_f32, weights_bf16, grads, adam, snapshot, activations, workspace, scratch, total;
     size_t snapshot_host; /* the snapshot's bytes when it is kept in host memory (not in total) */
+    /* the KL reference viv train forks when --kl > 0 (a frozen handle: the
+     * bf16 copy, the norm replica, its own activations and workspace; not
+     * in total) */
+    size_t reference;
     size_t kv_bytes_per_token;
 };
 int qwen3_cuda_plan_memory(const struct qwen3_config *c, int B, int T, int recompute, int world, int zero1,
@@ -139,7 +154,8 @@ int qwen3_cuda_plan_memory(const struct qwen3_config *c, int B, int T, int recom
 size_t qwen3_cuda_device_bytes(const struct qwen3_cuda *g);
 
 /* ---- what a trainer needs besides (rl/backend_cuda.c) ---------------------------- */
-/* Copy cpu's weights up (same config; the bf16 copy is refreshed). */
+/* Copy cpu's weights up (same config; the bf16 copy is refreshed). With
+ * ZeRO-1 each rank keeps its shard: no collective. */
 int qwen3_cuda_from_host(struct qwen3_cuda *g, const struct qwen3 *cpu);
 /* Entropy of the last forward's next-token distribution per row [B*T]. */
 int qwen3_cuda_last_entropy(struct qwen3_cuda *g, float *out);
@@ -148,8 +164,10 @@ int qwen3_cuda_last_entropy(struct qwen3_cuda *g, float *out);
  * ZeRO-1 after the reduce-scatter the gradients' is the averaged
  * gradients' over the whole block (a collective: every rank calls it). */
 double qwen3_cuda_grad_sumsq(struct qwen3_cuda *g);
+/* ...of the fp32 masters: with ZeRO-1 the shards' sums, summed (a collective) */
 double qwen3_cuda_param_sumsq(struct qwen3_cuda *g);
-/* Set one fp32 weight (and its bf16 copy); tests poison a weight with it. */
+/* Set one fp32 weight (and its bf16 copy); tests poison a weight with it.
+ * With ZeRO-1 every rank calls it alike (each sets what it keeps). */
 int qwen3_cuda_set_param(struct qwen3_cuda *g, size_t i, float v);
 /* AdamW moments (n_params floats each) and step count, down / up. With
  * ZeRO-1, get gathers the shards (a collective: every rank calls it and
@@ -157,10 +175,11 @@ int qwen3_cuda_set_param(struct qwen3_cuda *g, size_t i, float v);
  * whole m and v it is given. */
 int qwen3_cuda_adamw_get(struct qwen3_cuda *g, float *m, float *v, long *step);
 int qwen3_cuda_adamw_set(struct qwen3_cuda *g, const float *m, const float *v, long step);
-/* Keep a device copy of the weights and AdamW state / bring it back (NaN
- * recovery: 3 * n_params more floats on the device; with ZeRO-1 the
- * weights and this rank's moment shards, n_params + 2 * shard). Each rank
- * keeps its own: no collective. */
+/* Keep a device copy of the fp32 masters and AdamW state / bring it back
+ * (NaN recovery: 3 * n_params more floats on the device; with ZeRO-1 this
+ * rank's shards of them, 3 * shard). Each rank keeps its own: the snapshot
+ * is no collective; restore is one under ZeRO-1 (the restored bf16 shards
+ * are all-gathered). */
 int qwen3_cuda_snapshot(struct qwen3_cuda *g);
 int qwen3_cuda_restore(struct qwen3_cuda *g);
 
@@ -173,8 +192,10 @@ int qwen3_dist_init(int *argc, char ***argv, int *rank, int *world, int *local_r
  * step); with ZeRO-1 a reduce-scatter: each rank gets the average of its
  * shard only, which is all its AdamW step reads. */
 int qwen3_cuda_allreduce_grads(struct qwen3_cuda *g);
-/* Broadcast rank 0's weights so every rank starts identical. */
-int qwen3_cuda_broadcast_weights(struct qwen3_cuda *g);
+/* Broadcast rank 0's weights so every rank starts identical. cpu: the host
+ * model the handle was created from, which ZeRO-1 reads on rank 0 (no rank
+ * has the whole fp32 block on the device). */
+int qwen3_cuda_broadcast_weights(struct qwen3_cuda *g, const struct qwen3 *cpu);
 void qwen3_dist_finalize(void);
 int qwen3_dist_compiled(void); /* 1 when built with MPI + NCCL */
 /* Host-side collectives over MPI_COMM_WORLD for the trainer (no-ops in a

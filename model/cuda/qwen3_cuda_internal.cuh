@@ -44,6 +44,11 @@ struct layer_acts {
     bf16 *ln1, *q, *k, *v, *qr, *kr, *ao, *ln2, *gate, *up, *hm;
 };
 
+/* A span of the parameter block kept in a compact replica (the norm weights). */
+struct vspan {
+    size_t at, n, to; /* block offset, length, offset in the replica */
+};
+
 struct qwen3_cuda {
     struct qwen3_config cfg;
     int device, recompute;
@@ -52,21 +57,37 @@ struct qwen3_cuda {
     size_t n_params;
     struct qwen3_tensor *tensors;
     int n_tensors;
-    float *params;   /* fp32 masters [n_alloc] (the tail past n_params is zero padding) */
-    bf16 *params_b;  /* bf16 copy the matmuls read [n_params] */
-    float *grads;    /* fp32 [n_alloc], NULL until the first backward / zero_grad */
-    float *adam_m, *adam_v; /* [z_n]: the moments of params [z_lo, z_lo + z_n) */
-    float *snap;     /* qwen3_cuda_snapshot: weights [n_params], then m and v [z_n] each */
-    int snap_host;   /* the snapshot lives in host memory (snap_h) instead */
-    float *snap_h;
-    /* ZeRO-1 (dist.cu). Off: z_lo = 0, z_n = n_alloc = n_params, one rank's
-     * AdamW covers everything. On (world W > 1): the parameter block is
-     * padded to n_alloc = W * z_n (z_n a multiple of 256) and this rank owns
-     * the moments of the contiguous shard [z_lo, z_lo + z_n), z_lo = rank * z_n.
+    /* ZeRO-1 (dist.cu). Off: z_lo = 0, z_n = n_alloc = n_params, this rank
+     * owns everything. On (world W > 1): the parameter block is padded to
+     * n_alloc = W * z_n (z_n a multiple of 256) and this rank owns the
+     * contiguous shard [z_lo, z_lo + z_n), z_lo = rank * z_n: its fp32
+     * masters and AdamW moments exist here only.
      * grads_reduced: the gradients were reduce-scattered since the last
      * backward / zero_grad (only this rank's shard holds the average). */
     int zero1, z_rank, z_world, grads_reduced;
     size_t z_lo, z_n, n_alloc;
+    /* A frozen handle (qwen3_cuda_opts.frozen: the KL reference) owns no
+     * masters (z_n = 0) and keeps the bf16 copy and the norm replica only;
+     * it refuses backward, AdamW, snapshots and to_host. */
+    int frozen;
+    float *params;   /* fp32 masters of the owned range [z_n]: params[i - z_lo] is weight i */
+    bf16 *params_b;  /* bf16 copy of the whole block, which the matmuls read [n_alloc] */
+    float *grads;    /* fp32 [n_alloc], NULL until the first backward / zero_grad */
+    float *adam_m, *adam_v; /* [z_n]: the moments of the owned range */
+    /* The norm weights, which the kernels read in fp32: with ZeRO-1 (or
+     * frozen) a whole replica of them [n_vec] (ln1, qnorm, knorm, ln2, lnf,
+     * at vspan[k].to), refreshed after every change of the masters; without,
+     * w's fp32 pointers go straight into params and vecs is NULL. */
+    float *vecs;
+    size_t n_vec;
+    struct vspan vspan[5];
+    /* With vecs: device staging for the chunked transfers between the whole
+     * block on the host and the shards (upload, broadcast, gather) */
+    float *stage;
+    size_t stage_n;
+    float *snap;     /* qwen3_cuda_snapshot: masters, m and v of the owned range [z_n] each */
+    int snap_host;   /* the snapshot lives in host memory (snap_h) instead */
+    float *snap_h;
     long snap_step;
     void *scalar;    /* small device scratch (grad norm) */
     struct wptr w, gw; /* gw: only the fp32 fields are used */
@@ -111,6 +132,13 @@ void qwen3_dist_world(int *rank, int *world);
  * shard - z_lo, in place, as NCCL allows) */
 int qwen3_zero1_sum(struct qwen3_cuda *g, double *v);
 int qwen3_zero1_allgather(struct qwen3_cuda *g, const float *shard, float *full);
+/* every rank's bf16 shard params_b[z_lo, z_lo + z_n) into the whole params_b */
+int qwen3_zero1_allgather_bf16(struct qwen3_cuda *g);
+/* chunk [k] of every rank's shard into stage [k * ranks], in rank order */
+int qwen3_zero1_gather_chunk(struct qwen3_cuda *g, const float *chunk, size_t k);
+/* n floats of buf from rank 0 to every rank; buf summed over the ranks */
+int qwen3_dist_bcast_dev(struct qwen3_cuda *g, float *buf, size_t n);
+int qwen3_dist_sum_dev(struct qwen3_cuda *g, float *buf, size_t n);
 #ifdef __cplusplus
 }
 #endif

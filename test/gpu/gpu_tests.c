@@ -14,10 +14,13 @@
  * skipped when a device is present. Built -O2 without sanitizers: the CPU
  * side runs real numerics and ASan does not see device memory anyway.
  *
- * As committed, these have only ever run on a machine WITHOUT a GPU: there,
- * only built with -DVIV_HOSTSIM against test/gpu/hostsim (the host code of
+ * As committed, these have only ever run on a machine WITHOUT a GPU, built
+ * twice: against test/gpu/hostsim (-DVIV_HOSTSIM: the host code of
  * model/cuda with its kernels re-done as plain loops), which checks the
- * orchestration and tolerances but not the CUDA kernels.
+ * orchestration and tolerances; and against test/gpu/kemu (-DVIV_KEMU: the
+ * real kernel sources and matmul.cu on an emulator of CUDA threads, warps
+ * and cuBLASLt), which checks the kernels' arithmetic and barriers but says
+ * nothing of speed, real warp scheduling or the driver.
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -609,8 +612,48 @@ static void test_memory_plan(void) {
     struct qwen3_cuda_mem a, z;
     CHECK(qwen3_cuda_plan_memory(&c, 1, 8, 0, 4, 0, 0, &a) == 0 && qwen3_cuda_plan_memory(&c, 1, 8, 0, 4, 1, 0, &z) == 0,
           "plans");
-    CHECK(z.adam * 4 >= a.adam && z.adam * 4 < a.adam + 8 * 1024 * 4 && z.weights_f32 >= a.weights_f32,
-          "ZeRO-1 over 4 ranks: moments %zu of %zu bytes", z.adam, a.adam);
+    /* ZeRO-1 over 4 ranks: a quarter of the masters (plus the norm weights'
+     * replica) and of the moments, the bf16 copy and the gradients whole */
+    size_t vecs = (size_t)c.num_layers * (2 * c.hidden_size + 2 * c.head_dim) + c.hidden_size;
+    CHECK(z.adam * 4 >= a.adam && z.adam * 4 < a.adam + 8 * 1024 * 4 && z.weights_f32 == z.adam / 2 + 4 * vecs &&
+              z.grads >= a.grads && z.weights_bf16 >= a.weights_bf16,
+          "ZeRO-1 over 4 ranks: moments %zu of %zu bytes, masters %zu of %zu", z.adam, a.adam, z.weights_f32, a.weights_f32);
+}
+
+/* frozen_reference: the KL reference handle (opts.frozen) computes exactly
+ * the trained handle's loss and log-probs from the bf16 copy and the norm
+ * weights' replica, allocates what the plan's `reference` says, and
+ * refuses what would need fp32 masters, gradients or moments. */
+static void test_frozen_reference(void) {
+    NEED_GPU();
+    for (int k = 0; k < 2; k++) { /* recompute off, on */
+        struct qwen3 *m = make_model(k, 35);
+        CHECK(m, "model");
+        int32_t ids[B * T], tg[B * T];
+        make_batch(B, T, m->cfg.vocab_size, 5, ids, tg);
+        struct qwen3_cuda_opts po = {.device = 0, .recompute = k}, fo = {.device = 0, .recompute = k, .frozen = 1};
+        char err[512];
+        struct qwen3_cuda *g = qwen3_cuda_create(m, &po, err, sizeof err), *f = qwen3_cuda_create(m, &fo, err, sizeof err);
+        CHECK(g && f, "create: %s", err);
+        float lg = qwen3_cuda_forward(g, ids, tg, NULL, B, T), lf = qwen3_cuda_forward(f, ids, tg, NULL, B, T);
+        float pg[B * T], pf[B * T];
+        CHECK(!isnan(lf) && qwen3_cuda_last_logprobs(g, pg) == 0 && qwen3_cuda_last_logprobs(f, pf) == 0, "forward: %s",
+              qwen3_cuda_error(f));
+        CHECK(lf == lg && !memcmp(pg, pf, sizeof pg), "frozen loss %.9g vs %.9g, log-probs differ", lf, lg);
+        struct qwen3_cuda_mem pm;
+        CHECK(qwen3_cuda_plan_memory(&m->cfg, B, T, k, 1, 0, 1, &pm) == 0, "plan");
+        size_t got = qwen3_cuda_device_bytes(f), want = pm.reference - pm.workspace;
+        note("frozen reference (recompute=%d): %zu bytes allocated, plan %zu; the trained handle's weights %zu", k, got,
+             want, pm.weights_f32 + pm.weights_bf16);
+        CHECK(got == want, "frozen handle allocated %zu bytes, the plan says %zu", got, want);
+        struct adamw_config ac;
+        adamw_defaults(&ac);
+        CHECK(qwen3_cuda_backward(f) != 0 && strstr(qwen3_cuda_error(f), "never trained"), "backward not refused");
+        CHECK(qwen3_cuda_adamw_init(f, &ac) != 0 && qwen3_cuda_snapshot(f) != 0, "AdamW / snapshot not refused");
+        CHECK(qwen3_cuda_to_host(f, m) != 0 && strstr(qwen3_cuda_error(f), "no fp32 masters"), "to_host not refused");
+        qwen3_cuda_free(g), qwen3_cuda_free(f);
+        qwen3_free(m);
+    }
 }
 
 /* snapshot_host: restore brings back exactly the weights and AdamW state
@@ -740,6 +783,7 @@ int main(int argc, char **argv) {
         {"generate_greedy", test_generate_greedy},
         {"memory_plan", test_memory_plan},
         {"snapshot_host", test_snapshot_host},
+        {"frozen_reference", test_frozen_reference},
 #if !defined(VIV_HOSTSIM) || defined(VIV_KEMU) /* the kernels themselves: a GPU or test/gpu/kemu */
         {"attn_kernels_tc_vs_warp_vs_fp64", test_attn_kernels},
 #endif

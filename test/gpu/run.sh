@@ -301,7 +301,7 @@ assert sft(ea) and sft(ea) == sft(eb), (sft(ea), sft(eb))
 ga = [json.loads(l)["grad_norm"] for l in open(f"{a}/metrics.jsonl")]
 gb = [json.loads(l)["grad_norm"] for l in open(f"{b}/metrics.jsonl")]
 assert len(ga) == len(gb) and all(abs(x - y) <= 1e-5 * max(abs(x), 1e-12) for x, y in zip(ga, gb)), (ga, gb)
-m = re.search(r"ZeRO-1: each rank keeps the AdamW moments of (\d+) of (\d+) parameters", open(eb).read())
+m = re.search(r"ZeRO-1: each rank keeps the fp32 masters and AdamW moments of (\d+) of (\d+) parameters", open(eb).read())
 assert m and int(m.group(1)) % 256 == 0 and 2 * int(m.group(1)) >= int(m.group(2)) > int(m.group(1)), "no or a wrong ZeRO-1 line"
 print(f"{len(sft(eb))} SFT losses and grad norms {gb} as without, moments of {m.group(1)} of {m.group(2)} parameters per rank")
 PYEOF

@@ -9,7 +9,7 @@
  *                              rank may hold none): grad norm and updated weights equal
  *                              one rank's update on all groups
  *   dp_replicas_identical      after the steps every rank holds the same weights
- * ZeRO-1 (AdamW moments sharded over the ranks, model/cuda/dist.cu):
+ * ZeRO-1 (fp32 masters and AdamW moments sharded over the ranks, model/cuda/dist.cu):
  *   zero1_matches_dp           4 AdamW steps with clipping active and weight decay:
  *                              every step's grad norm and the weights and moments
  *                              after equal plain data parallel's (1e-6 / 1e-5) and one
@@ -17,8 +17,12 @@
  *                              as the split's rounding feeds AdamW; weights 1%); the moments
  *                              really are sharded (1/world each, 256-aligned)
  *   zero1_uneven               a model whose n_params is not a multiple of the world
- *                              size (odd), a shard boundary inside a tensor, padding:
- *                              same steps as plain data parallel, through the raw API
+ *                              size (odd), a shard boundary inside a tensor, padding,
+ *                              a small staging buffer (many chunks) and other weights
+ *                              off rank 0 before the broadcast: same steps as plain
+ *                              data parallel, through the raw API
+ *   zero1_memory_plan          a handle allocates what the plan says; masters, moments
+ *                              and snapshot are one shard's
  *   zero1_snapshot_restore     snapshot, a step, a poisoned weight, restore: the
  *                              weights, gathered moments and step are the snapshot's
  *                              bit for bit
@@ -332,7 +336,7 @@ static void zero1_matches_dp(struct tokenizer *tok) {
             ok = 0, snprintf(why, sizeof why, "step %d grad norm: ZeRO-1 %.9g, one rank %.9g", s + 1, nz[s], n1[s]);
     }
     char want[128];
-    snprintf(want, sizeof want, "AdamW moments of %zu of %zu parameters", ((P + world - 1) / world + 255) / 256 * 256, P);
+    snprintf(want, sizeof want, "masters and AdamW moments of %zu of %zu parameters", ((P + world - 1) / world + 255) / 256 * 256, P);
     if (ok && !strstr(bz->desc, want)) ok = 0, snprintf(why, sizeof why, "not sharded as expected: '%s'", bz->desc);
     if (ok && bd->desc[0]) ok = 0, snprintf(why, sizeof why, "the plain backend says '%s'", bd->desc);
     if (ok && !(nz[0] > 2 * ac.grad_clip))
@@ -373,8 +377,14 @@ static void zero1_uneven(struct tokenizer *tok) {
     }
     qwen3_init_random(m, 5, 0.1f);
     size_t P = m->n_params, lo = 0, n;
-    struct qwen3_cuda_opts o0 = {.device = -1}, o1 = {.device = -1, .zero1 = 1};
-    struct qwen3_cuda *gd = qwen3_cuda_create(m, &o0, err, sizeof err), *gz = gd ? qwen3_cuda_create(m, &o1, err, sizeof err) : NULL;
+    /* the ZeRO-1 handle moves the block through a staging buffer of 1000
+     * floats (500 of each shard a gather: many chunks, the last one partial),
+     * and starts off rank 0 from other weights, which broadcast_weights must
+     * replace with rank 0's */
+    struct qwen3_cuda_opts o0 = {.device = -1}, o1 = {.device = -1, .zero1 = 1, .stage_floats = 1000};
+    struct qwen3 *mz = fixture_clone(m);
+    for (size_t i = 0; rank && i < P; i++) mz->params[i] += 0.5f;
+    struct qwen3_cuda *gd = qwen3_cuda_create(m, &o0, err, sizeof err), *gz = gd ? qwen3_cuda_create(mz, &o1, err, sizeof err) : NULL;
     struct zdata d;
     if (!gd || !gz || zdata_init(tok, &d)) {
         report(name, 0, "handles: %s", err);
@@ -393,7 +403,7 @@ static void zero1_uneven(struct tokenizer *tok) {
     if (ok && !inside) ok = 0, snprintf(why, sizeof why, "no shard boundary inside a tensor");
     struct adamw_config ac;
     z_config(&ac);
-    ok = ok && qwen3_cuda_broadcast_weights(gd) == 0 && qwen3_cuda_broadcast_weights(gz) == 0 &&
+    ok = ok && qwen3_cuda_broadcast_weights(gd, m) == 0 && qwen3_cuda_broadcast_weights(gz, mz) == 0 &&
          qwen3_cuda_adamw_init(gd, &ac) == 0 && qwen3_cuda_adamw_init(gz, &ac) == 0;
     float nd = 0, nz = 0;
     for (int s = 0; s < 3 && ok; s++) {
@@ -420,8 +430,47 @@ static void zero1_uneven(struct tokenizer *tok) {
         ok = 0, snprintf(why, sizeof why, "weights %.3g, m %.3g, v %.3g apart; steps %ld / %ld", ue, em, ev, sd, sz);
     if (rank == 0) printf("# zero1 uneven: %zu parameters, shards of %zu, weights %.2g of the update apart\n", P, n, ue);
     report(name, ok, "%s", why);
-    free(mm), qwen3_free(hd), qwen3_free(hz);
+    free(mm), qwen3_free(hd), qwen3_free(hz), qwen3_free(mz);
     qwen3_cuda_free(gd), qwen3_cuda_free(gz), qwen3_free(m);
+}
+
+/* What a ZeRO-1 handle allocates after a step and a snapshot is what
+ * qwen3_cuda_plan_memory says, and its per-rank state is a shard: fp32
+ * masters (4), moments (8) and snapshot (12 bytes a parameter) over z_n
+ * parameters, plus the norm weights' fp32 replica; the bf16 copy and the
+ * gradients stay whole. */
+static void zero1_memory_plan(struct tokenizer *tok) {
+    const char *name = "zero1_memory_plan";
+    struct qwen3 *m = fixture_model(tokenizer_vocab_size(tok), 31);
+    struct qwen3_cuda_opts o = {.device = -1, .zero1 = 1};
+    char err[512] = "", why[512] = "";
+    struct qwen3_cuda *g = qwen3_cuda_create(m, &o, err, sizeof err);
+    struct zdata d;
+    struct adamw_config ac;
+    z_config(&ac);
+    int ok = g && zdata_init(tok, &d) == 0 && qwen3_cuda_adamw_init(g, &ac) == 0;
+    qwen3_cuda_zero_grad(g);
+    ok = ok && !isnan(qwen3_cuda_forward(g, d.ids[rank % ZN], d.tg[rank % ZN], NULL, 1, ZT)) &&
+         qwen3_cuda_backward(g) == 0 && qwen3_cuda_allreduce_grads(g) == 0 && !isnan(qwen3_cuda_adamw_step(g, NULL)) &&
+         qwen3_cuda_snapshot(g) == 0;
+    if (!ok) snprintf(why, sizeof why, "%s", g ? qwen3_cuda_error(g) : err);
+    struct qwen3_cuda_mem pz, pd;
+    ok = ok && qwen3_cuda_plan_memory(&m->cfg, 1, ZT, 0, world, 1, 1, &pz) == 0 &&
+         qwen3_cuda_plan_memory(&m->cfg, 1, ZT, 0, world, 0, 1, &pd) == 0;
+    size_t got = ok ? qwen3_cuda_device_bytes(g) : 0, want = pz.total - pz.workspace, zn = ok ? qwen3_cuda_zero1_shard(g, NULL) : 0;
+    const struct qwen3_config *c = &m->cfg;
+    size_t vecs = (size_t)c->num_layers * (2 * c->hidden_size + 2 * c->head_dim) + c->hidden_size;
+    if (ok && got != want) ok = 0, snprintf(why, sizeof why, "allocated %zu bytes, the plan says %zu", got, want);
+    if (ok && !(pz.weights_f32 == 4 * (zn + vecs) && pz.adam == 8 * zn && pz.snapshot == 12 * zn && zn * world < m->n_params + 256 * world))
+        ok = 0, snprintf(why, sizeof why, "per-rank state: f32 %zu, adam %zu, snapshot %zu bytes for a shard of %zu", pz.weights_f32,
+                         pz.adam, pz.snapshot, zn);
+    if (ok && !(pz.weights_bf16 >= pd.weights_bf16 && pz.grads >= pd.grads))
+        ok = 0, snprintf(why, sizeof why, "bf16 %zu / grads %zu: not whole", pz.weights_bf16, pz.grads);
+    if (rank == 0 && ok)
+        printf("# zero1 memory: %zu bytes a rank over %d ranks (plain data parallel: %zu), masters+moments+snapshot %zu of %zu\n",
+               want, world, pd.total - pd.workspace, pz.weights_f32 + pz.adam + pz.snapshot, pd.weights_f32 + pd.adam + pd.snapshot);
+    report(name, ok, "%s", why);
+    qwen3_cuda_free(g), qwen3_free(m);
 }
 
 /* host copies of a backend's weights and (gathered) moments */
@@ -534,6 +583,7 @@ int main(int argc, char **argv) {
     dp_replicas_identical();
     zero1_matches_dp(tok);
     zero1_uneven(tok);
+    zero1_memory_plan(tok);
     zero1_snapshot_restore(tok);
     zero1_save_resume(tok);
     tokenizer_free(tok);

@@ -21,7 +21,11 @@ typedef struct {
     char internal[128];
 } ncclUniqueId;
 typedef struct hostsim_nccl_comm *ncclComm_t;
-typedef enum { ncclFloat = 7 } ncclDataType_t;
+typedef enum { ncclFloat = 7, ncclBfloat16 = 9 } ncclDataType_t; /* NCCL's values */
+
+/* bytes per element: collectives that only move data (broadcast, all-gather)
+ * take either type; the reductions take floats only */
+static inline size_t hostsim_nccl_size(ncclDataType_t t) { return t == ncclBfloat16 ? 2 : 4; }
 typedef enum { ncclSum = 0, ncclAvg = 4 } ncclRedOp_t;
 
 static inline const char *ncclGetErrorString(ncclResult_t r) { return r ? "hostsim nccl: MPI failed" : "no error"; }
@@ -36,7 +40,8 @@ static inline ncclResult_t ncclCommDestroy(ncclComm_t c) { return (void)c, ncclS
 /* floats only (what dist.cu reduces); ncclAvg = sum / ranks */
 static inline ncclResult_t ncclAllReduce(const void *send, void *recv, size_t n, ncclDataType_t t, ncclRedOp_t op,
                                          ncclComm_t c, cudaStream_t st) {
-    (void)t, (void)c, (void)st;
+    (void)c, (void)st;
+    if (t != ncclFloat) return ncclSystemError;
     if (send != recv) memcpy(recv, send, n * sizeof(float));
     if (MPI_Allreduce(MPI_IN_PLACE, recv, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
         return ncclSystemError;
@@ -50,9 +55,10 @@ static inline ncclResult_t ncclAllReduce(const void *send, void *recv, size_t n,
 
 static inline ncclResult_t ncclBroadcast(const void *send, void *recv, size_t n, ncclDataType_t t, int root,
                                          ncclComm_t c, cudaStream_t st) {
-    (void)t, (void)c, (void)st;
-    if (send != recv) memcpy(recv, send, n * sizeof(float));
-    return MPI_Bcast(recv, (int)n, MPI_FLOAT, root, MPI_COMM_WORLD) == MPI_SUCCESS ? ncclSuccess : ncclSystemError;
+    (void)c, (void)st;
+    size_t es = hostsim_nccl_size(t);
+    if (send != recv) memcpy(recv, send, n * es);
+    return MPI_Bcast(recv, (int)(n * es), MPI_BYTE, root, MPI_COMM_WORLD) == MPI_SUCCESS ? ncclSuccess : ncclSystemError;
 }
 
 /* the world's size and this rank */
@@ -66,7 +72,8 @@ static inline void hostsim_world(int *w, int *r) {
  * as recv == send + rank * count; any other overlap is an error here too. */
 static inline ncclResult_t ncclReduceScatter(const void *send, void *recv, size_t count, ncclDataType_t t,
                                              ncclRedOp_t op, ncclComm_t c, cudaStream_t st) {
-    (void)t, (void)c, (void)st;
+    (void)c, (void)st;
+    if (t != ncclFloat) return ncclSystemError;
     int w = 1, r = 0;
     hostsim_world(&w, &r);
     const float *s = (const float *)send;
@@ -87,17 +94,18 @@ static inline ncclResult_t ncclReduceScatter(const void *send, void *recv, size_
  * order. In place only as send == recv + rank * count (NCCL's rule). */
 static inline ncclResult_t ncclAllGather(const void *send, void *recv, size_t count, ncclDataType_t t, ncclComm_t c,
                                          cudaStream_t st) {
-    (void)t, (void)c, (void)st;
+    (void)c, (void)st;
     int w = 1, r = 0;
     hostsim_world(&w, &r);
-    const float *s = (const float *)send;
-    float *d = (float *)recv;
-    if (s == d + count * (size_t)r)
-        return MPI_Allgather(MPI_IN_PLACE, 0, MPI_FLOAT, d, (int)count, MPI_FLOAT, MPI_COMM_WORLD) == MPI_SUCCESS
+    size_t es = hostsim_nccl_size(t), bytes = count * es;
+    const char *s = (const char *)send;
+    char *d = (char *)recv;
+    if (s == d + bytes * (size_t)r)
+        return MPI_Allgather(MPI_IN_PLACE, 0, MPI_BYTE, d, (int)bytes, MPI_BYTE, MPI_COMM_WORLD) == MPI_SUCCESS
                    ? ncclSuccess
                    : ncclSystemError;
-    if (s < d + count * (size_t)w && d < s + count) return ncclSystemError;
-    return MPI_Allgather(s, (int)count, MPI_FLOAT, d, (int)count, MPI_FLOAT, MPI_COMM_WORLD) == MPI_SUCCESS
+    if (s < d + bytes * (size_t)w && d < s + bytes) return ncclSystemError;
+    return MPI_Allgather(s, (int)bytes, MPI_BYTE, d, (int)bytes, MPI_BYTE, MPI_COMM_WORLD) == MPI_SUCCESS
                ? ncclSuccess
                : ncclSystemError;
 }
