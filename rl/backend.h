@@ -62,7 +62,9 @@ struct train_backend_ops {
     int (*restore)(struct train_backend *b);
     int (*sync_down)(struct train_backend *b);
     int (*sync_up)(struct train_backend *b);
-    /* a frozen copy of the current weights (the KL reference), or NULL with b->err */
+    /* a frozen copy of the current weights (the KL reference), or NULL with
+     * b->err; only forward and last_logprobs are for it (cuda: its m is b's,
+     * lent for the layout, so free it before b) */
     struct train_backend *(*fork)(struct train_backend *b);
     /* the KV-cache decode rl/model_gen.c samples from */
     void (*gen_model)(struct train_backend *b, struct gen_model *out);

@@ -39,7 +39,6 @@ static int g_rank = 0, g_world = 1, g_local = 0, g_dist = 0; /* g_local: this ra
 
 struct cuda_impl {
     struct qwen3_cuda *g;
-    struct qwen3 *owned; /* a fork's host mirror */
     int rows;            /* B*T of the last forward */
     long snap_step;      /* b->opt.step at the snapshot */
 };
@@ -181,7 +180,6 @@ static int cu_bcast(struct train_backend *b, void *buf, size_t n) {
 static void cu_free(struct train_backend *b) {
     struct cuda_impl *c = b->impl;
     qwen3_cuda_free(c->g);
-    if (c->owned) qwen3_free(c->owned);
     free(c);
     if (b->opt.m) adamw_free(&b->opt);
     free(b);
@@ -233,27 +231,15 @@ static struct train_backend *cuda_open(struct qwen3 *m, const struct train_backe
 }
 
 static struct train_backend *cu_fork(struct train_backend *b) {
-    /* the reference is built from the current device weights, through a host copy */
-    struct qwen3 *h = qwen3_create(&b->m->cfg, b->err, sizeof b->err);
-    if (!h) return NULL;
-    if (qwen3_cuda_to_host(G(b), h)) {
-        fail(b);
-        qwen3_free(h);
-        return NULL;
-    }
-    /* never trained: frozen (the bf16 copy and the norm weights only, no
-     * fp32 masters), and with recompute like the policy's, one layer's
-     * saved activations */
-    struct qwen3_cuda_opts o = {.device = g_local, .recompute = qwen3_cuda_recomputes(G(b)), .frozen = 1};
-    struct qwen3_cuda *g = qwen3_cuda_create(h, &o, b->err, sizeof b->err);
-    if (!g) {
-        qwen3_free(h);
-        return NULL;
-    }
+    /* the reference: the current device weights, copied on the device into a
+     * frozen handle (bf16 copy and norm weights, no fp32 masters or
+     * gradients); b->m only lends its layout, and f->m is b->m's */
+    struct qwen3_cuda *g = qwen3_cuda_fork_frozen(G(b), b->m, b->err, sizeof b->err);
+    if (!g) return NULL;
     struct train_backend *f = xcalloc(1, sizeof *f);
     struct cuda_impl *c = xcalloc(1, sizeof *c);
-    c->g = g, c->owned = h;
-    f->ops = &cuda_ops, f->device = "cuda", f->m = h, f->impl = c;
+    c->g = g;
+    f->ops = &cuda_ops, f->device = "cuda", f->m = b->m, f->impl = c;
     f->rank = b->rank, f->world = b->world;
     return f;
 }

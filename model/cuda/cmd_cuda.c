@@ -413,6 +413,9 @@ static int plan_cmd(const struct bench_opts *o) {
     printf("  %-30s %9.2f GiB  (viv train's KL reference, when --kl > 0 as by default: %.2f GiB in all)\n",
            "+ KL reference", m.reference / G, (m.total + m.reference) / G);
     if (m.snapshot_host) printf("  (plus %.2f GiB of host memory for the NaN-recovery snapshot)\n", m.snapshot_host / G);
+    if (m.logit_rows < o->batch * o->seq)
+        printf("  (logits held %d rows at a time of %d: backward recomputes lm_head for the others)\n", m.logit_rows,
+               o->batch * o->seq);
     printf("  (rollouts' KV cache: %.1f KiB per cached token; CUDA context and NCCL: a few hundred MiB more)\n",
            m.kv_bytes_per_token / 1024.0);
     double cap = o->gpu_gib;

@@ -31,10 +31,11 @@
  * bytes of plain data parallel's fp32 all-reduce. The update equals plain
  * data parallel's up to float reduction order, bit for bit over hostsim
  * (test/gpu/train_dp_tests.c). What needs the whole fp32 block - a
- * checkpoint's weights and moments, the KL reference's copy - gathers it to
- * the host a chunk at a time through a 64 MiB staging buffer (a
- * collective); loading keeps each rank's shard (no collective); the NaN
- * snapshot keeps each rank's own masters and moments.
+ * checkpoint's weights and moments - gathers it to the host a chunk at a
+ * time through a 64 MiB staging buffer (a collective); loading keeps each
+ * rank's shard (no collective); the NaN snapshot keeps each rank's own
+ * masters and moments; the KL reference is forked on the device from the
+ * whole bf16 copy and norm weights (no collective).
  *
  * Built with VIV_DIST=1 when both mpi.h (Debian libopenmpi-dev) and nccl.h
  * (the CUDA toolkit's, /usr/local/cuda/include) are found; otherwise the

@@ -240,8 +240,10 @@ static void zero1_layout(struct qwen3_cuda *g, int on, int frozen, size_t stage_
     g->stage_n = g->zero1 || frozen ? stage_size(g->n_alloc, g->z_world, stage_want) : 0;
 }
 
-extern "C" struct qwen3_cuda *qwen3_cuda_create(const struct qwen3 *cpu, const struct qwen3_cuda_opts *o, char *err,
-                                                size_t errlen) {
+/* A handle laid out for cpu's config and offsets (its weights not read
+ * here), all its weight memory allocated, none of it filled. */
+static struct qwen3_cuda *alloc_handle(const struct qwen3 *cpu, const struct qwen3_cuda_opts *o, char *err,
+                                       size_t errlen) {
     struct qwen3_cuda *g = (struct qwen3_cuda *)calloc(1, sizeof *g);
     if (!g) {
         snprintf(err, errlen, "out of memory");
@@ -251,6 +253,7 @@ extern "C" struct qwen3_cuda *qwen3_cuda_create(const struct qwen3 *cpu, const s
     g->n_params = cpu->n_params;
     g->recompute = o ? o->recompute : 0;
     g->snap_host = o ? o->snapshot_host : 0;
+    g->logit_rows_want = o ? o->logit_rows : 0;
     zero1_layout(g, o && o->zero1, o && o->frozen, o ? o->stage_floats : 0);
     /* attention keeps a head in per-lane registers (<= 256); RMSNorm backward
      * keeps a row's dw in shared memory (<= 12288 floats of 48 KiB) */
@@ -289,12 +292,52 @@ extern "C" struct qwen3_cuda *qwen3_cuda_create(const struct qwen3 *cpu, const s
         float **f[5] = {&g->w.ln1, &g->w.qnorm, &g->w.knorm, &g->w.ln2, &g->w.lnf};
         for (int k = 0; k < 5; k++) *f[k] = g->vecs + g->vspan[k].to;
     }
-    if (upload_weights(g, cpu->params, 0)) goto fail;
     return g;
 fail:
     snprintf(err, errlen, "%s", g->err[0] ? g->err : "cuda: out of host memory");
     qwen3_cuda_free(g);
     return NULL;
+}
+
+extern "C" struct qwen3_cuda *qwen3_cuda_create(const struct qwen3 *cpu, const struct qwen3_cuda_opts *o, char *err,
+                                                size_t errlen) {
+    struct qwen3_cuda *g = alloc_handle(cpu, o, err, errlen);
+    if (g && upload_weights(g, cpu->params, 0)) {
+        snprintf(err, errlen, "%s", g->err);
+        qwen3_cuda_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+static int same_config(struct qwen3_cuda *g, const struct qwen3 *cpu);
+
+/* The frozen copy on the device: src's bf16 copy is the rounding of its
+ * masters, which is what a frozen handle made from them would hold, and the
+ * norm weights come from src's replica or its (whole) masters. */
+extern "C" struct qwen3_cuda *qwen3_cuda_fork_frozen(struct qwen3_cuda *src, const struct qwen3 *layout, char *err,
+                                                     size_t errlen) {
+    if (src->frozen || !same_config(src, layout)) {
+        snprintf(err, errlen, "fork: %s", src->frozen ? "the handle is frozen already" : "the layout has another config");
+        return NULL;
+    }
+    struct qwen3_cuda_opts o;
+    memset(&o, 0, sizeof o);
+    o.device = src->device, o.recompute = src->recompute, o.frozen = 1, o.logit_rows = src->logit_rows_want;
+    struct qwen3_cuda *g = alloc_handle(layout, &o, err, errlen);
+    if (!g) return NULL;
+    cudaMemcpyAsync(g->params_b, src->params_b, g->n_params * 2, cudaMemcpyDeviceToDevice, g->st);
+    for (int k = 0; k < 5; k++) {
+        const struct vspan *sp = &g->vspan[k];
+        const float *from = src->vecs ? src->vecs + src->vspan[k].to : src->params + sp->at; /* unsharded: z_lo = 0 */
+        cudaMemcpyAsync(g->vecs + sp->to, from, sp->n * 4, cudaMemcpyDeviceToDevice, g->st);
+    }
+    if (cudaStreamSynchronize(g->st) != cudaSuccess || gcheck(g, "fork")) {
+        snprintf(err, errlen, "%s", g->err);
+        qwen3_cuda_free(g);
+        return NULL;
+    }
+    return g;
 }
 
 static void free_acts(struct qwen3_cuda *g) {
@@ -338,7 +381,21 @@ enum { ACTS_ALL = 0, ACTS_RECOMPUTE = 1, ACTS_FORWARD = 2 };
 
 static int acts_mode(const struct qwen3_cuda *g) { return g->frozen ? ACTS_FORWARD : g->recompute ? ACTS_RECOMPUTE : ACTS_ALL; }
 
-static size_t plan(const struct qwen3_config *c, int B, int T, int mode, struct acts *a, char *base) {
+/* The rows of logits a forward of N rows holds at once: all of them while
+ * the fp32 logits and the backward's bf16 gradient of them (6 bytes a
+ * logit) fit in LOGIT_BUDGET, else chunks that do. A group of 8 rollouts of
+ * 4096 tokens with Qwen3's 151936-entry vocabulary would otherwise hold 28
+ * GiB of them; in chunks the lm_head product and the cross-entropy go a
+ * chunk at a time, and backward recomputes every chunk's logits but the
+ * one still in the buffer (one more lm_head product when chunked). */
+#define LOGIT_BUDGET ((size_t)4 << 30)
+static int logit_rows(const struct qwen3_config *c, int N, int want) {
+    size_t r = want > 0 ? (size_t)want : LOGIT_BUDGET / ((size_t)c->vocab_size * 6);
+    if (r < 1) r = 1;
+    return r < (size_t)N ? (int)r : N;
+}
+
+static size_t plan(const struct qwen3_config *c, int B, int T, int mode, int rows, struct acts *a, char *base) {
     size_t N = (size_t)B * T, L = (size_t)c->num_layers, D = (size_t)c->hidden_size, F = (size_t)c->intermediate_size;
     size_t hd = (size_t)c->head_dim, Hq = (size_t)c->num_heads, Hkv = (size_t)c->num_kv_heads;
     size_t qd = Hq * hd, kvd = Hkv * hd, V = (size_t)c->vocab_size, o = 0;
@@ -366,9 +423,10 @@ static size_t plan(const struct qwen3_config *c, int B, int T, int mode, struct 
     C(hm, S * N * F, bf16);
     C(lnf, N * D, bf16);
     C(rstdf, N, float);
-    C(logits, N * V, float);
+    C(logits, (size_t)rows * V, float);
     C(lse, N, float);
     C(logp, N, float);
+    C(ent, N, float);
     C(coef, N, float);
     C(went, N, float);
     C(ids, N, int32_t);
@@ -376,7 +434,7 @@ static size_t plan(const struct qwen3_config *c, int B, int T, int mode, struct 
     C(rope_cos, (size_t)T * hd / 2, float);
     C(rope_sin, (size_t)T * hd / 2, float);
     if (mode == ACTS_FORWARD) return o + 256;
-    C(dlogits, N * V, bf16);
+    C(dlogits, (size_t)rows * V, bf16);
     C(dres, N * D, float);
     C(dres_b, N * D, bf16);
     C(dln, N * D, float);
@@ -408,14 +466,16 @@ extern "C" int qwen3_cuda_plan_memory(const struct qwen3_config *c, int B, int T
     m->adam = 2 * z_n * 4;
     m->snapshot = snapshot == 1 ? 3 * z_n * 4 : 0;
     m->snapshot_host = snapshot == 2 ? 3 * z_n * 4 : 0;
-    m->activations = plan(c, B, T, recompute ? ACTS_RECOMPUTE : ACTS_ALL, NULL, NULL);
+    int rows = logit_rows(c, B * T, 0);
+    m->logit_rows = rows;
+    m->activations = plan(c, B, T, recompute ? ACTS_RECOMPUTE : ACTS_ALL, rows, NULL, NULL);
     m->workspace = MM_WORKSPACE_BYTES;
     m->scratch = 64 + (sharded ? stage_size(n_alloc, world, 0) * 4 : 0); /* g->scalar, ZeRO-1's staging */
     m->total = m->weights_f32 + m->weights_bf16 + m->grads + m->adam + m->snapshot + m->activations + m->workspace +
                m->scratch;
     /* a frozen handle: whole bf16 block, the norm replica, staging, scratch */
-    m->reference = n * 2 + vec_count(c) * 4 + stage_size(n, 1, 0) * 4 + 64 + plan(c, B, T, ACTS_FORWARD, NULL, NULL) +
-                   m->workspace;
+    m->reference = n * 2 + vec_count(c) * 4 + stage_size(n, 1, 0) * 4 + 64 +
+                   plan(c, B, T, ACTS_FORWARD, rows, NULL, NULL) + m->workspace;
     m->kv_bytes_per_token = (size_t)2 * c->num_layers * c->num_kv_heads * c->head_dim * 2; /* bf16 K and V */
     return 0;
 }
@@ -473,13 +533,16 @@ int upload_rope(struct qwen3_cuda *g, float *dcos, float *dsin, int T) {
 }
 
 static int ensure_acts(struct qwen3_cuda *g, int B, int T) {
-    size_t need = plan(&g->cfg, B, T, acts_mode(g), NULL, NULL);
+    int rows = logit_rows(&g->cfg, B * T, g->logit_rows_want);
+    size_t need = plan(&g->cfg, B, T, acts_mode(g), rows, NULL, NULL);
     if (need > g->acts_bytes) {
         free_acts(g);
         if (dalloc(g, (void **)&g->acts_mem, need, "activations")) return -1;
         g->acts_bytes = need;
     }
-    plan(&g->cfg, B, T, acts_mode(g), &g->a, g->acts_mem);
+    plan(&g->cfg, B, T, acts_mode(g), rows, &g->a, g->acts_mem);
+    g->logit_rows = rows;
+    g->logit_chunks = (B * T + rows - 1) / rows;
     /* the table's place in the block depends on B and T: refill on any change */
     if (T != g->cap_T || B != g->cap_B) {
         if (upload_rope(g, g->a.rope_cos, g->a.rope_sin, T)) return -1;
@@ -559,11 +622,15 @@ extern "C" float qwen3_cuda_forward(struct qwen3_cuda *g, const int32_t *ids, co
         }
     }
     k_rmsnorm_fwd(st, a->lnf, a->rstdf, resid_at(g, c->num_layers), g->w.lnf, N, D, c->rms_norm_eps);
-    if (mm(&g->mm, st, a->logits, 1, a->lnf, 0, g->w.lm_head_b, 1, N, V, D, 0, NULL)) {
-        free(tg);
-        return gfail(g, "cuBLASLt: lm_head"), NAN;
+    for (int r0 = 0; r0 < N; r0 += g->logit_rows) { /* one chunk of rows at a time (usually one) */
+        int n = N - r0 < g->logit_rows ? N - r0 : g->logit_rows;
+        if (mm(&g->mm, st, a->logits, 1, a->lnf + (size_t)r0 * D, 0, g->w.lm_head_b, 1, n, V, D, 0, NULL)) {
+            free(tg);
+            return gfail(g, "cuBLASLt: lm_head"), NAN;
+        }
+        k_xent_fwd(st, a->lse + r0, a->logp + r0, a->logits, a->targets + r0, n, V);
+        if (g->logit_chunks > 1) k_xent_entropy(st, a->ent + r0, a->logits, a->lse + r0, n, V); /* gone after */
     }
-    k_xent_fwd(st, a->lse, a->logp, a->logits, a->targets, N, V);
     g->loss = 0;
     if (targets) {
         float *lp = (float *)malloc((size_t)N * sizeof *lp);
@@ -593,6 +660,9 @@ extern "C" float qwen3_cuda_forward(struct qwen3_cuda *g, const int32_t *ids, co
 
 extern "C" int qwen3_cuda_logits(struct qwen3_cuda *g, float *out) {
     if (!g->has_forward) return gfail(g, "logits: no forward");
+    if (g->logit_chunks > 1)
+        return gfail(g, "logits: the last forward's %d rows went in chunks of %d; only the last chunk's are kept",
+                     g->B * g->T, g->logit_rows);
     size_t n = (size_t)g->B * g->T * g->cfg.vocab_size;
     if (cudaMemcpy(out, g->a.logits, n * 4, cudaMemcpyDeviceToHost) != cudaSuccess) return gcheck(g, "logits");
     return 0;
@@ -704,11 +774,21 @@ static int backward_core(struct qwen3_cuda *g, const float *coef, const float *w
     size_t ND = (size_t)N * D;
     cudaMemcpyAsync(a->coef, coef, (size_t)N * 4, cudaMemcpyHostToDevice, st);
     if (went) cudaMemcpyAsync(a->went, went, (size_t)N * 4, cudaMemcpyHostToDevice, st);
-    k_xent_bwd(st, a->dlogits, a->logits, a->lse, a->targets, a->coef, went ? a->went : NULL, N, V);
-    /* lm_head and the final norm */
-    if (mm(&g->mm, st, a->dln, 1, a->dlogits, 0, g->w.lm_head_b, 0, N, D, V, 0, NULL) ||
-        mm(&g->mm, st, g->gw.lm_head, 1, a->dlogits, 1, a->lnf, 0, V, D, N, 1.0f, g->gw.lm_head))
-        return gfail(g, "cuBLASLt: lm_head backward");
+    /* the cross-entropy, lm_head and the final norm, a chunk of rows at a
+     * time from the last: its logits are still in the buffer, the others'
+     * are recomputed */
+    int R = g->logit_rows;
+    for (int r0 = (N - 1) / R * R; r0 >= 0; r0 -= R) {
+        int n = N - r0 < R ? N - r0 : R;
+        const bf16 *lnf = a->lnf + (size_t)r0 * D;
+        if (r0 + R < N && mm(&g->mm, st, a->logits, 1, lnf, 0, g->w.lm_head_b, 1, n, V, D, 0, NULL))
+            return gfail(g, "cuBLASLt: lm_head (recomputed)");
+        k_xent_bwd(st, a->dlogits, a->logits, a->lse + r0, a->targets + r0, a->coef + r0, went ? a->went + r0 : NULL, n,
+                   V);
+        if (mm(&g->mm, st, a->dln + (size_t)r0 * D, 1, a->dlogits, 0, g->w.lm_head_b, 0, n, D, V, 0, NULL) ||
+            mm(&g->mm, st, g->gw.lm_head, 1, a->dlogits, 1, lnf, 0, V, D, n, 1.0f, g->gw.lm_head))
+            return gfail(g, "cuBLASLt: lm_head backward");
+    }
     cudaMemsetAsync(a->dres, 0, ND * 4, st);
     k_rmsnorm_bwd(st, a->dres, a->dres_b, g->gw.lnf, a->dln, a->resid + (size_t)L * ND, g->w.lnf, a->rstdf, N, D);
     for (int l = L - 1; l >= 0; l--) {
@@ -866,16 +946,14 @@ extern "C" int qwen3_cuda_broadcast_weights(struct qwen3_cuda *g, const struct q
     return upload_weights(g, cpu->params, 1);
 }
 
+/* A chunked forward computed the entropies as it went; one chunk's logits
+ * are all still there. */
 extern "C" int qwen3_cuda_last_entropy(struct qwen3_cuda *g, float *out) {
     if (!g->has_forward) return gfail(g, "entropy: no forward");
     int N = g->B * g->T;
-    float *d = NULL;
-    if (dalloc(g, (void **)&d, (size_t)N * 4, "entropy")) return -1;
-    k_xent_entropy(g->st, d, g->a.logits, g->a.lse, N, g->cfg.vocab_size);
-    cudaMemcpyAsync(out, d, (size_t)N * 4, cudaMemcpyDeviceToHost, g->st);
-    int rc = cudaStreamSynchronize(g->st) != cudaSuccess ? -1 : 0;
-    cudaFree(d);
-    if (rc || gcheck(g, "entropy")) return gcheck(g, "entropy"), -1;
+    if (g->logit_chunks == 1) k_xent_entropy(g->st, g->a.ent, g->a.logits, g->a.lse, N, g->cfg.vocab_size);
+    cudaMemcpyAsync(out, g->a.ent, (size_t)N * 4, cudaMemcpyDeviceToHost, g->st);
+    if (cudaStreamSynchronize(g->st) != cudaSuccess || gcheck(g, "entropy")) return gcheck(g, "entropy"), -1;
     return 0;
 }
 

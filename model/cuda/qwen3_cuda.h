@@ -72,6 +72,11 @@ struct qwen3_cuda_opts {
      * weights' fp32 replica (2 bytes a parameter instead of 6); backward,
      * AdamW, snapshots and to_host are refused. Never a collective. */
     int frozen;
+    /* Rows of logits held at once (0: all of a forward's rows while the
+     * logits and their gradient, 6 bytes each, stay within 4 GiB; more rows
+     * go in chunks of that many, the backward recomputing each chunk's
+     * logits but the last). Tests make it small. */
+    int logit_rows;
 };
 
 /* Number of usable CUDA devices; 0 when there is no driver or no device
@@ -83,6 +88,11 @@ int qwen3_cuda_device_name(int device, char *out, size_t outlen);
 /* Copy the weights of a CPU model up. The CPU model is not referenced later. */
 struct qwen3_cuda *qwen3_cuda_create(const struct qwen3 *cpu, const struct qwen3_cuda_opts *o, char *err,
                                      size_t errlen);
+/* A frozen handle (opts.frozen) holding g's current weights, copied on the
+ * device (no host copy, no collective: under ZeRO-1 the bf16 copy and norm
+ * weights are whole on every rank); layout: the host model g was made from,
+ * read for its config and offsets only. Same recompute and logit chunking. */
+struct qwen3_cuda *qwen3_cuda_fork_frozen(struct qwen3_cuda *g, const struct qwen3 *layout, char *err, size_t errlen);
 void qwen3_cuda_free(struct qwen3_cuda *g);
 const char *qwen3_cuda_error(const struct qwen3_cuda *g);
 const struct qwen3_config *qwen3_cuda_config(const struct qwen3_cuda *g);
@@ -146,6 +156,7 @@ struct qwen3_cuda_mem {
      * bf16 copy, the norm replica, its own activations and workspace; not
      * in total) */
     size_t reference;
+    int logit_rows; /* rows of logits held at once (the backward recomputes the others' when < B*T) */
     size_t kv_bytes_per_token;
 };
 int qwen3_cuda_plan_memory(const struct qwen3_config *c, int B, int T, int recompute, int world, int zero1,

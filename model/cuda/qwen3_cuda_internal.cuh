@@ -31,6 +31,7 @@ struct acts {
     float *rstd2;
     bf16 *lnf;
     float *rstdf, *logits, *lse, *logp, *coef, *went;
+    float *ent; /* [N] per-row entropy (filled by a chunked forward, or on demand) */
     int32_t *ids, *targets;
     float *rope_cos, *rope_sin;
     /* backward scratch */
@@ -95,6 +96,8 @@ struct qwen3_cuda {
     long opt_step;
     /* last forward */
     int B, T, cap_B, cap_T, has_forward; /* cap_B/cap_T: the shape the rope table was laid out for */
+    int logit_rows_want;                 /* opts.logit_rows (0: by the memory budget) */
+    int logit_rows, logit_chunks;        /* rows of logits held at once, and how many chunks the last forward took */
     char *acts_mem;
     size_t acts_bytes;
     struct acts a;

@@ -49,12 +49,17 @@ peak=()
 echo "== ours: train-bench B=$B T=$T steps=$STEPS"
 "$VIV" cuda train-bench --config "$tmp/config.json" --batch "$B" --seq "$T" --steps "$STEPS" "${peak[@]}" \
   --jsonl "$tmp/ours.jsonl" | tail -3
+echo "== ours, the CUDA-core attention kernels instead (VIV_ATTN=warp)"
+VIV_ATTN=warp "$VIV" cuda train-bench --config "$tmp/config.json" --batch "$B" --seq "$T" --steps "$STEPS" "${peak[@]}" \
+  --jsonl "$tmp/warp.jsonl" | tail -1
+sed 's/"bench":"train"/"bench":"train_warp_attn"/' "$tmp/warp.jsonl" >>"$tmp/ours.jsonl" 2>/dev/null
 echo "== ours: decode-bench 256 sequences"
 "$VIV" cuda decode-bench --config "$tmp/config.json" --seqs 256 --prompt 128 --gen 128 --jsonl "$tmp/ours.jsonl"
 
 echo "== attention kernels alone: CUDA cores (warp) vs tensor cores (tc), B=$B T=$T hd=128"
-if [ -x build/test/attn_bench ]; then
-  build/test/attn_bench "$B" "$T" 16 8 128 "$STEPS" >"$tmp/attn.out" || echo "attention bench failed"
+ATTN_BENCH=${ATTN_BENCH:-build/test/attn_bench}
+if [ -x "$ATTN_BENCH" ]; then
+  "$ATTN_BENCH" "$B" "$T" 16 8 128 "$STEPS" >"$tmp/attn.out" || echo "attention bench failed"
   grep -v '^{' "$tmp/attn.out"
   grep '^{' "$tmp/attn.out" >>"$tmp/ours.jsonl"
 else
@@ -110,7 +115,8 @@ def med(kind, key):
     v = [r[key] for r in rows if r["bench"] == kind and r.get("step", 1) > 0]  # step 0 warms up
     return st.median(v) if v else float("nan")
 print(f"{'':24}{'tokens/s':>14}{'MFU':>8}")
-for kind, name in (("train", "ours (viv-cuda)"), ("train_torch", "PyTorch bf16 autocast")):
+for kind, name in (("train", "ours (viv-cuda)"), ("train_warp_attn", "ours, CUDA-core attention"),
+                   ("train_torch", "PyTorch bf16 autocast")):
     print(f"{name:24}{med(kind, 'tokens_per_s'):>14.0f}{med(kind, 'mfu'):>8.3f}")
 for r in rows:
     if r["bench"] == "decode":

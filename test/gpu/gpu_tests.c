@@ -620,6 +620,64 @@ static void test_memory_plan(void) {
           "ZeRO-1 over 4 ranks: moments %zu of %zu bytes, masters %zu of %zu", z.adam, a.adam, z.weights_f32, a.weights_f32);
 }
 
+/* logits_chunked: a handle holding 7 rows of logits at a time (opts.logit_rows;
+ * B*T = 48 rows: 7 chunks, the last partial) gives the one-chunk handle's
+ * loss, log-probs and entropies, and its gradients with the entropy bonus
+ * (only lm_head's, and tied, the embedding's, summed in another order); it
+ * holds less, and refuses to hand out logits it no longer has. Tied and
+ * untied, and a frozen chunked reference. */
+static void test_logits_chunked(void) {
+    NEED_GPU();
+    for (int tied = 0; tied < 2; tied++) {
+        struct qwen3 *m = make_model(tied, 41 + tied);
+        CHECK(m, "model");
+        int32_t ids[B * T], tg[B * T];
+        make_batch(B, T, m->cfg.vocab_size, 6, ids, tg);
+        float coef[B * T], went[B * T];
+        for (int i = 0; i < B * T; i++) coef[i] = (float)((i * 29) % 13 - 6) / 6.0f, went[i] = (float)(i % 5) / 10.0f;
+        struct qwen3_cuda_opts o1 = {.device = 0}, o7 = {.device = 0, .logit_rows = 7}, of = {.device = 0, .logit_rows = 7, .frozen = 1};
+        char err[512];
+        struct qwen3_cuda *g[3] = {qwen3_cuda_create(m, &o1, err, sizeof err), qwen3_cuda_create(m, &o7, err, sizeof err),
+                                   qwen3_cuda_create(m, &of, err, sizeof err)};
+        CHECK(g[0] && g[1] && g[2], "create: %s", err);
+        float loss[3], lp[3][B * T], ent[3][B * T];
+        float *gr[2] = {malloc(m->n_params * 4), malloc(m->n_params * 4)};
+        float *lg = malloc((size_t)B * T * m->cfg.vocab_size * 4);
+        for (int k = 0; k < 3; k++) {
+            loss[k] = qwen3_cuda_forward(g[k], ids, tg, NULL, B, T);
+            CHECK(!isnan(loss[k]) && qwen3_cuda_last_logprobs(g[k], lp[k]) == 0 && qwen3_cuda_last_entropy(g[k], ent[k]) == 0,
+                  "forward %d: %s", k, qwen3_cuda_error(g[k]));
+            if (k == 0) CHECK(qwen3_cuda_logits(g[0], lg) == 0, "logits of one chunk: %s", qwen3_cuda_error(g[0]));
+            if (k == 1)
+                CHECK(qwen3_cuda_logits(g[1], lg) != 0 && strstr(qwen3_cuda_error(g[1]), "in chunks of 7"),
+                      "chunked logits not refused");
+            if (k == 2) break;
+            qwen3_cuda_zero_grad(g[k]);
+            CHECK(qwen3_cuda_backward_logprobs_entropy(g[k], coef, went) == 0 && qwen3_cuda_grads_to_host(g[k], gr[k]) == 0,
+                  "backward %d: %s", k, qwen3_cuda_error(g[k]));
+        }
+        for (int k = 1; k < 3; k++) {
+            CHECK(fabsf(loss[k] - loss[0]) <= 1e-5f * fabsf(loss[0]), "handle %d: loss %.9g vs %.9g", k, loss[k], loss[0]);
+            CHECK(max_rel(lp[k], lp[0], B * T) < 1e-5 && max_rel(ent[k], ent[0], B * T) < 1e-5,
+                  "handle %d: log-probs %.3g, entropies %.3g apart", k, max_rel(lp[k], lp[0], B * T), max_rel(ent[k], ent[0], B * T));
+        }
+        double worst = 0;
+        const char *wn = "";
+        for (int i = 0; i < m->n_tensors; i++) {
+            const struct qwen3_tensor *t = &m->tensors[i];
+            double e = l2_rel(gr[1] + t->offset, gr[0] + t->offset, t->numel);
+            if (!(e <= worst)) worst = e, wn = t->name;
+        }
+        note("logits in chunks of 7 (tied=%d): loss %.9g / %.9g, worst gradient %s %.2e", tied, loss[1], loss[0], wn, worst);
+        CHECK(worst < 1e-5, "gradient of %s: %.3g from the one-chunk handle's", wn, worst);
+        CHECK(qwen3_cuda_device_bytes(g[1]) < qwen3_cuda_device_bytes(g[0]), "the chunked handle holds %zu bytes, the other %zu",
+              qwen3_cuda_device_bytes(g[1]), qwen3_cuda_device_bytes(g[0]));
+        free(lg), free(gr[0]), free(gr[1]);
+        for (int k = 0; k < 3; k++) qwen3_cuda_free(g[k]);
+        qwen3_free(m);
+    }
+}
+
 /* frozen_reference: the KL reference handle (opts.frozen) computes exactly
  * the trained handle's loss and log-probs from the bf16 copy and the norm
  * weights' replica, allocates what the plan's `reference` says, and
@@ -651,6 +709,22 @@ static void test_frozen_reference(void) {
         CHECK(qwen3_cuda_backward(f) != 0 && strstr(qwen3_cuda_error(f), "never trained"), "backward not refused");
         CHECK(qwen3_cuda_adamw_init(f, &ac) != 0 && qwen3_cuda_snapshot(f) != 0, "AdamW / snapshot not refused");
         CHECK(qwen3_cuda_to_host(f, m) != 0 && strstr(qwen3_cuda_error(f), "no fp32 masters"), "to_host not refused");
+        /* forked on the device from the trained handle after a step (its
+         * weights no longer m's): the same forward as the trained handle's */
+        float before = lg;
+        qwen3_cuda_zero_grad(g);
+        ac.lr = 1e-2f;
+        CHECK(qwen3_cuda_adamw_init(g, &ac) == 0 && qwen3_cuda_backward(g) == 0 && !isnan(qwen3_cuda_adamw_step(g, NULL)),
+              "step: %s", qwen3_cuda_error(g));
+        struct qwen3_cuda *h = qwen3_cuda_fork_frozen(g, m, err, sizeof err);
+        CHECK(h, "fork: %s", err);
+        lg = qwen3_cuda_forward(g, ids, tg, NULL, B, T), lf = qwen3_cuda_forward(h, ids, tg, NULL, B, T);
+        CHECK(!isnan(lf) && lf == lg && lf != before, "forked loss %.9g vs the trained handle's %.9g (before the step %.9g)",
+              lf, lg, before);
+        CHECK(qwen3_cuda_last_logprobs(g, pg) == 0 && qwen3_cuda_last_logprobs(h, pf) == 0 && !memcmp(pg, pf, sizeof pg),
+              "forked log-probs differ");
+        CHECK(qwen3_cuda_fork_frozen(h, m, err, sizeof err) == NULL && strstr(err, "frozen already"), "fork of a fork");
+        qwen3_cuda_free(h);
         qwen3_cuda_free(g), qwen3_cuda_free(f);
         qwen3_free(m);
     }
@@ -784,6 +858,7 @@ int main(int argc, char **argv) {
         {"memory_plan", test_memory_plan},
         {"snapshot_host", test_snapshot_host},
         {"frozen_reference", test_frozen_reference},
+        {"logits_chunked", test_logits_chunked},
 #if !defined(VIV_HOSTSIM) || defined(VIV_KEMU) /* the kernels themselves: a GPU or test/gpu/kemu */
         {"attn_kernels_tc_vs_warp_vs_fp64", test_attn_kernels},
 #endif

@@ -387,6 +387,29 @@ else
 fi
 check "viv-cuda cuda info" 0 'CUDA devices: [0-9]+' bin/viv-cuda cuda info
 
+# the GPU kit (test/gpu/kit.sh): packed here, every binary loads with glibc,
+# the kit's libraries and cuBLASLt alone (a chroot), and `run` goes through
+# its steps (each a skip without a device; with one, this suite runs them
+# itself, and the kit's run is the GPU machine's to do)
+if GPUKIT=$tmp/kit test/gpu/kit.sh pack >"$tmp/kit.log" 2>&1; then
+  kc=$(GPUKIT=$tmp/kit test/gpu/kit.sh check 2>&1)
+  mkdir -p "$tmp/kitout"
+  if bin/viv-cuda cuda info 2>/dev/null | grep -q '^CUDA devices: [1-9]'; then
+    printf '== gpu_tests: exit 0 (not run: a device is here)\n== bench: exit 0\n' >"$tmp/kitout/kit.log"
+  else
+    GPUKIT=$tmp/kit test/gpu/kit.sh run "$tmp/kitout" >>"$tmp/kit.log" 2>&1
+  fi
+  if grep -q '^not ok' <<<"$kc"; then
+    echo "not ok - gpu kit: $(grep '^not ok' <<<"$kc" | head -2 | tr '\n' ' ')"; fail=1
+  elif ! grep -q '^== gpu_tests: exit 0' "$tmp/kitout/kit.log" || ! grep -q '^== bench: exit 0' "$tmp/kitout/kit.log"; then
+    echo "not ok - gpu kit run: $(grep '^==' "$tmp/kitout/kit.log" | tr '\n' ' ')"; fail=1
+  else
+    echo "ok - gpu kit: packed ($(du -sh "$tmp/kit" | cut -f1)), $(grep -c '^ok' <<<"$kc") binaries load alone$(grep -q '^skip' <<<"$kc" && echo ' (chroot check skipped: not root)'), run passes through its steps"
+  fi
+else
+  echo "not ok - gpu kit pack: $(tail -3 "$tmp/kit.log" | tr '\n' ' ')"; fail=1
+fi
+
 # a small random checkpoint (GQA, head_dim 32) for the command-line checks
 cat >"$tmp/config.json" <<'EOF'
 {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 512, "hidden_size": 128,

@@ -352,6 +352,16 @@ static void zero1_matches_dp(struct tokenizer *tok) {
     if (ok && !(emd < 1e-5 && evd < 1e-5)) ok = 0, snprintf(why, sizeof why, "moments: m %.3g v %.3g from plain DP's", emd, evd);
     if (ok && !(em1 < 0.01)) ok = 0, snprintf(why, sizeof why, "moments: m %.3g from one rank's", em1);
     if (ok && (bz->opt.step != 4 || bd->opt.step != 4)) ok = 0, snprintf(why, sizeof why, "step %ld", bz->opt.step);
+    /* the KL reference forked on the device from the sharded backend (bf16
+     * copy + norm replica) computes what plain data parallel's does */
+    struct train_backend *fz = ok ? bz->ops->fork(bz) : NULL, *fd = ok ? bd->ops->fork(bd) : NULL;
+    if (ok && (!fz || !fd)) ok = 0, snprintf(why, sizeof why, "fork: %s / %s", bz->err, bd->err);
+    if (ok) {
+        float lz = fz->ops->forward(fz, d.ids[rank % ZN], d.tg[rank % ZN], 1, ZT);
+        float ld = fd->ops->forward(fd, d.ids[rank % ZN], d.tg[rank % ZN], 1, ZT);
+        if (isnan(lz) || lz != ld) ok = 0, snprintf(why, sizeof why, "forked reference: loss %.9g (ZeRO-1) vs %.9g", lz, ld);
+    }
+    train_backend_free(fz), train_backend_free(fd);
     if (rank == 0)
         printf("# zero1: grad norms %.6f..%.6f (clip %.2f), weights %.2g (vs plain DP) %.2g (vs one rank) of the update, "
                "moments m %.2g v %.2g\n", nz[0], nz[3], ac.grad_clip, ued, ue1, emd, evd);
