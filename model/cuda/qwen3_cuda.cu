@@ -341,7 +341,7 @@ extern "C" struct qwen3_cuda *qwen3_cuda_fork_frozen(struct qwen3_cuda *src, con
 }
 
 static void free_acts(struct qwen3_cuda *g) {
-    if (g->acts_mem) cudaFree(g->acts_mem);
+    if (g->acts_mem) cudaFree(g->acts_mem), g->dev_bytes -= g->acts_bytes; /* what dalloc counted */
     g->acts_mem = NULL;
     g->acts_bytes = 0;
     g->cap_B = g->cap_T = 0;
