@@ -78,7 +78,10 @@ fi
 # (CPU vs CUDA logits, gradients, AdamW, decode; the training attention's
 # tensor-core and CUDA-core kernels vs fp64) with the kernels run once in
 # thread order and once in a shuffled order (a race between barriers shows
-# as a difference), then the trainer's comparisons (train_gpu_tests.c).
+# as a difference), the race check (race_tests.cu: the kernels under
+# ThreadSanitizer, every CUDA thread a fiber, barriers its release/acquire;
+# planted races must be reported, the model's kernels must be clean), then
+# the trainer's comparisons (train_gpu_tests.c).
 kemu_run() { # label, binary, env...
   local label=$1 bin=$2; shift 2
   if [ ! -x "$bin" ]; then echo "not ok - $label: $bin missing (make tests)"; fail=1; return; fi
@@ -89,6 +92,7 @@ if command -v g++ >/dev/null || command -v clang++ >/dev/null; then
   kemu_run kemu build/test/kemu_tests
   kemu_run kemu-kernels build/test/gpu_kemu_tests
   kemu_run kemu-kernels-shuffled build/test/gpu_kemu_tests KEMU_SHUFFLE=1
+  kemu_run kemu-race build/test/kemu_race_tests
   kemu_run kemu-trainer build/test/train_gpu_kemu_tests
 fi
 

@@ -15,6 +15,16 @@
  * with swapcontext would make a system call per switch to save the signal
  * mask, and a shuffle is two switches per lane. Other architectures use
  * ucontext.
+ *
+ * Shared memory is per block on a GPU, so before each block the static
+ * __shared__ section and the dynamic shared buffer are filled with NaN
+ * bytes. Under KEMU_TSAN (kemu.h says what it finds) they are remapped as
+ * well, together with the block's barrier objects and shuffle slots (one
+ * page-aligned arena), so ThreadSanitizer forgets the last block's
+ * accesses and the synchronisation it saw, while global memory keeps them.
+ * This file itself is built without -fsanitize=thread: the scheduler's own
+ * bookkeeping is ordered by the fiber switches, which ThreadSanitizer is
+ * told carry no order.
  */
 #include "kemu.h"
 
@@ -22,6 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#ifdef KEMU_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
 
 uint3 kemu_threadIdx, kemu_blockIdx;
 dim3 kemu_blockDim, kemu_gridDim;
@@ -58,16 +71,62 @@ struct fiber {
     uint3 tid; /* its threadIdx */
 };
 
-static struct fiber g_fiber[MAX_THREADS];
-static int g_n_stacks, g_n;
+/* Fiber sets: one, or under KEMU_TSAN two used by blocks in turn, so two
+ * neighbouring blocks are run by different fibers on different stacks and
+ * ThreadSanitizer can tell their threads apart (a fiber's own accesses are
+ * ordered: two blocks of one set are, thread index by thread index). */
+#ifdef KEMU_TSAN
+#define FIBER_SETS 2
+#else
+#define FIBER_SETS 1
+#endif
+static struct fiber g_fibers[FIBER_SETS][MAX_THREADS];
+static struct fiber *g_fiber = g_fibers[0]; /* the running block's set */
+static int g_n_stacks[FIBER_SETS], g_n;
 static kemu_ctx g_sched;
 static void (*g_body)(void *);
 static void *g_arg;
-uint64_t kemu_slot[32][2][32];
-unsigned char kemu_parity[MAX_THREADS];
 int kemu_cur;
-static char *g_dyn;
-static size_t g_dyn_cap;
+
+#ifdef KEMU_TSAN
+/* ThreadSanitizer's view: a fiber per CUDA thread of each fiber set, the
+ * scheduler as the OS thread's own. The host's work before a launch is
+ * ordered before every block (launch_start), and every block before the
+ * host's work after it (launch_done), as a stream orders kernels. */
+static void *g_tsan_fiber[FIBER_SETS][MAX_THREADS], *g_tsan_sched;
+static int g_set; /* the running block's fiber set */
+static char g_launch_start, g_launch_done;
+#endif
+
+/* What one block owns: its barrier objects (only their addresses matter:
+ * ThreadSanitizer's release/acquire sync on them), the warps' shuffle
+ * slots, then its dynamic shared memory. One page-aligned mapping, so that
+ * under KEMU_TSAN it can be replaced by fresh pages before every block. */
+struct block_mem {
+    uint64_t slot[32][2][32];
+    unsigned char parity[MAX_THREADS]; /* each thread's next slot set */
+    char block_sync[2];     /* __syncthreads, generations in turn */
+    char warp_sync[32][2];  /* __syncwarp / shuffles of each warp */
+    char dyn[] __attribute__((aligned(128))); /* as a GPU's shared window is, so wmma's alignment checks hold */
+};
+static struct block_mem *g_mem;
+static size_t g_mem_bytes, g_dyn_cap;
+uint64_t (*kemu_slot)[2][32];
+unsigned char *kemu_parity;
+/* the barrier generations: a thread releases into the object of the
+ * current one and, once through, acquires from it; the next barrier uses
+ * the other object, so a fast thread's next release cannot reach a slow
+ * thread's acquire of this one */
+static unsigned g_block_gen, g_warp_gen[32];
+
+/* The static __shared__ variables (kemu.h puts them in section kemu_smem);
+ * the pad, linked last (kemu.o comes last on kemu's link lines), makes the
+ * section end on a page boundary, so remapping its pages touches nothing else. */
+extern char __start_kemu_smem[], __stop_kemu_smem[];
+__attribute__((section("kemu_smem"), aligned(4096), used)) static char kemu_smem_pad[4096];
+
+/* A misaligned vector access (kemu.h) stops the run where it happened. */
+extern "C" const char *__ubsan_default_options(void) { return "abort_on_error=1:print_stacktrace=1"; }
 
 static void die(const char *what) {
     fprintf(stderr, "kemu: %s (block %u,%u,%u of %u,%u,%u; %u,%u,%u threads)\n", what, kemu_blockIdx.x,
@@ -78,6 +137,9 @@ static void die(const char *what) {
 
 static void to_scheduler(int state) {
     g_fiber[kemu_cur].state = state;
+#ifdef KEMU_TSAN
+    __tsan_switch_to_fiber(g_tsan_sched, __tsan_switch_to_fiber_no_sync);
+#endif
 #if defined(__x86_64__)
     kemu_switch(&g_fiber[kemu_cur].ctx, g_sched);
 #else
@@ -85,9 +147,22 @@ static void to_scheduler(int state) {
 #endif
 }
 
+#ifdef KEMU_TSAN
+static void barrier(int state, void *sync) {
+    __tsan_release(sync);
+    to_scheduler(state);
+    __tsan_acquire(sync);
+}
+void kemu_syncthreads(void) { barrier(AT_BLOCK_BARRIER, &g_mem->block_sync[g_block_gen & 1]); }
+void kemu_syncwarp(void) {
+    int w = kemu_cur >> 5;
+    barrier(AT_WARP_BARRIER, &g_mem->warp_sync[w][g_warp_gen[w] & 1]);
+}
+#else
 void kemu_syncthreads(void) { to_scheduler(AT_BLOCK_BARRIER); }
 void kemu_syncwarp(void) { to_scheduler(AT_WARP_BARRIER); }
-void *kemu_dyn_smem(void) { return g_dyn; }
+#endif
+void *kemu_dyn_smem(void) { return g_mem->dyn; }
 
 void kemu_wmma_misuse(const char *what, const void *p, unsigned ldm) {
     char m[160];
@@ -96,19 +171,33 @@ void kemu_wmma_misuse(const char *what, const void *p, unsigned ldm) {
 }
 
 static void fiber_main(void) {
+#ifdef KEMU_TSAN
+    __tsan_acquire(&g_launch_start);
+#endif
     g_body(g_arg);
+#ifdef KEMU_TSAN
+    __tsan_release(&g_launch_done);
+#endif
     to_scheduler(RETURNED);
     die("a returned fiber was resumed"); /* the scheduler never does this */
 }
 
 static void ensure_stacks(int n) {
     long page = 4096;
-    for (; g_n_stacks < n; g_n_stacks++) {
-        char *m = (char *)mmap(NULL, STACK_BYTES + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED) die("out of memory for fiber stacks");
-        mprotect(m, page, PROT_NONE); /* an overflowing kernel faults instead of corrupting */
-        g_fiber[g_n_stacks].stack = m + page;
-    }
+    for (int set = 0; set < FIBER_SETS; set++)
+        for (; g_n_stacks[set] < n; g_n_stacks[set]++) {
+            int i = g_n_stacks[set];
+            char *m = (char *)mmap(NULL, STACK_BYTES + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (m == MAP_FAILED) die("out of memory for fiber stacks");
+            mprotect(m, page, PROT_NONE); /* an overflowing kernel faults instead of corrupting */
+            g_fibers[set][i].stack = m + page;
+#ifdef KEMU_TSAN
+            g_tsan_fiber[set][i] = __tsan_create_fiber(0);
+            char name[48];
+            snprintf(name, sizeof name, "CUDA thread %d (fiber set %d)", i, set);
+            __tsan_set_fiber_name(g_tsan_fiber[set][i], name);
+#endif
+        }
 }
 
 static void start_fiber(int i) {
@@ -141,6 +230,9 @@ static void start_fiber(int i) {
 static void resume(int i) {
     kemu_cur = i;
     kemu_threadIdx = g_fiber[i].tid;
+#ifdef KEMU_TSAN
+    __tsan_switch_to_fiber(g_tsan_fiber[g_set][i], __tsan_switch_to_fiber_no_sync);
+#endif
 #if defined(__x86_64__)
     kemu_switch(&g_sched, g_fiber[i].ctx);
 #else
@@ -185,6 +277,7 @@ static void run_warp(int w0, int lanes) {
         if (blk) die("lanes of one warp wait at __syncthreads and at a warp shuffle/__syncwarp (divergent barrier)");
         if (ret) die("a warp shuffle/__syncwarp with lanes that already returned");
         for (int i = w0; i < w0 + lanes; i++) g_fiber[i].state = RUNNABLE;
+        g_warp_gen[w0 >> 5]++;
     }
 }
 
@@ -201,21 +294,109 @@ static void run_block(void) {
         for (int i = 0; i < g_n; i++)
             if (g_fiber[i].state != RETURNED) live++, g_fiber[i].state = RUNNABLE; /* all at __syncthreads */
         if (!live) return;
+        g_block_gen++;
     }
 }
 
-void kemu_run(const kemu_cfg &c, void (*body)(void *), void *arg) {
-    size_t n = (size_t)c.block.x * c.block.y * c.block.z;
-    if (n == 0 || n > MAX_THREADS) die("block size must be 1..1024 threads");
-    if (c.grid.x == 0 || c.grid.y == 0 || c.grid.z == 0) die("empty grid");
-    if (c.smem > g_dyn_cap) {
-        free(g_dyn);
-        /* aligned as a GPU's shared window is, so wmma's alignment checks hold */
-        g_dyn = (char *)aligned_alloc(128, (c.smem + 127) / 128 * 128);
-        if (!g_dyn) die("out of memory for dynamic shared memory");
-        g_dyn_cap = c.smem;
+static size_t page_round(size_t n) { return (n + 4095) / 4096 * 4096; }
+
+static void map_fixed(void *at, size_t n) {
+    if (mmap(at, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != at)
+        die("cannot map shared memory");
+}
+
+static void ensure_block_mem(size_t smem) {
+    if (g_mem && smem <= g_dyn_cap) return;
+    if (g_mem) munmap(g_mem, g_mem_bytes);
+    g_mem_bytes = page_round(sizeof(struct block_mem) + smem);
+    g_mem = (struct block_mem *)mmap(NULL, g_mem_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (g_mem == MAP_FAILED) die("out of memory for shared memory");
+    g_dyn_cap = g_mem_bytes - sizeof(struct block_mem);
+    kemu_slot = g_mem->slot;
+    kemu_parity = g_mem->parity;
+}
+
+/* A new block's shared memory: NaN bytes until the kernel writes it, so a
+ * read before the write gets NaNs, not the last block's values or zeros.
+ * Under KEMU_TSAN the pages are replaced first (munmap makes
+ * ThreadSanitizer drop their history and sync objects). */
+static void fresh_shared_memory(size_t smem) {
+    char *s0 = __start_kemu_smem, *s1 = __stop_kemu_smem;
+#ifdef KEMU_TSAN
+    static int checked;
+    if (!checked) {
+        /* compared as integers: the compiler takes two declared objects'
+         * addresses to differ and would fold a pointer comparison */
+        uintptr_t pad_end = (uintptr_t)kemu_smem_pad + sizeof kemu_smem_pad, end = (uintptr_t)s1;
+        __asm__("" : "+r"(pad_end), "+r"(end));
+        if ((uintptr_t)s0 % 4096 || end % 4096 || pad_end != end)
+            die("section kemu_smem is not page-aligned or kemu.o is not linked last");
+        checked = 1;
     }
+    munmap(g_mem, g_mem_bytes);
+    map_fixed(g_mem, g_mem_bytes);
+    if (s1 > s0) {
+        munmap(s0, page_round((size_t)(s1 - s0)));
+        map_fixed(s0, page_round((size_t)(s1 - s0)));
+    }
+#endif
+    memset(s0, 0xff, (size_t)(s1 - s0));
+    if (smem) memset(g_mem->dyn, 0xff, smem);
+}
+
+/* ---- what a launch may ask for (sm_90, the CUDA programming guide's table) ---------- */
+#define SMEM_DEFAULT_MAX 49152u /* dynamic shared memory without an opt-in: 48 KiB */
+#define SMEM_OPTIN_MAX 232448u  /* with cudaFuncAttributeMaxDynamicSharedMemorySize: 227 KiB */
+
+static struct {
+    const void *kernel;
+    unsigned bytes;
+} g_optin[64];
+static int g_n_optin;
+
+cudaError_t kemu_set_max_dyn_smem(const void *kernel, int bytes) {
+    if (bytes < 0 || (unsigned)bytes > SMEM_OPTIN_MAX) return cudaErrorInvalidValue;
+    for (int i = 0; i < g_n_optin; i++)
+        if (g_optin[i].kernel == kernel) return g_optin[i].bytes = (unsigned)bytes, cudaSuccess;
+    if (g_n_optin == (int)(sizeof g_optin / sizeof g_optin[0])) die("too many kernels with a shared memory opt-in");
+    g_optin[g_n_optin].kernel = kernel, g_optin[g_n_optin++].bytes = (unsigned)bytes;
+    return cudaSuccess;
+}
+
+static unsigned max_dyn_smem(const void *kernel) {
+    for (int i = 0; i < g_n_optin; i++)
+        if (g_optin[i].kernel == kernel && g_optin[i].bytes > SMEM_DEFAULT_MAX) return g_optin[i].bytes;
+    return SMEM_DEFAULT_MAX;
+}
+
+/* A launch a GPU would refuse (cudaErrorInvalidConfiguration, or
+ * cudaErrorInvalidValue for the shared memory) is a bug kemu reports. */
+static void check_launch(const kemu_cfg &c, const void *kernel) {
+    char m[200];
+    size_t n = (size_t)c.block.x * c.block.y * c.block.z;
+    if (n == 0 || n > MAX_THREADS || c.block.x > 1024 || c.block.y > 1024 || c.block.z > 64)
+        die("block must be 1..1024 threads, at most 1024 x 1024 x 64");
+    if (c.grid.x == 0 || c.grid.y == 0 || c.grid.z == 0) die("empty grid");
+    if (c.grid.x > 2147483647u || c.grid.y > 65535u || c.grid.z > 65535u)
+        die("grid over 2^31-1 x 65535 x 65535 blocks");
+    if (c.smem > max_dyn_smem(kernel)) {
+        snprintf(m, sizeof m,
+                 "%zu bytes of dynamic shared memory: over %u without a cudaFuncSetAttribute"
+                 "(MaxDynamicSharedMemorySize) opt-in that covers it",
+                 c.smem, max_dyn_smem(kernel));
+        die(m);
+    }
+}
+
+void kemu_run(const kemu_cfg &c, void (*body)(void *), void *arg, const void *kernel) {
+    size_t n = (size_t)c.block.x * c.block.y * c.block.z;
+    kemu_blockDim = c.block, kemu_gridDim = c.grid, kemu_blockIdx = uint3{0, 0, 0}; /* for die()'s message */
+    check_launch(c, kernel);
+    ensure_block_mem(c.smem);
     ensure_stacks((int)n);
+#ifdef KEMU_TSAN
+    if (!g_tsan_sched) g_tsan_sched = __tsan_get_current_fiber();
+#endif
     static int seeded;
     if (!seeded) {
         const char *e = getenv("KEMU_SHUFFLE");
@@ -231,7 +412,16 @@ void kemu_run(const kemu_cfg &c, void (*body)(void *), void *arg) {
         for (unsigned y = 0; y < c.grid.y; y++)
             for (unsigned x = 0; x < c.grid.x; x++) {
                 kemu_blockIdx.x = x, kemu_blockIdx.y = y, kemu_blockIdx.z = z;
-                if (c.smem) memset(g_dyn, 0xff, c.smem); /* NaN until the kernel writes it */
+                fresh_shared_memory(c.smem);
+#ifdef KEMU_TSAN
+                g_set = (int)((x + y + z) % FIBER_SETS); /* neighbours along any axis differ */
+                g_fiber = g_fibers[g_set];
+                /* after the remap, which ThreadSanitizer counts as the scheduler's write */
+                __tsan_release(&g_launch_start);
+#endif
                 run_block();
             }
+#ifdef KEMU_TSAN
+    __tsan_acquire(&g_launch_done);
+#endif
 }

@@ -28,11 +28,26 @@
  * writing it gets NaNs, not zeros. atomicAdd is a plain add (one OS
  * thread). nvcuda::wmma is in the mma.h beside this file.
  *
- * What kemu does NOT check: memory races between threads that a real GPU's
- * scheduling would expose (fibers switch only at barriers, so a missing
- * __syncthreads between a write and another thread's read can go unseen),
- * out-of-bounds accesses that stay inside a malloc'd block, anything about
- * speed, and cuBLASLt (matmuls still come from hostsim.cc's mm()).
+ * Static __shared__ variables live in one linker section (kemu_smem) that,
+ * like dynamic shared memory, is filled with NaN bytes before every block.
+ *
+ * Races (KEMU_TSAN, the kemu-tsan build in cuda.mk): fibers switch only at
+ * barriers, so a missing __syncthreads between one thread's write and
+ * another's read may compute the right answer here by luck of the order.
+ * Built with -fsanitize=thread -DKEMU_TSAN, every CUDA thread is also a
+ * ThreadSanitizer fiber; fiber switches carry no ordering, barriers are
+ * release/acquire pairs, shared memory and the barrier objects are fresh
+ * memory for every block (remapped, so ThreadSanitizer forgets the last
+ * block's accesses), and a kernel's end orders it before the next launch.
+ * ThreadSanitizer then reports, with both stacks, any two accesses to one
+ * address by two threads of a block with no barrier between them, or by two
+ * blocks of a launch, one of them a write and not both atomic: what
+ * compute-sanitizer's racecheck finds for shared memory, and more (global
+ * memory too, and across blocks). See race_tests.cu.
+ *
+ * What kemu does NOT check: out-of-bounds accesses that stay inside a
+ * malloc'd block, anything about speed, and the real cuBLASLt (kemu's
+ * cublaslt.cc computes what the library documents).
  */
 #ifndef VIV_KEMU_H
 #define VIV_KEMU_H
@@ -44,6 +59,7 @@
 #include <stdint.h>
 
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 /* ---- the CUDA keywords -------------------------------------------------------------- */
@@ -53,7 +69,9 @@
 #define __forceinline__ inline
 #define __noinline__
 #define __launch_bounds__(...)
-#define __shared__ static
+/* every static __shared__ variable in one section, which kemu.cc refills
+ * (and under KEMU_TSAN remaps) before each block */
+#define __shared__ static __attribute__((section("kemu_smem")))
 #define __constant__ static
 #define __restrict__ __restrict
 #define __align__(n) __attribute__((aligned(n)))
@@ -65,13 +83,17 @@ struct dim3 {
 struct uint3 {
     unsigned x, y, z;
 };
-struct float2 {
+/* Vector types aligned as CUDA's are (8 and 16 bytes): kemu's objects are
+ * built with -fsanitize=alignment, so a float4 or uint4 load from an
+ * address a GPU would fault on ("misaligned address") aborts here, with
+ * the kernel's stack (kemu.cc asks UBSan to abort). */
+struct alignas(8) float2 {
     float x, y;
 };
-struct float4 {
+struct alignas(16) float4 {
     float x, y, z, w;
 };
-struct uint4 { /* 16-byte moves of bf16 rows (attention_tc.cu) */
+struct alignas(16) uint4 { /* 16-byte moves of bf16 rows (attention_tc.cu) */
     unsigned x, y, z, w;
 };
 static inline float2 make_float2(float x, float y) { return {x, y}; }
@@ -94,8 +116,8 @@ void kemu_syncwarp(void);
 /* The running fiber (linear thread index in the block), every warp's
  * shuffle slots (two sets, [warp][set][lane]) and each lane's next set. */
 extern int kemu_cur;
-extern uint64_t kemu_slot[32][2][32];
-extern unsigned char kemu_parity[1024];
+extern uint64_t (*kemu_slot)[2][32]; /* [32] warps; per-block memory under KEMU_TSAN */
+extern unsigned char *kemu_parity; /* [1024]; per-block memory */
 static inline int kemu_lane(void) { return kemu_cur & 31; }
 void *kemu_dyn_smem(void);
 void kemu_wmma_misuse(const char *what, const void *p, unsigned ldm); /* mma.h's checks: aborts */
@@ -148,7 +170,32 @@ template <typename V> static inline V __shfl_up_sync(unsigned mask, V v, unsigne
     return kemu_exchange(v, src);
 }
 
-/* ---- atomics: one OS thread runs every fiber, so a plain read-modify-write -------------- */
+/* ---- atomics ------------------------------------------------------------------------
+ * One OS thread runs every fiber, so a plain read-modify-write is atomic.
+ * Under KEMU_TSAN it is a compare-and-swap on the value's bits instead, so
+ * ThreadSanitizer knows it as an atomic (atomics of two threads never race;
+ * an atomic and a plain access to one address do). */
+#ifdef KEMU_TSAN
+template <typename V, typename Op> static inline V kemu_atomic_rmw(V *p, Op op) {
+    static_assert(sizeof(V) == 4 || sizeof(V) == 8, "kemu atomics on 4- or 8-byte values");
+    typedef typename std::conditional<sizeof(V) == 4, uint32_t, uint64_t>::type U;
+    U *q = (U *)p, seen = __atomic_load_n(q, __ATOMIC_RELAXED);
+    for (;;) {
+        V old, next;
+        __builtin_memcpy(&old, &seen, sizeof old);
+        next = op(old);
+        U bits;
+        __builtin_memcpy(&bits, &next, sizeof bits);
+        if (__atomic_compare_exchange_n(q, &seen, bits, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) return old;
+    }
+}
+template <typename V> static inline V atomicAdd(V *p, V v) {
+    return kemu_atomic_rmw(p, [v](V o) { return (V)(o + v); });
+}
+template <typename V> static inline V atomicMax(V *p, V v) {
+    return kemu_atomic_rmw(p, [v](V o) { return v > o ? v : o; });
+}
+#else
 template <typename V> static inline V atomicAdd(V *p, V v) {
     V old = *p;
     *p = old + v;
@@ -159,6 +206,7 @@ template <typename V> static inline V atomicMax(V *p, V v) {
     if (v > old) *p = v;
     return old;
 }
+#endif
 
 /* ---- device math that the host library spells differently ------------------------------ */
 /* __expf and __logf: glibc declares them already */
@@ -176,7 +224,7 @@ static inline float max(float a, float b) { return fmaxf(a, b); }
 template <typename V> static inline V __ldg(const V *p) { return *p; }
 
 /* ---- bf16 pairs (cuda_bf16.h's __nv_bfloat162) ------------------------------------------- */
-struct __nv_bfloat162 {
+struct alignas(4) __nv_bfloat162 {
     __nv_bfloat16 x, y;
 };
 static inline float2 __bfloat1622float2(__nv_bfloat162 b) { return {__bfloat162float(b.x), __bfloat162float(b.y)}; }
@@ -195,8 +243,9 @@ struct kemu_cfg {
     kemu_cfg(dim3 g, dim3 b, size_t s = 0, cudaStream_t st = 0) : grid(g), block(b), smem(s) { (void)st; }
 };
 
-/* Runs body once per thread of every block (kemu.cc). */
-void kemu_run(const kemu_cfg &c, void (*body)(void *), void *arg);
+/* Runs body once per thread of every block (kemu.cc). kernel identifies
+ * the kernel for its cudaFuncSetAttribute opt-in. */
+void kemu_run(const kemu_cfg &c, void (*body)(void *), void *arg, const void *kernel);
 
 template <typename... P> struct kemu_call {
     void (*fn)(P...);
@@ -211,12 +260,20 @@ template <typename... P> struct kemu_call {
  * real launch copies them into the kernel's parameter space. */
 template <typename... P, typename... A> static void kemu_launch(const kemu_cfg &c, void (*fn)(P...), A &&...a) {
     kemu_call<P...> call{fn, std::tuple<P...>((P)std::forward<A>(a)...)};
-    kemu_run(c, &kemu_call<P...>::run, &call);
+    kemu_run(c, &kemu_call<P...>::run, &call, (const void *)fn);
 }
 
 /* Runtime calls the kernel files make that hostsim's runtime header lacks. */
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
-template <typename F> static inline cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) { return cudaSuccess; }
+enum { cudaErrorInvalidValue = 1 };
+/* Records a kernel's opt-in above 48 KiB of dynamic shared memory, which
+ * kemu_run then requires of a launch that asks for more, as a GPU does;
+ * above what an sm_90 block may have (227 KiB) it fails, as there. */
+cudaError_t kemu_set_max_dyn_smem(const void *kernel, int bytes);
+template <typename F> static inline cudaError_t cudaFuncSetAttribute(F f, cudaFuncAttribute a, int v) {
+    return a == cudaFuncAttributeMaxDynamicSharedMemorySize ? kemu_set_max_dyn_smem((const void *)f, v)
+                                                            : cudaErrorInvalidValue;
+}
 /* attn_probe.cu's: launches finish before they return, and time stands still */
 static inline cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 typedef struct kemu_event *cudaEvent_t;

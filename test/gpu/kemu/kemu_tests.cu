@@ -75,6 +75,15 @@ __global__ void wmma_kernel(float *c, const __nv_bfloat16 *a, const __nv_bfloat1
     for (int i = threadIdx.x; i < 256; i += 32) c[i] = tile[(i % 16) * 16 + i / 16]; /* transposed read */
 }
 
+/* reads a static __shared__ word before writing it, then writes it: on a
+ * GPU its value is undefined, in kemu NaN (not the previous block's) */
+__global__ void stale_kernel(float *out) {
+    __shared__ float word;
+    if (threadIdx.x == 0) out[blockIdx.x] = word;
+    __syncthreads();
+    if (threadIdx.x == 0) word = 1.0f + (float)blockIdx.x;
+}
+
 /* a shuffle inside a branch only some lanes take: a bug kemu must report */
 __global__ void divergent_kernel(int *out) {
     int v = threadIdx.x;
@@ -94,6 +103,33 @@ static int aborts(void (*fn)(void)) {
     int st = 0;
     waitpid(p, &st, 0);
     return WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
+}
+
+/* 64 KiB of dynamic shared memory: a GPU launches it only after the
+ * kernel's cudaFuncSetAttribute opt-in (above 48 KiB) */
+static void run_big_smem(void) {
+    static float in[100], out[100];
+    reverse_kernel<<<1, 100, 65536>>>(out, in, 100);
+}
+static void run_big_smem_optin(void) {
+    cudaFuncSetAttribute(reverse_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 65536);
+    run_big_smem();
+}
+/* a float4 load 8 bytes past a 16-byte boundary: "misaligned address" on a GPU */
+__global__ void vec4_copy_kernel(float *out, const float *in) {
+    ((float4 *)out)[threadIdx.x] = *(const float4 *)(in + 4 * threadIdx.x);
+}
+static void run_vec4(int offset) {
+    static __align__(16) float in[4 * 32 + 4], out[4 * 32];
+    vec4_copy_kernel<<<1, 32>>>(out, in + offset);
+}
+static void run_vec4_misaligned(void) { run_vec4(2); }
+static void run_vec4_aligned(void) { run_vec4(4); }
+
+/* gridDim.y is at most 65535 */
+static void run_tall_grid(void) {
+    static int out[32];
+    rotate_kernel<<<dim3(1, 70000), 32>>>(out);
 }
 
 static void run_divergent(void) {
@@ -140,19 +176,36 @@ int main(void) {
         }
     CHECK("wmma 16x16x16 bf16 product (row-major A, col-major B)", worst == 0, "worst error %g", worst);
 
-    /* different inputs, so what the first launch left in shared memory is wrong now */
+    /* shared memory is NaN when a block starts, so a lane that reads the
+     * tile before the other lanes stored their shares gets NaNs */
     for (int i = 0; i < 256; i++) a[i] = __float2bfloat16((float)(i % 3) + 1);
     wmma_kernel<<<1, 32>>>(c, a, bt, 0);
-    worst = 0;
+    bad = 0;
     for (int i = 0; i < 16; i++)
         for (int j = 0; j < 16; j++) {
             double s = 0;
             for (int k = 0; k < 16; k++) s += (double)__bfloat162float(a[i * 16 + k]) * __bfloat162float(bt[j * 16 + k]);
-            worst = fmax(worst, fabs(2 * s - c[j * 16 + i]));
+            bad += !(2 * s == c[j * 16 + i]); /* NaN counts as wrong */
         }
-    CHECK("a read of a wmma store without __syncwarp is caught", worst > 0, "the racy read gave the right answer");
+    CHECK("a read of a wmma store without __syncwarp is caught", bad > 0, "the racy read gave the right answer");
+
+    /* static __shared__ memory is refilled for every block: the previous
+     * block's (or launch's) values are gone */
+    static float stale[2];
+    stale_kernel<<<2, 32>>>(stale);
+    CHECK("static __shared__ starts as NaN in every block", isnan(stale[0]) && isnan(stale[1]),
+          "read %g and %g", stale[0], stale[1]);
 
     CHECK("a divergent shuffle aborts", aborts(run_divergent), "kemu did not abort");
+    CHECK("64 KiB of dynamic shared memory without the opt-in aborts", aborts(run_big_smem), "kemu launched it");
+    CHECK("... and runs after cudaFuncSetAttribute(MaxDynamicSharedMemorySize)", !aborts(run_big_smem_optin),
+          "kemu aborted");
+    CHECK("an opt-in above 227 KiB is refused",
+          cudaFuncSetAttribute(reverse_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 232449) != cudaSuccess,
+          "cudaFuncSetAttribute succeeded");
+    CHECK("a grid 65536 or more blocks tall aborts", aborts(run_tall_grid), "kemu launched it");
+    CHECK("a misaligned float4 load aborts", aborts(run_vec4_misaligned), "kemu ran it");
+    CHECK("... an aligned one runs", !aborts(run_vec4_aligned), "kemu aborted");
     CHECK("a misaligned wmma pointer aborts", aborts(run_misaligned), "kemu did not abort");
     printf("# %d passed, %d failed\n", passed, failed);
     return failed != 0;

@@ -9,6 +9,11 @@
  * m x n for the accumulator); each lane computes the full product, so the
  * result is the same whichever lane a kernel reads it from.
  *
+ * load_matrix_sync, store_matrix_sync and mma_sync begin with a warp
+ * barrier, as the CUDA documentation says each "waits until all warp lanes
+ * have arrived" (so one lane's load finishes before another lane's store of
+ * the same tile starts: the in-place load, mma, store of attention_tc.cu).
+ *
  * Stricter than a GPU in one way, on purpose: store_matrix_sync writes only
  * the lane's share of the elements (those with index % 32 == lane), as a
  * lane does on the GPU. A kernel that reads what its warp stored without a
@@ -74,12 +79,14 @@ template <typename T> static inline T kemu_at(const T *p, unsigned ldm, int r, i
 /* matrix_a / matrix_b: the layout is part of the fragment's type */
 template <typename Use, int M, int N, int K, typename T>
 static inline void load_matrix_sync(fragment<Use, M, N, K, T, row_major> &f, const T *p, unsigned ldm) {
+    kemu_syncwarp(); /* waits for the warp's lanes */
     kemu_wmma_check(p, ldm);
     for (int r = 0; r < f.rows; r++)
         for (int c = 0; c < f.cols; c++) f.x[r * f.cols + c] = kemu_at(p, ldm, r, c, true);
 }
 template <typename Use, int M, int N, int K, typename T>
 static inline void load_matrix_sync(fragment<Use, M, N, K, T, col_major> &f, const T *p, unsigned ldm) {
+    kemu_syncwarp(); /* waits for the warp's lanes */
     kemu_wmma_check(p, ldm);
     for (int r = 0; r < f.rows; r++)
         for (int c = 0; c < f.cols; c++) f.x[r * f.cols + c] = kemu_at(p, ldm, r, c, false);
@@ -87,12 +94,14 @@ static inline void load_matrix_sync(fragment<Use, M, N, K, T, col_major> &f, con
 /* accumulator: the layout is an argument */
 template <int M, int N, int K, typename T>
 static inline void load_matrix_sync(fragment<accumulator, M, N, K, T> &f, const T *p, unsigned ldm, layout_t l) {
+    kemu_syncwarp(); /* waits for the warp's lanes */
     kemu_wmma_check(p, ldm);
     for (int r = 0; r < M; r++)
         for (int c = 0; c < N; c++) f.x[r * N + c] = kemu_at(p, ldm, r, c, l == mem_row_major);
 }
 template <int M, int N, int K, typename T>
 static inline void store_matrix_sync(T *p, const fragment<accumulator, M, N, K, T> &f, unsigned ldm, layout_t l) {
+    kemu_syncwarp(); /* waits for the warp's lanes */
     kemu_wmma_check(p, ldm);
     int lane = kemu_lane();
     for (int i = lane; i < M * N; i += 32) {
@@ -107,6 +116,7 @@ template <int M, int N, int K, typename Ta, typename La, typename Tb, typename L
 static inline void mma_sync(fragment<accumulator, M, N, K, Td> &d, const fragment<matrix_a, M, N, K, Ta, La> &a,
                             const fragment<matrix_b, M, N, K, Tb, Lb> &b,
                             const fragment<accumulator, M, N, K, Tc> &c) {
+    kemu_syncwarp(); /* waits for the warp's lanes */
     float out[M * N];
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
