@@ -16,7 +16,9 @@
 #           and backward ms and TFLOPS (build/test/attn_bench). Training
 #           uses the tensor-core path; VIV_ATTN=warp makes train-bench use
 #           the other, to compare whole steps.
-# Results: a table on stdout and build/bench/gpu.jsonl (one line per result).
+# Results: a table on stdout and build/bench/gpu.jsonl (one line per result;
+# GPU_BENCH_OUT=FILE writes there instead), appended as each part finishes,
+# so a run cut off by a time limit keeps what it measured.
 #
 #   test/bench/gpu.sh [B] [T] [STEPS]     (needs ./build.sh --cuda and a GPU;
 #                                          PyTorch side needs torch + transformers)
@@ -32,8 +34,8 @@ ndev=$("$VIV" cuda info 2>/dev/null | sed -n 's/^CUDA devices: \([0-9]*\).*/\1/p
 if [ "${ndev:-0}" = 0 ]; then
   echo "skip - gpu bench: no CUDA device ($("$VIV" cuda info 2>/dev/null | head -1))"; exit 0
 fi
-mkdir -p build/bench
-out=build/bench/gpu.jsonl
+out=${GPU_BENCH_OUT:-build/bench/gpu.jsonl}
+mkdir -p "$(dirname "$out")"
 : >"$out"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -49,26 +51,28 @@ peak=()
 echo "== ours: train-bench B=$B T=$T steps=$STEPS"
 "$VIV" cuda train-bench --config "$tmp/config.json" --batch "$B" --seq "$T" --steps "$STEPS" "${peak[@]}" \
   --jsonl "$tmp/ours.jsonl" | tail -3
+cat "$tmp/ours.jsonl" >>"$out" 2>/dev/null
 echo "== ours, the CUDA-core attention kernels instead (VIV_ATTN=warp)"
 VIV_ATTN=warp "$VIV" cuda train-bench --config "$tmp/config.json" --batch "$B" --seq "$T" --steps "$STEPS" "${peak[@]}" \
   --jsonl "$tmp/warp.jsonl" | tail -1
-sed 's/"bench":"train"/"bench":"train_warp_attn"/' "$tmp/warp.jsonl" >>"$tmp/ours.jsonl" 2>/dev/null
+sed 's/"bench":"train"/"bench":"train_warp_attn"/' "$tmp/warp.jsonl" >>"$out" 2>/dev/null
 echo "== ours: decode-bench 256 sequences"
-"$VIV" cuda decode-bench --config "$tmp/config.json" --seqs 256 --prompt 128 --gen 128 --jsonl "$tmp/ours.jsonl"
+"$VIV" cuda decode-bench --config "$tmp/config.json" --seqs 256 --prompt 128 --gen 128 --jsonl "$tmp/decode.jsonl"
+cat "$tmp/decode.jsonl" >>"$out" 2>/dev/null
 
 echo "== attention kernels alone: CUDA cores (warp) vs tensor cores (tc), B=$B T=$T hd=128"
 ATTN_BENCH=${ATTN_BENCH:-build/test/attn_bench}
 if [ -x "$ATTN_BENCH" ]; then
   "$ATTN_BENCH" "$B" "$T" 16 8 128 "$STEPS" >"$tmp/attn.out" || echo "attention bench failed"
   grep -v '^{' "$tmp/attn.out"
-  grep '^{' "$tmp/attn.out" >>"$tmp/ours.jsonl"
+  grep '^{' "$tmp/attn.out" >>"$out"
 else
   echo "skip - attention bench: build/test/attn_bench missing (make cuda)"
 fi
 
 echo "== PyTorch (transformers Qwen3ForCausalLM, AdamW fused, bf16 autocast)"
 if "$PY" -c 'import torch, transformers' 2>/dev/null; then
-  "$PY" - "$tmp/config.json" "$B" "$T" "$STEPS" "${PEAK_TFLOPS:-989}" >"$tmp/torch.jsonl" <<'EOF' || echo "PyTorch bench failed"
+  "$PY" - "$tmp/config.json" "$B" "$T" "$STEPS" "${PEAK_TFLOPS:-989}" >>"$out" <<'EOF' || echo "PyTorch bench failed"
 import json, sys, time, torch
 from transformers import Qwen3Config, Qwen3ForCausalLM
 cfg_path, B, T, steps, peak = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
@@ -107,7 +111,6 @@ else
   echo "skip - PyTorch side: $PY lacks torch/transformers"
 fi
 
-cat "$tmp/ours.jsonl" "$tmp/torch.jsonl" 2>/dev/null >>"$out"
 "$PY" - "$out" <<'EOF' 2>/dev/null || cat "$out"
 import json, sys, statistics as st
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]

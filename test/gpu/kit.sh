@@ -11,26 +11,30 @@
 #   test/gpu/kit.sh run [OUTDIR]  on the GPU machine (a CUDA driver, python3
 #                                 with torch + transformers for the reference
 #                                 and the PyTorch side of the benchmark):
-#                                 finds cuBLASLt there, runs the steps below,
-#                                 each under its own time limit, and writes
-#                                 kit.log, one log per step and gpu.jsonl to
-#                                 OUTDIR ($OUT if set, else build/kit-out)
+#                                 finds cuBLASLt there, runs the steps below
+#                                 within KIT_BUDGET seconds in all (default
+#                                 510: a device call may last 600 s), each
+#                                 under its own cap, and writes kit.log, one
+#                                 log per step and gpu.jsonl to OUTDIR ($OUT
+#                                 if set, else build/kit-out) as it goes, so
+#                                 a cut-off run still returns what it did
 #   test/gpu/kit.sh check         the packed binaries load with nothing but
 #                                 glibc, the kit's libraries and cuBLASLt
 #                                 (a chroot; run where it was packed)
 #
-# The steps of `run`, in order of what they settle:
-#   info          the device, as bin/viv-cuda sees it
-#   gpu_tests     CPU vs CUDA: logits, every gradient, AdamW, KV decode,
-#                 generation, memory plan, both attention paths vs fp64
-#   train_tests   the trainer on the CUDA backend vs the CPU backend
-#   transformers  test/gpu/check_transformers.sh: Hugging Face transformers
-#                 as the reference, both ways
-#   bench         test/bench/gpu.sh: training tokens/s and MFU on the
-#                 Qwen3-0.6B shape next to PyTorch (and with the CUDA-core
-#                 attention), decode of 256 sequences, the attention
-#                 kernels alone
-#   memcheck      compute-sanitizer over gpu_tests, where the tool works
+# The steps of `run`, in order of what they settle (cap in seconds; a step
+# gets less when the budget runs short, and none under 20 s left):
+#   info           20  the device, as bin/viv-cuda sees it
+#   gpu_tests     150  CPU vs CUDA: logits, every gradient, AdamW, KV decode,
+#                      generation, memory plan, both attention paths vs fp64
+#   transformers   90  test/gpu/check_transformers.sh: Hugging Face
+#                      transformers as the reference, both ways
+#   bench         150  test/bench/gpu.sh: training tokens/s and MFU on the
+#                      Qwen3-0.6B shape next to PyTorch (and with the
+#                      CUDA-core attention), decode of 256 sequences, the
+#                      attention kernels alone
+#   train_tests   120  the trainer on the CUDA backend vs the CPU backend
+#   memcheck      the rest: compute-sanitizer over gpu_tests, where the tool works
 # Binaries are built without MPI (a one-GPU machine runs one rank, and its
 # image need not have Open MPI); data parallel stays verified over hostsim.
 set -uo pipefail
@@ -148,28 +152,33 @@ run() {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -2
     python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' 2>&1 | tail -1
   } | tee "$log"
-  local B=$kit/bin
-  step() { # name limit command...
-    local name=$1 limit=$2
+  local B=$kit/bin budget=${KIT_BUDGET:-510} t_start=$SECONDS
+  step() { # name cap command...: runs under min(cap, what the budget has left)
+    local name=$1 cap=$2
     shift 2
-    local t0=$SECONDS rc
-    timeout "$limit" "$@" >"$out/$name.log" 2>&1
+    local left=$((budget - (SECONDS - t_start))) t0=$SECONDS rc
+    [ "$left" -lt "$cap" ] && cap=$left
+    if [ "$cap" -lt 20 ]; then
+      echo "== $name: not run, ${left} s of the ${budget} s budget left" | tee -a "$log"
+      return
+    fi
+    timeout "$cap" "$@" >"$out/$name.log" 2>&1
     rc=$?
-    { echo "== $name: exit $rc in $((SECONDS - t0)) s"; grep -E '^(ok|not ok|skip) - |passed|failed|tokens/s|MFU|decode|results' "$out/$name.log" | head -60; } | tee -a "$log"
+    [ $rc = 124 ] && echo "kit: $name stopped at its ${cap} s limit" >>"$out/$name.log"
+    { echo "== $name: exit $rc in $((SECONDS - t0)) s"; grep -E '^(ok|not ok|skip) - |passed|failed|tokens/s|MFU|decode|results|stopped at' "$out/$name.log" | head -60; } | tee -a "$log"
   }
   cd "$root" || return 1
-  step info 60 "$B/viv-cuda" cuda info
-  step gpu_tests 600 "$B/gpu_tests"
-  step train_tests 600 "$B/train_gpu_tests"
-  step transformers 600 env VIV="$B/viv-cuda" test/gpu/check_transformers.sh
-  step bench 600 env VIV="$B/viv-cuda" ATTN_BENCH="$B/attn_bench" test/bench/gpu.sh 4 2048 10
-  [ -f build/bench/gpu.jsonl ] && cp build/bench/gpu.jsonl "$out/gpu.jsonl"
+  step info 20 "$B/viv-cuda" cuda info
+  step gpu_tests 150 "$B/gpu_tests"
+  step transformers 90 env VIV="$B/viv-cuda" test/gpu/check_transformers.sh
+  step bench 150 env VIV="$B/viv-cuda" ATTN_BENCH="$B/attn_bench" GPU_BENCH_OUT="$out/gpu.jsonl" test/bench/gpu.sh 4 2048 10
+  step train_tests 120 "$B/train_gpu_tests"
   if command -v compute-sanitizer >/dev/null; then # the wrapper's child is the test binary
     step memcheck 600 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 3 "$B/gpu_tests"
   else
     echo "== memcheck: no compute-sanitizer" | tee -a "$log"
   fi
-  echo "kit run: logs in $out" | tee -a "$log"
+  echo "kit run: logs in $out ($((SECONDS - t_start)) s)" | tee -a "$log"
 }
 
 case "${1:-}" in

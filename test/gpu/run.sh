@@ -403,12 +403,17 @@ if GPUKIT=$tmp/kit test/gpu/kit.sh pack >"$tmp/kit.log" 2>&1; then
   else
     GPUKIT=$tmp/kit test/gpu/kit.sh run "$tmp/kitout" >>"$tmp/kit.log" 2>&1
   fi
+  # a budget too small for any step: each says so instead of starting
+  mkdir -p "$tmp/kitout0"
+  KIT_BUDGET=10 GPUKIT=$tmp/kit test/gpu/kit.sh run "$tmp/kitout0" >>"$tmp/kit.log" 2>&1
   if grep -q '^not ok' <<<"$kc"; then
     echo "not ok - gpu kit: $(grep '^not ok' <<<"$kc" | head -2 | tr '\n' ' ')"; fail=1
   elif ! grep -q '^== gpu_tests: exit 0' "$tmp/kitout/kit.log" || ! grep -q '^== bench: exit 0' "$tmp/kitout/kit.log"; then
     echo "not ok - gpu kit run: $(grep '^==' "$tmp/kitout/kit.log" | tr '\n' ' ')"; fail=1
+  elif [ "$(grep -c '^== [a-z_]*: not run, ' "$tmp/kitout0/kit.log")" -lt 5 ] || grep -q '^== [a-z_]*: exit' "$tmp/kitout0/kit.log"; then
+    echo "not ok - gpu kit run under a 10 s budget: $(grep '^==' "$tmp/kitout0/kit.log" | tr '\n' ' ')"; fail=1
   else
-    echo "ok - gpu kit: packed ($(du -sh "$tmp/kit" | cut -f1)), $(grep -c '^ok' <<<"$kc") binaries load alone$(grep -q '^skip' <<<"$kc" && echo ' (chroot check skipped: not root)'), run passes through its steps"
+    echo "ok - gpu kit: packed ($(du -sh "$tmp/kit" | cut -f1)), $(grep -c '^ok' <<<"$kc") binaries load alone$(grep -q '^skip' <<<"$kc" && echo ' (chroot check skipped: not root)'), run passes through its steps, and a 10 s budget starts none"
   fi
 else
   echo "not ok - gpu kit pack: $(tail -3 "$tmp/kit.log" | tr '\n' ' ')"; fail=1
