@@ -140,14 +140,14 @@ $(BUILD)/kemu/%.cc: model/cuda/%.cu test/gpu/kemu/kemu.sed
 	@mkdir -p $(@D)
 	(echo '#line 1 "$<"'; sed -f test/gpu/kemu/kemu.sed $<) > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/kemu/%.o: $(BUILD)/kemu/%.cc model/cuda/ops.cuh $(wildcard test/gpu/kemu/*.h test/gpu/hostsim/*.h)
+$(BUILD)/kemu/%.o: $(BUILD)/kemu/%.cc model/cuda/ops.cuh $(wildcard test/gpu/kemu/*.h test/gpu/kemu/*.cuh test/gpu/hostsim/*.h)
 	$(HOSTSIM_CXX) $(KEMU_FLAGS) -Imodel/cuda -include test/gpu/kemu/kemu.h -c $< -o $@
 
-$(BUILD)/kemu/kemu.o: test/gpu/kemu/kemu.cc $(wildcard test/gpu/kemu/*.h test/gpu/hostsim/*.h)
+$(BUILD)/kemu/kemu.o: test/gpu/kemu/kemu.cc $(wildcard test/gpu/kemu/*.h test/gpu/kemu/*.cuh test/gpu/hostsim/*.h)
 	@mkdir -p $(@D)
 	$(HOSTSIM_CXX) $(KEMU_FLAGS) -c $< -o $@
 
-$(BUILD)/kemu/cublaslt.o: test/gpu/kemu/cublaslt.cc $(wildcard test/gpu/kemu/*.h test/gpu/hostsim/*.h)
+$(BUILD)/kemu/cublaslt.o: test/gpu/kemu/cublaslt.cc $(wildcard test/gpu/kemu/*.h test/gpu/kemu/*.cuh test/gpu/hostsim/*.h)
 	@mkdir -p $(@D)
 	$(HOSTSIM_CXX) $(KEMU_FLAGS) -c $< -o $@
 
@@ -179,11 +179,11 @@ $(BUILD)/test/kemu_tests: $(BUILD)/kemu/kemu_tests.o $(BUILD)/kemu/kemu.o
 # link line: its page of section kemu_smem ends the section (kemu.cc).
 KEMU_TSAN_SRC := model/cuda/kernels.cu model/cuda/attention.cu model/cuda/attention_tc.cu
 KEMU_TSAN_FLAGS := $(KEMU_BASE_FLAGS) -O1 -fsanitize=thread -DKEMU_TSAN
-$(BUILD)/kemu-tsan/%.o: $(BUILD)/kemu/%.cc model/cuda/ops.cuh $(wildcard test/gpu/kemu/*.h test/gpu/hostsim/*.h)
+$(BUILD)/kemu-tsan/%.o: $(BUILD)/kemu/%.cc model/cuda/ops.cuh $(wildcard test/gpu/kemu/*.h test/gpu/kemu/*.cuh test/gpu/hostsim/*.h)
 	@mkdir -p $(@D)
 	$(HOSTSIM_CXX) $(KEMU_TSAN_FLAGS) -Imodel/cuda -include test/gpu/kemu/kemu.h -c $< -o $@
 
-$(BUILD)/kemu-tsan/kemu.o: test/gpu/kemu/kemu.cc $(wildcard test/gpu/kemu/*.h test/gpu/hostsim/*.h)
+$(BUILD)/kemu-tsan/kemu.o: test/gpu/kemu/kemu.cc $(wildcard test/gpu/kemu/*.h test/gpu/kemu/*.cuh test/gpu/hostsim/*.h)
 	@mkdir -p $(@D)
 	$(HOSTSIM_CXX) $(KEMU_BASE_FLAGS) -DKEMU_TSAN -c $< -o $@
 

@@ -10,6 +10,8 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "wmma_kernel.cuh"
+
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -57,22 +59,6 @@ __global__ void reverse_kernel(float *out, const float *in, int n) {
     buf[threadIdx.x] = in[threadIdx.x];
     __syncthreads();
     out[threadIdx.x] = buf[n - 1 - threadIdx.x];
-}
-
-/* C[16x16] = A[16x16] B[16x16] with one warp, through shared memory */
-__global__ void wmma_kernel(float *c, const __nv_bfloat16 *a, const __nv_bfloat16 *b, int sync_after_store) {
-    __shared__ __align__(32) float tile[16 * 16];
-    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
-    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> fc;
-    wmma::fill_fragment(fc, 0.0f);
-    wmma::load_matrix_sync(fa, a, 16);
-    wmma::load_matrix_sync(fb, b, 16); /* b is stored transposed: column-major B */
-    wmma::mma_sync(fc, fa, fb, fc);
-    for (int i = 0; i < fc.num_elements; i++) fc.x[i] *= 2.0f;
-    wmma::store_matrix_sync(tile, fc, 16, wmma::mem_row_major);
-    if (sync_after_store) __syncwarp();
-    for (int i = threadIdx.x; i < 256; i += 32) c[i] = tile[(i % 16) * 16 + i / 16]; /* transposed read */
 }
 
 /* reads a static __shared__ word before writing it, then writes it: on a

@@ -25,7 +25,7 @@
  */
 #include "ops.cuh"
 
-#include <mma.h>
+#include "wmma_kernel.cuh"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,22 +53,6 @@ __global__ void warp_swap_kernel(float *out, int sync) {
     out[blockIdx.x * 32 + threadIdx.x] = buf[threadIdx.x ^ 1];
 }
 
-/* a wmma store, then a transposed read of the tile by the warp's lanes
- * (attention_tc.cu's pattern: store_matrix_sync writes each lane's share) */
-__global__ void wmma_store_read_kernel(float *c, const __nv_bfloat16 *a, const __nv_bfloat16 *b, int sync) {
-    __shared__ __align__(32) float tile[16 * 16];
-    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
-    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> fc;
-    wmma::fill_fragment(fc, 0.0f);
-    wmma::load_matrix_sync(fa, a, 16);
-    wmma::load_matrix_sync(fb, b, 16);
-    wmma::mma_sync(fc, fa, fb, fc);
-    wmma::store_matrix_sync(tile, fc, 16, wmma::mem_row_major);
-    if (sync) __syncwarp();
-    for (int i = threadIdx.x; i < 256; i += 32) c[i] = tile[(i % 16) * 16 + i / 16];
-}
-
 /* thread 0 of every block adds one to a global counter */
 __global__ void block_count_kernel(int *count, int atomic) {
     if (threadIdx.x != 0) return;
@@ -91,7 +75,7 @@ static void planted_smem(int sync) { smem_neighbour_kernel<<<1, 64>>>(g_out, syn
 static void planted_warp(int sync) { warp_swap_kernel<<<1, 32>>>(g_out, sync); }
 static void planted_wmma(int sync) {
     for (int i = 0; i < 256; i++) g_a[i] = __float2bfloat16((float)(i % 7) - 3), g_b[i] = __float2bfloat16(1.0f);
-    wmma_store_read_kernel<<<1, 32>>>(g_out, g_a, g_b, sync);
+    wmma_kernel<<<1, 32>>>(g_out, g_a, g_b, sync);
 }
 static void planted_blocks(int atomic) {
     static int count;
@@ -271,7 +255,7 @@ static const struct race_case CASES[] = {
     {"planted: the same with __syncthreads", run_clean_smem, NULL},
     {"planted: missing __syncwarp", run_race_warp, "warp_swap_kernel"},
     {"planted: the same with __syncwarp", run_clean_warp, NULL},
-    {"planted: wmma store read without __syncwarp", run_race_wmma, "wmma_store_read_kernel"},
+    {"planted: wmma store read without __syncwarp", run_race_wmma, "wmma_kernel"},
     {"planted: the same with __syncwarp", run_clean_wmma, NULL},
     {"planted: blocks add to one counter without atomics", run_race_blocks, "block_count_kernel"},
     {"planted: the same with atomicAdd", run_clean_blocks, NULL},
