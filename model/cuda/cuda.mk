@@ -196,8 +196,17 @@ $(BUILD)/test/kemu_race_tests: $(patsubst model/cuda/%.cu,$(BUILD)/kemu-tsan/%.o
 	@mkdir -p $(@D)
 	$(HOSTSIM_CXX) -fsanitize=thread -o $@ $^ -lm
 
+# ... and gpu_tests.c over those kernels (the model's own calls, shapes and
+# buffers, aliasing included), matmul.cu and attn_probe.cu instrumented too
+$(BUILD)/test/gpu_kemu_race_tests: $(KEMU_TEST_OBJ) $(HOSTSIM_CU_OBJ) \
+                                   $(patsubst model/cuda/%.cu,$(BUILD)/kemu-tsan/%.o,$(KEMU_KERNEL_SRC)) \
+                                   $(BUILD)/kemu/cublaslt.o $(BUILD)/kemu-tsan/kemu.o
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -fsanitize=thread $(KEMU_LDFLAGS) -o $@ $^ -lcjson -lm -lpthread
+
 ifneq ($(HOSTSIM_CXX),)
-EXTRA_TESTS += $(BUILD)/test/gpu_kemu_tests $(BUILD)/test/kemu_tests $(BUILD)/test/kemu_race_tests
+EXTRA_TESTS += $(BUILD)/test/gpu_kemu_tests $(BUILD)/test/kemu_tests $(BUILD)/test/kemu_race_tests \
+               $(BUILD)/test/gpu_kemu_race_tests
 endif
 
 # test/gpu/train_gpu_tests.c: the trainer (rl/sft.c, rl/grpo_step.c,

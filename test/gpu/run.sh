@@ -93,6 +93,19 @@ if command -v g++ >/dev/null || command -v clang++ >/dev/null; then
   kemu_run kemu-kernels build/test/gpu_kemu_tests
   kemu_run kemu-kernels-shuffled build/test/gpu_kemu_tests KEMU_SHUFFLE=1
   kemu_run kemu-race build/test/kemu_race_tests
+  # gpu_tests' model-level cases over the race-checked kernels: the model's
+  # own calls (shapes, buffers, in-place use); a report fails the case
+  if [ -x build/test/gpu_kemu_race_tests ]; then
+    build/test/gpu_kemu_race_tests forward_untied forward_tied grads_untied grads_tied grads_recompute \
+      grads_logprob_coef kv_decode_batched kv_matches_forward logits_chunked >"$tmp/race_model.log" 2>&1
+    rc=$?
+    sed -nE 's/^(ok|not ok|skip) - /\1 - kemu-race-model: /p' "$tmp/race_model.log"
+    if grep -q 'ThreadSanitizer' "$tmp/race_model.log" || [ $rc != 0 ]; then
+      echo "not ok - kemu-race-model: exit $rc, $(grep -m1 'SUMMARY: ThreadSanitizer' "$tmp/race_model.log")"; fail=1
+    fi
+  else
+    echo "not ok - kemu-race-model: build/test/gpu_kemu_race_tests missing (make tests)"; fail=1
+  fi
   kemu_run kemu-trainer build/test/train_gpu_kemu_tests
 fi
 
