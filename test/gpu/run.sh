@@ -82,10 +82,15 @@ fi
 # ThreadSanitizer, every CUDA thread a fiber, barriers its release/acquire;
 # planted races must be reported, the model's kernels must be clean), then
 # the trainer's comparisons (train_gpu_tests.c).
+# ThreadSanitizer's runtime (gcc 12) refuses some kernels' address-space
+# randomisation ("unexpected memory mapping"); setarch -R turns it off for
+# the race-checked binaries alone
+norandom=()
+setarch "$(uname -m)" -R true 2>/dev/null && norandom=(setarch "$(uname -m)" -R)
 kemu_run() { # label, binary, env...
   local label=$1 bin=$2; shift 2
   if [ ! -x "$bin" ]; then echo "not ok - $label: $bin missing (make tests)"; fail=1; return; fi
-  env "$@" "$bin" | sed -E "s/^(ok|not ok|skip) - (kemu: )?/\1 - $label: /"
+  env "$@" "${norandom[@]}" "$bin" | sed -E "s/^(ok|not ok|skip) - (kemu: )?/\1 - $label: /"
   [ "${PIPESTATUS[0]}" = 0 ] || fail=1
 }
 if command -v g++ >/dev/null || command -v clang++ >/dev/null; then
@@ -96,7 +101,7 @@ if command -v g++ >/dev/null || command -v clang++ >/dev/null; then
   # gpu_tests' model-level cases over the race-checked kernels: the model's
   # own calls (shapes, buffers, in-place use); a report fails the case
   if [ -x build/test/gpu_kemu_race_tests ]; then
-    build/test/gpu_kemu_race_tests forward_untied forward_tied grads_untied grads_tied grads_recompute \
+    "${norandom[@]}" build/test/gpu_kemu_race_tests forward_untied forward_tied grads_untied grads_tied grads_recompute \
       grads_logprob_coef kv_decode_batched kv_matches_forward logits_chunked >"$tmp/race_model.log" 2>&1
     rc=$?
     sed -nE 's/^(ok|not ok|skip) - /\1 - kemu-race-model: /p' "$tmp/race_model.log"

@@ -68,7 +68,8 @@ struct fiber {
     char *stack; /* STACK_BYTES, a guard page below */
     kemu_ctx ctx;
     int state;
-    uint3 tid; /* its threadIdx */
+    const void *site; /* where it called __syncthreads (the return address) */
+    uint3 tid;        /* its threadIdx */
 };
 
 /* Fiber sets: one, or under KEMU_TSAN two used by blocks in turn, so two
@@ -153,13 +154,19 @@ static void barrier(int state, void *sync) {
     to_scheduler(state);
     __tsan_acquire(sync);
 }
-void kemu_syncthreads(void) { barrier(AT_BLOCK_BARRIER, &g_mem->block_sync[g_block_gen & 1]); }
+void kemu_syncthreads(void) {
+    g_fiber[kemu_cur].site = __builtin_return_address(0);
+    barrier(AT_BLOCK_BARRIER, &g_mem->block_sync[g_block_gen & 1]);
+}
 void kemu_syncwarp(void) {
     int w = kemu_cur >> 5;
     barrier(AT_WARP_BARRIER, &g_mem->warp_sync[w][g_warp_gen[w] & 1]);
 }
 #else
-void kemu_syncthreads(void) { to_scheduler(AT_BLOCK_BARRIER); }
+void kemu_syncthreads(void) {
+    g_fiber[kemu_cur].site = __builtin_return_address(0);
+    to_scheduler(AT_BLOCK_BARRIER);
+}
 void kemu_syncwarp(void) { to_scheduler(AT_WARP_BARRIER); }
 #endif
 void *kemu_dyn_smem(void) { return g_mem->dyn; }
@@ -290,9 +297,17 @@ static void run_block(void) {
             int w0 = order[k] * 32;
             run_warp(w0, g_n - w0 < 32 ? g_n - w0 : 32);
         }
+        /* every live thread is at a __syncthreads: one and the same, as the
+         * programming guide requires (two in the two arms of a branch the
+         * block does not take alike hang or misbehave on a GPU) */
         int live = 0;
-        for (int i = 0; i < g_n; i++)
-            if (g_fiber[i].state != RETURNED) live++, g_fiber[i].state = RUNNABLE; /* all at __syncthreads */
+        const void *site = NULL;
+        for (int i = 0; i < g_n; i++) {
+            if (g_fiber[i].state == RETURNED) continue;
+            if (live++ && g_fiber[i].site != site) die("threads of one block wait at different __syncthreads");
+            site = g_fiber[i].site;
+            g_fiber[i].state = RUNNABLE;
+        }
         if (!live) return;
         g_block_gen++;
     }

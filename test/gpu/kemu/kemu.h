@@ -116,8 +116,8 @@ void kemu_syncwarp(void);
 /* The running fiber (linear thread index in the block), every warp's
  * shuffle slots (two sets, [warp][set][lane]) and each lane's next set. */
 extern int kemu_cur;
-extern uint64_t (*kemu_slot)[2][32]; /* [32] warps; per-block memory under KEMU_TSAN */
-extern unsigned char *kemu_parity; /* [1024]; per-block memory */
+extern uint64_t (*kemu_slot)[2][32]; /* [32] warps, in the block's memory (kemu.cc) */
+extern unsigned char *kemu_parity;         /* [1024], likewise */
 static inline int kemu_lane(void) { return kemu_cur & 31; }
 void *kemu_dyn_smem(void);
 void kemu_wmma_misuse(const char *what, const void *p, unsigned ldm); /* mma.h's checks: aborts */

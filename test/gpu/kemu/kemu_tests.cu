@@ -70,6 +70,21 @@ __global__ void stale_kernel(float *out) {
     if (threadIdx.x == 0) word = 1.0f + (float)blockIdx.x;
 }
 
+/* the two warps of the block wait at two different __syncthreads */
+__global__ void split_barrier_kernel(int *out) {
+    if (threadIdx.x < 32) {
+        out[threadIdx.x] = 1;
+        __syncthreads();
+    } else {
+        __syncthreads();
+        out[threadIdx.x] = 2;
+    }
+}
+static void run_split_barrier(void) {
+    static int out[64];
+    split_barrier_kernel<<<1, 64>>>(out);
+}
+
 /* a shuffle inside a branch only some lanes take: a bug kemu must report */
 __global__ void divergent_kernel(int *out) {
     int v = threadIdx.x;
@@ -183,6 +198,7 @@ int main(void) {
           "read %g and %g", stale[0], stale[1]);
 
     CHECK("a divergent shuffle aborts", aborts(run_divergent), "kemu did not abort");
+    CHECK("threads at two different __syncthreads abort", aborts(run_split_barrier), "kemu did not abort");
     CHECK("64 KiB of dynamic shared memory without the opt-in aborts", aborts(run_big_smem), "kemu launched it");
     CHECK("... and runs after cudaFuncSetAttribute(MaxDynamicSharedMemorySize)", !aborts(run_big_smem_optin),
           "kemu aborted");
