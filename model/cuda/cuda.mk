@@ -131,10 +131,7 @@ KEMU_KERNEL_SRC := model/cuda/kernels.cu model/cuda/attention.cu model/cuda/matm
                    model/cuda/attn_probe.cu
 KEMU_OBJ := $(patsubst model/cuda/%.cu,$(BUILD)/kemu/%.o,$(KEMU_KERNEL_SRC)) $(BUILD)/kemu/kemu.o $(BUILD)/kemu/cublaslt.o
 .SECONDARY: $(patsubst model/cuda/%.cu,$(BUILD)/kemu/%.cc,$(KEMU_KERNEL_SRC))
-KEMU_BASE_FLAGS := -std=c++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-unused-function -Itest/gpu/kemu -Itest/gpu/hostsim
-# -fsanitize=alignment: a vector load or store a GPU would fault on aborts (kemu.h)
-KEMU_LDFLAGS := -fsanitize=alignment
-KEMU_FLAGS := $(KEMU_BASE_FLAGS) $(KEMU_LDFLAGS) -fno-sanitize-recover=alignment
+KEMU_FLAGS := -std=c++17 -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-unused-function -Itest/gpu/kemu -Itest/gpu/hostsim
 
 $(BUILD)/kemu/%.cc: model/cuda/%.cu test/gpu/kemu/kemu.sed
 	@mkdir -p $(@D)
@@ -160,7 +157,7 @@ $(BUILD)/kemu/c/gpu_tests.o: test/gpu/gpu_tests.c $(CUDA_HDR) test/harness.h
 KEMU_TEST_OBJ := $(filter-out $(BUILD)/hostsim/c/test/gpu/gpu_tests.o,$(HOSTSIM_C_OBJ)) $(BUILD)/kemu/c/gpu_tests.o
 $(BUILD)/test/gpu_kemu_tests: $(KEMU_TEST_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_OBJ)
 	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) $(KEMU_LDFLAGS) -o $@ $^ -lcjson -lm -lpthread
+	$(HOSTSIM_CXX) -o $@ $^ -lcjson -lm -lpthread
 
 # kemu's own checks (test/gpu/kemu/kemu_tests.cu: known answers, and the
 # kernel bugs it must catch)
@@ -170,7 +167,7 @@ $(BUILD)/kemu/kemu_tests.cc: test/gpu/kemu/kemu_tests.cu test/gpu/kemu/kemu.sed
 
 $(BUILD)/test/kemu_tests: $(BUILD)/kemu/kemu_tests.o $(BUILD)/kemu/kemu.o
 	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) $(KEMU_LDFLAGS) -o $@ $^ -lm
+	$(HOSTSIM_CXX) -o $@ $^ -lm
 
 # kemu's race check (test/gpu/kemu/race_tests.cu): the kernels once more,
 # under ThreadSanitizer, every CUDA thread a ThreadSanitizer fiber and the
@@ -178,14 +175,18 @@ $(BUILD)/test/kemu_tests: $(BUILD)/kemu/kemu_tests.o $(BUILD)/kemu/kemu.o
 # not instrumented (it only needs the fiber API) and must come last on the
 # link line: its page of section kemu_smem ends the section (kemu.cc).
 KEMU_TSAN_SRC := model/cuda/kernels.cu model/cuda/attention.cu model/cuda/attention_tc.cu
-KEMU_TSAN_FLAGS := $(KEMU_BASE_FLAGS) -O1 -fsanitize=thread -DKEMU_TSAN
+# -fsanitize=alignment as well: with CUDA's vector alignments (kemu.h) a
+# float4/uint4 access a GPU would fault on ("misaligned address") aborts
+# (it costs the plain kemu build 3x in the wmma loops, so only here)
+KEMU_TSAN_SAN := -fsanitize=thread,alignment
+KEMU_TSAN_FLAGS := $(KEMU_FLAGS) -O1 $(KEMU_TSAN_SAN) -fno-sanitize-recover=alignment -DKEMU_TSAN
 $(BUILD)/kemu-tsan/%.o: $(BUILD)/kemu/%.cc model/cuda/ops.cuh $(wildcard test/gpu/kemu/*.h test/gpu/kemu/*.cuh test/gpu/hostsim/*.h)
 	@mkdir -p $(@D)
 	$(HOSTSIM_CXX) $(KEMU_TSAN_FLAGS) -Imodel/cuda -include test/gpu/kemu/kemu.h -c $< -o $@
 
 $(BUILD)/kemu-tsan/kemu.o: test/gpu/kemu/kemu.cc $(wildcard test/gpu/kemu/*.h test/gpu/kemu/*.cuh test/gpu/hostsim/*.h)
 	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) $(KEMU_BASE_FLAGS) -DKEMU_TSAN -c $< -o $@
+	$(HOSTSIM_CXX) $(KEMU_FLAGS) -DKEMU_TSAN -c $< -o $@
 
 $(BUILD)/kemu/race_tests.cc: test/gpu/kemu/race_tests.cu test/gpu/kemu/kemu.sed
 	@mkdir -p $(@D)
@@ -194,7 +195,7 @@ $(BUILD)/kemu/race_tests.cc: test/gpu/kemu/race_tests.cu test/gpu/kemu/kemu.sed
 $(BUILD)/test/kemu_race_tests: $(patsubst model/cuda/%.cu,$(BUILD)/kemu-tsan/%.o,$(KEMU_TSAN_SRC)) \
                                $(BUILD)/kemu-tsan/race_tests.o $(BUILD)/kemu-tsan/kemu.o
 	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) -fsanitize=thread -o $@ $^ -lm
+	$(HOSTSIM_CXX) $(KEMU_TSAN_SAN) -o $@ $^ -lm
 
 # ... and gpu_tests.c over those kernels (the model's own calls, shapes and
 # buffers, aliasing included), matmul.cu and attn_probe.cu instrumented too
@@ -202,7 +203,7 @@ $(BUILD)/test/gpu_kemu_race_tests: $(KEMU_TEST_OBJ) $(HOSTSIM_CU_OBJ) \
                                    $(patsubst model/cuda/%.cu,$(BUILD)/kemu-tsan/%.o,$(KEMU_KERNEL_SRC)) \
                                    $(BUILD)/kemu/cublaslt.o $(BUILD)/kemu-tsan/kemu.o
 	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) -fsanitize=thread $(KEMU_LDFLAGS) -o $@ $^ -lcjson -lm -lpthread
+	$(HOSTSIM_CXX) $(KEMU_TSAN_SAN) -o $@ $^ -lcjson -lm -lpthread
 
 ifneq ($(HOSTSIM_CXX),)
 EXTRA_TESTS += $(BUILD)/test/gpu_kemu_tests $(BUILD)/test/kemu_tests $(BUILD)/test/kemu_race_tests \
@@ -239,7 +240,7 @@ $(BUILD)/test/train_gpu_tests: $$(CUDATRAIN_OBJ) $(CUDA_OBJ)
 # ... and a third time against the real kernels under kemu (test/gpu/kemu)
 $(BUILD)/test/train_gpu_kemu_tests: $$(CUDATRAIN_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_OBJ)
 	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) $(KEMU_LDFLAGS) -o $@ $(CUDATRAIN_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_OBJ) -lseccomp -lcap -lcjson $(HTTP_GLIBC_LIBS) -lm -lpthread
+	$(HOSTSIM_CXX) -o $@ $(CUDATRAIN_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_OBJ) -lseccomp -lcap -lcjson $(HTTP_GLIBC_LIBS) -lm -lpthread
 
 ifneq ($(HOSTSIM_CXX),)
 EXTRA_TESTS += $(BUILD)/test/train_gpu_hostsim_tests $(BUILD)/test/train_gpu_kemu_tests
@@ -264,7 +265,7 @@ endif
 # --device cuda` command lines run end to end on the CPU (test/gpu/run.sh)
 $(BUILD)/test/viv_kemu: $$(CUDA_HOST_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_OBJ)
 	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) $(KEMU_LDFLAGS) -o $@ $(CUDA_HOST_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_OBJ) -lseccomp -lcap -lcjson $(HTTP_GLIBC_LIBS) -lm -lpthread
+	$(HOSTSIM_CXX) -o $@ $(CUDA_HOST_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_OBJ) -lseccomp -lcap -lcjson $(HTTP_GLIBC_LIBS) -lm -lpthread
 ifneq ($(HOSTSIM_CXX),)
 EXTRA_TESTS += $(BUILD)/test/viv_kemu
 endif

@@ -105,8 +105,8 @@ if command -v g++ >/dev/null || command -v clang++ >/dev/null; then
       grads_logprob_coef kv_decode_batched kv_matches_forward logits_chunked >"$tmp/race_model.log" 2>&1
     rc=$?
     sed -nE 's/^(ok|not ok|skip) - /\1 - kemu-race-model: /p' "$tmp/race_model.log"
-    if grep -q 'ThreadSanitizer' "$tmp/race_model.log" || [ $rc != 0 ]; then
-      echo "not ok - kemu-race-model: exit $rc, $(grep -m1 'SUMMARY: ThreadSanitizer' "$tmp/race_model.log")"; fail=1
+    if grep -q 'ThreadSanitizer\|runtime error' "$tmp/race_model.log" || [ $rc != 0 ]; then
+      echo "not ok - kemu-race-model: exit $rc, $(grep -m1 'SUMMARY: ThreadSanitizer\|runtime error' "$tmp/race_model.log")"; fail=1
     fi
   else
     echo "not ok - kemu-race-model: build/test/gpu_kemu_race_tests missing (make tests)"; fail=1

@@ -83,10 +83,10 @@ struct dim3 {
 struct uint3 {
     unsigned x, y, z;
 };
-/* Vector types aligned as CUDA's are (8 and 16 bytes): kemu's objects are
- * built with -fsanitize=alignment, so a float4 or uint4 load from an
- * address a GPU would fault on ("misaligned address") aborts here, with
- * the kernel's stack (kemu.cc asks UBSan to abort). */
+/* Vector types aligned as CUDA's are (8 and 16 bytes): the race-check
+ * build adds -fsanitize=alignment, so there a float4 or uint4 access at an
+ * address a GPU would fault on ("misaligned address") aborts with the
+ * kernel's stack (kemu.cc asks UBSan to abort). */
 struct alignas(8) float2 {
     float x, y;
 };

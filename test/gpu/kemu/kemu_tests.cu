@@ -116,17 +116,6 @@ static void run_big_smem_optin(void) {
     cudaFuncSetAttribute(reverse_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 65536);
     run_big_smem();
 }
-/* a float4 load 8 bytes past a 16-byte boundary: "misaligned address" on a GPU */
-__global__ void vec4_copy_kernel(float *out, const float *in) {
-    ((float4 *)out)[threadIdx.x] = *(const float4 *)(in + 4 * threadIdx.x);
-}
-static void run_vec4(int offset) {
-    static __align__(16) float in[4 * 32 + 4], out[4 * 32];
-    vec4_copy_kernel<<<1, 32>>>(out, in + offset);
-}
-static void run_vec4_misaligned(void) { run_vec4(2); }
-static void run_vec4_aligned(void) { run_vec4(4); }
-
 /* gridDim.y is at most 65535 */
 static void run_tall_grid(void) {
     static int out[32];
@@ -206,8 +195,6 @@ int main(void) {
           cudaFuncSetAttribute(reverse_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 232449) != cudaSuccess,
           "cudaFuncSetAttribute succeeded");
     CHECK("a grid 65536 or more blocks tall aborts", aborts(run_tall_grid), "kemu launched it");
-    CHECK("a misaligned float4 load aborts", aborts(run_vec4_misaligned), "kemu ran it");
-    CHECK("... an aligned one runs", !aborts(run_vec4_aligned), "kemu aborted");
     CHECK("a misaligned wmma pointer aborts", aborts(run_misaligned), "kemu did not abort");
     printf("# %d passed, %d failed\n", passed, failed);
     return failed != 0;
