@@ -197,7 +197,34 @@ $(BUILD)/test/kemu_race_tests: $(patsubst model/cuda/%.cu,$(BUILD)/kemu-tsan/%.o
 	@mkdir -p $(@D)
 	$(HOSTSIM_CXX) $(KEMU_TSAN_SAN) -o $@ $^ -lm
 
-# ... and gpu_tests.c over those kernels (the model's own calls, shapes and
+# kemu's memcheck: race_tests.cu again with AddressSanitizer (KEMU_ASAN:
+# stack switches told to it, dynamic shared memory a heap block of the
+# launch's size), so a kernel's access past a cudaMalloc'd buffer or past
+# its shared memory is reported at its line
+KEMU_ASAN_SAN := -fsanitize=address,alignment
+KEMU_ASAN_FLAGS := $(KEMU_FLAGS) -O1 $(KEMU_ASAN_SAN) -fno-sanitize-recover=alignment -DKEMU_ASAN
+$(BUILD)/kemu-asan/%.o: $(BUILD)/kemu/%.cc model/cuda/ops.cuh $(wildcard test/gpu/kemu/*.h test/gpu/kemu/*.cuh test/gpu/hostsim/*.h)
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) $(KEMU_ASAN_FLAGS) -Imodel/cuda -include test/gpu/kemu/kemu.h -c $< -o $@
+
+$(BUILD)/kemu-asan/kemu.o: test/gpu/kemu/kemu.cc $(wildcard test/gpu/kemu/*.h test/gpu/kemu/*.cuh test/gpu/hostsim/*.h)
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) $(KEMU_FLAGS) -DKEMU_ASAN -c $< -o $@
+
+$(BUILD)/test/kemu_memcheck_tests: $(patsubst model/cuda/%.cu,$(BUILD)/kemu-asan/%.o,$(KEMU_TSAN_SRC)) \
+                                   $(BUILD)/kemu-asan/race_tests.o $(BUILD)/kemu-asan/kemu.o
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) $(KEMU_ASAN_SAN) -o $@ $^ -lm
+
+# ... and gpu_tests.c over those kernels: the model's own buffers (every
+# cudaMalloc is a heap block AddressSanitizer guards)
+$(BUILD)/test/gpu_kemu_memcheck_tests: $(KEMU_TEST_OBJ) $(HOSTSIM_CU_OBJ) \
+                                       $(patsubst model/cuda/%.cu,$(BUILD)/kemu-asan/%.o,$(KEMU_KERNEL_SRC)) \
+                                       $(BUILD)/kemu/cublaslt.o $(BUILD)/kemu-asan/kemu.o
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) $(KEMU_ASAN_SAN) -o $@ $^ -lcjson -lm -lpthread
+
+# gpu_tests.c over the race-checked kernels (the model's own calls, shapes and
 # buffers, aliasing included), matmul.cu and attn_probe.cu instrumented too
 $(BUILD)/test/gpu_kemu_race_tests: $(KEMU_TEST_OBJ) $(HOSTSIM_CU_OBJ) \
                                    $(patsubst model/cuda/%.cu,$(BUILD)/kemu-tsan/%.o,$(KEMU_KERNEL_SRC)) \
@@ -207,7 +234,7 @@ $(BUILD)/test/gpu_kemu_race_tests: $(KEMU_TEST_OBJ) $(HOSTSIM_CU_OBJ) \
 
 ifneq ($(HOSTSIM_CXX),)
 EXTRA_TESTS += $(BUILD)/test/gpu_kemu_tests $(BUILD)/test/kemu_tests $(BUILD)/test/kemu_race_tests \
-               $(BUILD)/test/gpu_kemu_race_tests
+               $(BUILD)/test/gpu_kemu_race_tests $(BUILD)/test/kemu_memcheck_tests $(BUILD)/test/gpu_kemu_memcheck_tests
 endif
 
 # test/gpu/train_gpu_tests.c: the trainer (rl/sft.c, rl/grpo_step.c,

@@ -80,7 +80,8 @@ fi
 # thread order and once in a shuffled order (a race between barriers shows
 # as a difference), the race check (race_tests.cu: the kernels under
 # ThreadSanitizer, every CUDA thread a fiber, barriers its release/acquire;
-# planted races must be reported, the model's kernels must be clean), then
+# planted races must be reported, the model's kernels must be clean), the
+# memcheck (the same under AddressSanitizer: out-of-bounds accesses), then
 # the trainer's comparisons (train_gpu_tests.c).
 # ThreadSanitizer's runtime (gcc 12) refuses some kernels' address-space
 # randomisation ("unexpected memory mapping"); setarch -R turns it off for
@@ -98,6 +99,10 @@ if command -v g++ >/dev/null || command -v clang++ >/dev/null; then
   kemu_run kemu-kernels build/test/gpu_kemu_tests
   kemu_run kemu-kernels-shuffled build/test/gpu_kemu_tests KEMU_SHUFFLE=1
   kemu_run kemu-race build/test/kemu_race_tests
+  # kemu's memcheck (AddressSanitizer): planted out-of-bounds accesses
+  # reported, every launcher clean; then all of gpu_tests over it
+  kemu_run kemu-memcheck build/test/kemu_memcheck_tests
+  kemu_run kemu-memcheck-model build/test/gpu_kemu_memcheck_tests
   # gpu_tests' model-level cases over the race-checked kernels: the model's
   # own calls (shapes, buffers, in-place use); a report fails the case
   if [ -x build/test/gpu_kemu_race_tests ]; then

@@ -35,6 +35,9 @@
 #ifdef KEMU_TSAN
 #include <sanitizer/tsan_interface.h>
 #endif
+#ifdef KEMU_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 uint3 kemu_threadIdx, kemu_blockIdx;
 dim3 kemu_blockDim, kemu_gridDim;
@@ -69,6 +72,7 @@ struct fiber {
     kemu_ctx ctx;
     int state;
     const void *site; /* where it called __syncthreads (the return address) */
+    void *fake;       /* AddressSanitizer's fake stack while switched out (KEMU_ASAN) */
     uint3 tid;        /* its threadIdx */
 };
 
@@ -136,15 +140,40 @@ static void die(const char *what) {
     abort();
 }
 
+#ifdef KEMU_ASAN
+/* AddressSanitizer is told of every stack switch (it keeps one stack's
+ * bounds per thread); the scheduler's stack is learnt at the first switch. */
+static const void *g_sched_stack;
+static size_t g_sched_stack_size;
+static void *g_sched_fake; /* the scheduler's fake stack while a fiber runs */
+/* leaving: `save` keeps the leaving context's fake stack (NULL: it is done) */
+static void asan_leave(void **save, const void *bottom, size_t size) {
+    __sanitizer_start_switch_fiber(save, bottom, size);
+}
+/* arrived: `fake` is what this context saved when it left */
+static void asan_arrived(void *fake) {
+    const void *from;
+    size_t from_size;
+    __sanitizer_finish_switch_fiber(fake, &from, &from_size);
+    if (!g_sched_stack) g_sched_stack = from, g_sched_stack_size = from_size;
+}
+#endif
+
 static void to_scheduler(int state) {
     g_fiber[kemu_cur].state = state;
 #ifdef KEMU_TSAN
     __tsan_switch_to_fiber(g_tsan_sched, __tsan_switch_to_fiber_no_sync);
 #endif
+#ifdef KEMU_ASAN
+    asan_leave(state == RETURNED ? NULL : &g_fiber[kemu_cur].fake, g_sched_stack, g_sched_stack_size);
+#endif
 #if defined(__x86_64__)
     kemu_switch(&g_fiber[kemu_cur].ctx, g_sched);
 #else
     swapcontext(&g_fiber[kemu_cur].ctx, &g_sched);
+#endif
+#ifdef KEMU_ASAN
+    asan_arrived(g_fiber[kemu_cur].fake);
 #endif
 }
 
@@ -169,7 +198,16 @@ void kemu_syncthreads(void) {
 }
 void kemu_syncwarp(void) { to_scheduler(AT_WARP_BARRIER); }
 #endif
+#ifdef KEMU_ASAN
+/* Under KEMU_ASAN a launch's dynamic shared memory is a heap block of just
+ * the size it asked for, so an access past it is AddressSanitizer's
+ * heap-buffer-overflow, as compute-sanitizer's memcheck reports an
+ * out-of-range __shared__ access. */
+static char *g_asan_dyn;
+void *kemu_dyn_smem(void) { return g_asan_dyn; }
+#else
 void *kemu_dyn_smem(void) { return g_mem->dyn; }
+#endif
 
 void kemu_wmma_misuse(const char *what, const void *p, unsigned ldm) {
     char m[160];
@@ -178,6 +216,9 @@ void kemu_wmma_misuse(const char *what, const void *p, unsigned ldm) {
 }
 
 static void fiber_main(void) {
+#ifdef KEMU_ASAN
+    asan_arrived(NULL);
+#endif
 #ifdef KEMU_TSAN
     __tsan_acquire(&g_launch_start);
 #endif
@@ -240,10 +281,16 @@ static void resume(int i) {
 #ifdef KEMU_TSAN
     __tsan_switch_to_fiber(g_tsan_fiber[g_set][i], __tsan_switch_to_fiber_no_sync);
 #endif
+#ifdef KEMU_ASAN
+    asan_leave(&g_sched_fake, g_fiber[i].stack, STACK_BYTES);
+#endif
 #if defined(__x86_64__)
     kemu_switch(&g_sched, g_fiber[i].ctx);
 #else
     swapcontext(&g_sched, &g_fiber[i].ctx);
+#endif
+#ifdef KEMU_ASAN
+    asan_arrived(g_sched_fake);
 #endif
 }
 
@@ -356,7 +403,7 @@ static void fresh_shared_memory(size_t smem) {
     }
 #endif
     memset(s0, 0xff, (size_t)(s1 - s0));
-    if (smem) memset(g_mem->dyn, 0xff, smem);
+    if (smem) memset(kemu_dyn_smem(), 0xff, smem);
 }
 
 /* ---- what a launch may ask for (sm_90, the CUDA programming guide's table) ---------- */
@@ -409,6 +456,11 @@ void kemu_run(const kemu_cfg &c, void (*body)(void *), void *arg, const void *ke
     check_launch(c, kernel);
     ensure_block_mem(c.smem);
     ensure_stacks((int)n);
+#ifdef KEMU_ASAN
+    free(g_asan_dyn);
+    g_asan_dyn = NULL;
+    if (c.smem && posix_memalign((void **)&g_asan_dyn, 128, c.smem)) die("out of memory for shared memory");
+#endif
 #ifdef KEMU_TSAN
     if (!g_tsan_sched) g_tsan_sched = __tsan_get_current_fiber();
 #endif

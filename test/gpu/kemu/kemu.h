@@ -45,8 +45,12 @@
  * compute-sanitizer's racecheck finds for shared memory, and more (global
  * memory too, and across blocks). See race_tests.cu.
  *
- * What kemu does NOT check: out-of-bounds accesses that stay inside a
- * malloc'd block, anything about speed, and the real cuBLASLt (kemu's
+ * Overruns (KEMU_ASAN, the kemu-asan build): the same with AddressSanitizer;
+ * a launch's dynamic shared memory is then a heap block of its exact size,
+ * so an access past it, or past a cudaMalloc'd buffer, is reported.
+ *
+ * What kemu does NOT check: out-of-bounds accesses that stay inside one
+ * allocation, anything about speed, and the real cuBLASLt (kemu's
  * cublaslt.cc computes what the library documents).
  */
 #ifndef VIV_KEMU_H

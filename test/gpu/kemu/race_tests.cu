@@ -1,6 +1,10 @@
 /*
  * race_tests.cu - kemu's race check (the KEMU_TSAN build: see kemu.h),
- * which also aborts on a misaligned vector access (-fsanitize=alignment).
+ * which also aborts on a misaligned vector access (-fsanitize=alignment),
+ * and, built with KEMU_ASAN instead (AddressSanitizer, build/test/
+ * kemu_memcheck_tests), kemu's memcheck: an access past a cudaMalloc'd
+ * buffer or past the dynamic shared memory a launch asked for is reported
+ * with the kernel's line, as compute-sanitizer's memcheck would.
  *
  * Every CUDA thread is a ThreadSanitizer fiber and barriers are its
  * release/acquire pairs, so two accesses to one address by two threads
@@ -62,6 +66,19 @@ __global__ void block_count_kernel(int *count, int atomic) {
     else *count += 1;
 }
 
+/* reads one element past the end of its input when `past` */
+__global__ void copy_past_end_kernel(float *out, const float *in, int n, int past) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = in[i + (past && i == n - 1)];
+}
+/* writes dynamic shared memory one float past what the launch asked for when `past` */
+__global__ void smem_past_end_kernel(float *out, int n, int past) {
+    extern __shared__ float buf[];
+    buf[threadIdx.x + (past && (int)threadIdx.x == n - 1)] = 1.0f;
+    __syncthreads();
+    out[threadIdx.x] = buf[n - 1 - threadIdx.x];
+}
+
 /* a float4 load 8 bytes past a 16-byte boundary: "misaligned address" on a GPU */
 __global__ void vec4_copy_kernel(float *out, const float *in) {
     ((float4 *)out)[threadIdx.x] = *(const float4 *)(in + 4 * threadIdx.x);
@@ -103,6 +120,16 @@ static void run_vec4(int offset) {
 }
 static void run_misaligned_vec4(void) { run_vec4(2); }
 static void run_aligned_vec4(void) { run_vec4(4); }
+static void run_past_end(int past) {
+    float *in, *out;
+    if (cudaMalloc((void **)&in, 100 * sizeof(float)) || cudaMalloc((void **)&out, 100 * sizeof(float))) abort();
+    copy_past_end_kernel<<<2, 64>>>(out, in, 100, past);
+}
+static void run_oob_global(void) { run_past_end(1); }
+static void run_inb_global(void) { run_past_end(0); }
+static void run_smem_past(int past) { smem_past_end_kernel<<<1, 64, 64 * sizeof(float)>>>(g_out, 64, past); }
+static void run_oob_smem(void) { run_smem_past(1); }
+static void run_inb_smem(void) { run_smem_past(0); }
 static void run_clean_launches(void) {
     static float x[512];
     write_kernel<<<4, 128>>>(x);
@@ -256,41 +283,56 @@ static void run_model_attn_decode(void) {
 
 /* no second of sleep at each child's exit (ThreadSanitizer's default) */
 extern "C" const char *__tsan_default_options(void) { return "atexit_sleep_ms=0"; }
+/* leaks are not this test's subject (each case's buffers live until its child exits) */
+extern "C" const char *__asan_default_options(void) { return "detect_leaks=0"; }
 
 struct race_case {
     const char *name;
     void (*run)(void);
     const char *race_in; /* the kernel a report must name; NULL: the case must be clean */
     const char *report;  /* what the report says (default: a data race) */
+    char build;          /* 'T' race check only, 'A' memcheck only, 0 both */
 };
 #define DATA_RACE "ThreadSanitizer: data race"
+#define OVERFLOW "AddressSanitizer: heap-buffer-overflow"
+#ifdef KEMU_ASAN
+#define BUILD 'A'
+#define LABEL "memcheck"
+#else
+#define BUILD 'T'
+#define LABEL "race check"
+#endif
 
 static const struct race_case CASES[] = {
-    {"planted: missing __syncthreads", run_race_smem, "smem_neighbour_kernel", NULL},
-    {"planted: the same with __syncthreads", run_clean_smem, NULL, NULL},
-    {"planted: missing __syncwarp", run_race_warp, "warp_swap_kernel", NULL},
-    {"planted: the same with __syncwarp", run_clean_warp, NULL, NULL},
-    {"planted: wmma store read without __syncwarp", run_race_wmma, "wmma_kernel", NULL},
-    {"planted: the same with __syncwarp", run_clean_wmma, NULL, NULL},
-    {"planted: blocks add to one counter without atomics", run_race_blocks, "block_count_kernel", NULL},
-    {"planted: the same with atomicAdd", run_clean_blocks, NULL, NULL},
+    {"planted: missing __syncthreads", run_race_smem, "smem_neighbour_kernel", NULL, 'T'},
+    {"planted: the same with __syncthreads", run_clean_smem, NULL, NULL, 'T'},
+    {"planted: missing __syncwarp", run_race_warp, "warp_swap_kernel", NULL, 'T'},
+    {"planted: the same with __syncwarp", run_clean_warp, NULL, NULL, 'T'},
+    {"planted: wmma store read without __syncwarp", run_race_wmma, "wmma_kernel", NULL, 'T'},
+    {"planted: the same with __syncwarp", run_clean_wmma, NULL, NULL, 'T'},
+    {"planted: blocks add to one counter without atomics", run_race_blocks, "block_count_kernel", NULL, 'T'},
+    {"planted: the same with atomicAdd", run_clean_blocks, NULL, NULL, 'T'},
+    {"planted: a read one past the end of a device buffer", run_oob_global, "copy_past_end_kernel", OVERFLOW, 'A'},
+    {"planted: the same in bounds", run_inb_global, NULL, NULL, 'A'},
+    {"planted: a write past the dynamic shared memory asked for", run_oob_smem, "smem_past_end_kernel", OVERFLOW, 'A'},
+    {"planted: the same in bounds", run_inb_smem, NULL, NULL, 'A'},
     {"planted: a float4 load 8 bytes off its alignment", run_misaligned_vec4, "vec4_copy_kernel",
-     "misaligned address"},
-    {"planted: the same aligned", run_aligned_vec4, NULL, NULL},
-    {"planted: a kernel reads what the previous launch wrote", run_clean_launches, NULL, NULL},
-    {"planted: blocks reuse __shared__ behind barriers", run_clean_many_blocks, NULL, NULL},
-    {"model: f32_to_bf16, swiglu fwd/bwd, adamw, sumsq", run_model_elementwise, NULL, NULL},
-    {"model: embedding fwd/bwd (repeated ids)", run_model_embed, NULL, NULL},
-    {"model: rmsnorm fwd/bwd", run_model_rmsnorm, NULL, NULL},
-    {"model: head norm + RoPE fwd/bwd", run_model_headnorm_rope, NULL, NULL},
-    {"model: softmax + cross-entropy fwd/bwd/entropy", run_model_xent, NULL, NULL},
-    {"model: kv_store, gather_rows", run_model_kv, NULL, NULL},
-    {"model: attention, CUDA-core path (hd 16, 128)", run_model_attn_warp, NULL, NULL},
-    {"model: attention, tensor cores, hd 16", run_model_attn_tc16, NULL, NULL},
-    {"model: attention, tensor cores, hd 32", run_model_attn_tc32, NULL, NULL},
-    {"model: attention, tensor cores, hd 64", run_model_attn_tc64, NULL, NULL},
-    {"model: attention, tensor cores, hd 128", run_model_attn_tc128, NULL, NULL},
-    {"model: attention decode against the KV cache", run_model_attn_decode, NULL, NULL},
+     "misaligned address", 0},
+    {"planted: the same aligned", run_aligned_vec4, NULL, NULL, 0},
+    {"planted: a kernel reads what the previous launch wrote", run_clean_launches, NULL, NULL, 0},
+    {"planted: blocks reuse __shared__ behind barriers", run_clean_many_blocks, NULL, NULL, 0},
+    {"model: f32_to_bf16, swiglu fwd/bwd, adamw, sumsq", run_model_elementwise, NULL, NULL, 0},
+    {"model: embedding fwd/bwd (repeated ids)", run_model_embed, NULL, NULL, 0},
+    {"model: rmsnorm fwd/bwd", run_model_rmsnorm, NULL, NULL, 0},
+    {"model: head norm + RoPE fwd/bwd", run_model_headnorm_rope, NULL, NULL, 0},
+    {"model: softmax + cross-entropy fwd/bwd/entropy", run_model_xent, NULL, NULL, 0},
+    {"model: kv_store, gather_rows", run_model_kv, NULL, NULL, 0},
+    {"model: attention, CUDA-core path (hd 16, 128)", run_model_attn_warp, NULL, NULL, 0},
+    {"model: attention, tensor cores, hd 16", run_model_attn_tc16, NULL, NULL, 0},
+    {"model: attention, tensor cores, hd 32", run_model_attn_tc32, NULL, NULL, 0},
+    {"model: attention, tensor cores, hd 64", run_model_attn_tc64, NULL, NULL, 0},
+    {"model: attention, tensor cores, hd 128", run_model_attn_tc128, NULL, NULL, 0},
+    {"model: attention decode against the KV cache", run_model_attn_decode, NULL, NULL, 0},
 };
 #define N_CASES (int)(sizeof CASES / sizeof CASES[0])
 
@@ -337,6 +379,7 @@ int main(int argc, char **argv) {
     int passed = 0, failed = 0;
     for (int i = 0; i < N_CASES; i++) {
         const struct race_case *c = &CASES[i];
+        if (c->build && c->build != BUILD) continue;
         if (argc > 1) { /* only the named cases, their stderr in full */
             int want = 0;
             for (int a = 1; a < argc; a++) want |= strstr(c->name, argv[a]) != NULL;
@@ -349,12 +392,12 @@ int main(int argc, char **argv) {
         if (c->race_in)
             ok = reported && strstr(err, c->race_in) != NULL;
         else
-            ok = rc == 0 && err && !strstr(err, "ThreadSanitizer") && !strstr(err, "runtime error");
+            ok = rc == 0 && err && !strstr(err, "Sanitizer") && !strstr(err, "runtime error");
         if (ok) {
-            printf("ok - race check: %s%s\n", c->name, c->race_in ? " (reported)" : "");
+            printf("ok - " LABEL ": %s%s\n", c->name, c->race_in ? " (reported)" : "");
             passed++;
         } else {
-            printf("not ok - race check: %s: exit %d, %s\n", c->name, rc,
+            printf("not ok - " LABEL ": %s: exit %d, %s\n", c->name, rc,
                    c->race_in ? "no report naming the kernel" : "a report or an error");
             print_first_lines(err, argc > 1 ? 400 : 40);
             failed++;
