@@ -5,7 +5,7 @@
 #   make tests   test binaries, built with glibc + AddressSanitizer/UBSan,
 #                and an ASan copy of viv (build/asan/viv) for the attack suite
 MUSL ?= .deps/musl
-BUILD ?= build
+BUILD := build
 
 WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers -Wformat=2
 CFLAGS_COMMON := -std=gnu11 -O2 -g $(WARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2
