@@ -17,8 +17,11 @@
  *            after a wmma store, blocks adding into one counter without
  *            atomics): ThreadSanitizer must report it, naming the kernel;
  *            beside each, the same kernel with its barrier or atomic must
- *            be reported clean; and a float4 load 8 bytes off a 16-byte
+ *            be reported clean; a float4 load 8 bytes off a 16-byte
  *            boundary must stop the run, where an aligned one is clean;
+ *            in the memcheck build instead of the races, a read one past a
+ *            device buffer and a write one past the shared memory asked
+ *            for must be reported, their in-bounds twins clean;
  *   model    every launcher of model/cuda/ops.cuh (kernels.cu,
  *            attention.cu, attention_tc.cu at each head size, partial tiles
  *            and GQA) on small shapes: no report at all.
@@ -27,7 +30,7 @@
  * model); what is checked is the order of memory accesses.
  *
  *   build/test/kemu_race_tests            every case
- *   build/test/kemu_race_tests NAME...    the named cases (stderr shown)
+ *   build/test/kemu_race_tests TEXT...    the cases whose name holds TEXT (stderr shown)
  */
 #include "ops.cuh"
 
