@@ -169,68 +169,52 @@ $(BUILD)/test/kemu_tests: $(BUILD)/kemu/kemu_tests.o $(BUILD)/kemu/kemu.o
 	@mkdir -p $(@D)
 	$(HOSTSIM_CXX) -o $@ $^ -lm
 
-# kemu's race check (test/gpu/kemu/race_tests.cu): the kernels once more,
-# under ThreadSanitizer, every CUDA thread a ThreadSanitizer fiber and the
-# barriers release/acquire pairs (KEMU_TSAN, see kemu.h). kemu.cc itself is
-# not instrumented (it only needs the fiber API) and must come last on the
-# link line: its page of section kemu_smem ends the section (kemu.cc).
-KEMU_TSAN_SRC := model/cuda/kernels.cu model/cuda/attention.cu model/cuda/attention_tc.cu
-# -fsanitize=alignment as well: with CUDA's vector alignments (kemu.h) a
-# float4/uint4 access a GPU would fault on ("misaligned address") aborts
-# (it costs the plain kemu build 3x in the wmma loops, so only here)
-KEMU_TSAN_SAN := -fsanitize=thread,alignment
-KEMU_TSAN_FLAGS := $(KEMU_FLAGS) -O1 $(KEMU_TSAN_SAN) -fno-sanitize-recover=alignment -DKEMU_TSAN
-$(BUILD)/kemu-tsan/%.o: $(BUILD)/kemu/%.cc model/cuda/ops.cuh $(wildcard test/gpu/kemu/*.h test/gpu/kemu/*.cuh test/gpu/hostsim/*.h)
-	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) $(KEMU_TSAN_FLAGS) -Imodel/cuda -include test/gpu/kemu/kemu.h -c $< -o $@
-
-$(BUILD)/kemu-tsan/kemu.o: test/gpu/kemu/kemu.cc $(wildcard test/gpu/kemu/*.h test/gpu/kemu/*.cuh test/gpu/hostsim/*.h)
-	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) $(KEMU_FLAGS) -DKEMU_TSAN -c $< -o $@
+# kemu under a sanitizer, two builds of the same rules (KEMU_SAN_BUILD):
+#   tsan  the race check (KEMU_TSAN, see kemu.h): every CUDA thread a
+#         ThreadSanitizer fiber, barriers release/acquire pairs;
+#   asan  the memcheck (KEMU_ASAN): stack switches told to AddressSanitizer,
+#         dynamic shared memory a heap block of the launch's size, so an
+#         access past a cudaMalloc'd buffer or past shared memory is reported.
+# Both add -fsanitize=alignment: with CUDA's vector alignments (kemu.h) a
+# float4/uint4 access a GPU would fault on ("misaligned address") aborts (it
+# costs the plain kemu build 3x in the wmma loops, so only here). Each makes
+# kemu_<name>_tests (test/gpu/kemu/race_tests.cu over the kernels) and
+# gpu_kemu_<name>_tests (gpu_tests.c over them: the model's own calls, shapes
+# and buffers; matmul.cu and attn_probe.cu instrumented too). kemu.cc itself
+# is not instrumented (it only needs the fiber API) and must come last on
+# the link line: its page of section kemu_smem ends the section (kemu.cc).
+comma := ,
+KEMU_SAN_SRC := model/cuda/kernels.cu model/cuda/attention.cu model/cuda/attention_tc.cu
 
 $(BUILD)/kemu/race_tests.cc: test/gpu/kemu/race_tests.cu test/gpu/kemu/kemu.sed
 	@mkdir -p $(@D)
 	(echo '#line 1 "$<"'; sed -f test/gpu/kemu/kemu.sed $<) > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/test/kemu_race_tests: $(patsubst model/cuda/%.cu,$(BUILD)/kemu-tsan/%.o,$(KEMU_TSAN_SRC)) \
-                               $(BUILD)/kemu-tsan/race_tests.o $(BUILD)/kemu-tsan/kemu.o
-	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) $(KEMU_TSAN_SAN) -o $@ $^ -lm
+# $(1): build dir suffix (tsan, asan), $(2): its define (KEMU_TSAN, KEMU_ASAN),
+# $(3): the sanitizers, $(4): the test name (race, memcheck)
+define KEMU_SAN_BUILD
+$$(BUILD)/kemu-$(1)/%.o: $$(BUILD)/kemu/%.cc model/cuda/ops.cuh $$(wildcard test/gpu/kemu/*.h test/gpu/kemu/*.cuh test/gpu/hostsim/*.h)
+	@mkdir -p $$(@D)
+	$$(HOSTSIM_CXX) $$(KEMU_FLAGS) -O1 $(3) -fno-sanitize-recover=alignment -D$(2) -Imodel/cuda \
+	  -include test/gpu/kemu/kemu.h -c $$< -o $$@
 
-# kemu's memcheck: race_tests.cu again with AddressSanitizer (KEMU_ASAN:
-# stack switches told to it, dynamic shared memory a heap block of the
-# launch's size), so a kernel's access past a cudaMalloc'd buffer or past
-# its shared memory is reported at its line
-KEMU_ASAN_SAN := -fsanitize=address,alignment
-KEMU_ASAN_FLAGS := $(KEMU_FLAGS) -O1 $(KEMU_ASAN_SAN) -fno-sanitize-recover=alignment -DKEMU_ASAN
-$(BUILD)/kemu-asan/%.o: $(BUILD)/kemu/%.cc model/cuda/ops.cuh $(wildcard test/gpu/kemu/*.h test/gpu/kemu/*.cuh test/gpu/hostsim/*.h)
-	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) $(KEMU_ASAN_FLAGS) -Imodel/cuda -include test/gpu/kemu/kemu.h -c $< -o $@
+$$(BUILD)/kemu-$(1)/kemu.o: test/gpu/kemu/kemu.cc $$(wildcard test/gpu/kemu/*.h test/gpu/kemu/*.cuh test/gpu/hostsim/*.h)
+	@mkdir -p $$(@D)
+	$$(HOSTSIM_CXX) $$(KEMU_FLAGS) -D$(2) -c $$< -o $$@
 
-$(BUILD)/kemu-asan/kemu.o: test/gpu/kemu/kemu.cc $(wildcard test/gpu/kemu/*.h test/gpu/kemu/*.cuh test/gpu/hostsim/*.h)
-	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) $(KEMU_FLAGS) -DKEMU_ASAN -c $< -o $@
+$$(BUILD)/test/kemu_$(4)_tests: $$(patsubst model/cuda/%.cu,$$(BUILD)/kemu-$(1)/%.o,$$(KEMU_SAN_SRC)) \
+                                $$(BUILD)/kemu-$(1)/race_tests.o $$(BUILD)/kemu-$(1)/kemu.o
+	@mkdir -p $$(@D)
+	$$(HOSTSIM_CXX) $(3) -o $$@ $$^ -lm
 
-$(BUILD)/test/kemu_memcheck_tests: $(patsubst model/cuda/%.cu,$(BUILD)/kemu-asan/%.o,$(KEMU_TSAN_SRC)) \
-                                   $(BUILD)/kemu-asan/race_tests.o $(BUILD)/kemu-asan/kemu.o
-	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) $(KEMU_ASAN_SAN) -o $@ $^ -lm
-
-# ... and gpu_tests.c over those kernels: the model's own buffers (every
-# cudaMalloc is a heap block AddressSanitizer guards)
-$(BUILD)/test/gpu_kemu_memcheck_tests: $(KEMU_TEST_OBJ) $(HOSTSIM_CU_OBJ) \
-                                       $(patsubst model/cuda/%.cu,$(BUILD)/kemu-asan/%.o,$(KEMU_KERNEL_SRC)) \
-                                       $(BUILD)/kemu/cublaslt.o $(BUILD)/kemu-asan/kemu.o
-	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) $(KEMU_ASAN_SAN) -o $@ $^ -lcjson -lm -lpthread
-
-# gpu_tests.c over the race-checked kernels (the model's own calls, shapes and
-# buffers, aliasing included), matmul.cu and attn_probe.cu instrumented too
-$(BUILD)/test/gpu_kemu_race_tests: $(KEMU_TEST_OBJ) $(HOSTSIM_CU_OBJ) \
-                                   $(patsubst model/cuda/%.cu,$(BUILD)/kemu-tsan/%.o,$(KEMU_KERNEL_SRC)) \
-                                   $(BUILD)/kemu/cublaslt.o $(BUILD)/kemu-tsan/kemu.o
-	@mkdir -p $(@D)
-	$(HOSTSIM_CXX) $(KEMU_TSAN_SAN) -o $@ $^ -lcjson -lm -lpthread
+$$(BUILD)/test/gpu_kemu_$(4)_tests: $$(KEMU_TEST_OBJ) $$(HOSTSIM_CU_OBJ) \
+                                    $$(patsubst model/cuda/%.cu,$$(BUILD)/kemu-$(1)/%.o,$$(KEMU_KERNEL_SRC)) \
+                                    $$(BUILD)/kemu/cublaslt.o $$(BUILD)/kemu-$(1)/kemu.o
+	@mkdir -p $$(@D)
+	$$(HOSTSIM_CXX) $(3) -o $$@ $$^ -lcjson -lm -lpthread
+endef
+$(eval $(call KEMU_SAN_BUILD,tsan,KEMU_TSAN,-fsanitize=thread$(comma)alignment,race))
+$(eval $(call KEMU_SAN_BUILD,asan,KEMU_ASAN,-fsanitize=address$(comma)alignment,memcheck))
 
 ifneq ($(HOSTSIM_CXX),)
 EXTRA_TESTS += $(BUILD)/test/gpu_kemu_tests $(BUILD)/test/kemu_tests $(BUILD)/test/kemu_race_tests \
