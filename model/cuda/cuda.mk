@@ -216,9 +216,39 @@ endef
 $(eval $(call KEMU_SAN_BUILD,tsan,KEMU_TSAN,-fsanitize=thread$(comma)alignment,race))
 $(eval $(call KEMU_SAN_BUILD,asan,KEMU_ASAN,-fsanitize=address$(comma)alignment,memcheck))
 
+# kemu's access profile (KEMU_PROF, test/gpu/kemu/prof.h): the kernels
+# compiled with gcc's -fsanitize=thread instrumentation but linked without
+# ThreadSanitizer's runtime; prof.cc's __tsan_* hooks see every load and
+# store and cost each warp request in sectors and bank-conflict passes.
+#   kemu_prof_tests  kernels with hand-counted costs (test/gpu/kemu/prof_tests.cu)
+#   viv_kemu_prof    viv over the profiled kernels (test/bench/kernel_access.sh)
+KEMU_PROF_DEPS := model/cuda/ops.cuh $(wildcard test/gpu/kemu/*.h test/gpu/kemu/*.cuh test/gpu/hostsim/*.h)
+$(BUILD)/kemu/prof_tests.cc: test/gpu/kemu/prof_tests.cu test/gpu/kemu/kemu.sed
+	@mkdir -p $(@D)
+	(echo '#line 1 "$<"'; sed -f test/gpu/kemu/kemu.sed $<) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/kemu-prof/%.o: $(BUILD)/kemu/%.cc $(KEMU_PROF_DEPS)
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) $(KEMU_FLAGS) -fsanitize=thread -DKEMU_PROF -Imodel/cuda -include test/gpu/kemu/kemu.h -c $< -o $@
+
+$(BUILD)/kemu-prof/%.o: test/gpu/kemu/%.cc $(KEMU_PROF_DEPS)
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) $(KEMU_FLAGS) -DKEMU_PROF -c $< -o $@
+
+$(BUILD)/test/kemu_prof_tests: $(BUILD)/kemu-prof/prof_tests.o $(BUILD)/kemu-prof/prof.o $(BUILD)/kemu-prof/kemu.o
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -o $@ $^ -lm
+
+KEMU_PROF_OBJ := $(patsubst model/cuda/%.cu,$(BUILD)/kemu-prof/%.o,$(KEMU_SAN_SRC)) $(BUILD)/kemu/matmul.o \
+                 $(BUILD)/kemu/attn_probe.o $(BUILD)/kemu/cublaslt.o $(BUILD)/kemu-prof/prof.o $(BUILD)/kemu-prof/kemu.o
+$(BUILD)/test/viv_kemu_prof: $$(CUDA_HOST_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_PROF_OBJ)
+	@mkdir -p $(@D)
+	$(HOSTSIM_CXX) -o $@ $(CUDA_HOST_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_PROF_OBJ) -lseccomp -lcap -lcjson $(HTTP_GLIBC_LIBS) -lm -lpthread
+
 ifneq ($(HOSTSIM_CXX),)
 EXTRA_TESTS += $(BUILD)/test/gpu_kemu_tests $(BUILD)/test/kemu_tests $(BUILD)/test/kemu_race_tests \
-               $(BUILD)/test/gpu_kemu_race_tests $(BUILD)/test/kemu_memcheck_tests $(BUILD)/test/gpu_kemu_memcheck_tests
+               $(BUILD)/test/gpu_kemu_race_tests $(BUILD)/test/kemu_memcheck_tests $(BUILD)/test/gpu_kemu_memcheck_tests \
+               $(BUILD)/test/kemu_prof_tests $(BUILD)/test/viv_kemu_prof
 endif
 
 # test/gpu/train_gpu_tests.c: the trainer (rl/sft.c, rl/grpo_step.c,

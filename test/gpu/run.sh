@@ -99,6 +99,8 @@ if command -v g++ >/dev/null || command -v clang++ >/dev/null; then
   kemu_run kemu-kernels build/test/gpu_kemu_tests
   kemu_run kemu-kernels-shuffled build/test/gpu_kemu_tests KEMU_SHUFFLE=1
   kemu_run kemu-race build/test/kemu_race_tests
+  # kemu's access profile (prof.h): hand-counted sectors and bank conflicts
+  kemu_run kemu-prof build/test/kemu_prof_tests
   # kemu's memcheck (AddressSanitizer): planted out-of-bounds accesses
   # reported, every launcher clean; then all of gpu_tests over it
   kemu_run kemu-memcheck build/test/kemu_memcheck_tests

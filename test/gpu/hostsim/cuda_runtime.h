@@ -25,9 +25,11 @@ struct cudaDeviceProp {
 };
 
 static inline cudaError_t cudaMalloc(void **p, size_t n) {
-    /* filled with 0xff bytes (NaN as fp32 and as bf16): reading memory the
-     * code never wrote poisons the results instead of passing as zeros */
-    *p = malloc(n);
+    /* 256-byte aligned, as the runtime's allocations are (kemu's access
+     * profile counts 32-byte sectors from the real addresses); filled with
+     * 0xff bytes (NaN as fp32 and as bf16): reading memory the code never
+     * wrote poisons the results instead of passing as zeros */
+    if (posix_memalign(p, 256, n ? n : 1)) *p = NULL;
     if (*p) memset(*p, 0xff, n);
     return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }

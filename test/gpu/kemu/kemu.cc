@@ -38,6 +38,9 @@
 #ifdef KEMU_ASAN
 #include <sanitizer/common_interface_defs.h>
 #endif
+#ifdef KEMU_PROF
+#include "prof.h"
+#endif
 
 uint3 kemu_threadIdx, kemu_blockIdx;
 dim3 kemu_blockDim, kemu_gridDim;
@@ -278,6 +281,9 @@ static void start_fiber(int i) {
 static void resume(int i) {
     kemu_cur = i;
     kemu_threadIdx = g_fiber[i].tid;
+#ifdef KEMU_PROF
+    kemu_prof_fiber(g_fiber[i].stack, g_fiber[i].stack + STACK_BYTES);
+#endif
 #ifdef KEMU_TSAN
     __tsan_switch_to_fiber(g_tsan_fiber[g_set][i], __tsan_switch_to_fiber_no_sync);
 #endif
@@ -320,6 +326,9 @@ static void run_warp(int w0, int lanes) {
         permute(order, lanes);
         for (int k = 0; k < lanes; k++)
             if (g_fiber[w0 + order[k]].state == RUNNABLE) resume(w0 + order[k]);
+#ifdef KEMU_PROF
+        kemu_prof_warp_round(w0, lanes); /* every lane at a barrier: its requests are complete */
+#endif
         int at_warp = 0, ret = 0, blk = 0;
         for (int i = w0; i < w0 + lanes; i++) {
             int st = g_fiber[i].state;
@@ -471,6 +480,9 @@ void kemu_run(const kemu_cfg &c, void (*body)(void *), void *arg, const void *ke
         seeded = 1;
     }
     g_n = (int)n;
+#ifdef KEMU_PROF
+    kemu_prof_launch(kernel);
+#endif
     g_body = body;
     g_arg = arg;
     kemu_blockDim = c.block;
@@ -486,9 +498,15 @@ void kemu_run(const kemu_cfg &c, void (*body)(void *), void *arg, const void *ke
                 /* after the remap, which ThreadSanitizer counts as the scheduler's write */
                 __tsan_release(&g_launch_start);
 #endif
+#ifdef KEMU_PROF
+                kemu_prof_block(kemu_dyn_smem(), c.smem, g_mem);
+#endif
                 run_block();
             }
 #ifdef KEMU_TSAN
     __tsan_acquire(&g_launch_done);
+#endif
+#ifdef KEMU_PROF
+    kemu_prof_launch_done();
 #endif
 }

@@ -49,6 +49,12 @@
  * a launch's dynamic shared memory is then a heap block of its exact size,
  * so an access past it, or past a cudaMalloc'd buffer, is reported.
  *
+ * Access profile (KEMU_PROF, the kemu-prof build; prof.h): every load and
+ * store of the kernels is seen with its address, warps' requests are
+ * rebuilt from them, and each is costed as a GPU's memory system would: the
+ * 32-byte sectors a global request moves, the bank-conflict passes a
+ * shared one takes, against the fewest its bytes need.
+ *
  * What kemu does NOT check: out-of-bounds accesses that stay inside one
  * allocation, anything about speed, and the real cuBLASLt (kemu's
  * cublaslt.cc computes what the library documents).
@@ -91,6 +97,49 @@ struct uint3 {
  * build adds -fsanitize=alignment, so there a float4 or uint4 access at an
  * address a GPU would fault on ("misaligned address") aborts with the
  * kernel's stack (kemu.cc asks UBSan to abort). */
+#ifdef KEMU_PROF
+/* The access profile (prof.h) must see a vector copy as the one 8- or
+ * 16-byte access a GPU makes of it, where g++ would copy member by member:
+ * a copy goes through a union member of the whole size. */
+typedef unsigned kemu_bits16 __attribute__((vector_size(16)));
+#define KEMU_WHOLE_COPY(T)                                                                                             \
+    T() = default;                                                                                                     \
+    T(const T &o) : bits(o.bits) {}                                                                                    \
+    T &operator=(const T &o) {                                                                                         \
+        bits = o.bits;                                                                                                 \
+        return *this;                                                                                                  \
+    }
+struct alignas(8) float2 {
+    union {
+        struct {
+            float x, y;
+        };
+        unsigned long long bits;
+    };
+    float2(float a, float b) : x(a), y(b) {}
+    KEMU_WHOLE_COPY(float2)
+};
+struct alignas(16) float4 {
+    union {
+        struct {
+            float x, y, z, w;
+        };
+        kemu_bits16 bits;
+    };
+    float4(float a, float b, float c, float d) : x(a), y(b), z(c), w(d) {}
+    KEMU_WHOLE_COPY(float4)
+};
+struct alignas(16) uint4 {
+    union {
+        struct {
+            unsigned x, y, z, w;
+        };
+        kemu_bits16 bits;
+    };
+    uint4(unsigned a, unsigned b, unsigned c, unsigned d) : x(a), y(b), z(c), w(d) {}
+    KEMU_WHOLE_COPY(uint4)
+};
+#else
 struct alignas(8) float2 {
     float x, y;
 };
@@ -100,6 +149,7 @@ struct alignas(16) float4 {
 struct alignas(16) uint4 { /* 16-byte moves of bf16 rows (attention_tc.cu) */
     unsigned x, y, z, w;
 };
+#endif
 static inline float2 make_float2(float x, float y) { return {x, y}; }
 static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
 static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
@@ -228,9 +278,22 @@ static inline float max(float a, float b) { return fmaxf(a, b); }
 template <typename V> static inline V __ldg(const V *p) { return *p; }
 
 /* ---- bf16 pairs (cuda_bf16.h's __nv_bfloat162) ------------------------------------------- */
+#ifdef KEMU_PROF
+struct alignas(4) __nv_bfloat162 {
+    union {
+        struct {
+            __nv_bfloat16 x, y;
+        };
+        unsigned bits;
+    };
+    __nv_bfloat162(__nv_bfloat16 a, __nv_bfloat16 b) : x(a), y(b) {}
+    KEMU_WHOLE_COPY(__nv_bfloat162)
+};
+#else
 struct alignas(4) __nv_bfloat162 {
     __nv_bfloat16 x, y;
 };
+#endif
 static inline float2 __bfloat1622float2(__nv_bfloat162 b) { return {__bfloat162float(b.x), __bfloat162float(b.y)}; }
 static inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) {
     return {__float2bfloat16(a), __float2bfloat16(b)};

@@ -26,6 +26,25 @@
 
 #include "kemu.h"
 
+/* Under KEMU_PROF (prof.h) a tile's loads and stores are costed as the
+ * instructions nvcc issues for the whole warp (lane 0 reports it), and the
+ * element loops below, which are kemu's way of computing them, are not
+ * instrumented. */
+#ifdef KEMU_PROF
+#include "prof.h"
+#define KEMU_WMMA_IO __attribute__((no_sanitize_thread, noinline))
+#define KEMU_WMMA_UNSEEN __attribute__((no_sanitize_thread))
+#define KEMU_WMMA_PROF(p, ldm, rows, cols, row_major, store)                                                           \
+    do {                                                                                                               \
+        if (kemu_lane() == 0)                                                                                          \
+            kemu_prof_tile(p, ldm, rows, cols, (int)sizeof(*(p)), row_major, store, __builtin_return_address(0));     \
+    } while (0)
+#else
+#define KEMU_WMMA_IO
+#define KEMU_WMMA_UNSEEN
+#define KEMU_WMMA_PROF(p, ldm, rows, cols, row_major, store) ((void)0)
+#endif
+
 namespace nvcuda {
 namespace wmma {
 
@@ -72,37 +91,43 @@ template <typename T> static inline void kemu_wmma_check(const T *p, unsigned ld
 }
 
 /* element (r, c) of a matrix in memory with leading dimension ldm */
-template <typename T> static inline T kemu_at(const T *p, unsigned ldm, int r, int c, bool row_major_mem) {
+template <typename T> KEMU_WMMA_UNSEEN static inline T kemu_at(const T *p, unsigned ldm, int r, int c, bool row_major_mem) {
     return row_major_mem ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r];
 }
 
 /* matrix_a / matrix_b: the layout is part of the fragment's type */
 template <typename Use, int M, int N, int K, typename T>
-static inline void load_matrix_sync(fragment<Use, M, N, K, T, row_major> &f, const T *p, unsigned ldm) {
+KEMU_WMMA_IO static inline void load_matrix_sync(fragment<Use, M, N, K, T, row_major> &f, const T *p, unsigned ldm) {
     kemu_syncwarp(); /* waits for the warp's lanes */
     kemu_wmma_check(p, ldm);
+    KEMU_WMMA_PROF(p, ldm, f.rows, f.cols, 1, 0);
     for (int r = 0; r < f.rows; r++)
         for (int c = 0; c < f.cols; c++) f.x[r * f.cols + c] = kemu_at(p, ldm, r, c, true);
 }
 template <typename Use, int M, int N, int K, typename T>
-static inline void load_matrix_sync(fragment<Use, M, N, K, T, col_major> &f, const T *p, unsigned ldm) {
+KEMU_WMMA_IO static inline void load_matrix_sync(fragment<Use, M, N, K, T, col_major> &f, const T *p, unsigned ldm) {
     kemu_syncwarp(); /* waits for the warp's lanes */
     kemu_wmma_check(p, ldm);
+    KEMU_WMMA_PROF(p, ldm, f.rows, f.cols, 0, 0);
     for (int r = 0; r < f.rows; r++)
         for (int c = 0; c < f.cols; c++) f.x[r * f.cols + c] = kemu_at(p, ldm, r, c, false);
 }
 /* accumulator: the layout is an argument */
 template <int M, int N, int K, typename T>
-static inline void load_matrix_sync(fragment<accumulator, M, N, K, T> &f, const T *p, unsigned ldm, layout_t l) {
+KEMU_WMMA_IO static inline void load_matrix_sync(fragment<accumulator, M, N, K, T> &f, const T *p, unsigned ldm,
+                                                 layout_t l) {
     kemu_syncwarp(); /* waits for the warp's lanes */
     kemu_wmma_check(p, ldm);
+    KEMU_WMMA_PROF(p, ldm, M, N, l == mem_row_major, 0);
     for (int r = 0; r < M; r++)
         for (int c = 0; c < N; c++) f.x[r * N + c] = kemu_at(p, ldm, r, c, l == mem_row_major);
 }
 template <int M, int N, int K, typename T>
-static inline void store_matrix_sync(T *p, const fragment<accumulator, M, N, K, T> &f, unsigned ldm, layout_t l) {
+KEMU_WMMA_IO static inline void store_matrix_sync(T *p, const fragment<accumulator, M, N, K, T> &f, unsigned ldm,
+                                                  layout_t l) {
     kemu_syncwarp(); /* waits for the warp's lanes */
     kemu_wmma_check(p, ldm);
+    KEMU_WMMA_PROF(p, ldm, M, N, l == mem_row_major, 1);
     int lane = kemu_lane();
     for (int i = lane; i < M * N; i += 32) {
         int r = i / N, c = i % N;
