@@ -46,7 +46,8 @@
  *   4. O += P V with O's accumulator loaded from and stored back to shared
  *      memory (fp32): O must be rescaled row by row between tiles, which a
  *      wmma fragment cannot be without knowing its element layout.
- * At the end O / l goes out as bf16 and lse = m + log l (natural log).
+ * At the end O / l goes out as bf16 (rescaled in shared memory, then written
+ * whole rows at a time) and lse = m + log l (natural log).
  *
  * Backward, two kernels so that nothing needs atomics (D = rowsum(do * o) is
  * attention.cu's attn_dsum_kernel, run first):
@@ -65,11 +66,16 @@
  *
  * Shared memory (bytes; LDH = hd + 8 bf16 per K/V/Q row: the +8 keeps every
  * 16-row fragment 32-byte aligned as wmma requires and shifts rows across
- * banks; fp32 tiles use a row of n + 4):
+ * banks; fp32 tiles use a row of n + 4 in the forward, where 4 threads a
+ * row read S and O and +4 puts a warp's 8 rows on distinct banks, and of
+ * n + 8 in the dq pass and the staging of dq/dk/dv, where a warp reads one
+ * row and +8 makes the accumulator stores conflict-free; the dk/dv pass
+ * keeps n + 4 to stay two blocks per A100 SM; kemu's access profile counts
+ * each choice's bank conflicts):
  *   forward   K,V 2*64*LDH*2 + S 64*68*4 + P 64*72*2 + O 64*(hd+4)*4
  *             hd=128: 34816 + 17408 + 9216 + 33792 = 95232 (93 KiB)
- *   dq pass   Q,dO 2*64*LDH*2 + K,V 2*32*LDH*2 + S,dP 2*64*36*4 + dS 64*40*2 + lse,D 2*64*4
- *             hd=128: 34816 + 17408 + 18432 + 5120 + 512 = 76288 (74.5 KiB)
+ *   dq pass   Q,dO 2*64*LDH*2 + K,V 2*32*LDH*2 + S,dP 2*64*40*4 + dS 64*40*2 + lse,D 2*64*4
+ *             hd=128: 34816 + 17408 + 20480 + 5120 + 512 = 78336 (76.5 KiB)
  *   dk/dv     K,V 2*64*LDH*2 + Q,dO 2*32*LDH*2 + S,dP 2*64*36*4 + P,dS 2*64*40*2 + lse,D 2*32*4
  *             hd=128: 34816 + 17408 + 18432 + 10240 + 256 = 81152 (79.25 KiB)
  * All under the 99 KiB (101376 B) a block may opt into on any GPU since
@@ -79,8 +85,8 @@
  * what fixes the tiles: a 64 x 64 backward tile would need S and dP at
  * 64*68*4 each and K, V, Q, dO at 64 rows, 102 KiB at hd = 128; the forward
  * keeps Q in registers instead of shared memory for the same reason. The
- * results are staged at the end (dq, dk, dv as 64 x (hd+4) fp32) over the
- * Q/dO resp. K/V tiles, which are at least as large. hd = 16/32/64 use the
+ * results are staged at the end (dq, dk, dv as 64 x (hd+8) fp32) over the
+ * Q/dO resp. K/V tiles, which are exactly as large. hd = 16/32/64 use the
  * same tiles with less memory.
  *
  * Supported head sizes: 16, 32, 64, 128 (template parameter); others go to
@@ -100,6 +106,7 @@
 
 #include <math.h>
 #include <mma.h>
+#include <string.h>
 
 using namespace nvcuda;
 
@@ -133,6 +140,18 @@ __device__ __forceinline__ void tile_load(bf16 *dst, const bf16 *src, size_t ld,
     }
 }
 
+/* Four floats rounded to four bf16 in one 8-byte word, stored with one
+ * instruction: two 4-byte stores of the halves would make a warp's request
+ * touch twice the sectors (global) or take two passes per bank (shared)
+ * for the same bytes (kemu's access profile, test/gpu/kemu/prof.h). */
+__device__ __forceinline__ uint2 bf16x4(float4 x) {
+    __nv_bfloat162 lo = __floats2bfloat162_rn(x.x, x.y), hi = __floats2bfloat162_rn(x.z, x.w);
+    uint2 u = make_uint2(0, 0);
+    memcpy(&u.x, &lo, 4);
+    memcpy(&u.y, &hi, 4);
+    return u;
+}
+
 /* The same from an fp32 matrix (dO), rounded to bf16. */
 template <int HD, int NT>
 __device__ __forceinline__ void tile_load_f32(bf16 *dst, const float *src, size_t ld, int r0, int n, int rmax) {
@@ -141,9 +160,7 @@ __device__ __forceinline__ void tile_load_f32(bf16 *dst, const float *src, size_
         int r = i / per_row, c = (i % per_row) * 4;
         float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
         if (r0 + r < rmax) x = *(const float4 *)(src + (size_t)(r0 + r) * ld + c);
-        __nv_bfloat162 *d2 = (__nv_bfloat162 *)(dst + r * (HD + 8) + c);
-        d2[0] = __floats2bfloat162_rn(x.x, x.y);
-        d2[1] = __floats2bfloat162_rn(x.z, x.w);
+        *(uint2 *)(dst + r * (HD + 8) + c) = bf16x4(x);
     }
 }
 
@@ -154,39 +171,43 @@ __device__ __forceinline__ void rows_load(float *dst, const float *src, size_t s
     for (int r = threadIdx.x; r < n; r += NT) dst[r] = r0 + r < rmax ? src[(size_t)(r0 + r) * stride] * mul : 0.f;
 }
 
-/* Rows r0..r0+n-1 of shared fp32 G[n][HD + 4] out to dst (row stride ld),
- * rows >= rmax skipped; as fp32 (dst_f) or as bf16 (dst_b). */
-template <int HD, int NT>
+/* Rows r0..r0+n-1 of shared fp32 G[n][LDG] out to dst (row stride ld),
+ * rows >= rmax skipped; as fp32 (dst_f) or as bf16 (dst_b). A warp's
+ * stores cover whole rows: 512 (fp32) or 256 (bf16) contiguous bytes. */
+template <int HD, int NT, int LDG>
 __device__ __forceinline__ void tile_store(float *dst_f, bf16 *dst_b, size_t ld, const float *G, int r0, int n,
                                            int rmax) {
     const int per_row = HD / 4;
     for (int e = threadIdx.x; e < n * per_row; e += NT) {
         int r = e / per_row, c = (e % per_row) * 4;
         if (r0 + r >= rmax) continue;
-        float4 x = *(const float4 *)(G + r * (HD + 4) + c);
-        if (dst_f) {
-            *(float4 *)(dst_f + (size_t)(r0 + r) * ld + c) = x;
-        } else {
-            __nv_bfloat162 *d2 = (__nv_bfloat162 *)(dst_b + (size_t)(r0 + r) * ld + c);
-            d2[0] = __floats2bfloat162_rn(x.x, x.y);
-            d2[1] = __floats2bfloat162_rn(x.z, x.w);
-        }
+        float4 x = *(const float4 *)(G + r * LDG + c);
+        if (dst_f) *(float4 *)(dst_f + (size_t)(r0 + r) * ld + c) = x;
+        else *(uint2 *)(dst_b + (size_t)(r0 + r) * ld + c) = bf16x4(x);
     }
 }
 
+/* The backward passes' fp32 staging rows: HD + 8 floats, so that a warp's
+ * accumulator stores (8-byte pairs of 4 rows per half warp in the mma
+ * layout) fall in 4 disjoint groups of 8 banks: HD + 4 made them two-way
+ * conflicts. 64 such rows are exactly the two bf16 [64][HD + 8] tiles
+ * they are staged over. */
+#define LDG_BWD(HD) ((HD) + 8)
+
 /* A warp's accumulators acc[0..NA) (its 16-row block rb, column blocks cw,
- * cw + CW, ...) staged through shared G[.][HD + 4], then rows r0..r0+n-1
- * out as tile_store writes them: the last step of both backward passes.
- * Every thread of the block calls it (it has a __syncthreads). */
+ * cw + CW, ...) staged through shared G[.][LDG_BWD(HD)], then rows
+ * r0..r0+n-1 out as tile_store writes them: the last step of both backward
+ * passes. Every thread of the block calls it (it has a __syncthreads). */
 template <int HD, int NT, int NA, int CW>
 __device__ __forceinline__ void acc_store(float *dst_f, bf16 *dst_b, size_t ld, float *G, const frag_c *acc, int cw,
                                           int rb, int r0, int n, int rmax) {
+    constexpr int LDG = LDG_BWD(HD);
     for (int a = 0; a < NA; a++) {
         int c = cw + a * CW;
-        if (c < HD / 16) wmma::store_matrix_sync(G + 16 * rb * (HD + 4) + 16 * c, acc[a], HD + 4, wmma::mem_row_major);
+        if (c < HD / 16) wmma::store_matrix_sync(G + 16 * rb * LDG + 16 * c, acc[a], LDG, wmma::mem_row_major);
     }
     __syncthreads();
-    tile_store<HD, NT>(dst_f, dst_b, ld, G, r0, n, rmax);
+    tile_store<HD, NT, LDG>(dst_f, dst_b, ld, G, r0, n, rmax);
 }
 
 /* acc[i] += A[16 x BK] . B[BK x 16], B's 16 columns being the warp's column
@@ -331,13 +352,16 @@ __global__ void __launch_bounds__(NW * 32, 2) attn_fwd_tc_kernel(bf16 *out, floa
         }
         __syncthreads();
     }
+    /* O / l in place, then out as bf16 row by row (tile_store): written
+     * from the softmax layout (4 threads a row) a warp's request would be
+     * 8 rows' 8-byte pieces, 4x the sectors its bytes need */
     if (i < T) {
-        float inv = 1.0f / l;
-        const float *orow = O + r * LDO + part;
-        bf16 *og = out + ((size_t)b * T + i) * qd + (size_t)h * HD + part;
-        for (int c = 0; c < OC; c++) og[c * TPR] = __float2bfloat16(orow[c * TPR] * inv);
+        float inv = 1.0f / l, *orow = O + r * LDO + part;
+        for (int c = 0; c < OC; c++) orow[c * TPR] *= inv;
         if (part == 0) lse[((size_t)b * T + i) * Hq + h] = (m + log2f(l)) * LN2;
     }
+    __syncthreads();
+    tile_store<HD, NT, LDO>(NULL, out + (size_t)b * T * qd + (size_t)h * HD, qd, O, q0, BQ, T);
 }
 
 /* ---- backward: dq ------------------------------------------------------------------ */
@@ -348,7 +372,7 @@ __global__ void __launch_bounds__(NW * 32, 2) attn_fwd_tc_kernel(bf16 *out, floa
 template <int HD>
 constexpr size_t dq_smem_bytes() {
     return 2 * DQ_BQ * (HD + 8) * sizeof(bf16) + 2 * DQ_BK * (HD + 8) * sizeof(bf16) +
-           2 * DQ_BQ * (DQ_BK + 4) * sizeof(float) + DQ_BQ * (DQ_BK + 8) * sizeof(bf16) + 2 * DQ_BQ * sizeof(float);
+           2 * DQ_BQ * (DQ_BK + 8) * sizeof(float) + DQ_BQ * (DQ_BK + 8) * sizeof(bf16) + 2 * DQ_BQ * sizeof(float);
 }
 
 template <int HD, int NW>
@@ -356,7 +380,7 @@ __global__ void __launch_bounds__(NW * 32, 2)
     attn_dq_tc_kernel(float *dq, const float *dout, const float *lse, const float *dsum, const bf16 *q, const bf16 *k,
                       const bf16 *v, int T, int Hq, int Hkv) {
     constexpr int NT = NW * 32, CW = NW / 4, BQ = DQ_BQ, BK = DQ_BK;
-    constexpr int LDH = HD + 8, LDS = BK + 4, LDP = BK + 8; /* G (fp32 staging): rows of HD + 4 */
+    constexpr int LDH = HD + 8, LDS = BK + 8, LDP = BK + 8; /* G (fp32 staging): rows of LDG_BWD(HD) */
     constexpr int NA = (HD / 16 + CW - 1) / CW; /* dq column blocks per warp */
     extern __shared__ float4 tc_smem[];
     bf16 *Qs = (bf16 *)tc_smem, *dOs = Qs + BQ * LDH, *Ks = dOs + BQ * LDH, *Vs = Ks + BK * LDH;
@@ -438,7 +462,10 @@ __global__ void __launch_bounds__(NW * 32, 2)
     attn_dkv_tc_kernel(float *dk, bf16 *dv, const float *dout, const float *lse, const float *dsum, const bf16 *q,
                        const bf16 *k, const bf16 *v, int T, int Hq, int Hkv) {
     constexpr int NT = NW * 32, CW = NW / 4, BK = KV_BK, BQ = KV_BQ;
-    constexpr int LDH = HD + 8, LDS = BQ + 4, LDP = BQ + 8; /* G (fp32 staging): rows of HD + 4 */
+    /* S^T and dP^T rows of BQ + 4, not + 8 (their accumulator stores are
+     * two-way conflicts): + 8 would take 2 KiB more, and two blocks would
+     * no longer fit an A100 SM with the 1 KiB each block reserves */
+    constexpr int LDH = HD + 8, LDS = BQ + 4, LDP = BQ + 8; /* G (fp32 staging): rows of LDG_BWD(HD) */
     constexpr int NA = (HD / 16 + CW - 1) / CW; /* dk/dv column blocks per warp */
     extern __shared__ float4 tc_smem[];
     bf16 *Ks = (bf16 *)tc_smem, *Vs = Ks + BK * LDH, *Qs = Vs + BK * LDH, *dOs = Qs + BQ * LDH;

@@ -129,6 +129,16 @@ struct alignas(16) float4 {
     float4(float a, float b, float c, float d) : x(a), y(b), z(c), w(d) {}
     KEMU_WHOLE_COPY(float4)
 };
+struct alignas(8) uint2 {
+    union {
+        struct {
+            unsigned x, y;
+        };
+        unsigned long long bits;
+    };
+    uint2(unsigned a, unsigned b) : x(a), y(b) {}
+    KEMU_WHOLE_COPY(uint2)
+};
 struct alignas(16) uint4 {
     union {
         struct {
@@ -146,11 +156,15 @@ struct alignas(8) float2 {
 struct alignas(16) float4 {
     float x, y, z, w;
 };
+struct alignas(8) uint2 { /* 8-byte moves of 4 bf16 (attention_tc.cu) */
+    unsigned x, y;
+};
 struct alignas(16) uint4 { /* 16-byte moves of bf16 rows (attention_tc.cu) */
     unsigned x, y, z, w;
 };
 #endif
 static inline float2 make_float2(float x, float y) { return {x, y}; }
+static inline uint2 make_uint2(unsigned x, unsigned y) { return {x, y}; }
 static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
 static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
