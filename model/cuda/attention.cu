@@ -47,21 +47,42 @@ __device__ __forceinline__ float wmax(float v) {
     return v;
 }
 
-/* dot of a shared-memory fp32 vector with a bf16 row (hd even, row 4-byte aligned) */
-__device__ __forceinline__ float dot_sb(const float *a, const bf16 *b, int hd) {
-    const __nv_bfloat162 *b2 = (const __nv_bfloat162 *)b;
-    float s = 0;
-    for (int d = 0; d < hd / 2; d++) {
-        float2 f = __bfloat1622float2(b2[d]);
-        s += a[2 * d] * f.x + a[2 * d + 1] * f.y;
-    }
-    return s;
+/* elements 2p, 2p+1 of a bf16 or fp32 row, as floats */
+__device__ __forceinline__ float2 pair_at(const bf16 *row, int p) {
+    return __bfloat1622float2(((const __nv_bfloat162 *)row)[p]);
 }
+__device__ __forceinline__ float2 pair_at(const float *row, int p) { return ((const float2 *)row)[p]; }
 
-__device__ __forceinline__ float dot_sf(const float *a, const float *b, int hd) {
-    float s = 0;
-    for (int d = 0; d < hd; d++) s += a[d] * b[d];
-    return s;
+/* The dots of a shared fp32 vector a[hd] with rows c0 .. c0+31 of m (row
+ * stride `stride` elements, hd even, rows 4- or 8-byte aligned): lane l
+ * gets row c0 + l's, 0 for rows >= n. The warp reads the rows together, 8
+ * lanes to a row and 4 rows at a time, lane `sub` taking pairs sub, sub+8,
+ * ...: a request is 4 rows' 32 (bf16) or 64 (fp32) consecutive bytes.
+ * Each lane reading its own row alone would spread a request over 32 rows,
+ * 32 sectors for 4 sectors' data (kemu's access profile, test/gpu/kemu/
+ * prof.h: the decode kernel moved 4x the bytes it needed). The 8 partial
+ * sums of a row meet by shuffles, then each row's dot goes to its lane. */
+template <typename T>
+__device__ __forceinline__ float chunk_dots(const float *a, const T *m, size_t stride, int c0, int n, int hd) {
+    int lane = threadIdx.x % WARP, g = lane / 8, sub = lane % 8;
+    float mine = 0;
+    for (int step = 0; step < WARP / 4 && c0 + step * 4 < n; step++) { /* uniform across the warp */
+        int j = c0 + step * 4 + g;
+        float s = 0;
+        if (j < n) {
+            const T *row = m + (size_t)j * stride;
+            for (int p = sub; p < hd / 2; p += 8) {
+                float2 f = pair_at(row, p);
+                s += a[2 * p] * f.x + a[2 * p + 1] * f.y;
+            }
+        }
+        s += __shfl_xor_sync(0xffffffffu, s, 1);
+        s += __shfl_xor_sync(0xffffffffu, s, 2);
+        s += __shfl_xor_sync(0xffffffffu, s, 4);
+        float got = __shfl_sync(0xffffffffu, s, (lane % 4) * 8); /* row step*4 + lane%4 */
+        if (lane / 4 == step) mine = got;
+    }
+    return mine;
 }
 
 /* Online-softmax attention of one query (qs, shared) over n keys at
@@ -74,7 +95,8 @@ __device__ float attend(float acc[EPL], const float *qs, const bf16 *k, const bf
     for (int i = 0; i < EPL; i++) acc[i] = 0;
     for (int c0 = 0; c0 < n; c0 += WARP) {
         int j = c0 + lane;
-        float s = j < n ? scale * dot_sb(qs, k + (size_t)j * kstride, hd) : -INFINITY;
+        float dot = chunk_dots(qs, k, kstride, c0, n, hd);
+        float s = j < n ? scale * dot : -INFINITY;
         float mn = fmaxf(m, wmax(s));
         float corr = expf(m - mn); /* 0 on the first chunk (m = -inf) */
         float p = j < n ? expf(s - mn) : 0.0f;
@@ -193,10 +215,10 @@ __global__ void attn_dq_kernel(float *dq, const float *dout, const float *lse, c
     int n = t + 1;
     for (int c0 = 0; c0 < n; c0 += WARP) {
         int j = c0 + lane;
+        float qk = chunk_dots(qsh[w], k0, (size_t)kvd, c0, n, hd), dp = chunk_dots(dosh[w], v0, (size_t)kvd, c0, n, hd);
         float ds = 0;
         if (j < n) {
-            float s = scale * dot_sb(qsh[w], k0 + (size_t)j * kvd, hd);
-            float p = expf(s - z), dp = dot_sb(dosh[w], v0 + (size_t)j * kvd, hd);
+            float p = expf(scale * qk - z);
             ds = p * (dp - D) * scale;
         }
         int cnt = n - c0 < WARP ? n - c0 : WARP;
@@ -233,14 +255,15 @@ __global__ void attn_dkv_kernel(float *dk, bf16 *dv, const float *dout, const fl
     float scale = rsqrtf((float)hd), adk[EPL], adv[EPL];
     for (int i = 0; i < EPL; i++) adk[i] = adv[i] = 0;
     for (int h = kh * grp; h < (kh + 1) * grp; h++) {
+        size_t q0 = (size_t)b * T * qd + (size_t)h * hd; /* row 0 of this head's q and dout */
         for (int c0 = j; c0 < T; c0 += WARP) {
             int t = c0 + lane;
+            float kq = chunk_dots(ksh[w], q + q0, (size_t)qd, c0, T, hd);
+            float dp = chunk_dots(vsh[w], dout + q0, (size_t)qd, c0, T, hd);
             float p = 0, ds = 0;
             if (t < T) {
-                size_t row = (size_t)b * T + t, qo = row * qd + (size_t)h * hd;
-                float s = scale * dot_sb(ksh[w], q + qo, hd);
-                p = expf(s - lse[row * Hq + h]);
-                float dp = dot_sf(vsh[w], dout + qo, hd);
+                size_t row = (size_t)b * T + t;
+                p = expf(scale * kq - lse[row * Hq + h]);
                 ds = p * (dp - dsum[row * Hq + h]) * scale;
             }
             int cnt = T - c0 < WARP ? T - c0 : WARP;
