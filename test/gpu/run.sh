@@ -86,6 +86,33 @@ fi
 # ThreadSanitizer's runtime (gcc 12) refuses some kernels' address-space
 # randomisation ("unexpected memory mapping"); setarch -R turns it off for
 # the race-checked binaries alone
+# The model's kernels under kemu's access profile (test/gpu/kemu/prof.h) on
+# a Qwen3-shaped layer (head size 128): a training step with tensor-core
+# attention, the same with the CUDA-core kernels (VIV_ATTN=warp), and a
+# decode; no kernel's requests may move or wait for over 1.25x the sectors
+# and shared-memory passes their bytes need (access_check.py).
+kemu_access() {
+  local v=build/test/viv_kemu_prof d=$tmp/access
+  if [ ! -x "$v" ]; then echo "not ok - kemu-access: $v missing (make tests)"; fail=1; return; fi
+  mkdir -p "$d"
+  cat >"$d/config.json" <<'EOF'
+{"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 512, "hidden_size": 256,
+ "intermediate_size": 512, "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
+ "head_dim": 128, "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+ "tie_word_embeddings": true, "torch_dtype": "bfloat16"}
+EOF
+  local train=(cuda train-bench --config "$d/config.json" --batch 1 --seq 96 --steps 1)
+  if ! KEMU_PROF=$d/train.jsonl "$v" "${train[@]}" >"$d/log" 2>&1 ||
+     ! KEMU_PROF=$d/warp.jsonl VIV_ATTN=warp "$v" "${train[@]}" >>"$d/log" 2>&1 ||
+     ! KEMU_PROF=$d/decode.jsonl "$v" cuda decode-bench --config "$d/config.json" --seqs 4 --prompt 40 --gen 3 \
+       >>"$d/log" 2>&1; then
+    echo "not ok - kemu-access: a profiled run failed: $(tail -3 "$d/log" | tr '\n' ' ')"; fail=1; return
+  fi
+  python3 test/gpu/kemu/access_check.py 1.25 \
+    "train:$d/train.jsonl:attn_fwd_tc_kernel,attn_dq_tc_kernel,attn_dkv_tc_kernel,rmsnorm_fwd_kernel,xent_fwd_kernel,adamw_kernel" \
+    "train_warp:$d/warp.jsonl:attn_fwd_kernel,attn_dq_kernel,attn_dkv_kernel" \
+    "decode:$d/decode.jsonl:attn_decode_kernel,kv_store_kernel" || fail=1
+}
 norandom=()
 setarch "$(uname -m)" -R true 2>/dev/null && norandom=(setarch "$(uname -m)" -R)
 kemu_run() { # label, binary, env...
@@ -99,8 +126,10 @@ if command -v g++ >/dev/null || command -v clang++ >/dev/null; then
   kemu_run kemu-kernels build/test/gpu_kemu_tests
   kemu_run kemu-kernels-shuffled build/test/gpu_kemu_tests KEMU_SHUFFLE=1
   kemu_run kemu-race build/test/kemu_race_tests
-  # kemu's access profile (prof.h): hand-counted sectors and bank conflicts
+  # kemu's access profile (prof.h): hand-counted sectors and bank conflicts,
+  # then the model's kernels against their caps
   kemu_run kemu-prof build/test/kemu_prof_tests
+  kemu_access
   # kemu's memcheck (AddressSanitizer): planted out-of-bounds accesses
   # reported, every launcher clean; then all of gpu_tests over it
   kemu_run kemu-memcheck build/test/kemu_memcheck_tests
