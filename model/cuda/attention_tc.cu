@@ -66,14 +66,14 @@
  *
  * Shared memory (bytes; LDH = hd + 8 bf16 per K/V/Q row: the +8 keeps every
  * 16-row fragment 32-byte aligned as wmma requires and shifts rows across
- * banks; fp32 tiles use a row of n + 4 in the forward, where 4 threads a
- * row read S and O and +4 puts a warp's 8 rows on distinct banks, and of
- * n + 8 in the dq pass and the staging of dq/dk/dv, where a warp reads one
- * row and +8 makes the accumulator stores conflict-free; the dk/dv pass
- * keeps n + 4 to stay two blocks per A100 SM; kemu's access profile counts
- * each choice's bank conflicts):
- *   forward   K,V 2*64*LDH*2 + S 64*68*4 + P 64*72*2 + O 64*(hd+4)*4
- *             hd=128: 34816 + 17408 + 9216 + 33792 = 95232 (93 KiB)
+ * banks; fp32 tiles use a row of n + 8, which makes the wmma accumulator
+ * stores and loads conflict-free, in the forward (whose softmax threads
+ * then start rows 4 apart at different columns) and the dq pass and the
+ * staging of dq/dk/dv (where a warp reads one row); the dk/dv pass keeps
+ * n + 4 for its S and dP to stay two blocks per A100 SM; kemu's access
+ * profile counts each choice's bank conflicts):
+ *   forward   K,V 2*64*LDH*2 + S 64*72*4 + P 64*72*2 + O 64*(hd+8)*4
+ *             hd=128: 34816 + 18432 + 9216 + 34816 = 97280 (95 KiB)
  *   dq pass   Q,dO 2*64*LDH*2 + K,V 2*32*LDH*2 + S,dP 2*64*40*4 + dS 64*40*2 + lse,D 2*64*4
  *             hd=128: 34816 + 17408 + 20480 + 5120 + 512 = 78336 (76.5 KiB)
  *   dk/dv     K,V 2*64*LDH*2 + Q,dO 2*32*LDH*2 + S,dP 2*64*36*4 + P,dS 2*64*40*2 + lse,D 2*32*4
@@ -262,15 +262,15 @@ __device__ __forceinline__ void mma_abt(frag_c &c, const bf16 *a, int lda, const
 
 template <int HD>
 constexpr size_t fwd_smem_bytes() {
-    return 2 * FWD_BK * (HD + 8) * sizeof(bf16) + FWD_BQ * (FWD_BK + 4) * sizeof(float) +
-           FWD_BQ * (FWD_BK + 8) * sizeof(bf16) + FWD_BQ * (HD + 4) * sizeof(float);
+    return 2 * FWD_BK * (HD + 8) * sizeof(bf16) + FWD_BQ * (FWD_BK + 8) * sizeof(float) +
+           FWD_BQ * (FWD_BK + 8) * sizeof(bf16) + FWD_BQ * (HD + 8) * sizeof(float);
 }
 
 template <int HD, int NW>
 __global__ void __launch_bounds__(NW * 32, 2) attn_fwd_tc_kernel(bf16 *out, float *lse, const bf16 *q, const bf16 *k,
                                                               const bf16 *v, int T, int Hq, int Hkv) {
     constexpr int NT = NW * 32, CW = NW / 4, BQ = FWD_BQ, BK = FWD_BK;
-    constexpr int LDH = HD + 8, LDS = BK + 4, LDP = BK + 8, LDO = HD + 4;
+    constexpr int LDH = HD + 8, LDS = BK + 8, LDP = BK + 8, LDO = HD + 8;
     constexpr int TPR = NT / BQ;                /* threads per query row in the softmax */
     constexpr int SC = BK / TPR, OC = HD / TPR; /* score / output columns per thread */
     constexpr int NA = (HD / 16 + CW - 1) / CW; /* output column blocks per warp */
@@ -297,6 +297,13 @@ __global__ void __launch_bounds__(NW * 32, 2) attn_fwd_tc_kernel(bf16 *out, floa
     __syncthreads();
 
     int r = threadIdx.x / TPR, part = threadIdx.x % TPR, i = q0 + r; /* this thread's row and column phase */
+    /* S and O rows are 8 banks apart (LDS, LDO = 8 mod 32 floats, which
+     * makes the wmma accumulator stores and loads conflict-free), so rows r
+     * and r + 4 of a warp would meet in every bank; the rows of each second
+     * group of 4 (of each (r / 4) % (8 / TPR)-th) walk their columns from a
+     * later start, rot column steps of TPR on, and a warp's 32 lanes read
+     * 32 distinct banks (kemu's access profile checks it) */
+    const int rot = (r / 4) % (8 / TPR);
     float m = -INFINITY, l = 0.f;
     int last = min(q0 + BQ, T) - 1, nkt = last / BK + 1;
     for (int kt = 0; kt < nkt; kt++) {
@@ -323,12 +330,15 @@ __global__ void __launch_bounds__(NW * 32, 2) attn_fwd_tc_kernel(bf16 *out, floa
         const float *srow = S + r * LDS + part;
         int jc = j0 + part;
         float mt = -INFINITY;
-        for (int c = 0; c < SC; c++)
+        for (int c0 = 0; c0 < SC; c0++) {
+            int c = (c0 + rot) % SC;
             if (jc + c * TPR <= i) mt = fmaxf(mt, srow[c * TPR] * sl2);
+        }
         for (int o = 1; o < TPR; o <<= 1) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
         float mn = fmaxf(m, mt), corr = exp2f(m - mn), sum = 0.f;
         bf16 *prow = P + r * LDP + part;
-        for (int c = 0; c < SC; c++) {
+        for (int c0 = 0; c0 < SC; c0++) {
+            int c = (c0 + rot) % SC;
             float p = jc + c * TPR <= i ? exp2f(srow[c * TPR] * sl2 - mn) : 0.f;
             prow[c * TPR] = __float2bfloat16(p);
             sum += p;
@@ -338,7 +348,7 @@ __global__ void __launch_bounds__(NW * 32, 2) attn_fwd_tc_kernel(bf16 *out, floa
         m = mn;
         float *orow = O + r * LDO + part;
         if (corr != 1.0f) /* the row's max moved (rarely, after the first tiles) */
-            for (int c = 0; c < OC; c++) orow[c * TPR] *= corr;
+            for (int c0 = 0; c0 < OC; c0++) orow[((c0 + rot) % OC) * TPR] *= corr;
         __syncthreads();
         { /* O[row block][its column blocks] += P V, each P fragment loaded once */
             frag_c oc[NA];
@@ -357,7 +367,7 @@ __global__ void __launch_bounds__(NW * 32, 2) attn_fwd_tc_kernel(bf16 *out, floa
      * 8 rows' 8-byte pieces, 4x the sectors its bytes need */
     if (i < T) {
         float inv = 1.0f / l, *orow = O + r * LDO + part;
-        for (int c = 0; c < OC; c++) orow[c * TPR] *= inv;
+        for (int c0 = 0; c0 < OC; c0++) orow[((c0 + rot) % OC) * TPR] *= inv;
         if (part == 0) lse[((size_t)b * T + i) * Hq + h] = (m + log2f(l)) * LN2;
     }
     __syncthreads();
