@@ -8,10 +8,12 @@ kernel's sites), and the kernels the run must have launched are there.
     access_check.py CAP RUN:FILE.jsonl:KERNEL,KERNEL... ...   (a template kernel by its bare name)
 
 Prints one "ok - ..." or "not ok - ..." line per run; exit 1 on a failure.
-The kernels this replaced read a row per lane (4-5x the sectors) or wrote
-8 rows' pieces per request (4x): a cap of 1.25 fails those, and leaves the
-tensor-core forward's remaining two-way conflicts on its score and output
-tiles (1.18) in.
+test/run.sh gpu uses a cap of 1.10. The kernels this replaced read a row
+per lane (4-5x the sectors), wrote 8 rows' pieces per request (1.6x for
+the tensor-core forward) or stored wmma accumulators with two-way bank
+conflicts (1.14-1.19x): each fails it. What stays under it: the dk/dv
+pass's two-way conflicts on its S^T and dP^T stores (kept for A100
+occupancy, 1.05x) and the per-row lse/D reads strided by the head count.
 """
 import json
 import sys
