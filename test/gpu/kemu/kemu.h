@@ -109,46 +109,32 @@ typedef unsigned kemu_bits16 __attribute__((vector_size(16)));
         bits = o.bits;                                                                                                 \
         return *this;                                                                                                  \
     }
-struct alignas(8) float2 {
-    union {
-        struct {
-            float x, y;
-        };
-        unsigned long long bits;
+#define KEMU_VEC2(V, T)                                                                                                \
+    struct alignas(2 * sizeof(T)) V {                                                                                  \
+        union {                                                                                                        \
+            struct {                                                                                                   \
+                T x, y;                                                                                                \
+            };                                                                                                         \
+            unsigned long long bits;                                                                                   \
+        };                                                                                                             \
+        V(T a, T b) : x(a), y(b) {}                                                                                    \
+        KEMU_WHOLE_COPY(V)                                                                                             \
     };
-    float2(float a, float b) : x(a), y(b) {}
-    KEMU_WHOLE_COPY(float2)
-};
-struct alignas(16) float4 {
-    union {
-        struct {
-            float x, y, z, w;
-        };
-        kemu_bits16 bits;
+#define KEMU_VEC4(V, T)                                                                                                \
+    struct alignas(4 * sizeof(T)) V {                                                                                  \
+        union {                                                                                                        \
+            struct {                                                                                                   \
+                T x, y, z, w;                                                                                          \
+            };                                                                                                         \
+            kemu_bits16 bits;                                                                                          \
+        };                                                                                                             \
+        V(T a, T b, T c, T d) : x(a), y(b), z(c), w(d) {}                                                              \
+        KEMU_WHOLE_COPY(V)                                                                                             \
     };
-    float4(float a, float b, float c, float d) : x(a), y(b), z(c), w(d) {}
-    KEMU_WHOLE_COPY(float4)
-};
-struct alignas(8) uint2 {
-    union {
-        struct {
-            unsigned x, y;
-        };
-        unsigned long long bits;
-    };
-    uint2(unsigned a, unsigned b) : x(a), y(b) {}
-    KEMU_WHOLE_COPY(uint2)
-};
-struct alignas(16) uint4 {
-    union {
-        struct {
-            unsigned x, y, z, w;
-        };
-        kemu_bits16 bits;
-    };
-    uint4(unsigned a, unsigned b, unsigned c, unsigned d) : x(a), y(b), z(c), w(d) {}
-    KEMU_WHOLE_COPY(uint4)
-};
+KEMU_VEC2(float2, float)
+KEMU_VEC2(uint2, unsigned)
+KEMU_VEC4(float4, float)
+KEMU_VEC4(uint4, unsigned)
 #else
 struct alignas(8) float2 {
     float x, y;
