@@ -41,12 +41,8 @@ tmp=$(mktemp -d)
 wt=
 cleanup() { [ -n "$wt" ] && git worktree remove --force "$wt" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
-cat >"$tmp/config.json" <<'EOF'
-{"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 2048, "hidden_size": 1024,
- "intermediate_size": 3072, "num_hidden_layers": 1, "num_attention_heads": 16, "num_key_value_heads": 8,
- "head_dim": 128, "max_position_embeddings": 40960, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
- "tie_word_embeddings": true, "torch_dtype": "bfloat16"}
-EOF
+# one Qwen3-0.6B layer; test/gpu/kit.sh compares the same step with ncu on a GPU
+cp test/gpu/kemu/qwen3_layer.json "$tmp/config.json"
 
 profile() { # label, viv binary: the three runs into $tmp/<label>.jsonl
   local label=$1 viv=$2 run

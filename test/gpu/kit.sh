@@ -34,6 +34,11 @@
 #                      CUDA-core attention), decode of 256 sequences, the
 #                      attention kernels alone
 #   train_tests   120  the trainer on the CUDA backend vs the CPU backend
+#   access         90  where Nsight Compute (ncu) reads counters: global
+#                      sectors and shared-memory passes per kernel of one
+#                      training step on a Qwen3-0.6B layer, next to what
+#                      kemu's access profile counted for the same step at
+#                      pack time (test/gpu/access_vs_ncu.py)
 #   memcheck      the rest: compute-sanitizer over gpu_tests, where the tool works
 # Binaries are built without MPI (a one-GPU machine runs one rank, and its
 # image need not have Open MPI); data parallel stays verified over hostsim.
@@ -41,6 +46,10 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 kit=${GPUKIT:-$root/.gpukit} # GPUKIT: another place (the tests pack into a temporary one)
 BINS=(bin/viv-cuda build/test/gpu_tests build/test/train_gpu_tests build/test/attn_bench)
+# the step whose memory accesses kemu counts at pack time and ncu on the GPU
+ACCESS_STEP="cuda train-bench --config test/gpu/kemu/qwen3_layer.json --batch 1 --seq 128 --steps 1"
+ACCESS_METRICS=l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum,l1tex__t_sectors_pipe_lsu_mem_global_op_st.sum,\
+l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum
 
 # ---- pack ------------------------------------------------------------------------------
 # glibc's own libraries and the CUDA driver/toolkit stay the GPU machine's
@@ -85,6 +94,17 @@ EOF
       is_system_lib "$lib" || cp -nL "$lib" "$kit/lib/"
     done
   done
+  # kemu's access profile of the step the access step runs under ncu
+  # (KIT_NO_ACCESS=1 leaves it out: it takes a minute or two of CPU)
+  if [ "${KIT_NO_ACCESS:-0}" != 1 ]; then
+    echo "kit pack: kemu's access profile of one training step (for the ncu comparison) ..."
+    if ! (cd "$root" && make -s build/test/viv_kemu_prof >"$src/kemu.log" 2>&1 &&
+          KEMU_PROF="$kit/access-kemu.jsonl" build/test/viv_kemu_prof $ACCESS_STEP >>"$src/kemu.log" 2>&1); then
+      tail -5 "$src/kemu.log" >&2
+      echo "kit pack: the access profile failed" >&2
+      return 1
+    fi
+  fi
   {
     echo "packed $(date -u +%FT%TZ) from $(cd "$root" && git rev-parse --short HEAD)$(cd "$root" && git diff --quiet HEAD || echo '+edits')"
     echo "nvcc: $("$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" --version | tail -1)"
@@ -165,7 +185,7 @@ run() {
     timeout "$cap" "$@" >"$out/$name.log" 2>&1
     rc=$?
     [ $rc = 124 ] && echo "kit: $name stopped at its ${cap} s limit" >>"$out/$name.log"
-    { echo "== $name: exit $rc in $((SECONDS - t0)) s"; grep -E '^(ok|not ok|skip) - |passed|failed|tokens/s|MFU|decode|results|stopped at' "$out/$name.log" | head -60; } | tee -a "$log"
+    { echo "== $name: exit $rc in $((SECONDS - t0)) s"; grep -E '^(ok|not ok|skip) - |passed|failed|tokens/s|MFU|decode|results|stopped at|ncu/kemu| sectors | passes ' "$out/$name.log" | head -60; } | tee -a "$log"
   }
   cd "$root" || return 1
   step info 20 "$B/viv-cuda" cuda info
@@ -173,6 +193,15 @@ run() {
   step transformers 90 env VIV="$B/viv-cuda" test/gpu/check_transformers.sh
   step bench 150 env VIV="$B/viv-cuda" ATTN_BENCH="$B/attn_bench" GPU_BENCH_OUT="$out/gpu.jsonl" test/bench/gpu.sh 4 2048 10
   step train_tests 120 "$B/train_gpu_tests"
+  if command -v ncu >/dev/null && [ -s "$kit/access-kemu.jsonl" ]; then
+    # our kernels only (not cuBLASLt's; a template kernel's name starts "void "), clocks left alone
+    step access 90 bash -c 'ncu --clock-control none --csv --page raw --log-file "$2/ncu.log" --metrics "$3" \
+      --kernel-name "regex:(attn_|rmsnorm_|headnorm_|swiglu_|xent_|embed_|adamw_|sumsq_|f32_to_bf16)" \
+      "$1" $4 >"$2/ncu.csv" && python3 test/gpu/access_vs_ncu.py "$5" "$2/ncu.csv" "$2/access_vs_ncu.jsonl"' \
+      _ "$B/viv-cuda" "$out" "$ACCESS_METRICS" "$ACCESS_STEP" "$kit/access-kemu.jsonl"
+  else
+    echo "== access: no ncu, or no kemu profile in the kit" | tee -a "$log"
+  fi
   if command -v compute-sanitizer >/dev/null; then # the wrapper's child is the test binary
     step memcheck 600 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 3 "$B/gpu_tests"
   else

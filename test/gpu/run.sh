@@ -457,11 +457,35 @@ if GPUKIT=$tmp/kit test/gpu/kit.sh pack >"$tmp/kit.log" 2>&1; then
   else
     GPUKIT=$tmp/kit test/gpu/kit.sh run "$tmp/kitout" >>"$tmp/kit.log" 2>&1
   fi
+  # the access step's plumbing, with a stand-in ncu that records its
+  # arguments and answers one kernel's counters
+  mkdir -p "$tmp/fakencu"
+  cat >"$tmp/fakencu/ncu" <<'EOF'
+#!/bin/sh
+echo "$@" >"$FAKE_NCU_ARGS"
+echo '"ID","Kernel Name","l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum","l1tex__t_sectors_pipe_lsu_mem_global_op_st.sum","l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum","l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum"'
+echo '"","","sector","sector","",""'
+echo '"0","void attn_fwd_tc_kernel<128, 8>(__nv_bfloat16 *, float *)","1,000","2","3","4"'
+EOF
+  chmod +x "$tmp/fakencu/ncu"
+  mkdir -p "$tmp/kitoutn"
+  PATH=$tmp/fakencu:$PATH FAKE_NCU_ARGS=$tmp/ncu.args GPUKIT=$tmp/kit test/gpu/kit.sh run "$tmp/kitoutn" >>"$tmp/kit.log" 2>&1
+  if grep -q '^== access: exit 0' "$tmp/kitoutn/kit.log" &&
+     grep -q 'train-bench --config test/gpu/kemu/qwen3_layer.json --batch 1 --seq 128 --steps 1' "$tmp/ncu.args" &&
+     grep -q 'l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum' "$tmp/ncu.args" &&
+     [ "$(grep -c '"kernel": "attn_fwd_tc_kernel"' "$tmp/kitoutn/access_vs_ncu.jsonl" 2>/dev/null)" = 4 ] &&
+     grep -q '"op": "load", "kemu": [0-9]*, "ncu": 1000.0' "$tmp/kitoutn/access_vs_ncu.jsonl"; then
+    echo "ok - gpu kit: the access step runs ncu on the packed step and compares its counters with kemu's, per kernel"
+  else
+    echo "not ok - gpu kit access step: $(grep '^== access' "$tmp/kitoutn/kit.log") args: $(head -c 300 "$tmp/ncu.args" 2>/dev/null)"; fail=1
+  fi
   # a budget too small for any step: each says so instead of starting
   mkdir -p "$tmp/kitout0"
   KIT_BUDGET=10 GPUKIT=$tmp/kit test/gpu/kit.sh run "$tmp/kitout0" >>"$tmp/kit.log" 2>&1
   if grep -q '^not ok' <<<"$kc"; then
     echo "not ok - gpu kit: $(grep '^not ok' <<<"$kc" | head -2 | tr '\n' ' ')"; fail=1
+  elif ! grep -q '"kernel":"attn_fwd_tc_kernel<128, 8>"' "$tmp/kit/access-kemu.jsonl" 2>/dev/null; then
+    echo "not ok - gpu kit: no kemu access profile of the tensor-core forward in the kit (access-kemu.jsonl)"; fail=1
   elif ! grep -q '^== gpu_tests: exit 0' "$tmp/kitout/kit.log" || ! grep -q '^== bench: exit 0' "$tmp/kitout/kit.log"; then
     echo "not ok - gpu kit run: $(grep '^==' "$tmp/kitout/kit.log" | tr '\n' ' ')"; fail=1
   elif [ "$(grep -c '^== [a-z_]*: not run, ' "$tmp/kitout0/kit.log")" -lt 5 ] || grep -q '^== [a-z_]*: exit' "$tmp/kitout0/kit.log"; then
