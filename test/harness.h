@@ -24,6 +24,9 @@ static char t_msg[4096];
 /* Optional clean-up a suite runs after every test (e.g. stray processes). */
 static void (*t_after_each)(void);
 static int t_status; /* 0 pass, 1 fail, 2 skip */
+/* What a passing test found about the host (which outcome it asserted), shown on its line. */
+static char t_note[512];
+#define NOTE(...) snprintf(t_note, sizeof t_note, __VA_ARGS__)
 
 #define FAIL(...)                                                                          \
     do {                                                                                   \
@@ -70,6 +73,7 @@ static int run_test_cases(const struct test_case *tests, int n, int argc, char *
         }
         t_status = 0;
         t_msg[0] = 0;
+        t_note[0] = 0;
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         tests[i].fn();
@@ -78,7 +82,7 @@ static int run_test_cases(const struct test_case *tests, int n, int argc, char *
         long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
         for (char *p = t_msg; *p; p++)
             if (*p == '\n') *p = ' ';
-        if (t_status == 0) pass++, printf("ok - %s (%ld ms)\n", tests[i].name, ms);
+        if (t_status == 0) pass++, printf("ok - %s (%ld ms%s%s)\n", tests[i].name, ms, t_note[0] ? "; " : "", t_note);
         else if (t_status == 1) fail++, printf("not ok - %s: %s\n", tests[i].name, t_msg);
         else skip++, printf("skip - %s: %s\n", tests[i].name, t_msg);
         fflush(stdout);
