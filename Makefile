@@ -31,7 +31,7 @@ MUSL_LIBS := $(MUSL)/lib/libseccomp.a $(MUSL)/lib/libcap.a $(MUSL)/lib/libcjson.
 # policy's seccomp program, which bin/viv and bin/vivd then carry (see
 # sandbox/builtin_filters.h for why).
 MUSL_BASE := $(patsubst %.c,$(BUILD)/musl/%.o,$(SANDBOX_SRC) $(VIV_SRC)) $(BUILD)/musl/policies_embedded.o \
-             $(BUILD)/musl/zygote_driver.o
+             $(BUILD)/musl/warm_drivers.o
 MUSL_OBJ := $(MUSL_BASE) $(BUILD)/musl/policies_bpf.o
 POLICY_NAMES := $(basename $(notdir $(POLICIES)))
 BPF_FILES := $(patsubst %,$(BUILD)/bpf/%.bpf,$(POLICY_NAMES))
@@ -46,9 +46,9 @@ $(BUILD)/musl/%.o: %.c $(HEADERS)
 	@mkdir -p $(@D)
 	$(MUSL_CC) $(MUSL_CFLAGS) -c $< -o $@
 
-$(BUILD)/zygote_driver.c: sandbox/zygote_driver.py sandbox/embed_text.sh
+$(BUILD)/warm_drivers.c: sandbox/zygote_driver.py sandbox/session_driver.py sandbox/embed_text.sh
 	@mkdir -p $(@D)
-	sandbox/embed_text.sh $@ viv_zygote_driver sandbox/zygote_driver.py
+	sandbox/embed_text.sh $@ viv_zygote_driver sandbox/zygote_driver.py viv_session_driver sandbox/session_driver.py
 
 $(BUILD)/musl/policies_embedded.o: $(BUILD)/policies_embedded.c
 	$(MUSL_CC) $(MUSL_CFLAGS) -c $< -o $@
@@ -76,7 +76,7 @@ bin/viv: $(MUSL_OBJ)
 
 # vivd is the sandbox alone: none of envs/, model/ or rl/ is linked into it
 VIVD_OBJ := $(patsubst %.c,$(BUILD)/musl/%.o,$(SANDBOX_SRC)) $(BUILD)/musl/policies_embedded.o \
-            $(BUILD)/musl/zygote_driver.o $(BUILD)/musl/policies_bpf.o $(BUILD)/musl/sandbox/vivd_main.o
+            $(BUILD)/musl/warm_drivers.o $(BUILD)/musl/policies_bpf.o $(BUILD)/musl/sandbox/vivd_main.o
 bin/vivd: $(VIVD_OBJ)
 	@mkdir -p bin
 	$(MUSL_CC) -static -o $@ $(VIVD_OBJ) $(MUSL_LIBS)
@@ -87,7 +87,7 @@ ASAN_CFLAGS := -std=gnu11 -O1 -g $(WARN) -fsanitize=address,undefined -fno-omit-
                -fno-sanitize-recover=undefined
 ASAN_LIBS := -lseccomp -lcap -lcjson $(HTTP_GLIBC_LIBS) -lm -lpthread
 ASAN_OBJ := $(patsubst %.c,$(BUILD)/asan/%.o,$(SANDBOX_SRC)) $(BUILD)/asan/policies_embedded.o \
-            $(BUILD)/asan/policies_bpf.o $(BUILD)/asan/zygote_driver.o
+            $(BUILD)/asan/policies_bpf.o $(BUILD)/asan/warm_drivers.o
 
 $(BUILD)/asan/%.o: %.c $(HEADERS)
 	@mkdir -p $(@D)
@@ -96,7 +96,7 @@ $(BUILD)/asan/%.o: %.c $(HEADERS)
 $(BUILD)/asan/policies_embedded.o: $(BUILD)/policies_embedded.c
 	$(ASAN_CC) $(ASAN_CFLAGS) -c $< -o $@
 
-$(BUILD)/asan/zygote_driver.o: $(BUILD)/zygote_driver.c
+$(BUILD)/asan/warm_drivers.o: $(BUILD)/warm_drivers.c
 	$(ASAN_CC) $(ASAN_CFLAGS) -c $< -o $@
 
 $(BUILD)/asan/policies_bpf.o: $(BUILD)/policies_bpf.c

@@ -12,7 +12,7 @@ HEADERS += envs/biodb.h envs/task.h envs/gen.h envs/verify.h envs/data_build.h e
 # Unit tests of the builder's pieces (ASan + UBSan, glibc). Prerequisites
 # name the objects directly: ASAN_OBJ is defined after this file is included.
 ENVS_OBJ_ASAN = $(patsubst %.c,$(BUILD)/asan/%.o,$(filter envs/%,$(VIV_SRC)) $(SANDBOX_SRC)) \
-                $(BUILD)/asan/policies_embedded.o $(BUILD)/asan/policies_bpf.o $(BUILD)/asan/zygote_driver.o
+                $(BUILD)/asan/policies_embedded.o $(BUILD)/asan/policies_bpf.o $(BUILD)/asan/warm_drivers.o
 EXTRA_TESTS += $(BUILD)/test/envs_tests
 $(BUILD)/test/envs_tests: test/envs/envs_tests.c test/harness.h $(ENVS_OBJ_ASAN)
 	@mkdir -p $(@D)

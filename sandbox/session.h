@@ -21,8 +21,12 @@ struct session_spec {
     const char *tool; /* echoed in every call's response */
 };
 
-/* Sessions need our Python driver as the job: the policy's command must run
- * python* with the policy's code file as its script. */
+/* Does the policy's command run python* with the policy's code file as its
+ * script (so a driver of ours can be the job)? Zygotes need this. */
+bool python_code_policy(const struct policy *p);
+
+/* Sessions need that, and mknodat in the seccomp list: the driver passes
+ * each call's code, output and status through FIFOs. */
 bool session_policy_supported(const struct policy *p);
 
 /* The session worker (a process vivd forks): start the jail, then serve

@@ -649,7 +649,7 @@ static void session_open(struct conn *c, struct rpc_request *req) {
         return conn_send_error(c, req->id_json, "bad_request", msg);
     }
     if (!session_policy_supported(&lp->policy))
-        return conn_send_error(c, req->id_json, "bad_request", "sessions need a Python tool (e.g. python); this tool has none");
+        return conn_send_error(c, req->id_json, "bad_request", "sessions need a Python tool whose seccomp list allows mknodat (e.g. python); this tool is not one");
     if (stopping) return conn_send_error(c, req->id_json, "shutting_down", "vivd is shutting down");
     peer_key(c, key, sizeof key);
     int mine = 0;

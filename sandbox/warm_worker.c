@@ -107,6 +107,7 @@ enum warm_outcome warm_exchange(struct warm_worker *w, const char *send, size_t 
                                 warm_complete_fn complete, void *arg) {
     size_t sent = 0;
     for (;;) {
+        w->sent_all = sent == send_len;
         long c = complete(w, arg);
         if (c > 0) return WARM_DONE;
         if (c < 0) return WARM_BAD_REPLY;
@@ -137,21 +138,29 @@ enum warm_outcome warm_exchange(struct warm_worker *w, const char *send, size_t 
     }
 }
 
-long warm_reply_head(const struct warm_worker *w, char head[201]) {
-    char *nl = memchr(w->buf, '\n', w->len < 200 ? w->len : 200);
+long warm_reply_complete(struct warm_worker *w, void *arg) {
+    struct warm_reply *r = arg;
+    size_t scan = w->len < 200 ? w->len : 200;
+    char *nl = memchr(w->buf, '\n', scan);
     if (!nl) return w->len >= 200 ? -1 : 0;
+    char head[201];
     size_t hl = (size_t)(nl - w->buf);
     memcpy(head, w->buf, hl);
     head[hl] = 0;
-    return (long)hl + 1;
-}
-
-long warm_reply_body(const struct warm_worker *w, size_t head_len, size_t out_len, size_t err_len,
-                     const char **out, const char **err) {
-    size_t total = head_len + out_len + err_len;
+    /* strictly: nine numbers in range, nothing else on the line */
+    size_t cap = (size_t)w->ws->policy->limits.output_bytes;
+    int end = -1;
+    int n = sscanf(head, "%d %d %d %zu %zu %zu %zu %lf %ld%n", &r->exit_code, &r->signal, &r->flag, &r->out_len,
+                   &r->out_total, &r->err_len, &r->err_total, &r->cpu_ms, &r->rss_kb, &end);
+    if (n != 9 || end != (int)hl || r->exit_code < -1 || r->exit_code > 255 || r->signal < 0 || r->signal > 64 ||
+        (r->flag != 0 && r->flag != 1) || r->out_len > cap || r->err_len > cap || r->out_total < r->out_len ||
+        r->err_total < r->err_len || !(r->cpu_ms >= 0 && r->cpu_ms < 1e12) || r->rss_kb < 0)
+        return -1;
+    size_t total = hl + 1 + r->out_len + r->err_len;
     if (w->len < total) return 0;
-    *out = w->buf + head_len;
-    *err = *out + out_len;
+    r->out = w->buf + hl + 1;
+    r->err = r->out + r->out_len;
+    r->msg_len = total;
     return (long)total;
 }
 

@@ -56,6 +56,7 @@ struct warm_worker {
     pid_t sup;               /* S */
     int job_in, job_out;     /* our ends of the job's stdin and stdout */
     int cancel_w, final_r;   /* S's cancel pipe, S's report */
+    bool sent_all;           /* the last warm_exchange delivered all it had to send */
     char *buf;               /* bytes read from the job's stdout */
     size_t len, cap;
 };
@@ -86,16 +87,22 @@ void warm_finish(struct warm_worker *w, struct warm_final *f);
 enum warm_outcome warm_exchange(struct warm_worker *w, const char *send, size_t send_len, double deadline,
                                 warm_complete_fn complete, void *arg);
 
-/* A driver reply is a head line of numbers, then two payloads (stdout,
- * stderr). warm_reply_head() copies the head line (without its newline,
- * NUL-terminated) into head[200+1]: its length including the newline, 0
- * while it is incomplete, -1 when it is longer than 200 bytes (malformed).
- * warm_reply_body() then finds the payloads of the sizes the head gave: the
- * whole message's length once buffered, else 0. */
-long warm_reply_head(const struct warm_worker *w, char head[201]);
-long warm_reply_body(const struct warm_worker *w, size_t head_len, size_t out_len, size_t err_len,
-                     const char **out, const char **err);
-
+/* A driver's reply to one call: a head line of nine numbers,
+ * "<exit> <signal> <flag> <out_len> <out_total> <err_len> <err_total> <cpu_ms> <rss_kb>\n",
+ * then out_len bytes of stdout and err_len of stderr. exit is -1 when a
+ * signal ended the code; flag is the zygote's timed_out, the session's
+ * "this call ended the session". */
+struct warm_reply {
+    int exit_code, signal, flag;
+    size_t out_len, out_total, err_len, err_total, msg_len;
+    double cpu_ms;
+    long rss_kb;
+    const char *out, *err; /* inside w->buf until warm_consume(msg_len) */
+};
+/* A warm_complete_fn for warm_exchange (arg: struct warm_reply *): the
+ * head is parsed strictly (range-checked, capped by the policy's output
+ * limit, nothing after the ninth number); -1 for anything else. */
+long warm_reply_complete(struct warm_worker *w, void *arg);
 /* Drop the first n buffered bytes (a message that was handled). */
 void warm_consume(struct warm_worker *w, size_t n);
 

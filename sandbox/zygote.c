@@ -51,7 +51,7 @@ extern const char viv_zygote_driver[];
 extern const unsigned long viv_zygote_driver_len;
 
 bool zygote_policy_supported(const struct policy *p) {
-    return p->npreload > 0 && session_policy_supported(p);
+    return p->npreload > 0 && python_code_policy(p);
 }
 
 /* The driver with its configuration line in front: the policy's seccomp
@@ -83,31 +83,6 @@ static char *build_driver(const struct zygote_spec *zs, size_t *len) {
     return text;
 }
 
-/* One parsed zygote reply. */
-struct reply {
-    int exit_code, signal, timed_out;
-    size_t out_len, out_total, err_len, err_total, msg_len;
-    double cpu_ms;
-    long rss_kb;
-    const char *out, *err;
-};
-
-static long reply_complete(struct warm_worker *w, void *arg) {
-    struct reply *r = arg;
-    char head[201];
-    long hl = warm_reply_head(w, head);
-    if (hl <= 0) return hl;
-    size_t cap = (size_t)w->ws->policy->limits.output_bytes;
-    int n = sscanf(head, "%d %d %d %zu %zu %zu %zu %lf %ld", &r->exit_code, &r->signal, &r->timed_out,
-                   &r->out_len, &r->out_total, &r->err_len, &r->err_total, &r->cpu_ms, &r->rss_kb);
-    if (n != 9 || r->exit_code < -1 || r->exit_code > 255 || r->signal < 0 || r->signal > 64 ||
-        r->out_len > cap || r->err_len > cap || r->out_total < r->out_len || r->err_total < r->err_len)
-        return -1;
-    long n_msg = warm_reply_body(w, (size_t)hl, r->out_len, r->err_len, &r->out, &r->err);
-    r->msg_len = (size_t)n_msg;
-    return n_msg;
-}
-
 static int send_result(struct warm_worker *w, const struct jail_result *res) {
     struct json_writer jw;
     jw_init(&jw);
@@ -126,19 +101,21 @@ static int serve_call(struct warm_worker *w, const struct warm_call *call) {
     memcpy(msg, head, (size_t)h);
     memcpy(msg + h, call->code, call->code_len);
     double t0 = now_ms();
-    struct reply r;
+    struct warm_reply r;
     memset(&r, 0, sizeof r);
     enum warm_outcome o = warm_exchange(w, msg, (size_t)h + call->code_len,
-                                        t0 + (double)call->timeout_ms + BACKSTOP_MS, reply_complete, &r);
+                                        t0 + (double)call->timeout_ms + BACKSTOP_MS, warm_reply_complete, &r);
     free(msg);
     if (o == WARM_CTL_GONE) return -1;
     if (o != WARM_DONE) {
         struct warm_final f;
         warm_finish(w, &f);
-        char why[1800];
-        snprintf(why, sizeof why, "the zygote serving this request %s%s%s",
-                 o == WARM_DEADLINE ? "stopped answering" : o == WARM_BAD_REPLY ? "sent a malformed reply" : "died",
-                 f.text[0] ? ": " : "", f.text);
+        /* What the zygote said on its way out is ours, not the client's: it
+         * goes to vivd's log; the client hears what happened, in our words. */
+        const char *how = o == WARM_DEADLINE ? "stopped answering" : o == WARM_BAD_REPLY ? "sent a malformed reply" : "died";
+        if (f.text[0]) fprintf(stderr, "vivd: zygote for %s %s: %s\n", w->ws->tool, how, f.text);
+        char why[256];
+        snprintf(why, sizeof why, "the zygote serving this request %s; the request did not run to completion", how);
         warm_send_error(w->ctl, "zygote_lost", why);
         return -1;
     }
@@ -146,7 +123,7 @@ static int serve_call(struct warm_worker *w, const struct warm_call *call) {
     memset(&res, 0, sizeof res);
     res.exit_code = r.exit_code;
     res.signal = r.signal;
-    res.timed_out = r.timed_out != 0;
+    res.timed_out = r.flag != 0;
     res.out = (char *)r.out, res.out_len = r.out_len, res.out_dropped = r.out_total - r.out_len;
     res.err = (char *)r.err, res.err_len = r.err_len, res.err_dropped = r.err_total - r.err_len;
     res.wall_ms = now_ms() - t0;

@@ -10,7 +10,8 @@
 # request keeps ONE child ready, made before the request arrives:
 #
 #   zygote: setns(own pid ns) + unshare(CLONE_NEWPID), then
-#     posix_spawn `sleep infinity`  -> pid 1 of a fresh pid namespace (holds it open)
+#     posix_spawn `sleep infinity`  -> pid 1 of a fresh pid namespace (holds it open;
+#                                      started from an unreadable copy, so not dumpable)
 #     fork                          -> the request child, pid 2 there
 #   child: unshare(NEWNS|NEWIPC|NEWUTS); its own tmpfs on /tmp and /work and
 #   its own /proc; drops both capabilities for good (bounding set, then all
@@ -24,21 +25,30 @@
 #
 # Pipes (the zygote's fds 0 and 1 from the worker W, kept as req/resp):
 #   W -> req:   "<len> <timeout_ms> <memory_mb>\n" + code      (read by the child)
-#   child -> status pipe: "S\n" when it took the request, "D <rc> <cpu_ms> <rss_kb>\n"
-#                         when the code finished (both untrusted after "S")
+#   child -> status pipe: "S <timeout_ms>\n" once it has read the request, then the
+#                         child closes the pipe, before any of the code runs
 #   zygote -> resp: "ready\n" once; per request
 #       "<exit> <signal> <timed_out> <out_len> <out_total> <err_len> <err_total> <cpu_ms> <rss_kb>\n"
 #       + out + err
 # The zygote enforces each request's deadline itself (it starts at "S") by
 # killing the child, and with it the child's whole pid namespace; W has a
 # backstop in case the zygote stops answering.
+#
+# The code holds fds 0-2 and nothing else, as a cold job does: the status
+# pipe is closed before the code runs, and everything the zygote learns
+# afterwards (exit status, CPU, peak RSS, the end of the request) comes from
+# the kernel (a pidfd, wait4). The zygote never reads a byte the code can
+# write. It is not dumpable, and neither is each namespace's pid 1, so no
+# request can open their /proc entries (root, cwd, fd, mem) or write their
+# per-process knobs; each request child becomes dumpable again only once it
+# is alone in its own namespaces.
 import ctypes, json, os, select, signal, sys, time
 
 CFG = json.loads(_VIV_CFG)  # noqa: F821 (prepended by the worker)
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID = 0x00020000, 0x04000000, 0x08000000, 0x20000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
-PR_CAPBSET_DROP, PR_SET_SECCOMP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 24, 22, 47, 4
+PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_SECCOMP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 4, 24, 22, 47, 4
 SECCOMP_MODE_FILTER = 2
 SLEEP = next((p for p in ('/usr/bin/sleep', '/bin/sleep') if os.path.exists(p)), None)
 
@@ -58,7 +68,22 @@ def fail(what):
     raise OSError(e, '%s: %s' % (what, os.strerror(e)))
 
 
-def new_pid_namespace(own_pidns):
+def unreadable_copy(path):
+    """A copy of the program at `path` that its runner may execute but not
+    read (mode 0111, in a memfd): exec'ing a file it cannot read leaves the
+    new process non-dumpable, so its /proc entries belong to root and no
+    process of a request can open them (root, cwd, fd, environ, mem) or
+    write its knobs (oom_score_adj, autogroup, clear_refs). Returns the
+    path that execs it."""
+    with open(path, 'rb') as f:
+        image = f.read()
+    fd = os.memfd_create('viv-pid1', os.MFD_CLOEXEC)
+    os.write(fd, image)
+    os.fchmod(fd, 0o111)
+    return '/proc/self/fd/%d' % fd
+
+
+def new_pid_namespace(own_pidns, holder):
     """Make the next fork land in a fresh pid namespace, as its pid 2.
 
     unshare(CLONE_NEWPID) puts the caller's *later children* in a new
@@ -73,7 +98,7 @@ def new_pid_namespace(own_pidns):
         fail('setns to our own pid namespace')
     if libc.unshare(CLONE_NEWPID) != 0:
         fail('unshare a pid namespace')
-    return os.posix_spawn(SLEEP, ['sleep', 'infinity'], {}, setsid=True)
+    return os.posix_spawn(holder, ['sleep', 'infinity'], {}, setsid=True)
 
 
 def mount(src, dst, fstype, flags, data):
@@ -145,8 +170,9 @@ def read_line(fd, limit=128):
 
 
 def child_main(req, out, err, st_w):
-    """The request child: isolate, lock down, take the request, run it.
-    Never returns."""
+    """The request child: isolate, lock down, take the request, say so,
+    close every fd but 0-2, run it. Its exit status is the code's. Never
+    returns."""
     rc, errfd = 127, err
     try:
         if libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS) != 0:
@@ -157,6 +183,9 @@ def child_main(req, out, err, st_w):
         mount(b'tmpfs', b'/work', b'tmpfs', MS_NOSUID | MS_NODEV, opts + b',mode=0755')
         mount(b'proc', b'/proc', b'proc', MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
         os.chdir('/work')
+        # Alone in its namespaces now: dumpable again, as a cold job is (the
+        # zygote's non-dumpable flag was only inherited).
+        libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
         drop_capabilities()
         if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(FPROG), 0, 0) != 0:
             fail('install the seccomp filter')
@@ -167,24 +196,15 @@ def child_main(req, out, err, st_w):
         nul = os.open('/dev/null', os.O_RDWR)
         os.dup2(nul, 0), os.dup2(out, 1), os.dup2(err, 2)
         errfd = 2
-        # the code gets fds 0-2 and the status pipe (kept high) only
-        st = st_w
-        os.closerange(3, st)
-        os.closerange(st + 1, 65536)
+        os.closerange(3, 65536)  # the status pipe, req, the memfds' first fds: the code gets 0-2 only
+        os.setsid()  # its own session and process group, no controlling terminal: as a cold job
         rc = run_code(code)
-        os.write(st, b'D %d %.1f %d\n' % ((rc,) + usage()))
     except BaseException as e:  # setup failed: say so on the request's stderr, as a cold jail would
         try:
             os.write(errfd, ('vivarium: cannot start the job: %s\n' % e).encode())
         except BaseException:
             pass
     os._exit(rc & 0xff)
-
-
-def usage():
-    import resource
-    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ((s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime) * 1000.0, max(s.ru_maxrss, c.ru_maxrss))
 
 
 def run_code(code):
@@ -247,43 +267,57 @@ def wait_status(pid):
     return os.WEXITSTATUS(status), 0, cpu, ru.ru_maxrss
 
 
-def read_status_line(fd, deadline):
-    """One line from the child's status pipe before `deadline` (monotonic
-    seconds, None for none): the line, b'' at EOF, or None at the deadline.
-    The child is untrusted once it has said S: a long line is an EOF."""
+def read_took_line(fd):
+    """The child's one status line, "S <timeout_ms>", written before any code
+    runs (so still the driver's own words), then EOF: the timeout in ms, or
+    None when the child ended without taking a request."""
     buf = b''
-    while True:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return None
+    while len(buf) <= 32:
         c = os.read(fd, 1)
-        if not c or len(buf) > 100:
-            return b''
-        if c == b'\n':
-            return buf
+        if not c or c == b'\n':
+            break
         buf += c
+    parts = buf.split()
+    if len(parts) != 2 or parts[0] != b'S' or not parts[1].isdigit():
+        return None
+    return int(parts[1])
 
 
-def serve(req, resp):
+def wait_exit(pidfd, deadline):
+    """Wait until the process behind `pidfd` has ended or `deadline`
+    (monotonic seconds) passes: True if it ended."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        try:
+            if select.select([pidfd], [], [], left)[0]:
+                return True
+        except InterruptedError:
+            pass
+
+
+def serve(req, resp, holder):
     cap = CFG['output_cap']
     own_pidns = os.open('/proc/self/ns/pid', os.O_RDONLY | os.O_CLOEXEC)
-    dying = []  # processes told to die after their answer; reaped once the next child is ready
+    dying = []  # namespaces' pid 1s told to die after their answer; reaped once the next child is ready
     while True:
         out = os.memfd_create('viv-out', os.MFD_CLOEXEC)
         err = os.memfd_create('viv-err', os.MFD_CLOEXEC)
         st_r, st_w = os.pipe()
-        ns_init = new_pid_namespace(own_pidns)
+        ns_init = new_pid_namespace(own_pidns, holder)
         pid = os.fork()
         if pid == 0:
             os.close(st_r)
             child_main(req, out, err, st_w)
         os.close(st_w)
+        pidfd = os.pidfd_open(pid)
         for old in dying:
             os.waitpid(old, 0)
         dying.clear()
-        line = read_status_line(st_r, None)  # blocks until a request arrives
-        if not line.startswith(b'S '):
+        timeout_ms = read_took_line(st_r)  # blocks until a request arrives
+        os.close(st_r)
+        if timeout_ms is None:
             # The child died before taking a request: the zygote is broken. Say why and stop.
             os.kill(ns_init, signal.SIGKILL)
             code, sig, _, _ = wait_status(pid)
@@ -291,29 +325,19 @@ def serve(req, resp):
             sys.stderr.write('zygote: a request child failed before its request (exit %d, signal %d): %s\n'
                              % (code, sig, os.read(err, 2000).decode('utf-8', 'replace')))
             return 1
-        timeout_ms = int(line[2:])
-        line = read_status_line(st_r, time.monotonic() + timeout_ms / 1000.0)
-        timed_out = line is None
-        fields = line.split() if line else []
-        # Whatever happened, the namespace ends now: killing its pid 1 kills
-        # everything the code left running.
-        # (Reap the request child before the pid 1: a dying pid 1 waits
-        # until every process of its namespace has been reaped.)
-        os.kill(ns_init, signal.SIGKILL)
-        if len(fields) == 4 and fields[0] == b'D':
-            # The code finished and reported: answer now, let it die meanwhile.
+        timed_out = not wait_exit(pidfd, time.monotonic() + timeout_ms / 1000.0)
+        os.close(pidfd)
+        if timed_out:
             os.kill(pid, signal.SIGKILL)
-            dying.append(pid)
-            rc, sig, cpu, rss = int(fields[1]) & 0xff, 0, float(fields[2]), int(fields[3])
-        else:
-            # Deadline, or it ended without reporting (os._exit, a signal): the kernel's word.
-            if timed_out:
-                os.kill(pid, signal.SIGKILL)
-            rc, sig, cpu, rss = wait_status(pid)
-            if timed_out:
-                rc, sig = -1, signal.SIGKILL
+        # The kernel's word on how it ended; then the namespace ends: killing
+        # its pid 1 kills everything the code left running. (Reap the request
+        # child before the pid 1: a dying pid 1 waits until every process of
+        # its namespace has been reaped.)
+        rc, sig, cpu, rss = wait_status(pid)
+        if timed_out:
+            rc, sig = -1, signal.SIGKILL
+        os.kill(ns_init, signal.SIGKILL)
         dying.append(ns_init)
-        os.close(st_r)
         out_total, err_total = os.fstat(out).st_size, os.fstat(err).st_size
         ol, el = min(out_total, cap), min(err_total, cap)
         os.write(resp, b'%d %d %d %d %d %d %d %.1f %d\n' % (rc, sig, timed_out, ol, out_total, el, err_total, cpu, rss))
@@ -330,6 +354,9 @@ def main():
     if SLEEP is None:
         sys.stderr.write('zygote: no sleep program for the pid namespaces\' pid 1\n')
         return 1
+    # Not dumpable: no process of a request may open our /proc entries.
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    holder = unreadable_copy(SLEEP)
     # Our ambient capabilities were only for exec'ing this interpreter:
     # clear them, so nothing we spawn (the namespaces' sleep) inherits any.
     # (They can never be raised again: the securebits are locked.)
@@ -347,7 +374,7 @@ def main():
     gc.collect()
     gc.freeze()
     os.write(resp, b'ready\n')
-    return serve(req, resp)
+    return serve(req, resp, holder)
 
 
 sys.exit(main())

@@ -9,7 +9,10 @@
 #   attack    hostile jobs against the jail, three times: the ASan + UBSan build of
 #             viv (catches memory errors in the supervisor and init while
 #             they are attacked) and the static bin/viv that users run, and
-#             (attack-rootless) the static binary run by an unprivileged user
+#             (attack-rootless) the static binary run by an unprivileged user;
+#             then the same attacks through vivd's warm paths: attack-zygote
+#             (every python job on a zygote) and attack-session (every python
+#             job as a session call)
 #
 # Each suite prints "ok - ...", "not ok - ..." or "skip - ..." lines; the
 # last line here is "N passed, N failed, N skipped". Exit status 1 on any
@@ -23,7 +26,7 @@ trap 'rm -f "$log"' EXIT
 
 suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
-  suites=(unit cli attack-asan attack-static attack-rootless vivd-asan vivd-static python-client fuzz)
+  suites=(unit cli attack-asan attack-static attack-rootless attack-zygote attack-session vivd-asan vivd-static python-client fuzz)
   # layers with their own runner join the default run
   for r in test/*/run.sh; do [ -x "$r" ] && suites+=("$(basename "$(dirname "$r")")"); done
 fi
@@ -87,6 +90,8 @@ for s in "${suites[@]}"; do
     attack-asan) run_suite attack-asan env VIV=build/asan/viv build/test/attack_tests ;;
     attack-static) run_suite attack-static env VIV=bin/viv build/test/attack_tests ;;
     attack-rootless) run_suite attack-rootless attack_unprivileged ;;
+    attack-zygote) run_suite attack-zygote env ATTACK_PATH=zygote VIV=bin/viv VIVD=bin/vivd build/test/attack_tests ;;
+    attack-session) run_suite attack-session env ATTACK_PATH=session VIV=bin/viv VIVD=bin/vivd build/test/attack_tests ;;
     fuzz) run_suite fuzz fuzz_smoke fuzz_policy policies test/fuzz/regressions_policy
           run_suite fuzz fuzz_smoke fuzz_request test/fuzz/seeds_request ;;
     vivd-asan) run_suite vivd-asan env VIVD=build/asan/vivd \
@@ -100,7 +105,7 @@ for s in "${suites[@]}"; do
          run_suite "$s" "test/$s/run.sh"
          continue
        fi
-       echo "unknown suite '$s' (unit, cli, attack-asan, attack-static, attack-rootless, vivd-asan, vivd-static, python-client, fuzz)"; exit 2 ;;
+       echo "unknown suite '$s' (unit, cli, attack-asan, attack-static, attack-rootless, attack-zygote, attack-session, vivd-asan, vivd-static, python-client, fuzz)"; exit 2 ;;
   esac
 done
 

@@ -710,15 +710,43 @@ static void test_session_state_and_per_call_output(void) {
     CHECK(daemon_stop(&d) == 0, "exit status");
 }
 
-/* A marker process started inside a session: "sleep <marker>". */
+/* Is a live host process named `comm` (its /proc/PID/comm)? */
+static int host_has_comm(const char *comm) {
+    DIR *dir = opendir("/proc");
+    struct dirent *e;
+    int found = 0;
+    while (dir && (e = readdir(dir))) {
+        char path[300], buf[64] = "";
+        snprintf(path, sizeof path, "/proc/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        if (fgets(buf, sizeof buf, f)) buf[strcspn(buf, "\n")] = 0;
+        fclose(f);
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        char st[512] = "";
+        f = fopen(path, "r");
+        if (f) {
+            if (!fgets(st, sizeof st, f)) st[0] = 0;
+            fclose(f);
+        }
+        const char *rp = strrchr(st, ')');
+        if (strcmp(buf, comm) == 0 && rp && rp[2] != 'Z') found = 1;
+    }
+    if (dir) closedir(dir);
+    return found;
+}
+
+/* Marks the session's own interpreter (the process that keeps its
+ * globals between calls) by naming it `marker`: it lives exactly as long as
+ * the session. (Processes a call starts end with the call.) */
 static void session_marker(char *marker, size_t n, char *code, size_t codelen, int k) {
-    snprintf(marker, n, "%d.%d5", 400000 + (int)getpid() % 100000, k);
-    snprintf(code, codelen, "import subprocess\np = subprocess.Popen(['sleep', '%s'])", marker);
+    snprintf(marker, n, "viv%d.%d", (int)getpid() % 100000, k);
+    snprintf(code, codelen, "import ctypes\nctypes.CDLL(None).prctl(15, b'%s', 0, 0, 0)", marker);
 }
 
 static int wait_present(const char *marker) {
     for (int i = 0; i < 500; i++) {
-        if (host_has(marker)) return 1;
+        if (host_has_comm(marker)) return 1;
         usleep(10000);
     }
     return 0;
@@ -726,7 +754,7 @@ static int wait_present(const char *marker) {
 
 static int wait_gone(const char *marker) {
     for (int i = 0; i < 500; i++) {
-        if (!host_has(marker)) return 1;
+        if (!host_has_comm(marker)) return 1;
         usleep(10000);
     }
     return 0;
@@ -741,7 +769,7 @@ static void test_session_overrun_kills_session(void) {
     struct viv_response *r = session_run(c, sid, code, 5000);
     CHECK(jtrue(r, "ok"), "start the marker: %s", rerr(r));
     viv_response_free(r);
-    CHECK(wait_present(marker), "the session's child is not running");
+    CHECK(wait_present(marker), "the session's interpreter is not running");
     double t0 = now_ms();
     r = session_run(c, sid, "while True: pass", 500);
     double took = now_ms() - t0;
@@ -865,7 +893,7 @@ static void test_session_dies_with_connection(void) {
         struct viv_response *r = session_run(c, sid, code, 5000);
         CHECK(jtrue(r, "ok"), "start the marker: %s", rerr(r));
         viv_response_free(r);
-        CHECK(wait_present(marker), "the session's child is not running");
+        CHECK(wait_present(marker), "the session's interpreter is not running");
         viv_close(c);
     }
     CHECK(wait_gone(marker), "the session outlived its connection");
@@ -891,7 +919,7 @@ static void test_sigterm_with_open_session(void) {
     struct viv_response *r = session_run(c, sid, code, 5000);
     CHECK(jtrue(r, "ok"), "start the marker: %s", rerr(r));
     viv_response_free(r);
-    CHECK(wait_present(marker), "the session's child is not running");
+    CHECK(wait_present(marker), "the session's interpreter is not running");
     double t0 = now_ms();
     int status = daemon_stop(&d);
     double took = now_ms() - t0;
@@ -935,6 +963,126 @@ static struct viv_response *exec_python(struct viv_client *c, const char *code, 
 static long jint(const struct viv_response *r, const char *key) {
     cJSON *v = r ? cJSON_GetObjectItem(r->json, key) : NULL;
     return cJSON_IsNumber(v) ? (long)v->valuedouble : -999;
+}
+
+/* ------------------------------------------------ warm jobs hold nothing of ours */
+
+/* The response as one line, for failure messages (static buffer). */
+static const char *rtext(const struct viv_response *r) {
+    static char buf[1500];
+    char *t = r ? cJSON_PrintUnformatted(r->json) : NULL;
+    snprintf(buf, sizeof buf, "%s", t ? t : "no answer");
+    free(t);
+    return buf;
+}
+
+/* Python run as a warm job: the fds it holds,
+ * then bytes of every hostile kind written to every fd from 3 up and to the
+ * fds of every other process it can find: long lines, NaN, overflowing and
+ * negative numbers, early and repeated status-like lines, binary. */
+static const char HOSTILE_FDS[] =
+    "import os\n"
+    "def is_open(fd):\n"
+    "    try: os.fstat(fd); return True\n"
+    "    except OSError: return False\n"
+    "print('fds', [fd for fd in range(4096) if is_open(fd)])\n"
+    "junk = [b'S 1\\n', b'D nan 1e999 -5\\n', b'D 0 0 0\\n' * 50, b'ready\\n', b'S 99999999999999999999999\\n',\n"
+    "        b'0 0 0 99999999999 0 0 0 0.0 0\\n', b'-1 -1 -1 -1 -1 -1 -1 nan -1\\n', b'\\xff\\x00' * 4096, b'9' * (1 << 20)]\n"
+    "wrote = 0\n"
+    "for fd in range(3, 1024):\n"
+    "    for j in junk:\n"
+    "        try: os.write(fd, j); wrote += 1\n"
+    "        except OSError: pass\n"
+    "reached = []\n"
+    "for p in os.listdir('/proc'):\n"
+    "    if not p.isdigit() or int(p) == os.getpid(): continue\n"
+    "    try: fds = os.listdir('/proc/%s/fd' % p)\n"
+    "    except OSError: continue\n"
+    "    reached.append(p)\n"
+    "    for f in fds:\n"
+    "        try:\n"
+    "            w = os.open('/proc/%s/fd/%s' % (p, f), os.O_WRONLY | os.O_NONBLOCK)\n"
+    "            for j in junk: os.write(w, j)\n"
+    "        except OSError: pass\n"
+    "print('wrote', wrote, 'reached', reached)\n";
+
+static void test_zygote_job_holds_only_std_fds_and_cannot_hurt_its_zygote(void) {
+    START(d, NULL);
+    CONNECT(c, d);
+    for (int i = 0; i < 3; i++) {
+        struct viv_response *r = exec_python(c, HOSTILE_FDS, 20000);
+        CHECK(jtrue(r, "zygote"), "hostile job %d did not run on a zygote: %s", i, rtext(r));
+        CHECK(strcmp(jstr(r, "stdout"), "fds [0, 1, 2]\nwrote 0 reached []\n") == 0, "hostile job %d saw: %s %s", i,
+              jstr(r, "stdout"), jstr(r, "stderr"));
+        viv_response_free(r);
+    }
+    struct viv_response *r = exec_python(c, "print(6 * 7)", 10000);
+    CHECK(jtrue(r, "zygote") && strcmp(jstr(r, "stdout"), "42\n") == 0, "after the hostile jobs: %s", rtext(r));
+    viv_response_free(r);
+    struct zygote_counts z = zygote_counts(d.sock);
+    CHECK(z.lost == 0 && z.started == 1, "hostile jobs cost zygotes: started %d, lost %d", z.started, z.lost);
+    viv_close(c);
+    CHECK(daemon_stop(&d) == 0, "exit status");
+}
+
+static void test_session_code_holds_only_std_fds_and_cannot_reach_its_keeper(void) {
+    START(d, NULL);
+    CONNECT(c, d);
+    SESSION(c, sid);
+    struct viv_response *r = session_run(c, sid, "x = 41", 5000);
+    CHECK(jtrue(r, "ok"), "first call: %s", rerr(r));
+    viv_response_free(r);
+    for (int i = 0; i < 3; i++) {
+        r = session_run(c, sid, HOSTILE_FDS, 20000);
+        CHECK(r && !jtrue(r, "session_lost") && strcmp(jstr(r, "stdout"), "fds [0, 1, 2]\nwrote 0 reached []\n") == 0,
+              "hostile call %d: %s", i, rtext(r));
+        viv_response_free(r);
+    }
+    r = session_run(c, sid, "print(x + 1)", 5000);
+    CHECK(r && strcmp(jstr(r, "stdout"), "42\n") == 0 && !strstr(jstr(r, "stderr"), "Traceback"),
+          "the session after hostile calls: %s", rtext(r));
+    viv_response_free(r);
+    viv_close(c);
+    CHECK(daemon_stop(&d) == 0, "exit status");
+}
+
+/* A call's processes end with the call: a setsid'd sleeper and a spinner
+ * started in the background are gone once the call is answered, and the
+ * next call finds only the session's own processes. */
+static void test_session_call_leaves_nothing_running(void) {
+    START(d, NULL);
+    CONNECT(c, d);
+    SESSION(c, sid);
+    char marker[32], code[512];
+    snprintf(marker, sizeof marker, "%d.45", 700000 + (int)getpid() % 100000);
+    snprintf(code, sizeof code,
+             "import subprocess, os\n"
+             "subprocess.Popen(['sleep', '%s'], start_new_session=True)\n"
+             "subprocess.Popen(['sh', '-c', 'while :; do :; done'], start_new_session=True)\n"
+             "n0 = len([p for p in os.listdir('/proc') if p.isdigit()])\n"
+             "print('started', n0)\n", marker);
+    struct viv_response *r = session_run(c, sid, code, 5000);
+    int n0 = -1;
+    CHECK(r && sscanf(jstr(r, "stdout"), "started %d", &n0) == 1, "the call: %s", rtext(r));
+    viv_response_free(r);
+    int alive = 1;
+    for (int i = 0; i < 100 && alive; i++) alive = host_has(marker), usleep(alive ? 10000 : 0);
+    CHECK(!alive, "a process the call started outlived the call");
+    r = session_run(c, sid,
+                    "import os\n"
+                    "live = []\n"
+                    "for p in os.listdir('/proc'):\n"
+                    "    if p.isdigit():\n"
+                    "        st = open('/proc/%s/stat' % p).read().rsplit(')', 1)[1].split()[0]\n"
+                    "        if st != 'Z': live.append(p)\n"
+                    "print(len(live))\n",
+                    5000);
+    int n1 = -1;
+    CHECK(r && sscanf(jstr(r, "stdout"), "%d", &n1) == 1 && n1 == n0 - 2, "live processes: %d during the first call, %d after (%s)",
+          n0, n1, rtext(r));
+    viv_response_free(r);
+    viv_close(c);
+    CHECK(daemon_stop(&d) == 0, "exit status");
 }
 
 static void test_zygote_runs_warm_jobs_like_cold_ones(void) {
@@ -1184,7 +1332,8 @@ int main(int argc, char **argv) {
         T(sigterm_with_open_session),
         T(session_rules), T(zygote_runs_warm_jobs_like_cold_ones), T(zygote_requests_cannot_see_each_other),
         T(zygote_request_cannot_read_earlier_code), T(zygote_that_dies_is_replaced),
-        T(zygote_job_cancelled_on_disconnect),
+        T(zygote_job_cancelled_on_disconnect), T(zygote_job_holds_only_std_fds_and_cannot_hurt_its_zygote),
+        T(session_code_holds_only_std_fds_and_cannot_reach_its_keeper), T(session_call_leaves_nothing_running),
 #undef T
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
