@@ -87,6 +87,10 @@ struct config {
     int workers, queue_cap;
     long idle_ms, grace_ms;
     size_t max_line;
+    /* before a TCP connection's token line (see "the front door") */
+    long auth_ms;
+    size_t auth_line;
+    int max_unauth, max_unauth_per_peer;
     long session_idle_ms;
     int max_sessions_per_peer;
     int zygotes; /* per policy with a preload list; 0 = none */
@@ -112,7 +116,7 @@ struct conn {
     char *out;
     size_t out_len, out_off;
     int jobs;       /* running or queued jobs of this connection */
-    double last_active;
+    double accepted, last_active;
     struct conn *next;
 };
 
@@ -173,6 +177,7 @@ static char token[256];
 static struct conn *conns;
 static struct job *queue_head, *queue_tail, *running;
 static int nqueued, nrunning, nconns;
+static int nunauth; /* TCP connections that have not sent a good token yet */
 static int ncold; /* running jobs in cold jails (at most cfg.workers) */
 static struct session *sessions;
 static int nsessions;
@@ -238,6 +243,33 @@ static void conn_send_error(struct conn *c, const char *id, const char *code, co
     conn_send(c, line);
     free(line);
     stats.errors++;
+}
+
+/* The line that turns a client away before it asked anything (no id):
+ * {"ok":false,"error":{"code":...,"message":...}} and a newline. */
+static char *refusal_line(const char *code, const char *msg) {
+    struct json_writer w;
+    jw_init(&w);
+    jw_object_begin(&w);
+    jw_key(&w, "ok"), jw_bool(&w, false);
+    jw_key(&w, "error"), jw_object_begin(&w);
+    jw_key(&w, "code"), jw_cstring(&w, code);
+    jw_key(&w, "message"), jw_cstring(&w, msg);
+    jw_object_end(&w), jw_object_end(&w);
+    char *obj = jw_finish(&w), *line = xasprintf("%s\n", obj);
+    free(obj);
+    return line;
+}
+
+/* Turn a connection away before it has authenticated: one error line
+ * (flushed before the close) and one log line saying why. `msg` is ours,
+ * never the client's, so it goes into the log as it is. */
+static void conn_refuse(struct conn *c, const char *code, const char *msg) {
+    char *line = refusal_line(code, msg);
+    conn_send(c, line);
+    free(line);
+    c->closing = true;
+    log_line("\"peer\":\"%s\",\"op\":\"auth\",\"outcome\":\"refused\",\"detail\":\"%s\"", c->peer, msg);
 }
 
 /* ---------------------------------------------------------------- jobs */
@@ -849,6 +881,7 @@ static void answer_stats(struct conn *c, const char *id) {
     jw_key(&w, "ok"), jw_bool(&w, true);
     jw_key(&w, "uptime_s"), jw_double(&w, (now_ms() - started_at) / 1e3, 1);
     jw_key(&w, "connections"), jw_int(&w, nconns);
+    jw_key(&w, "unauthenticated"), jw_int(&w, nunauth);
     jw_key(&w, "running"), jw_int(&w, nrunning);
     jw_key(&w, "queued"), jw_int(&w, nqueued);
     jw_key(&w, "workers"), jw_int(&w, cfg.workers);
@@ -926,13 +959,10 @@ static void handle_line(struct conn *c, const char *line, size_t len) {
             good = diff == 0;
         }
         cJSON_Delete(o);
-        log_line("\"peer\":\"%s\",\"op\":\"auth\",\"outcome\":\"%s\"", c->peer, good ? "ok" : "refused");
-        if (!good) {
-            conn_send(c, "{\"ok\":false,\"error\":{\"code\":\"unauthorized\",\"message\":\"bad token\"}}\n");
-            c->closing = true;
-            return;
-        }
+        if (!good) return conn_refuse(c, "unauthorized", "bad token");
+        log_line("\"peer\":\"%s\",\"op\":\"auth\",\"outcome\":\"ok\"", c->peer);
         c->authed = true;
+        nunauth--;
         conn_send(c, "{\"ok\":true}\n");
         return;
     }
@@ -1026,6 +1056,7 @@ static void conn_close(struct conn *c) {
             break;
         }
     nconns--;
+    if (c->is_tcp && !c->authed) nunauth--;
     free(c->in);
     free(c->out);
     free(c);
@@ -1049,7 +1080,11 @@ static void conn_flush(struct conn *c) {
 static void conn_readable(struct conn *c) {
     char buf[65536];
     for (;;) {
-        ssize_t r = recv(c->fd, buf, sizeof buf, 0);
+        /* Before authentication read no more than the token line may hold,
+         * so an unauthenticated client never costs more than that. */
+        size_t want = sizeof buf;
+        if (c->is_tcp && !c->authed && cfg.auth_line + 1 - c->in_len < want) want = cfg.auth_line + 1 - c->in_len;
+        ssize_t r = recv(c->fd, buf, want, 0);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && errno == EAGAIN) break;
         if (r <= 0) {
@@ -1078,7 +1113,12 @@ static void conn_readable(struct conn *c) {
         }
         memmove(c->in, c->in + start, c->in_len - start);
         c->in_len -= start;
-        if (c->in_len > cfg.max_line) { /* a line longer than the cap: drop the client */
+        if (!c->closing && c->is_tcp && !c->authed && c->in_len > cfg.auth_line) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "the first line must be the token line, at most %zu bytes (--auth-line-bytes)",
+                     cfg.auth_line);
+            conn_refuse(c, "bad_request", msg);
+        } else if (c->in_len > cfg.max_line) { /* a line longer than the cap: drop the client */
             log_line("\"peer\":\"%s\",\"op\":\"read\",\"outcome\":\"line_too_long\"", c->peer);
             c->closing = true;
         }
@@ -1090,35 +1130,175 @@ static void conn_readable(struct conn *c) {
     }
 }
 
+/* ---------------------------------------------------------------- the front door
+ *
+ * Before its token line a TCP connection belongs to nobody, so it may cost
+ * vivd only a little: a line of --auth-line-bytes, --auth-ms from accept
+ * however slowly it trickles, and one of a bounded number of places
+ * (--max-unauth in all, --max-unauth-per-peer per address). Past those it is
+ * refused with a line and logged. Unix clients are authenticated by the
+ * socket's mode and never wait here.
+ *
+ * Out of file descriptors, accept() fails (EMFILE, ENFILE) while the
+ * listening socket stays readable, and a level-triggered loop would spin on
+ * it. vivd keeps one fd in reserve: it gives it up, accepts the waiting
+ * client, refuses it with a line, closes it and takes the reserve back, so
+ * the backlog drains and the loop sleeps while the open connections are
+ * served as before. When even that fails (the system as a whole is out of
+ * files, or out of memory), the listeners pause until a tick finds an fd
+ * free. Each episode is logged once when it starts and once when it ends. */
+
+static int reserve_fd = -1;
+static bool out_of_fds;          /* in an episode */
+static long out_of_fds_refused;  /* clients turned away in it */
+static bool listeners_paused;
+
+static int take_reserve(void) { return open("/dev/null", O_RDONLY | O_CLOEXEC); }
+
+static void listeners_set(bool on) {
+    if (listeners_paused == !on) return;
+    listeners_paused = !on;
+    int fds[2] = {listen_fd, tcp_fd};
+    struct ev_ref *refs[2] = {&listen_ref, &tcp_ref};
+    for (int i = 0; i < 2; i++)
+        if (fds[i] >= 0) {
+            if (on) epoll_add(fds[i], EPOLLIN, refs[i]);
+            else epoll_ctl(epfd, EPOLL_CTL_DEL, fds[i], NULL);
+        }
+}
+
+/* Refuse a client vivd will not serve: one error line on the fresh socket
+ * (its send buffer takes it at once), then close. */
+static void refuse_fd(int fd, const char *code, const char *msg) {
+    char *line = refusal_line(code, msg);
+    if (send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {} /* best effort: the close says it too */
+    free(line);
+    close(fd);
+}
+
+static void fds_episode_begin(int err) {
+    if (out_of_fds) return;
+    out_of_fds = true;
+    out_of_fds_refused = 0;
+    log_line("\"op\":\"accept\",\"outcome\":\"out_of_fds\",\"detail\":\"%s; new clients are refused until fds free up\","
+             "\"connections\":%d",
+             strerror(err), nconns);
+}
+
+static void fds_episode_end(void) {
+    if (!out_of_fds) return;
+    out_of_fds = false;
+    log_line("\"op\":\"accept\",\"outcome\":\"fds_available\",\"refused\":%ld", out_of_fds_refused);
+}
+
+/* accept() failed for want of fds or memory: turn away what waits on lfd
+ * through the reserve fd, or pause the listeners when that cannot work.
+ * accept() takes the fd before it looks at the backlog, so EMFILE may come
+ * with nobody waiting (the last fd just went to a client): the episode
+ * starts only when someone is turned away. */
+static void accept_starved(int lfd, int err) {
+    bool reserve_helps = err == EMFILE || err == ENFILE;
+    for (int i = 0; i < 64 && reserve_helps && reserve_fd >= 0; i++) {
+        close(reserve_fd);
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC), e = fd < 0 ? errno : 0;
+        if (fd >= 0) {
+            fds_episode_begin(err);
+            refuse_fd(fd, "busy", "vivd is out of file descriptors; retry later");
+            out_of_fds_refused++;
+        }
+        reserve_fd = take_reserve();
+        if (e == EAGAIN || e == EWOULDBLOCK) return;  /* drained: epoll wakes us for the next */
+        if (e != 0 && e != EINTR && e != ECONNABORTED) reserve_helps = false;
+    }
+    if (reserve_helps && reserve_fd >= 0) return; /* 64 turned away, more wait: epoll brings us back */
+    fds_episode_begin(err);
+    listeners_set(false); /* front_door_tick() resumes them once an fd is free again */
+}
+
+/* A new TCP client may wait for its token line only while the caps allow:
+ * NULL, or the refusal's message (in msg). */
+static const char *unauth_cap_reached(const struct conn *nc, char *msg, size_t len) {
+    if (nunauth >= cfg.max_unauth) {
+        snprintf(msg, len, "%d connections are waiting to authenticate, the most allowed (--max-unauth); retry later",
+                 nunauth);
+        return msg;
+    }
+    char key[96], other[96];
+    peer_key(nc, key, sizeof key);
+    int mine = 0;
+    for (struct conn *c = conns; c; c = c->next)
+        if (c->is_tcp && !c->authed) {
+            peer_key(c, other, sizeof other);
+            mine += strcmp(key, other) == 0;
+        }
+    if (mine >= cfg.max_unauth_per_peer) {
+        snprintf(msg, len, "%d connections from %s are waiting to authenticate, the most allowed (--max-unauth-per-peer)",
+                 mine, key + 4 /* past "tcp:" */);
+        return msg;
+    }
+    return NULL;
+}
+
+static void conn_set_peer(struct conn *c, int fd, const struct sockaddr_storage *sa) {
+    if (c->is_tcp) {
+        char host[64] = "?";
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        snprintf(c->peer, sizeof c->peer, "tcp:%s:%d", host, ntohs(in->sin_port));
+    } else {
+        struct ucred cred;
+        socklen_t cl = sizeof cred;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
+            snprintf(c->peer, sizeof c->peer, "uid:%u", (unsigned)cred.uid);
+        else
+            snprintf(c->peer, sizeof c->peer, "uid:?");
+    }
+}
+
 static void accept_clients(int lfd, bool tcp) {
     for (;;) {
         struct sockaddr_storage sa;
         socklen_t slen = sizeof sa;
         int fd = accept4(lfd, (struct sockaddr *)&sa, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) return;
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) accept_starved(lfd, errno);
+            return;
+        }
+        fds_episode_end();
         struct conn *c = xcalloc(1, sizeof *c);
         c->fd = fd;
         c->is_tcp = tcp;
-        c->last_active = now_ms();
-        if (tcp) {
-            char host[64] = "?";
-            struct sockaddr_in *in = (struct sockaddr_in *)&sa;
-            inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-            snprintf(c->peer, sizeof c->peer, "tcp:%s:%d", host, ntohs(in->sin_port));
-        } else {
-            struct ucred cred;
-            socklen_t cl = sizeof cred;
-            if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
-                snprintf(c->peer, sizeof c->peer, "uid:%u", (unsigned)cred.uid);
-            else
-                snprintf(c->peer, sizeof c->peer, "uid:?");
+        c->accepted = c->last_active = now_ms();
+        conn_set_peer(c, fd, &sa);
+        char msg[200];
+        if (tcp && unauth_cap_reached(c, msg, sizeof msg)) {
+            log_line("\"peer\":\"%s\",\"op\":\"auth\",\"outcome\":\"refused\",\"detail\":\"%s\"", c->peer, msg);
+            refuse_fd(fd, "busy", msg);
+            free(c);
+            continue;
         }
+        if (tcp) nunauth++;
         c->next = conns;
         conns = c;
         nconns++;
         c->ref = (struct ev_ref){TAG_CONN, c};
         epoll_add(fd, EPOLLIN | EPOLLRDHUP, &c->ref);
     }
+}
+
+/* Called every loop turn: TCP clients past --auth-ms without a good token
+ * line are refused (counted from accept, so trickled bytes buy nothing),
+ * and paused listeners resume once an fd is free for the reserve. */
+static void front_door_tick(double now) {
+    for (struct conn *c = conns; c; c = c->next)
+        if (c->is_tcp && !c->authed && !c->closing && now - c->accepted > (double)cfg.auth_ms) {
+            char msg[120];
+            snprintf(msg, sizeof msg, "no token line within %ld ms (--auth-ms)", cfg.auth_ms);
+            conn_refuse(c, "unauthorized", msg);
+        }
+    if (listeners_paused && !stopping && (reserve_fd >= 0 || (reserve_fd = take_reserve()) >= 0))
+        listeners_set(true);
 }
 
 /* ---------------------------------------------------------------- setup */
@@ -1232,6 +1412,7 @@ static const char usage[] =
     "usage: vivd --socket PATH [--policies DIR] [--workers N] [--queue N] [--log FILE]\n"
     "            [--data NAME=PATH] [--idle-ms N] [--grace-ms N] [--max-line-bytes N]\n"
     "            [--tcp ADDR:PORT --token-file F] [--session-idle-ms N] [--max-sessions-per-peer N]\n"
+    "            [--zygotes N] [--auth-line-bytes N] [--auth-ms N] [--max-unauth N] [--max-unauth-per-peer N]\n"
     "Serves the sandbox RPC (newline-delimited JSON) on a Unix socket (mode 0660).\n"
     "  --workers N      jobs run at once (default: 2 per core)\n"
     "  --queue N        requests waiting beyond that; more get \"busy\" (default 64)\n"
@@ -1242,8 +1423,15 @@ static const char usage[] =
     "  --log FILE       one JSON line per request (default: stderr)\n"
     "  --session-idle-ms N        close sessions unused this long (default 600000)\n"
     "  --max-sessions-per-peer N  open sessions per uid (or TCP address) (default 16)\n"
+    "  --max-line-bytes N         longest request line; longer closes the connection (default 8 MiB)\n"
     "  --zygotes N      warm interpreters per policy with a preload list, each running\n"
-    "                   one-shot jobs in fresh isolated children (default: --workers; 0 = none)\n";
+    "                   one-shot jobs in fresh isolated children (default: --workers; 0 = none)\n"
+    "Until its token line a TCP connection is held to these; past one it gets an error\n"
+    "line and is closed, and the log says why:\n"
+    "  --auth-line-bytes N        the token line is at most this long (default 4096)\n"
+    "  --auth-ms N                it comes within this long of connecting (default 5000)\n"
+    "  --max-unauth N             connections waiting to authenticate, in all (default 256)\n"
+    "  --max-unauth-per-peer N    of those, from one address (default 64)\n";
 
 static int parse_args(int argc, char **argv) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -1252,6 +1440,10 @@ static int parse_args(int argc, char **argv) {
     cfg.idle_ms = 60000;
     cfg.grace_ms = 10000;
     cfg.max_line = 8u << 20;
+    cfg.auth_line = 4096;   /* {"token":"..."}: the token is under 256 bytes, escaped at most 6x */
+    cfg.auth_ms = 5000;     /* clients send it with the connect; this is for slow links */
+    cfg.max_unauth = 256;   /* at ~10 KiB each (the line, the conn): a few MiB and fds in all */
+    cfg.max_unauth_per_peer = 64; /* a trainer host opens its connections in bursts */
     cfg.session_idle_ms = 600000;
     cfg.max_sessions_per_peer = 16;
     cfg.zygotes = -1; /* default: as many as --workers */
@@ -1280,6 +1472,10 @@ static int parse_args(int argc, char **argv) {
         else if (strcmp(a, "--max-sessions-per-peer") == 0 && !parse_long(v, 0, 100000, &n)) cfg.max_sessions_per_peer = (int)n;
         else if (strcmp(a, "--zygotes") == 0 && !parse_long(v, 0, 256, &n)) cfg.zygotes = (int)n;
         else if (strcmp(a, "--max-line-bytes") == 0 && !parse_long(v, 1024, 1L << 30, &n)) cfg.max_line = (size_t)n;
+        else if (strcmp(a, "--auth-line-bytes") == 0 && !parse_long(v, 64, 1L << 20, &n)) cfg.auth_line = (size_t)n;
+        else if (strcmp(a, "--auth-ms") == 0 && !parse_long(v, 10, 600000, &n)) cfg.auth_ms = n;
+        else if (strcmp(a, "--max-unauth") == 0 && !parse_long(v, 1, 1000000, &n)) cfg.max_unauth = (int)n;
+        else if (strcmp(a, "--max-unauth-per-peer") == 0 && !parse_long(v, 1, 1000000, &n)) cfg.max_unauth_per_peer = (int)n;
         else if (strcmp(a, "--data") == 0 && cfg.ndata < MAX_DATA && strchr(v, '=') && strchr(v, '=') != v) {
             char *name = strndup(v, (size_t)(strchr(v, '=') - v));
             cfg.data[cfg.ndata++] = (struct jail_data){name, strchr(v, '=') + 1};
@@ -1354,6 +1550,7 @@ static void tick(void) {
     }
     for (struct conn *c = conns; c; c = c->next)
         if (c->jobs == 0 && c->out_len == 0 && now - c->last_active > (double)cfg.idle_ms) c->closing = true;
+    front_door_tick(now);
     if (stopping && now >= stop_deadline) {
         /* grace is over: cancel what still runs; it is answered as cancelled */
         for (struct job *j = running; j; j = j->next)
@@ -1396,6 +1593,10 @@ int vivd_main(int argc, char **argv) {
         free(t);
     }
     epfd = epoll_create1(EPOLL_CLOEXEC);
+    if ((reserve_fd = take_reserve()) < 0) {
+        fprintf(stderr, "vivd: /dev/null: %s (kept open to refuse clients cleanly when out of fds)\n", strerror(errno));
+        return 2;
+    }
     if ((listen_fd = listen_unix(cfg.socket_path, err, sizeof err)) < 0 ||
         (cfg.tcp_addr && (tcp_fd = listen_tcp(cfg.tcp_addr, err, sizeof err)) < 0)) {
         fprintf(stderr, "vivd: %s\n", err);
