@@ -1004,8 +1004,10 @@ static void test_killed_supervisor_takes_the_job_down(void) {
 }
 
 static void test_sql_tool_stays_a_query(void) {
-    /* The sqlite3 shell has dot-commands that run programs or write files;
-     * the sql policy runs it in safe mode on an immutable, read-only file. */
+    /* A query tool reads the database it was given and nothing else: no
+     * programs, no other files read or written (the sqlite3 shell's fsdir,
+     * readfile, writefile, edit and its dot-commands), no writes, no other
+     * databases. Each attack must fail with a non-zero exit. */
     char db[128];
     snprintf(db, sizeof db, "/tmp/viv-sql-%d.db", (int)getpid());
     char cmd[256];
@@ -1015,6 +1017,10 @@ static void test_sql_tool_stays_a_query(void) {
         ".shell echo PWNED", ".system echo PWNED", ".output /work/out.txt\nselect 'PWNED';",
         "ATTACH DATABASE '/tmp/evil.db' AS e; create table e.x(a);", "select load_extension('/usr/lib/x86_64-linux-gnu/libz.so.1');",
         "insert into t values(8);", "pragma journal_mode=wal; delete from t;", ".read /etc/passwd", ".import /etc/passwd t",
+        "select name, data from fsdir('/etc');", "select readfile('/etc/passwd');", "select readfile('/data/db.sqlite');",
+        "select writefile('/work/w.txt', 'PWNED');", "select edit('PWNED', 'cat');", "VACUUM INTO '/tmp/copy.db';",
+        ".trace /work/t.txt\nselect 'PWNED';", ".log /work/l.txt\nselect 'PWNED';", ".once /work/o.txt\nselect 'PWNED';",
+        ".save /work/s.db", ".tables", "create temp table x(a);",
     };
     for (size_t i = 0; i < sizeof attacks / sizeof *attacks; i++) {
         struct job j;
