@@ -12,7 +12,8 @@
  *      if a policy let clone() through;
  *   4. receives the compiled seccomp filter and writes the job's code into
  *      its tmpfs (both come from the supervisor, which meanwhile compiled the
- *      filter and joined this process to the job's cgroups);
+ *      filter and joined this process to the job's cgroups), then roots a
+ *      new cgroup namespace at the job's cgroup;
  *   5. drops every capability and sets no_new_privs (caps.c) and becomes
  *      non-dumpable, so the job cannot read this process's memory or fds;
  *   6. forks the job, which starts a new session (no controlling terminal),
@@ -37,6 +38,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -244,6 +246,12 @@ void jail_init_main(const struct init_context *ctx) {
     struct sock_fprog filter;
     if (receive_filter_and_code(ctx, &filter, err, sizeof err)) report_error_and_exit(sfd, "code", err);
     close(ctx->code_fd);
+    /* The supervisor has joined us to the job's cgroups by now. A cgroup
+     * namespace rooted here makes /proc/self/cgroup read "0::/" (or "/" for
+     * each v1 hierarchy) instead of the host's cgroup path and the job
+     * cgroup's name; the one made at clone time is rooted at the
+     * supervisor's cgroup, above the job's. */
+    if (unshare(CLONE_NEWCGROUP) != 0) report_error_and_exit(sfd, "cgroup namespace", strerror(errno));
 
     if ((ctx->zygote ? caps_keep_for_zygote : caps_drop_all)(err, sizeof err))
         report_error_and_exit(sfd, "capabilities", err);

@@ -13,7 +13,8 @@
  *        read-only, nosuid, nodev binds of the policy's mounts (/usr, data);
  *        a source that is a symlink on the host (/bin -> usr/bin on merged-
  *        /usr systems) becomes the same symlink;
- *        /proc: a fresh procfs of the jail's pid namespace;
+ *        /proc: a fresh procfs of the jail's pid namespace, with the
+ *        host's boot command line and boot id masked by fixed files;
  *        /dev: a tmpfs holding null, zero, random, urandom (bound from the
  *        host; nothing else) and the fd/stdin/stdout/stderr links;
  *        /tmp and /work: fresh tmpfs, size-capped, nosuid, nodev;
@@ -191,6 +192,30 @@ static int build_dev(char *err, size_t errlen) {
     return 0;
 }
 
+/* Files of the fresh /proc that describe the host rather than the job: the
+ * kernel's boot command line (host devices, paths, options) and the boot id
+ * (one value shared by every job on this host since boot, so jobs could tell
+ * they share a machine, and across runs when it rebooted). Each gets a
+ * read-only bind of a fixed file instead. The sources live in the staging
+ * tmpfs, which the binds keep alive after the old root is gone. */
+static const char *const proc_masks[][2] = {
+    {"/proc/cmdline", "\n"},
+    {"/proc/sys/kernel/random/boot_id", "00000000-0000-0000-0000-000000000000\n"},
+};
+
+static int mask_host_proc_files(char *err, size_t errlen) {
+    for (size_t i = 0; i < sizeof proc_masks / sizeof proc_masks[0]; i++) {
+        char src[64], dst[96];
+        snprintf(src, sizeof src, "/proc-mask-%zu", i);
+        snprintf(dst, sizeof dst, "/newroot%s", proc_masks[i][0]);
+        if (write_small_file(src, proc_masks[i][1], 0444)) return fail(err, errlen, "write %s", src);
+        if (mount(src, dst, NULL, MS_BIND, NULL) != 0) return fail(err, errlen, "mask %s", proc_masks[i][0]);
+        if (mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+            return fail(err, errlen, "remount %s read-only", proc_masks[i][0]);
+    }
+    return 0;
+}
+
 static int build_etc(char *err, size_t errlen) {
     char text[512];
     if (mkdir("/newroot/etc", 0755) != 0) return fail(err, errlen, "mkdir /etc");
@@ -229,6 +254,7 @@ int mounts_build_root(const struct policy *p, const char *const *bind_src, long 
     if (mkdir("/newroot/proc", 0755) != 0) return fail(err, errlen, "mkdir /proc");
     if (mount("proc", "/newroot/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
         return fail(err, errlen, "mount a fresh /proc");
+    if (mask_host_proc_files(err, errlen)) return -1;
     if (build_dev(err, errlen)) return -1;
     long kb = tmpfs_mb * 1024, inodes = tmpfs_mb * 256 > 4096 ? tmpfs_mb * 256 : 4096;
     if (mount_tmpfs("/newroot/tmp", kb, "1777", inodes, err, errlen) ||

@@ -210,7 +210,7 @@ static int parse_code_path(struct parse_ctx *c, const cJSON *root, struct policy
 }
 
 /* "stdin": a file inside the jail the job reads as its standard input (the
- * sql tool reads its query this way: sqlite3's -safe mode refuses .read). */
+ * sql tool's runner reads its query this way). */
 static int parse_stdin(struct parse_ctx *c, const cJSON *root, struct policy *p) {
     if (get_string(c, root, "stdin", &p->stdin_path, 0)) return -1;
     if (p->stdin_path && !is_clean_abs_path(p->stdin_path))

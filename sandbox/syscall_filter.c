@@ -17,7 +17,12 @@
  *       ioctl    allowed only for the policy's requests, compared on the
  *                low 32 bits (the kernel truncates the request to 32 bits,
  *                so TIOCSTI | 1<<32 must still count as TIOCSTI);
- *       socket   allowed only for the policy's address families.
+ *       socket   allowed only for the policy's address families;
+ *       prctl    allowed except PR_SET_MEMORY_MERGE (and options with high
+ *                bits, which could truncate to it): those get the default
+ *                action (EPERM or kill): opting a process into KSM page merging would let
+ *                one tenant time copy-on-write faults on pages merged with
+ *                another's.
  */
 #define _GNU_SOURCE
 #include "syscall_filter.h"
@@ -40,6 +45,7 @@
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
 #endif
+#define PR_SET_MEMORY_MERGE_OPTION 67 /* <linux/prctl.h> since 6.4 */
 #define ANY_NAMESPACE_FLAG                                                                 \
     (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |             \
      CLONE_NEWUTS | CLONE_NEWCGROUP | CLONE_NEWTIME)
@@ -55,6 +61,22 @@ static int add(scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned 
     if (rc < 0) {
         snprintf(err, errlen, "seccomp: rule for '%s': %s", name, strerror(-rc));
         return -1;
+    }
+    return 0;
+}
+
+/* Allow prctl for every option below 2^32 except PR_SET_MEMORY_MERGE. The
+ * kernel reads the option as an int, so an option with high bits set (which
+ * could truncate to it) is left to the default action too. libseccomp
+ * refuses an "allow all but one value" pair of rules, so the allowed set is
+ * written as 32 disjoint masked compares: for each bit b, the options equal
+ * to PR_SET_MEMORY_MERGE above bit b and different at bit b. */
+static int allow_prctl_except_memory_merge(scmp_filter_ctx ctx, char *err, size_t errlen) {
+    for (unsigned b = 0; b < 32; b++) {
+        uint64_t mask = ~((UINT64_C(1) << b) - 1);
+        uint64_t value = ((uint64_t)(PR_SET_MEMORY_MERGE_OPTION >> b) ^ 1) << b;
+        struct scmp_arg_cmp cmp = SCMP_A0(SCMP_CMP_MASKED_EQ, mask, value);
+        if (add(ctx, SCMP_ACT_ALLOW, "prctl", 1, &cmp, err, errlen)) return -1;
     }
     return 0;
 }
@@ -80,6 +102,8 @@ static scmp_filter_ctx build(const struct policy_seccomp *sec, bool zygote, char
         if (strcmp(name, "clone") == 0) {
             struct scmp_arg_cmp no_ns = SCMP_A0(SCMP_CMP_MASKED_EQ, ANY_NAMESPACE_FLAG, 0);
             if (add(ctx, SCMP_ACT_ALLOW, name, 1, &no_ns, err, errlen)) goto fail;
+        } else if (strcmp(name, "prctl") == 0) {
+            if (allow_prctl_except_memory_merge(ctx, err, errlen)) goto fail;
         } else if (add(ctx, SCMP_ACT_ALLOW, name, 0, NULL, err, errlen)) {
             goto fail;
         }

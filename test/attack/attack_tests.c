@@ -1471,8 +1471,10 @@ static void test_killed_supervisor_takes_the_job_down(void) {
 }
 
 static void test_sql_tool_stays_a_query(void) {
-    /* The sqlite3 shell has dot-commands that run programs or write files;
-     * the sql policy runs it in safe mode on an immutable, read-only file. */
+    /* A query tool reads the database it was given and nothing else: no
+     * programs, no other files read or written (the sqlite3 shell's fsdir,
+     * readfile, writefile, edit and its dot-commands), no writes, no other
+     * databases. Each attack must fail with a non-zero exit. */
     char db[128];
     snprintf(db, sizeof db, "/tmp/viv-sql-%d.db", (int)getpid());
     char cmd[256];
@@ -1482,6 +1484,10 @@ static void test_sql_tool_stays_a_query(void) {
         ".shell echo PWNED", ".system echo PWNED", ".output /work/out.txt\nselect 'PWNED';",
         "ATTACH DATABASE '/tmp/evil.db' AS e; create table e.x(a);", "select load_extension('/usr/lib/x86_64-linux-gnu/libz.so.1');",
         "insert into t values(8);", "pragma journal_mode=wal; delete from t;", ".read /etc/passwd", ".import /etc/passwd t",
+        "select name, data from fsdir('/etc');", "select readfile('/etc/passwd');", "select readfile('/data/db.sqlite');",
+        "select writefile('/work/w.txt', 'PWNED');", "select edit('PWNED', 'cat');", "VACUUM INTO '/tmp/copy.db';",
+        ".trace /work/t.txt\nselect 'PWNED';", ".log /work/l.txt\nselect 'PWNED';", ".once /work/o.txt\nselect 'PWNED';",
+        ".save /work/s.db", ".tables", "create temp table x(a);",
     };
     for (size_t i = 0; i < sizeof attacks / sizeof *attacks; i++) {
         struct job j;
@@ -1502,6 +1508,80 @@ static void test_sql_tool_stays_a_query(void) {
     CHECK_RAN(&ok);
     CHECK(strcmp(jstr(&ok, "stdout"), "a\n7\n") == 0, "the database changed or the query failed: %s %s", jstr(&ok, "stdout"), jstr(&ok, "stderr"));
     job_free(&ok);
+}
+
+/* ------------------------------------------------------------ what a job learns about the host */
+
+#ifndef NOTE /* harnesses without a note on the result line: a comment line */
+#define NOTE(...) (printf("# "), printf(__VA_ARGS__), printf("\n"))
+#endif
+
+/* Read a host file's first line (no newline) into buf; "" if unreadable. */
+static void host_first_line(const char *path, char *buf, size_t n) {
+    buf[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    if (!fgets(buf, (int)n, f)) buf[0] = 0;
+    fclose(f);
+    buf[strcspn(buf, "\n")] = 0;
+}
+
+static void test_proc_shows_no_host_cgroup_cmdline_or_boot_id(void) {
+    /* The host side first: which cgroup layout, and the values a job must not see. */
+    bool v2_only = access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
+    char host_cmdline[4096], host_boot_id[64];
+    host_first_line("/proc/cmdline", host_cmdline, sizeof host_cmdline);
+    host_first_line("/proc/sys/kernel/random/boot_id", host_boot_id, sizeof host_boot_id);
+    struct job j;
+    run_code(&j, "shell",
+             "cat /proc/self/cgroup; echo ===; cat /proc/cmdline; echo ===; cat /proc/sys/kernel/random/boot_id; echo ===; "
+             "echo x > /proc/cmdline 2>/dev/null && echo CMDLINE-WRITTEN; echo ===", NULL);
+    CHECK_RAN(&j);
+    char *out = strdup(jstr(&j, "stdout"));
+    char *part[5] = {0};
+    int n = 0;
+    for (char *p = out; n < 5 && p; n++) {
+        part[n] = p;
+        char *sep = strstr(p, "===\n");
+        if (sep) *sep = 0, p = sep + 4;
+        else p = NULL;
+    }
+    CHECK(n == 5, "unexpected output: %s / %s", jstr(&j, "stdout"), jstr(&j, "stderr"));
+    /* every hierarchy's path is the namespace root: no host cgroup names */
+    int lines = 0;
+    for (char *l = strtok(part[0], "\n"); l; l = strtok(NULL, "\n"), lines++) {
+        size_t len = strlen(l);
+        CHECK(len >= 2 && strcmp(l + len - 2, ":/") == 0, "/proc/self/cgroup shows a path: '%s'", l);
+    }
+    CHECK(lines > 0, "no /proc/self/cgroup lines");
+    CHECK(strcmp(part[1], "\n") == 0, "/proc/cmdline is not the fixed empty line: '%s'", part[1]);
+    CHECK(!*host_cmdline || !strstr(part[1], host_cmdline), "the host's command line is visible");
+    CHECK(strcmp(part[2], "00000000-0000-0000-0000-000000000000\n") == 0, "boot_id: '%s'", part[2]);
+    CHECK(!*host_boot_id || !strstr(part[2], host_boot_id), "the host's boot id is visible");
+    CHECK(!strstr(part[3], "CMDLINE-WRITTEN"), "the job could write over its /proc/cmdline mask");
+    free(out);
+    job_free(&j);
+    NOTE("cgroup %s, %s: /proc/self/cgroup at the root in %d hierarchies", v2_only ? "v2" : "v1/hybrid",
+         geteuid() == 0 ? "root (job in its own cgroup)" : "not root", lines);
+}
+
+static void test_prctl_memory_merge_denied(void) {
+    /* PR_SET_MEMORY_MERGE (67) opts a process into KSM merging, a timing side
+     * channel between tenants; its high-bit aliases too. Other prctl options
+     * must still work (PR_SET_NO_NEW_PRIVS, PR_GET_DUMPABLE). */
+    struct job j;
+    run_code(&j, "python",
+             PY_SYSCALL
+             "print('merge', sc(157, 67, 1, 0, 0, 0))\n"
+             "print('merge_highbit', sc(157, 67 | (1 << 32), 1, 0, 0, 0))\n"
+             "print('nnp', sc(157, 38, 1, 0, 0, 0))\n"
+             "print('dumpable', sc(157, 3, 0, 0, 0, 0))\n", NULL);
+    CHECK_RAN(&j);
+    CHECK_OUT_HAS(&j, "merge -1 1\n");
+    CHECK_OUT_HAS(&j, "merge_highbit -1 1\n");
+    CHECK_OUT_HAS(&j, "nnp 0 0\n");
+    CHECK(strstr(jstr(&j, "stdout"), "dumpable -1") == NULL, "PR_GET_DUMPABLE failed: %s", jstr(&j, "stdout"));
+    job_free(&j);
 }
 
 static void test_limits_reported(void) {
@@ -1568,7 +1648,8 @@ int main(int argc, char **argv) {
         T(sysv_ipc_neither_crosses_nor_outlives), T(file_locks_neither_cross_nor_outlive),
         T(limits_reported), T(pids_cgroup_or_rlimit_binds_threads),
         T(killed_supervisor_takes_the_job_down), T(interrupted_viv_kills_job_and_cleans_up),
-        T(sql_tool_stays_a_query),
+        T(sql_tool_stays_a_query), T(proc_shows_no_host_cgroup_cmdline_or_boot_id),
+        T(prctl_memory_merge_denied),
 #undef T
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
