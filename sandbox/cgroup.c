@@ -1,14 +1,22 @@
 /*
- * cgroup.c - memory and pids cgroups for a job, best effort.
+ * cgroup.c - memory, pids and cpu cgroups for a job, best effort.
  *
  * rlimits bound each process; a cgroup bounds the job as a whole (memory of
- * all its processes and its tmpfs pages; the number of tasks across uids).
+ * all its processes and its tmpfs pages; the number of tasks across uids;
+ * its share of contended CPU and the CPU time it has used).
  * Whether we may create cgroups depends on the host: root, or a delegated
  * subtree. We look at where this process sits (/proc/self/cgroup) and where
  * the hierarchies are mounted (/proc/self/mountinfo):
  *   v2: a child of our cgroup, if our cgroup offers memory and pids in
- *       cgroup.subtree_control (or lets us enable them);
- *   v1: a child of our cgroup in the memory and pids hierarchies.
+ *       cgroup.subtree_control (or lets us enable them), with cpu too where
+ *       it is offered; its cpu.stat counts CPU time with or without it;
+ *   v1: a child of our cgroup in the memory, pids, cpu and cpuacct
+ *       hierarchies (one directory where cpu and cpuacct share a mount).
+ * Why a cpu cgroup: without one the job's processes sit in the root task
+ * group, where the scheduler shares CPU per session (autogroup), so a job
+ * that calls setsid() in each of many spinners takes that many shares. In
+ * a task group of its own the job has one share, whatever it forks, because
+ * autogroups apply only to the root group.
  * Anything that fails becomes a note in the job's result
  * ("limits_not_applied"), never a silent gap and never a refusal to run.
  */
@@ -136,9 +144,27 @@ static int make_job_dir(const char *mnt, const char *own, char *out, size_t outl
     return -1;
 }
 
+/* v2: the cpu controller in the job's cgroup, at the policy's weight. */
+static void v2_cpu(struct job_cgroup *cg, const char *parent, const char *controllers,
+                   const char *dir, long weight, char *notes, size_t noteslen) {
+    if (!strstr(controllers, " cpu ")) {
+        notes_add(notes, noteslen, "cgroup cpu: %.400s does not offer the cpu controller (no fair CPU share for the job)", parent);
+        return;
+    }
+    write_text(parent, "cgroup.subtree_control", "+cpu"); /* may already be on */
+    char val[32];
+    snprintf(val, sizeof val, "%ld", weight);
+    if (write_text(dir, "cpu.weight", val)) {
+        notes_add(notes, noteslen, "cgroup cpu: cannot set cpu.weight under %.400s: %s (controller not enabled for the subtree?)", parent, strerror(errno));
+        return;
+    }
+    snprintf(cg->cpu, sizeof cg->cpu, "%s", dir);
+}
+
 /* 1: done; 0: no usable v2 hierarchy offers memory+pids here (try v1);
  * -1: v2 offers them but we could not use them (why[] says how). */
-static int try_v2(struct job_cgroup *cg, long memory_mb, long pids, char *why, size_t whylen) {
+static int try_v2(struct job_cgroup *cg, const struct cgroup_limits *lim, char *why, size_t whylen,
+                  char *notes, size_t noteslen) {
     char mnt[1024], own[1024], parent[2100], ctrl[256] = "";
     if (find_mount(NULL, mnt, sizeof mnt) || own_path(NULL, own, sizeof own)) return 0;
     snprintf(parent, sizeof parent, "%s%s", mnt, own);
@@ -161,8 +187,8 @@ static int try_v2(struct job_cgroup *cg, long memory_mb, long pids, char *why, s
         return -1;
     }
     char val[64];
-    snprintf(val, sizeof val, "%ld", memory_mb * 1024 * 1024);
-    if (write_text(dir, "memory.max", val) || write_text(dir, "pids.max", (snprintf(val, sizeof val, "%ld", pids), val))) {
+    snprintf(val, sizeof val, "%ld", lim->memory_mb * 1024 * 1024);
+    if (write_text(dir, "memory.max", val) || write_text(dir, "pids.max", (snprintf(val, sizeof val, "%ld", lim->pids), val))) {
         snprintf(why, whylen, "cgroup v2: cannot set memory.max/pids.max under %.400s: %s (controllers not enabled for the subtree?)", parent, strerror(errno));
         rmdir(dir);
         return -1;
@@ -170,6 +196,9 @@ static int try_v2(struct job_cgroup *cg, long memory_mb, long pids, char *why, s
     write_text(dir, "memory.swap.max", "0");
     snprintf(cg->memory, sizeof cg->memory, "%s", dir);
     snprintf(cg->pids, sizeof cg->pids, "%s", dir);
+    snprintf(cg->usage, sizeof cg->usage, "%s", dir);
+    cg->usage_v2 = true;
+    v2_cpu(cg, parent, ctrl, dir, lim->cpu_weight, notes, noteslen);
     return 1;
 }
 
@@ -185,6 +214,7 @@ static void try_v1(const char *controller, char *out, size_t outlen, const char 
                   controller, mnt, own, strerror(errno));
         return;
     }
+    if (!file) return; /* accounting only: nothing to set */
     char val[64];
     snprintf(val, sizeof val, "%ld", value);
     if (write_text(out, file, val)) {
@@ -196,48 +226,106 @@ static void try_v1(const char *controller, char *out, size_t outlen, const char 
     if (strcmp(controller, "memory") == 0) write_text(out, "memory.memsw.limit_in_bytes", val);
 }
 
-void cgroup_create(struct job_cgroup *cg, long memory_mb, long pids, char *notes,
+/* v1: cpu.shares (1024 is the kernel's default, our weight 100) in the cpu
+ * hierarchy, CPU time from cpuacct.usage in the cpuacct one. */
+static void v1_cpu(struct job_cgroup *cg, long weight, char *notes, size_t noteslen) {
+    static bool swept_cpu, swept_cpuacct;
+    long shares = weight * 1024 / 100;
+    try_v1("cpu", cg->cpu, sizeof cg->cpu, "cpu.shares", shares < 2 ? 2 : shares, &swept_cpu,
+           notes, noteslen);
+    char cpu_mnt[1024], acct_mnt[1024];
+    if (cg->cpu[0] && find_mount("cpu", cpu_mnt, sizeof cpu_mnt) == 0 &&
+        find_mount("cpuacct", acct_mnt, sizeof acct_mnt) == 0 && strcmp(cpu_mnt, acct_mnt) == 0) {
+        snprintf(cg->usage, sizeof cg->usage, "%s", cg->cpu); /* "cpu,cpuacct": one directory */
+        return;
+    }
+    try_v1("cpuacct", cg->usage, sizeof cg->usage, NULL, 0, &swept_cpuacct, notes, noteslen);
+}
+
+void cgroup_create(struct job_cgroup *cg, const struct cgroup_limits *lim, char *notes,
                    size_t noteslen) {
     memset(cg, 0, sizeof *cg);
     char why[1200] = "";
-    int v2 = try_v2(cg, memory_mb, pids, why, sizeof why);
+    int v2 = try_v2(cg, lim, why, sizeof why, notes, noteslen);
     if (v2 == 1) return;
     char mnt[1024];
     if (v2 == -1 && find_mount("memory", mnt, sizeof mnt) != 0) {
         /* a v2-only host that would not give us a cgroup: say why, once */
         notes_add(notes, noteslen, "%s", why);
+        notes_add(notes, noteslen, "cgroup cpu: no job cgroup (no fair CPU share, no CPU accounting across processes)");
         return;
     }
     static bool swept_memory, swept_pids;
     try_v1("memory", cg->memory, sizeof cg->memory, "memory.limit_in_bytes",
-           memory_mb * 1024 * 1024, &swept_memory, notes, noteslen);
-    try_v1("pids", cg->pids, sizeof cg->pids, "pids.max", pids, &swept_pids, notes, noteslen);
+           lim->memory_mb * 1024 * 1024, &swept_memory, notes, noteslen);
+    try_v1("pids", cg->pids, sizeof cg->pids, "pids.max", lim->pids, &swept_pids, notes, noteslen);
+    v1_cpu(cg, lim->cpu_weight, notes, noteslen);
+}
+
+double cgroup_cpu_ms(const struct job_cgroup *cg) {
+    if (!cg->usage[0]) return -1;
+    char path[600], e[64];
+    snprintf(path, sizeof path, "%s/%s", cg->usage, cg->usage_v2 ? "cpu.stat" : "cpuacct.usage");
+    size_t n;
+    char *text = read_file(path, 4096, &n, e, sizeof e);
+    if (!text) return -1;
+    double ms = -1;
+    if (!cg->usage_v2) {
+        ms = strtod(text, NULL) / 1e6; /* ns */
+    } else {
+        const char *s = strstr(text, "usage_usec ");
+        if (s) ms = strtod(s + 11, NULL) / 1e3;
+    }
+    free(text);
+    return ms;
+}
+
+/* The job's cgroup directories by role; a v2 job has one directory in
+ * several roles, a v1 job one per hierarchy. */
+enum { CG_ROLES = 4 };
+static const char *const role_names[CG_ROLES] = {"memory", "pids", "cpu", "cpuacct"};
+
+static void roles(struct job_cgroup *cg, char *dirs[CG_ROLES]) {
+    dirs[0] = cg->memory, dirs[1] = cg->pids, dirs[2] = cg->cpu, dirs[3] = cg->usage;
+}
+
+/* Is dirs[i] a directory an earlier role already has? */
+static bool seen_before(char *const dirs[CG_ROLES], int i) {
+    for (int j = 0; j < i; j++)
+        if (strcmp(dirs[j], dirs[i]) == 0) return true;
+    return false;
 }
 
 void cgroup_attach(struct job_cgroup *cg, pid_t pid, char *notes, size_t noteslen) {
-    char val[32];
+    char val[32], *dirs[CG_ROLES];
     snprintf(val, sizeof val, "%d", (int)pid);
-    if (cg->memory[0] && write_text(cg->memory, "cgroup.procs", val)) {
-        notes_add(notes, noteslen, "cgroup memory: cannot attach the job: %s", strerror(errno));
-        rmdir(cg->memory);
-        if (strcmp(cg->memory, cg->pids) == 0) cg->pids[0] = 0;
-        cg->memory[0] = 0;
-    }
-    if (cg->pids[0] && strcmp(cg->pids, cg->memory) != 0 && write_text(cg->pids, "cgroup.procs", val)) {
-        notes_add(notes, noteslen, "cgroup pids: cannot attach the job: %s", strerror(errno));
-        rmdir(cg->pids);
-        cg->pids[0] = 0;
+    roles(cg, dirs);
+    for (int i = 0; i < CG_ROLES; i++) {
+        if (!dirs[i][0] || seen_before(dirs, i) || write_text(dirs[i], "cgroup.procs", val) == 0)
+            continue;
+        int e = errno;
+        char gone[512], names[64] = "";
+        snprintf(gone, sizeof gone, "%s", dirs[i]);
+        rmdir(gone);
+        for (int j = i; j < CG_ROLES; j++) /* every role this directory had goes */
+            if (strcmp(dirs[j], gone) == 0) {
+                snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", names[0] ? "+" : "", role_names[j]);
+                dirs[j][0] = 0;
+            }
+        notes_add(notes, noteslen, "cgroup %s: cannot attach the job: %s", names, strerror(e));
     }
 }
 
 void cgroup_destroy(struct job_cgroup *cg) {
+    char *dirs[CG_ROLES];
+    roles(cg, dirs);
     /* The reaped job's cgroup can take a moment to report empty. */
-    for (int i = 0; i < 100; i++) {
+    for (int t = 0; t < 100; t++) {
         int busy = 0;
-        if (cg->memory[0] && rmdir(cg->memory) != 0 && errno == EBUSY) busy = 1;
-        if (cg->pids[0] && strcmp(cg->pids, cg->memory) != 0 && rmdir(cg->pids) != 0 && errno == EBUSY) busy = 1;
+        for (int i = 0; i < CG_ROLES; i++)
+            if (dirs[i][0] && !seen_before(dirs, i) && rmdir(dirs[i]) != 0 && errno == EBUSY) busy = 1;
         if (!busy) break;
         usleep(1000);
     }
-    cg->memory[0] = cg->pids[0] = 0;
+    for (int i = 0; i < CG_ROLES; i++) dirs[i][0] = 0;
 }

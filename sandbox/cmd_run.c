@@ -8,6 +8,8 @@
  *   exit_code / signal / timed_out in the object)
  *   without --json: the job's exit status; 128+N if signal N ended it;
  *   124 if the deadline did (like timeout(1)), with one line on stderr;
+ *   152 (128 + SIGXCPU, as for one process over RLIMIT_CPU) if the job's
+ *   processes together spent its CPU budget ("cpu_exceeded":true in JSON);
  *   130 if viv itself was interrupted (SIGINT, SIGTERM, SIGHUP): the job is
  *   killed and its cgroups removed first (with --json: "cancelled":true).
  */
@@ -238,6 +240,9 @@ int cmd_run(int argc, char **argv) {
         if (res.timed_out) {
             fprintf(stderr, "viv run: job killed at its %ld ms deadline\n", timeout_ms ? timeout_ms : pol.limits.timeout_ms);
             rc = 124;
+        } else if (res.cpu_exceeded) {
+            fprintf(stderr, "viv run: job killed at its CPU budget (%.0f ms of CPU across its processes)\n", res.cpu_ms);
+            rc = 128 + SIGXCPU;
         } else if (res.cancelled) {
             fprintf(stderr, "viv run: interrupted; the job was killed\n");
             rc = 130;

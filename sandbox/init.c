@@ -167,7 +167,7 @@ static void exec_job(const struct init_context *ctx, const struct sock_fprog *fi
     }
     close_fds_from(3);
     umask(022);
-    if (limits_apply(&ctx->policy->limits, ctx->timeout_ms, ctx->memory_mb, err, sizeof err)) {
+    if (limits_apply(&ctx->policy->limits, ctx->timeout_ms, ctx->memory_mb, ctx->cpu_ms, err, sizeof err)) {
         what = "limits";
         goto fail;
     }

@@ -19,6 +19,7 @@ struct init_context {
     char *const *argv;            /* the command to exec */
     const char *const *bind_src;  /* resolved source per policy mount */
     long timeout_ms, memory_mb;
+    long cpu_ms;                  /* the job's CPU budget: RLIMIT_CPU holds each process to it */
     bool has_code;                /* read code from code_fd into policy->code_path */
     bool drop_supplementary_groups;
     bool zygote;                  /* keep the zygote's two capabilities for the job (caps.c) */

@@ -10,7 +10,7 @@
  *                  the code, drop privileges, fork + exec the job, reap
  *   mounts.c       the new root: tmpfs, read-only binds, /proc, /dev, pivot
  *   limits.c       rlimits
- *   cgroup.c       memory and pids cgroups where the host allows
+ *   cgroup.c       memory, pids and cpu cgroups where the host allows
  *   caps.c         capabilities and no_new_privs
  *   syscall_filter.c  the seccomp allowlist
  */
@@ -80,6 +80,8 @@ struct jail_result {
     int signal;     /* signal that ended the job, else 0 */
     bool timed_out; /* the supervisor killed it at the deadline */
     bool cancelled; /* killed because spec->cancel_fd fired */
+    bool cpu_exceeded; /* killed because the job's processes together spent the policy's
+                        * CPU budget (limits.cpu_ms; session_cpu_ms for a session's life) */
     char *out, *err; /* captured stdout / stderr (not NUL-safe: use the lengths) */
     size_t out_len, err_len;
     size_t out_dropped, err_dropped; /* bytes beyond the output cap, counted and discarded */

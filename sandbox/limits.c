@@ -5,8 +5,10 @@
  * before exec covers it and everything it starts. They are the limits that
  * work everywhere, without cgroups:
  *   RLIMIT_AS      memory_mb: a memory bomb gets ENOMEM from mmap/brk.
- *   RLIMIT_CPU     deadline rounded up + 1 s (soft: SIGXCPU, hard +1: SIGKILL),
- *                  a second line behind the wall-clock deadline.
+ *   RLIMIT_CPU     the deadline or the CPU budget, whichever is less, rounded
+ *                  up + 1 s (soft: SIGXCPU, hard +1: SIGKILL): a second line
+ *                  behind the wall-clock deadline and the supervisor's watch
+ *                  of the whole job's CPU time (one process at a time only).
  *   RLIMIT_NPROC   pids + 1. The count is per uid per user namespace (kernel
  *                  ucounts), and every job has its own user namespace, so it
  *                  counts exactly this job's tasks plus the jail's init.
@@ -35,10 +37,11 @@ static int set_limit(int resource, const char *name, rlim_t soft, rlim_t hard, c
     return 0;
 }
 
-int limits_apply(const struct policy_limits *lim, long timeout_ms, long memory_mb, char *err,
-                 size_t errlen) {
+int limits_apply(const struct policy_limits *lim, long timeout_ms, long memory_mb, long cpu_ms,
+                 char *err, size_t errlen) {
     const rlim_t mib = 1024 * 1024;
-    rlim_t cpu = (rlim_t)(timeout_ms + 999) / 1000 + 1;
+    long cpu_cap_ms = cpu_ms < timeout_ms ? cpu_ms : timeout_ms;
+    rlim_t cpu = (rlim_t)(cpu_cap_ms + 999) / 1000 + 1;
     if (set_limit(RLIMIT_AS, "AS", (rlim_t)memory_mb * mib, (rlim_t)memory_mb * mib, err, errlen) ||
         set_limit(RLIMIT_CPU, "CPU", cpu, cpu + 1, err, errlen) ||
         set_limit(RLIMIT_NPROC, "NPROC", (rlim_t)lim->pids + 1, (rlim_t)lim->pids + 1, err, errlen) ||

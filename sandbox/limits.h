@@ -5,10 +5,11 @@
 #include "policy.h"
 
 /* Apply the policy's limits to the calling process (the job, just before
- * exec): address space, CPU seconds (derived from the wall deadline),
+ * exec): address space, CPU seconds (the lesser of the wall deadline and
+ * the CPU budget cpu_ms),
  * processes, open files, file size, core dumps 0, memlock and POSIX message
  * queues 0. 0, or -1 with err. */
-int limits_apply(const struct policy_limits *lim, long timeout_ms, long memory_mb, char *err,
-                 size_t errlen);
+int limits_apply(const struct policy_limits *lim, long timeout_ms, long memory_mb, long cpu_ms,
+                 char *err, size_t errlen);
 
 #endif

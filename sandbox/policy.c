@@ -98,6 +98,12 @@ static const struct limit_spec limit_specs[] = {
     LIMIT(output_bytes, 0, 1L << 30, 1L << 20),
     LIMIT(code_bytes, 1, 64L << 20, 1L << 20),
     LIMIT(session_ms_max, 1000, 86400000, 3600000),
+    /* cgroup v2 cpu.weight semantics: 100 is every job's equal share */
+    LIMIT(cpu_weight, 1, 10000, 100),
+    /* ten CPU-minutes: a job at the default deadlines never meets it on one
+     * core; a session's leftover spinner is stopped after ten minutes of it */
+    LIMIT(cpu_ms, 10, 1L << 40, 600000),
+    LIMIT(session_cpu_ms, 10, 1L << 40, 600000),
 };
 #undef LIMIT
 

@@ -45,6 +45,9 @@ struct policy_limits {
     long output_bytes;   /* cap on each of stdout and stderr */
     long code_bytes;     /* largest code text accepted */
     long session_ms_max; /* longest life of a vivd session (one jail across many calls) */
+    long cpu_weight;     /* the job's share of contended CPU against other jobs (cgroup cpu) */
+    long cpu_ms;         /* CPU-time budget of a job, summed over every process it forks */
+    long session_cpu_ms; /* the same for a session's or zygote's jail over its whole life */
 };
 
 enum policy_default_action { POLICY_DENY_ERRNO, POLICY_DENY_KILL };

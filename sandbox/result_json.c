@@ -11,6 +11,7 @@ void jail_result_write_fields(struct json_writer *w, const struct jail_result *r
     jw_key(w, "signal"), jw_int(w, r->signal);
     jw_key(w, "timed_out"), jw_bool(w, r->timed_out);
     if (r->cancelled) jw_key(w, "cancelled"), jw_bool(w, true);
+    if (r->cpu_exceeded) jw_key(w, "cpu_exceeded"), jw_bool(w, true);
     jw_key(w, "stdout"), jw_string(w, r->out ? r->out : "", r->out_len);
     jw_key(w, "stderr"), jw_string(w, r->err ? r->err : "", r->err_len);
     jw_key(w, "stdout_dropped"), jw_int(w, (long long)r->out_dropped);

@@ -9,14 +9,21 @@
  *     that floods its output can neither block nor exhaust the supervisor;
  *   - the code text is fed to the init through a socket (non-blocking, so a
  *     large text cannot deadlock against output);
+ *   - the job's CPU time, summed over all its processes by its cgroup, is
+ *     held to the policy's budget (cpu_ms, or session_cpu_ms for a session's
+ *     whole life): once it is spent the job is stopped as at its deadline and
+ *     the result says cpu_exceeded. RLIMIT_CPU holds each process alone to
+ *     it too, the only line where the host gives no cgroup CPU accounting;
  *   - at the deadline the init gets SIGKILL. Killing a pid namespace's init
  *     makes the kernel kill every process in the namespace, including
  *     double-forked, setsid'd daemons, and the init's exit only completes once
  *     they are all gone;
  *   - the init's exit is noticed through a pidfd (or, on kernels without
  *     pidfd_open, a short poll period and waitpid(WNOHANG)).
- * CPU time and peak RSS come from wait4()'s rusage of the init, which
- * includes every descendant it reaped.
+ * CPU time is the job cgroup's count where there is one (it also holds
+ * processes the kernel killed without the init reaping them), else
+ * wait4()'s rusage of the init, which includes every descendant it reaped;
+ * peak RSS comes from that rusage.
  */
 #define _GNU_SOURCE
 #include "jail.h"
@@ -131,6 +138,20 @@ static void close_if_open(int *fd) {
 /* The job's stdout pipe, or in interactive mode the caller's fds: then
  * out[0] stays -1 (nothing to capture) and *in_fd is the job's stdin. The
  * copies are >= 3 so the job's dup2() onto 0 and 1 cannot clobber them. */
+/* Looking at the CPU budget: how often. A check reads one cgroup file. */
+enum { CPU_CHECK_MIN_MS = 5, CPU_CHECK_MAX_MS = 1000 };
+
+/* How long until the job could have spent its CPU budget at the earliest
+ * (every CPU busy for it), in ms, so that the next look can wait that long;
+ * 0 when it is spent; -1 when the host gives no cgroup CPU accounting. */
+static int cpu_budget_left_ms(const struct job_cgroup *cg, long budget_ms, long ncpu) {
+    double used = cgroup_cpu_ms(cg);
+    if (used < 0) return -1;
+    if (used >= (double)budget_ms) return 0;
+    double wait = ((double)budget_ms - used) / (double)ncpu;
+    return wait < CPU_CHECK_MIN_MS ? CPU_CHECK_MIN_MS : wait > CPU_CHECK_MAX_MS ? CPU_CHECK_MAX_MS : (int)wait;
+}
+
 static int open_job_stdio(const struct jail_spec *spec, int out[2], int *in_fd) {
     if (!spec->stdio) return pipe2(out, O_CLOEXEC);
     out[0] = -1;
@@ -146,6 +167,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     long timeout_ms = spec->timeout_ms > 0 ? spec->timeout_ms : p->limits.timeout_ms;
     long memory_mb = spec->memory_mb > 0 ? spec->memory_mb : p->limits.memory_mb;
     long timeout_max = spec->session_lifetime ? p->limits.session_ms_max : p->limits.timeout_ms_max;
+    long cpu_budget_ms = spec->session_lifetime ? p->limits.session_cpu_ms : p->limits.cpu_ms;
     if (timeout_ms > timeout_max) {
         snprintf(err, errlen, "timeout %ld ms exceeds policy '%s' maximum %ld ms", timeout_ms,
                  p->name, timeout_max);
@@ -196,7 +218,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
 
     struct init_context ctx = {
         .policy = p, .argv = argv, .bind_src = bind_src, .timeout_ms = timeout_ms,
-        .memory_mb = memory_mb, .has_code = spec->code != NULL, .zygote = spec->zygote,
+        .memory_mb = memory_mb, .cpu_ms = cpu_budget_ms, .has_code = spec->code != NULL, .zygote = spec->zygote,
         .drop_supplementary_groups = ids.caller_is_root, .sync_fd = sync_pipe[0],
         .status_fd = status_pipe[1], .code_fd = code_sock[1], .out_fd = out_pipe[1],
         .err_fd = err_pipe[1], .in_fd = in_fd,
@@ -233,9 +255,16 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
      * the filter before it forks the job, so the job starts inside the
      * cgroups and under the filter. */
     struct job_cgroup cg;
-    cgroup_create(&cg, memory_mb, p->limits.pids + 1, res->limits_not_applied,
-                  sizeof res->limits_not_applied);
+    struct cgroup_limits cg_limits = {memory_mb, p->limits.pids + 1, p->limits.cpu_weight};
+    cgroup_create(&cg, &cg_limits, res->limits_not_applied, sizeof res->limits_not_applied);
     cgroup_attach(&cg, pid, res->limits_not_applied, sizeof res->limits_not_applied);
+    bool watch_cpu = cgroup_cpu_ms(&cg) >= 0;
+    if (!watch_cpu)
+        notes_add(res->limits_not_applied, sizeof res->limits_not_applied,
+                  "cgroup cpu accounting: none, so the %ld ms CPU budget holds for each process alone (RLIMIT_CPU), not for the job", cpu_budget_ms);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1) ncpu = 1;
+    double next_cpu_check = 0;
     struct sock_fprog filter = {0, NULL};
     const struct sock_fprog *prog = spec->filter ? spec->filter : &filter;
     if (!setup_err[0] && !spec->filter)
@@ -282,7 +311,18 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
         if (code_fd >= 0) i_code = n, fds[n++] = (struct pollfd){code_fd, POLLOUT, 0};
         if (!exited && pidfd >= 0) i_pid = n, fds[n++] = (struct pollfd){pidfd, POLLIN, 0};
         double now = now_ms();
+        if (watch_cpu && !killed && !exited && now >= next_cpu_check) {
+            int left = cpu_budget_left_ms(&cg, cpu_budget_ms, ncpu);
+            if (left == 0) {
+                res->cpu_exceeded = true;
+                deadline = now; /* handled below exactly like the deadline */
+            }
+            watch_cpu = left != 0 && left != -1;
+            next_cpu_check = now + left;
+        }
         int wait = exited || hard_killed ? 0 : (int)(deadline - now + 1);
+        if (watch_cpu && !killed && !exited && wait > (int)(next_cpu_check - now + 1))
+            wait = (int)(next_cpu_check - now + 1);
         if (wait < 0) wait = 0;
         if (!exited && pidfd < 0 && wait > 10) wait = 10;
         int pr = poll(fds, (nfds_t)n, exited ? 100 : hard_killed ? 10 : wait);
@@ -307,7 +347,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
                  * counted); SIGKILL it if that takes longer than the grace. */
                 kill(pid, INIT_DEADLINE_SIGNAL);
                 killed = true;
-                res->timed_out = !res->cancelled;
+                res->timed_out = !res->cancelled && !res->cpu_exceeded;
                 deadline = now_ms() + KILL_GRACE_MS;
             } else if (killed && now_ms() >= deadline && !hard_killed) {
                 kill(pid, SIGKILL);
@@ -336,10 +376,12 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     while ((r = read(status_pipe[0], rec + rn, sizeof rec - 1 - (size_t)rn)) > 0) rn += r;
     close(status_pipe[0]);
     rec[rn > 0 ? rn : 0] = 0;
+    double cgroup_cpu = cgroup_cpu_ms(&cg);
     cgroup_destroy(&cg);
 
     res->cpu_ms = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
                   (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+    if (cgroup_cpu > res->cpu_ms) res->cpu_ms = cgroup_cpu;
     res->max_rss_kb = ru.ru_maxrss;
     res->out = out.buf, res->out_len = out.len, res->out_dropped = out.dropped;
     res->err = errc.buf, res->err_len = errc.len, res->err_dropped = errc.dropped;
@@ -356,7 +398,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
         memcpy(&st, rec + 1, sizeof st);
         if (WIFEXITED(st)) res->exit_code = WEXITSTATUS(st);
         else if (WIFSIGNALED(st)) res->signal = WTERMSIG(st);
-    } else if (res->timed_out || res->cancelled) {
+    } else if (res->timed_out || res->cancelled || res->cpu_exceeded) {
         res->signal = SIGKILL;
     } else if (WIFSIGNALED(wstatus)) {
         /* The init died without reporting (the job killed it): report how. */
@@ -364,7 +406,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     } else {
         res->signal = SIGKILL;
     }
-    if (res->timed_out || res->cancelled) {
+    if (res->timed_out || res->cancelled || res->cpu_exceeded) {
         res->exit_code = -1;
         res->signal = SIGKILL;
     }

@@ -1321,11 +1321,12 @@ static void test_sysv_ipc_neither_crosses_nor_outlives(void) {
     job_free(&c);
 }
 
-static char *write_policy_with_data(void) {
-    /* The python policy plus a read-only @db mount, as a policy file. */
-    char err[256];
-    (void)err;
-    FILE *in = popen("\"$VIV\" policy check python", "r");
+/* A built-in policy as `viv policy check` shows it, less what is shown but
+ * not written (origin, always_enforced, mount modes): a policy file's JSON. */
+static cJSON *editable_policy(const char *tool) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "\"$VIV\" policy check %s", tool);
+    FILE *in = popen(cmd, "r");
     if (!in) return NULL;
     static char text[65536];
     size_t n = fread(text, 1, sizeof text - 1, in);
@@ -1335,8 +1336,16 @@ static char *write_policy_with_data(void) {
     if (!p) return NULL;
     cJSON_DeleteItemFromObject(p, "origin");
     cJSON_DeleteItemFromObject(p, "always_enforced");
-    cJSON *mounts = cJSON_GetObjectItem(p, "mounts"), *m;
-    cJSON_ArrayForEach(m, mounts) cJSON_DeleteItemFromObject(m, "mode");
+    cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItem(p, "mounts")) cJSON_DeleteItemFromObject(m, "mode");
+    return p;
+}
+
+static char *write_policy_with_data(void) {
+    /* The python policy plus a read-only @db mount, as a policy file. */
+    cJSON *p = editable_policy("python");
+    if (!p) return NULL;
+    cJSON *mounts = cJSON_GetObjectItem(p, "mounts");
     cJSON *db = cJSON_CreateObject();
     cJSON_AddStringToObject(db, "src", "@db");
     cJSON_AddStringToObject(db, "dst", "/data/db.sqlite");
@@ -1512,9 +1521,6 @@ static void test_sql_tool_stays_a_query(void) {
 
 /* ------------------------------------------------------------ what a job learns about the host */
 
-#ifndef NOTE /* harnesses without a note on the result line: a comment line */
-#define NOTE(...) (printf("# "), printf(__VA_ARGS__), printf("\n"))
-#endif
 
 /* Read a host file's first line (no newline) into buf; "" if unreadable. */
 static void host_first_line(const char *path, char *buf, size_t n) {
@@ -1619,6 +1625,181 @@ static void test_pids_cgroup_or_rlimit_binds_threads(void) {
     job_free(&j);
 }
 
+/* The directory of this process's own cgroup for `controller` (v1), or in
+ * the v2 hierarchy when controller is NULL; false when there is none. */
+static bool own_cgroup_dir(const char *controller, char *dir, size_t len) {
+    char line[4096], mnt[1024] = "", path[1024] = "";
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    while (f && fgets(line, sizeof line, f)) {
+        char mp[1024], fs[64], opts[1024];
+        const char *dash = strstr(line, " - ");
+        if (!dash || sscanf(line, "%*s %*s %*s %*s %1023s", mp) != 1 ||
+            sscanf(dash + 3, "%63s %*s %1023s", fs, opts) != 2)
+            continue;
+        if (!controller && strcmp(fs, "cgroup2") == 0) snprintf(mnt, sizeof mnt, "%s", mp);
+        for (char *t = strtok(opts, ","); controller && strcmp(fs, "cgroup") == 0 && t; t = strtok(NULL, ","))
+            if (strcmp(t, controller) == 0) snprintf(mnt, sizeof mnt, "%s", mp);
+    }
+    if (f) fclose(f);
+    f = fopen("/proc/self/cgroup", "re");
+    while (f && fgets(line, sizeof line, f)) { /* "N:controllers:path" */
+        line[strcspn(line, "\n")] = 0;
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2) continue;
+        *c2 = 0;
+        if (!controller && c1[1] == 0) snprintf(path, sizeof path, "%s", c2 + 1);
+        for (char *t = strtok(c1 + 1, ","); controller && t; t = strtok(NULL, ","))
+            if (strcmp(t, controller) == 0) snprintf(path, sizeof path, "%s", c2 + 1);
+    }
+    if (f) fclose(f);
+    if (!mnt[0] || !path[0]) return false;
+    snprintf(dir, len, "%s%s", mnt, strcmp(path, "/") == 0 ? "" : path);
+    return true;
+}
+
+/* What the host offers this user for a job's CPU: a cpu controller it can
+ * make job cgroups under ("cgroup v2 cpu", "cgroup v1 cpu"), or NULL. With
+ * `accounting`, a cgroup that counts CPU time instead (every v2 cgroup does
+ * in cpu.stat; v1 has cpuacct). */
+static const char *host_cpu_cgroup(bool accounting) {
+    char dir[2100], path[2200], text[512] = " ";
+    if (own_cgroup_dir(NULL, dir, sizeof dir) && access(dir, W_OK) == 0) {
+        snprintf(path, sizeof path, "%s/cgroup.controllers", dir);
+        FILE *f = fopen(path, "re");
+        size_t n = f ? fread(text + 1, 1, sizeof text - 3, f) : 0;
+        if (f) fclose(f);
+        strcpy(text + 1 + n, " ");
+        for (char *c = text; *c; c++)
+            if (*c == '\n') *c = ' ';
+        /* the jail takes v2 when it offers memory and pids */
+        if (strstr(text, " memory ") && strstr(text, " pids ")) {
+            if (accounting) return "cgroup v2 cpu.stat";
+            if (strstr(text, " cpu ")) return "cgroup v2 cpu";
+        }
+    }
+    const char *v1 = accounting ? "cpuacct" : "cpu";
+    if (own_cgroup_dir(v1, dir, sizeof dir) && access(dir, W_OK) == 0)
+        return accounting ? "cgroup v1 cpuacct" : "cgroup v1 cpu";
+    return NULL;
+}
+
+/* A built-in policy with one limit changed, as a policy file (path returned). */
+static char *write_policy_with_limit(const char *tool, const char *key, long value) {
+    cJSON *p = editable_policy(tool);
+    if (!p) return NULL;
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(p, "limits"), key, cJSON_CreateNumber((double)value));
+    cJSON_ReplaceItemInObject(p, "name", cJSON_CreateString("limit-test"));
+    char *out = cJSON_Print(p);
+    cJSON_Delete(p);
+    static char path[128];
+    snprintf(path, sizeof path, "/tmp/viv-policy-limit-%d.json", (int)getpid());
+    put_file(path, out);
+    free(out);
+    return path;
+}
+
+/* Is `needle` in one of the job's limits_not_applied notes? */
+static bool note_names(const struct job *j, const char *needle) {
+    const cJSON *it, *l = cJSON_GetObjectItemCaseSensitive(j->json, "limits_not_applied");
+    cJSON_ArrayForEach(it, l) if (cJSON_IsString(it) && strstr(it->valuestring, needle)) return true;
+    return false;
+}
+
+/* A fixed amount of work for the job that shares the CPU; its share is the
+ * CPU time it got per wall-clock ms. */
+#define FIXED_LOOP "i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done"
+
+static double share_of(const struct job *j) {
+    double wall = jnum(j, "wall_ms");
+    return wall > 0 ? jnum(j, "cpu_ms") / wall : 0;
+}
+
+static void test_setsid_spinners_get_one_share(void) {
+    /* Each setsid() makes a session, and with it an autogroup: without a cpu
+     * cgroup of its own, a job of N such spinners has N shares of the CPU
+     * against another job's one. With one, it has one share in all. */
+    enum { SPINNERS = 10 };
+    const char *controller = host_cpu_cgroup(false);
+    char marker[40], hog[320];
+    snprintf(marker, sizeof marker, "spin%d", 700000 + (int)getpid() % 100000);
+    snprintf(hog, sizeof hog,
+             "for i in $(seq %d); do setsid sh -c 'while :; do :; done # %s' & done; sleep 30",
+             SPINNERS, marker);
+    if (!controller) {
+        struct job j;
+        run_code(&j, "shell", "true", NULL);
+        CHECK_RAN(&j);
+        CHECK(note_names(&j, "cgroup cpu"), "no cpu controller here, yet not named: %s", j.out);
+        NOTE("no cgroup cpu controller for this user: the job names it in limits_not_applied");
+        job_free(&j);
+        return;
+    }
+    /* The baseline: the fixed loop's share of the CPU on this host now. */
+    struct job alone;
+    run_code(&alone, "shell", FIXED_LOOP, NULL);
+    CHECK_RAN(&alone);
+    double share_alone = share_of(&alone);
+    job_free(&alone);
+
+    struct job a, b;
+    const char *args[] = {"run", "--json", "--tool", "shell", "--timeout-ms", "30000", "--code", hog, NULL};
+    job_start(&a, args);
+    int started = 0;
+    for (int i = 0; i < 250 && !started; i++) usleep(20000), started = host_process_with_marker(marker);
+    usleep(200000); /* the rest of the spinners follow within a few ms */
+    run_code(&b, "shell", FIXED_LOOP, NULL);
+    kill(a.pid, SIGINT); /* the hog only lives while the other job runs */
+    job_finish(&a);
+    CHECK(started, "the spinners never started: %s", a.err);
+    CHECK_RAN(&b);
+    CHECK(a.json && note_names(&a, "cgroup") == false, "the hog's limits were not all applied: %s", a.out);
+    double share_beside = share_of(&b), ratio = share_alone > 0 ? share_beside / share_alone : 0;
+    /* Two jobs of equal weight: the fixed loop keeps at least about half of
+     * what it gets alone (more on several CPUs). Ten autogroups against its
+     * one would leave it 1/11 of that on one CPU, 2/11 on two. */
+    CHECK(ratio >= 0.4, "beside %d setsid spinners the other job got %.2f of a CPU, alone %.2f (ratio %.2f)",
+          SPINNERS, share_beside, share_alone, ratio);
+    NOTE("%s: the other job's CPU share %.2f alone, %.2f beside %d setsid spinners (ratio %.2f)", controller,
+         share_alone, share_beside, SPINNERS, ratio);
+    job_free(&a);
+    job_free(&b);
+}
+
+static void test_cpu_budget_holds_across_forks(void) {
+    /* RLIMIT_CPU is per process: a job that forks spinners in parallel would
+     * spend N times it. The budget counts the job's processes together. */
+    enum { BUDGET_MS = 1000 };
+    const char *accounting = host_cpu_cgroup(true);
+    char *policy = write_policy_with_limit("shell", "cpu_ms", BUDGET_MS);
+    CHECK(policy != NULL, "could not build the test policy");
+    /* Without accounting each spinner spends its own RLIMIT_CPU (2 s): fewer. */
+    const char *spin = accounting ? "for i in 1 2 3 4; do (while :; do :; done) & done; wait; echo OUTLIVED"
+                                  : "for i in 1 2; do (while :; do :; done) & done; wait; echo OUTLIVED";
+    struct job j;
+    const char *args[] = {"run", "--json", "--policy", policy, "--timeout-ms", "10000", "--code", spin, NULL};
+    run_args(&j, args);
+    unlink(policy);
+    CHECK_RAN(&j);
+    double cpu = jnum(&j, "cpu_ms");
+    if (!accounting) {
+        /* Without cgroup CPU accounting only each process is held (to the
+         * budget rounded up + 1 s): the job ends long before its deadline. */
+        CHECK(note_names(&j, "cgroup cpu accounting"), "no CPU accounting here, yet not named: %s", j.out);
+        CHECK(!jtrue(&j, "timed_out") && strstr(jstr(&j, "stdout"), "OUTLIVED"),
+              "the spinners were not each stopped by RLIMIT_CPU: %s", j.out);
+        NOTE("no cgroup CPU accounting for this user: named in limits_not_applied; each process stopped alone at RLIMIT_CPU (job %.0f ms CPU)", cpu);
+        job_free(&j);
+        return;
+    }
+    CHECK(jtrue(&j, "cpu_exceeded") && !jtrue(&j, "timed_out") && jnum(&j, "signal") == SIGKILL,
+          "four parallel spinners were not stopped at the job's CPU budget: %s", j.out);
+    CHECK(strstr(jstr(&j, "stdout"), "OUTLIVED") == NULL, "the job went on past its budget: %s", j.out);
+    CHECK(cpu >= BUDGET_MS && cpu < BUDGET_MS * 1.5, "cpu_ms %.0f for a %d ms budget", cpu, BUDGET_MS);
+    NOTE("%s: four parallel spinners stopped at %.0f ms of CPU for a %d ms budget (%.0f ms wall)", accounting,
+         cpu, BUDGET_MS, jnum(&j, "wall_ms"));
+    job_free(&j);
+}
+
 int main(int argc, char **argv) {
     viv_bin = getenv("VIV") ? getenv("VIV") : "build/asan/viv";
     setenv("VIV", viv_bin, 1);
@@ -1649,7 +1830,7 @@ int main(int argc, char **argv) {
         T(limits_reported), T(pids_cgroup_or_rlimit_binds_threads),
         T(killed_supervisor_takes_the_job_down), T(interrupted_viv_kills_job_and_cleans_up),
         T(sql_tool_stays_a_query), T(proc_shows_no_host_cgroup_cmdline_or_boot_id),
-        T(prctl_memory_merge_denied),
+        T(prctl_memory_merge_denied), T(setsid_spinners_get_one_share), T(cpu_budget_holds_across_forks),
 #undef T
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);

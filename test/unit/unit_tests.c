@@ -82,6 +82,9 @@ static void test_minimal_policy_and_defaults(void) {
     CHECK(policy_parse(j, strlen(j), "t.json", &p, err, sizeof err) == 0, "%s", err);
     CHECK(p.limits.timeout_ms == 10000 && p.limits.pids == 64 && p.limits.output_bytes == 1 << 20,
           "defaults not applied");
+    CHECK(p.limits.cpu_weight == 100 && p.limits.cpu_ms == 600000 && p.limits.session_cpu_ms == 600000,
+          "CPU defaults not applied: weight %ld, cpu_ms %ld, session_cpu_ms %ld", p.limits.cpu_weight,
+          p.limits.cpu_ms, p.limits.session_cpu_ms);
     CHECK(p.seccomp.default_action == POLICY_DENY_ERRNO, "default action should be errno");
     policy_free(&p);
 }
@@ -125,6 +128,11 @@ static void test_rejects_out_of_range_limits(void) {
     REJECTS(VALID_HEAD VALID_SECCOMP ",\"limits\":{\"pids\":1e300}}", "out of range");
     REJECTS(VALID_HEAD VALID_SECCOMP ",\"limits\":{\"pids\":\"8\"}}", "must be an integer");
     REJECTS(VALID_HEAD VALID_SECCOMP ",\"limits\":{\"timeout_ms\":5000,\"timeout_ms_max\":1000}}", "exceeds limits.timeout_ms_max");
+    REJECTS(VALID_HEAD VALID_SECCOMP ",\"limits\":{\"cpu_weight\":0}}", "limits.cpu_weight: 0 is out of range");
+    REJECTS(VALID_HEAD VALID_SECCOMP ",\"limits\":{\"cpu_weight\":10001}}", "limits.cpu_weight: 10001 is out of range");
+    REJECTS(VALID_HEAD VALID_SECCOMP ",\"limits\":{\"cpu_ms\":-1}}", "limits.cpu_ms: -1 is out of range");
+    REJECTS(VALID_HEAD VALID_SECCOMP ",\"limits\":{\"session_cpu_ms\":5}}", "limits.session_cpu_ms: 5 is out of range");
+    REJECTS(VALID_HEAD VALID_SECCOMP ",\"limits\":{\"cpu_ms\":100.5}}", "limits.cpu_ms: must be an integer");
 }
 
 static void test_rejects_bad_paths_and_fields(void) {
@@ -173,6 +181,8 @@ static void test_policy_to_json_round_trip(void) {
     CHECK(o, "policy_to_json is not JSON");
     const cJSON *lim = cJSON_GetObjectItem(o, "limits");
     CHECK(cJSON_GetObjectItem(lim, "memory_mb") && cJSON_GetObjectItem(o, "always_enforced"), "fields missing");
+    CHECK(cJSON_GetObjectItem(lim, "cpu_weight") && cJSON_GetObjectItem(lim, "cpu_ms") &&
+              cJSON_GetObjectItem(lim, "session_cpu_ms"), "CPU limits missing from the effective policy");
     cJSON_Delete(o);
 }
 
@@ -230,6 +240,13 @@ static void test_result_json_with_binary_output(void) {
     CHECK(o, "result with binary output is not valid JSON");
     CHECK(cJSON_GetObjectItem(o, "exit_code")->valueint == 3, "exit_code");
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(o, "limits_not_applied")) == 2, "notes not split");
+    CHECK(!cJSON_GetObjectItem(o, "cpu_exceeded"), "cpu_exceeded written for a job that did not exceed");
+    cJSON_Delete(o);
+    r.cpu_exceeded = true;
+    text = jail_result_to_json(&r, "python", "python");
+    o = cJSON_Parse(text);
+    free(text);
+    CHECK(o && cJSON_IsTrue(cJSON_GetObjectItem(o, "cpu_exceeded")), "cpu_exceeded missing");
     cJSON_Delete(o);
 }
 
