@@ -10,7 +10,7 @@ HEADERS += $(wildcard rl/*.h)
 EXTRA_TESTS += $(BUILD)/test/rl_rollout_tests $(BUILD)/test/rl_tests $(BUILD)/bench/rollout_bench
 
 # the vivd client and what it needs, from the sandbox layer
-RL_CLIENT := sandbox/client.c sandbox/pool.c sandbox/util.c sandbox/json_writer.c
+RL_CLIENT := sandbox/client.c sandbox/pool.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c
 
 # ASan + UBSan (glibc) like the sandbox's tests
 $(BUILD)/test/rl_rollout_tests: test/rl/rollout_tests.c test/harness.h test/rl_fixture.h $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(HEADERS)
