@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "../harness.h"
+#include "../../sandbox/json_text.h"
 #include "../../sandbox/util.h"
 #include <unistd.h>
 #include "episode.h"
@@ -592,6 +593,58 @@ static void test_episode_tools_and_limits(void) {
     episode_free(&ep);
 }
 
+/* A task whose text holds NUL is refused with its line, never loaded cut
+ * short (cJSON's strings end at \u0000); a raw NUL byte, which would end
+ * the file early, likewise. Other control characters are text. */
+static void test_loader_nul(void) {
+    struct task_set ts;
+    char err[512], p[64];
+    write_tmp(p, "{\"task_name\":\"lab_bench_dbqa\",\"prompt\":\"q\",\"answer\":\"A\"}\n"
+                 "{\"task_name\":\"lab_bench_dbqa\",\"prompt\":\"q\\u0000 hidden\",\"answer\":\"A\"}\n");
+    CHECK(taskset_load(p, NULL, &ts, err, sizeof err) < 0 && strstr(err, ":2:") && strstr(err, "NUL"),
+          "\\u0000 in a prompt, line 2: %s", err);
+    unlink(p);
+    write_tmp(p, "{\"task_name\":\"lab_bench_dbqa\",\"prompt\":\"q \\\\u0000 is text\",\"answer\":\"\\u0085\\u0001A\"}\n");
+    CHECK(taskset_load(p, NULL, &ts, err, sizeof err) == 0 && ts.n == 1 && strstr(ts.t[0].prompt, "\\u0000 is text") &&
+              !strcmp(ts.t[0].answer, "\xc2\x85\x01" "A"),
+          "an escaped backslash before u0000 and C1/C0 controls load as text: %s", err);
+    taskset_free(&ts);
+    unlink(p);
+    FILE *f = fopen(p, "wb");
+    CHECK(f != NULL, "temp file");
+    if (!f) return;
+    static const char raw[] = "{\"task_name\":\"lab_bench_dbqa\",\"prompt\":\"q\",\"answer\":\"A\"}\n\0\n"
+                              "{\"task_name\":\"lab_bench_dbqa\",\"prompt\":\"r\",\"answer\":\"B\"}\n";
+    fwrite(raw, 1, sizeof raw - 1, f);
+    fclose(f);
+    CHECK(taskset_load(p, NULL, &ts, err, sizeof err) < 0 && strstr(err, "NUL byte"), "a raw NUL byte: %s", err);
+    unlink(p);
+}
+
+/* JSON strings read whole: NUL kept with its length, surrogate pairs joined,
+ * lone surrogates as U+FFFD, a member found past nested values. */
+static void test_json_text(void) {
+    char *s;
+    size_t n;
+    const char *lit = "\"a\\u0000b\\ud800\\ud83e\\udd2c\\n\"tail";
+    CHECK(json_string_decode(lit, strlen(lit), &s, &n) == strlen(lit) - 4 && n == 11 &&
+              !memcmp(s, "a\0b\xef\xbf\xbd\xf0\x9f\xa4\xac\n", 11),
+          "decoded %zu bytes", n);
+    free(s);
+    CHECK(json_string_decode("\"a\\u00\"", 8, &s, &n) == 0 && json_string_decode("\"open", 5, &s, &n) == 0,
+          "cut escapes and unterminated strings are refused");
+    const char *obj = "{\"id\":3,\"x\":{\"stdout\":\"no\"},\"a\":[1,\"]\"],\"stdout\":\"1\\u00002\",\"stderr\":null}";
+    CHECK(json_member_text(obj, strlen(obj), "stdout", &s, &n) == 1 && n == 3 && !memcmp(s, "1\0" "2", 3),
+          "the top-level member, whole");
+    free(s);
+    CHECK(json_member_text(obj, strlen(obj), "stderr", &s, &n) == 0 && json_member_text(obj, strlen(obj), "zz", &s, &n) == 0,
+          "null and absent members");
+    CHECK(json_member_text("{\"a\":", 5, "a", &s, &n) == -1, "a cut object");
+    CHECK(json_text_has_nul("[\"\\u0000\"]", 10) && !json_text_has_nul("[\"\\\\u0000\"]", 11) &&
+              json_text_has_nul("[\"\0\"]", 5),
+          "an escaped NUL, not an escaped backslash; a raw NUL");
+}
+
 static void test_result_text(void) {
     cJSON *r = cJSON_Parse("{\"ok\":true,\"stdout\":\"partial\",\"stderr\":\"Traceback\\nKeyError\\n\",\"exit_code\":1,"
                            "\"timed_out\":false,\"signal\":0}");
@@ -756,6 +809,8 @@ int main(int argc, char **argv) {
         {"grade_crispr_delivery", test_grade_crispr},
         {"grade_unknown_rule", test_grade_unknown},
         {"eval1_loader", test_loader},
+        {"eval1_loader_refuses_nul", test_loader_nul},
+        {"json_text_whole_strings", test_json_text},
         {"episode_two_parse_failures", test_episode_two_parse_failures},
         {"episode_tools_and_limits", test_episode_tools_and_limits},
         {"episode_result_text", test_result_text},
