@@ -195,7 +195,7 @@ static size_t utf8_step(const unsigned char *s, size_t n) {
     return need;
 }
 
-char *proto_render_observation(const char *result, size_t len) {
+char *proto_render_observation(const char *result, size_t len, size_t *out_len) {
     static const char note[] = "The output is too long for the context; here are its first 10,000 characters:\n";
     size_t i = 0, chars = 0;
     while (i < len && chars < PROTO_OBS_MAX_CHARS) i += utf8_step((const unsigned char *)result + i, len - i), chars++;
@@ -207,7 +207,8 @@ char *proto_render_observation(const char *result, size_t len) {
     if (cut) p = stpcpy(p, note);
     memcpy(p, result, keep);
     p += keep;
-    strcpy(p, "</observation>");
+    p = stpcpy(p, "</observation>");
+    if (out_len) *out_len = (size_t)(p - o);
     return o;
 }
 

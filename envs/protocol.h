@@ -85,8 +85,10 @@ const char *proto_tool_name(enum proto_tool t); /* "python", "sql", "shell", "r"
 const char *proto_tool_policy(enum proto_tool t);
 
 /* "<observation>RESULT</observation>" with RESULT cut to 10,000 code points
- * behind a note when longer. Invalid UTF-8 bytes count one each. malloc'd. */
-char *proto_render_observation(const char *result, size_t len);
+ * behind a note when longer. Invalid UTF-8 bytes count one each, a NUL byte
+ * one character like any other (RESULT is a tool's output and may hold
+ * them). malloc'd; its length in *out_len when out_len is not NULL. */
+char *proto_render_observation(const char *result, size_t len, size_t *out_len);
 
 /* The format reward of a whole trajectory's assistant messages, 1 or 0:
  * every message, trimmed of surrounding whitespace, is exactly

@@ -129,8 +129,9 @@ static void env_scores(void) {
               sc.correct, sc.format);
     }
     /* the observation text closes the turn, shows the output, opens the next turn */
-    struct rl_tool_result r = {.status = RL_TOOL_OK, .out = "TP53\n", .err = ""};
-    char *obs = ops.observation(ops.ctx, &r);
+    struct rl_tool_result r = {.status = RL_TOOL_OK, .out = "TP53\n", .out_len = 5, .err = ""};
+    size_t olen;
+    char *obs = ops.observation(ops.ctx, &r, &olen);
     CHECK(obs && !strcmp(obs, "<|im_end|>\n<|im_start|>user\n<observation>TP53\n</observation><|im_end|>\n"
                               "<|im_start|>assistant\n"), "observation '%s'", obs);
     free(obs);
