@@ -127,7 +127,7 @@ size_t json_value_end(const char *s, size_t n, size_t i) {
     }
 }
 
-int json_member_text(const char *s, size_t n, const char *key, char **out, size_t *out_len) {
+int json_member_span(const char *s, size_t n, const char *key, size_t *at, size_t *end) {
     size_t k = skip_ws(s, n, 0);
     if (k >= n || s[k] != '{') return -1;
     k = skip_ws(s, n, k + 1);
@@ -141,11 +141,34 @@ int json_member_text(const char *s, size_t n, const char *key, char **out, size_
         k = skip_ws(s, n, k + used);
         if (k >= n || s[k] != ':') return -1;
         k = skip_ws(s, n, k + 1);
-        size_t end = json_value_end(s, n, k);
-        if (!end) return -1;
-        if (match) return s[k] == '"' && json_string_decode(s + k, end - k, out, out_len) ? 1 : 0;
-        k = skip_ws(s, n, end);
+        size_t e = json_value_end(s, n, k);
+        if (!e) return -1;
+        if (match) return *at = k, *end = e, 1;
+        k = skip_ws(s, n, e);
         if (k < n && s[k] == '}') return 0;
+        if (k >= n || s[k] != ',') return -1;
+        k = skip_ws(s, n, k + 1);
+    }
+}
+
+int json_member_text(const char *s, size_t n, const char *key, char **out, size_t *out_len) {
+    size_t at, end;
+    int rc = json_member_span(s, n, key, &at, &end);
+    if (rc != 1) return rc;
+    return s[at] == '"' && json_string_decode(s + at, end - at, out, out_len) ? 1 : 0;
+}
+
+int json_array_item(const char *s, size_t n, size_t i, size_t index, size_t *at, size_t *end) {
+    i = skip_ws(s, n, i);
+    if (i >= n || s[i] != '[') return -1;
+    size_t k = skip_ws(s, n, i + 1);
+    if (k < n && s[k] == ']') return 0;
+    for (size_t item = 0;; item++) {
+        size_t e = json_value_end(s, n, k);
+        if (!e) return -1;
+        if (item == index) return *at = k, *end = e, 1;
+        k = skip_ws(s, n, e);
+        if (k < n && s[k] == ']') return 0;
         if (k >= n || s[k] != ',') return -1;
         k = skip_ws(s, n, k + 1);
     }

@@ -35,6 +35,14 @@ size_t json_value_end(const char *s, size_t n, size_t i);
  * is absent or not a string, -1 when s is not a well-formed object. */
 int json_member_text(const char *s, size_t n, const char *key, char **out, size_t *out_len);
 
+/* Where the value of member `key` of the object s[0..n) lies: s[*at..*end).
+ * 1 found, 0 absent, -1 when s is not a well-formed object. */
+int json_member_span(const char *s, size_t n, const char *key, size_t *at, size_t *end);
+
+/* Where element `index` of the array at s[i] (after any white space) lies
+ * within s[0..n): s[*at..*end). 1 found, 0 past the end, -1 malformed. */
+int json_array_item(const char *s, size_t n, size_t i, size_t index, size_t *at, size_t *end);
+
 /* Whether a string of the JSON text s[0..n) holds U+0000 (a \u0000 escape,
  * or a raw NUL byte anywhere). */
 int json_text_has_nul(const char *s, size_t n);
