@@ -121,10 +121,15 @@ void proto_parse(const char *text, size_t len, struct proto_msg *out) {
     int has_exec = find_block(msg, n, "execute", &es, &el);
     int has_sol = find_block(msg, n, "solution", &ss, &sl);
     if (!has_exec && !has_sol) has_exec = find_fenced(msg, n, &es, &el);
+    /* an answer or code holding a NUL byte cannot be graded or run whole
+     * (Python refuses such source; a C string would end there): the
+     * message is malformed rather than read cut short */
+    int nul = (has_sol && memchr(msg + ss, 0, sl)) || (has_exec && memchr(msg + es, 0, el));
     if (has_think) out->think = span_dup(msg + ts, tl);
-    if (has_exec) out->code = span_dup(msg + es, el);
-    if (has_sol) out->solution = span_dup(msg + ss, sl);
-    if (has_sol) out->action = PROTO_SOLUTION;
+    if (has_exec && !nul) out->code = span_dup(msg + es, el);
+    if (has_sol && !nul) out->solution = span_dup(msg + ss, sl);
+    if (nul) out->action = PROTO_PARSE_ERROR;
+    else if (has_sol) out->action = PROTO_SOLUTION;
     else if (has_exec) out->action = PROTO_EXECUTE;
     else if (has_think) out->action = PROTO_THINK_ONLY;
     else out->action = PROTO_PARSE_ERROR;

@@ -64,7 +64,9 @@ struct proto_msg {
 size_t proto_stop_len(const char *text, size_t len);
 
 /* Parse one assistant message (need not be NUL-terminated). Never fails:
- * garbage parses as PROTO_PARSE_ERROR. Free with proto_msg_free(). */
+ * garbage parses as PROTO_PARSE_ERROR, and so does a <solution> or
+ * <execute> block holding a NUL byte (it could be neither graded nor run
+ * whole). Free with proto_msg_free(). */
 void proto_parse(const char *text, size_t len, struct proto_msg *out);
 void proto_msg_free(struct proto_msg *m);
 

@@ -758,7 +758,8 @@ static void take_turn(struct rl_rollout *r, struct rl_episode *e, struct rl_gen_
         return;
     }
     e->turn_start = -1;
-    char *text = r->tok.decode(r->tok.ctx, e->tokens + q->turn_start, turn_len);
+    size_t text_len = 0;
+    char *text = r->tok.decode(r->tok.ctx, e->tokens + q->turn_start, turn_len, &text_len);
     if (!text) {
         ep_end(r, e, RL_END_GEN_ERROR);
         return;
@@ -769,7 +770,8 @@ static void take_turn(struct rl_rollout *r, struct rl_episode *e, struct rl_gen_
     bool cut = q->stop_reason == RL_GEN_STOP_LENGTH;
     if (cut) e->overlong = true;
     struct rl_turn t = {0};
-    if (r->env.parse_turn(r->env.ctx, text, strlen(text), &t) != 0) {
+    /* parsed whole: a NUL byte the model wrote must not hide what follows it */
+    if (r->env.parse_turn(r->env.ctx, text, text_len, &t) != 0) {
         rl_turn_clear(&t);
         ep_end(r, e, RL_END_GEN_ERROR);
         return;

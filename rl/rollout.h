@@ -83,8 +83,9 @@ struct rl_tokenizer {
     void *ctx;
     /* Encode text; *ids is malloc'd (caller frees). 0 or -1. */
     int (*encode)(void *ctx, const char *text, size_t len, int **ids, int *n);
-    /* Decode ids to a malloc'd NUL-terminated string (caller frees). */
-    char *(*decode)(void *ctx, const int *ids, int n);
+    /* Decode ids to a malloc'd NUL-terminated string (caller frees) of
+     * *len bytes: a generated NUL byte is text too. */
+    char *(*decode)(void *ctx, const int *ids, int n, size_t *len);
 };
 
 /* ---- environment ----------------------------------------------------------- */

@@ -657,6 +657,34 @@ static void test_json_text(void) {
           "an escaped NUL, not an escaped backslash; a raw NUL");
 }
 
+/* A NUL byte inside <solution> or <execute> makes the message malformed:
+ * the answer "TP53\0BRCA1" is not graded as "TP53", nor code run cut
+ * short. A NUL outside the blocks, or in <think>, is only text. An episode
+ * counts it as a parse failure. */
+static void test_parse_nul(void) {
+    static const char sol[] = "<think>t</think><solution>TP53\0BRCA1</solution>",
+                      exe[] = "<think>t</think><execute>print(1)\0import os</execute>",
+                      aside[] = "<think>a\0b</think><solution>TP53</solution>\0";
+    struct proto_msg m;
+    proto_parse(sol, sizeof sol - 1, &m);
+    CHECK(m.action == PROTO_PARSE_ERROR && !m.solution, "a NUL in the solution: action %d", m.action);
+    proto_msg_free(&m);
+    proto_parse(exe, sizeof exe - 1, &m);
+    CHECK(m.action == PROTO_PARSE_ERROR && !m.code, "a NUL in the code: action %d", m.action);
+    proto_msg_free(&m);
+    proto_parse(aside, sizeof aside - 1, &m);
+    CHECK(m.action == PROTO_SOLUTION && m.solution && !strcmp(m.solution, "TP53"), "a NUL elsewhere: action %d", m.action);
+    proto_msg_free(&m);
+    CHECK(load_fx() == 0, "fixtures");
+    struct episode_cfg cfg = {.max_turns = 4};
+    struct episode ep;
+    episode_init(&ep, &fx.t[0], &cfg, 1);
+    episode_push_message(&ep, sol, sizeof sol - 1);
+    CHECK(ep.state == EP_NEED_MESSAGE && ep.parse_failures == 1 && !ep.answer, "the episode asks again (%d failures)",
+          ep.parse_failures);
+    episode_free(&ep);
+}
+
 /* A tool's output reaches the observation whole: NUL and what follows it,
  * invalid UTF-8 (as vivd writes it: U+FFFD per byte), the bytes of an
  * encoded surrogate, C0 and C1 controls. The response line is made by the
@@ -851,6 +879,7 @@ int main(int argc, char **argv) {
         {"protocol_parse_actions", test_parse_actions},
         {"protocol_parse_autoclose", test_parse_autoclose},
         {"protocol_parse_fenced_fallback", test_parse_fenced_fallback},
+        {"protocol_parse_refuses_nul_in_blocks", test_parse_nul},
         {"protocol_tool_selection", test_tool_selection},
         {"protocol_task_inputs_prelude", test_task_inputs_prelude},
         {"protocol_observation_truncation", test_observation_truncation},
