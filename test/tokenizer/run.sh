@@ -93,9 +93,11 @@ python3 $T/chat_render.py "$QWEN/tokenizer_config.json" $T/chat_cases.json "$tmp
 python3 $T/gen_corpus.py 7 6000 "$tmp/train.json" "$tmp/train_v.json"
 python3 - "$tmp/train.json" "$tmp/train.txt" <<'PY'
 import json, sys
+# the bytes TextEncoder writes: a lone surrogate is U+FFFD
+def utf8(s): return s.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode()
 with open(sys.argv[2], "wb") as f:
     for it in json.load(open(sys.argv[1])):
-        f.write((it["s"].encode() if "s" in it else bytes(it["b"])) + b"\n")
+        f.write((utf8(it["s"]) if "s" in it else bytes(it["b"])) + b"\n")
 PY
 if $VIV tokenize train --vocab 4000 --corpus "$tmp/train.txt" --out "$tmp/trained" > "$tmp/train.out" 2> "$tmp/train.err"; then
   echo "ok - viv tokenize train: $(cat "$tmp/train.out")"
