@@ -9,7 +9,7 @@ HEADERS += $(wildcard envs/*.h)
 
 # Unit tests: ASan + UBSan, linked with the sandbox client (the end-to-end
 # part of the suite runs the static bin/viv).
-AGENT_TEST_OBJ := $(patsubst %.c,build/asan/%.o,$(AGENT_SRC) sandbox/util.c sandbox/client.c sandbox/pool.c sandbox/json_writer.c)
+AGENT_TEST_OBJ := $(patsubst %.c,build/asan/%.o,$(AGENT_SRC) sandbox/util.c sandbox/client.c sandbox/pool.c sandbox/json_writer.c sandbox/json_text.c)
 EXTRA_TESTS += build/test/agent_tests build/fuzz/fuzz_protocol
 
 build/test/agent_tests: test/agent/agent_tests.c test/harness.h $(AGENT_TEST_OBJ)
@@ -20,7 +20,7 @@ build/test/agent_tests: test/agent/agent_tests.c test/harness.h $(AGENT_TEST_OBJ
 # format reward, the graders' json/literal parsers and the episode state
 # machine on arbitrary bytes.
 FUZZ_PROTOCOL_SRC := envs/protocol.c envs/graders.c envs/graders_literal.c envs/episode.c sandbox/util.c \
-                     sandbox/client.c sandbox/pool.c sandbox/json_writer.c
+                     sandbox/client.c sandbox/pool.c sandbox/json_writer.c sandbox/json_text.c
 build/fuzz/fuzz_protocol: test/fuzz/fuzz_protocol.c $(FUZZ_PROTOCOL_SRC) $(wildcard envs/*.h)
 	@mkdir -p $(@D)
 	clang -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -Ienvs -o $@ $< $(FUZZ_PROTOCOL_SRC) -lcjson -lm

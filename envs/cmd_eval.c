@@ -175,21 +175,15 @@ struct progress {
     const struct task_set *ts;
 };
 
-/* text as valid UTF-8 without NULs (malloc'd): a model agent's messages are
- * arbitrary bytes; invalid ones become U+FFFD, NUL too (cJSON strings end at
- * it), so the trajectory file stays valid UTF-8 JSON lines. */
-static char *valid_utf8(const char *text, size_t len) {
-    char *out = xmalloc(len * 3 + 1), *o = out;
-    for (size_t i = 0; i < len;) {
-        int n = (unsigned char)text[i] < 0x80 ? (text[i] ? 1 : 0) : utf8_sequence_length((const unsigned char *)text + i, len - i);
-        if (n == 0) {
-            memcpy(o, "\xef\xbf\xbd", 3), o += 3, i++;
-        } else {
-            memcpy(o, text + i, (size_t)n), o += n, i += (size_t)n;
-        }
-    }
-    *o = 0;
-    return out;
+/* text as a JSON string literal (malloc'd), written by length: a NUL is
+ * \u0000 and kept with what follows it (a tool's output may hold one), and
+ * invalid UTF-8 bytes, which a model agent's messages may hold, become
+ * U+FFFD, so the trajectory file stays valid UTF-8 JSON lines. */
+static char *json_literal(const char *text, size_t len) {
+    struct json_writer w;
+    jw_init(&w);
+    jw_string(&w, text, len);
+    return jw_finish(&w);
 }
 
 static void on_done(void *ctx, const struct episode *ep, size_t index) {
@@ -209,8 +203,8 @@ static void on_done(void *ctx, const struct episode *ep, size_t index) {
         for (size_t i = 0; i < ep->conv.n; i++) {
             cJSON *m = cJSON_CreateObject();
             cJSON_AddStringToObject(m, "role", roles[ep->conv.turns[i].role]);
-            char *content = valid_utf8(ep->conv.turns[i].text, ep->conv.turns[i].len);
-            cJSON_AddStringToObject(m, "content", content);
+            char *content = json_literal(ep->conv.turns[i].text, ep->conv.turns[i].len);
+            cJSON_AddRawToObject(m, "content", content);
             free(content);
             cJSON_AddItemToArray(msgs, m);
         }

@@ -88,9 +88,11 @@ static void next_message(struct episode *ep) {
     else ep->state = EP_NEED_MESSAGE;
 }
 
-static void add_observation(struct episode *ep, const char *result) {
-    char *obs = proto_render_observation(result, strlen(result));
-    conv_add(&ep->conv, ROLE_TOOL, obs, strlen(obs));
+/* result[0..len) may hold NUL bytes (a tool's output): it is kept whole. */
+static void add_observation(struct episode *ep, const char *result, size_t len) {
+    size_t n;
+    char *obs = proto_render_observation(result, len, &n);
+    conv_add(&ep->conv, ROLE_TOOL, obs, n);
     free(obs);
 }
 
@@ -119,10 +121,12 @@ void episode_push_message(struct episode *ep, const char *text, size_t len) {
             ep->code = c;
         }
         if (ep->tool == PROTO_TOOL_R) {
+            static const char no_r[] = "Error: R is not available here. Write Python (the default), or start the "
+                                       "code with #!BASH for a shell script or #!SQL for a database query.";
             free(ep->last_stdout);
             ep->last_stdout = xstrdup("");
-            add_observation(ep, "Error: R is not available here. Write Python (the default), or start the code "
-                                "with #!BASH for a shell script or #!SQL for a database query.");
+            ep->last_stdout_len = 0;
+            add_observation(ep, no_r, sizeof no_r - 1);
             next_message(ep);
         } else ep->state = EP_NEED_TOOL;
         break;
@@ -177,15 +181,18 @@ static double jnum(const cJSON *o, const char *k) {
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
-char *episode_result_text(const cJSON *resp) {
+char *episode_result_text(const struct viv_response *r, size_t *len) {
+    const cJSON *resp = r->json;
     if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"))) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(resp, "error");
         const char *code = jstr(e, "code"), *msg = jstr(e, "message");
-        return xasprintf("Error from the sandbox: %s: %s", code ? code : "error", msg ? msg : "(no message)");
+        char *t = xasprintf("Error from the sandbox: %s: %s", code ? code : "error", msg ? msg : "(no message)");
+        *len = strlen(t);
+        return t;
     }
-    const char *out = jstr(resp, "stdout"), *err = jstr(resp, "stderr");
-    out = out ? out : "", err = err ? err : "";
-    size_t ol = strlen(out), el = strlen(err);
+    /* stdout and stderr as the client decoded them whole: NULs and all */
+    const char *out = r->out, *err = r->err;
+    size_t ol = r->out_len, el = r->err_len;
     char *notes = xstrdup("");
 #define NOTE(...)                                                                   \
     do {                                                                            \
@@ -203,12 +210,18 @@ char *episode_result_text(const cJSON *resp) {
 #undef NOTE
     const char *sep1 = ol && el && out[ol - 1] != '\n' ? "\n" : "";
     const char *sep2 = *notes && (ol || el) && (el ? err[el - 1] : out[ol - 1]) != '\n' ? "\n" : "";
-    char *r = xasprintf("%s%s%s%s%s", out, sep1, err, sep2, notes);
+    size_t l1 = strlen(sep1), l2 = strlen(sep2), ln = strlen(notes);
+    char *t = xmalloc(ol + l1 + el + l2 + ln + 1), *p = t;
+    p = mempcpy(p, out, ol), p = mempcpy(p, sep1, l1), p = mempcpy(p, err, el);
+    p = mempcpy(p, sep2, l2), p = mempcpy(p, notes, ln);
+    *p = 0;
+    *len = (size_t)(p - t);
     free(notes);
-    return r;
+    return t;
 }
 
-void episode_on_response(struct episode *ep, struct viv_client *c, const cJSON *resp) {
+void episode_on_response(struct episode *ep, struct viv_client *c, const struct viv_response *r) {
+    const cJSON *resp = r->json;
     if (ep->state != EP_WAIT_TOOL) return;
     ep->handle = 0;
     if (ep->opening_session) {
@@ -244,10 +257,12 @@ void episode_on_response(struct episode *ep, struct viv_client *c, const cJSON *
         }
     }
     free(ep->last_stdout);
-    const char *so = jstr(resp, "stdout");
-    ep->last_stdout = xstrdup(so ? so : "");
-    char *text = episode_result_text(resp);
-    add_observation(ep, text);
+    ep->last_stdout = xmalloc(r->out_len + 1);
+    memcpy(ep->last_stdout, r->out, r->out_len + 1);
+    ep->last_stdout_len = r->out_len;
+    size_t len;
+    char *text = episode_result_text(r, &len);
+    add_observation(ep, text, len);
     free(text);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(resp, "error");
     const char *code = jstr(e, "code");
@@ -293,7 +308,7 @@ int episode_pool_dispatch(struct viv_pool *p, struct episode *slots, const int *
     for (int s = 0; s < n; s++)
         if (busy[s] && slots[s].state == EP_WAIT_TOOL && hosts[s].host == h && slots[s].handle == r->handle) {
             struct viv_client *c = viv_pool_client(p, h);
-            if (c) episode_on_response(&slots[s], c, r->json);
+            if (c) episode_on_response(&slots[s], c, r);
             else episode_fail(&slots[s], "sandbox"); /* its host went down with this answer */
             break;
         }

@@ -71,6 +71,7 @@ struct episode {
     int opening_session;
     long handle;            /* the vivd request in flight, 0 if none */
     char *last_stdout;      /* stdout of the latest tool call (the observation mixes in stderr) */
+    size_t last_stdout_len; /* its length: it may hold NUL bytes */
     double submitted_at;
     /* the outcome */
     double correct;         /* grader's reward in [0,1] */
@@ -99,7 +100,7 @@ void episode_push_message(struct episode *ep, const char *text, size_t len);
  * broken client the episode ends ("sandbox") and 0 is returned. */
 long episode_submit(struct episode *ep, struct viv_client *c);
 /* The response for ep->handle. May submit again (session opened -> exec). */
-void episode_on_response(struct episode *ep, struct viv_client *c, const cJSON *resp);
+void episode_on_response(struct episode *ep, struct viv_client *c, const struct viv_response *resp);
 /* End the episode now (e.g. "sandbox": its sandbox host is gone). */
 void episode_fail(struct episode *ep, const char *why);
 /* Close the episode's session, if any (fire and forget). */
@@ -124,8 +125,10 @@ int episode_pool_dispatch(struct viv_pool *p, struct episode *slots, const int *
 /* Let outstanding answers (session closes) come in before the pool closes. */
 void episode_pool_drain(struct viv_pool *p);
 
-/* The observation text for one exec response (stdout, then stderr, then notes). */
-char *episode_result_text(const cJSON *resp);
+/* The observation text for one exec response (stdout, then stderr, then
+ * notes), malloc'd, *len bytes: a tool's output may hold NUL bytes, and they
+ * and what follows them are kept. */
+char *episode_result_text(const struct viv_response *resp, size_t *len);
 
 /* An agent: the next assistant message for the episode so far (malloc'd),
  * NULL if it has none (the episode then ends as a parsing failure would). */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../sandbox/json_text.h"
 #include "../sandbox/util.h"
 #include "graders.h"
 
@@ -83,6 +84,13 @@ int taskset_load(const char *path, const char *split, struct task_set *ts, char 
     }
     size_t cap = 0;
     long lineno = 0;
+    /* a NUL byte would end the file here without a word: refuse it */
+    const char *nul = memchr(data, 0, len);
+    if (nul) {
+        snprintf(err, errlen, "%s: a NUL byte at offset %zu (a task file is JSON text)", path, (size_t)(nul - data));
+        free(data);
+        return -1;
+    }
     for (char *line = data, *next; line && *line; line = next) {
         next = strchr(line, '\n');
         if (next) *next++ = 0;
@@ -90,6 +98,12 @@ int taskset_load(const char *path, const char *split, struct task_set *ts, char 
         char *p = line;
         while (*p == ' ' || *p == '\t' || *p == '\r') p++;
         if (!*p) continue;
+        /* cJSON's strings end at \u0000: a prompt or answer holding one would
+         * be cut short, so such a task is refused, not shortened */
+        if (json_text_has_nul(p, strlen(p))) {
+            snprintf(err, errlen, "%s:%ld: a string holds \\u0000 (NUL), which task text cannot", path, lineno);
+            goto fail;
+        }
         cJSON *o = cJSON_Parse(p);
         if (!o) {
             snprintf(err, errlen, "%s:%ld: not valid JSON", path, lineno);

@@ -121,10 +121,15 @@ void proto_parse(const char *text, size_t len, struct proto_msg *out) {
     int has_exec = find_block(msg, n, "execute", &es, &el);
     int has_sol = find_block(msg, n, "solution", &ss, &sl);
     if (!has_exec && !has_sol) has_exec = find_fenced(msg, n, &es, &el);
+    /* an answer or code holding a NUL byte cannot be graded or run whole
+     * (Python refuses such source; a C string would end there): the
+     * message is malformed rather than read cut short */
+    int nul = (has_sol && memchr(msg + ss, 0, sl)) || (has_exec && memchr(msg + es, 0, el));
     if (has_think) out->think = span_dup(msg + ts, tl);
-    if (has_exec) out->code = span_dup(msg + es, el);
-    if (has_sol) out->solution = span_dup(msg + ss, sl);
-    if (has_sol) out->action = PROTO_SOLUTION;
+    if (has_exec && !nul) out->code = span_dup(msg + es, el);
+    if (has_sol && !nul) out->solution = span_dup(msg + ss, sl);
+    if (nul) out->action = PROTO_PARSE_ERROR;
+    else if (has_sol) out->action = PROTO_SOLUTION;
     else if (has_exec) out->action = PROTO_EXECUTE;
     else if (has_think) out->action = PROTO_THINK_ONLY;
     else out->action = PROTO_PARSE_ERROR;
@@ -195,7 +200,7 @@ static size_t utf8_step(const unsigned char *s, size_t n) {
     return need;
 }
 
-char *proto_render_observation(const char *result, size_t len) {
+char *proto_render_observation(const char *result, size_t len, size_t *out_len) {
     static const char note[] = "The output is too long for the context; here are its first 10,000 characters:\n";
     size_t i = 0, chars = 0;
     while (i < len && chars < PROTO_OBS_MAX_CHARS) i += utf8_step((const unsigned char *)result + i, len - i), chars++;
@@ -207,7 +212,8 @@ char *proto_render_observation(const char *result, size_t len) {
     if (cut) p = stpcpy(p, note);
     memcpy(p, result, keep);
     p += keep;
-    strcpy(p, "</observation>");
+    p = stpcpy(p, "</observation>");
+    if (out_len) *out_len = (size_t)(p - o);
     return o;
 }
 

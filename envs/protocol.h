@@ -64,7 +64,9 @@ struct proto_msg {
 size_t proto_stop_len(const char *text, size_t len);
 
 /* Parse one assistant message (need not be NUL-terminated). Never fails:
- * garbage parses as PROTO_PARSE_ERROR. Free with proto_msg_free(). */
+ * garbage parses as PROTO_PARSE_ERROR, and so does a <solution> or
+ * <execute> block holding a NUL byte (it could be neither graded nor run
+ * whole). Free with proto_msg_free(). */
 void proto_parse(const char *text, size_t len, struct proto_msg *out);
 void proto_msg_free(struct proto_msg *m);
 
@@ -85,8 +87,10 @@ const char *proto_tool_name(enum proto_tool t); /* "python", "sql", "shell", "r"
 const char *proto_tool_policy(enum proto_tool t);
 
 /* "<observation>RESULT</observation>" with RESULT cut to 10,000 code points
- * behind a note when longer. Invalid UTF-8 bytes count one each. malloc'd. */
-char *proto_render_observation(const char *result, size_t len);
+ * behind a note when longer. Invalid UTF-8 bytes count one each, a NUL byte
+ * one character like any other (RESULT is a tool's output and may hold
+ * them). malloc'd; its length in *out_len when out_len is not NULL. */
+char *proto_render_observation(const char *result, size_t len, size_t *out_len);
 
 /* The format reward of a whole trajectory's assistant messages, 1 or 0:
  * every message, trimmed of surrounding whitespace, is exactly

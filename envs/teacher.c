@@ -173,7 +173,7 @@ static char *last_result_line(const struct episode *ep) {
     const struct turn *o = conv_last(&ep->conv, ROLE_TOOL);
     if (!o) return NULL;
     const char *s = o->text, *e = o->text + o->len;
-    if (ep->last_stdout) s = ep->last_stdout, e = s + strlen(s);
+    if (ep->last_stdout) s = ep->last_stdout, e = s + ep->last_stdout_len;
     if (!strncmp(s, "<observation>", 13)) s += 13;
     if (e - s >= 14 && !strncmp(e - 14, "</observation>", 14)) e -= 14;
     while (e > s) {

@@ -2,8 +2,10 @@
  * cmd_tokenize.c - `viv tokenize`: encode, decode, train.
  *
  *   viv tokenize encode --tokenizer DIR [--json]
- *       --json: stdin is a JSON array; each element is a string, or an array
- *       of byte values 0..255 (for text that is not valid UTF-8 or holds NUL);
+ *       --json: stdin is a JSON array; each element is a string (read whole:
+ *       \u0000 is a NUL byte, a lone surrogate U+FFFD, as JSON.parse and
+ *       TextEncoder give them), or an array of byte values 0..255 (for text
+ *       that is not valid UTF-8);
  *       stdout is a JSON array of token-id arrays.
  *       Without --json: stdin is raw text, stdout the ids on one line.
  *   viv tokenize decode --tokenizer DIR [--json | --bytes]
@@ -30,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../sandbox/json_text.h"
 #include "tokenizer.h"
 #include "tokenizer_cli.h"
 #include "unicode.h"
@@ -80,29 +83,76 @@ static void print_ids(FILE *o, const int32_t *ids, int n, const char *sep) {
     for (int i = 0; i < n; i++) fprintf(o, "%s%d", i ? sep : "", ids[i]);
 }
 
-/* Element of an encode --json array -> bytes (malloc'd). */
-static unsigned char *element_bytes(const cJSON *e, size_t *len) {
-    if (cJSON_IsString(e)) {
-        *len = strlen(e->valuestring);
-        unsigned char *b = malloc(*len + 1);
-        if (b) memcpy(b, e->valuestring, *len + 1);
-        return b;
+static int json_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* The element of an encode --json array at in[i..end) -> bytes (malloc'd).
+ * A string is decoded from the text itself, not through cJSON, whose C
+ * strings end at the first \u0000. */
+static unsigned char *element_bytes(const char *in, size_t i, size_t end, size_t *len) {
+    while (i < end && json_space(in[i])) i++;
+    if (i < end && in[i] == '"') {
+        char *b;
+        return json_string_decode(in + i, end - i, &b, len) ? (unsigned char *)b : NULL;
     }
-    if (!cJSON_IsArray(e)) return NULL;
-    int n = cJSON_GetArraySize(e);
-    unsigned char *b = malloc((size_t)n + 1);
-    if (!b) return NULL;
-    int i = 0;
+    cJSON *e = cJSON_ParseWithLength(in + i, end - i);
+    int n = cJSON_IsArray(e) ? cJSON_GetArraySize(e) : -1;
+    unsigned char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    int k = 0;
     const cJSON *x;
-    cJSON_ArrayForEach(x, e) {
+    if (b) cJSON_ArrayForEach(x, e) {
         if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 255 || x->valuedouble != (int)x->valuedouble) {
             free(b);
-            return NULL;
+            b = NULL;
+            break;
         }
-        b[i++] = (unsigned char)x->valueint;
+        b[k++] = (unsigned char)x->valueint;
     }
-    *len = (size_t)n;
+    cJSON_Delete(e);
+    *len = (size_t)k;
     return b;
+}
+
+/* Encode each element of the JSON array in[0..len), printing the id arrays. */
+static int encode_json_array(struct tokenizer *t, const char *in, size_t len) {
+    size_t i = 0;
+    while (i < len && json_space(in[i])) i++;
+    size_t end = json_value_end(in, len, i), tail = end;
+    while (tail < len && json_space(in[tail])) tail++;
+    if (!end || in[i] != '[' || tail != len) {
+        fprintf(stderr, "viv tokenize: stdin is not a JSON array\n");
+        return 1;
+    }
+    putchar('[');
+    int rc = 0;
+    size_t k = i + 1;
+    for (int idx = 0;; idx++) {
+        size_t e = json_value_end(in, end - 1, k); /* the closing bracket is no element */
+        if (!e) break;                             /* an empty array */
+        size_t n;
+        unsigned char *b = element_bytes(in, k, e, &n);
+        if (!b) {
+            fprintf(stderr, "viv tokenize: element %d is not a string or an array of bytes\n", idx);
+            rc = 1;
+            break;
+        }
+        int32_t *ids;
+        int m = tokenizer_encode(t, (const char *)b, n, &ids);
+        free(b);
+        if (m < 0) {
+            fprintf(stderr, "viv tokenize: cannot encode element %d\n", idx);
+            rc = 1;
+            break;
+        }
+        printf("%s[", idx ? "," : "");
+        print_ids(stdout, ids, m, ",");
+        putchar(']');
+        free(ids);
+        k = e;
+        while (k < end && in[k] != ',') k++; /* json_value_end checked what lies between */
+        if (k++ >= end) break;
+    }
+    printf("]\n");
+    return rc;
 }
 
 static int do_encode(struct tokenizer *t, int json) {
@@ -120,40 +170,8 @@ static int do_encode(struct tokenizer *t, int json) {
         free(ids);
         return 0;
     }
-    cJSON *arr = cJSON_ParseWithLength(in, len);
+    rc = encode_json_array(t, in, len);
     free(in);
-    if (!cJSON_IsArray(arr)) {
-        cJSON_Delete(arr);
-        fprintf(stderr, "viv tokenize: stdin is not a JSON array\n");
-        return 1;
-    }
-    putchar('[');
-    int k = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, arr) {
-        size_t n;
-        unsigned char *b = element_bytes(e, &n);
-        if (!b) {
-            fprintf(stderr, "viv tokenize: element %d is not a string or an array of bytes\n", k);
-            rc = 1;
-            break;
-        }
-        int32_t *ids;
-        int m = tokenizer_encode(t, (const char *)b, n, &ids);
-        free(b);
-        if (m < 0) {
-            fprintf(stderr, "viv tokenize: cannot encode element %d\n", k);
-            rc = 1;
-            break;
-        }
-        printf("%s[", k ? "," : "");
-        print_ids(stdout, ids, m, ",");
-        putchar(']');
-        free(ids);
-        k++;
-    }
-    printf("]\n");
-    cJSON_Delete(arr);
     return rc;
 }
 

@@ -13,6 +13,9 @@
 
 static const char EOS_TEXT[] = "<|im_end|>";
 
+/* Copy n bytes to p; the end of the copy. */
+static char *put(char *p, const char *s, size_t n) { return (char *)memcpy(p, s, n) + n; }
+
 char *bio_prompt_text(const char *task_prompt) {
     char *s = NULL;
     if (asprintf(&s, "<|im_start|>system\n%s<|im_end|>\n<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n",
@@ -21,11 +24,21 @@ char *bio_prompt_text(const char *task_prompt) {
     return s;
 }
 
+char *bio_glue_bytes(const char *content, size_t n, size_t *len) {
+    static const char open[] = "<|im_end|>\n<|im_start|>user\n", close[] = "<|im_end|>\n<|im_start|>assistant\n";
+    char *s = malloc(sizeof open - 1 + n + sizeof close);
+    if (!s) return NULL;
+    char *p = s;
+    if (content) p = put(p, open, sizeof open - 1), p = put(p, content, n); /* else no user turn */
+    p = put(p, close, sizeof close - 1);
+    *p = 0;
+    *len = (size_t)(p - s);
+    return s;
+}
+
 char *bio_glue_text(const char *content) {
-    char *s = NULL;
-    int rc = content ? asprintf(&s, "<|im_end|>\n<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n", content)
-                     : asprintf(&s, "<|im_end|>\n<|im_start|>assistant\n");
-    return rc < 0 ? NULL : s;
+    size_t len;
+    return bio_glue_bytes(content, content ? strlen(content) : 0, &len);
 }
 
 size_t bio_strip_eos(const char *text, size_t len) {
@@ -87,28 +100,43 @@ static int be_parse(void *ctx, const char *text, size_t len, struct rl_turn *t) 
 }
 
 /* The observation body as the episode runner writes it: stdout, stderr,
- * then bracketed notes (timeouts, exit codes, sandbox errors). */
-static char *be_observation(void *ctx, const struct rl_tool_result *r) {
-    (void)ctx;
+ * then bracketed notes (timeouts, exit codes, sandbox errors). The output
+ * goes by its lengths: NUL bytes and what follows them are kept. malloc'd,
+ * *len bytes. */
+static char *observation_body(const struct rl_tool_result *r, size_t *len) {
     char *body = NULL;
-    const char *out = r->out ? r->out : "", *err = r->err ? r->err : "";
     if (r->status == RL_TOOL_ERROR || r->status == RL_TOOL_LOST) {
         if (asprintf(&body, "Error from the sandbox: %s: %s", r->error_code ? r->error_code : "error",
                      r->error_message ? r->error_message : "(no message)") < 0)
             return NULL;
-    } else {
-        char note[160] = "";
-        if (r->status == RL_TOOL_TIMEOUT) snprintf(note, sizeof note, "[timed out after %.0f ms]", r->wall_ms);
-        else if (r->exit_code != 0 && !*err) snprintf(note, sizeof note, "[exit code %d]", r->exit_code);
-        size_t ol = strlen(out), el = strlen(err);
-        const char *sep1 = ol && el && out[ol - 1] != '\n' ? "\n" : "";
-        const char *sep2 = *note && (ol || el) && (el ? err[el - 1] : out[ol - 1]) != '\n' ? "\n" : "";
-        if (asprintf(&body, "%s%s%s%s%s", out, sep1, err, sep2, note) < 0) return NULL;
+        *len = strlen(body);
+        return body;
     }
-    char *obs = proto_render_observation(body, strlen(body));
+    const char *out = r->out ? r->out : "", *err = r->err ? r->err : "";
+    size_t ol = r->out ? r->out_len : 0, el = r->err ? r->err_len : 0;
+    char note[160] = "";
+    if (r->status == RL_TOOL_TIMEOUT) snprintf(note, sizeof note, "[timed out after %.0f ms]", r->wall_ms);
+    else if (r->exit_code != 0 && !el) snprintf(note, sizeof note, "[exit code %d]", r->exit_code);
+    const char *sep1 = ol && el && out[ol - 1] != '\n' ? "\n" : "";
+    const char *sep2 = *note && (ol || el) && (el ? err[el - 1] : out[ol - 1]) != '\n' ? "\n" : "";
+    size_t l1 = strlen(sep1), l2 = strlen(sep2), ln = strlen(note);
+    body = malloc(ol + l1 + el + l2 + ln + 1);
+    if (!body) return NULL;
+    char *p = put(body, out, ol);
+    p = put(p, sep1, l1), p = put(p, err, el), p = put(p, sep2, l2), p = put(p, note, ln);
+    *p = 0;
+    *len = (size_t)(p - body);
+    return body;
+}
+
+static char *be_observation(void *ctx, const struct rl_tool_result *r, size_t *len) {
+    (void)ctx;
+    size_t blen, olen;
+    char *body = observation_body(r, &blen);
+    if (!body) return NULL;
+    char *obs = proto_render_observation(body, blen, &olen);
     free(body);
-    if (!obs) return NULL;
-    char *s = bio_glue_text(obs);
+    char *s = bio_glue_bytes(obs, olen, len);
     free(obs);
     return s;
 }

@@ -42,6 +42,9 @@ char *bio_prompt_text(const char *task_prompt);
  * next assistant turn. content NULL: no user turn (two assistant turns in a
  * row). malloc'd. */
 char *bio_glue_text(const char *content);
+/* The same for content[0..n) that may hold NUL bytes (a tool's output):
+ * kept whole; the glue's length in *len. */
+char *bio_glue_bytes(const char *content, size_t n, size_t *len);
 
 /* The vivd tools the protocol uses, with per-tool deadlines (ms). */
 int bio_tool_cfgs(struct rl_tool_cfg *out, int max, long timeout_ms);

@@ -55,6 +55,7 @@
 #include "../model/kernels.h"
 #include "../model/qwen3.h"
 #include "../model/tokenizer.h"
+#include "../sandbox/json_text.h"
 #include "../sandbox/json_writer.h"
 #include "../sandbox/util.h"
 #include "http_cmds.h"
@@ -321,6 +322,11 @@ static enum MHD_Result chat_completions(struct server *s, struct MHD_Connection 
         return send_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, "body_too_large",
                           "the request body is over the limit of %zu bytes", s->max_body);
     if (s->stopping) return send_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, NULL, "the server is shutting down");
+    /* cJSON's strings end at \u0000, and the chat format keeps C strings:
+     * a message holding one is refused rather than rendered cut short */
+    if (cc->body && json_text_has_nul(cc->body, cc->len))
+        return send_error(conn, MHD_HTTP_BAD_REQUEST, "messages", "invalid_value",
+                          "a string of the request holds \\u0000 (NUL), which this server does not accept");
     cJSON *j = cc->body ? cJSON_ParseWithLength(cc->body, cc->len) : NULL;
     if (!j) return send_error(conn, MHD_HTTP_BAD_REQUEST, NULL, "invalid_json", "the body is not valid JSON");
     struct creq q;

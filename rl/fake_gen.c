@@ -98,11 +98,12 @@ static int byte_encode(void *ctx, const char *text, size_t len, int **ids, int *
     return 0;
 }
 
-static char *byte_decode(void *ctx, const int *ids, int n) {
+static char *byte_decode(void *ctx, const int *ids, int n, size_t *len) {
     char *s = malloc((size_t)n + 1);
     if (!s) return NULL;
     for (int i = 0; i < n; i++) s[i] = (char)(ids[i] & 0xff);
     s[n] = 0;
+    *len = (size_t)n;
     return s;
 }
 

@@ -18,9 +18,9 @@ HEADERS += rl/openai_client.h rl/textgen.h rl/http_cmds.h rl/llm_agent.h rl/agen
 # test/http's client driver: one request through rl/openai_client.c, ASan +
 # UBSan, against the glibc libcurl (the static one is musl's).
 EXTRA_TESTS += $(BUILD)/test/oai_request
-$(BUILD)/test/oai_request: test/http/oai_request.c rl/openai_client.c sandbox/util.c sandbox/json_writer.c $(HEADERS)
+$(BUILD)/test/oai_request: test/http/oai_request.c rl/openai_client.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c $(HEADERS)
 	@mkdir -p $(@D)
-	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ test/http/oai_request.c rl/openai_client.c sandbox/util.c sandbox/json_writer.c \
+	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ test/http/oai_request.c rl/openai_client.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c \
 	    -lcurl -lcjson -lm -lpthread
 
 # libFuzzer target: request bodies through parse_creq and the chat template

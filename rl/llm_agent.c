@@ -202,9 +202,11 @@ static int render_local(struct llm_agent *a, const struct episode *ep, struct ch
     struct sft_traj t = {.n = (int)(ep->conv.n - from)};
     t.roles = xcalloc((size_t)t.n + 1, sizeof *t.roles);
     t.texts = xcalloc((size_t)t.n + 1, sizeof *t.texts);
-    for (int i = 0; i < t.n; i++) {
+    t.lens = xcalloc((size_t)t.n + 1, sizeof *t.lens);
+    for (int i = 0; i < t.n; i++) { /* by length: an observation may hold NUL bytes */
         t.roles[i] = ep->conv.turns[from + i].role;
         t.texts[i] = ep->conv.turns[from + i].text;
+        t.lens[i] = ep->conv.turns[from + i].len;
     }
     int rc = sft_render(&t, ep->task->prompt, a->tok, c);
     if (rc == 0 && t.n > 0 && t.roles[t.n - 1] == ROLE_ASSISTANT) { /* a think-only message: open the next turn */
@@ -214,6 +216,7 @@ static int render_local(struct llm_agent *a, const struct episode *ep, struct ch
     }
     free(t.roles);
     free(t.texts);
+    free(t.lens);
     return rc;
 }
 

@@ -289,9 +289,10 @@ static int mt_encode(void *ctx, const char *text, size_t len, int **ids, int *n)
     return 0;
 }
 
-static char *mt_decode(void *ctx, const int *ids, int n) {
+static char *mt_decode(void *ctx, const int *ids, int n, size_t *len) {
+    *len = 0;
     if (n == 0) return strdup("");
-    return tokenizer_decode(ctx, (const int32_t *)ids, n, NULL);
+    return tokenizer_decode(ctx, (const int32_t *)ids, n, len);
 }
 
 void model_gen_tokenizer(const struct tokenizer *tok, struct rl_tokenizer *out) {

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../sandbox/json_text.h"
 #include "../sandbox/json_writer.h"
 #include "../sandbox/util.h"
 
@@ -205,6 +206,10 @@ static void server_message(const struct body *b, char *out, size_t outlen) {
 }
 
 static int parse_completion(const struct body *b, struct oai_response *out, char *err, size_t errlen) {
+    /* cJSON's strings end at \u0000: an answer holding one is refused, not
+     * handed on cut short */
+    if (b->buf && json_text_has_nul(b->buf, b->len))
+        return fail_with(err, errlen, "the server's answer holds \\u0000 (NUL), which a message here cannot carry");
     cJSON *j = b->buf ? cJSON_Parse(b->buf) : NULL;
     const cJSON *choices = cJSON_GetObjectItemCaseSensitive(j, "choices");
     const cJSON *ch = cJSON_IsArray(choices) ? cJSON_GetArrayItem(choices, 0) : NULL;

@@ -10,12 +10,16 @@ HEADERS += $(wildcard rl/*.h)
 EXTRA_TESTS += $(BUILD)/test/rl_rollout_tests $(BUILD)/test/rl_tests $(BUILD)/bench/rollout_bench
 
 # the vivd client and what it needs, from the sandbox layer
-RL_CLIENT := sandbox/client.c sandbox/pool.c sandbox/util.c sandbox/json_writer.c
+RL_CLIENT := sandbox/client.c sandbox/pool.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c
+
+# the Biomni environment the trainer runs, for the rollout tests that check
+# what reaches the model's context through it
+RL_BIO_ENV := rl/bio_env.c envs/protocol.c envs/graders.c envs/graders_literal.c envs/eval1.c envs/episode.c
 
 # ASan + UBSan (glibc) like the sandbox's tests
-$(BUILD)/test/rl_rollout_tests: test/rl/rollout_tests.c test/harness.h test/rl_fixture.h $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(HEADERS)
+$(BUILD)/test/rl_rollout_tests: test/rl/rollout_tests.c test/harness.h test/rl_fixture.h $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(RL_BIO_ENV) $(HEADERS)
 	@mkdir -p $(@D)
-	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ test/rl/rollout_tests.c $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(ASAN_LIBS)
+	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ test/rl/rollout_tests.c $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(RL_BIO_ENV) $(ASAN_LIBS)
 
 $(BUILD)/test/rl_tests: test/rl/rl_tests.c test/harness.h $(RL_SRC) $(RL_CLIENT) $(HEADERS)
 	@mkdir -p $(@D)

@@ -361,11 +361,12 @@ static void ep_end(struct rl_rollout *r, struct rl_episode *e, int end) {
     }
 }
 
-/* Encode text and append it with mask 0; false (episode ended) if there is
- * no room left in the context for it and at least one more token. */
-static bool ep_append_text(struct rl_rollout *r, struct rl_episode *e, const char *text) {
+/* Encode text[0..len) (NUL bytes are text too) and append it with mask 0;
+ * false (episode ended) if there is no room left in the context for it and
+ * at least one more token. */
+static bool ep_append_bytes(struct rl_rollout *r, struct rl_episode *e, const char *text, size_t len) {
     int *ids = NULL, n = 0;
-    if (r->tok.encode(r->tok.ctx, text, strlen(text), &ids, &n) != 0) {
+    if (r->tok.encode(r->tok.ctx, text, len, &ids, &n) != 0) {
         free(ids);
         ep_end(r, e, RL_END_GEN_ERROR);
         return false;
@@ -379,6 +380,11 @@ static bool ep_append_text(struct rl_rollout *r, struct rl_episode *e, const cha
     ep_append(e, ids, NULL, n, 0);
     free(ids);
     return true;
+}
+
+/* The same for text of our own making (prompts, reminders): a C string. */
+static bool ep_append_text(struct rl_rollout *r, struct rl_episode *e, const char *text) {
+    return ep_append_bytes(r, e, text, strlen(text));
 }
 
 static void ep_ready(struct rl_episode *e) {
@@ -497,12 +503,13 @@ static void deliver(struct rl_rollout *r, struct rl_episode *e, const struct rl_
         if (!e->infra_error && reached && res->status == RL_TOOL_LOST) r->st->host_lost[e->host]++, e->lost_host = e->host;
         e->infra_error = true;
     }
-    char *text = r->env.observation(r->env.ctx, res);
+    size_t len = 0;
+    char *text = r->env.observation(r->env.ctx, res, &len);
     if (!text) {
         ep_end(r, e, RL_END_GEN_ERROR);
         return;
     }
-    bool ok = ep_append_text(r, e, text);
+    bool ok = ep_append_bytes(r, e, text, len);
     free(text);
     if (ok) ep_ready(e);
 }
@@ -683,8 +690,9 @@ static void handle_response(struct rl_rollout *r, int host, struct viv_response 
         res.status = jtrue(j, "timed_out") ? RL_TOOL_TIMEOUT : RL_TOOL_OK;
         res.exit_code = (int)jnum(j, "exit_code");
         res.signal = (int)jnum(j, "signal");
-        res.out = jstr(j, "stdout") ? jstr(j, "stdout") : "";
-        res.err = jstr(j, "stderr") ? jstr(j, "stderr") : "";
+        /* whole, as the client decoded them: a NUL does not end the output */
+        res.out = resp->out, res.out_len = resp->out_len;
+        res.err = resp->err, res.err_len = resp->err_len;
         res.wall_ms = jnum(j, "wall_ms");
         /* a timed-out call counts at its deadline: that is what it cost */
         stats_add(s, res.wall_ms, mono_ms() - e->tool_submit_ms);
@@ -750,7 +758,8 @@ static void take_turn(struct rl_rollout *r, struct rl_episode *e, struct rl_gen_
         return;
     }
     e->turn_start = -1;
-    char *text = r->tok.decode(r->tok.ctx, e->tokens + q->turn_start, turn_len);
+    size_t text_len = 0;
+    char *text = r->tok.decode(r->tok.ctx, e->tokens + q->turn_start, turn_len, &text_len);
     if (!text) {
         ep_end(r, e, RL_END_GEN_ERROR);
         return;
@@ -761,7 +770,8 @@ static void take_turn(struct rl_rollout *r, struct rl_episode *e, struct rl_gen_
     bool cut = q->stop_reason == RL_GEN_STOP_LENGTH;
     if (cut) e->overlong = true;
     struct rl_turn t = {0};
-    if (r->env.parse_turn(r->env.ctx, text, strlen(text), &t) != 0) {
+    /* parsed whole: a NUL byte the model wrote must not hide what follows it */
+    if (r->env.parse_turn(r->env.ctx, text, text_len, &t) != 0) {
         rl_turn_clear(&t);
         ep_end(r, e, RL_END_GEN_ERROR);
         return;

@@ -83,8 +83,9 @@ struct rl_tokenizer {
     void *ctx;
     /* Encode text; *ids is malloc'd (caller frees). 0 or -1. */
     int (*encode)(void *ctx, const char *text, size_t len, int **ids, int *n);
-    /* Decode ids to a malloc'd NUL-terminated string (caller frees). */
-    char *(*decode)(void *ctx, const int *ids, int n);
+    /* Decode ids to a malloc'd NUL-terminated string (caller frees) of
+     * *len bytes: a generated NUL byte is text too. */
+    char *(*decode)(void *ctx, const int *ids, int n, size_t *len);
 };
 
 /* ---- environment ----------------------------------------------------------- */
@@ -110,6 +111,7 @@ struct rl_tool_result {
     int status;                 /* enum rl_tool_status */
     int exit_code, signal;
     const char *out, *err;      /* captured stdout / stderr ("" when none) */
+    size_t out_len, err_len;    /* their lengths: output may hold NUL bytes, which are kept */
     double wall_ms;             /* vivd's measure, or the engine's for local failures */
     const char *error_code;     /* vivd's error code or "disconnected"/"unreachable"/... */
     const char *error_message;
@@ -133,8 +135,9 @@ struct rl_env_ops {
     /* Parse one assistant turn's text. 0, or -1 on an internal error. */
     int (*parse_turn)(void *ctx, const char *text, size_t len, struct rl_turn *out);
     /* Text appended after an EXECUTE turn, up to where the next assistant
-     * turn begins (observation + template). malloc'd. */
-    char *(*observation)(void *ctx, const struct rl_tool_result *r);
+     * turn begins (observation + template). malloc'd, *len bytes: it holds
+     * the tool's output whole, NUL bytes included. */
+    char *(*observation)(void *ctx, const struct rl_tool_result *r, size_t *len);
     /* Text appended after a PARSE_ERROR turn (the protocol's reminder). */
     char *(*parse_error)(void *ctx, const char *why);
     /* Score a finished episode (any end reason). 0 or -1. */

@@ -196,8 +196,9 @@ int main(int argc, char **argv) {
                         st.tool_lost, st.tool_timeouts, solved, episodes);
                 for (int i = 0; i < episodes; i++) /* show the first failure as the model saw it */
                     if (eps[i].tool_errors + eps[i].tool_lost + eps[i].tool_timeouts > 0 || eps[i].end != RL_END_SOLUTION) {
+                        size_t tl;
                         char *t = tok.decode(tok.ctx, eps[i].tokens + eps[i].prompt_tokens,
-                                             eps[i].n_tokens - eps[i].prompt_tokens);
+                                             eps[i].n_tokens - eps[i].prompt_tokens, &tl);
                         fprintf(stderr, "  episode %d (%s): %.2000s\n", i, rl_end_name(eps[i].end), t ? t : "");
                         free(t);
                         break;

@@ -17,8 +17,13 @@
 #include <unistd.h>
 
 #include "../envs/teacher.h"
+#include "../sandbox/json_text.h"
+#include "../sandbox/json_writer.h"
 #include "../sandbox/util.h"
 #include "bio_env.h"
+
+/* The length of turn i's text. */
+static size_t sft_len(const struct sft_traj *t, int i) { return t->lens ? t->lens[i] : strlen(t->texts[i]); }
 
 /* ---- collection --------------------------------------------------------------- */
 
@@ -31,7 +36,7 @@ struct collect_ctx {
 
 static void traj_free(struct sft_traj *t) {
     for (int i = 0; i < t->n; i++) free(t->texts[i]);
-    free(t->texts), free(t->roles);
+    free(t->texts), free(t->roles), free(t->lens);
     memset(t, 0, sizeof *t);
 }
 
@@ -51,9 +56,13 @@ static void on_episode(void *arg, const struct episode *ep, size_t index) {
     b->n = (int)(ep->conv.n - from);
     b->roles = xcalloc((size_t)b->n + 1, sizeof *b->roles);
     b->texts = xcalloc((size_t)b->n + 1, sizeof *b->texts);
+    b->lens = xcalloc((size_t)b->n + 1, sizeof *b->lens);
     for (int i = 0; i < b->n; i++) {
-        b->roles[i] = ep->conv.turns[from + i].role;
-        b->texts[i] = xstrdup(ep->conv.turns[from + i].text);
+        const struct turn *u = &ep->conv.turns[from + i];
+        b->roles[i] = u->role;
+        b->texts[i] = xmalloc(u->len + 1); /* whole: an observation may hold NUL bytes */
+        memcpy(b->texts[i], u->text, u->len + 1);
+        b->lens[i] = u->len;
     }
     /* the episode may end with an environment message after the last
      * assistant turn (e.g. "terminated"): drop trailing non-assistant turns */
@@ -112,7 +121,13 @@ char *sft_set_pack(const struct sft_set *s) {
         for (int k = 0; k < t->n; k++) {
             cJSON *u = cJSON_CreateObject();
             cJSON_AddNumberToObject(u, "role", t->roles[k]);
-            cJSON_AddStringToObject(u, "text", t->texts[k]);
+            /* written by length (a NUL as \u0000): cJSON's strings would end there */
+            struct json_writer w;
+            jw_init(&w);
+            jw_string(&w, t->texts[k], sft_len(t, k));
+            char *lit = jw_finish(&w);
+            cJSON_AddRawToObject(u, "text", lit);
+            free(lit);
             cJSON_AddItemToArray(turns, u);
         }
         cJSON_AddItemToArray(a, r);
@@ -122,6 +137,26 @@ char *sft_set_pack(const struct sft_set *s) {
     char *out = xstrdup(js ? js : "{}");
     cJSON_free(js);
     return out;
+}
+
+/* The turns' texts of trajectory `ti` in the packed set json[0..n), decoded
+ * whole into t (cJSON's strings would end at a NUL). 0, or -1. */
+static int unpack_texts(const char *json, size_t n, int ti, struct sft_traj *t) {
+    size_t at, end, tat, tend;
+    if (json_member_span(json, n, "trajectories", &at, &end) != 1 || json_array_item(json, end, at, ti, &tat, &tend) != 1 ||
+        json_member_span(json + tat, tend - tat, "turns", &at, &end) != 1)
+        return -1;
+    const char *r = json + tat;
+    for (int k = 0; k < t->n; k++) {
+        size_t uat, uend;
+        if (json_array_item(r, end, at, k, &uat, &uend) != 1) return -1;
+        char *text;
+        size_t len;
+        if (json_member_text(r + uat, uend - uat, "text", &text, &len) != 1) text = xstrdup(""), len = 0;
+        free(t->texts[k]);
+        t->texts[k] = text, t->lens[k] = len;
+    }
+    return 0;
 }
 
 int sft_set_unpack(const char *json, struct sft_set *out, char *err, size_t errlen) {
@@ -135,6 +170,7 @@ int sft_set_unpack(const char *json, struct sft_set *out, char *err, size_t errl
     out->v = xcalloc((size_t)cJSON_GetArraySize(a) + 1, sizeof *out->v);
     out->sampled = (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "sampled"));
     out->kept = (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "kept"));
+    int rc = 0;
     cJSON_ArrayForEach(r, a) {
         struct sft_traj *t = &out->v[out->n++];
         const cJSON *turns = cJSON_GetObjectItemCaseSensitive(r, "turns"), *u;
@@ -144,13 +180,18 @@ int sft_set_unpack(const char *json, struct sft_set *out, char *err, size_t errl
         t->format = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "format"));
         t->roles = xcalloc((size_t)nt + 1, sizeof *t->roles);
         t->texts = xcalloc((size_t)nt + 1, sizeof *t->texts);
+        t->lens = xcalloc((size_t)nt + 1, sizeof *t->lens);
         cJSON_ArrayForEach(u, turns) {
-            const char *tx = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(u, "text"));
             t->roles[t->n] = (enum role)(int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(u, "role"));
-            t->texts[t->n++] = xstrdup(tx ? tx : "");
+            t->texts[t->n++] = xstrdup("");
         }
+        if (rc == 0 && unpack_texts(json, strlen(json), out->n - 1, t) != 0) rc = -1;
     }
     cJSON_Delete(o);
+    if (rc) {
+        sft_set_free(out);
+        return snprintf(err, errlen, "sft: a shared trajectory's text could not be read"), -1;
+    }
     return 0;
 }
 
@@ -158,6 +199,11 @@ int sft_set_unpack(const char *json, struct sft_set *out, char *err, size_t errl
 
 static int append_text(struct chat *c, const struct tokenizer *tok, const char *s) {
     return s ? chat_append_text(c, tok, s, strlen(s)) : -1;
+}
+
+/* The glue around turn i (a tool or user turn), holding its text whole. */
+static char *glue_turn(const struct sft_traj *t, int i, size_t *len) {
+    return bio_glue_bytes(t->texts[i], sft_len(t, i), len);
 }
 
 int sft_render(const struct sft_traj *t, const char *task_prompt, const struct tokenizer *tok, struct chat *c) {
@@ -174,13 +220,14 @@ int sft_render(const struct sft_traj *t, const char *task_prompt, const struct t
                 if (rc) break;
             }
             int32_t *ids = NULL;
-            int k = tokenizer_encode(tok, t->texts[i], strlen(t->texts[i]), &ids);
+            int k = tokenizer_encode(tok, t->texts[i], sft_len(t, i), &ids);
             rc = k < 0 ? -1 : chat_append_generated(c, ids, k);
             free(ids);
             prev_assistant = 1;
         } else {
-            char *g = bio_glue_text(t->texts[i]);
-            rc = append_text(c, tok, g);
+            size_t gl;
+            char *g = glue_turn(t, i, &gl);
+            rc = g ? chat_append_text(c, tok, g, gl) : -1;
             free(g);
             prev_assistant = 0;
         }
@@ -188,17 +235,31 @@ int sft_render(const struct sft_traj *t, const char *task_prompt, const struct t
     return rc;
 }
 
-/* s = s + add (both malloc'd strings; add is freed) */
-static char *cat_free(char *s, char *add) {
-    char *r = xasprintf("%s%s", s, add ? add : "");
-    free(s), free(add);
-    return r;
+/* s[0..*n) + add[0..an), s malloc'd (or NULL) */
+static char *append_bytes(char *s, size_t *n, const char *add, size_t an) {
+    s = xrealloc(s, *n + an + 1);
+    if (an) memcpy(s + *n, add, an);
+    *n += an;
+    s[*n] = 0;
+    return s;
 }
 
-char *sft_text(const struct sft_traj *t, const char *task_prompt) {
-    char *s = cat_free(xstrdup(""), bio_prompt_text(task_prompt));
-    for (int i = 0; i < t->n; i++)
-        s = cat_free(s, t->roles[i] == ROLE_ASSISTANT ? xstrdup(t->texts[i]) : bio_glue_text(t->texts[i]));
+char *sft_text(const struct sft_traj *t, const char *task_prompt, size_t *len) {
+    char *p = bio_prompt_text(task_prompt);
+    size_t n = 0;
+    char *s = append_bytes(NULL, &n, p, p ? strlen(p) : 0);
+    free(p);
+    for (int i = 0; i < t->n; i++) {
+        size_t gl = sft_len(t, i);
+        if (t->roles[i] == ROLE_ASSISTANT) {
+            s = append_bytes(s, &n, t->texts[i], gl);
+            continue;
+        }
+        char *g = glue_turn(t, i, &gl);
+        s = append_bytes(s, &n, g, g ? gl : 0);
+        free(g);
+    }
+    *len = n;
     return s;
 }
 

@@ -41,15 +41,27 @@ static int te_parse(void *ctx, const char *text, size_t len, struct rl_turn *t) 
     return t->error ? 0 : -1;
 }
 
-static char *te_observation(void *ctx, const struct rl_tool_result *r) {
+/* stdout and stderr go in by their lengths: NUL bytes are output too */
+static char *te_observation(void *ctx, const struct rl_tool_result *r, size_t *len) {
     char status[160] = "";
     if (r->status == RL_TOOL_TIMEOUT) snprintf(status, sizeof status, "[timed out]");
     else if (r->status != RL_TOOL_OK)
         snprintf(status, sizeof status, "[tool error: %s]", r->error_code ? r->error_code : "unknown");
     else if (r->exit_code) snprintf(status, sizeof status, "[exit %d]", r->exit_code);
-    char *s = NULL;
-    if (asprintf(&s, "\n<observation>%s%s%s</observation>\n", r->out ? r->out : "", r->err ? r->err : "", status) < 0)
-        return NULL;
+    size_t ol = r->out ? r->out_len : 0, el = r->err ? r->err_len : 0;
+    char *s = NULL, *tail = NULL;
+    if (asprintf(&tail, "%s</observation>\n", status) < 0) return NULL;
+    size_t tl = strlen(tail);
+    s = malloc(sizeof "\n<observation>" - 1 + ol + el + tl + 1);
+    if (s) {
+        char *p = mempcpy(s, "\n<observation>", sizeof "\n<observation>" - 1);
+        if (ol) p = mempcpy(p, r->out, ol);
+        if (el) p = mempcpy(p, r->err, el);
+        p = mempcpy(p, tail, tl);
+        *p = 0;
+        *len = (size_t)(p - s);
+    }
+    free(tail);
     return s;
 }
 

@@ -858,8 +858,9 @@ static int prepare_model(struct job *j, struct sft_set *set, char *err, size_t e
     char **texts = xcalloc(nt, sizeof *texts);
     size_t *lens = xcalloc(nt, sizeof *lens);
     for (size_t i = 0; i < j->train.n; i++) texts[i] = bio_prompt_text(j->train.t[i].prompt);
-    for (int i = 0; i < set->n; i++) texts[j->train.n + i] = sft_text(&set->v[i], j->train.t[set->v[i].task].prompt);
-    for (size_t i = 0; i < nt; i++) lens[i] = strlen(texts[i]);
+    for (size_t i = 0; i < j->train.n; i++) lens[i] = strlen(texts[i]);
+    for (int i = 0; i < set->n; i++)
+        texts[j->train.n + i] = sft_text(&set->v[i], j->train.t[set->v[i].task].prompt, &lens[j->train.n + i]);
     double t0 = now_ms();
     tok_progress_tty = isatty(2);
     j->tok = tokenizer_train((const char *const *)texts, lens, nt, j->c.vocab, tok_progress, err, errlen);

@@ -29,6 +29,8 @@ struct sft_traj {
     int n;                  /* turns after the prompt */
     enum role *roles;       /* ROLE_ASSISTANT, ROLE_TOOL or ROLE_USER */
     char **texts;
+    size_t *lens;           /* texts' lengths (a tool turn may hold NUL bytes);
+                               NULL: the texts are C strings */
     double correct, format; /* its scores */
 };
 
@@ -67,8 +69,9 @@ int sft_set_unpack(const char *json, struct sft_set *out, char *err, size_t errl
  * exactly on the assistant messages' tokens. 0 or -1. */
 int sft_render(const struct sft_traj *t, const char *task_prompt, const struct tokenizer *tok, struct chat *c);
 
-/* The whole text of a trajectory (for tokenizer training). malloc'd. */
-char *sft_text(const struct sft_traj *t, const char *task_prompt);
+/* The whole text of a trajectory (for tokenizer training), malloc'd, *len
+ * bytes (NULs of its tool turns included). */
+char *sft_text(const struct sft_traj *t, const char *task_prompt, size_t *len);
 
 struct sft_opts {
     int epochs, batch, max_len;

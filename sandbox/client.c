@@ -23,6 +23,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "json_text.h"
 #include "json_writer.h"
 #include "util.h"
 
@@ -247,11 +248,12 @@ long viv_submit_session_close(struct viv_client *c, const char *session) {
     return queue_request(c, &w, 60000);
 }
 
-static void complete(struct viv_client *c, long handle, cJSON *json, bool local) {
+static void complete(struct viv_client *c, struct viv_response *r) {
+    long handle = r->handle;
     struct pending **pp = &c->pending;
     while (*pp && (*pp)->handle != handle) pp = &(*pp)->next;
     if (!*pp) { /* not ours (or already timed out locally): drop it */
-        cJSON_Delete(json);
+        viv_response_free(r);
         return;
     }
     struct pending *p = *pp;
@@ -259,28 +261,52 @@ static void complete(struct viv_client *c, long handle, cJSON *json, bool local)
     free(p);
     c->npending--;
     struct done *d = xcalloc(1, sizeof *d);
-    d->r = xcalloc(1, sizeof *d->r);
-    d->r->handle = handle;
-    d->r->json = json;
-    d->r->local = local;
+    d->r = r;
     if (c->done_tail) c->done_tail->next = d;
     else c->done_head = d;
     c->done_tail = d;
 }
 
-static cJSON *local_error(long handle, const char *code, const char *message) {
+/* The member `key` of the response line, decoded whole ("" if absent). */
+static void whole_text(const char *line, size_t len, const char *key, char **out, size_t *out_len) {
+    if (line && json_member_text(line, len, key, out, out_len) == 1) return;
+    *out = xstrdup("");
+    *out_len = 0;
+}
+
+static struct viv_response *response_new(cJSON *json, const char *line, size_t len, bool local) {
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(json, "id");
+    struct viv_response *r = xcalloc(1, sizeof *r);
+    r->handle = cJSON_IsNumber(id) ? (long)id->valuedouble : 0;
+    r->json = json;
+    r->local = local;
+    whole_text(line, len, "stdout", &r->out, &r->out_len);
+    whole_text(line, len, "stderr", &r->err, &r->err_len);
+    return r;
+}
+
+struct viv_response *viv_response_parse(const char *line, size_t len) {
+    cJSON *o = cJSON_ParseWithLength(line, len);
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return response_new(o, line, len, false);
+}
+
+static struct viv_response *local_error(long handle, const char *code, const char *message) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "id", (double)handle);
     cJSON_AddFalseToObject(o, "ok");
     cJSON *e = cJSON_AddObjectToObject(o, "error");
     cJSON_AddStringToObject(e, "code", code);
     cJSON_AddStringToObject(e, "message", message);
-    return o;
+    return response_new(o, NULL, 0, true);
 }
 
 static void fail_all(struct viv_client *c, const char *code, const char *message) {
     c->broken = true;
-    while (c->pending) complete(c, c->pending->handle, local_error(c->pending->handle, code, message), true);
+    while (c->pending) complete(c, local_error(c->pending->handle, code, message));
 }
 
 void viv_abort(struct viv_client *c, const char *why) {
@@ -295,10 +321,9 @@ static void handle_lines(struct viv_client *c) {
         char *nl = memchr(c->in + start, '\n', c->in_len - start);
         if (!nl) break;
         size_t n = (size_t)(nl - (c->in + start));
-        cJSON *o = cJSON_ParseWithLength(c->in + start, n);
-        const cJSON *id = o ? cJSON_GetObjectItemCaseSensitive(o, "id") : NULL;
-        if (cJSON_IsNumber(id)) complete(c, (long)id->valuedouble, o, false);
-        else cJSON_Delete(o); /* an error about a line we could not have sent: ignore */
+        struct viv_response *r = viv_response_parse(c->in + start, n);
+        if (r && cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(r->json, "id"))) complete(c, r);
+        else viv_response_free(r); /* an error about a line we could not have sent: ignore */
         start += n + 1;
     }
     memmove(c->in, c->in + start, c->in_len - start);
@@ -340,7 +365,7 @@ static void expire(struct viv_client *c) {
     double now = now_ms();
     for (struct pending *p = c->pending, *next; p; p = next) {
         next = p->next;
-        if (now >= p->deadline) complete(c, p->handle, local_error(p->handle, "timeout", "no answer from vivd before the request's deadline"), true);
+        if (now >= p->deadline) complete(c, local_error(p->handle, "timeout", "no answer from vivd before the request's deadline"));
     }
 }
 
@@ -393,6 +418,7 @@ struct viv_response *viv_wait(struct viv_client *c, long handle, int timeout_ms)
 void viv_response_free(struct viv_response *r) {
     if (!r) return;
     cJSON_Delete(r->json);
+    free(r->out), free(r->err);
     free(r);
 }
 

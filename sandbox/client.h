@@ -27,6 +27,12 @@ struct viv_response {
     long handle;       /* what viv_submit_* returned */
     cJSON *json;       /* the response object ({"id":..,"ok":..,...}) */
     bool local;        /* made up by the client (timeout, disconnected) */
+    /* "stdout" and "stderr" decoded whole from the response line, with
+     * their lengths: cJSON's strings end at the first \u0000, and a tool's
+     * output may hold NUL bytes that must reach the reader. "" (length 0)
+     * when the member is absent or not a string; NUL-terminated after len. */
+    char *out, *err;
+    size_t out_len, err_len;
 };
 
 /* $VIV_SOCKET, else $XDG_RUNTIME_DIR/vivd.sock, else /tmp/vivd-<uid>.sock. */
@@ -70,6 +76,11 @@ int viv_pending(const struct viv_client *c);
 bool viv_drained(const struct viv_client *c);
 /* Requests are queued but not yet all written (poll its fd for POLLOUT too). */
 bool viv_wants_write(const struct viv_client *c);
+
+/* A response from one response line (no newline): the tree and the whole
+ * stdout/stderr; NULL if the line is not a JSON object. The client makes
+ * its responses with this; tests and tools may too. */
+struct viv_response *viv_response_parse(const char *line, size_t len);
 
 void viv_response_free(struct viv_response *r);
 

@@ -16,6 +16,8 @@
 #include <string.h>
 
 #include "../harness.h"
+#include "../../sandbox/json_text.h"
+#include "../../sandbox/json_writer.h"
 #include "../../sandbox/util.h"
 #include <unistd.h>
 #include "episode.h"
@@ -172,15 +174,15 @@ static size_t count_chars(const char *s) {
 }
 
 static void test_observation_truncation(void) {
-    char *o = proto_render_observation("hello\n", 6);
+    char *o = proto_render_observation("hello\n", 6, NULL);
     CHECK(!strcmp(o, "<observation>hello\n</observation>"), "short result kept: %s", o);
     free(o);
     char *big = malloc(20001);
     memset(big, 'x', 20000), big[20000] = 0;
-    o = proto_render_observation(big, 10000);
+    o = proto_render_observation(big, 10000, NULL);
     CHECK(!strncmp(o, "<observation>xxx", 16) && strlen(o) == 10000 + 27, "exactly 10,000 characters: not cut");
     free(o);
-    o = proto_render_observation(big, 10001);
+    o = proto_render_observation(big, 10001, NULL);
     const char *body = o + strlen("<observation>");
     const char *nl = strchr(body, '\n');
     CHECK(nl && strstr(body, "too long") < nl, "a note comes first");
@@ -191,13 +193,13 @@ static void test_observation_truncation(void) {
     char *u = malloc(2 * 10001 + 1);
     for (int i = 0; i < 10001; i++) u[2 * i] = (char)0xC3, u[2 * i + 1] = (char)0xA9;
     u[2 * 10001] = 0;
-    o = proto_render_observation(u, 2 * 10001);
+    o = proto_render_observation(u, 2 * 10001, NULL);
     nl = strchr(o, '\n');
     char *end = strstr(nl, "</observation>");
     *end = 0;
     CHECK(count_chars(nl + 1) == 10000 && strlen(nl + 1) == 20000, "UTF-8 counted per character");
     free(o);
-    o = proto_render_observation(u, 2 * 10000);
+    o = proto_render_observation(u, 2 * 10000, NULL);
     CHECK(!strstr(o, "too long"), "10,000 two-byte characters are not cut");
     free(o), free(u), free(big);
 }
@@ -478,6 +480,16 @@ static void test_loader(void) {
 
 /* --- episodes with a scripted fake sandbox ------------------------------------------------------ */
 
+/* The response a client hands out for the object j, as if vivd had written
+ * it (j is freed). */
+static struct viv_response *as_response(cJSON *j) {
+    char *line = cJSON_PrintUnformatted(j);
+    struct viv_response *r = viv_response_parse(line, strlen(line));
+    free(line);
+    cJSON_Delete(j);
+    return r;
+}
+
 /* The fake sandbox: the task's reference code prints two lines, the answer
  * last; any other code "fails" with a traceback. */
 static cJSON *fake_response(const struct episode *ep) {
@@ -508,9 +520,9 @@ static void drive(struct episode *ep, agent_fn agent, void *ctx) {
             free(m);
         } else if (ep->state == EP_NEED_TOOL) {
             ep->state = EP_WAIT_TOOL; /* what episode_submit does, without a daemon */
-            cJSON *r = fake_response(ep);
+            struct viv_response *r = as_response(fake_response(ep));
             episode_on_response(ep, NULL, r);
-            cJSON_Delete(r);
+            viv_response_free(r);
         }
     }
 }
@@ -582,8 +594,9 @@ static void test_episode_tools_and_limits(void) {
     char *big = malloc(15001);
     memset(big, 'y', 15000), big[15000] = 0;
     cJSON_AddStringToObject(r, "stdout", big);
-    episode_on_response(&ep, NULL, r);
-    cJSON_Delete(r);
+    struct viv_response *resp = as_response(r);
+    episode_on_response(&ep, NULL, resp);
+    viv_response_free(resp);
     free(big);
     o = conv_last(&ep.conv, ROLE_TOOL);
     CHECK(o && strstr(o->text, "too long") && o->len < 10200, "long output truncated (%zu)", o ? o->len : 0);
@@ -592,24 +605,148 @@ static void test_episode_tools_and_limits(void) {
     episode_free(&ep);
 }
 
+/* A task whose text holds NUL is refused with its line, never loaded cut
+ * short (cJSON's strings end at \u0000); a raw NUL byte, which would end
+ * the file early, likewise. Other control characters are text. */
+static void test_loader_nul(void) {
+    struct task_set ts;
+    char err[512], p[64];
+    write_tmp(p, "{\"task_name\":\"lab_bench_dbqa\",\"prompt\":\"q\",\"answer\":\"A\"}\n"
+                 "{\"task_name\":\"lab_bench_dbqa\",\"prompt\":\"q\\u0000 hidden\",\"answer\":\"A\"}\n");
+    CHECK(taskset_load(p, NULL, &ts, err, sizeof err) < 0 && strstr(err, ":2:") && strstr(err, "NUL"),
+          "\\u0000 in a prompt, line 2: %s", err);
+    unlink(p);
+    write_tmp(p, "{\"task_name\":\"lab_bench_dbqa\",\"prompt\":\"q \\\\u0000 is text\",\"answer\":\"\\u0085\\u0001A\"}\n");
+    CHECK(taskset_load(p, NULL, &ts, err, sizeof err) == 0 && ts.n == 1 && strstr(ts.t[0].prompt, "\\u0000 is text") &&
+              !strcmp(ts.t[0].answer, "\xc2\x85\x01" "A"),
+          "an escaped backslash before u0000 and C1/C0 controls load as text: %s", err);
+    taskset_free(&ts);
+    unlink(p);
+    FILE *f = fopen(p, "wb");
+    CHECK(f != NULL, "temp file");
+    if (!f) return;
+    static const char raw[] = "{\"task_name\":\"lab_bench_dbqa\",\"prompt\":\"q\",\"answer\":\"A\"}\n\0\n"
+                              "{\"task_name\":\"lab_bench_dbqa\",\"prompt\":\"r\",\"answer\":\"B\"}\n";
+    fwrite(raw, 1, sizeof raw - 1, f);
+    fclose(f);
+    CHECK(taskset_load(p, NULL, &ts, err, sizeof err) < 0 && strstr(err, "NUL byte"), "a raw NUL byte: %s", err);
+    unlink(p);
+}
+
+/* JSON strings read whole: NUL kept with its length, surrogate pairs joined,
+ * lone surrogates as U+FFFD, a member found past nested values. */
+static void test_json_text(void) {
+    char *s;
+    size_t n;
+    const char *lit = "\"a\\u0000b\\ud800\\ud83e\\udd2c\\n\"tail";
+    CHECK(json_string_decode(lit, strlen(lit), &s, &n) == strlen(lit) - 4 && n == 11 &&
+              !memcmp(s, "a\0b\xef\xbf\xbd\xf0\x9f\xa4\xac\n", 11),
+          "decoded %zu bytes", n);
+    free(s);
+    CHECK(json_string_decode("\"a\\u00\"", 8, &s, &n) == 0 && json_string_decode("\"open", 5, &s, &n) == 0,
+          "cut escapes and unterminated strings are refused");
+    const char *obj = "{\"id\":3,\"x\":{\"stdout\":\"no\"},\"a\":[1,\"]\"],\"stdout\":\"1\\u00002\",\"stderr\":null}";
+    CHECK(json_member_text(obj, strlen(obj), "stdout", &s, &n) == 1 && n == 3 && !memcmp(s, "1\0" "2", 3),
+          "the top-level member, whole");
+    free(s);
+    CHECK(json_member_text(obj, strlen(obj), "stderr", &s, &n) == 0 && json_member_text(obj, strlen(obj), "zz", &s, &n) == 0,
+          "null and absent members");
+    CHECK(json_member_text("{\"a\":", 5, "a", &s, &n) == -1, "a cut object");
+    CHECK(json_text_has_nul("[\"\\u0000\"]", 10) && !json_text_has_nul("[\"\\\\u0000\"]", 11) &&
+              json_text_has_nul("[\"\0\"]", 5),
+          "an escaped NUL, not an escaped backslash; a raw NUL");
+}
+
+/* A NUL byte inside <solution> or <execute> makes the message malformed:
+ * the answer "TP53\0BRCA1" is not graded as "TP53", nor code run cut
+ * short. A NUL outside the blocks, or in <think>, is only text. An episode
+ * counts it as a parse failure. */
+static void test_parse_nul(void) {
+    static const char sol[] = "<think>t</think><solution>TP53\0BRCA1</solution>",
+                      exe[] = "<think>t</think><execute>print(1)\0import os</execute>",
+                      aside[] = "<think>a\0b</think><solution>TP53</solution>\0";
+    struct proto_msg m;
+    proto_parse(sol, sizeof sol - 1, &m);
+    CHECK(m.action == PROTO_PARSE_ERROR && !m.solution, "a NUL in the solution: action %d", m.action);
+    proto_msg_free(&m);
+    proto_parse(exe, sizeof exe - 1, &m);
+    CHECK(m.action == PROTO_PARSE_ERROR && !m.code, "a NUL in the code: action %d", m.action);
+    proto_msg_free(&m);
+    proto_parse(aside, sizeof aside - 1, &m);
+    CHECK(m.action == PROTO_SOLUTION && m.solution && !strcmp(m.solution, "TP53"), "a NUL elsewhere: action %d", m.action);
+    proto_msg_free(&m);
+    CHECK(load_fx() == 0, "fixtures");
+    struct episode_cfg cfg = {.max_turns = 4};
+    struct episode ep;
+    episode_init(&ep, &fx.t[0], &cfg, 1);
+    episode_push_message(&ep, sol, sizeof sol - 1);
+    CHECK(ep.state == EP_NEED_MESSAGE && ep.parse_failures == 1 && !ep.answer, "the episode asks again (%d failures)",
+          ep.parse_failures);
+    episode_free(&ep);
+}
+
+/* A tool's output reaches the observation whole: NUL and what follows it,
+ * invalid UTF-8 (as vivd writes it: U+FFFD per byte), the bytes of an
+ * encoded surrogate, C0 and C1 controls. The response line is made by the
+ * writer vivd uses, from the raw bytes a job printed. */
+static void test_episode_output_whole(void) {
+    CHECK(load_fx() == 0, "fixtures");
+    static const char out[] = "a\0b\n", err[] = "\xff\xfe\0x\xc2\x85\x01\xed\xa0\x80";
+    struct json_writer w;
+    jw_init(&w);
+    jw_object_begin(&w);
+    jw_key(&w, "id"), jw_int(&w, 1);
+    jw_key(&w, "ok"), jw_bool(&w, true);
+    jw_key(&w, "stdout"), jw_string(&w, out, sizeof out - 1);
+    jw_key(&w, "stderr"), jw_string(&w, err, sizeof err - 1);
+    jw_key(&w, "exit_code"), jw_int(&w, 0);
+    jw_object_end(&w);
+    char *line = jw_finish(&w);
+    struct viv_response *r = viv_response_parse(line, strlen(line));
+    static const char want_err[] = "\xef\xbf\xbd\xef\xbf\xbd\0x\xc2\x85\x01\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd";
+    CHECK(r && r->out_len == 4 && !memcmp(r->out, out, 4) && r->err_len == sizeof want_err - 1 &&
+              !memcmp(r->err, want_err, sizeof want_err - 1),
+          "the client decodes stdout (%zu bytes) and stderr (%zu bytes) whole", r ? r->out_len : 0, r ? r->err_len : 0);
+    struct episode_cfg cfg = {.max_turns = 3};
+    struct episode ep;
+    episode_init(&ep, &fx.t[3], &cfg, 1);
+    const char *m = "<think>t</think><execute>print('a\\x00b')</execute>";
+    episode_push_message(&ep, m, strlen(m));
+    ep.state = EP_WAIT_TOOL;
+    episode_on_response(&ep, NULL, r);
+    const struct turn *o = conv_last(&ep.conv, ROLE_TOOL);
+    static const char want[] = "<observation>a\0b\n\xef\xbf\xbd\xef\xbf\xbd\0x\xc2\x85\x01\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd</observation>";
+    CHECK(o && o->len == sizeof want - 1 && !memcmp(o->text, want, sizeof want - 1),
+          "the observation holds both outputs whole: %zu bytes, %zu expected", o ? o->len : 0, sizeof want - 1);
+    CHECK(ep.last_stdout_len == 4 && !memcmp(ep.last_stdout, out, 4), "the last stdout, whole (%zu bytes)", ep.last_stdout_len);
+    episode_free(&ep);
+    viv_response_free(r);
+    free(line);
+    /* a response the client made up itself has empty outputs */
+    struct viv_response *e = viv_response_parse("{\"id\":2,\"ok\":false}", 20);
+    CHECK(e && e->out && e->out_len == 0 && e->err && e->err_len == 0, "no stdout/stderr members: empty texts");
+    viv_response_free(e);
+    CHECK(!viv_response_parse("[1]", 3) && !viv_response_parse("{", 1), "a line that is not an object is no response");
+}
+
 static void test_result_text(void) {
-    cJSON *r = cJSON_Parse("{\"ok\":true,\"stdout\":\"partial\",\"stderr\":\"Traceback\\nKeyError\\n\",\"exit_code\":1,"
-                           "\"timed_out\":false,\"signal\":0}");
-    char *t = episode_result_text(r);
-    CHECK(!strcmp(t, "partial\nTraceback\nKeyError\n"), "stdout then stderr: '%s'", t);
-    free(t), cJSON_Delete(r);
-    r = cJSON_Parse("{\"ok\":true,\"stdout\":\"\",\"stderr\":\"\",\"exit_code\":2}");
-    t = episode_result_text(r);
-    CHECK(!strcmp(t, "[exit code 2]"), "exit code note: '%s'", t);
-    free(t), cJSON_Delete(r);
-    r = cJSON_Parse("{\"ok\":true,\"stdout\":\"x\\n\",\"timed_out\":true,\"signal\":9,\"wall_ms\":5000}");
-    t = episode_result_text(r);
-    CHECK(strstr(t, "timed out") && !strstr(t, "signal"), "timeout note: '%s'", t);
-    free(t), cJSON_Delete(r);
-    r = cJSON_Parse("{\"ok\":false,\"error\":{\"code\":\"busy\",\"message\":\"queue full\"}}");
-    t = episode_result_text(r);
-    CHECK(strstr(t, "busy") && strstr(t, "queue full"), "sandbox errors are observations: '%s'", t);
-    free(t), cJSON_Delete(r);
+    static const char *const lines[] = {
+        "{\"ok\":true,\"stdout\":\"partial\",\"stderr\":\"Traceback\\nKeyError\\n\",\"exit_code\":1,\"timed_out\":false,\"signal\":0}",
+        "{\"ok\":true,\"stdout\":\"\",\"stderr\":\"\",\"exit_code\":2}",
+        "{\"ok\":true,\"stdout\":\"x\\n\",\"timed_out\":true,\"signal\":9,\"wall_ms\":5000}",
+        "{\"ok\":false,\"error\":{\"code\":\"busy\",\"message\":\"queue full\"}}"};
+    char *t[4];
+    size_t n[4];
+    for (int i = 0; i < 4; i++) {
+        struct viv_response *r = viv_response_parse(lines[i], strlen(lines[i]));
+        t[i] = episode_result_text(r, &n[i]);
+        viv_response_free(r);
+    }
+    CHECK(!strcmp(t[0], "partial\nTraceback\nKeyError\n") && n[0] == strlen(t[0]), "stdout then stderr: '%s'", t[0]);
+    CHECK(!strcmp(t[1], "[exit code 2]"), "exit code note: '%s'", t[1]);
+    CHECK(strstr(t[2], "timed out") && !strstr(t[2], "signal"), "timeout note: '%s'", t[2]);
+    CHECK(strstr(t[3], "busy") && strstr(t[3], "queue full") && n[3] == strlen(t[3]), "sandbox errors are observations: '%s'", t[3]);
+    for (int i = 0; i < 4; i++) free(t[i]);
 }
 
 /* --- the teacher ------------------------------------------------------------------------------- */
@@ -742,6 +879,7 @@ int main(int argc, char **argv) {
         {"protocol_parse_actions", test_parse_actions},
         {"protocol_parse_autoclose", test_parse_autoclose},
         {"protocol_parse_fenced_fallback", test_parse_fenced_fallback},
+        {"protocol_parse_refuses_nul_in_blocks", test_parse_nul},
         {"protocol_tool_selection", test_tool_selection},
         {"protocol_task_inputs_prelude", test_task_inputs_prelude},
         {"protocol_observation_truncation", test_observation_truncation},
@@ -756,9 +894,12 @@ int main(int argc, char **argv) {
         {"grade_crispr_delivery", test_grade_crispr},
         {"grade_unknown_rule", test_grade_unknown},
         {"eval1_loader", test_loader},
+        {"eval1_loader_refuses_nul", test_loader_nul},
+        {"json_text_whole_strings", test_json_text},
         {"episode_two_parse_failures", test_episode_two_parse_failures},
         {"episode_tools_and_limits", test_episode_tools_and_limits},
         {"episode_result_text", test_result_text},
+        {"episode_output_whole", test_episode_output_whole},
         {"teacher_oracle_fake_sandbox", test_teacher_oracle_fake},
         {"teacher_deterministic", test_teacher_deterministic},
         {"teacher_mistakes", test_teacher_mistakes},

@@ -109,6 +109,24 @@ opens=$(grep -c '"op":"session_open"' "$T/own.log"); closes=$(grep -c '"op":"ses
 [ "$opens" = 4 ] && [ "$closes" = 4 ] && ok "viv eval: one Python session per episode, closed after it" ||
   bad "viv eval: one Python session per episode" "$opens opened, $closes closed"
 
+# a tool's output reaches the observation and the trajectory file whole: NUL
+# and what follows it, invalid UTF-8 (U+FFFD per byte), C0 and C1 controls
+python3 - "$T/nul.jsonl" <<'EOF'
+import json, sys
+code = ("import sys\nprint('a\\x00b')\nsys.stdout.flush()\n"
+        "sys.stdout.buffer.write(b'\\xff\\xfe\\x00x\\xc2\\x85\\x01\\n')\nsys.stdout.flush()\n"
+        "sys.stderr.write('e\\x00f\\n')\nprint('TP53')")
+open(sys.argv[1], "w").write(json.dumps({"instance_id": "nul-1", "task_name": "screen_gene_retrieval", "split": "val",
+    "prompt": "Which gene? Answer with its symbol.", "answer": "TP53", "reference": {"tool": "python", "code": code}}) + "\n")
+EOF
+if viv_eval --data "$T/data" --tasks "$T/nul.jsonl" --agent oracle --episodes 1 --out "$T/nul.json" --trajectories "$T/nul-traj.jsonl"; then
+  check "viv eval: a tool's output with NUL, invalid UTF-8 and controls reaches the observation whole" "$T/nul.json" "$T/nul-traj.jsonl" \
+    'd["overall"]["accuracy"] == 1.0 and any(m["role"] == "tool" and
+       "<observation>a\x00b\n\ufffd\ufffd\x00x\x85\x01\nTP53\ne\x00f\n</observation>" in m["content"] for m in t[0]["messages"])'
+else
+  bad "viv eval with NUL in a tool's output" "exit $?: $(tail -3 "$T/stderr")"
+fi
+
 # bad input: a clear message and a non-zero exit, never a crash
 usage_case() { # name expected-rc args...
   local name=$1 want=$2; shift 2

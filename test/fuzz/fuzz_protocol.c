@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../sandbox/json_writer.h"
 #include "episode.h"
 #include "graders.h"
 #include "graders_literal.h"
@@ -36,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         free(proto_select_tool(m.code, &t));
     }
     proto_msg_free(&m);
-    free(proto_render_observation(text, size));
+    free(proto_render_observation(text, size, NULL));
     /* the format reward over the input cut into messages at each 0x01 byte */
     const char *msgs[64];
     size_t lens[64];
@@ -74,12 +75,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (ep.state == EP_NEED_MESSAGE) episode_push_message(&ep, msgs[k], lens[k]);
         if (ep.state == EP_NEED_TOOL) {
             ep.state = EP_WAIT_TOOL;
-            cJSON *r = cJSON_CreateObject();
-            cJSON_AddBoolToObject(r, "ok", 1);
-            cJSON_AddStringToObject(r, "stdout", buf);
-            cJSON_AddStringToObject(r, "stderr", answer);
+            /* stdout: the input whole, NULs included, as vivd writes it */
+            struct json_writer w;
+            jw_init(&w);
+            jw_object_begin(&w);
+            jw_key(&w, "ok"), jw_bool(&w, true);
+            jw_key(&w, "stdout"), jw_string(&w, (const char *)data, size);
+            jw_key(&w, "stderr"), jw_cstring(&w, answer);
+            jw_object_end(&w);
+            char *line = jw_finish(&w);
+            struct viv_response *r = viv_response_parse(line, strlen(line));
+            if (!r) abort();
             episode_on_response(&ep, NULL, r);
-            cJSON_Delete(r);
+            viv_response_free(r);
+            free(line);
         }
     }
     if (ep.state == EP_DONE && (ep.format < 0 || ep.format > 1 || ep.correct < 0 || ep.correct > 1)) abort();

@@ -237,12 +237,19 @@ cases = [
     ("POST", "/v1/chat/completions", ok({"tools": [{"type": "function", "function": {"name": "f"}}]}), 400, "tools"),
     ("POST", "/v1/chat/completions", ok({"messages": [{"role": "user", "content": "x" * 40000}]}), 400, "messages"),
     ("POST", "/v1/chat/completions", b"{" + b" " * (9 << 20) + b"}", 413, None),
+    # cJSON's strings end at NUL: refused whole, never rendered cut short
+    ("POST", "/v1/chat/completions", ok({"messages": [{"role": "user", "content": "a\0b"}]}), 400, "messages"),
+    ("POST", "/v1/chat/completions", ok({"messages": [{"role": "tool", "content": [{"type": "text", "text": "\0"}]}]}), 400, "messages"),
 ]
 for method, path, body, status, param in cases:
     s, j = call(method, path, body)
     e = j.get("error")
     assert s == status and isinstance(e, dict) and e.get("message") and e.get("type"), (method, path, s, j)
     assert param is None or e.get("param") == param, (path, param, j)
+s, j = call("POST", "/v1/chat/completions", ok({"messages": [{"role": "user", "content": "a\0b"}]}))
+assert "NUL" in j["error"]["message"], j
+s, j = call("POST", "/v1/chat/completions", ok({"messages": [{"role": "user", "content": "C1 \x85\x9f and \x01\x7f"}]}))
+assert s == 200, (s, j)  # other control characters are text like any other
 s, j = call("POST", "/chat/completions", ok({}))  # without /v1 too
 assert s == 200 and j["choices"][0]["message"]["role"] == "assistant" and j["usage"]["completion_tokens"] <= 2, j
 s, j = call("GET", "/models")

@@ -42,6 +42,15 @@ class RealVivdTest(unittest.TestCase):
                 c.exec("cobol", "x")
             self.assertEqual(e.exception.code, "bad_request")
 
+    def test_output_whole(self):
+        # NUL and what follows it, invalid UTF-8 (U+FFFD per byte), C0/C1 controls
+        code = ("import sys\nprint('a\\x00b')\nsys.stdout.flush()\n"
+                "sys.stdout.buffer.write(b'\\xff\\xfe\\x00x\\xc2\\x85\\x01')\nsys.stderr.write('e\\x00f')")
+        with Client(self.sock) as c:
+            r = c.exec("python", code, timeout_ms=10000)
+            self.assertEqual(r["stdout"], "a\x00b\n\ufffd\ufffd\x00x\x85\x01")
+            self.assertEqual(r["stderr"], "e\x00f")
+
     def test_session_keeps_state(self):
         with Client(self.sock) as c:
             s = c.session_open("python")

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../harness.h"
+#include "../../rl/bio_env.h"
 #include "../../rl/fake_gen.h"
 #include "../../rl/rollout.h"
 #include "../../rl/text_env.h"
@@ -528,6 +529,70 @@ static void test_min_groups_ends_step(void) {
     rl_rollout_free(r);
 }
 
+/* A tool's output reaches the model's context whole, through the text
+ * environment and the Biomni one: NUL and what follows it, invalid UTF-8
+ * (vivd sends U+FFFD per byte), an encoded surrogate, C0 and C1 controls,
+ * on stdout and stderr. The byte tokenizer makes each byte one token, so
+ * the tokens are the observation's bytes. */
+static const char nul_code[] = "<execute>import sys\nprint('a\\x00b')\nsys.stdout.flush()\n"
+                               "sys.stdout.buffer.write(b'\\xff\\xfe\\x00x\\xc2\\x85\\x01\\xed\\xa0\\x80')\n"
+                               "sys.stderr.write('e\\x00f')</execute>";
+static const char nul_stdout[] = "a\0b\n\xef\xbf\xbd\xef\xbf\xbd\0x\xc2\x85\x01\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd";
+
+/* Whether the episode's tokens hold want[0..n) under mask 0. */
+static int tokens_hold(const struct rl_episode *e, const char *want, size_t n) {
+    for (int at = 0; at + (int)n <= e->n_tokens; at++) {
+        size_t k = 0;
+        while (k < n && !e->mask[at + k] && e->tokens[at + k] == (unsigned char)want[k]) k++;
+        if (k == n) return 1;
+    }
+    return 0;
+}
+
+static void rollout_nul_env(const char *name, struct fixture *f, const char *want, size_t want_len) {
+    char err[256];
+    struct rl_rollout *r = rl_rollout_new(&f->cfg, &f->gen, &f->tok, &f->env, err, sizeof err);
+    CHECK(r, "%s: %s", name, err);
+    if (!r) return;
+    int tk[] = {0};
+    struct rl_episode *eps;
+    struct rl_step_stats st;
+    CHECK(rl_rollout_step(r, tk, 1, 1, &eps, &st, err, sizeof err) == 0, "%s: %s", name, err);
+    CHECK(eps[0].end == RL_END_SOLUTION && eps[0].tool_calls == 1 && st.tool_errors == 0, "%s: ended %s", name,
+          rl_end_name(eps[0].end));
+    CHECK(tokens_hold(&eps[0], want, want_len), "%s: the observation's %zu bytes are not among the %d tokens", name,
+          want_len, eps[0].n_tokens);
+    rl_episodes_free(eps, 1);
+    rl_rollout_free(r);
+}
+
+static void test_tool_output_whole(void) {
+    if (vivd_start() != 0) FAIL("vivd did not start");
+    static const char *const t[] = {nul_code, "<solution>42</solution>", NULL};
+    struct script s = {.turns = {t}, .period = 1};
+    struct fixture f;
+    fixture_init(&f, &s, 4);
+    /* the text environment: stdout then stderr, as they came */
+    char want[256];
+    size_t n = 0;
+    memcpy(want, "<observation>", 13), n = 13;
+    memcpy(want + n, nul_stdout, sizeof nul_stdout - 1), n += sizeof nul_stdout - 1;
+    memcpy(want + n, "e\0f</observation>", 17), n += 17;
+    rollout_nul_env("text env", &f, want, n);
+    /* the Biomni environment (what `viv train` runs): the chat turn around it */
+    struct task task = {.instance_id = "t0", .task_name = "lab_bench_dbqa", .prompt = "p", .answer = "42",
+                        .grader = "lab_bench_dbqa"};
+    struct task_set ts = {.t = &task, .n = 1};
+    struct bio_env be = {.ts = &ts, .mode = GRADE_EVAL};
+    bio_env_init(&be, &f.env);
+    static const char head[] = "<|im_end|>\n<|im_start|>user\n<observation>",
+                      tail[] = "\ne\0f</observation><|im_end|>\n<|im_start|>assistant\n";
+    memcpy(want, head, sizeof head - 1), n = sizeof head - 1;
+    memcpy(want + n, nul_stdout, sizeof nul_stdout - 1), n += sizeof nul_stdout - 1;
+    memcpy(want + n, tail, sizeof tail - 1), n += sizeof tail - 1;
+    rollout_nul_env("bio env", &f, want, n);
+}
+
 static void test_expected_remaining(void) {
     struct rl_lat_ring s = {0};
     /* samples 10, 20, ..., 100 ms */
@@ -561,6 +626,7 @@ int main(int argc, char **argv) {
         {"rollout_session_cap_waits", test_session_cap_waits},
         {"rollout_generation_overlaps_tools", test_generation_overlaps_tools},
         {"rollout_min_groups_ends_step", test_min_groups_ends_step},
+        {"rollout_tool_output_whole", test_tool_output_whole},
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
 }

@@ -5,11 +5,13 @@
 
 OUT_CORPUS.json is for test/tokenizer/oracle.js: [{"s": text} | {"b": [bytes]}].
 OUT_VIV_INPUT.json is the same items for `viv tokenize encode --json`: a
-string, or the byte-value array when the text is not valid UTF-8 or holds NUL
-(cJSON strings end at NUL).
+string (NULs and lone surrogates included, as JSON escapes), or the
+byte-value array when the text is not valid UTF-8.
 
 Kinds: biomedical prose, code, JSON, CJK, emoji, white-space runs, numbers,
 contractions in mixed case, added tokens inside text (and near misses),
+NUL, other C0 and C1 controls, lone surrogates (U+FFFD once encoded, as
+TextEncoder writes them),
 combining-mark sequences that NFC reorders and composes, long runs (the heap
 path of the BPE), random Unicode, invalid UTF-8, and mixtures of all of these.
 
@@ -76,6 +78,11 @@ ADDED = ["<|im_start|>", "<|im_end|>", "<think>", "</think>", "<|endoftext|>", "
 COMBINING = ["e\u0301", "a\u0323\u0307", "a\u0307\u0323", "q\u0307\u0323", "\u1100\u1161\u11a8", "\u1100\u1161",
              "\uac00\u11a8", "A\u030a", "\u212b", "o\u0308\u0304", "\u0041\u0300\u0301", "\u0928\u093c", "\u0915\u093c",
              "\u05d0\u05b7", "\u0338>", ">\u0338", "\u00c5\u0301", "\u1e9b\u0323", "\u0f71\u0f72", "\u0301"]
+# NUL and the other control characters, lone surrogates: text that crosses
+# C strings and JSON on its way to the tokenizer must arrive whole
+CONTROLS = ["a\0b", "\0 controls", "\0", "x\0\0\0y", "print('\\0')\0\n\0", "<|im_start|>\0<|im_end|>",
+            "\x01\x02\x1b[31mred\x1b[0m\x7f", "\x80\x81\x9f", "caf\xe9\x9b\x8f", " \x9c\x9d ok",
+            "\ud800", "x\udc00y", "\udbff\udbff", "end \ud83e", "\udfff\ud800\u00e9", "\ud83e\udd2c\ud83e"]
 CJK = "".join(chr(c) for c in range(0x4E00, 0x4E00 + 400)) + "，。、「」ひらがなカタカナ한국어텍스트"
 
 
@@ -169,12 +176,20 @@ def main():
     cps = assigned_chars()
     corpus, viv = [], []
     fixed = [] if kinds else ["", " ", "\n", "a", "<|im_start|>", "Hello, world!", "I'M here, they'RE <|im_start|>user\nhi<|im_end|>"]
+    fixed += [] if kinds else CONTROLS
     for s in fixed:
         corpus.append({"s": s})
         viv.append(s)
     for i in range(n):
         if kinds:  # only these kinds, no fixed strings or invalid UTF-8 (for the benchmark)
             s = make(rng, cps, kinds[i % len(kinds)])
+            corpus.append({"s": s})
+            viv.append(s)
+            continue
+        if i % 16 == 11:
+            s = make(rng, cps, rng.choice(KINDS[:-1]))
+            s = "".join(ch + rng.choice(CONTROLS) if rng.random() < 0.2 else ch for ch in s)
+            s = "".join(ch for ch in s if ord(ch) not in EXCLUDE)
             corpus.append({"s": s})
             viv.append(s)
             continue
@@ -186,7 +201,7 @@ def main():
         s = make(rng, cps, KINDS[i % len(KINDS)] if i % 3 else rng.choice(KINDS))
         s = "".join(ch for ch in s if ord(ch) not in EXCLUDE)
         corpus.append({"s": s})
-        viv.append(list(s.encode()) if "\0" in s else s)
+        viv.append(s)
     with open(out_corpus, "w") as f:
         json.dump(corpus, f)
     with open(out_viv, "w") as f:

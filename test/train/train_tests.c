@@ -58,7 +58,8 @@ static void sft_mask_assistant_only(void) {
     chat_init(&c);
     CHECK(sft_render(&t, "Which gene?", tok, &c) == 0, "render");
     /* whole sequence decodes to the rendered text */
-    char *all = tokenizer_decode(tok, c.ids, c.n, NULL), *want = sft_text(&t, "Which gene?");
+    size_t want_len;
+    char *all = tokenizer_decode(tok, c.ids, c.n, NULL), *want = sft_text(&t, "Which gene?", &want_len);
     CHECK(all && want && !strcmp(all, want), "decoded '%s' vs '%s'", all, want);
     /* the masked tokens, run by run, are exactly the assistant messages */
     int run = 0, i = 0;
@@ -92,6 +93,42 @@ static void sft_mask_assistant_only(void) {
     CHECK(trained == masked - (c.mask[0] ? 1 : 0), "%d targets for %d assistant tokens", trained, masked);
     free(ids), free(tg), free(all), free(want);
     chat_free(&c);
+    tokenizer_free(tok);
+}
+
+/* A tool turn holding NUL, invalid-UTF-8 replacement characters and C1
+ * controls is rendered whole for SFT (its tokens decode to every byte), is
+ * part of the tokenizer's training text whole, and crosses ranks whole
+ * (sft_set_pack / sft_set_unpack). */
+static void sft_tool_turn_whole(void) {
+    struct tokenizer *tok = small_tokenizer();
+    CHECK(tok, "tokenizer");
+    static const char obs[] = "<observation>a\0b\n\xef\xbf\xbd\0x\xc2\x85\x01</observation>";
+    enum role roles[] = {ROLE_ASSISTANT, ROLE_TOOL, ROLE_ASSISTANT};
+    char *texts[] = {strdup("<think>t</think>\n<execute>print('a\\x00b')</execute>"), malloc(sizeof obs),
+                     strdup("<think>so</think>\n<solution>b</solution>")};
+    memcpy(texts[1], obs, sizeof obs);
+    size_t lens[] = {strlen(texts[0]), sizeof obs - 1, strlen(texts[2])};
+    struct sft_traj t = {.task = 0, .n = 3, .roles = roles, .texts = texts, .lens = lens};
+    struct chat c;
+    chat_init(&c);
+    CHECK(sft_render(&t, "Which?", tok, &c) == 0, "render");
+    size_t dl, wl;
+    char *all = tokenizer_decode(tok, c.ids, c.n, &dl), *want = sft_text(&t, "Which?", &wl);
+    CHECK(all && want && dl == wl && !memcmp(all, want, wl), "the rendered tokens decode to the text (%zu vs %zu bytes)", dl, wl);
+    CHECK(want && memmem(want, wl, obs, sizeof obs - 1), "the text holds the observation whole");
+    chat_free(&c);
+    free(all), free(want);
+    /* across ranks */
+    struct sft_set set = {.v = &t, .n = 1, .sampled = 2, .kept = 1}, back;
+    char *blob = sft_set_pack(&set), err[128];
+    CHECK(sft_set_unpack(blob, &back, err, sizeof err) == 0 && back.n == 1 && back.v[0].n == 3, "unpack: %s", err);
+    for (int i = 0; i < 3 && back.n == 1; i++)
+        CHECK(back.v[0].lens[i] == lens[i] && !memcmp(back.v[0].texts[i], texts[i], lens[i]) && back.v[0].roles[i] == roles[i],
+              "turn %d back whole: %zu bytes, %zu sent", i, back.v[0].lens[i], lens[i]);
+    sft_set_free(&back);
+    free(blob);
+    for (int i = 0; i < 3; i++) free(texts[i]);
     tokenizer_free(tok);
 }
 
@@ -129,8 +166,9 @@ static void env_scores(void) {
               sc.correct, sc.format);
     }
     /* the observation text closes the turn, shows the output, opens the next turn */
-    struct rl_tool_result r = {.status = RL_TOOL_OK, .out = "TP53\n", .err = ""};
-    char *obs = ops.observation(ops.ctx, &r);
+    struct rl_tool_result r = {.status = RL_TOOL_OK, .out = "TP53\n", .out_len = 5, .err = ""};
+    size_t olen;
+    char *obs = ops.observation(ops.ctx, &r, &olen);
     CHECK(obs && !strcmp(obs, "<|im_end|>\n<|im_start|>user\n<observation>TP53\n</observation><|im_end|>\n"
                               "<|im_start|>assistant\n"), "observation '%s'", obs);
     free(obs);
@@ -513,6 +551,7 @@ int main(int argc, char **argv) {
     par_set_threads(1);
     static const struct test_case tests[] = {
         {"sft_mask_assistant_only", sft_mask_assistant_only},
+        {"sft_tool_turn_whole", sft_tool_turn_whole},
         {"env_scores", env_scores},
         {"gen_logprobs_match", gen_logprobs_match},
         {"gen_stop_string", gen_stop_string},
