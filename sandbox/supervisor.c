@@ -167,7 +167,11 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     long timeout_ms = spec->timeout_ms > 0 ? spec->timeout_ms : p->limits.timeout_ms;
     long memory_mb = spec->memory_mb > 0 ? spec->memory_mb : p->limits.memory_mb;
     long timeout_max = spec->session_lifetime ? p->limits.session_ms_max : p->limits.timeout_ms_max;
-    long cpu_budget_ms = spec->session_lifetime ? p->limits.session_cpu_ms : p->limits.cpu_ms;
+    /* A zygote has no CPU budget of its own (0): it serves many requests
+     * over its life, each bounded by its deadline and RLIMIT_CPU, and a
+     * lifetime budget would end a busy zygote in the middle of a request.
+     * Its cgroup still gives it one fair share. */
+    long cpu_budget_ms = spec->zygote ? 0 : spec->session_lifetime ? p->limits.session_cpu_ms : p->limits.cpu_ms;
     if (timeout_ms > timeout_max) {
         snprintf(err, errlen, "timeout %ld ms exceeds policy '%s' maximum %ld ms", timeout_ms,
                  p->name, timeout_max);
@@ -218,7 +222,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
 
     struct init_context ctx = {
         .policy = p, .argv = argv, .bind_src = bind_src, .timeout_ms = timeout_ms,
-        .memory_mb = memory_mb, .cpu_ms = cpu_budget_ms, .has_code = spec->code != NULL, .zygote = spec->zygote,
+        .memory_mb = memory_mb, .cpu_ms = cpu_budget_ms ? cpu_budget_ms : timeout_ms, .has_code = spec->code != NULL, .zygote = spec->zygote,
         .drop_supplementary_groups = ids.caller_is_root, .sync_fd = sync_pipe[0],
         .status_fd = status_pipe[1], .code_fd = code_sock[1], .out_fd = out_pipe[1],
         .err_fd = err_pipe[1], .in_fd = in_fd,
@@ -258,8 +262,8 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     struct cgroup_limits cg_limits = {memory_mb, p->limits.pids + 1, p->limits.cpu_weight};
     cgroup_create(&cg, &cg_limits, res->limits_not_applied, sizeof res->limits_not_applied);
     cgroup_attach(&cg, pid, res->limits_not_applied, sizeof res->limits_not_applied);
-    bool watch_cpu = cgroup_cpu_ms(&cg) >= 0;
-    if (!watch_cpu)
+    bool watch_cpu = cpu_budget_ms > 0 && cgroup_cpu_ms(&cg) >= 0;
+    if (!watch_cpu && cpu_budget_ms > 0)
         notes_add(res->limits_not_applied, sizeof res->limits_not_applied,
                   "cgroup cpu accounting: none, so the %ld ms CPU budget holds for each process alone (RLIMIT_CPU), not for the job", cpu_budget_ms);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);

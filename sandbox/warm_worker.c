@@ -153,7 +153,7 @@ long warm_reply_complete(struct warm_worker *w, void *arg) {
     int n = sscanf(head, "%d %d %d %zu %zu %zu %zu %lf %ld%n", &r->exit_code, &r->signal, &r->flag, &r->out_len,
                    &r->out_total, &r->err_len, &r->err_total, &r->cpu_ms, &r->rss_kb, &end);
     if (n != 9 || end != (int)hl || r->exit_code < -1 || r->exit_code > 255 || r->signal < 0 || r->signal > 64 ||
-        (r->flag != 0 && r->flag != 1) || r->out_len > cap || r->err_len > cap || r->out_total < r->out_len ||
+        r->flag < 0 || r->flag > 2 || r->out_len > cap || r->err_len > cap || r->out_total < r->out_len ||
         r->err_total < r->err_len || !(r->cpu_ms >= 0 && r->cpu_ms < 1e12) || r->rss_kb < 0)
         return -1;
     size_t total = hl + 1 + r->out_len + r->err_len;

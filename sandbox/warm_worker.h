@@ -90,8 +90,9 @@ enum warm_outcome warm_exchange(struct warm_worker *w, const char *send, size_t 
 /* A driver's reply to one call: a head line of nine numbers,
  * "<exit> <signal> <flag> <out_len> <out_total> <err_len> <err_total> <cpu_ms> <rss_kb>\n",
  * then out_len bytes of stdout and err_len of stderr. exit is -1 when a
- * signal ended the code; flag is the zygote's timed_out, the session's
- * "this call ended the session". */
+ * signal ended the code; flag is, for a zygote, how the request ended (0 by
+ * itself, 1 at its deadline, 2 at its CPU budget), for a session 1 when the
+ * call ended the session. */
 struct warm_reply {
     int exit_code, signal, flag;
     size_t out_len, out_total, err_len, err_total, msg_len;

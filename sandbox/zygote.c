@@ -71,6 +71,7 @@ static char *build_driver(const struct zygote_spec *zs, size_t *len) {
     jw_key(&jw, "tmpfs_kb"), jw_int(&jw, kb);
     jw_key(&jw, "tmpfs_inodes"), jw_int(&jw, inodes);
     jw_key(&jw, "file_size_mb"), jw_int(&jw, p->limits.file_size_mb);
+    jw_key(&jw, "cpu_ms"), jw_int(&jw, p->limits.cpu_ms);
     jw_key(&jw, "output_cap"), jw_int(&jw, p->limits.output_bytes);
     jw_key(&jw, "preload"), jw_array_begin(&jw);
     for (int i = 0; i < p->npreload; i++) jw_cstring(&jw, p->preload[i]);
@@ -123,7 +124,8 @@ static int serve_call(struct warm_worker *w, const struct warm_call *call) {
     memset(&res, 0, sizeof res);
     res.exit_code = r.exit_code;
     res.signal = r.signal;
-    res.timed_out = r.flag != 0;
+    res.timed_out = r.flag == 1;
+    res.cpu_exceeded = r.flag == 2; /* the driver's "how": 0 ended, 1 deadline, 2 CPU budget */
     res.out = (char *)r.out, res.out_len = r.out_len, res.out_dropped = r.out_total - r.out_len;
     res.err = (char *)r.err, res.err_len = r.err_len, res.err_dropped = r.err_total - r.err_len;
     res.wall_ms = now_ms() - t0;

@@ -28,11 +28,13 @@
 #   child -> status pipe: "S <timeout_ms>\n" once it has read the request, then the
 #                         child closes the pipe, before any of the code runs
 #   zygote -> resp: "ready\n" once; per request
-#       "<exit> <signal> <timed_out> <out_len> <out_total> <err_len> <err_total> <cpu_ms> <rss_kb>\n"
+#       "<exit> <signal> <how> <out_len> <out_total> <err_len> <err_total> <cpu_ms> <rss_kb>\n"
 #       + out + err
-# The zygote enforces each request's deadline itself (it starts at "S") by
-# killing the child, and with it the child's whole pid namespace; W has a
-# backstop in case the zygote stops answering.
+# (<how>: 0 the child ended, 1 its deadline, 2 its CPU budget.) The zygote
+# enforces each request's deadline (it starts at "S") and the policy's CPU
+# budget over the request's whole tree (from /proc) itself, by killing the
+# child, and with it the child's whole pid namespace; W has a backstop in
+# case the zygote stops answering.
 #
 # The code holds fds 0-2 and nothing else, as a cold job does: the status
 # pipe is closed before the code runs, and everything the zygote learns
@@ -47,7 +49,7 @@ import ctypes, json, os, select, signal, sys, time
 CFG = json.loads(_VIV_CFG)  # noqa: F821 (prepended by the worker)
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID = 0x00020000, 0x04000000, 0x08000000, 0x20000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x1, 0x2, 0x4, 0x8, 0x20, 0x1000, 0x4000, 0x40000
 PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_SECCOMP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 4, 24, 22, 47, 4
 SECCOMP_MODE_FILTER = 2
 SLEEP = next((p for p in ('/usr/bin/sleep', '/bin/sleep') if os.path.exists(p)), None)
@@ -104,6 +106,21 @@ def new_pid_namespace(own_pidns, holder):
 def mount(src, dst, fstype, flags, data):
     if libc.mount(src, dst, fstype, flags, data) != 0:
         fail('mount %s' % dst.decode())
+
+
+# /proc files the jail's mount plan (mounts.c) masks with fixed text: a
+# fresh /proc would show the host's again, so the masks move onto it.
+MASKED_PROC_FILES = (b'/proc/cmdline', b'/proc/sys/kernel/random/boot_id')
+
+
+def mount_proc():
+    """The request's own /proc, with the jail's masks bound over it again."""
+    held = [os.open(f, os.O_PATH | os.O_CLOEXEC) for f in MASKED_PROC_FILES]
+    mount(b'proc', b'/proc', b'proc', MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    for f, fd in zip(MASKED_PROC_FILES, held):
+        mount(b'/proc/self/fd/%d' % fd, f, None, MS_BIND, None)
+        mount(None, f, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+        os.close(fd)
 
 
 def read_caps():
@@ -181,7 +198,7 @@ def child_main(req, out, err, st_w):
         opts = ('size=%dk,nr_inodes=%d' % (CFG['tmpfs_kb'], CFG['tmpfs_inodes'])).encode()
         mount(b'tmpfs', b'/tmp', b'tmpfs', MS_NOSUID | MS_NODEV, opts + b',mode=1777')
         mount(b'tmpfs', b'/work', b'tmpfs', MS_NOSUID | MS_NODEV, opts + b',mode=0755')
-        mount(b'proc', b'/proc', b'proc', MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+        mount_proc()
         os.chdir('/work')
         # Alone in its namespaces now: dumpable again, as a cold job is (the
         # zygote's non-dumpable flag was only inherited).
@@ -283,16 +300,55 @@ def read_took_line(fd):
     return int(parts[1])
 
 
-def wait_exit(pidfd, deadline):
-    """Wait until the process behind `pidfd` has ended or `deadline`
-    (monotonic seconds) passes: True if it ended."""
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
+TICK_MS = 1000.0 / os.sysconf('SC_CLK_TCK')
+NCPU = max(1, os.cpu_count() or 1)
+
+
+def request_cpu_ms(roots):
+    """CPU time of a request so far: every process of its tree (the child,
+    its descendants, the orphans its namespace's pid 1 took in), each with
+    what it reaped (utime + stime + cutime + cstime, from /proc). A process
+    reaped counts once, in its reaper; a zombie still has its own."""
+    ppid, ticks = {}, {}
+    for name in os.listdir('/proc'):
+        if not name.isdigit():
+            continue
         try:
-            if select.select([pidfd], [], [], left)[0]:
-                return True
+            with open('/proc/%s/stat' % name, 'rb') as f:
+                fields = f.read().rsplit(b')', 1)[1].split()
+            ppid[int(name)] = int(fields[1])
+            ticks[int(name)] = sum(int(x) for x in fields[11:15])
+        except (OSError, ValueError, IndexError):
+            pass
+    total, tree = 0, set(roots)
+    for p in sorted(ppid):
+        q, seen = p, 0
+        while q not in tree and q in ppid and seen < 64:
+            q, seen = ppid[q], seen + 1
+        if q in tree:
+            tree.add(p)
+            total += ticks.get(p, 0) if p != roots[1] else 0  # pid 1 (sleep) itself is ours, not the request's
+    return total * TICK_MS
+
+
+def wait_exit(pidfd, deadline, budget_ms, roots):
+    """Wait until the request child behind `pidfd` has ended, `deadline`
+    (monotonic seconds) passes, or its tree has spent `budget_ms` of CPU:
+    'exited', 'deadline' or 'cpu'. The tree is looked at no sooner than the
+    budget could be spent with every CPU busy for it."""
+    next_look = time.monotonic() + budget_ms / 1000.0 / NCPU
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            return 'deadline'
+        if now >= next_look:
+            left = budget_ms - request_cpu_ms(roots)
+            if left <= 0:
+                return 'cpu'
+            next_look = now + min(1.0, max(0.005, left / 1000.0 / NCPU))
+        try:
+            if select.select([pidfd], [], [], max(0.0, min(deadline, next_look) - now))[0]:
+                return 'exited'
         except InterruptedError:
             pass
 
@@ -325,8 +381,9 @@ def serve(req, resp, holder):
             sys.stderr.write('zygote: a request child failed before its request (exit %d, signal %d): %s\n'
                              % (code, sig, os.read(err, 2000).decode('utf-8', 'replace')))
             return 1
-        timed_out = not wait_exit(pidfd, time.monotonic() + timeout_ms / 1000.0)
+        how = wait_exit(pidfd, time.monotonic() + timeout_ms / 1000.0, CFG['cpu_ms'], (pid, ns_init))
         os.close(pidfd)
+        timed_out = how != 'exited'
         if timed_out:
             os.kill(pid, signal.SIGKILL)
         # The kernel's word on how it ended; then the namespace ends: killing
@@ -334,13 +391,16 @@ def serve(req, resp, holder):
         # child before the pid 1: a dying pid 1 waits until every process of
         # its namespace has been reaped.)
         rc, sig, cpu, rss = wait_status(pid)
+        cpu += request_cpu_ms((pid, ns_init))  # what its orphans spent (it is reaped: not counted twice)
         if timed_out:
             rc, sig = -1, signal.SIGKILL
         os.kill(ns_init, signal.SIGKILL)
         dying.append(ns_init)
         out_total, err_total = os.fstat(out).st_size, os.fstat(err).st_size
         ol, el = min(out_total, cap), min(err_total, cap)
-        os.write(resp, b'%d %d %d %d %d %d %d %.1f %d\n' % (rc, sig, timed_out, ol, out_total, el, err_total, cpu, rss))
+        # the flag: 0 ended, 1 deadline, 2 CPU budget spent
+        flag = {'exited': 0, 'deadline': 1, 'cpu': 2}[how]
+        os.write(resp, b'%d %d %d %d %d %d %d %.1f %d\n' % (rc, sig, flag, ol, out_total, el, err_total, cpu, rss))
         send_output(resp, out, ol)
         send_output(resp, err, el)
         os.close(out), os.close(err)
