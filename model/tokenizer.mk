@@ -20,3 +20,10 @@ EXTRA_TESTS += $(BUILD)/test/tokenizer_tests
 $(BUILD)/test/tokenizer_tests: test/tokenizer/tokenizer_tests.c test/harness.h $(TOKENIZER_TEST_OBJ)
 	@mkdir -p $(@D)
 	$(ASAN_CC) $(ASAN_CFLAGS) -Imodel -o $@ $< $(TOKENIZER_TEST_OBJ) -lcjson -lpthread -lm
+
+# libFuzzer target: any bytes as a tokenizer.json (test/tokenizer/run.sh runs it briefly).
+EXTRA_TESTS += $(BUILD)/fuzz/fuzz_tokenizer_json
+$(BUILD)/fuzz/fuzz_tokenizer_json: test/tokenizer/fuzz_tokenizer_json.c $(TOKENIZER_SRC) $(BUILD)/gen/unicode_tables.c sandbox/util.c $(HEADERS)
+	@mkdir -p $(@D)
+	clang -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -Imodel -o $@ test/tokenizer/fuzz_tokenizer_json.c \
+	    $(TOKENIZER_SRC) $(BUILD)/gen/unicode_tables.c sandbox/util.c -lcjson -lpthread -lm

@@ -143,4 +143,21 @@ bad "negative id" '-5' $VIV tokenize decode --tokenizer "$QWEN"
 bad "unknown action" '' $VIV tokenize frobnicate
 bad "tiny vocab" '' $VIV tokenize train --vocab 10 --corpus "$tmp/train.txt" --out "$tmp/x"
 bad "missing corpus" '' $VIV tokenize train --vocab 1000 --corpus /nonexistent --out "$tmp/x"
+
+# a short fuzz of the tokenizer.json loader, seeded with a small trained file
+if [ -x build/fuzz/fuzz_tokenizer_json ]; then
+  mkdir -p "$tmp/fuzz"
+  if build/fuzz/fuzz_tokenizer_json -max_total_time="${FUZZ_SECONDS:-10}" -seed=1 -artifact_prefix="$tmp/fuzz/" \
+       "$tmp/fuzz" test/tokenizer/seeds_json >"$tmp/fuzz.log" 2>&1; then
+    echo "ok - fuzz tokenizer.json loader ($(grep -o 'Done [0-9]* runs' "$tmp/fuzz.log"))"
+  else
+    keep=$(mktemp -d)
+    cp "$tmp"/fuzz/crash-* "$tmp/fuzz.log" "$keep"/ 2>/dev/null
+    echo "not ok - fuzz tokenizer.json loader: $(grep -m1 -E 'ERROR|SUMMARY' "$tmp/fuzz.log") (kept in $keep)"
+    fail=1
+  fi
+else
+  echo "not ok - fuzz tokenizer.json loader: build/fuzz/fuzz_tokenizer_json is not built (make tests)"
+  fail=1
+fi
 exit $fail
