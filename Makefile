@@ -10,7 +10,7 @@ BUILD := build
 WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers -Wformat=2
 CFLAGS_COMMON := -std=gnu11 -O2 -g $(WARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2
 
-SANDBOX_SRC := sandbox/policy.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c sandbox/namespaces.c \
+SANDBOX_SRC := sandbox/policy.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c sandbox/job_files.c sandbox/namespaces.c \
                sandbox/caps.c sandbox/limits.c sandbox/cgroup.c sandbox/syscall_filter.c \
                sandbox/mounts.c sandbox/init.c sandbox/supervisor.c sandbox/result_json.c \
                sandbox/cmd_run.c sandbox/builtin_filters.c sandbox/rpc.c sandbox/warm_worker.c sandbox/session.c sandbox/zygote.c sandbox/vivd.c sandbox/client.c sandbox/pool.c sandbox/cmd_exec.c
@@ -139,9 +139,9 @@ $(BUILD)/fuzz/fuzz_policy: test/fuzz/fuzz_policy.c $(FUZZ_SRC) $(HEADERS)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC) -lseccomp -lcjson -lm
 
-$(BUILD)/fuzz/fuzz_request: test/fuzz/fuzz_request.c sandbox/rpc.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c $(HEADERS)
+$(BUILD)/fuzz/fuzz_request: test/fuzz/fuzz_request.c sandbox/rpc.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c sandbox/job_files.c $(HEADERS)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< sandbox/rpc.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c -lcjson -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< sandbox/rpc.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c sandbox/job_files.c -lcjson -lm
 
 fuzz: $(BUILD)/fuzz/fuzz_policy $(BUILD)/fuzz/fuzz_request
 .PHONY: fuzz

@@ -294,6 +294,8 @@ static void worker_main(struct job *j, int fd) {
         .policy = &j->lp->policy, .code = j->req.code, .code_len = j->req.code_len,
         .timeout_ms = j->req.timeout_ms, .data = cfg.data, .ndata = cfg.ndata,
         .filter = &j->lp->filter, .cancel_fd = fd,
+        .stdin_data = j->req.stdin_data, .stdin_len = j->req.stdin_len, .stdin_given = j->req.stdin_given,
+        .files = j->req.files, .nfiles = j->req.nfiles, .fetch = j->req.fetch, .nfetch = j->req.nfetch,
     };
     struct jail_result res;
     char err[1024];
@@ -357,7 +359,14 @@ static bool zygote_ready(const struct loaded_policy *lp);
 static void zygote_destroy(struct zygote *z, const char *why);
 
 /* Hand the job to an idle zygote of its policy: true when one took it. */
+/* stdin, files and fetch_files are the cold jail's (the zygote's request
+ * carries code only). */
+static bool job_needs_cold(const struct job *j) {
+    return j->req.stdin_given || j->req.files || j->req.fetch;
+}
+
 static bool start_on_zygote(struct job *j) {
+    if (job_needs_cold(j)) return false;
     struct zygote *z = idle_zygote(j->lp);
     if (!z) return false;
     const struct policy *p = &j->lp->policy;
@@ -406,15 +415,15 @@ static void start_job(struct job *j) {
  * waits for one of its zygotes (they are the warm path, and as many as the
  * policy's share of concurrency); any other job runs in a cold jail when
  * fewer than cfg.workers cold jails run. */
-static bool can_start_now(const struct loaded_policy *lp) {
-    return zygote_ready(lp) ? idle_zygote(lp) != NULL : ncold < cfg.workers;
+static bool can_start_now(const struct loaded_policy *lp, bool cold) {
+    return zygote_ready(lp) && !cold ? idle_zygote(lp) != NULL : ncold < cfg.workers;
 }
 
 static void pump_queue(void) {
     struct job **p = &queue_head, *prev = NULL;
     while (!stopping && *p) {
         struct job *j = *p;
-        bool go = !j->conn || can_start_now(j->lp); /* a job whose client left is dropped below */
+        bool go = !j->conn || can_start_now(j->lp, job_needs_cold(j)); /* a job whose client left is dropped below */
         if (!go) {
             prev = j;
             p = &j->next;
@@ -1004,7 +1013,7 @@ static void handle_line(struct conn *c, const char *line, size_t len) {
             conn_send_error(c, req.id_json, "shutting_down", "vivd is shutting down");
             break;
         }
-        if (nqueued >= cfg.queue_cap && !can_start_now(lp)) {
+        if (nqueued >= cfg.queue_cap && !can_start_now(lp, req.stdin_given || req.files || req.fetch)) {
             conn_send_error(c, req.id_json, "busy", "all workers busy and the queue is full; retry later");
             stats.busy++;
             log_request(c, &req, 0, "busy");
