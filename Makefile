@@ -10,10 +10,10 @@ BUILD := build
 WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers -Wformat=2
 CFLAGS_COMMON := -std=gnu11 -O2 -g $(WARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2
 
-SANDBOX_SRC := sandbox/policy.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c sandbox/namespaces.c \
+SANDBOX_SRC := sandbox/policy.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c sandbox/job_files.c sandbox/namespaces.c \
                sandbox/caps.c sandbox/limits.c sandbox/cgroup.c sandbox/syscall_filter.c \
                sandbox/mounts.c sandbox/init.c sandbox/supervisor.c sandbox/result_json.c \
-               sandbox/cmd_run.c sandbox/builtin_filters.c sandbox/rpc.c sandbox/warm_worker.c sandbox/session.c sandbox/zygote.c sandbox/vivd.c sandbox/client.c sandbox/pool.c sandbox/cmd_exec.c
+               sandbox/cmd_run.c sandbox/builtin_filters.c sandbox/rpc.c sandbox/warm_worker.c sandbox/session.c sandbox/zygote.c sandbox/vivd.c sandbox/client.c sandbox/pool.c sandbox/cmd_exec.c sandbox/http_api.c sandbox/http_front.c
 VIV_SRC := rl/viv.c
 # Each layer beyond the sandbox (envs/, model/, rl/) keeps its own rules in a
 # <layer>/<layer>.mk: it appends its sources to VIV_SRC (linked into bin/viv),
@@ -122,7 +122,7 @@ $(BUILD)/test/attack_tests: test/attack/attack_tests.c test/harness.h
 	@mkdir -p $(@D)
 	$(ASAN_CC) -std=gnu11 -O1 -g -Wall -Wno-format-truncation -o $@ $< -lcjson
 
-tests: $(TEST_BINS) $(EXTRA_TESTS) $(BUILD)/asan/viv $(BUILD)/asan/vivd $(BUILD)/fuzz/fuzz_policy $(BUILD)/fuzz/fuzz_request
+tests: $(TEST_BINS) $(EXTRA_TESTS) $(BUILD)/asan/viv $(BUILD)/asan/vivd $(BUILD)/fuzz/fuzz_policy $(BUILD)/fuzz/fuzz_request $(BUILD)/fuzz/fuzz_http
 
 clean:
 	rm -rf $(BUILD) bin
@@ -139,9 +139,13 @@ $(BUILD)/fuzz/fuzz_policy: test/fuzz/fuzz_policy.c $(FUZZ_SRC) $(HEADERS)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC) -lseccomp -lcjson -lm
 
-$(BUILD)/fuzz/fuzz_request: test/fuzz/fuzz_request.c sandbox/rpc.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c $(HEADERS)
+$(BUILD)/fuzz/fuzz_request: test/fuzz/fuzz_request.c sandbox/rpc.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c sandbox/job_files.c $(HEADERS)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< sandbox/rpc.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c -lcjson -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< sandbox/rpc.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c sandbox/job_files.c -lcjson -lm
 
-fuzz: $(BUILD)/fuzz/fuzz_policy $(BUILD)/fuzz/fuzz_request
+$(BUILD)/fuzz/fuzz_http: test/fuzz/fuzz_http.c sandbox/http_api.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< sandbox/http_api.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c -lcjson -lm
+
+fuzz: $(BUILD)/fuzz/fuzz_policy $(BUILD)/fuzz/fuzz_request $(BUILD)/fuzz/fuzz_http
 .PHONY: fuzz

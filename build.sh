@@ -45,6 +45,7 @@ APT_PACKAGES=(
   libopenmpi-dev openmpi-bin                        # test/gpu: data-parallel training over hostsim (MPI for NCCL)
   ca-certificates                                   # the CA bundle libcurl (mbedTLS) verifies https endpoints with
   libcurl4-openssl-dev libmicrohttpd-dev            # glibc copies of libcurl / libmicrohttpd for the sanitizer test build
+  python3-requests                                  # test/sandbox_http: the HTTP client verl's and Biomni's sandbox clients use
 )
 # bin/viv-cuda (model/cuda): MPI (in the list above) for data-parallel training over NCCL.
 NVCC=${NVCC:-/usr/local/cuda/bin/nvcc}

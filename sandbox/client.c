@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "json_text.h"
+#include "job_files.h"
 #include "json_writer.h"
 #include "util.h"
 
@@ -214,6 +215,29 @@ long viv_submit_exec(struct viv_client *c, const char *tool, const char *code, s
     struct json_writer w;
     begin_request(c, &w, "exec");
     jw_key(&w, "tool"), jw_cstring(&w, tool);
+    return finish_exec(c, &w, code, code_len, timeout_ms);
+}
+
+long viv_submit_exec_io(struct viv_client *c, const char *tool, const char *code, size_t code_len,
+                        long timeout_ms, const struct viv_exec_io *io) {
+    struct json_writer w;
+    begin_request(c, &w, "exec");
+    jw_key(&w, "tool"), jw_cstring(&w, tool);
+    if (io && io->stdin_data) jw_key(&w, "stdin"), jw_string(&w, io->stdin_data, io->stdin_len);
+    if (io && io->nfiles > 0) {
+        jw_key(&w, "files"), jw_object_begin(&w);
+        for (int i = 0; i < io->nfiles; i++) {
+            char *b64 = base64_encode(io->files[i].data, io->files[i].len);
+            jw_key(&w, io->files[i].name), jw_cstring(&w, b64);
+            free(b64);
+        }
+        jw_object_end(&w);
+    }
+    if (io && io->nfetch > 0) {
+        jw_key(&w, "fetch_files"), jw_array_begin(&w);
+        for (int i = 0; i < io->nfetch; i++) jw_cstring(&w, io->fetch[i]);
+        jw_array_end(&w);
+    }
     return finish_exec(c, &w, code, code_len, timeout_ms);
 }
 

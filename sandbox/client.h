@@ -21,6 +21,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "job_files.h"
+
 struct viv_client;
 
 struct viv_response {
@@ -56,6 +58,20 @@ void viv_set_deadline_margin(struct viv_client *c, long margin_ms);
 /* Queue a request; returns its handle (> 0) or -1 if the client is broken. */
 long viv_submit_exec(struct viv_client *c, const char *tool, const char *code, size_t code_len,
                      long timeout_ms);
+/* An exec with stdin, files written into the job directory before it runs
+ * and files read back after (their content in the answer's "files" as
+ * base64, why one could not be read in "fetch_errors"). NULL members are
+ * left out; names as job_files.h says. */
+struct viv_exec_io {
+    const char *stdin_data; /* NULL: none; may not hold NUL bytes (a file may) */
+    size_t stdin_len;
+    const struct job_file *files;
+    int nfiles;
+    char *const *fetch;
+    int nfetch;
+};
+long viv_submit_exec_io(struct viv_client *c, const char *tool, const char *code, size_t code_len,
+                        long timeout_ms, const struct viv_exec_io *io);
 long viv_submit_op(struct viv_client *c, const char *op); /* ping, stats, policies */
 /* Sessions (README "vivd"): open one ("session" in the answer), run code in
  * it (globals persist between calls), close it. A session belongs to this

@@ -184,7 +184,8 @@ fail:
     _exit(127);
 }
 
-static void reap_until_job_ends(pid_t job, const sigset_t *wanted, int sfd) __attribute__((noreturn));
+static void reap_until_job_ends(const struct init_context *ctx, pid_t job, const sigset_t *wanted, int sfd)
+    __attribute__((noreturn));
 
 /* We are a copy of the supervisor, so /proc/1/cmdline inside the jail would
  * show the supervisor's command line (which may hold the code, paths, a
@@ -215,8 +216,8 @@ void jail_init_main(const struct init_context *ctx) {
     int sfd = ctx->status_fd;
 
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int keep[] = {ctx->sync_fd, ctx->status_fd, ctx->code_fd, ctx->out_fd, ctx->err_fd, ctx->in_fd};
-    close_fds_except(keep, 6); /* the supervisor's ends and anything else it had (-1 is ignored) */
+    int keep[] = {ctx->sync_fd, ctx->status_fd, ctx->code_fd, ctx->out_fd, ctx->err_fd, ctx->in_fd, ctx->fetch_fd};
+    close_fds_except(keep, 7); /* the supervisor's ends and anything else it had (-1 is ignored) */
     scrub_inherited_cmdline();
     char go;
     ssize_t r;
@@ -246,6 +247,7 @@ void jail_init_main(const struct init_context *ctx) {
     struct sock_fprog filter;
     if (receive_filter_and_code(ctx, &filter, err, sizeof err)) report_error_and_exit(sfd, "code", err);
     close(ctx->code_fd);
+    if (job_files_write(ctx->files, ctx->nfiles, err, sizeof err)) report_error_and_exit(sfd, "files", err);
     /* The supervisor has joined us to the job's cgroups by now. A cgroup
      * namespace rooted here makes /proc/self/cgroup read "0::/" (or "/" for
      * each v1 hierarchy) instead of the host's cgroup path and the job
@@ -273,14 +275,23 @@ void jail_init_main(const struct init_context *ctx) {
     close(ctx->out_fd);
     close(ctx->err_fd);
     if (ctx->in_fd >= 0) close(ctx->in_fd);
-    reap_until_job_ends(job, &wanted, sfd);
+    reap_until_job_ends(ctx, job, &wanted, sfd);
+}
+
+/* Read the fetched files back once nothing else runs in the namespace:
+ * then no process can swap a checked path for a symlink while we walk it. */
+static void fetch_files(const struct init_context *ctx) {
+    kill(-1, SIGKILL);
+    while (waitpid(-1, NULL, 0) > 0 || errno == EINTR) {}
+    job_files_fetch(ctx->fetch_fd, ctx->fetch, ctx->nfetch, ctx->fetch_budget);
+    close(ctx->fetch_fd);
 }
 
 /* Reap everything parented to us. At the deadline signal, kill every other
  * process of the namespace and keep reaping, so their CPU time is counted
  * (the supervisor's SIGKILL of this process is the backstop). When the job
  * has ended, report its status and exit: the kernel kills the rest. */
-static void reap_until_job_ends(pid_t job, const sigset_t *wanted, int sfd) {
+static void reap_until_job_ends(const struct init_context *ctx, pid_t job, const sigset_t *wanted, int sfd) {
     int job_status = 0;
     bool job_done = false, killing = false;
     for (;;) {
@@ -297,6 +308,7 @@ static void reap_until_job_ends(pid_t job, const sigset_t *wanted, int sfd) {
             kill(-1, SIGKILL); /* every process of the namespace but us */
         }
     }
+    if (ctx->nfetch > 0) fetch_files(ctx);
     char rec[1 + sizeof(int)];
     rec[0] = INIT_STATUS_EXITED;
     memcpy(rec + 1, &job_status, sizeof job_status);

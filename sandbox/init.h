@@ -10,6 +10,7 @@
 
 #include <linux/filter.h>
 
+#include "job_files.h"
 #include "policy.h"
 
 /* Everything the jail's init needs, prepared by the supervisor before clone
@@ -27,7 +28,13 @@ struct init_context {
     int status_fd; /* write end: 'S' + wait status, or 'E' + setup error text */
     int code_fd;   /* socket: u32 n, n BPF instructions (the seccomp filter), the code text, EOF */
     int out_fd, err_fd; /* write ends of the job's stdout/stderr pipes */
-    int in_fd;     /* the job's stdin (interactive mode), or -1 for /dev/null */
+    int in_fd;     /* the job's stdin (interactive mode, or the request's stdin), or -1 for /dev/null */
+    const struct job_file *files; /* written into the job directory before the job starts */
+    int nfiles;
+    char *const *fetch;  /* read back once every process of the jail is gone ... */
+    int nfetch;
+    int fetch_fd;        /* ... and sent on this pipe (job_files.h records), or -1 */
+    size_t fetch_budget; /* bytes of fetched content in all */
 };
 
 /* Status channel record tags. */

@@ -23,6 +23,7 @@
 
 #include <linux/filter.h>
 
+#include "job_files.h"
 #include "policy.h"
 
 /* Inside the jail every job runs as this unprivileged uid/gid. */
@@ -73,6 +74,18 @@ struct jail_spec {
      * CAP_SETPCAP in the jail's user namespace (never beyond it), and
      * `filter` must be the policy's zygote filter. Interactive mode only. */
     bool zygote;
+    /* The job's stdin (when stdin_given; else the policy's stdin file or
+     * /dev/null), files written into the job directory before it starts, and
+     * files read back from it when it has ended (job_files.h). stdin and
+     * files count against the policy's files_bytes together, the fetched
+     * files against it again. Not in interactive mode. */
+    const char *stdin_data;
+    size_t stdin_len;
+    bool stdin_given;
+    const struct job_file *files;
+    int nfiles;
+    char *const *fetch;
+    int nfetch;
 };
 
 struct jail_result {
@@ -88,6 +101,8 @@ struct jail_result {
     double wall_ms, cpu_ms;
     long max_rss_kb;
     char limits_not_applied[512]; /* "; "-separated notes, empty when all applied */
+    char *fetched;  /* the fetched files' records (job_fetched_next), when spec->nfetch */
+    size_t fetched_len;
 };
 
 /* jail_run() failures (err says why; nothing was left running). */

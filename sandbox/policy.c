@@ -97,6 +97,8 @@ static const struct limit_spec limit_specs[] = {
     LIMIT(open_files, 8, 65536, 256),
     LIMIT(output_bytes, 0, 1L << 30, 1L << 20),
     LIMIT(code_bytes, 1, 64L << 20, 1L << 20),
+    /* under the default tmpfs (64 MiB), so input files fit where they go */
+    LIMIT(files_bytes, 0, 1L << 30, 16L << 20),
     LIMIT(session_ms_max, 1000, 86400000, 3600000),
     /* cgroup v2 cpu.weight semantics: 100 is every job's equal share */
     LIMIT(cpu_weight, 1, 10000, 100),

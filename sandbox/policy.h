@@ -44,6 +44,7 @@ struct policy_limits {
     long open_files;     /* RLIMIT_NOFILE */
     long output_bytes;   /* cap on each of stdout and stderr */
     long code_bytes;     /* largest code text accepted */
+    long files_bytes;    /* an exec's stdin and files together; again its fetched files */
     long session_ms_max; /* longest life of a vivd session (one jail across many calls) */
     long cpu_weight;     /* the job's share of contended CPU against other jobs (cgroup cpu) */
     long cpu_ms;         /* CPU-time budget of a job, summed over every process it forks */

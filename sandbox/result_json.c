@@ -1,4 +1,9 @@
 /* result_json.c - a jail_result as the RPC exec response object. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "jail.h"
 #include "json_writer.h"
 
@@ -36,12 +41,39 @@ void jail_result_write_limits(struct json_writer *w, const char *limits_not_appl
     jw_array_end(w);
 }
 
+/* "files": name -> base64 of each fetched file; "fetch_errors": name ->
+ * why one was not fetched (a symlink, a directory, missing, too big). */
+static void write_fetched(struct json_writer *w, const struct jail_result *r) {
+    struct job_fetched f;
+    size_t off = 0;
+    jw_key(w, "files"), jw_object_begin(w);
+    while (job_fetched_next(r->fetched, r->fetched_len, &off, &f)) {
+        if (f.err) continue;
+        char *name = strndup(f.name, f.name_len), *b64 = base64_encode(f.data, f.len);
+        jw_key(w, name), jw_cstring(w, b64);
+        free(name), free(b64);
+    }
+    jw_object_end(w);
+    jw_key(w, "fetch_errors"), jw_object_begin(w);
+    for (off = 0; job_fetched_next(r->fetched, r->fetched_len, &off, &f);) {
+        if (!f.err) continue;
+        char *name = strndup(f.name, f.name_len);
+        jw_key(w, name);
+        jw_cstring(w, f.err == ELOOP ? "a symlink (or under one): not followed"
+                      : f.err == EFBIG ? "past the policy's files_bytes"
+                      : f.err == EINVAL ? "not a regular file in the job directory" : strerror(f.err));
+        free(name);
+    }
+    jw_object_end(w);
+}
+
 char *jail_result_to_json(const struct jail_result *r, const char *tool, const char *policy) {
     struct json_writer w;
     jw_init(&w);
     jw_object_begin(&w);
     jail_result_write_fields(&w, r, tool, policy);
     jail_result_write_limits(&w, r->limits_not_applied);
+    if (r->fetched) write_fetched(&w, r);
     jw_object_end(&w);
     return jw_finish(&w);
 }

@@ -39,6 +39,44 @@ static int fail(const char **code, const char *c, char *msg, size_t msglen, cons
     return -1;
 }
 
+/* "files": {"name": "base64", ...}, at most JOB_FILES_MAX, names checked. */
+static int parse_files(const cJSON *root, struct rpc_request *req, char *msg, size_t msglen) {
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(root, "files");
+    if (!files) return 0;
+    if (!cJSON_IsObject(files)) return fail_with(msg, msglen, "files must be an object of name: base64 content");
+    int n = cJSON_GetArraySize(files);
+    if (n > JOB_FILES_MAX) return fail_with(msg, msglen, "files has %d entries; at most %d", n, JOB_FILES_MAX);
+    req->files = xcalloc((size_t)n + 1, sizeof *req->files);
+    for (const cJSON *f = files->child; f; f = f->next) {
+        if (job_path_check(f->string, msg, msglen)) return -1;
+        for (int k = 0; k < req->nfiles; k++)
+            if (strcmp(req->files[k].name, f->string) == 0)
+                return fail_with(msg, msglen, "file '%.64s' is given twice", f->string);
+        if (!cJSON_IsString(f)) return fail_with(msg, msglen, "file '%.64s': the content must be a base64 string", f->string);
+        size_t dl;
+        char *data = base64_decode(f->valuestring, strlen(f->valuestring), &dl);
+        if (!data) return fail_with(msg, msglen, "file '%.64s': the content is not valid base64", f->string);
+        req->files[req->nfiles++] = (struct job_file){xstrdup(f->string), data, dl};
+    }
+    return 0;
+}
+
+/* "fetch_files": ["name", ...], at most JOB_FILES_MAX, names checked. */
+static int parse_fetch(const cJSON *root, struct rpc_request *req, char *msg, size_t msglen) {
+    const cJSON *fetch = cJSON_GetObjectItemCaseSensitive(root, "fetch_files");
+    if (!fetch) return 0;
+    if (!cJSON_IsArray(fetch)) return fail_with(msg, msglen, "fetch_files must be an array of file names");
+    int n = cJSON_GetArraySize(fetch);
+    if (n > JOB_FILES_MAX) return fail_with(msg, msglen, "fetch_files has %d entries; at most %d", n, JOB_FILES_MAX);
+    req->fetch = xcalloc((size_t)n + 1, sizeof *req->fetch);
+    for (const cJSON *f = fetch->child; f; f = f->next) {
+        if (!cJSON_IsString(f)) return fail_with(msg, msglen, "fetch_files must hold strings");
+        if (job_path_check(f->valuestring, msg, msglen)) return -1;
+        req->fetch[req->nfetch++] = xstrdup(f->valuestring);
+    }
+    return 0;
+}
+
 int rpc_parse_request(const char *line, size_t len, struct rpc_request *req, const char **code,
                       char *msg, size_t msglen) {
     memset(req, 0, sizeof *req);
@@ -60,7 +98,7 @@ int rpc_parse_request(const char *line, size_t len, struct rpc_request *req, con
         goto out;
     }
     for (const cJSON *f = root->child; f; f = f->next) {
-        static const char *const known[] = {"id", "op", "tool", "code", "timeout_ms", "session", NULL};
+        static const char *const known[] = {"id", "op", "tool", "code", "timeout_ms", "session", "stdin", "files", "fetch_files", NULL};
         int ok = 0;
         for (const char *const *k = known; *k; k++) ok |= strcmp(*k, f->string) == 0;
         if (!ok) {
@@ -100,13 +138,34 @@ int rpc_parse_request(const char *line, size_t len, struct rpc_request *req, con
     if (tool) req->tool = xstrdup(tool->valuestring);
     if (sess) req->session = xstrdup(sess->valuestring);
     if (tmo) req->timeout_ms = (long)tmo->valuedouble;
+    const cJSON *stdinv = cJSON_GetObjectItemCaseSensitive(root, "stdin");
+    if (stdinv && !cJSON_IsString(stdinv)) { fail(code, "bad_request", msg, msglen, "stdin must be a string"); goto out; }
+    if ((codev || stdinv) && has_escaped_nul(line, len)) {
+        fail(code, "bad_request", msg, msglen,
+             "code or stdin contains a NUL character (send binary input as a base64 file in 'files')");
+        goto out;
+    }
     if (codev) {
-        if (has_escaped_nul(line, len)) {
-            fail(code, "bad_request", msg, msglen, "code contains a NUL character");
-            goto out;
-        }
         req->code = xstrdup(codev->valuestring);
         req->code_len = strlen(req->code);
+    }
+    if (stdinv) {
+        req->stdin_data = xstrdup(stdinv->valuestring);
+        req->stdin_len = strlen(req->stdin_data);
+        req->stdin_given = true;
+    }
+    if (parse_files(root, req, msg, msglen) || parse_fetch(root, req, msg, msglen)) {
+        *code = "bad_request";
+        goto out;
+    }
+    if ((req->stdin_given || req->files || req->fetch) && req->op != RPC_EXEC) {
+        fail(code, "bad_request", msg, msglen, "stdin, files and fetch_files belong to exec");
+        goto out;
+    }
+    if ((req->stdin_given || req->files || req->fetch) && req->session) {
+        fail(code, "bad_request", msg, msglen,
+             "a session call takes no stdin, files or fetch_files (its code reads and writes the session's /work)");
+        goto out;
     }
     switch (req->op) {
     case RPC_EXEC:
@@ -133,6 +192,11 @@ void rpc_request_free(struct rpc_request *req) {
     free(req->tool);
     free(req->code);
     free(req->session);
+    free(req->stdin_data);
+    for (int i = 0; req->files && i < req->nfiles; i++) free(req->files[i].name), free(req->files[i].data);
+    free(req->files);
+    for (int i = 0; req->fetch && i < req->nfetch; i++) free(req->fetch[i]);
+    free(req->fetch);
     memset(req, 0, sizeof *req);
 }
 

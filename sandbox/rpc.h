@@ -6,7 +6,10 @@
 #ifndef VIV_RPC_H
 #define VIV_RPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
+
+#include "job_files.h"
 
 enum rpc_op { RPC_EXEC, RPC_SESSION_OPEN, RPC_SESSION_CLOSE, RPC_STATS, RPC_POLICIES, RPC_PING };
 
@@ -18,6 +21,15 @@ struct rpc_request {
     size_t code_len;
     long timeout_ms; /* 0 = the policy's default */
     char *session;
+    /* exec only (job_files.h): stdin text, files (base64 on the wire, decoded
+     * here), names to fetch back. Sizes are held to the policy later. */
+    char *stdin_data;
+    size_t stdin_len;
+    bool stdin_given;
+    struct job_file *files;
+    int nfiles;
+    char **fetch;
+    int nfetch;
 };
 
 #define RPC_ID_MAX 128

@@ -36,6 +36,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -160,6 +161,52 @@ static int open_job_stdio(const struct jail_spec *spec, int out[2], int *in_fd) 
     return out[1] < 0 || *in_fd < 0 ? -1 : 0;
 }
 
+/* stdin, files and fetch_files: allowed here, within the policy's
+ * files_bytes, named inside the job directory, not over the code file. */
+static int check_job_files(const struct jail_spec *spec, char *err, size_t errlen) {
+    const struct policy *p = spec->policy;
+    bool any = spec->stdin_given || spec->nfiles > 0 || spec->nfetch > 0;
+    if (any && spec->stdio) return fail_with(err, errlen, "stdin, files and fetch_files are for one-shot jobs");
+    if (spec->stdin_given && p->stdin_path)
+        return fail_with(err, errlen, "policy '%s' reads its code on stdin: it takes no stdin of its own", p->name);
+    if (spec->nfiles > JOB_FILES_MAX || spec->nfetch > JOB_FILES_MAX)
+        return fail_with(err, errlen, "at most %d files and %d fetch_files", JOB_FILES_MAX, JOB_FILES_MAX);
+    size_t total = spec->stdin_given ? spec->stdin_len : 0;
+    const char *code_name = p->code_path && strncmp(p->code_path, JOB_DIR "/", sizeof JOB_DIR) == 0
+                                ? p->code_path + sizeof JOB_DIR : NULL;
+    for (int i = 0; i < spec->nfiles; i++) {
+        if (job_path_check(spec->files[i].name, err, errlen)) return -1;
+        if (spec->code && code_name && strcmp(spec->files[i].name, code_name) == 0)
+            return fail_with(err, errlen, "file '%s' is where the code goes (%s)", code_name, p->code_path);
+        for (int k = 0; k < i; k++)
+            if (strcmp(spec->files[k].name, spec->files[i].name) == 0)
+                return fail_with(err, errlen, "file '%.64s' is given twice", spec->files[i].name);
+        total += spec->files[i].len;
+    }
+    for (int i = 0; i < spec->nfetch; i++)
+        if (job_path_check(spec->fetch[i], err, errlen)) return -1;
+    if (total > (size_t)p->limits.files_bytes)
+        return fail_with(err, errlen, "stdin and files are %zu bytes; policy '%s' accepts at most %ld (files_bytes)",
+                         total, p->name, p->limits.files_bytes);
+    return 0;
+}
+
+/* The request's stdin as a sealed memfd the job reads from (fd >= 3, so
+ * the job's dup2() onto 0-2 cannot clobber it), or -1 with errno. */
+static int stdin_memfd(const char *data, size_t len) {
+    int fd = memfd_create("viv-stdin", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return -1;
+    if (write_all(fd, data, len) != 0 || lseek(fd, 0, SEEK_SET) != 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+        int e = errno;
+        close(fd);
+        return errno = e, -1;
+    }
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    close(fd);
+    return high;
+}
+
 int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, size_t errlen) {
     const struct policy *p = spec->policy;
     memset(res, 0, sizeof *res);
@@ -190,6 +237,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
                  p->name, p->limits.code_bytes);
         return JAIL_BAD_REQUEST;
     }
+    if (check_job_files(spec, err, errlen)) return JAIL_BAD_REQUEST;
     char *const *argv = spec->argv ? spec->argv : p->argv;
     if (!argv[0] || argv[0][0] != '/') {
         snprintf(err, errlen, "the command must be an absolute path inside the jail (got '%s')",
@@ -206,13 +254,16 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     for (int i = 0; i < p->nmounts; i++) bind_src[i] = copies.bind_src[i];
 
     int sync_pipe[2] = {-1, -1}, status_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1},
-        err_pipe[2] = {-1, -1}, code_sock[2] = {-1, -1}, in_fd = -1;
+        err_pipe[2] = {-1, -1}, code_sock[2] = {-1, -1}, in_fd = -1, fetch_pipe[2] = {-1, -1};
     if (pipe2(sync_pipe, O_CLOEXEC) || pipe2(status_pipe, O_CLOEXEC) || open_job_stdio(spec, out_pipe, &in_fd) ||
-        pipe2(err_pipe, O_CLOEXEC) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, code_sock)) {
+        pipe2(err_pipe, O_CLOEXEC) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, code_sock) ||
+        (spec->stdin_given && (in_fd = stdin_memfd(spec->stdin_data, spec->stdin_len)) < 0) ||
+        (spec->nfetch > 0 && pipe2(fetch_pipe, O_CLOEXEC))) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         heap_copy_free(&copies);
         int *all[] = {&sync_pipe[0], &sync_pipe[1], &status_pipe[0], &status_pipe[1], &out_pipe[0],
-                      &out_pipe[1], &err_pipe[0], &err_pipe[1], &code_sock[0], &code_sock[1], &in_fd};
+                      &out_pipe[1], &err_pipe[0], &err_pipe[1], &code_sock[0], &code_sock[1], &in_fd,
+                      &fetch_pipe[0], &fetch_pipe[1]};
         for (size_t i = 0; i < sizeof all / sizeof *all; i++) close_if_open(all[i]);
         return JAIL_SETUP_FAILED;
     }
@@ -226,6 +277,8 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
         .drop_supplementary_groups = ids.caller_is_root, .sync_fd = sync_pipe[0],
         .status_fd = status_pipe[1], .code_fd = code_sock[1], .out_fd = out_pipe[1],
         .err_fd = err_pipe[1], .in_fd = in_fd,
+        .files = spec->files, .nfiles = spec->nfiles, .fetch = spec->fetch, .nfetch = spec->nfetch,
+        .fetch_fd = fetch_pipe[1], .fetch_budget = (size_t)p->limits.files_bytes,
     };
     double t0 = now_ms();
     pid_t pid = ns_clone();
@@ -237,12 +290,14 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     close(out_pipe[1]);
     close(err_pipe[1]);
     close_if_open(&in_fd);
+    close_if_open(&fetch_pipe[1]);
     if (pid < 0) {
         snprintf(err, errlen, "clone into new namespaces: %s%s", strerror(clone_errno),
                  clone_errno == EPERM || clone_errno == ENOSPC
                      ? " (are unprivileged user namespaces disabled? see /proc/sys/user/max_user_namespaces)"
                      : "");
         close(sync_pipe[1]), close(status_pipe[0]), close(code_sock[0]), close(out_pipe[0]), close(err_pipe[0]);
+        close_if_open(&fetch_pipe[0]);
         heap_copy_free(&copies);
         return JAIL_SETUP_FAILED;
     }
@@ -290,8 +345,12 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     enum { KILL_GRACE_MS = 500 };
     struct capture out = {xmalloc((size_t)p->limits.output_bytes + 1), 0, (size_t)p->limits.output_bytes, 0, out_pipe[0]};
     struct capture errc = {xmalloc((size_t)p->limits.output_bytes + 1), 0, (size_t)p->limits.output_bytes, 0, err_pipe[0]};
+    /* the fetched files' records: their content within files_bytes, plus framing */
+    size_t fetch_cap = spec->nfetch ? (size_t)p->limits.files_bytes + (size_t)spec->nfetch * (JOB_FILE_NAME_MAX + 16) : 0;
+    struct capture fetched = {xmalloc(fetch_cap + 1), 0, fetch_cap, 0, fetch_pipe[0]};
     set_nonblock(out.fd);
     set_nonblock(errc.fd);
+    set_nonblock(fetched.fd);
     int code_fd = code_sock[0];
     size_t code_off = 0;
     if (sendbuf) set_nonblock(code_fd);
@@ -306,9 +365,10 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     struct rusage ru;
     memset(&ru, 0, sizeof ru);
 
-    while (!exited || out.fd >= 0 || errc.fd >= 0) {
-        struct pollfd fds[5];
-        int n = 0, i_out = -1, i_err = -1, i_code = -1, i_pid = -1, i_cancel = -1;
+    while (!exited || out.fd >= 0 || errc.fd >= 0 || fetched.fd >= 0) {
+        struct pollfd fds[6];
+        int n = 0, i_out = -1, i_err = -1, i_code = -1, i_pid = -1, i_cancel = -1, i_fetch = -1;
+        if (fetched.fd >= 0) i_fetch = n, fds[n++] = (struct pollfd){fetched.fd, POLLIN, 0};
         if (!killed && spec->cancel_fd >= 0) i_cancel = n, fds[n++] = (struct pollfd){spec->cancel_fd, POLLIN, 0};
         if (out.fd >= 0) i_out = n, fds[n++] = (struct pollfd){out.fd, POLLIN, 0};
         if (errc.fd >= 0) i_err = n, fds[n++] = (struct pollfd){errc.fd, POLLIN, 0};
@@ -333,6 +393,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
         if (pr < 0 && errno != EINTR) break;
         if (i_out >= 0 && fds[i_out].revents) capture_read(&out);
         if (i_err >= 0 && fds[i_err].revents) capture_read(&errc);
+        if (i_fetch >= 0 && fds[i_fetch].revents) capture_read(&fetched);
         if (i_code >= 0 && fds[i_code].revents) {
             ssize_t w = send(code_fd, sendbuf + code_off, send_len - code_off, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (w > 0) code_off += (size_t)w;
@@ -364,6 +425,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
              * so every writer is closed; a quiet pipe now means EOF pending. */
             if (out.fd >= 0) capture_read(&out);
             if (errc.fd >= 0) capture_read(&errc);
+            if (fetched.fd >= 0) capture_read(&fetched);
         }
         (void)i_pid;
     }
@@ -372,7 +434,10 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     free(sendbuf);
     close_if_open(&out.fd);
     close_if_open(&errc.fd);
+    close_if_open(&fetched.fd);
     close_if_open(&pidfd);
+    if (spec->nfetch) res->fetched = fetched.buf, res->fetched_len = fetched.len;
+    else free(fetched.buf);
 
     /* What did the init report? */
     char rec[1024];
@@ -420,6 +485,9 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
 void jail_result_free(struct jail_result *res) {
     free(res->out);
     free(res->err);
+    free(res->fetched);
+    res->fetched = NULL;
+    res->fetched_len = 0;
     res->out = res->err = NULL;
     res->out_len = res->err_len = 0;
 }

@@ -54,6 +54,7 @@
 #include <cjson/cJSON.h>
 
 #include "jail.h"
+#include "http_front.h"
 #include "json_writer.h"
 #include "rpc.h"
 #include "session.h"
@@ -82,6 +83,7 @@ struct config {
     const char *socket_path;
     const char *tcp_addr;
     const char *token_file;
+    const char *http_addr;
     const char *policies_dir;
     const char *log_path;
     int workers, queue_cap;
@@ -294,6 +296,8 @@ static void worker_main(struct job *j, int fd) {
         .policy = &j->lp->policy, .code = j->req.code, .code_len = j->req.code_len,
         .timeout_ms = j->req.timeout_ms, .data = cfg.data, .ndata = cfg.ndata,
         .filter = &j->lp->filter, .cancel_fd = fd,
+        .stdin_data = j->req.stdin_data, .stdin_len = j->req.stdin_len, .stdin_given = j->req.stdin_given,
+        .files = j->req.files, .nfiles = j->req.nfiles, .fetch = j->req.fetch, .nfetch = j->req.nfetch,
     };
     struct jail_result res;
     char err[1024];
@@ -357,7 +361,14 @@ static bool zygote_ready(const struct loaded_policy *lp);
 static void zygote_destroy(struct zygote *z, const char *why);
 
 /* Hand the job to an idle zygote of its policy: true when one took it. */
+/* stdin, files and fetch_files are the cold jail's (the zygote's request
+ * carries code only). */
+static bool job_needs_cold(const struct job *j) {
+    return j->req.stdin_given || j->req.files || j->req.fetch;
+}
+
 static bool start_on_zygote(struct job *j) {
+    if (job_needs_cold(j)) return false;
     struct zygote *z = idle_zygote(j->lp);
     if (!z) return false;
     const struct policy *p = &j->lp->policy;
@@ -406,15 +417,15 @@ static void start_job(struct job *j) {
  * waits for one of its zygotes (they are the warm path, and as many as the
  * policy's share of concurrency); any other job runs in a cold jail when
  * fewer than cfg.workers cold jails run. */
-static bool can_start_now(const struct loaded_policy *lp) {
-    return zygote_ready(lp) ? idle_zygote(lp) != NULL : ncold < cfg.workers;
+static bool can_start_now(const struct loaded_policy *lp, bool cold) {
+    return zygote_ready(lp) && !cold ? idle_zygote(lp) != NULL : ncold < cfg.workers;
 }
 
 static void pump_queue(void) {
     struct job **p = &queue_head, *prev = NULL;
     while (!stopping && *p) {
         struct job *j = *p;
-        bool go = !j->conn || can_start_now(j->lp); /* a job whose client left is dropped below */
+        bool go = !j->conn || can_start_now(j->lp, job_needs_cold(j)); /* a job whose client left is dropped below */
         if (!go) {
             prev = j;
             p = &j->next;
@@ -1004,7 +1015,7 @@ static void handle_line(struct conn *c, const char *line, size_t len) {
             conn_send_error(c, req.id_json, "shutting_down", "vivd is shutting down");
             break;
         }
-        if (nqueued >= cfg.queue_cap && !can_start_now(lp)) {
+        if (nqueued >= cfg.queue_cap && !can_start_now(lp, req.stdin_given || req.files || req.fetch)) {
             conn_send_error(c, req.id_json, "busy", "all workers busy and the queue is full; retry later");
             stats.busy++;
             log_request(c, &req, 0, "busy");
@@ -1411,7 +1422,7 @@ static int listen_tcp(const char *addr, char *err, size_t errlen) {
 static const char usage[] =
     "usage: vivd --socket PATH [--policies DIR] [--workers N] [--queue N] [--log FILE]\n"
     "            [--data NAME=PATH] [--idle-ms N] [--grace-ms N] [--max-line-bytes N]\n"
-    "            [--tcp ADDR:PORT --token-file F] [--session-idle-ms N] [--max-sessions-per-peer N]\n"
+    "            [--tcp ADDR:PORT --token-file F] [--http ADDR:PORT] [--session-idle-ms N] [--max-sessions-per-peer N]\n"
     "            [--zygotes N] [--auth-line-bytes N] [--auth-ms N] [--max-unauth N] [--max-unauth-per-peer N]\n"
     "Serves the sandbox RPC (newline-delimited JSON) on a Unix socket (mode 0660).\n"
     "  --workers N      jobs run at once (default: 2 per core)\n"
@@ -1420,6 +1431,9 @@ static const char usage[] =
     "  --idle-ms N      close connections idle this long with nothing in flight (default 60000)\n"
     "  --grace-ms N     on SIGTERM, how long running jobs may finish (default 10000)\n"
     "  --tcp ADDR:PORT  also listen on TCP; needs --token-file (first line: {\"token\":\"...\"})\n"
+    "  --http ADDR:PORT also serve HTTP: SandboxFusion's POST /run_code, Biomni's /start_runtime,\n"
+    "                   /execute, /delete_runtime (IPv4; loopback only unless --token-file, then\n"
+    "                   Authorization: Bearer TOKEN); each call is an ordinary request here\n"
     "  --log FILE       one JSON line per request (default: stderr)\n"
     "  --session-idle-ms N        close sessions unused this long (default 600000)\n"
     "  --max-sessions-per-peer N  open sessions per uid (or TCP address) (default 16)\n"
@@ -1464,6 +1478,7 @@ static int parse_args(int argc, char **argv) {
         else if (strcmp(a, "--log") == 0) cfg.log_path = v;
         else if (strcmp(a, "--tcp") == 0) cfg.tcp_addr = v;
         else if (strcmp(a, "--token-file") == 0) cfg.token_file = v;
+        else if (strcmp(a, "--http") == 0) cfg.http_addr = v;
         else if (strcmp(a, "--workers") == 0 && !parse_long(v, 1, 4096, &n)) cfg.workers = (int)n;
         else if (strcmp(a, "--queue") == 0 && !parse_long(v, 0, 1000000, &n)) cfg.queue_cap = (int)n;
         else if (strcmp(a, "--idle-ms") == 0 && !parse_long(v, 10, 86400000, &n)) cfg.idle_ms = n;
@@ -1498,7 +1513,33 @@ static int parse_args(int argc, char **argv) {
 
 /* ---------------------------------------------------------------- loop */
 
+/* The HTTP front (http_front.c): a process of its own that is a client of
+ * our Unix socket, so its calls meet the same admission, limits and log as
+ * any other. It dies with us (parent-death signal) or at shutdown. */
+static pid_t http_pid = -1;
+
+static int start_http_front(char *err, size_t errlen) {
+    int fd = http_listen(cfg.http_addr, token[0] != 0, err, errlen);
+    if (fd < 0) return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd);
+        return fail_with(err, errlen, "--http: fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        close(listen_fd), close(epfd), close(reserve_fd);
+        if (tcp_fd >= 0) close(tcp_fd);
+        if (log_file) fclose(log_file), log_file = NULL;
+        _exit(http_front_main(fd, cfg.socket_path, token, cfg.max_line));
+    }
+    close(fd);
+    http_pid = pid;
+    log_line("\"op\":\"http\",\"listen\":\"%s\",\"token\":%s", cfg.http_addr, token[0] ? "true" : "false");
+    return 0;
+}
+
 static void begin_shutdown(void) {
+    if (http_pid > 0) kill(http_pid, SIGTERM);
     if (stopping) return;
     stopping = true;
     stop_deadline = now_ms() + (double)cfg.grace_ms;
@@ -1599,6 +1640,10 @@ int vivd_main(int argc, char **argv) {
     }
     if ((listen_fd = listen_unix(cfg.socket_path, err, sizeof err)) < 0 ||
         (cfg.tcp_addr && (tcp_fd = listen_tcp(cfg.tcp_addr, err, sizeof err)) < 0)) {
+        fprintf(stderr, "vivd: %s\n", err);
+        return 2;
+    }
+    if (cfg.http_addr && start_http_front(err, sizeof err)) {
         fprintf(stderr, "vivd: %s\n", err);
         return 2;
     }

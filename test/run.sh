@@ -93,7 +93,8 @@ for s in "${suites[@]}"; do
     attack-zygote) run_suite attack-zygote env ATTACK_PATH=zygote VIV=bin/viv VIVD=bin/vivd build/test/attack_tests ;;
     attack-session) run_suite attack-session env ATTACK_PATH=session VIV=bin/viv VIVD=bin/vivd build/test/attack_tests ;;
     fuzz) run_suite fuzz fuzz_smoke fuzz_policy policies test/fuzz/regressions_policy
-          run_suite fuzz fuzz_smoke fuzz_request test/fuzz/seeds_request ;;
+          run_suite fuzz fuzz_smoke fuzz_request test/fuzz/seeds_request
+          run_suite fuzz fuzz_smoke fuzz_http test/fuzz/seeds_http ;;
     vivd-asan) run_suite vivd-asan env VIVD=build/asan/vivd \
                  TEST_SKIP="load_8_clients_10000_requests: 1,000 forks of an ASan daemon outrun the test's deadlines; the load test runs in vivd-static" \
                  build/test/vivd_tests ;;

@@ -57,6 +57,7 @@ timeout_ms/1000 + deadline_margin seconds, then raises TimeoutError.
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import json
 import os
@@ -156,11 +157,29 @@ def _outcome(resp: dict) -> dict:
     return VivdError(str(err.get("code", "internal")), str(err.get("message", "")), resp)
 
 
+def decode_files(resp: dict) -> dict[str, bytes]:
+    """The fetched files of an exec response ("files": name -> base64) as bytes."""
+    return {name: base64.b64decode(b64) for name, b64 in (resp.get("files") or {}).items()}
+
+
 def _exec_fields(tool: str | None, code: str, timeout_ms: int | None,
-                 session: str | None) -> dict:
+                 session: str | None, stdin: str | None = None,
+                 files: dict[str, bytes | str] | None = None,
+                 fetch_files: list[str] | None = None) -> dict:
     if not isinstance(code, str):
         raise TypeError("code must be a str")
     fields: dict[str, Any] = {"code": code}
+    # stdin is text; files are bytes (str is sent as UTF-8), base64 on the
+    # wire; fetched files come back in the answer's "files" (decode_files).
+    if stdin is not None:
+        if not isinstance(stdin, str):
+            raise TypeError("stdin must be a str (send bytes as a file)")
+        fields["stdin"] = stdin
+    if files is not None:
+        fields["files"] = {name: base64.b64encode(data.encode() if isinstance(data, str) else bytes(data)).decode()
+                           for name, data in files.items()}
+    if fetch_files is not None:
+        fields["fetch_files"] = [str(name) for name in fetch_files]
     # A session already fixes its tool, and the protocol's session exec carries
     # no "tool", so the argument is not sent there.
     if session is not None:
@@ -379,10 +398,13 @@ class Client(_Base):
     # -- API ----------------------------------------------------------------
 
     def exec(self, tool: str | None, code: str, timeout_ms: int | None = None,
-             session: str | None = None) -> dict:
-        """Run code with a tool (or in a session); return the response dict."""
+             session: str | None = None, *, stdin: str | None = None,
+             files: dict[str, bytes | str] | None = None, fetch_files: list[str] | None = None) -> dict:
+        """Run code with a tool (or in a session); return the response dict.
+        stdin, files (written into /work first) and fetch_files (read back
+        after; see decode_files) are for one-shot jobs."""
         return self._call("exec", self._wait_seconds(timeout_ms),
-                          **_exec_fields(tool, code, timeout_ms, session))
+                          **_exec_fields(tool, code, timeout_ms, session, stdin, files, fetch_files))
 
     def session_open(self, tool: str = "python") -> str:
         resp = self._call("session_open", self.timeout, tool=tool)
@@ -548,9 +570,10 @@ class AsyncClient(_Base):
             raise
 
     async def exec(self, tool: str | None, code: str, timeout_ms: int | None = None,
-                   session: str | None = None) -> dict:
+                   session: str | None = None, *, stdin: str | None = None,
+                   files: dict[str, bytes | str] | None = None, fetch_files: list[str] | None = None) -> dict:
         return await self._call("exec", self._wait_seconds(timeout_ms),
-                                **_exec_fields(tool, code, timeout_ms, session))
+                                **_exec_fields(tool, code, timeout_ms, session, stdin, files, fetch_files))
 
     async def session_open(self, tool: str = "python") -> str:
         resp = await self._call("session_open", self.timeout, tool=tool)

@@ -10,7 +10,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "sandbox", "python"))
-from vivarium_client import AsyncClient, Client, VivdError  # noqa: E402
+from vivarium_client import AsyncClient, Client, VivdError, decode_files  # noqa: E402
 
 VIVD = sys.argv.pop(1) if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else "bin/vivd"
 
@@ -40,6 +40,17 @@ class RealVivdTest(unittest.TestCase):
             self.assertTrue(r["timed_out"])
             with self.assertRaises(VivdError) as e:
                 c.exec("cobol", "x")
+            self.assertEqual(e.exception.code, "bad_request")
+
+    def test_stdin_files_fetch(self):
+        with Client(self.sock) as c:
+            code = "import sys\nd = open('in/x.bin', 'rb').read()\nopen('out.bin', 'wb').write(d + sys.stdin.read().encode())"
+            r = c.exec("python", code, timeout_ms=10000, stdin="tail", files={"in/x.bin": b"\x00\xff"},
+                       fetch_files=["out.bin", "missing"])
+            self.assertEqual(decode_files(r), {"out.bin": b"\x00\xfftail"})
+            self.assertIn("missing", r["fetch_errors"])
+            with self.assertRaises(VivdError) as e:
+                c.exec("python", "1", files={"../escape": b"x"})
             self.assertEqual(e.exception.code, "bad_request")
 
     def test_output_whole(self):

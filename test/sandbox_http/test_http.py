@@ -1,0 +1,132 @@
+"""vivd --http against the request and response shapes of the frameworks'
+own clients, driven with python3-requests as they drive it: verl's
+sandbox_fusion client (POST /run_code; it reads status, run_result.status,
+return_code, stdout, stderr) and Biomni-SkyRL's runtime (/start_runtime,
+/execute, /delete_runtime; it reads session_id and output).
+Usage: test_http.py VIVD_BINARY"""
+import base64
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import requests
+
+VIVD = sys.argv.pop(1) if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else "bin/vivd"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class HttpTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp()
+        cls.sock = os.path.join(cls.dir, "vivd.sock")
+        cls.url = "http://127.0.0.1:%d" % free_port()
+        cls.log = os.path.join(cls.dir, "log")
+        cls.proc = subprocess.Popen([VIVD, "--socket", cls.sock, "--log", cls.log, "--http", cls.url[7:]])
+        for _ in range(500):
+            try:
+                if requests.get(cls.url + "/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.02)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.terminate()
+        cls.proc.wait(timeout=20)
+
+    def run_code(self, **payload):
+        # what verl's call_sandbox_api sends: the whole payload as JSON
+        r = requests.post(self.url + "/run_code", json=payload, headers={"Content-Type": "application/json"}, timeout=60)
+        return r.status_code, r.json()
+
+    def test_verl_python_stdin(self):
+        st, r = self.run_code(code="print(int(input()) * 2)", language="python", stdin="21\n", run_timeout=10,
+                              compile_timeout=10, memory_limit_MB=1024)
+        self.assertEqual(st, 200)
+        self.assertEqual(r["status"], "Success")
+        self.assertEqual(r["run_result"]["status"], "Finished")
+        self.assertEqual(r["run_result"]["return_code"], 0)
+        self.assertEqual(r["run_result"]["stdout"], "42\n")
+
+    def test_verl_timeout_and_failure(self):
+        _, r = self.run_code(code="while True: pass", language="python", run_timeout=1)
+        self.assertEqual(r["run_result"]["status"], "TimeLimitExceeded")
+        _, r = self.run_code(code="import sys; sys.exit(3)", language="python")
+        self.assertEqual((r["status"], r["run_result"]["return_code"]), ("Failed", 3))
+
+    def test_bash_is_bash_and_files_round_trip(self):
+        _, r = self.run_code(code="[[ -n $BASH_VERSION ]] && echo bash; tr a-z A-Z < in.txt > out.txt", language="bash",
+                             files={"in.txt": base64.b64encode(b"abc").decode()}, fetch_files=["out.txt"])
+        self.assertEqual(r["run_result"]["stdout"], "bash\n")
+        self.assertEqual(base64.b64decode(r["files"]["out.txt"]), b"ABC")
+
+    def test_sql(self):
+        _, r = self.run_code(code="create table t(a); insert into t values (1),(2); select sum(a) from t;", language="sql")
+        self.assertEqual(r["run_result"]["stdout"], "3\n")
+
+    def test_unsupported_language_names_the_ones_that_exist(self):
+        _, r = self.run_code(code="1", language="R")
+        self.assertEqual(r["status"], "SandboxError")
+        self.assertIn("python, bash, sql", r["message"])
+
+    def test_files_cannot_escape(self):
+        st, r = self.run_code(code="1", language="python", files={"../x": "eA=="})
+        self.assertEqual((st, r["status"]), (400, "SandboxError"))
+        st, r = self.run_code(code="import os; os.symlink('/etc/passwd', 'p')", language="python", fetch_files=["p"])
+        self.assertNotIn("p", r["files"])
+
+    def test_bad_bodies_get_4xx(self):
+        for body in (b"{bad", b"[]", b'{"code": 5, "language": "python"}', b'{"code": "1", "language": "python", "run_timeout": "x"}',
+                     b"\x00"):
+            r = requests.post(self.url + "/run_code", data=body, timeout=10)
+            self.assertEqual(r.status_code, 400, body)
+        r = requests.post(self.url + "/run_code", data=b"x" * (9 << 20), timeout=30)
+        self.assertEqual(r.status_code, 413)
+        self.assertEqual(requests.post(self.url + "/nope", json={}, timeout=10).status_code, 404)
+
+    def test_slow_client_is_cut_not_hung(self):
+        s = socket.create_connection(("127.0.0.1", int(self.url.rsplit(":", 1)[1])))
+        s.sendall(b"POST /run_code HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        s.settimeout(60)
+        self.assertEqual(s.recv(100), b"")  # dropped by the connection timeout, nothing else held
+        s.close()
+
+    def test_biomni_runtime(self):
+        sid = requests.post(self.url + "/start_runtime", json={}, timeout=60).json()["session_id"]
+
+        def execute(code, t=10):
+            return requests.post(self.url + "/execute", json={"session_id": sid, "code": code, "timeout_seconds": t},
+                                 timeout=60)
+        self.assertEqual(execute("x = 41\nopen('f.txt', 'w').write('shared')").json()["output"], "")
+        self.assertEqual(execute("print(x + 1)").json()["output"], "42\n")
+        self.assertEqual(execute("#!BASH\ncat f.txt; echo; echo e >&2").json()["output"], "shared\ne\n")
+        self.assertEqual(execute("#!CLI\necho $BASH_VERSION | cut -c1").json()["output"].strip().isdigit(), True)
+        r = execute("#!R\nprint(1)")
+        self.assertEqual(r.status_code, 400)
+        self.assertIn("R is not available", r.json()["output"])
+        self.assertIn("killed", execute("import time; time.sleep(30)", 1).json()["output"])
+        requests.post(self.url + "/delete_runtime", json={"session_id": sid}, timeout=10)
+        r = execute("print(x)")
+        self.assertEqual(r.status_code, 404)  # a lost runtime is an error, never a fresh one
+        self.assertEqual(requests.post(self.url + "/execute", json={"session_id": "s-made-up", "code": "1"}, timeout=10).status_code, 404)
+
+    def test_calls_are_logged_as_vivd_requests(self):
+        self.run_code(code="print(1)", language="python")
+        with open(self.log) as f:
+            self.assertIn('"op":"exec","tool":"python"', f.read())
+
+
+if __name__ == "__main__":
+    unittest.main()
