@@ -1,5 +1,5 @@
 /*
- * job_files.c - names, base64 and the init's side of a job's files (see
+ * job_files.c - names and the init's side of a job's files (see
  * job_files.h).
  */
 #define _GNU_SOURCE
@@ -34,58 +34,6 @@ int job_path_check(const char *name, char *err, size_t errlen) {
         if (e && !*p) return fail_with(err, errlen, "file name '%.64s' ends with '/'", name);
     }
     return 0;
-}
-
-static int b64_value(unsigned char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
-char *base64_decode(const char *t, size_t n, size_t *len) {
-    if (n % 4) return NULL;
-    char *out = xmalloc(n / 4 * 3 + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        int v[4], pad = 0;
-        for (int k = 0; k < 4; k++) {
-            bool last_quad = i + 4 == n;
-            if (t[i + k] == '=' && last_quad && k >= 2 && (k == 3 || t[i + 3] == '=')) {
-                v[k] = 0, pad++;
-                continue;
-            }
-            v[k] = b64_value((unsigned char)t[i + k]);
-            if (v[k] < 0 || pad) {
-                free(out);
-                return NULL;
-            }
-        }
-        unsigned w = (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
-        out[o++] = (char)(w >> 16);
-        if (pad < 2) out[o++] = (char)(w >> 8);
-        if (pad < 1) out[o++] = (char)w;
-    }
-    out[o] = 0;
-    *len = o;
-    return out;
-}
-
-char *base64_encode(const char *data, size_t len) {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const unsigned char *d = (const unsigned char *)data;
-    char *out = xmalloc((len + 2) / 3 * 4 + 1), *o = out;
-    for (size_t i = 0; i < len; i += 3) {
-        unsigned w = (unsigned)d[i] << 16 | (i + 1 < len ? (unsigned)d[i + 1] << 8 : 0) | (i + 2 < len ? d[i + 2] : 0);
-        *o++ = tab[w >> 18 & 63];
-        *o++ = tab[w >> 12 & 63];
-        *o++ = i + 1 < len ? tab[w >> 6 & 63] : '=';
-        *o++ = i + 2 < len ? tab[w & 63] : '=';
-    }
-    *o = 0;
-    return out;
 }
 
 /* Open the directory that holds `name`'s last component, walking (and, when

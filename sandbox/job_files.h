@@ -35,11 +35,6 @@ struct job_file {
  * with err saying why. */
 int job_path_check(const char *name, char *err, size_t errlen);
 
-/* Standard base64 (RFC 4648, padding required, no whitespace). Decode
- * returns a malloc'd buffer (NUL-terminated after *len) or NULL if the text
- * is not base64. Encode: caller frees. */
-char *base64_decode(const char *text, size_t text_len, size_t *len);
-char *base64_encode(const char *data, size_t len);
 
 /* Init side. Write each file under JOB_DIR (directories made as needed,
  * nothing followed, nothing replaced): 0 or -1 with err. */

@@ -6,6 +6,7 @@
 
 #include "jail.h"
 #include "json_writer.h"
+#include "util.h"
 
 void jail_result_write_fields(struct json_writer *w, const struct jail_result *r, const char *tool,
                               const char *policy) {

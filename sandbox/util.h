@@ -35,4 +35,10 @@ int fail_with(char *err, size_t errlen, const char *fmt, ...) __attribute__((for
 /* Parse a decimal integer in [min, max]; 0 on success, -1 otherwise. */
 int parse_long(const char *s, long min, long max, long *out);
 
+/* Standard base64 (RFC 4648, padding required, no whitespace). Decode
+ * returns a malloc'd buffer (NUL-terminated after *len) or NULL if the text
+ * is not base64. Encode: caller frees. */
+char *base64_decode(const char *text, size_t text_len, size_t *len);
+char *base64_encode(const char *data, size_t len);
+
 #endif
