@@ -3,7 +3,7 @@
 # `viv eval`. Included by the Makefile before its own rules, so the ASan
 # pattern rule and ASAN_* variables are only used inside recipes here.
 AGENT_SRC := envs/protocol.c envs/graders.c envs/graders_literal.c envs/eval1.c envs/teacher.c \
-             envs/episode.c envs/cmd_eval.c envs/private_vivd.c
+             envs/episode.c envs/outcome.c envs/cmd_eval.c envs/private_vivd.c
 VIV_SRC += $(AGENT_SRC)
 HEADERS += $(wildcard envs/*.h)
 
@@ -19,7 +19,7 @@ build/test/agent_tests: test/agent/agent_tests.c test/harness.h $(AGENT_TEST_OBJ
 # libFuzzer target: protocol parsing, tool selection, observations, the
 # format reward, the graders' json/literal parsers and the episode state
 # machine on arbitrary bytes.
-FUZZ_PROTOCOL_SRC := envs/protocol.c envs/graders.c envs/graders_literal.c envs/episode.c sandbox/util.c \
+FUZZ_PROTOCOL_SRC := envs/protocol.c envs/graders.c envs/graders_literal.c envs/episode.c envs/outcome.c sandbox/util.c \
                      sandbox/client.c sandbox/pool.c sandbox/json_writer.c sandbox/json_text.c
 build/fuzz/fuzz_protocol: test/fuzz/fuzz_protocol.c $(FUZZ_PROTOCOL_SRC) $(wildcard envs/*.h)
 	@mkdir -p $(@D)

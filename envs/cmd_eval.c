@@ -158,13 +158,15 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
 
 /* --- tables ------------------------------------------------------------------------------- */
 
-/* how episodes end: "solution", "parse_errors", "max_turns", "sandbox" */
+/* how episodes end: "solution", "parse_errors", "max_turns", "sandbox" (the last: lost to the
+ * sandbox after EPISODE_SANDBOX_TRIES re-runs; counted in `sandbox_lost`, outside n and the rates) */
 static const char *const end_names[] = {"solution", "parse_errors", "max_turns", "sandbox"};
 #define NENDS 4
 
 struct row {
     char *task;
     long n, tool_calls, ends[NENDS];
+    long reruns, lost;     /* episodes re-run because the sandbox ended them; still lost after that (not in n) */
     double correct, format, turns, tool_ms;
 };
 
@@ -239,6 +241,8 @@ static void add_row_json(cJSON *arr, const struct row *r) {
     cJSON_AddNumberToObject(o, "mean_turns", r->turns / n);
     cJSON_AddNumberToObject(o, "tool_calls", (double)r->tool_calls);
     cJSON_AddNumberToObject(o, "mean_tool_ms", r->tool_calls ? r->tool_ms / (double)r->tool_calls : 0);
+    cJSON_AddNumberToObject(o, "sandbox_reruns", (double)r->reruns);
+    cJSON_AddNumberToObject(o, "sandbox_lost", (double)r->lost);
     cJSON *ends = cJSON_AddObjectToObject(o, "ends");
     for (int k = 0; k < NENDS; k++) cJSON_AddNumberToObject(ends, end_names[k], (double)r->ends[k]);
     cJSON_AddItemToArray(arr, o);
@@ -375,6 +379,13 @@ int cmd_eval(int argc, char **argv) {
         struct row *r = &rows[row_of(rows, &nrows, ts.t[e->task_index].task_name)];
         struct row *rs[2] = {r, &all};
         for (int k = 0; k < 2; k++) {
+            rs[k]->reruns += e->reruns;
+            /* lost to the sandbox even after its re-runs: reported apart, never scored as wrong */
+            if (e->end && !strcmp(e->end, "sandbox")) {
+                rs[k]->lost++;
+                rs[k]->ends[NENDS - 1]++;
+                continue;
+            }
             rs[k]->n++;
             rs[k]->correct += e->correct, rs[k]->format += e->format, rs[k]->turns += e->turns;
             rs[k]->tool_calls += e->tool_calls, rs[k]->tool_ms += e->tool_ms;
@@ -385,6 +396,9 @@ int cmd_eval(int argc, char **argv) {
     printf("%-32s %6s %9s %8s %7s %10s\n", "task", "n", "accuracy", "format", "turns", "tool_ms");
     for (int i = 0; i < nrows; i++) print_row(&rows[i]);
     print_row(&all);
+    if (all.reruns || all.lost)
+        printf("sandbox: %ld episode runs ended by the sandbox were run again; %ld episodes still lost (not scored)\n",
+               all.reruns, all.lost);
     if (a.out) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "env", a.env);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../sandbox/util.h"
+#include "outcome.h"
 
 const char *const episode_system_prompt =
     "You are a biomedical research assistant that solves tasks by writing and running code.\n"
@@ -233,7 +234,14 @@ void episode_on_response(struct episode *ep, struct viv_client *c, const struct 
             episode_submit(ep, c);
             return;
         }
-        /* no session to be had (busy, disconnected): run it without one */
+        /* vivd's session cap (busy): run it without a session. Any other
+         * failure to open one is the sandbox's: the episode is lost to it */
+        const cJSON *oe = cJSON_GetObjectItemCaseSensitive(resp, "error");
+        const char *ocode = jstr(oe, "code");
+        if (!(ocode && !strcmp(ocode, "busy")) && outcome_response_sandbox_decided(resp)) {
+            finish(ep, "sandbox");
+            return;
+        }
         ep->submitted_at = now_ms();
         long h = viv_submit_exec(c, "python", ep->code, strlen(ep->code), ep->cfg.tool_timeout_ms);
         if (h <= 0) {
@@ -264,10 +272,14 @@ void episode_on_response(struct episode *ep, struct viv_client *c, const struct 
     char *text = episode_result_text(r, &len);
     add_observation(ep, text, len);
     free(text);
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(resp, "error");
-    const char *code = jstr(e, "code");
-    if (code && !strcmp(code, "disconnected")) finish(ep, "sandbox");
+    /* an outcome the sandbox decided ends the episode: what the model does
+     * next would be scored on the sandbox's failure (the runner runs it again) */
+    if (outcome_response_sandbox_decided(resp)) finish(ep, "sandbox");
     else next_message(ep);
+}
+
+bool episode_lost_to_sandbox(const struct episode *ep) {
+    return ep->state == EP_DONE && ep->end && !strcmp(ep->end, "sandbox");
 }
 
 void episode_release(struct episode *ep, struct viv_client *c) {
@@ -330,7 +342,7 @@ int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct vi
     if (concurrency < 1) concurrency = 1;
     struct episode *slots = xcalloc((size_t)concurrency, sizeof *slots);
     size_t *index = xcalloc((size_t)concurrency, sizeof *index);
-    int *busy = xcalloc((size_t)concurrency, sizeof *busy);
+    int *busy = xcalloc((size_t)concurrency, sizeof *busy), *tries = xcalloc((size_t)concurrency, sizeof *tries);
     struct episode_host *host = xcalloc((size_t)concurrency, sizeof *host);
     size_t started = 0, finished = 0, broken = 0;
     while (finished < n) {
@@ -339,7 +351,7 @@ int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct vi
             if (!busy[s] && started < n) {
                 index[s] = started;
                 episode_init(&slots[s], &ts->t[started % ts->n], cfg, seed + started);
-                busy[s] = 1, started++;
+                busy[s] = 1, started++, tries[s] = 0;
                 host[s] = (struct episode_host){-1, 0};
             }
             if (!busy[s]) continue;
@@ -350,11 +362,22 @@ int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct vi
                 free(msg);
             }
             if (ep->state == EP_NEED_TOOL) episode_submit_pooled(ep, p, &host[s]);
+            if (ep->state == EP_DONE && episode_lost_to_sandbox(ep) && tries[s] < EPISODE_SANDBOX_TRIES) {
+                /* the sandbox ended it: the same episode again (same task, same seed) */
+                episode_release_pooled(ep, p, &host[s]);
+                episode_free(ep);
+                episode_init(ep, &ts->t[index[s] % ts->n], cfg, seed + index[s]);
+                host[s] = (struct episode_host){-1, 0};
+                tries[s]++;
+                s--;
+                continue;
+            }
             if (ep->state == EP_DONE) {
-                if (ep->end && !strcmp(ep->end, "sandbox")) broken++;
+                if (episode_lost_to_sandbox(ep)) broken++;
                 if (results)
                     results[index[s]] = (struct episode_result){(size_t)(ep->task - ts->t), ep->correct, ep->format,
-                                                                ep->turns, ep->tool_calls, ep->tool_ms, ep->end};
+                                                                ep->turns, ep->tool_calls, ep->tool_ms, ep->end,
+                                                                tries[s]};
                 if (on_done) on_done(done_ctx, ep, index[s]);
                 episode_release_pooled(ep, p, &host[s]);
                 episode_free(ep);
@@ -367,10 +390,11 @@ int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct vi
         if (waiting) episode_pool_dispatch(p, slots, busy, host, concurrency, 1000);
     }
     episode_pool_drain(p); /* let the session closes go out before the caller closes the connections */
-    free(slots), free(index), free(busy), free(host);
+    free(slots), free(index), free(busy), free(tries), free(host);
     if (broken) {
-        snprintf(err, errlen, "%zu of %zu episodes ended early: their sandbox host failed or could not be reached",
-                 broken, n);
+        snprintf(err, errlen, "%zu of %zu episodes were lost to the sandbox %d times (host failed, unreachable or "
+                              "refusing): not scored",
+                 broken, n, EPISODE_SANDBOX_TRIES + 1);
         return -1;
     }
     return 0;

@@ -24,6 +24,7 @@
 #ifndef VIV_EPISODE_H
 #define VIV_EPISODE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -103,6 +104,14 @@ long episode_submit(struct episode *ep, struct viv_client *c);
 void episode_on_response(struct episode *ep, struct viv_client *c, const struct viv_response *resp);
 /* End the episode now (e.g. "sandbox": its sandbox host is gone). */
 void episode_fail(struct episode *ep, const char *why);
+/* Did the sandbox end it (end "sandbox": its host failed, vivd refused or
+ * lost the call; envs/outcome.h decides)? Such an episode says nothing
+ * about the agent: runners run it again, and never score it as wrong. */
+bool episode_lost_to_sandbox(const struct episode *ep);
+/* How many times a runner re-runs an episode the sandbox ended before it
+ * reports it apart (end "sandbox"): a host that died mid-episode costs one
+ * re-run; one failing every time is not hidden for long. */
+#define EPISODE_SANDBOX_TRIES 3
 /* Close the episode's session, if any (fire and forget). */
 void episode_release(struct episode *ep, struct viv_client *c);
 
@@ -141,15 +150,18 @@ struct episode_result {
     int format;
     int turns, tool_calls;
     double tool_ms;
-    const char *end;
+    const char *end;        /* "sandbox": still lost after its re-runs: not scored */
+    int reruns;             /* times it was run again because the sandbox ended it */
 };
 
 /* Run `n` episodes (episode i on task i % ts->n, seed `seed`+i) with at most
  * `concurrency` in flight, their tool calls spread over the pool's hosts by
  * load (a session stays on its host). `on_done` (may be NULL) sees each
- * finished episode before it is freed. An episode whose host fails ends
- * ("sandbox") and the others go on: 0, or -1 with err saying how many ended
- * so. */
+ * finished episode before it is freed. An episode the sandbox ends (its host
+ * fails, vivd refuses or loses a call) is run again from the start, same
+ * task and seed, up to EPISODE_SANDBOX_TRIES times (results[i].reruns); the
+ * others go on meanwhile. on_done sees only its last run. 0, or -1 with err
+ * saying how many were still lost (end "sandbox") after their re-runs. */
 int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct viv_pool *p, agent_fn agent,
                  void *agent_ctx, const struct episode_cfg *cfg, uint64_t seed, struct episode_result *results,
                  void (*on_done)(void *ctx, const struct episode *ep, size_t index), void *done_ctx, char *err,

@@ -70,6 +70,7 @@ int pool_run_episodes(const struct task_set *ts, size_t n, int concurrency, int 
     p.done_msg = xcalloc((size_t)concurrency, sizeof *p.done_msg);
     size_t *index = xcalloc((size_t)concurrency, sizeof *index);
     int *busy = xcalloc((size_t)concurrency, sizeof *busy), *asking = xcalloc((size_t)concurrency, sizeof *asking);
+    int *tries = xcalloc((size_t)concurrency, sizeof *tries);
     struct episode_host *host = xcalloc((size_t)concurrency, sizeof *host);
     pthread_t *th = xcalloc((size_t)workers, sizeof *th);
     int nth = 0;
@@ -80,14 +81,14 @@ int pool_run_episodes(const struct task_set *ts, size_t n, int concurrency, int 
         goto out;
     }
     size_t started = 0, finished = 0;
-    int broken = 0;
+    size_t broken = 0;
     while (finished < n) {
         int waiting = 0, asked = 0;
         for (int s = 0; s < concurrency; s++) {
             if (!busy[s] && started < n) {
                 index[s] = started;
                 episode_init(&p.slots[s], &ts->t[started % ts->n], cfg, seed + started);
-                busy[s] = 1, started++;
+                busy[s] = 1, started++, tries[s] = 0;
                 host[s] = (struct episode_host){-1, 0};
             }
             if (!busy[s]) continue;
@@ -104,11 +105,22 @@ int pool_run_episodes(const struct task_set *ts, size_t n, int concurrency, int 
                 continue;
             }
             if (ep->state == EP_NEED_TOOL) episode_submit_pooled(ep, vp, &host[s]);
+            if (ep->state == EP_DONE && episode_lost_to_sandbox(ep) && tries[s] < EPISODE_SANDBOX_TRIES) {
+                /* the sandbox ended it: the same episode again (same task, same seed), as run_episodes does */
+                episode_release_pooled(ep, vp, &host[s]);
+                episode_free(ep);
+                episode_init(ep, &ts->t[index[s] % ts->n], cfg, seed + index[s]);
+                host[s] = (struct episode_host){-1, 0};
+                tries[s]++;
+                s--;
+                continue;
+            }
             if (ep->state == EP_DONE) {
-                if (ep->end && !strcmp(ep->end, "sandbox")) broken = 1;
+                if (episode_lost_to_sandbox(ep)) broken++;
                 if (results)
                     results[index[s]] = (struct episode_result){(size_t)(ep->task - ts->t), ep->correct, ep->format,
-                                                                ep->turns, ep->tool_calls, ep->tool_ms, ep->end};
+                                                                ep->turns, ep->tool_calls, ep->tool_ms, ep->end,
+                                                                tries[s]};
                 if (on_done) on_done(done_ctx, ep, index[s]);
                 episode_release_pooled(ep, vp, &host[s]);
                 episode_free(ep);
@@ -138,14 +150,19 @@ int pool_run_episodes(const struct task_set *ts, size_t n, int concurrency, int 
         } else if (asked) wait_done(&p, 1000);
     }
     episode_pool_drain(vp);
-    if (broken) rc = fail_with(err, errlen, "the sandbox connection broke; some episodes ended early");
+    if (broken) {
+        snprintf(err, errlen, "%zu of %zu episodes were lost to the sandbox %d times (host failed, unreachable or "
+                              "refusing): not scored",
+                 broken, n, EPISODE_SANDBOX_TRIES + 1);
+        rc = -1;
+    }
 out:
     pthread_mutex_lock(&p.mu);
     p.quit = 1;
     pthread_cond_broadcast(&p.work);
     pthread_mutex_unlock(&p.mu);
     for (int i = 0; i < nth; i++) pthread_join(th[i], NULL);
-    free(th), free(index), free(busy), free(asking), free(host);
+    free(th), free(index), free(busy), free(asking), free(tries), free(host);
     free(p.slots), free(p.todo), free(p.done_slot), free(p.done_msg);
     pthread_mutex_destroy(&p.mu);
     pthread_cond_destroy(&p.work);

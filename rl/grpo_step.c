@@ -14,6 +14,16 @@
  * w_g = tokens_g / tokens_total, for seq_mean and dr_grpo w_g = G / nseq.
  * That makes the accumulated gradient the gradient of the whole batch's loss.
  *
+ * Episodes the sandbox decided (infra_error) are not the model's outcomes:
+ * a dead host's "fake zeros" in a group would bias its mean and std and so
+ * every advantage in it. They are left out before anything is computed: a
+ * group keeps its survivors and is normalised over them (G above becomes
+ * the survivors' count, in the group statistics and in w_g), a group with
+ * fewer than two left is dropped (no one to compare with), and the step
+ * goes on with the rest (never aborted for them). Re-running lost episodes
+ * would cost the step's wall time for every lost host; the engine's
+ * oversampling (min_groups) is the way to buy spare groups instead.
+ *
  * The model is reached through rl/backend.h (CPU or GPU). Data parallel:
  * tokens_total and nseq are summed over the ranks first, every rank scales
  * its coefficients by the world size, and reduce_grads averages, so the
@@ -81,18 +91,19 @@ static int group_T(const struct rl_episode *e, int G) {
     return T;
 }
 
-int grpo_update(struct train_backend *bk, struct train_backend *ref, const struct grpo_cfg *gc,
-                struct rl_episode *eps, int nseq, int G, struct grpo_step_out *out, char *err, size_t errlen) {
+int grpo_update_groups(struct train_backend *bk, struct train_backend *ref, const struct grpo_cfg *gc,
+                       struct rl_episode *eps, const int *start, int ngroups, struct grpo_step_out *out, char *err,
+                       size_t errlen) {
     memset(out, 0, sizeof *out);
-    if (G <= 0 || nseq < 0 || nseq % G || (nseq == 0 && bk->world == 1))
-        return snprintf(err, errlen, "grpo: %d sequences in groups of %d", nseq, G), -1;
-    int ngroups = nseq / G;
+    int nseq = ngroups > 0 ? start[ngroups] - start[0] : 0;
+    for (int g = 0; g < ngroups; g++)
+        if (start[g + 1] - start[g] < 1) return snprintf(err, errlen, "grpo: group %d is empty", g), -1;
     bool use_ref = ref && gc->kl_coef > 0, use_ent = gc->entropy_coef > 0;
     /* pass 1: contributing tokens per group (masks, dynamic sampling), no model */
     long *tok_g = xcalloc((size_t)ngroups + 1, sizeof *tok_g), tok_local = 0;
     for (int g = 0; g < ngroups; g++) {
-        struct rl_episode *e = eps + (size_t)g * G;
-        int T = group_T(e, G);
+        struct rl_episode *e = eps + start[g];
+        int G = start[g + 1] - start[g], T = group_T(e, G);
         struct flat f;
         flat_alloc(&f, G, (long)G * T);
         flat_fill(&f, e, G, T, NULL, NULL, NULL);
@@ -119,7 +130,8 @@ int grpo_update(struct train_backend *bk, struct train_backend *ref, const struc
     long ent_n = 0;
     int bad = 0; /* 1: a loss was not finite, 2: an error */
     for (int g = 0; g < ngroups && !bad; g++) {
-        struct rl_episode *e = eps + (size_t)g * G;
+        struct rl_episode *e = eps + start[g];
+        int G = start[g + 1] - start[g];
         if (tok_g[g] == 0) { /* nothing to learn from this group (all rewards equal + dynamic sampling, or masked) */
             out->st.groups_dropped++;
             continue;
@@ -227,4 +239,38 @@ int grpo_update(struct train_backend *bk, struct train_backend *ref, const struc
     if (isnan(out->grad_norm) && bk->err[0]) return snprintf(err, errlen, "grpo: AdamW: %s", bk->err), -1;
     if (!isfinite(out->grad_norm)) out->nonfinite = 1;
     return 0;
+}
+
+/* Does the episode's outcome say something about the model? Not when the
+ * sandbox decided it (rollout.h infra_error, from envs/outcome.h). */
+static bool learnable(const struct rl_episode *e) { return !e->infra_error; }
+
+int grpo_update(struct train_backend *bk, struct train_backend *ref, const struct grpo_cfg *gc,
+                struct rl_episode *eps, int nseq, int G, struct grpo_step_out *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    if (G <= 0 || nseq < 0 || nseq % G || (nseq == 0 && bk->world == 1))
+        return snprintf(err, errlen, "grpo: %d sequences in groups of %d", nseq, G), -1;
+    int ngroups = nseq / G, nk = 0, lost = 0, groups_renorm = 0, groups_lost = 0;
+    /* the surviving episodes of each group, in order (shallow copies: the
+     * arrays stay the caller's) */
+    struct rl_episode *kept = xcalloc((size_t)nseq + 1, sizeof *kept);
+    int *start = xcalloc((size_t)ngroups + 1, sizeof *start), nkg = 0;
+    for (int g = 0; g < ngroups; g++) {
+        int n = 0, k0 = nk;
+        for (int i = 0; i < G; i++)
+            if (learnable(&eps[(size_t)g * G + i])) kept[nk + n++] = eps[(size_t)g * G + i];
+        lost += G - n;
+        if (n < G && n < 2) { /* too few left to compare with each other */
+            groups_lost++;
+            continue;
+        }
+        groups_renorm += n < G;
+        start[nkg++] = k0;
+        nk += n;
+    }
+    start[nkg] = nk;
+    int rc = grpo_update_groups(bk, ref, gc, kept, start, nkg, out, err, errlen);
+    free(kept), free(start);
+    out->sandbox_lost = lost, out->groups_renormalised = groups_renorm, out->groups_sandbox_dropped = groups_lost;
+    return rc;
 }

@@ -230,6 +230,13 @@ int rl_run_log_step(struct rl_run *r, long step, const struct rl_kv *kv, int nkv
         char buf[256];
         rl_progress_format(buf, sizeof buf, r->tty, step, r->total_steps, kv_get(kv, nkv, "reward"),
                            kv_get(kv, nkv, "accuracy"), kv_get(kv, nkv, "episodes_per_s"), el);
+        double lost = kv_get(kv, nkv, "sandbox_lost");
+        if (lost > 0) { /* the step went on without them: say how many and what became of their groups */
+            size_t l = strlen(buf);
+            snprintf(buf + l, sizeof buf - l, r->tty ? "  sandbox lost %.0f (%.0f groups on survivors, %.0f dropped)"
+                                                     : " sandbox_lost %.0f renormalised %.0f dropped %.0f",
+                     lost, kv_get(kv, nkv, "sandbox_groups_renormalised"), kv_get(kv, nkv, "sandbox_groups_dropped"));
+        }
         if (r->tty) fprintf(r->progress, "\r%s\033[K", buf), r->line_open = true;
         else fprintf(r->progress, "%s\n", buf);
         fflush(r->progress);

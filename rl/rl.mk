@@ -10,7 +10,8 @@ HEADERS += $(wildcard rl/*.h)
 EXTRA_TESTS += $(BUILD)/test/rl_rollout_tests $(BUILD)/test/rl_tests $(BUILD)/bench/rollout_bench
 
 # the vivd client and what it needs, from the sandbox layer
-RL_CLIENT := sandbox/client.c sandbox/pool.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c
+# and who decided a call's outcome (envs/outcome.c, linked into bin/viv by envs/agent.mk)
+RL_CLIENT := sandbox/client.c sandbox/pool.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c envs/outcome.c
 
 # the Biomni environment the trainer runs, for the rollout tests that check
 # what reaches the model's context through it
@@ -36,10 +37,3 @@ EXTRA_TESTS += $(BUILD)/test/rl_grpo_check
 $(BUILD)/test/rl_grpo_check: test/rl/grpo_check.c rl/grpo.c rl/grpo.h
 	@mkdir -p $(@D)
 	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ test/rl/grpo_check.c rl/grpo.c -lcjson -lm
-
-# test/multihost: the sandbox pool under the rollout engine against several
-# real vivds (ASan + UBSan)
-EXTRA_TESTS += $(BUILD)/test/multihost_tests
-$(BUILD)/test/multihost_tests: test/multihost/multihost_tests.c test/harness.h test/rl_fixture.h $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(HEADERS)
-	@mkdir -p $(@D)
-	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ test/multihost/multihost_tests.c $(RL_SRC) $(RL_DOUBLES) $(RL_CLIENT) $(ASAN_LIBS)

@@ -57,7 +57,9 @@
  *   - tool deadline: vivd kills the job (a session call kills its session);
  *     the observation says so, the next Python call opens a fresh session.
  *   - vivd error (busy, sandbox_error, ...): error observation (busy on
- *     session_open waits for a session slot first, see above).
+ *     session_open waits for a session slot first, see above). Whether the
+ *     sandbox rather than the model decided a call's outcome (infra_error)
+ *     is envs/outcome.h's decision, the one SFT and evaluation use too.
  *   - a host gone: its client completes every pending call with
  *     "disconnected"; those episodes get an error observation and are marked
  *     infra_error (lost_host says which host), as are episodes whose
@@ -71,6 +73,7 @@
  */
 #define _GNU_SOURCE
 #include "rollout.h"
+#include "../envs/outcome.h"
 
 #include <errno.h>
 #include <math.h>
@@ -488,14 +491,13 @@ static void deliver(struct rl_rollout *r, struct rl_episode *e, const struct rl_
     rl_turn_clear(&e->pending);
     e->tool_calls++;
     r->st->tool_calls++;
-    bool infra = false;
     if (res->status == RL_TOOL_TIMEOUT) e->tool_timeouts++, r->st->tool_timeouts++;
     if (res->status == RL_TOOL_ERROR) e->tool_errors++, r->st->tool_errors++;
-    if (res->status == RL_TOOL_LOST) e->tool_lost++, r->st->tool_lost++, infra = true;
-    if (res->status == RL_TOOL_ERROR && res->error_code &&
-        (!strcmp(res->error_code, "busy") || !strcmp(res->error_code, "sandbox_error") ||
-         !strcmp(res->error_code, "shutting_down")))
-        infra = true;
+    if (res->status == RL_TOOL_LOST) e->tool_lost++, r->st->tool_lost++;
+    struct call_outcome oc = {.answered = res->status == RL_TOOL_OK || res->status == RL_TOOL_TIMEOUT,
+                              .error_code = res->error_code, .session_lost = res->session_lost,
+                              .timed_out = res->status == RL_TOOL_TIMEOUT, .signal = res->signal};
+    bool infra = outcome_sandbox_decided(&oc);
     /* "unreachable": no host was up to take it */
     bool reached = e->host >= 0 && !(res->error_code && !strcmp(res->error_code, "unreachable"));
     if (reached) r->st->host_calls[e->host]++;
@@ -679,7 +681,7 @@ static void handle_response(struct rl_rollout *r, int host, struct viv_response 
                 return;
             }
         }
-        deliver_local(r, e, resp->local ? RL_TOOL_LOST : RL_TOOL_ERROR, ecode ? ecode : "session_open",
+        deliver_local(r, e, resp->local ? RL_TOOL_LOST : RL_TOOL_ERROR, ecode ? ecode : "sandbox_error",
                       emsg ? emsg : "could not open a session");
         return;
     }
@@ -1082,4 +1084,36 @@ int rl_rollout_step(struct rl_rollout *r, const int *tasks, int ntasks, int grou
     r->group_left = NULL;
     r->st = NULL;
     return 0;
+}
+
+int rl_rollout_rerun_lost(struct rl_rollout *r, struct rl_episode *eps, int n, int max_tries, int *reruns, char *err,
+                          size_t errlen) {
+    *reruns = 0;
+    int *idx = calloc((size_t)n + 1, sizeof *idx), *tasks = calloc((size_t)n + 1, sizeof *tasks);
+    if (!idx || !tasks) {
+        free(idx), free(tasks);
+        return snprintf(err, errlen, "out of memory"), -1;
+    }
+    int rc = 0;
+    for (int round = 0; round < max_tries && rc == 0; round++) {
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            if (eps[i].infra_error) idx[k] = i, tasks[k++] = eps[i].task;
+        if (k == 0) break;
+        struct rl_episode *again = NULL;
+        struct rl_step_stats st;
+        if ((rc = rl_rollout_step(r, tasks, k, 1, &again, &st, err, errlen)) != 0) break;
+        *reruns += k;
+        for (int j = 0; j < k; j++) { /* the new run takes the old one's place (and index) */
+            struct rl_episode *old = &eps[idx[j]];
+            int index = old->index, group = old->group;
+            struct rl_episode tmp = *old;
+            *old = again[j];
+            old->index = index, old->group = group;
+            again[j] = tmp;
+        }
+        rl_episodes_free(again, k);
+    }
+    free(idx), free(tasks);
+    return rc;
 }

@@ -180,7 +180,9 @@ struct rl_episode {
     bool overlong;              /* a turn hit max_turn_tokens or the context limit */
     int parse_failures;
     int tool_calls, tool_errors, tool_timeouts, tool_lost;
-    bool infra_error;           /* vivd itself failed it (lost/unreachable/busy): not the model's doing */
+    bool infra_error;           /* the sandbox decided its outcome (a host lost or unreachable, busy,
+                                 * zygote_lost, a session gone under a call, sandbox_error; envs/outcome.h),
+                                 * not the model: never scored, never learnt from */
     int host;                   /* sandbox host (index in the pool) of its session or latest call; -1: none */
     int lost_host;              /* the host whose failure made it an infra_error (its call in flight or
                                  * its session died with it); -1: none */
@@ -300,6 +302,16 @@ struct rl_rollout *rl_rollout_new(const struct rl_rollout_cfg *cfg, const struct
 int rl_rollout_step(struct rl_rollout *r, const int *tasks, int ntasks, int group_size,
                     struct rl_episode **eps, struct rl_step_stats *st, char *err, size_t errlen);
 void rl_episodes_free(struct rl_episode *eps, int n);
+/* Evaluation's rule for episodes the sandbox decided (infra_error): run
+ * them again. Each of eps[0..n) (groups of one, as an evaluation runs them)
+ * that is an infra_error is replaced by a fresh run of its task, up to
+ * max_tries rounds; *reruns counts the runs made. With greedy decoding the
+ * re-run is the episode the model would have had without the failure, so
+ * the evaluation scores what an uninterrupted one would. Episodes still
+ * infra_error afterwards are the caller's to report apart. 0, or -1 with
+ * err (an engine-level failure). */
+int rl_rollout_rerun_lost(struct rl_rollout *r, struct rl_episode *eps, int n, int max_tries, int *reruns, char *err,
+                          size_t errlen);
 /* Latency statistics gathered so far (kept across steps). */
 const struct rl_tool_stats *rl_rollout_tool_stats(const struct rl_rollout *r, int *n);
 void rl_rollout_free(struct rl_rollout *r);

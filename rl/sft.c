@@ -31,7 +31,7 @@ struct collect_ctx {
     const struct task_set *ts;
     struct sft_set *out;
     struct sft_traj *best; /* per task */
-    long done, total;
+    long done, total, lost;
 };
 
 static void traj_free(struct sft_traj *t) {
@@ -43,6 +43,10 @@ static void traj_free(struct sft_traj *t) {
 static void on_episode(void *arg, const struct episode *ep, size_t index) {
     struct collect_ctx *c = arg;
     c->done++;
+    if (episode_lost_to_sandbox(ep)) { /* the sandbox ended it, after its re-runs: no verdict on the teacher */
+        c->lost++;
+        return;
+    }
     size_t task = index % c->ts->n;
     struct sft_traj *b = &c->best[task];
     double r = ep->correct + ep->format;
@@ -89,8 +93,13 @@ int sft_collect(const struct task_set *ts, struct viv_pool *cl, const struct sft
                                 : run_episodes(ts, n, conc, cl, agent, actx, &cfg, o->seed, res, on_episode, &c, err,
                                                errlen);
     if (isatty(2)) fputc('\n', stderr);
+    for (size_t i = 0; i < n; i++) out->reruns += res[i].reruns;
     free(res);
     out->sampled = (long)n;
+    out->lost = c.lost;
+    /* episodes still lost to the sandbox after their re-runs are left out,
+     * not fatal: the kept set is what the teacher did where it could run */
+    if (rc != 0 && c.lost > 0) rc = 0;
     out->v = xcalloc(ts->n, sizeof *out->v);
     for (size_t i = 0; i < ts->n; i++)
         if (c.best[i].texts && c.best[i].n > 0) out->v[out->n++] = c.best[i];

@@ -397,6 +397,8 @@ struct eval_table {
     int count[MAX_SHAPES + 1];
     double acc[MAX_SHAPES + 1], fmt[MAX_SHAPES + 1], reward[MAX_SHAPES + 1];
     int valid;
+    int reruns;  /* episodes run again because the sandbox decided their outcome */
+    int lost;    /* still lost after that: not in count[] nor in the rates */
 };
 
 static void table_add(struct eval_table *t, const char *task, double correct, double format) {
@@ -428,6 +430,8 @@ static char *table_json(const struct eval_table *t, const char *stage, const cha
     cJSON_AddStringToObject(o, "stage", stage);
     cJSON_AddStringToObject(o, "split", split);
     cJSON_AddNumberToObject(o, "wall_s", wall_s);
+    cJSON_AddNumberToObject(o, "sandbox_reruns", t->reruns);
+    cJSON_AddNumberToObject(o, "sandbox_lost", t->lost);
     for (int i = 0; i <= t->n; i++) {
         cJSON *r = cJSON_CreateObject();
         cJSON_AddStringToObject(r, "task", t->task[i]);
@@ -472,6 +476,8 @@ static int table_load(const char *path, struct eval_table *t, char **names_store
     t->acc[t->n] = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(ov, "accuracy"));
     t->fmt[t->n] = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(ov, "format_rate"));
     t->reward[t->n] = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(ov, "reward"));
+    const cJSON *rr = cJSON_GetObjectItemCaseSensitive(o, "sandbox_reruns"), *ll = cJSON_GetObjectItemCaseSensitive(o, "sandbox_lost");
+    t->reruns = cJSON_IsNumber(rr) ? (int)rr->valuedouble : 0, t->lost = cJSON_IsNumber(ll) ? (int)ll->valuedouble : 0;
     t->valid = 1;
     cJSON_Delete(o);
     return 0;
@@ -570,9 +576,14 @@ static int evaluate(struct job *j, const char *stage, struct eval_table *out, ch
     fprintf(stderr, "eval (%s): %d held-out episodes (%s)...\n", stage, n, j->c.eval_split);
     int rc2 = rl_rollout_step(r, tasks, n, 1, &eps, &st, err, errlen);
     memset(out, 0, sizeof *out);
+    /* episodes the sandbox decided are run again (greedy: the same episode
+     * the model would have had); any still lost are counted apart, never
+     * scored as wrong */
+    if (rc2 == 0) rc2 = rl_rollout_rerun_lost(r, eps, n, 3, &out->reruns, err, errlen);
     if (rc2 == 0) {
         for (int i = 0; i < n; i++)
-            table_add(out, j->val.t[eps[i].task].task_name, eps[i].score.correct, eps[i].score.format);
+            if (eps[i].infra_error) out->lost++;
+            else table_add(out, j->val.t[eps[i].task].task_name, eps[i].score.correct, eps[i].score.format);
         table_finish(out);
         write_episodes(j, stage, eps, n);
         rl_episodes_free(eps, n);
@@ -582,7 +593,11 @@ static int evaluate(struct job *j, const char *stage, struct eval_table *out, ch
         if (rl_write_atomic(path, js, strlen(js)) != 0) fprintf(stderr, "viv train: %s: %s\n", path, strerror(errno));
         free(path), free(js);
         fprintf(stderr, "eval (%s): accuracy %.3f, format %.3f, %.1f s\n", stage, out->acc[out->n], out->fmt[out->n], wall);
-    }
+        if (out->reruns || out->lost)
+            fprintf(stderr, "eval (%s): %d episode runs re-run after the sandbox decided them; %d still lost (not scored)\n",
+                    stage, out->reruns, out->lost);
+    } else if (eps)
+        rl_episodes_free(eps, n);
     free(tasks);
     rl_rollout_free(r);
     model_gen_free(&g);
@@ -842,6 +857,9 @@ static int prepare_model(struct job *j, struct sft_set *set, char *err, size_t e
         if (crc != 0) return -1;
         fprintf(stderr, "sft: kept %d of %zu tasks (%ld teacher episodes, %.1f s)\n", set->n, j->train.n, set->sampled,
                 (now_ms() - t0) / 1000.0);
+        if (set->reruns || set->lost)
+            fprintf(stderr, "sft: %ld teacher episodes ended by the sandbox were run again; %ld still lost (not counted)\n",
+                    set->reruns, set->lost);
         if (set->n == 0) return snprintf(err, errlen, "sft: the teacher solved no task"), -1;
     }
     if (j->c.model_dir) {
@@ -985,6 +1003,8 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             MIX(st.loss), MIX(st.pg_loss), MIX(st.kl_mean), MIX(st.ratio_mean), MIX(st.clip_frac);
             MIX(st.clip_frac_low), MIX(st.clip_frac_high), MIX(entropy);
 #undef MIX
+            go.sandbox_lost += o1.sandbox_lost, go.groups_renormalised += o1.groups_renormalised;
+            go.groups_sandbox_dropped += o1.groups_sandbox_dropped;
             go.st.tokens += o1.st.tokens, go.st.groups_kept += o1.st.groups_kept;
             go.st.groups_dropped += o1.st.groups_dropped, go.st.seqs_masked += o1.st.seqs_masked;
             go.grad_norm = o1.grad_norm > go.grad_norm ? o1.grad_norm : go.grad_norm;
@@ -1014,24 +1034,28 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
         int cnt[MAX_SHAPES] = {0};
         double rew[MAX_SHAPES] = {0}, acc[MAX_SHAPES] = {0}, fmt = 0, corr = 0, rsum = 0;
         long gen_tok = 0, resp_tok = 0;
+        int nscored = 0; /* the episodes whose outcome is the model's: the sandbox's are no reward or accuracy */
         for (int i = 0; i < nseq; i++) {
+            for (int t = 0; t < eps[i].n_tokens; t++) gen_tok += eps[i].mask[t];
+            resp_tok += eps[i].n_tokens - eps[i].prompt_tokens;
+            if (eps[i].infra_error) continue;
+            nscored++;
             const char *nm = j->train.t[eps[i].task].task_name;
             int k;
             for (k = 0; k < nnames && strcmp(names[k], nm); k++) {}
             if (k < nnames) cnt[k]++, rew[k] += eps[i].score.reward, acc[k] += eps[i].score.correct;
             fmt += eps[i].score.format, corr += eps[i].score.correct, rsum += eps[i].score.reward;
-            for (int t = 0; t < eps[i].n_tokens; t++) gen_tok += eps[i].mask[t];
-            resp_tok += eps[i].n_tokens - eps[i].prompt_tokens;
         }
         int nseq_all = nseq;
         if (W > 1) { /* every rank's episodes and statistics, for rank 0's log */
-            enum { NS = 16 };
+            enum { NS = 20 };
             double v[NS + 3 * MAX_SHAPES] = {rsum, corr, fmt, (double)gen_tok, (double)resp_tok, (double)nseq,
                                               (double)go.st.tokens, go.st.loss, go.st.pg_loss,
                                               go.st.kl_mean * go.st.tokens, go.st.ratio_mean * go.st.tokens,
                                               go.st.clip_frac * go.st.tokens, go.st.clip_frac_low * go.st.tokens,
                                               go.st.clip_frac_high * go.st.tokens, go.entropy * go.st.tokens,
-                                              (double)go.st.groups_kept};
+                                              (double)go.st.groups_kept, (double)nscored, (double)go.sandbox_lost,
+                                              (double)go.groups_renormalised, (double)go.groups_sandbox_dropped};
             for (int k = 0; k < nnames; k++) v[NS + 3 * k] = cnt[k], v[NS + 3 * k + 1] = rew[k], v[NS + 3 * k + 2] = acc[k];
             if (be->ops->allreduce_sum(be, v, NS + 3 * nnames) != 0) {
                 snprintf(err, errlen, "metrics: %s", be->err);
@@ -1045,6 +1069,8 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             go.st.tokens = (long)v[6], go.st.loss = v[7], go.st.pg_loss = v[8], go.st.kl_mean = v[9] / tw;
             go.st.ratio_mean = v[10] / tw, go.st.clip_frac = v[11] / tw, go.st.clip_frac_low = v[12] / tw;
             go.st.clip_frac_high = v[13] / tw, go.entropy = v[14] / tw, go.st.groups_kept = (long)v[15];
+            nscored = (int)v[16], go.sandbox_lost = (int)v[17], go.groups_renormalised = (int)v[18];
+            go.groups_sandbox_dropped = (int)v[19];
             for (int k = 0; k < nnames; k++) cnt[k] = (int)v[NS + 3 * k], rew[k] = v[NS + 3 * k + 1], acc[k] = v[NS + 3 * k + 2];
         }
         int ntm = 0;
@@ -1055,7 +1081,12 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
         struct rl_kv kv[96];
         int nkv = 0;
 #define KV(k, v) kv[nkv++] = (struct rl_kv){k, (double)(v)}
-        KV("reward", rsum / nseq_all), KV("accuracy", corr / nseq_all), KV("format_rate", fmt / nseq_all);
+        double ns = nscored > 0 ? nscored : 1;
+        KV("reward", rsum / ns), KV("accuracy", corr / ns), KV("format_rate", fmt / ns);
+        /* episodes the sandbox decided: left out of the means above and of the
+         * update; their groups kept over the survivors, or dropped under two */
+        KV("sandbox_lost", nseq_all - nscored), KV("sandbox_groups_renormalised", go.groups_renormalised);
+        KV("sandbox_groups_dropped", go.groups_sandbox_dropped);
         KV("loss", go.st.loss), KV("pg_loss", go.st.pg_loss), KV("kl", go.st.kl_mean), KV("entropy", go.entropy);
         KV("clip_frac", go.st.clip_frac), KV("clip_frac_low", go.st.clip_frac_low), KV("clip_frac_high", go.st.clip_frac_high);
         KV("ratio_mean", go.st.ratio_mean), KV("grad_norm", go.grad_norm), KV("lr", go.lr);
@@ -1130,6 +1161,11 @@ static void print_tables(const struct eval_table *t, const char *const *stage, i
         }
         printf("\n");
     }
+    /* held-out episodes the sandbox decided: re-run (and any still lost, not scored) */
+    printf("%-24s %4s", "sandbox re-runs / lost", "");
+    for (int k = 0; k < nst; k++)
+        if (t[k].valid) printf("  %5d / %-5d  ", t[k].reruns, t[k].lost);
+    printf("\n");
 }
 
 static void eval_chart(const char *dir, const struct eval_table *t, const char *const *stage, int nst) {

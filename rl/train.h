@@ -39,6 +39,8 @@ struct sft_set {
     int n;
     long sampled;           /* episodes the teacher ran */
     long kept;
+    long reruns;            /* teacher episodes run again because the sandbox ended them */
+    long lost;              /* still lost to the sandbox after that: neither kept nor counted as failed */
 };
 
 struct sft_collect_opts {
@@ -104,6 +106,10 @@ struct grpo_step_out {
     double entropy;         /* mean policy entropy on trained tokens */
     float grad_norm, lr;
     int nonfinite;          /* 1: NaN/inf met; the update was skipped */
+    /* episodes the sandbox decided (infra_error), left out of the update */
+    int sandbox_lost;           /* such episodes */
+    int groups_renormalised;    /* groups that lost some and were kept over their survivors */
+    int groups_sandbox_dropped; /* groups left with fewer than two survivors: dropped whole */
 };
 
 /* One GRPO update from finished episodes (groups of group_size in order):
@@ -117,10 +123,24 @@ struct grpo_step_out {
  * Data parallel (b->world > 1): each rank passes its own groups (possibly
  * none); the normaliser is the token / sequence count of all ranks and the
  * gradients are averaged before the one step, so it is the update of the
- * whole batch. out's statistics are this rank's groups'. 0, or -1 with err. */
+ * whole batch. out's statistics are this rank's groups'. 0, or -1 with err.
+ *
+ * Episodes the sandbox decided (infra_error: a host lost or unreachable, a
+ * call refused or lost by vivd; envs/outcome.h decides) never enter the
+ * update: a group that lost some is kept over its survivors (its mean, std
+ * and advantages are theirs; the normalisers count only them), a group left
+ * with fewer than two is dropped whole (one rollout has nothing to be
+ * compared with). The update is exactly the one of the survivors alone. */
 int grpo_update(struct train_backend *b, struct train_backend *ref, const struct grpo_cfg *gc,
                 struct rl_episode *eps, int nseq, int group_size, struct grpo_step_out *out, char *err,
                 size_t errlen);
+
+/* The same over groups of any size: group g is eps[start[g] .. start[g+1]),
+ * none empty, every episode taken as it is (infra_error is not looked at).
+ * grpo_update runs this on the survivors. */
+int grpo_update_groups(struct train_backend *b, struct train_backend *ref, const struct grpo_cfg *gc,
+                       struct rl_episode *eps, const int *start, int ngroups, struct grpo_step_out *out, char *err,
+                       size_t errlen);
 
 /* ---- commands ----------------------------------------------------------------- */
 int cmd_train(int argc, char **argv);

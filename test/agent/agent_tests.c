@@ -24,6 +24,7 @@
 #include "eval1.h"
 #include "graders.h"
 #include "graders_literal.h"
+#include "outcome.h"
 #include "protocol.h"
 #include "teacher.h"
 
@@ -749,6 +750,64 @@ static void test_result_text(void) {
     for (int i = 0; i < 4; i++) free(t[i]);
 }
 
+/* Who decided a call's outcome, for every answer a runner meets: what the
+ * model's code did (an exit code, a crash, a timeout, a session lost at its
+ * own deadline, a refused request) is the model's; a host lost, a refusal
+ * for capacity, a lost worker or session, a jail that could not start are
+ * the sandbox's. Then an episode given such an answer ends as lost to the
+ * sandbox, and one given a timed-out call that took its session goes on. */
+static void test_outcome_owner(void) {
+    static const struct {
+        const char *line;
+        bool sandbox;
+    } cases[] = {
+        {"{\"ok\":true,\"exit_code\":0}", false},
+        {"{\"ok\":true,\"exit_code\":1,\"stderr\":\"Traceback\"}", false},
+        {"{\"ok\":true,\"exit_code\":-1,\"signal\":11}", false},
+        {"{\"ok\":true,\"timed_out\":true,\"signal\":9,\"exit_code\":-1}", false},
+        {"{\"ok\":true,\"timed_out\":true,\"session_lost\":true,\"signal\":9}", false},
+        {"{\"ok\":true,\"session_lost\":true,\"signal\":9}", false},
+        {"{\"ok\":true,\"session_lost\":true,\"exit_code\":0}", true},
+        {"{\"ok\":false,\"error\":{\"code\":\"bad_request\",\"message\":\"code is longer than code_bytes\"}}", false},
+        {"{\"ok\":false,\"error\":{\"code\":\"busy\",\"message\":\"queue full\"}}", true},
+        {"{\"ok\":false,\"error\":{\"code\":\"zygote_lost\",\"message\":\"worker exited\"}}", true},
+        {"{\"ok\":false,\"error\":{\"code\":\"session_lost\",\"message\":\"its jail ended\"}}", true},
+        {"{\"ok\":false,\"error\":{\"code\":\"sandbox_error\",\"message\":\"setup\"}}", true},
+        {"{\"ok\":false,\"error\":{\"code\":\"shutting_down\",\"message\":\"stopping\"}}", true},
+        {"{\"ok\":false,\"error\":{\"code\":\"disconnected\",\"message\":\"broke\"}}", true},
+        {"{\"ok\":false,\"error\":{\"code\":\"unreachable\",\"message\":\"no host\"}}", true},
+        {"{\"ok\":false,\"error\":{\"code\":\"timeout\",\"message\":\"no answer\"}}", true},
+        {"{\"ok\":false}", true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *j = cJSON_Parse(cases[i].line);
+        CHECK(j, "case %zu parses", i);
+        bool got = outcome_response_sandbox_decided(j);
+        cJSON_Delete(j);
+        CHECK(got == cases[i].sandbox, "%s: %s, expected %s", cases[i].line, got ? "the sandbox's" : "the model's",
+              cases[i].sandbox ? "the sandbox's" : "the model's");
+    }
+    CHECK(load_fx() == 0, "fixtures");
+    struct episode_cfg cfg = {.max_turns = 4};
+    static const char *const lines[] = {"{\"id\":1,\"ok\":false,\"error\":{\"code\":\"zygote_lost\",\"message\":\"x\"}}",
+                                        "{\"id\":1,\"ok\":true,\"stdout\":\"\",\"timed_out\":true,\"session_lost\":true,"
+                                        "\"signal\":9,\"exit_code\":-1,\"wall_ms\":30000}"};
+    for (int k = 0; k < 2; k++) {
+        struct viv_response *r = viv_response_parse(lines[k], strlen(lines[k]));
+        struct episode ep;
+        episode_init(&ep, &fx.t[3], &cfg, 1);
+        const char *m = "<think>t</think><execute>print(1)</execute>";
+        episode_push_message(&ep, m, strlen(m));
+        ep.state = EP_WAIT_TOOL;
+        episode_on_response(&ep, NULL, r);
+        if (k == 0) CHECK(episode_lost_to_sandbox(&ep), "a zygote_lost answer: the episode goes on (state %d)", ep.state);
+        else CHECK(ep.state == EP_NEED_MESSAGE && !episode_lost_to_sandbox(&ep),
+                   "a call that overran its deadline is the model's outcome: state %d", ep.state);
+        episode_free(&ep);
+        viv_response_free(r);
+    }
+}
+
 /* --- the teacher ------------------------------------------------------------------------------- */
 
 static void test_teacher_oracle_fake(void) {
@@ -899,6 +958,7 @@ int main(int argc, char **argv) {
         {"episode_two_parse_failures", test_episode_two_parse_failures},
         {"episode_tools_and_limits", test_episode_tools_and_limits},
         {"episode_result_text", test_result_text},
+        {"outcome_owner", test_outcome_owner},
         {"episode_output_whole", test_episode_output_whole},
         {"teacher_oracle_fake_sandbox", test_teacher_oracle_fake},
         {"teacher_deterministic", test_teacher_deterministic},

@@ -3,6 +3,9 @@
  * (sandbox/pool.c) under the rollout engine, with real vivds, the scripted
  * fake generator and the text test-double environment.
  *
+ * The tests of what a lost host costs the learning signal run a real (tiny,
+ * random) model's GRPO update on the CPU backend.
+ *
  * Each test starts its own vivds (sockets in a temp dir, --zygotes 1,
  * stdio on /dev/null; a TCP one with a token file) and kills them
  * afterwards (t_after_each also kills what a failing test left behind).
@@ -11,6 +14,7 @@
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -25,6 +29,10 @@
 #include "../../rl/rollout.h"
 #include "../../rl/text_env.h"
 #include "../rl_fixture.h"
+#include "../../model/adamw.h"
+#include "../../model/qwen3.h"
+#include "../../rl/backend.h"
+#include "../../rl/train.h"
 #include "../../sandbox/pool.h"
 
 /* ---- private vivds ------------------------------------------------------------------- */
@@ -440,6 +448,225 @@ static void test_placement_follows_capacity(void) {
     viv_pool_close(p);
 }
 
+/* ---- a failure of the sandbox is never a learning signal ------------------------------------------ */
+
+/* A greedy policy of the context, as a model is: its next turn is a function
+ * of what it has seen. It sets x in a Python session (and waits 2 s, so a
+ * host killed meanwhile takes the call), then prints x * 7, then answers
+ * what the observation showed: 42 after a good run, "unknown" after a tool
+ * error or a NameError (a session lost with the host). With vary set, an
+ * episode of odd index answers 41 instead of 42, so a group's rewards
+ * differ whatever the sandbox did. */
+struct policy {
+    bool vary;
+};
+
+static const char *policy_turn(const struct policy *p, const char *ctx, int episode) {
+    int obs = 0;
+    for (const char *q = ctx; (q = strstr(q, "<observation>")); q++) obs++;
+    if (obs == 0) return "<execute>x = 6\nimport time\ntime.sleep(2)\nprint('slept')</execute>";
+    if (obs == 1) return "<execute>print(x * 7)</execute>";
+    const char *last = strstr(ctx, "<observation>");
+    for (const char *q = last; q && (q = strstr(q + 1, "<observation>"));) last = q;
+    if (!strstr(last, "42\n")) return "<solution>unknown</solution>";
+    return p->vary && episode % 2 ? "<solution>41</solution>" : "<solution>42</solution>";
+}
+
+static int policy_generate(void *arg, struct rl_gen_request *reqs, int n) {
+    for (int i = 0; i < n; i++) {
+        struct rl_gen_request *q = &reqs[i];
+        char *ctx = malloc((size_t)q->n_tokens + 1);
+        for (int t = 0; t < q->n_tokens; t++) ctx[t] = (char)q->tokens[t];
+        ctx[q->n_tokens] = 0;
+        const char *turn = policy_turn(arg, ctx, q->episode);
+        free(ctx);
+        int len = (int)strlen(turn);
+        if (len > q->max_new_tokens) len = q->max_new_tokens;
+        for (int t = 0; t < len; t++) q->out_tokens[t] = (unsigned char)turn[t], q->out_logprobs[t] = -0.25f - 0.01f * t;
+        q->n_out = len;
+        q->stop_reason = RL_GEN_STOP_STRING;
+    }
+    return 0;
+}
+
+static const struct text_task two_tasks[] = {{"what is 6*7?", "42"}, {"what is 6*8?", "48"}};
+
+static void policy_fixture(struct fixture *f, struct policy *pol, struct viv_pool *p) {
+    fixture_setup(f, script_turn, NULL, 16, two_tasks, 2, tools, 2);
+    f->gen = (struct rl_generator){.ctx = pol, .generate = policy_generate, .max_batch = 16};
+    f->cfg.pool = p;
+}
+
+/* A tiny random model over the byte vocabulary, and its CPU backend with AdamW. */
+static struct train_backend *tiny_backend(struct qwen3 **m, const struct qwen3 *like) {
+    struct qwen3_config c = {.vocab_size = 256, .hidden_size = 32, .intermediate_size = 64, .num_layers = 1,
+                             .num_heads = 2, .num_kv_heads = 1, .head_dim = 16, .max_position = 4096,
+                             .rms_norm_eps = 1e-6f, .rope_theta = 10000, .tie_word_embeddings = 1,
+                             .bos_token_id = -1, .eos_token_id = -1};
+    char err[256];
+    *m = qwen3_create(like ? &like->cfg : &c, err, sizeof err);
+    if (!*m) return NULL;
+    if (like) memcpy((*m)->params, like->params, like->n_params * sizeof(float));
+    else qwen3_init_random(*m, 11, 0.1f);
+    struct train_backend *b = train_backend_cpu(*m);
+    struct adamw_config ac;
+    adamw_defaults(&ac);
+    ac.lr = 1e-2f;
+    if (b && b->ops->opt_init(b, &ac) != 0) return train_backend_free(b), NULL;
+    return b;
+}
+
+/* kill -9 one of two hosts mid-step, then the GRPO update of that step: it
+ * equals the update computed from the surviving episodes alone (groups kept
+ * over their survivors, a group with fewer than two dropped): same loss,
+ * same gradient norm, same weights after the step. The same episodes taken
+ * as the model's outcomes (the infra marks cleared) give another update, so
+ * the lost episodes did carry a (false) signal that was kept out. */
+static void test_lost_host_update_is_the_survivors(void) {
+    if (vivd_start(0, 0) != 0 || vivd_start(1, 0) != 0) FAIL("vivd did not start");
+    char spec[320], err[512];
+    snprintf(spec, sizeof spec, "%s,unix:%s", d[0].sock, d[1].sock);
+    FILE *log = tmpfile();
+    struct viv_pool *p = viv_pool_open(spec, NULL, log, 5000, err, sizeof err);
+    CHECK(p, "%s", err);
+    struct policy pol = {.vary = true};
+    struct fixture f;
+    policy_fixture(&f, &pol, p);
+    struct rl_rollout *r = rl_rollout_new(&f.cfg, &f.gen, &f.tok, &f.env, err, sizeof err);
+    CHECK(r, "%s", err);
+    pthread_t th;
+    pid_t victim = d[1].pid;
+    pthread_create(&th, NULL, killer, &victim);
+    int tk[] = {0, 0, 0, 0}, G = 4, N = 16;
+    struct rl_episode *eps;
+    struct rl_step_stats st;
+    int rc = rl_rollout_step(r, tk, 4, G, &eps, &st, err, sizeof err);
+    pthread_join(th, NULL);
+    waitpid(d[1].pid, NULL, 0);
+    d[1].pid = 0;
+    CHECK(rc == 0, "%s", err);
+    /* the survivors alone, group by group (a group needs two to compare) */
+    struct rl_episode surv[16];
+    int start[5], ns = 0, ng = 0, lost = 0, renorm = 0, dropped = 0;
+    for (int g = 0; g < 4; g++) {
+        int k0 = ns, n = 0;
+        for (int i = 0; i < G; i++) {
+            struct rl_episode *e = &eps[g * G + i];
+            if (e->infra_error) {
+                lost++;
+                CHECK(e->score.correct == 0, "a lost episode answered '%s': the policy saw the failure",
+                      e->answer ? e->answer : "");
+            } else surv[ns + n++] = *e;
+        }
+        if (n < 2 && n < G) {
+            dropped++;
+            continue;
+        }
+        renorm += n < G;
+        start[ng++] = k0, ns += n;
+    }
+    start[ng] = ns;
+    CHECK(lost >= 1 && lost < N, "%d of %d episodes were on the killed host", lost, N);
+    struct qwen3 *m1, *m2, *m3;
+    struct train_backend *b1 = tiny_backend(&m1, NULL), *b2 = tiny_backend(&m2, m1), *b3 = tiny_backend(&m3, m1);
+    CHECK(b1 && b2 && b3, "backends");
+    struct grpo_cfg gc;
+    grpo_cfg_default(&gc);
+    gc.kl_coef = 0; /* the entropy bonus stays: every kept group has a gradient */
+    struct grpo_step_out o1, o2, o3;
+    CHECK(grpo_update(b1, NULL, &gc, eps, N, G, &o1, err, sizeof err) == 0, "%s", err);
+    CHECK(grpo_update_groups(b2, NULL, &gc, surv, start, ng, &o2, err, sizeof err) == 0, "%s", err);
+    CHECK(o1.sandbox_lost == lost && o1.groups_renormalised == renorm && o1.groups_sandbox_dropped == dropped,
+          "reported lost %d renormalised %d dropped %d; counted %d %d %d", o1.sandbox_lost, o1.groups_renormalised,
+          o1.groups_sandbox_dropped, lost, renorm, dropped);
+    CHECK(!o1.nonfinite && isfinite(o1.grad_norm) && o1.grad_norm > 0, "no update: grad norm %g", o1.grad_norm);
+    CHECK(o1.st.loss == o2.st.loss && o1.grad_norm == o2.grad_norm && o1.st.tokens == o2.st.tokens,
+          "with the lost host: loss %.9g grad norm %.9g tokens %ld; survivors alone: %.9g %.9g %ld", o1.st.loss,
+          o1.grad_norm, o1.st.tokens, o2.st.loss, o2.grad_norm, o2.st.tokens);
+    CHECK(!memcmp(m1->params, m2->params, m1->n_params * sizeof(float)), "the weights after the two updates differ");
+    /* not vacuous: scored as the model's, the lost episodes would move the update */
+    for (int i = 0; i < N; i++) eps[i].infra_error = false;
+    CHECK(grpo_update(b3, NULL, &gc, eps, N, G, &o3, err, sizeof err) == 0, "%s", err);
+    CHECK(o3.sandbox_lost == 0 && (o3.st.loss != o1.st.loss || o3.grad_norm != o1.grad_norm),
+          "counting the lost episodes changed nothing (loss %.9g, grad norm %.9g)", o3.st.loss, o3.grad_norm);
+    NOTE("%d of %d episodes lost with the host: %d groups on their survivors, %d dropped; loss %.6g, grad norm %.6g "
+         "(%.6g / %.6g had they counted)",
+         lost, N, renorm, dropped, o1.st.loss, o1.grad_norm, o3.st.loss, o3.grad_norm);
+    train_backend_free(b1), train_backend_free(b2), train_backend_free(b3);
+    qwen3_free(m1), qwen3_free(m2), qwen3_free(m3);
+    rl_episodes_free(eps, N);
+    rl_rollout_free(r);
+    viv_pool_close(p);
+    fclose(log);
+}
+
+/* The held-out accuracy of greedy episodes (one per task, as the trainer's
+ * evaluation runs them) with a host killed during the evaluation equals the
+ * uninterrupted evaluation's: the episodes the sandbox decided are run
+ * again (rl_rollout_rerun_lost) instead of scored as wrong. Before the
+ * re-run they are wrong (the policy answered what the failure showed it),
+ * so the re-run is what makes the two equal. */
+static double accuracy(const struct rl_episode *eps, int n) {
+    double a = 0;
+    for (int i = 0; i < n; i++) a += eps[i].score.correct;
+    return a / n;
+}
+
+static void test_eval_with_lost_host_scores_as_uninterrupted(void) {
+    if (vivd_start(0, 0) != 0 || vivd_start(1, 0) != 0) FAIL("vivd did not start");
+    char spec[320], err[512];
+    snprintf(spec, sizeof spec, "%s,unix:%s", d[0].sock, d[1].sock);
+    FILE *log = tmpfile();
+    struct viv_pool *p = viv_pool_open(spec, NULL, log, 5000, err, sizeof err);
+    CHECK(p, "%s", err);
+    struct policy pol = {.vary = false};
+    struct fixture f;
+    policy_fixture(&f, &pol, p);
+    struct rl_rollout *r = rl_rollout_new(&f.cfg, &f.gen, &f.tok, &f.env, err, sizeof err);
+    CHECK(r, "%s", err);
+    enum { N = 16 };
+    int tk[N];
+    /* half of them answerable (accuracy 0.5, not trivially 0 or 1), in pairs,
+     * so that each host gets both kinds (placement alternates between them) */
+    for (int i = 0; i < N; i++) tk[i] = (i / 2) % 2;
+    struct rl_episode *clean, *eps;
+    struct rl_step_stats st;
+    CHECK(rl_rollout_step(r, tk, N, 1, &clean, &st, err, sizeof err) == 0, "%s", err);
+    for (int i = 0; i < N; i++) CHECK(!clean[i].infra_error, "episode %d lost with no host killed", i);
+    double a0 = accuracy(clean, N);
+    CHECK(a0 == 0.5, "uninterrupted accuracy %g", a0);
+    /* the same evaluation, a host killed while every episode's first call runs */
+    pthread_t th;
+    pid_t victim = d[1].pid;
+    pthread_create(&th, NULL, killer, &victim);
+    int rc = rl_rollout_step(r, tk, N, 1, &eps, &st, err, sizeof err);
+    pthread_join(th, NULL);
+    waitpid(d[1].pid, NULL, 0);
+    d[1].pid = 0;
+    CHECK(rc == 0, "%s", err);
+    int lost = 0, lost_right = 0;
+    for (int i = 0; i < N; i++) lost += eps[i].infra_error, lost_right += eps[i].infra_error && eps[i].score.correct > 0;
+    CHECK(lost >= 1 && lost_right == 0, "%d lost (%d of them scored right)", lost, lost_right);
+    double a_lost = accuracy(eps, N);
+    CHECK(a_lost < a0, "scored as they ended, the lost episodes cost nothing (%g, uninterrupted %g)", a_lost, a0);
+    int reruns = 0;
+    CHECK(rl_rollout_rerun_lost(r, eps, N, 3, &reruns, err, sizeof err) == 0, "%s", err);
+    for (int i = 0; i < N; i++) {
+        CHECK(!eps[i].infra_error && eps[i].task == tk[i] && eps[i].index == i, "episode %d: lost %d, task %d, index %d",
+              i, eps[i].infra_error, eps[i].task, eps[i].index);
+        CHECK(eps[i].score.correct == clean[i].score.correct, "episode %d: %g, uninterrupted %g", i,
+              eps[i].score.correct, clean[i].score.correct);
+    }
+    double a1 = accuracy(eps, N);
+    CHECK(a1 == a0 && reruns == lost, "accuracy %g after %d re-runs, uninterrupted %g", a1, reruns, a0);
+    NOTE("%d of %d held-out episodes lost with the host (accuracy %.3f had they been scored), re-run: %.3f = %.3f "
+         "uninterrupted", lost, N, a_lost, a1, a0);
+    rl_episodes_free(clean, N), rl_episodes_free(eps, N);
+    rl_rollout_free(r);
+    viv_pool_close(p);
+    fclose(log);
+}
+
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     t_after_each = after_each;
@@ -450,6 +677,8 @@ int main(int argc, char **argv) {
         {"multihost_placement_follows_capacity", test_placement_follows_capacity},
         {"multihost_host_killed_mid_step", test_host_killed_mid_step},
         {"multihost_host_frozen_mid_step", test_host_frozen_mid_step},
+        {"multihost_lost_host_update_is_the_survivors", test_lost_host_update_is_the_survivors},
+        {"multihost_eval_with_lost_host_scores_as_uninterrupted", test_eval_with_lost_host_scores_as_uninterrupted},
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
 }

@@ -5,7 +5,8 @@
 #                     a host frozen (SIGSTOP) mid-step,
 #                     tokens, bad addresses (ASan + UBSan)
 #   viv eval --sandbox end to end over two vivds (a Unix socket and TCP with a
-#                     token) on the agent suite's fixture tasks; a wrong token
+#                     token) on the agent suite's fixture tasks; a host killed
+#                     mid-run (its episodes re-run, none scored wrong); a wrong token
 #                     and bad addresses on viv eval / train / sft are clear errors
 #   viv train --sandbox a tiny run over two vivds: SFT collection and evals use both;
 #                     metrics.jsonl's step lines carry the per-host counts (the tiny
@@ -75,6 +76,33 @@ if bin/viv eval --env viv-bio --data "$T/data" --agent oracle --episodes 24 --co
 else
   bad "viv eval --sandbox over two vivds" "exit $?: $(tail -3 "$T/stderr")"
 fi
+
+# a host killed during viv eval: the episodes it ended are run again on the other, none is
+# scored as wrong (the oracle still scores 1.0 over all 24), and the table says how many re-ran
+for i in 4 5; do
+  bin/vivd --socket "$T/v$i.sock" --log "$T/v$i.log" --zygotes 1 --data "db=$T/data/db/org.Hs.eg.sqlite" \
+    </dev/null >/dev/null 2>&1 &
+  pids+=($!)
+  [ "$i" = 5 ] && victim=$!
+done
+for _ in $(seq 200); do [ -S "$T/v4.sock" ] && [ -S "$T/v5.sock" ] && break; sleep 0.05; done
+bin/viv eval --env viv-bio --data "$T/data" --agent oracle --episodes 24 --concurrency 8 --seed 5 \
+  --sandbox "unix:$T/v4.sock,unix:$T/v5.sock" --out "$T/killed.json" >"$T/kstdout" 2>"$T/kstderr" &
+evalpid=$!
+# the victim dies once it has taken a few calls (its log has a line per request)
+for _ in $(seq 400); do [ "$(grep -c '"op":' "$T/v5.log" 2>/dev/null)" -ge 4 ] && break; sleep 0.01; done
+kill -9 "$victim"
+wait "$evalpid"; erc=$?
+if [ "$erc" = 0 ] && out=$(python3 - "$T/killed.json" <<'EOF2'
+import json, sys
+d = json.load(open(sys.argv[1]))["overall"]
+assert d["n"] == 24 and d["accuracy"] == 1.0 and d["sandbox_lost"] == 0, d
+print(d["sandbox_reruns"])
+EOF2
+); then
+  if [ "$out" -ge 1 ]; then ok "viv eval with a host killed mid-run: $out episodes re-run on the live host, the oracle still scores 1.0 over 24"
+  else echo "skip - viv eval with a host killed mid-run: the kill caught no episode in flight (accuracy 1.0 over 24)"; fi
+else bad "viv eval with a host killed mid-run" "exit $erc: $(tail -3 "$T/kstderr") $(cat "$T/killed.json" 2>/dev/null | head -c 600)"; fi
 
 # a wrong token: refused with a message that says what to fix
 VIV_SANDBOX_TOKEN=0123456789abcdef-wrong bin/viv eval --env viv-bio --data "$T/data" --agent oracle --episodes 2 \

@@ -117,9 +117,11 @@ static void test_run_directory(void) {
     FILE *prog = tmpfile();
     rl_run_set_progress(r, prog, false);
     for (int s = 1; s <= 5; s++) {
-        struct rl_kv kv[] = {{"reward", 0.1 * s}, {"accuracy", 0.05 * s}, {"episodes_per_s", 3.5}, {"loss", -0.01 * s}};
+        /* step 5 lost episodes to the sandbox: its line and progress say so */
+        struct rl_kv kv[] = {{"reward", 0.1 * s}, {"accuracy", 0.05 * s}, {"episodes_per_s", 3.5}, {"loss", -0.01 * s},
+                             {"sandbox_lost", 3}, {"sandbox_groups_renormalised", 1}, {"sandbox_groups_dropped", 1}};
         struct rl_task_metric tm[] = {{"gwas", 0.2 * s, 0.1 * s, 8}, {"lab_bench|dbqa", 0.1, 0.05, 8}};
-        CHECK(rl_run_log_step(r, s, kv, 4, tm, 2) == 0, "log step %d", s);
+        CHECK(rl_run_log_step(r, s, kv, s == 5 ? 7 : 4, tm, 2) == 0, "log step %d", s);
     }
     struct rl_task_metric ev[] = {{"gwas", 1.5, 0.75, 40}, {"lab_bench|dbqa", 0.5, 0.25, 10}};
     CHECK(rl_run_write_eval(r, 5, ev, 2) == 0, "eval table");
@@ -142,6 +144,8 @@ static void test_run_directory(void) {
         cJSON *t = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "tasks"), "gwas");
         CHECK(t && fabs(cJSON_GetObjectItem(t, "reward")->valuedouble - 0.2 * lines) < 1e-9, "task metrics: %s", line);
         CHECK(fabs(cJSON_GetObjectItem(o, "loss")->valuedouble + 0.01 * lines) < 1e-9, "loss");
+        const cJSON *sl = cJSON_GetObjectItem(o, "sandbox_lost");
+        CHECK(lines == 5 ? sl && sl->valuedouble == 3 : !sl, "line %d: sandbox_lost: %s", lines, line);
         cJSON_Delete(o);
     }
     free(txt);
@@ -168,9 +172,12 @@ static void test_run_directory(void) {
     rewind(prog);
     char line[256];
     int n = 0;
-    while (fgets(line, sizeof line, prog)) n++;
+    int with_lost = 0;
+    while (fgets(line, sizeof line, prog)) n++, with_lost += strstr(line, "sandbox") != NULL;
     CHECK(n == 5 && strncmp(line, "step 5/10 reward 0.5000 accuracy 0.2500 episodes/s 3.50 eta", 59) == 0,
           "%d progress lines, last: %s", n, line);
+    CHECK(with_lost == 1 && strstr(line, " sandbox_lost 3 renormalised 1 dropped 1"),
+          "%d progress lines mention the sandbox; the step that lost 3: %s", with_lost, line);
     fclose(prog);
     rl_run_close(r);
     /* resuming appends; the charts keep the history */
