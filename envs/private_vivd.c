@@ -19,7 +19,26 @@
 #include "../sandbox/util.h"
 
 int private_vivd_start(struct private_vivd *d, const char *data_dir, const char *who, char *err, size_t errlen) {
+    char *db = NULL, *biodb = NULL;
+    char *dbdir = xasprintf("%s/db", data_dir), *genes = xasprintf("%s/db/org.Hs.eg.sqlite", data_dir);
+    char absdir[PATH_MAX], absgenes[PATH_MAX];
+    if (realpath(dbdir, absdir) && realpath(genes, absgenes)) {
+        biodb = xasprintf("biodb=%s", absdir);
+        db = xasprintf("db=%s", absgenes);
+    } else {
+        fprintf(stderr, "%s: warning: no %s: #!SQL calls will fail (viv data build makes it)\n", who, genes);
+    }
+    free(dbdir), free(genes);
+    const char *data[2] = {biodb, db};
+    int rc = private_vivd_start_with_data(d, data, db ? 2 : 0, who, err, errlen);
+    free(db), free(biodb);
+    return rc;
+}
+
+int private_vivd_start_with_data(struct private_vivd *d, const char *const *data, int ndata, const char *who,
+                                 char *err, size_t errlen) {
     memset(d, 0, sizeof *d);
+    if (ndata < 0 || ndata > 4) return snprintf(err, errlen, "%s: at most 4 data mounts", who), -1;
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n < 0) return snprintf(err, errlen, "cannot find my own binary: %s", strerror(errno)), -1;
@@ -38,21 +57,11 @@ int private_vivd_start(struct private_vivd *d, const char *data_dir, const char 
     }
     snprintf(d->sock, sizeof d->sock, "%s/vivd.sock", d->dir);
     snprintf(d->log, sizeof d->log, "%s/vivd.log", d->dir);
-    char *db = NULL, *biodb = NULL;
-    char *dbdir = xasprintf("%s/db", data_dir), *genes = xasprintf("%s/db/org.Hs.eg.sqlite", data_dir);
-    char absdir[PATH_MAX], absgenes[PATH_MAX];
-    if (realpath(dbdir, absdir) && realpath(genes, absgenes)) {
-        biodb = xasprintf("biodb=%s", absdir);
-        db = xasprintf("db=%s", absgenes);
-    } else {
-        fprintf(stderr, "%s: warning: no %s: #!SQL calls will fail (viv data build makes it)\n", who, genes);
-    }
-    free(dbdir), free(genes);
     /* our own daemon: its one client may sit idle for minutes between
      * phases (SFT, evaluation), so idle connections are not closed (24 h) */
     const char *argv[16] = {vivd, "--socket", d->sock, "--log", d->log, "--idle-ms", "86400000"};
     int k = 7;
-    if (db) argv[k++] = "--data", argv[k++] = biodb, argv[k++] = "--data", argv[k++] = db;
+    for (int i = 0; i < ndata; i++) argv[k++] = "--data", argv[k++] = data[i];
     argv[k] = NULL;
     d->pid = fork();
     if (d->pid == 0) {
@@ -62,7 +71,7 @@ int private_vivd_start(struct private_vivd *d, const char *data_dir, const char 
         execv(vivd, (char *const *)argv);
         _exit(127);
     }
-    free(vivd), free(db), free(biodb);
+    free(vivd);
     if (d->pid < 0) {
         d->pid = 0;
         return snprintf(err, errlen, "fork: %s", strerror(errno)), -1;

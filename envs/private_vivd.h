@@ -21,6 +21,12 @@ struct private_vivd {
  * err (call private_vivd_stop() either way). */
 int private_vivd_start(struct private_vivd *d, const char *data_dir, const char *who, char *err, size_t errlen);
 
+/* The same with the daemon's data mounts given outright: each of data[0..ndata)
+ * is a `--data NAME=PATH` of vivd (PATH absolute), e.g. "db=/abs/x.sqlite"
+ * for the sql tool. At most 4. */
+int private_vivd_start_with_data(struct private_vivd *d, const char *const *data, int ndata, const char *who,
+                                 char *err, size_t errlen);
+
 /* SIGTERM (SIGKILL after 10 s), reap, remove the socket directory. */
 void private_vivd_stop(struct private_vivd *d);
 

@@ -13,6 +13,7 @@
 #include "../sandbox/cmds.h"
 #include "../envs/cmd_data.h"
 #include "../envs/eval1.h"
+#include "../envs/mcp.h"
 #include "http_cmds.h"
 #include "train.h"
 
@@ -31,6 +32,7 @@ static const struct subcommand subcommands[] = {
     {"policy", cmd_policy, "check and print sandbox policies"},
     {"sandbox", cmd_sandbox, "run vivd, the sandbox daemon, in the foreground"},
     {"exec", cmd_exec, "send one request to a running vivd"},
+    {"mcp", cmd_mcp, "serve the sandbox's tools to MCP clients over stdio"},
     {"tokenize", cmd_tokenize, "encode, decode, or train a tokenizer"},
     {"gen", cmd_gen, "generate text (or ids) with a Qwen3 model (HF directory)"},
     {"cuda", cmd_cuda, "GPU backend: device info, training and decode benchmarks (bin/viv-cuda)"},
