@@ -74,6 +74,14 @@ struct llm_agent *llm_agent_open(const char *spec, const struct agent_options *o
             llm_agent_close(a);
             return NULL;
         }
+        /* nothing listening is found now, before any episode runs (and is scored) */
+        char why[512];
+        if (oai_probe(c, why, sizeof why) != 0) {
+            fail_with(err, errlen, "the endpoint does not answer (is the server running?): %s", why);
+            oai_client_free(c);
+            llm_agent_close(a);
+            return NULL;
+        }
         a->idle = xcalloc(1, sizeof *a->idle);
         a->idle[a->n_idle++] = c;
         a->n_clients = 1;
