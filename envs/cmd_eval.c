@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "../sandbox/args.h"
+#include "../sandbox/interrupt.h"
 #include "../sandbox/json_writer.h"
 #include "../sandbox/util.h"
 #include "episode.h"
@@ -206,6 +207,8 @@ static void on_done(void *ctx, const struct episode *ep, size_t index) {
         cJSON_free(line);
         cJSON_Delete(o);
     }
+    interrupt_note("%zu of %zu episodes had finished; nothing was written (results are written at the end): "
+                   "rerun, with --episodes N for fewer", p->done, p->total);
     if (p->tty) {
         int w = 30, f = (int)(w * p->done / p->total);
         fprintf(stderr, "\r[%.*s%.*s] %zu/%zu episodes", f, "##############################", w - f,
@@ -249,6 +252,8 @@ int cmd_eval(int argc, char **argv) {
     struct eval_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc == ARGS_HELP ? 0 : 2;
+    interrupt_install("viv eval");
+    interrupt_note("no episode had finished; nothing was written");
     char err[512];
     char *tasks_path = a.tasks ? xstrdup(a.tasks) : xasprintf("%s/tasks/%s.jsonl", a.data, a.split);
     struct task_set ts;
@@ -321,8 +326,10 @@ int cmd_eval(int argc, char **argv) {
     uint64_t rseed = (uint64_t)a.seed;
     struct progress prog = {.total = n, .tty = isatty(2), .ts = &ts};
     char *traj_tmp = NULL;
+    int traj_slot = -1;
     if (a.traj) {
         traj_tmp = xasprintf("%s.tmp.%d", a.traj, (int)getpid());
+        traj_slot = interrupt_track_path(traj_tmp);
         if (!(prog.traj = fopen(traj_tmp, "w"))) {
             fprintf(stderr, "viv eval: %s: %s\n", traj_tmp, strerror(errno));
             rc = 1;
@@ -354,6 +361,7 @@ int cmd_eval(int argc, char **argv) {
         int bad = fflush(prog.traj) != 0 || fsync(fileno(prog.traj)) != 0;
         bad |= fclose(prog.traj) != 0;
         prog.traj = NULL;
+        interrupt_forget_path(traj_slot);
         if (bad || rename(traj_tmp, a.traj) != 0) {
             fprintf(stderr, "viv eval: %s: %s\n", a.traj, strerror(errno));
             unlink(traj_tmp);

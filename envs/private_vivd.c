@@ -1,6 +1,7 @@
 /* private_vivd.c - see private_vivd.h. */
 #define _GNU_SOURCE
 #include "private_vivd.h"
+#include "../sandbox/interrupt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +37,7 @@ int private_vivd_start(struct private_vivd *d, const char *data_dir, const char 
         free(vivd);
         return snprintf(err, errlen, "mkdtemp: %s", strerror(errno)), -1;
     }
+    d->dir_slot = interrupt_track_path(d->dir) + 1;
     snprintf(d->sock, sizeof d->sock, "%s/vivd.sock", d->dir);
     snprintf(d->log, sizeof d->log, "%s/vivd.log", d->dir);
     char *db = NULL, *biodb = NULL;
@@ -63,6 +65,7 @@ int private_vivd_start(struct private_vivd *d, const char *data_dir, const char 
         _exit(127);
     }
     free(vivd), free(db), free(biodb);
+    if (d->pid > 0) d->pid_slot = interrupt_track_child(d->pid) + 1;
     if (d->pid < 0) {
         d->pid = 0;
         return snprintf(err, errlen, "fork: %s", strerror(errno)), -1;
@@ -85,6 +88,7 @@ int private_vivd_start(struct private_vivd *d, const char *data_dir, const char 
 }
 
 void private_vivd_stop(struct private_vivd *d) {
+    if (d->pid_slot) interrupt_forget_child(d->pid_slot - 1), d->pid_slot = 0;
     if (d->pid > 0) {
         kill(d->pid, SIGTERM);
         int st, i;
@@ -96,5 +100,6 @@ void private_vivd_stop(struct private_vivd *d) {
         unlink(d->sock), unlink(d->log);
         rmdir(d->dir);
         d->dir[0] = 0;
+        if (d->dir_slot) interrupt_forget_path(d->dir_slot - 1), d->dir_slot = 0;
     }
 }

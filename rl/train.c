@@ -50,6 +50,7 @@
 #include "../envs/private_vivd.h"
 #include "../model/kernels.h"
 #include "../sandbox/args.h"
+#include "../sandbox/interrupt.h"
 #include "../sandbox/util.h"
 #include "bio_env.h"
 #include "metrics.h"
@@ -603,6 +604,17 @@ static void rm_tree(const char *dir) {
     rmdir(dir);
 }
 
+/* What an interrupt leaves and how to go on from it (interrupt.h). */
+static void note_resumable(const struct train_cfg *c, long step) {
+    const char *runs_flag = strcmp(c->runs, "runs") ? " --runs " : "", *runs = strcmp(c->runs, "runs") ? c->runs : "";
+    if (step < 0)
+        interrupt_note("%s/%s has no checkpoint yet; start again with: viv %s --name %s%s%s --overwrite", c->runs, c->name,
+                       c->sft_only ? "sft" : "train", c->name, runs_flag, runs);
+    else
+        interrupt_note("kept %s/%s/checkpoints/step-%06ld; continue with the same options and --resume: viv %s --name %s%s%s --resume", c->runs, c->name,
+                       step, c->sft_only ? "sft" : "train", c->name, runs_flag, runs);
+}
+
 /* runs/NAME/checkpoints/step-NNNNNN: model, tokenizer, optimizer.bin
  * ("VIVOPT1\0", n, step, m[n], v[n]) and state.json; built as .tmp, renamed;
  * then `latest` names it. The previous checkpoint is removed after, except
@@ -613,6 +625,7 @@ static int save_checkpoint(struct job *j, long step, char *err, size_t errlen) {
     mkdir(cdir, 0755);
     char *final = xasprintf("%s/step-%06ld", cdir, step), *tmp = xasprintf("%s.tmp", final);
     rm_tree(tmp);
+    int slot = interrupt_track_path(tmp); /* Ctrl-C while it is written removes it */
     int rc = -1;
     struct adamw *opt = &j->be->opt; /* the caller ran sync_down on every rank (ZeRO-1 gathers) */
     if (qwen3_save(j->m, tmp, ST_F32, err, errlen) != 0) goto out;
@@ -668,6 +681,8 @@ static int save_checkpoint(struct job *j, long step, char *err, size_t errlen) {
     rc = 0;
 out:
     if (rc) rm_tree(tmp);
+    interrupt_forget_path(slot);
+    if (rc == 0) note_resumable(&j->c, step);
     free(cdir), free(final), free(tmp);
     return rc;
 }
@@ -1296,6 +1311,7 @@ static int run_job(struct train_cfg *c) {
     /* 2. the run directory */
     j.dir = xasprintf("%s/%s", c->runs, c->name);
     ckpt = c->resume ? latest_checkpoint(j.dir, &ckpt_step) : NULL;
+    note_resumable(c, ckpt ? ckpt_step : -1);
     if (c->resume && !ckpt) fprintf(stderr, "viv %s: --resume: no checkpoint in %s: starting from the beginning\n", cmd, j.dir);
     if (!c->resume && !c->overwrite && rank == 0 && run_dir_has_run(j.dir)) {
         fprintf(stderr, "viv %s: %s already holds a run: continue it with --resume, or replace it with --overwrite "
@@ -1469,6 +1485,7 @@ int cmd_train(int argc, char **argv) {
     train_defaults(&c);
     int rc = parse_train_args("train", argc, argv, &c);
     if (rc) return rc == ARGS_HELP ? 0 : 2;
+    interrupt_install("viv train");
     return run_job(&c);
 }
 
@@ -1479,5 +1496,6 @@ int cmd_sft(int argc, char **argv) {
     c.name = "viv-sft";
     int rc = parse_train_args("sft", argc, argv, &c);
     if (rc) return rc == ARGS_HELP ? 0 : 2;
+    interrupt_install("viv sft");
     return run_job(&c);
 }
