@@ -17,6 +17,7 @@
 #include "bio_env.h"
 #include "http_cmds.h"
 #include "openai_client.h"
+#include "../model/config.h"
 #include "serve_batch.h"
 #include "textgen.h"
 #include "train.h"
@@ -88,18 +89,21 @@ struct llm_agent *llm_agent_open(const char *spec, const struct agent_options *o
         a->model_name = xstrdup(o->model);
         return a;
     }
-    const char *dir = spec + 6;
-    if (!(a->m = qwen3_load(dir, err, errlen)) || !(a->tok = tokenizer_load(dir, err, errlen))) {
+    /* a run directory or its checkpoints/ means its latest checkpoint */
+    char *dir = qwen3_model_dir_resolve(spec + 6, err, errlen);
+    if (!dir || !(a->m = qwen3_load(dir, err, errlen)) || !(a->tok = tokenizer_load(dir, err, errlen))) {
+        free(dir);
         llm_agent_close(a);
         return NULL;
     }
     if (tokenizer_vocab_size(a->tok) > a->m->cfg.vocab_size) {
         fail_with(err, errlen, "%s: the tokenizer has more ids than the model's vocabulary", dir);
+        free(dir);
         llm_agent_close(a);
         return NULL;
     }
     textgen_init(&a->gen, a->m, a->tok, dir);
-    a->model_name = xstrdup(dir);
+    a->model_name = dir;
     return a;
 }
 

@@ -49,6 +49,7 @@
 #include "../envs/cmd_data.h"
 #include "../envs/private_vivd.h"
 #include "../model/kernels.h"
+#include "../model/config.h"
 #include "../sandbox/args.h"
 #include "../sandbox/interrupt.h"
 #include "../sandbox/util.h"
@@ -283,6 +284,13 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
     }
     if (strchr(c->name, '/') || !strcmp(c->name, ".") || !strcmp(c->name, "..")) return uerr(cmd, "--name: '%s' is not a plain name", c->name);
     if (c->resume && c->overwrite) return uerr(cmd, "--resume and --overwrite: give one");
+    if (c->model_dir) { /* a run directory or its checkpoints/ means its latest checkpoint */
+        static char *resolved; /* lives as long as the command */
+        char why[512];
+        free(resolved);
+        if (!(resolved = qwen3_model_dir_resolve(c->model_dir, why, sizeof why))) return uerr(cmd, "--model: %s", why);
+        c->model_dir = resolved;
+    }
     return 0;
 }
 

@@ -193,6 +193,11 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "viv run: %s\n", err);
         return 2;
     }
+    if (policy_check_runnable(&pol, err, sizeof err) != 0) {
+        fprintf(stderr, "viv run: %s\n", err);
+        policy_free(&pol);
+        return 2;
+    }
     if (timeout_ms > pol.limits.timeout_ms_max) {
         fprintf(stderr, "viv run: --timeout-ms %ld exceeds policy '%s' maximum %ld\n", timeout_ms, pol.name, pol.limits.timeout_ms_max);
         policy_free(&pol);

@@ -1324,6 +1324,7 @@ static int load_policies(char *err, size_t errlen) {
             struct policy p;
             int rc = policy_load(path, &p, err, errlen);
             free(path);
+            if (rc == 0 && (rc = policy_check_runnable(&p, err, errlen)) != 0) policy_free(&p);
             if (rc) {
                 closedir(d);
                 return -1;

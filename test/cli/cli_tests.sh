@@ -164,6 +164,17 @@ errs_with run_db_missing "No such file or directory" "$VIV" run --tool sql --db 
 (cd "$tmp" && "$VIV" run --tool sql --db g.db --code "select count(*) from genes;" >"$tmp/out" 2>"$tmp/err"); rrc=$?
 if [ "$rrc" = 0 ] && grep -q '^3$' "$tmp/out"; then ok run_db_relative_path; else bad run_db_relative_path "exit $rrc: $(cat "$tmp/err")"; fi
 
+# ---- paths and models ----
+errs_with gen_model_not_found "viv gen: --model: model directory not found: /nonexistent" "$VIV" gen --model /nonexistent --prompt hi
+errs_with serve_model_not_found "viv serve: --model: model directory not found: /nonexistent" "$VIV" serve --model /nonexistent
+errs_with gen_model_not_a_model "not a model directory" "$VIV" gen --model "$tmp" --prompt-ids 1
+errs_with train_model_not_found "--model: model directory not found: /nonexistent" "$VIV" train --model /nonexistent --no-sft
+# a policy whose allowlist lacks execve can never start its command: said, not exit 127 with nothing
+echo '{"name":"noexec","command":["/bin/true"],"seccomp":{"syscalls":["read","write","exit_group"]}}' >"$tmp/noexec.json"
+errs_with policy_without_execve "policy 'noexec': seccomp.syscalls lacks execve, so its command could never be executed" \
+  "$VIV" run --policy "$tmp/noexec.json" -- /bin/true
+errs_with policy_without_execve_json "lacks execve" "$VIV" run --json --policy "$tmp/noexec.json" -- /bin/true
+
 # ---- interrupts: exit 130, one line, temporary files gone ----
 "$VIV" run --json --tool shell --code 'sleep 30' >"$tmp/out" 2>"$tmp/err" &
 jpid=$!
@@ -204,8 +215,14 @@ if [ -f "$DATA/tasks/train.jsonl" ] && [ -x "$VIVD" ]; then
   errs_with train_existing_run_refused "already holds a run: continue it with --resume, or replace it with --overwrite" \
     "$VIV" train "${TINY[@]}" --name k --steps 1
   if cmp -s "$tmp/runs/k/metrics.jsonl" "$tmp/metrics.before"; then ok train_existing_run_untouched; else bad train_existing_run_untouched "metrics.jsonl changed"; fi
+  # a run directory, or its checkpoints/, is a model directory: its latest checkpoint
+  for m in "$tmp/runs/k" "$tmp/runs/k/checkpoints"; do
+    "$VIV" gen --model "$m" --prompt-ids 1,2 --max-tokens 2 --threads 1 >"$tmp/out" 2>"$tmp/err"; grc=$?
+    if [ "$grc" = 0 ] && grep -qE '^[0-9]+ [0-9]+ ?$' "$tmp/out"; then ok "gen_model_is_run_dir${m##*/k}"
+    else bad "gen_model_is_run_dir${m##*/k}" "exit $grc: $(cat "$tmp/err")"; fi
+  done
 else
-  for t in eval_endpoint_down_before_episodes eval_interrupt_removes_temporary_files train_interrupt_says_how_to_resume train_existing_run_refused; do
+  for t in eval_endpoint_down_before_episodes eval_interrupt_removes_temporary_files train_interrupt_says_how_to_resume train_existing_run_refused gen_model_is_run_dir; do
     skip "$t" "no task data in $DATA (viv data build --out $DATA)"
   done
 fi
