@@ -36,7 +36,8 @@
 
 struct eval_args {
     const char *env, *data, *split, *tasks, *agent, *out, *traj, *socket, *model, *api_key_env, *sandbox, *token_file;
-    long episodes, concurrency, seed, max_turns, timeout_ms, max_turn_tokens, request_timeout_ms;
+    long episodes, concurrency, seed, max_turns, timeout_ms, max_turn_tokens, request_timeout_ms, limit;
+    int json;
     double error_rate, temperature;
     int split_given, train;
 };
@@ -59,12 +60,17 @@ static const struct arg_opt eval_opts[] = {
                                                 "random: a random candidate from the prompt, well formatted (chance);\n"
                                                 "teacher: the teacher with --error-rate P mistakes;\n"
                                                 "endpoint:URL: each message from an OpenAI-compatible server (vLLM, SGLang,\n"
-                                                "a hosted API, viv serve) serving --model NAME; model:DIR: a local checkpoint"},
-    {"--model", ARG_STR, &ev.model, 0, 0, "NAME", "the model name an endpoint:URL agent asks the server for"},
+                                                "a hosted API, viv serve) serving --agent-model NAME; model:DIR: a local\n"
+                                                "checkpoint, a run directory or its checkpoints/"},
+    {"--agent-model", ARG_STR, &ev.model, 0, 0, "NAME", "the model name an endpoint:URL agent asks the server for (as viv\n"
+                                                        "train's --teacher-model)"},
+    {"--model", ARG_STR, &ev.model, 0, 0, "NAME", "the same as --agent-model (an older name; elsewhere --model is a directory)"},
     {"--api-key-env", ARG_STR, &ev.api_key_env, 0, 0, "VAR", "the endpoint's key variable (default OPENAI_API_KEY)"},
     {"--max-turn-tokens", ARG_LONG, &ev.max_turn_tokens, 1, 1000000, "N", "tokens per message of a model agent (default 1024)"},
     {"--temperature", ARG_DOUBLE, &ev.temperature, 0, 2, "T", "sampling temperature of a model agent (default 0: greedy)"},
     {"--request-timeout-ms", ARG_LONG, &ev.request_timeout_ms, 1, 86400000, "N", "one HTTP request of an endpoint agent (default 600000)"},
+    {"--limit", ARG_LONG, &ev.limit, 1, 10000000, "N", "at most N tasks, task shapes taken in turn (a quick, mixed sample)"},
+    {"--json", ARG_FLAG, &ev.json, 0, 0, NULL, "print the results as JSON on stdout (the --out object) instead of the table"},
     {"--episodes", ARG_LONG, &ev.episodes, 1, 10000000, "N", "episodes in all, cycling through the tasks (default: one per task)"},
     {"--concurrency", ARG_LONG, &ev.concurrency, 1, 4096, "K", "episodes in flight at once (default 4); an endpoint agent has as many\n"
                                                                "requests in flight"},
@@ -89,9 +95,9 @@ static const struct arg_cmd eval_cmd = {
              "and mean tool latency per task. Unless --socket or --sandbox names running vivds, a\n"
              "private vivd is started with the task data's databases and stopped at the end.\n",
     .opts = eval_opts,
-    .examples = "  viv eval --agent oracle --episodes 20\n"
+    .examples = "  viv eval --agent oracle --limit 20\n"
                 "  viv eval --agent model:runs/viv-bio-tiny --split test --out ev.json\n"
-                "  viv eval --agent endpoint:http://127.0.0.1:8000 --model tiny --trajectories ev.jsonl\n",
+                "  viv eval --agent endpoint:http://127.0.0.1:8000 --agent-model tiny --trajectories ev.jsonl\n",
 };
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -269,6 +275,7 @@ int cmd_eval(int argc, char **argv) {
         taskset_free(&ts);
         return 1;
     }
+    if (a.limit) taskset_filter(&ts, NULL, (int)a.limit);
     int scripted = !strcmp(a.agent, "oracle") || !strcmp(a.agent, "teacher");
     int external = !scripted && strcmp(a.agent, "random") != 0;
     if (scripted && taskset_with_reference(&ts) < ts.n) {
@@ -382,16 +389,19 @@ int cmd_eval(int argc, char **argv) {
             for (int j = 0; j < NENDS; j++) rs[k]->ends[j] += e->end && !strcmp(e->end, end_names[j]);
         }
     }
-    printf("viv eval: env viv-bio, agent %s, %zu episodes on %s, %.1f s\n", a.agent, n, tasks_path, wall_s);
-    printf("%-32s %6s %9s %8s %7s %10s\n", "task", "n", "accuracy", "format", "turns", "tool_ms");
-    for (int i = 0; i < nrows; i++) print_row(&rows[i]);
-    print_row(&all);
-    if (a.out) {
+    if (!a.json) {
+        printf("viv eval: env viv-bio, agent %s, %zu episodes on %s, %.1f s\n", a.agent, n, tasks_path, wall_s);
+        printf("%-32s %6s %9s %8s %7s %10s\n", "task", "n", "accuracy", "format", "turns", "tool_ms");
+        for (int i = 0; i < nrows; i++) print_row(&rows[i]);
+        print_row(&all);
+    }
+    if (a.out || a.json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "env", a.env);
         cJSON_AddStringToObject(o, "agent", a.agent);
         cJSON_AddStringToObject(o, "tasks_file", tasks_path);
         if (!a.tasks || a.split_given) cJSON_AddStringToObject(o, "split", a.split);
+        if (a.limit) cJSON_AddNumberToObject(o, "limit", (double)a.limit);
         cJSON_AddNumberToObject(o, "seed", (double)a.seed);
         cJSON_AddNumberToObject(o, "episodes", (double)n);
         cJSON_AddNumberToObject(o, "concurrency", (double)a.concurrency);
@@ -409,7 +419,8 @@ int cmd_eval(int argc, char **argv) {
         cJSON_Delete(tmp);
         char *text = cJSON_Print(o);
         char *withnl = xasprintf("%s\n", text);
-        if (write_file_atomic(a.out, withnl, strlen(withnl)) != 0) {
+        if (a.json) fputs(withnl, stdout);
+        if (a.out && write_file_atomic(a.out, withnl, strlen(withnl)) != 0) {
             fprintf(stderr, "viv eval: %s: %s\n", a.out, strerror(errno));
             rc = 1;
         }

@@ -109,6 +109,7 @@ errs_with did_you_mean_eval "(did you mean --concurrency?)" "$VIV" eval --concur
 errs_with did_you_mean_train "(did you mean --kl?)" "$VIV" train --kll 0.1
 errs_with did_you_mean_vivd "(did you mean --workers?)" "$VIVD" --workrs 3
 errs_with did_you_mean_command "unknown command 'evl' (did you mean eval?)" "$VIV" evl
+errs_with bad_value_eval_limit "--limit: '0' is not a whole number in [1, 10000000]" "$VIV" eval --limit 0
 errs_with bad_value_eval "--timeout-ms: 'abc' is not a whole number in [1, 3600000]" "$VIV" eval --timeout-ms abc
 errs_with bad_value_vivd "--workers: 'abc' is not a whole number in [1, 4096]" "$VIVD" --workers abc
 errs_with bad_value_exec "--timeout-ms: '-5' is not a whole number in [1, 86400000]" "$VIV" exec --timeout-ms -5
@@ -188,6 +189,17 @@ if [ -f "$DATA/tasks/train.jsonl" ] && [ -x "$VIVD" ]; then
   "$VIV" eval --data "$DATA" --agent endpoint:http://127.0.0.1:1 --model m >"$tmp/out" 2>"$tmp/err"; erc=$?
   if [ "$erc" = 1 ] && grep -qF "the endpoint does not answer" "$tmp/err" && ! grep -q accuracy "$tmp/out"; then ok eval_endpoint_down_before_episodes
   else bad eval_endpoint_down_before_episodes "exit $erc: $(head -c 300 "$tmp/err") / $(head -c 200 "$tmp/out")"; fi
+  # eval --limit N: a mixed sample (shapes in turn, not the first N rows); --json: the results on stdout
+  "$VIV" eval --data "$DATA" --limit 7 --json >"$tmp/ev.json" 2>"$tmp/err"; erc=$?
+  if [ "$erc" = 0 ] && python3 - "$tmp/ev.json" "$DATA/tasks/val.jsonl" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+shapes = {json.loads(l)["task_name"] for l in open(sys.argv[2]) if l.strip()}
+assert d["episodes"] == 7 and d["limit"] == 7, d
+assert len(d["per_task"]) == min(7, len(shapes)), [r["task"] for r in d["per_task"]]
+assert d["overall"]["n"] == 7 and d["overall"]["accuracy"] == 1.0, d["overall"]
+PY
+  then ok eval_limit_is_stratified_json; else bad eval_limit_is_stratified_json "exit $erc: $(tail -2 "$tmp/err")"; fi
   # eval --trajectories F interrupted: no F.tmp.PID, no private vivd directory left, exit 130
   ls -d /tmp/viv-?????? 2>/dev/null | sort >"$tmp/before"
   "$VIV" eval --data "$DATA" --concurrency 1 --trajectories "$tmp/tr.jsonl" >"$tmp/out" 2>"$tmp/err" &
@@ -222,7 +234,7 @@ if [ -f "$DATA/tasks/train.jsonl" ] && [ -x "$VIVD" ]; then
     else bad "gen_model_is_run_dir${m##*/k}" "exit $grc: $(cat "$tmp/err")"; fi
   done
 else
-  for t in eval_endpoint_down_before_episodes eval_interrupt_removes_temporary_files train_interrupt_says_how_to_resume train_existing_run_refused gen_model_is_run_dir; do
+  for t in eval_endpoint_down_before_episodes eval_interrupt_removes_temporary_files train_interrupt_says_how_to_resume train_existing_run_refused gen_model_is_run_dir eval_limit_is_stratified_json; do
     skip "$t" "no task data in $DATA (viv data build --out $DATA)"
   done
 fi
