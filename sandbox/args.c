@@ -121,7 +121,11 @@ static int store_value(const struct arg_cmd *cmd, const struct arg_opt *o, const
         return 0;
     case ARG_FN: {
         char err[256] = "";
-        if (o->fn(o->dest, v, err, sizeof err) != 0) return args_error(cmd, "%s '%s': %s", o->name, v, err);
+        if (o->fn(o->dest, v, err, sizeof err) != 0) {
+            /* a checker shared with other callers may name the flag itself */
+            if (!strncmp(err, o->name, strlen(o->name))) return args_error(cmd, "%s", err);
+            return args_error(cmd, "%s '%s': %s", o->name, v, err);
+        }
         return 0;
     }
     default:
