@@ -62,7 +62,7 @@ struct llm_agent *llm_agent_open(const char *spec, const struct agent_options *o
     pthread_mutex_init(&a->gen_mu, NULL);
     if (!strncmp(spec, "endpoint:", 9)) {
         if (!o->model || !*o->model) {
-            fail_with(err, errlen, "--agent %s needs --agent-model NAME (the model the endpoint serves)", spec);
+            fail_with(err, errlen, "needs --agent-model NAME (the model the endpoint serves)");
             llm_agent_close(a);
             return NULL;
         }
