@@ -13,7 +13,7 @@ CFLAGS_COMMON := -std=gnu11 -O2 -g $(WARN) -fstack-protector-strong -D_FORTIFY_S
 SANDBOX_SRC := sandbox/policy.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c sandbox/job_files.c sandbox/namespaces.c \
                sandbox/caps.c sandbox/limits.c sandbox/cgroup.c sandbox/syscall_filter.c \
                sandbox/mounts.c sandbox/init.c sandbox/supervisor.c sandbox/result_json.c \
-               sandbox/cmd_run.c sandbox/builtin_filters.c sandbox/rpc.c sandbox/warm_worker.c sandbox/session.c sandbox/zygote.c sandbox/vivd.c sandbox/client.c sandbox/pool.c sandbox/cmd_exec.c sandbox/http_api.c sandbox/http_front.c
+               sandbox/cmd_run.c sandbox/builtin_filters.c sandbox/rpc.c sandbox/warm_worker.c sandbox/session.c sandbox/zygote.c sandbox/vivd.c sandbox/client.c sandbox/pool.c sandbox/cmd_exec.c sandbox/http_api.c sandbox/http_front.c sandbox/args.c sandbox/interrupt.c
 VIV_SRC := rl/viv.c
 # Each layer beyond the sandbox (envs/, model/, rl/) keeps its own rules in a
 # <layer>/<layer>.mk: it appends its sources to VIV_SRC (linked into bin/viv),

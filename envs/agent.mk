@@ -9,7 +9,8 @@ HEADERS += $(wildcard envs/*.h)
 
 # Unit tests: ASan + UBSan, linked with the sandbox client (the end-to-end
 # part of the suite runs the static bin/viv).
-AGENT_TEST_OBJ := $(patsubst %.c,build/asan/%.o,$(AGENT_SRC) sandbox/util.c sandbox/client.c sandbox/pool.c sandbox/json_writer.c sandbox/json_text.c)
+AGENT_TEST_OBJ := $(patsubst %.c,build/asan/%.o,$(AGENT_SRC) sandbox/util.c sandbox/client.c sandbox/pool.c sandbox/json_writer.c sandbox/json_text.c \
+                  sandbox/args.c sandbox/interrupt.c)
 EXTRA_TESTS += build/test/agent_tests build/fuzz/fuzz_protocol
 
 build/test/agent_tests: test/agent/agent_tests.c test/harness.h $(AGENT_TEST_OBJ)

@@ -27,52 +27,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../sandbox/args.h"
+#include "../sandbox/interrupt.h"
 #include "../sandbox/json_writer.h"
 #include "../sandbox/util.h"
 #include "episode.h"
 #include "teacher.h"
 
-static const char usage[] =
-    "usage: viv eval --env viv-bio [--data DIR] [--split val] [--tasks FILE.jsonl]\n"
-    "                --agent oracle|random|teacher|endpoint:URL|model:DIR [--episodes N]\n"
-    "                [--concurrency K] [--seed S] [--model NAME] [--api-key-env VAR]\n"
-    "                [--max-turn-tokens N] [--temperature T] [--request-timeout-ms N]\n"
-    "                [--out FILE.json] [--trajectories FILE.jsonl] [--socket PATH]\n"
-    "                [--sandbox ADDR[,ADDR...] [--sandbox-token-file F]]\n"
-    "                [--max-turns N] [--timeout-ms N] [--error-rate P] [--train]\n"
-    "Runs whole agent episodes in the sandbox and prints accuracy, format rate, mean turns\n"
-    "and mean tool latency per task.\n"
-    "  --data DIR        task data from `viv data build` (default: data): DIR/tasks/SPLIT.jsonl,\n"
-    "                    databases DIR/db/org.Hs.eg.sqlite and DIR/db/GO.sqlite\n"
-    "  --tasks FILE      any task JSONL instead (Biomni-Eval1 rows work; they have no reference\n"
-    "                    solutions, so only --agent random runs there)\n"
-    "  --split S         rows of this split only (default val; with --tasks: all rows unless given)\n"
-    "  --agent A         oracle: the scripted teacher without mistakes (must score 1.0);\n"
-    "                    random: a random candidate from the prompt, well formatted (chance);\n"
-    "                    teacher: the teacher with --error-rate P mistakes (default 0.3);\n"
-    "                    endpoint:URL: each message from an OpenAI-compatible server (vLLM, SGLang,\n"
-    "                    a hosted API, viv serve) serving --model NAME, key from $OPENAI_API_KEY\n"
-    "                    or --api-key-env VAR; model:DIR: a local checkpoint on the CPU\n"
-    "  --max-turn-tokens N  tokens per message of a model agent (default 1024)\n"
-    "  --temperature T   sampling temperature of a model agent (default 0: greedy)\n"
-    "  --request-timeout-ms N  one HTTP request of an endpoint agent (default 600000)\n"
-    "  --episodes N      episodes in all, cycling through the tasks (default: one per task)\n"
-    "  --concurrency K   episodes in flight at once (default 4); an endpoint agent has as many\n"
-    "                    requests in flight\n"
-    "  --seed S          seed of the agents' choices (default 1)\n"
-    "  --out FILE        the table as JSON, written atomically\n"
-    "  --trajectories F  every episode (messages, scores) as JSONL, written atomically\n"
-    "  --socket PATH     use this running vivd instead of starting one\n"
-    "  --sandbox LIST    running vivds to spread tool calls over, by load: unix:/PATH, /PATH or\n"
-    "                    tcp:HOST:PORT, comma-separated (a host that dies ends only its episodes)\n"
-    "  --sandbox-token-file F  the token of TCP vivds (their --token-file; or $VIV_SANDBOX_TOKEN)\n"
-    "  --max-turns N     assistant messages per episode (default 16)\n"
-    "  --timeout-ms N    per tool call (default 30000)\n"
-    "  --train           grade in training mode (crispr_delivery partial credit)\n";
-
 struct eval_args {
     const char *env, *data, *split, *tasks, *agent, *out, *traj, *socket, *model, *api_key_env, *sandbox, *token_file;
-    long episodes, concurrency, seed, max_turns, timeout_ms, max_turn_tokens, request_timeout_ms;
+    long episodes, concurrency, seed, max_turns, timeout_ms, max_turn_tokens, request_timeout_ms, limit;
+    int json;
     double error_rate, temperature;
     int split_given, train;
 };
@@ -81,65 +46,94 @@ struct eval_args {
 static const struct agent_provider *provider;
 void eval_set_agent_provider(const struct agent_provider *p) { provider = p; }
 
+static struct eval_args ev;
+
+/* One line per flag; the help is generated from this table (args.h). */
+static const struct arg_opt eval_opts[] = {
+    {"--env", ARG_STR, &ev.env, 0, 0, "NAME", "the environment (viv-bio)"},
+    {"--data", ARG_STR, &ev.data, 0, 0, "DIR", "task data from `viv data build` (default: data): DIR/tasks/SPLIT.jsonl,\n"
+                                                "databases DIR/db/org.Hs.eg.sqlite and DIR/db/GO.sqlite"},
+    {"--split", ARG_STR, &ev.split, 0, 0, "S", "rows of this split only (default val; with --tasks: all rows unless given)"},
+    {"--tasks", ARG_STR, &ev.tasks, 0, 0, "FILE", "any task JSONL instead (Biomni-Eval1 rows work; they have no reference\n"
+                                                   "solutions, so only --agent random runs there)"},
+    {"--agent", ARG_STR, &ev.agent, 0, 0, "A", "oracle: the scripted teacher without mistakes (must score 1.0; default);\n"
+                                                "random: a random candidate from the prompt, well formatted (chance);\n"
+                                                "teacher: the teacher with --error-rate P mistakes;\n"
+                                                "endpoint:URL: each message from an OpenAI-compatible server (vLLM, SGLang,\n"
+                                                "a hosted API, viv serve) serving --agent-model NAME; model:DIR: a local\n"
+                                                "checkpoint, a run directory or its checkpoints/"},
+    {"--agent-model", ARG_STR, &ev.model, 0, 0, "NAME", "the model name an endpoint:URL agent asks the server for (as viv\n"
+                                                        "train's --teacher-model)"},
+    {"--model", ARG_STR, &ev.model, 0, 0, "NAME", "the same as --agent-model (an older name; elsewhere --model is a directory)"},
+    {"--api-key-env", ARG_STR, &ev.api_key_env, 0, 0, "VAR", "the endpoint's key variable (default OPENAI_API_KEY)"},
+    {"--max-turn-tokens", ARG_LONG, &ev.max_turn_tokens, 1, 1000000, "N", "tokens per message of a model agent (default 1024)"},
+    {"--temperature", ARG_DOUBLE, &ev.temperature, 0, 2, "T", "sampling temperature of a model agent (default 0: greedy)"},
+    {"--request-timeout-ms", ARG_LONG, &ev.request_timeout_ms, 1, 86400000, "N", "one HTTP request of an endpoint agent (default 600000)"},
+    {"--limit", ARG_LONG, &ev.limit, 1, 10000000, "N", "at most N tasks, task shapes taken in turn (a quick, mixed sample)"},
+    {"--json", ARG_FLAG, &ev.json, 0, 0, NULL, "print the results as JSON on stdout (the --out object) instead of the table"},
+    {"--episodes", ARG_LONG, &ev.episodes, 1, 10000000, "N", "episodes in all, cycling through the tasks (default: one per task)"},
+    {"--concurrency", ARG_LONG, &ev.concurrency, 1, 4096, "K", "episodes in flight at once (default 4); an endpoint agent has as many\n"
+                                                               "requests in flight"},
+    {"--seed", ARG_LONG, &ev.seed, 0, 1e18, "S", "seed of the agents' choices (default 1)"},
+    {"--out", ARG_STR, &ev.out, 0, 0, "FILE", "the table as JSON, written atomically (its directory is checked first)"},
+    {"--trajectories", ARG_STR, &ev.traj, 0, 0, "FILE", "every episode (messages, scores) as JSONL, written atomically"},
+    {"--socket", ARG_STR, &ev.socket, 0, 0, "PATH", "use this running vivd instead of starting one"},
+    {"--sandbox", ARG_STR, &ev.sandbox, 0, 0, "LIST", "running vivds to spread tool calls over, by load: unix:/PATH, /PATH or\n"
+                                                       "tcp:HOST:PORT, comma-separated (a host that dies ends only its episodes)"},
+    {"--sandbox-token-file", ARG_STR, &ev.token_file, 0, 0, "F", "the token of TCP vivds (their --token-file; or $VIV_SANDBOX_TOKEN)"},
+    {"--max-turns", ARG_LONG, &ev.max_turns, 1, 1000, "N", "assistant messages per episode (default 16)"},
+    {"--timeout-ms", ARG_LONG, &ev.timeout_ms, 1, 3600000, "N", "per tool call (default 10000, as viv train)"},
+    {"--error-rate", ARG_DOUBLE, &ev.error_rate, 0, 1, "P", "the teacher agent's mistakes (default 0.3)"},
+    {"--train", ARG_FLAG, &ev.train, 0, 0, NULL, "grade in training mode (crispr_delivery partial credit)"},
+    {0},
+};
+
+static const struct arg_cmd eval_cmd = {
+    .prog = "viv eval",
+    .synopsis = "viv eval [--agent oracle|random|teacher|endpoint:URL|model:DIR] [--data DIR] [--split S] [options]",
+    .about = "Runs whole agent episodes in the sandbox and prints accuracy, format rate, mean turns\n"
+             "and mean tool latency per task. Unless --socket or --sandbox names running vivds, a\n"
+             "private vivd is started with the task data's databases and stopped at the end.\n",
+    .opts = eval_opts,
+    .examples = "  viv eval --agent oracle --limit 20\n"
+                "  viv eval --agent model:runs/viv-bio-tiny --split test --out ev.json\n"
+                "  viv eval --agent endpoint:http://127.0.0.1:8000 --agent-model tiny --trajectories ev.jsonl\n",
+};
+
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "viv eval: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, " (see viv eval --help)\n");
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return 2;
+    return args_error(&eval_cmd, "%s", msg);
+}
+
+/* The file an output flag names can be written: its directory exists and
+ * is writable, and it is not itself a directory. Checked before any
+ * episode runs, so a typo costs nothing. 0, or -1 with err. */
+static int check_output_path(const char *flag, const char *path, char *err, size_t errlen) {
+    char *copy = xstrdup(path);
+    const char *dir = dirname(copy);
+    struct stat st;
+    int rc = 0;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) rc = fail_with(err, errlen, "%s %s: the directory %s does not exist", flag, path, dir);
+    else if (access(dir, W_OK) != 0) rc = fail_with(err, errlen, "%s %s: the directory %s is not writable", flag, path, dir);
+    else if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) rc = fail_with(err, errlen, "%s %s: is a directory", flag, path);
+    free(copy);
+    return rc;
 }
 
 static int parse_args(int argc, char **argv, struct eval_args *a) {
-    *a = (struct eval_args){.env = "viv-bio", .data = "data", .split = "val", .agent = "oracle", .episodes = 0,
-                            .concurrency = 4, .seed = 1, .max_turns = 16, .timeout_ms = 30000, .error_rate = 0.3,
+    ev = (struct eval_args){.env = "viv-bio", .data = "data", .split = NULL, .agent = "oracle", .episodes = 0,
+                            .concurrency = 4, .seed = 1, .max_turns = 16, .timeout_ms = 10000, .error_rate = 0.3,
                             .max_turn_tokens = 1024, .temperature = 0, .request_timeout_ms = 600000};
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            fputs(usage, stdout);
-            return 1;
-        }
-        if (!strcmp(o, "--train")) {
-            a->train = 1;
-            continue;
-        }
-        if (strncmp(o, "--", 2) != 0) return usage_error("unexpected argument '%s'", o);
-        if (i + 1 >= argc) return usage_error("%s needs a value", o);
-        const char *v = argv[++i];
-        long n;
-        if (!strcmp(o, "--env")) a->env = v;
-        else if (!strcmp(o, "--data")) a->data = v;
-        else if (!strcmp(o, "--split")) a->split = v, a->split_given = 1;
-        else if (!strcmp(o, "--tasks")) a->tasks = v;
-        else if (!strcmp(o, "--agent")) a->agent = v;
-        else if (!strcmp(o, "--out")) a->out = v;
-        else if (!strcmp(o, "--trajectories")) a->traj = v;
-        else if (!strcmp(o, "--socket")) a->socket = v;
-        else if (!strcmp(o, "--model")) a->model = v;
-        else if (!strcmp(o, "--api-key-env")) a->api_key_env = v;
-        else if (!strcmp(o, "--max-turn-tokens") && parse_long(v, 1, 1000000, &n) == 0) a->max_turn_tokens = n;
-        else if (!strcmp(o, "--request-timeout-ms") && parse_long(v, 1, 86400000, &n) == 0) a->request_timeout_ms = n;
-        else if (!strcmp(o, "--temperature")) {
-            char *end;
-            a->temperature = strtod(v, &end);
-            if (*end || end == v || !(a->temperature >= 0 && a->temperature <= 2)) return usage_error("--temperature: '%s' is not in [0, 2]", v);
-        }
-        else if (!strcmp(o, "--sandbox")) a->sandbox = v;
-        else if (!strcmp(o, "--sandbox-token-file")) a->token_file = v;
-        else if (!strcmp(o, "--episodes") && parse_long(v, 1, 10000000, &n) == 0) a->episodes = n;
-        else if (!strcmp(o, "--concurrency") && parse_long(v, 1, 4096, &n) == 0) a->concurrency = n;
-        else if (!strcmp(o, "--seed") && parse_long(v, 0, LONG_MAX, &n) == 0) a->seed = n;
-        else if (!strcmp(o, "--max-turns") && parse_long(v, 1, 1000, &n) == 0) a->max_turns = n;
-        else if (!strcmp(o, "--timeout-ms") && parse_long(v, 1, 3600000, &n) == 0) a->timeout_ms = n;
-        else if (!strcmp(o, "--error-rate")) {
-            char *end;
-            a->error_rate = strtod(v, &end);
-            if (*end || end == v || !(a->error_rate >= 0 && a->error_rate <= 1)) return usage_error("--error-rate: '%s' is not in [0, 1]", v);
-        } else return usage_error("bad option or value: %s", o);
-    }
+    int rc = args_parse(&eval_cmd, argc, argv, NULL);
+    *a = ev;
+    if (rc) return rc;
+    a->split_given = a->split != NULL;
+    if (!a->split) a->split = "val";
     if (strcmp(a->env, "viv-bio") != 0) return usage_error("unknown environment '%s' (there is viv-bio)", a->env);
     if (strcmp(a->agent, "oracle") && strcmp(a->agent, "random") && strcmp(a->agent, "teacher") &&
         !(provider && provider->accepts(a->agent)))
@@ -152,6 +146,12 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
         if (viv_pool_check(a->sandbox, &needs_token, why, sizeof why) != 0) return usage_error("--sandbox: %s", why);
         if (needs_token && !a->token_file && !(getenv("VIV_SANDBOX_TOKEN") && *getenv("VIV_SANDBOX_TOKEN")))
             return usage_error("--sandbox: a tcp: host needs its token: --sandbox-token-file F or VIV_SANDBOX_TOKEN");
+    }
+    char err[512];
+    if ((a->out && check_output_path("--out", a->out, err, sizeof err)) ||
+        (a->traj && check_output_path("--trajectories", a->traj, err, sizeof err))) {
+        fprintf(stderr, "viv eval: %s\n", err);
+        return ARGS_USAGE;
     }
     return 0;
 }
@@ -215,6 +215,8 @@ static void on_done(void *ctx, const struct episode *ep, size_t index) {
         cJSON_free(line);
         cJSON_Delete(o);
     }
+    interrupt_note("%zu of %zu episodes had finished; nothing was written (results are written at the end): "
+                   "rerun, with --episodes N for fewer", p->done, p->total);
     if (p->tty) {
         int w = 30, f = (int)(w * p->done / p->total);
         fprintf(stderr, "\r[%.*s%.*s] %zu/%zu episodes", f, "##############################", w - f,
@@ -259,7 +261,9 @@ static void print_row(const struct row *r) {
 int cmd_eval(int argc, char **argv) {
     struct eval_args a;
     int rc = parse_args(argc, argv, &a);
-    if (rc) return rc == 1 ? 0 : rc;
+    if (rc) return rc == ARGS_HELP ? 0 : 2;
+    interrupt_install("viv eval");
+    interrupt_note("no episode had finished; nothing was written");
     char err[512];
     char *tasks_path = a.tasks ? xstrdup(a.tasks) : xasprintf("%s/tasks/%s.jsonl", a.data, a.split);
     struct task_set ts;
@@ -275,6 +279,7 @@ int cmd_eval(int argc, char **argv) {
         taskset_free(&ts);
         return 1;
     }
+    if (a.limit) taskset_filter(&ts, NULL, (int)a.limit);
     int scripted = !strcmp(a.agent, "oracle") || !strcmp(a.agent, "teacher");
     int external = !scripted && strcmp(a.agent, "random") != 0;
     if (scripted && taskset_with_reference(&ts) < ts.n) {
@@ -332,8 +337,10 @@ int cmd_eval(int argc, char **argv) {
     uint64_t rseed = (uint64_t)a.seed;
     struct progress prog = {.total = n, .tty = isatty(2), .ts = &ts};
     char *traj_tmp = NULL;
+    int traj_slot = -1;
     if (a.traj) {
         traj_tmp = xasprintf("%s.tmp.%d", a.traj, (int)getpid());
+        traj_slot = interrupt_track_path(traj_tmp);
         if (!(prog.traj = fopen(traj_tmp, "w"))) {
             fprintf(stderr, "viv eval: %s: %s\n", traj_tmp, strerror(errno));
             rc = 1;
@@ -365,6 +372,7 @@ int cmd_eval(int argc, char **argv) {
         int bad = fflush(prog.traj) != 0 || fsync(fileno(prog.traj)) != 0;
         bad |= fclose(prog.traj) != 0;
         prog.traj = NULL;
+        interrupt_forget_path(traj_slot);
         if (bad || rename(traj_tmp, a.traj) != 0) {
             fprintf(stderr, "viv eval: %s: %s\n", a.traj, strerror(errno));
             unlink(traj_tmp);
@@ -392,19 +400,23 @@ int cmd_eval(int argc, char **argv) {
             for (int j = 0; j < NENDS; j++) rs[k]->ends[j] += e->end && !strcmp(e->end, end_names[j]);
         }
     }
-    printf("viv eval: env viv-bio, agent %s, %zu episodes on %s, %.1f s\n", a.agent, n, tasks_path, wall_s);
-    printf("%-32s %6s %9s %8s %7s %10s\n", "task", "n", "accuracy", "format", "turns", "tool_ms");
-    for (int i = 0; i < nrows; i++) print_row(&rows[i]);
-    print_row(&all);
+    if (!a.json) {
+        printf("viv eval: env viv-bio, agent %s, %zu episodes on %s, %.1f s\n", a.agent, n, tasks_path, wall_s);
+        printf("%-32s %6s %9s %8s %7s %10s\n", "task", "n", "accuracy", "format", "turns", "tool_ms");
+        for (int i = 0; i < nrows; i++) print_row(&rows[i]);
+        print_row(&all);
+    }
     if (all.reruns || all.lost)
-        printf("sandbox: %ld episode runs ended by the sandbox were run again; %ld episodes still lost (not scored)\n",
-               all.reruns, all.lost);
-    if (a.out) {
+        fprintf(a.json ? stderr : stdout,
+                "sandbox: %ld episode runs ended by the sandbox were run again; %ld episodes still lost (not scored)\n",
+                all.reruns, all.lost);
+    if (a.out || a.json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "env", a.env);
         cJSON_AddStringToObject(o, "agent", a.agent);
         cJSON_AddStringToObject(o, "tasks_file", tasks_path);
         if (!a.tasks || a.split_given) cJSON_AddStringToObject(o, "split", a.split);
+        if (a.limit) cJSON_AddNumberToObject(o, "limit", (double)a.limit);
         cJSON_AddNumberToObject(o, "seed", (double)a.seed);
         cJSON_AddNumberToObject(o, "episodes", (double)n);
         cJSON_AddNumberToObject(o, "concurrency", (double)a.concurrency);
@@ -422,7 +434,8 @@ int cmd_eval(int argc, char **argv) {
         cJSON_Delete(tmp);
         char *text = cJSON_Print(o);
         char *withnl = xasprintf("%s\n", text);
-        if (write_file_atomic(a.out, withnl, strlen(withnl)) != 0) {
+        if (a.json) fputs(withnl, stdout);
+        if (a.out && write_file_atomic(a.out, withnl, strlen(withnl)) != 0) {
             fprintf(stderr, "viv eval: %s: %s\n", a.out, strerror(errno));
             rc = 1;
         }

@@ -147,3 +147,58 @@ size_t taskset_with_reference(const struct task_set *ts) {
     for (size_t i = 0; i < ts->n; i++) k += ts->t[i].ref_code != NULL;
     return k;
 }
+
+/* Keep the rows whose task_name is in the comma list (NULL: all), at most limit (0: all),
+ * taking shapes round-robin so a limit keeps the mix. */
+void taskset_filter(struct task_set *ts, const char *list, int limit) {
+    size_t k = 0;
+    for (size_t i = 0; i < ts->n; i++) {
+        int keep = 1;
+        if (list) {
+            keep = 0;
+            size_t nl = strlen(ts->t[i].task_name);
+            for (const char *p = list; *p;) {
+                const char *e = strchr(p, ',');
+                size_t l = e ? (size_t)(e - p) : strlen(p);
+                if (l == nl && !strncmp(p, ts->t[i].task_name, l)) keep = 1;
+                p += l + (e != NULL);
+            }
+        }
+        if (keep) ts->t[k++] = ts->t[i];
+        else {
+            struct task_set one = {.t = &ts->t[i], .n = 1};
+            struct task *copy = xmalloc(sizeof *copy);
+            *copy = ts->t[i];
+            one.t = copy;
+            taskset_free(&one);
+        }
+    }
+    ts->n = k;
+    if (limit > 0 && (size_t)limit < ts->n) {
+        /* interleave shapes: the j-th task of every shape before the (j+1)-th */
+        struct task *out = xcalloc((size_t)limit, sizeof *out);
+        uint8_t *used = xcalloc(ts->n, 1);
+        int got = 0;
+        for (int round = 0; got < limit; round++) {
+            int any = 0;
+            for (size_t i = 0; i < ts->n && got < limit; i++) {
+                if (used[i]) continue;
+                int rank = 0; /* index of this row among rows of its shape */
+                for (size_t j = 0; j < i; j++) rank += !strcmp(ts->t[j].task_name, ts->t[i].task_name);
+                if (rank == round) out[got++] = ts->t[i], used[i] = 1, any = 1;
+            }
+            if (!any) break;
+        }
+        for (size_t i = 0; i < ts->n; i++)
+            if (!used[i]) {
+                struct task *copy = xmalloc(sizeof *copy);
+                *copy = ts->t[i];
+                struct task_set one = {.t = copy, .n = 1};
+                taskset_free(&one);
+            }
+        free(used);
+        free(ts->t);
+        ts->t = out;
+        ts->n = (size_t)got;
+    }
+}

@@ -37,6 +37,11 @@ struct task_set {
 int taskset_load(const char *path, const char *split, struct task_set *ts, char *err, size_t errlen);
 void taskset_free(struct task_set *ts);
 
+/* Keep the rows whose task_name is in the comma list (NULL: all), at most
+ * limit (0: all), taking shapes in turn so that a limit keeps the mix
+ * (viv train --eval-limit, viv eval --limit). */
+void taskset_filter(struct task_set *ts, const char *list, int limit);
+
 /* Number of rows with a reference solution. */
 size_t taskset_with_reference(const struct task_set *ts);
 

@@ -1,6 +1,7 @@
 /* private_vivd.c - see private_vivd.h. */
 #define _GNU_SOURCE
 #include "private_vivd.h"
+#include "../sandbox/interrupt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,6 +56,7 @@ int private_vivd_start_with_data(struct private_vivd *d, const char *const *data
         free(vivd);
         return snprintf(err, errlen, "mkdtemp: %s", strerror(errno)), -1;
     }
+    d->dir_slot = interrupt_track_path(d->dir) + 1;
     snprintf(d->sock, sizeof d->sock, "%s/vivd.sock", d->dir);
     snprintf(d->log, sizeof d->log, "%s/vivd.log", d->dir);
     /* our own daemon: its one client may sit idle for minutes between
@@ -72,6 +74,7 @@ int private_vivd_start_with_data(struct private_vivd *d, const char *const *data
         _exit(127);
     }
     free(vivd);
+    if (d->pid > 0) d->pid_slot = interrupt_track_child(d->pid) + 1;
     if (d->pid < 0) {
         d->pid = 0;
         return snprintf(err, errlen, "fork: %s", strerror(errno)), -1;
@@ -94,6 +97,7 @@ int private_vivd_start_with_data(struct private_vivd *d, const char *const *data
 }
 
 void private_vivd_stop(struct private_vivd *d) {
+    if (d->pid_slot) interrupt_forget_child(d->pid_slot - 1), d->pid_slot = 0;
     if (d->pid > 0) {
         kill(d->pid, SIGTERM);
         int st, i;
@@ -105,5 +109,6 @@ void private_vivd_stop(struct private_vivd *d) {
         unlink(d->sock), unlink(d->log);
         rmdir(d->dir);
         d->dir[0] = 0;
+        if (d->dir_slot) interrupt_forget_path(d->dir_slot - 1), d->dir_slot = 0;
     }
 }

@@ -13,6 +13,7 @@
 struct private_vivd {
     pid_t pid;
     char dir[64], sock[128], log[128];
+    int dir_slot, pid_slot; /* interrupt.h slots + 1 (0: none): Ctrl-C removes both */
 };
 
 /* Start it and wait (10 s at most) until it accepts connections. `who`

@@ -23,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../sandbox/args.h"
 #include "../sandbox/util.h"
+#include "config.h"
 #include "cmds.h"
 #include "kernels.h"
 #include "qwen3.h"
@@ -71,14 +73,6 @@ static int print_token(int32_t tok, void *user) {
     free(bytes);
     fflush(stdout);
     return 0;
-}
-
-static void gen_usage(FILE *f) {
-    fprintf(f, "usage: viv gen --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-tokens N] [--temperature T] [--top-p P]\n"
-               "               [--top-k K] [--seed S] [--stop-ids 1,2] [--threads N] [--device cpu|cuda]\n"
-               "Generates with the model in DIR (Hugging Face layout: config.json + safetensors;\n"
-               "--prompt needs its tokenizer.json) and prints the text (or ids) as it comes,\n"
-               "then the tokens/s on stderr.\n");
 }
 
 /* Generate from ids and print; the part `--prompt TEXT` will share once the
@@ -168,51 +162,64 @@ static void read_generation_config(const char *dir, struct gen_defaults *d) {
     cJSON_Delete(root);
 }
 
-static int num_arg(const char *name, const char *v, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double d = v ? strtod(v, &end) : 0;
-    if (!v || end == v || *end || errno || !(d >= lo && d <= hi)) {
-        fprintf(stderr, "viv gen: %s needs a number in [%g, %g]\n", name, lo, hi);
-        return -1;
-    }
-    *out = d;
-    return 0;
-}
+/* What `viv gen`'s flags fill in; numbers < 0: not given (generation_config.json's apply). */
+static struct {
+    const char *model, *prompt_ids, *prompt, *stop_s, *device;
+    double max_tokens, temperature, top_p, top_k, seed, threads;
+} ga;
+
+/* One line per flag; the help is generated from this table (sandbox/args.h). */
+static const struct arg_opt gen_opts[] = {
+    {"--model", ARG_STR, &ga.model, 0, 0, "DIR", "a Hugging Face Qwen3 directory (config.json + safetensors), a run\n"
+                                                 "directory or its checkpoints/ (the latest checkpoint)"},
+    {"--prompt", ARG_STR, &ga.prompt, 0, 0, "TEXT", "the prompt (needs the model's tokenizer.json); prints text"},
+    {"--prompt-ids", ARG_STR, &ga.prompt_ids, 0, 0, "1,2,3", "the prompt as token ids; prints ids"},
+    {"--max-tokens", ARG_DOUBLE, &ga.max_tokens, 0, 1 << 24, "N", "tokens to generate at most (default 64)"},
+    {"--temperature", ARG_DOUBLE, &ga.temperature, 0, 100, "T", "sampling temperature (default: generation_config.json, else 1)"},
+    {"--top-p", ARG_DOUBLE, &ga.top_p, 0, 1, "P", "nucleus sampling (default: generation_config.json, else off)"},
+    {"--top-k", ARG_DOUBLE, &ga.top_k, 0, 1 << 30, "K", "top-k sampling (default: generation_config.json, else off)"},
+    {"--seed", ARG_DOUBLE, &ga.seed, 0, 9007199254740992.0, "S", "sampling seed (default 0)"},
+    {"--stop-ids", ARG_STR, &ga.stop_s, 0, 0, "1,2", "stop after any of these ids (default: the eos ids)"},
+    {"--threads", ARG_DOUBLE, &ga.threads, 1, 256, "N", "CPU threads (default: $VIV_THREADS or all cores)"},
+    {"--device", ARG_STR, &ga.device, 0, 0, "cpu|cuda", "where the model runs (cuda: bin/viv-cuda)"},
+    {0},
+};
+
+static const struct arg_cmd gen_cmd = {
+    .prog = "viv gen",
+    .synopsis = "viv gen --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [options]",
+    .about = "Generates with the model in DIR and prints the text (or ids) as it comes, then the\n"
+             "tokens/s on stderr.\n",
+    .opts = gen_opts,
+    .examples = "  viv gen --model runs/viv-bio-tiny --prompt 'Which gene' --max-tokens 32\n"
+                "  viv gen --model Qwen3-0.6B --prompt-ids 151644,872 --temperature 0\n",
+};
+
+static int gen_main(const char *model);
 
 int cmd_gen(int argc, char **argv) {
-    const char *model = NULL, *prompt_ids = NULL, *prompt = NULL, *stop_s = NULL, *device = "cpu";
-    /* < 0: not given on the command line */
-    double max_tokens = 64, temperature = -1, top_p = -1, top_k = -1, seed = 0, threads = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            gen_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--model") && v) model = v, i++;
-        else if (!strcmp(a, "--prompt-ids") && v) prompt_ids = v, i++;
-        else if (!strcmp(a, "--prompt") && v) prompt = v, i++;
-        else if (!strcmp(a, "--stop-ids") && v) stop_s = v, i++;
-        else if (!strcmp(a, "--device") && v) device = v, i++;
-        else if (!strcmp(a, "--max-tokens")) bad = num_arg(a, v, 0, 1 << 24, &max_tokens), i++;
-        else if (!strcmp(a, "--temperature")) bad = num_arg(a, v, 0, 100, &temperature), i++;
-        else if (!strcmp(a, "--top-p")) bad = num_arg(a, v, 0, 1, &top_p), i++;
-        else if (!strcmp(a, "--top-k")) bad = num_arg(a, v, 0, 1 << 30, &top_k), i++;
-        else if (!strcmp(a, "--seed")) bad = num_arg(a, v, 0, 9007199254740992.0, &seed), i++;
-        else if (!strcmp(a, "--threads")) bad = num_arg(a, v, 1, 256, &threads), i++;
-        else {
-            fprintf(stderr, "viv gen: unknown or incomplete option '%s'\n", a);
-            gen_usage(stderr);
-            return 2;
-        }
-        if (bad) return 2;
-    }
-    if (!model || !prompt_ids == !prompt) {
-        fprintf(stderr, "viv gen: --model and one of --prompt or --prompt-ids are required\n");
-        gen_usage(stderr);
+    ga.model = ga.prompt_ids = ga.prompt = ga.stop_s = NULL;
+    ga.device = "cpu";
+    ga.max_tokens = 64, ga.temperature = -1, ga.top_p = -1, ga.top_k = -1, ga.seed = 0, ga.threads = 0;
+    int prc = args_parse(&gen_cmd, argc, argv, NULL);
+    if (prc) return prc == ARGS_HELP ? 0 : 2;
+    if (!ga.model || !ga.prompt_ids == !ga.prompt) return args_error(&gen_cmd, "--model and one of --prompt or --prompt-ids are required");
+    char rerr[512];
+    char *model_dir = qwen3_model_dir_resolve(ga.model, rerr, sizeof rerr);
+    if (!model_dir) {
+        fprintf(stderr, "viv gen: --model: %s\n", rerr);
         return 2;
     }
+    int rc = gen_main(model_dir);
+    free(model_dir);
+    return rc;
+}
+
+/* viv gen with the flags parsed and the model directory found */
+static int gen_main(const char *model) {
+    const char *prompt_ids = ga.prompt_ids, *prompt = ga.prompt, *stop_s = ga.stop_s, *device = ga.device;
+    double max_tokens = ga.max_tokens, temperature = ga.temperature, top_p = ga.top_p, top_k = ga.top_k, seed = ga.seed,
+           threads = ga.threads;
     if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
         fprintf(stderr, "viv gen: --device must be cpu or cuda\n");
         return 2;

@@ -33,19 +33,73 @@
 #include <unistd.h>
 
 #include "../sandbox/json_text.h"
+#include "../sandbox/args.h"
 #include "tokenizer.h"
 #include "tokenizer_cli.h"
 #include "unicode.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: viv tokenize encode --tokenizer DIR [--json]\n"
-            "       viv tokenize decode --tokenizer DIR [--json | --bytes]\n"
-            "       viv tokenize train --vocab N --corpus FILE... --out DIR\n"
-            "       viv tokenize bench --tokenizer DIR --corpus FILE [--runs N]\n"
-            "encode --json reads a JSON array of strings (or byte-value arrays) and prints\n"
-            "a JSON array of id arrays; decode --json reads id arrays and prints strings\n"
-            "(invalid UTF-8 as U+FFFD; --bytes prints exact byte arrays instead).\n");
+/* What `viv tokenize`'s flags fill in. */
+static struct {
+    const char *dir, *corpus, *out;
+    const char **files;
+    int n_files, json, bytes, runs, vocab;
+} ta;
+
+static int add_corpus(void *ctx, const char *v, char *err, size_t errlen) {
+    (void)ctx, (void)err, (void)errlen;
+    ta.corpus = v; /* bench: the one file */
+    ta.files[ta.n_files++] = v; /* train: the first of its files */
+    return 0;
+}
+
+/* One line per flag (each action uses its own; see the synopsis); the help is
+ * generated from this table (sandbox/args.h). */
+static const struct arg_opt tokenize_opts[] = {
+    {"--tokenizer", ARG_STR, &ta.dir, 0, 0, "DIR", "encode, decode, bench: the directory with tokenizer.json"},
+    {"--json", ARG_FLAG, &ta.json, 0, 0, NULL, "encode: read a JSON array of strings (or byte-value arrays), print id arrays;\n"
+                                                "decode: read id arrays, print strings (invalid UTF-8 as U+FFFD)"},
+    {"--bytes", ARG_FLAG, &ta.bytes, 0, 0, NULL, "decode: print exact byte arrays instead"},
+    {"--corpus", ARG_FN, NULL, 0, 0, "FILE...", "train: the text files (all the words after it); bench: one file", add_corpus},
+    {"--runs", ARG_INT, &ta.runs, 1, 64, "N", "bench: timed runs (default 5)"},
+    {"--vocab", ARG_INT, &ta.vocab, 1, 1 << 24, "N", "train: the vocabulary size"},
+    {"--out", ARG_STR, &ta.out, 0, 0, "DIR", "train: where tokenizer.json is written"},
+    {0},
+};
+
+static const struct arg_cmd tokenize_cmd = {
+    .prog = "viv tokenize",
+    .synopsis = "viv tokenize encode --tokenizer DIR [--json]\n"
+                "       viv tokenize decode --tokenizer DIR [--json | --bytes]\n"
+                "       viv tokenize train --vocab N --corpus FILE... --out DIR\n"
+                "       viv tokenize bench --tokenizer DIR --corpus FILE [--runs N]",
+    .about = "Byte-level BPE as Qwen3's tokenizer.json: encode stdin to ids, decode ids, train one.\n",
+    .opts = tokenize_opts,
+    .examples = "  echo 'hello world' | viv tokenize encode --tokenizer runs/viv-bio-tiny/checkpoints/step-000030\n"
+                "  viv tokenize train --vocab 1024 --corpus a.txt b.txt --out tok/\n",
+};
+
+static void usage(FILE *f) { args_help(&tokenize_cmd, f); }
+
+/* Parse argv[1..] (argv[0] is the action); 0 to run, else the exit status. */
+static int parse_tokenize(int argc, char **argv) {
+    ta.dir = ta.corpus = ta.out = NULL;
+    ta.n_files = ta.json = ta.bytes = ta.vocab = 0;
+    ta.runs = 5;
+    ta.files = calloc((size_t)argc + 1, sizeof *ta.files);
+    if (!ta.files) return 1;
+    struct args_rest rest;
+    struct arg_cmd c = tokenize_cmd;
+    c.max_positional = argc; /* the files after --corpus */
+    int rc = args_parse(&c, argc, argv, &rest);
+    if (rc) return rc == ARGS_HELP ? -1 : 2;
+    if (rest.npos && !ta.n_files) {
+        args_error(&tokenize_cmd, "unexpected argument '%s'", rest.pos[0]);
+        free(rest.pos);
+        return 2;
+    }
+    for (int i = 0; i < rest.npos; i++) ta.files[ta.n_files++] = rest.pos[i];
+    free(rest.pos);
+    return 0;
 }
 
 static char *read_all(FILE *f, size_t *len) {
@@ -308,35 +362,12 @@ static void train_progress(int done, int total) {
     }
 }
 
-static int do_train(int argc, char **argv) {
-    int vocab = 0;
-    const char *out = NULL;
-    const char **files = calloc((size_t)argc + 1, sizeof *files);
-    int n_files = 0;
-    if (!files) return 1;
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--vocab") == 0 && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v <= 0 || v > (1 << 24)) {
-                fprintf(stderr, "viv tokenize train: bad --vocab '%s'\n", argv[i]);
-                free(files);
-                return 2;
-            }
-            vocab = (int)v;
-        } else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
-            out = argv[++i];
-        } else if (strcmp(argv[i], "--corpus") == 0) {
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) files[n_files++] = argv[++i];
-        } else {
-            fprintf(stderr, "viv tokenize train: unknown or incomplete option '%s'\n", argv[i]);
-            free(files);
-            return 2;
-        }
-    }
+static int do_train(void) {
+    int vocab = ta.vocab, n_files = ta.n_files;
+    const char *out = ta.out;
+    const char **files = ta.files;
     if (!vocab || !out || !n_files) {
-        fprintf(stderr, "viv tokenize train: --vocab N, --corpus FILE... and --out DIR are required\n");
-        free(files);
+        args_error(&tokenize_cmd, "train: --vocab N, --corpus FILE... and --out DIR are required");
         return 2;
     }
     char **texts = calloc((size_t)n_files, sizeof *texts);
@@ -371,7 +402,6 @@ done:
     for (int i = 0; texts && i < n_files; i++) free(texts[i]);
     free(texts);
     free(lens);
-    free(files);
     return rc;
 }
 
@@ -429,34 +459,25 @@ int cmd_tokenize(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (strcmp(argv[1], "train") == 0) return do_train(argc, argv);
     int encode = strcmp(argv[1], "encode") == 0, decode = strcmp(argv[1], "decode") == 0;
-    int bench = strcmp(argv[1], "bench") == 0;
-    if (!encode && !decode && !bench) {
-        fprintf(stderr, "viv tokenize: unknown action '%s' (encode, decode, train, bench)\n", argv[1]);
-        return 2;
+    int bench = strcmp(argv[1], "bench") == 0, train = strcmp(argv[1], "train") == 0;
+    if (!encode && !decode && !bench && !train)
+        return args_error(&tokenize_cmd, "unknown action '%s' (encode, decode, train, bench)", argv[1]);
+    int prc = parse_tokenize(argc - 1, argv + 1);
+    if (prc) {
+        free(ta.files);
+        return prc < 0 ? 0 : prc;
     }
-    const char *dir = NULL, *corpus = NULL;
-    int json = 0, bytes = 0, runs = 5;
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--tokenizer") == 0 && i + 1 < argc) dir = argv[++i];
-        else if (bench && strcmp(argv[i], "--corpus") == 0 && i + 1 < argc) corpus = argv[++i];
-        else if (bench && strcmp(argv[i], "--runs") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0 && atoi(argv[i + 1]) <= 64)
-            runs = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--json") == 0) json = 1;
-        else if (strcmp(argv[i], "--bytes") == 0 && decode) bytes = 1;
-        else {
-            fprintf(stderr, "viv tokenize %s: unknown or incomplete option '%s'\n", argv[1], argv[i]);
-            return 2;
-        }
+    if (train) {
+        int trc = do_train();
+        free(ta.files);
+        return trc;
     }
-    if (bench && !corpus) {
-        fprintf(stderr, "viv tokenize bench: --corpus FILE is required\n");
-        return 2;
-    }
-    struct tokenizer *t = load_or_die(dir);
+    free(ta.files);
+    if (bench && !ta.corpus) return args_error(&tokenize_cmd, "bench: --corpus FILE is required");
+    struct tokenizer *t = load_or_die(ta.dir);
     if (!t) return 1;
-    int rc = bench ? do_bench(t, corpus, runs) : encode ? do_encode(t, json) : do_decode(t, json, bytes);
+    int rc = bench ? do_bench(t, ta.corpus, ta.runs) : encode ? do_encode(t, ta.json) : do_decode(t, ta.json, ta.bytes);
     tokenizer_free(t);
     if (fflush(stdout) != 0) rc = 1;
     return rc;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../sandbox/util.h"
 
@@ -199,4 +200,53 @@ char *qwen3_config_to_json(const struct qwen3_config *c, const char *dtype) {
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
     return s;
+}
+
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int has_file(const char *dir, const char *name) {
+    char *p = xasprintf("%s/%s", dir, name);
+    struct stat st;
+    int ok = stat(p, &st) == 0 && S_ISREG(st.st_mode);
+    free(p);
+    return ok;
+}
+
+/* dir/latest names a checkpoint directory beside it: that directory, or NULL. */
+static char *follow_latest(const char *dir) {
+    char *lp = xasprintf("%s/latest", dir), name[256] = "";
+    FILE *f = fopen(lp, "r");
+    free(lp);
+    if (!f) return NULL;
+    if (!fgets(name, sizeof name, f)) name[0] = 0;
+    fclose(f);
+    name[strcspn(name, "\r\n")] = 0;
+    if (!name[0] || strchr(name, '/')) return NULL; /* a name beside it, never a path elsewhere */
+    char *ck = xasprintf("%s/%s", dir, name);
+    if (has_file(ck, "config.json")) return ck; /* a checkpoint: loading it says what else it lacks */
+    free(ck);
+    return NULL;
+}
+
+char *qwen3_model_dir_resolve(const char *path, char *err, size_t errlen) {
+    if (!path || !*path || !is_dir(path)) {
+        fail_with(err, errlen, "model directory not found: %s", path ? path : "");
+        return NULL;
+    }
+    /* a run directory has a config.json too (the run's): weights are what make a model directory */
+    if (has_file(path, "config.json") &&
+        (has_file(path, "model.safetensors") || has_file(path, "model.safetensors.index.json")))
+        return xstrdup(path);
+    char *ck = follow_latest(path);
+    if (ck) return ck;
+    char *cdir = xasprintf("%s/checkpoints", path);
+    ck = is_dir(cdir) ? follow_latest(cdir) : NULL;
+    free(cdir);
+    if (ck) return ck;
+    fail_with(err, errlen, "%s: not a model directory (config.json and model.safetensors) nor a run directory "
+                           "(checkpoints/latest)", path);
+    return NULL;
 }

@@ -37,4 +37,10 @@ int qwen3_config_validate(const struct qwen3_config *c, char *err, size_t errlen
  * ("float32" or "bfloat16"). */
 char *qwen3_config_to_json(const struct qwen3_config *c, const char *dtype);
 
+/* The model directory a user's path means (malloc'd): a model directory
+ * (it has config.json) as it is; a run directory (runs/NAME) or its
+ * checkpoints/ directory: the checkpoint its `latest` file names. NULL with
+ * err ("model directory not found: PATH", or what the path lacks). */
+char *qwen3_model_dir_resolve(const char *path, char *err, size_t errlen);
+
 #endif

@@ -62,6 +62,8 @@
 #include "serve_batch.h"
 #include "serve_request.h"
 #include "textgen.h"
+#include "../model/config.h"
+#include "../sandbox/args.h"
 
 struct server {
     struct qwen3 *m;
@@ -482,65 +484,77 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---- the command ------------------------------------------------------------------------- */
 
-static const char usage[] =
-    "usage: viv serve --model DIR [--port 8000] [--host 127.0.0.1] [--threads N]\n"
-    "                 [--max-tokens-cap 4096] [--max-body BYTES] [--name ID] [--batch N]\n"
-    "                 [--batch-context T]\n"
-    "Serves the Qwen3 checkpoint in DIR (config.json, safetensors, tokenizer.json) as an\n"
-    "OpenAI-compatible endpoint: POST /v1/chat/completions (stream too), GET /v1/models.\n"
-    "  --port P            TCP port (0: any free one; the address is printed) (default 8000)\n"
-    "  --host ADDR         numeric IPv4 or IPv6 address to listen on (default 127.0.0.1)\n"
-    "  --threads N         CPU threads of the model (default: all cores)\n"
-    "  --max-tokens-cap N  most tokens one request generates (default 4096)\n"
-    "  --max-body BYTES    largest request body (default 8388608); larger gets 413\n"
-    "  --name ID           the model id clients see (default: the directory's name)\n"
-    "  --batch N           generate up to N requests together (continuous batching; default 1:\n"
-    "                      one at a time)\n"
-    "  --batch-context T   with --batch: tokens per request, prompt + completion (default: the\n"
-    "                      model's context, at most 4096); the KV cache holds N x T positions\n"
-    "HTTP has no TLS: serve on localhost or behind a proxy that terminates TLS. SIGINT/SIGTERM\n"
-    "stop it.\n";
+/* What `viv serve`'s flags fill in. */
+static struct {
+    const char *model, *host, *name;
+    long port, threads, cap, max_body, batch, batch_ctx;
+} sa;
+
+/* One line per flag; the help is generated from this table (sandbox/args.h). */
+static const struct arg_opt serve_opts[] = {
+    {"--model", ARG_STR, &sa.model, 0, 0, "DIR", "the checkpoint (config.json, safetensors, tokenizer.json), a run\n"
+                                                 "directory or its checkpoints/ (the latest checkpoint); required"},
+    {"--port", ARG_LONG, &sa.port, 0, 65535, "P", "TCP port (0: any free one; the address is printed) (default 8000)"},
+    {"--host", ARG_STR, &sa.host, 0, 0, "ADDR", "numeric IPv4 or IPv6 address to listen on (default 127.0.0.1)"},
+    {"--threads", ARG_LONG, &sa.threads, 1, 256, "N", "CPU threads of the model (default: all cores)"},
+    {"--max-tokens-cap", ARG_LONG, &sa.cap, 1, 1 << 24, "N", "most tokens one request generates (default 4096)"},
+    {"--max-body", ARG_LONG, &sa.max_body, 1024, 1073741824, "BYTES", "largest request body (default 8388608); larger gets 413"},
+    {"--name", ARG_STR, &sa.name, 0, 0, "ID", "the model id clients see (default: the --model path's last part)"},
+    {"--batch", ARG_LONG, &sa.batch, 1, 256, "N", "generate up to N requests together (continuous batching; default 1:\n"
+                                                  "one at a time)"},
+    {"--batch-context", ARG_LONG, &sa.batch_ctx, 16, 1 << 20, "T", "with --batch: tokens per request, prompt + completion (default: the\n"
+                                                                   "model's context, at most 4096); the KV cache holds N x T positions"},
+    {0},
+};
+
+static const struct arg_cmd serve_cmd = {
+    .prog = "viv serve",
+    .synopsis = "viv serve --model DIR [--port 8000] [--host 127.0.0.1] [options]",
+    .about = "Serves a Qwen3 checkpoint as an OpenAI-compatible endpoint: POST /v1/chat/completions\n"
+             "(stream too), GET /v1/models. HTTP has no TLS: serve on localhost or behind a proxy\n"
+             "that terminates TLS. SIGINT/SIGTERM stop it (exit 0).\n",
+    .opts = serve_opts,
+    .examples = "  viv serve --model runs/viv-bio-tiny\n"
+                "  viv serve --model runs/viv-bio-tiny --port 0 --batch 8 --name tiny\n",
+};
 
 static int serve_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int serve_err(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "viv serve: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, " (see viv serve --help)\n");
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return 2;
+    return args_error(&serve_cmd, "%s", msg);
 }
 
+static int serve_main(const char *model, const char *name);
+
 int cmd_serve(int argc, char **argv) {
-    const char *model = NULL, *host = "127.0.0.1", *name = NULL;
-    long port = 8000, threads = 0, cap = 4096, max_body = 8 << 20, batch = 1, batch_ctx = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            fputs(usage, stdout);
-            return 0;
-        }
-        if (i + 1 >= argc) return serve_err("unknown or incomplete option '%s'", o);
-        const char *v = argv[++i];
-        if (!strcmp(o, "--model")) model = v;
-        else if (!strcmp(o, "--host")) host = v;
-        else if (!strcmp(o, "--name")) name = v;
-        else if (!strcmp(o, "--port")) {
-            if (parse_long(v, 0, 65535, &port)) return serve_err("--port: '%s' is not a port number (0-65535)", v);
-        } else if (!strcmp(o, "--threads")) {
-            if (parse_long(v, 1, 256, &threads)) return serve_err("--threads: '%s' is not in [1, 256]", v);
-        } else if (!strcmp(o, "--max-tokens-cap")) {
-            if (parse_long(v, 1, 1 << 24, &cap)) return serve_err("--max-tokens-cap: '%s' is not in [1, 16777216]", v);
-        } else if (!strcmp(o, "--batch")) {
-            if (parse_long(v, 1, 256, &batch)) return serve_err("--batch: '%s' is not in [1, 256]", v);
-        } else if (!strcmp(o, "--batch-context")) {
-            if (parse_long(v, 16, 1 << 20, &batch_ctx)) return serve_err("--batch-context: '%s' is not in [16, 1048576]", v);
-        } else if (!strcmp(o, "--max-body")) {
-            if (parse_long(v, 1024, 1L << 30, &max_body)) return serve_err("--max-body: '%s' is not in [1024, 2^30]", v);
-        } else return serve_err("unknown option '%s'", o);
+    sa = (typeof(sa)){.host = "127.0.0.1", .port = 8000, .cap = 4096, .max_body = 8 << 20, .batch = 1};
+    int prc = args_parse(&serve_cmd, argc, argv, NULL);
+    if (prc) return prc == ARGS_HELP ? 0 : 2;
+    if (!sa.model) return serve_err("--model DIR is required");
+    char err[512];
+    char *dir = qwen3_model_dir_resolve(sa.model, err, sizeof err);
+    if (!dir) {
+        fprintf(stderr, "viv serve: --model: %s\n", err);
+        return 2;
     }
-    if (!model) return serve_err("--model DIR is required");
+    /* the id clients see is named after what the user gave, not after step-NNNNNN */
+    char *copy = xstrdup(sa.model);
+    size_t n = strlen(copy);
+    while (n > 1 && copy[n - 1] == '/') copy[--n] = 0;
+    char *name = xstrdup(sa.name ? sa.name : basename(copy));
+    int rc = serve_main(dir, name);
+    free(copy), free(name), free(dir);
+    return rc;
+}
+
+/* viv serve with the flags parsed and the model directory found */
+static int serve_main(const char *model, const char *name) {
+    const char *host = sa.host;
+    long port = sa.port, threads = sa.threads, cap = sa.cap, max_body = sa.max_body, batch = sa.batch, batch_ctx = sa.batch_ctx;
     struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
     int v6 = strchr(host, ':') != NULL;
@@ -572,14 +586,7 @@ int cmd_serve(int argc, char **argv) {
         }
         s.ctx = T;
     }
-    if (name) s.name = xstrdup(name);
-    else {
-        char *copy = xstrdup(model);
-        size_t n = strlen(copy);
-        while (n > 1 && copy[n - 1] == '/') copy[--n] = 0;
-        s.name = xstrdup(basename(copy));
-        free(copy);
-    }
+    s.name = xstrdup(name);
     pthread_mutex_init(&s.lock, NULL);
 
     /* signals: blocked in every thread (MHD's inherit the mask), taken by sigwait below */

@@ -17,6 +17,7 @@
 #include "bio_env.h"
 #include "http_cmds.h"
 #include "openai_client.h"
+#include "../model/config.h"
 #include "serve_batch.h"
 #include "textgen.h"
 #include "train.h"
@@ -61,7 +62,7 @@ struct llm_agent *llm_agent_open(const char *spec, const struct agent_options *o
     pthread_mutex_init(&a->gen_mu, NULL);
     if (!strncmp(spec, "endpoint:", 9)) {
         if (!o->model || !*o->model) {
-            fail_with(err, errlen, "--agent %s needs --model NAME (the model the endpoint serves)", spec);
+            fail_with(err, errlen, "needs --agent-model NAME (the model the endpoint serves)");
             llm_agent_close(a);
             return NULL;
         }
@@ -74,24 +75,35 @@ struct llm_agent *llm_agent_open(const char *spec, const struct agent_options *o
             llm_agent_close(a);
             return NULL;
         }
+        /* nothing listening is found now, before any episode runs (and is scored) */
+        char why[512];
+        if (oai_probe(c, why, sizeof why) != 0) {
+            fail_with(err, errlen, "the endpoint does not answer (is the server running?): %s", why);
+            oai_client_free(c);
+            llm_agent_close(a);
+            return NULL;
+        }
         a->idle = xcalloc(1, sizeof *a->idle);
         a->idle[a->n_idle++] = c;
         a->n_clients = 1;
         a->model_name = xstrdup(o->model);
         return a;
     }
-    const char *dir = spec + 6;
-    if (!(a->m = qwen3_load(dir, err, errlen)) || !(a->tok = tokenizer_load(dir, err, errlen))) {
+    /* a run directory or its checkpoints/ means its latest checkpoint */
+    char *dir = qwen3_model_dir_resolve(spec + 6, err, errlen);
+    if (!dir || !(a->m = qwen3_load(dir, err, errlen)) || !(a->tok = tokenizer_load(dir, err, errlen))) {
+        free(dir);
         llm_agent_close(a);
         return NULL;
     }
     if (tokenizer_vocab_size(a->tok) > a->m->cfg.vocab_size) {
         fail_with(err, errlen, "%s: the tokenizer has more ids than the model's vocabulary", dir);
+        free(dir);
         llm_agent_close(a);
         return NULL;
     }
     textgen_init(&a->gen, a->m, a->tok, dir);
-    a->model_name = xstrdup(dir);
+    a->model_name = dir;
     return a;
 }
 

@@ -266,6 +266,24 @@ static void sleep_ms(long ms) {
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
+int oai_probe(struct oai_client *c, char *err, size_t errlen) {
+    CURL *h = c->curl;
+    char cerr[CURL_ERROR_SIZE] = "";
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, c->url);
+    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L); /* TCP (and TLS) only: no request is sent */
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->cfg.connect_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (c->ca_bundle) curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_bundle);
+    CURLcode r = curl_easy_perform(h);
+    /* the handle is reset again before its next request, which closes this connection's use */
+    curl_easy_reset(h);
+    if (r == CURLE_OK) return 0;
+    return fail_with(err, errlen, "%s: %s", c->url, cerr[0] ? cerr : curl_easy_strerror(r));
+}
+
 int oai_chat(struct oai_client *c, const struct oai_request *rq, struct oai_response *out, char *err,
              size_t errlen) {
     memset(out, 0, sizeof *out);

@@ -75,6 +75,11 @@ void oai_client_free(struct oai_client *c);
 /* The chat-completions URL the client posts to. */
 const char *oai_client_url(const struct oai_client *c);
 
+/* Whether anything listens at the endpoint: a connection (TCP, and TLS for
+ * https) within the connect timeout, no request, no retries. 0, or -1 with
+ * err. For commands that should fail before their work, not during it. */
+int oai_probe(struct oai_client *c, char *err, size_t errlen);
+
 /* One completion (retried as above). 0, or -1 with err (out->attempts and
  * out->status are set either way). Free out with oai_response_free. */
 int oai_chat(struct oai_client *c, const struct oai_request *rq, struct oai_response *out, char *err,

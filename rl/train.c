@@ -49,6 +49,9 @@
 #include "../envs/cmd_data.h"
 #include "../envs/private_vivd.h"
 #include "../model/kernels.h"
+#include "../model/config.h"
+#include "../sandbox/args.h"
+#include "../sandbox/interrupt.h"
 #include "../sandbox/util.h"
 #include "bio_env.h"
 #include "metrics.h"
@@ -66,7 +69,8 @@ struct train_cfg {
     int teacher_concurrency;            /* its requests in flight */
     double teacher_temperature;
     const char *sandbox, *sandbox_token_file; /* --sandbox ADDR[,ADDR...]: running vivds */
-    int resume, sft_only, no_sft;
+    int resume, sft_only, no_sft, overwrite;
+    int data_given; /* --data named a directory (only the default one is built when missing) */
     long seed;
     /* tokenizer + model from scratch */
     int vocab, d_model, layers, heads, kv_heads, head_dim, ffn;
@@ -122,58 +126,113 @@ static void train_defaults(struct train_cfg *c) {
     };
 }
 
-static const char usage_train[] =
-    "usage: viv train [options]      (no options: the whole main job, ~10 min on 2 cores)\n"
-    "Builds the data if missing, starts a private vivd, collects scripted-teacher trajectories\n"
-    "(rejection sampling), trains a tokenizer and a small Qwen3 from scratch, SFT, then GRPO\n"
-    "through the rollout engine; evaluates on the held-out val and test splits before SFT,\n"
-    "after SFT and after RL.\n"
-    "  --data DIR            task data (default data; built with `viv data build` if missing)\n"
-    "  --name NAME           run directory runs/NAME (default viv-bio-tiny)   --runs DIR (default runs)\n"
-    "  --resume              continue runs/NAME from its last checkpoint\n"
-    "  --model DIR           start from this HF Qwen3 directory (with its tokenizer.json) instead\n"
-    "  --device cpu|cuda     where the model trains and decodes (cuda: bin/viv-cuda; under\n"
-    "                        `mpirun -np N bin/viv-cuda train --device cuda` the ranks split each\n"
-    "                        step's tasks and SFT batches and average gradients over NCCL)\n"
-    "  --zero1               (cuda, several ranks) ZeRO-1: each rank keeps 1/N of the masters + moments\n"
-    "  --recompute           (cuda) keep only layer inputs, recompute the rest in backward\n"
-    "  --host-snapshot       (cuda) keep the NaN-recovery copy of weights and moments in host memory\n"
-    "  --no-sft              skip teacher collection and SFT (with --model)\n"
-    "  --seed S              (default 1)\n"
-    "  --tasks a,b,...|all   task shapes to use (default dbqa,seqqa: the multiple-choice ones)\n"
-    "  --train-limit N       at most N training tasks (default all)   --eval-limit N (held-out tasks)\n"
-    "  --eval-split S        held-out tasks to evaluate on: val,test (default) or val\n"
-    "  --socket PATH         use a running vivd instead of a private one\n"
-    "  --sandbox LIST        running vivds to spread tool calls over, by load: unix:/PATH, /PATH or\n"
-    "                        tcp:HOST:PORT, comma-separated (README \"Beyond one machine\")\n"
-    "  --sandbox-token-file F  token of the tcp: vivds (their --token-file; or $VIV_SANDBOX_TOKEN)\n"
-    " model:   --vocab 1024 --d-model 128 --layers 2 --heads 4 --kv-heads 2 --head-dim 32 --ffn 384\n"
-    " teacher: --teacher scripted|URL --teacher-model NAME --samples 2 --error-rate 0.3\n"
-    "          (URL: an OpenAI-compatible endpoint; --api-key-env VAR, default OPENAI_API_KEY;\n"
-    "          --teacher-temperature 0.7 --teacher-max-tokens 1024 --teacher-concurrency 8)\n"
-    " SFT:     --sft-epochs 2 --sft-batch 8 --sft-lr 5e-3\n"
-    " GRPO:    --steps 30 --tasks-per-step 8 --group 8 --lr 1e-4 --temperature 0.7 --top-p 1.0\n"
-    "          --clip-low 0.2 --clip-high 0.28 --agg token_mean|seq_mean|dr_grpo --no-std-norm\n"
-    "          --kl 0 --entropy 0 --dynamic-sampling --no-mask-overlong --ckpt-every 4\n"
-    "          (--entropy C: bonus -C * mean policy entropy in the loss)\n"
-    "          --minibatches 2 (optimizer steps per rollout batch; groups split evenly)\n"
-    " episodes: --max-turns 4 --max-turn-tokens 256 --max-context 2048 --timeout-ms 10000\n"
-    "          --threads 2\n";
+static struct train_cfg tc; /* what the flags fill in (parse_train_args copies it out) */
 
-static const char usage_sft[] =
-    "usage: viv sft [options]\n"
-    "Rejection sampling from a teacher (K samples per task, best correct kept), then SFT on the\n"
-    "assistant tokens. Writes the model + tokenizer to runs/NAME/checkpoints/ (as viv train's SFT).\n"
-    "  --teacher scripted    the scripted teacher of envs/ (default)\n"
-    "  --teacher URL --teacher-model NAME   an OpenAI-compatible endpoint (vLLM, SGLang, a hosted\n"
-    "                        API, viv serve); key from $OPENAI_API_KEY or --api-key-env VAR;\n"
-    "                        --teacher-temperature 0.7 --teacher-max-tokens 1024\n"
-    "                        --teacher-concurrency 8 (requests in flight)\n"
-    "  --samples K (2)  --error-rate P (0.3)  --model DIR  --name NAME (default viv-sft)\n"
-    "  --device cpu|cuda     (cuda: bin/viv-cuda, and mpirun for several GPUs, as viv train;\n"
-    "                        --zero1, --recompute, --host-snapshot as viv train)\n"
-    "  plus viv train's data, model and SFT options, and --socket or --sandbox LIST\n"
-    "  [--sandbox-token-file F] for the teacher's tool calls.\n";
+#define I(flag, field, lo, hi, mv, help) {flag, ARG_INT, &tc.field, lo, hi, mv, help}
+#define L(flag, field, lo, hi, mv, help) {flag, ARG_LONG, &tc.field, lo, hi, mv, help}
+#define D(flag, field, lo, hi, mv, help) {flag, ARG_DOUBLE, &tc.field, lo, hi, mv, help}
+#define S(flag, field, mv, help) {flag, ARG_STR, &tc.field, 0, 0, mv, help}
+#define F(flag, field, help) {flag, ARG_FLAG, &tc.field, 0, 0, NULL, help}
+#define OFF(flag, field, help) {flag, ARG_FLAG_OFF, &tc.field, 0, 0, NULL, help}
+/* One line per flag, viv train's and viv sft's alike; --help is generated from it. */
+static const struct arg_opt train_opts[] = {
+    S("--data", data, "DIR", "task data (default data, built there with `viv data build` if missing;\n"
+                             "another DIR must exist: build it with viv data build --out DIR)"),
+    S("--name", name, "NAME", "run directory runs/NAME (default viv-bio-tiny; viv sft: viv-sft)"),
+    S("--runs", runs, "DIR", "where run directories live (default runs)"),
+    F("--resume", resume, "continue runs/NAME from its last checkpoint"),
+    F("--overwrite", overwrite, "replace an existing runs/NAME (without it, an existing run is an error)"),
+    S("--model", model_dir, "DIR", "start from this HF Qwen3 directory (with its tokenizer.json), a run\n"
+                                   "directory or its checkpoints/ (the latest checkpoint)"),
+    S("--device", device, "cpu|cuda", "where the model trains and decodes (cuda: bin/viv-cuda; under\n"
+                                      "`mpirun -np N bin/viv-cuda train --device cuda` the ranks split each\n"
+                                      "step's tasks and SFT batches and average gradients over NCCL)"),
+    F("--zero1", bopts.zero1, "(cuda, several ranks) ZeRO-1: each rank keeps 1/N of the masters + moments"),
+    F("--recompute", bopts.recompute, "(cuda) keep only layer inputs, recompute the rest in backward"),
+    F("--host-snapshot", bopts.host_snapshot, "(cuda) keep the NaN-recovery copy of weights and moments in host memory"),
+    F("--no-sft", no_sft, "skip teacher collection and SFT (with --model)"),
+    L("--seed", seed, 0, 1e18, "S", "(default 1)"),
+    S("--tasks", tasks, "a,b,...|all", "task shapes to use (default dbqa,seqqa: the multiple-choice ones)"),
+    I("--train-limit", train_limit, 1, 10000000, "N", "at most N training tasks (default all)"),
+    I("--eval-limit", eval_limit, 1, 10000000, "N", "at most N held-out tasks, shapes taken in turn (default all)"),
+    S("--eval-split", eval_split, "S", "held-out tasks to evaluate on: val,test (default) or val"),
+    S("--socket", socket, "PATH", "use a running vivd instead of a private one"),
+    S("--sandbox", sandbox, "LIST", "running vivds to spread tool calls over, by load: unix:/PATH, /PATH or\n"
+                                    "tcp:HOST:PORT, comma-separated (README \"Beyond one machine\")"),
+    S("--sandbox-token-file", sandbox_token_file, "F", "token of the tcp: vivds (their --token-file; or $VIV_SANDBOX_TOKEN)"),
+    I("--vocab", vocab, 300, 262144, "N", "model: tokenizer vocabulary (default 1024)"),
+    I("--d-model", d_model, 8, 8192, "N", "model: width (default 128)"),
+    I("--layers", layers, 1, 128, "N", "model: layers (default 2)"),
+    I("--heads", heads, 1, 256, "N", "model: attention heads (default 4)"),
+    I("--kv-heads", kv_heads, 1, 256, "N", "model: key/value heads (default 2)"),
+    I("--head-dim", head_dim, 2, 1024, "N", "model: head width (default 32)"),
+    I("--ffn", ffn, 4, 65536, "N", "model: MLP width (default 384)"),
+    S("--teacher", teacher, "scripted|URL", "the teacher: scripted (default) or an OpenAI-compatible endpoint"),
+    S("--teacher-model", teacher_model, "NAME", "the model an endpoint teacher serves"),
+    S("--api-key-env", api_key_env, "VAR", "the endpoint teacher's key variable (default OPENAI_API_KEY)"),
+    D("--teacher-temperature", teacher_temperature, 0, 2, "T", "endpoint teacher's temperature (default 0.7)"),
+    I("--teacher-max-tokens", teacher_max_tokens, 1, 1000000, "N", "per message of an endpoint teacher (default 1024)"),
+    I("--teacher-concurrency", teacher_concurrency, 1, 256, "N", "an endpoint teacher's requests in flight (default 8)"),
+    I("--samples", samples, 1, 64, "K", "teacher samples per task, best correct kept (default 2)"),
+    D("--error-rate", error_rate, 0, 1, "P", "the scripted teacher's mistakes (default 0.3)"),
+    I("--sft-epochs", sft_epochs, 0, 1000, "N", "SFT epochs (default 2)"),
+    I("--sft-batch", sft_batch, 1, 1024, "N", "SFT batch (default 8)"),
+    D("--sft-lr", sft_lr, 0, 1, "LR", "SFT learning rate (default 5e-3)"),
+    I("--steps", steps, 0, 10000000, "N", "GRPO steps (default 30)"),
+    I("--tasks-per-step", tasks_per_step, 1, 4096, "N", "GRPO tasks per step (default 8)"),
+    I("--group", group, 1, 1024, "G", "GRPO samples per task (default 8)"),
+    I("--minibatches", minibatches, 1, 4096, "N", "optimizer steps per rollout batch; groups split evenly (default 2)"),
+    D("--lr", rl_lr, 0, 1, "LR", "GRPO learning rate (default 1e-4)"),
+    D("--temperature", temperature, 0, 10, "T", "GRPO sampling temperature (default 0.7)"),
+    D("--top-p", top_p, 0.01, 1, "P", "GRPO nucleus sampling (default 1.0)"),
+    D("--clip-low", clip_low, 0, 1, "E", "GRPO ratio clip below (default 0.2)"),
+    D("--clip-high", clip_high, 0, 10, "E", "GRPO ratio clip above (default 0.28)"),
+    S("--agg", agg, "MODE", "loss aggregation: token_mean (default), seq_mean or dr_grpo"),
+    OFF("--no-std-norm", std_norm, "do not divide advantages by the group's standard deviation"),
+    D("--kl", kl_coef, 0, 100, "C", "KL penalty to the SFT model (default 0: off)"),
+    D("--entropy", entropy_coef, 0, 100, "C", "bonus -C * mean policy entropy in the loss (default 0: off)"),
+    F("--dynamic-sampling", dynamic_sampling, "drop groups whose rewards are all equal"),
+    OFF("--no-mask-overlong", mask_overlong_malformed, "keep overlong or malformed samples in the loss"),
+    I("--ckpt-every", ckpt_every, 1, 10000000, "N", "GRPO steps between checkpoints (default 4)"),
+    I("--max-turns", max_turns, 1, 1000, "N", "episodes: assistant messages per episode (default 4)"),
+    I("--max-turn-tokens", max_turn_tokens, 8, 1000000, "N", "episodes: tokens per message (default 256)"),
+    I("--max-context", max_context, 64, 10000000, "N", "episodes: tokens of a whole episode (default 2048)"),
+    L("--timeout-ms", timeout_ms, 1, 3600000, "N", "episodes: per tool call (default 10000, as viv eval)"),
+    I("--threads", threads, 1, 256, "N", "CPU threads of the model (default 2)"),
+    L("--inject-nan-step", inject_nan_step, 0, 1e18, "S", "(tests) poison the weights before this step's update"),
+    {0},
+};
+#undef I
+#undef L
+#undef D
+#undef S
+#undef F
+#undef OFF
+
+static const struct arg_cmd train_cmd = {
+    .prog = "viv train",
+    .synopsis = "viv train [options]      (no options: the whole main job, ~10 min on 2 cores)",
+    .about = "Builds the data if missing (default location only), starts a private vivd, collects\n"
+             "scripted-teacher trajectories (rejection sampling), trains a tokenizer and a small Qwen3\n"
+             "from scratch, SFT, then GRPO through the rollout engine; evaluates on the held-out val\n"
+             "and test splits before SFT, after SFT and after RL. Reward = correctness + format (0-2).\n",
+    .opts = train_opts,
+    .examples = "  viv train --name my-run\n"
+                "  viv train --name my-run --resume\n"
+                "  viv train --name small --steps 10 --eval-limit 50 --overwrite\n",
+};
+
+static const struct arg_cmd sft_cmd = {
+    .prog = "viv sft",
+    .synopsis = "viv sft [options]",
+    .about = "Rejection sampling from a teacher (K samples per task, best correct kept), then SFT on\n"
+             "the assistant tokens. Writes the model + tokenizer to runs/NAME/checkpoints/ (as viv\n"
+             "train's SFT). Takes viv train's flags; the GRPO ones have no effect here.\n",
+    .opts = train_opts,
+    .examples = "  viv sft --name my-sft\n"
+                "  viv sft --teacher http://127.0.0.1:8000 --teacher-model qwen3 --samples 4\n"
+                "  viv train --model runs/my-sft --no-sft --name my-grpo\n",
+};
 
 static int uerr(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int uerr(const char *cmd, const char *fmt, ...) {
@@ -186,83 +245,15 @@ static int uerr(const char *cmd, const char *fmt, ...) {
     return 2;
 }
 
-static int parse_dbl(const char *v, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double d = strtod(v, &end);
-    if (errno || end == v || *end || !(d >= lo && d <= hi)) return -1;
-    *out = d;
-    return 0;
-}
-
+/* 0: run; ARGS_HELP: help printed (exit 0); ARGS_USAGE: exit 2. c holds the
+ * command's defaults on entry. */
 static int parse_train_args(const char *cmd, int argc, char **argv, struct train_cfg *c) {
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            fputs(c->sft_only ? usage_sft : usage_train, stdout);
-            return 1;
-        }
-        /* flags */
-        if (!strcmp(o, "--resume")) { c->resume = 1; continue; }
-        if (!strcmp(o, "--no-sft")) { c->no_sft = 1; continue; }
-        if (!strcmp(o, "--no-std-norm")) { c->std_norm = 0; continue; }
-        if (!strcmp(o, "--dynamic-sampling")) { c->dynamic_sampling = 1; continue; }
-        if (!strcmp(o, "--no-mask-overlong")) { c->mask_overlong_malformed = 0; continue; }
-        if (!strcmp(o, "--zero1")) { c->bopts.zero1 = 1; continue; }
-        if (!strcmp(o, "--recompute")) { c->bopts.recompute = 1; continue; }
-        if (!strcmp(o, "--host-snapshot")) { c->bopts.host_snapshot = 1; continue; }
-        if (strncmp(o, "--", 2) != 0) return uerr(cmd, "unexpected argument '%s'", o);
-        if (i + 1 >= argc) return uerr(cmd, "%s: unknown option, or its value is missing", o);
-        const char *v = argv[++i];
-        long n;
-        double d;
-#define INT_OPT(flag, field, lo, hi)                                                          \
-    if (!strcmp(o, flag)) {                                                                   \
-        if (parse_long(v, lo, hi, &n)) return uerr(cmd, "%s: '%s' is not in [%ld, %ld]", flag, v, (long)(lo), (long)(hi)); \
-        c->field = n;                                                                         \
-        continue;                                                                             \
-    }
-#define DBL_OPT(flag, field, lo, hi)                                                          \
-    if (!strcmp(o, flag)) {                                                                   \
-        if (parse_dbl(v, lo, hi, &d)) return uerr(cmd, "%s: '%s' is not in [%g, %g]", flag, v, (double)(lo), (double)(hi)); \
-        c->field = d;                                                                         \
-        continue;                                                                             \
-    }
-#define STR_OPT(flag, field)                                                                  \
-    if (!strcmp(o, flag)) {                                                                   \
-        if (!*v) return uerr(cmd, "%s: empty value", flag);                                   \
-        c->field = v;                                                                         \
-        continue;                                                                             \
-    }
-        STR_OPT("--data", data) STR_OPT("--runs", runs) STR_OPT("--name", name) STR_OPT("--model", model_dir)
-        STR_OPT("--teacher", teacher) STR_OPT("--teacher-model", teacher_model) STR_OPT("--socket", socket)
-        STR_OPT("--tasks", tasks) STR_OPT("--agg", agg) STR_OPT("--eval-split", eval_split) STR_OPT("--device", device)
-        STR_OPT("--api-key-env", api_key_env) INT_OPT("--teacher-max-tokens", teacher_max_tokens, 1, 1000000)
-        DBL_OPT("--teacher-temperature", teacher_temperature, 0, 2)
-        INT_OPT("--teacher-concurrency", teacher_concurrency, 1, 256)
-        STR_OPT("--sandbox", sandbox) STR_OPT("--sandbox-token-file", sandbox_token_file)
-        INT_OPT("--seed", seed, 0, LONG_MAX)
-        INT_OPT("--vocab", vocab, 300, 262144) INT_OPT("--d-model", d_model, 8, 8192) INT_OPT("--layers", layers, 1, 128)
-        INT_OPT("--heads", heads, 1, 256) INT_OPT("--kv-heads", kv_heads, 1, 256) INT_OPT("--head-dim", head_dim, 2, 1024)
-        INT_OPT("--ffn", ffn, 4, 65536)
-        INT_OPT("--samples", samples, 1, 64) DBL_OPT("--error-rate", error_rate, 0, 1)
-        INT_OPT("--sft-epochs", sft_epochs, 0, 1000) INT_OPT("--sft-batch", sft_batch, 1, 1024)
-        DBL_OPT("--sft-lr", sft_lr, 0, 1) INT_OPT("--train-limit", train_limit, 1, 10000000)
-
-        INT_OPT("--eval-limit", eval_limit, 1, 10000000)
-        INT_OPT("--steps", steps, 0, 10000000) INT_OPT("--tasks-per-step", tasks_per_step, 1, 4096)
-        INT_OPT("--group", group, 1, 1024) INT_OPT("--minibatches", minibatches, 1, 4096) INT_OPT("--ckpt-every", ckpt_every, 1, 10000000)
-        DBL_OPT("--lr", rl_lr, 0, 1) DBL_OPT("--temperature", temperature, 0, 10) DBL_OPT("--top-p", top_p, 0.01, 1)
-        DBL_OPT("--clip-low", clip_low, 0, 1) DBL_OPT("--clip-high", clip_high, 0, 10) DBL_OPT("--kl", kl_coef, 0, 100)
-        DBL_OPT("--entropy", entropy_coef, 0, 100)
-        INT_OPT("--max-turns", max_turns, 1, 1000) INT_OPT("--max-turn-tokens", max_turn_tokens, 8, 1000000)
-        INT_OPT("--max-context", max_context, 64, 10000000) INT_OPT("--timeout-ms", timeout_ms, 1, 3600000)
-        INT_OPT("--threads", threads, 1, 256) INT_OPT("--inject-nan-step", inject_nan_step, 0, LONG_MAX)
-        return uerr(cmd, "unknown option %s", o);
-#undef INT_OPT
-#undef DBL_OPT
-#undef STR_OPT
-    }
+    tc = *c;
+    int rc = args_parse(c->sft_only ? &sft_cmd : &train_cmd, argc, argv, NULL);
+    int data_given = tc.data != c->data; /* the default is a literal, a given value points into argv */
+    *c = tc;
+    c->data_given = data_given;
+    if (rc) return rc;
     if (strcmp(c->eval_split, "val") && strcmp(c->eval_split, "val,test"))
         return uerr(cmd, "--eval-split: '%s' (val or val,test)", c->eval_split);
     if (grpo_agg_parse(c->agg) < 0) return uerr(cmd, "--agg: '%s' (token_mean, seq_mean or dr_grpo)", c->agg);
@@ -292,6 +283,14 @@ static int parse_train_args(const char *cmd, int argc, char **argv, struct train
             return uerr(cmd, "--sandbox: a tcp: host needs its token: --sandbox-token-file F or VIV_SANDBOX_TOKEN");
     }
     if (strchr(c->name, '/') || !strcmp(c->name, ".") || !strcmp(c->name, "..")) return uerr(cmd, "--name: '%s' is not a plain name", c->name);
+    if (c->resume && c->overwrite) return uerr(cmd, "--resume and --overwrite: give one");
+    if (c->model_dir) { /* a run directory or its checkpoints/ means its latest checkpoint */
+        static char *resolved; /* lives as long as the command */
+        char why[512];
+        free(resolved);
+        if (!(resolved = qwen3_model_dir_resolve(c->model_dir, why, sizeof why))) return uerr(cmd, "--model: %s", why);
+        c->model_dir = resolved;
+    }
     return 0;
 }
 
@@ -322,60 +321,6 @@ static char *config_json(const struct train_cfg *c) {
 
 /* ---- tasks --------------------------------------------------------------------------------- */
 
-/* Keep the rows whose task_name is in the comma list (NULL: all), at most limit (0: all),
- * taking shapes round-robin so a limit keeps the mix. */
-static void filter_tasks(struct task_set *ts, const char *list, int limit) {
-    size_t k = 0;
-    for (size_t i = 0; i < ts->n; i++) {
-        int keep = 1;
-        if (list) {
-            keep = 0;
-            size_t nl = strlen(ts->t[i].task_name);
-            for (const char *p = list; *p;) {
-                const char *e = strchr(p, ',');
-                size_t l = e ? (size_t)(e - p) : strlen(p);
-                if (l == nl && !strncmp(p, ts->t[i].task_name, l)) keep = 1;
-                p += l + (e != NULL);
-            }
-        }
-        if (keep) ts->t[k++] = ts->t[i];
-        else {
-            struct task_set one = {.t = &ts->t[i], .n = 1};
-            struct task *copy = xmalloc(sizeof *copy);
-            *copy = ts->t[i];
-            one.t = copy;
-            taskset_free(&one);
-        }
-    }
-    ts->n = k;
-    if (limit > 0 && (size_t)limit < ts->n) {
-        /* interleave shapes: the j-th task of every shape before the (j+1)-th */
-        struct task *out = xcalloc((size_t)limit, sizeof *out);
-        uint8_t *used = xcalloc(ts->n, 1);
-        int got = 0;
-        for (int round = 0; got < limit; round++) {
-            int any = 0;
-            for (size_t i = 0; i < ts->n && got < limit; i++) {
-                if (used[i]) continue;
-                int rank = 0; /* index of this row among rows of its shape */
-                for (size_t j = 0; j < i; j++) rank += !strcmp(ts->t[j].task_name, ts->t[i].task_name);
-                if (rank == round) out[got++] = ts->t[i], used[i] = 1, any = 1;
-            }
-            if (!any) break;
-        }
-        for (size_t i = 0; i < ts->n; i++)
-            if (!used[i]) {
-                struct task *copy = xmalloc(sizeof *copy);
-                *copy = ts->t[i];
-                struct task_set one = {.t = copy, .n = 1};
-                taskset_free(&one);
-            }
-        free(used);
-        free(ts->t);
-        ts->t = out;
-        ts->n = (size_t)got;
-    }
-}
 
 /* Distinct task names in order of first appearance. */
 static int task_names(const struct task_set *ts, const char **names, int max) {
@@ -628,6 +573,17 @@ static void rm_tree(const char *dir) {
     rmdir(dir);
 }
 
+/* What an interrupt leaves and how to go on from it (interrupt.h). */
+static void note_resumable(const struct train_cfg *c, long step) {
+    const char *runs_flag = strcmp(c->runs, "runs") ? " --runs " : "", *runs = strcmp(c->runs, "runs") ? c->runs : "";
+    if (step < 0)
+        interrupt_note("%s/%s has no checkpoint yet; start again with: viv %s --name %s%s%s --overwrite", c->runs, c->name,
+                       c->sft_only ? "sft" : "train", c->name, runs_flag, runs);
+    else
+        interrupt_note("kept %s/%s/checkpoints/step-%06ld; continue with the same options and --resume: viv %s --name %s%s%s --resume", c->runs, c->name,
+                       step, c->sft_only ? "sft" : "train", c->name, runs_flag, runs);
+}
+
 /* runs/NAME/checkpoints/step-NNNNNN: model, tokenizer, optimizer.bin
  * ("VIVOPT1\0", n, step, m[n], v[n]) and state.json; built as .tmp, renamed;
  * then `latest` names it. The previous checkpoint is removed after, except
@@ -638,6 +594,7 @@ static int save_checkpoint(struct job *j, long step, char *err, size_t errlen) {
     mkdir(cdir, 0755);
     char *final = xasprintf("%s/step-%06ld", cdir, step), *tmp = xasprintf("%s.tmp", final);
     rm_tree(tmp);
+    int slot = interrupt_track_path(tmp); /* Ctrl-C while it is written removes it */
     int rc = -1;
     struct adamw *opt = &j->be->opt; /* the caller ran sync_down on every rank (ZeRO-1 gathers) */
     if (qwen3_save(j->m, tmp, ST_F32, err, errlen) != 0) goto out;
@@ -693,8 +650,24 @@ static int save_checkpoint(struct job *j, long step, char *err, size_t errlen) {
     rc = 0;
 out:
     if (rc) rm_tree(tmp);
+    interrupt_forget_path(slot);
+    if (rc == 0) note_resumable(&j->c, step);
     free(cdir), free(final), free(tmp);
     return rc;
+}
+
+static int file_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* Whether a run directory holds a run (metrics or checkpoints) that a new
+ * run would replace; an empty or missing directory holds none. */
+static int run_dir_has_run(const char *dir) {
+    char *m = xasprintf("%s/metrics.jsonl", dir), *k = xasprintf("%s/checkpoints", dir);
+    int has = file_exists(m) || file_exists(k);
+    free(m), free(k);
+    return has;
 }
 
 /* The latest checkpoint's directory (malloc'd) and step; NULL if none. */
@@ -1195,11 +1168,6 @@ static void eval_chart(const char *dir, const struct eval_table *t, const char *
 
 /* ---- the command ---------------------------------------------------------------------------- */
 
-static int file_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
 /* The world size an MPI launcher (Open MPI, MPICH / PMI, PMIx, Slurm's
  * srun with PMI) gave this process; 0 when none started it. */
 static int mpi_launch_size(void) {
@@ -1282,7 +1250,15 @@ static int run_job(struct train_cfg *c) {
         }
         if (rank == 0) fprintf(stderr, "viv %s: data parallel over %d ranks (MPI + NCCL)\n", cmd, world);
     }
-    /* 1. data (rank 0 builds it; the others wait) */
+    /* 1. data (rank 0 builds it; the others wait). Only the default location
+     * is built: a --data DIR that lacks the tasks is most likely a typo, and
+     * building takes a while and downloads ~430 MB. */
+    if (rank == 0 && c->data_given && (!file_exists(train_path) || !file_exists(val_path))) {
+        fprintf(stderr, "viv %s: --data %s: no task data there (%s missing); build it with: viv data build --out %s\n",
+                cmd, c->data, file_exists(train_path) ? val_path : train_path, c->data);
+        rc = 2;
+        goto out;
+    }
     if (rank == 0 && (!file_exists(train_path) || !file_exists(val_path))) {
         fprintf(stderr, "viv %s: no task data in %s: building it (viv data build --out %s)\n", cmd, c->data, c->data);
         char *argv[] = {"data", "build", "--out", (char *)c->data, NULL};
@@ -1312,8 +1288,8 @@ static int run_job(struct train_cfg *c) {
         free(te.t); /* the rows now belong to j.val */
     }
     const char *shapes = c->tasks && strcmp(c->tasks, "all") ? c->tasks : NULL;
-    filter_tasks(&j.train, shapes, c->train_limit);
-    filter_tasks(&j.val, shapes, c->eval_limit);
+    taskset_filter(&j.train, shapes, c->train_limit);
+    taskset_filter(&j.val, shapes, c->eval_limit);
     if (j.train.n == 0 || j.val.n == 0) {
         fprintf(stderr, "viv %s: no tasks left (check --tasks)\n", cmd);
         goto out;
@@ -1325,9 +1301,16 @@ static int run_job(struct train_cfg *c) {
     /* 2. the run directory */
     j.dir = xasprintf("%s/%s", c->runs, c->name);
     ckpt = c->resume ? latest_checkpoint(j.dir, &ckpt_step) : NULL;
+    note_resumable(c, ckpt ? ckpt_step : -1);
     if (c->resume && !ckpt) fprintf(stderr, "viv %s: --resume: no checkpoint in %s: starting from the beginning\n", cmd, j.dir);
+    if (!c->resume && !c->overwrite && rank == 0 && run_dir_has_run(j.dir)) {
+        fprintf(stderr, "viv %s: %s already holds a run: continue it with --resume, or replace it with --overwrite "
+                        "(or pick another --name)\n", cmd, j.dir);
+        rc = 2;
+        goto out;
+    }
     if (!c->resume && rank == 0 && file_exists(j.dir)) {
-        /* a fresh run replaces an old one of the same name */
+        /* --overwrite: a fresh run replaces the old one of the same name */
         char *old = xasprintf("%s/checkpoints/latest", j.dir);
         unlink(old);
         free(old);
@@ -1491,7 +1474,8 @@ int cmd_train(int argc, char **argv) {
     struct train_cfg c;
     train_defaults(&c);
     int rc = parse_train_args("train", argc, argv, &c);
-    if (rc) return rc == 1 ? 0 : rc;
+    if (rc) return rc == ARGS_HELP ? 0 : 2;
+    interrupt_install("viv train");
     return run_job(&c);
 }
 
@@ -1501,6 +1485,7 @@ int cmd_sft(int argc, char **argv) {
     c.sft_only = 1;
     c.name = "viv-sft";
     int rc = parse_train_args("sft", argc, argv, &c);
-    if (rc) return rc == 1 ? 0 : rc;
+    if (rc) return rc == ARGS_HELP ? 0 : 2;
+    interrupt_install("viv sft");
     return run_job(&c);
 }

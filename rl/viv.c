@@ -1,7 +1,8 @@
 /*
  * viv.c - the user's command: dispatch to subcommands.
  *
- * Subcommands land here as their issues do; today: run, policy, sandbox, exec.
+ * Every subcommand parses its flags with sandbox/args.h, so all of them err
+ * the same way (exit 2) and generate their --help from their flag table.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -17,9 +18,7 @@
 #include "http_cmds.h"
 #include "train.h"
 
-#ifndef VIV_VERSION
-#define VIV_VERSION "0.1.0"
-#endif
+#include "../sandbox/args.h" /* VIV_VERSION */
 
 struct subcommand {
     const char *name;
@@ -44,9 +43,33 @@ static const struct subcommand subcommands[] = {
 };
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: viv <command> [options]   (viv <command> --help for more)\n\ncommands:\n");
+    fprintf(f, "usage: viv <command> [options]   (viv help <command>, or viv <command> --help, for more)\n"
+               "       viv --version\n\ncommands:\n");
     for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
         fprintf(f, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
+    fprintf(f, "\nexit status: 0 done, 2 bad usage, 1 a failure while working, 130 interrupted\n"
+               "(docs/exit-codes.md has each command's)\n"
+               "\nexamples:\n"
+               "  viv run --tool python --code 'print(6*7)'\n"
+               "  viv eval --agent oracle --episodes 20\n"
+               "  viv train --name my-run\n");
+}
+
+static const struct subcommand *find_subcommand(const char *name) {
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+        if (strcmp(name, subcommands[i].name) == 0) return &subcommands[i];
+    return NULL;
+}
+
+static int unknown_command(const char *name) {
+    const char *names[sizeof subcommands / sizeof subcommands[0] + 2];
+    size_t n = 0;
+    for (; n < sizeof subcommands / sizeof subcommands[0]; n++) names[n] = subcommands[n].name;
+    names[n++] = "help", names[n] = NULL;
+    const char *near = args_nearest(name, names);
+    if (near) fprintf(stderr, "viv: unknown command '%s' (did you mean %s?) (see viv --help)\n", name, near);
+    else fprintf(stderr, "viv: unknown command '%s' (see viv --help)\n", name);
+    return 2;
 }
 
 int main(int argc, char **argv) {
@@ -55,16 +78,21 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || (strcmp(argv[1], "help") == 0 && argc == 2)) {
         usage(stdout);
         return 0;
+    }
+    if (strcmp(argv[1], "help") == 0) { /* viv help CMD: the command's own --help */
+        const struct subcommand *sc = find_subcommand(argv[2]);
+        if (!sc) return unknown_command(argv[2]);
+        char *args[] = {argv[2], "--help", NULL};
+        return sc->fn(2, args);
     }
     if (strcmp(argv[1], "--version") == 0) {
         printf("viv %s\n", VIV_VERSION);
         return 0;
     }
-    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
-        if (strcmp(argv[1], subcommands[i].name) == 0) return subcommands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "viv: unknown command '%s' (see viv --help)\n", argv[1]);
-    return 2;
+    const struct subcommand *sc = find_subcommand(argv[1]);
+    if (sc) return sc->fn(argc - 1, argv + 1);
+    return unknown_command(argv[1]);
 }

@@ -15,20 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "client.h"
 #include "job_files.h"
 #include "util.h"
 #include "vivd.h"
-
-static const char exec_usage[] =
-    "usage: viv exec [--socket PATH] --tool T (--code TEXT | --code-file F | -) [--timeout-ms N] [--json]\n"
-    "                [--stdin F] [--file NAME=F]... [--fetch NAME]... [--fetch-dir DIR]\n"
-    "       viv exec [--socket PATH] --op ping|stats|policies\n"
-    "Sends one request to a running vivd (default socket: $VIV_SOCKET, $XDG_RUNTIME_DIR/vivd.sock\n"
-    "or /tmp/vivd-UID.sock) and prints the result like viv run.\n"
-    "  --stdin F        the job's stdin is the content of F\n"
-    "  --file NAME=F    F is written to /work/NAME before the job runs\n"
-    "  --fetch NAME     /work/NAME comes back after it ends (in --json, or written to --fetch-dir)\n";
 
 #define MAX_IO JOB_FILES_MAX
 
@@ -38,6 +29,22 @@ struct exec_io_args {
     char *fetch[MAX_IO];
     int nfile_args, nfetch;
 };
+static struct exec_io_args ioa;
+
+/* --file NAME=F and --fetch NAME may repeat (ARG_FN): one more each time. */
+static int add_file_arg(void *ctx, const char *value, char *err, size_t errlen) {
+    struct exec_io_args *a = ctx;
+    if (!strchr(value, '=') || value[0] == '=') return fail_with(err, errlen, "is not NAME=FILE");
+    if (a->nfile_args == MAX_IO) return fail_with(err, errlen, "is one too many (at most %d)", MAX_IO);
+    a->file_args[a->nfile_args++] = value;
+    return 0;
+}
+static int add_fetch_arg(void *ctx, const char *value, char *err, size_t errlen) {
+    struct exec_io_args *a = ctx;
+    if (a->nfetch == MAX_IO) return fail_with(err, errlen, "is one too many (at most %d)", MAX_IO);
+    a->fetch[a->nfetch++] = (char *)value;
+    return 0;
+}
 
 /* Read --stdin and --file contents into io: 0, or -1 with err. */
 static int load_io(const struct exec_io_args *a, struct viv_exec_io *io, struct job_file *files, char *err, size_t errlen) {
@@ -92,49 +99,65 @@ static int save_fetched(const cJSON *resp, const char *dir) {
     return rc;
 }
 
+/* What `viv exec`'s flags fill in. */
+static struct exec_args {
+    const char *socket_path, *tool, *code_arg, *code_file, *op;
+    long timeout_ms;
+    int json;
+} ea;
+
+/* One line per flag; the help is generated from this table (args.h). */
+static const struct arg_opt exec_opts[] = {
+    {"--socket", ARG_STR, &ea.socket_path, 0, 0, "PATH", "vivd's socket (default: $VIV_SOCKET, $XDG_RUNTIME_DIR/vivd.sock\n"
+                                                         "or /tmp/vivd-UID.sock)"},
+    {"--tool", ARG_STR, &ea.tool, 0, 0, "NAME", "the tool (policy) that runs the code: python, shell, sql, ..."},
+    {"--code", ARG_STR, &ea.code_arg, 0, 0, "TEXT", "the code to run (or --code-file F, or - to read it from stdin)"},
+    {"--code-file", ARG_STR, &ea.code_file, 0, 0, "FILE", "read the code from FILE"},
+    {"--timeout-ms", ARG_LONG, &ea.timeout_ms, 1, 86400000, "N", "the job's deadline (default: the policy's)"},
+    {"--op", ARG_STR, &ea.op, 0, 0, "OP", "ping, stats or policies instead of a job (prints vivd's JSON answer)"},
+    {"--json", ARG_FLAG, &ea.json, 0, 0, NULL, "print vivd's response line instead of the job's output"},
+    {"--stdin", ARG_STR, &ioa.stdin_file, 0, 0, "FILE", "the job's stdin is the content of FILE"},
+    {"--file", ARG_FN, &ioa, 0, 0, "NAME=FILE", "FILE is written to /work/NAME before the job runs (repeatable)", add_file_arg},
+    {"--fetch", ARG_FN, &ioa, 0, 0, "NAME", "/work/NAME comes back after the job (in --json, or into --fetch-dir; repeatable)",
+     add_fetch_arg},
+    {"--fetch-dir", ARG_STR, &ioa.fetch_dir, 0, 0, "DIR", "where fetched files are written"},
+    {0},
+};
+
+static const struct arg_cmd exec_cmd = {
+    .prog = "viv exec",
+    .synopsis = "viv exec [--socket PATH] --tool T (--code TEXT | --code-file F | -) [--timeout-ms N] [--json]\n"
+                "                [--stdin F] [--file NAME=F]... [--fetch NAME]... [--fetch-dir DIR]\n"
+                "       viv exec [--socket PATH] --op ping|stats|policies",
+    .about = "Sends one request to a running vivd and prints the result like viv run: the job's exit\n"
+             "status, 128+N for signal N, 124 at the deadline; 1 when vivd is unreachable or refuses.\n",
+    .opts = exec_opts,
+    .examples = "  viv exec --tool python --code 'print(6*7)'\n"
+                "  viv exec --socket /tmp/vivd.sock --tool shell --code-file job.sh --json\n"
+                "  viv exec --op stats\n",
+    .max_positional = 1,
+};
+
 int cmd_exec(int argc, char **argv) {
-    const char *socket_path = NULL, *tool = NULL, *code_arg = NULL, *code_file = NULL, *op = NULL;
-    long timeout_ms = 0;
-    int json = 0;
-    struct exec_io_args ioa = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            fputs(exec_usage, stdout);
-            return 0;
-        }
-        if (strcmp(a, "--json") == 0) { json = 1; continue; }
-        if (strcmp(a, "-") == 0) { code_file = "-"; continue; }
-        if (!v) {
-            fprintf(stderr, "viv exec: %s: %s (see viv exec --help)\n", a, strncmp(a, "--", 2) == 0 ? "needs a value" : "unexpected argument");
-            return 2;
-        }
-        i++;
-        if (strcmp(a, "--socket") == 0) socket_path = v;
-        else if (strcmp(a, "--tool") == 0) tool = v;
-        else if (strcmp(a, "--code") == 0) code_arg = v;
-        else if (strcmp(a, "--code-file") == 0) code_file = v;
-        else if (strcmp(a, "--op") == 0) op = v;
-        else if (strcmp(a, "--stdin") == 0) ioa.stdin_file = v;
-        else if (strcmp(a, "--fetch-dir") == 0) ioa.fetch_dir = v;
-        else if ((strcmp(a, "--file") == 0 && ioa.nfile_args == MAX_IO) || (strcmp(a, "--fetch") == 0 && ioa.nfetch == MAX_IO)) {
-            fprintf(stderr, "viv exec: %s: at most %d\n", a, MAX_IO);
-            return 2;
-        } else if (strcmp(a, "--file") == 0) ioa.file_args[ioa.nfile_args++] = v;
-        else if (strcmp(a, "--fetch") == 0) ioa.fetch[ioa.nfetch++] = (char *)v;
-        else if (strcmp(a, "--timeout-ms") == 0) {
-            if (parse_long(v, 1, 86400000, &timeout_ms)) {
-                fprintf(stderr, "viv exec: --timeout-ms: '%s' is not a number of milliseconds (see viv exec --help)\n", v);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "viv exec: unknown option '%s' (see viv exec --help)\n", a);
-            return 2;
-        }
+    struct args_rest rest;
+    int prc = args_parse(&exec_cmd, argc, argv, &rest);
+    if (prc) return prc == ARGS_HELP ? 0 : 2;
+    int stdin_code = rest.npos == 1 && !strcmp(rest.pos[0], "-");
+    if (rest.npos == 1 && !stdin_code) {
+        args_error(&exec_cmd, "unexpected argument '%s'", rest.pos[0]);
+        free(rest.pos);
+        return 2;
+    }
+    free(rest.pos);
+    const char *socket_path = ea.socket_path, *tool = ea.tool, *code_arg = ea.code_arg, *code_file = ea.code_file, *op = ea.op;
+    long timeout_ms = ea.timeout_ms;
+    int json = ea.json;
+    if (stdin_code) {
+        if (code_arg || code_file) return args_error(&exec_cmd, "-: code given twice");
+        code_file = "-";
     }
     if (!op && (!tool || (!code_arg == !code_file))) {
-        fprintf(stderr, "viv exec: give --tool and exactly one of --code, --code-file, - (or --op) (see viv exec --help)\n");
-        return 2;
+        return args_error(&exec_cmd, "give --tool and exactly one of --code, --code-file, - (or --op)");
     }
     char err[512];
     size_t code_len = 0;

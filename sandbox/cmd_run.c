@@ -5,7 +5,7 @@
  *   2   bad usage: unknown flag, bad number, unknown or invalid policy, ...
  *   1   the sandbox could not be set up (the message says which step)
  *   with --json: 0 whenever the job ran, whatever its own outcome (read
- *   exit_code / signal / timed_out in the object)
+ *   exit_code / signal / timed_out in the object), 130 if interrupted
  *   without --json: the job's exit status; 128+N if signal N ended it;
  *   124 if the deadline did (like timeout(1)), with one line on stderr;
  *   152 (128 + SIGXCPU, as for one process over RLIMIT_CPU) if the job's
@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "builtin_filters.h"
 #include "jail.h"
 #include "policy.h"
@@ -34,20 +35,79 @@
 
 #define MAX_DATA 16
 
-static const char run_usage[] =
-    "usage: viv run [--policy NAME|FILE] [--timeout-ms N] [--mem-mb N] [--json]\n"
-    "               [--db FILE] [--data NAME=PATH] -- CMD [ARGS...]\n"
-    "       viv run --tool python|shell|sql (--code TEXT | --code-file F | -) [options]\n"
-    "\n"
-    "Runs one job in a fresh jail and reports how it ended.\n"
-    "  --policy NAME|FILE  a built-in policy (python, shell, sql) or a policy file\n"
-    "  --tool NAME         the tool whose code is given; also the default policy\n"
-    "  --code TEXT         the code to run;  --code-file F  read it from F;  -  from stdin\n"
-    "  --timeout-ms N      wall-clock deadline (default and maximum from the policy)\n"
-    "  --mem-mb N          address-space limit in MiB (at most the policy's)\n"
-    "  --db FILE           the database for the sql tool (same as --data db=FILE)\n"
-    "  --data NAME=PATH    a value for a policy mount whose src is @NAME\n"
-    "  --json              print one JSON result object (fields of the RPC exec response)\n";
+/* What `viv run`'s flags fill in. */
+struct run_args {
+    const char *policy_name, *tool, *code_arg, *code_file;
+    long timeout_ms, mem_mb;
+    int json;
+    struct jail_data data[MAX_DATA];
+    char *owned[2 * MAX_DATA]; /* names and resolved paths */
+    int ndata, nowned;
+};
+
+static int set_code(void *ctx, const char *v, char *err, size_t errlen) {
+    struct run_args *r = ctx;
+    if (r->code_arg || r->code_file) return fail_with(err, errlen, "code given twice");
+    r->code_arg = v;
+    return 0;
+}
+
+static int set_code_file(void *ctx, const char *v, char *err, size_t errlen) {
+    struct run_args *r = ctx;
+    if (r->code_arg || r->code_file) return fail_with(err, errlen, "code given twice");
+    r->code_file = v;
+    return 0;
+}
+
+static int add_data_value(struct run_args *r, const char *v, int is_db, char *err, size_t errlen) {
+    if (r->ndata == MAX_DATA) return fail_with(err, errlen, "more than %d data values", MAX_DATA);
+    char *name, *path;
+    char *spec = is_db ? xasprintf("db=%s", v) : xstrdup(v);
+    int rc = args_name_path(spec, &name, &path, err, errlen);
+    free(spec);
+    if (rc) return -1;
+    struct stat st;
+    /* a database is a file: a directory would reach SQLite in the jail as "disk I/O error" */
+    if (is_db && (stat(path, &st) != 0 || !S_ISREG(st.st_mode))) {
+        free(name), free(path);
+        return fail_with(err, errlen, "not a database file (a directory or special file)");
+    }
+    r->owned[r->nowned++] = name, r->owned[r->nowned++] = path;
+    r->data[r->ndata++] = (struct jail_data){name, path};
+    return 0;
+}
+
+static int add_db(void *ctx, const char *v, char *err, size_t errlen) { return add_data_value(ctx, v, 1, err, errlen); }
+static int add_data(void *ctx, const char *v, char *err, size_t errlen) { return add_data_value(ctx, v, 0, err, errlen); }
+
+static struct run_args ra;
+
+static const struct arg_opt run_opts[] = {
+    {"--policy", ARG_STR, &ra.policy_name, 0, 0, "NAME|FILE", "a built-in policy (python, shell, sql) or a policy file"},
+    {"--tool", ARG_STR, &ra.tool, 0, 0, "NAME", "the tool whose code is given (python, shell, sql); also the default policy"},
+    {"--code", ARG_FN, &ra, 0, 0, "TEXT", "the code to run (or --code-file F, or - to read it from stdin)", set_code},
+    {"--code-file", ARG_FN, &ra, 0, 0, "FILE", "read the code from FILE", set_code_file},
+    {"--timeout-ms", ARG_LONG, &ra.timeout_ms, 1, 3600000, "N", "wall-clock deadline (default and maximum from the policy)"},
+    {"--mem-mb", ARG_LONG, &ra.mem_mb, 16, 1048576, "N", "address-space limit in MiB (at most the policy's)"},
+    {"--db", ARG_FN, &ra, 0, 0, "FILE", "the database for the sql tool (same as --data db=FILE)", add_db},
+    {"--data", ARG_FN, &ra, 0, 0, "NAME=PATH", "a value for a policy mount whose src is @NAME", add_data},
+    {"--json", ARG_FLAG, &ra.json, 0, 0, NULL, "print one JSON result object (fields of the RPC exec response)"},
+    {0},
+};
+
+static const struct arg_cmd run_cmd = {
+    .prog = "viv run",
+    .synopsis = "viv run [--policy NAME|FILE] [options] -- CMD [ARGS...]\n"
+                "       viv run --tool python|shell|sql (--code TEXT | --code-file F | -) [options]",
+    .about = "Runs one job in a fresh jail and reports how it ended: the job's exit status, 128+N\n"
+             "for signal N, 124 at the deadline, 152 at the CPU budget, 130 if interrupted.\n",
+    .opts = run_opts,
+    .examples = "  viv run --tool python --code 'print(6*7)'\n"
+                "  viv run --tool sql --db genes.sqlite --code 'select count(*) from genes;'\n"
+                "  viv run --policy shell --timeout-ms 2000 -- uname -a\n",
+    .max_positional = 1,
+    .dashdash = 1,
+};
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...) {
@@ -101,70 +161,26 @@ static void install_cancel_handlers(void) {
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *policy_name = NULL, *tool = NULL, *code_arg = NULL, *code_file = NULL;
-    long timeout_ms = 0, mem_mb = 0;
-    int json = 0, i;
-    struct jail_data data[MAX_DATA];
-    char *owned_names[MAX_DATA] = {0};
-    int ndata = 0;
-    char **cmd = NULL;
-
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_VALUE()                                                                      \
-    do {                                                                                  \
-        if (!v) return usage_error("%s needs a value", a);                                \
-        i++;                                                                              \
-    } while (0)
-        if (strcmp(a, "--") == 0) {
-            cmd = argv + i + 1;
-            if (!cmd[0]) return usage_error("%s needs a command after it", a);
-            break;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            fputs(run_usage, stdout);
-            return 0;
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
-        } else if (strcmp(a, "--policy") == 0) {
-            NEED_VALUE();
-            policy_name = v;
-        } else if (strcmp(a, "--tool") == 0) {
-            NEED_VALUE();
-            tool = v;
-        } else if (strcmp(a, "--code") == 0) {
-            NEED_VALUE();
-            if (code_arg || code_file) return usage_error("%s: code given twice", a);
-            code_arg = v;
-        } else if (strcmp(a, "--code-file") == 0 || strcmp(a, "-") == 0) {
-            if (a[0] == '-' && a[1] == '-') NEED_VALUE();
-            if (code_arg || code_file) return usage_error("%s: code given twice", a);
-            code_file = a[1] ? v : "-";
-        } else if (strcmp(a, "--timeout-ms") == 0) {
-            NEED_VALUE();
-            if (parse_long(v, 1, 3600000, &timeout_ms))
-                return usage_error("--timeout-ms: '%s' is not a number of milliseconds in [1, 3600000]", v);
-        } else if (strcmp(a, "--mem-mb") == 0) {
-            NEED_VALUE();
-            if (parse_long(v, 16, 1048576, &mem_mb))
-                return usage_error("--mem-mb: '%s' is not a number of MiB in [16, 1048576]", v);
-        } else if (strcmp(a, "--db") == 0 || strcmp(a, "--data") == 0) {
-            NEED_VALUE();
-            if (ndata == MAX_DATA) return usage_error("%s: too many data values", a);
-            if (a[2] == 'd' && a[3] == 'b') {
-                data[ndata++] = (struct jail_data){"db", v};
-            } else {
-                const char *eq = strchr(v, '=');
-                if (!eq || eq == v || !eq[1]) return usage_error("--data: '%s' is not NAME=PATH", v);
-                owned_names[ndata] = strndup(v, (size_t)(eq - v));
-                data[ndata] = (struct jail_data){owned_names[ndata], eq + 1};
-                ndata++;
-            }
-        } else {
-            return usage_error("unknown option '%s'", a);
-        }
-#undef NEED_VALUE
+    struct args_rest rest;
+    int prc = args_parse(&run_cmd, argc, argv, &rest);
+    if (prc) return prc == ARGS_HELP ? 0 : 2;
+    if (rest.npos == 1 && strcmp(rest.pos[0], "-") != 0) {
+        int rc = usage_error("unexpected argument '%s' (a command goes after --)", rest.pos[0]);
+        free(rest.pos);
+        return rc;
     }
+    if (rest.npos == 1 && (ra.code_arg || ra.code_file)) {
+        free(rest.pos);
+        return usage_error("-: code given twice");
+    }
+    if (rest.npos == 1) ra.code_file = "-";
+    free(rest.pos);
+    char **cmd = rest.after;
+    if (cmd && !cmd[0]) return usage_error("-- needs a command after it");
+    const char *policy_name = ra.policy_name, *tool = ra.tool, *code_arg = ra.code_arg, *code_file = ra.code_file;
+    long timeout_ms = ra.timeout_ms, mem_mb = ra.mem_mb;
+    int json = ra.json, ndata = ra.ndata;
+    struct jail_data *data = ra.data;
     int has_code = code_arg || code_file;
     if (has_code && cmd) return usage_error("%s", "give either code (--code, --code-file, -) or a command after --, not both");
     if (!has_code && !cmd) return usage_error("%s", "nothing to run: give --tool with --code, or -- CMD");
@@ -175,6 +191,11 @@ int cmd_run(int argc, char **argv) {
     char err[1024];
     if (policy_load(policy_name ? policy_name : tool ? tool : "shell", &pol, err, sizeof err)) {
         fprintf(stderr, "viv run: %s\n", err);
+        return 2;
+    }
+    if (policy_check_runnable(&pol, err, sizeof err) != 0) {
+        fprintf(stderr, "viv run: %s\n", err);
+        policy_free(&pol);
         return 2;
     }
     if (timeout_ms > pol.limits.timeout_ms_max) {
@@ -227,7 +248,9 @@ int cmd_run(int argc, char **argv) {
         char *text = jail_result_to_json(&res, tool, pol.name);
         puts(text);
         free(text);
-        rc = 0;
+        /* the object says "cancelled":true; the status says so too, as without --json */
+        rc = res.cancelled ? 130 : 0;
+        if (res.cancelled) fprintf(stderr, "viv run: interrupted; the job was killed\n");
         jail_result_free(&res);
     } else {
         fwrite(res.out, 1, res.out_len, stdout);
@@ -251,7 +274,7 @@ int cmd_run(int argc, char **argv) {
         }
         jail_result_free(&res);
     }
-    for (int k = 0; k < ndata; k++) free(owned_names[k]);
+    for (int k = 0; k < ra.nowned; k++) free(ra.owned[k]);
     free(code);
     free(resolved);
     free(run_argv);

@@ -566,3 +566,10 @@ char *policy_to_json(const struct policy *p) {
     cJSON_Delete(o);
     return s;
 }
+
+int policy_check_runnable(const struct policy *p, char *err, size_t errlen) {
+    for (int i = 0; i < p->seccomp.nsyscalls; i++)
+        if (!strcmp(p->seccomp.syscalls[i], "execve") || !strcmp(p->seccomp.syscalls[i], "execveat")) return 0;
+    return fail_with(err, errlen, "policy '%s': seccomp.syscalls lacks execve, so its command could never be executed "
+                                  "(add \"execve\" to the list)", p->name);
+}

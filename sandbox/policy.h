@@ -101,6 +101,13 @@ const char *const *policy_builtin_names(void);
  * bpf, keyctl, ...) or reopen the sandbox (unshare, setns). NULL-terminated. */
 const char *const *policy_never_allowed(void);
 
+/* Whether a job of the policy can start at all: its command is exec'd after
+ * the filter is installed, so an allowlist without execve (or execveat)
+ * would end every job with 127 and nothing said. 0, or -1 with err naming
+ * the policy and what it lacks. Parsing accepts such a policy (a filter can
+ * be checked without running it); running one is refused. */
+int policy_check_runnable(const struct policy *p, char *err, size_t errlen);
+
 /* Print the effective policy as indented JSON (viv policy check). */
 char *policy_to_json(const struct policy *p);
 

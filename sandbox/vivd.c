@@ -53,6 +53,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "args.h"
 #include "jail.h"
 #include "http_front.h"
 #include "json_writer.h"
@@ -89,6 +90,7 @@ struct config {
     int workers, queue_cap;
     long idle_ms, grace_ms;
     size_t max_line;
+    long max_line_arg, auth_line_arg; /* as parsed (args.h stores longs) */
     /* before a TCP connection's token line (see "the front door") */
     long auth_ms;
     size_t auth_line;
@@ -1333,6 +1335,7 @@ static int load_policies(char *err, size_t errlen) {
             struct policy p;
             int rc = policy_load(path, &p, err, errlen);
             free(path);
+            if (rc == 0 && (rc = policy_check_runnable(&p, err, errlen)) != 0) policy_free(&p);
             if (rc) {
                 closedir(d);
                 return -1;
@@ -1419,95 +1422,87 @@ static int listen_tcp(const char *addr, char *err, size_t errlen) {
     return fd;
 }
 
-static const char usage[] =
-    "usage: vivd --socket PATH [--policies DIR] [--workers N] [--queue N] [--log FILE]\n"
-    "            [--data NAME=PATH] [--idle-ms N] [--grace-ms N] [--max-line-bytes N]\n"
-    "            [--tcp ADDR:PORT --token-file F] [--http ADDR:PORT] [--session-idle-ms N] [--max-sessions-per-peer N]\n"
-    "            [--zygotes N] [--auth-line-bytes N] [--auth-ms N] [--max-unauth N] [--max-unauth-per-peer N]\n"
-    "Serves the sandbox RPC (newline-delimited JSON) on a Unix socket (mode 0660).\n"
-    "  --workers N      jobs run at once (default: 2 per core)\n"
-    "  --queue N        requests waiting beyond that; more get \"busy\" (default 64)\n"
-    "  --data NAME=PATH a value for policies' @NAME mounts (e.g. db=genes.sqlite)\n"
-    "  --idle-ms N      close connections idle this long with nothing in flight (default 60000)\n"
-    "  --grace-ms N     on SIGTERM, how long running jobs may finish (default 10000)\n"
-    "  --tcp ADDR:PORT  also listen on TCP; needs --token-file (first line: {\"token\":\"...\"})\n"
-    "  --http ADDR:PORT also serve HTTP: SandboxFusion's POST /run_code, Biomni's /start_runtime,\n"
-    "                   /execute, /delete_runtime (IPv4; loopback only unless --token-file, then\n"
-    "                   Authorization: Bearer TOKEN); each call is an ordinary request here\n"
-    "  --log FILE       one JSON line per request (default: stderr)\n"
-    "  --session-idle-ms N        close sessions unused this long (default 600000)\n"
-    "  --max-sessions-per-peer N  open sessions per uid (or TCP address) (default 16)\n"
-    "  --max-line-bytes N         longest request line; longer closes the connection (default 8 MiB)\n"
-    "  --zygotes N      warm interpreters per policy with a preload list, each running\n"
-    "                   one-shot jobs in fresh isolated children (default: --workers; 0 = none)\n"
-    "Until its token line a TCP connection is held to these; past one it gets an error\n"
-    "line and is closed, and the log says why:\n"
-    "  --auth-line-bytes N        the token line is at most this long (default 4096)\n"
-    "  --auth-ms N                it comes within this long of connecting (default 5000)\n"
-    "  --max-unauth N             connections waiting to authenticate, in all (default 256)\n"
-    "  --max-unauth-per-peer N    of those, from one address (default 64)\n";
+/* --data NAME=PATH: the path resolved and checked now, so a typo is an
+ * error at start rather than jobs that silently lack the mount */
+static int add_data(void *ctx, const char *v, char *err, size_t errlen) {
+    struct config *c = ctx;
+    if (c->ndata == MAX_DATA) return fail_with(err, errlen, "more than %d --data values", MAX_DATA);
+    char *name, *path;
+    if (args_name_path(v, &name, &path, err, errlen) != 0) return -1;
+    c->data[c->ndata++] = (struct jail_data){name, path};
+    return 0;
+}
 
+static int show_version;
+
+/* One line per flag; the help is generated from this table (args.h). */
+static const struct arg_opt vivd_opts[] = {
+    {"--socket", ARG_STR, &cfg.socket_path, 0, 0, "PATH", "the Unix socket to serve (required; mode 0660)"},
+    {"--policies", ARG_STR, &cfg.policies_dir, 0, 0, "DIR", "policy files to serve besides the built-in ones"},
+    {"--workers", ARG_INT, &cfg.workers, 1, 4096, "N", "jobs run at once (default: 2 per core)"},
+    {"--queue", ARG_INT, &cfg.queue_cap, 0, 1000000, "N", "requests waiting beyond that; more get \"busy\" (default 64)"},
+    {"--log", ARG_STR, &cfg.log_path, 0, 0, "FILE", "one JSON line per request (default: stderr)"},
+    {"--data", ARG_FN, &cfg, 0, 0, "NAME=PATH", "a value for policies' @NAME mounts (e.g. db=genes.sqlite);\n"
+                                                 "the path must exist (relative paths are resolved)", add_data},
+    {"--idle-ms", ARG_LONG, &cfg.idle_ms, 10, 86400000, "N", "close connections idle this long with nothing in flight (default 60000)"},
+    {"--grace-ms", ARG_LONG, &cfg.grace_ms, 0, 3600000, "N", "on SIGTERM, how long running jobs may finish (default 10000)"},
+    {"--max-line-bytes", ARG_LONG, &cfg.max_line_arg, 1024, 1073741824, "N", "longest request line; longer closes the connection (default 8 MiB)"},
+    {"--tcp", ARG_STR, &cfg.tcp_addr, 0, 0, "ADDR:PORT", "also listen on TCP; needs --token-file (first line: {\"token\":\"...\"})"},
+    {"--token-file", ARG_STR, &cfg.token_file, 0, 0, "FILE", "the token TCP clients must send first"},
+    {"--http", ARG_STR, &cfg.http_addr, 0, 0, "ADDR:PORT", "also serve HTTP: SandboxFusion's POST /run_code, Biomni's /start_runtime,\n"
+                                                           "/execute, /delete_runtime (IPv4; loopback only unless --token-file, then\n"
+                                                           "Authorization: Bearer TOKEN); each call is an ordinary request here"},
+    {"--session-idle-ms", ARG_LONG, &cfg.session_idle_ms, 10, 86400000, "N", "close sessions unused this long (default 600000)"},
+    {"--max-sessions-per-peer", ARG_INT, &cfg.max_sessions_per_peer, 0, 100000, "N", "open sessions per uid (or TCP address) (default 16)"},
+    {"--zygotes", ARG_INT, &cfg.zygotes, 0, 256, "N", "warm interpreters per policy with a preload list, each running one-shot\n"
+                                                       "jobs in fresh isolated children (default: --workers; 0 = none)"},
+    {"--auth-line-bytes", ARG_LONG, &cfg.auth_line_arg, 64, 1048576, "N", "(TCP, before the token) the token line is at most this long (default 4096)"},
+    {"--auth-ms", ARG_LONG, &cfg.auth_ms, 10, 600000, "N", "(TCP) the token line comes within this long of connecting (default 5000)"},
+    {"--max-unauth", ARG_INT, &cfg.max_unauth, 1, 1000000, "N", "(TCP) connections waiting to authenticate, in all (default 256)"},
+    {"--max-unauth-per-peer", ARG_INT, &cfg.max_unauth_per_peer, 1, 1000000, "N", "(TCP) of those, from one address (default 64)"},
+    {"--version", ARG_FLAG, &show_version, 0, 0, NULL, "print the version and exit"},
+    {0},
+};
+
+static const struct arg_cmd vivd_cmd = {
+    .prog = "vivd",
+    .synopsis = "vivd --socket PATH [options]",
+    .about = "Serves the sandbox RPC (newline-delimited JSON) on a Unix socket, and on TCP with a token.\n"
+             "A TCP connection that breaks the --auth-* limits before its token line gets an error\n"
+             "line and is closed, and the log says why.\n",
+    .opts = vivd_opts,
+    .examples = "  vivd --socket /tmp/vivd.sock\n"
+                "  vivd --socket /tmp/vivd.sock --data db=data/db/org.Hs.eg.sqlite --workers 8\n"
+                "  vivd --socket /tmp/vivd.sock --tcp 0.0.0.0:7070 --token-file token.json\n"
+                "  vivd --socket /tmp/vivd.sock --http 127.0.0.1:8080\n",
+};
+
+/* 0: run; ARGS_HELP: help or version printed (exit 0); ARGS_USAGE: exit 2 */
 static int parse_args(int argc, char **argv) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     cfg.workers = (int)(cores > 0 ? cores * 2 : 2);
     cfg.queue_cap = 64;
     cfg.idle_ms = 60000;
     cfg.grace_ms = 10000;
-    cfg.max_line = 8u << 20;
-    cfg.auth_line = 4096;   /* {"token":"..."}: the token is under 256 bytes, escaped at most 6x */
+    cfg.max_line_arg = 8u << 20;
+    cfg.auth_line_arg = 4096; /* {"token":"..."}: the token is under 256 bytes, escaped at most 6x */
     cfg.auth_ms = 5000;     /* clients send it with the connect; this is for slow links */
     cfg.max_unauth = 256;   /* at ~10 KiB each (the line, the conn): a few MiB and fds in all */
     cfg.max_unauth_per_peer = 64; /* a trainer host opens its connections in bursts */
     cfg.session_idle_ms = 600000;
     cfg.max_sessions_per_peer = 16;
     cfg.zygotes = -1; /* default: as many as --workers */
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long n;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            fputs(usage, stdout);
-            exit(0);
-        }
-        if (!v) {
-            fprintf(stderr, "vivd: %s: %s (see vivd --help)\n", a, strncmp(a, "--", 2) == 0 ? "needs a value" : "unexpected argument");
-            return -1;
-        }
-        i++;
-        if (strcmp(a, "--socket") == 0) cfg.socket_path = v;
-        else if (strcmp(a, "--policies") == 0) cfg.policies_dir = v;
-        else if (strcmp(a, "--log") == 0) cfg.log_path = v;
-        else if (strcmp(a, "--tcp") == 0) cfg.tcp_addr = v;
-        else if (strcmp(a, "--token-file") == 0) cfg.token_file = v;
-        else if (strcmp(a, "--http") == 0) cfg.http_addr = v;
-        else if (strcmp(a, "--workers") == 0 && !parse_long(v, 1, 4096, &n)) cfg.workers = (int)n;
-        else if (strcmp(a, "--queue") == 0 && !parse_long(v, 0, 1000000, &n)) cfg.queue_cap = (int)n;
-        else if (strcmp(a, "--idle-ms") == 0 && !parse_long(v, 10, 86400000, &n)) cfg.idle_ms = n;
-        else if (strcmp(a, "--grace-ms") == 0 && !parse_long(v, 0, 3600000, &n)) cfg.grace_ms = n;
-        else if (strcmp(a, "--session-idle-ms") == 0 && !parse_long(v, 10, 86400000, &n)) cfg.session_idle_ms = n;
-        else if (strcmp(a, "--max-sessions-per-peer") == 0 && !parse_long(v, 0, 100000, &n)) cfg.max_sessions_per_peer = (int)n;
-        else if (strcmp(a, "--zygotes") == 0 && !parse_long(v, 0, 256, &n)) cfg.zygotes = (int)n;
-        else if (strcmp(a, "--max-line-bytes") == 0 && !parse_long(v, 1024, 1L << 30, &n)) cfg.max_line = (size_t)n;
-        else if (strcmp(a, "--auth-line-bytes") == 0 && !parse_long(v, 64, 1L << 20, &n)) cfg.auth_line = (size_t)n;
-        else if (strcmp(a, "--auth-ms") == 0 && !parse_long(v, 10, 600000, &n)) cfg.auth_ms = n;
-        else if (strcmp(a, "--max-unauth") == 0 && !parse_long(v, 1, 1000000, &n)) cfg.max_unauth = (int)n;
-        else if (strcmp(a, "--max-unauth-per-peer") == 0 && !parse_long(v, 1, 1000000, &n)) cfg.max_unauth_per_peer = (int)n;
-        else if (strcmp(a, "--data") == 0 && cfg.ndata < MAX_DATA && strchr(v, '=') && strchr(v, '=') != v) {
-            char *name = strndup(v, (size_t)(strchr(v, '=') - v));
-            cfg.data[cfg.ndata++] = (struct jail_data){name, strchr(v, '=') + 1};
-        } else {
-            fprintf(stderr, "vivd: %s '%s': unknown option or bad value (see vivd --help)\n", a, v);
-            return -1;
-        }
+    int rc = args_parse(&vivd_cmd, argc, argv, NULL);
+    if (rc) return rc;
+    if (show_version) {
+        printf("vivd %s\n", VIV_VERSION);
+        return ARGS_HELP;
     }
+    cfg.max_line = (size_t)cfg.max_line_arg;
+    cfg.auth_line = (size_t)cfg.auth_line_arg;
     if (cfg.zygotes < 0) cfg.zygotes = cfg.workers;
-    if (!cfg.socket_path) {
-        fprintf(stderr, "vivd: --socket PATH is required (see vivd --help)\n");
-        return -1;
-    }
-    if (cfg.tcp_addr && !cfg.token_file) {
-        fprintf(stderr, "vivd: --tcp needs --token-file: TCP is never served without a token\n");
-        return -1;
-    }
+    if (!cfg.socket_path) return args_error(&vivd_cmd, "--socket PATH is required");
+    if (cfg.tcp_addr && !cfg.token_file) return args_error(&vivd_cmd, "--tcp needs --token-file: TCP is never served without a token");
     return 0;
 }
 
@@ -1606,7 +1601,8 @@ static void tick(void) {
 
 int vivd_main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
-    if (parse_args(argc, argv)) return 2;
+    int prc = parse_args(argc, argv);
+    if (prc) return prc == ARGS_HELP ? 0 : 2;
     char err[1024];
     log_file = stderr;
     if (cfg.log_path && !(log_file = fopen(cfg.log_path, "ae"))) {

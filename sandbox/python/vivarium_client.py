@@ -140,11 +140,30 @@ def default_socket() -> str:
     return f"/tmp/vivd-{os.getuid()}.sock"
 
 
-def _check_endpoint(socket_path: str | None, tcp: str | None, token: str | None) -> None:
+def _check_endpoint(socket_path: str | None, tcp: str | None, token: str | None,
+                    timeout: float | None = None) -> None:
+    # Checked here, with the argument's name, rather than failing deep inside socket or json.
+    if socket_path is not None and not isinstance(socket_path, (str, os.PathLike)):
+        raise TypeError(f"socket_path must be a str or path, not {type(socket_path).__name__}")
+    if tcp is not None and not isinstance(tcp, str):
+        raise TypeError(f"tcp must be a 'HOST:PORT' str, not {type(tcp).__name__}")
+    if token is not None and not isinstance(token, str):
+        raise TypeError(f"token must be a str, not {type(token).__name__}")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
     if socket_path is not None and tcp is not None:
         raise ValueError("give at most one of socket_path or tcp")
     if tcp is not None and token is None:
         raise ValueError("a TCP connection to vivd needs a token")
+
+
+def _unreachable(e: OSError, where: str, is_unix: bool) -> OSError:
+    """The same kind of error (callers may catch FileNotFoundError or
+    ConnectionRefusedError), with the address and what to do about it."""
+    hint = f"is vivd running at {where}?"
+    if is_unix:
+        hint += f" (start it with: viv sandbox --socket {where})"
+    return type(e)(e.errno, f"cannot connect to {where}: {e.strerror or e}; {hint}")
 
 
 def _outcome(resp: dict) -> dict:
@@ -167,7 +186,13 @@ def _exec_fields(tool: str | None, code: str, timeout_ms: int | None,
                  files: dict[str, bytes | str] | None = None,
                  fetch_files: list[str] | None = None) -> dict:
     if not isinstance(code, str):
-        raise TypeError("code must be a str")
+        raise TypeError(f"code must be a str, not {type(code).__name__}")
+    if tool is not None and not isinstance(tool, str):
+        raise TypeError(f"tool must be a str such as 'python', not {type(tool).__name__}")
+    if session is not None and not isinstance(session, str):
+        raise TypeError(f"session must be the str id open_session returned, not {type(session).__name__}")
+    if timeout_ms is not None and (isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms < 1):
+        raise ValueError(f"timeout_ms must be a positive int of milliseconds or None, not {timeout_ms!r}")
     fields: dict[str, Any] = {"code": code}
     # stdin is text; files are bytes (str is sent as UTF-8), base64 on the
     # wire; fetched files come back in the answer's "files" (decode_files).
@@ -272,7 +297,7 @@ class Client(_Base):
                  token: str | None = None, timeout: float | None = None,
                  deadline_margin: float = DEFAULT_DEADLINE_MARGIN,
                  max_line_bytes: int = MAX_LINE_BYTES):
-        _check_endpoint(socket_path, tcp, token)
+        _check_endpoint(socket_path, tcp, token, timeout)
         if socket_path is None and tcp is None:
             socket_path = default_socket()
         super().__init__(timeout, deadline_margin, max_line_bytes)
@@ -284,13 +309,21 @@ class Client(_Base):
         self._closed = False
         connect_timeout = timeout if timeout is not None else _CONNECT_TIMEOUT
         if tcp is not None:
-            self._sock = socket.create_connection(_split_hostport(tcp), timeout=connect_timeout)
+            try:
+                self._sock = socket.create_connection(_split_hostport(tcp), timeout=connect_timeout)
+            except OSError as e:
+                if isinstance(e, TimeoutError):
+                    raise
+                raise _unreachable(e, tcp, False) from e
         else:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self._sock.settimeout(connect_timeout)
         try:
             if tcp is None:
-                self._sock.connect(socket_path)
+                try:
+                    self._sock.connect(os.fspath(socket_path))
+                except (FileNotFoundError, ConnectionRefusedError, PermissionError) as e:
+                    raise _unreachable(e, os.fspath(socket_path), True) from e
             self._rfile = self._sock.makefile("rb")
             if tcp is not None:
                 self._sock.sendall(_encode({"token": token}))
@@ -403,8 +436,8 @@ class Client(_Base):
         """Run code with a tool (or in a session); return the response dict.
         stdin, files (written into /work first) and fetch_files (read back
         after; see decode_files) are for one-shot jobs."""
-        return self._call("exec", self._wait_seconds(timeout_ms),
-                          **_exec_fields(tool, code, timeout_ms, session, stdin, files, fetch_files))
+        fields = _exec_fields(tool, code, timeout_ms, session, stdin, files, fetch_files)  # checks the arguments first
+        return self._call("exec", self._wait_seconds(timeout_ms), **fields)
 
     def session_open(self, tool: str = "python") -> str:
         resp = self._call("session_open", self.timeout, tool=tool)
@@ -475,7 +508,7 @@ class AsyncClient(_Base):
                       token: str | None = None, timeout: float | None = None,
                       deadline_margin: float = DEFAULT_DEADLINE_MARGIN,
                       max_line_bytes: int = MAX_LINE_BYTES) -> "AsyncClient":
-        _check_endpoint(socket_path, tcp, token)
+        _check_endpoint(socket_path, tcp, token, timeout)
         if socket_path is None and tcp is None:
             socket_path = default_socket()
         connect_timeout = timeout if timeout is not None else _CONNECT_TIMEOUT
@@ -485,7 +518,10 @@ class AsyncClient(_Base):
             opening = asyncio.open_connection(host, port, limit=max_line_bytes)
         else:
             opening = asyncio.open_unix_connection(socket_path, limit=max_line_bytes)
-        reader, writer = await asyncio.wait_for(opening, connect_timeout)
+        try:
+            reader, writer = await asyncio.wait_for(opening, connect_timeout)
+        except (FileNotFoundError, ConnectionRefusedError, PermissionError) as e:
+            raise _unreachable(e, tcp if tcp is not None else os.fspath(socket_path), tcp is None) from e
         try:
             if tcp is not None:
                 writer.write(_encode({"token": token}))
@@ -572,8 +608,8 @@ class AsyncClient(_Base):
     async def exec(self, tool: str | None, code: str, timeout_ms: int | None = None,
                    session: str | None = None, *, stdin: str | None = None,
                    files: dict[str, bytes | str] | None = None, fetch_files: list[str] | None = None) -> dict:
-        return await self._call("exec", self._wait_seconds(timeout_ms),
-                                **_exec_fields(tool, code, timeout_ms, session, stdin, files, fetch_files))
+        fields = _exec_fields(tool, code, timeout_ms, session, stdin, files, fetch_files)  # checks the arguments first
+        return await self._call("exec", self._wait_seconds(timeout_ms), **fields)
 
     async def session_open(self, tool: str = "python") -> str:
         resp = await self._call("session_open", self.timeout, tool=tool)

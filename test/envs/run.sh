@@ -39,7 +39,7 @@ expect_fail "data build: --out is a file" 1 "error: --out '.*a-file/sub'.*Not a 
 expect_fail "data build: --out cannot be created" 1 "error: --out '/proc/no/such'" build --out /proc/no/such --debs "$DEBS"
 expect_fail "data build: --size not a size" 2 "--size 'huge': use default, small, medium, large or a number" build --out "$T/x" --size huge
 expect_fail "data build: --size 0" 2 "--size '0'" build --out "$T/x" --size 0
-expect_fail "data build: unknown option" 2 "unknown option --bogus" build --bogus 1
+expect_fail "data build: unknown option" 2 "unknown option '--bogus'" build --bogus 1
 expect_fail "data: unknown subcommand" 2 "unknown subcommand frobnicate" frobnicate
 if [ "$(id -u)" = 0 ]; then
   mkdir -m 700 "$T/private"

@@ -488,13 +488,13 @@ bad() { # name expected-exit pattern command...
   timeout 30 "$@" >/dev/null 2>"$T/bad.err"; local s=$?
   [ $s = "$want" ] && grep -q -- "$pat" "$T/bad.err"; report "$name" $? "exit $s: $(head -c 300 "$T/bad.err")"
 }
-bad cli_serve_bad_port 2 "not a port number" bin/viv serve --model "$M" --port 70000
-bad cli_serve_missing_model 1 "No such file" bin/viv serve --model "$T/nope" --port 0
+bad cli_serve_bad_port 2 "'70000' is not a whole number in \[0, 65535\]" bin/viv serve --model "$M" --port 70000
+bad cli_serve_missing_model 2 "model directory not found" bin/viv serve --model "$T/nope" --port 0
 bad cli_serve_port_in_use 1 "cannot listen" bin/viv serve --model "$M" --port "$FP"
 bad cli_serve_bad_host 2 "not a numeric" bin/viv serve --model "$M" --host localhost
 bad cli_eval_bad_url 1 "bad endpoint URL" bin/viv eval --data "$DATA" --agent endpoint:localhost:8000 --model x
-bad cli_eval_endpoint_needs_model 1 "needs --model" bin/viv eval --data "$DATA" --agent endpoint:http://127.0.0.1:9
-bad cli_eval_missing_model_dir 1 "No such file" bin/viv eval --data "$DATA" --agent "model:$T/nope"
+bad cli_eval_endpoint_needs_model 1 "needs --agent-model" bin/viv eval --data "$DATA" --agent endpoint:http://127.0.0.1:9
+bad cli_eval_missing_model_dir 1 "model directory not found" bin/viv eval --data "$DATA" --agent "model:$T/nope"
 bad cli_sft_bad_teacher_url 2 "neither scripted nor" bin/viv sft --teacher ftp://x --teacher-model m
 bad cli_sft_teacher_needs_model 2 "needs --teacher-model" bin/viv sft --teacher http://127.0.0.1:9/v1
 exit $rc

@@ -438,6 +438,32 @@ class SyncClientTest(ServerTest, unittest.TestCase):
         with self.assertRaises(ValueError):
             self.client.exec(None, "x")  # no tool and no session
 
+    def test_missing_socket_names_path_and_hint(self):
+        # the same exception type as before (callers catch it), now with the path and what to do
+        with self.assertRaises(FileNotFoundError) as cm:
+            Client("/no/such.sock")
+        self.assertIn("/no/such.sock", str(cm.exception))
+        self.assertIn("is vivd running at /no/such.sock?", str(cm.exception))
+
+    def test_missing_socket_async(self):
+        async def go():
+            with self.assertRaises(FileNotFoundError) as cm:
+                await AsyncClient.connect("/no/such.sock")
+            self.assertIn("is vivd running at /no/such.sock?", str(cm.exception))
+        asyncio.run(go())
+
+    def test_bad_argument_types_fail_at_the_call(self):
+        with self.assertRaisesRegex(TypeError, "socket_path must be a str"):
+            Client(5)
+        with self.assertRaisesRegex(ValueError, "timeout must be a positive number"):
+            Client(self.server.address, timeout="soon")
+        with self.assertRaisesRegex(TypeError, "tool must be a str"):
+            self.client.exec(3, "print(1)")
+        with self.assertRaisesRegex(TypeError, "code must be a str, not bytes"):
+            self.client.exec("python", b"print(1)")
+        with self.assertRaisesRegex(ValueError, "timeout_ms must be a positive int"):
+            self.client.exec("python", "print(1)", timeout_ms="100")
+
 
 class TcpTest(ServerTest, unittest.TestCase):
 
