@@ -73,7 +73,7 @@ struct viv_exec_io {
 long viv_submit_exec_io(struct viv_client *c, const char *tool, const char *code, size_t code_len,
                         long timeout_ms, const struct viv_exec_io *io);
 long viv_submit_op(struct viv_client *c, const char *op); /* ping, stats, policies */
-/* Sessions (README "vivd"): open one ("session" in the answer), run code in
+/* Sessions (docs/sandbox.md, "vivd"): open one ("session" in the answer), run code in
  * it (globals persist between calls), close it. A session belongs to this
  * connection and is closed when it closes. */
 long viv_submit_session_open(struct viv_client *c, const char *tool);

@@ -1,6 +1,6 @@
 /*
  * rpc.h - the vivd wire protocol: newline-delimited JSON requests and
- * responses (see README "RPC"). Parsing is separate from the daemon so it
+ * responses (see docs/sandbox.md, "The protocol"). Parsing is separate from the daemon so it
  * can be fuzzed on its own (test/fuzz/fuzz_request.c).
  */
 #ifndef VIV_RPC_H

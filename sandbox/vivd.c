@@ -1058,7 +1058,7 @@ static void conn_close(struct conn *c) {
     }
     for (struct job *j = queue_head; j; j = j->next)
         if (j->conn == c) j->conn = NULL;
-    /* its sessions die with it (README: a session belongs to its connection) */
+    /* its sessions die with it (docs/sandbox.md: a session belongs to its connection) */
     for (struct session *s = sessions, *next; s; s = next) {
         next = s->next;
         if (s->conn == c) session_destroy(s, "", "");
