@@ -25,6 +25,8 @@ struct rl_run {
     double t0;
     FILE *progress;
     bool tty, line_open;
+    char **task_names; /* the colour keys of the run's charts (svg_series_color) */
+    int ntask_names;
 };
 
 static double wall_s(void) {
@@ -155,6 +157,16 @@ fail:
 }
 
 const char *rl_run_dir(const struct rl_run *r) { return r->dir; }
+
+void rl_run_set_task_names(struct rl_run *r, const char *const *names, int n) {
+    for (int i = 0; i < r->ntask_names; i++) free(r->task_names[i]);
+    free(r->task_names);
+    r->task_names = calloc((size_t)n + 1, sizeof *r->task_names);
+    if (!r->task_names) abort();
+    for (int i = 0; i < n; i++)
+        if (!(r->task_names[i] = strdup(names[i]))) abort();
+    r->ntask_names = n;
+}
 
 void rl_run_set_progress(struct rl_run *r, FILE *f, bool tty) {
     r->progress = f;
@@ -321,22 +333,39 @@ static void series_add(struct series_acc *a, double x, double y) {
     a->x[a->n] = x, a->y[a->n++] = y;
 }
 
-static int draw(struct rl_run *r, const char *file, const char *title, const char *ylabel, struct series_acc *s,
-                int ns, double ymin, double ymax) {
+/* The smoothing window for per-step curves of n points: about a tenth of
+ * the run, odd so the window is centred, 3 at least. */
+static int smooth_window(int n) {
+    int w = n / 10;
+    if (w < 3) w = 3;
+    return w | 1;
+}
+
+static int draw(struct rl_run *r, const char *file, struct svg_chart_opts *o, struct series_acc *s, int ns) {
     struct svg_series *ss = calloc((size_t)ns + 1, sizeof *ss);
     if (!ss) abort();
     int k = 0;
     for (int i = 0; i < ns; i++) /* a series with no points would only clutter the legend */
         if (s[i].n > 0) ss[k++] = (struct svg_series){s[i].name, s[i].x, s[i].y, s[i].n};
     ns = k;
-    struct svg_chart_opts o = {.title = title, .xlabel = "step", .ylabel = ylabel, .ymin = ymin, .ymax = ymax};
-    char *svg = svg_line_chart(&o, ss, ns);
+    /* colours: from the run's task names when it gave them, else from every
+     * name in metrics.jsonl (both charts see the same names, so they agree) */
+    const char **keys = NULL;
+    if (r->ntask_names) o->color_keys = (const char *const *)r->task_names, o->ncolor_keys = r->ntask_names;
+    else {
+        keys = calloc((size_t)ns + 1, sizeof *keys);
+        if (!keys) abort();
+        for (int i = 0; i < ns; i++) keys[i] = ss[i].name;
+        o->color_keys = keys, o->ncolor_keys = ns;
+    }
+    char *svg = svg_line_chart(o, ss, ns);
     char *path = NULL;
     if (asprintf(&path, "%s/%s", r->dir, file) < 0) abort();
     int rc = rl_write_atomic(path, svg, strlen(svg));
     free(path);
     free(svg);
     free(ss);
+    free(keys);
     return rc;
 }
 
@@ -379,8 +408,20 @@ int rl_run_write_charts(struct rl_run *r, char *err, size_t errlen) {
     free(line);
     fclose(f);
     free(path);
-    int rc = draw(r, "reward.svg", "Reward per task", "reward", rew, nrew, 0, 0);
-    rc |= draw(r, "accuracy.svg", "Accuracy per task", "accuracy", acc, nacc, 0, 1);
+    /* a step's reward is the mean over a handful of sampled rollouts: noisy
+     * from step to step, so the chart says so and draws the trend over it */
+    int longest = 0;
+    for (int i = 0; i < nrew; i++) longest = rew[i].n > longest ? rew[i].n : longest;
+    int w = smooth_window(longest);
+    char sub[256];
+    snprintf(sub, sizeof sub,
+             "reward per episode = correctness (0-1) + format (0-1), so 0-2; mean over the step's training rollouts\n"
+             "rollout rewards are noisy: thin = each step, bold = centred moving average over %d steps", w);
+    struct svg_chart_opts ro = {.title = "Training reward per task (GRPO rollouts)", .subtitle = sub, .xlabel = "step",
+                                .ylabel = "reward (0-2)", .ymin = 0, .ymax = 2, .smooth = w};
+    struct svg_chart_opts ao = {.title = "Accuracy per task", .xlabel = "step", .ylabel = "accuracy", .ymin = 0, .ymax = 1};
+    int rc = draw(r, "reward.svg", &ro, rew, nrew);
+    rc |= draw(r, "accuracy.svg", &ao, acc, nacc);
     for (int i = 0; i < nrew; i++) free(rew[i].name), free(rew[i].x), free(rew[i].y);
     for (int i = 0; i < nacc; i++) free(acc[i].name), free(acc[i].x), free(acc[i].y);
     free(rew);
@@ -393,6 +434,8 @@ void rl_run_close(struct rl_run *r) {
     if (!r) return;
     if (r->tty && r->line_open && r->progress) fprintf(r->progress, "\n");
     close(r->metrics_fd);
+    for (int i = 0; i < r->ntask_names; i++) free(r->task_names[i]);
+    free(r->task_names);
     free(r->dir);
     free(r);
 }

@@ -8,7 +8,9 @@
  *   runs/<name>/eval/step-NNNNNN.json + .md   per-task tables (atomic)
  *   runs/<name>/reward.svg, accuracy.svg      charts vs step, per task and overall
  *                                    (redrawn from metrics.jsonl, so a resumed run keeps
- *                                    its history; atomic)
+ *                                    its history; atomic). reward.svg says what the reward
+ *                                    is and draws each step thin, a centred moving average
+ *                                    bold. A task has one colour in every chart of the run.
  *
  * Progress: one line per step on stderr; on a terminal a single line
  * redrawn in place (bar, step, reward, accuracy, episodes/s, ETA).
@@ -39,6 +41,10 @@ struct rl_run;
 struct rl_run *rl_run_open(const char *root, const char *name, const char *config_json, long total_steps,
                            char *err, size_t errlen);
 const char *rl_run_dir(const struct rl_run *r);
+/* The run's task names: the keys that fix each task's colour in its charts
+ * (svg_series_color), so the charts agree with others drawn from the same
+ * names (eval.svg). Unset: the names found in metrics.jsonl. */
+void rl_run_set_task_names(struct rl_run *r, const char *const *names, int n);
 /* Append one step's line (one write, then fsync) and show progress. The
  * keys "reward", "accuracy" and "episodes_per_s", when given, feed the
  * progress line. 0 or -1 (errno). */

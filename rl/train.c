@@ -1111,6 +1111,20 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
     return rcode;
 }
 
+/* The run's task names, training set's then any only the held-out set has:
+ * the keys that give each task one colour in every chart of the run. */
+static int run_task_names(const struct task_set *train, const struct task_set *val, const char **names, int max) {
+    int n = task_names(train, names, max);
+    const char *more[MAX_SHAPES];
+    int nm = task_names(val, more, MAX_SHAPES);
+    for (int i = 0; i < nm && n < max; i++) {
+        int k;
+        for (k = 0; k < n && strcmp(names[k], more[i]); k++) {}
+        if (k == n) names[n++] = more[i];
+    }
+    return n;
+}
+
 /* ---- the table and the eval chart ------------------------------------------------------------- */
 
 static void print_tables(const struct eval_table *t, const char *const *stage, int nst, const char *split) {
@@ -1141,29 +1155,47 @@ static void print_tables(const struct eval_table *t, const char *const *stage, i
     printf("\n");
 }
 
-static void eval_chart(const char *dir, const struct eval_table *t, const char *const *stage, int nst) {
-    const struct eval_table *base = &t[nst - 1];
-    if (!base->valid) return;
-    int ns = base->n + 1;
-    struct svg_series *se = xcalloc((size_t)ns, sizeof *se);
-    double *xs = xcalloc((size_t)ns * nst, sizeof *xs), *ys = xcalloc((size_t)ns * nst, sizeof *ys);
-    for (int i = 0; i < ns; i++) {
-        for (int k = 0; k < nst; k++) {
-            xs[i * nst + k] = k;
-            ys[i * nst + k] = NAN;
-            if (!t[k].valid) continue;
-            for (int r = 0; r <= t[k].n; r++)
-                if (!strcmp(t[k].task[r], base->task[i])) ys[i * nst + k] = t[k].acc[r];
+/* How eval.svg names each stage of stage[] (before_sft, after_sft, after_rl). */
+static const char *const stage_label[3] = {"base", "after SFT", "after RL"};
+
+/* eval.svg: held-out accuracy as grouped bars, one group per stage that ran
+ * (named, with its n), one bar per task and the overall; colours from the
+ * run's task names, as in reward.svg and accuracy.svg. */
+static void eval_chart(const char *dir, const struct eval_table *t, int nst, const char *const *keys, int nkeys) {
+    struct svg_bar_group g[3];
+    int gi[3], ng = 0;
+    for (int k = 0; k < nst && k < 3; k++)
+        if (t[k].valid) gi[ng] = k, g[ng++] = (struct svg_bar_group){stage_label[k], t[k].count[t[k].n]};
+    if (ng == 0) return;
+    /* the tasks of every stage that ran, in order of first appearance; "all" last */
+    const char *task[MAX_SHAPES + 1];
+    int nt = 0;
+    for (int q = 0; q < ng; q++)
+        for (int r = 0; r < t[gi[q]].n; r++) {
+            int i;
+            for (i = 0; i < nt && strcmp(task[i], t[gi[q]].task[r]); i++) {}
+            if (i == nt && nt < MAX_SHAPES) task[nt++] = t[gi[q]].task[r];
         }
-        se[i] = (struct svg_series){base->task[i], xs + i * nst, ys + i * nst, nst};
+    task[nt++] = "all";
+    struct svg_bar_series *se = xcalloc((size_t)nt, sizeof *se);
+    double *v = xcalloc((size_t)nt * ng, sizeof *v);
+    long *n = xcalloc((size_t)nt * ng, sizeof *n);
+    for (int i = 0; i < nt; i++) {
+        for (int q = 0; q < ng; q++) {
+            const struct eval_table *e = &t[gi[q]];
+            v[i * ng + q] = NAN; /* a task a stage did not evaluate has no bar */
+            for (int r = 0; r <= e->n; r++)
+                if (!strcmp(e->task[r], task[i])) v[i * ng + q] = e->acc[r], n[i * ng + q] = e->count[r];
+        }
+        se[i] = (struct svg_bar_series){task[i], v + i * ng, n + i * ng};
     }
-    char title[160];
-    snprintf(title, sizeof title, "held-out accuracy: %s (0), %s (1), %s (2)", stage[0], stage[1], stage[2]);
-    struct svg_chart_opts o = {.title = title, .xlabel = "stage", .ylabel = "accuracy", .ymin = 0, .ymax = 1};
-    char *svg = svg_line_chart(&o, se, ns);
+    struct svg_chart_opts o = {.title = "Held-out accuracy per task by stage",
+                               .subtitle = "greedy decoding, one episode per held-out task; n = episodes scored",
+                               .ylabel = "accuracy", .ymin = 0, .ymax = 1, .color_keys = keys, .ncolor_keys = nkeys};
+    char *svg = svg_bar_chart(&o, g, ng, se, nt);
     char *p = xasprintf("%s/eval.svg", dir);
     rl_write_atomic(p, svg, strlen(svg));
-    free(p), free(svg), free(se), free(xs), free(ys);
+    free(p), free(svg), free(se), free(v), free(n);
 }
 
 /* ---- the command ---------------------------------------------------------------------------- */
@@ -1327,6 +1359,8 @@ static int run_job(struct train_cfg *c) {
             fprintf(stderr, "viv %s: %s\n", cmd, err);
             goto out;
         }
+        const char *keys[MAX_SHAPES];
+        rl_run_set_task_names(j.run, keys, run_task_names(&j.train, &j.val, keys, MAX_SHAPES));
     }
     /* 3. vivd */
     {
@@ -1441,7 +1475,10 @@ static int run_job(struct train_cfg *c) {
         rc = 0;
         goto out;
     }
-    eval_chart(j.dir, tab, stage, 3);
+    {
+        const char *keys[MAX_SHAPES];
+        eval_chart(j.dir, tab, 3, keys, run_task_names(&j.train, &j.val, keys, MAX_SHAPES));
+    }
     print_tables(tab, stage, 3, c->eval_split);
     printf("\nrun: %s  (%.1f min)\n", j.dir, (now_ms() - j.t0) / 60000.0);
     printf("charts: %s/reward.svg %s/accuracy.svg %s/eval.svg\n", j.dir, j.dir, j.dir);

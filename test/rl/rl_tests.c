@@ -48,16 +48,23 @@ static char *slurp(const char *path) {
     return s;
 }
 
-/* Run check_svg.py; 0 when the file is a valid chart with these series. */
-static int check_svg(const char *file, const char *names, const char *counts, char *why, size_t wl) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 test/rl/check_svg.py '%s' '%s' '%s' 2>&1", file, names, counts);
+/* Run check_svg.py with these arguments (shell words); 0 when it says valid. */
+static int check_svg_args(const char *args, char *why, size_t wl) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 test/rl/check_svg.py %s 2>&1", args);
     FILE *p = popen(cmd, "r");
     if (!p) return -1;
     why[0] = 0;
     if (!fgets(why, (int)wl, p)) why[0] = 0;
     int st = pclose(p);
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+/* Run check_svg.py; 0 when the file is a valid line chart with these series. */
+static int check_svg(const char *file, const char *names, const char *counts, char *why, size_t wl) {
+    char args[768];
+    snprintf(args, sizeof args, "'%s' '%s' '%s'", file, names, counts);
+    return check_svg_args(args, why, wl);
 }
 
 static int count_dir(const char *dir, const char *needle) {
@@ -165,9 +172,21 @@ static void test_run_directory(void) {
     cJSON_Delete(a), free(txt);
     /* charts */
     snprintf(path, sizeof path, "%s/exp1/reward.svg", root);
-    CHECK(check_svg(path, "all,gwas,lab_bench|dbqa", "5,5,5", why, sizeof why) == 0, "reward.svg: %s", why);
+    CHECK(check_svg(path, "all,gwas,lab_bench|dbqa", "5,5,5", why, sizeof why) != 0 && strstr(why, "smoothed"),
+          "reward.svg passed as a chart without smoothing: %s", why);
+    /* reward.svg: each step thin, the centred average bold, and captions
+     * saying what the reward is and that rollouts are noisy */
+    char args[768];
+    snprintf(args, sizeof args,
+             "'%s' 'all,gwas,lab_bench|dbqa' 5,5,5 --smoothed --caption 'correctness (0-1) + format (0-1), so 0-2' "
+             "--caption 'rollout rewards are noisy' --caption 'centred moving average over 3 steps'",
+             path);
+    CHECK(check_svg_args(args, why, sizeof why) == 0, "reward.svg: %s", why);
     snprintf(path, sizeof path, "%s/exp1/accuracy.svg", root);
     CHECK(check_svg(path, "all,gwas,lab_bench|dbqa", "5,5,5", why, sizeof why) == 0, "accuracy.svg: %s", why);
+    /* one colour per task in both charts */
+    snprintf(args, sizeof args, "--same-colors '%s/exp1/reward.svg' '%s/exp1/accuracy.svg'", root, root);
+    CHECK(check_svg_args(args, why, sizeof why) == 0, "colours: %s", why);
     /* progress: plain lines when not a TTY */
     rewind(prog);
     char line[256];
@@ -188,13 +207,89 @@ static void test_run_directory(void) {
     CHECK(rl_run_log_step(r, 6, kv, 2, NULL, 0) == 0, "log");
     CHECK(rl_run_write_charts(r, err, sizeof err) == 0, "%s", err);
     snprintf(path, sizeof path, "%s/exp1/reward.svg", root);
-    CHECK(check_svg(path, "all,gwas,lab_bench|dbqa", "6,5,5", why, sizeof why) == 0, "after resume: %s", why);
+    snprintf(args, sizeof args, "'%s' 'all,gwas,lab_bench|dbqa' 6,5,5 --smoothed", path);
+    CHECK(check_svg_args(args, why, sizeof why) == 0, "after resume: %s", why);
     rl_run_close(r);
     snprintf(path, sizeof path, "%s/exp1", root);
     CHECK(count_dir(path, ".tmp.") == 0, "temp files left behind");
     /* names that would escape the runs directory are refused */
     CHECK(!rl_run_open(root, "../evil", cfg, 0, err, sizeof err) && strstr(err, "run name"), "accepted ../evil");
     CHECK(!rl_run_open(root, "x", "{not json", 0, err, sizeof err), "accepted a bad config");
+}
+
+/* eval.svg's form: grouped bars, one group per stage named with its n, one
+ * bar per task; names escaped; the checker rejects wrong labels or n. */
+static void test_svg_bar_chart(void) {
+    make_tmp();
+    char path[128], args[768], why[512];
+    snprintf(path, sizeof path, "%s/bars.svg", tmp);
+    struct svg_bar_group g[] = {{"base", 7}, {"after SFT", 7}, {"after <RL> & \"more\"", 6}};
+    double va[] = {0.1, 0.5, 0.75}, vb[] = {0, NAN, 1}, vall[] = {0.05, 0.4, 0.8};
+    long na[] = {4, 4, 3}, nb[] = {3, 3, 3}, nall[] = {7, 7, 6};
+    struct svg_bar_series s[] = {{"dbqa", va, na}, {"seq<qa>", vb, nb}, {"all", vall, nall}};
+    const char *keys[] = {"seq<qa>", "dbqa"};
+    struct svg_chart_opts o = {.title = "Held-out accuracy per task by stage", .subtitle = "greedy\nn = episodes scored",
+                               .ylabel = "accuracy", .ymin = 0, .ymax = 1, .color_keys = keys, .ncolor_keys = 2};
+    char *svg = svg_bar_chart(&o, g, 3, s, 3);
+    CHECK(rl_write_atomic(path, svg, strlen(svg)) == 0, "write");
+    free(svg);
+    snprintf(args, sizeof args,
+             "--bars '%s' 'base,after SFT,after <RL> & \"more\"' 7,7,6 'dbqa,seq<qa>,all' --caption 'n = episodes'", path);
+    CHECK(check_svg_args(args, why, sizeof why) == 0, "bars: %s", why);
+    snprintf(args, sizeof args, "--bars '%s' 'base,after SFT,after RL' 7,7,6 'dbqa,seq<qa>,all'", path);
+    CHECK(check_svg_args(args, why, sizeof why) != 0, "the checker accepted wrong stage names");
+    snprintf(args, sizeof args, "--bars '%s' 'base,after SFT,after <RL> & \"more\"' 7,7,7 'dbqa,seq<qa>,all'", path);
+    CHECK(check_svg_args(args, why, sizeof why) != 0, "the checker accepted a wrong n");
+    /* the unmeasured value (NaN) has no bar; the measured zero has one */
+    char *txt = slurp(path);
+    int nbars = 0;
+    for (char *q = txt; q && (q = strstr(q, "class=\"bar\"")); q++) nbars++;
+    CHECK(nbars == 8, "%d bars, 8 expected (9 values, one NaN)", nbars);
+    free(txt);
+    /* a line chart with the same keys, other series in another order: the
+     * same colour per name; with other keys the checker sees the difference */
+    double x[] = {1, 2, 3}, y[] = {0.2, 0.4, 0.3};
+    struct svg_series ls[] = {{"seq<qa>", x, y, 3}, {"all", x, y, 3}, {"dbqa", x, y, 3}};
+    struct svg_chart_opts lo = {.title = "t", .xlabel = "step", .ylabel = "r", .color_keys = keys, .ncolor_keys = 2};
+    char lpath[160];
+    snprintf(lpath, sizeof lpath, "%s/line.svg", tmp);
+    svg = svg_line_chart(&lo, ls, 3);
+    CHECK(rl_write_atomic(lpath, svg, strlen(svg)) == 0, "write");
+    free(svg);
+    snprintf(args, sizeof args, "--same-colors '%s' '%s'", path, lpath);
+    CHECK(check_svg_args(args, why, sizeof why) == 0, "colours across charts: %s", why);
+    const char *other[] = {"aaa", "dbqa", "seq<qa>"};
+    lo.color_keys = other, lo.ncolor_keys = 3;
+    svg = svg_line_chart(&lo, ls, 3);
+    CHECK(rl_write_atomic(lpath, svg, strlen(svg)) == 0, "write");
+    free(svg);
+    CHECK(check_svg_args(args, why, sizeof why) != 0, "the checker accepted different colours for one task");
+    /* no groups, no series: still a valid document */
+    svg = svg_bar_chart(&o, NULL, 0, NULL, 0);
+    CHECK(svg && strstr(svg, "</svg>"), "empty bar chart");
+    free(svg);
+}
+
+/* The palette: the overall apart, distinct colours for up to 10 keys
+ * whatever their order; the smoothing a centred mean that keeps gaps. */
+static void test_colors_and_smoothing(void) {
+    const char *k1[] = {"seqqa", "dbqa", "causal_gene", "variant_prioritization", "rare_disease",
+                        "patient_gene_detection", "screen_gene_retrieval"};
+    const char *k2[] = {"screen_gene_retrieval", "rare_disease", "dbqa", "dbqa", "all", "seqqa", "causal_gene",
+                        "variant_prioritization", "patient_gene_detection"};
+    for (int i = 0; i < 7; i++) {
+        const char *c = svg_series_color(k1[i], k1, 7);
+        CHECK(strcmp(c, svg_series_color(k1[i], k2, 9)) == 0, "%s: colour depends on the keys' order", k1[i]);
+        CHECK(strcmp(c, svg_series_color("all", k1, 7)) != 0, "%s has the overall's colour", k1[i]);
+        for (int j = 0; j < i; j++)
+            CHECK(strcmp(c, svg_series_color(k1[j], k1, 7)) != 0, "%s and %s share %s", k1[i], k1[j], c);
+    }
+    double y[] = {0, 1, NAN, 3, 5, 7}, out[6];
+    svg_smooth_centred(y, 6, 3, out);
+    CHECK(out[0] == 0.5 && out[1] == 0.5 && isnan(out[2]) && out[3] == 4 && out[4] == 5 && out[5] == 6,
+          "smoothed %g %g %g %g %g %g", out[0], out[1], out[2], out[3], out[4], out[5]);
+    svg_smooth_centred(y, 6, 1, out);
+    CHECK(out[1] == 1 && out[5] == 7, "window 1 changed the series");
 }
 
 static void test_progress_tty(void) {
@@ -287,6 +382,8 @@ int main(int argc, char **argv) {
     static const struct test_case tests[] = {
         {"svg_nice_ticks", test_nice_ticks},
         {"svg_chart_valid_xml", test_svg_chart_valid},
+        {"svg_bar_chart_stages", test_svg_bar_chart},
+        {"svg_colors_and_smoothing", test_colors_and_smoothing},
         {"metrics_run_directory", test_run_directory},
         {"metrics_progress_line", test_progress_tty},
         {"atomic_write_no_torn_reads", test_atomic_write_no_torn_reads},

@@ -51,7 +51,23 @@ for st in ("before_sft", "after_sft", "after_rl"):
 for svg in ("reward.svg", "accuracy.svg", "eval.svg"):
     root = ET.parse(f"{d}/{svg}").getroot()
     assert root.tag.endswith("svg"), svg
-    assert root.findall(".//{http://www.w3.org/2000/svg}polyline") or "polyline" in open(f"{d}/{svg}").read(), svg
+for svg in ("reward.svg", "accuracy.svg"):
+    assert ET.parse(f"{d}/{svg}").getroot().findall(".//{http://www.w3.org/2000/svg}polyline"), svg
+# eval.svg: grouped bars per stage, named, with its n; a task keeps its colour across charts
+import subprocess
+chk = lambda *a: subprocess.run(["/usr/bin/python3", "test/rl/check_svg.py", *a], capture_output=True, text=True).stdout.strip()
+tasks = [r["task"] for r in json.load(open(f"{d}/eval_before_sft.json"))["per_task"]]
+out = chk("--bars", f"{d}/eval.svg", "base,after SFT,after RL", "7,7,7", ",".join(tasks + ["all"]))
+assert out == "valid", "eval.svg: " + out
+for other in ("reward.svg", "accuracy.svg"):
+    out = chk("--same-colors", f"{d}/eval.svg", f"{d}/{other}")
+    assert out == "valid", "eval.svg vs " + other + ": " + out
+order = ["all"]
+for l in lines:
+    order += [t for t in l["tasks"] if t not in order]
+out = chk(f"{d}/reward.svg", ",".join(order), "", "--smoothed", "--caption", "correctness (0-1) + format (0-1), so 0-2",
+          "--caption", "rollout rewards are noisy")
+assert out == "valid", "reward.svg: " + out
 latest = open(f"{d}/checkpoints/latest").read().strip()
 assert latest == "step-000004", latest
 ck = f"{d}/checkpoints/{latest}"
