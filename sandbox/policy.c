@@ -573,3 +573,8 @@ int policy_check_runnable(const struct policy *p, char *err, size_t errlen) {
     return fail_with(err, errlen, "policy '%s': seccomp.syscalls lacks execve, so its command could never be executed "
                                   "(add \"execve\" to the list)", p->name);
 }
+
+long policy_call_timeout_ms(const struct policy *p, long requested) {
+    long t = requested > 0 ? requested : p->limits.timeout_ms;
+    return t > p->limits.timeout_ms_max ? p->limits.timeout_ms_max : t;
+}

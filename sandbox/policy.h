@@ -108,6 +108,12 @@ const char *const *policy_never_allowed(void);
  * be checked without running it); running one is refused. */
 int policy_check_runnable(const struct policy *p, char *err, size_t errlen);
 
+/* A call's deadline under this policy: `requested` ms, or the policy's
+ * default when requested <= 0, capped at the policy's maximum. The one
+ * owner of that rule for vivd's requests (`viv run` refuses past the
+ * maximum instead: jail_run checks it for every path). */
+long policy_call_timeout_ms(const struct policy *p, long requested);
+
 /* Print the effective policy as indented JSON (viv policy check). */
 char *policy_to_json(const struct policy *p);
 

@@ -374,7 +374,7 @@ static bool start_on_zygote(struct job *j) {
     struct zygote *z = idle_zygote(j->lp);
     if (!z) return false;
     const struct policy *p = &j->lp->policy;
-    long t = j->req.timeout_ms > 0 ? j->req.timeout_ms : p->limits.timeout_ms;
+    long t = policy_call_timeout_ms(p, j->req.timeout_ms);
     size_t n;
     char *frame = warm_call_frame(t, p->limits.memory_mb, j->req.code, j->req.code_len, &n);
     int rc = send_frame(z->fd, frame, n);
@@ -780,8 +780,7 @@ static bool session_exec(struct conn *c, struct rpc_request *req) {
         conn_send_error(c, req->id_json, "busy", "the session is running another call (one call at a time per session)");
         return false;
     }
-    long t = req->timeout_ms > 0 ? req->timeout_ms : p->limits.timeout_ms;
-    if (t > p->limits.timeout_ms_max) t = p->limits.timeout_ms_max;
+    long t = policy_call_timeout_ms(p, req->timeout_ms);
     size_t n;
     char *frame = warm_call_frame(t, p->limits.memory_mb, req->code, req->code_len, &n);
     int rc = send_frame(s->fd, frame, n);
@@ -1023,8 +1022,7 @@ static void handle_line(struct conn *c, const char *line, size_t len) {
             log_request(c, &req, 0, "busy");
             break;
         }
-        /* The deadline asked for is capped by the policy's maximum. */
-        if (req.timeout_ms > lp->policy.limits.timeout_ms_max) req.timeout_ms = lp->policy.limits.timeout_ms_max;
+        req.timeout_ms = policy_call_timeout_ms(&lp->policy, req.timeout_ms);
         struct job *j = xcalloc(1, sizeof *j);
         j->conn = c;
         j->req = req;
