@@ -204,6 +204,19 @@ int cmd_gen(int argc, char **argv) {
     int prc = args_parse(&gen_cmd, argc, argv, NULL);
     if (prc) return prc == ARGS_HELP ? 0 : 2;
     if (!ga.model || !ga.prompt_ids == !ga.prompt) return args_error(&gen_cmd, "--model and one of --prompt or --prompt-ids are required");
+    /* the flags first: a bad --device is said before the model is looked for */
+    const char *device = ga.device;
+    if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
+        fprintf(stderr, "viv gen: --device must be cpu or cuda\n");
+        return 2;
+    }
+#ifndef VIV_CUDA
+    if (!strcmp(device, "cuda")) {
+        fprintf(stderr, "viv gen: --device cuda: this viv was built without CUDA; use bin/viv-cuda "
+                        "(./build.sh --cuda, needs nvcc)\n");
+        return 2;
+    }
+#endif
     char rerr[512];
     char *model_dir = qwen3_model_dir_resolve(ga.model, rerr, sizeof rerr);
     if (!model_dir) {
@@ -217,20 +230,9 @@ int cmd_gen(int argc, char **argv) {
 
 /* viv gen with the flags parsed and the model directory found */
 static int gen_main(const char *model) {
-    const char *prompt_ids = ga.prompt_ids, *prompt = ga.prompt, *stop_s = ga.stop_s, *device = ga.device;
+    const char *prompt_ids = ga.prompt_ids, *prompt = ga.prompt, *stop_s = ga.stop_s;
     double max_tokens = ga.max_tokens, temperature = ga.temperature, top_p = ga.top_p, top_k = ga.top_k, seed = ga.seed,
            threads = ga.threads;
-    if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
-        fprintf(stderr, "viv gen: --device must be cpu or cuda\n");
-        return 2;
-    }
-#ifndef VIV_CUDA
-    if (!strcmp(device, "cuda")) {
-        fprintf(stderr, "viv gen: --device cuda: this viv was built without CUDA; use bin/viv-cuda "
-                        "(./build.sh --cuda, needs nvcc)\n");
-        return 2;
-    }
-#endif
     int32_t *ids = NULL, *stops = NULL;
     int n = 0, n_stop = 0;
     struct tokenizer *tok = NULL;
@@ -278,7 +280,7 @@ static int gen_main(const char *model) {
     else o.stop_ids = d.stops, o.n_stop = d.n_stop;
     int rc;
 #ifdef VIV_CUDA
-    if (!strcmp(device, "cuda")) rc = gen_cuda(m, ids, n, &o);
+    if (!strcmp(ga.device, "cuda")) rc = gen_cuda(m, ids, n, &o);
     else
 #endif
         rc = gen_from_ids(m, ids, n, &o);

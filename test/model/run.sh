@@ -75,6 +75,6 @@ if [ ${#gt[@]} -eq 6 ] && [ "$got" = "$want" ]; then echo "ok - viv gen takes gr
 else echo "not ok - viv gen takes greedy and stop ids from generation_config.json: got '$got', want '$want' (greedy: '$g')"; fail=1; fi
 check "viv gen refuses an id outside the vocabulary" 2 'outside the vocabulary' $viv gen --model "$m" --prompt-ids 1,999
 check "viv gen refuses malformed ids" 2 'comma-separated' $viv gen --model "$m" --prompt-ids 1,,x
-check "viv gen names a missing model" 1 'config.json' $viv gen --model "$fx/nope" --prompt-ids 1
+check "viv gen names a missing model" 2 'model directory not found' $viv gen --model "$fx/nope" --prompt-ids 1
 check "viv gen needs --model" 2 'required' $viv gen --prompt-ids 1
 exit $fail
