@@ -44,7 +44,9 @@
 # request can open their /proc entries (root, cwd, fd, mem) or write their
 # per-process knobs; each request child becomes dumpable again only once it
 # is alone in its own namespaces.
-import ctypes, json, os, select, signal, sys, time
+# Everything a request child needs is imported here, once: an import in the
+# child would be paid on every request's path (traceback alone ~1 ms).
+import builtins, ctypes, json, os, resource, select, signal, sys, time, traceback, types
 
 CFG = json.loads(_VIV_CFG)  # noqa: F821 (prepended by the worker)
 libc = ctypes.CDLL(None, use_errno=True)
@@ -148,10 +150,12 @@ def drop_capabilities():
         raise OSError(0, 'capabilities survived the drop: %r' % left)
 
 
-def set_limits(memory_mb, timeout_ms):
-    import resource
+def vm_size_kb():
     with open('/proc/self/status') as f:
-        vm_kb = next(int(l.split()[1]) for l in f if l.startswith('VmSize:'))
+        return next(int(l.split()[1]) for l in f if l.startswith('VmSize:'))
+
+
+def set_limits(memory_mb, timeout_ms, vm_kb):
     # The child starts as a copy of the zygote's address space: it may grow by memory_mb.
     as_bytes = (vm_kb * 1024) + memory_mb * (1 << 20)
     hard_as = resource.getrlimit(resource.RLIMIT_AS)[1]
@@ -206,9 +210,10 @@ def child_main(req, out, err, st_w):
         drop_capabilities()
         if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(FPROG), 0, 0) != 0:
             fail('install the seccomp filter')
+        vm_kb = vm_size_kb()  # measured while waiting, off the request's path
         n, timeout_ms, memory_mb = map(int, read_line(req).split())
         code = read_exact(req, n)
-        set_limits(memory_mb, timeout_ms)
+        set_limits(memory_mb, timeout_ms, vm_kb)
         os.write(st_w, b'S %d\n' % timeout_ms)
         nul = os.open('/dev/null', os.O_RDWR)
         os.dup2(nul, 0), os.dup2(out, 1), os.dup2(err, 2)
@@ -227,7 +232,6 @@ def child_main(req, out, err, st_w):
 def run_code(code):
     """Run the code as python3 would run /work/main.py: a fresh __main__,
     the file on disk for tracebacks, SystemExit as the exit status."""
-    import builtins, traceback, types
     with open('/work/main.py', 'wb') as f:
         f.write(code)
     mod = types.ModuleType('__main__')
@@ -331,6 +335,15 @@ def request_cpu_ms(roots):
     return total * TICK_MS
 
 
+def has_children(pid):
+    """Does `pid` have children (one small /proc file; True when unsure)?"""
+    try:
+        with open('/proc/%d/task/%d/children' % (pid, pid), 'rb') as f:
+            return bool(f.read().strip())
+    except OSError:
+        return True
+
+
 def wait_exit(pidfd, deadline, budget_ms, roots):
     """Wait until the request child behind `pidfd` has ended, `deadline`
     (monotonic seconds) passes, or its tree has spent `budget_ms` of CPU:
@@ -391,7 +404,8 @@ def serve(req, resp, holder):
         # child before the pid 1: a dying pid 1 waits until every process of
         # its namespace has been reaped.)
         rc, sig, cpu, rss = wait_status(pid)
-        cpu += request_cpu_ms((pid, ns_init))  # what its orphans spent (it is reaped: not counted twice)
+        if has_children(ns_init):  # its orphans: what they spent (the child is reaped: not counted twice)
+            cpu += request_cpu_ms((pid, ns_init))
         if timed_out:
             rc, sig = -1, signal.SIGKILL
         os.kill(ns_init, signal.SIGKILL)

@@ -78,7 +78,7 @@ add("bwrap: pandas snippet", timed(lambda: run(bwrap + ["/usr/bin/python3", "-I"
 add("vivd ping round trip (client <-> vivd)", timed(lambda: c.ping(), n))
 rows.append({"name": "worker's wall_ms of a zygote pass (worker -> zygote -> answer)", "median_ms": statistics.median(walls[-n:]),
              "p99_ms": pct(walls[-n:], 0.99), "runs": n})
-fork_ms = subprocess.run(["python3", "-c", "import pandas, os, time\n"
+fork_ms = subprocess.run(["/usr/bin/python3", "-c", "import pandas, os, time\n"
                           "ts = []\n"
                           "for _ in range(%d):\n"
                           "    t = time.perf_counter(); p = os.fork()\n"
