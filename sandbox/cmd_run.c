@@ -282,10 +282,24 @@ int cmd_run(int argc, char **argv) {
     return rc;
 }
 
-static const char policy_usage[] =
-    "usage: viv policy check NAME|FILE [--bpf]   validate and print the effective policy\n"
-    "       viv policy list                      the built-in policies\n"
-    "       viv policy bpf NAME|FILE OUT         write the compiled seccomp program (raw) to OUT\n";
+static int policy_bpf_flag;
+static const struct arg_opt policy_opts[] = {
+    {"--bpf", ARG_FLAG, &policy_bpf_flag, 0, 0, NULL, "with check: print the compiled seccomp filter instead of the policy"},
+    {0},
+};
+static const struct arg_cmd policy_cmd = {
+    .prog = "viv policy",
+    .synopsis = "viv policy check NAME|FILE [--bpf]   validate and print the effective policy\n"
+                "       viv policy list                      the built-in policies\n"
+                "       viv policy bpf NAME|FILE OUT         write the compiled seccomp program (raw) to OUT",
+    .about = "Policies say what a tool's jail runs, mounts, allows and limits (docs/sandbox.md#policies).\n"
+             "check exits 2 with FILE: KEY: problem for a policy that does not validate.\n",
+    .opts = policy_opts,
+    .examples = "  viv policy list\n"
+                "  viv policy check python\n"
+                "  viv policy check my-tool.json --bpf\n",
+    .max_positional = 3,
+};
 
 /* viv policy bpf: the build uses it to precompile the built-in policies. */
 static int write_policy_bpf(const char *name, const char *out) {
@@ -312,33 +326,49 @@ static int write_policy_bpf(const char *name, const char *out) {
 }
 
 int cmd_policy(int argc, char **argv) {
-    if (argc == 4 && strcmp(argv[1], "bpf") == 0) return write_policy_bpf(argv[2], argv[3]);
-    if (argc >= 2 && strcmp(argv[1], "list") == 0 && argc == 2) {
+    policy_bpf_flag = 0;
+    struct args_rest rest;
+    int prc = args_parse(&policy_cmd, argc, argv, &rest);
+    if (prc) return prc == ARGS_HELP ? 0 : 2;
+    const char *action = rest.npos ? rest.pos[0] : NULL;
+    int nargs = rest.npos - 1;
+    char **args = rest.pos + 1;
+    int rc;
+    static const char *const actions[] = {"check", "list", "bpf", NULL};
+    if (!action) {
+        rc = args_error(&policy_cmd, "give an action: check, list or bpf");
+    } else if (strcmp(action, "bpf") == 0 && nargs == 2 && !policy_bpf_flag) {
+        rc = write_policy_bpf(args[0], args[1]);
+    } else if (strcmp(action, "list") == 0 && nargs == 0 && !policy_bpf_flag) {
         for (const char *const *n = policy_builtin_names(); *n; n++) puts(*n);
-        return 0;
-    }
-    if (argc >= 3 && strcmp(argv[1], "check") == 0 && (argc == 3 || (argc == 4 && strcmp(argv[3], "--bpf") == 0))) {
+        rc = 0;
+    } else if (strcmp(action, "check") == 0 && nargs == 1) {
         struct policy p;
         char err[1024];
-        if (policy_load(argv[2], &p, err, sizeof err)) {
+        if (policy_load(args[0], &p, err, sizeof err)) {
             fprintf(stderr, "viv policy: %s\n", err);
-            return 2;
+            rc = 2;
+        } else {
+            char *text = policy_bpf_flag ? syscall_filter_describe(&p.seccomp, err, sizeof err) : policy_to_json(&p);
+            policy_free(&p);
+            if (!text) {
+                fprintf(stderr, "viv policy: %s\n", err);
+                rc = 1;
+            } else {
+                fputs(text, stdout);
+                if (!policy_bpf_flag) putchar('\n');
+                free(text);
+                rc = 0;
+            }
         }
-        char *text = argc == 4 ? syscall_filter_describe(&p.seccomp, err, sizeof err) : policy_to_json(&p);
-        policy_free(&p);
-        if (!text) {
-            fprintf(stderr, "viv policy: %s\n", err);
-            return 1;
-        }
-        fputs(text, stdout);
-        if (argc == 3) putchar('\n');
-        free(text);
-        return 0;
+    } else if (strcmp(action, "check") && strcmp(action, "list") && strcmp(action, "bpf")) {
+        const char *near = args_nearest(action, actions);
+        rc = near ? args_error(&policy_cmd, "unknown action '%s' (did you mean %s?)", action, near)
+                  : args_error(&policy_cmd, "unknown action '%s' (check, list or bpf)", action);
+    } else {
+        rc = args_error(&policy_cmd, "%s takes %s", action,
+                        !strcmp(action, "check") ? "one NAME|FILE (and --bpf)" : !strcmp(action, "bpf") ? "NAME|FILE OUT" : "no arguments");
     }
-    if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-        fputs(policy_usage, stdout);
-        return 0;
-    }
-    fputs(policy_usage, stderr);
-    return 2;
+    free(rest.pos);
+    return rc;
 }

@@ -109,6 +109,9 @@ errs_with did_you_mean_eval "(did you mean --concurrency?)" "$VIV" eval --concur
 errs_with did_you_mean_train "(did you mean --kl?)" "$VIV" train --kll 0.1
 errs_with did_you_mean_vivd "(did you mean --workers?)" "$VIVD" --workrs 3
 errs_with did_you_mean_command "unknown command 'evl' (did you mean eval?)" "$VIV" evl
+errs_with did_you_mean_policy_action "unknown action 'chek' (did you mean check?)" "$VIV" policy chek python
+errs_with policy_check_needs_a_name "check takes one NAME|FILE" "$VIV" policy check
+errs_with unknown_option_policy "viv policy: unknown option '--bogus' (see viv policy --help)" "$VIV" policy check python --bogus
 errs_with bad_value_eval_limit "--limit: '0' is not a whole number in [1, 10000000]" "$VIV" eval --limit 0
 errs_with bad_value_eval "--timeout-ms: 'abc' is not a whole number in [1, 3600000]" "$VIV" eval --timeout-ms abc
 errs_with bad_value_vivd "--workers: 'abc' is not a whole number in [1, 4096]" "$VIVD" --workers abc
@@ -136,6 +139,7 @@ help_lists() { # name want... -- cmd...
   ok "$name"
 }
 help_lists help_vivd --zygotes --data --auth-ms --version -- "$VIVD" --help
+help_lists help_policy --bpf check list bpf -- "$VIV" policy --help
 help_lists help_sft_lists_train_flags --sft-lr --vocab --teacher-model --overwrite --sandbox-token-file -- "$VIV" sft --help
 help_lists help_train --overwrite --resume --kl "default 0: off" -- "$VIV" train --help
 help_lists help_eval --timeout-ms "default 10000" --trajectories -- "$VIV" eval --help
