@@ -29,6 +29,8 @@
 # Without a GPU those print "skip - ...: no CUDA device". The comparison with
 # Hugging Face transformers is test/gpu/check_transformers.sh (needs a GPU,
 # torch and transformers; not part of this suite).
+# VIV_TEST_PART=long runs the long part alone instead: kemu's race check,
+# memcheck and access profile (test/run.sh's gpu-long, in `./build.sh test --full`).
 set -u
 cd "$(dirname "$0")/../.."
 NVCC=${NVCC:-/usr/local/cuda/bin/nvcc}
@@ -43,6 +45,92 @@ check() { # name, expected status, grep pattern for output, command...
   if [ "$rc" = "$want" ] && grep -qE "$pat" <<<"$out"; then echo "ok - $name"
   else echo "not ok - $name: status $rc, output: $(head -c 300 <<<"$out" | tr '\n' ' ')"; fail=1; fi
 }
+
+# The real kernels of kernels.cu / attention.cu(_tc) run on the CPU by kemu
+# (test/gpu/kemu: CUDA threads as fibers, warp shuffles and barriers
+# emulated; matmuls still hostsim's): kemu's own checks, then gpu_tests.c
+# (CPU vs CUDA logits, gradients, AdamW, decode; the training attention's
+# tensor-core and CUDA-core kernels vs fp64) with the kernels run once in
+# thread order and once in a shuffled order (a race between barriers shows
+# as a difference), the race check (race_tests.cu: the kernels under
+# ThreadSanitizer, every CUDA thread a fiber, barriers its release/acquire;
+# planted races must be reported, the model's kernels must be clean), the
+# memcheck (the same under AddressSanitizer: out-of-bounds accesses), then
+# the trainer's comparisons (train_gpu_tests.c).
+# ThreadSanitizer's runtime (gcc 12) refuses some kernels' address-space
+# randomisation ("unexpected memory mapping"); setarch -R turns it off for
+# the race-checked binaries alone
+# The model's kernels under kemu's access profile (test/gpu/kemu/prof.h) on
+# a Qwen3-shaped layer (head size 128): a training step with tensor-core
+# attention, the same with the CUDA-core kernels (VIV_ATTN=warp), and a
+# decode; no kernel's requests may move or wait for over 1.10x the sectors
+# and shared-memory passes their bytes need (access_check.py).
+kemu_access() {
+  local v=build/test/viv_kemu_prof d=$tmp/access
+  if [ ! -x "$v" ]; then echo "not ok - kemu-access: $v missing (make tests-full)"; fail=1; return; fi
+  mkdir -p "$d"
+  cat >"$d/config.json" <<'EOF'
+{"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 512, "hidden_size": 256,
+ "intermediate_size": 512, "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
+ "head_dim": 128, "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+ "tie_word_embeddings": true, "torch_dtype": "bfloat16"}
+EOF
+  local train=(cuda train-bench --config "$d/config.json" --batch 1 --seq 96 --steps 1)
+  if ! KEMU_PROF=$d/train.jsonl "$v" "${train[@]}" >"$d/log" 2>&1 ||
+     ! KEMU_PROF=$d/warp.jsonl VIV_ATTN=warp "$v" "${train[@]}" >>"$d/log" 2>&1 ||
+     ! KEMU_PROF=$d/decode.jsonl "$v" cuda decode-bench --config "$d/config.json" --seqs 4 --prompt 40 --gen 3 \
+       >>"$d/log" 2>&1; then
+    echo "not ok - kemu-access: a profiled run failed: $(tail -3 "$d/log" | tr '\n' ' ')"; fail=1; return
+  fi
+  python3 test/gpu/kemu/access_check.py 1.10 \
+    "train:$d/train.jsonl:attn_fwd_tc_kernel,attn_dq_tc_kernel,attn_dkv_tc_kernel,rmsnorm_fwd_kernel,xent_fwd_kernel,adamw_kernel" \
+    "train_warp:$d/warp.jsonl:attn_fwd_kernel,attn_dq_kernel,attn_dkv_kernel" \
+    "decode:$d/decode.jsonl:attn_decode_kernel,kv_store_kernel" || fail=1
+}
+norandom=()
+# which make target builds this part's binaries
+make_target=tests
+[ "${VIV_TEST_PART:-quick}" = long ] && make_target=tests-full
+setarch "$(uname -m)" -R true 2>/dev/null && norandom=(setarch "$(uname -m)" -R)
+kemu_run() { # label, binary, env...
+  local label=$1 bin=$2; shift 2
+  if [ ! -x "$bin" ]; then echo "not ok - $label: $bin missing (make $make_target)"; fail=1; return; fi
+  env "$@" "${norandom[@]}" "$bin" | sed -E "s/^(ok|not ok|skip) - (kemu: )?/\1 - $label: /"
+  [ "${PIPESTATUS[0]}" = 0 ] || fail=1
+}
+# The sanitizer and profile builds of kemu are the long part of this suite
+# (VIV_TEST_PART=long, test/run.sh's gpu-long): each runs every kernel
+# instrumented, minutes on two cores, and catches what the plain kemu
+# runs below cannot (races, out-of-bounds accesses, access costs).
+kemu_long() {
+  kemu_run kemu-race build/test/kemu_race_tests
+  # kemu's access profile (prof.h): hand-counted sectors and bank conflicts,
+  # then the model's kernels against their caps
+  kemu_run kemu-prof build/test/kemu_prof_tests
+  kemu_access
+  # kemu's memcheck (AddressSanitizer): planted out-of-bounds accesses
+  # reported, every launcher clean; then all of gpu_tests over it
+  kemu_run kemu-memcheck build/test/kemu_memcheck_tests
+  kemu_run kemu-memcheck-model build/test/gpu_kemu_memcheck_tests
+  # gpu_tests' model-level cases over the race-checked kernels: the model's
+  # own calls (shapes, buffers, in-place use); a report fails the case
+  if [ -x build/test/gpu_kemu_race_tests ]; then
+    "${norandom[@]}" build/test/gpu_kemu_race_tests forward_untied forward_tied grads_untied grads_tied grads_recompute \
+      grads_logprob_coef kv_decode_batched kv_matches_forward logits_chunked >"$tmp/race_model.log" 2>&1
+    rc=$?
+    sed -nE 's/^(ok|not ok|skip) - /\1 - kemu-race-model: /p' "$tmp/race_model.log"
+    if grep -q 'ThreadSanitizer\|runtime error' "$tmp/race_model.log" || [ $rc != 0 ]; then
+      echo "not ok - kemu-race-model: exit $rc, $(grep -m1 'SUMMARY: ThreadSanitizer\|runtime error' "$tmp/race_model.log")"; fail=1
+    fi
+  else
+    echo "not ok - kemu-race-model: build/test/gpu_kemu_race_tests missing (make tests-full)"; fail=1
+  fi
+}
+if [ "${VIV_TEST_PART:-quick}" = long ]; then
+  if command -v g++ >/dev/null || command -v clang++ >/dev/null; then kemu_long
+  else echo "skip - kemu-race, kemu-memcheck, kemu-prof: no C++ compiler (g++ or clang++) to build them"; fi
+  exit $fail
+fi
 
 # bin/viv: no CUDA in it, and it says so
 if [ -x bin/viv ]; then
@@ -72,81 +160,10 @@ else
   echo "not ok - hostsim: build/test/gpu_hostsim_tests missing (make tests)"; fail=1
 fi
 
-# The real kernels of kernels.cu / attention.cu(_tc) run on the CPU by kemu
-# (test/gpu/kemu: CUDA threads as fibers, warp shuffles and barriers
-# emulated; matmuls still hostsim's): kemu's own checks, then gpu_tests.c
-# (CPU vs CUDA logits, gradients, AdamW, decode; the training attention's
-# tensor-core and CUDA-core kernels vs fp64) with the kernels run once in
-# thread order and once in a shuffled order (a race between barriers shows
-# as a difference), the race check (race_tests.cu: the kernels under
-# ThreadSanitizer, every CUDA thread a fiber, barriers its release/acquire;
-# planted races must be reported, the model's kernels must be clean), the
-# memcheck (the same under AddressSanitizer: out-of-bounds accesses), then
-# the trainer's comparisons (train_gpu_tests.c).
-# ThreadSanitizer's runtime (gcc 12) refuses some kernels' address-space
-# randomisation ("unexpected memory mapping"); setarch -R turns it off for
-# the race-checked binaries alone
-# The model's kernels under kemu's access profile (test/gpu/kemu/prof.h) on
-# a Qwen3-shaped layer (head size 128): a training step with tensor-core
-# attention, the same with the CUDA-core kernels (VIV_ATTN=warp), and a
-# decode; no kernel's requests may move or wait for over 1.10x the sectors
-# and shared-memory passes their bytes need (access_check.py).
-kemu_access() {
-  local v=build/test/viv_kemu_prof d=$tmp/access
-  if [ ! -x "$v" ]; then echo "not ok - kemu-access: $v missing (make tests)"; fail=1; return; fi
-  mkdir -p "$d"
-  cat >"$d/config.json" <<'EOF'
-{"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 512, "hidden_size": 256,
- "intermediate_size": 512, "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
- "head_dim": 128, "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
- "tie_word_embeddings": true, "torch_dtype": "bfloat16"}
-EOF
-  local train=(cuda train-bench --config "$d/config.json" --batch 1 --seq 96 --steps 1)
-  if ! KEMU_PROF=$d/train.jsonl "$v" "${train[@]}" >"$d/log" 2>&1 ||
-     ! KEMU_PROF=$d/warp.jsonl VIV_ATTN=warp "$v" "${train[@]}" >>"$d/log" 2>&1 ||
-     ! KEMU_PROF=$d/decode.jsonl "$v" cuda decode-bench --config "$d/config.json" --seqs 4 --prompt 40 --gen 3 \
-       >>"$d/log" 2>&1; then
-    echo "not ok - kemu-access: a profiled run failed: $(tail -3 "$d/log" | tr '\n' ' ')"; fail=1; return
-  fi
-  python3 test/gpu/kemu/access_check.py 1.10 \
-    "train:$d/train.jsonl:attn_fwd_tc_kernel,attn_dq_tc_kernel,attn_dkv_tc_kernel,rmsnorm_fwd_kernel,xent_fwd_kernel,adamw_kernel" \
-    "train_warp:$d/warp.jsonl:attn_fwd_kernel,attn_dq_kernel,attn_dkv_kernel" \
-    "decode:$d/decode.jsonl:attn_decode_kernel,kv_store_kernel" || fail=1
-}
-norandom=()
-setarch "$(uname -m)" -R true 2>/dev/null && norandom=(setarch "$(uname -m)" -R)
-kemu_run() { # label, binary, env...
-  local label=$1 bin=$2; shift 2
-  if [ ! -x "$bin" ]; then echo "not ok - $label: $bin missing (make tests)"; fail=1; return; fi
-  env "$@" "${norandom[@]}" "$bin" | sed -E "s/^(ok|not ok|skip) - (kemu: )?/\1 - $label: /"
-  [ "${PIPESTATUS[0]}" = 0 ] || fail=1
-}
 if command -v g++ >/dev/null || command -v clang++ >/dev/null; then
   kemu_run kemu build/test/kemu_tests
   kemu_run kemu-kernels build/test/gpu_kemu_tests
   kemu_run kemu-kernels-shuffled build/test/gpu_kemu_tests KEMU_SHUFFLE=1
-  kemu_run kemu-race build/test/kemu_race_tests
-  # kemu's access profile (prof.h): hand-counted sectors and bank conflicts,
-  # then the model's kernels against their caps
-  kemu_run kemu-prof build/test/kemu_prof_tests
-  kemu_access
-  # kemu's memcheck (AddressSanitizer): planted out-of-bounds accesses
-  # reported, every launcher clean; then all of gpu_tests over it
-  kemu_run kemu-memcheck build/test/kemu_memcheck_tests
-  kemu_run kemu-memcheck-model build/test/gpu_kemu_memcheck_tests
-  # gpu_tests' model-level cases over the race-checked kernels: the model's
-  # own calls (shapes, buffers, in-place use); a report fails the case
-  if [ -x build/test/gpu_kemu_race_tests ]; then
-    "${norandom[@]}" build/test/gpu_kemu_race_tests forward_untied forward_tied grads_untied grads_tied grads_recompute \
-      grads_logprob_coef kv_decode_batched kv_matches_forward logits_chunked >"$tmp/race_model.log" 2>&1
-    rc=$?
-    sed -nE 's/^(ok|not ok|skip) - /\1 - kemu-race-model: /p' "$tmp/race_model.log"
-    if grep -q 'ThreadSanitizer\|runtime error' "$tmp/race_model.log" || [ $rc != 0 ]; then
-      echo "not ok - kemu-race-model: exit $rc, $(grep -m1 'SUMMARY: ThreadSanitizer\|runtime error' "$tmp/race_model.log")"; fail=1
-    fi
-  else
-    echo "not ok - kemu-race-model: build/test/gpu_kemu_race_tests missing (make tests)"; fail=1
-  fi
   kemu_run kemu-trainer build/test/train_gpu_kemu_tests
 fi
 
