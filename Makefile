@@ -4,6 +4,7 @@
 #   make all     bin/viv: static, musl
 #   make tests   test binaries, built with glibc + AddressSanitizer/UBSan,
 #                and an ASan copy of viv (build/asan/viv) for the attack suite
+#   make tests-full  what the long suites need besides (test/run.sh --full)
 MUSL ?= .deps/musl
 BUILD := build
 
@@ -19,6 +20,7 @@ VIV_SRC := rl/viv.c
 # <layer>/<layer>.mk: it appends its sources to VIV_SRC (linked into bin/viv),
 # its headers to HEADERS and its test binaries to EXTRA_TESTS.
 EXTRA_TESTS :=
+FULL_TESTS :=
 HEADERS := $(wildcard sandbox/*.h)
 include $(wildcard envs/*.mk model/*.mk model/cuda/*.mk rl/*.mk)
 POLICIES := $(sort $(wildcard policies/*.json))
@@ -124,10 +126,13 @@ $(BUILD)/test/attack_tests: test/attack/attack_tests.c test/harness.h
 
 tests: $(TEST_BINS) $(EXTRA_TESTS) $(BUILD)/asan/viv $(BUILD)/asan/vivd $(BUILD)/fuzz/fuzz_policy $(BUILD)/fuzz/fuzz_request $(BUILD)/fuzz/fuzz_http
 
+# what only the long suites run (test/run.sh --full)
+tests-full: $(FULL_TESTS)
+
 clean:
 	rm -rf $(BUILD) bin
 
-.PHONY: all tests clean
+.PHONY: all tests tests-full clean
 
 # --- fuzz targets (clang libFuzzer) -------------------------------------------
 FUZZ_CC := clang

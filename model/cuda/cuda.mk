@@ -245,10 +245,12 @@ $(BUILD)/test/viv_kemu_prof: $$(CUDA_HOST_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_PROF_OBJ
 	@mkdir -p $(@D)
 	$(HOSTSIM_CXX) -o $@ $(CUDA_HOST_OBJ) $(HOSTSIM_CU_OBJ) $(KEMU_PROF_OBJ) -lseccomp -lcap -lcjson $(HTTP_GLIBC_LIBS) -lm -lpthread
 
+# The sanitizer and profile builds are the long suite's (gpu-long): `make
+# tests-full` builds them, `make tests` leaves them out.
 ifneq ($(HOSTSIM_CXX),)
-EXTRA_TESTS += $(BUILD)/test/gpu_kemu_tests $(BUILD)/test/kemu_tests $(BUILD)/test/kemu_race_tests \
-               $(BUILD)/test/gpu_kemu_race_tests $(BUILD)/test/kemu_memcheck_tests $(BUILD)/test/gpu_kemu_memcheck_tests \
-               $(BUILD)/test/kemu_prof_tests $(BUILD)/test/viv_kemu_prof
+EXTRA_TESTS += $(BUILD)/test/gpu_kemu_tests $(BUILD)/test/kemu_tests
+FULL_TESTS += $(BUILD)/test/kemu_race_tests $(BUILD)/test/gpu_kemu_race_tests $(BUILD)/test/kemu_memcheck_tests \
+              $(BUILD)/test/gpu_kemu_memcheck_tests $(BUILD)/test/kemu_prof_tests $(BUILD)/test/viv_kemu_prof
 endif
 
 # test/gpu/train_gpu_tests.c: the trainer (rl/sft.c, rl/grpo_step.c,
