@@ -42,6 +42,19 @@ DEFAULT_SUITES=(unit cli attack-asan attack-static attack-rootless attack-zygote
 # layers with their own runner join the default run
 for r in test/*/run.sh; do [ -x "$r" ] && DEFAULT_SUITES+=("$(basename "$(dirname "$r")")"); done
 LONG_SUITES=(gpu-long vivd-long fuzz-long)
+# Side by side, the run ends when its longest suite does: the suites that
+# take longest start first (the order of the rest is kept).
+LONGEST_FIRST=(gpu-long gpu attack-zygote attack-session envs train vivd-static vivd-long vivd-asan)
+longest_first() {
+  local s f out=()
+  for f in "${LONGEST_FIRST[@]}"; do
+    for s in "$@"; do [ "$s" = "$f" ] && out+=("$s"); done
+  done
+  for s in "$@"; do
+    [[ " ${LONGEST_FIRST[*]} " == *" $s "* ]] || out+=("$s")
+  done
+  printf '%s\n' "${out[@]}"
+}
 # the load test needs seconds of a static daemon, minutes of an ASan one
 VIVD_LOAD_TEST=load_8_clients_10000_requests
 
@@ -73,6 +86,7 @@ known() { local s; for s in "${DEFAULT_SUITES[@]}" "${LONG_SUITES[@]}"; do [ "$s
 for s in "${suites[@]}"; do
   known "$s" || { echo "test/run.sh: unknown suite '$s'" >&2; usage; }
 done
+mapfile -t suites < <(longest_first "${suites[@]}")
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

@@ -29,8 +29,8 @@
 # Without a GPU those print "skip - ...: no CUDA device". The comparison with
 # Hugging Face transformers is test/gpu/check_transformers.sh (needs a GPU,
 # torch and transformers; not part of this suite).
-# VIV_TEST_PART=long runs the long part alone instead: kemu's race check,
-# memcheck and access profile (test/run.sh's gpu-long, in `./build.sh test --full`).
+# VIV_TEST_PART=long runs the long part alone instead: the trainer over kemu,
+# kemu's race check, memcheck and access profile (test/run.sh's gpu-long, in `./build.sh test --full`).
 set -u
 cd "$(dirname "$0")/../.."
 NVCC=${NVCC:-/usr/local/cuda/bin/nvcc}
@@ -98,11 +98,79 @@ kemu_run() { # label, binary, env...
   env "$@" "${norandom[@]}" "$bin" | sed -E "s/^(ok|not ok|skip) - (kemu: )?/\1 - $label: /"
   [ "${PIPESTATUS[0]}" = 0 ] || fail=1
 }
-# The sanitizer and profile builds of kemu are the long part of this suite
-# (VIV_TEST_PART=long, test/run.sh's gpu-long): each runs every kernel
-# instrumented, minutes on two cores, and catches what the plain kemu
-# runs below cannot (races, out-of-bounds accesses, access costs).
+# the trainer on the CUDA backend: a tiny `viv train --device cuda` run
+DATA=${VIV_TEST_DATA:-data}
+TINY=(--data "$DATA" --train-limit 14 --eval-limit 7 --samples 2 --tasks-per-step 2 --group 2 --sft-epochs 1
+      --max-turns 3 --max-turn-tokens 48 --max-context 1024 --vocab 400 --d-model 32 --layers 1 --heads 2
+      --kv-heads 1 --head-dim 16 --ffn 64 --ckpt-every 1 --threads 1)
+have_data() {
+  [ -f "$DATA/tasks/train.jsonl" ] || bin/viv data build --out "$DATA" >/dev/null 2>&1
+}
+# e2e_train NAME VIV [LAUNCHER...]: a tiny `train --device cuda` run with VIV
+# (a path) and the options in E2E_EXTRA, checked
+E2E_EXTRA=()
+e2e_train() {
+  local name=$1 viv=$2; shift 2
+  local d="$tmp/runs/$name"
+  if ! "$@" "$viv" train "${TINY[@]}" "${E2E_EXTRA[@]}" --runs "$tmp/runs" --name "$name" --device cuda --steps 2 --inject-nan-step 2 \
+       >"$tmp/$name.out" 2>"$tmp/$name.err"; then
+    echo "not ok - $name: viv train --device cuda failed: $(tail -3 "$tmp/$name.err" | tr '\n' ' ')"; fail=1; return 1
+  fi
+  local msg
+  msg=$(/usr/bin/python3 - "$d" <<'PYEOF' 2>&1
+import json, sys
+d = sys.argv[1]
+assert json.load(open(f"{d}/config.json"))["device"] == "cuda"
+lines = [json.loads(l) for l in open(f"{d}/metrics.jsonl")]
+assert [l["step"] for l in lines] == [1, 2], [l["step"] for l in lines]
+assert lines[1]["nan_skipped"] == 1 and lines[0]["nan_skipped"] == 0, "the injected NaN step was not skipped"
+assert open(f"{d}/checkpoints/latest").read().strip() == "step-000002"
+for st in ("before_sft", "after_sft", "after_rl"):
+    assert json.load(open(f"{d}/eval_{st}.json"))["overall"]["n"] == 7
+PYEOF
+)
+  if [ $? != 0 ]; then echo "not ok - $name: run files: $msg"; fail=1; return 1; fi
+  if ! grep -q 'training and decoding on cuda' "$tmp/$name.err"; then
+    echo "not ok - $name: it did not say it trains on cuda"; fail=1; return 1
+  fi
+  # the HF checkpoint, written from the device's weights, loads in the CPU model
+  if ! bin/viv gen --device cpu --model "$d/checkpoints/step-000002" --prompt-ids 1,2,3 --max-tokens 3 \
+       --temperature 0 >/dev/null 2>"$tmp/$name.gen"; then
+    echo "not ok - $name: the checkpoint does not load in bin/viv: $(tail -2 "$tmp/$name.gen" | tr '\n' ' ')"; fail=1; return 1
+  fi
+  echo "ok - $name: viv train --device cuda completes, skips an injected NaN step, its checkpoint loads on the CPU"
+}
+
+# The long part of this suite (VIV_TEST_PART=long, test/run.sh's gpu-long),
+# minutes each on two cores: the trainer over the real kernels under kemu,
+# and kemu's sanitizer and profile builds, which run every kernel
+# instrumented and catch what the plain kemu runs below cannot (races,
+# out-of-bounds accesses, access costs).
 kemu_long() {
+  # the trainer's comparisons (train_gpu_tests.c) and `viv train --device
+  # cuda` over the real kernels: the same run over hostsim is the quick
+  # part's, the kernels alone are kemu-kernels'
+  kemu_run kemu-trainer build/test/train_gpu_kemu_tests
+  # the end-to-end run of the hostsim part (below) with the real kernels
+  # under kemu, the NaN snapshot kept in host memory (the injected NaN step
+  # restores from it)
+  if [ ! -x build/test/viv_kemu ] || [ ! -x bin/vivd ]; then
+    echo "not ok - kemu-train: build/test/viv_kemu or bin/vivd missing (make tests)"; fail=1
+  elif ! have_data; then
+    echo "not ok - kemu-train: viv data build failed"; fail=1
+  else
+    chmod 755 "$tmp"
+    mkdir -p "$tmp/kbin" && cp build/test/viv_kemu "$tmp/kbin/viv" && ln -s "$PWD/bin/vivd" "$tmp/kbin/vivd"
+    E2E_EXTRA=(--host-snapshot)
+    if e2e_train kemu-train "$tmp/kbin/viv"; then
+      if grep -q 'NaN snapshot in host memory' "$tmp/kemu-train.err"; then
+        echo "ok - kemu-train: --host-snapshot: the log says where the snapshot is"
+      else
+        echo "not ok - kemu-train: --host-snapshot not in the log"; fail=1
+      fi
+    fi
+    E2E_EXTRA=()
+  fi
   kemu_run kemu-race build/test/kemu_race_tests
   # kemu's access profile (prof.h): hand-counted sectors and bank conflicts,
   # then the model's kernels against their caps
@@ -128,7 +196,7 @@ kemu_long() {
 }
 if [ "${VIV_TEST_PART:-quick}" = long ]; then
   if command -v g++ >/dev/null || command -v clang++ >/dev/null; then kemu_long
-  else echo "skip - kemu-race, kemu-memcheck, kemu-prof: no C++ compiler (g++ or clang++) to build them"; fi
+  else echo "skip - kemu-trainer, kemu-train, kemu-race, kemu-memcheck, kemu-prof: no C++ compiler (g++ or clang++) to build them"; fi
   exit $fail
 fi
 
@@ -164,7 +232,6 @@ if command -v g++ >/dev/null || command -v clang++ >/dev/null; then
   kemu_run kemu build/test/kemu_tests
   kemu_run kemu-kernels build/test/gpu_kemu_tests
   kemu_run kemu-kernels-shuffled build/test/gpu_kemu_tests KEMU_SHUFFLE=1
-  kemu_run kemu-trainer build/test/train_gpu_kemu_tests
 fi
 
 # The `viv cuda` and `viv gen --device cuda` command lines with the real
@@ -233,47 +300,6 @@ EOF
 if command -v g++ >/dev/null || command -v clang++ >/dev/null; then kemu_cli; fi
 
 # the trainer on the CUDA backend over hostsim: unit comparisons, then viv train end to end
-DATA=${VIV_TEST_DATA:-data}
-TINY=(--data "$DATA" --train-limit 14 --eval-limit 7 --samples 2 --tasks-per-step 2 --group 2 --sft-epochs 1
-      --max-turns 3 --max-turn-tokens 48 --max-context 1024 --vocab 400 --d-model 32 --layers 1 --heads 2
-      --kv-heads 1 --head-dim 16 --ffn 64 --ckpt-every 1 --threads 1)
-have_data() {
-  [ -f "$DATA/tasks/train.jsonl" ] || bin/viv data build --out "$DATA" >/dev/null 2>&1
-}
-# e2e_train NAME VIV [LAUNCHER...]: a tiny `train --device cuda` run with VIV
-# (a path) and the options in E2E_EXTRA, checked
-E2E_EXTRA=()
-e2e_train() {
-  local name=$1 viv=$2; shift 2
-  local d="$tmp/runs/$name"
-  if ! "$@" "$viv" train "${TINY[@]}" "${E2E_EXTRA[@]}" --runs "$tmp/runs" --name "$name" --device cuda --steps 2 --inject-nan-step 2 \
-       >"$tmp/$name.out" 2>"$tmp/$name.err"; then
-    echo "not ok - $name: viv train --device cuda failed: $(tail -3 "$tmp/$name.err" | tr '\n' ' ')"; fail=1; return 1
-  fi
-  local msg
-  msg=$(/usr/bin/python3 - "$d" <<'PYEOF' 2>&1
-import json, sys
-d = sys.argv[1]
-assert json.load(open(f"{d}/config.json"))["device"] == "cuda"
-lines = [json.loads(l) for l in open(f"{d}/metrics.jsonl")]
-assert [l["step"] for l in lines] == [1, 2], [l["step"] for l in lines]
-assert lines[1]["nan_skipped"] == 1 and lines[0]["nan_skipped"] == 0, "the injected NaN step was not skipped"
-assert open(f"{d}/checkpoints/latest").read().strip() == "step-000002"
-for st in ("before_sft", "after_sft", "after_rl"):
-    assert json.load(open(f"{d}/eval_{st}.json"))["overall"]["n"] == 7
-PYEOF
-)
-  if [ $? != 0 ]; then echo "not ok - $name: run files: $msg"; fail=1; return 1; fi
-  if ! grep -q 'training and decoding on cuda' "$tmp/$name.err"; then
-    echo "not ok - $name: it did not say it trains on cuda"; fail=1; return 1
-  fi
-  # the HF checkpoint, written from the device's weights, loads in the CPU model
-  if ! bin/viv gen --device cpu --model "$d/checkpoints/step-000002" --prompt-ids 1,2,3 --max-tokens 3 \
-       --temperature 0 >/dev/null 2>"$tmp/$name.gen"; then
-    echo "not ok - $name: the checkpoint does not load in bin/viv: $(tail -2 "$tmp/$name.gen" | tr '\n' ' ')"; fail=1; return 1
-  fi
-  echo "ok - $name: viv train --device cuda completes, skips an injected NaN step, its checkpoint loads on the CPU"
-}
 if [ -x build/test/train_gpu_hostsim_tests ] && [ -x build/test/viv_hostsim ] && [ -x bin/vivd ]; then
   build/test/train_gpu_hostsim_tests | sed -E 's/^(ok|not ok|skip) - /\1 - hostsim: /'
   [ "${PIPESTATUS[0]}" = 0 ] || fail=1
@@ -292,20 +318,6 @@ if [ -x build/test/train_gpu_hostsim_tests ] && [ -x build/test/viv_hostsim ] &&
     else
       echo "not ok - hostsim-train: --resume --device cuda: $(tail -3 "$tmp/resume.err" | tr '\n' ' ')"; fail=1
     fi
-  fi
-  # the same end-to-end run with the real kernels under kemu, the NaN
-  # snapshot kept in host memory (the injected NaN step restores from it)
-  if [ -x build/test/viv_kemu ] && [ -f "$DATA/tasks/train.jsonl" ]; then
-    mkdir -p "$tmp/kbin" && cp build/test/viv_kemu "$tmp/kbin/viv" && ln -s "$PWD/bin/vivd" "$tmp/kbin/vivd"
-    E2E_EXTRA=(--host-snapshot)
-    if e2e_train kemu-train "$tmp/kbin/viv"; then
-      if grep -q 'NaN snapshot in host memory' "$tmp/kemu-train.err"; then
-        echo "ok - kemu-train: --host-snapshot: the log says where the snapshot is"
-      else
-        echo "not ok - kemu-train: --host-snapshot not in the log"; fail=1
-      fi
-    fi
-    E2E_EXTRA=()
   fi
   # viv sft on both devices, same data and seed: the same first loss (bf16 vs fp32: 2%)
   if [ -f "$DATA/tasks/train.jsonl" ]; then

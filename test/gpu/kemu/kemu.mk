@@ -139,11 +139,11 @@ $(BUILD)/test/viv_kemu: $(BUILD)/cudahost/rl/viv.o $(HOSTSIM_CU_OBJ) $(KEMU_OBJ)
 	@mkdir -p $(@D)
 	$(call CUDA_HOST_CXX_LINK)
 
-# The sanitizer and profile builds are the long suite's (gpu-long): `make
-# tests-full` builds them, `make tests` leaves them out.
+# The trainer over kemu and the sanitizer and profile builds are the long
+# suite's (gpu-long): `make tests-full` builds them, `make tests` leaves them out.
 ifneq ($(HOSTSIM_CXX),)
-EXTRA_TESTS += $(BUILD)/test/gpu_kemu_tests $(BUILD)/test/kemu_tests $(BUILD)/test/train_gpu_kemu_tests $(BUILD)/test/viv_kemu
-FULL_TESTS += $(BUILD)/test/kemu_race_tests $(BUILD)/test/gpu_kemu_race_tests $(BUILD)/test/kemu_memcheck_tests \
+EXTRA_TESTS += $(BUILD)/test/gpu_kemu_tests $(BUILD)/test/kemu_tests $(BUILD)/test/viv_kemu
+FULL_TESTS += $(BUILD)/test/train_gpu_kemu_tests $(BUILD)/test/kemu_race_tests $(BUILD)/test/gpu_kemu_race_tests $(BUILD)/test/kemu_memcheck_tests \
               $(BUILD)/test/gpu_kemu_memcheck_tests $(BUILD)/test/kemu_prof_tests $(BUILD)/test/viv_kemu_prof
 endif
 
