@@ -268,7 +268,8 @@ main() {
   case "$target" in
     clean) make clean; exit 0 ;;
     all) [ $# -eq 0 ] || die "unexpected '$1' (use: ./build.sh [--cuda] [test [--full|SUITE...]|clean])" ;;
-    test) ;;
+    # a mistyped suite is refused before minutes of building
+    test) test/run.sh --check "$@" || die "see test/run.sh's usage above" ;;
     *) die "unknown target '$target' (use: ./build.sh [--cuda] [test [--full|SUITE...]|clean])" ;;
   esac
   install_packages

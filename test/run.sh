@@ -5,6 +5,7 @@
 #   test/run.sh --full       the long suites (below), what the default set leaves out
 #   test/run.sh SUITE...     the suites named (default or long ones)
 #   -j N                     run up to N suites at once (default: the number of cores)
+#   --check                  only check the arguments (build.sh does, before building)
 #
 # The default set:
 #   unit      policy parsing, JSON output, helpers (ASan + UBSan build)
@@ -59,7 +60,7 @@ longest_first() {
 VIVD_LOAD_TEST=load_8_clients_10000_requests
 
 usage() {
-  echo "usage: test/run.sh [-j N] [--full] [SUITE...]" >&2
+  echo "usage: test/run.sh [-j N] [--check] [--full] [SUITE...]" >&2
   echo "  default suites: ${DEFAULT_SUITES[*]}" >&2
   echo "  long suites (--full): ${LONG_SUITES[*]}" >&2
   exit 2
@@ -68,9 +69,11 @@ usage() {
 jobs=$(nproc 2>/dev/null || echo 2)
 suites=()
 full=0
+check_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --full) full=1 ;;
+    --check) check_only=1 ;;
     -j) [ $# -ge 2 ] && [[ $2 =~ ^[1-9][0-9]*$ ]] || usage; jobs=$2; shift ;;
     -j*) [[ ${1#-j} =~ ^[1-9][0-9]*$ ]] || usage; jobs=${1#-j} ;;
     -h|--help) usage ;;
@@ -86,6 +89,7 @@ known() { local s; for s in "${DEFAULT_SUITES[@]}" "${LONG_SUITES[@]}"; do [ "$s
 for s in "${suites[@]}"; do
   known "$s" || { echo "test/run.sh: unknown suite '$s'" >&2; usage; }
 done
+[ $check_only = 1 ] && exit 0
 mapfile -t suites < <(longest_first "${suites[@]}")
 
 out=$(mktemp -d)
@@ -211,35 +215,39 @@ print_suite() {
   cut -f2- "$out/$n.log" | grep -E '^(not ok|skip|#)|ERROR: (Address|Leak|Undefined)|runtime error' || true
 }
 
-declare -A running=() # pid -> suite index
-printed=0
-next=0
-t_start=${EPOCHREALTIME/./}
-while [ $printed -lt ${#suites[@]} ]; do
-  while [ $next -lt ${#suites[@]} ] && [ ${#running[@]} -lt "$jobs" ]; do
-    run_suite "$next" "${suites[$next]}" &
-    running[$!]=$next
-    next=$((next + 1))
+# The run itself, in a function: bash reads all of it before it starts, so
+# an edit to this file during a run does not change the run.
+main() {
+  local pid printed=0 next=0 t_start total pass fail skip
+  declare -A running=() # pid -> suite index
+  t_start=${EPOCHREALTIME/./}
+  while [ $printed -lt ${#suites[@]} ]; do
+    while [ $next -lt ${#suites[@]} ] && [ ${#running[@]} -lt "$jobs" ]; do
+      run_suite "$next" "${suites[$next]}" &
+      running[$!]=$next
+      next=$((next + 1))
+    done
+    wait -n
+    for pid in "${!running[@]}"; do
+      if ! kill -0 "$pid" 2>/dev/null; then
+        wait "$pid"
+        print_suite "${running[$pid]}" "${suites[${running[$pid]}]}"
+        unset "running[$pid]"
+        printed=$((printed + 1))
+      fi
+    done
   done
-  wait -n
-  for pid in "${!running[@]}"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      wait "$pid"
-      print_suite "${running[$pid]}" "${suites[${running[$pid]}]}"
-      unset "running[$pid]"
-      printed=$((printed + 1))
-    fi
-  done
-done
 
-results() { cat "$out"/*.log | cut -f2-; }
-echo "# slowest tests (ms, side by side with other suites):"
-cat "$out"/*.log | grep -E $'^[0-9]+\t(ok|not ok) - ' | sort -rn | head -n "${SLOWEST:-10}" |
-  sed -E $'s/^([0-9]+)\t/#   \\1  /; s/ \\([0-9]+ ms[;)].*$//' | cut -c1-160
-total=$(((${EPOCHREALTIME/./} - t_start) / 1000000))
-pass=$(results | grep -c '^ok - ')
-fail=$(results | grep -c '^not ok - ')
-skip=$(results | grep -c '^skip - ')
-echo "# ${#suites[@]} suites in ${total} s, up to $jobs at once"
-echo "$pass passed, $fail failed, $skip skipped"
-[ "$fail" -eq 0 ]
+  results() { cat "$out"/*.log | cut -f2-; }
+  echo "# slowest tests (ms, side by side with other suites):"
+  cat "$out"/*.log | grep -E $'^[0-9]+\t(ok|not ok) - ' | sort -rn | head -n "${SLOWEST:-10}" |
+    sed -E $'s/^([0-9]+)\t/#   \\1  /; s/ \\([0-9]+ ms[;)].*$//' | cut -c1-160
+  total=$(((${EPOCHREALTIME/./} - t_start) / 1000000))
+  pass=$(results | grep -c '^ok - ')
+  fail=$(results | grep -c '^not ok - ')
+  skip=$(results | grep -c '^skip - ')
+  echo "# ${#suites[@]} suites in ${total} s, up to $jobs at once"
+  echo "$pass passed, $fail failed, $skip skipped"
+  [ "$fail" -eq 0 ]
+}
+main; exit $?
