@@ -30,7 +30,7 @@
 # Hugging Face transformers is test/gpu/check_transformers.sh (needs a GPU,
 # torch and transformers; not part of this suite).
 # VIV_TEST_PART=long runs the long part alone instead: the trainer over kemu,
-# kemu's race check, memcheck and access profile (test/run.sh's gpu-long, in `./build.sh test --full`).
+# kemu's race check, memcheck and access profile, and the GPU kit (test/run.sh's gpu-long, in `./build.sh test --full`).
 set -u
 cd "$(dirname "$0")/../.."
 NVCC=${NVCC:-/usr/local/cuda/bin/nvcc}
@@ -141,6 +141,62 @@ PYEOF
   echo "ok - $name: viv train --device cuda completes, skips an injected NaN step, its checkpoint loads on the CPU"
 }
 
+# the GPU kit (test/gpu/kit.sh): packed here, every binary loads with glibc,
+# the kit's libraries and cuBLASLt alone (a chroot), and `run` goes through
+# its steps (each a skip without a device; with one, this suite runs them
+# itself, and the kit's run is the GPU machine's to do)
+# Part of the long part: packing builds the CUDA side again apart and runs
+# kemu's access profile of a training step (minutes on two cores).
+gpu_kit() {
+if GPUKIT=$tmp/kit test/gpu/kit.sh pack >"$tmp/kit.log" 2>&1; then
+  kc=$(GPUKIT=$tmp/kit test/gpu/kit.sh check 2>&1)
+  mkdir -p "$tmp/kitout"
+  if bin/viv-cuda cuda info 2>/dev/null | grep -q '^CUDA devices: [1-9]'; then
+    printf '== gpu_tests: exit 0 (not run: a device is here)\n== bench: exit 0\n' >"$tmp/kitout/kit.log"
+  else
+    GPUKIT=$tmp/kit test/gpu/kit.sh run "$tmp/kitout" >>"$tmp/kit.log" 2>&1
+  fi
+  # the access step's plumbing, with a stand-in ncu that records its
+  # arguments and answers one kernel's counters
+  mkdir -p "$tmp/fakencu"
+  cat >"$tmp/fakencu/ncu" <<'EOF'
+#!/bin/sh
+echo "$@" >"$FAKE_NCU_ARGS"
+echo '"ID","Kernel Name","l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum","l1tex__t_sectors_pipe_lsu_mem_global_op_st.sum","l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum","l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum"'
+echo '"","","sector","sector","",""'
+echo '"0","void attn_fwd_tc_kernel<128, 8>(__nv_bfloat16 *, float *)","1,000","2","3","4"'
+EOF
+  chmod +x "$tmp/fakencu/ncu"
+  mkdir -p "$tmp/kitoutn"
+  PATH=$tmp/fakencu:$PATH FAKE_NCU_ARGS=$tmp/ncu.args GPUKIT=$tmp/kit test/gpu/kit.sh run "$tmp/kitoutn" >>"$tmp/kit.log" 2>&1
+  if grep -q '^== access: exit 0' "$tmp/kitoutn/kit.log" &&
+     grep -q 'train-bench --config test/gpu/kemu/qwen3_layer.json --batch 1 --seq 128 --steps 1' "$tmp/ncu.args" &&
+     grep -q 'l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum' "$tmp/ncu.args" &&
+     [ "$(grep -c '"kernel": "attn_fwd_tc_kernel"' "$tmp/kitoutn/access_vs_ncu.jsonl" 2>/dev/null)" = 4 ] &&
+     grep -q '"op": "load", "kemu": [0-9]*, "ncu": 1000.0' "$tmp/kitoutn/access_vs_ncu.jsonl"; then
+    echo "ok - gpu kit: the access step runs ncu on the packed step and compares its counters with kemu's, per kernel"
+  else
+    echo "not ok - gpu kit access step: $(grep '^== access' "$tmp/kitoutn/kit.log") args: $(head -c 300 "$tmp/ncu.args" 2>/dev/null)"; fail=1
+  fi
+  # a budget too small for any step: each says so instead of starting
+  mkdir -p "$tmp/kitout0"
+  KIT_BUDGET=10 GPUKIT=$tmp/kit test/gpu/kit.sh run "$tmp/kitout0" >>"$tmp/kit.log" 2>&1
+  if grep -q '^not ok' <<<"$kc"; then
+    echo "not ok - gpu kit: $(grep '^not ok' <<<"$kc" | head -2 | tr '\n' ' ')"; fail=1
+  elif ! grep -q '"kernel":"attn_fwd_tc_kernel<128, 8>"' "$tmp/kit/access-kemu.jsonl" 2>/dev/null; then
+    echo "not ok - gpu kit: no kemu access profile of the tensor-core forward in the kit (access-kemu.jsonl)"; fail=1
+  elif ! grep -q '^== gpu_tests: exit 0' "$tmp/kitout/kit.log" || ! grep -q '^== bench: exit 0' "$tmp/kitout/kit.log"; then
+    echo "not ok - gpu kit run: $(grep '^==' "$tmp/kitout/kit.log" | tr '\n' ' ')"; fail=1
+  elif [ "$(grep -c '^== [a-z_]*: not run, ' "$tmp/kitout0/kit.log")" -lt 5 ] || grep -q '^== [a-z_]*: exit' "$tmp/kitout0/kit.log"; then
+    echo "not ok - gpu kit run under a 10 s budget: $(grep '^==' "$tmp/kitout0/kit.log" | tr '\n' ' ')"; fail=1
+  else
+    echo "ok - gpu kit: packed ($(du -sh "$tmp/kit" | cut -f1)), $(grep -c '^ok' <<<"$kc") binaries load alone$(grep -q '^skip' <<<"$kc" && echo ' (chroot check skipped: not root)'), run passes through its steps, and a 10 s budget starts none"
+  fi
+else
+  echo "not ok - gpu kit pack: $(tail -3 "$tmp/kit.log" | tr '\n' ' ')"; fail=1
+fi
+}
+
 # The long part of this suite (VIV_TEST_PART=long, test/run.sh's gpu-long),
 # minutes each on two cores: the trainer over the real kernels under kemu,
 # and kemu's sanitizer and profile builds, which run every kernel
@@ -197,6 +253,8 @@ kemu_long() {
 if [ "${VIV_TEST_PART:-quick}" = long ]; then
   if command -v g++ >/dev/null || command -v clang++ >/dev/null; then kemu_long
   else echo "skip - kemu-trainer, kemu-train, kemu-race, kemu-memcheck, kemu-prof: no C++ compiler (g++ or clang++) to build them"; fi
+  if [ -x "$NVCC" ]; then gpu_kit
+  else echo "skip - gpu kit: no nvcc at $NVCC"; fi
   exit $fail
 fi
 
@@ -473,58 +531,6 @@ else
   echo "ok - bin/viv-cuda: static CUDA runtime, every shared library resolves"
 fi
 check "viv-cuda cuda info" 0 'CUDA devices: [0-9]+' bin/viv-cuda cuda info
-
-# the GPU kit (test/gpu/kit.sh): packed here, every binary loads with glibc,
-# the kit's libraries and cuBLASLt alone (a chroot), and `run` goes through
-# its steps (each a skip without a device; with one, this suite runs them
-# itself, and the kit's run is the GPU machine's to do)
-if GPUKIT=$tmp/kit test/gpu/kit.sh pack >"$tmp/kit.log" 2>&1; then
-  kc=$(GPUKIT=$tmp/kit test/gpu/kit.sh check 2>&1)
-  mkdir -p "$tmp/kitout"
-  if bin/viv-cuda cuda info 2>/dev/null | grep -q '^CUDA devices: [1-9]'; then
-    printf '== gpu_tests: exit 0 (not run: a device is here)\n== bench: exit 0\n' >"$tmp/kitout/kit.log"
-  else
-    GPUKIT=$tmp/kit test/gpu/kit.sh run "$tmp/kitout" >>"$tmp/kit.log" 2>&1
-  fi
-  # the access step's plumbing, with a stand-in ncu that records its
-  # arguments and answers one kernel's counters
-  mkdir -p "$tmp/fakencu"
-  cat >"$tmp/fakencu/ncu" <<'EOF'
-#!/bin/sh
-echo "$@" >"$FAKE_NCU_ARGS"
-echo '"ID","Kernel Name","l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum","l1tex__t_sectors_pipe_lsu_mem_global_op_st.sum","l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum","l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum"'
-echo '"","","sector","sector","",""'
-echo '"0","void attn_fwd_tc_kernel<128, 8>(__nv_bfloat16 *, float *)","1,000","2","3","4"'
-EOF
-  chmod +x "$tmp/fakencu/ncu"
-  mkdir -p "$tmp/kitoutn"
-  PATH=$tmp/fakencu:$PATH FAKE_NCU_ARGS=$tmp/ncu.args GPUKIT=$tmp/kit test/gpu/kit.sh run "$tmp/kitoutn" >>"$tmp/kit.log" 2>&1
-  if grep -q '^== access: exit 0' "$tmp/kitoutn/kit.log" &&
-     grep -q 'train-bench --config test/gpu/kemu/qwen3_layer.json --batch 1 --seq 128 --steps 1' "$tmp/ncu.args" &&
-     grep -q 'l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum' "$tmp/ncu.args" &&
-     [ "$(grep -c '"kernel": "attn_fwd_tc_kernel"' "$tmp/kitoutn/access_vs_ncu.jsonl" 2>/dev/null)" = 4 ] &&
-     grep -q '"op": "load", "kemu": [0-9]*, "ncu": 1000.0' "$tmp/kitoutn/access_vs_ncu.jsonl"; then
-    echo "ok - gpu kit: the access step runs ncu on the packed step and compares its counters with kemu's, per kernel"
-  else
-    echo "not ok - gpu kit access step: $(grep '^== access' "$tmp/kitoutn/kit.log") args: $(head -c 300 "$tmp/ncu.args" 2>/dev/null)"; fail=1
-  fi
-  # a budget too small for any step: each says so instead of starting
-  mkdir -p "$tmp/kitout0"
-  KIT_BUDGET=10 GPUKIT=$tmp/kit test/gpu/kit.sh run "$tmp/kitout0" >>"$tmp/kit.log" 2>&1
-  if grep -q '^not ok' <<<"$kc"; then
-    echo "not ok - gpu kit: $(grep '^not ok' <<<"$kc" | head -2 | tr '\n' ' ')"; fail=1
-  elif ! grep -q '"kernel":"attn_fwd_tc_kernel<128, 8>"' "$tmp/kit/access-kemu.jsonl" 2>/dev/null; then
-    echo "not ok - gpu kit: no kemu access profile of the tensor-core forward in the kit (access-kemu.jsonl)"; fail=1
-  elif ! grep -q '^== gpu_tests: exit 0' "$tmp/kitout/kit.log" || ! grep -q '^== bench: exit 0' "$tmp/kitout/kit.log"; then
-    echo "not ok - gpu kit run: $(grep '^==' "$tmp/kitout/kit.log" | tr '\n' ' ')"; fail=1
-  elif [ "$(grep -c '^== [a-z_]*: not run, ' "$tmp/kitout0/kit.log")" -lt 5 ] || grep -q '^== [a-z_]*: exit' "$tmp/kitout0/kit.log"; then
-    echo "not ok - gpu kit run under a 10 s budget: $(grep '^==' "$tmp/kitout0/kit.log" | tr '\n' ' ')"; fail=1
-  else
-    echo "ok - gpu kit: packed ($(du -sh "$tmp/kit" | cut -f1)), $(grep -c '^ok' <<<"$kc") binaries load alone$(grep -q '^skip' <<<"$kc" && echo ' (chroot check skipped: not root)'), run passes through its steps, and a 10 s budget starts none"
-  fi
-else
-  echo "not ok - gpu kit pack: $(tail -3 "$tmp/kit.log" | tr '\n' ' ')"; fail=1
-fi
 
 # a small random checkpoint (GQA, head_dim 32) for the command-line checks
 cat >"$tmp/config.json" <<'EOF'
