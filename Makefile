@@ -4,24 +4,98 @@
 #   make all     bin/viv: static, musl
 #   make tests   test binaries, built with glibc + AddressSanitizer/UBSan,
 #                and an ASan copy of viv (build/asan/viv) for the attack suite
+#   make tests-full  what the long suites need besides (test/run.sh --full)
+#
+# How the build is laid out:
+#   - every source is compiled once per flavour into $(BUILD)/<flavour>/<path>.o:
+#       musl      static musl, what bin/viv and bin/vivd are made of
+#       asan      glibc + AddressSanitizer/UBSan, what the tests link
+#       fuzzobj   clang with libFuzzer's coverage + ASan/UBSan, what the fuzz targets link
+#       cudahost  glibc, optimised, no sanitizers (bin/viv-cuda, the GPU tests
+#                 and their CPU side, the benchmark helpers; model/cuda/cuda.mk)
+#   - each layer (sandbox, envs, model, rl) is one list of sources,
+#     <LAYER>_SRC, and one archive per flavour, $(BUILD)/<flavour>/lib<layer>.a;
+#     a test or tool links the archives (layer_libs) and takes from them the
+#     objects it needs, so a new source joins every program by being listed once;
+#   - each compile writes a .d file (-MMD -MP) naming the headers it read:
+#     a header change rebuilds what includes it and nothing else.
 MUSL ?= .deps/musl
 BUILD := build
 
 WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers -Wformat=2
 CFLAGS_COMMON := -std=gnu11 -O2 -g $(WARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2
+DEPFLAGS := -MMD -MP
 
+# The layers, in link order: a layer before the layers it calls. Each
+# <layer>/*.mk appends its sources to its layer's list and its test binaries
+# to EXTRA_TESTS (FULL_TESTS for what only the long suites run).
+LAYERS := rl envs model sandbox
 SANDBOX_SRC := sandbox/policy.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c sandbox/job_files.c sandbox/namespaces.c \
                sandbox/caps.c sandbox/limits.c sandbox/cgroup.c sandbox/syscall_filter.c \
                sandbox/mounts.c sandbox/init.c sandbox/supervisor.c sandbox/result_json.c \
                sandbox/cmd_run.c sandbox/builtin_filters.c sandbox/rpc.c sandbox/warm_worker.c sandbox/session.c sandbox/zygote.c sandbox/vivd.c sandbox/client.c sandbox/pool.c sandbox/cmd_exec.c sandbox/http_api.c sandbox/http_front.c sandbox/args.c sandbox/interrupt.c
-VIV_SRC := rl/viv.c
-# Each layer beyond the sandbox (envs/, model/, rl/) keeps its own rules in a
-# <layer>/<layer>.mk: it appends its sources to VIV_SRC (linked into bin/viv),
-# its headers to HEADERS and its test binaries to EXTRA_TESTS.
+# generated C (below): the policies, the warm drivers, the compiled filters
+SANDBOX_GEN := policies_embedded.o warm_drivers.o policies_bpf.o
+ENVS_SRC :=
+MODEL_SRC :=
+RL_SRC :=
 EXTRA_TESTS :=
-HEADERS := $(wildcard sandbox/*.h)
+FULL_TESTS :=
+
+# $(call layer_objs,FLAVOUR,LAYER): the layer's objects in that flavour
+LAYER_SRC.sandbox = $(SANDBOX_SRC)
+LAYER_SRC.envs = $(ENVS_SRC)
+LAYER_SRC.model = $(MODEL_SRC)
+LAYER_SRC.rl = $(RL_SRC)
+layer_objs = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(LAYER_SRC.$(2))) \
+             $(if $(filter sandbox,$(2)),$(addprefix $(BUILD)/$(1)/,$(SANDBOX_GEN)))
+# $(call layer_libs,FLAVOUR): every layer's archive, in link order
+layer_libs = $(foreach l,$(LAYERS),$(BUILD)/$(1)/lib$(l).a)
+# the archives on a link line; a group, as the layers call each other both ways
+link_layers = -Wl,--start-group $(call layer_libs,$(1)) -Wl,--end-group
+
+# --- fuzz targets (clang libFuzzer) -------------------------------------------
+# One place for libFuzzer's flags: objects get its coverage (fuzzer-no-link),
+# the target's link adds its main (fuzzer).
+FUZZ_CC := clang
+FUZZ_SANITIZERS := address,undefined
+FUZZ_CFLAGS := -std=gnu11 -O1 -g -fsanitize=fuzzer-no-link,$(FUZZ_SANITIZERS)
+FUZZ_LDFLAGS := -fsanitize=fuzzer,$(FUZZ_SANITIZERS)
+FUZZ_LIBS = -lseccomp -lcap -lcjson $(HTTP_GLIBC_LIBS) -lm -lpthread
+FUZZ_LINK = $(FUZZ_CC) $(FUZZ_LDFLAGS) -o $@ $(filter %.o,$^) $(call link_layers,fuzzobj) $(FUZZ_LIBS)
+
+$(BUILD)/fuzzobj/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(TEST_CPPFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(BUILD)/fuzzobj/%.o: $(BUILD)/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+# $(call fuzz_target,NAME,SOURCE): $(BUILD)/fuzz/NAME from SOURCE and the layers
+# (each layer declares its own targets in its .mk)
+define fuzz_target
+$$(BUILD)/fuzz/$(1): $$(patsubst %.c,$$(BUILD)/fuzzobj/%.o,$(2)) $$(call layer_libs,fuzzobj)
+	@mkdir -p $$(@D)
+	$$(FUZZ_LINK)
+FUZZ_TARGETS += $$(BUILD)/fuzz/$(1)
+endef
+FUZZ_TARGETS :=
+
 include $(wildcard envs/*.mk model/*.mk model/cuda/*.mk rl/*.mk)
+# the CPU stand-ins for the GPU (test/gpu): hostsim, then kemu (uses hostsim's)
+include test/gpu/hostsim/hostsim.mk test/gpu/kemu/kemu.mk
+VIV_SRC := rl/viv.c $(SANDBOX_SRC) $(ENVS_SRC) $(MODEL_SRC) $(RL_SRC)
 POLICIES := $(sort $(wildcard policies/*.json))
+
+# one archive per layer and flavour
+FLAVOURS := musl asan fuzzobj cudahost
+define LAYER_LIB
+$$(BUILD)/$(1)/lib$(2).a: $$(call layer_objs,$(1),$(2))
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(foreach f,$(FLAVOURS),$(foreach l,$(LAYERS),$(eval $(call LAYER_LIB,$(f),$(l)))))
 
 # --- static musl build ------------------------------------------------------
 MUSL_CC := musl-gcc
@@ -30,7 +104,7 @@ MUSL_LIBS := $(MUSL)/lib/libseccomp.a $(MUSL)/lib/libcap.a $(MUSL)/lib/libcjson.
 # Two stages: viv-stage1 (no precompiled filters) compiles each built-in
 # policy's seccomp program, which bin/viv and bin/vivd then carry (see
 # sandbox/builtin_filters.h for why).
-MUSL_BASE := $(patsubst %.c,$(BUILD)/musl/%.o,$(SANDBOX_SRC) $(VIV_SRC)) $(BUILD)/musl/policies_embedded.o \
+MUSL_BASE := $(patsubst %.c,$(BUILD)/musl/%.o,$(VIV_SRC)) $(BUILD)/musl/policies_embedded.o \
              $(BUILD)/musl/warm_drivers.o
 MUSL_OBJ := $(MUSL_BASE) $(BUILD)/musl/policies_bpf.o
 POLICY_NAMES := $(basename $(notdir $(POLICIES)))
@@ -42,16 +116,13 @@ $(BUILD)/policies_embedded.c: $(POLICIES) sandbox/embed_policies.sh
 	@mkdir -p $(@D)
 	sandbox/embed_policies.sh $@ $(POLICIES)
 
-$(BUILD)/musl/%.o: %.c $(HEADERS)
+$(BUILD)/musl/%.o: %.c
 	@mkdir -p $(@D)
-	$(MUSL_CC) $(MUSL_CFLAGS) -c $< -o $@
+	$(MUSL_CC) $(MUSL_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(BUILD)/warm_drivers.c: sandbox/zygote_driver.py sandbox/session_driver.py sandbox/embed_text.sh
 	@mkdir -p $(@D)
 	sandbox/embed_text.sh $@ viv_zygote_driver sandbox/zygote_driver.py viv_session_driver sandbox/session_driver.py
-
-$(BUILD)/musl/policies_embedded.o: $(BUILD)/policies_embedded.c
-	$(MUSL_CC) $(MUSL_CFLAGS) -c $< -o $@
 
 $(BUILD)/filters_empty.c: sandbox/embed_filters.sh
 	@mkdir -p $(@D)
@@ -68,15 +139,15 @@ $(BUILD)/policies_bpf.c: $(BPF_FILES) sandbox/embed_filters.sh
 	sandbox/embed_filters.sh $@ $(BPF_FILES)
 
 $(BUILD)/musl/%.o: $(BUILD)/%.c
-	$(MUSL_CC) $(MUSL_CFLAGS) -c $< -o $@
+	@mkdir -p $(@D)
+	$(MUSL_CC) $(MUSL_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 bin/viv: $(MUSL_OBJ)
 	@mkdir -p bin
 	$(MUSL_CC) -static -o $@ $(MUSL_OBJ) $(MUSL_LIBS)
 
 # vivd is the sandbox alone: none of envs/, model/ or rl/ is linked into it
-VIVD_OBJ := $(patsubst %.c,$(BUILD)/musl/%.o,$(SANDBOX_SRC)) $(BUILD)/musl/policies_embedded.o \
-            $(BUILD)/musl/warm_drivers.o $(BUILD)/musl/policies_bpf.o $(BUILD)/musl/sandbox/vivd_main.o
+VIVD_OBJ := $(call layer_objs,musl,sandbox) $(BUILD)/musl/sandbox/vivd_main.o
 bin/vivd: $(VIVD_OBJ)
 	@mkdir -p bin
 	$(MUSL_CC) -static -o $@ $(VIVD_OBJ) $(MUSL_LIBS)
@@ -86,66 +157,62 @@ ASAN_CC := gcc
 ASAN_CFLAGS := -std=gnu11 -O1 -g $(WARN) -fsanitize=address,undefined -fno-omit-frame-pointer \
                -fno-sanitize-recover=undefined
 ASAN_LIBS := -lseccomp -lcap -lcjson $(HTTP_GLIBC_LIBS) -lm -lpthread
-ASAN_OBJ := $(patsubst %.c,$(BUILD)/asan/%.o,$(SANDBOX_SRC)) $(BUILD)/asan/policies_embedded.o \
-            $(BUILD)/asan/policies_bpf.o $(BUILD)/asan/warm_drivers.o
+# the test programs include their layer's headers by bare name
+TEST_CPPFLAGS :=
+$(BUILD)/asan/test/unit/%.o $(BUILD)/asan/test/vivd/%.o $(BUILD)/fuzzobj/test/fuzz/%.o: TEST_CPPFLAGS := -Isandbox -Ienvs
+$(BUILD)/asan/test/agent/%.o: TEST_CPPFLAGS := -Ienvs
+$(BUILD)/asan/test/tokenizer/%.o $(BUILD)/fuzzobj/test/tokenizer/%.o: TEST_CPPFLAGS := -Imodel
 
-$(BUILD)/asan/%.o: %.c $(HEADERS)
+$(BUILD)/asan/%.o: %.c
 	@mkdir -p $(@D)
-	$(ASAN_CC) $(ASAN_CFLAGS) -c $< -o $@
+	$(ASAN_CC) $(ASAN_CFLAGS) $(TEST_CPPFLAGS) $(DEPFLAGS) -c $< -o $@
 
-$(BUILD)/asan/policies_embedded.o: $(BUILD)/policies_embedded.c
-	$(ASAN_CC) $(ASAN_CFLAGS) -c $< -o $@
+$(BUILD)/asan/%.o: $(BUILD)/%.c
+	@mkdir -p $(@D)
+	$(ASAN_CC) $(ASAN_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
-$(BUILD)/asan/warm_drivers.o: $(BUILD)/warm_drivers.c
-	$(ASAN_CC) $(ASAN_CFLAGS) -c $< -o $@
+# A test program: its own objects (the prerequisites ending in .o), then
+# the layers' archives.
+ASAN_LINK = $(ASAN_CC) $(ASAN_CFLAGS) -o $@ $(filter %.o,$^) $(call link_layers,asan) $(ASAN_LIBS)
 
-$(BUILD)/asan/policies_bpf.o: $(BUILD)/policies_bpf.c
-	$(ASAN_CC) $(ASAN_CFLAGS) -c $< -o $@
+$(BUILD)/asan/viv: $(BUILD)/asan/rl/viv.o $(call layer_libs,asan)
+	$(ASAN_LINK)
 
-$(BUILD)/asan/viv: $(ASAN_OBJ) $(patsubst %.c,$(BUILD)/asan/%.o,$(VIV_SRC))
-	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ $^ $(ASAN_LIBS)
-
-$(BUILD)/asan/vivd: $(ASAN_OBJ) $(BUILD)/asan/sandbox/vivd_main.o
-	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ $^ $(ASAN_LIBS)
+$(BUILD)/asan/vivd: $(BUILD)/asan/sandbox/vivd_main.o $(call layer_libs,asan)
+	$(ASAN_LINK)
 
 TEST_BINS := $(BUILD)/test/unit_tests $(BUILD)/test/attack_tests $(BUILD)/test/vivd_tests
 
-$(BUILD)/test/unit_tests: test/unit/unit_tests.c test/harness.h $(ASAN_OBJ)
+$(BUILD)/test/unit_tests: $(BUILD)/asan/test/unit/unit_tests.o $(call layer_libs,asan)
 	@mkdir -p $(@D)
-	$(ASAN_CC) $(ASAN_CFLAGS) -Isandbox -o $@ $< $(ASAN_OBJ) $(ASAN_LIBS)
+	$(ASAN_LINK)
 
-$(BUILD)/test/vivd_tests: test/vivd/vivd_tests.c test/harness.h $(ASAN_OBJ)
+$(BUILD)/test/vivd_tests: $(BUILD)/asan/test/vivd/vivd_tests.o $(call layer_libs,asan)
 	@mkdir -p $(@D)
-	$(ASAN_CC) $(ASAN_CFLAGS) -Isandbox -o $@ $< $(ASAN_OBJ) $(ASAN_LIBS)
+	$(ASAN_LINK)
 
-$(BUILD)/test/attack_tests: test/attack/attack_tests.c test/harness.h
+# the attack suite is a client of viv alone (it links none of the layers),
+# built without sanitizers: the jail runs it, the viv it drives carries them
+$(BUILD)/test/attack_tests: test/attack/attack_tests.c
 	@mkdir -p $(@D)
-	$(ASAN_CC) -std=gnu11 -O1 -g -Wall -Wno-format-truncation -o $@ $< -lcjson
+	$(ASAN_CC) -std=gnu11 -O1 -g -Wall -Wno-format-truncation $(DEPFLAGS) -MF $@.d -MT $@ -o $@ $< -lcjson
 
-tests: $(TEST_BINS) $(EXTRA_TESTS) $(BUILD)/asan/viv $(BUILD)/asan/vivd $(BUILD)/fuzz/fuzz_policy $(BUILD)/fuzz/fuzz_request $(BUILD)/fuzz/fuzz_http
+# --- the sandbox's fuzz targets -----------------------------------------------
+$(eval $(call fuzz_target,fuzz_policy,test/fuzz/fuzz_policy.c))
+$(eval $(call fuzz_target,fuzz_request,test/fuzz/fuzz_request.c))
+$(eval $(call fuzz_target,fuzz_http,test/fuzz/fuzz_http.c))
+
+fuzz: $(FUZZ_TARGETS)
+
+tests: $(TEST_BINS) $(EXTRA_TESTS) $(BUILD)/asan/viv $(BUILD)/asan/vivd $(FUZZ_TARGETS)
+
+# what only the long suites run (test/run.sh --full)
+tests-full: $(FULL_TESTS)
 
 clean:
 	rm -rf $(BUILD) bin
 
-.PHONY: all tests clean
+.PHONY: all tests tests-full clean fuzz
 
-# --- fuzz targets (clang libFuzzer) -------------------------------------------
-FUZZ_CC := clang
-FUZZ_CFLAGS := -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -Isandbox
-FUZZ_SRC := sandbox/policy.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c sandbox/syscall_filter.c \
-            $(BUILD)/policies_embedded.c
-
-$(BUILD)/fuzz/fuzz_policy: test/fuzz/fuzz_policy.c $(FUZZ_SRC) $(HEADERS)
-	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC) -lseccomp -lcjson -lm
-
-$(BUILD)/fuzz/fuzz_request: test/fuzz/fuzz_request.c sandbox/rpc.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c sandbox/job_files.c $(HEADERS)
-	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< sandbox/rpc.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c sandbox/job_files.c -lcjson -lm
-
-$(BUILD)/fuzz/fuzz_http: test/fuzz/fuzz_http.c sandbox/http_api.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c $(HEADERS)
-	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< sandbox/http_api.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c -lcjson -lm
-
-fuzz: $(BUILD)/fuzz/fuzz_policy $(BUILD)/fuzz/fuzz_request $(BUILD)/fuzz/fuzz_http
-.PHONY: fuzz
+# the headers each object read, as its last compile found them
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

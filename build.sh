@@ -2,7 +2,11 @@
 # vivarium build: one script from a fresh Debian 12 machine to static binaries.
 #
 #   ./build.sh            install build dependencies, build static musl deps, build bin/viv
-#   ./build.sh test       the above, then build and run every test (test/run.sh)
+#   ./build.sh test       the above, then build the tests and run the default set:
+#                         every layer, minutes (test/run.sh)
+#   ./build.sh test --full  the same build, then the long suites the default set
+#                         leaves out (kemu's sanitizers, vivd's load, long fuzzing)
+#   ./build.sh test SUITE...  only the suites named (test/run.sh lists them)
 #   ./build.sh clean      remove build outputs (keeps .deps/)
 #   ./build.sh --cuda [test]  also build bin/viv-cuda (the CUDA backend); this
 #                         happens anyway when /usr/local/cuda/bin/nvcc exists,
@@ -245,15 +249,29 @@ build_data() {
   "$ROOT/bin/viv" data build --out "$ROOT/data" || die "viv data build failed (see above)"
 }
 
+# What `make` builds for a test run: the long suites' binaries (kemu's
+# sanitizer and profile builds, minutes of compiling) only when one of them
+# runs (--full, or a *-long suite named).
+test_targets() {
+  local a
+  for a in "$@"; do
+    case "$a" in --full|*-long) echo tests tests-full; return ;; esac
+  done
+  echo tests
+}
+
 main() {
   local need_cuda=0
   if [ "${1:-}" = --cuda ]; then need_cuda=1; shift; fi
   local target=${1:-all}
+  [ $# -gt 0 ] && shift
   if [ $need_cuda = 1 ] && [ ! -x "$NVCC" ]; then die "--cuda: no nvcc at $NVCC (install the CUDA toolkit)"; fi
   case "$target" in
     clean) make clean; exit 0 ;;
-    all|test) ;;
-    *) die "unknown target '$target' (use: ./build.sh [--cuda] [test|clean])" ;;
+    all) [ $# -eq 0 ] || die "unexpected '$1' (use: ./build.sh [--cuda] [test [--full|SUITE...]|clean])" ;;
+    # a mistyped suite is refused before minutes of building
+    test) test/run.sh --check "$@" || die "see test/run.sh's usage above" ;;
+    *) die "unknown target '$target' (use: ./build.sh [--cuda] [test [--full|SUITE...]|clean])" ;;
   esac
   install_packages
   build_static_deps
@@ -266,8 +284,8 @@ main() {
   build_data
   if [ "$target" = test ]; then
     install_npm_oracle
-    make -j"$JOBS" MUSL="$MUSL" tests
-    exec test/run.sh
+    make -j"$JOBS" MUSL="$MUSL" $(test_targets "$@")
+    exec test/run.sh "$@"
   fi
 }
 

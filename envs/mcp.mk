@@ -1,3 +1,3 @@
 # envs/mcp.mk - `viv mcp`, the sandbox's tools as an MCP server over stdio
 # (envs/mcp.c; its suite is test/mcp/run.sh).
-VIV_SRC += envs/mcp.c
+ENVS_SRC += envs/mcp.c

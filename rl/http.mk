@@ -11,24 +11,15 @@ HTTP_GLIBC_LIBS := -lcurl -lmicrohttpd
 # bin/viv-cuda (model/cuda/cuda.mk) links every viv source too, against glibc
 CUDA_LIBS += $(HTTP_GLIBC_LIBS)
 
-HTTP_SRC := rl/openai_client.c rl/textgen.c rl/cmd_serve.c rl/llm_agent.c rl/agent_pool.c rl/serve_batch.c rl/serve_request.c
-VIV_SRC += $(HTTP_SRC)
-HEADERS += rl/openai_client.h rl/textgen.h rl/http_cmds.h rl/llm_agent.h rl/agent_pool.h rl/serve_batch.h rl/serve_request.h envs/agent_provider.h
+RL_SRC += rl/openai_client.c rl/textgen.c rl/cmd_serve.c rl/llm_agent.c rl/agent_pool.c rl/serve_batch.c rl/serve_request.c
 
 # test/http's client driver: one request through rl/openai_client.c, ASan +
 # UBSan, against the glibc libcurl (the static one is musl's).
 EXTRA_TESTS += $(BUILD)/test/oai_request
-$(BUILD)/test/oai_request: test/http/oai_request.c rl/openai_client.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c $(HEADERS)
+$(BUILD)/test/oai_request: $(BUILD)/asan/test/http/oai_request.o $(call layer_libs,asan)
 	@mkdir -p $(@D)
-	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ test/http/oai_request.c rl/openai_client.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c \
-	    -lcurl -lcjson -lm -lpthread
+	$(ASAN_LINK)
 
 # libFuzzer target: request bodies through parse_creq and the chat template
 # (the server's input from the network), run briefly by test/http/run.sh.
-FUZZ_SERVE_SRC := rl/serve_request.c model/chat.c model/tokenizer.c model/tokenizer_scan.c model/unicode.c \
-                  $(BUILD)/gen/unicode_tables.c sandbox/util.c
-EXTRA_TESTS += $(BUILD)/fuzz/fuzz_serve_request
-$(BUILD)/fuzz/fuzz_serve_request: test/http/fuzz_serve_request.c $(FUZZ_SERVE_SRC) $(HEADERS)
-	@mkdir -p $(@D)
-	clang -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -o $@ test/http/fuzz_serve_request.c \
-	    $(FUZZ_SERVE_SRC) -lcjson -lm -lpthread
+$(eval $(call fuzz_target,fuzz_serve_request,test/http/fuzz_serve_request.c))
