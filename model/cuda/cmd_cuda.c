@@ -118,7 +118,7 @@ static int parse(int argc, char **argv, struct bench_opts *o) {
         else if (!strcmp(a, "--ranks")) bad = int_arg(a, v, 1, 1 << 20, &o->ranks), i++;
         else if (!strcmp(a, "--gpu-gib")) bad = dbl_arg(a, v, 0.1, 1e6, &o->gpu_gib), i++;
         else if (!strcmp(a, "--seed")) {
-            double s;
+            double s = 0;
             bad = dbl_arg(a, v, 0, 9007199254740992.0, &s), i++;
             o->seed = (unsigned long long)s;
         } else {
