@@ -38,6 +38,7 @@ int cmd_cuda(int argc, char **argv) {
 #include <math.h>
 #include <time.h>
 
+#include "../../sandbox/args.h"
 #include "../../sandbox/util.h"
 #include "../cmds.h"
 #include "qwen3_cuda.h"
@@ -55,30 +56,6 @@ struct bench_opts {
     unsigned long long seed;
 };
 
-static int int_arg(const char *name, const char *v, int lo, int hi, int *out) {
-    char *end;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || end == v || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, "viv cuda: %s needs an integer in [%d, %d]\n", name, lo, hi);
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
-}
-
-static int dbl_arg(const char *name, const char *v, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double x = v ? strtod(v, &end) : 0;
-    if (!v || end == v || *end || errno || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "viv cuda: %s needs a number in [%g, %g]\n", name, lo, hi);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
 static void usage(FILE *f) {
     fprintf(f, "usage: viv cuda info\n"
                "       viv cuda train-bench (--model DIR | --config FILE) [--batch B] [--seq T] [--steps N]\n"
@@ -94,44 +71,53 @@ static void usage(FILE *f) {
                "train-bench runs data-parallel over MPI + NCCL when started by mpirun/srun (one rank per GPU).\n");
 }
 
+/* The benches' and plan's flags: one table (args.h), each subcommand
+ * parsed by it with the subcommand as the program name. */
+static struct bench_opts bo;
+static double bo_seed;
+static const struct arg_opt bench_flags[] = {
+    {"--model", ARG_STR, &bo.model, 0, 0, "DIR", "a Hugging Face model directory (or --config)"},
+    {"--config", ARG_STR, &bo.config, 0, 0, "FILE", "a config.json: a model of that shape, random weights"},
+    {"--batch", ARG_INT, &bo.batch, 1, 1 << 16, "B", "sequences per step (default 4)"},
+    {"--seq", ARG_INT, &bo.seq, 2, 1 << 20, "T", "tokens per sequence (default 1024)"},
+    {"--steps", ARG_INT, &bo.steps, 1, 1 << 24, "N", "train-bench steps (default 10)"},
+    {"--seqs", ARG_INT, &bo.seqs, 1, 1 << 16, "N", "decode-bench concurrent sequences (default 256)"},
+    {"--prompt", ARG_INT, &bo.prompt, 1, 1 << 20, "P", "decode-bench prompt tokens (default 128)"},
+    {"--gen", ARG_INT, &bo.gen, 1, 1 << 20, "G", "decode-bench generated tokens (default 128)"},
+    {"--lr", ARG_DOUBLE, &bo.lr, 0, 1, "X", "train-bench learning rate (default 1e-4)"},
+    {"--seed", ARG_DOUBLE, &bo_seed, 0, 9007199254740992.0, "S", "random seed (default 1)"},
+    {"--peak-tflops", ARG_DOUBLE, &bo.peak_tflops, 1, 1e6, "F", "the GPU's peak, for MFU"},
+    {"--ranks", ARG_INT, &bo.ranks, 1, 1 << 20, "N", "plan: data-parallel ranks (default 1)"},
+    {"--gpu-gib", ARG_DOUBLE, &bo.gpu_gib, 0.1, 1e6, "G", "plan: the GPU's memory"},
+    {"--recompute", ARG_FLAG, &bo.recompute, 0, 0, NULL, "recompute activations in backward"},
+    {"--zero1", ARG_FLAG, &bo.zero1, 0, 0, NULL, "fp32 masters and AdamW moments sharded over ranks"},
+    {"--host-snapshot", ARG_FLAG, &bo.host_snapshot, 0, 0, NULL, "plan: GRPO's snapshot kept in host memory"},
+    {"--jsonl", ARG_STR, &bo.jsonl, 0, 0, "FILE", "one JSON line per step"},
+    {"--save", ARG_STR, &bo.save, 0, 0, "DIR", "train-bench: rank 0 writes the trained model"},
+    {0},
+};
+
 static int parse(int argc, char **argv, struct bench_opts *o) {
-    *o = (struct bench_opts){.batch = 4, .seq = 1024, .steps = 10, .seqs = 256, .prompt = 128, .gen = 128,
+    bo = (struct bench_opts){.batch = 4, .seq = 1024, .steps = 10, .seqs = 256, .prompt = 128, .gen = 128,
                              .lr = 1e-4, .seed = 1, .ranks = 1};
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "--model") && v) o->model = v, i++;
-        else if (!strcmp(a, "--config") && v) o->config = v, i++;
-        else if (!strcmp(a, "--jsonl") && v) o->jsonl = v, i++;
-        else if (!strcmp(a, "--save") && v) o->save = v, i++;
-        else if (!strcmp(a, "--recompute")) o->recompute = 1;
-        else if (!strcmp(a, "--zero1")) o->zero1 = 1;
-        else if (!strcmp(a, "--host-snapshot")) o->host_snapshot = 1;
-        else if (!strcmp(a, "--batch")) bad = int_arg(a, v, 1, 1 << 16, &o->batch), i++;
-        else if (!strcmp(a, "--seq")) bad = int_arg(a, v, 2, 1 << 20, &o->seq), i++;
-        else if (!strcmp(a, "--steps")) bad = int_arg(a, v, 1, 1 << 24, &o->steps), i++;
-        else if (!strcmp(a, "--seqs")) bad = int_arg(a, v, 1, 1 << 16, &o->seqs), i++;
-        else if (!strcmp(a, "--prompt")) bad = int_arg(a, v, 1, 1 << 20, &o->prompt), i++;
-        else if (!strcmp(a, "--gen")) bad = int_arg(a, v, 1, 1 << 20, &o->gen), i++;
-        else if (!strcmp(a, "--lr")) bad = dbl_arg(a, v, 0, 1, &o->lr), i++;
-        else if (!strcmp(a, "--peak-tflops")) bad = dbl_arg(a, v, 1, 1e6, &o->peak_tflops), i++;
-        else if (!strcmp(a, "--ranks")) bad = int_arg(a, v, 1, 1 << 20, &o->ranks), i++;
-        else if (!strcmp(a, "--gpu-gib")) bad = dbl_arg(a, v, 0.1, 1e6, &o->gpu_gib), i++;
-        else if (!strcmp(a, "--seed")) {
-            double s = 0;
-            bad = dbl_arg(a, v, 0, 9007199254740992.0, &s), i++;
-            o->seed = (unsigned long long)s;
-        } else {
-            fprintf(stderr, "viv cuda: unknown or incomplete option '%s'\n", a);
-            usage(stderr);
-            return -1;
-        }
-        if (bad) return -1;
-    }
-    if (!o->model == !o->config) {
-        fprintf(stderr, "viv cuda: give exactly one of --model DIR and --config FILE\n");
-        return -1;
-    }
+    bo_seed = 1;
+    char prog[64];
+    snprintf(prog, sizeof prog, "viv cuda %s", argv[1]);
+    const struct arg_cmd cmd = {
+        .prog = prog,
+        .synopsis = "viv cuda train-bench|decode-bench|plan (--model DIR | --config FILE) [options]",
+        .about = "train-bench runs data-parallel over MPI + NCCL when started by mpirun/srun (one rank per GPU);\n"
+                 "plan prints the device memory per GPU as viv train would use it (no GPU needed).\n",
+        .opts = bench_flags,
+        .examples = "  viv cuda plan --model Qwen3-0.6B --batch 8 --seq 2048 --recompute\n"
+                    "  viv cuda train-bench --config config.json --steps 20 --jsonl bench.jsonl\n"
+                    "  viv cuda decode-bench --model Qwen3-0.6B --seqs 256\n",
+    };
+    int rc = args_parse(&cmd, argc - 1, argv + 1, NULL);
+    if (rc) return rc;
+    bo.seed = (unsigned long long)bo_seed;
+    if (!bo.model == !bo.config) return args_error(&cmd, "give exactly one of --model DIR and --config FILE");
+    *o = bo;
     return 0;
 }
 
@@ -325,16 +311,27 @@ out:
 
 /* Logits of one sequence, fp32 little-endian [n, V], written atomically. */
 static int logits_cmd(int argc, char **argv) {
-    const char *model = NULL, *ids_s = NULL, *out = NULL, *device = "cuda";
-    for (int i = 2; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--model")) model = argv[i + 1];
-        else if (!strcmp(argv[i], "--ids")) ids_s = argv[i + 1];
-        else if (!strcmp(argv[i], "--out")) out = argv[i + 1];
-        else if (!strcmp(argv[i], "--device")) device = argv[i + 1];
-        else return fprintf(stderr, "viv cuda logits: unknown option '%s'\n", argv[i]), 2;
-    }
-    if (!model || !ids_s || !out || (strcmp(device, "cpu") && strcmp(device, "cuda")))
-        return fprintf(stderr, "viv cuda logits: --model, --ids and --out are required; --device cpu|cuda\n"), 2;
+    static const char *model, *ids_s, *out, *device;
+    model = ids_s = out = NULL, device = "cuda";
+    static const struct arg_opt opts[] = {
+        {"--model", ARG_STR, &model, 0, 0, "DIR", "the model directory (required)"},
+        {"--ids", ARG_STR, &ids_s, 0, 0, "1,2,3", "the token ids (required)"},
+        {"--out", ARG_STR, &out, 0, 0, "FILE", "where the logits go, raw fp32 (required)"},
+        {"--device", ARG_STR, &device, 0, 0, "cpu|cuda", "where the model runs (default cuda)"},
+        {0},
+    };
+    static const struct arg_cmd cmd = {
+        .prog = "viv cuda logits",
+        .synopsis = "viv cuda logits --model DIR --ids 1,2,3 --out FILE [--device cpu|cuda]",
+        .about = "The logits of one sequence, for comparing the CUDA model with the CPU one.\n",
+        .opts = opts,
+        .examples = "  viv cuda logits --model Qwen3-0.6B --ids 1,2,3 --out gpu.f32\n"
+                    "  viv cuda logits --model Qwen3-0.6B --ids 1,2,3 --out cpu.f32 --device cpu\n",
+    };
+    int prc = args_parse(&cmd, argc - 1, argv + 1, NULL);
+    if (prc) return prc == ARGS_HELP ? 0 : 2;
+    if (!model || !ids_s || !out) return args_error(&cmd, "--model, --ids and --out are required");
+    if (strcmp(device, "cpu") && strcmp(device, "cuda")) return args_error(&cmd, "--device: '%s' is not cpu or cuda", device);
     int32_t *ids = NULL;
     int n = parse_id_list(ids_s, &ids);
     if (n < 0) return fprintf(stderr, "viv cuda logits: --ids must be a comma-separated list of token ids\n"), 2;
@@ -453,20 +450,23 @@ int cmd_cuda(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "logits")) return logits_cmd(argc, argv);
     struct bench_opts o;
+    int prc;
     if (!strcmp(argv[1], "train-bench")) {
-        if (parse(argc, argv, &o)) return 2;
+        if ((prc = parse(argc, argv, &o))) return prc == ARGS_HELP ? 0 : 2;
         return train_bench(&o, argc, argv);
     }
     if (!strcmp(argv[1], "plan")) {
-        if (parse(argc, argv, &o)) return 2;
+        if ((prc = parse(argc, argv, &o))) return prc == ARGS_HELP ? 0 : 2;
         return plan_cmd(&o);
     }
     if (!strcmp(argv[1], "decode-bench")) {
-        if (parse(argc, argv, &o)) return 2;
+        if ((prc = parse(argc, argv, &o))) return prc == ARGS_HELP ? 0 : 2;
         return decode_bench(&o);
     }
-    fprintf(stderr, "viv cuda: unknown command '%s'\n", argv[1]);
-    usage(stderr);
+    static const char *const subs[] = {"info", "logits", "train-bench", "plan", "decode-bench", NULL};
+    const char *near = args_nearest(argv[1], subs);
+    if (near) fprintf(stderr, "viv cuda: unknown command '%s' (did you mean %s?) (see viv cuda --help)\n", argv[1], near);
+    else fprintf(stderr, "viv cuda: unknown command '%s' (see viv cuda --help)\n", argv[1]);
     return 2;
 }
 
