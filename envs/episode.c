@@ -307,6 +307,18 @@ void episode_submit_pooled(struct episode *ep, struct viv_pool *p, struct episod
     if (ep->state == EP_DONE) viv_pool_note_broken(p, h->host);
 }
 
+bool episode_rerun_if_lost(struct episode *ep, struct viv_pool *p, struct episode_host *h,
+                           const struct episode_cfg *cfg, uint64_t seed, int *tries) {
+    if (ep->state != EP_DONE || !episode_lost_to_sandbox(ep) || *tries >= EPISODE_SANDBOX_TRIES) return false;
+    const struct task *t = ep->task;
+    episode_release_pooled(ep, p, h);
+    episode_free(ep);
+    episode_init(ep, t, cfg, seed);
+    *h = (struct episode_host){-1, 0};
+    (*tries)++;
+    return true;
+}
+
 void episode_release_pooled(struct episode *ep, struct viv_pool *p, const struct episode_host *h) {
     struct viv_client *c = h->host >= 0 ? viv_pool_client(p, h->host) : NULL;
     if (c && viv_pool_host(p, h->host)->epoch == h->epoch) episode_release(ep, c);
@@ -362,14 +374,8 @@ int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct vi
                 free(msg);
             }
             if (ep->state == EP_NEED_TOOL) episode_submit_pooled(ep, p, &host[s]);
-            if (ep->state == EP_DONE && episode_lost_to_sandbox(ep) && tries[s] < EPISODE_SANDBOX_TRIES) {
-                /* the sandbox ended it: the same episode again (same task, same seed) */
-                episode_release_pooled(ep, p, &host[s]);
-                episode_free(ep);
-                episode_init(ep, &ts->t[index[s] % ts->n], cfg, seed + index[s]);
-                host[s] = (struct episode_host){-1, 0};
-                tries[s]++;
-                s--;
+            if (episode_rerun_if_lost(ep, p, &host[s], cfg, seed + index[s], &tries[s])) {
+                s--; /* the sandbox ended it: the same episode again, at once */
                 continue;
             }
             if (ep->state == EP_DONE) {

@@ -127,6 +127,11 @@ struct episode_host {
 void episode_submit_pooled(struct episode *ep, struct viv_pool *p, struct episode_host *h);
 /* episode_release on its host, if that connection still lives. */
 void episode_release_pooled(struct episode *ep, struct viv_pool *p, const struct episode_host *h);
+/* For runners: an episode the sandbox ended (EP_DONE, lost to it) that has
+ * tries left (*tries < EPISODE_SANDBOX_TRIES) starts again, same task and
+ * seed, with no host yet, and *tries counts it: true. Otherwise false. */
+bool episode_rerun_if_lost(struct episode *ep, struct viv_pool *p, struct episode_host *h,
+                           const struct episode_cfg *cfg, uint64_t seed, int *tries);
 /* Wait up to timeout_ms for one vivd answer and give it to its episode
  * among slots[0..n) with busy[s] set. 1 if an answer came, else 0. */
 int episode_pool_dispatch(struct viv_pool *p, struct episode *slots, const int *busy, const struct episode_host *hosts,

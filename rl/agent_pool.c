@@ -105,14 +105,8 @@ int pool_run_episodes(const struct task_set *ts, size_t n, int concurrency, int 
                 continue;
             }
             if (ep->state == EP_NEED_TOOL) episode_submit_pooled(ep, vp, &host[s]);
-            if (ep->state == EP_DONE && episode_lost_to_sandbox(ep) && tries[s] < EPISODE_SANDBOX_TRIES) {
-                /* the sandbox ended it: the same episode again (same task, same seed), as run_episodes does */
-                episode_release_pooled(ep, vp, &host[s]);
-                episode_free(ep);
-                episode_init(ep, &ts->t[index[s] % ts->n], cfg, seed + index[s]);
-                host[s] = (struct episode_host){-1, 0};
-                tries[s]++;
-                s--;
+            if (episode_rerun_if_lost(ep, vp, &host[s], cfg, seed + index[s], &tries[s])) {
+                s--; /* the sandbox ended it: the same episode again, at once */
                 continue;
             }
             if (ep->state == EP_DONE) {
