@@ -82,7 +82,7 @@ FUZZ_TARGETS += $$(BUILD)/fuzz/$(1)
 endef
 FUZZ_TARGETS :=
 
-include $(wildcard envs/*.mk model/*.mk model/cuda/*.mk rl/*.mk)
+include $(wildcard envs/*.mk model/*.mk model/cuda/*.mk rl/*.mk rl/serve/*.mk)
 # the CPU stand-ins for the GPU (test/gpu): hostsim, then kemu (uses hostsim's)
 include test/gpu/hostsim/hostsim.mk test/gpu/kemu/kemu.mk
 VIV_SRC := rl/viv.c $(SANDBOX_SRC) $(ENVS_SRC) $(MODEL_SRC) $(RL_SRC)

@@ -150,7 +150,7 @@ build_static_deps() {
   touch "$MUSL/.stamp"
 }
 
-# The HTTP side (rl/openai_client.c, rl/cmd_serve.c): mbedTLS, libcurl and
+# The HTTP side (rl/serve/openai_client.c, rl/serve/cmd_serve.c): mbedTLS, libcurl and
 # GNU libmicrohttpd from Debian's sources, static with musl, into the same
 # $MUSL. Separate stamps, so a .deps built before these existed gains them
 # without rebuilding the sandbox's libraries.

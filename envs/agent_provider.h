@@ -1,7 +1,7 @@
 /*
  * agent_provider.h - agents `viv eval` can use that live outside envs/:
  * the rl layer's endpoint:URL (an OpenAI-compatible server) and model:DIR
- * (a local checkpoint) agents (rl/llm_agent.c). envs/ does not depend on
+ * (a local checkpoint) agents (rl/serve/llm_agent.c). envs/ does not depend on
  * rl/; the command that links both registers the provider before calling
  * cmd_eval (so envs' own test binaries link without the model and HTTP code).
  */

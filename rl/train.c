@@ -11,7 +11,7 @@
  * rollout engine with reward = correctness + format. Defaults and why are in
  * the usage text and in train_defaults(). --teacher URL --teacher-model NAME
  * samples the trajectories from an OpenAI-compatible endpoint instead
- * (rl/llm_agent.h, several requests in flight), kept by the same rule.
+ * (rl/serve/llm_agent.h, several requests in flight), kept by the same rule.
  *
  * A run lives in runs/<name>/ (rl/metrics.h): config.json, metrics.jsonl,
  * eval_{before_sft,after_sft,after_rl}.json, reward.svg, accuracy.svg,
@@ -27,8 +27,8 @@
  */
 #define _GNU_SOURCE
 #include "train.h"
-#include "llm_agent.h"
-#include "openai_client.h"
+#include "serve/llm_agent.h"
+#include "serve/openai_client.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -805,7 +805,7 @@ static int prepare_model(struct job *j, struct sft_set *set, char *err, size_t e
                                       .timeout_ms = 30000};
         double t0 = now_ms();
         struct llm_agent *endpoint = NULL;
-        if (strcmp(j->c.teacher, "scripted") != 0) { /* an OpenAI-compatible endpoint (rl/llm_agent.h) */
+        if (strcmp(j->c.teacher, "scripted") != 0) { /* an OpenAI-compatible endpoint (rl/serve/llm_agent.h) */
             char *spec = xasprintf("endpoint:%s", j->c.teacher);
             struct agent_options ao = {.model = j->c.teacher_model, .api_key_env = j->c.api_key_env,
                                        .max_tokens = j->c.teacher_max_tokens, .temperature = j->c.teacher_temperature};
@@ -813,7 +813,7 @@ static int prepare_model(struct job *j, struct sft_set *set, char *err, size_t e
             free(spec);
             if (!endpoint) return -1;
             co.agent = llm_agent_next, co.agent_ctx = endpoint, co.run = llm_agent_run;
-            co.concurrency = j->c.teacher_concurrency; /* requests in flight (rl/agent_pool.h) */
+            co.concurrency = j->c.teacher_concurrency; /* requests in flight (rl/serve/agent_pool.h) */
         }
         fprintf(stderr, "sft: rejection sampling: %d teacher samples for each of %zu train tasks%s%s\n", j->c.samples,
                 j->train.n, endpoint ? " from " : "", endpoint ? j->c.teacher : "");

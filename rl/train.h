@@ -50,7 +50,7 @@ struct sft_collect_opts {
     int concurrency;
     int max_turns;
     long timeout_ms;
-    agent_fn agent;         /* NULL: the scripted teacher; else this agent (e.g. rl/llm_agent.h's endpoint) */
+    agent_fn agent;         /* NULL: the scripted teacher; else this agent (e.g. rl/serve/llm_agent.h's endpoint) */
     void *agent_ctx;
     agent_run_fn run;       /* with agent: runs the episodes instead of run_episodes (may be NULL) */
 };

@@ -15,7 +15,7 @@
 #include "../envs/cmd_data.h"
 #include "../envs/eval1.h"
 #include "../envs/mcp.h"
-#include "http_cmds.h"
+#include "serve/http_cmds.h"
 #include "train.h"
 
 #include "../sandbox/args.h" /* VIV_VERSION */

@@ -1,7 +1,7 @@
 /*
  * fuzz_serve_request.c - libFuzzer target: arbitrary bytes as the body of a
  * chat-completions request, through what `viv serve` does before generating:
- * JSON parsing, parse_creq (rl/serve_request.c) and, when the request is
+ * JSON parsing, parse_creq (rl/serve/serve_request.c) and, when the request is
  * accepted, the Qwen3 chat template (model/chat.c). Checks the promises a
  * caller relies on: an accepted request has 1+ messages with known roles and
  * non-NULL contents, 1 <= max_tokens <= the cap, at most 4 non-empty stops;
@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "../../model/chat.h"
-#include "../../rl/serve_request.h"
+#include "../../rl/serve/serve_request.h"
 
 #define CAP 4096
 

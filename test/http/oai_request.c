@@ -1,5 +1,5 @@
 /*
- * oai_request.c - one chat completion through rl/openai_client.c, for
+ * oai_request.c - one chat completion through rl/serve/openai_client.c, for
  * test/http/run.sh (built with ASan + UBSan against the glibc libcurl).
  *
  *   oai_request URL [--model M] [--prompt TEXT] [--system TEXT] [--max-tokens N]
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../rl/openai_client.h"
+#include "../../rl/serve/openai_client.h"
 #include "../../sandbox/json_writer.h"
 #include "../../sandbox/util.h"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test/http/run.sh - the http suite (test/run.sh http): the OpenAI-compatible side.
-#   client_*   rl/openai_client.c (build/test/oai_request, ASan) against scripted servers
+#   client_*   rl/serve/openai_client.c (build/test/oai_request, ASan) against scripted servers
 #              (test/http/fake_server.py): retries on 503 and connect errors, Retry-After,
 #              timeouts, no retry on 401, URL forms, the bearer key from an env variable
 #   serve_*    `viv serve` over a tiny checkpoint our code saved, driven by the official

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../model/qwen3.h"
-#include "../model/sample.h"
-#include "../sandbox/util.h"
+#include "../../model/qwen3.h"
+#include "../../model/sample.h"
+#include "../../sandbox/util.h"
 
 struct breq {
     /* the request (the caller's memory; it waits in batcher_run) */

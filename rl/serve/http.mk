@@ -1,4 +1,4 @@
-# rl/http.mk - the OpenAI-compatible HTTP side (included by the top Makefile):
+# rl/serve/http.mk - the OpenAI-compatible HTTP side (included by the top Makefile):
 # the libcurl client of remote endpoints, `viv serve` (GNU libmicrohttpd) and
 # the agents that take each turn from an endpoint or a local checkpoint.
 #
@@ -11,9 +11,9 @@ HTTP_GLIBC_LIBS := -lcurl -lmicrohttpd
 # bin/viv-cuda (model/cuda/cuda.mk) links every viv source too, against glibc
 CUDA_LIBS += $(HTTP_GLIBC_LIBS)
 
-RL_SRC += rl/openai_client.c rl/textgen.c rl/cmd_serve.c rl/llm_agent.c rl/agent_pool.c rl/serve_batch.c rl/serve_request.c
+RL_SRC += rl/serve/openai_client.c rl/serve/textgen.c rl/serve/cmd_serve.c rl/serve/llm_agent.c rl/serve/agent_pool.c rl/serve/serve_batch.c rl/serve/serve_request.c
 
-# test/http's client driver: one request through rl/openai_client.c, ASan +
+# test/http's client driver: one request through rl/serve/openai_client.c, ASan +
 # UBSan, against the glibc libcurl (the static one is musl's).
 EXTRA_TESTS += $(BUILD)/test/oai_request
 $(BUILD)/test/oai_request: $(BUILD)/asan/test/http/oai_request.o $(call layer_libs,asan)

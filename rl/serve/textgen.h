@@ -20,8 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../model/qwen3.h"
-#include "../model/tokenizer.h"
+#include "../../model/qwen3.h"
+#include "../../model/tokenizer.h"
 
 #define TEXTGEN_MAX_STOP_IDS 16
 #define TEXTGEN_MAX_STOPS 8
@@ -64,7 +64,7 @@ int textgen_run(const struct textgen *g, const int32_t *prompt, int n_prompt, co
 void textgen_result_free(struct textgen_result *r);
 
 /* The pieces textgen_run is made of, for a caller that samples the tokens
- * itself (rl/serve_batch.c, many requests in one forward pass): */
+ * itself (rl/serve/serve_batch.c, many requests in one forward pass): */
 struct textgen_stream {
     const struct textgen *g;
     const struct textgen_params *p;

@@ -12,14 +12,14 @@
  * unchanged. An episode is touched by a worker only while it waits for its
  * message, and by nobody else then.
  *
- * The agent must be safe to call from several threads at once (rl/llm_agent
+ * The agent must be safe to call from several threads at once (rl/serve/llm_agent
  * is). Same arguments, results and on_done calls as run_episodes, plus the
  * number of worker threads.
  */
 #ifndef VIV_RL_AGENT_POOL_H
 #define VIV_RL_AGENT_POOL_H
 
-#include "../envs/episode.h"
+#include "../../envs/episode.h"
 
 int pool_run_episodes(const struct task_set *ts, size_t n, int concurrency, int workers, struct viv_pool *p,
                       agent_fn agent, void *agent_ctx, const struct episode_cfg *cfg, uint64_t seed,

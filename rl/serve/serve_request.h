@@ -1,6 +1,6 @@
 /*
  * serve_request.h - the body of a chat-completions request, checked
- * (`viv serve`, rl/cmd_serve.c; fuzzed by test/http/fuzz_serve_request.c).
+ * (`viv serve`, rl/serve/cmd_serve.c; fuzzed by test/http/fuzz_serve_request.c).
  *
  * Accepted: messages (roles system/developer/user/assistant/tool; content a
  * string, null or a list of text parts; assistant reasoning_content), model
@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../model/chat.h"
+#include "../../model/chat.h"
 
 struct creq {
     struct chat_message *msgs; /* strings point into the parsed JSON (or owned) */

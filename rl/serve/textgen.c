@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../model/sample.h"
-#include "../sandbox/util.h"
+#include "../../model/sample.h"
+#include "../../sandbox/util.h"
 
 static void add_stop_id(struct textgen *g, long id) {
     if (id < 0 || id >= g->m->cfg.vocab_size || g->n_stop_ids == TEXTGEN_MAX_STOP_IDS) return;

@@ -1,8 +1,8 @@
 /*
  * llm_agent.h - agents whose every assistant message comes from a language
  * model: an OpenAI-compatible endpoint ("endpoint:URL", through
- * rl/openai_client.h) or a checkpoint on this machine ("model:DIR", through
- * rl/textgen.h on the CPU model).
+ * rl/serve/openai_client.h) or a checkpoint on this machine ("model:DIR", through
+ * rl/serve/textgen.h on the CPU model).
  *
  * Both see the episode as the model was trained to (rl/bio_env.h): the
  * system message, the task, then the turns so far, observations as user
@@ -19,7 +19,7 @@
  * keeps a libcurl client per concurrent request; the local one generates
  * one message at a time, except under llm_agent_run with several episodes in
  * flight, where their messages decode together (continuous batching,
- * rl/serve_batch.h; the texts are those of one at a time).
+ * rl/serve/serve_batch.h; the texts are those of one at a time).
  *
  * A turn that fails (the endpoint's error after its retries) ends the
  * episode like an unparsable message and is counted; after 3 failures in a
@@ -31,8 +31,8 @@
 
 #include <stddef.h>
 
-#include "../envs/agent_provider.h"
-#include "../envs/episode.h"
+#include "../../envs/agent_provider.h"
+#include "../../envs/episode.h"
 
 struct llm_agent;
 
@@ -43,7 +43,7 @@ struct llm_agent *llm_agent_open(const char *spec, const struct agent_options *o
 char *llm_agent_next(void *agent, const struct episode *ep);
 /* Turns asked for and turns that failed (the last failure's message). */
 /* Run episodes with this agent (agent_run_fn): an endpoint agent keeps one
- * request in flight per episode in flight (rl/agent_pool.h). */
+ * request in flight per episode in flight (rl/serve/agent_pool.h). */
 int llm_agent_run(void *agent, const struct task_set *ts, size_t n, int concurrency, struct viv_pool *p,
                   const struct episode_cfg *cfg, uint64_t seed, struct episode_result *results,
                   void (*on_done)(void *ctx, const struct episode *ep, size_t index), void *done_ctx, char *err,

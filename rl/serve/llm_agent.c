@@ -7,20 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../envs/eval1.h"
-#include "../envs/protocol.h"
-#include "../model/chat.h"
-#include "../model/qwen3.h"
-#include "../model/tokenizer.h"
-#include "../sandbox/util.h"
+#include "../../envs/eval1.h"
+#include "../../envs/protocol.h"
+#include "../../model/chat.h"
+#include "../../model/qwen3.h"
+#include "../../model/tokenizer.h"
+#include "../../sandbox/util.h"
 #include "agent_pool.h"
-#include "bio_env.h"
+#include "../bio_env.h"
 #include "http_cmds.h"
 #include "openai_client.h"
-#include "../model/config.h"
+#include "../../model/config.h"
 #include "serve_batch.h"
 #include "textgen.h"
-#include "train.h"
+#include "../train.h"
 
 #define DEAD_AFTER 3 /* failures in a row */
 
@@ -280,7 +280,7 @@ int llm_agent_run(void *agent, const struct task_set *ts, size_t n, int concurre
                   size_t errlen) {
     struct llm_agent *a = agent;
     /* an endpoint: a request per episode in flight; the local model: the episodes' messages are decoded
-     * together by a batcher (rl/serve_batch.h) with a slot per episode in flight */
+     * together by a batcher (rl/serve/serve_batch.h) with a slot per episode in flight */
     int workers = concurrency;
     if (!a->base_url && concurrency > 1 && !a->batch) {
         int ctx = a->m->cfg.max_position;

@@ -19,7 +19,7 @@
  * 413 body over --max-body, 500 generation failed, 503 shutting down.
  *
  * The prompt is Qwen3's chat template (model/chat.h, thinking on unless
- * enable_thinking is false); generation is rl/textgen.h on the CPU model, so
+ * enable_thinking is false); generation is rl/serve/textgen.h on the CPU model, so
  * greedy output equals `viv gen`'s for the same prompt. The content is the
  * text as generated, <think> blocks included (no reasoning parser), up to a
  * stop: an end-of-sequence token, a stop string (reported as "stop_reason",
@@ -28,7 +28,7 @@
  * HTTP is GNU libmicrohttpd, a thread per connection. Generation is either
  * serialised by one mutex (the default: the CPU model already spreads one
  * generation over every core) or, with --batch N, continuously batched
- * (rl/serve_batch.h): up to N requests decode together, one row each in a
+ * (rl/serve/serve_batch.h): up to N requests decode together, one row each in a
  * single forward pass, which turns N matrix-vector products into one matrix
  * product. TLS is not built in: serve on localhost or behind a proxy that
  * terminates it.
@@ -51,19 +51,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../model/chat.h"
-#include "../model/kernels.h"
-#include "../model/qwen3.h"
-#include "../model/tokenizer.h"
-#include "../sandbox/json_text.h"
-#include "../sandbox/json_writer.h"
-#include "../sandbox/util.h"
+#include "../../model/chat.h"
+#include "../../model/kernels.h"
+#include "../../model/qwen3.h"
+#include "../../model/tokenizer.h"
+#include "../../sandbox/json_text.h"
+#include "../../sandbox/json_writer.h"
+#include "../../sandbox/util.h"
 #include "http_cmds.h"
 #include "serve_batch.h"
 #include "serve_request.h"
 #include "textgen.h"
-#include "../model/config.h"
-#include "../sandbox/args.h"
+#include "../../model/config.h"
+#include "../../sandbox/args.h"
 
 struct server {
     struct qwen3 *m;
@@ -73,7 +73,7 @@ struct server {
     long max_tokens_cap;
     size_t max_body;
     pthread_mutex_t lock;    /* one generation at a time (without --batch) */
-    struct batcher *batch;   /* --batch N > 1: continuous batching (rl/serve_batch.h) */
+    struct batcher *batch;   /* --batch N > 1: continuous batching (rl/serve/serve_batch.h) */
     int ctx;                 /* tokens a request may span (prompt + completion); 0: no limit */
     volatile int stopping;   /* SIGINT/SIGTERM: cancels generations */
     unsigned long requests;
