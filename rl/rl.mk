@@ -1,10 +1,10 @@
 # rl/rl.mk - the RL layer's rules (included by the top Makefile).
 #
 # rl/*.c except the test doubles and the benchmark's main go into bin/viv.
-# fake_gen.c and text_env.c are TEST DOUBLES (scripted generator, toy
+# test/doubles/ holds the TEST DOUBLES (scripted generator, toy
 # environment): only the tests and the rollout benchmark link them.
 RL_SRC += rl/rollout.c rl/grpo.c rl/metrics.c rl/svg_chart.c
-RL_DOUBLES := rl/fake_gen.c rl/text_env.c
+RL_DOUBLES := test/doubles/fake_gen.c test/doubles/text_env.c
 EXTRA_TESTS += $(BUILD)/test/rl_rollout_tests $(BUILD)/test/rl_tests $(BUILD)/bench/rollout_bench
 
 # ASan + UBSan (glibc) like the sandbox's tests
@@ -18,7 +18,7 @@ $(BUILD)/test/rl_tests: $(BUILD)/asan/test/rl/rl_tests.o $(call layer_libs,asan)
 
 # The benchmark measures scheduling, so it is built -O2 without sanitizers
 # (static musl, like bin/viv).
-$(BUILD)/bench/rollout_bench: $(patsubst %.c,$(BUILD)/musl/%.o,rl/rollout_bench.c $(RL_DOUBLES)) $(call layer_libs,musl)
+$(BUILD)/bench/rollout_bench: $(patsubst %.c,$(BUILD)/musl/%.o,test/bench/rollout_bench.c $(RL_DOUBLES)) $(call layer_libs,musl)
 	@mkdir -p $(@D)
 	$(MUSL_CC) -static -o $@ $(filter %.o,$^) $(call link_layers,musl) $(MUSL_LIBS)
 

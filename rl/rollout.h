@@ -13,11 +13,11 @@
  * Three narrow interfaces plug the engine into the rest of the trainer; the
  * model layer and the environment layer implement them:
  *
- *   struct rl_generator   batched generation (the model; rl/fake_gen.c is a
+ *   struct rl_generator   batched generation (the model; test/doubles/fake_gen.c is a
  *                         scripted test double)
  *   struct rl_tokenizer   text <-> token ids for prompts and observations
  *   struct rl_env_ops     prompts, turn parsing, observations, scoring (the
- *                         Biomni protocol in envs/; rl/text_env.c is a test
+ *                         Biomni protocol in envs/; test/doubles/text_env.c is a test
  *                         double)
  *
  * Scheduling (rollout.c explains the rules): a single thread alternates

@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../rl/fake_gen.h"
+#include "doubles/fake_gen.h"
 #include "../rl/rollout.h"
-#include "../rl/text_env.h"
+#include "doubles/text_env.h"
 
 struct fixture {
     struct fake_gen fg;

@@ -4,7 +4,7 @@
 #
 # The same 256 episodes (32 groups of 8; 8 tool turns then a solution) run
 # through rl/rollout.c twice per round, once per mode, for RUNS rounds,
-# alternating modes: the scripted fake generator (rl/fake_gen.c: sleeps like
+# alternating modes: the scripted fake generator (test/doubles/fake_gen.c: sleeps like
 # a GPU decoding a batch of up to 64: 5 ms per call + 1 ms per token of the
 # longest output, ~100-250 tokens per turn) and real tool calls through a
 # private bin/vivd, one jailed Python session per episode: 3 in 4 calls sleep

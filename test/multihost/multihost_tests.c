@@ -25,9 +25,9 @@
 #include <unistd.h>
 
 #include "../harness.h"
-#include "../../rl/fake_gen.h"
+#include "../doubles/fake_gen.h"
 #include "../../rl/rollout.h"
-#include "../../rl/text_env.h"
+#include "../doubles/text_env.h"
 #include "../rl_fixture.h"
 #include "../../model/adamw.h"
 #include "../../model/qwen3.h"

@@ -20,9 +20,9 @@
 
 #include "../harness.h"
 #include "../../rl/bio_env.h"
-#include "../../rl/fake_gen.h"
+#include "../doubles/fake_gen.h"
 #include "../../rl/rollout.h"
-#include "../../rl/text_env.h"
+#include "../doubles/text_env.h"
 #include "../rl_fixture.h"
 
 /* ---- a private vivd ------------------------------------------------------------- */

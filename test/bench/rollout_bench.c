@@ -8,7 +8,7 @@
  * each run and the medians: episodes/s and the fraction of the step the
  * generator sat idle.
  *
- * The generator is the scripted fake (rl/fake_gen.c): it sleeps like a GPU
+ * The generator is the scripted fake (test/doubles/fake_gen.c): it sleeps like a GPU
  * decoding a batch (a fixed cost per call plus one step per token of the
  * longest output). The tools are real: every <execute> goes through vivd
  * into a per-episode jailed Python session: most sleep for a log-uniform
@@ -21,9 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fake_gen.h"
-#include "rollout.h"
-#include "text_env.h"
+#include "../doubles/fake_gen.h"
+#include "../../rl/rollout.h"
+#include "../doubles/text_env.h"
 
 struct bench {
     int tool_turns;

@@ -17,7 +17,7 @@
 #ifndef VIV_RL_TEXT_ENV_H
 #define VIV_RL_TEXT_ENV_H
 
-#include "rollout.h"
+#include "../../rl/rollout.h"
 
 struct text_task {
     const char *question;

@@ -16,7 +16,7 @@
 
 #include <stdbool.h>
 
-#include "rollout.h"
+#include "../../rl/rollout.h"
 
 struct fake_gen {
     /* the text of turn `turn` of episode `episode` (NULL: an empty turn) */
