@@ -30,10 +30,10 @@ DEPFLAGS := -MMD -MP
 # <layer>/*.mk appends its sources to its layer's list and its test binaries
 # to EXTRA_TESTS (FULL_TESTS for what only the long suites run).
 LAYERS := rl envs model sandbox
-SANDBOX_SRC := sandbox/policy.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c sandbox/job_files.c sandbox/namespaces.c \
-               sandbox/caps.c sandbox/limits.c sandbox/cgroup.c sandbox/syscall_filter.c \
-               sandbox/mounts.c sandbox/init.c sandbox/supervisor.c sandbox/result_json.c \
-               sandbox/cmd_run.c sandbox/builtin_filters.c sandbox/rpc.c sandbox/warm_worker.c sandbox/session.c sandbox/zygote.c sandbox/vivd.c sandbox/client.c sandbox/pool.c sandbox/cmd_exec.c sandbox/http_api.c sandbox/http_front.c sandbox/args.c sandbox/interrupt.c
+SANDBOX_SRC := sandbox/jail/policy.c sandbox/base/util.c sandbox/base/json_writer.c sandbox/base/json_text.c sandbox/jail/job_files.c sandbox/jail/namespaces.c \
+               sandbox/jail/caps.c sandbox/jail/limits.c sandbox/jail/cgroup.c sandbox/jail/syscall_filter.c \
+               sandbox/jail/mounts.c sandbox/jail/init.c sandbox/jail/supervisor.c sandbox/jail/result_json.c \
+               sandbox/cli/cmd_run.c sandbox/jail/builtin_filters.c sandbox/vivd/rpc.c sandbox/vivd/warm_worker.c sandbox/vivd/session.c sandbox/vivd/zygote.c sandbox/vivd/vivd.c sandbox/client/client.c sandbox/client/pool.c sandbox/cli/cmd_exec.c sandbox/vivd/http_api.c sandbox/vivd/http_front.c sandbox/base/args.c sandbox/base/interrupt.c
 # generated C (below): the policies, the warm drivers, the compiled filters
 SANDBOX_GEN := policies_embedded.o warm_drivers.o policies_bpf.o
 ENVS_SRC :=
@@ -103,7 +103,7 @@ MUSL_CFLAGS := $(CFLAGS_COMMON) -I$(MUSL)/include -I$(MUSL)/kinclude
 MUSL_LIBS := $(MUSL)/lib/libseccomp.a $(MUSL)/lib/libcap.a $(MUSL)/lib/libcjson.a $(HTTP_MUSL_LIBS) -lm -lpthread
 # Two stages: viv-stage1 (no precompiled filters) compiles each built-in
 # policy's seccomp program, which bin/viv and bin/vivd then carry (see
-# sandbox/builtin_filters.h for why).
+# sandbox/jail/builtin_filters.h for why).
 MUSL_BASE := $(patsubst %.c,$(BUILD)/musl/%.o,$(VIV_SRC)) $(BUILD)/musl/policies_embedded.o \
              $(BUILD)/musl/warm_drivers.o
 MUSL_OBJ := $(MUSL_BASE) $(BUILD)/musl/policies_bpf.o
@@ -112,21 +112,21 @@ BPF_FILES := $(patsubst %,$(BUILD)/bpf/%.bpf,$(POLICY_NAMES))
 
 all: bin/viv bin/vivd
 
-$(BUILD)/policies_embedded.c: $(POLICIES) sandbox/embed_policies.sh
+$(BUILD)/policies_embedded.c: $(POLICIES) sandbox/jail/embed_policies.sh
 	@mkdir -p $(@D)
-	sandbox/embed_policies.sh $@ $(POLICIES)
+	sandbox/jail/embed_policies.sh $@ $(POLICIES)
 
 $(BUILD)/musl/%.o: %.c
 	@mkdir -p $(@D)
 	$(MUSL_CC) $(MUSL_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
-$(BUILD)/warm_drivers.c: sandbox/zygote_driver.py sandbox/session_driver.py sandbox/embed_text.sh
+$(BUILD)/warm_drivers.c: sandbox/vivd/zygote_driver.py sandbox/vivd/session_driver.py sandbox/vivd/embed_text.sh
 	@mkdir -p $(@D)
-	sandbox/embed_text.sh $@ viv_zygote_driver sandbox/zygote_driver.py viv_session_driver sandbox/session_driver.py
+	sandbox/vivd/embed_text.sh $@ viv_zygote_driver sandbox/vivd/zygote_driver.py viv_session_driver sandbox/vivd/session_driver.py
 
-$(BUILD)/filters_empty.c: sandbox/embed_filters.sh
+$(BUILD)/filters_empty.c: sandbox/jail/embed_filters.sh
 	@mkdir -p $(@D)
-	sandbox/embed_filters.sh $@
+	sandbox/jail/embed_filters.sh $@
 
 $(BUILD)/viv-stage1: $(MUSL_BASE) $(BUILD)/musl/filters_empty.o
 	$(MUSL_CC) -static -o $@ $^ $(MUSL_LIBS)
@@ -135,8 +135,8 @@ $(BUILD)/bpf/%.bpf: policies/%.json $(BUILD)/viv-stage1
 	@mkdir -p $(@D)
 	$(BUILD)/viv-stage1 policy bpf $* $@
 
-$(BUILD)/policies_bpf.c: $(BPF_FILES) sandbox/embed_filters.sh
-	sandbox/embed_filters.sh $@ $(BPF_FILES)
+$(BUILD)/policies_bpf.c: $(BPF_FILES) sandbox/jail/embed_filters.sh
+	sandbox/jail/embed_filters.sh $@ $(BPF_FILES)
 
 $(BUILD)/musl/%.o: $(BUILD)/%.c
 	@mkdir -p $(@D)
@@ -147,7 +147,7 @@ bin/viv: $(MUSL_OBJ)
 	$(MUSL_CC) -static -o $@ $(MUSL_OBJ) $(MUSL_LIBS)
 
 # vivd is the sandbox alone: none of envs/, model/ or rl/ is linked into it
-VIVD_OBJ := $(call layer_objs,musl,sandbox) $(BUILD)/musl/sandbox/vivd_main.o
+VIVD_OBJ := $(call layer_objs,musl,sandbox) $(BUILD)/musl/sandbox/vivd/vivd_main.o
 bin/vivd: $(VIVD_OBJ)
 	@mkdir -p bin
 	$(MUSL_CC) -static -o $@ $(VIVD_OBJ) $(MUSL_LIBS)
@@ -178,7 +178,7 @@ ASAN_LINK = $(ASAN_CC) $(ASAN_CFLAGS) -o $@ $(filter %.o,$^) $(call link_layers,
 $(BUILD)/asan/viv: $(BUILD)/asan/rl/viv.o $(call layer_libs,asan)
 	$(ASAN_LINK)
 
-$(BUILD)/asan/vivd: $(BUILD)/asan/sandbox/vivd_main.o $(call layer_libs,asan)
+$(BUILD)/asan/vivd: $(BUILD)/asan/sandbox/vivd/vivd_main.o $(call layer_libs,asan)
 	$(ASAN_LINK)
 
 TEST_BINS := $(BUILD)/test/unit_tests $(BUILD)/test/attack_tests $(BUILD)/test/vivd_tests

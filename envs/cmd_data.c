@@ -6,8 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../sandbox/args.h"
-#include "../sandbox/util.h"
+#include "../sandbox/base/args.h"
+#include "../sandbox/base/util.h"
 #include "data_build.h"
 #include "cmd_data.h"
 
@@ -28,7 +28,7 @@ static int set_shapes(void *ctx, const char *v, char *err, size_t errlen) {
     return 0;
 }
 
-/* One line per flag; the help is generated from this table (sandbox/args.h). */
+/* One line per flag; the help is generated from this table (sandbox/base/args.h). */
 static const struct arg_opt data_opts[] = {
     {"--out", ARG_STR, &bo.out, 0, 0, "DIR", "output directory (default data)"},
     {"--size", ARG_FN, &bo, 0, 0, "S", "tasks per shape (train/val/test): default is small except 1000/125/125\n"

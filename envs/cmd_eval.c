@@ -27,10 +27,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../sandbox/args.h"
-#include "../sandbox/interrupt.h"
-#include "../sandbox/json_writer.h"
-#include "../sandbox/util.h"
+#include "../sandbox/base/args.h"
+#include "../sandbox/base/interrupt.h"
+#include "../sandbox/base/json_writer.h"
+#include "../sandbox/base/util.h"
 #include "episode.h"
 #include "teacher.h"
 

@@ -27,7 +27,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 #include "biodb.h"
 #include "gen.h"
 #include "verify.h"
@@ -333,7 +333,7 @@ done:
 }
 
 /* When viv runs as root, jobs run as an unprivileged host uid (see
- * sandbox/namespaces.c), which must be able to walk down to the databases. */
+ * sandbox/jail/namespaces.c), which must be able to walk down to the databases. */
 static int check_reachable(const char *dir) {
     if (geteuid() != 0) return 0;
     char buf[PATH_MAX];

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 #include "outcome.h"
 
 const char *const episode_system_prompt =

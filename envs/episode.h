@@ -28,8 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../sandbox/client.h"
-#include "../sandbox/pool.h"
+#include "../sandbox/client/client.h"
+#include "../sandbox/client/pool.h"
 #include "eval1.h"
 #include "graders.h"
 #include "protocol.h"
@@ -115,7 +115,7 @@ bool episode_lost_to_sandbox(const struct episode *ep);
 /* Close the episode's session, if any (fire and forget). */
 void episode_release(struct episode *ep, struct viv_client *c);
 
-/* Episodes over a pool of vivd hosts (sandbox/pool.h), for runners: where
+/* Episodes over a pool of vivd hosts (sandbox/client/pool.h), for runners: where
  * an episode's calls go. A session stays on its host; a host whose
  * connection died (its epoch changed) took the session with it. */
 struct episode_host {

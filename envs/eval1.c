@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sandbox/json_text.h"
-#include "../sandbox/util.h"
+#include "../sandbox/base/json_text.h"
+#include "../sandbox/base/util.h"
 #include "graders.h"
 
 #define TASKSET_MAX_BYTES (1L << 30)

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "gen.h"
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 
 #define MIN_GENES 8
 #define MAX_GENES 12

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 #include "gen.h"
 
 enum qkind { Q_ENSEMBL, Q_UNIPROT, Q_BAND, Q_KEGG, Q_GO, NQ };

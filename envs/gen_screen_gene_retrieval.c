@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 #include "gen.h"
 
 #define NCAND 11

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 #include "gen.h"
 
 enum skind { S_REVCOMP, S_GC, S_TRANSLATE, S_SITES, NS };

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 
 #define PV_MAX_DEPTH 200   /* ast.literal_eval: CPython's parser refuses more than 200 nested brackets */
 #define PV_JSON_DEPTH 900  /* json.loads: CPython recurses until its recursion limit (1000 frames, less

@@ -32,10 +32,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "../sandbox/client.h"
-#include "../sandbox/json_text.h"
-#include "../sandbox/json_writer.h"
-#include "../sandbox/util.h"
+#include "../sandbox/client/client.h"
+#include "../sandbox/base/json_text.h"
+#include "../sandbox/base/json_writer.h"
+#include "../sandbox/base/util.h"
 #include "private_vivd.h"
 
 #ifndef VIV_VERSION

@@ -1,7 +1,7 @@
 /* private_vivd.c - see private_vivd.h. */
 #define _GNU_SOURCE
 #include "private_vivd.h"
-#include "../sandbox/interrupt.h"
+#include "../sandbox/base/interrupt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,8 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../sandbox/client.h"
-#include "../sandbox/util.h"
+#include "../sandbox/client/client.h"
+#include "../sandbox/base/util.h"
 
 int private_vivd_start(struct private_vivd *d, const char *data_dir, const char *who, char *err, size_t errlen) {
     char *db = NULL, *biodb = NULL;

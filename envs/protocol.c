@@ -15,7 +15,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 
 const char *const proto_correction_text =
     "Your last message had no usable tags. Every reply must hold your reasoning in <think>...</think> "

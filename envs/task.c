@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 
 const char *const split_names[NSPLITS] = {"train", "val", "test"};
 

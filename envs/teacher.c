@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 
 static char *xstrndup(const char *s, size_t n) {
     char *r = xmalloc(n + 1);

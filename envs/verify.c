@@ -26,9 +26,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../sandbox/builtin_filters.h"
-#include "../sandbox/jail.h"
-#include "../sandbox/util.h"
+#include "../sandbox/jail/builtin_filters.h"
+#include "../sandbox/jail/jail.h"
+#include "../sandbox/base/util.h"
 #include "protocol.h"
 
 struct record {

@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sandbox/args.h"
-#include "../sandbox/util.h"
+#include "../sandbox/base/args.h"
+#include "../sandbox/base/util.h"
 #include "config.h"
 #include "cmds.h"
 #include "kernels.h"
@@ -168,7 +168,7 @@ static struct {
     double max_tokens, temperature, top_p, top_k, seed, threads;
 } ga;
 
-/* One line per flag; the help is generated from this table (sandbox/args.h). */
+/* One line per flag; the help is generated from this table (sandbox/base/args.h). */
 static const struct arg_opt gen_opts[] = {
     {"--model", ARG_STR, &ga.model, 0, 0, "DIR", "a Hugging Face Qwen3 directory (config.json + safetensors), a run\n"
                                                  "directory or its checkpoints/ (the latest checkpoint)"},

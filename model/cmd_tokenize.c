@@ -32,8 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../sandbox/json_text.h"
-#include "../sandbox/args.h"
+#include "../sandbox/base/json_text.h"
+#include "../sandbox/base/args.h"
 #include "tokenizer.h"
 #include "tokenizer_cli.h"
 #include "unicode.h"
@@ -53,7 +53,7 @@ static int add_corpus(void *ctx, const char *v, char *err, size_t errlen) {
 }
 
 /* One line per flag (each action uses its own; see the synopsis); the help is
- * generated from this table (sandbox/args.h). */
+ * generated from this table (sandbox/base/args.h). */
 static const struct arg_opt tokenize_opts[] = {
     {"--tokenizer", ARG_STR, &ta.dir, 0, 0, "DIR", "encode, decode, bench: the directory with tokenizer.json"},
     {"--json", ARG_FLAG, &ta.json, 0, 0, NULL, "encode: read a JSON array of strings (or byte-value arrays), print id arrays;\n"

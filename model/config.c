@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 
 /* An integer field: required (def < -1 means required) or defaulted. */
 static int get_int(const cJSON *root, const char *key, long def, long min, long max, int *out, char *err,

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 #include "kernels.h"
 #include "qwen3_ops.h"
 

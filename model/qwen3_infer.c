@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 #include "kernels.h"
 #include "qwen3.h"
 #include "qwen3_ops.h"

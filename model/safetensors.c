@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 
 /* A real header is a few hundred KiB even for 32B models; 100 MiB is the cap
  * the reference implementation uses too. */

@@ -7,7 +7,7 @@
  * added tokens matched whole in the raw text. Anything else is refused at
  * load with a message naming the field, rather than tokenised differently.
  */
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 #include "tokenizer_internal.h"
 
 #include <cjson/cJSON.h>

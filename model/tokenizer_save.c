@@ -9,7 +9,7 @@
  * when there was one; otherwise a Qwen2Tokenizer config naming the added
  * tokens (what a trained tokenizer gets).
  */
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 #include "tokenizer_internal.h"
 
 #include <cjson/cJSON.h>

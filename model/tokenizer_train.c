@@ -17,7 +17,7 @@
  * from a max-heap with lazy deletion: an entry whose count is out of date is
  * re-queued with the current count when it surfaces.
  */
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 #include "tokenizer_internal.h"
 
 #include <stdarg.h>

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 
 struct cpu_impl {
     float *snap_p, *snap_m, *snap_v; /* snapshot(): weights and moments */

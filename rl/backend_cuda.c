@@ -30,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 
 #ifdef VIV_CUDA
 #include "../model/cuda/qwen3_cuda.h"

@@ -38,7 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sandbox/util.h"
+#include "../sandbox/base/util.h"
 #include "train.h"
 
 /* Flattened per-token arrays of one group, positions t = 0 .. n-2 of each

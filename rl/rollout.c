@@ -1,7 +1,7 @@
 /*
  * rollout.c - the asynchronous rollout engine (see rollout.h).
  *
- * One thread, one connection per sandbox host (sandbox/pool.h; usually
+ * One thread, one connection per sandbox host (sandbox/client/pool.h; usually
  * one host), one loop:
  *
  *   1. collect every vivd answer that has arrived (non-blocking): each
@@ -83,8 +83,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../sandbox/client.h"
-#include "../sandbox/pool.h"
+#include "../sandbox/client/client.h"
+#include "../sandbox/client/pool.h"
 
 _Static_assert(RL_MAX_HOSTS == VIV_POOL_MAX_HOSTS, "one limit on hosts");
 

@@ -240,7 +240,7 @@ struct viv_pool;
 
 struct rl_rollout_cfg {
     /* Where tools run (the first that is set): a pool the caller opened and
-     * keeps (sandbox/pool.h), an address list "ADDR[,ADDR...]" (unix:/PATH,
+     * keeps (sandbox/client/pool.h), an address list "ADDR[,ADDR...]" (unix:/PATH,
      * /PATH or tcp:HOST:PORT; TCP needs sandbox_token) the engine opens on
      * first use, or one vivd socket (NULL: the default one). */
     struct viv_pool *pool;

@@ -17,9 +17,9 @@
 #include <unistd.h>
 
 #include "../envs/teacher.h"
-#include "../sandbox/json_text.h"
-#include "../sandbox/json_writer.h"
-#include "../sandbox/util.h"
+#include "../sandbox/base/json_text.h"
+#include "../sandbox/base/json_writer.h"
+#include "../sandbox/base/util.h"
 #include "bio_env.h"
 
 /* The length of turn i's text. */

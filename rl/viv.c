@@ -1,7 +1,7 @@
 /*
  * viv.c - the user's command: dispatch to subcommands.
  *
- * Every subcommand parses its flags with sandbox/args.h, so all of them err
+ * Every subcommand parses its flags with sandbox/base/args.h, so all of them err
  * the same way (exit 2) and generate their --help from their flag table.
  */
 #include <signal.h>
@@ -11,14 +11,14 @@
 #include "../model/tokenizer_cli.h"
 #include "../model/cmds.h"
 #include "../model/cuda/cmd_cuda.h"
-#include "../sandbox/cmds.h"
+#include "../sandbox/cli/cmds.h"
 #include "../envs/cmd_data.h"
 #include "../envs/eval1.h"
 #include "../envs/mcp.h"
 #include "serve/http_cmds.h"
 #include "train.h"
 
-#include "../sandbox/args.h" /* VIV_VERSION */
+#include "../sandbox/base/args.h" /* VIV_VERSION */
 
 struct subcommand {
     const char *name;

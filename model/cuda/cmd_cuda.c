@@ -38,8 +38,8 @@ int cmd_cuda(int argc, char **argv) {
 #include <math.h>
 #include <time.h>
 
-#include "../../sandbox/args.h"
-#include "../../sandbox/util.h"
+#include "../../sandbox/base/args.h"
+#include "../../sandbox/base/util.h"
 #include "../cmds.h"
 #include "qwen3_cuda.h"
 

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../sandbox/util.h"
+#include "../../sandbox/base/util.h"
 
 struct pool {
     pthread_mutex_t mu;

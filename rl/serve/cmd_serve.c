@@ -55,15 +55,15 @@
 #include "../../model/kernels.h"
 #include "../../model/qwen3.h"
 #include "../../model/tokenizer.h"
-#include "../../sandbox/json_text.h"
-#include "../../sandbox/json_writer.h"
-#include "../../sandbox/util.h"
+#include "../../sandbox/base/json_text.h"
+#include "../../sandbox/base/json_writer.h"
+#include "../../sandbox/base/util.h"
 #include "http_cmds.h"
 #include "serve_batch.h"
 #include "serve_request.h"
 #include "textgen.h"
 #include "../../model/config.h"
-#include "../../sandbox/args.h"
+#include "../../sandbox/base/args.h"
 
 struct server {
     struct qwen3 *m;
@@ -490,7 +490,7 @@ static struct {
     long port, threads, cap, max_body, batch, batch_ctx;
 } sa;
 
-/* One line per flag; the help is generated from this table (sandbox/args.h). */
+/* One line per flag; the help is generated from this table (sandbox/base/args.h). */
 static const struct arg_opt serve_opts[] = {
     {"--model", ARG_STR, &sa.model, 0, 0, "DIR", "the checkpoint (config.json, safetensors, tokenizer.json), a run\n"
                                                  "directory or its checkpoints/ (the latest checkpoint); required"},

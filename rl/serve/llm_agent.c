@@ -12,7 +12,7 @@
 #include "../../model/chat.h"
 #include "../../model/qwen3.h"
 #include "../../model/tokenizer.h"
-#include "../../sandbox/util.h"
+#include "../../sandbox/base/util.h"
 #include "agent_pool.h"
 #include "../bio_env.h"
 #include "http_cmds.h"

@@ -14,9 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../sandbox/json_text.h"
-#include "../../sandbox/json_writer.h"
-#include "../../sandbox/util.h"
+#include "../../sandbox/base/json_text.h"
+#include "../../sandbox/base/json_writer.h"
+#include "../../sandbox/base/util.h"
 
 #define MAX_BODY (64u << 20) /* a chat completion is far smaller; a runaway server is cut here */
 

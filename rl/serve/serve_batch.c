@@ -8,7 +8,7 @@
 
 #include "../../model/qwen3.h"
 #include "../../model/sample.h"
-#include "../../sandbox/util.h"
+#include "../../sandbox/base/util.h"
 
 struct breq {
     /* the request (the caller's memory; it waits in batcher_run) */

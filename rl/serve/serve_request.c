@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../sandbox/util.h"
+#include "../../sandbox/base/util.h"
 
 void creq_free(struct creq *q) {
     for (int i = 0; i < q->n_owned; i++) free(q->owned[i]);

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "../../model/sample.h"
-#include "../../sandbox/util.h"
+#include "../../sandbox/base/util.h"
 
 static void add_stop_id(struct textgen *g, long id) {
     if (id < 0 || id >= g->m->cfg.vocab_size || g->n_stop_ids == TEXTGEN_MAX_STOP_IDS) return;

@@ -16,9 +16,9 @@
 #include <string.h>
 
 #include "../harness.h"
-#include "../../sandbox/json_text.h"
-#include "../../sandbox/json_writer.h"
-#include "../../sandbox/util.h"
+#include "../../sandbox/base/json_text.h"
+#include "../../sandbox/base/json_writer.h"
+#include "../../sandbox/base/util.h"
 #include <unistd.h>
 #include "episode.h"
 #include "eval1.h"

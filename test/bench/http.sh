@@ -21,7 +21,7 @@ for _ in $(seq 200); do [ -S "$tmp/vivd.sock" ] && break; sleep 0.05; done
 
 python3 - "$tmp/vivd.sock" "$port" "$N" build/bench/http.jsonl <<'PY'
 import http.client, json, statistics, sys, threading, time
-sys.path.insert(0, "sandbox/python")
+sys.path.insert(0, "sandbox/client/python")
 from vivarium_client import Client
 sock, port, n, out_path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 PANDAS = 'import pandas as pd; print(pd.DataFrame({"a":[1,2]}).sum())'

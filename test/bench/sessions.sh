@@ -21,7 +21,7 @@ for _ in $(seq 100); do [ -S "$tmp/vivd.sock" ] && break; sleep 0.05; done
 
 python3 - "$tmp/vivd.sock" "$S" "$(cat "$tmp/pid")" build/bench/sessions.jsonl <<'PY'
 import json, os, statistics, sys, threading, time
-sys.path.insert(0, "sandbox/python")
+sys.path.insert(0, "sandbox/client/python")
 from vivarium_client import Client, VivdError
 sock, S, vivd_pid, out_path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 CONNS = 16

@@ -32,7 +32,7 @@ PANDAS='import pandas as pd; print(pd.DataFrame({"a":[1,2]}).sum())'
 
 python3 - "$tmp/vivd.sock" "$N" "$PANDAS" build/bench/vivd.jsonl "$tmp/cold.sock" "${BWRAP[@]}" <<'PY'
 import json, os, statistics, subprocess, sys, threading, time
-sys.path.insert(0, "sandbox/python")
+sys.path.insert(0, "sandbox/client/python")
 from vivarium_client import Client
 sock, n, pandas_code, out_path, cold_sock, bwrap = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:]
 

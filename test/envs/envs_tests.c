@@ -13,7 +13,7 @@
 #include "../../envs/data_build.h"
 #include "../../envs/task.h"
 #include "../../envs/verify.h"
-#include "../../sandbox/util.h"
+#include "../../sandbox/base/util.h"
 
 static void test_split_proportions(void) {
     int n[NSPLITS] = {0};

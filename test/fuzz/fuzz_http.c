@@ -1,6 +1,6 @@
 /*
  * fuzz_http.c - libFuzzer target for the HTTP contracts' parsing
- * (sandbox/http_api.c): the first byte picks the path, the rest is the
+ * (sandbox/vivd/http_api.c): the first byte picks the path, the rest is the
  * request body; then the same bytes as an answer line from vivd. Nothing
  * may crash, leak or read out of bounds, and a call is either a request
  * line or an error body, never neither.
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http_api.h"
+#include "../../sandbox/vivd/http_api.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const char *const paths[] = {"/run_code", "/start_runtime", "/execute", "/delete_runtime", "/nope"};

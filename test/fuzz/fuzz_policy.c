@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "policy.h"
-#include "syscall_filter.h"
+#include "../../sandbox/jail/policy.h"
+#include "../../sandbox/jail/syscall_filter.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct policy p;

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../sandbox/json_writer.h"
+#include "../../sandbox/base/json_writer.h"
 #include "episode.h"
 #include "graders.h"
 #include "graders_literal.h"

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rpc.h"
+#include "../../sandbox/vivd/rpc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct rpc_request req;

@@ -17,8 +17,8 @@
 #include <string.h>
 
 #include "../../rl/serve/openai_client.h"
-#include "../../sandbox/json_writer.h"
-#include "../../sandbox/util.h"
+#include "../../sandbox/base/json_writer.h"
+#include "../../sandbox/base/util.h"
 
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--url-of")) {

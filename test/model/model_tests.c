@@ -19,7 +19,7 @@
 #include "../../model/qwen3.h"
 #include "../../model/safetensors.h"
 #include "../../model/sample.h"
-#include "../../sandbox/util.h"
+#include "../../sandbox/base/util.h"
 #include "../harness.h"
 
 static const char *fixtures(void) {

@@ -23,7 +23,7 @@
 #include "../../model/adamw.h"
 #include "../../model/kernels.h"
 #include "../../model/qwen3.h"
-#include "../../sandbox/util.h"
+#include "../../sandbox/base/util.h"
 
 static const char *opt(int argc, char **argv, const char *name, const char *def) {
     for (int i = 1; i + 1 < argc; i++)

@@ -1,6 +1,6 @@
 /*
  * multihost_tests.c - tool calls across several sandbox hosts: the pool
- * (sandbox/pool.c) under the rollout engine, with real vivds, the scripted
+ * (sandbox/client/pool.c) under the rollout engine, with real vivds, the scripted
  * fake generator and the text test-double environment.
  *
  * The tests of what a lost host costs the learning signal run a real (tiny,
@@ -33,7 +33,7 @@
 #include "../../model/qwen3.h"
 #include "../../rl/backend.h"
 #include "../../rl/train.h"
-#include "../../sandbox/pool.h"
+#include "../../sandbox/client/pool.h"
 
 /* ---- private vivds ------------------------------------------------------------------- */
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test/multihost/run.sh - tool calls across several sandbox hosts (test/run.sh multihost):
-#   multihost_tests   the sandbox pool (sandbox/pool.c) under the rollout engine
+#   multihost_tests   the sandbox pool (sandbox/client/pool.c) under the rollout engine
 #                     against real vivds: load shared (by capacity), a host killed mid-step,
 #                     a host frozen (SIGSTOP) mid-step,
 #                     tokens, bad addresses (ASan + UBSan)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tests for sandbox/python/vivarium_client.py against a fake, in-process vivd.
+"""Tests for sandbox/client/python/vivarium_client.py against a fake, in-process vivd.
 
 The fake speaks the real wire protocol (newline-delimited JSON over a Unix or
 TCP socket) and answers every request from its own thread, so responses come

@@ -8,12 +8,12 @@
 #include <unistd.h>
 
 #include "../harness.h"
-#include "builtin_filters.h"
-#include "jail.h"
-#include "json_writer.h"
-#include "policy.h"
-#include "syscall_filter.h"
-#include "util.h"
+#include "../../sandbox/jail/builtin_filters.h"
+#include "../../sandbox/jail/jail.h"
+#include "../../sandbox/base/json_writer.h"
+#include "../../sandbox/jail/policy.h"
+#include "../../sandbox/jail/syscall_filter.h"
+#include "../../sandbox/base/util.h"
 
 /* A minimal valid policy; tests splice one change into it. */
 #define VALID_HEAD "{\"name\":\"t\",\"command\":[\"/bin/true\"],"

@@ -24,9 +24,9 @@
 #include <unistd.h>
 
 #include "../harness.h"
-#include "client.h"
-#include "job_files.h"
-#include "util.h"
+#include "../../sandbox/client/client.h"
+#include "../../sandbox/jail/job_files.h"
+#include "../../sandbox/base/util.h"
 
 
 static const char *vivd_bin;
