@@ -20,7 +20,7 @@ import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "sandbox", "python"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "sandbox", "client", "python"))
 
 from vivarium_client import (  # noqa: E402
     AsyncClient, Client, ProtocolError, VivdError)

@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "sandbox", "python"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "sandbox", "client", "python"))
 from vivarium_client import AsyncClient, Client, VivdError, decode_files  # noqa: E402
 
 VIVD = sys.argv.pop(1) if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else "bin/vivd"
