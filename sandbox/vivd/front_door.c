@@ -186,7 +186,7 @@ void front_door_tick(double now) {
     for (struct conn *c = vd.conns; c; c = c->next)
         if (c->is_tcp && !c->authed && !c->closing && now - c->accepted > (double)vd.cfg.auth_ms) {
             char msg[120];
-            snprintf(msg, sizeof msg, "no vd.token line within %ld ms (--auth-ms)", vd.cfg.auth_ms);
+            snprintf(msg, sizeof msg, "no token line within %ld ms (--auth-ms)", vd.cfg.auth_ms);
             conn_refuse(c, "unauthorized", msg);
         }
     if (listeners_paused && !vd.stopping && (reserve_fd >= 0 || (reserve_fd = take_reserve()) >= 0))

@@ -111,9 +111,8 @@ static bool start_on_zygote(struct job *j) {
     struct zygote *z = idle_zygote(j->lp);
     if (!z) return false;
     const struct policy *p = &j->lp->policy;
-    long t = policy_call_timeout_ms(p, j->req.timeout_ms);
-    size_t n;
-    char *frame = warm_call_frame(t, p->limits.memory_mb, j->req.code, j->req.code_len, &n);
+    size_t n; /* the deadline was settled (policy_call_timeout_ms) when the job was queued */
+    char *frame = warm_call_frame(j->req.timeout_ms, p->limits.memory_mb, j->req.code, j->req.code_len, &n);
     int rc = send_frame(z->fd, frame, n);
     free(frame);
     if (rc != 0) {

@@ -81,17 +81,17 @@ void session_open(struct conn *c, struct rpc_request *req) {
     struct loaded_policy *lp = find_policy(req->tool);
     char msg[256], key[96];
     if (!lp) {
-        snprintf(msg, sizeof msg, "unknown tool '%.64s' (see op vd.policies)", req->tool);
+        snprintf(msg, sizeof msg, "unknown tool '%.64s' (see op policies)", req->tool);
         return conn_send_error(c, req->id_json, "bad_request", msg);
     }
     if (!session_policy_supported(&lp->policy))
-        return conn_send_error(c, req->id_json, "bad_request", "vd.sessions need a Python tool whose seccomp list allows mknodat (e.g. python); this tool is not one");
+        return conn_send_error(c, req->id_json, "bad_request", "sessions need a Python tool whose seccomp list allows mknodat (e.g. python); this tool is not one");
     if (vd.stopping) return conn_send_error(c, req->id_json, "shutting_down", "vivd is shutting down");
     peer_key(c, key, sizeof key);
     int mine = 0;
     for (struct session *s = vd.sessions; s; s = s->next) mine += strcmp(s->peer, key) == 0;
     if (mine >= vd.cfg.max_sessions_per_peer) {
-        snprintf(msg, sizeof msg, "%d vd.sessions open for %s, the most allowed (--max-vd.sessions-per-peer); close one first",
+        snprintf(msg, sizeof msg, "%d sessions open for %s, the most allowed (--max-sessions-per-peer); close one first",
                  mine, key);
         vd.stats.busy++;
         return conn_send_error(c, req->id_json, "busy", msg);
@@ -168,7 +168,7 @@ bool session_exec(struct conn *c, struct rpc_request *req) {
     }
     if (s->pending_id) {
         vd.stats.busy++;
-        conn_send_error(c, req->id_json, "busy", "the session is vd.running another call (one call at a time per session)");
+        conn_send_error(c, req->id_json, "busy", "the session is running another call (one call at a time per session)");
         return false;
     }
     long t = policy_call_timeout_ms(p, req->timeout_ms);

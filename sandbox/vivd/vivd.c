@@ -150,7 +150,7 @@ static void answer_stats(struct conn *c, const char *id) {
     jw_key(&w, "uptime_s"), jw_double(&w, (now_ms() - vd.started_at) / 1e3, 1);
     jw_key(&w, "connections"), jw_int(&w, vd.nconns);
     jw_key(&w, "unauthenticated"), jw_int(&w, vd.nunauth);
-    jw_key(&w, "vd.running"), jw_int(&w, vd.nrunning);
+    jw_key(&w, "running"), jw_int(&w, vd.nrunning);
     jw_key(&w, "queued"), jw_int(&w, vd.nqueued);
     jw_key(&w, "workers"), jw_int(&w, vd.cfg.workers);
     jw_key(&w, "queue_cap"), jw_int(&w, vd.cfg.queue_cap);
@@ -160,7 +160,7 @@ static void answer_stats(struct conn *c, const char *id) {
     jw_key(&w, "errors"), jw_int(&w, vd.stats.errors);
     jw_key(&w, "timeouts"), jw_int(&w, vd.stats.timeouts);
     jw_key(&w, "cancelled"), jw_int(&w, vd.stats.cancelled);
-    jw_key(&w, "vd.sessions"), jw_int(&w, vd.nsessions);
+    jw_key(&w, "sessions"), jw_int(&w, vd.nsessions);
     jw_key(&w, "tools"), jw_object_begin(&w);
     for (int i = 0; i < vd.npolicies; i++) {
         jw_key(&w, vd.policies[i].policy.name), jw_object_begin(&w);
@@ -171,7 +171,7 @@ static void answer_stats(struct conn *c, const char *id) {
             int ready = 0, busy = 0, starting = 0;
             for (struct zygote *z = vd.zygotes; z; z = z->next)
                 if (z->lp == &vd.policies[i]) z->job ? busy++ : z->ready ? ready++ : starting++;
-            jw_key(&w, "vd.zygotes"), jw_object_begin(&w);
+            jw_key(&w, "zygotes"), jw_object_begin(&w);
             jw_key(&w, "idle"), jw_int(&w, ready);
             jw_key(&w, "busy"), jw_int(&w, busy);
             jw_key(&w, "starting"), jw_int(&w, starting);
@@ -194,7 +194,7 @@ static void answer_policies(struct conn *c, const char *id) {
     jw_init(&w);
     jw_object_begin(&w);
     jw_key(&w, "ok"), jw_bool(&w, true);
-    jw_key(&w, "vd.policies"), jw_array_begin(&w);
+    jw_key(&w, "policies"), jw_array_begin(&w);
     for (int i = 0; i < vd.npolicies; i++) {
         const struct policy *p = &vd.policies[i].policy;
         jw_object_begin(&w);
@@ -218,7 +218,7 @@ static void handle_line(struct conn *c, const char *line, size_t len) {
     if (c->is_tcp && !c->authed) {
         /* {"token":"..."} first, compared in constant time */
         cJSON *o = cJSON_ParseWithLength(line, len);
-        const cJSON *t = o ? cJSON_GetObjectItemCaseSensitive(o, "vd.token") : NULL;
+        const cJSON *t = o ? cJSON_GetObjectItemCaseSensitive(o, "token") : NULL;
         int good = 0;
         if (cJSON_IsString(t)) {
             size_t a = strlen(t->valuestring), b = strlen(vd.token);
@@ -227,7 +227,7 @@ static void handle_line(struct conn *c, const char *line, size_t len) {
             good = diff == 0;
         }
         cJSON_Delete(o);
-        if (!good) return conn_refuse(c, "unauthorized", "bad vd.token");
+        if (!good) return conn_refuse(c, "unauthorized", "bad token");
         log_line("\"peer\":\"%s\",\"op\":\"auth\",\"outcome\":\"ok\"", c->peer);
         c->authed = true;
         vd.nunauth--;
@@ -260,7 +260,7 @@ static void handle_line(struct conn *c, const char *line, size_t len) {
         }
         struct loaded_policy *lp = find_policy(req.tool);
         if (!lp) {
-            snprintf(msg, sizeof msg, "unknown tool '%.64s' (see op vd.policies)", req.tool);
+            snprintf(msg, sizeof msg, "unknown tool '%.64s' (see op policies)", req.tool);
             conn_send_error(c, req.id_json, "bad_request", msg);
             break;
         }
@@ -382,7 +382,7 @@ static void conn_readable(struct conn *c) {
         c->in_len -= start;
         if (!c->closing && c->is_tcp && !c->authed && c->in_len > vd.cfg.auth_line) {
             char msg[160];
-            snprintf(msg, sizeof msg, "the first line must be the vd.token line, at most %zu bytes (--auth-line-bytes)",
+            snprintf(msg, sizeof msg, "the first line must be the token line, at most %zu bytes (--auth-line-bytes)",
                      vd.cfg.auth_line);
             conn_refuse(c, "bad_request", msg);
         } else if (c->in_len > vd.cfg.max_line) { /* a line longer than the cap: drop the client */
@@ -407,7 +407,7 @@ static int load_policies(char *err, size_t errlen) {
     if (vd.cfg.policies_dir) {
         DIR *d = opendir(vd.cfg.policies_dir);
         if (!d) {
-            snprintf(err, errlen, "--vd.policies %s: %s", vd.cfg.policies_dir, strerror(errno));
+            snprintf(err, errlen, "--policies %s: %s", vd.cfg.policies_dir, strerror(errno));
             return -1;
         }
         struct dirent *e;
@@ -521,26 +521,26 @@ static int show_version;
 /* One line per flag; the help is generated from this table (args.h). */
 static const struct arg_opt vivd_opts[] = {
     {"--socket", ARG_STR, &vd.cfg.socket_path, 0, 0, "PATH", "the Unix socket to serve (required; mode 0660)"},
-    {"--vd.policies", ARG_STR, &vd.cfg.policies_dir, 0, 0, "DIR", "policy files to serve besides the built-in ones"},
+    {"--policies", ARG_STR, &vd.cfg.policies_dir, 0, 0, "DIR", "policy files to serve besides the built-in ones"},
     {"--workers", ARG_INT, &vd.cfg.workers, 1, 4096, "N", "jobs run at once (default: 2 per core)"},
     {"--queue", ARG_INT, &vd.cfg.queue_cap, 0, 1000000, "N", "requests waiting beyond that; more get \"busy\" (default 64)"},
     {"--log", ARG_STR, &vd.cfg.log_path, 0, 0, "FILE", "one JSON line per request (default: stderr)"},
-    {"--data", ARG_FN, &vd.cfg, 0, 0, "NAME=PATH", "a value for vd.policies' @NAME mounts (e.g. db=genes.sqlite);\n"
+    {"--data", ARG_FN, &vd.cfg, 0, 0, "NAME=PATH", "a value for policies' @NAME mounts (e.g. db=genes.sqlite);\n"
                                                  "the path must exist (relative paths are resolved)", add_data},
     {"--idle-ms", ARG_LONG, &vd.cfg.idle_ms, 10, 86400000, "N", "close connections idle this long with nothing in flight (default 60000)"},
-    {"--grace-ms", ARG_LONG, &vd.cfg.grace_ms, 0, 3600000, "N", "on SIGTERM, how long vd.running jobs may finish (default 10000)"},
+    {"--grace-ms", ARG_LONG, &vd.cfg.grace_ms, 0, 3600000, "N", "on SIGTERM, how long running jobs may finish (default 10000)"},
     {"--max-line-bytes", ARG_LONG, &vd.cfg.max_line_arg, 1024, 1073741824, "N", "longest request line; longer closes the connection (default 8 MiB)"},
-    {"--tcp", ARG_STR, &vd.cfg.tcp_addr, 0, 0, "ADDR:PORT", "also listen on TCP; needs --vd.token-file (first line: {\"vd.token\":\"...\"})"},
-    {"--vd.token-file", ARG_STR, &vd.cfg.token_file, 0, 0, "FILE", "the vd.token TCP clients must send first"},
+    {"--tcp", ARG_STR, &vd.cfg.tcp_addr, 0, 0, "ADDR:PORT", "also listen on TCP; needs --token-file (first line: {\"token\":\"...\"})"},
+    {"--token-file", ARG_STR, &vd.cfg.token_file, 0, 0, "FILE", "the token TCP clients must send first"},
     {"--http", ARG_STR, &vd.cfg.http_addr, 0, 0, "ADDR:PORT", "also serve HTTP: SandboxFusion's POST /run_code, Biomni's /start_runtime,\n"
-                                                           "/execute, /delete_runtime (IPv4; loopback only unless --vd.token-file, then\n"
+                                                           "/execute, /delete_runtime (IPv4; loopback only unless --token-file, then\n"
                                                            "Authorization: Bearer TOKEN); each call is an ordinary request here"},
-    {"--session-idle-ms", ARG_LONG, &vd.cfg.session_idle_ms, 10, 86400000, "N", "close vd.sessions unused this long (default 600000)"},
-    {"--max-vd.sessions-per-peer", ARG_INT, &vd.cfg.max_sessions_per_peer, 0, 100000, "N", "open vd.sessions per uid (or TCP address) (default 16)"},
-    {"--vd.zygotes", ARG_INT, &vd.cfg.zygotes, 0, 256, "N", "warm interpreters per policy with a preload list, each vd.running one-shot\n"
+    {"--session-idle-ms", ARG_LONG, &vd.cfg.session_idle_ms, 10, 86400000, "N", "close sessions unused this long (default 600000)"},
+    {"--max-sessions-per-peer", ARG_INT, &vd.cfg.max_sessions_per_peer, 0, 100000, "N", "open sessions per uid (or TCP address) (default 16)"},
+    {"--zygotes", ARG_INT, &vd.cfg.zygotes, 0, 256, "N", "warm interpreters per policy with a preload list, each running one-shot\n"
                                                        "jobs in fresh isolated children (default: --workers; 0 = none)"},
-    {"--auth-line-bytes", ARG_LONG, &vd.cfg.auth_line_arg, 64, 1048576, "N", "(TCP, before the vd.token) the vd.token line is at most this long (default 4096)"},
-    {"--auth-ms", ARG_LONG, &vd.cfg.auth_ms, 10, 600000, "N", "(TCP) the vd.token line comes within this long of connecting (default 5000)"},
+    {"--auth-line-bytes", ARG_LONG, &vd.cfg.auth_line_arg, 64, 1048576, "N", "(TCP, before the token) the token line is at most this long (default 4096)"},
+    {"--auth-ms", ARG_LONG, &vd.cfg.auth_ms, 10, 600000, "N", "(TCP) the token line comes within this long of connecting (default 5000)"},
     {"--max-unauth", ARG_INT, &vd.cfg.max_unauth, 1, 1000000, "N", "(TCP) connections waiting to authenticate, in all (default 256)"},
     {"--max-unauth-per-peer", ARG_INT, &vd.cfg.max_unauth_per_peer, 1, 1000000, "N", "(TCP) of those, from one address (default 64)"},
     {"--version", ARG_FLAG, &show_version, 0, 0, NULL, "print the version and exit"},
@@ -550,13 +550,13 @@ static const struct arg_opt vivd_opts[] = {
 static const struct arg_cmd vivd_cmd = {
     .prog = "vivd",
     .synopsis = "vivd --socket PATH [options]",
-    .about = "Serves the sandbox RPC (newline-delimited JSON) on a Unix socket, and on TCP with a vd.token.\n"
-             "A TCP connection that breaks the --auth-* limits before its vd.token line gets an error\n"
+    .about = "Serves the sandbox RPC (newline-delimited JSON) on a Unix socket, and on TCP with a token.\n"
+             "A TCP connection that breaks the --auth-* limits before its token line gets an error\n"
              "line and is closed, and the log says why.\n",
     .opts = vivd_opts,
     .examples = "  vivd --socket /tmp/vivd.sock\n"
                 "  vivd --socket /tmp/vivd.sock --data db=data/db/org.Hs.eg.sqlite --workers 8\n"
-                "  vivd --socket /tmp/vivd.sock --tcp 0.0.0.0:7070 --vd.token-file vd.token.json\n"
+                "  vivd --socket /tmp/vivd.sock --tcp 0.0.0.0:7070 --token-file token.json\n"
                 "  vivd --socket /tmp/vivd.sock --http 127.0.0.1:8080\n",
 };
 
@@ -585,7 +585,7 @@ static int parse_args(int argc, char **argv) {
     vd.cfg.auth_line = (size_t)vd.cfg.auth_line_arg;
     if (vd.cfg.zygotes < 0) vd.cfg.zygotes = vd.cfg.workers;
     if (!vd.cfg.socket_path) return args_error(&vivd_cmd, "--socket PATH is required");
-    if (vd.cfg.tcp_addr && !vd.cfg.token_file) return args_error(&vivd_cmd, "--tcp needs --vd.token-file: TCP is never served without a vd.token");
+    if (vd.cfg.tcp_addr && !vd.cfg.token_file) return args_error(&vivd_cmd, "--tcp needs --token-file: TCP is never served without a token");
     return 0;
 }
 
@@ -612,7 +612,7 @@ static int start_http_front(char *err, size_t errlen) {
     }
     close(fd);
     http_pid = pid;
-    log_line("\"op\":\"http\",\"listen\":\"%s\",\"vd.token\":%s", vd.cfg.http_addr, vd.token[0] ? "true" : "false");
+    log_line("\"op\":\"http\",\"listen\":\"%s\",\"token\":%s", vd.cfg.http_addr, vd.token[0] ? "true" : "false");
     return 0;
 }
 
@@ -621,7 +621,7 @@ static void begin_shutdown(void) {
     if (vd.stopping) return;
     vd.stopping = true;
     vd.stop_deadline = now_ms() + (double)vd.cfg.grace_ms;
-    log_line("\"op\":\"shutdown\",\"vd.running\":%d,\"queued\":%d", vd.nrunning, vd.nqueued);
+    log_line("\"op\":\"shutdown\",\"running\":%d,\"queued\":%d", vd.nrunning, vd.nqueued);
     if (vd.listen_fd >= 0) epoll_ctl(vd.epfd, EPOLL_CTL_DEL, vd.listen_fd, NULL), close(vd.listen_fd), vd.listen_fd = -1;
     if (vd.tcp_fd >= 0) epoll_ctl(vd.epfd, EPOLL_CTL_DEL, vd.tcp_fd, NULL), close(vd.tcp_fd), vd.tcp_fd = -1;
     unlink(vd.cfg.socket_path);
@@ -700,12 +700,12 @@ int vivd_main(int argc, char **argv) {
         size_t n;
         char *t = read_file(vd.cfg.token_file, sizeof vd.token - 1, &n, err, sizeof err);
         if (!t) {
-            fprintf(stderr, "vivd: --vd.token-file %s\n", err);
+            fprintf(stderr, "vivd: --token-file %s\n", err);
             return 2;
         }
         while (n && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ')) t[--n] = 0;
         if (n < 16) {
-            fprintf(stderr, "vivd: --vd.token-file: the vd.token must be at least 16 characters\n");
+            fprintf(stderr, "vivd: --token-file: the token must be at least 16 characters\n");
             free(t);
             return 2;
         }
@@ -737,7 +737,7 @@ int vivd_main(int argc, char **argv) {
     if (vd.tcp_fd >= 0) epoll_add(vd.tcp_fd, EPOLLIN, &vd.tcp_ref);
     epoll_add(vd.sigfd, EPOLLIN, &vd.signal_ref);
     vd.started_at = now_ms();
-    log_line("\"op\":\"start\",\"socket\":\"%s\",\"workers\":%d,\"queue\":%d,\"vd.policies\":%d%s", vd.cfg.socket_path,
+    log_line("\"op\":\"start\",\"socket\":\"%s\",\"workers\":%d,\"queue\":%d,\"policies\":%d%s", vd.cfg.socket_path,
              vd.cfg.workers, vd.cfg.queue_cap, vd.npolicies, vd.cfg.tcp_addr ? ",\"tcp\":true" : "");
 
     zygotes_top_up();

@@ -126,7 +126,7 @@ void zygote_readable(struct zygote *z) {
     z->lp->zygotes_lost++;
     log_line("\"op\":\"zygote_lost\",\"tool\":\"%s\",\"detail\":\"its worker exited\"", z->lp->policy.name);
     if (!z->ready) z->lp->zygote_next_start = now_ms() + 1000;
-    zygote_destroy(z, "the zygote vd.running this job died");
+    zygote_destroy(z, "the zygote running this job died");
 }
 
 /* Keep cfg.zygotes ready (or starting) per policy that has them. */
