@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "vivd_internal.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
