@@ -85,6 +85,7 @@
 
 #include "../sandbox/client/client.h"
 #include "../sandbox/client/pool.h"
+#include "../sandbox/jail/policy.h"
 
 _Static_assert(RL_MAX_HOSTS == VIV_POOL_MAX_HOSTS, "one limit on hosts");
 
@@ -436,9 +437,8 @@ static long tool_deadline(const struct rl_rollout *r, const char *tool) {
     const struct policy_deadline *pd = NULL;
     for (int i = 0; i < r->npols; i++)
         if (strcmp(r->pols[i].name, tool) == 0) pd = &r->pols[i];
-    long t = tc && tc->timeout_ms > 0 ? tc->timeout_ms : pd ? pd->timeout_ms : r->cfg.default_timeout_ms;
-    if (pd && pd->timeout_ms_max > 0 && t > pd->timeout_ms_max) t = pd->timeout_ms_max;
-    return t;
+    return call_deadline_ms(tc ? tc->timeout_ms : 0, pd ? pd->timeout_ms : r->cfg.default_timeout_ms,
+                            pd ? pd->timeout_ms_max : 0);
 }
 
 /* The pool, opened on first use from the address list (at most every

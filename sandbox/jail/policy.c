@@ -574,7 +574,11 @@ int policy_check_runnable(const struct policy *p, char *err, size_t errlen) {
                                   "(add \"execve\" to the list)", p->name);
 }
 
+long call_deadline_ms(long requested, long dflt, long max) {
+    long t = requested > 0 ? requested : dflt;
+    return max > 0 && t > max ? max : t;
+}
+
 long policy_call_timeout_ms(const struct policy *p, long requested) {
-    long t = requested > 0 ? requested : p->limits.timeout_ms;
-    return t > p->limits.timeout_ms_max ? p->limits.timeout_ms_max : t;
+    return call_deadline_ms(requested, p->limits.timeout_ms, p->limits.timeout_ms_max);
 }

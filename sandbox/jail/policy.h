@@ -108,10 +108,15 @@ const char *const *policy_never_allowed(void);
  * be checked without running it); running one is refused. */
 int policy_check_runnable(const struct policy *p, char *err, size_t errlen);
 
-/* A call's deadline under this policy: `requested` ms, or the policy's
- * default when requested <= 0, capped at the policy's maximum. The one
- * owner of that rule for vivd's requests (`viv run` refuses past the
- * maximum instead: jail_run checks it for every path). */
+/* A call's deadline: `requested` ms, or `dflt` when requested <= 0,
+ * capped at `max` (no cap when max <= 0). The one owner of that rule:
+ * vivd applies it through policy_call_timeout_ms, and a client that knows
+ * a policy's numbers from vivd's `policies` answer (the rollout engine)
+ * predicts the same deadline with it. `viv run` refuses past the maximum
+ * instead: jail_run checks it for every path. */
+long call_deadline_ms(long requested, long dflt, long max);
+
+/* call_deadline_ms with this policy's default and maximum. */
 long policy_call_timeout_ms(const struct policy *p, long requested);
 
 /* Print the effective policy as indented JSON (viv policy check). */
