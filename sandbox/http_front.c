@@ -150,7 +150,7 @@ static enum MHD_Result reply_error(struct MHD_Connection *conn, const char *path
 /* The session's id out of session_open's answer, or NULL. */
 static char *opened_session(const char *line, size_t len) {
     int status, retry;
-    char *body = http_answer("/start_runtime", line, len, &status, &retry);
+    char *body = http_answer(NULL, "/start_runtime", line, len, &status, &retry);
     char *id = NULL;
     const char *k = status == 200 ? strstr(body, "\"session_id\":\"") : NULL;
     if (k) id = strndup(k + 14, strcspn(k + 14, "\""));
@@ -185,6 +185,10 @@ static enum MHD_Result serve_call(struct MHD_Connection *conn, const char *path,
     }
     size_t alen = 0;
     char *answer = vivd_roundtrip(fd, call.line, &alen);
+    while (answer && http_next_step(&call, answer, alen)) { /* a compiled language: now its run */
+        free(answer);
+        answer = vivd_roundtrip(fd, call.line, &alen);
+    }
     bool is_start = strcmp(path, "/start_runtime") == 0, is_delete = strcmp(path, "/delete_runtime") == 0;
     if (rt) runtime_release(rt, !answer || is_delete); /* a broken connection took its session with it */
     else if (is_start && answer) {
@@ -193,7 +197,7 @@ static enum MHD_Result serve_call(struct MHD_Connection *conn, const char *path,
         free(id);
     } else close(fd);
     int status = 502, retry = 0;
-    char *out = answer ? http_answer(path, answer, alen, &status, &retry)
+    char *out = answer ? http_answer(&call, path, answer, alen, &status, &retry)
                        : http_error_body(path, rt ? "session_lost: the session's connection to vivd broke; its state is gone"
                                                   : "vivd closed the connection without an answer");
     if (!answer && rt) status = 404;
