@@ -77,9 +77,69 @@ class HttpTest(unittest.TestCase):
         self.assertEqual(r["run_result"]["stdout"], "3\n")
 
     def test_unsupported_language_names_the_ones_that_exist(self):
-        _, r = self.run_code(code="1", language="R")
+        _, r = self.run_code(code="1", language="fortran")
         self.assertEqual(r["status"], "SandboxError")
-        self.assertIn("python, bash, sql", r["message"])
+        self.assertIn("python, bash, sql, R, c, cpp", r["message"])
+
+    def test_r_with_stdin_and_files(self):
+        for lang in ("R", "r"):
+            _, r = self.run_code(code="x <- readLines(file('stdin')); cat(toupper(x), sep='\\n')\n"
+                                      "d <- read.csv('in.csv'); write.csv(data.frame(s=sum(d$a)), 'out.csv', row.names=FALSE)\n"
+                                      "cat(R.version$language, '\\n')",
+                                 language=lang, stdin="abc\n", files={"in.csv": base64.b64encode(b"a\n1\n2\n").decode()},
+                                 fetch_files=["out.csv"], run_timeout=20)
+            self.assertEqual(r["status"], "Success", r)
+            self.assertEqual(r["run_result"]["stdout"], "ABC\nR \n")
+            self.assertEqual(base64.b64decode(r["files"]["out.csv"]), b'"s"\n3\n')
+        _, r = self.run_code(code="stop('no such thing')", language="R")
+        self.assertEqual((r["status"], r["run_result"]["return_code"]), ("Failed", 1))
+        self.assertIn("no such thing", r["run_result"]["stderr"])
+        with open(self.log) as f:
+            self.assertIn('"op":"exec","tool":"r"', f.read())
+
+    def test_c_and_cpp_compile_then_run(self):
+        _, r = self.run_code(code="#include <stdio.h>\n#include <math.h>\nint main(void){int n; scanf(\"%d\", &n);"
+                                  " printf(\"%d %.0f\\n\", n * 2, sqrt(81.0)); return 0;}",
+                             language="c", stdin="21\n", run_timeout=10, compile_timeout=30)
+        self.assertEqual(r["status"], "Success", r)
+        self.assertEqual(r["run_result"]["stdout"], "42 9\n")
+        self.assertEqual((r["compile_result"]["status"], r["compile_result"]["return_code"]), ("Finished", 0))
+        self.assertGreater(r["compile_result"]["execution_time"], 0)
+        _, r = self.run_code(code="#include <iostream>\n#include <vector>\nint main(){std::vector<int> v{1,2,3}; int s=0;"
+                                  " for(int x: v) s+=x; std::cout << s << std::endl; std::ifstream f; return 4;}",
+                             language="cpp", compile_timeout=30)
+        # std::ifstream without <fstream>: g++'s own message comes back, and nothing runs
+        self.assertEqual(r["status"], "Failed")
+        self.assertIsNone(r["run_result"])
+        self.assertEqual(r["compile_result"]["status"], "Finished")
+        self.assertNotEqual(r["compile_result"]["return_code"], 0)
+        self.assertIn("error", r["compile_result"]["stderr"])
+        self.assertIn("ifstream", r["compile_result"]["stderr"])
+        _, r = self.run_code(code="#include <iostream>\n#include <fstream>\nint main(){std::ifstream f(\"in.txt\"); int a, b;"
+                                  " f >> a >> b; std::cout << a * b << std::endl; return 4;}",
+                             language="cpp", files={"in.txt": base64.b64encode(b"6 7").decode()}, compile_timeout=30)
+        self.assertEqual((r["status"], r["run_result"]["return_code"], r["run_result"]["stdout"]), ("Failed", 4, "42\n"))
+        _, r = self.run_code(code="int main(void){for(;;);}", language="c", run_timeout=1, compile_timeout=30)
+        self.assertEqual((r["compile_result"]["status"], r["run_result"]["status"]), ("Finished", "TimeLimitExceeded"))
+        _, r = self.run_code(code="int main(void){return *(volatile int *)0;}", language="c", compile_timeout=30)
+        self.assertEqual((r["status"], r["run_result"]["return_code"]), ("Failed", -11))
+        st, r = self.run_code(code="int main(void){return 0;}", language="c", compile_timeout="soon")
+        self.assertEqual((st, r["status"]), (400, "SandboxError"))
+
+    def test_nul_in_output_round_trips(self):
+        _, r = self.run_code(code="import sys; sys.stdout.write('a\\0b'); sys.stderr.write('c\\0d')", language="python")
+        self.assertEqual((r["run_result"]["stdout"], r["run_result"]["stderr"]), ("a\0b", "c\0d"))
+        _, r = self.run_code(code="printf 'x\\0y'", language="bash")
+        self.assertEqual(r["run_result"]["stdout"], "x\0y")
+        sid = requests.post(self.url + "/start_runtime", json={}, timeout=60).json()["session_id"]
+        r = requests.post(self.url + "/execute", json={"session_id": sid, "code": "print('p\\0q')"}, timeout=60)
+        self.assertEqual(r.json()["output"], "p\0q\n")
+        requests.post(self.url + "/delete_runtime", json={"session_id": sid}, timeout=10)
+        # a NUL in what the client sends cannot reach the job whole: refused, never cut short
+        st, r = self.run_code(code="print(1)\0", language="python")
+        self.assertEqual((st, r["status"]), (400, "SandboxError"))
+        st, r = self.run_code(code="print(input())", language="python", stdin="a\0b")
+        self.assertEqual((st, r["status"]), (400, "SandboxError"))
 
     def test_files_cannot_escape(self):
         st, r = self.run_code(code="1", language="python", files={"../x": "eA=="})
@@ -113,9 +173,11 @@ class HttpTest(unittest.TestCase):
         self.assertEqual(execute("print(x + 1)").json()["output"], "42\n")
         self.assertEqual(execute("#!BASH\ncat f.txt; echo; echo e >&2").json()["output"], "shared\ne\n")
         self.assertEqual(execute("#!CLI\necho $BASH_VERSION | cut -c1").json()["output"].strip().isdigit(), True)
-        r = execute("#!R\nprint(1)")
-        self.assertEqual(r.status_code, 400)
-        self.assertIn("R is not available", r.json()["output"])
+        # R runs in the session's own jail: it sees the Python cells' files, and they see its files
+        self.assertEqual(execute("#!R\ncat(readLines('f.txt', warn = FALSE), 2 + 2, '\\n'); writeLines('from R', 'r.txt')").json()["output"],
+                         "shared 4 \n")
+        self.assertEqual(execute("print(open('r.txt').read().strip(), x)").json()["output"], "from R 41\n")
+        self.assertIn("Error", execute("#!R\nstop('bad cell')").json()["output"])
         self.assertIn("killed", execute("import time; time.sleep(30)", 1).json()["output"])
         requests.post(self.url + "/delete_runtime", json={"session_id": sid}, timeout=10)
         r = execute("print(x)")
