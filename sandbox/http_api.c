@@ -62,6 +62,7 @@ static long seconds_to_ms(const cJSON *v) {
  * `extra` adds one file of ours (name -> base64), which wins over a caller's
  * file of that name; `fetch_extra` one name to fetch besides the caller's. */
 struct exec_req {
+    const char *client;
     const char *tool, *code;
     long timeout_ms;
     const char *stdin_text;
@@ -75,6 +76,7 @@ static char *exec_line(const struct exec_req *e) {
     jw_object_begin(&w);
     jw_key(&w, "id"), jw_int(&w, 1);
     jw_key(&w, "op"), jw_cstring(&w, "exec");
+    if (e->client) jw_key(&w, "client"), jw_cstring(&w, e->client);
     jw_key(&w, "tool"), jw_cstring(&w, e->tool);
     jw_key(&w, "code"), jw_cstring(&w, e->code);
     if (e->timeout_ms > 0) jw_key(&w, "timeout_ms"), jw_int(&w, e->timeout_ms);
@@ -145,15 +147,17 @@ static cJSON *run_code_request(const char *body, size_t len, char *msg, size_t m
 
 /* The run step of a compiled language (or the only step of any other), with
  * the compiled binary as a file when there is one. */
-static char *run_step_line(const cJSON *j, const struct run_plan *plan, long run_ms, const char *binary_b64) {
+static char *run_step_line(const char *client, const cJSON *j, const struct run_plan *plan, long run_ms,
+                           const char *binary_b64) {
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(j, "stdin");
-    struct exec_req e = {plan->tool, plan->code, run_ms, cJSON_IsString(in) ? in->valuestring : NULL,
+    struct exec_req e = {client, plan->tool, plan->code, run_ms, cJSON_IsString(in) ? in->valuestring : NULL,
                          cJSON_GetObjectItemCaseSensitive(j, "files"), cJSON_GetObjectItemCaseSensitive(j, "fetch_files"),
                          binary_b64 ? RUN_BINARY : NULL, binary_b64, NULL};
     return exec_line(&e);
 }
 
 static void run_code(const char *body, size_t len, struct http_call *call) {
+    const char *client = call->client;
     const char *P = "/run_code";
     char msg[256];
     long run_ms, compile_ms;
@@ -168,12 +172,12 @@ static void run_code(const char *body, size_t len, struct http_call *call) {
         return refuse(call, P, 200, msg); /* SandboxFusion answers a SandboxError, not an HTTP error */
     }
     if (!plan.source) {
-        call->line = run_step_line(j, &plan, run_ms, NULL);
+        call->line = run_step_line(client, j, &plan, run_ms, NULL);
     } else {
         /* compile with the caller's files (headers) beside the source; the
          * run step is built from the request again once the binary exists */
         char *src = base64_encode(code, strlen(code));
-        struct exec_req e = {plan.tool, plan.compile_code, compile_ms, NULL, cJSON_GetObjectItemCaseSensitive(j, "files"), NULL,
+        struct exec_req e = {client, plan.tool, plan.compile_code, compile_ms, NULL, cJSON_GetObjectItemCaseSensitive(j, "files"), NULL,
                              plan.source, src, RUN_BINARY};
         call->line = exec_line(&e);
         call->step = HTTP_STEP_COMPILE;
@@ -210,7 +214,7 @@ int http_next_step(struct http_call *call, const char *answer, size_t len) {
         const cJSON *lang = cJSON_GetObjectItemCaseSensitive(j, "language");
         if (j && run_plan(lang->valuestring, "", 0, &plan) == 0) {
             free(call->line);
-            call->line = run_step_line(j, &plan, run_ms, bin);
+            call->line = run_step_line(call->client, j, &plan, run_ms, bin);
             run_plan_free(&plan);
             next = 1;
         }
@@ -226,12 +230,13 @@ int http_next_step(struct http_call *call, const char *answer, size_t len) {
     return next;
 }
 
-static char *session_line(const char *op, const char *session, const char *code, long timeout_ms) {
+static char *session_line(const char *client, const char *op, const char *session, const char *code, long timeout_ms) {
     struct json_writer w;
     jw_init(&w);
     jw_object_begin(&w);
     jw_key(&w, "id"), jw_int(&w, 1);
     jw_key(&w, "op"), jw_cstring(&w, op);
+    if (client) jw_key(&w, "client"), jw_cstring(&w, client);
     if (session) jw_key(&w, "session"), jw_cstring(&w, session);
     else jw_key(&w, "tool"), jw_cstring(&w, "python");
     if (code) jw_key(&w, "code"), jw_cstring(&w, code);
@@ -244,7 +249,7 @@ static char *session_line(const char *op, const char *session, const char *code,
 
 static void runtime_call(const char *path, const char *body, size_t len, struct http_call *call) {
     if (is_path(path, "/start_runtime")) {
-        call->line = session_line("session_open", NULL, NULL, 0);
+        call->line = session_line(call->client, "session_open", NULL, NULL, 0);
         return;
     }
     cJSON *j = cJSON_ParseWithLength(body, len);
@@ -268,17 +273,18 @@ static void runtime_call(const char *path, const char *body, size_t len, struct 
     }
     call->session = xstrdup(sid->valuestring);
     if (!exec) {
-        call->line = session_line("session_close", sid->valuestring, NULL, 0);
+        call->line = session_line(call->client, "session_close", sid->valuestring, NULL, 0);
     } else {
         char *cell = run_biomni_cell(code->valuestring);
-        call->line = session_line("exec", sid->valuestring, cell, timeout_ms);
+        call->line = session_line(call->client, "exec", sid->valuestring, cell, timeout_ms);
         free(cell);
     }
     cJSON_Delete(j);
 }
 
-void http_translate(const char *path, const char *body, size_t len, struct http_call *call) {
+void http_translate(const char *path, const char *client, const char *body, size_t len, struct http_call *call) {
     memset(call, 0, sizeof *call);
+    call->client = client && client[0] ? xstrdup(client) : NULL;
     if (memchr(body, 0, len)) return refuse(call, path, 400, "the body contains a NUL byte");
     if (is_path(path, "/run_code")) return run_code(body, len, call);
     if (is_path(path, "/start_runtime") || is_path(path, "/execute") || is_path(path, "/delete_runtime"))
@@ -287,7 +293,7 @@ void http_translate(const char *path, const char *body, size_t len, struct http_
 }
 
 void http_call_free(struct http_call *call) {
-    free(call->line), free(call->body), free(call->session), free(call->request), free(call->compiled);
+    free(call->line), free(call->body), free(call->session), free(call->request), free(call->compiled), free(call->client);
     memset(call, 0, sizeof *call);
 }
 

@@ -25,6 +25,7 @@ struct http_call {
     int status;     /* when line is NULL: the HTTP status of `body` */
     char *body;     /* when line is NULL: the JSON to answer */
     char *session;  /* /execute, /delete_runtime: the session it names */
+    char *client;   /* who asks (vivd's per-peer caps count it), or NULL */
     enum http_step step;
     char *request;  /* HTTP_STEP_COMPILE: the request body, for the run step */
     size_t request_len;
@@ -32,8 +33,10 @@ struct http_call {
     size_t compiled_len;
 };
 
-/* Translate one request body for `path`. Caller frees with http_call_free. */
-void http_translate(const char *path, const char *body, size_t len, struct http_call *call);
+/* Translate one request body for `path` from `client` (the HTTP client's
+ * name as rpc_client_name_ok() allows, carried as each request's "client";
+ * NULL for none). Caller frees with http_call_free. */
+void http_translate(const char *path, const char *client, const char *body, size_t len, struct http_call *call);
 void http_call_free(struct http_call *call);
 
 /* After vivd answered call->line: 1 when the call has a next request (now

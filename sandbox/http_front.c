@@ -158,9 +158,23 @@ static char *opened_session(const char *line, size_t len) {
     return id && *id ? id : (free(id), NULL);
 }
 
+/* Who is asking, as vivd's per-peer caps should count it: behind a token,
+ * the token's holder ("token": vivd has one token); otherwise the remote
+ * address, so two HTTP clients are two peers even though every call
+ * reaches vivd through this one process. */
+static void client_name(struct MHD_Connection *conn, char *out, size_t outlen) {
+    snprintf(out, outlen, "%s", bearer[0] ? "token" : "unknown");
+    if (bearer[0]) return;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)outlen);
+}
+
 static enum MHD_Result serve_call(struct MHD_Connection *conn, const char *path, const char *body, size_t len) {
     struct http_call call;
-    http_translate(path, body, len, &call);
+    char client[INET_ADDRSTRLEN + 8];
+    client_name(conn, client, sizeof client);
+    http_translate(path, client, body, len, &call);
     if (!call.line) {
         enum MHD_Result r = reply(conn, call.status, call.body, 0);
         call.body = NULL;

@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *body = malloc(size);
     memcpy(body, data + 1, size - 1);
     struct http_call call;
-    http_translate(path, body, size - 1, &call);
+    http_translate(path, "127.0.0.1", body, size - 1, &call);
     if (!call.line == !call.body) abort();
     int status, retry;
     /* the same bytes as the answer to each step the call could be at */

@@ -190,5 +190,73 @@ class HttpTest(unittest.TestCase):
             self.assertIn('"op":"exec","tool":"python"', f.read())
 
 
+class SourceAddress(requests.adapters.HTTPAdapter):
+    """requests from a chosen local address (127.0.0.0/8 is all loopback)."""
+
+    def __init__(self, addr):
+        self.addr = addr
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.addr, 0)
+        return super().init_poolmanager(*args, **kwargs)
+
+
+def client_from(addr):
+    s = requests.Session()
+    s.mount("http://", SourceAddress(addr))
+    return s
+
+
+class PerClientCapTest(unittest.TestCase):
+    """Every HTTP call reaches vivd through the one front process; the
+    per-peer caps must still count each HTTP client on its own."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.sock = os.path.join(self.dir, "vivd.sock")
+        self.log = os.path.join(self.dir, "log")
+        self.url = "http://127.0.0.1:%d" % free_port()
+        self.proc = subprocess.Popen([VIVD, "--socket", self.sock, "--log", self.log, "--http", self.url[7:],
+                                      "--max-sessions-per-peer", "2", "--zygotes", "0"])
+        for _ in range(500):
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.02)
+
+    def tearDown(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+    def test_one_client_at_its_cap_does_not_block_another(self):
+        a, b = client_from("127.0.0.1"), client_from("127.0.0.2")
+        start = lambda c: c.post(self.url + "/start_runtime", json={}, timeout=60)
+        ra = [start(a) for _ in range(3)]
+        self.assertEqual([r.status_code for r in ra], [200, 200, 429])
+        self.assertIn("http:127.0.0.1", ra[2].json()["error"])
+        self.assertEqual(ra[2].headers.get("Retry-After"), "1")
+        rb = start(b)
+        self.assertEqual(rb.status_code, 200, rb.text)  # 127.0.0.2 has its own count
+        sid = rb.json()["session_id"]
+        self.assertEqual(b.post(self.url + "/execute", json={"session_id": sid, "code": "print(6*7)"}, timeout=60).json()["output"], "42\n")
+        # a runtime is its client's: closing one frees a place for that client only
+        a.post(self.url + "/delete_runtime", json={"session_id": ra[0].json()["session_id"]}, timeout=10)
+        self.assertEqual(start(a).status_code, 200)
+        with open(self.log) as f:
+            log = f.read()
+        self.assertIn('"peer":"http:127.0.0.2","op":"session_open"', log)
+
+    def test_only_the_front_may_name_a_client(self):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(self.sock)
+        s.sendall(b'{"id":1,"op":"session_open","tool":"python","client":"127.0.0.9"}\n')
+        answer = s.makefile().readline()
+        s.close()
+        self.assertIn('"bad_request"', answer)
+        self.assertIn("only from vivd's own HTTP front", answer)
+
+
 if __name__ == "__main__":
     unittest.main()
