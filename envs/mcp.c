@@ -635,6 +635,28 @@ static char *handle_line(struct mcp *m, bool private_vivd, const char *line, siz
     return out;
 }
 
+struct mcp *mcp_new(struct viv_client *c, const char *db_file, char *err, size_t errlen) {
+    struct mcp *m = xcalloc(1, sizeof *m);
+    m->c = c;
+    m->db_file = db_file ? xstrdup(db_file) : NULL;
+    if (load_policies(m, err, errlen) != 0) {
+        mcp_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void mcp_free(struct mcp *m) {
+    if (!m) return;
+    free(m->python.description), free(m->shell.description), free(m->sql.description);
+    free((char *)m->db_file);
+    free(m);
+}
+
+char *mcp_reply(struct mcp *m, bool private_vivd, const char *line, size_t len) {
+    return handle_line(m, private_vivd, line, len);
+}
+
 /* ---- the command ------------------------------------------------------------------------------ */
 
 static volatile sig_atomic_t stop_asked;
@@ -659,7 +681,7 @@ static int serve(struct mcp *m, bool private_vivd) {
         if (n < 0) break; /* end of input (the client is gone), an error, or a stop signal */
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
         if (n == 0) continue;
-        char *reply = handle_line(m, private_vivd, line, (size_t)n);
+        char *reply = mcp_reply(m, private_vivd, line, (size_t)n);
         if (!reply) continue;
         size_t rl = strlen(reply);
         reply[rl] = '\n'; /* overwrites the NUL; written with its length */
@@ -706,7 +728,6 @@ int cmd_mcp(int argc, char **argv) {
         fprintf(stderr, "viv mcp: --db %s: not a regular file (an SQLite database file)\n", db);
         return 2;
     }
-    struct mcp m = {.db_file = db ? dbpath : NULL};
     struct private_vivd d = {0};
     char err[512];
     int rc = 1;
@@ -723,17 +744,18 @@ int cmd_mcp(int argc, char **argv) {
         socket_path = d.sock;
     }
     catch_stop_signals();
-    m.c = viv_connect(socket_path, err, sizeof err);
-    if (!m.c) {
+    struct viv_client *c = viv_connect(socket_path, err, sizeof err);
+    struct mcp *m = c ? mcp_new(c, db ? dbpath : NULL, err, sizeof err) : NULL;
+    if (!c) {
         fprintf(stderr, "viv mcp: %s\n", err);
-    } else if (load_policies(&m, err, sizeof err) != 0) {
+    } else if (!m) {
         fprintf(stderr, "viv mcp: %s: %s\n", socket_path, err);
     } else {
         fprintf(stderr, "viv mcp: serving on stdin/stdout (vivd at %s%s)\n", socket_path, d.pid ? ", private" : "");
-        rc = serve(&m, d.pid > 0);
+        rc = serve(m, d.pid > 0);
     }
-    if (m.c) viv_close(m.c);
+    mcp_free(m);
+    if (c) viv_close(c);
     private_vivd_stop(&d);
-    free(m.python.description), free(m.shell.description), free(m.sql.description);
     return rc;
 }
