@@ -41,7 +41,7 @@ APT_PACKAGES=(
   g++                                               # /run_code's cpp (gcc, above, is its c)
   libseccomp-dev libcap-dev libcjson-dev            # glibc copies for the sanitizer test build
   python3 python3-numpy python3-pandas sqlite3      # what the jailed tools run (sqlite3 also reads the DBs for viv data)
-  r-base-core                                       # the r policy (Rscript), and Biomni's #!R cells
+  r-base-core r-recommended                         # the r policy (Rscript; MASS, Matrix, survival, ...), Biomni's #!R cells
   apt dpkg coreutils                                # viv data build: apt-get download, dpkg -x, sha256sum
   bubblewrap hyperfine                              # test/bench: the side-by-side baseline
   clang libclang-rt-14-dev                          # libFuzzer targets under test/fuzz
