@@ -2,12 +2,13 @@
  * http_api.c - SandboxFusion's and Biomni-SkyRL's request and response
  * shapes over vivd's own exec and sessions (see http_api.h).
  *
- * Languages of /run_code: python runs as the python tool (warm); bash runs
- * /bin/bash from the python tool (warm too, and what a lab's bash scripts
- * expect where /bin/sh is dash); sql runs the SQL against a fresh in-memory
- * SQLite database, printed as the sqlite3 shell's default list mode. The
- * same python tool keeps the one set of jail rules for all three. Anything
- * else is a SandboxError naming the languages that exist.
+ * Which policy runs each /run_code language, and with what code, is
+ * run_languages.c's; here are the contracts' shapes. A compiled language
+ * (c, cpp) is two vivd requests: the compile job fetches back the binary,
+ * and the run job gets it as a file (http_next_step). Anything else is a
+ * SandboxError naming the languages that exist. Job output is read from
+ * vivd's answer with its length (json_text.h), so a NUL in it reaches the
+ * client as \u0000 instead of ending the text.
  */
 #define _GNU_SOURCE
 #include "http_api.h"
@@ -201,7 +202,7 @@ static const char *compiled_binary(const cJSON *r) {
     return cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "files"), RUN_BINARY));
 }
 
-int http_next_step(struct http_call *call, const char *answer, size_t len) {
+int http_next_step(struct http_call *call, const char *answer, size_t len, size_t max_line) {
     if (call->step != HTTP_STEP_COMPILE) return 0;
     cJSON *r = cJSON_ParseWithLength(answer, len);
     const char *bin = compiled_binary(r);
@@ -213,10 +214,16 @@ int http_next_step(struct http_call *call, const char *answer, size_t len) {
         struct run_plan plan;
         const cJSON *lang = cJSON_GetObjectItemCaseSensitive(j, "language");
         if (j && run_plan(lang->valuestring, "", 0, &plan) == 0) {
-            free(call->line);
-            call->line = run_step_line(call->client, j, &plan, run_ms, bin);
+            char *line = run_step_line(call->client, j, &plan, run_ms, bin);
             run_plan_free(&plan);
-            next = 1;
+            if (strlen(line) <= max_line) {
+                free(call->line);
+                call->line = line;
+                next = 1;
+            } else {
+                free(line);
+                call->not_run = "the compiled program and the files are larger than a vivd request may be (--max-line-bytes)";
+            }
         }
         cJSON_Delete(j);
     }
@@ -364,17 +371,24 @@ static bool command_ok(const cJSON *r) {
 
 /* /run_code's answer. `compiled` is the compile step's answer (compiled
  * languages), `run` the run step's (NULL when the compile step failed). */
-static void sandbox_fusion_result(struct json_writer *w, const struct answer *compiled, const struct answer *run) {
-    const char *message = "";
+static void sandbox_fusion_result(struct json_writer *w, const struct answer *compiled, const struct answer *run,
+                                  const char *not_run) {
+    char message[256] = "";
     bool ok;
     if (run) {
         ok = command_ok(run->r);
-        if (answer_timed_out(run->r)) message = "the code ran past its run_timeout";
+        if (answer_timed_out(run->r)) snprintf(message, sizeof message, "the code ran past its run_timeout");
+    } else if (answer_timed_out(compiled->r)) {
+        ok = false;
+        snprintf(message, sizeof message, "the compile step ran past its compile_timeout");
+    } else if (command_ok(compiled->r)) { /* compiled, but the binary could not go on to its run */
+        ok = false;
+        const char *why = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(compiled->r, "fetch_errors"), RUN_BINARY));
+        snprintf(message, sizeof message, "the compiled program could not be taken to its run: %.160s",
+                 not_run ? not_run : why ? why : "no binary");
     } else {
         ok = false;
-        message = answer_timed_out(compiled->r) ? "the compile step ran past its compile_timeout"
-                  : command_ok(compiled->r)     ? "the compiler left no binary"
-                                                : "the compile step failed (see compile_result.stderr)";
+        snprintf(message, sizeof message, "the compile step failed (see compile_result.stderr)");
     }
     jw_key(w, "status"), jw_cstring(w, ok ? "Success" : "Failed");
     jw_key(w, "message"), jw_cstring(w, message);
@@ -435,8 +449,8 @@ char *http_answer(const struct http_call *call, const char *path, const char *li
     jw_init(&w);
     jw_object_begin(&w);
     if (is_path(path, "/run_code")) {
-        if (step == HTTP_STEP_COMPILED) sandbox_fusion_result(&w, &a, NULL);
-        else sandbox_fusion_result(&w, cJSON_IsObject(c.r) ? &c : NULL, &a);
+        if (step == HTTP_STEP_COMPILED) sandbox_fusion_result(&w, &a, NULL, call->not_run);
+        else sandbox_fusion_result(&w, cJSON_IsObject(c.r) ? &c : NULL, &a, NULL);
     } else if (is_path(path, "/start_runtime")) jw_key(&w, "session_id"), jw_cstring(&w, cJSON_GetStringValue(cJSON_GetObjectItem(r, "session")) ?: "");
     else if (is_path(path, "/execute")) biomni_output(&w, &a);
     else jw_key(&w, "status"), jw_cstring(&w, "deleted");

@@ -31,6 +31,7 @@ struct http_call {
     size_t request_len;
     char *compiled; /* HTTP_STEP_RUN/COMPILED: the compile step's answer */
     size_t compiled_len;
+    const char *not_run; /* HTTP_STEP_COMPILED: why a binary did not go on to run (static text), or NULL */
 };
 
 /* Translate one request body for `path` from `client` (the HTTP client's
@@ -40,9 +41,10 @@ void http_translate(const char *path, const char *client, const char *body, size
 void http_call_free(struct http_call *call);
 
 /* After vivd answered call->line: 1 when the call has a next request (now
- * in call->line; a compile step that made a binary), 0 when `answer` is
- * the last one, for http_answer. */
-int http_next_step(struct http_call *call, const char *answer, size_t len);
+ * in call->line; a compile step that made a binary, and a run request no
+ * longer than max_line, vivd's --max-line-bytes), 0 when `answer` is the
+ * last one, for http_answer. */
+int http_next_step(struct http_call *call, const char *answer, size_t len, size_t max_line);
 
 /* vivd's last answer line to `call` (NULL: a one-request call) made for
  * `path` -> the HTTP status and body (caller frees). *retry_after is set

@@ -199,7 +199,7 @@ static enum MHD_Result serve_call(struct MHD_Connection *conn, const char *path,
     }
     size_t alen = 0;
     char *answer = vivd_roundtrip(fd, call.line, &alen);
-    while (answer && http_next_step(&call, answer, alen)) { /* a compiled language: now its run */
+    while (answer && http_next_step(&call, answer, alen, body_cap)) { /* a compiled language: now its run */
         free(answer);
         answer = vivd_roundtrip(fd, call.line, &alen);
     }

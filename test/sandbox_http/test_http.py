@@ -126,6 +126,14 @@ class HttpTest(unittest.TestCase):
         st, r = self.run_code(code="int main(void){return 0;}", language="c", compile_timeout="soon")
         self.assertEqual((st, r["status"]), (400, "SandboxError"))
 
+    def test_c_binary_that_cannot_reach_its_run_is_said(self):
+        # over vivd's request line (8 MiB with base64), then over the policy's files_bytes (16 MiB)
+        for mb, why in ((7, "--max-line-bytes"), (20, "files_bytes")):
+            _, r = self.run_code(code="char big[%d << 20] = {1}; int main(void){volatile char *p = big; return p[1];}" % mb,
+                                 language="c", compile_timeout=60)
+            self.assertEqual((r["status"], r["compile_result"]["return_code"], r["run_result"]), ("Failed", 0, None))
+            self.assertIn(why, r["message"])
+
     def test_nul_in_output_round_trips(self):
         _, r = self.run_code(code="import sys; sys.stdout.write('a\\0b'); sys.stderr.write('c\\0d')", language="python")
         self.assertEqual((r["run_result"]["stdout"], r["run_result"]["stderr"]), ("a\0b", "c\0d"))
