@@ -5,7 +5,7 @@
  * one is due, must be one JSON text.
  *
  * Tool calls really go out: a stand-in vivd on a thread answers each
- * request line on the Unix socket, its `policies` with the three tools and
+ * request line on the Unix socket, its `policies` with its four tools and
  * everything else with the next of a few answers vivd can give (a job with
  * NUL and invalid UTF-8 in its output, a timeout, a signal, busy, a session
  * opened, session_lost), so the replies built from vivd's answers are
@@ -30,6 +30,8 @@ static const char policies_answer[] =
     "{\"name\":\"python\",\"description\":\"Python.\",\"timeout_ms\":10000,\"timeout_ms_max\":600000,\"memory_mb\":2048,"
     "\"output_bytes\":1048576,\"code_bytes\":1048576},"
     "{\"name\":\"shell\",\"description\":\"sh\",\"timeout_ms\":10000,\"timeout_ms_max\":600000,\"memory_mb\":1024,"
+    "\"output_bytes\":1048576,\"code_bytes\":1048576},"
+    "{\"name\":\"r\",\"description\":\"R.\",\"timeout_ms\":10000,\"timeout_ms_max\":600000,\"memory_mb\":2048,"
     "\"output_bytes\":1048576,\"code_bytes\":1048576},"
     "{\"name\":\"sql\",\"description\":\"\",\"timeout_ms\":5000,\"timeout_ms_max\":60000,\"memory_mb\":512,"
     "\"output_bytes\":65536,\"code_bytes\":65536}]";
