@@ -38,8 +38,10 @@ die() { say "error: $*"; exit 1; }
 
 APT_PACKAGES=(
   gcc make musl-tools dpkg-dev gperf file          # toolchain; gperf builds libseccomp
+  g++                                               # /run_code's cpp (gcc, above, is its c)
   libseccomp-dev libcap-dev libcjson-dev            # glibc copies for the sanitizer test build
   python3 python3-numpy python3-pandas sqlite3      # what the jailed tools run (sqlite3 also reads the DBs for viv data)
+  r-base-core r-recommended                         # the r policy (Rscript; MASS, Matrix, survival, ...), Biomni's #!R cells
   apt dpkg coreutils                                # viv data build: apt-get download, dpkg -x, sha256sum
   bubblewrap hyperfine                              # test/bench: the side-by-side baseline
   clang libclang-rt-14-dev                          # libFuzzer targets under test/fuzz

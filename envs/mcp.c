@@ -61,7 +61,7 @@ struct tool_policy {
 
 struct mcp {
     struct viv_client *c;
-    struct tool_policy python, shell, sql;
+    struct tool_policy python, shell, sql, r;
     const char *db_file; /* --db, for the sql tool's description; NULL with --socket */
 };
 
@@ -69,7 +69,7 @@ static const char usage[] =
     "usage: viv mcp [--socket PATH] [--db FILE]\n"
     "\n"
     "An MCP (Model Context Protocol) server on stdin/stdout: the sandbox's python,\n"
-    "shell and sql tools, and python sessions, for any MCP client. Logs go to stderr.\n"
+    "shell, r and sql tools, and python sessions, for any MCP client. Logs go to stderr.\n"
     "\n"
     "  --socket PATH  use the vivd serving PATH (its sql tool reads the database it\n"
     "                 was started with, vivd --data db=FILE); without it, a private\n"
@@ -159,6 +159,7 @@ static int load_policies(struct mcp *m, char *err, size_t errlen) {
                                 : strcmp(name, "python") == 0 ? &m->python
                                 : strcmp(name, "shell") == 0  ? &m->shell
                                 : strcmp(name, "sql") == 0    ? &m->sql
+                                : strcmp(name, "r") == 0      ? &m->r
                                                               : NULL;
         if (!t) continue;
         const char *d = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "description"));
@@ -298,6 +299,21 @@ static void list_shell(struct json_writer *w, const struct tool_policy *t) {
     free(desc), free(lim);
 }
 
+static void list_r(struct json_writer *w, const struct tool_policy *t) {
+    char *lim = limits_text(t);
+    char *desc = xasprintf("Run an R script with Rscript in a fresh sandbox (%s) and return what it printed. %s %s",
+                           t->description, lim, result_text);
+    static const char *const req[] = {"code", NULL};
+    tool_begin(w, "r", desc);
+    schema_begin(w);
+    prop_string(w, "code", "the R script; print() or cat() what you want to see");
+    prop_timeout(w, t);
+    schema_end(w, req);
+    annotations(w, "Run R in the sandbox", false);
+    jw_object_end(w);
+    free(desc), free(lim);
+}
+
 static void list_sql(struct json_writer *w, const struct tool_policy *t, const char *db_file) {
     char *lim = limits_text(t);
     char *db = db_file ? xasprintf("the SQLite database %s", db_file) : xstrdup("the sandbox daemon's database");
@@ -322,6 +338,7 @@ static char *tools_list(const struct mcp *m, bool private_vivd) {
     jw_key(&w, "tools"), jw_array_begin(&w);
     if (m->python.present) list_python(&w, &m->python);
     if (m->shell.present) list_shell(&w, &m->shell);
+    if (m->r.present) list_r(&w, &m->r);
     if (sql_offered(m, private_vivd)) list_sql(&w, &m->sql, m->db_file);
     jw_array_end(&w);
     jw_object_end(&w);
@@ -524,7 +541,8 @@ static char *tools_call(struct mcp *m, bool private_vivd, const cJSON *params, b
     bool python = m->python.present;
     if (!(python && (strcmp(name, "python") == 0 || strcmp(name, "python_session_open") == 0 ||
                      strcmp(name, "python_session_close") == 0)) &&
-        !(m->shell.present && strcmp(name, "shell") == 0) && !(sql_offered(m, private_vivd) && strcmp(name, "sql") == 0))
+        !(m->shell.present && strcmp(name, "shell") == 0) && !(m->r.present && strcmp(name, "r") == 0) &&
+        !(sql_offered(m, private_vivd) && strcmp(name, "sql") == 0))
         fail_with(rpc_err, errlen, "unknown tool '%.64s' (see tools/list)", name);
     else if (has_nul) /* cJSON would cut the text at the NUL: refuse rather than run half a program */
         s = tool_error("%s: the arguments hold a NUL character (\\u0000), which no tool accepts", name);
@@ -532,6 +550,7 @@ static char *tools_call(struct mcp *m, bool private_vivd, const cJSON *params, b
     else if (strcmp(name, "python_session_open") == 0) s = call_session_open(m, args);
     else if (strcmp(name, "python_session_close") == 0) s = call_session_close(m, args);
     else if (strcmp(name, "shell") == 0) s = call_job(m, "shell", "code", &m->shell, args);
+    else if (strcmp(name, "r") == 0) s = call_job(m, "r", "code", &m->r, args);
     else s = call_job(m, "sql", "query", &m->sql, args);
     cJSON_Delete(empty);
     return s;
@@ -635,6 +654,28 @@ static char *handle_line(struct mcp *m, bool private_vivd, const char *line, siz
     return out;
 }
 
+struct mcp *mcp_new(struct viv_client *c, const char *db_file, char *err, size_t errlen) {
+    struct mcp *m = xcalloc(1, sizeof *m);
+    m->c = c;
+    m->db_file = db_file ? xstrdup(db_file) : NULL;
+    if (load_policies(m, err, errlen) != 0) {
+        mcp_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void mcp_free(struct mcp *m) {
+    if (!m) return;
+    free(m->python.description), free(m->shell.description), free(m->sql.description), free(m->r.description);
+    free((char *)m->db_file);
+    free(m);
+}
+
+char *mcp_reply(struct mcp *m, bool private_vivd, const char *line, size_t len) {
+    return handle_line(m, private_vivd, line, len);
+}
+
 /* ---- the command ------------------------------------------------------------------------------ */
 
 static volatile sig_atomic_t stop_asked;
@@ -659,7 +700,7 @@ static int serve(struct mcp *m, bool private_vivd) {
         if (n < 0) break; /* end of input (the client is gone), an error, or a stop signal */
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
         if (n == 0) continue;
-        char *reply = handle_line(m, private_vivd, line, (size_t)n);
+        char *reply = mcp_reply(m, private_vivd, line, (size_t)n);
         if (!reply) continue;
         size_t rl = strlen(reply);
         reply[rl] = '\n'; /* overwrites the NUL; written with its length */
@@ -706,7 +747,6 @@ int cmd_mcp(int argc, char **argv) {
         fprintf(stderr, "viv mcp: --db %s: not a regular file (an SQLite database file)\n", db);
         return 2;
     }
-    struct mcp m = {.db_file = db ? dbpath : NULL};
     struct private_vivd d = {0};
     char err[512];
     int rc = 1;
@@ -723,17 +763,18 @@ int cmd_mcp(int argc, char **argv) {
         socket_path = d.sock;
     }
     catch_stop_signals();
-    m.c = viv_connect(socket_path, err, sizeof err);
-    if (!m.c) {
+    struct viv_client *c = viv_connect(socket_path, err, sizeof err);
+    struct mcp *m = c ? mcp_new(c, db ? dbpath : NULL, err, sizeof err) : NULL;
+    if (!c) {
         fprintf(stderr, "viv mcp: %s\n", err);
-    } else if (load_policies(&m, err, sizeof err) != 0) {
+    } else if (!m) {
         fprintf(stderr, "viv mcp: %s: %s\n", socket_path, err);
     } else {
         fprintf(stderr, "viv mcp: serving on stdin/stdout (vivd at %s%s)\n", socket_path, d.pid ? ", private" : "");
-        rc = serve(&m, d.pid > 0);
+        rc = serve(m, d.pid > 0);
     }
-    if (m.c) viv_close(m.c);
+    mcp_free(m);
+    if (c) viv_close(c);
     private_vivd_stop(&d);
-    free(m.python.description), free(m.shell.description), free(m.sql.description);
     return rc;
 }

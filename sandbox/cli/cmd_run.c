@@ -84,7 +84,7 @@ static struct run_args ra;
 
 static const struct arg_opt run_opts[] = {
     {"--policy", ARG_STR, &ra.policy_name, 0, 0, "NAME|FILE", "a built-in policy (python, shell, sql) or a policy file"},
-    {"--tool", ARG_STR, &ra.tool, 0, 0, "NAME", "the tool whose code is given (python, shell, sql); also the default policy"},
+    {"--tool", ARG_STR, &ra.tool, 0, 0, "NAME", "the tool whose code is given (python, shell, sql, r); also the default policy"},
     {"--code", ARG_FN, &ra, 0, 0, "TEXT", "the code to run (or --code-file F, or - to read it from stdin)", set_code},
     {"--code-file", ARG_FN, &ra, 0, 0, "FILE", "read the code from FILE", set_code_file},
     {"--timeout-ms", ARG_LONG, &ra.timeout_ms, 1, 3600000, "N", "wall-clock deadline (default and maximum from the policy)"},
@@ -98,7 +98,7 @@ static const struct arg_opt run_opts[] = {
 static const struct arg_cmd run_cmd = {
     .prog = "viv run",
     .synopsis = "viv run [--policy NAME|FILE] [options] -- CMD [ARGS...]\n"
-                "       viv run --tool python|shell|sql (--code TEXT | --code-file F | -) [options]",
+                "       viv run --tool python|shell|sql|r (--code TEXT | --code-file F | -) [options]",
     .about = "Runs one job in a fresh jail and reports how it ended: the job's exit status, 128+N\n"
              "for signal N, 124 at the deadline, 152 at the CPU budget, 130 if interrupted.\n",
     .opts = run_opts,
@@ -184,7 +184,7 @@ int cmd_run(int argc, char **argv) {
     int has_code = code_arg || code_file;
     if (has_code && cmd) return usage_error("%s", "give either code (--code, --code-file, -) or a command after --, not both");
     if (!has_code && !cmd) return usage_error("%s", "nothing to run: give --tool with --code, or -- CMD");
-    if (has_code && !tool && !policy_name) return usage_error("%s", "code needs --tool (python, shell or sql)");
+    if (has_code && !tool && !policy_name) return usage_error("%s", "code needs --tool (python, shell, sql or r)");
     if (tool && cmd) return usage_error("%s", "--tool runs code; for a command use --policy NAME -- CMD");
 
     struct policy pol;

@@ -150,7 +150,7 @@ static enum MHD_Result reply_error(struct MHD_Connection *conn, const char *path
 /* The session's id out of session_open's answer, or NULL. */
 static char *opened_session(const char *line, size_t len) {
     int status, retry;
-    char *body = http_answer("/start_runtime", line, len, &status, &retry);
+    char *body = http_answer(NULL, "/start_runtime", line, len, &status, &retry);
     char *id = NULL;
     const char *k = status == 200 ? strstr(body, "\"session_id\":\"") : NULL;
     if (k) id = strndup(k + 14, strcspn(k + 14, "\""));
@@ -158,9 +158,23 @@ static char *opened_session(const char *line, size_t len) {
     return id && *id ? id : (free(id), NULL);
 }
 
+/* Who is asking, as vivd's per-peer caps should count it: behind a token,
+ * the token's holder ("token": vivd has one token); otherwise the remote
+ * address, so two HTTP clients are two peers even though every call
+ * reaches vivd through this one process. */
+static void client_name(struct MHD_Connection *conn, char *out, size_t outlen) {
+    snprintf(out, outlen, "%s", bearer[0] ? "token" : "unknown");
+    if (bearer[0]) return;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)outlen);
+}
+
 static enum MHD_Result serve_call(struct MHD_Connection *conn, const char *path, const char *body, size_t len) {
     struct http_call call;
-    http_translate(path, body, len, &call);
+    char client[INET_ADDRSTRLEN + 8];
+    client_name(conn, client, sizeof client);
+    http_translate(path, client, body, len, &call);
     if (!call.line) {
         enum MHD_Result r = reply(conn, call.status, call.body, 0);
         call.body = NULL;
@@ -185,6 +199,10 @@ static enum MHD_Result serve_call(struct MHD_Connection *conn, const char *path,
     }
     size_t alen = 0;
     char *answer = vivd_roundtrip(fd, call.line, &alen);
+    while (answer && http_next_step(&call, answer, alen, body_cap)) { /* a compiled language: now its run */
+        free(answer);
+        answer = vivd_roundtrip(fd, call.line, &alen);
+    }
     bool is_start = strcmp(path, "/start_runtime") == 0, is_delete = strcmp(path, "/delete_runtime") == 0;
     if (rt) runtime_release(rt, !answer || is_delete); /* a broken connection took its session with it */
     else if (is_start && answer) {
@@ -193,7 +211,7 @@ static enum MHD_Result serve_call(struct MHD_Connection *conn, const char *path,
         free(id);
     } else close(fd);
     int status = 502, retry = 0;
-    char *out = answer ? http_answer(path, answer, alen, &status, &retry)
+    char *out = answer ? http_answer(&call, path, answer, alen, &status, &retry)
                        : http_error_body(path, rt ? "session_lost: the session's connection to vivd broke; its state is gone"
                                                   : "vivd closed the connection without an answer");
     if (!answer && rt) status = 404;

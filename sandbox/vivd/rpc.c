@@ -11,6 +11,7 @@
 #include "rpc.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +99,7 @@ int rpc_parse_request(const char *line, size_t len, struct rpc_request *req, con
         goto out;
     }
     for (const cJSON *f = root->child; f; f = f->next) {
-        static const char *const known[] = {"id", "op", "tool", "code", "timeout_ms", "session", "stdin", "files", "fetch_files", NULL};
+        static const char *const known[] = {"id", "op", "tool", "code", "timeout_ms", "session", "stdin", "files", "fetch_files", "client", NULL};
         int ok = 0;
         for (const char *const *k = known; *k; k++) ok |= strcmp(*k, f->string) == 0;
         if (!ok) {
@@ -135,6 +136,12 @@ int rpc_parse_request(const char *line, size_t len, struct rpc_request *req, con
         fail(code, "bad_request", msg, msglen, "timeout_ms must be an integer number of milliseconds >= 1");
         goto out;
     }
+    const cJSON *client = cJSON_GetObjectItemCaseSensitive(root, "client");
+    if (client && !rpc_client_name_ok(cJSON_GetStringValue(client))) {
+        fail(code, "bad_request", msg, msglen, "client must be 1-" RPC_CLIENT_MAX_S " characters of A-Z a-z 0-9 . : _ -");
+        goto out;
+    }
+    if (client) req->client = xstrdup(client->valuestring);
     if (tool) req->tool = xstrdup(tool->valuestring);
     if (sess) req->session = xstrdup(sess->valuestring);
     if (tmo) req->timeout_ms = (long)tmo->valuedouble;
@@ -187,8 +194,17 @@ out:
     return rc;
 }
 
+bool rpc_client_name_ok(const char *name) {
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > RPC_CLIENT_MAX) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)name[i]) && !strchr(".:_-", name[i])) return false;
+    return true;
+}
+
 void rpc_request_free(struct rpc_request *req) {
     free(req->id_json);
+    free(req->client);
     free(req->tool);
     free(req->code);
     free(req->session);

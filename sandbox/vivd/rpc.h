@@ -30,9 +30,19 @@ struct rpc_request {
     int nfiles;
     char **fetch;
     int nfetch;
+    /* Only from vivd's own HTTP front: the HTTP client this connection
+     * speaks for, so per-peer caps and the log count that client, not the
+     * front (vivd refuses it from anyone else). */
+    char *client;
 };
 
 #define RPC_ID_MAX 128
+#define RPC_CLIENT_MAX 64
+#define RPC_CLIENT_MAX_S "64"
+
+/* A client name: 1-RPC_CLIENT_MAX characters of [A-Za-z0-9.:_-], so it
+ * can stand in log lines and error messages as it is. */
+bool rpc_client_name_ok(const char *name);
 
 /* Parse one request line (without its newline). On failure returns -1 with
  * *code set to a static error code ("bad_request", "unknown_op") and msg

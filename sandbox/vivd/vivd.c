@@ -215,6 +215,8 @@ static void answer_policies(struct conn *c, const char *id) {
     free(obj);
 }
 
+static int conn_speak_for(struct conn *c, const char *client, char *msg, size_t msglen);
+
 static void handle_line(struct conn *c, const char *line, size_t len) {
     if (c->is_tcp && !c->authed) {
         /* {"token":"..."} first, compared in constant time */
@@ -239,7 +241,8 @@ static void handle_line(struct conn *c, const char *line, size_t len) {
     struct rpc_request req;
     const char *code = NULL;
     char msg[256];
-    if (rpc_parse_request(line, len, &req, &code, msg, sizeof msg) != 0) {
+    if (rpc_parse_request(line, len, &req, &code, msg, sizeof msg) != 0 ||
+        (req.client && conn_speak_for(c, req.client, msg, sizeof msg) != 0 && (code = "bad_request"))) {
         conn_send_error(c, req.id_json, code, msg);
         log_request(c, &req, 0, code);
         rpc_request_free(&req);
@@ -596,6 +599,24 @@ static int parse_args(int argc, char **argv) {
  * our Unix socket, so its calls meet the same admission, limits and log as
  * any other. It dies with us (parent-death signal) or at shutdown. */
 static pid_t http_pid = -1;
+
+/* A request's "client" (rpc.h): the HTTP front's connection takes on the
+ * HTTP client it serves as its peer, so the per-peer caps, the lost-session
+ * ring and the log count that client; one client per connection, and no
+ * other connection may claim one. */
+static int conn_speak_for(struct conn *c, const char *client, char *msg, size_t msglen) {
+    struct ucred cred;
+    socklen_t cl = sizeof cred;
+    if (c->is_tcp || http_pid <= 0 || getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0 || cred.pid != http_pid)
+        return fail_with(msg, msglen, "'client' is accepted only from vivd's own HTTP front");
+    char peer[sizeof c->peer];
+    snprintf(peer, sizeof peer, "http:%s", client);
+    if (c->speaks_for_client && strcmp(peer, c->peer) != 0)
+        return fail_with(msg, msglen, "this connection already speaks for another client");
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->speaks_for_client = true;
+    return 0;
+}
 
 static int start_http_front(char *err, size_t errlen) {
     int fd = http_listen(vd.cfg.http_addr, vd.token[0] != 0, err, errlen);

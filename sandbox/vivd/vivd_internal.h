@@ -67,6 +67,7 @@ struct conn {
     bool want_out; /* EPOLLOUT registered */
     char peer[96];
     bool is_tcp, authed, closing;
+    bool speaks_for_client; /* the HTTP front's: peer is "http:CLIENT" */
     char *in;
     size_t in_len, in_cap;
     char *out;

@@ -1811,6 +1811,9 @@ static void test_cpu_budget_holds_across_forks(void) {
     job_free(&j);
 }
 
+/* the r policy's attacks: one translation unit with the rest (harness.h) */
+#include "attacks_r.c"
+
 int main(int argc, char **argv) {
     viv_bin = getenv("VIV") ? getenv("VIV") : "build/asan/viv";
     setenv("VIV", viv_bin, 1);
@@ -1843,6 +1846,8 @@ int main(int argc, char **argv) {
         T(sql_tool_stays_a_query), T(proc_shows_no_host_cgroup_cmdline_or_boot_id),
         T(prctl_memory_merge_denied), T(setsid_spinners_get_one_share), T(cpu_budget_holds_across_forks),
         T(python_cpu_budget_holds_across_forks),
+        T(r_host_file_unreadable), T(r_host_paths_not_writable), T(r_network_refused), T(r_syscalls_denied),
+        T(r_deadline_kills_everything),
 #undef T
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);

@@ -2,7 +2,8 @@
 # test/bench/http.sh - vivd's HTTP door (SandboxFusion's POST /run_code)
 # beside its own NDJSON protocol, in one run on one daemon:
 #   (a) trivial Python and the pandas snippet: /run_code vs NDJSON exec
-#       (the HTTP layer's cost; both run on the same zygotes);
+#       (the HTTP layer's cost; both run on the same zygotes); R (cold
+#       jails) the same way, and C through /run_code (compile, then run);
 #   (b) sustained requests/s with 32 concurrent HTTP clients (keep-alive).
 # Medians and p99 over N sequential requests; a table on stdout and
 # build/bench/http.jsonl. SandboxFusion itself cannot be installed here: its
@@ -42,16 +43,16 @@ for _ in range(600):  # the zygotes have imported their preload
     if z.get("idle", 0) > 0 and z.get("starting", 1) == 0: break
     time.sleep(0.05)
 
-def run_code(conn, code):
-    body = json.dumps({"code": code, "language": "python", "run_timeout": 30})
+def run_code(conn, code, language="python"):
+    body = json.dumps({"code": code, "language": language, "run_timeout": 30, "compile_timeout": 30})
     conn.request("POST", "/run_code", body, {"Content-Type": "application/json"})
     r = json.loads(conn.getresponse().read())
     assert r["status"] == "Success", r
     return r
 
-def ndjson(code):
-    r = c.exec("python", code, timeout_ms=30000)
-    assert r["exit_code"] == 0 and r.get("zygote"), r
+def ndjson(code, tool="python"):
+    r = c.exec(tool, code, timeout_ms=30000)
+    assert r["exit_code"] == 0 and (r.get("zygote") or tool != "python"), r
 
 conn = http.client.HTTPConnection("127.0.0.1", port)
 rows = []
@@ -61,6 +62,10 @@ add("NDJSON exec: python pass", timed(lambda: ndjson("pass"), n))
 add("HTTP /run_code: python pass", timed(lambda: run_code(conn, "pass"), n))
 add("NDJSON exec: pandas snippet", timed(lambda: ndjson(PANDAS), max(10, n // 2)))
 add("HTTP /run_code: pandas snippet", timed(lambda: run_code(conn, PANDAS), max(10, n // 2)))
+add("NDJSON exec: R cat(1)", timed(lambda: ndjson("cat(1)", "r"), max(10, n // 2)))
+add("HTTP /run_code: R cat(1)", timed(lambda: run_code(conn, "cat(1)", "R"), max(10, n // 2)))
+add("HTTP /run_code: C hello (gcc, then run)",
+    timed(lambda: run_code(conn, '#include <stdio.h>\nint main(void){puts("hi");return 0;}', "c"), max(10, n // 4)))
 
 done, stop = [0] * 32, time.perf_counter() + 10
 def client(i):
@@ -85,6 +90,7 @@ print("| workload | median | p99 |\n|---|---|---|")
 for r in rows: print(f"| {r['name']} | {r['median_ms']:.1f} ms | {r['p99_ms']:.1f} ms |")
 print(f"| HTTP /run_code sustained, 32 clients, print(1) | {rate:.0f} req/s | |")
 print(f"\nHTTP layer's cost (same run): pass {by['HTTP /run_code: python pass'] - by['NDJSON exec: python pass']:+.1f} ms, "
-      f"pandas {by['HTTP /run_code: pandas snippet'] - by['NDJSON exec: pandas snippet']:+.1f} ms "
+      f"pandas {by['HTTP /run_code: pandas snippet'] - by['NDJSON exec: pandas snippet']:+.1f} ms, "
+      f"R {by['HTTP /run_code: R cat(1)'] - by['NDJSON exec: R cat(1)']:+.1f} ms "
       "(SandboxFusion publishes < 100 ms of overhead per call; not measured here)")
 PY

@@ -18,11 +18,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *body = malloc(size);
     memcpy(body, data + 1, size - 1);
     struct http_call call;
-    http_translate(path, body, size - 1, &call);
+    http_translate(path, "127.0.0.1", body, size - 1, &call);
     if (!call.line == !call.body) abort();
-    http_call_free(&call);
     int status, retry;
-    free(http_answer(path, body, size - 1, &status, &retry));
+    /* the same bytes as the answer to each step the call could be at */
+    if (call.line) {
+        free(http_answer(&call, path, body, size - 1, &status, &retry));
+        if (http_next_step(&call, body, size - 1, size % 2 ? 64 : 1u << 20) && !call.line) abort();
+        free(http_answer(&call, path, body, size - 1, &status, &retry));
+    }
+    http_call_free(&call);
+    free(http_answer(NULL, path, body, size - 1, &status, &retry));
     free(body);
     return 0;
 }

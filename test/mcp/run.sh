@@ -3,7 +3,7 @@
 #   sdk_*   the official MCP TypeScript SDK (@modelcontextprotocol/sdk, pinned in build.sh's
 #           NPM_PACKAGES) over its stdio transport: initialize, the tool list and the limits
 #           in its schemas, python (print, exception, timeout, NUL and invalid UTF-8 output,
-#           the output cap), shell, a python session, sql on --db (read-only), an unknown
+#           the output cap), shell, r, a python session, sql on --db (read-only), an unknown
 #           tool, bad arguments, and --socket against a running vivd
 #   raw_*   raw lines on stdin: malformed JSON, notifications, unknown methods, batches,
 #           bad ids and params, NUL in code, end of input

@@ -48,7 +48,7 @@ async function privateServer() {
     const { tools } = await c.listTools();
     const names = tools.map((t) => t.name).sort().join(",");
     const py = tools.find((t) => t.name === "python");
-    const ok = names === "python,python_session_close,python_session_open,shell" && py &&
+    const ok = names === "python,python_session_close,python_session_open,r,shell" && py &&
       py.inputSchema.required.includes("code") && py.inputSchema.properties.timeout_ms.maximum === 600000 &&
       /timeout 10000 ms by default, at most 600000 ms/.test(py.description) && /memory 2048 MB/.test(py.description) &&
       /1048576 bytes each/.test(py.description);
@@ -70,6 +70,14 @@ async function privateServer() {
     report("sdk_shell_stdout_then_stderr_then_exit_code", r.isError === true && text(r) === "out\nerr\n[exit code 3]\n", show(r));
     const r2 = await c.callTool({ name: "shell", arguments: { code: "echo clean" } });
     report("sdk_shell_clean_exit_not_error", r2.isError === false && text(r2) === "clean\n", show(r2));
+  });
+  await test("sdk_r_script", async () => {
+    const r = await c.callTool({ name: "r", arguments: { code: "x <- c(2, 4, 6); cat(mean(x), '\\n'); stop('bad')" } });
+    const t = text(r);
+    report("sdk_r_output_then_error_and_exit_code", r.isError === true && t.startsWith("4 \n") && t.includes("bad") &&
+           t.endsWith("[exit code 1]\n"), show(r));
+    const r2 = await c.callTool({ name: "r", arguments: { code: "print(nrow(MASS::Boston))" } });
+    report("sdk_r_recommended_packages_load", r2.isError === false && text(r2) === "[1] 506\n", show(r2));
   });
   await test("sdk_python_session", async () => {
     const o = await c.callTool({ name: "python_session_open", arguments: {} });

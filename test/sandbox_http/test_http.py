@@ -77,9 +77,77 @@ class HttpTest(unittest.TestCase):
         self.assertEqual(r["run_result"]["stdout"], "3\n")
 
     def test_unsupported_language_names_the_ones_that_exist(self):
-        _, r = self.run_code(code="1", language="R")
+        _, r = self.run_code(code="1", language="fortran")
         self.assertEqual(r["status"], "SandboxError")
-        self.assertIn("python, bash, sql", r["message"])
+        self.assertIn("python, bash, sql, R, c, cpp", r["message"])
+
+    def test_r_with_stdin_and_files(self):
+        for lang in ("R", "r"):
+            _, r = self.run_code(code="x <- readLines(file('stdin')); cat(toupper(x), sep='\\n')\n"
+                                      "d <- read.csv('in.csv'); write.csv(data.frame(s=sum(d$a)), 'out.csv', row.names=FALSE)\n"
+                                      "cat(R.version$language, '\\n')",
+                                 language=lang, stdin="abc\n", files={"in.csv": base64.b64encode(b"a\n1\n2\n").decode()},
+                                 fetch_files=["out.csv"], run_timeout=20)
+            self.assertEqual(r["status"], "Success", r)
+            self.assertEqual(r["run_result"]["stdout"], "ABC\nR \n")
+            self.assertEqual(base64.b64decode(r["files"]["out.csv"]), b'"s"\n3\n')
+        _, r = self.run_code(code="stop('no such thing')", language="R")
+        self.assertEqual((r["status"], r["run_result"]["return_code"]), ("Failed", 1))
+        self.assertIn("no such thing", r["run_result"]["stderr"])
+        with open(self.log) as f:
+            self.assertIn('"op":"exec","tool":"r"', f.read())
+
+    def test_c_and_cpp_compile_then_run(self):
+        _, r = self.run_code(code="#include <stdio.h>\n#include <math.h>\nint main(void){int n; scanf(\"%d\", &n);"
+                                  " printf(\"%d %.0f\\n\", n * 2, sqrt(81.0)); return 0;}",
+                             language="c", stdin="21\n", run_timeout=10, compile_timeout=30)
+        self.assertEqual(r["status"], "Success", r)
+        self.assertEqual(r["run_result"]["stdout"], "42 9\n")
+        self.assertEqual((r["compile_result"]["status"], r["compile_result"]["return_code"]), ("Finished", 0))
+        self.assertGreater(r["compile_result"]["execution_time"], 0)
+        _, r = self.run_code(code="#include <iostream>\n#include <vector>\nint main(){std::vector<int> v{1,2,3}; int s=0;"
+                                  " for(int x: v) s+=x; std::cout << s << std::endl; std::ifstream f; return 4;}",
+                             language="cpp", compile_timeout=30)
+        # std::ifstream without <fstream>: g++'s own message comes back, and nothing runs
+        self.assertEqual(r["status"], "Failed")
+        self.assertIsNone(r["run_result"])
+        self.assertEqual(r["compile_result"]["status"], "Finished")
+        self.assertNotEqual(r["compile_result"]["return_code"], 0)
+        self.assertIn("error", r["compile_result"]["stderr"])
+        self.assertIn("ifstream", r["compile_result"]["stderr"])
+        _, r = self.run_code(code="#include <iostream>\n#include <fstream>\nint main(){std::ifstream f(\"in.txt\"); int a, b;"
+                                  " f >> a >> b; std::cout << a * b << std::endl; return 4;}",
+                             language="cpp", files={"in.txt": base64.b64encode(b"6 7").decode()}, compile_timeout=30)
+        self.assertEqual((r["status"], r["run_result"]["return_code"], r["run_result"]["stdout"]), ("Failed", 4, "42\n"))
+        _, r = self.run_code(code="int main(void){for(;;);}", language="c", run_timeout=1, compile_timeout=30)
+        self.assertEqual((r["compile_result"]["status"], r["run_result"]["status"]), ("Finished", "TimeLimitExceeded"))
+        _, r = self.run_code(code="int main(void){return *(volatile int *)0;}", language="c", compile_timeout=30)
+        self.assertEqual((r["status"], r["run_result"]["return_code"]), ("Failed", -11))
+        st, r = self.run_code(code="int main(void){return 0;}", language="c", compile_timeout="soon")
+        self.assertEqual((st, r["status"]), (400, "SandboxError"))
+
+    def test_c_binary_that_cannot_reach_its_run_is_said(self):
+        # over vivd's request line (8 MiB with base64), then over the policy's files_bytes (16 MiB)
+        for mb, why in ((7, "--max-line-bytes"), (20, "files_bytes")):
+            _, r = self.run_code(code="char big[%d << 20] = {1}; int main(void){volatile char *p = big; return p[1];}" % mb,
+                                 language="c", compile_timeout=60)
+            self.assertEqual((r["status"], r["compile_result"]["return_code"], r["run_result"]), ("Failed", 0, None))
+            self.assertIn(why, r["message"])
+
+    def test_nul_in_output_round_trips(self):
+        _, r = self.run_code(code="import sys; sys.stdout.write('a\\0b'); sys.stderr.write('c\\0d')", language="python")
+        self.assertEqual((r["run_result"]["stdout"], r["run_result"]["stderr"]), ("a\0b", "c\0d"))
+        _, r = self.run_code(code="printf 'x\\0y'", language="bash")
+        self.assertEqual(r["run_result"]["stdout"], "x\0y")
+        sid = requests.post(self.url + "/start_runtime", json={}, timeout=60).json()["session_id"]
+        r = requests.post(self.url + "/execute", json={"session_id": sid, "code": "print('p\\0q')"}, timeout=60)
+        self.assertEqual(r.json()["output"], "p\0q\n")
+        requests.post(self.url + "/delete_runtime", json={"session_id": sid}, timeout=10)
+        # a NUL in what the client sends cannot reach the job whole: refused, never cut short
+        st, r = self.run_code(code="print(1)\0", language="python")
+        self.assertEqual((st, r["status"]), (400, "SandboxError"))
+        st, r = self.run_code(code="print(input())", language="python", stdin="a\0b")
+        self.assertEqual((st, r["status"]), (400, "SandboxError"))
 
     def test_files_cannot_escape(self):
         st, r = self.run_code(code="1", language="python", files={"../x": "eA=="})
@@ -113,9 +181,11 @@ class HttpTest(unittest.TestCase):
         self.assertEqual(execute("print(x + 1)").json()["output"], "42\n")
         self.assertEqual(execute("#!BASH\ncat f.txt; echo; echo e >&2").json()["output"], "shared\ne\n")
         self.assertEqual(execute("#!CLI\necho $BASH_VERSION | cut -c1").json()["output"].strip().isdigit(), True)
-        r = execute("#!R\nprint(1)")
-        self.assertEqual(r.status_code, 400)
-        self.assertIn("R is not available", r.json()["output"])
+        # R runs in the session's own jail: it sees the Python cells' files, and they see its files
+        self.assertEqual(execute("#!R\ncat(readLines('f.txt', warn = FALSE), 2 + 2, '\\n'); writeLines('from R', 'r.txt')").json()["output"],
+                         "shared 4 \n")
+        self.assertEqual(execute("print(open('r.txt').read().strip(), x)").json()["output"], "from R 41\n")
+        self.assertIn("Error", execute("#!R\nstop('bad cell')").json()["output"])
         self.assertIn("killed", execute("import time; time.sleep(30)", 1).json()["output"])
         requests.post(self.url + "/delete_runtime", json={"session_id": sid}, timeout=10)
         r = execute("print(x)")
@@ -126,6 +196,74 @@ class HttpTest(unittest.TestCase):
         self.run_code(code="print(1)", language="python")
         with open(self.log) as f:
             self.assertIn('"op":"exec","tool":"python"', f.read())
+
+
+class SourceAddress(requests.adapters.HTTPAdapter):
+    """requests from a chosen local address (127.0.0.0/8 is all loopback)."""
+
+    def __init__(self, addr):
+        self.addr = addr
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.addr, 0)
+        return super().init_poolmanager(*args, **kwargs)
+
+
+def client_from(addr):
+    s = requests.Session()
+    s.mount("http://", SourceAddress(addr))
+    return s
+
+
+class PerClientCapTest(unittest.TestCase):
+    """Every HTTP call reaches vivd through the one front process; the
+    per-peer caps must still count each HTTP client on its own."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.sock = os.path.join(self.dir, "vivd.sock")
+        self.log = os.path.join(self.dir, "log")
+        self.url = "http://127.0.0.1:%d" % free_port()
+        self.proc = subprocess.Popen([VIVD, "--socket", self.sock, "--log", self.log, "--http", self.url[7:],
+                                      "--max-sessions-per-peer", "2", "--zygotes", "0"])
+        for _ in range(500):
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.02)
+
+    def tearDown(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+    def test_one_client_at_its_cap_does_not_block_another(self):
+        a, b = client_from("127.0.0.1"), client_from("127.0.0.2")
+        start = lambda c: c.post(self.url + "/start_runtime", json={}, timeout=60)
+        ra = [start(a) for _ in range(3)]
+        self.assertEqual([r.status_code for r in ra], [200, 200, 429])
+        self.assertIn("http:127.0.0.1", ra[2].json()["error"])
+        self.assertEqual(ra[2].headers.get("Retry-After"), "1")
+        rb = start(b)
+        self.assertEqual(rb.status_code, 200, rb.text)  # 127.0.0.2 has its own count
+        sid = rb.json()["session_id"]
+        self.assertEqual(b.post(self.url + "/execute", json={"session_id": sid, "code": "print(6*7)"}, timeout=60).json()["output"], "42\n")
+        # a runtime is its client's: closing one frees a place for that client only
+        a.post(self.url + "/delete_runtime", json={"session_id": ra[0].json()["session_id"]}, timeout=10)
+        self.assertEqual(start(a).status_code, 200)
+        with open(self.log) as f:
+            log = f.read()
+        self.assertIn('"peer":"http:127.0.0.2","op":"session_open"', log)
+
+    def test_only_the_front_may_name_a_client(self):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(self.sock)
+        s.sendall(b'{"id":1,"op":"session_open","tool":"python","client":"127.0.0.9"}\n')
+        answer = s.makefile().readline()
+        s.close()
+        self.assertIn('"bad_request"', answer)
+        self.assertIn("only from vivd's own HTTP front", answer)
 
 
 if __name__ == "__main__":

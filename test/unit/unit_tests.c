@@ -48,7 +48,7 @@ static void test_builtin_policies_parse(void) {
         syscall_filter_free(&prog);
         policy_free(&p);
     }
-    CHECK(n == 3, "expected python, shell, sql; got %d built-ins", n);
+    CHECK(n == 4, "expected python, r, shell, sql; got %d built-ins", n);
 }
 
 static void test_precompiled_filters_match_a_fresh_compile(void) {

@@ -214,7 +214,7 @@ static void test_ping_policies_stats(void) {
     long h1 = viv_submit_op(c, "ping"), h2 = viv_submit_op(c, "policies"), h3 = viv_submit_op(c, "stats");
     struct viv_response *r1 = viv_wait(c, h1, 5000), *r2 = viv_wait(c, h2, 5000), *r3 = viv_wait(c, h3, 5000);
     CHECK(r1 && cJSON_IsTrue(cJSON_GetObjectItem(r1->json, "pong")), "ping");
-    CHECK(r2 && cJSON_GetArraySize(cJSON_GetObjectItem(r2->json, "policies")) == 3, "policies");
+    CHECK(r2 && cJSON_GetArraySize(cJSON_GetObjectItem(r2->json, "policies")) == 4, "policies: python, r, shell, sql");
     CHECK(r3 && cJSON_GetObjectItem(r3->json, "workers"), "stats");
     viv_response_free(r1), viv_response_free(r2), viv_response_free(r3);
     viv_close(c);
