@@ -33,7 +33,8 @@ LAYERS := rl envs model sandbox
 SANDBOX_SRC := sandbox/policy.c sandbox/util.c sandbox/json_writer.c sandbox/json_text.c sandbox/job_files.c sandbox/namespaces.c \
                sandbox/caps.c sandbox/limits.c sandbox/cgroup.c sandbox/syscall_filter.c \
                sandbox/mounts.c sandbox/init.c sandbox/supervisor.c sandbox/result_json.c \
-               sandbox/cmd_run.c sandbox/builtin_filters.c sandbox/rpc.c sandbox/warm_worker.c sandbox/session.c sandbox/zygote.c sandbox/vivd.c sandbox/client.c sandbox/pool.c sandbox/cmd_exec.c sandbox/http_api.c sandbox/http_front.c sandbox/args.c sandbox/interrupt.c
+               sandbox/cmd_run.c sandbox/builtin_filters.c sandbox/rpc.c sandbox/warm_worker.c sandbox/session.c sandbox/zygote.c sandbox/vivd.c sandbox/client.c sandbox/pool.c sandbox/cmd_exec.c sandbox/http_api.c sandbox/http_front.c sandbox/args.c sandbox/interrupt.c \
+               sandbox/http_head.c sandbox/egress_rules.c sandbox/egress.c sandbox/egress_proxy.c
 # generated C (below): the policies, the warm drivers, the compiled filters
 SANDBOX_GEN := policies_embedded.o warm_drivers.o policies_bpf.o
 ENVS_SRC :=

@@ -61,6 +61,7 @@
 #include "session.h"
 #include "zygote.h"
 #include "warm_worker.h"
+#include "egress.h"
 #include "syscall_filter.h"
 #include "util.h"
 
@@ -87,6 +88,7 @@ struct config {
     const char *http_addr;
     const char *policies_dir;
     const char *log_path;
+    const char *egress_log, *egress_record, *egress_replay;
     int workers, queue_cap;
     long idle_ms, grace_ms;
     size_t max_line;
@@ -339,7 +341,7 @@ static pid_t fork_worker(int *fd) {
         /* The worker keeps stdio and its socket, nothing of the daemon's:
          * a client socket held here would outlive the client's close. */
         if (dup2(sv[1], 3) < 0) _exit(1);
-        close_fds_from(4);
+        close_fds_from(egress_keep_log_at(4)); /* the egress log stays open, at fd 4 */
         log_file = NULL;
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
@@ -397,8 +399,15 @@ static void start_job(struct job *j) {
     j->started = now_ms();
     if (start_on_zygote(j)) return;
     ncold++;
+    static long cold_jobs;
+    cold_jobs++;
     pid_t pid = fork_worker(&fd);
-    if (pid == 0) worker_main(j, 3);
+    if (pid == 0) {
+        char id[32];
+        snprintf(id, sizeof id, "j-%ld", cold_jobs);
+        egress_set_owner(id, j->conn ? j->conn->peer : "gone");
+        worker_main(j, 3);
+    }
     if (pid < 0) {
         conn_send_error(j->conn, j->req.id_json, "internal", "could not start a worker");
         if (j->conn) j->conn->jobs--;
@@ -715,6 +724,7 @@ static void session_open(struct conn *c, struct rpc_request *req) {
     for (int i = 0; i < 16; i++) snprintf(s->id + 2 + 2 * i, 3, "%02x", rnd[i]);
     pid_t pid = fork_worker(&s->fd);
     if (pid == 0) {
+        egress_set_owner(s->id, c->peer);
         struct session_spec ss = {&lp->policy, &lp->filter, cfg.data, cfg.ndata, lp->policy.name};
         _exit(session_worker_main(&ss, 3));
     }
@@ -1440,6 +1450,9 @@ static const struct arg_opt vivd_opts[] = {
     {"--workers", ARG_INT, &cfg.workers, 1, 4096, "N", "jobs run at once (default: 2 per core)"},
     {"--queue", ARG_INT, &cfg.queue_cap, 0, 1000000, "N", "requests waiting beyond that; more get \"busy\" (default 64)"},
     {"--log", ARG_STR, &cfg.log_path, 0, 0, "FILE", "one JSON line per request (default: stderr)"},
+    {"--egress-log", ARG_STR, &cfg.egress_log, 0, 0, "FILE", "one JSON line per egress connection of a job (default: the --log)"},
+    {"--egress-record", ARG_STR, &cfg.egress_record, 0, 0, "DIR", "keep the answers to jobs' plain-HTTP egress requests in DIR"},
+    {"--egress-replay", ARG_STR, &cfg.egress_replay, 0, 0, "DIR", "answer jobs' plain-HTTP egress only from DIR (a miss is a 502); refuse HTTPS"},
     {"--data", ARG_FN, &cfg, 0, 0, "NAME=PATH", "a value for policies' @NAME mounts (e.g. db=genes.sqlite);\n"
                                                  "the path must exist (relative paths are resolved)", add_data},
     {"--idle-ms", ARG_LONG, &cfg.idle_ms, 10, 86400000, "N", "close connections idle this long with nothing in flight (default 60000)"},
@@ -1607,6 +1620,11 @@ int vivd_main(int argc, char **argv) {
         fprintf(stderr, "vivd: --log %s: %s\n", cfg.log_path, strerror(errno));
         return 2;
     }
+    if (egress_configure(cfg.egress_log, cfg.egress_record, cfg.egress_replay, err, sizeof err) != 0) {
+        fprintf(stderr, "vivd: %s\n", err);
+        return 2;
+    }
+    if (!cfg.egress_log) egress_set_log_fd(fileno(log_file));
     if (load_policies(err, sizeof err)) {
         fprintf(stderr, "vivd: %s\n", err);
         return 2;
