@@ -1811,6 +1811,9 @@ static void test_cpu_budget_holds_across_forks(void) {
     job_free(&j);
 }
 
+/* the attacks on a policy with an egress allowlist, with these runners */
+#include "egress_attacks.c"
+
 int main(int argc, char **argv) {
     viv_bin = getenv("VIV") ? getenv("VIV") : "build/asan/viv";
     setenv("VIV", viv_bin, 1);
@@ -1842,7 +1845,7 @@ int main(int argc, char **argv) {
         T(killed_supervisor_takes_the_job_down), T(interrupted_viv_kills_job_and_cleans_up),
         T(sql_tool_stays_a_query), T(proc_shows_no_host_cgroup_cmdline_or_boot_id),
         T(prctl_memory_merge_denied), T(setsid_spinners_get_one_share), T(cpu_budget_holds_across_forks),
-        T(python_cpu_budget_holds_across_forks),
+        T(python_cpu_budget_holds_across_forks), EGRESS_ATTACKS,
 #undef T
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
