@@ -83,7 +83,7 @@ struct conn {
 
 static const struct policy_network *net;
 static struct conn *conns;
-static int nconns;
+static int nconns; /* open ones (conn_close counts them out) */
 static long long total_bytes;
 static bool budget_spent;
 
@@ -158,6 +158,7 @@ static void conn_log(struct conn *c) {
 
 static void conn_close(struct conn *c, const char *reason) {
     if (reason && !c->reason) c->reason = reason;
+    if (c->cfd >= 0) nconns--;
     conn_log(c);
     if (c->cfd >= 0) close(c->cfd);
     if (c->ufd >= 0) close(c->ufd);
@@ -513,6 +514,21 @@ static int relay_read(struct conn *c, int fd, struct buf *b, bool up) {
 
 /* ---------------------------------------------------------------- the loop */
 
+/* At the cap: close the connections whose job side has already hung up
+ * without a request (what a connect flood leaves behind), so that they do
+ * not hold slots a real request needs. */
+static void reap_abandoned(void) {
+    for (struct conn *c = conns; c; c = c->next) {
+        if (c->cfd < 0 || (c->st != ST_HEAD && c->st != ST_ANSWER)) continue;
+        char b;
+        ssize_t r = recv(c->cfd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+            if (c->st == ST_HEAD) snprintf(c->detail, sizeof c->detail, "closed before a whole request head");
+            conn_close(c, c->st == ST_HEAD ? "bad_request" : NULL);
+        }
+    }
+}
+
 static void accept_new(int lfd) {
     for (int i = 0; i < ACCEPT_BURST; i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -522,6 +538,7 @@ static void accept_new(int lfd) {
         c->t0 = now_ms();
         c->head_deadline = c->t0 + (double)net->header_ms;
         c->deadline = c->t0 + (double)net->connection_ms;
+        if (nconns >= net->max_connections) reap_abandoned();
         c->next = conns, conns = c;
         nconns++;
         if (nconns > net->max_connections) {
@@ -591,7 +608,8 @@ void egress_proxy_main(int lfd, int ctl, const struct policy_network *n) {
     struct conn **owner = NULL;
     size_t cap = 0;
     for (;;) {
-        size_t want = 2 + 2 * (size_t)nconns;
+        size_t want = 2;
+        for (struct conn *c = conns; c; c = c->next) want += 2;
         if (want > cap) {
             cap = want * 2;
             fds = xrealloc(fds, cap * sizeof *fds);
@@ -634,7 +652,6 @@ void egress_proxy_main(int lfd, int ctl, const struct policy_network *n) {
             if (c->cfd < 0) {
                 *pp = c->next;
                 free(c);
-                nconns--;
             } else {
                 pp = &c->next;
             }
