@@ -202,6 +202,7 @@ $(BUILD)/test/attack_tests: test/attack/attack_tests.c
 $(eval $(call fuzz_target,fuzz_policy,test/fuzz/fuzz_policy.c))
 $(eval $(call fuzz_target,fuzz_request,test/fuzz/fuzz_request.c))
 $(eval $(call fuzz_target,fuzz_http,test/fuzz/fuzz_http.c))
+$(eval $(call fuzz_target,fuzz_egress_head,test/fuzz/fuzz_egress_head.c))
 
 fuzz: $(FUZZ_TARGETS)
 

@@ -118,7 +118,7 @@ static int parse_request_line(const char *buf, size_t n, struct http_head *h, ch
     while (e < tl && tg[e] != '/' && tg[e] != '?' && tg[e] != '#') e++;
     if (memchr(tg + a, '@', e - a)) return fail_with(err, errlen, "user info in the URL");
     if (parse_authority(tg + a, e - a, 80, h, err, errlen)) return -1;
-    if (e < tl && tg[e] == '#') return fail_with(err, errlen, "a fragment in the request target");
+    if (memchr(tg, '#', tl)) return fail_with(err, errlen, "a fragment in the request target");
     h->path = h->target + e, h->path_len = tl - e;
     return 0;
 }

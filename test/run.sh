@@ -115,6 +115,7 @@ fuzz_targets() { # seconds per target
   fuzz_run "$1" fuzz_policy policies test/fuzz/regressions_policy || rc=1
   fuzz_run "$1" fuzz_request test/fuzz/seeds_request || rc=1
   fuzz_run "$1" fuzz_http test/fuzz/seeds_http || rc=1
+  fuzz_run "$1" fuzz_egress_head test/fuzz/seeds_egress_head || rc=1
   return $rc
 }
 fuzz_long() {
