@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -230,7 +231,8 @@ static void close_all_but(int *keep, int n) {
     }
 }
 
-int egress_proxy_start(int sock, const struct policy *p, struct egress_proxy *px, char *err, size_t errlen) {
+int egress_proxy_start(int sock, const struct policy *p, bool drop, uid_t uid, gid_t gid, struct egress_proxy *px,
+                       char *err, size_t errlen) {
     px->pid = 0;
     px->ctl_fd = -1;
     int lfd = recv_fd(sock);
@@ -259,6 +261,13 @@ int egress_proxy_start(int sock, const struct policy *p, struct egress_proxy *px
         /* keep only what the proxy needs: nothing of the jail's pipes or a daemon's clients */
         int keep[3] = {lfd, ctl[0], settings.log_fd};
         close_all_but(keep, 3);
+        /* A root supervisor's proxy parses a hostile job's bytes as the
+         * job's own unprivileged host uid (what it needs is open already),
+         * except when it must create files in a record directory. */
+        if (drop && !settings.record_dir &&
+            (setgroups(0, NULL) != 0 || setresgid(gid, gid, gid) != 0 || setresuid(uid, uid, uid) != 0))
+            _exit(1);
+        prctl(PR_SET_DUMPABLE, 0);
         egress_proxy_main(lfd, ctl[0], &p->network);
     }
     close(lfd);

@@ -115,8 +115,11 @@ struct egress_proxy {
 };
 
 /* Receive the listening socket from `sock` and fork the proxy for policy p.
- * 0 or -1 with err. The supervisor calls it once sock is readable. */
-int egress_proxy_start(int sock, const struct policy *p, struct egress_proxy *px, char *err, size_t errlen);
+ * 0 or -1 with err. The supervisor calls it once sock is readable. With
+ * `drop` (the supervisor is root) the proxy first becomes uid/gid, the
+ * job's unprivileged host ids, unless it must write a record directory. */
+int egress_proxy_start(int sock, const struct policy *p, bool drop, uid_t uid, gid_t gid, struct egress_proxy *px,
+                       char *err, size_t errlen);
 
 /* End the proxy: every connection is closed and logged at once. */
 void egress_proxy_stop(struct egress_proxy *px);

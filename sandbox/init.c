@@ -6,7 +6,9 @@
  *      for the go byte (uid/gid maps written, cgroup joined); EOF instead of
  *      the byte means the supervisor is gone, so it exits;
  *   2. takes the jail identity (uid/gid JAIL_UID, no supplementary groups
- *      when the caller was root) and sets the hostname;
+ *      when the caller was root) and sets the hostname; for a policy with
+ *      egress, brings up loopback and hands the proxy's listener out
+ *      (egress.h), keeping no copy;
  *   3. builds the root filesystem (mounts.c) and caps the jail's user
  *      namespace count at 0, so no nested user namespace can be created even
  *      if a policy let clone() through;

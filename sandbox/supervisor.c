@@ -415,7 +415,8 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
             /* The init's listener: start the job's proxy. Without it the job
              * could not run as its policy says, so that is a setup error. */
             if ((fds[i_egress].revents & POLLIN) && !setup_err[0] &&
-                egress_proxy_start(egress_sock[0], p, &proxy, setup_err, sizeof setup_err) != 0 && !killed) {
+                egress_proxy_start(egress_sock[0], p, ids.caller_is_root, ids.uid, ids.gid, &proxy, setup_err,
+                                   sizeof setup_err) != 0 && !killed) {
                 kill(pid, SIGKILL);
                 killed = hard_killed = true;
             }

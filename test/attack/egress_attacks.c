@@ -466,6 +466,49 @@ static void test_egress_job_end_closes_connections(void) {
     job_free(&j);
 }
 
+/* The uids owning TCP sockets connected to the server's http port (the
+ * proxy's upstream side), from /proc/net/tcp; how many found. */
+static int upstream_socket_uids(unsigned *uids, int max) {
+    FILE *f = fopen("/proc/net/tcp", "r");
+    char line[512];
+    int n = 0;
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f) && n < max) {
+        unsigned rport, st, uid;
+        if (sscanf(line, " %*d: %*x:%*x %*x:%x %x %*x:%*x %*x:%*x %*x %u", &rport, &st, &uid) == 3 &&
+            rport == (unsigned)eg.http && st == 1)
+            uids[n++] = uid;
+    }
+    fclose(f);
+    return n;
+}
+
+/* A root caller's proxy parses the job's bytes as the job's unprivileged
+ * host uid, never as root. */
+static void test_egress_proxy_not_root(void) {
+    EGRESS_SETUP();
+    if (getuid() != 0) SKIP("the caller is not root: the proxy has the caller's uid");
+    struct job j;
+    char text[2048];
+    egress_code("import socket, time\n"
+                "s = socket.create_connection(('127.0.0.1', 3128), timeout=30)\n"
+                "s.sendall(b'GET http://127.0.0.1:%H/hold HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n"
+                "s.recv(100)\n"
+                "time.sleep(3)\n",
+                text, sizeof text);
+    const char *args[] = {"run", "--json", "--policy", eg.policy, "--code", text, NULL};
+    job_start(&j, args);
+    unsigned uids[16];
+    int n = 0;
+    for (int i = 0; i < 50 && n == 0; i++, usleep(50000)) n = upstream_socket_uids(uids, 16);
+    job_finish(&j);
+    CHECK_RAN(&j);
+    CHECK(n > 0, "no connection to the server was seen while the job held one");
+    for (int i = 0; i < n; i++) CHECK(uids[i] != 0, "the proxy's upstream socket belongs to root");
+    NOTE("the proxy's upstream socket belongs to uid %u", uids[0]);
+    job_free(&j);
+}
+
 /* Slow and huge heads and 2,000 connects hurt only the job that sends them. */
 static void test_egress_hostile_client_bounded(void) {
     EGRESS_SETUP();
@@ -626,4 +669,4 @@ static void test_egress_record_then_replay(void) {
     T(egress_requests_reach_listed_hosts), T(egress_unlisted_refused), T(egress_name_to_loopback_refused), \
         T(egress_no_other_way_out), T(egress_connection_cap), T(egress_byte_cap),         \
         T(egress_connection_time_cap), T(egress_job_end_closes_connections),               \
-        T(egress_hostile_client_bounded), T(egress_record_then_replay)
+        T(egress_hostile_client_bounded), T(egress_record_then_replay), T(egress_proxy_not_root)
