@@ -205,6 +205,8 @@ static void conn_answer(struct conn *c, int status, const char *reason, const ch
     else if (!buf_pending(&c->down)) shutdown(c->cfd, SHUT_WR);
 }
 
+static void spend(struct conn *c, size_t n, bool up);
+
 /* ---------------------------------------------------------------- record/replay */
 
 static uint64_t fnv1a(const char *s, size_t n, uint64_t h) {
@@ -256,10 +258,12 @@ static void replay_answer(struct conn *c) {
     size_t klen, flen = 0;
     char *key = record_key(c, &klen);
     char *path = record_path(egress_settings()->replay_dir, key, klen);
-    char err[256];
-    char *file = read_file(path, (size_t)1 << 30, &flen, err, sizeof err);
+    char err[256] = "";
     char hdr[64];
     int hl = snprintf(hdr, sizeof hdr, RECORD_MAGIC "%zu\n", klen);
+    /* an answer counts against the job's byte budget as a live one would */
+    long long left = net->max_bytes - total_bytes;
+    char *file = left > 0 ? read_file(path, (size_t)hl + klen + (size_t)left, &flen, err, sizeof err) : NULL;
     bool hit = file && flen >= (size_t)hl + klen && memcmp(file, hdr, (size_t)hl) == 0 &&
                memcmp(file + hl, key, klen) == 0;
     free(path);
@@ -273,7 +277,7 @@ static void replay_answer(struct conn *c) {
     c->allowed = true;
     c->reason = "replayed";
     buf_add(&c->down, file + hl + klen, flen - (size_t)hl - klen);
-    c->bytes_down = (long long)(flen - (size_t)hl - klen);
+    spend(c, flen - (size_t)hl - klen, false);
     free(file);
     c->u_eof = true;
     c->st = ST_RELAY;
