@@ -48,6 +48,10 @@
 #include "util.h"
 
 enum { RELAY_BUF = 65536, LINGER_MS = 1000, ACCEPT_BURST = 64 };
+/* Refusals logged one line each per job; past this they are counted and
+ * the count is logged when the job ends, so a connect loop cannot fill the
+ * disk. Allowed connections are always logged. */
+enum { LOG_REFUSALS_MAX = 1000 };
 #define RECORD_MAGIC "viv-egress-record 1\n"
 
 enum state { ST_HEAD, ST_BODY, ST_CONNECT, ST_RELAY, ST_ANSWER };
@@ -86,6 +90,7 @@ static struct conn *conns;
 static int nconns; /* open ones (conn_close counts them out) */
 static long long total_bytes;
 static bool budget_spent;
+static long refusals_logged, refusals_unlogged;
 
 /* ---------------------------------------------------------------- buffers */
 
@@ -133,6 +138,10 @@ static bool buf_flush(struct buf *b, int fd) {
 static void conn_log(struct conn *c) {
     if (c->logged) return;
     c->logged = true;
+    if (!c->allowed && refusals_logged++ >= LOG_REFUSALS_MAX) {
+        refusals_unlogged++;
+        return;
+    }
     struct json_writer w;
     jw_init(&w);
     jw_object_begin(&w);
@@ -663,5 +672,10 @@ void egress_proxy_main(int lfd, int ctl, const struct policy_network *n) {
         if (fds[1].revents) accept_new(lfd);
     }
     end_all("job_ended");
+    if (refusals_unlogged) {
+        char fields[160];
+        snprintf(fields, sizeof fields, "\"allowed\":false,\"reason\":\"refusals_not_logged\",\"count\":%ld", refusals_unlogged);
+        egress_log_write(fields);
+    }
     _exit(0);
 }

@@ -553,6 +553,25 @@ static void test_egress_hostile_client_bounded(void) {
     CHECK_OUT_HAS(&flood, "huge 431");
     CHECK_OUT_HAS(&flood, "connects 2000");
     CHECK_OUT_HAS(&flood, "after 200");
+    /* the refusals it caused are logged up to a cap, then counted */
+    cJSON *lines = egress_lines(&flood);
+    const cJSON *it;
+    int refused = 0, unlogged = -1;
+    const char *job = NULL;
+    cJSON_ArrayForEach(it, lines) {
+        const char *r = cJSON_GetStringValue(cJSON_GetObjectItem(it, "reason"));
+        if (r && strcmp(r, "refusals_not_logged") == 0) {
+            unlogged = (int)egress_num(it, "count");
+            job = cJSON_GetStringValue(cJSON_GetObjectItem(it, "job"));
+        }
+    }
+    cJSON_ArrayForEach(it, lines) {
+        const char *j2 = cJSON_GetStringValue(cJSON_GetObjectItem(it, "job"));
+        if (job && j2 && strcmp(job, j2) == 0 && cJSON_IsFalse(cJSON_GetObjectItem(it, "allowed"))) refused++;
+    }
+    cJSON_Delete(lines);
+    CHECK(unlogged > 0 && refused == 1000 + 1 && unlogged + 1000 >= 2000,
+          "2,002 refusals: %d lines for the job, %d counted unlogged", refused, unlogged);
     NOTE("beside 2,000 connects, another job's request took %.0f ms in all", other_ms);
     job_free(&flood);
     job_free(&other);
