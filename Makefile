@@ -33,7 +33,8 @@ LAYERS := rl envs model sandbox
 SANDBOX_SRC := sandbox/jail/policy.c sandbox/base/util.c sandbox/base/json_writer.c sandbox/base/json_text.c sandbox/jail/job_files.c sandbox/jail/namespaces.c \
                sandbox/jail/caps.c sandbox/jail/limits.c sandbox/jail/cgroup.c sandbox/jail/syscall_filter.c \
                sandbox/jail/mounts.c sandbox/jail/init.c sandbox/jail/supervisor.c sandbox/jail/result_json.c \
-               sandbox/cli/cmd_run.c sandbox/jail/builtin_filters.c sandbox/vivd/rpc.c sandbox/vivd/warm_worker.c sandbox/vivd/session.c sandbox/vivd/zygote.c sandbox/vivd/vivd.c sandbox/vivd/jobs.c sandbox/vivd/zygote_pool.c sandbox/vivd/session_table.c sandbox/vivd/front_door.c sandbox/client/client.c sandbox/client/pool.c sandbox/cli/cmd_exec.c sandbox/vivd/http_api.c sandbox/vivd/run_languages.c sandbox/vivd/http_front.c sandbox/base/args.c sandbox/base/interrupt.c
+               sandbox/cli/cmd_run.c sandbox/jail/builtin_filters.c sandbox/vivd/rpc.c sandbox/vivd/warm_worker.c sandbox/vivd/session.c sandbox/vivd/zygote.c sandbox/vivd/vivd.c sandbox/vivd/jobs.c sandbox/vivd/zygote_pool.c sandbox/vivd/session_table.c sandbox/vivd/front_door.c sandbox/client/client.c sandbox/client/pool.c sandbox/cli/cmd_exec.c sandbox/vivd/http_api.c sandbox/vivd/run_languages.c sandbox/vivd/http_front.c sandbox/base/args.c sandbox/base/interrupt.c \
+               sandbox/jail/http_head.c sandbox/jail/egress_rules.c sandbox/jail/egress.c sandbox/jail/egress_proxy.c
 # generated C (below): the policies, the warm drivers, the compiled filters
 SANDBOX_GEN := policies_embedded.o warm_drivers.o policies_bpf.o
 ENVS_SRC :=
@@ -201,6 +202,7 @@ $(BUILD)/test/attack_tests: test/attack/attack_tests.c
 $(eval $(call fuzz_target,fuzz_policy,test/fuzz/fuzz_policy.c))
 $(eval $(call fuzz_target,fuzz_request,test/fuzz/fuzz_request.c))
 $(eval $(call fuzz_target,fuzz_http,test/fuzz/fuzz_http.c))
+$(eval $(call fuzz_target,fuzz_egress_head,test/fuzz/fuzz_egress_head.c))
 
 fuzz: $(FUZZ_TARGETS)
 

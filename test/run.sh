@@ -116,6 +116,7 @@ fuzz_targets() { # seconds per target
   fuzz_run "$1" fuzz_request test/fuzz/seeds_request || rc=1
   fuzz_run "$1" fuzz_http test/fuzz/seeds_http || rc=1
   fuzz_run "$1" fuzz_mcp test/fuzz/seeds_mcp || rc=1
+  fuzz_run "$1" fuzz_egress_head test/fuzz/seeds_egress_head || rc=1
   return $rc
 }
 fuzz_long() {
@@ -134,8 +135,9 @@ attack_unprivileged() {
     echo "skip - attack suite as nobody: needs root and setpriv to switch users"; return 0
   fi
   local d; d=$(mktemp -d); chmod 755 "$d"
-  cp bin/viv build/test/attack_tests "$d/"
-  (cd "$d" && setpriv --reuid=65534 --regid=65534 --clear-groups env HOME="$d" VIV="$d/viv" ./attack_tests)
+  cp bin/viv build/test/attack_tests test/attack/egress_server.py "$d/"
+  (cd "$d" && setpriv --reuid=65534 --regid=65534 --clear-groups env HOME="$d" VIV="$d/viv" \
+     EGRESS_SERVER="$d/egress_server.py" ./attack_tests)
   local rc=$?
   rm -rf "$d"
   return $rc

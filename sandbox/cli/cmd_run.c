@@ -31,6 +31,7 @@
 #include "../jail/jail.h"
 #include "../jail/policy.h"
 #include "../jail/syscall_filter.h"
+#include "../jail/egress.h"
 #include "../base/util.h"
 
 #define MAX_DATA 16
@@ -40,6 +41,7 @@ struct run_args {
     const char *policy_name, *tool, *code_arg, *code_file;
     long timeout_ms, mem_mb;
     int json;
+    const char *egress_log, *egress_record, *egress_replay;
     struct jail_data data[MAX_DATA];
     char *owned[2 * MAX_DATA]; /* names and resolved paths */
     int ndata, nowned;
@@ -92,6 +94,9 @@ static const struct arg_opt run_opts[] = {
     {"--db", ARG_FN, &ra, 0, 0, "FILE", "the database for the sql tool (same as --data db=FILE)", add_db},
     {"--data", ARG_FN, &ra, 0, 0, "NAME=PATH", "a value for a policy mount whose src is @NAME", add_data},
     {"--json", ARG_FLAG, &ra.json, 0, 0, NULL, "print one JSON result object (fields of the RPC exec response)"},
+    {"--egress-log", ARG_STR, &ra.egress_log, 0, 0, "FILE", "one JSON line per egress connection (default: stderr, for a policy with network.egress)"},
+    {"--egress-record", ARG_STR, &ra.egress_record, 0, 0, "DIR", "keep the answers to plain-HTTP egress requests in DIR"},
+    {"--egress-replay", ARG_STR, &ra.egress_replay, 0, 0, "DIR", "answer plain-HTTP egress only from DIR (a miss is a 502); refuse HTTPS"},
     {0},
 };
 
@@ -231,6 +236,20 @@ int cmd_run(int argc, char **argv) {
         run_argv[0] = resolved;
         for (int k = 1; k < n; k++) run_argv[k] = cmd[k];
     }
+
+    if (egress_configure(ra.egress_log ? ra.egress_log : pol.network.nrules ? "-" : NULL, ra.egress_record,
+                         ra.egress_replay, err, sizeof err) != 0) {
+        fprintf(stderr, "viv run: %s\n", err);
+        policy_free(&pol);
+        free(code);
+        free(run_argv);
+        free(resolved);
+        return 2;
+    }
+    char owner[32], peer[32];
+    snprintf(owner, sizeof owner, "run-%d", (int)getpid());
+    snprintf(peer, sizeof peer, "uid:%u", (unsigned)getuid());
+    egress_set_owner(owner, peer);
 
     install_cancel_handlers();
     /* a built-in policy's filter was compiled when viv was built */

@@ -6,7 +6,9 @@
  *      for the go byte (uid/gid maps written, cgroup joined); EOF instead of
  *      the byte means the supervisor is gone, so it exits;
  *   2. takes the jail identity (uid/gid JAIL_UID, no supplementary groups
- *      when the caller was root) and sets the hostname;
+ *      when the caller was root) and sets the hostname; for a policy with
+ *      egress, brings up loopback and hands the proxy's listener out
+ *      (egress.h), keeping no copy;
  *   3. builds the root filesystem (mounts.c) and caps the jail's user
  *      namespace count at 0, so no nested user namespace can be created even
  *      if a policy let clone() through;
@@ -52,6 +54,7 @@
 #include <unistd.h>
 
 #include "caps.h"
+#include "egress.h"
 #include "jail.h"
 #include "limits.h"
 #include "mounts.h"
@@ -175,7 +178,7 @@ static void exec_job(const struct init_context *ctx, const struct sock_fprog *fi
         what = "seccomp";
         goto fail;
     }
-    execve(ctx->argv[0], ctx->argv, ctx->policy->env);
+    execve(ctx->argv[0], ctx->argv, ctx->env);
     snprintf(err, sizeof err, "%s", strerror(errno));
     what = ctx->argv[0];
 fail:
@@ -216,8 +219,9 @@ void jail_init_main(const struct init_context *ctx) {
     int sfd = ctx->status_fd;
 
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int keep[] = {ctx->sync_fd, ctx->status_fd, ctx->code_fd, ctx->out_fd, ctx->err_fd, ctx->in_fd, ctx->fetch_fd};
-    close_fds_except(keep, 7); /* the supervisor's ends and anything else it had (-1 is ignored) */
+    int keep[] = {ctx->sync_fd, ctx->status_fd, ctx->code_fd, ctx->out_fd, ctx->err_fd, ctx->in_fd, ctx->fetch_fd,
+                  ctx->egress_fd};
+    close_fds_except(keep, 8); /* the supervisor's ends and anything else it had (-1 is ignored) */
     scrub_inherited_cmdline();
     char go;
     ssize_t r;
@@ -237,6 +241,12 @@ void jail_init_main(const struct init_context *ctx) {
     struct pollfd alive = {sfd, POLLOUT, 0};
     if (poll(&alive, 1, 0) == 1 && (alive.revents & POLLERR)) _exit(126);
     if (sethostname("vivarium", 8) != 0) report_error_and_exit(sfd, "sethostname", strerror(errno));
+    /* Egress: the proxy's listener is made here, in the job's network
+     * namespace, and handed out before any code of the job exists. */
+    if (ctx->egress_fd >= 0) {
+        if (egress_jail_listener(ctx->egress_fd, err, sizeof err)) report_error_and_exit(sfd, "egress", err);
+        close(ctx->egress_fd);
+    }
 
     if (mounts_build_root(ctx->policy, ctx->bind_src, ctx->policy->limits.tmpfs_mb, err, sizeof err))
         report_error_and_exit(sfd, "mounts", err);

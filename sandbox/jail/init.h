@@ -35,6 +35,8 @@ struct init_context {
     int nfetch;
     int fetch_fd;        /* ... and sent on this pipe (job_files.h records), or -1 */
     size_t fetch_budget; /* bytes of fetched content in all */
+    char *const *env;    /* the job's environment (the policy's, plus the proxy's when egress is on) */
+    int egress_fd;       /* socket: the init sends its proxy listener here (egress.h), or -1 */
 };
 
 /* Status channel record tags. */

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "egress.h"
 #include "../base/util.h"
 
 /* The built-in policies, generated at build time from the JSON files in policies/. */
@@ -414,6 +415,70 @@ static int parse_seccomp(struct parse_ctx *c, const cJSON *root, struct policy *
     return 0;
 }
 
+/* "network": "none" (the default), or {"egress": ["host:port", ...], caps}.
+ * An allowlist needs AF_INET among the socket families: the job reaches
+ * the proxy over loopback TCP. */
+static const struct limit_spec network_specs[] = {
+    {"max_connections", offsetof(struct policy_network, max_connections), 1, 256, 16},
+    {"max_bytes", offsetof(struct policy_network, max_bytes), 1, 1L << 40, 256L << 20},
+    {"connection_ms", offsetof(struct policy_network, connection_ms), 100, 3600000, 60000},
+    {"header_ms", offsetof(struct policy_network, header_ms), 100, 60000, 5000},
+};
+
+static int parse_network(struct parse_ctx *c, const cJSON *root, struct policy *p) {
+    struct policy_network *n = &p->network;
+    const size_t nspecs = sizeof network_specs / sizeof network_specs[0];
+    for (size_t i = 0; i < nspecs; i++) *(long *)((char *)n + network_specs[i].offset) = network_specs[i].dflt;
+    const cJSON *net = cJSON_GetObjectItemCaseSensitive(root, "network");
+    if (!net) return 0;
+    if (cJSON_IsString(net)) {
+        if (strcmp(net->valuestring, "none") == 0) return 0;
+        return fail(c, "network", "'%s' must be \"none\" or an object {\"egress\": [\"host:port\", ...]}", net->valuestring);
+    }
+    if (!cJSON_IsObject(net)) return fail(c, "network", "must be \"none\" or an object {\"egress\": [\"host:port\", ...]}");
+    static const char *const keys[] = {"egress", "max_connections", "max_bytes", "connection_ms", "header_ms", NULL};
+    if (check_keys(c, net, "network", keys)) return -1;
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(net, "egress");
+    if (!cJSON_IsArray(arr)) return fail(c, "network.egress", "missing or not an array of \"host:port\" strings");
+    if (cJSON_GetArraySize(arr) == 0) return fail(c, "network.egress", "empty: for no network write \"network\": \"none\"");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr) {
+        char key[64], why[256];
+        snprintf(key, sizeof key, "network.egress[%d]", n->nrules);
+        if (!cJSON_IsString(it)) return fail(c, key, "must be a \"host:port\" string");
+        if (n->nrules == POLICY_MAX_EGRESS) return fail(c, "network.egress", "more than %d entries", POLICY_MAX_EGRESS);
+        if (egress_rule_parse(it->valuestring, &n->rules[n->nrules], why, sizeof why))
+            return fail(c, key, "'%s': %s", it->valuestring, why);
+        n->nrules++;
+        const struct egress_rule *r = &n->rules[n->nrules - 1];
+        for (int j = 0; j + 1 < n->nrules; j++) {
+            const struct egress_rule *o = &n->rules[j];
+            if (o->port == r->port && o->wildcard == r->wildcard && o->family == r->family &&
+                (r->name ? o->name && strcmp(o->name, r->name) == 0 : !o->name && memcmp(o->addr, r->addr, 16) == 0))
+                return fail(c, key, "'%s' is listed twice", it->valuestring);
+        }
+    }
+    for (const cJSON *k = net->child; k; k = k->next) {
+        if (strcmp(k->string, "egress") == 0) continue;
+        const struct limit_spec *spec = NULL;
+        for (size_t i = 0; i < nspecs; i++)
+            if (strcmp(network_specs[i].key, k->string) == 0) spec = &network_specs[i];
+        char key[96];
+        snprintf(key, sizeof key, "network.%s", k->string);
+        if (!cJSON_IsNumber(k)) return fail(c, key, "must be an integer");
+        double v = k->valuedouble;
+        if (!(v >= (double)spec->min && v <= (double)spec->max))
+            return fail(c, key, "%.0f is out of range [%ld, %ld]", v, spec->min, spec->max);
+        if (v != (double)(long)v) return fail(c, key, "must be an integer");
+        *(long *)((char *)n + spec->offset) = (long)v;
+    }
+    bool inet = false;
+    for (int i = 0; i < p->seccomp.nfamilies; i++) inet |= p->seccomp.families[i] == AF_INET;
+    if (!inet)
+        return fail(c, "network.egress", "the job reaches its proxy over TCP on loopback: add \"AF_INET\" to seccomp.socket_families");
+    return 0;
+}
+
 /* ---------------------------------------------------------------- entry points */
 
 int policy_parse(const char *json, size_t len, const char *origin, struct policy *p, char *err,
@@ -432,7 +497,6 @@ int policy_parse(const char *json, size_t len, const char *origin, struct policy
         return -1;
     }
     int rc = -1;
-    char *network = NULL;
     if (!cJSON_IsObject(root)) {
         fail(&c, NULL, "must be a JSON object");
         goto out;
@@ -444,19 +508,13 @@ int policy_parse(const char *json, size_t len, const char *origin, struct policy
         fail(&c, "name", "'%s' must be lower-case letters, digits, '_' or '-'", p->name);
         goto out;
     }
-    if (get_string(&c, root, "network", &network, 0)) goto out;
-    if (network && strcmp(network, "none") != 0) {
-        fail(&c, "network", "'%s': the only network a jail has is \"none\"", network);
-        goto out;
-    }
     if (parse_command(&c, root, p) || parse_code_path(&c, root, p) || parse_stdin(&c, root, p) ||
         parse_preload(&c, root, p) ||
         parse_env(&c, root, p) || parse_mounts(&c, root, p) || parse_limits(&c, root, p) ||
-        parse_seccomp(&c, root, p))
+        parse_seccomp(&c, root, p) || parse_network(&c, root, p))
         goto out;
     rc = 0;
 out:
-    free(network);
     cJSON_Delete(root);
     if (rc) policy_free(p);
     return rc;
@@ -512,6 +570,7 @@ void policy_free(struct policy *p) {
     for (int i = 0; i < p->seccomp.nsyscalls; i++) free(p->seccomp.syscalls[i]);
     for (int i = 0; i < p->seccomp.nioctls; i++) free(p->seccomp.ioctl_names[i]);
     for (int i = 0; i < p->seccomp.nfamilies; i++) free(p->seccomp.family_names[i]);
+    for (int i = 0; i < p->network.nrules; i++) egress_rule_free(&p->network.rules[i]);
     memset(p, 0, sizeof *p);
 }
 
@@ -554,8 +613,20 @@ char *policy_to_json(const struct policy *p) {
                           cJSON_CreateStringArray((const char *const *)p->seccomp.ioctl_names, p->seccomp.nioctls));
     cJSON_AddItemToObject(sec, "socket_families",
                           cJSON_CreateStringArray((const char *const *)p->seccomp.family_names, p->seccomp.nfamilies));
-    cJSON_AddStringToObject(o, "network", "none");
+    if (p->network.nrules == 0) {
+        cJSON_AddStringToObject(o, "network", "none");
+    } else {
+        cJSON *net = cJSON_AddObjectToObject(o, "network");
+        cJSON *eg = cJSON_AddArrayToObject(net, "egress");
+        for (int i = 0; i < p->network.nrules; i++) cJSON_AddItemToArray(eg, cJSON_CreateString(p->network.rules[i].text));
+        for (size_t i = 0; i < sizeof network_specs / sizeof network_specs[0]; i++)
+            cJSON_AddNumberToObject(net, network_specs[i].key,
+                                    (double)*(const long *)((const char *)&p->network + network_specs[i].offset));
+        cJSON_AddStringToObject(net, "proxy", EGRESS_PROXY_URL " inside the jail (HTTP_PROXY, HTTPS_PROXY); "
+                                              "loopback, link-local, private, multicast and reserved addresses refused unless listed as addresses");
+    }
     cJSON *always = cJSON_AddObjectToObject(o, "always_enforced");
+    cJSON_AddStringToObject(always, "network", "own network namespace: loopback only (up only to reach the egress proxy)");
     cJSON_AddStringToObject(always, "namespaces", "user, pid, mount, net, ipc, uts, cgroup");
     cJSON_AddStringToObject(always, "capabilities", "none (bounding, ambient, inheritable, effective, permitted cleared)");
     cJSON_AddStringToObject(always, "no_new_privs", "set");

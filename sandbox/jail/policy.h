@@ -25,6 +25,7 @@
 #define POLICY_MAX_IOCTLS 32
 #define POLICY_MAX_FAMILIES 8
 #define POLICY_MAX_PRELOAD 32
+#define POLICY_MAX_EGRESS 64
 
 /* A read-only bind mount. A source of the form "@name" is a data parameter
  * supplied by the caller at run time (e.g. "@db" from `viv run --db FILE`). */
@@ -49,6 +50,29 @@ struct policy_limits {
     long cpu_weight;     /* the job's share of contended CPU against other jobs (cgroup cpu) */
     long cpu_ms;         /* CPU-time budget of a job, summed over every process it forks */
     long session_cpu_ms; /* the same for a session's or zygote's jail over its whole life */
+};
+
+/* One entry of "network": {"egress": [...]}: a host name, a "*." suffix
+ * wildcard (any name below the suffix, not the suffix itself) or an address,
+ * each with its port. See egress.h for how the proxy applies them. */
+struct egress_rule {
+    char *text;             /* as written, for messages and `viv policy check` */
+    char *name;             /* lower-case name, or the suffix of a wildcard; NULL for an address */
+    bool wildcard;
+    int family;             /* AF_INET or AF_INET6 for an address, else 0 */
+    unsigned char addr[16]; /* the address (IPv4 in the first 4 bytes) */
+    int port;
+};
+
+/* "network": "none" (nrules 0, the default) or an egress allowlist with its
+ * per-job caps. */
+struct policy_network {
+    int nrules;
+    struct egress_rule rules[POLICY_MAX_EGRESS];
+    long max_connections; /* open at once */
+    long max_bytes;       /* both directions, all connections, the job's whole life */
+    long connection_ms;   /* the longest a connection may stay open */
+    long header_ms;       /* to send a request head */
 };
 
 enum policy_default_action { POLICY_DENY_ERRNO, POLICY_DENY_KILL };
@@ -81,6 +105,7 @@ struct policy {
     struct policy_mount mounts[POLICY_MAX_MOUNTS];
     struct policy_limits limits;
     struct policy_seccomp seccomp;
+    struct policy_network network;
 };
 
 /* Parse and validate a policy from JSON text. `origin` names the source in

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "egress.h"
 #include "init.h"
 #include "namespaces.h"
 #include "syscall_filter.h"
@@ -254,22 +255,26 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     for (int i = 0; i < p->nmounts; i++) bind_src[i] = copies.bind_src[i];
 
     int sync_pipe[2] = {-1, -1}, status_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1},
-        err_pipe[2] = {-1, -1}, code_sock[2] = {-1, -1}, in_fd = -1, fetch_pipe[2] = {-1, -1};
+        err_pipe[2] = {-1, -1}, code_sock[2] = {-1, -1}, in_fd = -1, fetch_pipe[2] = {-1, -1},
+        egress_sock[2] = {-1, -1};
+    bool egress = p->network.nrules > 0;
     if (pipe2(sync_pipe, O_CLOEXEC) || pipe2(status_pipe, O_CLOEXEC) || open_job_stdio(spec, out_pipe, &in_fd) ||
         pipe2(err_pipe, O_CLOEXEC) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, code_sock) ||
         (spec->stdin_given && (in_fd = stdin_memfd(spec->stdin_data, spec->stdin_len)) < 0) ||
-        (spec->nfetch > 0 && pipe2(fetch_pipe, O_CLOEXEC))) {
+        (spec->nfetch > 0 && pipe2(fetch_pipe, O_CLOEXEC)) ||
+        (egress && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, egress_sock))) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         heap_copy_free(&copies);
         int *all[] = {&sync_pipe[0], &sync_pipe[1], &status_pipe[0], &status_pipe[1], &out_pipe[0],
                       &out_pipe[1], &err_pipe[0], &err_pipe[1], &code_sock[0], &code_sock[1], &in_fd,
-                      &fetch_pipe[0], &fetch_pipe[1]};
+                      &fetch_pipe[0], &fetch_pipe[1], &egress_sock[0], &egress_sock[1]};
         for (size_t i = 0; i < sizeof all / sizeof *all; i++) close_if_open(all[i]);
         return JAIL_SETUP_FAILED;
     }
 
     struct host_ids ids;
     ns_choose_host_ids(&ids);
+    char **egress_env = egress ? egress_job_env(p) : NULL;
 
     struct init_context ctx = {
         .policy = p, .argv = argv, .bind_src = bind_src, .timeout_ms = timeout_ms,
@@ -279,6 +284,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
         .err_fd = err_pipe[1], .in_fd = in_fd,
         .files = spec->files, .nfiles = spec->nfiles, .fetch = spec->fetch, .nfetch = spec->nfetch,
         .fetch_fd = fetch_pipe[1], .fetch_budget = (size_t)p->limits.files_bytes,
+        .env = egress_env ? egress_env : p->env, .egress_fd = egress_sock[1],
     };
     double t0 = now_ms();
     pid_t pid = ns_clone();
@@ -291,6 +297,8 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     close(err_pipe[1]);
     close_if_open(&in_fd);
     close_if_open(&fetch_pipe[1]);
+    close_if_open(&egress_sock[1]);
+    egress_env_free(egress_env); /* the child has its own copy */
     if (pid < 0) {
         snprintf(err, errlen, "clone into new namespaces: %s%s", strerror(clone_errno),
                  clone_errno == EPERM || clone_errno == ENOSPC
@@ -298,6 +306,7 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
                      : "");
         close(sync_pipe[1]), close(status_pipe[0]), close(code_sock[0]), close(out_pipe[0]), close(err_pipe[0]);
         close_if_open(&fetch_pipe[0]);
+        close_if_open(&egress_sock[0]);
         heap_copy_free(&copies);
         return JAIL_SETUP_FAILED;
     }
@@ -362,12 +371,14 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
     double exited_at = 0;
     bool hard_killed = setup_err[0] != 0;
     int wstatus = 0;
+    struct egress_proxy proxy = {0, -1};
     struct rusage ru;
     memset(&ru, 0, sizeof ru);
 
     while (!exited || out.fd >= 0 || errc.fd >= 0 || fetched.fd >= 0) {
-        struct pollfd fds[6];
-        int n = 0, i_out = -1, i_err = -1, i_code = -1, i_pid = -1, i_cancel = -1, i_fetch = -1;
+        struct pollfd fds[7];
+        int n = 0, i_out = -1, i_err = -1, i_code = -1, i_pid = -1, i_cancel = -1, i_fetch = -1, i_egress = -1;
+        if (egress_sock[0] >= 0) i_egress = n, fds[n++] = (struct pollfd){egress_sock[0], POLLIN, 0};
         if (fetched.fd >= 0) i_fetch = n, fds[n++] = (struct pollfd){fetched.fd, POLLIN, 0};
         if (!killed && spec->cancel_fd >= 0) i_cancel = n, fds[n++] = (struct pollfd){spec->cancel_fd, POLLIN, 0};
         if (out.fd >= 0) i_out = n, fds[n++] = (struct pollfd){out.fd, POLLIN, 0};
@@ -400,6 +411,17 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
             if ((w < 0 && errno != EAGAIN && errno != EINTR) || code_off == send_len)
                 close_if_open(&code_fd);
         }
+        if (i_egress >= 0 && fds[i_egress].revents) {
+            /* The init's listener: start the job's proxy. Without it the job
+             * could not run as its policy says, so that is a setup error. */
+            if ((fds[i_egress].revents & POLLIN) && !setup_err[0] &&
+                egress_proxy_start(egress_sock[0], p, ids.caller_is_root, ids.uid, ids.gid, &proxy, setup_err,
+                                   sizeof setup_err) != 0 && !killed) {
+                kill(pid, SIGKILL);
+                killed = hard_killed = true;
+            }
+            close_if_open(&egress_sock[0]);
+        }
         if (i_cancel >= 0 && fds[i_cancel].revents) {
             res->cancelled = true;
             deadline = now_ms(); /* handled below exactly like the deadline */
@@ -430,6 +452,8 @@ int jail_run(const struct jail_spec *spec, struct jail_result *res, char *err, s
         (void)i_pid;
     }
     res->wall_ms = now_ms() - t0;
+    egress_proxy_stop(&proxy); /* every connection of the job closes now */
+    close_if_open(&egress_sock[0]);
     close_if_open(&code_fd);
     free(sendbuf);
     close_if_open(&out.fd);

@@ -17,6 +17,7 @@
 
 #include "../base/json_writer.h"
 #include "warm_worker.h"
+#include "../jail/egress.h"
 #include "../base/util.h"
 
 /* ---------------------------------------------------------------- jobs */
@@ -82,7 +83,7 @@ pid_t fork_worker(int *fd) {
         /* The worker keeps stdio and its socket, nothing of the daemon's:
          * a client socket held here would outlive the client's close. */
         if (dup2(sv[1], 3) < 0) _exit(1);
-        close_fds_from(4);
+        close_fds_from(egress_keep_log_at(4)); /* the egress log stays open, at fd 4 */
         vd.log_file = NULL;
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
@@ -134,8 +135,15 @@ static void start_job(struct job *j) {
     j->started = now_ms();
     if (start_on_zygote(j)) return;
     vd.ncold++;
+    static long cold_jobs;
+    cold_jobs++;
     pid_t pid = fork_worker(&fd);
-    if (pid == 0) worker_main(j, 3);
+    if (pid == 0) {
+        char id[32];
+        snprintf(id, sizeof id, "j-%ld", cold_jobs);
+        egress_set_owner(id, j->conn ? j->conn->peer : "gone");
+        worker_main(j, 3);
+    }
     if (pid < 0) {
         conn_send_error(j->conn, j->req.id_json, "internal", "could not start a worker");
         if (j->conn) j->conn->jobs--;

@@ -18,6 +18,7 @@
 
 #include "session.h"
 #include "warm_worker.h"
+#include "../jail/egress.h"
 #include "../base/util.h"
 
 /* ---------------------------------------------------------------- sessions */
@@ -107,6 +108,7 @@ void session_open(struct conn *c, struct rpc_request *req) {
     for (int i = 0; i < 16; i++) snprintf(s->id + 2 + 2 * i, 3, "%02x", rnd[i]);
     pid_t pid = fork_worker(&s->fd);
     if (pid == 0) {
+        egress_set_owner(s->id, c->peer);
         struct session_spec ss = {&lp->policy, &lp->filter, vd.cfg.data, vd.cfg.ndata, lp->policy.name};
         _exit(session_worker_main(&ss, 3));
     }

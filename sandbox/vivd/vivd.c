@@ -56,6 +56,7 @@
 #include "http_front.h"
 #include "../base/json_writer.h"
 #include "zygote.h"
+#include "../jail/egress.h"
 #include "../base/util.h"
 
 struct vivd vd = {.listen_fd = -1, .tcp_fd = -1, .listen_ref = {TAG_LISTEN, NULL}, .tcp_ref = {TAG_TCP, NULL},
@@ -529,6 +530,9 @@ static const struct arg_opt vivd_opts[] = {
     {"--workers", ARG_INT, &vd.cfg.workers, 1, 4096, "N", "jobs run at once (default: 2 per core)"},
     {"--queue", ARG_INT, &vd.cfg.queue_cap, 0, 1000000, "N", "requests waiting beyond that; more get \"busy\" (default 64)"},
     {"--log", ARG_STR, &vd.cfg.log_path, 0, 0, "FILE", "one JSON line per request (default: stderr)"},
+    {"--egress-log", ARG_STR, &vd.cfg.egress_log, 0, 0, "FILE", "one JSON line per egress connection of a job (default: the --log)"},
+    {"--egress-record", ARG_STR, &vd.cfg.egress_record, 0, 0, "DIR", "keep the answers to jobs' plain-HTTP egress requests in DIR"},
+    {"--egress-replay", ARG_STR, &vd.cfg.egress_replay, 0, 0, "DIR", "answer jobs' plain-HTTP egress only from DIR (a miss is a 502); refuse HTTPS"},
     {"--data", ARG_FN, &vd.cfg, 0, 0, "NAME=PATH", "a value for policies' @NAME mounts (e.g. db=genes.sqlite);\n"
                                                  "the path must exist (relative paths are resolved)", add_data},
     {"--idle-ms", ARG_LONG, &vd.cfg.idle_ms, 10, 86400000, "N", "close connections idle this long with nothing in flight (default 60000)"},
@@ -714,6 +718,11 @@ int vivd_main(int argc, char **argv) {
         fprintf(stderr, "vivd: --log %s: %s\n", vd.cfg.log_path, strerror(errno));
         return 2;
     }
+    if (egress_configure(vd.cfg.egress_log, vd.cfg.egress_record, vd.cfg.egress_replay, err, sizeof err) != 0) {
+        fprintf(stderr, "vivd: %s\n", err);
+        return 2;
+    }
+    if (!vd.cfg.egress_log) egress_set_log_fd(fileno(vd.log_file));
     if (load_policies(err, sizeof err)) {
         fprintf(stderr, "vivd: %s\n", err);
         return 2;

@@ -39,6 +39,7 @@ struct config {
     const char *http_addr;
     const char *policies_dir;
     const char *log_path;
+    const char *egress_log, *egress_record, *egress_replay;
     int workers, queue_cap;
     long idle_ms, grace_ms;
     size_t max_line;

@@ -50,8 +50,10 @@
 extern const char viv_zygote_driver[];
 extern const unsigned long viv_zygote_driver_len;
 
+/* A policy with egress runs cold: its proxy belongs to one job, and a zygote
+ * serves many (see egress.h). */
 bool zygote_policy_supported(const struct policy *p) {
-    return p->npreload > 0 && python_code_policy(p);
+    return p->npreload > 0 && python_code_policy(p) && p->network.nrules == 0;
 }
 
 /* The driver with its configuration line in front: the policy's seccomp

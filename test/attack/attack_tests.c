@@ -707,7 +707,11 @@ static void test_fork_bomb_bounded(void) {
 static void test_shell_fork_bomb_killed_at_deadline(void) {
     struct job j;
     double t0 = mono_ms();
-    run_code(&j, "shell", "bomb() { bomb | bomb & }; bomb; sleep 100", (const char *const[]){"--timeout-ms", "1500", NULL});
+    /* The shell's own loop keeps the job alive without forking: a `sleep`
+     * forked after the bomb may find the pids limit reached, and the shell
+     * then exits early instead of outliving the deadline. */
+    run_code(&j, "shell", "bomb() { bomb | bomb & }; bomb; while :; do :; done",
+             (const char *const[]){"--timeout-ms", "1500", NULL});
     double took = mono_ms() - t0;
     CHECK_RAN(&j);
     CHECK(jtrue(&j, "timed_out"), "a fork bomb with a sleeper outlived no deadline? %s", j.out);
@@ -1813,6 +1817,8 @@ static void test_cpu_budget_holds_across_forks(void) {
 
 /* the r policy's attacks: one translation unit with the rest (harness.h) */
 #include "attacks_r.c"
+/* the attacks on a policy with an egress allowlist, with these runners */
+#include "egress_attacks.c"
 
 int main(int argc, char **argv) {
     viv_bin = getenv("VIV") ? getenv("VIV") : "build/asan/viv";
@@ -1848,6 +1854,7 @@ int main(int argc, char **argv) {
         T(python_cpu_budget_holds_across_forks),
         T(r_host_file_unreadable), T(r_host_paths_not_writable), T(r_network_refused), T(r_syscalls_denied),
         T(r_deadline_kills_everything),
+        T(python_cpu_budget_holds_across_forks), EGRESS_ATTACKS,
 #undef T
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);

@@ -85,6 +85,15 @@ expect policy_check 0 '"memory_mb"' "" -- policy check python
 expect policy_check_bpf 0 "KILL_PROCESS" "" -- policy check shell --bpf
 expect policy_list 0 "sql" "" -- policy list
 one_line_error policy_check_invalid policy check "$tmp/badpol.json"
+# an egress allowlist: printed by policy check; a bad entry is one line naming it
+echo '{"name":"net","command":["/bin/true"],"seccomp":{"syscalls":["read","execve"],"socket_families":["AF_INET"]},
+       "network":{"egress":["rest.ensembl.org:443","*.ncbi.nlm.nih.gov:443"]}}' >"$tmp/netpol.json"
+expect policy_check_egress 0 '"*.ncbi.nlm.nih.gov:443"' "" -- policy check "$tmp/netpol.json"
+sed 's/rest.ensembl.org:443/rest.ensembl.org/' "$tmp/netpol.json" >"$tmp/badnet.json"
+one_line_error policy_check_bad_egress policy check "$tmp/badnet.json"
+if grep -q "network.egress\[0\]: 'rest.ensembl.org': needs a port" "$tmp/err"; then ok egress_entry_named; else bad egress_entry_named "$(cat "$tmp/err")"; fi
+one_line_error egress_record_and_replay_exclusive run --policy "$tmp/netpol.json" --egress-record /tmp --egress-replay /tmp -- /bin/true
+one_line_error egress_record_dir_missing run --policy "$tmp/netpol.json" --egress-record /nonexistent/dir -- /bin/true
 
 skips=0
 skip() { skips=$((skips + 1)); echo "skip - $1: $2"; }

@@ -147,7 +147,7 @@ static void test_rejects_bad_paths_and_fields(void) {
     REJECTS(VALID_HEAD VALID_SECCOMP ",\"mounts\":[{\"src\":\"/usr\",\"dst\":\"/\"}]}", "other than /");
     REJECTS(VALID_HEAD VALID_SECCOMP ",\"mounts\":[{\"src\":\"/etc\",\"dst\":\"/etc\"}]}", "the jail writes its own /etc");
     REJECTS(VALID_HEAD VALID_SECCOMP ",\"mounts\":[{\"src\":\"/a\",\"dst\":\"/x\"},{\"src\":\"/b\",\"dst\":\"/x\"}]}", "mounted twice");
-    REJECTS(VALID_HEAD VALID_SECCOMP ",\"network\":\"host\"}", "the only network a jail has is \"none\"");
+    REJECTS(VALID_HEAD VALID_SECCOMP ",\"network\":\"host\"}", "must be \"none\" or an object");
     REJECTS(VALID_HEAD VALID_SECCOMP ",\"env\":{\"1X\":\"y\"}}", "env.1X: not a valid variable name");
     REJECTS(VALID_HEAD VALID_SECCOMP ",\"env\":{\"X\":1}}", "env.X: must be a string");
     REJECTS(VALID_HEAD VALID_SECCOMP ",\"preload\":[\"os; rm\"]}", "is not a module name");
@@ -288,6 +288,9 @@ static void test_jail_run_rejects_bad_requests(void) {
     policy_free(&p);
 }
 
+/* the egress allowlist, address classes and request heads */
+#include "egress_unit.h"
+
 int main(int argc, char **argv) {
     static const struct test_case tests[] = {
 #define T(name) {#name, test_##name}
@@ -296,7 +299,7 @@ int main(int argc, char **argv) {
         T(rejects_out_of_range_limits), T(rejects_bad_paths_and_fields),
         T(load_by_path_and_unknown_name), T(policy_to_json_round_trip), T(utf8_sequences),
         T(json_writer_escapes_any_bytes), T(result_json_with_binary_output), T(parse_long),
-        T(write_file_atomic), T(jail_run_rejects_bad_requests),
+        T(write_file_atomic), T(jail_run_rejects_bad_requests), EGRESS_UNIT_TESTS,
 #undef T
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
