@@ -1,5 +1,5 @@
 /*
- * egress_attacks.c - the attacks on a policy with an egress allowlist.
+ * attacks_egress.c - the attacks on a policy with an egress allowlist.
  * Included by attack_tests.c (it uses that file's job runners), so each
  * runs in the cold, zygote and session paths; an egress policy never runs
  * on a zygote (its proxy belongs to one job), so there it runs cold.
