@@ -56,6 +56,7 @@ static const char *const supported_versions[] = {"2025-06-18", "2025-03-26", "20
 struct tool_policy {
     bool present;
     char *description;
+    char *network; /* the sentence saying what the tool's code may reach */
     long timeout_ms, timeout_ms_max, memory_mb, output_bytes, code_bytes;
 };
 
@@ -143,6 +144,30 @@ static long member_long(const cJSON *o, const char *key) {
     return cJSON_IsNumber(v) ? (long)v->valuedouble : 0;
 }
 
+/* The sentence for a policy's "network" member: "none" is no network; an
+ * egress list names each host:port the code may reach, and how (the proxy
+ * in the job's environment, which urllib, requests and curl use unasked). A
+ * vivd that does not say gets no sentence rather than a guess. */
+static char *network_text(const cJSON *net) {
+    if (cJSON_IsString(net) && strcmp(net->valuestring, "none") == 0) return xstrdup(" No network.");
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(net, "egress");
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) == 0) return xstrdup("");
+    char *hosts = xstrdup("");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list) {
+        if (!cJSON_IsString(e)) continue;
+        char *more = xasprintf("%s%s%s", hosts, *hosts ? ", " : "", e->valuestring);
+        free(hosts);
+        hosts = more;
+    }
+    char *text = xasprintf(" Network: only %s, through the HTTP proxy in HTTP_PROXY and HTTPS_PROXY (urllib, "
+                           "requests and curl use it by themselves); at most %ld connections at once and %ld "
+                           "bytes in all per run or session; any other address is refused.",
+                           hosts, member_long(net, "max_connections"), member_long(net, "max_bytes"));
+    free(hosts);
+    return text;
+}
+
 /* Ask vivd for its tools' limits; the descriptions state them. */
 static int load_policies(struct mcp *m, char *err, size_t errlen) {
     long h = viv_submit_op(m->c, "policies");
@@ -172,6 +197,8 @@ static int load_policies(struct mcp *m, char *err, size_t errlen) {
         t->memory_mb = member_long(p, "memory_mb");
         t->output_bytes = member_long(p, "output_bytes");
         t->code_bytes = member_long(p, "code_bytes");
+        free(t->network);
+        t->network = network_text(cJSON_GetObjectItemCaseSensitive(p, "network"));
     }
     viv_response_free(r);
     return 0;
@@ -189,8 +216,8 @@ static bool sql_offered(const struct mcp *m, bool private_vivd) {
 static char *limits_text(const struct tool_policy *t) {
     return xasprintf("Limits: timeout %ld ms by default, at most %ld ms (timeout_ms); memory %ld MB; "
                      "stdout and stderr %ld bytes each (the rest is dropped and the result says so); "
-                     "code %ld bytes. No network.",
-                     t->timeout_ms, t->timeout_ms_max, t->memory_mb, t->output_bytes, t->code_bytes);
+                     "code %ld bytes.%s",
+                     t->timeout_ms, t->timeout_ms_max, t->memory_mb, t->output_bytes, t->code_bytes, t->network);
 }
 
 static const char result_text[] =
@@ -577,8 +604,8 @@ static char *initialize(const cJSON *params) {
     jw_key(&w, "version"), jw_cstring(&w, VIV_VERSION);
     jw_object_end(&w);
     jw_key(&w, "instructions"),
-        jw_cstring(&w, "Each tool runs code in a fresh, network-less sandbox with the limits its description "
-                       "states. To keep Python state between calls, open a session with python_session_open "
+        jw_cstring(&w, "Each tool runs code in a fresh sandbox with the limits and the network (none, or the "
+                       "hosts it names) its description states. To keep Python state between calls, open a session with python_session_open "
                        "and pass its id as `session` to python.");
     jw_object_end(&w);
     return jw_finish(&w);
@@ -668,6 +695,7 @@ struct mcp *mcp_new(struct viv_client *c, const char *db_file, char *err, size_t
 void mcp_free(struct mcp *m) {
     if (!m) return;
     free(m->python.description), free(m->shell.description), free(m->sql.description), free(m->r.description);
+    free(m->python.network), free(m->shell.network), free(m->sql.network), free(m->r.network);
     free((char *)m->db_file);
     free(m);
 }

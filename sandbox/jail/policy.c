@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "egress.h"
+#include "../base/json_writer.h"
 #include "../base/util.h"
 
 /* The built-in policies, generated at build time from the JSON files in policies/. */
@@ -574,6 +575,20 @@ void policy_free(struct policy *p) {
     memset(p, 0, sizeof *p);
 }
 
+void policy_network_write(struct json_writer *w, const struct policy *p) {
+    if (p->network.nrules == 0) {
+        jw_cstring(w, "none");
+        return;
+    }
+    jw_object_begin(w);
+    jw_key(w, "egress"), jw_array_begin(w);
+    for (int i = 0; i < p->network.nrules; i++) jw_cstring(w, p->network.rules[i].text);
+    jw_array_end(w);
+    for (size_t i = 0; i < sizeof network_specs / sizeof network_specs[0]; i++)
+        jw_key(w, network_specs[i].key), jw_int(w, *(const long *)((const char *)&p->network + network_specs[i].offset));
+    jw_object_end(w);
+}
+
 char *policy_to_json(const struct policy *p) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", p->name);
@@ -613,18 +628,16 @@ char *policy_to_json(const struct policy *p) {
                           cJSON_CreateStringArray((const char *const *)p->seccomp.ioctl_names, p->seccomp.nioctls));
     cJSON_AddItemToObject(sec, "socket_families",
                           cJSON_CreateStringArray((const char *const *)p->seccomp.family_names, p->seccomp.nfamilies));
-    if (p->network.nrules == 0) {
-        cJSON_AddStringToObject(o, "network", "none");
-    } else {
-        cJSON *net = cJSON_AddObjectToObject(o, "network");
-        cJSON *eg = cJSON_AddArrayToObject(net, "egress");
-        for (int i = 0; i < p->network.nrules; i++) cJSON_AddItemToArray(eg, cJSON_CreateString(p->network.rules[i].text));
-        for (size_t i = 0; i < sizeof network_specs / sizeof network_specs[0]; i++)
-            cJSON_AddNumberToObject(net, network_specs[i].key,
-                                    (double)*(const long *)((const char *)&p->network + network_specs[i].offset));
+    struct json_writer nw;
+    jw_init(&nw);
+    policy_network_write(&nw, p);
+    char *net_text = jw_finish(&nw);
+    cJSON *net = cJSON_Parse(net_text);
+    free(net_text);
+    cJSON_AddItemToObject(o, "network", net);
+    if (cJSON_IsObject(net))
         cJSON_AddStringToObject(net, "proxy", EGRESS_PROXY_URL " inside the jail (HTTP_PROXY, HTTPS_PROXY); "
                                               "loopback, link-local, private, multicast and reserved addresses refused unless listed as addresses");
-    }
     cJSON *always = cJSON_AddObjectToObject(o, "always_enforced");
     cJSON_AddStringToObject(always, "network", "own network namespace: loopback only (up only to reach the egress proxy)");
     cJSON_AddStringToObject(always, "namespaces", "user, pid, mount, net, ipc, uts, cgroup");

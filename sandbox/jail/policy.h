@@ -147,4 +147,10 @@ long policy_call_timeout_ms(const struct policy *p, long requested);
 /* Print the effective policy as indented JSON (viv policy check). */
 char *policy_to_json(const struct policy *p);
 
+/* The policy's network as one JSON value: "none", or {"egress": [the entries
+ * as written], and each cap by its key}. The one rendering of it: `viv policy
+ * check` and vivd's `policies` answer both write this. */
+struct json_writer;
+void policy_network_write(struct json_writer *w, const struct policy *p);
+
 #endif

@@ -207,6 +207,7 @@ static void answer_policies(struct conn *c, const char *id) {
         jw_key(&w, "memory_mb"), jw_int(&w, p->limits.memory_mb);
         jw_key(&w, "output_bytes"), jw_int(&w, p->limits.output_bytes);
         jw_key(&w, "code_bytes"), jw_int(&w, p->limits.code_bytes);
+        jw_key(&w, "network"), policy_network_write(&w, p);
         jw_object_end(&w);
     }
     jw_array_end(&w);

@@ -4,7 +4,9 @@
 #           NPM_PACKAGES) over its stdio transport: initialize, the tool list and the limits
 #           in its schemas, python (print, exception, timeout, NUL and invalid UTF-8 output,
 #           the output cap), shell, r, a python session, sql on --db (read-only), an unknown
-#           tool, bad arguments, and --socket against a running vivd
+#           tool, bad arguments, and --socket against a running vivd; egress: a vivd whose
+#           python policy has an allowlist (--policies), its tool description naming the hosts
+#           and a call reaching the listed one, while the others say "No network."
 #   raw_*   raw lines on stdin: malformed JSON, notifications, unknown methods, batches,
 #           bad ids and params, NUL in code, end of input
 #   cli_*   bad options: a clear message and a non-zero exit, no hang
@@ -25,9 +27,11 @@ done
 
 T=$(mktemp -d /tmp/viv-mcp-test-XXXXXX)
 chmod 755 "$T" # a root caller's jobs run as an unprivileged uid that must reach the database
-VIVD_PID=
+VIVD_PID= EGRESS_VIVD_PID= SERVER_PID=
 cleanup() {
   [ -n "$VIVD_PID" ] && kill "$VIVD_PID" 2>/dev/null && wait "$VIVD_PID" 2>/dev/null
+  [ -n "$EGRESS_VIVD_PID" ] && kill "$EGRESS_VIVD_PID" 2>/dev/null && wait "$EGRESS_VIVD_PID" 2>/dev/null
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
   rm -rf "$T"
 }
 trap cleanup EXIT
@@ -71,6 +75,23 @@ chmod 644 "$T/genes.sqlite"
 bin/vivd --socket "$T/vivd.sock" --log "$T/vivd.log" </dev/null >/dev/null 2>&1 &
 VIVD_PID=$!
 for _ in $(seq 1 200); do [ -S "$T/vivd.sock" ] && break; sleep 0.05; done
-timeout 300 node test/mcp/sdk_client.js "$VIV" "$T/genes.sqlite" "$T/vivd.sock" 2>"$T/sdk.err" || rc=1
+# egress: the stand-in server, and a vivd whose python policy (the built-in one, overridden
+# with a file of the same name) may reach its HTTP port and nothing else
+# (a coprocess: the server serves while its stdin stays open)
+coproc SERVER { exec python3 test/attack/egress_server.py; }
+read -r -t 30 _ HTTP_PORT _ _ <&"${SERVER[0]}"
+mkdir "$T/policies" "$T/egress"
+python3 - "$T/policies/python.json" "$HTTP_PORT" <<'PY'
+import json, sys
+pol = json.load(open("policies/python.json"))
+pol["seccomp"]["socket_families"].append("AF_INET")
+pol["network"] = {"egress": ["127.0.0.1:%s" % sys.argv[2]], "max_connections": 3}
+json.dump(pol, open(sys.argv[1], "w"))
+PY
+bin/vivd --socket "$T/egress/vivd.sock" --log "$T/egress/vivd.log" --policies "$T/policies" </dev/null >/dev/null 2>&1 &
+EGRESS_VIVD_PID=$!
+for _ in $(seq 1 200); do [ -S "$T/egress/vivd.sock" ] && break; sleep 0.05; done
+timeout 300 node test/mcp/sdk_client.js "$VIV" "$T/genes.sqlite" "$T/vivd.sock" "$T/egress/vivd.sock" "$HTTP_PORT" \
+  2>"$T/sdk.err" || rc=1
 if grep -q "not ok" "$T/sdk.err" 2>/dev/null || [ -s "$T/sdk.err" ]; then sed 's/^/# /' "$T/sdk.err" | grep -v "serving on stdin" | head -20; fi
 exit $rc

@@ -1,13 +1,14 @@
 // test/mcp: the official MCP TypeScript SDK's Client over StdioClientTransport
 // against `viv mcp`.
-//   node sdk_client.js VIV DB_FILE SOCKET
+//   node sdk_client.js VIV DB_FILE SOCKET EGRESS_SOCKET HTTP_PORT
+// (EGRESS_SOCKET: a vivd whose python policy may reach 127.0.0.1:HTTP_PORT, a stand-in server)
 // Prints one "ok - ..." / "not ok - ...: why" line per test.
 const path = require("path");
 const sdk = path.join(process.env.NPM_DIR, "node_modules", "@modelcontextprotocol", "sdk", "dist", "cjs");
 const { Client } = require(path.join(sdk, "client", "index.js"));
 const { StdioClientTransport } = require(path.join(sdk, "client", "stdio.js"));
 
-const [viv, dbFile, socket] = process.argv.slice(2);
+const [viv, dbFile, socket, egressSocket, httpPort] = process.argv.slice(2);
 let failed = 0;
 
 function report(name, cond, why) {
@@ -51,7 +52,8 @@ async function privateServer() {
     const ok = names === "python,python_session_close,python_session_open,r,shell" && py &&
       py.inputSchema.required.includes("code") && py.inputSchema.properties.timeout_ms.maximum === 600000 &&
       /timeout 10000 ms by default, at most 600000 ms/.test(py.description) && /memory 2048 MB/.test(py.description) &&
-      /1048576 bytes each/.test(py.description);
+      /1048576 bytes each/.test(py.description) && tools.every((t) => !/Limits:/.test(t.description) ||
+      t.description.includes("No network."));
     report("sdk_list_tools_with_limits_in_schemas (no sql without --db)", ok, `${names} ${py && py.description}`);
   });
   await test("sdk_python_print", async () => {
@@ -166,8 +168,34 @@ async function socketServer() {
   await c.close();
 }
 
+async function egressServer() {
+  const c = await connect(["mcp", "--socket", egressSocket]);
+  await test("sdk_egress", async () => {
+    const { tools } = await c.listTools();
+    const py = tools.find((t) => t.name === "python"), sh = tools.find((t) => t.name === "shell");
+    const says = `Network: only 127.0.0.1:${httpPort}, through the HTTP proxy in HTTP_PROXY and HTTPS_PROXY`;
+    report("sdk_egress_description_names_the_hosts", py && py.description.includes(says) &&
+           /at most 3 connections at once and 268435456 bytes in all/.test(py.description) &&
+           !py.description.includes("No network") && sh && sh.description.includes("No network."),
+           `${py && py.description} || ${sh && sh.description}`);
+    const fetch = (url) => `import urllib.request, urllib.error
+try:
+    print(urllib.request.urlopen('${url}', timeout=10).read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode().strip())`;
+    const r = await c.callTool({ name: "python", arguments: { code: fetch(`http://127.0.0.1:${httpPort}/gene/TP53`) } });
+    report("sdk_egress_python_reaches_the_listed_host", r.isError === false && text(r).includes('"symbol": "TP53"'), show(r));
+    const r2 = await c.callTool({ name: "python", arguments: { code: fetch("http://169.254.169.254/latest/meta-data/") } });
+    report("sdk_egress_python_unlisted_host_refused", r2.isError === false &&
+           text(r2).startsWith("403 vivarium egress: not_listed"), show(r2));
+    const r3 = await c.callTool({ name: "shell", arguments: { code: `curl -sS -m 5 http://127.0.0.1:${httpPort}/gene/TP53` } });
+    report("sdk_egress_shell_without_allowlist_has_no_network", r3.isError === true && !text(r3).includes("stand-in"), show(r3));
+  });
+  await c.close();
+}
+
 (async () => {
-  for (const [name, fn] of [["private", privateServer], ["db", dbServer], ["socket", socketServer]]) {
+  for (const [name, fn] of [["private", privateServer], ["db", dbServer], ["socket", socketServer], ["egress", egressServer]]) {
     try {
       await fn();
     } catch (e) {

@@ -3,9 +3,14 @@ own clients, driven with python3-requests as they drive it: verl's
 sandbox_fusion client (POST /run_code; it reads status, run_result.status,
 return_code, stdout, stderr) and Biomni-SkyRL's runtime (/start_runtime,
 /execute, /delete_runtime; it reads session_id and output).
+EgressTest gives the python tool an egress allowlist the way a lab does
+(a policy file of the same name in --policies DIR) and checks what those
+same requests can reach, and what vivd logs and reports.
 Usage: test_http.py VIVD_BINARY"""
 import base64
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -264,6 +269,195 @@ class PerClientCapTest(unittest.TestCase):
         s.close()
         self.assertIn('"bad_request"', answer)
         self.assertIn("only from vivd's own HTTP front", answer)
+
+
+def start_vivd(workdir, *extra):
+    """vivd with --http on a free port; (process, url, unix socket)."""
+    sock = os.path.join(workdir, "vivd.sock")
+    url = "http://127.0.0.1:%d" % free_port()
+    proc = subprocess.Popen([VIVD, "--socket", sock, "--log", os.path.join(workdir, "log"), "--http", url[7:]] + list(extra))
+    for _ in range(500):
+        try:
+            if requests.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.02)
+    return proc, url, sock
+
+
+def vivd_policies(sock):
+    """vivd's `policies` answer, by name, through the Python client."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../sandbox/client/python"))
+    import vivarium_client
+    c = vivarium_client.Client(sock)
+    try:
+        return {p["name"]: p for p in c.policies()}
+    finally:
+        c.close()
+
+
+# What the job prints for one URL fetched with urllib: "STATUS REASON-HEADER BODY",
+# or "ERROR <exception class>" when no HTTP answer came at all.
+FETCH = """import sys, urllib.request, urllib.error, ssl
+def fetch(url):
+    ctx = ssl._create_unverified_context()  # the stand-in's certificate is self-signed
+    try:
+        r = urllib.request.urlopen(url, timeout=10, context=ctx)
+        return "%d - %s" % (r.status, r.read().decode())
+    except urllib.error.HTTPError as e:
+        return "%d %s %s" % (e.code, e.headers.get("X-Vivarium-Egress"), e.read().decode().strip())
+    except Exception as e:
+        return "ERROR %s" % type(e).__name__
+"""
+
+
+class EgressTest(unittest.TestCase):
+    """An allowlist given to /run_code and Biomni's runtime by overriding the
+    built-in python policy: the listed stand-in server is reached, every other
+    address is refused by the proxy, each connection is logged with its job
+    and HTTP client, and vivd's `policies` answer says so. The same code
+    against the built-in policy has no network at all."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp()
+        here = os.path.dirname(os.path.abspath(__file__))
+        cls.server = subprocess.Popen([sys.executable, os.path.join(here, "../attack/egress_server.py")],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # serves until stdin closes
+        ports = cls.server.stdout.readline().split()
+        assert ports and ports[0] == "PORTS", "egress_server.py did not start: %r" % ports
+        cls.http, cls.https, cls.spare = (int(p) for p in ports[1:4])
+        # the built-in python policy, plus the two stand-in ports and the
+        # socket family the job needs to reach its proxy
+        with open(os.path.join(here, "../../policies/python.json")) as f:
+            pol = json.load(f)
+        assert pol["network"] == "none"
+        pol["seccomp"]["socket_families"].append("AF_INET")
+        pol["network"] = {"egress": ["127.0.0.1:%d" % cls.http, "127.0.0.1:%d" % cls.https], "max_connections": 4}
+        pdir = os.path.join(cls.dir, "policies")
+        os.mkdir(pdir)
+        with open(os.path.join(pdir, "python.json"), "w") as f:
+            json.dump(pol, f)
+        cls.egress_log = os.path.join(cls.dir, "egress.log")
+        os.mkdir(os.path.join(cls.dir, "on"))
+        os.mkdir(os.path.join(cls.dir, "off"))
+        cls.proc, cls.url, cls.sock = start_vivd(os.path.join(cls.dir, "on"), "--policies", pdir,
+                                                 "--egress-log", cls.egress_log)
+        cls.plain, cls.plain_url, cls.plain_sock = start_vivd(os.path.join(cls.dir, "off"))
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in (cls.proc, cls.plain):
+            p.terminate()
+            p.wait(timeout=20)
+        cls.server.stdin.close()
+        cls.server.wait(timeout=20)
+
+    def run_python(self, code, url=None):
+        r = requests.post((url or self.url) + "/run_code", json={"code": FETCH + code, "language": "python",
+                                                                "run_timeout": 30}, timeout=90)
+        self.assertEqual(r.status_code, 200, r.text)
+        return r.json()
+
+    def log_lines(self):
+        with open(self.egress_log) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def test_run_code_reaches_the_listed_host(self):
+        r = self.run_python("print(fetch('http://127.0.0.1:%d/gene/TP53'))\n"
+                            "print(fetch('https://127.0.0.1:%d/gene/BRCA1'))\n"
+                            "import requests\n"
+                            "print(requests.get('http://127.0.0.1:%d/bytes/5', timeout=10).text)"
+                            % (self.http, self.https, self.http))
+        self.assertEqual(r["status"], "Success", r)
+        out = r["run_result"]["stdout"].splitlines()
+        self.assertEqual(json.loads(out[0].split(" - ", 1)[1]), {"symbol": "TP53", "chromosome": "17", "source": "stand-in"})
+        self.assertEqual(json.loads(out[1].split(" - ", 1)[1])["symbol"], "BRCA1")
+        self.assertEqual(out[2], "xxxxx")
+
+    def test_run_code_unlisted_addresses_are_refused(self):
+        r = self.run_python("print(fetch('http://127.0.0.1:%d/'))\n"
+                            "print(fetch('http://169.254.169.254/latest/meta-data/'))\n"
+                            "print(fetch('https://127.0.0.1:%d/'))\n"
+                            "import requests\n"
+                            "try:\n"
+                            "    requests.get('https://169.254.169.254/', timeout=10, verify=False)\n"
+                            "except requests.exceptions.ProxyError as e:\n"
+                            "    print('ProxyError', '403' in str(e))"
+                            % (self.spare, self.spare))
+        out = r["run_result"]["stdout"].splitlines()
+        self.assertEqual(len(out), 4, r)
+        for line in out[:2]:
+            self.assertRegex(line, r"^403 not_listed vivarium egress: not_listed: ")
+        self.assertIn("169.254.169.254 port 80", out[1])
+        self.assertEqual(out[2], "ERROR URLError")  # CONNECT refused: urllib says "Tunnel connection failed: 403"
+        self.assertEqual(out[3], "ProxyError True")
+
+    def test_biomni_runtime_reaches_listed_host_and_nothing_else(self):
+        sid = requests.post(self.url + "/start_runtime", json={}, timeout=60).json()["session_id"]
+        try:
+            def execute(code):
+                r = requests.post(self.url + "/execute", json={"session_id": sid, "code": code, "timeout_seconds": 30},
+                                  timeout=90)
+                self.assertEqual(r.status_code, 200, r.text)
+                return r.json()["output"]
+            out = execute(FETCH + "print(fetch('http://127.0.0.1:%d/gene/EGFR'))" % self.http)
+            self.assertIn('"symbol": "EGFR"', out)
+            self.assertTrue(out.startswith("200 - "), out)
+            self.assertRegex(execute("print(fetch('http://169.254.169.254/'))"), r"^403 not_listed ")
+            # a #!BASH cell: curl finds the proxy in the same environment
+            self.assertEqual(execute("#!BASH\ncurl -sS http://127.0.0.1:%d/gene/KRAS" % self.http),
+                             '{"symbol": "KRAS", "chromosome": "17", "source": "stand-in"}')
+            out = execute("#!BASH\ncurl -s -o /dev/null -w '%%{http_code}\\n' http://127.0.0.1:%d/; "
+                          "curl -s http://169.254.169.254/latest/" % self.spare)
+            self.assertEqual(out.splitlines()[0], "403")
+            self.assertIn("vivarium egress: not_listed", out)
+        finally:
+            requests.post(self.url + "/delete_runtime", json={"session_id": sid}, timeout=10)
+        lines = [l for l in self.log_lines() if l["job"] == sid]
+        self.assertGreaterEqual(len(lines), 5, lines)
+        self.assertTrue(all(l["peer"] == "http:127.0.0.1" for l in lines), lines)
+        self.assertEqual(sum(l["allowed"] and l["port"] == self.http for l in lines), 2, lines)
+
+    def test_egress_log_names_job_and_http_client(self):
+        marker = "/count?%d" % time.time_ns()
+        self.run_python("print(fetch('http://127.0.0.1:%d%s'))\nprint(fetch('http://127.0.0.1:%d/'))"
+                        % (self.http, marker, self.spare))
+        lines = self.log_lines()
+        allowed = [l for l in lines if l["allowed"] and l["port"] == self.http and l["method"] == "GET"]
+        self.assertTrue(allowed, lines)
+        mine = allowed[-1]
+        self.assertRegex(mine["job"], r"^j-[0-9]+$")
+        self.assertEqual((mine["peer"], mine["event"], mine["host"], mine["addr"]),
+                         ("http:127.0.0.1", "egress", "127.0.0.1", "127.0.0.1"))
+        self.assertGreater(mine["bytes_down"], 0)
+        refused = [l for l in lines if l["job"] == mine["job"] and not l["allowed"]]
+        self.assertEqual([(l["port"], l["reason"], l["peer"]) for l in refused], [(self.spare, "not_listed", "http:127.0.0.1")])
+
+    def test_builtin_python_has_no_network(self):
+        code = ("import os, socket\n"
+                "print(os.environ.get('HTTP_PROXY'), os.environ.get('HTTPS_PROXY'))\n"
+                "print(fetch('http://127.0.0.1:%d/gene/TP53'))\n"
+                "s = socket.socket(socket.AF_INET)\n"  # the socket family itself is refused
+                % self.http)
+        r = self.run_python(code, self.plain_url)
+        out = r["run_result"]["stdout"].splitlines()
+        self.assertEqual(out[:2], ["None None", "ERROR URLError"], r)
+        self.assertIn("PermissionError", r["run_result"]["stderr"])
+        self.assertEqual(r["status"], "Failed")
+        sid = requests.post(self.plain_url + "/start_runtime", json={}, timeout=60).json()["session_id"]
+        out = requests.post(self.plain_url + "/execute", json={"session_id": sid, "code": "#!BASH\ncurl -sS -m 5 "
+                            "http://127.0.0.1:%d/gene/TP53; echo rc=$?" % self.http}, timeout=60).json()["output"]
+        requests.post(self.plain_url + "/delete_runtime", json={"session_id": sid}, timeout=10)
+        self.assertNotIn("stand-in", out)
+        self.assertRegex(out, r"rc=[1-9]")
+
+    def test_policies_answer_reports_the_network(self):
+        on, off = vivd_policies(self.sock), vivd_policies(self.plain_sock)
+        self.assertEqual(on["python"]["network"], {"egress": ["127.0.0.1:%d" % self.http, "127.0.0.1:%d" % self.https],
+                                                   "max_connections": 4, "max_bytes": 256 << 20,
+                                                   "connection_ms": 60000, "header_ms": 5000})
+        self.assertEqual((on["shell"]["network"], off["python"]["network"], off["r"]["network"]), ("none", "none", "none"))
 
 
 if __name__ == "__main__":
