@@ -28,6 +28,14 @@ static void test_egress_policy_entries(void) {
     char *json = policy_to_json(&p);
     CHECK(strstr(json, "\"*.ncbi.nlm.nih.gov:443\"") && strstr(json, "\"max_connections\":\t3"), "policy check: %s", json);
     free(json);
+    struct json_writer w; /* vivd's `policies` answer: the entries as written, every cap */
+    jw_init(&w);
+    policy_network_write(&w, &p);
+    json = jw_finish(&w);
+    CHECK(strcmp(json, "{\"egress\":[\"rest.ensembl.org:443\",\"*.ncbi.nlm.nih.gov:443\",\"10.1.2.3:8080\","
+                       "\"[2001:db8::1]:443\",\"Example.ORG.:80\"],\"max_connections\":3,\"max_bytes\":268435456,"
+                       "\"connection_ms\":60000,\"header_ms\":5000}") == 0, "policies answer: %s", json);
+    free(json);
     unsigned char a[16] = {0};
     CHECK(egress_match(n, "eutils.ncbi.nlm.nih.gov", 0, a, 443), "wildcard below its suffix");
     CHECK(!egress_match(n, "ncbi.nlm.nih.gov", 0, a, 443), "a wildcard does not match its suffix itself");
@@ -36,7 +44,14 @@ static void test_egress_policy_entries(void) {
     a[0] = 10, a[1] = 1, a[2] = 2, a[3] = 3;
     CHECK(egress_match(n, "", AF_INET, a, 8080), "an address entry");
     policy_free(&p);
-    CHECK(parse(VALID_HEAD NET_SECCOMP ",\"network\":\"none\"}", err, sizeof err) == 0, "%s", err);
+    const char *none = VALID_HEAD NET_SECCOMP ",\"network\":\"none\"}";
+    CHECK(policy_parse(none, strlen(none), "t.json", &p, err, sizeof err) == 0, "%s", err);
+    jw_init(&w);
+    policy_network_write(&w, &p);
+    json = jw_finish(&w);
+    CHECK(strcmp(json, "\"none\"") == 0, "no network: %s", json);
+    free(json);
+    policy_free(&p);
 
     REJECTS(VALID_HEAD NET_SECCOMP ",\"network\":{\"egress\":[\"example.org\"]}}", "network.egress[0]: 'example.org': needs a port");
     REJECTS(VALID_HEAD NET_SECCOMP ",\"network\":{\"egress\":[\"a.org:443\",\"b.org:0\"]}}", "network.egress[1]: 'b.org:0'");
