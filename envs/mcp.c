@@ -160,6 +160,10 @@ static char *network_text(const cJSON *net) {
         free(hosts);
         hosts = more;
     }
+    if (!*hosts) {
+        free(hosts);
+        return xstrdup("");
+    }
     char *text = xasprintf(" Network: only %s, through the HTTP proxy in HTTP_PROXY and HTTPS_PROXY (urllib, "
                            "requests and curl use it by themselves); at most %ld connections at once and %ld "
                            "bytes in all per run or session; any other address is refused.",
@@ -605,8 +609,8 @@ static char *initialize(const cJSON *params) {
     jw_object_end(&w);
     jw_key(&w, "instructions"),
         jw_cstring(&w, "Each tool runs code in a fresh sandbox with the limits and the network (none, or the "
-                       "hosts it names) its description states. To keep Python state between calls, open a session with python_session_open "
-                       "and pass its id as `session` to python.");
+                       "hosts it names) its description states. To keep Python state between calls, open a "
+                       "session with python_session_open and pass its id as `session` to python.");
     jw_object_end(&w);
     return jw_finish(&w);
 }
