@@ -218,33 +218,40 @@ static void test_setsid_spinners_get_one_share(void) {
         job_free(&j);
         return;
     }
-    /* The baseline: the fixed loop's share of the CPU on this host now. */
-    struct job alone;
-    run_code(&alone, "shell", FIXED_LOOP, NULL);
-    CHECK_RAN(&alone);
-    double share_alone = share_of(&alone);
-    job_free(&alone);
+    /* Load from outside the test moves both measurements; the guarantee's
+     * failure is a ratio near 1/11 or 2/11 every time. So a low ratio is
+     * measured again, up to three times in all, until one reaches it. */
+    double share_alone = 0, share_beside = 0, ratio = 0;
+    struct job a = {0}, b = {0};
+    for (int attempt = 0; attempt < 3 && ratio < 0.4; attempt++) {
+        if (attempt) job_free(&a), job_free(&b);
+        /* The baseline: the fixed loop's share of the CPU on this host now. */
+        struct job alone;
+        run_code(&alone, "shell", FIXED_LOOP, NULL);
+        CHECK_RAN(&alone);
+        share_alone = share_of(&alone);
+        job_free(&alone);
 
-    struct job a, b;
-    const char *args[] = {"run", "--json", "--tool", "shell", "--timeout-ms", "30000", "--code", hog, NULL};
-    job_start(&a, args);
-    int started = 0;
-    for (int i = 0; i < 250 && !started; i++) usleep(20000), started = host_process_with_marker(marker);
-    usleep(200000); /* the rest of the spinners follow within a few ms */
-    run_code(&b, "shell", FIXED_LOOP, NULL);
-    kill(a.pid, SIGINT); /* the hog only lives while the other job runs */
-    job_finish(&a);
-    CHECK(started, "the spinners never started: %s", a.err);
-    CHECK_RAN(&b);
-    if (attack_path == PATH_COLD) {
-        CHECK(a.json && note_names(&a, "cgroup") == false, "the hog's limits were not all applied: %s", a.out);
-    } else { /* an interrupted client gets no answer: a job of the same tool through the same door tells */
-        struct job probe;
-        run_code(&probe, "shell", "true", NULL);
-        CHECK(probe.json && note_names(&probe, "cgroup") == false, "the limits were not all applied: %s", probe.out);
-        job_free(&probe);
+        const char *args[] = {"run", "--json", "--tool", "shell", "--timeout-ms", "30000", "--code", hog, NULL};
+        job_start(&a, args);
+        int started = 0;
+        for (int i = 0; i < 250 && !started; i++) usleep(20000), started = host_process_with_marker(marker);
+        usleep(200000); /* the rest of the spinners follow within a few ms */
+        run_code(&b, "shell", FIXED_LOOP, NULL);
+        kill(a.pid, SIGINT); /* the hog only lives while the other job runs */
+        job_finish(&a);
+        CHECK(started, "the spinners never started: %s", a.err);
+        CHECK_RAN(&b);
+        if (attack_path == PATH_COLD) {
+            CHECK(a.json && note_names(&a, "cgroup") == false, "the hog's limits were not all applied: %s", a.out);
+        } else { /* an interrupted client gets no answer: a job of the same tool through the same door tells */
+            struct job probe;
+            run_code(&probe, "shell", "true", NULL);
+            CHECK(probe.json && note_names(&probe, "cgroup") == false, "the limits were not all applied: %s", probe.out);
+            job_free(&probe);
+        }
+        share_beside = share_of(&b), ratio = share_alone > 0 ? share_beside / share_alone : 0;
     }
-    double share_beside = share_of(&b), ratio = share_alone > 0 ? share_beside / share_alone : 0;
     /* Two jobs of equal weight: the fixed loop keeps at least about half of
      * what it gets alone (more on several CPUs). Ten autogroups against its
      * one would leave it 1/11 of that on one CPU, 2/11 on two. */
