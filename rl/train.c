@@ -76,6 +76,7 @@ struct train_cfg {
     int vocab, d_model, layers, heads, kv_heads, head_dim, ffn;
     /* teacher / SFT */
     int samples, sft_epochs, sft_batch, train_limit;
+    int sft_tasks; /* teacher trajectories for the first N train tasks only; RL draws from the rest (0: all, shared) */
     double error_rate, sft_lr;
     /* RL */
     int steps, tasks_per_step, group, ckpt_every, minibatches;
@@ -173,6 +174,8 @@ static const struct arg_opt train_opts[] = {
     D("--teacher-temperature", teacher_temperature, 0, 2, "T", "endpoint teacher's temperature (default 0.7)"),
     I("--teacher-max-tokens", teacher_max_tokens, 1, 1000000, "N", "per message of an endpoint teacher (default 1024)"),
     I("--teacher-concurrency", teacher_concurrency, 1, 256, "N", "an endpoint teacher's requests in flight (default 8)"),
+    I("--sft-tasks", sft_tasks, 0, 10000000, "N", "teacher trajectories for N train tasks (shapes in turn); GRPO\n"
+                                                  "draws from the other tasks only (default 0: all tasks, shared)"),
     I("--samples", samples, 1, 64, "K", "teacher samples per task, best correct kept (default 2)"),
     D("--error-rate", error_rate, 0, 1, "P", "the scripted teacher's mistakes (default 0.3)"),
     I("--sft-epochs", sft_epochs, 0, 1000, "N", "SFT epochs (default 2)"),
@@ -303,7 +306,7 @@ static char *config_json(const struct train_cfg *c) {
     N("seed", c->seed), N("vocab", c->vocab), N("d_model", c->d_model), N("layers", c->layers), N("heads", c->heads);
     N("kv_heads", c->kv_heads), N("head_dim", c->head_dim), N("ffn", c->ffn), N("samples", c->samples);
     N("error_rate", c->error_rate), N("sft_epochs", c->sft_epochs), N("sft_batch", c->sft_batch), N("sft_lr", c->sft_lr);
-    N("train_limit", c->train_limit), N("eval_limit", c->eval_limit), N("steps", c->steps);
+    N("train_limit", c->train_limit), N("sft_tasks", c->sft_tasks), N("eval_limit", c->eval_limit), N("steps", c->steps);
     N("tasks_per_step", c->tasks_per_step), N("group", c->group), N("minibatches", c->minibatches), N("lr", c->rl_lr), N("temperature", c->temperature);
     N("top_p", c->top_p), N("clip_low", c->clip_low), N("clip_high", c->clip_high), S("agg", c->agg);
     N("std_norm", c->std_norm), N("kl_coef", c->kl_coef), N("entropy_coef", c->entropy_coef);
@@ -797,6 +800,15 @@ static int sft_phase(struct job *j, struct sft_set *set, char *err, size_t errle
     return 0;
 }
 
+/* Train tasks [0, n) get teacher trajectories; GRPO draws from [rl_first, train.n). */
+static size_t sft_task_count(const struct job *j) {
+    return j->c.sft_tasks > 0 && (size_t)j->c.sft_tasks < j->train.n ? (size_t)j->c.sft_tasks : j->train.n;
+}
+
+static size_t rl_first_task(const struct job *j) {
+    return j->c.sft_tasks > 0 && (size_t)j->c.sft_tasks < j->train.n ? (size_t)j->c.sft_tasks : 0;
+}
+
 /* Teacher trajectories, tokenizer (when training from scratch), model. */
 static int prepare_model(struct job *j, struct sft_set *set, char *err, size_t errlen) {
     if (!j->c.no_sft) {
@@ -815,9 +827,12 @@ static int prepare_model(struct job *j, struct sft_set *set, char *err, size_t e
             co.agent = llm_agent_next, co.agent_ctx = endpoint, co.run = llm_agent_run;
             co.concurrency = j->c.teacher_concurrency; /* requests in flight (rl/agent_pool.h) */
         }
+        /* the first sft_tasks train tasks (shapes in turn): a prefix, so a
+         * trajectory's task index is the same in j->train */
+        struct task_set sft_ts = {.t = j->train.t, .n = sft_task_count(j)};
         fprintf(stderr, "sft: rejection sampling: %d teacher samples for each of %zu train tasks%s%s\n", j->c.samples,
-                j->train.n, endpoint ? " from " : "", endpoint ? j->c.teacher : "");
-        int crc = sft_collect(&j->train, j->pool, &co, set, err, errlen);
+                sft_ts.n, endpoint ? " from " : "", endpoint ? j->c.teacher : "");
+        int crc = sft_collect(&sft_ts, j->pool, &co, set, err, errlen);
         if (endpoint) {
             const char *last;
             long turns = llm_agent_turns(endpoint);
@@ -828,7 +843,7 @@ static int prepare_model(struct job *j, struct sft_set *set, char *err, size_t e
             llm_agent_close(endpoint);
         }
         if (crc != 0) return -1;
-        fprintf(stderr, "sft: kept %d of %zu tasks (%ld teacher episodes, %.1f s)\n", set->n, j->train.n, set->sampled,
+        fprintf(stderr, "sft: kept %d of %zu tasks (%ld teacher episodes, %.1f s)\n", set->n, sft_ts.n, set->sampled,
                 (now_ms() - t0) / 1000.0);
         if (set->reruns || set->lost)
             fprintf(stderr, "sft: %ld teacher episodes ended by the sandbox were run again; %ld still lost (not counted)\n",
@@ -889,21 +904,21 @@ static uint64_t step_rng(uint64_t *s) {
  * draws exactly what the killed one would have. */
 static void step_tasks(const struct job *j, long s, int *tasks, int n) {
     uint64_t st = (uint64_t)j->c.seed * 0x100000001b3ull ^ (uint64_t)s * 0x9e3779b97f4a7c15ull;
-    int N = (int)j->train.n;
+    int first = (int)rl_first_task(j), N = (int)j->train.n - first;
     int *perm = xcalloc((size_t)N, sizeof *perm);
     for (int i = 0; i < N; i++) perm[i] = i;
     for (int i = 0; i < n; i++) {
         int k = i + (int)(step_rng(&st) % (uint64_t)(N - i));
         int t = perm[i];
         perm[i] = perm[k], perm[k] = t;
-        tasks[i] = perm[i];
+        tasks[i] = first + perm[i];
     }
     free(perm);
 }
 
 static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
     int G = j->c.group, ntasks = j->c.tasks_per_step;
-    if (ntasks > (int)j->train.n) ntasks = (int)j->train.n;
+    if (ntasks > (int)(j->train.n - rl_first_task(j))) ntasks = (int)(j->train.n - rl_first_task(j));
     int nseq = ntasks * G;
     struct grpo_cfg gc;
     grpo_cfg_default(&gc);
@@ -1321,6 +1336,8 @@ static int run_job(struct train_cfg *c) {
     }
     const char *shapes = c->tasks && strcmp(c->tasks, "all") ? c->tasks : NULL;
     taskset_filter(&j.train, shapes, c->train_limit);
+    /* SFT's share is a prefix of the train tasks: shapes in turn, so it holds each shape */
+    if (c->sft_tasks > 0) taskset_filter(&j.train, NULL, (int)j.train.n);
     taskset_filter(&j.val, shapes, c->eval_limit);
     if (j.train.n == 0 || j.val.n == 0) {
         fprintf(stderr, "viv %s: no tasks left (check --tasks)\n", cmd);
