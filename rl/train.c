@@ -54,6 +54,7 @@
 #include "../sandbox/interrupt.h"
 #include "../sandbox/util.h"
 #include "bio_env.h"
+#include "../envs/turn.h"
 #include "metrics.h"
 #include "model_gen.h"
 #include "svg_chart.h"
@@ -814,7 +815,7 @@ static int prepare_model(struct job *j, struct sft_set *set, char *err, size_t e
     if (!j->c.no_sft) {
         struct sft_collect_opts co = {.samples = j->c.samples, .error_rate = j->c.error_rate,
                                       .seed = (uint64_t)j->c.seed, .concurrency = 8, .max_turns = 16,
-                                      .timeout_ms = 30000};
+                                      .timeout_ms = j->c.timeout_ms};
         double t0 = now_ms();
         struct llm_agent *endpoint = NULL;
         if (strcmp(j->c.teacher, "scripted") != 0) { /* an OpenAI-compatible endpoint (rl/llm_agent.h) */
@@ -863,7 +864,7 @@ static int prepare_model(struct job *j, struct sft_set *set, char *err, size_t e
     size_t nt = j->train.n + (size_t)set->n;
     char **texts = xcalloc(nt, sizeof *texts);
     size_t *lens = xcalloc(nt, sizeof *lens);
-    for (size_t i = 0; i < j->train.n; i++) texts[i] = bio_prompt_text(j->train.t[i].prompt);
+    for (size_t i = 0; i < j->train.n; i++) texts[i] = turn_prompt_text(j->train.t[i].prompt);
     for (size_t i = 0; i < j->train.n; i++) lens[i] = strlen(texts[i]);
     for (int i = 0; i < set->n; i++)
         texts[j->train.n + i] = sft_text(&set->v[i], j->train.t[set->v[i].task].prompt, &lens[j->train.n + i]);
@@ -948,6 +949,7 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
     const char *names[MAX_SHAPES];
     int nnames = task_names(&j->train, names, MAX_SHAPES);
     int rcode = 0;
+    if (j->run) rl_run_begin_phase(j->run, "grpo", first_step);
     for (long s = first_step; s <= j->c.steps; s++) {
         if (be->ops->snapshot(be) != 0) { /* last good state, for NaN/inf recovery */
             snprintf(err, errlen, "snapshot: %s", be->err);
@@ -1034,16 +1036,25 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             if (k < nnames) cnt[k]++, rew[k] += eps[i].score.reward, acc[k] += eps[i].score.correct;
             fmt += eps[i].score.format, corr += eps[i].score.correct, rsum += eps[i].score.reward;
         }
+        /* groups whose rewards differ: the only ones with a gradient (GRPO's
+         * advantage is 0 in a group of equal rewards) */
+        int sig_groups = 0, all_groups = nloc;
+        for (int k = 0; k < nloc; k++) {
+            int varies = 0;
+            for (int i = 1; i < G; i++) varies |= eps[k * G + i].score.reward != eps[k * G].score.reward;
+            sig_groups += varies;
+        }
         int nseq_all = nseq;
         if (W > 1) { /* every rank's episodes and statistics, for rank 0's log */
-            enum { NS = 20 };
+            enum { NS = 22 };
             double v[NS + 3 * MAX_SHAPES] = {rsum, corr, fmt, (double)gen_tok, (double)resp_tok, (double)nseq,
                                               (double)go.st.tokens, go.st.loss, go.st.pg_loss,
                                               go.st.kl_mean * go.st.tokens, go.st.ratio_mean * go.st.tokens,
                                               go.st.clip_frac * go.st.tokens, go.st.clip_frac_low * go.st.tokens,
                                               go.st.clip_frac_high * go.st.tokens, go.entropy * go.st.tokens,
                                               (double)go.st.groups_kept, (double)nscored, (double)go.sandbox_lost,
-                                              (double)go.groups_renormalised, (double)go.groups_sandbox_dropped};
+                                              (double)go.groups_renormalised, (double)go.groups_sandbox_dropped,
+                                              (double)sig_groups, (double)all_groups};
             for (int k = 0; k < nnames; k++) v[NS + 3 * k] = cnt[k], v[NS + 3 * k + 1] = rew[k], v[NS + 3 * k + 2] = acc[k];
             if (be->ops->allreduce_sum(be, v, NS + 3 * nnames) != 0) {
                 snprintf(err, errlen, "metrics: %s", be->err);
@@ -1058,7 +1069,7 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             go.st.ratio_mean = v[10] / tw, go.st.clip_frac = v[11] / tw, go.st.clip_frac_low = v[12] / tw;
             go.st.clip_frac_high = v[13] / tw, go.entropy = v[14] / tw, go.st.groups_kept = (long)v[15];
             nscored = (int)v[16], go.sandbox_lost = (int)v[17], go.groups_renormalised = (int)v[18];
-            go.groups_sandbox_dropped = (int)v[19];
+            go.groups_sandbox_dropped = (int)v[19], sig_groups = (int)v[20], all_groups = (int)v[21];
             for (int k = 0; k < nnames; k++) cnt[k] = (int)v[NS + 3 * k], rew[k] = v[NS + 3 * k + 1], acc[k] = v[NS + 3 * k + 2];
         }
         int ntm = 0;
@@ -1079,6 +1090,7 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
         KV("clip_frac", go.st.clip_frac), KV("clip_frac_low", go.st.clip_frac_low), KV("clip_frac_high", go.st.clip_frac_high);
         KV("ratio_mean", go.st.ratio_mean), KV("grad_norm", go.grad_norm), KV("lr", go.lr);
         KV("tokens", go.st.tokens), KV("gen_tokens", gen_tok), KV("response_tokens", resp_tok);
+        KV("signal_frac", all_groups > 0 ? (double)sig_groups / all_groups : 0);
         KV("groups_kept", go.st.groups_kept), KV("groups_dropped", go.st.groups_dropped), KV("seqs_masked", go.st.seqs_masked);
         KV("episodes", nseq_all), KV("episodes_per_s", nseq_all / ((t_roll + 1e-9) / 1000.0));
         KV("rollout_s", t_roll / 1000.0), KV("update_s", t_upd / 1000.0);

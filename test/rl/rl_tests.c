@@ -294,12 +294,32 @@ static void test_colors_and_smoothing(void) {
 
 static void test_progress_tty(void) {
     char buf[256];
-    rl_progress_format(buf, sizeof buf, true, 5, 20, 1.25, 0.5, 12.5, 50);
-    CHECK(strncmp(buf, "[#####...............] step 5/20", 32) == 0 && strstr(buf, "reward 1.250") &&
-              strstr(buf, "acc 0.500") && strstr(buf, "12.5 ep/s") && strstr(buf, "ETA 2m30s"),
+    struct rl_progress p = {.phase = "grpo", .step = 5, .total = 20, .reward = 1.25, .accuracy = 0.5, .eps_per_s = 12.5,
+                            .signal_frac = 0.375, .phase_elapsed_s = 50, .phase_before = 0};
+    rl_progress_format(buf, sizeof buf, true, &p);
+    CHECK(strncmp(buf, "[#####...............] grpo 5/20", 32) == 0 && strstr(buf, "reward 1.250") &&
+              strstr(buf, "acc 0.500") && strstr(buf, "12.5 ep/s") && strstr(buf, "signal 0.38") &&
+              strstr(buf, "ETA 2m30s"),
           "%s", buf);
-    rl_progress_format(buf, sizeof buf, false, 3, 0, 1, 1, 1, 10);
+    p = (struct rl_progress){.step = 3, .reward = 1, .accuracy = 1, .eps_per_s = 1, .signal_frac = -1,
+                             .phase_elapsed_s = 10};
+    rl_progress_format(buf, sizeof buf, false, &p);
     CHECK(strcmp(buf, "step 3 reward 1.0000 accuracy 1.0000 episodes/s 1.00 eta ?") == 0, "%s", buf);
+}
+
+/* The ETA is the phase's own pace: a GRPO phase resumed at step 11, 20 s
+ * and 2 steps into it, 8 steps left: 1m20s, however long the run took
+ * before (SFT, evaluations). Step 1 of a phase that took 6 s: 6 s a step. */
+static void test_progress_eta_from_phase(void) {
+    char buf[256];
+    struct rl_progress p = {.phase = "grpo", .step = 12, .total = 20, .reward = 1, .accuracy = 1, .eps_per_s = 1,
+                            .signal_frac = 0.5, .phase_elapsed_s = 20, .phase_before = 10};
+    rl_progress_format(buf, sizeof buf, false, &p);
+    CHECK(strcmp(buf, "grpo 12/20 reward 1.0000 accuracy 1.0000 episodes/s 1.00 signal 0.500 eta 1m20s") == 0, "%s",
+          buf);
+    p = (struct rl_progress){.phase = "grpo", .step = 1, .total = 30, .signal_frac = 0, .phase_elapsed_s = 6};
+    rl_progress_format(buf, sizeof buf, false, &p);
+    CHECK(strstr(buf, "grpo 1/30 ") && strstr(buf, "eta 2m54s"), "%s", buf);
 }
 
 /* A writer replaces the file again and again with 1 MiB of one letter; a
@@ -386,6 +406,7 @@ int main(int argc, char **argv) {
         {"svg_colors_and_smoothing", test_colors_and_smoothing},
         {"metrics_run_directory", test_run_directory},
         {"metrics_progress_line", test_progress_tty},
+        {"metrics_progress_eta_from_phase", test_progress_eta_from_phase},
         {"atomic_write_no_torn_reads", test_atomic_write_no_torn_reads},
         {"grpo_bad_input_and_hand_case", test_grpo_bad_input},
     };
