@@ -130,32 +130,148 @@ int run_task_names(const struct task_set *train, const struct task_set *val, con
 
 /* ---- the table and the eval chart ------------------------------------------------------------- */
 
-void print_tables(const struct eval_table *t, const char *const *stage, int nst, const char *split) {
+void table_set_episode(struct eval_table *t, int nep, int i, const char *task, double correct) {
+    if (!t->ep_correct) {
+        t->nep = nep;
+        t->ep_correct = xmalloc((size_t)nep * sizeof *t->ep_correct);
+        t->ep_task = xcalloc((size_t)nep, sizeof *t->ep_task);
+        for (int k = 0; k < nep; k++) t->ep_correct[k] = NAN;
+    }
+    if (i >= 0 && i < t->nep) t->ep_correct[i] = correct, t->ep_task[i] = task;
+}
+
+int table_load_episodes(const char *path, struct eval_table *t, const struct task_set *val) {
+    char err[128];
+    size_t len;
+    char *txt = read_file(path, (size_t)1 << 30, &len, err, sizeof err);
+    if (!txt) return -1;
+    for (char *line = txt, *nl; *line; line = nl ? nl + 1 : line + strlen(line)) {
+        nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "instance_id");
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "correct");
+        if (cJSON_IsString(id) && cJSON_IsNumber(c))
+            for (size_t i = 0; i < val->n; i++)
+                if (!strcmp(val->t[i].instance_id, id->valuestring)) {
+                    table_set_episode(t, (int)val->n, (int)i, val->t[i].task_name, c->valuedouble);
+                    break;
+                }
+        cJSON_Delete(o);
+        if (!nl) break;
+    }
+    free(txt);
+    return 0;
+}
+
+void table_free(struct eval_table *t) {
+    free(t->ep_correct), free(t->ep_task);
+    t->ep_correct = NULL, t->ep_task = NULL, t->nep = 0;
+}
+
+static uint64_t boot_rng(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static int cmp_double(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+int table_diff_ci(const struct eval_table *a, const struct eval_table *b, const char *task, uint64_t seed,
+                  double *mean, double *lo, double *hi) {
+    *mean = *lo = *hi = NAN;
+    if (!a->ep_correct || !b->ep_correct || a->nep != b->nep) return 0;
+    /* the pairs: held-out tasks both stages scored (of this shape) */
+    double *d = xmalloc((size_t)a->nep * sizeof *d);
+    int n = 0;
+    for (int i = 0; i < a->nep; i++)
+        if (!isnan(a->ep_correct[i]) && !isnan(b->ep_correct[i]) &&
+            (!task || (a->ep_task[i] && !strcmp(a->ep_task[i], task))))
+            d[n++] = b->ep_correct[i] - a->ep_correct[i];
+    if (n == 0) {
+        free(d);
+        return 0;
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += d[i];
+    *mean = sum / n;
+    /* paired bootstrap: resample the tasks with replacement, 2,000 times;
+     * the 2.5th and 97.5th percentiles of the mean difference */
+    enum { B = 2000 };
+    double *m = xmalloc(B * sizeof *m);
+    uint64_t st = seed ^ 0x5eedb007ull;
+    for (int r = 0; r < B; r++) {
+        double x = 0;
+        for (int i = 0; i < n; i++) x += d[boot_rng(&st) % (uint64_t)n];
+        m[r] = x / n;
+    }
+    qsort(m, B, sizeof *m, cmp_double);
+    *lo = m[(int)(0.025 * B)], *hi = m[(int)(0.975 * B) - 1];
+    free(m), free(d);
+    return n;
+}
+
+/* One row's accuracy in table t, or NAN when t has no such row. */
+static double row_acc(const struct eval_table *t, const char *task) {
+    if (!t || !t->valid) return NAN;
+    for (int r = 0; r <= t->n; r++)
+        if (!strcmp(t->task[r], task)) return t->acc[r];
+    return NAN;
+}
+
+static void print_acc(double v) {
+    if (isnan(v)) printf("  %9s", "-");
+    else printf("  %9.3f", v);
+}
+
+void print_tables(const struct eval_table *t, const char *const *stage, int nst, const char *split,
+                  const struct eval_table *teacher, uint64_t seed) {
     const struct eval_table *base = NULL;
     for (int k = 0; k < nst; k++)
         if (t[k].valid) base = &t[k];
     if (!base) return;
-    printf("\nheld-out (%s) accuracy / format rate per task: greedy, one episode per task\n", split);
+    /* the difference RL made: the last two stages that ran, paired by task */
+    const struct eval_table *from = nst >= 2 && t[nst - 2].valid ? &t[nst - 2] : NULL;
+    const struct eval_table *to = nst >= 2 && t[nst - 1].valid ? &t[nst - 1] : NULL;
+    printf("\nheld-out (%s) accuracy per task: greedy, one episode per task\n", split);
     printf("%-24s %4s", "task", "n");
     for (int k = 0; k < nst; k++)
-        if (t[k].valid) printf("  %-15s", stage[k]);
+        if (t[k].valid) printf("  %9.9s", stage[k]);
+    if (from && to) printf("  %-29s", "  RL - SFT [95% CI]");
+    if (teacher && teacher->valid) printf("  %9s", "teacher");
     printf("\n");
     for (int i = 0; i <= base->n; i++) {
-        printf("%-24s %4d", base->task[i], base->count[i]);
-        for (int k = 0; k < nst; k++) {
-            if (!t[k].valid) continue;
-            int r;
-            for (r = 0; r <= t[k].n && strcmp(t[k].task[r], base->task[i]); r++) {}
-            if (r > t[k].n) printf("  %-15s", "-");
-            else printf("  %5.3f / %5.3f  ", t[k].acc[r], t[k].fmt[r]);
+        const char *task = base->task[i];
+        printf("%-24s %4d", task, base->count[i]);
+        for (int k = 0; k < nst; k++)
+            if (t[k].valid) print_acc(row_acc(&t[k], task));
+        if (from && to) {
+            double mean, lo, hi;
+            int np = table_diff_ci(from, to, i == base->n ? NULL : task, seed, &mean, &lo, &hi);
+            char cell[64];
+            if (np > 0) snprintf(cell, sizeof cell, "%+.3f [%+.3f, %+.3f]%s", mean, lo, hi,
+                                 lo > 0 ? " *" : hi < 0 ? " -" : "");
+            else snprintf(cell, sizeof cell, "-");
+            printf("  %-29s", cell);
         }
+        if (teacher && teacher->valid) print_acc(row_acc(teacher, task));
         printf("\n");
     }
+    printf("%-24s %4s", "format rate (all)", "");
+    for (int k = 0; k < nst; k++)
+        if (t[k].valid) print_acc(t[k].fmt[t[k].n]);
+    printf("\n");
     /* held-out episodes the sandbox decided: re-run (and any still lost, not scored) */
     printf("%-24s %4s", "sandbox re-runs / lost", "");
     for (int k = 0; k < nst; k++)
-        if (t[k].valid) printf("  %5d / %-5d  ", t[k].reruns, t[k].lost);
+        if (t[k].valid) printf("  %4d / %-2d", t[k].reruns, t[k].lost);
     printf("\n");
+    if (from && to)
+        printf("RL - SFT: paired bootstrap over the held-out tasks (2,000 resamples); * the interval is above 0, - below\n");
 }
 
 /* How eval.svg names each stage of stage[] (before_sft, after_sft, after_rl). */

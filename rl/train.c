@@ -49,6 +49,7 @@
 
 #include "../envs/cmd_data.h"
 #include "../envs/private_vivd.h"
+#include "../envs/teacher.h"
 #include "../model/kernels.h"
 #include "../model/config.h"
 #include "../sandbox/args.h"
@@ -58,6 +59,7 @@
 #include "../envs/turn.h"
 #include "metrics.h"
 #include "model_gen.h"
+#include "step_stats.h"
 #include "svg_chart.h"
 
 static void fill_rollout_cfg(const struct job *j, struct rl_rollout_cfg *rc) {
@@ -146,7 +148,11 @@ static int evaluate(struct job *j, const char *stage, struct eval_table *out, ch
     if (rc2 == 0) {
         for (int i = 0; i < n; i++)
             if (eps[i].infra_error) out->lost++;
-            else table_add(out, j->val.t[eps[i].task].task_name, eps[i].score.correct, eps[i].score.format);
+            else {
+                const char *nm = j->val.t[eps[i].task].task_name;
+                table_add(out, nm, eps[i].score.correct, eps[i].score.format);
+                table_set_episode(out, n, eps[i].task, nm, eps[i].score.correct);
+            }
         table_finish(out);
         write_episodes(j, stage, eps, n);
         rl_episodes_free(eps, n);
@@ -165,6 +171,41 @@ static int evaluate(struct job *j, const char *stage, struct eval_table *out, ch
     rl_rollout_free(r);
     model_gen_free(&g);
     return rc2;
+}
+
+/* The scripted teacher's own accuracy on the held-out tasks (one sample per
+ * task at the configured error rate): what the model is measured against.
+ * 0; -1 with err; 1 when there is no such teacher (an endpoint, or tasks
+ * without reference solutions). */
+static int evaluate_teacher(struct job *j, struct eval_table *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    if (strcmp(j->c.teacher, "scripted") || taskset_with_reference(&j->val) < j->val.n) return 1;
+    double t0 = now_ms();
+    size_t n = j->val.n;
+    struct teacher te = {.error_rate = j->c.error_rate, .seed = (uint64_t)j->c.seed};
+    struct episode_cfg cfg = {.max_turns = 16, .tool_timeout_ms = j->c.timeout_ms, .mode = GRADE_EVAL};
+    struct episode_result *res = xcalloc(n, sizeof *res);
+    int rc = run_episodes(&j->val, n, 8, j->pool, teacher_next, &te, &cfg, (uint64_t)j->c.seed, res, NULL, NULL, err,
+                          errlen);
+    for (size_t i = 0; i < n; i++) {
+        if (res[i].end && !strcmp(res[i].end, "sandbox")) { /* still lost after its re-runs: not scored */
+            out->lost++;
+            continue;
+        }
+        const char *nm = j->val.t[res[i].task_index].task_name;
+        table_add(out, nm, res[i].correct, res[i].format);
+        out->reruns += res[i].reruns;
+    }
+    free(res);
+    if (rc != 0 && out->lost == 0) return -1;
+    table_finish(out);
+    char *js = table_json(out, "teacher", j->c.eval_split, (now_ms() - t0) / 1000.0);
+    char *path = xasprintf("%s/eval_teacher.json", j->dir);
+    if (rl_write_atomic(path, js, strlen(js)) != 0) fprintf(stderr, "viv train: %s: %s\n", path, strerror(errno));
+    free(path), free(js);
+    fprintf(stderr, "eval (teacher): accuracy %.3f (error rate %.2f, one sample per task), %.1f s\n", out->acc[out->n],
+            j->c.error_rate, (now_ms() - t0) / 1000.0);
+    return 0;
 }
 
 /* ---- SFT phase ------------------------------------------------------------------------------------ */
@@ -349,6 +390,83 @@ static void step_tasks(const struct job *j, long s, int *tasks, int n) {
     free(perm);
 }
 
+/* The task name of train task `task` (step_stats' per-shape rows). */
+static const char *train_shape_of(void *ctx, int task) {
+    const struct job *j = ctx;
+    return task >= 0 && (size_t)task < j->train.n ? j->train.t[task].task_name : NULL;
+}
+
+/* DAPO's soft overlong punishment: an episode whose generated tokens L go
+ * past budget - buffer loses (L - (budget - buffer)) / buffer of reward, up
+ * to 1 at the budget (max_turns x max_turn_tokens), so length is discouraged
+ * smoothly before the hard cut (whose samples are masked). buffer 0: off. */
+static void overlong_shape(struct rl_episode *eps, int n, double budget, double buffer) {
+    if (buffer <= 0) return;
+    for (int i = 0; i < n; i++) {
+        double L = 0;
+        for (int t = 0; t < eps[i].n_tokens; t++) L += eps[i].mask[t];
+        double over = (L - (budget - buffer)) / buffer;
+        if (over > 0) eps[i].score.reward -= over < 1 ? over : 1;
+    }
+}
+
+/* Does group eps[0..G) carry signal (rewards not all equal)? */
+static int group_varies(const struct rl_episode *e, int G) {
+    for (int i = 1; i < G; i++)
+        if (e[i].score.reward != e[0].score.reward) return 1;
+    return 0;
+}
+
+/* Dynamic sampling: keep the groups of *eps with signal; while fewer than
+ * ntasks and rounds are left, roll out the next tasks of the step's draw
+ * (tasks[ntasks * k ..]) and keep theirs. *eps / *nseq become the kept
+ * groups (at most ntasks; all of the first round's when none has signal, so
+ * the update still runs). Every sampled episode goes into ss. 0 or -1. */
+static int refill_groups(struct job *j, struct rl_rollout *r, struct model_gen *g, long s, const int *tasks,
+                         int ntasks, int rounds, int G, struct rl_episode **eps, int *nseq, struct step_stats *ss,
+                         struct rl_step_stats *st, char *err, size_t errlen) {
+    struct rl_episode *keep = xcalloc((size_t)ntasks * G, sizeof *keep), *drop = NULL;
+    int nkeep = 0, ndrop = 0;
+    struct rl_episode *cur = *eps;
+    int ncur = *nseq, rc = 0;
+    for (int k = 0;; k++) {
+        drop = xrealloc(drop, (size_t)(ndrop + ncur) * sizeof *drop);
+        for (int gi = 0; gi + G <= ncur; gi += G) {
+            int take = nkeep < ntasks * G && group_varies(cur + gi, G);
+            for (int i = 0; i < G; i++) {
+                if (take) keep[nkeep++] = cur[gi + i];
+                else drop[ndrop++] = cur[gi + i];
+            }
+        }
+        free(cur); /* its episodes now live in keep[] or drop[] */
+        cur = NULL;
+        if (nkeep >= ntasks * G || k == rounds) break;
+        int need = ntasks - nkeep / G;
+        model_gen_invalidate(g);
+        g->seed = (uint64_t)j->c.seed * 1000003u + (uint64_t)s + 7919u * (uint64_t)(k + 1);
+        struct rl_step_stats st2;
+        memset(&st2, 0, sizeof st2);
+        if (rl_rollout_step(r, tasks + ntasks * (k + 1), need, G, &cur, &st2, err, errlen) != 0) {
+            rc = -1;
+            break;
+        }
+        ncur = need * G;
+        overlong_shape(cur, ncur, (double)j->c.max_turns * j->c.max_turn_tokens, j->c.overlong_buffer);
+        step_stats_add_episodes(ss, cur, ncur, G, train_shape_of, j);
+        st->gen_busy_ms += st2.gen_busy_ms, st->wall_ms += st2.wall_ms, st->tool_calls += st2.tool_calls;
+        st->tool_errors += st2.tool_errors, st->tool_timeouts += st2.tool_timeouts, st->tool_lost += st2.tool_lost;
+    }
+    if (rc == 0 && nkeep == 0) { /* no group had signal: the first round's go to the update (they teach nothing) */
+        int n = ndrop < ntasks * G ? ndrop : ntasks * G;
+        memcpy(keep, drop, (size_t)n * sizeof *keep);
+        memmove(drop, drop + n, (size_t)(ndrop - n) * sizeof *drop);
+        nkeep = n, ndrop -= n;
+    }
+    rl_episodes_free(drop, ndrop);
+    *eps = keep, *nseq = nkeep;
+    return rc;
+}
+
 static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
     int G = j->c.group, ntasks = j->c.tasks_per_step;
     if (ntasks > (int)(j->train.n - rl_first_task(j))) ntasks = (int)(j->train.n - rl_first_task(j));
@@ -377,7 +495,13 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
     g.temperature = (float)j->c.temperature, g.top_p = (float)j->c.top_p;
     /* data parallel: this rank rolls out and trains on the step's tasks i with
      * i % W == rank (all of them with one rank) */
-    int *tasks = xcalloc((size_t)ntasks, sizeof *tasks), *ltasks = xcalloc((size_t)ntasks, sizeof *ltasks);
+    /* dynamic sampling (DAPO): groups whose rewards are all equal carry no
+     * gradient; they are set aside and more tasks rolled out, up to
+     * REFILL_ROUNDS more rounds, until the step has ntasks groups with signal
+     * (one rank only: with several, such groups are just left out) */
+    enum { REFILL_ROUNDS = 2 };
+    int refill = j->c.dynamic_sampling && W == 1 ? REFILL_ROUNDS : 0;
+    int *tasks = xcalloc((size_t)ntasks * (refill + 1), sizeof *tasks), *ltasks = xcalloc((size_t)ntasks, sizeof *ltasks);
     const char *names[MAX_SHAPES];
     int nnames = task_names(&j->train, names, MAX_SHAPES);
     int rcode = 0;
@@ -388,7 +512,7 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             rcode = -1;
             break;
         }
-        step_tasks(j, s, tasks, ntasks);
+        step_tasks(j, s, tasks, ntasks * (refill + 1)); /* the refills' tasks follow the step's own */
         int nloc = 0;
         for (int i = rank; i < ntasks; i += W) ltasks[nloc++] = tasks[i];
         nseq = nloc * G;
@@ -402,17 +526,27 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             rcode = -1;
             break;
         }
+        double budget = (double)j->c.max_turns * j->c.max_turn_tokens;
+        overlong_shape(eps, nseq, budget, j->c.overlong_buffer);
+        struct step_stats ss;
+        step_stats_init(&ss, names, nnames);
+        step_stats_add_episodes(&ss, eps, nseq, G, train_shape_of, j); /* every episode sampled */
+        int ngroups = ntasks; /* the groups the update sees (over all ranks) */
+        if (refill > 0 && refill_groups(j, r, &g, s, tasks, ntasks, refill, G, &eps, &nseq, &ss, &st, err, errlen) != 0) {
+            rl_episodes_free(eps, nseq);
+            rcode = -1;
+            break;
+        }
+        if (refill > 0) ngroups = nseq / G;
         double t_roll = now_ms() - t0;
         if (j->c.inject_nan_step == s) be->ops->set_param(be, 0, NAN); /* tests: a poisoned update */
-        struct grpo_step_out go;
         double t1 = now_ms();
         /* minibatches: the step's groups split into `minibatches` updates (verl's
          * ppo_mini_batch): the later ones are slightly off-policy, which is what the
-         * clipped ratio is for. Stats: token-weighted over the minibatches. */
-        int nmb = j->c.minibatches < ntasks ? j->c.minibatches : ntasks, ok = 1;
-        memset(&go, 0, sizeof go);
+         * clipped ratio against the sampling log-probs corrects for */
+        int nmb = j->c.minibatches < ngroups ? j->c.minibatches : ngroups, ok = 1;
         for (int b = 0; b < nmb && ok; b++) {
-            int g0 = ntasks * b / nmb, g1 = ntasks * (b + 1) / nmb;
+            int g0 = ngroups * b / nmb, g1 = ngroups * (b + 1) / nmb;
             /* this rank's groups among [g0, g1): those with index i % W == rank */
             int l0 = g0 > rank ? (g0 - rank + W - 1) / W : 0, l1 = g1 > rank ? (g1 - rank + W - 1) / W : 0;
             struct grpo_step_out o1;
@@ -420,19 +554,8 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
                 ok = 0;
                 break;
             }
-            double w0 = (double)go.st.tokens, w1 = (double)o1.st.tokens, wt = w0 + w1 > 0 ? w0 + w1 : 1;
-#define MIX(f) go.f = (go.f * w0 + o1.f * w1) / wt
-            MIX(st.loss), MIX(st.pg_loss), MIX(st.kl_mean), MIX(st.ratio_mean), MIX(st.clip_frac);
-            MIX(st.clip_frac_low), MIX(st.clip_frac_high), MIX(entropy);
-#undef MIX
-            go.sandbox_lost += o1.sandbox_lost, go.groups_renormalised += o1.groups_renormalised;
-            go.groups_sandbox_dropped += o1.groups_sandbox_dropped;
-            go.st.tokens += o1.st.tokens, go.st.groups_kept += o1.st.groups_kept;
-            go.st.groups_dropped += o1.st.groups_dropped, go.st.seqs_masked += o1.st.seqs_masked;
-            go.grad_norm = o1.grad_norm > go.grad_norm ? o1.grad_norm : go.grad_norm;
-            go.lr = o1.lr;
-            go.nonfinite |= o1.nonfinite;
-            if (go.nonfinite) break;
+            step_stats_add_update(&ss, &o1);
+            if (ss.nonfinite) break;
         }
         if (!ok) {
             rl_episodes_free(eps, nseq);
@@ -440,7 +563,7 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             break;
         }
         double t_upd = now_ms() - t1;
-        int skipped = go.nonfinite || !be->ops->params_finite(be);
+        int skipped = ss.nonfinite || !be->ops->params_finite(be);
         if (skipped) {
             if (be->ops->restore(be) != 0) {
                 snprintf(err, errlen, "restore: %s", be->err);
@@ -451,80 +574,22 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             if (rank == 0) fprintf(stderr, "\nviv train: step %ld: NaN/inf in the loss or gradients: update skipped, "
                             "last good weights and optimizer state restored\n", s);
         }
-        /* metrics */
+        /* metrics: every rank's sums */
+        if (step_stats_allreduce(&ss, be) != 0) {
+            snprintf(err, errlen, "metrics: %s", be->err);
+            rl_episodes_free(eps, nseq);
+            rcode = -1;
+            break;
+        }
         struct rl_task_metric tm[MAX_SHAPES];
-        int cnt[MAX_SHAPES] = {0};
-        double rew[MAX_SHAPES] = {0}, acc[MAX_SHAPES] = {0}, fmt = 0, corr = 0, rsum = 0;
-        long gen_tok = 0, resp_tok = 0;
-        int nscored = 0; /* the episodes whose outcome is the model's: the sandbox's are no reward or accuracy */
-        for (int i = 0; i < nseq; i++) {
-            for (int t = 0; t < eps[i].n_tokens; t++) gen_tok += eps[i].mask[t];
-            resp_tok += eps[i].n_tokens - eps[i].prompt_tokens;
-            if (eps[i].infra_error) continue;
-            nscored++;
-            const char *nm = j->train.t[eps[i].task].task_name;
-            int k;
-            for (k = 0; k < nnames && strcmp(names[k], nm); k++) {}
-            if (k < nnames) cnt[k]++, rew[k] += eps[i].score.reward, acc[k] += eps[i].score.correct;
-            fmt += eps[i].score.format, corr += eps[i].score.correct, rsum += eps[i].score.reward;
-        }
-        /* groups whose rewards differ: the only ones with a gradient (GRPO's
-         * advantage is 0 in a group of equal rewards) */
-        int sig_groups = 0, all_groups = nloc;
-        for (int k = 0; k < nloc; k++) {
-            int varies = 0;
-            for (int i = 1; i < G; i++) varies |= eps[k * G + i].score.reward != eps[k * G].score.reward;
-            sig_groups += varies;
-        }
-        int nseq_all = nseq;
-        if (W > 1) { /* every rank's episodes and statistics, for rank 0's log */
-            enum { NS = 22 };
-            double v[NS + 3 * MAX_SHAPES] = {rsum, corr, fmt, (double)gen_tok, (double)resp_tok, (double)nseq,
-                                              (double)go.st.tokens, go.st.loss, go.st.pg_loss,
-                                              go.st.kl_mean * go.st.tokens, go.st.ratio_mean * go.st.tokens,
-                                              go.st.clip_frac * go.st.tokens, go.st.clip_frac_low * go.st.tokens,
-                                              go.st.clip_frac_high * go.st.tokens, go.entropy * go.st.tokens,
-                                              (double)go.st.groups_kept, (double)nscored, (double)go.sandbox_lost,
-                                              (double)go.groups_renormalised, (double)go.groups_sandbox_dropped,
-                                              (double)sig_groups, (double)all_groups};
-            for (int k = 0; k < nnames; k++) v[NS + 3 * k] = cnt[k], v[NS + 3 * k + 1] = rew[k], v[NS + 3 * k + 2] = acc[k];
-            if (be->ops->allreduce_sum(be, v, NS + 3 * nnames) != 0) {
-                snprintf(err, errlen, "metrics: %s", be->err);
-                rl_episodes_free(eps, nseq);
-                rcode = -1;
-                break;
-            }
-            double tw = v[6] > 0 ? v[6] : 1;
-            rsum = v[0], corr = v[1], fmt = v[2], gen_tok = (long)v[3], resp_tok = (long)v[4], nseq_all = (int)v[5];
-            /* the losses are each rank's share of the whole batch's normalised loss: they add up */
-            go.st.tokens = (long)v[6], go.st.loss = v[7], go.st.pg_loss = v[8], go.st.kl_mean = v[9] / tw;
-            go.st.ratio_mean = v[10] / tw, go.st.clip_frac = v[11] / tw, go.st.clip_frac_low = v[12] / tw;
-            go.st.clip_frac_high = v[13] / tw, go.entropy = v[14] / tw, go.st.groups_kept = (long)v[15];
-            nscored = (int)v[16], go.sandbox_lost = (int)v[17], go.groups_renormalised = (int)v[18];
-            go.groups_sandbox_dropped = (int)v[19], sig_groups = (int)v[20], all_groups = (int)v[21];
-            for (int k = 0; k < nnames; k++) cnt[k] = (int)v[NS + 3 * k], rew[k] = v[NS + 3 * k + 1], acc[k] = v[NS + 3 * k + 2];
-        }
         int ntm = 0;
-        for (int k = 0; k < nnames; k++)
-            if (cnt[k]) tm[ntm++] = (struct rl_task_metric){names[k], rew[k] / cnt[k], acc[k] / cnt[k], cnt[k]};
+        struct rl_kv kv[96];
+        int nkv = step_stats_kv(&ss, kv, 64, tm, &ntm);
+        double nseq_all = ss.v[SS_EPISODES];
         int ntools_st = 0;
         const struct rl_tool_stats *ts = rl_rollout_tool_stats(r, &ntools_st);
-        struct rl_kv kv[96];
-        int nkv = 0;
 #define KV(k, v) kv[nkv++] = (struct rl_kv){k, (double)(v)}
-        double ns = nscored > 0 ? nscored : 1;
-        KV("reward", rsum / ns), KV("accuracy", corr / ns), KV("format_rate", fmt / ns);
-        /* episodes the sandbox decided: left out of the means above and of the
-         * update; their groups kept over the survivors, or dropped under two */
-        KV("sandbox_lost", nseq_all - nscored), KV("sandbox_groups_renormalised", go.groups_renormalised);
-        KV("sandbox_groups_dropped", go.groups_sandbox_dropped);
-        KV("loss", go.st.loss), KV("pg_loss", go.st.pg_loss), KV("kl", go.st.kl_mean), KV("entropy", go.entropy);
-        KV("clip_frac", go.st.clip_frac), KV("clip_frac_low", go.st.clip_frac_low), KV("clip_frac_high", go.st.clip_frac_high);
-        KV("ratio_mean", go.st.ratio_mean), KV("grad_norm", go.grad_norm), KV("lr", go.lr);
-        KV("tokens", go.st.tokens), KV("gen_tokens", gen_tok), KV("response_tokens", resp_tok);
-        KV("signal_frac", all_groups > 0 ? (double)sig_groups / all_groups : 0);
-        KV("groups_kept", go.st.groups_kept), KV("groups_dropped", go.st.groups_dropped), KV("seqs_masked", go.st.seqs_masked);
-        KV("episodes", nseq_all), KV("episodes_per_s", nseq_all / ((t_roll + 1e-9) / 1000.0));
+        KV("episodes_per_s", nseq_all / ((t_roll + 1e-9) / 1000.0));
         KV("rollout_s", t_roll / 1000.0), KV("update_s", t_upd / 1000.0);
         KV("gen_s", st.gen_busy_ms / 1000.0), KV("tool_wait_s", (st.wall_ms - st.gen_busy_ms) / 1000.0);
         KV("gen_idle_frac", st.gen_idle_frac), KV("tool_calls", st.tool_calls), KV("tool_errors", st.tool_errors);
@@ -629,8 +694,9 @@ static int run_job(struct train_cfg *c) {
     struct sft_set set = {0};
     int rc = 1;
     static const char *const stage[3] = {"before_sft", "after_sft", "after_rl"};
-    struct eval_table tab[3];
+    struct eval_table tab[3], teacher_tab;
     memset(tab, 0, sizeof tab);
+    memset(&teacher_tab, 0, sizeof teacher_tab);
     char *names_store[3][MAX_SHAPES] = {{0}};
     char *ckpt = NULL;
     long ckpt_step = -1;
@@ -773,6 +839,9 @@ static int run_job(struct train_cfg *c) {
             char *p = xasprintf("%s/eval_%s.json", j.dir, stage[k]);
             table_load(p, &tab[k], names_store[k]);
             free(p);
+            p = xasprintf("%s/episodes_%s.jsonl", j.dir, stage[k]); /* per task, for the paired difference */
+            table_load_episodes(p, &tab[k], &j.val);
+            free(p);
         }
     } else {
         /* rank 0 collects the teacher's trajectories and builds the model; the others get them */
@@ -853,7 +922,9 @@ static int run_job(struct train_cfg *c) {
         const char *keys[MAX_SHAPES];
         eval_chart(j.dir, tab, 3, keys, run_task_names(&j.train, &j.val, keys, MAX_SHAPES));
     }
-    print_tables(tab, stage, 3, c->eval_split);
+    if (!c->sft_only && evaluate_teacher(&j, &teacher_tab, err, sizeof err) < 0)
+        fprintf(stderr, "viv %s: the teacher's held-out accuracy: %s\n", cmd, err); /* the table goes without it */
+    print_tables(tab, stage, 3, c->eval_split, &teacher_tab, (uint64_t)c->seed);
     printf("\nrun: %s  (%.1f min)\n", j.dir, (now_ms() - j.t0) / 60000.0);
     printf("charts: %s/reward.svg %s/accuracy.svg %s/eval.svg\n", j.dir, j.dir, j.dir);
     {
@@ -868,8 +939,10 @@ out:
     viv_pool_close(j.pool);
     private_vivd_stop(&vp);
     sft_set_free(&set);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 3; k++) {
+        table_free(&tab[k]);
         for (int i = 0; i < MAX_SHAPES; i++) free(names_store[k][i]);
+    }
     if (j.run) rl_run_close(j.run);
     train_backend_free(j.be);
     if (j.m) qwen3_free(j.m);

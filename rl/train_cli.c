@@ -47,7 +47,7 @@ void train_defaults(struct train_cfg *c) {
          * 0.930) */
         .steps = 30, .tasks_per_step = 8, .group = 8, .ckpt_every = 4, .minibatches = 2, .rl_lr = 1e-4,
         .temperature = 0.7, .top_p = 1.0, .clip_low = 0.2, .clip_high = 0.28, .agg = "token_mean", .std_norm = 1,
-        .mask_overlong_malformed = 1,
+        .mask_overlong_malformed = 1, .overlong_buffer = 256,
         .max_turns = 4, .max_turn_tokens = 256, .max_context = 2048, .timeout_ms = 10000, .threads = 2,
         .inject_nan_step = -1,
     };
@@ -120,8 +120,11 @@ static const struct arg_opt train_opts[] = {
     OFF("--no-std-norm", std_norm, "do not divide advantages by the group's standard deviation"),
     D("--kl", kl_coef, 0, 100, "C", "KL penalty to the SFT model (default 0: off)"),
     D("--entropy", entropy_coef, 0, 100, "C", "bonus -C * mean policy entropy in the loss (default 0: off)"),
-    F("--dynamic-sampling", dynamic_sampling, "drop groups whose rewards are all equal"),
+    F("--dynamic-sampling", dynamic_sampling, "groups whose rewards are all equal make way for groups of more\n"
+                                              "tasks, up to 2 more rounds per step (DAPO)"),
     OFF("--no-mask-overlong", mask_overlong_malformed, "keep overlong or malformed samples in the loss"),
+    I("--overlong-buffer", overlong_buffer, 0, 10000000, "N", "soft overlong punishment: reward falls linearly to -1 over\n"
+                                                             "the last N tokens of max-turns x max-turn-tokens (default 256; 0: off)"),
     I("--ckpt-every", ckpt_every, 1, 10000000, "N", "GRPO steps between checkpoints (default 4)"),
     I("--max-turns", max_turns, 1, 1000, "N", "episodes: assistant messages per episode (default 4)"),
     I("--max-turn-tokens", max_turn_tokens, 8, 1000000, "N", "episodes: tokens per message (default 256)"),
@@ -237,6 +240,7 @@ char *config_json(const struct train_cfg *c) {
     N("top_p", c->top_p), N("clip_low", c->clip_low), N("clip_high", c->clip_high), S("agg", c->agg);
     N("std_norm", c->std_norm), N("kl_coef", c->kl_coef), N("entropy_coef", c->entropy_coef);
     N("dynamic_sampling", c->dynamic_sampling), N("mask_overlong_malformed", c->mask_overlong_malformed);
+    N("overlong_buffer", c->overlong_buffer);
     N("zero1", c->bopts.zero1), N("recompute", c->bopts.recompute), N("host_snapshot", c->bopts.host_snapshot);
     N("max_turns", c->max_turns), N("max_turn_tokens", c->max_turn_tokens), N("max_context", c->max_context);
     N("timeout_ms", c->timeout_ms), N("threads", c->threads), N("no_sft", c->no_sft);

@@ -43,6 +43,7 @@ struct train_cfg {
     double rl_lr, temperature, top_p, clip_low, clip_high, kl_coef, entropy_coef;
     const char *agg;
     int std_norm, dynamic_sampling, mask_overlong_malformed;
+    int overlong_buffer; /* DAPO's soft overlong punishment: tokens before the episode's budget (0: off) */
     /* episodes */
     int max_turns, max_turn_tokens, max_context, eval_limit, threads;
     long timeout_ms;
@@ -84,6 +85,11 @@ struct eval_table {
     int valid;
     int reruns;  /* episodes run again because the sandbox decided their outcome */
     int lost;    /* still lost after that: not in count[] nor in the rates */
+    /* per held-out task index: correctness (NAN: not scored) and shape, for
+     * paired differences between stages (table_set_episode) */
+    int nep;
+    double *ep_correct;
+    const char **ep_task;
 };
 
 /* Distinct task names in order of first appearance. */
@@ -96,8 +102,23 @@ void table_finish(struct eval_table *t);
 char *table_json(const struct eval_table *t, const char *stage, const char *split, double wall_s);
 /* Read a table written by table_json (names_store[] owns its names). 0 or -1. */
 int table_load(const char *path, struct eval_table *t, char **names_store);
-/* The per-task table of the stages that ran, on stdout. */
-void print_tables(const struct eval_table *t, const char *const *stage, int nst, const char *split);
+/* Episode i of nep (a held-out task index) of task `task` scored `correct`
+ * (the first call sizes the table's per-episode record). */
+void table_set_episode(struct eval_table *t, int nep, int i, const char *task, double correct);
+void table_free(struct eval_table *t);
+/* The per-episode record from an episodes_STAGE.jsonl (a resumed run's
+ * earlier stages), matched to val's tasks by instance id. 0 or -1. */
+int table_load_episodes(const char *path, struct eval_table *t, const struct task_set *val);
+/* b minus a over the held-out tasks both scored (of shape `task`; NULL: all):
+ * the mean difference of accuracy and its 95% paired-bootstrap interval.
+ * Returns the number of pairs (0: none; the figures are NAN). */
+int table_diff_ci(const struct eval_table *a, const struct eval_table *b, const char *task, uint64_t seed,
+                  double *mean, double *lo, double *hi);
+/* The per-task accuracy of the stages that ran, on stdout, with the last
+ * two stages' difference and its interval, and the teacher's own accuracy
+ * (NULL: no column). */
+void print_tables(const struct eval_table *t, const char *const *stage, int nst, const char *split,
+                  const struct eval_table *teacher, uint64_t seed);
 /* dir/eval.svg: held-out accuracy per stage and task. */
 void eval_chart(const char *dir, const struct eval_table *t, int nst, const char *const *keys, int nkeys);
 
