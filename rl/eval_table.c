@@ -224,8 +224,8 @@ static double row_acc(const struct eval_table *t, const char *task) {
 }
 
 static void print_acc(double v) {
-    if (isnan(v)) printf("  %9s", "-");
-    else printf("  %9.3f", v);
+    if (isnan(v)) printf("  %10s", "-");
+    else printf("  %10.3f", v);
 }
 
 void print_tables(const struct eval_table *t, const char *const *stage, int nst, const char *split,
@@ -240,9 +240,9 @@ void print_tables(const struct eval_table *t, const char *const *stage, int nst,
     printf("\nheld-out (%s) accuracy per task: greedy, one episode per task\n", split);
     printf("%-24s %4s", "task", "n");
     for (int k = 0; k < nst; k++)
-        if (t[k].valid) printf("  %9.9s", stage[k]);
+        if (t[k].valid) printf("  %10.10s", stage[k]);
     if (from && to) printf("  %-29s", "  RL - SFT [95% CI]");
-    if (teacher && teacher->valid) printf("  %9s", "teacher");
+    if (teacher && teacher->valid) printf("  %10s", "teacher");
     printf("\n");
     for (int i = 0; i <= base->n; i++) {
         const char *task = base->task[i];
@@ -268,7 +268,7 @@ void print_tables(const struct eval_table *t, const char *const *stage, int nst,
     /* held-out episodes the sandbox decided: re-run (and any still lost, not scored) */
     printf("%-24s %4s", "sandbox re-runs / lost", "");
     for (int k = 0; k < nst; k++)
-        if (t[k].valid) printf("  %4d / %-2d", t[k].reruns, t[k].lost);
+        if (t[k].valid) printf("  %5d / %-2d", t[k].reruns, t[k].lost);
     printf("\n");
     if (from && to)
         printf("RL - SFT: paired bootstrap over the held-out tasks (2,000 resamples); * the interval is above 0, - below\n");

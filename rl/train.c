@@ -402,6 +402,7 @@ static const char *train_shape_of(void *ctx, int task) {
  * smoothly before the hard cut (whose samples are masked). buffer 0: off. */
 static void overlong_shape(struct rl_episode *eps, int n, double budget, double buffer) {
     if (buffer <= 0) return;
+    if (buffer > budget / 4) buffer = budget / 4; /* a small budget: its last quarter (DAPO: 4k of 20k) */
     for (int i = 0; i < n; i++) {
         double L = 0;
         for (int t = 0; t < eps[i].n_tokens; t++) L += eps[i].mask[t];

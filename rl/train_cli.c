@@ -124,7 +124,8 @@ static const struct arg_opt train_opts[] = {
                                               "tasks, up to 2 more rounds per step (DAPO)"),
     OFF("--no-mask-overlong", mask_overlong_malformed, "keep overlong or malformed samples in the loss"),
     I("--overlong-buffer", overlong_buffer, 0, 10000000, "N", "soft overlong punishment: reward falls linearly to -1 over\n"
-                                                             "the last N tokens of max-turns x max-turn-tokens (default 256; 0: off)"),
+                                                             "the last N tokens (at most a quarter) of max-turns x max-turn-tokens\n"
+                                                             "generated (default 256; 0: off)"),
     I("--ckpt-every", ckpt_every, 1, 10000000, "N", "GRPO steps between checkpoints (default 4)"),
     I("--max-turns", max_turns, 1, 1000, "N", "episodes: assistant messages per episode (default 4)"),
     I("--max-turn-tokens", max_turn_tokens, 8, 1000000, "N", "episodes: tokens per message (default 256)"),
