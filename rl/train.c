@@ -762,7 +762,7 @@ static int run_job(struct train_cfg *c) {
     taskset_filter(&j.train, shapes, c->train_limit);
     /* SFT's share is a prefix of the train tasks: shapes in turn, so it holds each shape */
     if (c->sft_tasks > 0) taskset_filter(&j.train, NULL, (int)j.train.n);
-    taskset_filter(&j.val, shapes, c->eval_limit);
+    taskset_filter(&j.val, c->eval_tasks && strcmp(c->eval_tasks, "all") ? c->eval_tasks : NULL, c->eval_limit);
     if (j.train.n == 0 || j.val.n == 0) {
         fprintf(stderr, "viv %s: no tasks left (check --tasks)\n", cmd);
         goto out;

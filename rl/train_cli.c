@@ -28,6 +28,10 @@ void train_defaults(struct train_cfg *c) {
          * chance (0.21), 425 give 0.88, 478 give 0.97, and GRPO cannot find
          * the copy from chance (0.20 after 30 steps at lr 1e-4 or 3e-4). */
         .tasks = "dbqa,seqqa",
+        /* held out: all seven shapes, the five the model is not trained on
+         * included (it should not be better on them than before; the teacher
+         * solves them) */
+        .eval_tasks = "all",
         /* both held-out splits: 250 episodes per shape */
         .eval_split = "val,test",
         /* a 2-layer, 128-wide Qwen3 with a 1024-token BPE: ~0.5M parameters,
@@ -85,6 +89,7 @@ static const struct arg_opt train_opts[] = {
     F("--no-sft", no_sft, "skip teacher collection and SFT (with --model)"),
     L("--seed", seed, 0, 1e18, "S", "(default 1)"),
     S("--tasks", tasks, "a,b,...|all", "task shapes to use (default dbqa,seqqa: the multiple-choice ones)"),
+    S("--eval-tasks", eval_tasks, "a,b,...|all", "task shapes the held-out evaluations cover (default all)"),
     I("--train-limit", train_limit, 1, 10000000, "N", "at most N training tasks (default all)"),
     I("--eval-limit", eval_limit, 1, 10000000, "N", "at most N held-out tasks, shapes taken in turn (default all)"),
     S("--eval-split", eval_split, "S", "held-out tasks to evaluate on: val,test (default) or val"),
@@ -236,7 +241,7 @@ char *config_json(const struct train_cfg *c) {
     cJSON *o = cJSON_CreateObject();
 #define S(k, v) cJSON_AddStringToObject(o, k, (v) ? (v) : "")
 #define N(k, v) cJSON_AddNumberToObject(o, k, (double)(v))
-    S("data", c->data), S("eval_split", c->eval_split), S("device", c->device), S("name", c->name), S("model", c->model_dir), S("teacher", c->teacher), S("tasks", c->tasks);
+    S("data", c->data), S("eval_split", c->eval_split), S("device", c->device), S("name", c->name), S("model", c->model_dir), S("teacher", c->teacher), S("tasks", c->tasks), S("eval_tasks", c->eval_tasks);
     if (strcmp(c->teacher, "scripted")) S("teacher_model", c->teacher_model), N("teacher_temperature", c->teacher_temperature);
     N("seed", c->seed), N("vocab", c->vocab), N("d_model", c->d_model), N("layers", c->layers), N("heads", c->heads);
     N("kv_heads", c->kv_heads), N("head_dim", c->head_dim), N("ffn", c->ffn), N("samples", c->samples);

@@ -22,6 +22,7 @@
 
 struct train_cfg {
     const char *data, *runs, *name, *model_dir, *teacher, *teacher_model, *socket, *tasks, *out, *eval_split;
+    const char *eval_tasks; /* shapes the held-out evaluations cover ("all": every one) */
     const char *device; /* cpu | cuda (rl/backend.h) */
     struct train_backend_opts bopts; /* --zero1, --recompute (cuda only) */
     const char *api_key_env;            /* an endpoint teacher's key variable (NULL: OPENAI_API_KEY) */
