@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../harness.h"
+#include "../../rl/train_job.h"
 #include "../../rl/grpo.h"
 #include "../../rl/metrics.h"
 #include "../../rl/svg_chart.h"
@@ -397,6 +398,41 @@ static void test_grpo_bad_input(void) {
     CHECK(grpo_agg_parse("dr_grpo") == GRPO_AGG_DR_GRPO && grpo_agg_parse("nope") == -1, "agg names");
 }
 
+/* The paired bootstrap of the end table: a difference every task shows has
+ * a zero-width interval at it; a difference of +0.5 on 400 tasks has an
+ * interval around +0.5 that excludes 0 and is about +-0.05 wide; one that
+ * only noise makes has an interval holding 0; a shape's row uses its tasks
+ * only; no pairs, no figures. */
+static void test_eval_diff_interval(void) {
+    enum { N = 400 };
+    struct eval_table a = {0}, b = {0};
+    for (int i = 0; i < N; i++) {
+        const char *shape = i % 2 ? "dbqa" : "seqqa";
+        table_set_episode(&a, N, i, shape, 0);
+        /* dbqa: every task fixed; seqqa: none */
+        table_set_episode(&b, N, i, shape, i % 2 ? 1 : 0);
+    }
+    double m, lo, hi;
+    CHECK(table_diff_ci(&a, &b, "dbqa", 1, &m, &lo, &hi) == N / 2 && m == 1 && lo == 1 && hi == 1, "dbqa %g [%g, %g]",
+          m, lo, hi);
+    CHECK(table_diff_ci(&a, &b, "seqqa", 1, &m, &lo, &hi) == N / 2 && m == 0 && lo == 0 && hi == 0, "seqqa %g", m);
+    CHECK(table_diff_ci(&a, &b, NULL, 1, &m, &lo, &hi) == N && fabs(m - 0.5) < 1e-12 && lo > 0.44 && lo < 0.5 &&
+              hi > 0.5 && hi < 0.56,
+          "all %g [%g, %g]", m, lo, hi);
+    /* noise: half the tasks gained, half lost */
+    struct eval_table c = {0};
+    for (int i = 0; i < N; i++) table_set_episode(&c, N, i, "dbqa", i % 4 == 0 ? 1 : 0);
+    struct eval_table e = {0};
+    for (int i = 0; i < N; i++) table_set_episode(&e, N, i, "dbqa", i % 4 == 1 ? 1 : 0);
+    CHECK(table_diff_ci(&c, &e, NULL, 1, &m, &lo, &hi) == N && m == 0 && lo < 0 && hi > 0, "noise %g [%g, %g]", m, lo, hi);
+    /* an episode one stage did not score is left out of the pairs */
+    table_set_episode(&c, N, 7, "dbqa", NAN);
+    CHECK(table_diff_ci(&c, &e, NULL, 1, &m, &lo, &hi) == N - 1, "unscored left out");
+    struct eval_table none = {0};
+    CHECK(table_diff_ci(&none, &e, NULL, 1, &m, &lo, &hi) == 0 && isnan(m), "no pairs");
+    table_free(&a), table_free(&b), table_free(&c), table_free(&e);
+}
+
 int main(int argc, char **argv) {
     t_after_each = after_each;
     static const struct test_case tests[] = {
@@ -407,6 +443,7 @@ int main(int argc, char **argv) {
         {"metrics_run_directory", test_run_directory},
         {"metrics_progress_line", test_progress_tty},
         {"metrics_progress_eta_from_phase", test_progress_eta_from_phase},
+        {"eval_diff_paired_bootstrap", test_eval_diff_interval},
         {"atomic_write_no_torn_reads", test_atomic_write_no_torn_reads},
         {"grpo_bad_input_and_hand_case", test_grpo_bad_input},
     };
