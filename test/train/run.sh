@@ -144,13 +144,17 @@ else
   report e2e_resume_after_kill 1 "resume failed: $(tail -3 "$T/k2.err")"
 fi
 
-# 3. NaN injected into the weights before step 2's update: skipped, restored, run completes
-if bin/viv train "${TINY[@]}" --name nan --steps 3 --inject-nan-step 2 >"$T/n.out" 2>"$T/n.err"; then
+# 3. NaN injected into the weights before step 2's update: skipped, restored, run completes;
+# with dynamic sampling: a step whose first groups all had signal samples 2 tasks x 2, and one
+# that had a group without rolls out more tasks (refills), every episode counted
+if bin/viv train "${TINY[@]}" --name nan --steps 3 --inject-nan-step 2 --dynamic-sampling >"$T/n.out" 2>"$T/n.err"; then
   msg=$($PY - "$T/runs/nan" <<'PYEOF' 2>&1
 import json, sys, math
 k = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl")]
 assert [l["nan_skipped"] for l in k] == [0, 1, 0], [l["nan_skipped"] for l in k]
 assert math.isfinite(k[2]["loss"]) and math.isfinite(k[2]["grad_norm"]), k[2]
+for l in k:
+    assert (l["signal_frac"] == 1) == (l["episodes"] == 4) and l["episodes"] in (4, 6, 8, 10, 12), (l["signal_frac"], l["episodes"])
 print("fine")
 PYEOF
 )
