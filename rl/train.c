@@ -468,6 +468,46 @@ static int refill_groups(struct job *j, struct rl_rollout *r, struct model_gen *
     return rc;
 }
 
+/* One step's line of metrics.jsonl: the step's statistics (step_stats.c)
+ * and the rollout's timings and tool counters, with the key strings they
+ * need. */
+struct step_line {
+    struct rl_kv kv[96];
+    int nkv, ntm;
+    struct rl_task_metric tm[MAX_SHAPES];
+    char toolkey[8][48], hostkey[RL_MAX_HOSTS][32];
+};
+
+static void step_line_fill(struct step_line *l, const struct job *j, struct rl_rollout *r, const struct step_stats *ss,
+                           const struct rl_step_stats *st, double t_roll, double t_upd, int skipped) {
+    struct rl_kv *kv = l->kv;
+    int nkv = step_stats_kv(ss, kv, 64, l->tm, &l->ntm);
+#define KV(k, v) kv[nkv++] = (struct rl_kv){k, (double)(v)}
+    KV("episodes_per_s", ss->v[SS_EPISODES] / ((t_roll + 1e-9) / 1000.0));
+    KV("rollout_s", t_roll / 1000.0), KV("update_s", t_upd / 1000.0);
+    KV("gen_s", st->gen_busy_ms / 1000.0), KV("tool_wait_s", (st->wall_ms - st->gen_busy_ms) / 1000.0);
+    KV("gen_idle_frac", st->gen_idle_frac), KV("tool_calls", st->tool_calls), KV("tool_errors", st->tool_errors);
+    KV("tool_timeouts", st->tool_timeouts), KV("nan_skipped", skipped);
+    /* mean vivd wall time per configured tool so far (0 until it is first called) */
+    int ntools_st = 0;
+    const struct rl_tool_stats *ts = rl_rollout_tool_stats(r, &ntools_st);
+    for (int t = 0; t < j->ntools && t < 8 && nkv < 62; t++) {
+        double mean = 0;
+        for (int u = 0; u < ntools_st; u++)
+            if (!strcmp(ts[u].name, j->tools[t].name)) mean = ts[u].mean_ms;
+        snprintf(l->toolkey[t], sizeof l->toolkey[t], "tool_ms_%s", j->tools[t].name);
+        KV(l->toolkey[t], mean);
+    }
+    /* the sandbox hosts: calls answered by each this step, hosts up at its end */
+    for (int h = 0; h < st->nhosts && h < RL_MAX_HOSTS && nkv < 94; h++) {
+        snprintf(l->hostkey[h], sizeof l->hostkey[h], "sandbox_calls_%d", h);
+        KV(l->hostkey[h], st->host_calls[h]);
+    }
+    if (nkv < 94) KV("sandbox_hosts_up", st->hosts_up), KV("tool_lost", st->tool_lost);
+#undef KV
+    l->nkv = nkv;
+}
+
 static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
     int G = j->c.group, ntasks = j->c.tasks_per_step;
     if (ntasks > (int)(j->train.n - rl_first_task(j))) ntasks = (int)(j->train.n - rl_first_task(j));
@@ -582,36 +622,8 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             rcode = -1;
             break;
         }
-        struct rl_task_metric tm[MAX_SHAPES];
-        int ntm = 0;
-        struct rl_kv kv[96];
-        int nkv = step_stats_kv(&ss, kv, 64, tm, &ntm);
-        double nseq_all = ss.v[SS_EPISODES];
-        int ntools_st = 0;
-        const struct rl_tool_stats *ts = rl_rollout_tool_stats(r, &ntools_st);
-#define KV(k, v) kv[nkv++] = (struct rl_kv){k, (double)(v)}
-        KV("episodes_per_s", nseq_all / ((t_roll + 1e-9) / 1000.0));
-        KV("rollout_s", t_roll / 1000.0), KV("update_s", t_upd / 1000.0);
-        KV("gen_s", st.gen_busy_ms / 1000.0), KV("tool_wait_s", (st.wall_ms - st.gen_busy_ms) / 1000.0);
-        KV("gen_idle_frac", st.gen_idle_frac), KV("tool_calls", st.tool_calls), KV("tool_errors", st.tool_errors);
-        KV("tool_timeouts", st.tool_timeouts), KV("nan_skipped", skipped);
-        char keybuf[8][48];
-        /* mean vivd wall time per configured tool so far (0 until it is first called) */
-        for (int t = 0; t < j->ntools && t < 8 && nkv < 62; t++) {
-            double mean = 0;
-            for (int u = 0; u < ntools_st; u++)
-                if (!strcmp(ts[u].name, j->tools[t].name)) mean = ts[u].mean_ms;
-            snprintf(keybuf[t], sizeof keybuf[t], "tool_ms_%s", j->tools[t].name);
-            KV(keybuf[t], mean);
-        }
-        /* the sandbox hosts: calls answered by each this step, hosts up at its end */
-        char hostkey[RL_MAX_HOSTS][32];
-        for (int h = 0; h < st.nhosts && h < RL_MAX_HOSTS && nkv < 94; h++) {
-            snprintf(hostkey[h], sizeof hostkey[h], "sandbox_calls_%d", h);
-            KV(hostkey[h], st.host_calls[h]);
-        }
-        if (nkv < 94) KV("sandbox_hosts_up", st.hosts_up), KV("tool_lost", st.tool_lost);
-#undef KV
+        struct step_line line;
+        step_line_fill(&line, j, r, &ss, &st, t_roll, t_upd, skipped);
         rl_episodes_free(eps, nseq);
         int ckpt_now = s % j->c.ckpt_every == 0 || s == j->c.steps;
         if (ckpt_now && be->ops->sync_down(be) != 0) { /* every rank: the GPU's weights and moments into j->m, opt */
@@ -620,7 +632,7 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             break;
         }
         if (rank != 0) continue; /* rank 0 alone writes metrics and checkpoints */
-        rl_run_log_step(j->run, s, kv, nkv, tm, ntm);
+        rl_run_log_step(j->run, s, line.kv, line.nkv, line.tm, line.ntm);
         if (ckpt_now) {
             if (save_checkpoint(j, s, err, errlen) != 0) {
                 rcode = -1;
