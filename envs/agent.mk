@@ -2,7 +2,7 @@
 # the Eval1 graders and loader, the scripted teacher, the episode runner and
 # `viv eval`. Included by the Makefile.
 ENVS_SRC += envs/protocol.c envs/graders.c envs/graders_literal.c envs/eval1.c envs/teacher.c \
-            envs/episode.c envs/outcome.c envs/cmd_eval.c envs/private_vivd.c
+            envs/episode.c envs/turn.c envs/outcome.c envs/cmd_eval.c envs/private_vivd.c
 
 # Unit tests: ASan + UBSan, linked with the sandbox client (the end-to-end
 # part of the suite runs the static bin/viv).

@@ -10,6 +10,7 @@
 
 #include "../sandbox/base/util.h"
 #include "outcome.h"
+#include "turn.h"
 
 const char *const episode_system_prompt =
     "You are a biomedical research assistant that solves tasks by writing and running code.\n"
@@ -74,7 +75,7 @@ static void finish(struct episode *ep, const char *why) {
     int k = 0;
     for (size_t i = 0; i < ep->conv.n; i++)
         if (ep->conv.turns[i].role == ROLE_ASSISTANT) msgs[k] = ep->conv.turns[i].text, lens[k++] = ep->conv.turns[i].len;
-    ep->format = proto_format_reward(msgs, lens, k, NULL, 0);
+    ep->format = turn_format(msgs, lens, k, !strcmp(why, "solution"));
     ep->end = why;
     ep->state = EP_DONE;
 }
@@ -89,62 +90,37 @@ static void next_message(struct episode *ep) {
     else ep->state = EP_NEED_MESSAGE;
 }
 
-/* result[0..len) may hold NUL bytes (a tool's output): it is kept whole. */
-static void add_observation(struct episode *ep, const char *result, size_t len) {
-    size_t n;
-    char *obs = proto_render_observation(result, len, &n);
-    conv_add(&ep->conv, ROLE_TOOL, obs, n);
-    free(obs);
-}
-
 void episode_push_message(struct episode *ep, const char *text, size_t len) {
     if (ep->state != EP_NEED_MESSAGE) return;
-    len = proto_stop_len(text, len);
+    len = turn_message_len(text, len);
     conv_add(&ep->conv, ROLE_ASSISTANT, text, len);
     ep->turns++;
-    struct proto_msg m;
-    proto_parse(text, len, &m);
-    switch (m.action) {
-    case PROTO_SOLUTION: {
-        ep->answer = xstrdup(m.solution);
-        const cJSON *scores = ep->task->meta ? cJSON_GetObjectItemCaseSensitive(ep->task->meta, "option_scores") : NULL;
-        double r = grade(ep->task->grader, ep->answer, ep->task->answer, ep->cfg.mode, scores, NULL, 0);
-        ep->correct = r < 0 ? 0 : r;
+    struct turn_decision d;
+    turn_decide(ep->task, text, len, ep->parse_failures, &d);
+    switch (d.next) {
+    case TURN_ANSWER:
+        ep->answer = d.answer, d.answer = NULL;
+        ep->correct = turn_grade(ep->task, ep->answer, ep->cfg.mode);
         finish(ep, "solution");
         break;
-    }
-    case PROTO_EXECUTE:
+    case TURN_RUN:
         free(ep->code);
-        ep->code = proto_select_tool(m.code, &ep->tool);
-        if (ep->tool == PROTO_TOOL_PYTHON) {
-            char *c = proto_with_task_inputs(ep->task->meta, ep->code);
-            free(ep->code);
-            ep->code = c;
-        }
-        if (ep->tool == PROTO_TOOL_R) {
-            static const char no_r[] = "Error: R is not available here. Write Python (the default), or start the "
-                                       "code with #!BASH for a shell script or #!SQL for a database query.";
-            free(ep->last_stdout);
-            ep->last_stdout = xstrdup("");
-            ep->last_stdout_len = 0;
-            add_observation(ep, no_r, sizeof no_r - 1);
-            next_message(ep);
-        } else ep->state = EP_NEED_TOOL;
+        ep->code = d.code, d.code = NULL;
+        ep->tool = d.tool;
+        ep->state = EP_NEED_TOOL;
         break;
-    case PROTO_THINK_ONLY: /* upstream simply asks the model again */
+    case TURN_CONTINUE:
         next_message(ep);
         break;
-    case PROTO_PARSE_ERROR:
-        if (++ep->parse_failures >= PROTO_MAX_PARSE_FAILURES) {
-            conv_add(&ep->conv, ROLE_USER, proto_terminated_text, strlen(proto_terminated_text));
-            finish(ep, "parse_errors");
-        } else {
-            conv_add(&ep->conv, ROLE_USER, proto_correction_text, strlen(proto_correction_text));
-            next_message(ep);
-        }
+    case TURN_CORRECT:
+    case TURN_GIVE_UP:
+        ep->parse_failures++;
+        conv_add(&ep->conv, ROLE_USER, d.user_text, strlen(d.user_text));
+        if (d.next == TURN_GIVE_UP) finish(ep, "parse_errors");
+        else next_message(ep);
         break;
     }
-    proto_msg_free(&m);
+    turn_decision_free(&d);
 }
 
 long episode_submit(struct episode *ep, struct viv_client *c) {
@@ -158,7 +134,7 @@ long episode_submit(struct episode *ep, struct viv_client *c) {
         ep->opening_session = 0;
         ep->submitted_at = now_ms();
     } else {
-        h = viv_submit_exec(c, proto_tool_policy(ep->tool), ep->code, strlen(ep->code), ep->cfg.tool_timeout_ms);
+        h = viv_submit_exec(c, proto_tool_name(ep->tool), ep->code, strlen(ep->code), ep->cfg.tool_timeout_ms);
         ep->opening_session = 0;
         ep->submitted_at = now_ms();
     }
@@ -182,43 +158,22 @@ static double jnum(const cJSON *o, const char *k) {
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
+/* vivd's answer as the turn machine reads it */
+static struct turn_tool_out tool_out(const struct viv_response *r) {
+    const cJSON *resp = r->json, *e = cJSON_GetObjectItemCaseSensitive(resp, "error");
+    return (struct turn_tool_out){
+        .answered = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok")),
+        .out = r->out, .err = r->err, .out_len = r->out_len, .err_len = r->err_len, /* NULs and all */
+        .exit_code = (int)jnum(resp, "exit_code"), .signal = (int)jnum(resp, "signal"),
+        .timed_out = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "timed_out")),
+        .session_lost = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "session_lost")),
+        .wall_ms = jnum(resp, "wall_ms"), .dropped = jnum(resp, "stdout_dropped") + jnum(resp, "stderr_dropped"),
+        .error_code = jstr(e, "code"), .error_message = jstr(e, "message")};
+}
+
 char *episode_result_text(const struct viv_response *r, size_t *len) {
-    const cJSON *resp = r->json;
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"))) {
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(resp, "error");
-        const char *code = jstr(e, "code"), *msg = jstr(e, "message");
-        char *t = xasprintf("Error from the sandbox: %s: %s", code ? code : "error", msg ? msg : "(no message)");
-        *len = strlen(t);
-        return t;
-    }
-    /* stdout and stderr as the client decoded them whole: NULs and all */
-    const char *out = r->out, *err = r->err;
-    size_t ol = r->out_len, el = r->err_len;
-    char *notes = xstrdup("");
-#define NOTE(...)                                                                   \
-    do {                                                                            \
-        char *_n = xasprintf(__VA_ARGS__), *_t = xasprintf("%s%s%s", notes, *notes ? "\n" : "", _n); \
-        free(notes), free(_n), notes = _t;                                          \
-    } while (0)
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "timed_out"))) NOTE("[timed out after %.0f ms]", jnum(resp, "wall_ms"));
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "session_lost")))
-        NOTE("[the Python session was lost; its variables are gone]");
-    if (jnum(resp, "signal") > 0 && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "timed_out")))
-        NOTE("[killed by signal %.0f]", jnum(resp, "signal"));
-    if (jnum(resp, "exit_code") != 0 && el == 0) NOTE("[exit code %.0f]", jnum(resp, "exit_code"));
-    if (jnum(resp, "stdout_dropped") + jnum(resp, "stderr_dropped") > 0)
-        NOTE("[%.0f bytes of output dropped]", jnum(resp, "stdout_dropped") + jnum(resp, "stderr_dropped"));
-#undef NOTE
-    const char *sep1 = ol && el && out[ol - 1] != '\n' ? "\n" : "";
-    const char *sep2 = *notes && (ol || el) && (el ? err[el - 1] : out[ol - 1]) != '\n' ? "\n" : "";
-    size_t l1 = strlen(sep1), l2 = strlen(sep2), ln = strlen(notes);
-    char *t = xmalloc(ol + l1 + el + l2 + ln + 1), *p = t;
-    p = mempcpy(p, out, ol), p = mempcpy(p, sep1, l1), p = mempcpy(p, err, el);
-    p = mempcpy(p, sep2, l2), p = mempcpy(p, notes, ln);
-    *p = 0;
-    *len = (size_t)(p - t);
-    free(notes);
-    return t;
+    struct turn_tool_out o = tool_out(r);
+    return turn_result_text(&o, NULL, len);
 }
 
 void episode_on_response(struct episode *ep, struct viv_client *c, const struct viv_response *r) {
@@ -269,9 +224,10 @@ void episode_on_response(struct episode *ep, struct viv_client *c, const struct 
     memcpy(ep->last_stdout, r->out, r->out_len + 1);
     ep->last_stdout_len = r->out_len;
     size_t len;
-    char *text = episode_result_text(r, &len);
-    add_observation(ep, text, len);
-    free(text);
+    struct turn_tool_out o = tool_out(r);
+    char *obs = turn_observation(&o, proto_tool_name(ep->tool), &len);
+    conv_add(&ep->conv, ROLE_TOOL, obs, len);
+    free(obs);
     /* an outcome the sandbox decided ends the episode: what the model does
      * next would be scored on the sandbox's failure (the runner runs it again) */
     if (outcome_response_sandbox_decided(resp)) finish(ep, "sandbox");

@@ -174,21 +174,27 @@ void taskset_filter(struct task_set *ts, const char *list, int limit) {
         }
     }
     ts->n = k;
-    if (limit > 0 && (size_t)limit < ts->n) {
+    if (limit > 0 && (size_t)limit <= ts->n) {
         /* interleave shapes: the j-th task of every shape before the (j+1)-th */
         struct task *out = xcalloc((size_t)limit, sizeof *out);
         uint8_t *used = xcalloc(ts->n, 1);
-        int got = 0;
-        for (int round = 0; got < limit; round++) {
-            int any = 0;
-            for (size_t i = 0; i < ts->n && got < limit; i++) {
-                if (used[i]) continue;
-                int rank = 0; /* index of this row among rows of its shape */
-                for (size_t j = 0; j < i; j++) rank += !strcmp(ts->t[j].task_name, ts->t[i].task_name);
-                if (rank == round) out[got++] = ts->t[i], used[i] = 1, any = 1;
-            }
-            if (!any) break;
+        /* rank[i]: the index of row i among the rows of its shape (one pass,
+         * shapes few), then rounds by rank: linear per round */
+        int *rank = xcalloc(ts->n, sizeof *rank), maxrank = 0;
+        const char *names[64];
+        int counts[64], nn = 0;
+        for (size_t i = 0; i < ts->n; i++) {
+            int s = 0;
+            while (s < nn && strcmp(names[s], ts->t[i].task_name)) s++;
+            if (s == nn && nn < 64) names[nn] = ts->t[i].task_name, counts[nn++] = 0;
+            rank[i] = s < 64 ? counts[s]++ : (int)i; /* past 64 shapes: file order */
+            if (rank[i] > maxrank) maxrank = rank[i];
         }
+        int got = 0;
+        for (int round = 0; got < limit && round <= maxrank; round++)
+            for (size_t i = 0; i < ts->n && got < limit; i++)
+                if (!used[i] && rank[i] == round) out[got++] = ts->t[i], used[i] = 1;
+        free(rank);
         for (size_t i = 0; i < ts->n; i++)
             if (!used[i]) {
                 struct task *copy = xmalloc(sizeof *copy);

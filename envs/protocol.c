@@ -185,7 +185,6 @@ const char *proto_tool_name(enum proto_tool t) {
     return "?";
 }
 
-const char *proto_tool_policy(enum proto_tool t) { return t == PROTO_TOOL_R ? NULL : proto_tool_name(t); }
 
 /* --- observations -------------------------------------------------------------- */
 

@@ -47,7 +47,7 @@ enum proto_tool {
     PROTO_TOOL_PYTHON = 0,
     PROTO_TOOL_SQL,
     PROTO_TOOL_SHELL,
-    PROTO_TOOL_R,          /* recognised, not available: error observation */
+    PROTO_TOOL_R,          /* vivd's policy "r"; where it has none the model reads that R is not available */
 };
 
 /* One parsed assistant message. Strings are malloc'd copies (or NULL). */
@@ -82,9 +82,9 @@ char *proto_select_tool(const char *code, enum proto_tool *tool);
  * or a plain copy when `meta` has no inputs. Only for the python tool. */
 struct cJSON;
 char *proto_with_task_inputs(const struct cJSON *meta, const char *code);
-const char *proto_tool_name(enum proto_tool t); /* "python", "sql", "shell", "r" */
-/* The vivd policy that runs a tool; NULL for R. */
-const char *proto_tool_policy(enum proto_tool t);
+/* The tool's name, which is also the vivd policy that runs it: "python",
+ * "sql", "shell", "r". */
+const char *proto_tool_name(enum proto_tool t);
 
 /* "<observation>RESULT</observation>" with RESULT cut to 10,000 code points
  * behind a note when longer. Invalid UTF-8 bytes count one each, a NUL byte

@@ -23,6 +23,12 @@ struct rl_run {
     int metrics_fd;
     long total_steps;
     double t0;
+    /* the phase being logged: its name, when it began and the last step
+     * done before it (a resumed run starts past 0): the ETA is the phase's
+     * own pace, not the whole run's (which includes SFT and evaluations) */
+    char phase[16];
+    double phase_t0;
+    long phase_before;
     FILE *progress;
     bool tty, line_open;
     char **task_names; /* the colour keys of the run's charts (svg_series_color) */
@@ -180,26 +186,36 @@ static void fmt_duration(char *b, size_t n, double s) {
     else snprintf(b, n, "%.0fs", s);
 }
 
-void rl_progress_format(char *buf, size_t n, bool tty, long step, long total, double reward, double accuracy,
-                        double eps_per_s, double elapsed_s) {
+void rl_run_begin_phase(struct rl_run *r, const char *phase, long first_step) {
+    snprintf(r->phase, sizeof r->phase, "%s", phase ? phase : "");
+    r->phase_t0 = wall_s();
+    r->phase_before = first_step - 1;
+}
+
+void rl_progress_format(char *buf, size_t n, bool tty, const struct rl_progress *p) {
     char eta[32] = "?";
-    if (total > 0 && step > 0) fmt_duration(eta, sizeof eta, elapsed_s / (double)step * (double)(total - step));
+    long done = p->step - p->phase_before; /* steps of this phase so far, the one just logged included */
+    if (p->total > 0 && done > 0 && p->phase_elapsed_s > 0)
+        fmt_duration(eta, sizeof eta, p->phase_elapsed_s / (double)done * (double)(p->total - p->step));
     char steps[48];
-    if (total > 0) snprintf(steps, sizeof steps, "%ld/%ld", step, total);
-    else snprintf(steps, sizeof steps, "%ld", step);
-    if (tty && total > 0) {
+    if (p->total > 0) snprintf(steps, sizeof steps, "%ld/%ld", p->step, p->total);
+    else snprintf(steps, sizeof steps, "%ld", p->step);
+    const char *ph = p->phase && *p->phase ? p->phase : "step";
+    char sig[32] = "";
+    if (p->signal_frac >= 0) snprintf(sig, sizeof sig, tty ? "  signal %.2f" : " signal %.3f", p->signal_frac);
+    if (tty && p->total > 0) {
         char bar[32];
-        int width = 20, fill = (int)((double)width * (double)step / (double)total);
+        int width = 20, fill = (int)((double)width * (double)p->step / (double)p->total);
         if (fill > width) fill = width;
         if (fill < 0) fill = 0;
         memset(bar, '#', (size_t)fill);
         memset(bar + fill, '.', (size_t)(width - fill));
         bar[width] = 0;
-        snprintf(buf, n, "[%s] step %s  reward %.3f  acc %.3f  %.1f ep/s  ETA %s", bar, steps, reward, accuracy,
-                 eps_per_s, eta);
+        snprintf(buf, n, "[%s] %s %s  reward %.3f  acc %.3f  %.1f ep/s%s  ETA %s", bar, ph, steps, p->reward,
+                 p->accuracy, p->eps_per_s, sig, eta);
     } else {
-        snprintf(buf, n, "step %s reward %.4f accuracy %.4f episodes/s %.2f eta %s", steps, reward, accuracy, eps_per_s,
-                 eta);
+        snprintf(buf, n, "%s %s reward %.4f accuracy %.4f episodes/s %.2f%s eta %s", ph, steps, p->reward, p->accuracy,
+                 p->eps_per_s, sig, eta);
     }
 }
 
@@ -240,8 +256,13 @@ int rl_run_log_step(struct rl_run *r, long step, const struct rl_kv *kv, int nkv
     free(line);
     if (r->progress) {
         char buf[256];
-        rl_progress_format(buf, sizeof buf, r->tty, step, r->total_steps, kv_get(kv, nkv, "reward"),
-                           kv_get(kv, nkv, "accuracy"), kv_get(kv, nkv, "episodes_per_s"), el);
+        double sig = kv_get(kv, nkv, "signal_frac");
+        struct rl_progress pr = {.phase = r->phase, .step = step, .total = r->total_steps,
+                                 .reward = kv_get(kv, nkv, "reward"), .accuracy = kv_get(kv, nkv, "accuracy"),
+                                 .eps_per_s = kv_get(kv, nkv, "episodes_per_s"), .signal_frac = isnan(sig) ? -1 : sig,
+                                 .phase_elapsed_s = wall_s() - (r->phase_t0 > 0 ? r->phase_t0 : r->t0),
+                                 .phase_before = r->phase_t0 > 0 ? r->phase_before : 0};
+        rl_progress_format(buf, sizeof buf, r->tty, &pr);
         double lost = kv_get(kv, nkv, "sandbox_lost");
         if (lost > 0) { /* the step went on without them: say how many and what became of their groups */
             size_t l = strlen(buf);

@@ -46,8 +46,8 @@ const char *rl_run_dir(const struct rl_run *r);
  * names (eval.svg). Unset: the names found in metrics.jsonl. */
 void rl_run_set_task_names(struct rl_run *r, const char *const *names, int n);
 /* Append one step's line (one write, then fsync) and show progress. The
- * keys "reward", "accuracy" and "episodes_per_s", when given, feed the
- * progress line. 0 or -1 (errno). */
+ * keys "reward", "accuracy", "episodes_per_s" and "signal_frac", when
+ * given, feed the progress line. 0 or -1 (errno). */
 int rl_run_log_step(struct rl_run *r, long step, const struct rl_kv *kv, int nkv, const struct rl_task_metric *tasks,
                     int ntasks);
 /* Per-task table for an evaluation at `step` (JSON and Markdown). 0 or -1. */
@@ -59,9 +59,23 @@ int rl_run_write_charts(struct rl_run *r, char *err, size_t errlen);
 void rl_run_set_progress(struct rl_run *r, FILE *f, bool tty);
 void rl_run_close(struct rl_run *r);
 
-/* The progress text for one step, without line ending: on a TTY with a bar. */
-void rl_progress_format(char *buf, size_t n, bool tty, long step, long total, double reward, double accuracy,
-                        double eps_per_s, double elapsed_s);
+/* A phase of the run begins (e.g. "grpo") at first_step: the progress line
+ * names it, and its ETA is measured from here over this phase's steps only. */
+void rl_run_begin_phase(struct rl_run *r, const char *phase, long first_step);
+
+/* What the progress line shows for one step. */
+struct rl_progress {
+    const char *phase;      /* "grpo"; NULL or "": "step" */
+    long step, total;       /* total 0: unknown (no ETA) */
+    double reward, accuracy, eps_per_s;
+    double signal_frac;     /* groups whose rewards differ (they carry the gradient); < 0: not shown */
+    double phase_elapsed_s; /* since the phase began */
+    long phase_before;      /* the last step done before the phase began */
+};
+
+/* The progress text for one step, without line ending: on a TTY with a bar.
+ * ETA = the phase's own time per step so far x the steps left. */
+void rl_progress_format(char *buf, size_t n, bool tty, const struct rl_progress *p);
 
 /* Write a file atomically: temp file in the same directory, fsync, rename,
  * fsync the directory. 0 or -1 (errno); on failure nothing is left behind. */

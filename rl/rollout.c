@@ -485,7 +485,11 @@ static void sync_hosts(struct rl_rollout *r) {
 }
 
 /* Show the model a tool result and make the episode ready again. */
-static void deliver(struct rl_rollout *r, struct rl_episode *e, const struct rl_tool_result *res) {
+static void deliver(struct rl_rollout *r, struct rl_episode *e, const struct rl_tool_result *res_in) {
+    char tool[sizeof e->pending.tool];
+    snprintf(tool, sizeof tool, "%s", e->pending.tool); /* the call's tool, for the observation */
+    struct rl_tool_result rr = *res_in, *res = &rr;
+    rr.tool = tool;
     e->handle = 0;
     e->handle_kind = H_NONE;
     rl_turn_clear(&e->pending);
@@ -526,7 +530,11 @@ static void deliver_local(struct rl_rollout *r, struct rl_episode *e, int status
 static long submit_exec(struct rl_rollout *r, struct viv_client *c, struct rl_episode *e) {
     const char *code = e->pending.code ? e->pending.code : "";
     viv_pool_note_call(r->pool, e->host);
-    if (e->session[0]) return viv_submit_session_exec(c, e->session, code, strlen(code), e->tool_timeout_ms);
+    /* the session is the session tool's (Python): a shell or SQL call of the
+     * same episode is a one-shot call under its own policy */
+    const struct rl_tool_cfg *tc = tool_cfg(r, e->pending.tool);
+    if (e->session[0] && tc && tc->session)
+        return viv_submit_session_exec(c, e->session, code, strlen(code), e->tool_timeout_ms);
     return viv_submit_exec(c, e->pending.tool, code, strlen(code), e->tool_timeout_ms);
 }
 
@@ -696,6 +704,7 @@ static void handle_response(struct rl_rollout *r, int host, struct viv_response 
         res.out = resp->out, res.out_len = resp->out_len;
         res.err = resp->err, res.err_len = resp->err_len;
         res.wall_ms = jnum(j, "wall_ms");
+        res.dropped = jnum(j, "stdout_dropped") + jnum(j, "stderr_dropped");
         /* a timed-out call counts at its deadline: that is what it cost */
         stats_add(s, res.wall_ms, mono_ms() - e->tool_submit_ms);
         if (res.status == RL_TOOL_TIMEOUT) s->timeouts++;
@@ -793,6 +802,21 @@ static void take_turn(struct rl_rollout *r, struct rl_episode *e, struct rl_gen_
     if (t.kind == RL_TURN_EXECUTE && r->env.tool_code) { /* e.g. the task's inputs defined first */
         char *code = r->env.tool_code(r->env.ctx, e->task, t.tool, t.code ? t.code : "");
         if (code) free(t.code), t.code = code;
+    }
+    if (t.kind == RL_TURN_CONTINUE && !cut && r->env.continue_text) {
+        /* only thinking: the model writes again, no user turn between (not a
+         * parse failure; it uses a turn) */
+        rl_turn_clear(&t);
+        if (e->n_turns >= r->cfg.max_turns) {
+            ep_end(r, e, RL_END_TURN_LIMIT);
+            return;
+        }
+        char *msg = r->env.continue_text(r->env.ctx);
+        bool ok = msg && ep_append_text(r, e, msg);
+        free(msg);
+        if (ok) ep_ready(e);
+        else if (e->state != EP_DONE) ep_end(r, e, RL_END_GEN_ERROR);
+        return;
     }
     if (t.kind != RL_TURN_EXECUTE || cut) {
         /* unparsable, or cut off by max_turn_tokens: the protocol's reminder */

@@ -90,7 +90,9 @@ struct rl_tokenizer {
 
 /* ---- environment ----------------------------------------------------------- */
 
-enum rl_turn_kind { RL_TURN_EXECUTE = 1, RL_TURN_SOLUTION, RL_TURN_PARSE_ERROR };
+/* CONTINUE: a turn with no action that is not a mistake (Biomni: only
+ * <think>): env->continue_text follows it, and it counts as a turn only. */
+enum rl_turn_kind { RL_TURN_EXECUTE = 1, RL_TURN_SOLUTION, RL_TURN_PARSE_ERROR, RL_TURN_CONTINUE };
 
 struct rl_turn {
     int kind;                   /* enum rl_turn_kind */
@@ -116,6 +118,8 @@ struct rl_tool_result {
     const char *error_code;     /* vivd's error code or "disconnected"/"unreachable"/... */
     const char *error_message;
     bool session_lost;          /* the tool's Python state is gone */
+    double dropped;             /* bytes of output vivd dropped past its caps */
+    const char *tool;           /* the tool (vivd policy) the call went to */
 };
 
 struct rl_episode;
@@ -146,6 +150,9 @@ struct rl_env_ops {
      * with tool `tool` (malloc'd), e.g. with the task's inputs defined in
      * front; NULL (or a NULL op): the turn's code as written. */
     char *(*tool_code)(void *ctx, int task, const char *tool, const char *code);
+    /* Optional: the text after a CONTINUE turn, up to where the next
+     * assistant turn begins (malloc'd); NULL op: CONTINUE is a parse error. */
+    char *(*continue_text)(void *ctx);
     /* Where generation stops (NULL-terminated); NULL: </execute>, </solution>. */
     const char *const *stop;
 };

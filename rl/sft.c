@@ -20,7 +20,7 @@
 #include "../sandbox/base/json_text.h"
 #include "../sandbox/base/json_writer.h"
 #include "../sandbox/base/util.h"
-#include "bio_env.h"
+#include "../envs/turn.h"
 
 /* The length of turn i's text. */
 static size_t sft_len(const struct sft_traj *t, int i) { return t->lens ? t->lens[i] : strlen(t->texts[i]); }
@@ -212,18 +212,18 @@ static int append_text(struct chat *c, const struct tokenizer *tok, const char *
 
 /* The glue around turn i (a tool or user turn), holding its text whole. */
 static char *glue_turn(const struct sft_traj *t, int i, size_t *len) {
-    return bio_glue_bytes(t->texts[i], sft_len(t, i), len);
+    return turn_glue_bytes(t->texts[i], sft_len(t, i), len);
 }
 
 int sft_render(const struct sft_traj *t, const char *task_prompt, const struct tokenizer *tok, struct chat *c) {
-    char *p = bio_prompt_text(task_prompt);
+    char *p = turn_prompt_text(task_prompt);
     int rc = append_text(c, tok, p);
     free(p);
     int prev_assistant = 0;
     for (int i = 0; rc == 0 && i < t->n; i++) {
         if (t->roles[i] == ROLE_ASSISTANT) {
             if (prev_assistant) { /* two assistant turns in a row: glue without a user turn */
-                char *g = bio_glue_text(NULL);
+                char *g = turn_glue_text(NULL);
                 rc = append_text(c, tok, g);
                 free(g);
                 if (rc) break;
@@ -254,13 +254,18 @@ static char *append_bytes(char *s, size_t *n, const char *add, size_t an) {
 }
 
 char *sft_text(const struct sft_traj *t, const char *task_prompt, size_t *len) {
-    char *p = bio_prompt_text(task_prompt);
+    char *p = turn_prompt_text(task_prompt);
     size_t n = 0;
     char *s = append_bytes(NULL, &n, p, p ? strlen(p) : 0);
     free(p);
     for (int i = 0; i < t->n; i++) {
         size_t gl = sft_len(t, i);
         if (t->roles[i] == ROLE_ASSISTANT) {
+            if (i > 0 && t->roles[i - 1] == ROLE_ASSISTANT) { /* as sft_render: glue without a user turn */
+                char *g = turn_glue_text(NULL);
+                s = append_bytes(s, &n, g, strlen(g));
+                free(g);
+            }
             s = append_bytes(s, &n, t->texts[i], gl);
             continue;
         }

@@ -5,7 +5,11 @@
  *                                   tokenizer -> tiny Qwen3 -> eval -> SFT ->
  *                                   eval -> GRPO -> eval -> per-task table
  *
- * Biomni-R0's recipe (MISSION.md) scaled to 2 CPU cores and 15 minutes:
+ * This file is the spine: run_job() and its phases (teacher collection and
+ * the model, SFT, GRPO, the evaluations). The configuration is train_cli.c,
+ * the held-out tables eval_table.c, checkpoints checkpoint.c (train_job.h).
+ *
+ * Biomni-R0's recipe scaled to 2 CPU cores and 15 minutes:
  * rejection-sampling SFT on the scripted teacher (K samples per task, best
  * correct kept, assistant tokens only), then GRPO through the asynchronous
  * rollout engine with reward = correctness + format. Defaults and why are in
@@ -26,18 +30,15 @@
  * random choice of step s is a function of (seed, s).
  */
 #define _GNU_SOURCE
-#include "train.h"
+#include "train_job.h"
 #include "serve/llm_agent.h"
 #include "serve/openai_client.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,399 +49,18 @@
 
 #include "../envs/cmd_data.h"
 #include "../envs/private_vivd.h"
+#include "../envs/teacher.h"
 #include "../model/kernels.h"
 #include "../model/config.h"
 #include "../sandbox/base/args.h"
 #include "../sandbox/base/interrupt.h"
 #include "../sandbox/base/util.h"
 #include "bio_env.h"
+#include "../envs/turn.h"
 #include "metrics.h"
 #include "model_gen.h"
+#include "step_stats.h"
 #include "svg_chart.h"
-
-/* ---- configuration ---------------------------------------------------------------------- */
-
-struct train_cfg {
-    const char *data, *runs, *name, *model_dir, *teacher, *teacher_model, *socket, *tasks, *out, *eval_split;
-    const char *device; /* cpu | cuda (rl/backend.h) */
-    struct train_backend_opts bopts; /* --zero1, --recompute (cuda only) */
-    const char *api_key_env;            /* an endpoint teacher's key variable (NULL: OPENAI_API_KEY) */
-    int teacher_max_tokens;             /* per message of an endpoint teacher */
-    int teacher_concurrency;            /* its requests in flight */
-    double teacher_temperature;
-    const char *sandbox, *sandbox_token_file; /* --sandbox ADDR[,ADDR...]: running vivds */
-    int resume, sft_only, no_sft, overwrite;
-    int data_given; /* --data named a directory (only the default one is built when missing) */
-    long seed;
-    /* tokenizer + model from scratch */
-    int vocab, d_model, layers, heads, kv_heads, head_dim, ffn;
-    /* teacher / SFT */
-    int samples, sft_epochs, sft_batch, train_limit;
-    double error_rate, sft_lr;
-    /* RL */
-    int steps, tasks_per_step, group, ckpt_every, minibatches;
-    double rl_lr, temperature, top_p, clip_low, clip_high, kl_coef, entropy_coef;
-    const char *agg;
-    int std_norm, dynamic_sampling, mask_overlong_malformed;
-    /* episodes */
-    int max_turns, max_turn_tokens, max_context, eval_limit, threads;
-    long timeout_ms;
-    long inject_nan_step; /* tests: poison the weights before this step's update */
-};
-
-static void train_defaults(struct train_cfg *c) {
-    *c = (struct train_cfg){
-        .data = "data", .runs = "runs", .name = "viv-bio-tiny", .teacher = "scripted", .seed = 1, .device = "cpu",
-        .teacher_max_tokens = 1024, .teacher_temperature = 0.7, .teacher_concurrency = 8,
-        /* The two multiple-choice shapes (letter answers A-E), 1000 train tasks
-         * each in the default data. With the task's inputs given as TASK the
-         * code is a template per question kind, and what a model trained
-         * from scratch must learn is to pick the template and to carry the
-         * letter the code printed into its answer. That copy is learnt
-         * suddenly: measured, 350 SFT steps of 8 leave held-out accuracy at
-         * chance (0.21), 425 give 0.88, 478 give 0.97, and GRPO cannot find
-         * the copy from chance (0.20 after 30 steps at lr 1e-4 or 3e-4). */
-        .tasks = "dbqa,seqqa",
-        /* both held-out splits: 250 episodes per shape */
-        .eval_split = "val,test",
-        /* a 2-layer, 128-wide Qwen3 with a 1024-token BPE: ~0.5M parameters,
-         * 10-15k tokens/s of training on two cores */
-        .vocab = 1024, .d_model = 128, .layers = 2, .heads = 4, .kv_heads = 2, .head_dim = 32, .ffn = 384,
-        /* Biomni-R0 keeps the best of 8 teacher samples per task; the scripted
-         * teacher errs 30% of the time, so 2 samples keep ~95% of 2000 tasks
-         * at a quarter of 8's sandbox time */
-        .samples = 2, .error_rate = 0.3,
-        /* 2 epochs of batch 8 over ~1,900 trajectories: ~480 steps, past the
-         * copy's sudden onset (above) */
-        .sft_epochs = 2, .sft_batch = 8, .sft_lr = 5e-3,
-        /* GRPO: G = 8 and clip 0.2/0.28 as Biomni-R0; temperature 0.7 (R0: 0.6);
-         * two optimizer steps per rollout batch; no KL / entropy terms by
-         * default. lr 1e-4: 1e-3 wrecks a model this sharp (format rate 0.09
-         * by step 6), 2e-4 over 50 steps lowered held-out accuracy (0.966 ->
-         * 0.930) */
-        .steps = 30, .tasks_per_step = 8, .group = 8, .ckpt_every = 4, .minibatches = 2, .rl_lr = 1e-4,
-        .temperature = 0.7, .top_p = 1.0, .clip_low = 0.2, .clip_high = 0.28, .agg = "token_mean", .std_norm = 1,
-        .mask_overlong_malformed = 1,
-        .max_turns = 4, .max_turn_tokens = 256, .max_context = 2048, .timeout_ms = 10000, .threads = 2,
-        .inject_nan_step = -1,
-    };
-}
-
-static struct train_cfg tc; /* what the flags fill in (parse_train_args copies it out) */
-
-#define I(flag, field, lo, hi, mv, help) {flag, ARG_INT, &tc.field, lo, hi, mv, help}
-#define L(flag, field, lo, hi, mv, help) {flag, ARG_LONG, &tc.field, lo, hi, mv, help}
-#define D(flag, field, lo, hi, mv, help) {flag, ARG_DOUBLE, &tc.field, lo, hi, mv, help}
-#define S(flag, field, mv, help) {flag, ARG_STR, &tc.field, 0, 0, mv, help}
-#define F(flag, field, help) {flag, ARG_FLAG, &tc.field, 0, 0, NULL, help}
-#define OFF(flag, field, help) {flag, ARG_FLAG_OFF, &tc.field, 0, 0, NULL, help}
-/* One line per flag, viv train's and viv sft's alike; --help is generated from it. */
-static const struct arg_opt train_opts[] = {
-    S("--data", data, "DIR", "task data (default data, built there with `viv data build` if missing;\n"
-                             "another DIR must exist: build it with viv data build --out DIR)"),
-    S("--name", name, "NAME", "run directory runs/NAME (default viv-bio-tiny; viv sft: viv-sft)"),
-    S("--runs", runs, "DIR", "where run directories live (default runs)"),
-    F("--resume", resume, "continue runs/NAME from its last checkpoint"),
-    F("--overwrite", overwrite, "replace an existing runs/NAME (without it, an existing run is an error)"),
-    S("--model", model_dir, "DIR", "start from this HF Qwen3 directory (with its tokenizer.json), a run\n"
-                                   "directory or its checkpoints/ (the latest checkpoint)"),
-    S("--device", device, "cpu|cuda", "where the model trains and decodes (cuda: bin/viv-cuda; under\n"
-                                      "`mpirun -np N bin/viv-cuda train --device cuda` the ranks split each\n"
-                                      "step's tasks and SFT batches and average gradients over NCCL)"),
-    F("--zero1", bopts.zero1, "(cuda, several ranks) ZeRO-1: each rank keeps 1/N of the masters + moments"),
-    F("--recompute", bopts.recompute, "(cuda) keep only layer inputs, recompute the rest in backward"),
-    F("--host-snapshot", bopts.host_snapshot, "(cuda) keep the NaN-recovery copy of weights and moments in host memory"),
-    F("--no-sft", no_sft, "skip teacher collection and SFT (with --model)"),
-    L("--seed", seed, 0, 1e18, "S", "(default 1)"),
-    S("--tasks", tasks, "a,b,...|all", "task shapes to use (default dbqa,seqqa: the multiple-choice ones)"),
-    I("--train-limit", train_limit, 1, 10000000, "N", "at most N training tasks (default all)"),
-    I("--eval-limit", eval_limit, 1, 10000000, "N", "at most N held-out tasks, shapes taken in turn (default all)"),
-    S("--eval-split", eval_split, "S", "held-out tasks to evaluate on: val,test (default) or val"),
-    S("--socket", socket, "PATH", "use a running vivd instead of a private one"),
-    S("--sandbox", sandbox, "LIST", "running vivds to spread tool calls over, by load: unix:/PATH, /PATH or\n"
-                                    "tcp:HOST:PORT, comma-separated (README \"Beyond one machine\")"),
-    S("--sandbox-token-file", sandbox_token_file, "F", "token of the tcp: vivds (their --token-file; or $VIV_SANDBOX_TOKEN)"),
-    I("--vocab", vocab, 300, 262144, "N", "model: tokenizer vocabulary (default 1024)"),
-    I("--d-model", d_model, 8, 8192, "N", "model: width (default 128)"),
-    I("--layers", layers, 1, 128, "N", "model: layers (default 2)"),
-    I("--heads", heads, 1, 256, "N", "model: attention heads (default 4)"),
-    I("--kv-heads", kv_heads, 1, 256, "N", "model: key/value heads (default 2)"),
-    I("--head-dim", head_dim, 2, 1024, "N", "model: head width (default 32)"),
-    I("--ffn", ffn, 4, 65536, "N", "model: MLP width (default 384)"),
-    S("--teacher", teacher, "scripted|URL", "the teacher: scripted (default) or an OpenAI-compatible endpoint"),
-    S("--teacher-model", teacher_model, "NAME", "the model an endpoint teacher serves"),
-    S("--api-key-env", api_key_env, "VAR", "the endpoint teacher's key variable (default OPENAI_API_KEY)"),
-    D("--teacher-temperature", teacher_temperature, 0, 2, "T", "endpoint teacher's temperature (default 0.7)"),
-    I("--teacher-max-tokens", teacher_max_tokens, 1, 1000000, "N", "per message of an endpoint teacher (default 1024)"),
-    I("--teacher-concurrency", teacher_concurrency, 1, 256, "N", "an endpoint teacher's requests in flight (default 8)"),
-    I("--samples", samples, 1, 64, "K", "teacher samples per task, best correct kept (default 2)"),
-    D("--error-rate", error_rate, 0, 1, "P", "the scripted teacher's mistakes (default 0.3)"),
-    I("--sft-epochs", sft_epochs, 0, 1000, "N", "SFT epochs (default 2)"),
-    I("--sft-batch", sft_batch, 1, 1024, "N", "SFT batch (default 8)"),
-    D("--sft-lr", sft_lr, 0, 1, "LR", "SFT learning rate (default 5e-3)"),
-    I("--steps", steps, 0, 10000000, "N", "GRPO steps (default 30)"),
-    I("--tasks-per-step", tasks_per_step, 1, 4096, "N", "GRPO tasks per step (default 8)"),
-    I("--group", group, 1, 1024, "G", "GRPO samples per task (default 8)"),
-    I("--minibatches", minibatches, 1, 4096, "N", "optimizer steps per rollout batch; groups split evenly (default 2)"),
-    D("--lr", rl_lr, 0, 1, "LR", "GRPO learning rate (default 1e-4)"),
-    D("--temperature", temperature, 0, 10, "T", "GRPO sampling temperature (default 0.7)"),
-    D("--top-p", top_p, 0.01, 1, "P", "GRPO nucleus sampling (default 1.0)"),
-    D("--clip-low", clip_low, 0, 1, "E", "GRPO ratio clip below (default 0.2)"),
-    D("--clip-high", clip_high, 0, 10, "E", "GRPO ratio clip above (default 0.28)"),
-    S("--agg", agg, "MODE", "loss aggregation: token_mean (default), seq_mean or dr_grpo"),
-    OFF("--no-std-norm", std_norm, "do not divide advantages by the group's standard deviation"),
-    D("--kl", kl_coef, 0, 100, "C", "KL penalty to the SFT model (default 0: off)"),
-    D("--entropy", entropy_coef, 0, 100, "C", "bonus -C * mean policy entropy in the loss (default 0: off)"),
-    F("--dynamic-sampling", dynamic_sampling, "drop groups whose rewards are all equal"),
-    OFF("--no-mask-overlong", mask_overlong_malformed, "keep overlong or malformed samples in the loss"),
-    I("--ckpt-every", ckpt_every, 1, 10000000, "N", "GRPO steps between checkpoints (default 4)"),
-    I("--max-turns", max_turns, 1, 1000, "N", "episodes: assistant messages per episode (default 4)"),
-    I("--max-turn-tokens", max_turn_tokens, 8, 1000000, "N", "episodes: tokens per message (default 256)"),
-    I("--max-context", max_context, 64, 10000000, "N", "episodes: tokens of a whole episode (default 2048)"),
-    L("--timeout-ms", timeout_ms, 1, 3600000, "N", "episodes: per tool call (default 10000, as viv eval)"),
-    I("--threads", threads, 1, 256, "N", "CPU threads of the model (default 2)"),
-    L("--inject-nan-step", inject_nan_step, 0, 1e18, "S", "(tests) poison the weights before this step's update"),
-    {0},
-};
-#undef I
-#undef L
-#undef D
-#undef S
-#undef F
-#undef OFF
-
-static const struct arg_cmd train_cmd = {
-    .prog = "viv train",
-    .synopsis = "viv train [options]      (no options: the whole main job, ~10 min on 2 cores)",
-    .about = "Builds the data if missing (default location only), starts a private vivd, collects\n"
-             "scripted-teacher trajectories (rejection sampling), trains a tokenizer and a small Qwen3\n"
-             "from scratch, SFT, then GRPO through the rollout engine; evaluates on the held-out val\n"
-             "and test splits before SFT, after SFT and after RL. Reward = correctness + format (0-2).\n",
-    .opts = train_opts,
-    .examples = "  viv train --name my-run\n"
-                "  viv train --name my-run --resume\n"
-                "  viv train --name small --steps 10 --eval-limit 50 --overwrite\n",
-};
-
-static const struct arg_cmd sft_cmd = {
-    .prog = "viv sft",
-    .synopsis = "viv sft [options]",
-    .about = "Rejection sampling from a teacher (K samples per task, best correct kept), then SFT on\n"
-             "the assistant tokens. Writes the model + tokenizer to runs/NAME/checkpoints/ (as viv\n"
-             "train's SFT). Takes viv train's flags; the GRPO ones have no effect here.\n",
-    .opts = train_opts,
-    .examples = "  viv sft --name my-sft\n"
-                "  viv sft --teacher http://127.0.0.1:8000 --teacher-model qwen3 --samples 4\n"
-                "  viv train --model runs/my-sft --no-sft --name my-grpo\n",
-};
-
-static int uerr(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int uerr(const char *cmd, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "viv %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, " (see viv %s --help)\n", cmd);
-    va_end(ap);
-    return 2;
-}
-
-/* 0: run; ARGS_HELP: help printed (exit 0); ARGS_USAGE: exit 2. c holds the
- * command's defaults on entry. */
-static int parse_train_args(const char *cmd, int argc, char **argv, struct train_cfg *c) {
-    tc = *c;
-    int rc = args_parse(c->sft_only ? &sft_cmd : &train_cmd, argc, argv, NULL);
-    int data_given = tc.data != c->data; /* the default is a literal, a given value points into argv */
-    *c = tc;
-    c->data_given = data_given;
-    if (rc) return rc;
-    if (strcmp(c->eval_split, "val") && strcmp(c->eval_split, "val,test"))
-        return uerr(cmd, "--eval-split: '%s' (val or val,test)", c->eval_split);
-    if (grpo_agg_parse(c->agg) < 0) return uerr(cmd, "--agg: '%s' (token_mean, seq_mean or dr_grpo)", c->agg);
-    if (c->heads % c->kv_heads) return uerr(cmd, "--heads %d is not a multiple of --kv-heads %d", c->heads, c->kv_heads);
-    if (strcmp(c->teacher, "scripted") != 0) {
-        char *url = oai_completions_url(c->teacher);
-        free(url);
-        if (!url) return uerr(cmd, "--teacher: '%s' is neither scripted nor an http(s):// URL", c->teacher);
-        if (!c->teacher_model) return uerr(cmd, "--teacher %s needs --teacher-model NAME", c->teacher);
-    }
-    if (c->no_sft && !c->model_dir) return uerr(cmd, "--no-sft needs --model DIR (a model to start from)");
-    if (strcmp(c->device, "cpu") && strcmp(c->device, "cuda")) return uerr(cmd, "--device must be cpu or cuda, not '%s'", c->device);
-    if (strcmp(c->device, "cuda") && (c->bopts.zero1 || c->bopts.recompute || c->bopts.host_snapshot))
-        return uerr(cmd, "%s needs --device cuda (bin/viv-cuda)",
-                    c->bopts.zero1 ? "--zero1" : c->bopts.recompute ? "--recompute" : "--host-snapshot");
-    if (!strcmp(c->device, "cuda") && !train_backend_cuda_built()) {
-        fprintf(stderr, "viv %s: --device cuda: this viv was built without CUDA; use bin/viv-cuda "
-                        "(./build.sh --cuda, or `make cuda` where nvcc is installed)\n", cmd);
-        return 2;
-    }
-    if (c->sandbox) {
-        char why[256];
-        bool needs_token;
-        if (c->socket) return uerr(cmd, "--socket and --sandbox: give one (--sandbox unix:PATH is --socket PATH)");
-        if (viv_pool_check(c->sandbox, &needs_token, why, sizeof why) != 0) return uerr(cmd, "--sandbox: %s", why);
-        if (needs_token && !c->sandbox_token_file && !(getenv("VIV_SANDBOX_TOKEN") && *getenv("VIV_SANDBOX_TOKEN")))
-            return uerr(cmd, "--sandbox: a tcp: host needs its token: --sandbox-token-file F or VIV_SANDBOX_TOKEN");
-    }
-    if (strchr(c->name, '/') || !strcmp(c->name, ".") || !strcmp(c->name, "..")) return uerr(cmd, "--name: '%s' is not a plain name", c->name);
-    if (c->resume && c->overwrite) return uerr(cmd, "--resume and --overwrite: give one");
-    if (c->model_dir) { /* a run directory or its checkpoints/ means its latest checkpoint */
-        static char *resolved; /* lives as long as the command */
-        char why[512];
-        free(resolved);
-        if (!(resolved = qwen3_model_dir_resolve(c->model_dir, why, sizeof why))) return uerr(cmd, "--model: %s", why);
-        c->model_dir = resolved;
-    }
-    return 0;
-}
-
-static char *config_json(const struct train_cfg *c) {
-    cJSON *o = cJSON_CreateObject();
-#define S(k, v) cJSON_AddStringToObject(o, k, (v) ? (v) : "")
-#define N(k, v) cJSON_AddNumberToObject(o, k, (double)(v))
-    S("data", c->data), S("eval_split", c->eval_split), S("device", c->device), S("name", c->name), S("model", c->model_dir), S("teacher", c->teacher), S("tasks", c->tasks);
-    if (strcmp(c->teacher, "scripted")) S("teacher_model", c->teacher_model), N("teacher_temperature", c->teacher_temperature);
-    N("seed", c->seed), N("vocab", c->vocab), N("d_model", c->d_model), N("layers", c->layers), N("heads", c->heads);
-    N("kv_heads", c->kv_heads), N("head_dim", c->head_dim), N("ffn", c->ffn), N("samples", c->samples);
-    N("error_rate", c->error_rate), N("sft_epochs", c->sft_epochs), N("sft_batch", c->sft_batch), N("sft_lr", c->sft_lr);
-    N("train_limit", c->train_limit), N("eval_limit", c->eval_limit), N("steps", c->steps);
-    N("tasks_per_step", c->tasks_per_step), N("group", c->group), N("minibatches", c->minibatches), N("lr", c->rl_lr), N("temperature", c->temperature);
-    N("top_p", c->top_p), N("clip_low", c->clip_low), N("clip_high", c->clip_high), S("agg", c->agg);
-    N("std_norm", c->std_norm), N("kl_coef", c->kl_coef), N("entropy_coef", c->entropy_coef);
-    N("dynamic_sampling", c->dynamic_sampling), N("mask_overlong_malformed", c->mask_overlong_malformed);
-    N("zero1", c->bopts.zero1), N("recompute", c->bopts.recompute), N("host_snapshot", c->bopts.host_snapshot);
-    N("max_turns", c->max_turns), N("max_turn_tokens", c->max_turn_tokens), N("max_context", c->max_context);
-    N("timeout_ms", c->timeout_ms), N("threads", c->threads), N("no_sft", c->no_sft);
-    cJSON_AddStringToObject(o, "reward", "correctness + format (max 2)");
-#undef S
-#undef N
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
-}
-
-/* ---- tasks --------------------------------------------------------------------------------- */
-
-
-/* Distinct task names in order of first appearance. */
-static int task_names(const struct task_set *ts, const char **names, int max) {
-    int n = 0;
-    for (size_t i = 0; i < ts->n; i++) {
-        int j;
-        for (j = 0; j < n && strcmp(names[j], ts->t[i].task_name); j++) {}
-        if (j == n && n < max) names[n++] = ts->t[i].task_name;
-    }
-    return n;
-}
-
-/* ---- evaluation ----------------------------------------------------------------------------- */
-
-#define MAX_SHAPES 32
-struct eval_table {
-    int n;
-    const char *task[MAX_SHAPES + 1]; /* last row: "all" */
-    int count[MAX_SHAPES + 1];
-    double acc[MAX_SHAPES + 1], fmt[MAX_SHAPES + 1], reward[MAX_SHAPES + 1];
-    int valid;
-    int reruns;  /* episodes run again because the sandbox decided their outcome */
-    int lost;    /* still lost after that: not in count[] nor in the rates */
-};
-
-static void table_add(struct eval_table *t, const char *task, double correct, double format) {
-    int i;
-    for (i = 0; i < t->n && strcmp(t->task[i], task); i++) {}
-    if (i == t->n) {
-        if (t->n == MAX_SHAPES) return;
-        t->task[t->n++] = task;
-    }
-    t->count[i]++, t->acc[i] += correct, t->fmt[i] += format, t->reward[i] += correct + format;
-}
-
-static void table_finish(struct eval_table *t) {
-    int all = t->n;
-    t->task[all] = "all";
-    t->count[all] = 0, t->acc[all] = t->fmt[all] = t->reward[all] = 0;
-    for (int i = 0; i < t->n; i++) {
-        t->count[all] += t->count[i], t->acc[all] += t->acc[i], t->fmt[all] += t->fmt[i], t->reward[all] += t->reward[i];
-        double k = t->count[i] ? t->count[i] : 1;
-        t->acc[i] /= k, t->fmt[i] /= k, t->reward[i] /= k;
-    }
-    double k = t->count[all] ? t->count[all] : 1;
-    t->acc[all] /= k, t->fmt[all] /= k, t->reward[all] /= k;
-    t->valid = 1;
-}
-
-static char *table_json(const struct eval_table *t, const char *stage, const char *split, double wall_s) {
-    cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "per_task");
-    cJSON_AddStringToObject(o, "stage", stage);
-    cJSON_AddStringToObject(o, "split", split);
-    cJSON_AddNumberToObject(o, "wall_s", wall_s);
-    cJSON_AddNumberToObject(o, "sandbox_reruns", t->reruns);
-    cJSON_AddNumberToObject(o, "sandbox_lost", t->lost);
-    for (int i = 0; i <= t->n; i++) {
-        cJSON *r = cJSON_CreateObject();
-        cJSON_AddStringToObject(r, "task", t->task[i]);
-        cJSON_AddNumberToObject(r, "n", t->count[i]);
-        cJSON_AddNumberToObject(r, "accuracy", t->acc[i]);
-        cJSON_AddNumberToObject(r, "format_rate", t->fmt[i]);
-        cJSON_AddNumberToObject(r, "reward", t->reward[i]);
-        if (i == t->n) cJSON_AddItemToObject(o, "overall", r);
-        else cJSON_AddItemToArray(a, r);
-    }
-    char *s = cJSON_Print(o);
-    cJSON_Delete(o);
-    return s;
-}
-
-/* Read a table written by table_json (for a resumed run's final print). */
-static int table_load(const char *path, struct eval_table *t, char **names_store) {
-    memset(t, 0, sizeof *t);
-    char err[128];
-    size_t len;
-    char *txt = read_file(path, 1 << 22, &len, err, sizeof err);
-    if (!txt) return -1;
-    cJSON *o = cJSON_Parse(txt);
-    free(txt);
-    if (!o) return -1;
-    cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "per_task"), *r;
-    cJSON_ArrayForEach(r, a) {
-        if (t->n == MAX_SHAPES) break;
-        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(r, "task");
-        if (!cJSON_IsString(nm)) continue;
-        int i = t->n++;
-        names_store[i] = xstrdup(nm->valuestring);
-        t->task[i] = names_store[i];
-        t->count[i] = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "n"));
-        t->acc[i] = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "accuracy"));
-        t->fmt[i] = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "format_rate"));
-        t->reward[i] = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "reward"));
-    }
-    cJSON *ov = cJSON_GetObjectItemCaseSensitive(o, "overall");
-    t->task[t->n] = "all";
-    t->count[t->n] = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(ov, "n"));
-    t->acc[t->n] = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(ov, "accuracy"));
-    t->fmt[t->n] = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(ov, "format_rate"));
-    t->reward[t->n] = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(ov, "reward"));
-    const cJSON *rr = cJSON_GetObjectItemCaseSensitive(o, "sandbox_reruns"), *ll = cJSON_GetObjectItemCaseSensitive(o, "sandbox_lost");
-    t->reruns = cJSON_IsNumber(rr) ? (int)rr->valuedouble : 0, t->lost = cJSON_IsNumber(ll) ? (int)ll->valuedouble : 0;
-    t->valid = 1;
-    cJSON_Delete(o);
-    return 0;
-}
-
-struct job {
-    struct train_cfg c;
-    struct viv_pool *pool; /* the sandbox hosts (one: the private vivd or --socket) */
-    struct task_set train, val;
-    struct tokenizer *tok;
-    struct qwen3 *m;           /* the host model (a mirror of the GPU's with --device cuda) */
-    struct train_backend *be;  /* where it trains and decodes; be->opt is the optimizer */
-    struct rl_run *run;        /* NULL on ranks other than 0 */
-    char *dir; /* runs/NAME */
-    double t0;
-    struct rl_tool_cfg tools[4];
-    int ntools;
-};
 
 static void fill_rollout_cfg(const struct job *j, struct rl_rollout_cfg *rc) {
     memset(rc, 0, sizeof *rc);
@@ -528,7 +148,11 @@ static int evaluate(struct job *j, const char *stage, struct eval_table *out, ch
     if (rc2 == 0) {
         for (int i = 0; i < n; i++)
             if (eps[i].infra_error) out->lost++;
-            else table_add(out, j->val.t[eps[i].task].task_name, eps[i].score.correct, eps[i].score.format);
+            else {
+                const char *nm = j->val.t[eps[i].task].task_name;
+                table_add(out, nm, eps[i].score.correct, eps[i].score.format);
+                table_set_episode(out, n, eps[i].task, nm, eps[i].score.correct);
+            }
         table_finish(out);
         write_episodes(j, stage, eps, n);
         rl_episodes_free(eps, n);
@@ -549,186 +173,39 @@ static int evaluate(struct job *j, const char *stage, struct eval_table *out, ch
     return rc2;
 }
 
-/* ---- checkpoints ------------------------------------------------------------------------------- */
-
-static int write_blob(const char *path, const void *a, size_t na, const void *b, size_t nb, const void *c, size_t nc) {
-    char *buf = xmalloc(na + nb + nc + 1);
-    memcpy(buf, a, na), memcpy(buf + na, b, nb), memcpy(buf + na + nb, c, nc);
-    int rc = rl_write_atomic(path, buf, na + nb + nc);
-    free(buf);
-    return rc;
-}
-
-static void rm_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char *p = xasprintf("%s/%s", dir, e->d_name);
-        unlink(p);
-        free(p);
+/* The scripted teacher's own accuracy on the held-out tasks (one sample per
+ * task at the configured error rate): what the model is measured against.
+ * 0; -1 with err; 1 when there is no such teacher (an endpoint, or tasks
+ * without reference solutions). */
+static int evaluate_teacher(struct job *j, struct eval_table *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    if (strcmp(j->c.teacher, "scripted") || taskset_with_reference(&j->val) < j->val.n) return 1;
+    double t0 = now_ms();
+    size_t n = j->val.n;
+    struct teacher te = {.error_rate = j->c.error_rate, .seed = (uint64_t)j->c.seed};
+    struct episode_cfg cfg = {.max_turns = 16, .tool_timeout_ms = j->c.timeout_ms, .mode = GRADE_EVAL};
+    struct episode_result *res = xcalloc(n, sizeof *res);
+    int rc = run_episodes(&j->val, n, 8, j->pool, teacher_next, &te, &cfg, (uint64_t)j->c.seed, res, NULL, NULL, err,
+                          errlen);
+    for (size_t i = 0; i < n; i++) {
+        if (res[i].end && !strcmp(res[i].end, "sandbox")) { /* still lost after its re-runs: not scored */
+            out->lost++;
+            continue;
+        }
+        const char *nm = j->val.t[res[i].task_index].task_name;
+        table_add(out, nm, res[i].correct, res[i].format);
+        out->reruns += res[i].reruns;
     }
-    closedir(d);
-    rmdir(dir);
-}
-
-/* What an interrupt leaves and how to go on from it (interrupt.h). */
-static void note_resumable(const struct train_cfg *c, long step) {
-    const char *runs_flag = strcmp(c->runs, "runs") ? " --runs " : "", *runs = strcmp(c->runs, "runs") ? c->runs : "";
-    if (step < 0)
-        interrupt_note("%s/%s has no checkpoint yet; start again with: viv %s --name %s%s%s --overwrite", c->runs, c->name,
-                       c->sft_only ? "sft" : "train", c->name, runs_flag, runs);
-    else
-        interrupt_note("kept %s/%s/checkpoints/step-%06ld; continue with the same options and --resume: viv %s --name %s%s%s --resume", c->runs, c->name,
-                       step, c->sft_only ? "sft" : "train", c->name, runs_flag, runs);
-}
-
-/* runs/NAME/checkpoints/step-NNNNNN: model, tokenizer, optimizer.bin
- * ("VIVOPT1\0", n, step, m[n], v[n]) and state.json; built as .tmp, renamed;
- * then `latest` names it. The previous checkpoint is removed after, except
- * step-000000 (the model SFT made, before any GRPO step), which stays so
- * GRPO can be rerun or compared from it (`--model .../step-000000 --no-sft`). */
-static int save_checkpoint(struct job *j, long step, char *err, size_t errlen) {
-    char *cdir = xasprintf("%s/checkpoints", j->dir);
-    mkdir(cdir, 0755);
-    char *final = xasprintf("%s/step-%06ld", cdir, step), *tmp = xasprintf("%s.tmp", final);
-    rm_tree(tmp);
-    int slot = interrupt_track_path(tmp); /* Ctrl-C while it is written removes it */
-    int rc = -1;
-    struct adamw *opt = &j->be->opt; /* the caller ran sync_down on every rank (ZeRO-1 gathers) */
-    if (qwen3_save(j->m, tmp, ST_F32, err, errlen) != 0) goto out;
-    if (tokenizer_save(j->tok, tmp, err, errlen) != 0) goto out;
-    {
-        char hdr[24] = "VIVOPT1";
-        uint64_t n = opt->n;
-        int64_t s = opt->step;
-        memcpy(hdr + 8, &n, 8), memcpy(hdr + 16, &s, 8);
-        char *p = xasprintf("%s/optimizer.bin", tmp);
-        int w = write_blob(p, hdr, 24, opt->m, opt->n * sizeof(float), opt->v, opt->n * sizeof(float));
-        free(p);
-        if (w != 0) {
-            snprintf(err, errlen, "optimizer.bin: %s", strerror(errno));
-            goto out;
-        }
-        char *st = xasprintf("{\"step\":%ld,\"seed\":%ld,\"optimizer_step\":%ld}\n", step, j->c.seed, opt->step);
-        p = xasprintf("%s/state.json", tmp);
-        w = rl_write_atomic(p, st, strlen(st));
-        free(p), free(st);
-        if (w != 0) {
-            snprintf(err, errlen, "state.json: %s", strerror(errno));
-            goto out;
-        }
-    }
-    rm_tree(final);
-    if (rename(tmp, final) != 0) {
-        snprintf(err, errlen, "rename %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    {
-        /* the previous checkpoint, named by `latest`, goes once the new one is named */
-        char *lp = xasprintf("%s/latest", cdir), prev[64] = "";
-        FILE *f = fopen(lp, "r");
-        if (f) {
-            if (!fgets(prev, sizeof prev, f)) prev[0] = 0;
-            fclose(f);
-            prev[strcspn(prev, "\n")] = 0;
-        }
-        char *name = xasprintf("step-%06ld\n", step);
-        int w = rl_write_atomic(lp, name, strlen(name));
-        if (w == 0 && prev[0] && strncmp(prev, name, strlen(prev)) && strcmp(prev, "step-000000")) {
-            char *pp = xasprintf("%s/%s", cdir, prev);
-            rm_tree(pp);
-            free(pp);
-        }
-        free(name), free(lp);
-        if (w != 0) {
-            snprintf(err, errlen, "latest: %s", strerror(errno));
-            goto out;
-        }
-    }
-    rc = 0;
-out:
-    if (rc) rm_tree(tmp);
-    interrupt_forget_path(slot);
-    if (rc == 0) note_resumable(&j->c, step);
-    free(cdir), free(final), free(tmp);
-    return rc;
-}
-
-static int file_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
-/* Whether a run directory holds a run (metrics or checkpoints) that a new
- * run would replace; an empty or missing directory holds none. */
-static int run_dir_has_run(const char *dir) {
-    char *m = xasprintf("%s/metrics.jsonl", dir), *k = xasprintf("%s/checkpoints", dir);
-    int has = file_exists(m) || file_exists(k);
-    free(m), free(k);
-    return has;
-}
-
-/* The latest checkpoint's directory (malloc'd) and step; NULL if none. */
-static char *latest_checkpoint(const char *run_dir, long *step) {
-    char *lp = xasprintf("%s/checkpoints/latest", run_dir), name[64] = "";
-    FILE *f = fopen(lp, "r");
-    free(lp);
-    if (!f) return NULL;
-    if (!fgets(name, sizeof name, f)) name[0] = 0;
-    fclose(f);
-    name[strcspn(name, "\n")] = 0;
-    if (sscanf(name, "step-%ld", step) != 1) return NULL;
-    return xasprintf("%s/checkpoints/%s", run_dir, name);
-}
-
-static int load_optimizer(struct adamw *o, const char *dir, char *err, size_t errlen) {
-    char *p = xasprintf("%s/optimizer.bin", dir);
-    size_t len;
-    char *buf = read_file(p, (size_t)1 << 34, &len, err, errlen);
-    free(p);
-    if (!buf) return -1;
-    uint64_t n;
-    int64_t s;
-    if (len < 24 || memcmp(buf, "VIVOPT1", 8)) goto bad;
-    memcpy(&n, buf + 8, 8), memcpy(&s, buf + 16, 8);
-    if (n != o->n || len != 24 + 2 * n * sizeof(float)) goto bad;
-    memcpy(o->m, buf + 24, n * sizeof(float));
-    memcpy(o->v, buf + 24 + n * sizeof(float), n * sizeof(float));
-    o->step = s;
-    free(buf);
+    free(res);
+    if (rc != 0 && out->lost == 0) return -1;
+    table_finish(out);
+    char *js = table_json(out, "teacher", j->c.eval_split, (now_ms() - t0) / 1000.0);
+    char *path = xasprintf("%s/eval_teacher.json", j->dir);
+    if (rl_write_atomic(path, js, strlen(js)) != 0) fprintf(stderr, "viv train: %s: %s\n", path, strerror(errno));
+    free(path), free(js);
+    fprintf(stderr, "eval (teacher): accuracy %.3f (error rate %.2f, one sample per task), %.1f s\n", out->acc[out->n],
+            j->c.error_rate, (now_ms() - t0) / 1000.0);
     return 0;
-bad:
-    free(buf);
-    return snprintf(err, errlen, "%s/optimizer.bin: not an optimizer state for this model", dir), -1;
-}
-
-/* Keep the metrics lines of steps <= step (a killed run may have logged
- * steps after its last checkpoint; they are redone). */
-static int truncate_metrics(const char *run_dir, long step) {
-    char *p = xasprintf("%s/metrics.jsonl", run_dir);
-    size_t len;
-    char err[128];
-    char *txt = read_file(p, (size_t)1 << 30, &len, err, sizeof err);
-    if (!txt) {
-        free(p);
-        return 0;
-    }
-    char *out = xmalloc(len + 1);
-    size_t k = 0;
-    for (char *line = txt; *line;) {
-        char *nl = strchr(line, '\n');
-        size_t l = nl ? (size_t)(nl - line + 1) : strlen(line);
-        long s = -1;
-        const char *q = strstr(line, "\"step\":");
-        if (q) s = strtol(q + 7, NULL, 10);
-        if (nl && s >= 0 && s <= step) memcpy(out + k, line, l), k += l; /* partial last lines go too */
-        line += l;
-    }
-    int rc = rl_write_atomic(p, out, k);
-    free(txt), free(out), free(p);
-    return rc;
 }
 
 /* ---- SFT phase ------------------------------------------------------------------------------------ */
@@ -797,12 +274,21 @@ static int sft_phase(struct job *j, struct sft_set *set, char *err, size_t errle
     return 0;
 }
 
+/* Train tasks [0, n) get teacher trajectories; GRPO draws from [rl_first, train.n). */
+static size_t sft_task_count(const struct job *j) {
+    return j->c.sft_tasks > 0 && (size_t)j->c.sft_tasks < j->train.n ? (size_t)j->c.sft_tasks : j->train.n;
+}
+
+static size_t rl_first_task(const struct job *j) {
+    return j->c.sft_tasks > 0 && (size_t)j->c.sft_tasks < j->train.n ? (size_t)j->c.sft_tasks : 0;
+}
+
 /* Teacher trajectories, tokenizer (when training from scratch), model. */
 static int prepare_model(struct job *j, struct sft_set *set, char *err, size_t errlen) {
     if (!j->c.no_sft) {
         struct sft_collect_opts co = {.samples = j->c.samples, .error_rate = j->c.error_rate,
                                       .seed = (uint64_t)j->c.seed, .concurrency = 8, .max_turns = 16,
-                                      .timeout_ms = 30000};
+                                      .timeout_ms = j->c.timeout_ms};
         double t0 = now_ms();
         struct llm_agent *endpoint = NULL;
         if (strcmp(j->c.teacher, "scripted") != 0) { /* an OpenAI-compatible endpoint (rl/serve/llm_agent.h) */
@@ -815,9 +301,12 @@ static int prepare_model(struct job *j, struct sft_set *set, char *err, size_t e
             co.agent = llm_agent_next, co.agent_ctx = endpoint, co.run = llm_agent_run;
             co.concurrency = j->c.teacher_concurrency; /* requests in flight (rl/serve/agent_pool.h) */
         }
+        /* the first sft_tasks train tasks (shapes in turn): a prefix, so a
+         * trajectory's task index is the same in j->train */
+        struct task_set sft_ts = {.t = j->train.t, .n = sft_task_count(j)};
         fprintf(stderr, "sft: rejection sampling: %d teacher samples for each of %zu train tasks%s%s\n", j->c.samples,
-                j->train.n, endpoint ? " from " : "", endpoint ? j->c.teacher : "");
-        int crc = sft_collect(&j->train, j->pool, &co, set, err, errlen);
+                sft_ts.n, endpoint ? " from " : "", endpoint ? j->c.teacher : "");
+        int crc = sft_collect(&sft_ts, j->pool, &co, set, err, errlen);
         if (endpoint) {
             const char *last;
             long turns = llm_agent_turns(endpoint);
@@ -828,7 +317,7 @@ static int prepare_model(struct job *j, struct sft_set *set, char *err, size_t e
             llm_agent_close(endpoint);
         }
         if (crc != 0) return -1;
-        fprintf(stderr, "sft: kept %d of %zu tasks (%ld teacher episodes, %.1f s)\n", set->n, j->train.n, set->sampled,
+        fprintf(stderr, "sft: kept %d of %zu tasks (%ld teacher episodes, %.1f s)\n", set->n, sft_ts.n, set->sampled,
                 (now_ms() - t0) / 1000.0);
         if (set->reruns || set->lost)
             fprintf(stderr, "sft: %ld teacher episodes ended by the sandbox were run again; %ld still lost (not counted)\n",
@@ -848,7 +337,7 @@ static int prepare_model(struct job *j, struct sft_set *set, char *err, size_t e
     size_t nt = j->train.n + (size_t)set->n;
     char **texts = xcalloc(nt, sizeof *texts);
     size_t *lens = xcalloc(nt, sizeof *lens);
-    for (size_t i = 0; i < j->train.n; i++) texts[i] = bio_prompt_text(j->train.t[i].prompt);
+    for (size_t i = 0; i < j->train.n; i++) texts[i] = turn_prompt_text(j->train.t[i].prompt);
     for (size_t i = 0; i < j->train.n; i++) lens[i] = strlen(texts[i]);
     for (int i = 0; i < set->n; i++)
         texts[j->train.n + i] = sft_text(&set->v[i], j->train.t[set->v[i].task].prompt, &lens[j->train.n + i]);
@@ -889,21 +378,139 @@ static uint64_t step_rng(uint64_t *s) {
  * draws exactly what the killed one would have. */
 static void step_tasks(const struct job *j, long s, int *tasks, int n) {
     uint64_t st = (uint64_t)j->c.seed * 0x100000001b3ull ^ (uint64_t)s * 0x9e3779b97f4a7c15ull;
-    int N = (int)j->train.n;
+    int first = (int)rl_first_task(j), N = (int)j->train.n - first;
     int *perm = xcalloc((size_t)N, sizeof *perm);
     for (int i = 0; i < N; i++) perm[i] = i;
     for (int i = 0; i < n; i++) {
         int k = i + (int)(step_rng(&st) % (uint64_t)(N - i));
         int t = perm[i];
         perm[i] = perm[k], perm[k] = t;
-        tasks[i] = perm[i];
+        tasks[i] = first + perm[i];
     }
     free(perm);
 }
 
+/* The task name of train task `task` (step_stats' per-shape rows). */
+static const char *train_shape_of(void *ctx, int task) {
+    const struct job *j = ctx;
+    return task >= 0 && (size_t)task < j->train.n ? j->train.t[task].task_name : NULL;
+}
+
+/* DAPO's soft overlong punishment: an episode whose generated tokens L go
+ * past budget - buffer loses (L - (budget - buffer)) / buffer of reward, up
+ * to 1 at the budget (max_turns x max_turn_tokens), so length is discouraged
+ * smoothly before the hard cut (whose samples are masked). buffer 0: off. */
+static void overlong_shape(struct rl_episode *eps, int n, double budget, double buffer) {
+    if (buffer <= 0) return;
+    if (buffer > budget / 4) buffer = budget / 4; /* a small budget: its last quarter (DAPO: 4k of 20k) */
+    for (int i = 0; i < n; i++) {
+        double L = 0;
+        for (int t = 0; t < eps[i].n_tokens; t++) L += eps[i].mask[t];
+        double over = (L - (budget - buffer)) / buffer;
+        if (over > 0) eps[i].score.reward -= over < 1 ? over : 1;
+    }
+}
+
+/* Does group eps[0..G) carry signal (rewards not all equal)? */
+static int group_varies(const struct rl_episode *e, int G) {
+    for (int i = 1; i < G; i++)
+        if (e[i].score.reward != e[0].score.reward) return 1;
+    return 0;
+}
+
+/* Dynamic sampling: keep the groups of *eps with signal; while fewer than
+ * ntasks and rounds are left, roll out the next tasks of the step's draw
+ * (tasks[ntasks * k ..]) and keep theirs. *eps / *nseq become the kept
+ * groups (at most ntasks; all of the first round's when none has signal, so
+ * the update still runs). Every sampled episode goes into ss. 0 or -1. */
+static int refill_groups(struct job *j, struct rl_rollout *r, struct model_gen *g, long s, const int *tasks,
+                         int ntasks, int rounds, int G, struct rl_episode **eps, int *nseq, struct step_stats *ss,
+                         struct rl_step_stats *st, char *err, size_t errlen) {
+    struct rl_episode *keep = xcalloc((size_t)ntasks * G, sizeof *keep), *drop = NULL;
+    int nkeep = 0, ndrop = 0;
+    struct rl_episode *cur = *eps;
+    int ncur = *nseq, rc = 0;
+    for (int k = 0;; k++) {
+        drop = xrealloc(drop, (size_t)(ndrop + ncur) * sizeof *drop);
+        for (int gi = 0; gi + G <= ncur; gi += G) {
+            int take = nkeep < ntasks * G && group_varies(cur + gi, G);
+            for (int i = 0; i < G; i++) {
+                if (take) keep[nkeep++] = cur[gi + i];
+                else drop[ndrop++] = cur[gi + i];
+            }
+        }
+        free(cur); /* its episodes now live in keep[] or drop[] */
+        cur = NULL;
+        if (nkeep >= ntasks * G || k == rounds) break;
+        int need = ntasks - nkeep / G;
+        model_gen_invalidate(g);
+        g->seed = (uint64_t)j->c.seed * 1000003u + (uint64_t)s + 7919u * (uint64_t)(k + 1);
+        struct rl_step_stats st2;
+        memset(&st2, 0, sizeof st2);
+        if (rl_rollout_step(r, tasks + ntasks * (k + 1), need, G, &cur, &st2, err, errlen) != 0) {
+            rc = -1;
+            break;
+        }
+        ncur = need * G;
+        overlong_shape(cur, ncur, (double)j->c.max_turns * j->c.max_turn_tokens, j->c.overlong_buffer);
+        step_stats_add_episodes(ss, cur, ncur, G, train_shape_of, j);
+        st->gen_busy_ms += st2.gen_busy_ms, st->wall_ms += st2.wall_ms, st->tool_calls += st2.tool_calls;
+        st->tool_errors += st2.tool_errors, st->tool_timeouts += st2.tool_timeouts, st->tool_lost += st2.tool_lost;
+    }
+    if (rc == 0 && nkeep == 0) { /* no group had signal: the first round's go to the update (they teach nothing) */
+        int n = ndrop < ntasks * G ? ndrop : ntasks * G;
+        memcpy(keep, drop, (size_t)n * sizeof *keep);
+        memmove(drop, drop + n, (size_t)(ndrop - n) * sizeof *drop);
+        nkeep = n, ndrop -= n;
+    }
+    rl_episodes_free(drop, ndrop);
+    *eps = keep, *nseq = nkeep;
+    return rc;
+}
+
+/* One step's line of metrics.jsonl: the step's statistics (step_stats.c)
+ * and the rollout's timings and tool counters, with the key strings they
+ * need. */
+struct step_line {
+    struct rl_kv kv[96];
+    int nkv, ntm;
+    struct rl_task_metric tm[MAX_SHAPES];
+    char toolkey[8][48], hostkey[RL_MAX_HOSTS][32];
+};
+
+static void step_line_fill(struct step_line *l, const struct job *j, struct rl_rollout *r, const struct step_stats *ss,
+                           const struct rl_step_stats *st, double t_roll, double t_upd, int skipped) {
+    struct rl_kv *kv = l->kv;
+    int nkv = step_stats_kv(ss, kv, 64, l->tm, &l->ntm);
+#define KV(k, v) kv[nkv++] = (struct rl_kv){k, (double)(v)}
+    KV("episodes_per_s", ss->v[SS_EPISODES] / ((t_roll + 1e-9) / 1000.0));
+    KV("rollout_s", t_roll / 1000.0), KV("update_s", t_upd / 1000.0);
+    KV("gen_s", st->gen_busy_ms / 1000.0), KV("tool_wait_s", (st->wall_ms - st->gen_busy_ms) / 1000.0);
+    KV("gen_idle_frac", st->gen_idle_frac), KV("tool_calls", st->tool_calls), KV("tool_errors", st->tool_errors);
+    KV("tool_timeouts", st->tool_timeouts), KV("nan_skipped", skipped);
+    /* mean vivd wall time per configured tool so far (0 until it is first called) */
+    int ntools_st = 0;
+    const struct rl_tool_stats *ts = rl_rollout_tool_stats(r, &ntools_st);
+    for (int t = 0; t < j->ntools && t < 8 && nkv < 62; t++) {
+        double mean = 0;
+        for (int u = 0; u < ntools_st; u++)
+            if (!strcmp(ts[u].name, j->tools[t].name)) mean = ts[u].mean_ms;
+        snprintf(l->toolkey[t], sizeof l->toolkey[t], "tool_ms_%s", j->tools[t].name);
+        KV(l->toolkey[t], mean);
+    }
+    /* the sandbox hosts: calls answered by each this step, hosts up at its end */
+    for (int h = 0; h < st->nhosts && h < RL_MAX_HOSTS && nkv < 94; h++) {
+        snprintf(l->hostkey[h], sizeof l->hostkey[h], "sandbox_calls_%d", h);
+        KV(l->hostkey[h], st->host_calls[h]);
+    }
+    if (nkv < 94) KV("sandbox_hosts_up", st->hosts_up), KV("tool_lost", st->tool_lost);
+#undef KV
+    l->nkv = nkv;
+}
+
 static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
     int G = j->c.group, ntasks = j->c.tasks_per_step;
-    if (ntasks > (int)j->train.n) ntasks = (int)j->train.n;
+    if (ntasks > (int)(j->train.n - rl_first_task(j))) ntasks = (int)(j->train.n - rl_first_task(j));
     int nseq = ntasks * G;
     struct grpo_cfg gc;
     grpo_cfg_default(&gc);
@@ -929,17 +536,24 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
     g.temperature = (float)j->c.temperature, g.top_p = (float)j->c.top_p;
     /* data parallel: this rank rolls out and trains on the step's tasks i with
      * i % W == rank (all of them with one rank) */
-    int *tasks = xcalloc((size_t)ntasks, sizeof *tasks), *ltasks = xcalloc((size_t)ntasks, sizeof *ltasks);
+    /* dynamic sampling (DAPO): groups whose rewards are all equal carry no
+     * gradient; they are set aside and more tasks rolled out, up to
+     * REFILL_ROUNDS more rounds, until the step has ntasks groups with signal
+     * (one rank only: with several, such groups are just left out) */
+    enum { REFILL_ROUNDS = 2 };
+    int refill = j->c.dynamic_sampling && W == 1 ? REFILL_ROUNDS : 0;
+    int *tasks = xcalloc((size_t)ntasks * (refill + 1), sizeof *tasks), *ltasks = xcalloc((size_t)ntasks, sizeof *ltasks);
     const char *names[MAX_SHAPES];
     int nnames = task_names(&j->train, names, MAX_SHAPES);
     int rcode = 0;
+    if (j->run) rl_run_begin_phase(j->run, "grpo", first_step);
     for (long s = first_step; s <= j->c.steps; s++) {
         if (be->ops->snapshot(be) != 0) { /* last good state, for NaN/inf recovery */
             snprintf(err, errlen, "snapshot: %s", be->err);
             rcode = -1;
             break;
         }
-        step_tasks(j, s, tasks, ntasks);
+        step_tasks(j, s, tasks, ntasks * (refill + 1)); /* the refills' tasks follow the step's own */
         int nloc = 0;
         for (int i = rank; i < ntasks; i += W) ltasks[nloc++] = tasks[i];
         nseq = nloc * G;
@@ -953,17 +567,27 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             rcode = -1;
             break;
         }
+        double budget = (double)j->c.max_turns * j->c.max_turn_tokens;
+        overlong_shape(eps, nseq, budget, j->c.overlong_buffer);
+        struct step_stats ss;
+        step_stats_init(&ss, names, nnames);
+        step_stats_add_episodes(&ss, eps, nseq, G, train_shape_of, j); /* every episode sampled */
+        int ngroups = ntasks; /* the groups the update sees (over all ranks) */
+        if (refill > 0 && refill_groups(j, r, &g, s, tasks, ntasks, refill, G, &eps, &nseq, &ss, &st, err, errlen) != 0) {
+            rl_episodes_free(eps, nseq);
+            rcode = -1;
+            break;
+        }
+        if (refill > 0) ngroups = nseq / G;
         double t_roll = now_ms() - t0;
         if (j->c.inject_nan_step == s) be->ops->set_param(be, 0, NAN); /* tests: a poisoned update */
-        struct grpo_step_out go;
         double t1 = now_ms();
         /* minibatches: the step's groups split into `minibatches` updates (verl's
          * ppo_mini_batch): the later ones are slightly off-policy, which is what the
-         * clipped ratio is for. Stats: token-weighted over the minibatches. */
-        int nmb = j->c.minibatches < ntasks ? j->c.minibatches : ntasks, ok = 1;
-        memset(&go, 0, sizeof go);
+         * clipped ratio against the sampling log-probs corrects for */
+        int nmb = j->c.minibatches < ngroups ? j->c.minibatches : ngroups, ok = 1;
         for (int b = 0; b < nmb && ok; b++) {
-            int g0 = ntasks * b / nmb, g1 = ntasks * (b + 1) / nmb;
+            int g0 = ngroups * b / nmb, g1 = ngroups * (b + 1) / nmb;
             /* this rank's groups among [g0, g1): those with index i % W == rank */
             int l0 = g0 > rank ? (g0 - rank + W - 1) / W : 0, l1 = g1 > rank ? (g1 - rank + W - 1) / W : 0;
             struct grpo_step_out o1;
@@ -971,19 +595,8 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
                 ok = 0;
                 break;
             }
-            double w0 = (double)go.st.tokens, w1 = (double)o1.st.tokens, wt = w0 + w1 > 0 ? w0 + w1 : 1;
-#define MIX(f) go.f = (go.f * w0 + o1.f * w1) / wt
-            MIX(st.loss), MIX(st.pg_loss), MIX(st.kl_mean), MIX(st.ratio_mean), MIX(st.clip_frac);
-            MIX(st.clip_frac_low), MIX(st.clip_frac_high), MIX(entropy);
-#undef MIX
-            go.sandbox_lost += o1.sandbox_lost, go.groups_renormalised += o1.groups_renormalised;
-            go.groups_sandbox_dropped += o1.groups_sandbox_dropped;
-            go.st.tokens += o1.st.tokens, go.st.groups_kept += o1.st.groups_kept;
-            go.st.groups_dropped += o1.st.groups_dropped, go.st.seqs_masked += o1.st.seqs_masked;
-            go.grad_norm = o1.grad_norm > go.grad_norm ? o1.grad_norm : go.grad_norm;
-            go.lr = o1.lr;
-            go.nonfinite |= o1.nonfinite;
-            if (go.nonfinite) break;
+            step_stats_add_update(&ss, &o1);
+            if (ss.nonfinite) break;
         }
         if (!ok) {
             rl_episodes_free(eps, nseq);
@@ -991,7 +604,7 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             break;
         }
         double t_upd = now_ms() - t1;
-        int skipped = go.nonfinite || !be->ops->params_finite(be);
+        int skipped = ss.nonfinite || !be->ops->params_finite(be);
         if (skipped) {
             if (be->ops->restore(be) != 0) {
                 snprintf(err, errlen, "restore: %s", be->err);
@@ -1002,91 +615,15 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             if (rank == 0) fprintf(stderr, "\nviv train: step %ld: NaN/inf in the loss or gradients: update skipped, "
                             "last good weights and optimizer state restored\n", s);
         }
-        /* metrics */
-        struct rl_task_metric tm[MAX_SHAPES];
-        int cnt[MAX_SHAPES] = {0};
-        double rew[MAX_SHAPES] = {0}, acc[MAX_SHAPES] = {0}, fmt = 0, corr = 0, rsum = 0;
-        long gen_tok = 0, resp_tok = 0;
-        int nscored = 0; /* the episodes whose outcome is the model's: the sandbox's are no reward or accuracy */
-        for (int i = 0; i < nseq; i++) {
-            for (int t = 0; t < eps[i].n_tokens; t++) gen_tok += eps[i].mask[t];
-            resp_tok += eps[i].n_tokens - eps[i].prompt_tokens;
-            if (eps[i].infra_error) continue;
-            nscored++;
-            const char *nm = j->train.t[eps[i].task].task_name;
-            int k;
-            for (k = 0; k < nnames && strcmp(names[k], nm); k++) {}
-            if (k < nnames) cnt[k]++, rew[k] += eps[i].score.reward, acc[k] += eps[i].score.correct;
-            fmt += eps[i].score.format, corr += eps[i].score.correct, rsum += eps[i].score.reward;
+        /* metrics: every rank's sums */
+        if (step_stats_allreduce(&ss, be) != 0) {
+            snprintf(err, errlen, "metrics: %s", be->err);
+            rl_episodes_free(eps, nseq);
+            rcode = -1;
+            break;
         }
-        int nseq_all = nseq;
-        if (W > 1) { /* every rank's episodes and statistics, for rank 0's log */
-            enum { NS = 20 };
-            double v[NS + 3 * MAX_SHAPES] = {rsum, corr, fmt, (double)gen_tok, (double)resp_tok, (double)nseq,
-                                              (double)go.st.tokens, go.st.loss, go.st.pg_loss,
-                                              go.st.kl_mean * go.st.tokens, go.st.ratio_mean * go.st.tokens,
-                                              go.st.clip_frac * go.st.tokens, go.st.clip_frac_low * go.st.tokens,
-                                              go.st.clip_frac_high * go.st.tokens, go.entropy * go.st.tokens,
-                                              (double)go.st.groups_kept, (double)nscored, (double)go.sandbox_lost,
-                                              (double)go.groups_renormalised, (double)go.groups_sandbox_dropped};
-            for (int k = 0; k < nnames; k++) v[NS + 3 * k] = cnt[k], v[NS + 3 * k + 1] = rew[k], v[NS + 3 * k + 2] = acc[k];
-            if (be->ops->allreduce_sum(be, v, NS + 3 * nnames) != 0) {
-                snprintf(err, errlen, "metrics: %s", be->err);
-                rl_episodes_free(eps, nseq);
-                rcode = -1;
-                break;
-            }
-            double tw = v[6] > 0 ? v[6] : 1;
-            rsum = v[0], corr = v[1], fmt = v[2], gen_tok = (long)v[3], resp_tok = (long)v[4], nseq_all = (int)v[5];
-            /* the losses are each rank's share of the whole batch's normalised loss: they add up */
-            go.st.tokens = (long)v[6], go.st.loss = v[7], go.st.pg_loss = v[8], go.st.kl_mean = v[9] / tw;
-            go.st.ratio_mean = v[10] / tw, go.st.clip_frac = v[11] / tw, go.st.clip_frac_low = v[12] / tw;
-            go.st.clip_frac_high = v[13] / tw, go.entropy = v[14] / tw, go.st.groups_kept = (long)v[15];
-            nscored = (int)v[16], go.sandbox_lost = (int)v[17], go.groups_renormalised = (int)v[18];
-            go.groups_sandbox_dropped = (int)v[19];
-            for (int k = 0; k < nnames; k++) cnt[k] = (int)v[NS + 3 * k], rew[k] = v[NS + 3 * k + 1], acc[k] = v[NS + 3 * k + 2];
-        }
-        int ntm = 0;
-        for (int k = 0; k < nnames; k++)
-            if (cnt[k]) tm[ntm++] = (struct rl_task_metric){names[k], rew[k] / cnt[k], acc[k] / cnt[k], cnt[k]};
-        int ntools_st = 0;
-        const struct rl_tool_stats *ts = rl_rollout_tool_stats(r, &ntools_st);
-        struct rl_kv kv[96];
-        int nkv = 0;
-#define KV(k, v) kv[nkv++] = (struct rl_kv){k, (double)(v)}
-        double ns = nscored > 0 ? nscored : 1;
-        KV("reward", rsum / ns), KV("accuracy", corr / ns), KV("format_rate", fmt / ns);
-        /* episodes the sandbox decided: left out of the means above and of the
-         * update; their groups kept over the survivors, or dropped under two */
-        KV("sandbox_lost", nseq_all - nscored), KV("sandbox_groups_renormalised", go.groups_renormalised);
-        KV("sandbox_groups_dropped", go.groups_sandbox_dropped);
-        KV("loss", go.st.loss), KV("pg_loss", go.st.pg_loss), KV("kl", go.st.kl_mean), KV("entropy", go.entropy);
-        KV("clip_frac", go.st.clip_frac), KV("clip_frac_low", go.st.clip_frac_low), KV("clip_frac_high", go.st.clip_frac_high);
-        KV("ratio_mean", go.st.ratio_mean), KV("grad_norm", go.grad_norm), KV("lr", go.lr);
-        KV("tokens", go.st.tokens), KV("gen_tokens", gen_tok), KV("response_tokens", resp_tok);
-        KV("groups_kept", go.st.groups_kept), KV("groups_dropped", go.st.groups_dropped), KV("seqs_masked", go.st.seqs_masked);
-        KV("episodes", nseq_all), KV("episodes_per_s", nseq_all / ((t_roll + 1e-9) / 1000.0));
-        KV("rollout_s", t_roll / 1000.0), KV("update_s", t_upd / 1000.0);
-        KV("gen_s", st.gen_busy_ms / 1000.0), KV("tool_wait_s", (st.wall_ms - st.gen_busy_ms) / 1000.0);
-        KV("gen_idle_frac", st.gen_idle_frac), KV("tool_calls", st.tool_calls), KV("tool_errors", st.tool_errors);
-        KV("tool_timeouts", st.tool_timeouts), KV("nan_skipped", skipped);
-        char keybuf[8][48];
-        /* mean vivd wall time per configured tool so far (0 until it is first called) */
-        for (int t = 0; t < j->ntools && t < 8 && nkv < 62; t++) {
-            double mean = 0;
-            for (int u = 0; u < ntools_st; u++)
-                if (!strcmp(ts[u].name, j->tools[t].name)) mean = ts[u].mean_ms;
-            snprintf(keybuf[t], sizeof keybuf[t], "tool_ms_%s", j->tools[t].name);
-            KV(keybuf[t], mean);
-        }
-        /* the sandbox hosts: calls answered by each this step, hosts up at its end */
-        char hostkey[RL_MAX_HOSTS][32];
-        for (int h = 0; h < st.nhosts && h < RL_MAX_HOSTS && nkv < 94; h++) {
-            snprintf(hostkey[h], sizeof hostkey[h], "sandbox_calls_%d", h);
-            KV(hostkey[h], st.host_calls[h]);
-        }
-        if (nkv < 94) KV("sandbox_hosts_up", st.hosts_up), KV("tool_lost", st.tool_lost);
-#undef KV
+        struct step_line line;
+        step_line_fill(&line, j, r, &ss, &st, t_roll, t_upd, skipped);
         rl_episodes_free(eps, nseq);
         int ckpt_now = s % j->c.ckpt_every == 0 || s == j->c.steps;
         if (ckpt_now && be->ops->sync_down(be) != 0) { /* every rank: the GPU's weights and moments into j->m, opt */
@@ -1095,7 +632,7 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
             break;
         }
         if (rank != 0) continue; /* rank 0 alone writes metrics and checkpoints */
-        rl_run_log_step(j->run, s, kv, nkv, tm, ntm);
+        rl_run_log_step(j->run, s, line.kv, line.nkv, line.tm, line.ntm);
         if (ckpt_now) {
             if (save_checkpoint(j, s, err, errlen) != 0) {
                 rcode = -1;
@@ -1109,93 +646,6 @@ static int rl_phase(struct job *j, long first_step, char *err, size_t errlen) {
     model_gen_free(&g);
     train_backend_free(ref);
     return rcode;
-}
-
-/* The run's task names, training set's then any only the held-out set has:
- * the keys that give each task one colour in every chart of the run. */
-static int run_task_names(const struct task_set *train, const struct task_set *val, const char **names, int max) {
-    int n = task_names(train, names, max);
-    const char *more[MAX_SHAPES];
-    int nm = task_names(val, more, MAX_SHAPES);
-    for (int i = 0; i < nm && n < max; i++) {
-        int k;
-        for (k = 0; k < n && strcmp(names[k], more[i]); k++) {}
-        if (k == n) names[n++] = more[i];
-    }
-    return n;
-}
-
-/* ---- the table and the eval chart ------------------------------------------------------------- */
-
-static void print_tables(const struct eval_table *t, const char *const *stage, int nst, const char *split) {
-    const struct eval_table *base = NULL;
-    for (int k = 0; k < nst; k++)
-        if (t[k].valid) base = &t[k];
-    if (!base) return;
-    printf("\nheld-out (%s) accuracy / format rate per task: greedy, one episode per task\n", split);
-    printf("%-24s %4s", "task", "n");
-    for (int k = 0; k < nst; k++)
-        if (t[k].valid) printf("  %-15s", stage[k]);
-    printf("\n");
-    for (int i = 0; i <= base->n; i++) {
-        printf("%-24s %4d", base->task[i], base->count[i]);
-        for (int k = 0; k < nst; k++) {
-            if (!t[k].valid) continue;
-            int r;
-            for (r = 0; r <= t[k].n && strcmp(t[k].task[r], base->task[i]); r++) {}
-            if (r > t[k].n) printf("  %-15s", "-");
-            else printf("  %5.3f / %5.3f  ", t[k].acc[r], t[k].fmt[r]);
-        }
-        printf("\n");
-    }
-    /* held-out episodes the sandbox decided: re-run (and any still lost, not scored) */
-    printf("%-24s %4s", "sandbox re-runs / lost", "");
-    for (int k = 0; k < nst; k++)
-        if (t[k].valid) printf("  %5d / %-5d  ", t[k].reruns, t[k].lost);
-    printf("\n");
-}
-
-/* How eval.svg names each stage of stage[] (before_sft, after_sft, after_rl). */
-static const char *const stage_label[3] = {"base", "after SFT", "after RL"};
-
-/* eval.svg: held-out accuracy as grouped bars, one group per stage that ran
- * (named, with its n), one bar per task and the overall; colours from the
- * run's task names, as in reward.svg and accuracy.svg. */
-static void eval_chart(const char *dir, const struct eval_table *t, int nst, const char *const *keys, int nkeys) {
-    struct svg_bar_group g[3];
-    int gi[3], ng = 0;
-    for (int k = 0; k < nst && k < 3; k++)
-        if (t[k].valid) gi[ng] = k, g[ng++] = (struct svg_bar_group){stage_label[k], t[k].count[t[k].n]};
-    if (ng == 0) return;
-    /* the tasks of every stage that ran, in order of first appearance; "all" last */
-    const char *task[MAX_SHAPES + 1];
-    int nt = 0;
-    for (int q = 0; q < ng; q++)
-        for (int r = 0; r < t[gi[q]].n; r++) {
-            int i;
-            for (i = 0; i < nt && strcmp(task[i], t[gi[q]].task[r]); i++) {}
-            if (i == nt && nt < MAX_SHAPES) task[nt++] = t[gi[q]].task[r];
-        }
-    task[nt++] = "all";
-    struct svg_bar_series *se = xcalloc((size_t)nt, sizeof *se);
-    double *v = xcalloc((size_t)nt * ng, sizeof *v);
-    long *n = xcalloc((size_t)nt * ng, sizeof *n);
-    for (int i = 0; i < nt; i++) {
-        for (int q = 0; q < ng; q++) {
-            const struct eval_table *e = &t[gi[q]];
-            v[i * ng + q] = NAN; /* a task a stage did not evaluate has no bar */
-            for (int r = 0; r <= e->n; r++)
-                if (!strcmp(e->task[r], task[i])) v[i * ng + q] = e->acc[r], n[i * ng + q] = e->count[r];
-        }
-        se[i] = (struct svg_bar_series){task[i], v + i * ng, n + i * ng};
-    }
-    struct svg_chart_opts o = {.title = "Held-out accuracy per task by stage",
-                               .subtitle = "greedy decoding, one episode per held-out task; n = episodes scored",
-                               .ylabel = "accuracy", .ymin = 0, .ymax = 1, .color_keys = keys, .ncolor_keys = nkeys};
-    char *svg = svg_bar_chart(&o, g, ng, se, nt);
-    char *p = xasprintf("%s/eval.svg", dir);
-    rl_write_atomic(p, svg, strlen(svg));
-    free(p), free(svg), free(se), free(v), free(n);
 }
 
 /* ---- the command ---------------------------------------------------------------------------- */
@@ -1257,8 +707,9 @@ static int run_job(struct train_cfg *c) {
     struct sft_set set = {0};
     int rc = 1;
     static const char *const stage[3] = {"before_sft", "after_sft", "after_rl"};
-    struct eval_table tab[3];
+    struct eval_table tab[3], teacher_tab;
     memset(tab, 0, sizeof tab);
+    memset(&teacher_tab, 0, sizeof teacher_tab);
     char *names_store[3][MAX_SHAPES] = {{0}};
     char *ckpt = NULL;
     long ckpt_step = -1;
@@ -1321,7 +772,9 @@ static int run_job(struct train_cfg *c) {
     }
     const char *shapes = c->tasks && strcmp(c->tasks, "all") ? c->tasks : NULL;
     taskset_filter(&j.train, shapes, c->train_limit);
-    taskset_filter(&j.val, shapes, c->eval_limit);
+    /* SFT's share is a prefix of the train tasks: shapes in turn, so it holds each shape */
+    if (c->sft_tasks > 0) taskset_filter(&j.train, NULL, (int)j.train.n);
+    taskset_filter(&j.val, c->eval_tasks && strcmp(c->eval_tasks, "all") ? c->eval_tasks : NULL, c->eval_limit);
     if (j.train.n == 0 || j.val.n == 0) {
         fprintf(stderr, "viv %s: no tasks left (check --tasks)\n", cmd);
         goto out;
@@ -1398,6 +851,9 @@ static int run_job(struct train_cfg *c) {
         for (int k = 0; k < 2; k++) {
             char *p = xasprintf("%s/eval_%s.json", j.dir, stage[k]);
             table_load(p, &tab[k], names_store[k]);
+            free(p);
+            p = xasprintf("%s/episodes_%s.jsonl", j.dir, stage[k]); /* per task, for the paired difference */
+            table_load_episodes(p, &tab[k], &j.val);
             free(p);
         }
     } else {
@@ -1479,7 +935,9 @@ static int run_job(struct train_cfg *c) {
         const char *keys[MAX_SHAPES];
         eval_chart(j.dir, tab, 3, keys, run_task_names(&j.train, &j.val, keys, MAX_SHAPES));
     }
-    print_tables(tab, stage, 3, c->eval_split);
+    if (!c->sft_only && evaluate_teacher(&j, &teacher_tab, err, sizeof err) < 0)
+        fprintf(stderr, "viv %s: the teacher's held-out accuracy: %s\n", cmd, err); /* the table goes without it */
+    print_tables(tab, stage, 3, c->eval_split, &teacher_tab, (uint64_t)c->seed);
     printf("\nrun: %s  (%.1f min)\n", j.dir, (now_ms() - j.t0) / 60000.0);
     printf("charts: %s/reward.svg %s/accuracy.svg %s/eval.svg\n", j.dir, j.dir, j.dir);
     {
@@ -1494,8 +952,10 @@ out:
     viv_pool_close(j.pool);
     private_vivd_stop(&vp);
     sft_set_free(&set);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 3; k++) {
+        table_free(&tab[k]);
         for (int i = 0; i < MAX_SHAPES; i++) free(names_store[k][i]);
+    }
     if (j.run) rl_run_close(j.run);
     train_backend_free(j.be);
     if (j.m) qwen3_free(j.m);

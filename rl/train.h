@@ -67,7 +67,7 @@ void sft_set_free(struct sft_set *s);
 char *sft_set_pack(const struct sft_set *s);
 int sft_set_unpack(const char *json, struct sft_set *out, char *err, size_t errlen);
 
-/* Render one trajectory in the chat layout of rl/bio_env.h onto c: mask 1
+/* Render one trajectory in the chat layout of envs/turn.h onto c: mask 1
  * exactly on the assistant messages' tokens. 0 or -1. */
 int sft_render(const struct sft_traj *t, const char *task_prompt, const struct tokenizer *tok, struct chat *c);
 

@@ -1,6 +1,7 @@
 # rl/train.mk - the trainer: `viv sft`, `viv train` (rejection-sampling SFT
 # + GRPO through the rollout engine), included by the top Makefile.
-RL_SRC += rl/bio_env.c rl/model_gen.c rl/backend_cpu.c rl/backend_cuda.c rl/sft.c rl/grpo_step.c rl/train.c
+RL_SRC += rl/bio_env.c rl/model_gen.c rl/backend_cpu.c rl/backend_cuda.c rl/sft.c rl/grpo_step.c rl/train.c rl/train_cli.c \
+          rl/eval_table.c rl/checkpoint.c rl/step_stats.c
 
 # Unit tests (SFT masks, the GRPO update's direction, the environment's
 # scoring, generation with stop strings): ASan + UBSan; the models are tiny.

@@ -1,6 +1,6 @@
 /*
- * rl_fixture.h - the rollout engine over its test doubles (rl/fake_gen.h's
- * scripted generator and byte tokenizer, rl/text_env.h's toy environment),
+ * rl_fixture.h - the rollout engine over its test doubles (test/doubles/fake_gen.h's
+ * scripted generator and byte tokenizer, test/doubles/text_env.h's toy environment),
  * shared by the rl and multihost suites. The caller points cfg at its
  * sandbox (cfg.socket or cfg.pool) after fixture_setup.
  */

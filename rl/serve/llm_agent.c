@@ -14,7 +14,7 @@
 #include "../../model/tokenizer.h"
 #include "../../sandbox/base/util.h"
 #include "agent_pool.h"
-#include "../bio_env.h"
+#include "../../envs/turn.h"
 #include "http_cmds.h"
 #include "openai_client.h"
 #include "../../model/config.h"
@@ -207,7 +207,7 @@ static char *next_endpoint(struct llm_agent *a, const struct episode *ep) {
     return text;
 }
 
-/* The training layout (rl/bio_env.h) of the episode so far, ending with an
+/* The training layout (envs/turn.h) of the episode so far, ending with an
  * open assistant turn. */
 static int render_local(struct llm_agent *a, const struct episode *ep, struct chat *c) {
     size_t from = ep->conv.n >= 2 ? 2 : ep->conv.n;
@@ -222,7 +222,7 @@ static int render_local(struct llm_agent *a, const struct episode *ep, struct ch
     }
     int rc = sft_render(&t, ep->task->prompt, a->tok, c);
     if (rc == 0 && t.n > 0 && t.roles[t.n - 1] == ROLE_ASSISTANT) { /* a think-only message: open the next turn */
-        char *g = bio_glue_text(NULL);
+        char *g = turn_glue_text(NULL);
         rc = g ? chat_append_text(c, a->tok, g, strlen(g)) : -1;
         free(g);
     }

@@ -4,7 +4,7 @@
  * rl/serve/openai_client.h) or a checkpoint on this machine ("model:DIR", through
  * rl/serve/textgen.h on the CPU model).
  *
- * Both see the episode as the model was trained to (rl/bio_env.h): the
+ * Both see the episode as the model was trained to (envs/turn.h): the
  * system message, the task, then the turns so far, observations as user
  * messages. The local agent renders exactly the token layout SFT and GRPO
  * train on (sft_render: earlier <think> blocks kept verbatim); an endpoint

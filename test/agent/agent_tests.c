@@ -20,13 +20,13 @@
 #include "../../sandbox/base/json_writer.h"
 #include "../../sandbox/base/util.h"
 #include <unistd.h>
-#include "episode.h"
-#include "eval1.h"
-#include "graders.h"
-#include "graders_literal.h"
-#include "outcome.h"
-#include "protocol.h"
-#include "teacher.h"
+#include "../../envs/episode.h"
+#include "../../envs/eval1.h"
+#include "../../envs/graders.h"
+#include "../../envs/graders_literal.h"
+#include "../../envs/outcome.h"
+#include "../../envs/protocol.h"
+#include "../../envs/teacher.h"
 
 static const char *fixtures = "test/agent/fixtures/tasks.jsonl";
 static const char *eval1_sample = "test/agent/fixtures/eval1_sample.jsonl";
@@ -129,7 +129,8 @@ static void test_tool_selection(void) {
     tool_case("#!python\nprint(1)", PROTO_TOOL_PYTHON, "#!python\nprint(1)");
     tool_case("#!bash\necho", PROTO_TOOL_PYTHON, "#!bash\necho"); /* markers are case-sensitive, as upstream */
     if (t_status) return;
-    CHECK(proto_tool_policy(PROTO_TOOL_R) == NULL && !strcmp(proto_tool_policy(PROTO_TOOL_SHELL), "shell"), "policies");
+    CHECK(!strcmp(proto_tool_name(PROTO_TOOL_R), "r") && !strcmp(proto_tool_name(PROTO_TOOL_SHELL), "shell"),
+          "tools are their vivd policies");
 }
 
 /* --- protocol: the task's inputs as TASK in the Python tool ------------------------------------ */
@@ -580,9 +581,17 @@ static void test_episode_tools_and_limits(void) {
     struct episode ep;
     episode_init(&ep, &fx.t[3], &cfg, 1);
     episode_push_message(&ep, "<think>r</think><execute>#!R\nprint(1)</execute>", strlen("<think>r</think><execute>#!R\nprint(1)</execute>"));
+    CHECK(ep.state == EP_NEED_TOOL && ep.tool == PROTO_TOOL_R && !strcmp(proto_tool_name(ep.tool), "r"),
+          "R goes to vivd's policy r");
+    /* a vivd without that policy refuses the tool: the model reads that R is not available */
+    ep.state = EP_WAIT_TOOL;
+    cJSON *nr = cJSON_Parse("{\"ok\":false,\"error\":{\"code\":\"bad_request\",\"message\":\"unknown tool 'r' (see op policies)\"}}");
+    struct viv_response *nresp = as_response(nr);
+    episode_on_response(&ep, NULL, nresp);
+    viv_response_free(nresp);
     const struct turn *o = conv_last(&ep.conv, ROLE_TOOL);
     CHECK(ep.state == EP_NEED_MESSAGE && o && strstr(o->text, "R is not available") && !strncmp(o->text, "<observation>", 13),
-          "R gets an error observation, no sandbox call");
+          "no r policy: an observation saying R is not available, the episode goes on");
     episode_push_message(&ep, "<think>hmm</think>", 18);
     CHECK(ep.state == EP_NEED_MESSAGE && ep.conv.turns[ep.conv.n - 1].role == ROLE_ASSISTANT, "think-only: next message, nothing added");
     const char *m = "<think>t</think><execute>#!SQL\nSELECT 1;</execute> and then <solution>A</solution>";
@@ -602,7 +611,7 @@ static void test_episode_tools_and_limits(void) {
     o = conv_last(&ep.conv, ROLE_TOOL);
     CHECK(o && strstr(o->text, "too long") && o->len < 10200, "long output truncated (%zu)", o ? o->len : 0);
     CHECK(ep.state == EP_DONE && !strcmp(ep.end, "max_turns") && ep.format == 0 && ep.correct == 0, "turn limit: %s", ep.end);
-    CHECK(ep.tool_calls == 1, "one tool call");
+    CHECK(ep.tool_calls == 2, "two tool calls (R, refused by vivd, and SQL): %d", ep.tool_calls);
     episode_free(&ep);
 }
 

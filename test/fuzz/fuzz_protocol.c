@@ -19,10 +19,10 @@
 #include <string.h>
 
 #include "../../sandbox/base/json_writer.h"
-#include "episode.h"
-#include "graders.h"
-#include "graders_literal.h"
-#include "protocol.h"
+#include "../../envs/episode.h"
+#include "../../envs/graders.h"
+#include "../../envs/graders_literal.h"
+#include "../../envs/protocol.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *text = (const char *)data;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../harness.h"
+#include "../../rl/train_job.h"
 #include "../../rl/grpo.h"
 #include "../../rl/metrics.h"
 #include "../../rl/svg_chart.h"
@@ -294,12 +295,32 @@ static void test_colors_and_smoothing(void) {
 
 static void test_progress_tty(void) {
     char buf[256];
-    rl_progress_format(buf, sizeof buf, true, 5, 20, 1.25, 0.5, 12.5, 50);
-    CHECK(strncmp(buf, "[#####...............] step 5/20", 32) == 0 && strstr(buf, "reward 1.250") &&
-              strstr(buf, "acc 0.500") && strstr(buf, "12.5 ep/s") && strstr(buf, "ETA 2m30s"),
+    struct rl_progress p = {.phase = "grpo", .step = 5, .total = 20, .reward = 1.25, .accuracy = 0.5, .eps_per_s = 12.5,
+                            .signal_frac = 0.375, .phase_elapsed_s = 50, .phase_before = 0};
+    rl_progress_format(buf, sizeof buf, true, &p);
+    CHECK(strncmp(buf, "[#####...............] grpo 5/20", 32) == 0 && strstr(buf, "reward 1.250") &&
+              strstr(buf, "acc 0.500") && strstr(buf, "12.5 ep/s") && strstr(buf, "signal 0.38") &&
+              strstr(buf, "ETA 2m30s"),
           "%s", buf);
-    rl_progress_format(buf, sizeof buf, false, 3, 0, 1, 1, 1, 10);
+    p = (struct rl_progress){.step = 3, .reward = 1, .accuracy = 1, .eps_per_s = 1, .signal_frac = -1,
+                             .phase_elapsed_s = 10};
+    rl_progress_format(buf, sizeof buf, false, &p);
     CHECK(strcmp(buf, "step 3 reward 1.0000 accuracy 1.0000 episodes/s 1.00 eta ?") == 0, "%s", buf);
+}
+
+/* The ETA is the phase's own pace: a GRPO phase resumed at step 11, 20 s
+ * and 2 steps into it, 8 steps left: 1m20s, however long the run took
+ * before (SFT, evaluations). Step 1 of a phase that took 6 s: 6 s a step. */
+static void test_progress_eta_from_phase(void) {
+    char buf[256];
+    struct rl_progress p = {.phase = "grpo", .step = 12, .total = 20, .reward = 1, .accuracy = 1, .eps_per_s = 1,
+                            .signal_frac = 0.5, .phase_elapsed_s = 20, .phase_before = 10};
+    rl_progress_format(buf, sizeof buf, false, &p);
+    CHECK(strcmp(buf, "grpo 12/20 reward 1.0000 accuracy 1.0000 episodes/s 1.00 signal 0.500 eta 1m20s") == 0, "%s",
+          buf);
+    p = (struct rl_progress){.phase = "grpo", .step = 1, .total = 30, .signal_frac = 0, .phase_elapsed_s = 6};
+    rl_progress_format(buf, sizeof buf, false, &p);
+    CHECK(strstr(buf, "grpo 1/30 ") && strstr(buf, "eta 2m54s"), "%s", buf);
 }
 
 /* A writer replaces the file again and again with 1 MiB of one letter; a
@@ -377,6 +398,41 @@ static void test_grpo_bad_input(void) {
     CHECK(grpo_agg_parse("dr_grpo") == GRPO_AGG_DR_GRPO && grpo_agg_parse("nope") == -1, "agg names");
 }
 
+/* The paired bootstrap of the end table: a difference every task shows has
+ * a zero-width interval at it; a difference of +0.5 on 400 tasks has an
+ * interval around +0.5 that excludes 0 and is about +-0.05 wide; one that
+ * only noise makes has an interval holding 0; a shape's row uses its tasks
+ * only; no pairs, no figures. */
+static void test_eval_diff_interval(void) {
+    enum { N = 400 };
+    struct eval_table a = {0}, b = {0};
+    for (int i = 0; i < N; i++) {
+        const char *shape = i % 2 ? "dbqa" : "seqqa";
+        table_set_episode(&a, N, i, shape, 0);
+        /* dbqa: every task fixed; seqqa: none */
+        table_set_episode(&b, N, i, shape, i % 2 ? 1 : 0);
+    }
+    double m, lo, hi;
+    CHECK(table_diff_ci(&a, &b, "dbqa", 1, &m, &lo, &hi) == N / 2 && m == 1 && lo == 1 && hi == 1, "dbqa %g [%g, %g]",
+          m, lo, hi);
+    CHECK(table_diff_ci(&a, &b, "seqqa", 1, &m, &lo, &hi) == N / 2 && m == 0 && lo == 0 && hi == 0, "seqqa %g", m);
+    CHECK(table_diff_ci(&a, &b, NULL, 1, &m, &lo, &hi) == N && fabs(m - 0.5) < 1e-12 && lo > 0.44 && lo < 0.5 &&
+              hi > 0.5 && hi < 0.56,
+          "all %g [%g, %g]", m, lo, hi);
+    /* noise: half the tasks gained, half lost */
+    struct eval_table c = {0};
+    for (int i = 0; i < N; i++) table_set_episode(&c, N, i, "dbqa", i % 4 == 0 ? 1 : 0);
+    struct eval_table e = {0};
+    for (int i = 0; i < N; i++) table_set_episode(&e, N, i, "dbqa", i % 4 == 1 ? 1 : 0);
+    CHECK(table_diff_ci(&c, &e, NULL, 1, &m, &lo, &hi) == N && m == 0 && lo < 0 && hi > 0, "noise %g [%g, %g]", m, lo, hi);
+    /* an episode one stage did not score is left out of the pairs */
+    table_set_episode(&c, N, 7, "dbqa", NAN);
+    CHECK(table_diff_ci(&c, &e, NULL, 1, &m, &lo, &hi) == N - 1, "unscored left out");
+    struct eval_table none = {0};
+    CHECK(table_diff_ci(&none, &e, NULL, 1, &m, &lo, &hi) == 0 && isnan(m), "no pairs");
+    table_free(&a), table_free(&b), table_free(&c), table_free(&e);
+}
+
 int main(int argc, char **argv) {
     t_after_each = after_each;
     static const struct test_case tests[] = {
@@ -386,6 +442,8 @@ int main(int argc, char **argv) {
         {"svg_colors_and_smoothing", test_colors_and_smoothing},
         {"metrics_run_directory", test_run_directory},
         {"metrics_progress_line", test_progress_tty},
+        {"metrics_progress_eta_from_phase", test_progress_eta_from_phase},
+        {"eval_diff_paired_bootstrap", test_eval_diff_interval},
         {"atomic_write_no_torn_reads", test_atomic_write_no_torn_reads},
         {"grpo_bad_input_and_hand_case", test_grpo_bad_input},
     };

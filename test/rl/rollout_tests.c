@@ -21,7 +21,10 @@
 #include "../harness.h"
 #include "../../rl/bio_env.h"
 #include "../doubles/fake_gen.h"
+#include "../../envs/turn.h"
+#include "../../model/chat.h"
 #include "../../rl/rollout.h"
+#include "../../rl/train.h"
 #include "../doubles/text_env.h"
 #include "../rl_fixture.h"
 
@@ -611,6 +614,115 @@ static void test_expected_remaining(void) {
     CHECK(fabs(rl_lat_prob_within(&s, 200, 200, 0) - (1 - exp(-1))) < 1e-9, "past all: exponential guess");
 }
 
+/* ---- one turn machine, every caller ------------------------------------------------- */
+
+/* Scripted Biomni episodes, each ending with the right answer: only
+ * thinking, no tags, Python with TASK and stderr and an exit code, a shell
+ * script, R (vivd has no "r" policy here), output with a NUL byte, a Python
+ * session killed by a signal. */
+static const char *const tm0[] = {
+    "<think>only thinking</think>",
+    "<think>run</think>\n<execute>import sys\nprint(TASK['x'] * 6)\nprint('warn', file=sys.stderr)\nsys.exit(3)</execute>",
+    "<think>shell</think>\n<execute>#!BASH\necho shell $((2+3))</execute>", "<think>done</think>\n<solution>42</solution>",
+    NULL};
+static const char *const tm1[] = {"no tags at all", "<think>r</think>\n<execute>#!R\ncat('R says', 6*7, '\\n')</execute>",
+                                  "<think>nul</think>\n<execute>import sys\nsys.stdout.write('a\\0b')</execute>",
+                                  "<solution>42</solution>", NULL};
+static const char *const tm2[] = {"<think>set</think>\n<execute>x = 1\nprint('set')</execute>",
+                                  "<think>die</think>\n<execute>import os\nos.kill(os.getpid(), 9)</execute>",
+                                  "<think>again</think>\n<execute>print('x' in globals())</execute>",
+                                  "<think>d</think>\n<solution>42</solution>", NULL};
+static const char *const *const tm_scripts[] = {tm0, tm1, tm2};
+enum { TM_N = 3 };
+
+/* An agent (agent_fn) playing the scripts: episode i of run_episodes has seed base + i. */
+static uint64_t tm_seed = 1000;
+static char *tm_agent(void *ctx, const struct episode *ep) {
+    (void)ctx;
+    const char *const *t = tm_scripts[(ep->seed - tm_seed) % TM_N];
+    for (int i = 0; i < ep->turns; i++)
+        if (!t[i]) return NULL;
+    return t[ep->turns] ? strdup(t[ep->turns]) : NULL;
+}
+
+static void test_turn_machine_same_text_every_caller(void) {
+    /* episode 1 runs an R cell on vivd's r policy (build.sh installs R) */
+    if (access("/usr/bin/Rscript", X_OK) != 0) SKIP("no /usr/bin/Rscript on this host (./build.sh installs r-base-core)");
+    if (vivd_start() != 0) FAIL("vivd did not start");
+    struct task task[TM_N];
+    for (int i = 0; i < TM_N; i++)
+        task[i] = (struct task){.instance_id = "t", .task_name = "lab_bench_dbqa", .prompt = "what is 6*7?",
+                                .answer = "42", .grader = "lab_bench_dbqa",
+                                .meta = cJSON_Parse("{\"inputs\":{\"x\":7}}")};
+    struct task_set ts = {.t = task, .n = TM_N};
+    char err[512];
+    /* 1. GRPO's rollouts (and viv train's evaluations): the engine over bio_env */
+    struct script s = {.turns = {tm0, tm1, tm2}, .period = TM_N};
+    struct fixture f;
+    fixture_init(&f, &s, 4);
+    struct bio_env be = {.ts = &ts, .mode = GRADE_TRAIN};
+    bio_env_init(&be, &f.env);
+    struct rl_tool_cfg bt[4];
+    f.cfg.tools = bt, f.cfg.ntools = bio_tool_cfgs(bt, 4, 5000);
+    struct rl_rollout *r = rl_rollout_new(&f.cfg, &f.gen, &f.tok, &f.env, err, sizeof err);
+    CHECK(r, "rollout: %s", err);
+    int tk[TM_N] = {0, 1, 2};
+    struct rl_episode *eps = NULL;
+    struct rl_step_stats st;
+    CHECK(rl_rollout_step(r, tk, TM_N, 1, &eps, &st, err, sizeof err) == 0, "rollout step: %s", err);
+    /* 2. SFT collection (and viv eval, the endpoint agents: the same
+     * episode runner): sft_collect with the scripted agent */
+    struct viv_pool *pool = viv_pool_open(sock_path, NULL, NULL, 2000, err, sizeof err);
+    CHECK(pool, "pool: %s", err);
+    struct sft_collect_opts co = {.samples = 1, .seed = tm_seed, .concurrency = 3, .max_turns = 8, .timeout_ms = 5000,
+                                  .agent = tm_agent};
+    struct sft_set set;
+    CHECK(sft_collect(&ts, pool, &co, &set, err, sizeof err) == 0, "sft_collect: %s", err);
+    CHECK(set.n == TM_N, "SFT kept %d of %d scripted episodes (each ends with the right answer)", set.n, TM_N);
+    /* the texts the SFT tokenizer is trained on, and what SFT's tokens decode to */
+    const char *texts[TM_N];
+    size_t lens[TM_N];
+    char *sft_texts[TM_N];
+    for (int i = 0; i < set.n; i++)
+        sft_texts[i] = sft_text(&set.v[i], task[set.v[i].task].prompt, &lens[i]), texts[i] = sft_texts[i];
+    struct tokenizer *tok = tokenizer_train(texts, lens, (size_t)set.n, 320, NULL, err, sizeof err);
+    CHECK(tok, "tokenizer: %s", err);
+    for (int i = 0; i < set.n; i++) {
+        int k = set.v[i].task;
+        CHECK(eps[k].end == RL_END_SOLUTION && eps[k].score.correct == 1, "rollout episode %d ended %s", k,
+              rl_end_name(eps[k].end));
+        char *roll = episode_text(&eps[k]);
+        size_t rl_len = (size_t)eps[k].n_tokens;
+        struct chat c;
+        chat_init(&c);
+        CHECK(sft_render(&set.v[i], task[k].prompt, tok, &c) == 0, "sft_render %d", k);
+        size_t dl = 0;
+        char *dec = tokenizer_decode(tok, c.ids, c.n, &dl);
+        /* byte for byte: the first difference, shown */
+        size_t d = 0;
+        while (d < rl_len && d < lens[i] && roll[d] == sft_texts[i][d]) d++;
+        CHECK(rl_len == lens[i] && d == rl_len, "episode %d: rollout (%zu bytes) and SFT's text (%zu) differ at byte %zu:\n"
+              "  rollout: %.60s\n  sft:     %.60s", k, rl_len, lens[i], d, roll + (d > 20 ? d - 20 : 0),
+              sft_texts[i] + (d > 20 ? d - 20 : 0));
+        CHECK(dec && dl == rl_len && memcmp(dec, roll, dl) == 0, "episode %d: SFT's tokens decode to other text", k);
+        /* the observations carry what the scripts meant them to */
+        static const char *const want[TM_N][2] = {
+            {"42\nwarn\n", "shell 5"},
+            {"R says 42", "a\0b"},
+            {"[the Python session was lost; its variables are gone]", "False"}};
+        for (int w = 0; w < 2; w++)
+            CHECK(memmem(roll, rl_len, want[k][w], strlen(want[k][w]) + (k == 1 && w == 1 ? 2 : 0)),
+                  "episode %d: no \"%s\" in its text", k, want[k][w]);
+        free(roll), free(dec), chat_free(&c), free(sft_texts[i]);
+    }
+    tokenizer_free(tok);
+    sft_set_free(&set);
+    viv_pool_close(pool);
+    rl_episodes_free(eps, TM_N);
+    rl_rollout_free(r);
+    for (int i = 0; i < TM_N; i++) cJSON_Delete(task[i].meta);
+}
+
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     t_after_each = after_each;
@@ -627,6 +739,7 @@ int main(int argc, char **argv) {
         {"rollout_generation_overlaps_tools", test_generation_overlaps_tools},
         {"rollout_min_groups_ends_step", test_min_groups_ends_step},
         {"rollout_tool_output_whole", test_tool_output_whole},
+        {"turn_machine_same_text_every_caller", test_turn_machine_same_text_every_caller},
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
 }

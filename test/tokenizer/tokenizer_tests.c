@@ -24,10 +24,10 @@
 #include <unistd.h>
 
 #include "../harness.h"
-#include "chat.h"
-#include "tokenizer.h"
-#include "tokenizer_internal.h"
-#include "unicode.h"
+#include "../../model/chat.h"
+#include "../../model/tokenizer.h"
+#include "../../model/tokenizer_internal.h"
+#include "../../model/unicode.h"
 
 static char tmpdir[256];
 

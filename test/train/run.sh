@@ -41,13 +41,20 @@ assert cfg["steps"] == 4 and cfg["group"] == 2, cfg
 lines = [json.loads(l) for l in open(f"{d}/metrics.jsonl")]
 assert [l["step"] for l in lines] == [1, 2, 3, 4], [l["step"] for l in lines]
 for k in ("reward", "accuracy", "format_rate", "entropy", "kl", "clip_frac", "tokens", "episodes_per_s",
-          "gen_s", "tool_wait_s", "nan_skipped", "tasks"):
+          "gen_s", "tool_wait_s", "nan_skipped", "tasks", "signal_frac"):
     assert k in lines[0], "metrics lack " + k
 assert any(k.startswith("tool_ms_") for k in lines[0]), "no per-tool latency"
 for st in ("before_sft", "after_sft", "after_rl"):
     e = json.load(open(f"{d}/eval_{st}.json"))
     assert e["overall"]["n"] == 7 and sum(r["n"] for r in e["per_task"]) == 7, e
     assert all(0 <= r["accuracy"] <= 1 and 0 <= r["format_rate"] <= 1 for r in e["per_task"])
+    # the episodes behind each table: anyone can recompute the difference and its interval
+    eps = [json.loads(l) for l in open(f"{d}/episodes_{st}.jsonl")]
+    assert len(eps) == 7 and all({"instance_id", "task_name", "correct"} <= set(x) for x in eps), st
+    assert abs(sum(x["correct"] for x in eps) / 7 - e["overall"]["accuracy"]) < 1e-9, st
+# the scripted teacher's own accuracy on the same held-out tasks
+te = json.load(open(f"{d}/eval_teacher.json"))
+assert te["stage"] == "teacher" and te["overall"]["n"] == 7 and 0 <= te["overall"]["accuracy"] <= 1, te
 for svg in ("reward.svg", "accuracy.svg", "eval.svg"):
     root = ET.parse(f"{d}/{svg}").getroot()
     assert root.tag.endswith("svg"), svg
@@ -97,7 +104,9 @@ print("fine")
 PYEOF
 )
   [ "$msg" = fine ]; report e2e_tiny_run_files $? "$msg"
-  grep -q "after_rl" "$T/full.out" && grep -q "^all " "$T/full.out"; report e2e_table_printed $? "no table on stdout: $(head -c 300 "$T/full.out")"
+  grep -q "after_rl" "$T/full.out" && grep -q "^all " "$T/full.out" && grep -q "RL - SFT \[95% CI\]" "$T/full.out" &&
+    grep -q "teacher" "$T/full.out" && grep -Eq "^all .* [+-][0-9.]+ \[[+-][0-9.]+, [+-][0-9.]+\]" "$T/full.out"
+  report e2e_table_printed $? "no table with the difference, its interval and the teacher on stdout: $(head -c 600 "$T/full.out")"
 else
   report e2e_tiny_run_files 1 "viv train failed: $(tail -5 "$T/full.err")"
 fi
@@ -135,13 +144,17 @@ else
   report e2e_resume_after_kill 1 "resume failed: $(tail -3 "$T/k2.err")"
 fi
 
-# 3. NaN injected into the weights before step 2's update: skipped, restored, run completes
-if bin/viv train "${TINY[@]}" --name nan --steps 3 --inject-nan-step 2 >"$T/n.out" 2>"$T/n.err"; then
+# 3. NaN injected into the weights before step 2's update: skipped, restored, run completes;
+# with dynamic sampling: a step whose first groups all had signal samples 2 tasks x 2, and one
+# that had a group without rolls out more tasks (refills), every episode counted
+if bin/viv train "${TINY[@]}" --name nan --steps 3 --inject-nan-step 2 --dynamic-sampling >"$T/n.out" 2>"$T/n.err"; then
   msg=$($PY - "$T/runs/nan" <<'PYEOF' 2>&1
 import json, sys, math
 k = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl")]
 assert [l["nan_skipped"] for l in k] == [0, 1, 0], [l["nan_skipped"] for l in k]
 assert math.isfinite(k[2]["loss"]) and math.isfinite(k[2]["grad_norm"]), k[2]
+for l in k:
+    assert (l["signal_frac"] == 1) == (l["episodes"] == 4) and l["episodes"] in (4, 6, 8, 10, 12), (l["signal_frac"], l["episodes"])
 print("fine")
 PYEOF
 )
