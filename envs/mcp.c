@@ -193,6 +193,7 @@ static int load_policies(struct mcp *m, char *err, size_t errlen) {
         if (!t) continue;
         const char *d = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "description"));
         t->present = true;
+        free(t->description); /* a name vivd lists twice: its last entry counts */
         t->description = xstrdup(d ? d : "");
         size_t n = strlen(t->description); /* it goes in parentheses in ours */
         if (n && t->description[n - 1] == '.') t->description[n - 1] = 0;
