@@ -141,7 +141,8 @@ static char *tool_error(const char *fmt, ...) {
 
 static long member_long(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? (long)v->valuedouble : 0;
+    /* a value past what a long holds (or NaN) would be undefined to convert: 0, as if absent */
+    return cJSON_IsNumber(v) && v->valuedouble >= -9e15 && v->valuedouble <= 9e15 ? (long)v->valuedouble : 0;
 }
 
 /* The sentence for a policy's "network" member: "none" is no network; an
@@ -390,7 +391,9 @@ static char *check_args(const cJSON *args, const char *tool, const char *const *
         if (!*k) return xasprintf("%s: unknown argument '%.64s' (see the tool's inputSchema)", tool, a->string);
         if (strcmp(a->string, "timeout_ms") == 0) {
             double v = a->valuedouble;
-            if (!cJSON_IsNumber(a) || v != (double)(long)v || v < 1 || (t && v > (double)t->timeout_ms_max))
+            /* the range first: converting a double past LONG_MAX (or NaN) to long is undefined */
+            if (!cJSON_IsNumber(a) || !(v >= 1 && v <= 9e15) || v != (double)(long)v ||
+                (t && v > (double)t->timeout_ms_max))
                 return xasprintf("%s: timeout_ms must be an integer from 1 to %ld", tool, t ? t->timeout_ms_max : 0);
         } else if (!cJSON_IsString(a)) {
             return xasprintf("%s: %s must be a string", tool, a->string);

@@ -26,10 +26,13 @@ void textgen_init(struct textgen *g, const struct qwen3 *m, const struct tokeniz
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     free(text);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
-    if (cJSON_IsNumber(v)) add_stop_id(g, (long)v->valuedouble);
+    /* ids in [0, INT_MAX) only: converting a larger double (or NaN) to long is undefined */
+    if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 2147483647.0)
+        add_stop_id(g, (long)v->valuedouble);
     else if (cJSON_IsArray(v))
         for (const cJSON *e = v->child; e; e = e->next)
-            if (cJSON_IsNumber(e) && e->valuedouble < 2147483647.0) add_stop_id(g, (long)e->valuedouble);
+            if (cJSON_IsNumber(e) && e->valuedouble >= 0 && e->valuedouble < 2147483647.0)
+                add_stop_id(g, (long)e->valuedouble);
     cJSON_Delete(root);
     add_stop_id(g, m->cfg.eos_token_id);
     add_stop_id(g, tokenizer_token_id(tok, "<|im_end|>"));
