@@ -302,10 +302,29 @@ void episode_pool_drain(struct viv_pool *p) {
     while (viv_pool_pending(p) > 0 && (r = viv_pool_next(p, 2000, &h))) viv_response_free(r);
 }
 
+void episode_finish_in_slot(struct episode *ep, struct viv_pool *p, const struct episode_host *h,
+                            const struct task_set *ts, size_t index, int reruns, struct episode_result *results,
+                            episode_done_fn on_done, void *done_ctx, size_t *lost) {
+    if (episode_lost_to_sandbox(ep)) ++*lost;
+    if (results)
+        results[index] = (struct episode_result){(size_t)(ep->task - ts->t), ep->correct, ep->format, ep->turns,
+                                                 ep->tool_calls, ep->tool_ms, ep->end, reruns};
+    if (on_done) on_done(done_ctx, ep, index);
+    episode_release_pooled(ep, p, h);
+    episode_free(ep);
+}
+
+int episodes_lost_error(size_t lost, size_t n, char *err, size_t errlen) {
+    if (!lost) return 0;
+    snprintf(err, errlen, "%zu of %zu episodes were lost to the sandbox %d times (host failed, unreachable or "
+                          "refusing): not scored",
+             lost, n, EPISODE_SANDBOX_TRIES + 1);
+    return -1;
+}
+
 int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct viv_pool *p, agent_fn agent,
                  void *agent_ctx, const struct episode_cfg *cfg, uint64_t seed, struct episode_result *results,
-                 void (*on_done)(void *ctx, const struct episode *ep, size_t index), void *done_ctx, char *err,
-                 size_t errlen) {
+                 episode_done_fn on_done, void *done_ctx, char *err, size_t errlen) {
     if (ts->n == 0 || n == 0) return 0;
     if (concurrency < 1) concurrency = 1;
     struct episode *slots = xcalloc((size_t)concurrency, sizeof *slots);
@@ -335,14 +354,7 @@ int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct vi
                 continue;
             }
             if (ep->state == EP_DONE) {
-                if (episode_lost_to_sandbox(ep)) broken++;
-                if (results)
-                    results[index[s]] = (struct episode_result){(size_t)(ep->task - ts->t), ep->correct, ep->format,
-                                                                ep->turns, ep->tool_calls, ep->tool_ms, ep->end,
-                                                                tries[s]};
-                if (on_done) on_done(done_ctx, ep, index[s]);
-                episode_release_pooled(ep, p, &host[s]);
-                episode_free(ep);
+                episode_finish_in_slot(ep, p, &host[s], ts, index[s], tries[s], results, on_done, done_ctx, &broken);
                 busy[s] = 0, finished++;
                 s--; /* refill this slot at once */
                 continue;
@@ -353,11 +365,5 @@ int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct vi
     }
     episode_pool_drain(p); /* let the session closes go out before the caller closes the connections */
     free(slots), free(index), free(busy), free(tries), free(host);
-    if (broken) {
-        snprintf(err, errlen, "%zu of %zu episodes were lost to the sandbox %d times (host failed, unreachable or "
-                              "refusing): not scored",
-                 broken, n, EPISODE_SANDBOX_TRIES + 1);
-        return -1;
-    }
-    return 0;
+    return episodes_lost_error(broken, n, err, errlen);
 }

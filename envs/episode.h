@@ -159,6 +159,19 @@ struct episode_result {
     int reruns;             /* times it was run again because the sandbox ended it */
 };
 
+/* What a runner calls for each finished episode (before it is freed). */
+typedef void (*episode_done_fn)(void *ctx, const struct episode *ep, size_t index);
+
+/* For runners: a slot's episode is EP_DONE. Count it in *lost if the
+ * sandbox ended it, write results[index] (when results is given), let
+ * on_done (may be NULL) see it, give its host back, and free it. */
+void episode_finish_in_slot(struct episode *ep, struct viv_pool *p, const struct episode_host *h,
+                            const struct task_set *ts, size_t index, int reruns, struct episode_result *results,
+                            episode_done_fn on_done, void *done_ctx, size_t *lost);
+/* For runners, at the end: -1 with err saying how many of n episodes were
+ * still lost to the sandbox after their re-runs, or 0 when none was. */
+int episodes_lost_error(size_t lost, size_t n, char *err, size_t errlen);
+
 /* Run `n` episodes (episode i on task i % ts->n, seed `seed`+i) with at most
  * `concurrency` in flight, their tool calls spread over the pool's hosts by
  * load (a session stays on its host). `on_done` (may be NULL) sees each
@@ -169,7 +182,6 @@ struct episode_result {
  * saying how many were still lost (end "sandbox") after their re-runs. */
 int run_episodes(const struct task_set *ts, size_t n, int concurrency, struct viv_pool *p, agent_fn agent,
                  void *agent_ctx, const struct episode_cfg *cfg, uint64_t seed, struct episode_result *results,
-                 void (*on_done)(void *ctx, const struct episode *ep, size_t index), void *done_ctx, char *err,
-                 size_t errlen);
+                 episode_done_fn on_done, void *done_ctx, char *err, size_t errlen);
 
 #endif

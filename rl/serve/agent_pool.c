@@ -110,14 +110,7 @@ int pool_run_episodes(const struct task_set *ts, size_t n, int concurrency, int 
                 continue;
             }
             if (ep->state == EP_DONE) {
-                if (episode_lost_to_sandbox(ep)) broken++;
-                if (results)
-                    results[index[s]] = (struct episode_result){(size_t)(ep->task - ts->t), ep->correct, ep->format,
-                                                                ep->turns, ep->tool_calls, ep->tool_ms, ep->end,
-                                                                tries[s]};
-                if (on_done) on_done(done_ctx, ep, index[s]);
-                episode_release_pooled(ep, vp, &host[s]);
-                episode_free(ep);
+                episode_finish_in_slot(ep, vp, &host[s], ts, index[s], tries[s], results, on_done, done_ctx, &broken);
                 busy[s] = 0, finished++;
                 s--; /* refill this slot at once */
                 continue;
@@ -144,12 +137,7 @@ int pool_run_episodes(const struct task_set *ts, size_t n, int concurrency, int 
         } else if (asked) wait_done(&p, 1000);
     }
     episode_pool_drain(vp);
-    if (broken) {
-        snprintf(err, errlen, "%zu of %zu episodes were lost to the sandbox %d times (host failed, unreachable or "
-                              "refusing): not scored",
-                 broken, n, EPISODE_SANDBOX_TRIES + 1);
-        rc = -1;
-    }
+    if (episodes_lost_error(broken, n, err, errlen) != 0) rc = -1;
 out:
     pthread_mutex_lock(&p.mu);
     p.quit = 1;
