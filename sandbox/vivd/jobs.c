@@ -135,12 +135,11 @@ static void start_job(struct job *j) {
     j->started = now_ms();
     if (start_on_zygote(j)) return;
     vd.ncold++;
-    static long cold_jobs;
-    cold_jobs++;
+    vd.cold_started++;
     pid_t pid = fork_worker(&fd);
     if (pid == 0) {
         char id[32];
-        snprintf(id, sizeof id, "j-%ld", cold_jobs);
+        snprintf(id, sizeof id, "j-%ld", vd.cold_started);
         egress_set_owner(id, j->conn ? j->conn->peer : "gone");
         worker_main(j, 3);
     }

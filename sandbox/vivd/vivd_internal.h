@@ -140,6 +140,7 @@ struct vivd {
     int nqueued, nrunning, nconns;
     int nunauth; /* TCP connections that have not sent a good token yet */
     int ncold;   /* running jobs in cold jails (at most cfg.workers) */
+    long cold_started; /* cold jobs started so far: job N is "j-N" in the egress log */
     struct session *sessions;
     int nsessions;
     struct zygote *zygotes;
