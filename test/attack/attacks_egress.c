@@ -178,6 +178,20 @@ static const cJSON *egress_find(const cJSON *lines, const char *method, const ch
     return found;
 }
 
+/* The log lines once one matching (method, host, port, reason) is among them.
+ * A connection is logged when it closes, and a session's call can answer
+ * before its proxy has seen the close, so the line may come a moment later:
+ * wait for it (up to 5 s) rather than read the log once. */
+static cJSON *egress_lines_with(const struct job *j, const char *method, const char *host, int port, const char *reason) {
+    cJSON *lines = egress_lines(j);
+    for (double give_up = mono_ms() + 5000; !egress_find(lines, method, host, port, reason) && mono_ms() < give_up;) {
+        usleep(50000);
+        cJSON_Delete(lines);
+        lines = egress_lines(j);
+    }
+    return lines;
+}
+
 static double egress_num(const cJSON *line, const char *key) {
     const cJSON *v = cJSON_GetObjectItem(line, key);
     return cJSON_IsNumber(v) ? v->valuedouble : -1;
@@ -248,7 +262,7 @@ static void test_egress_requests_reach_listed_hosts(void) {
     CHECK_OUT_HAS(&j, "HTTPS 200 BRCA1");
     CHECK_OUT_HAS(&j, "\"symbol\": \"EGFR\"");
     CHECK(!jtrue(&j, "zygote"), "an egress job ran on a zygote: %s", j.out);
-    cJSON *lines = egress_lines(&j);
+    cJSON *lines = egress_lines_with(&j, "GET", "localhost", eg.http, "closed");
     const cJSON *tls = egress_find(lines, "CONNECT", "127.0.0.1", eg.https, "closed");
     const cJSON *name = egress_find(lines, "GET", "localhost", eg.http, "closed");
     char *all = cJSON_PrintUnformatted(lines);
@@ -292,7 +306,7 @@ static void test_egress_unlisted_refused(void) {
         "apex 403 not_listed", "lookalike 403 not_listed", "ssh 403 not_listed", "meta_tls 403 not_listed",
         "v6_loop 403 not_listed", NULL};
     for (int i = 0; want[i]; i++) CHECK_OUT_HAS(&j, want[i]);
-    cJSON *lines = egress_lines(&j);
+    cJSON *lines = egress_lines_with(&j, "GET", "169.254.169.254", 80, "not_listed");
     const cJSON *meta = egress_find(lines, "GET", "169.254.169.254", 80, "not_listed");
     CHECK(meta && cJSON_IsFalse(cJSON_GetObjectItem(meta, "allowed")) && egress_num(meta, "bytes_down") == 0,
           "no denied line for the metadata address");
@@ -319,7 +333,7 @@ static void test_egress_name_to_loopback_refused(void) {
     CHECK(strstr(out, "wild_sub 502 resolve_failed") || strstr(out, "wild_sub 403 address_refused") ||
               strstr(out, "wild_sub 502 connect_failed") || strstr(out, "wild_sub 504 time_cap"),
           "a listed wildcard name was not looked up: %s", out);
-    cJSON *lines = egress_lines(&j);
+    cJSON *lines = egress_lines_with(&j, "CONNECT", "localhost", eg.spare, "address_refused");
     const cJSON *l = egress_find(lines, "CONNECT", "localhost", eg.spare, "address_refused");
     CHECK(l && strstr(cJSON_GetStringValue(cJSON_GetObjectItem(l, "detail")) ?: "", "loopback"),
           "the refusal's line does not say loopback");
@@ -404,7 +418,7 @@ static void test_egress_byte_cap(void) {
     CHECK_RAN(&j);
     CHECK(strstr(jstr(&j, "stdout"), "BIG cut"), "3 MB came through a 2 MB budget: %s", jstr(&j, "stdout"));
     CHECK_OUT_HAS(&j, "AFTER 503 byte_cap");
-    cJSON *lines = egress_lines(&j);
+    cJSON *lines = egress_lines_with(&j, "GET", "127.0.0.1", eg.http, "byte_cap");
     const cJSON *l = egress_find(lines, "GET", "127.0.0.1", eg.http, "byte_cap");
     CHECK(l && egress_num(l, "bytes_down") <= 2000000 + 65536, "no byte_cap line, or it counts more than the cap");
     cJSON_Delete(lines);
