@@ -365,6 +365,17 @@ float sft_train(struct train_backend *b, const struct chat *ex, int n, const str
             step++;
             sum += loss, cnt++;
             if (o->on_step) o->on_step(o->arg, step, total, loss, lr, (double)bsz * T / ((now_ms() - t0) / 1000.0 + 1e-9));
+            int verdict = o->check && o->check_every > 0 && step % o->check_every == 0 && step < total
+                              ? o->check(o->arg, step, err, errlen)
+                              : 0;
+            if (verdict < 0) {
+                free(order), free(ids), free(tg), free(coef);
+                return NAN;
+            }
+            if (verdict > 0) {
+                ep = o->epochs; /* ends the epoch loop too */
+                break;
+            }
         }
         last_mean = (float)(sum / (cnt ? cnt : 1));
     }

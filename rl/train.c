@@ -122,29 +122,43 @@ static struct rl_rollout *open_rollout(struct job *j, int nseq, struct model_gen
     return r;
 }
 
-/* Greedy episodes on the val tasks, one per task; per-task table. */
-static int evaluate(struct job *j, const char *stage, struct eval_table *out, char *err, size_t errlen) {
-    double t0 = now_ms();
-    int n = (int)j->val.n;
-    struct bio_env env = {.ts = &j->val, .mode = GRADE_EVAL};
+/* One greedy episode on each task of ts (the model's mode: what the tables
+ * measure). Episodes the sandbox decided are run again (greedy: the same
+ * episode the model would have had); any still lost keep infra_error, to be
+ * counted apart, never scored as wrong. *eps: ts->n episodes (the caller
+ * frees them with rl_episodes_free). 0, or -1 with err. */
+static int greedy_episodes(struct job *j, const struct task_set *ts, struct rl_episode **eps, int *reruns, char *err,
+                           size_t errlen) {
+    int n = (int)ts->n;
+    struct bio_env env = {.ts = ts, .mode = GRADE_EVAL};
     struct rl_env_ops ops;
     bio_env_init(&env, &ops);
     struct model_gen g;
     struct rl_rollout *r = open_rollout(j, n, &g, &ops, err, errlen);
     if (!r) return -1;
-    g.temperature = 0; /* greedy: the table measures the policy's mode */
+    g.temperature = 0;
     g.seed = (uint64_t)j->c.seed;
     int *tasks = xcalloc((size_t)n, sizeof *tasks);
     for (int i = 0; i < n; i++) tasks[i] = i;
-    struct rl_episode *eps = NULL;
     struct rl_step_stats st;
+    *eps = NULL;
+    int rc = rl_rollout_step(r, tasks, n, 1, eps, &st, err, errlen);
+    if (rc == 0) rc = rl_rollout_rerun_lost(r, *eps, n, 3, reruns, err, errlen);
+    if (rc != 0 && *eps) rl_episodes_free(*eps, n), *eps = NULL;
+    free(tasks);
+    rl_rollout_free(r);
+    model_gen_free(&g);
+    return rc;
+}
+
+/* Greedy episodes on the val tasks, one per task; per-task table. */
+static int evaluate(struct job *j, const char *stage, struct eval_table *out, char *err, size_t errlen) {
+    double t0 = now_ms();
+    int n = (int)j->val.n;
+    struct rl_episode *eps = NULL;
     fprintf(stderr, "eval (%s): %d held-out episodes (%s)...\n", stage, n, j->c.eval_split);
-    int rc2 = rl_rollout_step(r, tasks, n, 1, &eps, &st, err, errlen);
     memset(out, 0, sizeof *out);
-    /* episodes the sandbox decided are run again (greedy: the same episode
-     * the model would have had); any still lost are counted apart, never
-     * scored as wrong */
-    if (rc2 == 0) rc2 = rl_rollout_rerun_lost(r, eps, n, 3, &out->reruns, err, errlen);
+    int rc2 = greedy_episodes(j, &j->val, &eps, &out->reruns, err, errlen);
     if (rc2 == 0) {
         for (int i = 0; i < n; i++)
             if (eps[i].infra_error) out->lost++;
@@ -165,11 +179,7 @@ static int evaluate(struct job *j, const char *stage, struct eval_table *out, ch
         if (out->reruns || out->lost)
             fprintf(stderr, "eval (%s): %d episode runs re-run after the sandbox decided them; %d still lost (not scored)\n",
                     stage, out->reruns, out->lost);
-    } else if (eps)
-        rl_episodes_free(eps, n);
-    free(tasks);
-    rl_rollout_free(r);
-    model_gen_free(&g);
+    }
     return rc2;
 }
 
@@ -214,6 +224,9 @@ struct sft_progress {
     int tty;
     double t0;
     const char *label; /* the phase, for the progress line */
+    struct job *j;     /* the checks' (sft_check) */
+    char *checks;      /* sft_checks.jsonl so far */
+    long ended_at;     /* the step a check ended SFT at (0: none did) */
 };
 
 static void sft_on_step(void *arg, long step, long total, float loss, float lr, double tps) {
@@ -226,6 +239,60 @@ static void sft_on_step(void *arg, long step, long total, float loss, float lr, 
     } else if (step == 1 || step % 10 == 0 || step == total)
         fprintf(stderr, "%s: step %ld/%ld loss %.4f lr %.2e %.0f tok/s eta %.0fs\n", p->label, step, total, loss, lr,
                 tps, eta);
+}
+
+/* Train tasks [0, n) get teacher trajectories; GRPO draws from [rl_first, train.n). */
+static size_t sft_task_count(const struct job *j) {
+    return j->c.sft_tasks > 0 && (size_t)j->c.sft_tasks < j->train.n ? (size_t)j->c.sft_tasks : j->train.n;
+}
+
+static size_t rl_first_task(const struct job *j) {
+    return j->c.sft_tasks > 0 && (size_t)j->c.sft_tasks < j->train.n ? (size_t)j->c.sft_tasks : 0;
+}
+
+/* SFT's check: greedy episodes on the first sft_check_tasks train tasks GRPO
+ * draws from (never SFT's, never held out), so SFT can end on a measured
+ * criterion without looking at the held-out split. Rank 0 runs them and says
+ * for every rank whether SFT ends here. Each check is a line of
+ * runs/NAME/sft_checks.jsonl (step, accuracy, format, tasks, seconds). */
+static int sft_check(void *arg, long step, char *err, size_t errlen) {
+    struct sft_progress *p = arg;
+    struct job *j = p->j;
+    double verdict = 0; /* rank 0's: -1 error, 0 go on, 1 end SFT here */
+    if (j->be->rank == 0) {
+        double t0 = now_ms();
+        size_t first = rl_first_task(j), left = first > 0 && first < j->train.n ? j->train.n - first : 0;
+        struct task_set probe = {.t = j->train.t + first,
+                                 .n = left < (size_t)j->c.sft_check_tasks ? left : (size_t)j->c.sft_check_tasks};
+        struct rl_episode *eps = NULL;
+        int reruns = 0, scored = 0, correct = 0, format = 0;
+        if (probe.n == 0)
+            verdict = -1, snprintf(err, errlen, "the SFT check has no train tasks SFT does not see (--sft-tasks)");
+        else if (greedy_episodes(j, &probe, &eps, &reruns, err, errlen) != 0)
+            verdict = -1;
+        else {
+            for (size_t i = 0; i < probe.n; i++)
+                if (!eps[i].infra_error) scored++, correct += eps[i].score.correct > 0, format += eps[i].score.format > 0;
+            rl_episodes_free(eps, (int)probe.n);
+            double acc = scored ? (double)correct / scored : 0, fmt = scored ? (double)format / scored : 0;
+            double secs = (now_ms() - t0) / 1000.0;
+            verdict = j->c.sft_until > 0 && scored > 0 && acc >= j->c.sft_until;
+            fprintf(stderr, "%ssft: check at step %ld: accuracy %.3f, format %.3f on %d unseen train tasks (%.1f s)%s\n",
+                    p->tty ? "\n" : "", step, acc, fmt, scored, secs, verdict > 0 ? ": SFT ends here (--sft-until)" : "");
+            char *line = xasprintf("%s{\"step\":%ld,\"accuracy\":%.6g,\"format_rate\":%.6g,\"tasks\":%d,\"seconds\":%.3f}\n",
+                                   p->checks ? p->checks : "", step, acc, fmt, scored, secs);
+            free(p->checks);
+            p->checks = line;
+            char *path = xasprintf("%s/sft_checks.jsonl", j->dir);
+            if (rl_write_atomic(path, line, strlen(line)) != 0) fprintf(stderr, "viv train: %s: %s\n", path, strerror(errno));
+            free(path);
+        }
+    }
+    if (j->be->world > 1 && j->be->ops->allreduce_sum(j->be, &verdict, 1) != 0) /* the others add 0 */
+        return snprintf(err, errlen, "the SFT check's verdict: %s", j->be->err), -1;
+    if (verdict < 0 && j->be->rank != 0) snprintf(err, errlen, "the SFT check failed on rank 0");
+    if (verdict > 0) p->ended_at = step;
+    return verdict < 0 ? -1 : verdict > 0;
 }
 
 static int tok_progress_tty;
@@ -263,24 +330,21 @@ static int sft_phase(struct job *j, struct sft_set *set, char *err, size_t errle
         free(ex);
         return snprintf(err, errlen, "sft: %s", j->be->err), -1;
     }
-    struct sft_progress pr = {.tty = isatty(2), .t0 = now_ms(), .label = "sft"};
+    struct sft_progress pr = {.tty = isatty(2), .t0 = now_ms(), .label = "sft", .j = j};
     struct sft_opts so = {.epochs = j->c.sft_epochs, .batch = j->c.sft_batch, .max_len = j->c.max_context,
-                          .seed = (uint64_t)j->c.seed, .on_step = quiet ? NULL : sft_on_step, .arg = &pr};
+                          .seed = (uint64_t)j->c.seed, .on_step = quiet ? NULL : sft_on_step, .arg = &pr,
+                          .check_every = j->c.sft_check_every, .check = sft_check};
     float loss = sft_train(j->be, ex, n, &so, err, errlen);
     for (int i = 0; i < n; i++) chat_free(&ex[i]);
     free(ex);
+    free(pr.checks);
     if (isnan(loss)) return -1;
-    if (!quiet) fprintf(stderr, "sft: done, last epoch's mean loss %.4f, %.1f s\n", loss, (now_ms() - pr.t0) / 1000.0);
+    if (!quiet && pr.ended_at)
+        fprintf(stderr, "sft: ended by the check at step %ld of %ld, last epoch's mean loss %.4f, %.1f s\n", pr.ended_at,
+                steps, loss, (now_ms() - pr.t0) / 1000.0);
+    else if (!quiet)
+        fprintf(stderr, "sft: done, last epoch's mean loss %.4f, %.1f s\n", loss, (now_ms() - pr.t0) / 1000.0);
     return 0;
-}
-
-/* Train tasks [0, n) get teacher trajectories; GRPO draws from [rl_first, train.n). */
-static size_t sft_task_count(const struct job *j) {
-    return j->c.sft_tasks > 0 && (size_t)j->c.sft_tasks < j->train.n ? (size_t)j->c.sft_tasks : j->train.n;
-}
-
-static size_t rl_first_task(const struct job *j) {
-    return j->c.sft_tasks > 0 && (size_t)j->c.sft_tasks < j->train.n ? (size_t)j->c.sft_tasks : 0;
 }
 
 /* Teacher trajectories, tokenizer (when training from scratch), model. */
@@ -777,6 +841,12 @@ static int run_job(struct train_cfg *c) {
     taskset_filter(&j.val, c->eval_tasks && strcmp(c->eval_tasks, "all") ? c->eval_tasks : NULL, c->eval_limit);
     if (j.train.n == 0 || j.val.n == 0) {
         fprintf(stderr, "viv %s: no tasks left (check --tasks)\n", cmd);
+        goto out;
+    }
+    if (c->sft_check_every > 0 && !c->no_sft && rl_first_task(&j) == 0) {
+        fprintf(stderr, "viv %s: --sft-check-every / --sft-until check on train tasks SFT does not see, and --sft-tasks %d "
+                        "leaves none of the %zu (give a smaller --sft-tasks)\n", cmd, c->sft_tasks, j.train.n);
+        rc = 2;
         goto out;
     }
     if (taskset_with_reference(&j.train) < j.train.n && !c->no_sft && !strcmp(c->teacher, "scripted")) {

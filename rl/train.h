@@ -81,6 +81,10 @@ struct sft_opts {
     /* called after every update (may be NULL) */
     void (*on_step)(void *arg, long step, long total, float loss, float lr, double tokens_per_s);
     void *arg;
+    /* called after every check_every-th update but the last (may be NULL):
+     * 1 ends the training there, 0 goes on, -1 is an error (err set) */
+    long check_every;
+    int (*check)(void *arg, long step, char *err, size_t errlen);
 };
 
 /* Supervised fine-tuning on rendered chats: next-token cross-entropy on the
@@ -90,7 +94,8 @@ struct sft_opts {
  * ceil(n/batch)*epochs steps) per batch. With several ranks (b->world) each
  * rank takes every world-th sequence of a batch and the gradients are
  * averaged (the same update as one rank on the whole batch). Returns the
- * last epoch's mean loss, or NAN with err. */
+ * last epoch's mean loss (of the epoch's steps so far when a check ends
+ * it early), or NAN with err. */
 float sft_train(struct train_backend *b, const struct chat *ex, int n, const struct sft_opts *o, char *err,
                 size_t errlen);
 

@@ -48,7 +48,7 @@ void train_defaults(struct train_cfg *c) {
          * printed letter into its answer only half the time: 0.45 on val);
          * GRPO works on the other 1,500 with the grader alone. Measured on
          * val (seed 1): 0.448 after SFT, 0.844 after 40 GRPO steps. */
-        .sft_tasks = 500, .sft_epochs = 8, .sft_batch = 8, .sft_lr = 5e-3,
+        .sft_tasks = 500, .sft_epochs = 8, .sft_batch = 8, .sft_lr = 5e-3, .sft_check_tasks = 64,
         /* GRPO: G = 8 and clip 0.2/0.28 as Biomni-R0; temperature 0.7 (R0: 0.6);
          * two optimizer steps per rollout batch; no KL / entropy terms by
          * default. lr 1e-4: 1e-3 wrecks a model this sharp (format rate 0.09
@@ -117,6 +117,11 @@ static const struct arg_opt train_opts[] = {
     I("--sft-epochs", sft_epochs, 0, 1000, "N", "SFT epochs (default 8)"),
     I("--sft-batch", sft_batch, 1, 1024, "N", "SFT batch (default 8)"),
     D("--sft-lr", sft_lr, 0, 1, "LR", "SFT learning rate (default 5e-3)"),
+    I("--sft-check-every", sft_check_every, 0, 1000000, "N", "SFT: a check every N steps: greedy episodes on train tasks\n"
+                                                            "SFT does not see (default 0: none; 25 with --sft-until)"),
+    I("--sft-check-tasks", sft_check_tasks, 1, 100000, "N", "SFT: the check's tasks (default 64)"),
+    D("--sft-until", sft_until, 0, 1, "ACC", "SFT ends at the first check whose accuracy reaches ACC\n"
+                                            "(default 0: every epoch)"),
     I("--steps", steps, 0, 10000000, "N", "GRPO steps (default 40)"),
     I("--tasks-per-step", tasks_per_step, 1, 4096, "N", "GRPO tasks per step (default 8)"),
     I("--group", group, 1, 1024, "G", "GRPO samples per task (default 8)"),
@@ -208,6 +213,9 @@ int parse_train_args(const char *cmd, int argc, char **argv, struct train_cfg *c
         if (!c->teacher_model) return uerr(cmd, "--teacher %s needs --teacher-model NAME", c->teacher);
     }
     if (c->no_sft && !c->model_dir) return uerr(cmd, "--no-sft needs --model DIR (a model to start from)");
+    if (c->sft_until > 0 && c->sft_check_every == 0) c->sft_check_every = 25; /* the checks it needs */
+    if (c->sft_check_every > 0 && c->sft_tasks == 0)
+        return uerr(cmd, "--sft-check-every / --sft-until check on train tasks SFT does not see: give --sft-tasks N");
     if (strcmp(c->device, "cpu") && strcmp(c->device, "cuda")) return uerr(cmd, "--device must be cpu or cuda, not '%s'", c->device);
     if (strcmp(c->device, "cuda") && (c->bopts.zero1 || c->bopts.recompute || c->bopts.host_snapshot))
         return uerr(cmd, "%s needs --device cuda (bin/viv-cuda)",
@@ -246,6 +254,7 @@ char *config_json(const struct train_cfg *c) {
     N("seed", c->seed), N("vocab", c->vocab), N("d_model", c->d_model), N("layers", c->layers), N("heads", c->heads);
     N("kv_heads", c->kv_heads), N("head_dim", c->head_dim), N("ffn", c->ffn), N("samples", c->samples);
     N("error_rate", c->error_rate), N("sft_epochs", c->sft_epochs), N("sft_batch", c->sft_batch), N("sft_lr", c->sft_lr);
+    N("sft_check_every", c->sft_check_every), N("sft_check_tasks", c->sft_check_tasks), N("sft_until", c->sft_until);
     N("train_limit", c->train_limit), N("sft_tasks", c->sft_tasks), N("eval_limit", c->eval_limit), N("steps", c->steps);
     N("tasks_per_step", c->tasks_per_step), N("group", c->group), N("minibatches", c->minibatches), N("lr", c->rl_lr), N("temperature", c->temperature);
     N("top_p", c->top_p), N("clip_low", c->clip_low), N("clip_high", c->clip_high), S("agg", c->agg);

@@ -39,6 +39,11 @@ struct train_cfg {
     int samples, sft_epochs, sft_batch, train_limit;
     int sft_tasks; /* teacher trajectories for the first N train tasks only; RL draws from the rest (0: all, shared) */
     double error_rate, sft_lr;
+    /* SFT's checks: every sft_check_every steps (0: none), greedy episodes on
+     * sft_check_tasks train tasks SFT does not see; SFT ends at the first check
+     * whose accuracy reaches sft_until (0: it runs every epoch) */
+    int sft_check_every, sft_check_tasks;
+    double sft_until;
     /* RL */
     int steps, tasks_per_step, group, ckpt_every, minibatches;
     double rl_lr, temperature, top_p, clip_low, clip_high, kl_coef, entropy_coef;

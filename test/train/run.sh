@@ -190,6 +190,26 @@ else
   report e2e_sft_then_train_from_model 1 "$(tail -3 "$T/s.err" "$T/m.err" 2>/dev/null)"
 fi
 
+# 4b. SFT's checks: greedy episodes on train tasks SFT does not see, every N steps but the
+#     last, one line each in sft_checks.jsonl
+if bin/viv sft "${TINY[@]}" --name checks --sft-tasks 8 --sft-batch 2 --sft-check-every 1 --sft-check-tasks 3 \
+     >"$T/c.out" 2>"$T/c.err"; then
+  msg=$($PY - "$T/runs/checks" <<'PYEOF' 2>&1
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1] + "/sft_checks.jsonl")]
+steps = [l["step"] for l in lines]
+assert len(steps) >= 2 and steps == list(range(1, len(steps) + 1)), steps
+for l in lines:
+    assert l["tasks"] == 3 and 0 <= l["accuracy"] <= 1 and 0 <= l["format_rate"] <= 1 and l["seconds"] >= 0, l
+assert json.load(open(sys.argv[1] + "/config.json"))["sft_check_every"] == 1
+print("fine")
+PYEOF
+)
+  [ "$msg" = fine ] && grep -q "sft: check at step 1: accuracy" "$T/c.err"; report e2e_sft_checks $? "$msg"
+else
+  report e2e_sft_checks 1 "$(tail -3 "$T/c.err")"
+fi
+
 # 5. the KL term: with --kl, the policy's divergence from the frozen reference (the model GRPO
 #    started from) is measured and moves off 0 once updates move the policy; without it, nothing
 #    is measured (no reference is kept). The untrained tiny model earns equal rewards (advantages
@@ -219,4 +239,7 @@ bin/viv train --steps -1 >/dev/null 2>"$T/bad.err"; s=$?
 [ $s = 2 ] && grep -q "steps" "$T/bad.err"; report cli_bad_option $? "exit $s: $(cat "$T/bad.err")"
 bin/viv sft --teacher http://127.0.0.1:9/v1 >/dev/null 2>"$T/bad.err"; s=$?
 [ $s = 2 ] && grep -q "needs --teacher-model" "$T/bad.err"; report cli_endpoint_teacher_needs_model $? "exit $s: $(cat "$T/bad.err")"
+bin/viv sft "${TINY[@]}" --name nocheck --sft-until 0.5 >/dev/null 2>"$T/bad.err"; s=$?
+[ $s = 2 ] && grep -q "leaves none of the 14" "$T/bad.err" && [ ! -d "$T/runs/nocheck/checkpoints" ]
+report cli_sft_until_needs_unseen_tasks $? "exit $s: $(cat "$T/bad.err")"
 exit $rc

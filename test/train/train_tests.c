@@ -19,6 +19,8 @@
  *                             rows come in sft_train's shuffled order); the data-parallel
  *                             form of its gradient (backward_logprobs with -1/den) equals the
  *                             mean cross-entropy backward; the KL reference fork is a frozen copy
+ *   sft_check_ends_training   sft_train calls its check every check_every steps (never after the
+ *                             last); a check's 1 ends the training at that step, -1 is an error
  *   backend_open_device       --device: cpu opens, cuda is refused by a viv without CUDA, naming
  *                             bin/viv-cuda; anything else is refused
  */
@@ -531,6 +533,55 @@ static void sft_backend_matches_model(void) {
     tokenizer_free(tok);
 }
 
+/* What sft_train's check saw: the steps it was called at, and the steps done. */
+struct check_log {
+    long seen[16], steps;
+    int n, stop_at, fail_at;
+};
+static void check_count_step(void *arg, long step, long total, float loss, float lr, double tps) {
+    ((struct check_log *)arg)->steps = step;
+}
+static int check_verdict(void *arg, long step, char *err, size_t errlen) {
+    struct check_log *l = arg;
+    if (l->n < 16) l->seen[l->n++] = step;
+    if (step == l->fail_at) return snprintf(err, errlen, "check failed"), -1;
+    return step == l->stop_at;
+}
+
+static void sft_check_ends_training(void) {
+    struct tokenizer *tok = small_tokenizer();
+    CHECK(tok, "tokenizer");
+    struct qwen3 *m = tiny_model(tokenizer_vocab_size(tok), 5);
+    struct chat ex[2];
+    sft_chats(tok, ex);
+    struct adamw_config ac;
+    adamw_defaults(&ac);
+    ac.total_steps = 7;
+    struct train_backend *be = train_backend_cpu(m);
+    CHECK(be->ops->opt_init(be, &ac) == 0, "opt_init");
+    char err[256] = "";
+    /* 6 steps (6 epochs of one batch), a check every 2: at 2 and 4; none at the last */
+    struct check_log l = {.stop_at = -1, .fail_at = -1};
+    struct sft_opts so = {.epochs = 6, .batch = 2, .max_len = 512, .seed = 1, .on_step = check_count_step, .arg = &l,
+                          .check_every = 2, .check = check_verdict};
+    CHECK(!isnan(sft_train(be, ex, 2, &so, err, sizeof err)), "%s", err);
+    CHECK(l.steps == 6 && l.n == 2 && l.seen[0] == 2 && l.seen[1] == 4, "%ld steps, %d checks (at %ld, %ld)", l.steps,
+          l.n, l.seen[0], l.seen[1]);
+    /* a check that says stop at step 2 ends it there: no 3rd update */
+    l = (struct check_log){.stop_at = 2, .fail_at = -1};
+    long before = be->opt.step;
+    float loss = sft_train(be, ex, 2, &so, err, sizeof err);
+    CHECK(!isnan(loss) && l.steps == 2 && l.n == 1 && be->opt.step - before == 2, "stopped after %ld steps, %ld updates",
+          l.steps, be->opt.step - before);
+    /* a failing check is sft_train's error */
+    l = (struct check_log){.stop_at = -1, .fail_at = 2};
+    CHECK(isnan(sft_train(be, ex, 2, &so, err, sizeof err)) && strstr(err, "check failed"), "err '%s'", err);
+    train_backend_free(be);
+    chat_free(&ex[0]), chat_free(&ex[1]);
+    qwen3_free(m);
+    tokenizer_free(tok);
+}
+
 static void backend_open_device(void) {
     struct qwen3 *m = tiny_model(16, 1);
     CHECK(m, "model");
@@ -559,6 +610,7 @@ int main(int argc, char **argv) {
         {"grpo_entropy_bonus", grpo_entropy_bonus},
         {"grpo_nan_skipped", grpo_nan_skipped},
         {"sft_backend_matches_model", sft_backend_matches_model},
+        {"sft_check_ends_training", sft_check_ends_training},
         {"backend_open_device", backend_open_device},
     };
     return run_test_cases(tests, sizeof tests / sizeof tests[0], argc, argv);
