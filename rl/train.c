@@ -330,6 +330,9 @@ static int sft_phase(struct job *j, struct sft_set *set, char *err, size_t errle
         free(ex);
         return snprintf(err, errlen, "sft: %s", j->be->err), -1;
     }
+    if (!quiet && !j->c.sft_checks_given && j->c.sft_check_every == 0)
+        fprintf(stderr, "sft: it sees every train task, so there are none to check on: it runs all %d epochs\n",
+                j->c.sft_epochs);
     struct sft_progress pr = {.tty = isatty(2), .t0 = now_ms(), .label = "sft", .j = j};
     struct sft_opts so = {.epochs = j->c.sft_epochs, .batch = j->c.sft_batch, .max_len = j->c.max_context,
                           .seed = (uint64_t)j->c.seed, .on_step = quiet ? NULL : sft_on_step, .arg = &pr,
@@ -844,10 +847,13 @@ static int run_job(struct train_cfg *c) {
         goto out;
     }
     if (c->sft_check_every > 0 && !c->no_sft && rl_first_task(&j) == 0) {
-        fprintf(stderr, "viv %s: --sft-check-every / --sft-until check on train tasks SFT does not see, and --sft-tasks %d "
-                        "leaves none of the %zu (give a smaller --sft-tasks)\n", cmd, c->sft_tasks, j.train.n);
-        rc = 2;
-        goto out;
+        if (c->sft_checks_given) {
+            fprintf(stderr, "viv %s: --sft-check-every / --sft-until check on train tasks SFT does not see, and --sft-tasks %d "
+                            "leaves none of the %zu (give a smaller --sft-tasks)\n", cmd, c->sft_tasks, j.train.n);
+            rc = 2;
+            goto out;
+        }
+        c->sft_check_every = j.c.sft_check_every = 0; /* the default checks need such tasks (sft_phase says so) */
     }
     if (taskset_with_reference(&j.train) < j.train.n && !c->no_sft && !strcmp(c->teacher, "scripted")) {
         fprintf(stderr, "viv %s: some training tasks have no reference solution for the scripted teacher\n", cmd);
@@ -870,6 +876,9 @@ static int run_job(struct train_cfg *c) {
         unlink(old);
         free(old);
         old = xasprintf("%s/metrics.jsonl", j.dir);
+        unlink(old);
+        free(old);
+        old = xasprintf("%s/sft_checks.jsonl", j.dir);
         unlink(old);
         free(old);
     }

@@ -43,12 +43,17 @@ void train_defaults(struct train_cfg *c) {
         .samples = 2, .error_rate = 0.3,
         /* R0's economics: teacher trajectories are the scarce resource, the
          * grader's reward the plentiful one. SFT sees the teacher on 500 of
-         * the 2,000 train tasks (8 epochs of batch 8: ~490 steps, past the
-         * copy's onset above, so the model has the templates but carries the
-         * printed letter into its answer only half the time: 0.45 on val);
-         * GRPO works on the other 1,500 with the grader alone. Measured on
-         * val (seed 1): 0.448 after SFT, 0.844 after 40 GRPO steps. */
-        .sft_tasks = 500, .sft_epochs = 8, .sft_batch = 8, .sft_lr = 5e-3, .sft_check_tasks = 64,
+         * the 2,000 train tasks; GRPO works on the other 1,500 with the
+         * grader alone. SFT is the cold start: the model learns the code
+         * templates within ~100 steps and then, suddenly and at a step that
+         * depends on the seed (~190 to past 490 of the 8 epochs), to carry
+         * the printed letter into its answer. SFT ends at the first check
+         * (every 10 steps, greedy on 64 train tasks it does not see) where
+         * the model solves half of them, or after 8 epochs (batch 8: ~490
+         * steps), so every seed hands GRPO a model in the same state.
+         * -1: not given (resolved in parse_train_args) */
+        .sft_tasks = 500, .sft_epochs = 8, .sft_batch = 8, .sft_lr = 5e-3,
+        .sft_check_every = -1, .sft_check_tasks = 64, .sft_until = -1,
         /* GRPO: G = 8 and clip 0.2/0.28 as Biomni-R0; temperature 0.7 (R0: 0.6);
          * two optimizer steps per rollout batch; no KL / entropy terms by
          * default. lr 1e-4: 1e-3 wrecks a model this sharp (format rate 0.09
@@ -57,7 +62,10 @@ void train_defaults(struct train_cfg *c) {
         .steps = 40, .tasks_per_step = 8, .group = 8, .ckpt_every = 4, .minibatches = 2, .rl_lr = 1e-4,
         .temperature = 0.7, .top_p = 1.0, .clip_low = 0.2, .clip_high = 0.28, .agg = "token_mean", .std_norm = 1,
         .mask_overlong_malformed = 1, .overlong_buffer = 256,
-        .max_turns = 4, .max_turn_tokens = 256, .max_context = 2048, .timeout_ms = 10000, .threads = 2,
+        /* a message holds the longest solution of the trained shapes: seqqa's
+         * translation code is 275 tokens of this tokenizer (256 cut it, and
+         * that question kind could not be solved) */
+        .max_turns = 4, .max_turn_tokens = 320, .max_context = 2048, .timeout_ms = 10000, .threads = 2,
         .inject_nan_step = -1,
     };
 }
@@ -118,10 +126,10 @@ static const struct arg_opt train_opts[] = {
     I("--sft-batch", sft_batch, 1, 1024, "N", "SFT batch (default 8)"),
     D("--sft-lr", sft_lr, 0, 1, "LR", "SFT learning rate (default 5e-3)"),
     I("--sft-check-every", sft_check_every, 0, 1000000, "N", "SFT: a check every N steps: greedy episodes on train tasks\n"
-                                                            "SFT does not see (default 0: none; 25 with --sft-until)"),
+                                                            "SFT does not see (default 10 where there are such tasks; 0: none)"),
     I("--sft-check-tasks", sft_check_tasks, 1, 100000, "N", "SFT: the check's tasks (default 64)"),
     D("--sft-until", sft_until, 0, 1, "ACC", "SFT ends at the first check whose accuracy reaches ACC\n"
-                                            "(default 0: every epoch)"),
+                                            "(default 0.5; 0: every epoch)"),
     I("--steps", steps, 0, 10000000, "N", "GRPO steps (default 40)"),
     I("--tasks-per-step", tasks_per_step, 1, 4096, "N", "GRPO tasks per step (default 8)"),
     I("--group", group, 1, 1024, "G", "GRPO samples per task (default 8)"),
@@ -143,7 +151,7 @@ static const struct arg_opt train_opts[] = {
                                                              "generated (default 256; 0: off)"),
     I("--ckpt-every", ckpt_every, 1, 10000000, "N", "GRPO steps between checkpoints (default 4)"),
     I("--max-turns", max_turns, 1, 1000, "N", "episodes: assistant messages per episode (default 4)"),
-    I("--max-turn-tokens", max_turn_tokens, 8, 1000000, "N", "episodes: tokens per message (default 256)"),
+    I("--max-turn-tokens", max_turn_tokens, 8, 1000000, "N", "episodes: tokens per message (default 320)"),
     I("--max-context", max_context, 64, 10000000, "N", "episodes: tokens of a whole episode (default 2048)"),
     L("--timeout-ms", timeout_ms, 1, 3600000, "N", "episodes: per tool call (default 10000, as viv eval)"),
     I("--threads", threads, 1, 256, "N", "CPU threads of the model (default 2)"),
@@ -213,9 +221,13 @@ int parse_train_args(const char *cmd, int argc, char **argv, struct train_cfg *c
         if (!c->teacher_model) return uerr(cmd, "--teacher %s needs --teacher-model NAME", c->teacher);
     }
     if (c->no_sft && !c->model_dir) return uerr(cmd, "--no-sft needs --model DIR (a model to start from)");
-    if (c->sft_until > 0 && c->sft_check_every == 0) c->sft_check_every = 25; /* the checks it needs */
-    if (c->sft_check_every > 0 && c->sft_tasks == 0)
+    c->sft_checks_given = c->sft_check_every >= 0 || c->sft_until >= 0;
+    if (c->sft_until > 0 && c->sft_check_every == 0) return uerr(cmd, "--sft-until needs the checks (--sft-check-every N > 0)");
+    if (c->sft_until < 0) c->sft_until = 0.5;
+    if (c->sft_check_every < 0) c->sft_check_every = 10;
+    if (c->sft_checks_given && c->sft_check_every > 0 && c->sft_tasks == 0)
         return uerr(cmd, "--sft-check-every / --sft-until check on train tasks SFT does not see: give --sft-tasks N");
+    if (!c->sft_checks_given && c->sft_tasks == 0) c->sft_check_every = 0; /* no such tasks: SFT runs every epoch */
     if (strcmp(c->device, "cpu") && strcmp(c->device, "cuda")) return uerr(cmd, "--device must be cpu or cuda, not '%s'", c->device);
     if (strcmp(c->device, "cuda") && (c->bopts.zero1 || c->bopts.recompute || c->bopts.host_snapshot))
         return uerr(cmd, "%s needs --device cuda (bin/viv-cuda)",

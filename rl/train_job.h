@@ -41,9 +41,11 @@ struct train_cfg {
     double error_rate, sft_lr;
     /* SFT's checks: every sft_check_every steps (0: none), greedy episodes on
      * sft_check_tasks train tasks SFT does not see; SFT ends at the first check
-     * whose accuracy reaches sft_until (0: it runs every epoch) */
+     * whose accuracy reaches sft_until (0: it runs every epoch). By default on
+     * (10, 64, 0.5) where GRPO has such tasks, off where it has none. */
     int sft_check_every, sft_check_tasks;
     double sft_until;
+    int sft_checks_given; /* --sft-check-every or --sft-until was given (not the defaults) */
     /* RL */
     int steps, tasks_per_step, group, ckpt_every, minibatches;
     double rl_lr, temperature, top_p, clip_low, clip_high, kl_coef, entropy_coef;
