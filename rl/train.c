@@ -226,8 +226,29 @@ struct sft_progress {
     const char *label; /* the phase, for the progress line */
     struct job *j;     /* the checks' (sft_check) */
     char *checks;      /* sft_checks.jsonl so far */
+    double *steps, *acc, *fmt; /* the checks so far, for sft.svg */
+    int nchecks;
     long ended_at;     /* the step a check ended SFT at (0: none did) */
 };
+
+/* sft.svg: the checks' accuracy and format rate against the SFT step, and
+ * the line SFT ends at (--sft-until). */
+static void draw_sft_checks(const struct sft_progress *p) {
+    const struct job *j = p->j;
+    double until_y[2] = {j->c.sft_until, j->c.sft_until}, until_x[2] = {p->steps[0], p->steps[p->nchecks - 1]};
+    struct svg_series s[3] = {{"accuracy", p->steps, p->acc, p->nchecks},
+                              {"format rate", p->steps, p->fmt, p->nchecks},
+                              {"--sft-until", until_x, until_y, 2}};
+    char sub[160];
+    snprintf(sub, sizeof sub, "greedy episodes on %d train tasks SFT does not see, every %d steps", j->c.sft_check_tasks,
+             j->c.sft_check_every);
+    struct svg_chart_opts o = {.title = "SFT's checks", .subtitle = sub, .xlabel = "SFT step", .ylabel = "rate",
+                               .ymin = 0, .ymax = 1};
+    char *svg = svg_line_chart(&o, s, j->c.sft_until > 0 ? 3 : 2);
+    char *path = xasprintf("%s/sft.svg", j->dir);
+    if (rl_write_atomic(path, svg, strlen(svg)) != 0) fprintf(stderr, "viv train: %s: %s\n", path, strerror(errno));
+    free(path), free(svg);
+}
 
 static void sft_on_step(void *arg, long step, long total, float loss, float lr, double tps) {
     struct sft_progress *p = arg;
@@ -283,6 +304,12 @@ static int sft_check(void *arg, long step, char *err, size_t errlen) {
                                    p->checks ? p->checks : "", step, acc, fmt, scored, secs);
             free(p->checks);
             p->checks = line;
+            p->steps = xrealloc(p->steps, (size_t)(p->nchecks + 1) * sizeof *p->steps);
+            p->acc = xrealloc(p->acc, (size_t)(p->nchecks + 1) * sizeof *p->acc);
+            p->fmt = xrealloc(p->fmt, (size_t)(p->nchecks + 1) * sizeof *p->fmt);
+            p->steps[p->nchecks] = (double)step, p->acc[p->nchecks] = acc, p->fmt[p->nchecks] = fmt;
+            p->nchecks++;
+            draw_sft_checks(p);
             char *path = xasprintf("%s/sft_checks.jsonl", j->dir);
             if (rl_write_atomic(path, line, strlen(line)) != 0) fprintf(stderr, "viv train: %s: %s\n", path, strerror(errno));
             free(path);
@@ -340,7 +367,7 @@ static int sft_phase(struct job *j, struct sft_set *set, char *err, size_t errle
     float loss = sft_train(j->be, ex, n, &so, err, errlen);
     for (int i = 0; i < n; i++) chat_free(&ex[i]);
     free(ex);
-    free(pr.checks);
+    free(pr.checks), free(pr.steps), free(pr.acc), free(pr.fmt);
     if (isnan(loss)) return -1;
     if (!quiet && pr.ended_at)
         fprintf(stderr, "sft: ended by the check at step %ld of %ld, last epoch's mean loss %.4f, %.1f s\n", pr.ended_at,
@@ -881,6 +908,9 @@ static int run_job(struct train_cfg *c) {
         old = xasprintf("%s/sft_checks.jsonl", j.dir);
         unlink(old);
         free(old);
+        old = xasprintf("%s/sft.svg", j.dir);
+        unlink(old);
+        free(old);
     }
     if (rank == 0) { /* rank 0 alone writes the run's files */
         if (ckpt) truncate_metrics(j.dir, ckpt_step);
@@ -1018,7 +1048,10 @@ static int run_job(struct train_cfg *c) {
         fprintf(stderr, "viv %s: the teacher's held-out accuracy: %s\n", cmd, err); /* the table goes without it */
     print_tables(tab, stage, 3, c->eval_split, &teacher_tab, (uint64_t)c->seed);
     printf("\nrun: %s  (%.1f min)\n", j.dir, (now_ms() - j.t0) / 60000.0);
-    printf("charts: %s/reward.svg %s/accuracy.svg %s/eval.svg\n", j.dir, j.dir, j.dir);
+    char *sft_svg = xasprintf("%s/sft.svg", j.dir);
+    printf("charts: %s/reward.svg %s/accuracy.svg %s/eval.svg%s%s\n", j.dir, j.dir, j.dir, file_exists(sft_svg) ? " " : "",
+           file_exists(sft_svg) ? sft_svg : "");
+    free(sft_svg);
     {
         long ls = 0;
         char *lc = latest_checkpoint(j.dir, &ls);

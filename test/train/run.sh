@@ -202,6 +202,9 @@ assert len(steps) >= 2 and steps == list(range(1, len(steps) + 1)), steps
 for l in lines:
     assert l["tasks"] == 3 and 0 <= l["accuracy"] <= 1 and 0 <= l["format_rate"] <= 1 and l["seconds"] >= 0, l
 assert json.load(open(sys.argv[1] + "/config.json"))["sft_check_every"] == 1
+import xml.etree.ElementTree as ET
+svg = ET.parse(sys.argv[1] + "/sft.svg").getroot()
+assert svg.tag.endswith("svg") and any((e.text or "") == "SFT's checks" for e in svg.iter()), "no title"
 print("fine")
 PYEOF
 )
