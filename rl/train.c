@@ -228,6 +228,7 @@ struct sft_progress {
     char *checks;      /* sft_checks.jsonl so far */
     double *steps, *acc, *fmt; /* the checks so far, for sft.svg */
     int nchecks;
+    long first_check;  /* no check before this step: the end of the first epoch */
     long ended_at;     /* the step a check ended SFT at (0: none did) */
 };
 
@@ -273,12 +274,14 @@ static size_t rl_first_task(const struct job *j) {
 
 /* SFT's check: greedy episodes on the first sft_check_tasks train tasks GRPO
  * draws from (never SFT's, never held out), so SFT can end on a measured
- * criterion without looking at the held-out split. Rank 0 runs them and says
+ * criterion without looking at the held-out split; from the end of the
+ * first epoch on. Rank 0 runs them and says
  * for every rank whether SFT ends here. Each check is a line of
  * runs/NAME/sft_checks.jsonl (step, accuracy, format, tasks, seconds). */
 static int sft_check(void *arg, long step, char *err, size_t errlen) {
     struct sft_progress *p = arg;
     struct job *j = p->j;
+    if (step < p->first_check) return 0; /* every rank skips it alike */
     double verdict = 0; /* rank 0's: -1 error, 0 go on, 1 end SFT here */
     if (j->be->rank == 0) {
         double t0 = now_ms();
@@ -360,7 +363,11 @@ static int sft_phase(struct job *j, struct sft_set *set, char *err, size_t errle
     if (!quiet && !j->c.sft_checks_given && j->c.sft_check_every == 0)
         fprintf(stderr, "sft: it sees every train task, so there are none to check on: it runs all %d epochs\n",
                 j->c.sft_epochs);
-    struct sft_progress pr = {.tty = isatty(2), .t0 = now_ms(), .label = "sft", .j = j};
+    /* a model that has not yet seen every trajectory once is not judged:
+     * the checks start at the end of the first epoch (they would measure 0
+     * there, at the price of its longest episodes) */
+    struct sft_progress pr = {.tty = isatty(2), .t0 = now_ms(), .label = "sft", .j = j,
+                              .first_check = (n + j->c.sft_batch - 1) / j->c.sft_batch};
     struct sft_opts so = {.epochs = j->c.sft_epochs, .batch = j->c.sft_batch, .max_len = j->c.max_context,
                           .seed = (uint64_t)j->c.seed, .on_step = quiet ? NULL : sft_on_step, .arg = &pr,
                           .check_every = j->c.sft_check_every, .check = sft_check};
