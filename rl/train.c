@@ -264,13 +264,12 @@ static void sft_on_step(void *arg, long step, long total, float loss, float lr, 
 }
 
 /* Train tasks [0, n) get teacher trajectories; GRPO draws from [rl_first, train.n). */
-static size_t sft_task_count(const struct job *j) {
-    return j->c.sft_tasks > 0 && (size_t)j->c.sft_tasks < j->train.n ? (size_t)j->c.sft_tasks : j->train.n;
-}
-
 static size_t rl_first_task(const struct job *j) {
     return j->c.sft_tasks > 0 && (size_t)j->c.sft_tasks < j->train.n ? (size_t)j->c.sft_tasks : 0;
 }
+
+/* 0 from rl_first_task: one pool, SFT sees it all */
+static size_t sft_task_count(const struct job *j) { return rl_first_task(j) ? rl_first_task(j) : j->train.n; }
 
 /* SFT's check: greedy episodes on the first sft_check_tasks train tasks GRPO
  * draws from (never SFT's, never held out), so SFT can end on a measured
@@ -906,18 +905,12 @@ static int run_job(struct train_cfg *c) {
     }
     if (!c->resume && rank == 0 && file_exists(j.dir)) {
         /* --overwrite: a fresh run replaces the old one of the same name */
-        char *old = xasprintf("%s/checkpoints/latest", j.dir);
-        unlink(old);
-        free(old);
-        old = xasprintf("%s/metrics.jsonl", j.dir);
-        unlink(old);
-        free(old);
-        old = xasprintf("%s/sft_checks.jsonl", j.dir);
-        unlink(old);
-        free(old);
-        old = xasprintf("%s/sft.svg", j.dir);
-        unlink(old);
-        free(old);
+        static const char *const stale[] = {"checkpoints/latest", "metrics.jsonl", "sft_checks.jsonl", "sft.svg"};
+        for (size_t i = 0; i < sizeof stale / sizeof stale[0]; i++) {
+            char *old = xasprintf("%s/%s", j.dir, stale[i]);
+            unlink(old);
+            free(old);
+        }
     }
     if (rank == 0) { /* rank 0 alone writes the run's files */
         if (ckpt) truncate_metrics(j.dir, ckpt_step);
