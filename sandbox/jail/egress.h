@@ -39,6 +39,7 @@
 #define EGRESS_PROXY_URL "http://" EGRESS_PROXY_ADDR ":" EGRESS_STR(EGRESS_PROXY_PORT)
 #define EGRESS_HEAD_MAX 16384 /* a request head, bytes */
 #define EGRESS_BODY_MAX (1 << 20) /* a request body the proxy holds for record/replay */
+#define EGRESS_RECORD_MAX (64 << 20) /* an answer held and recorded whole; a larger one passes through unrecorded */
 
 /* ---------------------------------------------------------------- rules */
 

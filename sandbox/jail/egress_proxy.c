@@ -80,8 +80,9 @@ struct conn {
     bool parsed, allowed, logged;
     const char *reason;
     char detail[200];
-    bool recording;
-    struct buf rec; /* the answer as it came, while recording */
+    bool recording; /* false once recording this answer failed or gave up */
+    bool released;  /* the held answer went to the job's side */
+    struct buf rec; /* the answer as it came, held while recording */
     struct conn *next;
 };
 
@@ -508,20 +509,35 @@ static void read_body(struct conn *c) {
     else start_connect(c);
 }
 
-/* Move bytes from fd into b (at most RELAY_BUF pending). */
+/* Hand the held answer to the job: what record_save kept, or what was
+ * held when recording gave up. */
+static void release_held(struct conn *c) {
+    buf_add(&c->down, c->rec.p + c->rec.off, buf_pending(&c->rec));
+    buf_free(&c->rec);
+    c->released = true;
+}
+
+/* Move bytes from fd into b (at most RELAY_BUF pending). While recording,
+ * the upstream's answer is held whole in c->rec instead and reaches the
+ * job only after it is saved (store and forward): whatever a job saw in
+ * record mode is on disk before the job read a byte of it, so a job or
+ * session that ends at once after its request cannot lose the record. */
 static int relay_read(struct conn *c, int fd, struct buf *b, bool up) {
-    if (buf_pending(b) >= RELAY_BUF) return 0;
+    bool hold = !up && c->recording && !c->released;
+    if (hold) b = &c->rec;
+    else if (buf_pending(b) >= RELAY_BUF) return 0;
     buf_reserve(b, RELAY_BUF);
-    size_t room = RELAY_BUF - buf_pending(b);
+    size_t room = hold ? RELAY_BUF : RELAY_BUF - buf_pending(b);
     ssize_t r = recv(fd, b->p + b->len, room, MSG_DONTWAIT);
     if (r < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
     if (r <= 0) return -1;
-    if (!up && c->recording) {
-        if (buf_pending(&c->rec) + (size_t)r > (size_t)1 << 30) c->recording = false;
-        else buf_add(&c->rec, b->p + b->len, (size_t)r);
-    }
     b->len += (size_t)r;
     spend(c, (size_t)r, up);
+    if (hold && buf_pending(b) > EGRESS_RECORD_MAX) {
+        c->recording = false;
+        snprintf(c->detail, sizeof c->detail, "not recorded: the answer is over %d bytes", EGRESS_RECORD_MAX);
+        release_held(c);
+    }
     return 1;
 }
 
@@ -595,8 +611,12 @@ static void conn_step(struct conn *c, short cev, short uev, double now) {
     if (!buf_flush(&c->down, c->cfd)) return conn_close(c, "client_gone");
     if (c->c_eof && !buf_pending(&c->up) && c->ufd >= 0 && !c->up_shut) shutdown(c->ufd, SHUT_WR), c->up_shut = true;
     if (budget_spent) return conn_close(c, "byte_cap");
+    if (c->u_eof && c->recording && !c->released) {
+        record_save(c);
+        release_held(c);
+        if (!buf_flush(&c->down, c->cfd)) return conn_close(c, "client_gone");
+    }
     if (c->u_eof && !buf_pending(&c->down)) {
-        if (c->recording) record_save(c);
         return conn_close(c, c->reason ? c->reason : "closed");
     }
     if (c->c_eof && c->ufd < 0) return conn_close(c, "client_gone");

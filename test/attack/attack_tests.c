@@ -532,7 +532,7 @@ int main(int argc, char **argv) {
         T(python_cpu_budget_holds_across_forks),
         T(r_host_file_unreadable), T(r_host_paths_not_writable), T(r_network_refused), T(r_syscalls_denied),
         T(r_deadline_kills_everything),
-        T(python_cpu_budget_holds_across_forks), EGRESS_ATTACKS,
+        EGRESS_ATTACKS,
 #undef T
     };
     return run_test_cases(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);

@@ -667,7 +667,10 @@ static char *egress_mode_run(const char *flag, const char *dir, const char *code
 }
 
 /* Record plain-HTTP answers, then replay them without the server: same
- * bytes, the server not asked, a miss and HTTPS refused with a clear 502. */
+ * bytes, the server not asked, a miss and HTTPS refused with a clear 502.
+ * The last answer is whole a second before its connection closes, and the
+ * job (and in the vivd paths, vivd) ends right after reading it: what the
+ * job saw while recording must be on disk all the same. */
 static void test_egress_record_then_replay(void) {
     EGRESS_SETUP();
     char dir[64];
@@ -677,7 +680,8 @@ static void test_egress_record_then_replay(void) {
     egress_code(PY_EGRESS_GET
                 "print('COUNT', get('http://127.0.0.1:%H/count'))\n"
                 "req = urllib.request.Request('http://127.0.0.1:%H/echo', data=b'gene=TP53', method='POST')\n"
-                "print('ECHO', urllib.request.urlopen(req, timeout=15).read().decode())\n",
+                "print('ECHO', urllib.request.urlopen(req, timeout=15).read().decode())\n"
+                "print('LATE', get('http://127.0.0.1:%H/late'))\n",
                 text, sizeof text);
     egress_code(PY_EGRESS_GET
                 "print('MISS', get('http://127.0.0.1:%H/count?other'))\n"
@@ -693,7 +697,7 @@ static void test_egress_record_then_replay(void) {
     int n_rec = -1, n_direct = -1;
     const char *c = strstr(rec, "COUNT 200 count ");
     CHECK(c && sscanf(c, "COUNT 200 count %d", &n_rec) == 1, "record run: %s", rec);
-    CHECK(strstr(rec, "ECHO echo:gene=TP53"), "record run: %s", rec);
+    CHECK(strstr(rec, "ECHO echo:gene=TP53") && strstr(rec, "LATE 200 late"), "record run: %s", rec);
     CHECK(strcmp(rec, rep) == 0, "replay differs: recorded %s replayed %s", rec, rep);
     const char *d = strstr(direct, "count ");
     CHECK(d && sscanf(d, "count %d", &n_direct) == 1 && n_direct == n_rec + 1,

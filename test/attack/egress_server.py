@@ -8,6 +8,8 @@ killed. Endpoints (both schemes):
   GET  /bytes/N      N bytes of 'x'
   GET  /count        "count N": how many times /count was asked
   POST /echo         the request body back
+  GET  /late         "late", then the connection stays open 1 s before
+                     it closes (an answer whole long before its end)
   GET  /hold         a 200 head and 10 of 1,000,000 promised bytes, then
                      waits until the other side closes; /events lists when
   GET  /events       what /hold saw, one line each
@@ -57,6 +59,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 count += 1
                 n = count
             return self.reply(200, b"count %d\n" % n)
+        if path == "/late":
+            self.reply(200, b"late\n")
+            self.wfile.flush()
+            time.sleep(1.0)
+            return
         if path == "/events":
             with lock:
                 body = "".join(e + "\n" for e in events).encode()
