@@ -32,10 +32,11 @@ static void test_fork_bomb_bounded(void) {
 static void test_shell_fork_bomb_killed_at_deadline(void) {
     struct job j;
     double t0 = mono_ms();
-    /* The shell's own loop keeps the job alive without forking: a `sleep`
-     * forked after the bomb may find the pids limit reached, and the shell
-     * then exits early instead of outliving the deadline. */
-    run_code(&j, "shell", "bomb() { bomb | bomb & }; bomb; while :; do :; done",
+    /* The bomb starts from a subshell, and the job's own shell then spins
+     * without forking: a shell whose fork fails exits ("Cannot fork"), so
+     * the shell that must outlive the deadline never forks once the bomb
+     * has reached the pids limit. */
+    run_code(&j, "shell", "(bomb() { bomb | bomb & }; bomb); while :; do :; done",
              (const char *const[]){"--timeout-ms", "1500", NULL});
     double took = mono_ms() - t0;
     CHECK_RAN(&j);
