@@ -339,18 +339,11 @@ static inline __attribute__((always_inline)) void attn_fwd_body(void *p, int tid
                 arow[t2] = s;
                 if (s > mx) mx = s;
             }
-            float sum = 0;
-            for (int t2 = 0; t2 <= t; t2++) sum += (arow[t2] = expf(arow[t2] - mx));
-            float inv = 1.0f / sum;
+            float sum = softmax_exp_sum(arow, t + 1, mx), inv = 1.0f / sum;
             for (int t2 = 0; t2 <= t; t2++) arow[t2] *= inv;
             j->lse[((size_t)b * Hq + h) * T + t] = mx + logf(sum);
-            float *o = j->ao + ((size_t)b * T + t) * qd + (size_t)h * hd;
-            memset(o, 0, (size_t)hd * sizeof *o);
-            for (int t2 = 0; t2 <= t; t2++) {
-                const float *v = j->v + ((size_t)b * T + t2) * kvd + (size_t)kh * hd;
-                float pr = arow[t2];
-                for (int i = 0; i < hd; i++) o[i] += pr * v[i];
-            }
+            weighted_sum_rows(j->ao + ((size_t)b * T + t) * qd + (size_t)h * hd, arow,
+                              j->v + (size_t)b * T * kvd + (size_t)kh * hd, (size_t)kvd, t + 1, hd);
         }
     }
 }
@@ -378,7 +371,7 @@ static inline __attribute__((always_inline)) void attn_bwd_body(void *p, int tid
                 float *dq = j->dqr + ((size_t)b * T + t) * qd + (size_t)h * hd;
                 float lse = j->lse[((size_t)b * Hq + h) * T + t], dot = 0;
                 for (int t2 = 0; t2 <= t; t2++)
-                    arow[t2] = expf(dot_f32(q, j->kr + ((size_t)b * T + t2) * kvd + (size_t)kh * hd, hd) * scale - lse);
+                    arow[t2] = exp_nonpos(dot_f32(q, j->kr + ((size_t)b * T + t2) * kvd + (size_t)kh * hd, hd) * scale - lse);
                 for (int t2 = 0; t2 <= t; t2++) {
                     size_t kv = ((size_t)b * T + t2) * kvd + (size_t)kh * hd;
                     const float *v = j->v + kv;
@@ -514,7 +507,7 @@ static void xent_worker(void *p, int tid, int nth) {
         float mx = -INFINITY;
         for (int i = 0; i < V; i++) mx = l[i] > mx ? l[i] : mx;
         double s = 0;
-        for (int i = 0; i < V; i++) s += expf(l[i] - mx);
+        for (int i = 0; i < V; i++) s += exp_nonpos(l[i] - mx);
         a->lse[r] = mx + (float)log(s);
         int t = m->targets[r];
         m->logprobs[r] = t >= 0 ? l[t] - a->lse[r] : 0.0f;
@@ -685,16 +678,16 @@ static void dlogits_worker(void *p, int tid, int nth) {
         }
         float lse = a->lse[r];
         if (w == 0) {
-            for (int i = 0; i < V; i++) l[i] = -coef * expf(l[i] - lse);
+            for (int i = 0; i < V; i++) l[i] = -coef * exp_nonpos(l[i] - lse);
         } else {
             double H = 0; /* -sum p log p, in double: V terms */
             for (int i = 0; i < V; i++) {
                 float lp = l[i] - lse;
-                H -= (double)expf(lp) * lp;
+                H -= (double)exp_nonpos(lp) * lp;
             }
             float h = (float)H;
             for (int i = 0; i < V; i++) {
-                float lp = l[i] - lse, pi = expf(lp);
+                float lp = l[i] - lse, pi = exp_nonpos(lp);
                 l[i] = -coef * pi - w * pi * (lp + h);
             }
         }

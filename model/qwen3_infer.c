@@ -86,7 +86,7 @@ static size_t plan_scratch(const struct qwen3_config *c, int rows, int max_T, in
     S(up, R * F);
     S(hm, R * F);
     S(tmp, R * D);
-    S(scores, (size_t)nth * max_T);
+    S(scores, (size_t)nth * max_T * (c->num_heads / c->num_kv_heads)); /* a row per query head of a group */
 #undef S
     if (s) s->pos = (int *)(base + o);
     o += R; /* positions, stored as ints in the same block */
@@ -102,35 +102,35 @@ struct kv_attn_job {
     float *ao, *scores;
 };
 
-/* One (row, query head) per unit: softmax over the slot's cached keys
- * 0..pos, then the weighted sum of cached values. */
+/* One (row, kv head) per unit: for each query head of the kv head's group,
+ * softmax over the slot's cached keys 0..pos, then the weighted sum of
+ * cached values. The group's query heads go together so that each cached
+ * key and value is read once per unit, not once per query head: decoding
+ * is bound by reading the cache. */
 static inline __attribute__((always_inline)) void kv_attn_body(void *p, int tid, int nth) {
     struct kv_attn_job *j = p;
     const struct qwen3_config *c = j->c;
-    int hd = c->head_dim, Hq = c->num_heads, grp = Hq / c->num_kv_heads, kvd = c->num_kv_heads * hd;
+    int hd = c->head_dim, Hq = c->num_heads, Hkv = c->num_kv_heads, grp = Hq / Hkv, kvd = Hkv * hd;
     int qd = Hq * hd, maxT = j->kv->max_T;
-    float scale = 1.0f / sqrtf((float)hd), *sc = j->scores + (size_t)tid * maxT;
+    float scale = 1.0f / sqrtf((float)hd), *sc = j->scores + (size_t)tid * grp * maxT;
     long u0, u1;
-    par_range((long)j->n * Hq, 1, tid, nth, &u0, &u1);
+    par_range((long)j->n * Hkv, 1, tid, nth, &u0, &u1);
     for (long u = u0; u < u1; u++) {
-        int r = (int)(u / Hq), h = (int)(u % Hq), kh = h / grp, P = j->pos[r];
+        int r = (int)(u / Hkv), kh = (int)(u % Hkv), P = j->pos[r];
         size_t base = (((size_t)j->layer * j->kv->n_slots + j->slot[r]) * maxT) * kvd + (size_t)kh * hd;
-        const float *q = j->qr + (size_t)r * qd + (size_t)h * hd;
-        float mx = -INFINITY;
+        const float *q0 = j->qr + (size_t)r * qd + (size_t)kh * grp * hd;
+        float *o0 = j->ao + (size_t)r * qd + (size_t)kh * grp * hd;
         for (int t = 0; t <= P; t++) {
-            float s = dot_f32(q, j->kv->k + base + (size_t)t * kvd, hd) * scale;
-            sc[t] = s;
-            if (s > mx) mx = s;
+            const float *k = j->kv->k + base + (size_t)t * kvd;
+            for (int g = 0; g < grp; g++) sc[(size_t)g * maxT + t] = dot_f32(q0 + (size_t)g * hd, k, hd) * scale;
         }
-        float sum = 0;
-        for (int t = 0; t <= P; t++) sum += (sc[t] = expf(sc[t] - mx));
-        float inv = 1.0f / sum, *o = j->ao + (size_t)r * qd + (size_t)h * hd;
-        memset(o, 0, (size_t)hd * sizeof *o);
-        for (int t = 0; t <= P; t++) {
-            const float *v = j->kv->v + base + (size_t)t * kvd;
-            float pr = sc[t] * inv;
-            for (int i = 0; i < hd; i++) o[i] += pr * v[i];
+        for (int g = 0; g < grp; g++) {
+            float *row = sc + (size_t)g * maxT;
+            float inv = 1.0f / softmax_exp_sum(row, P + 1, max_lanes(row, P + 1));
+            for (int t = 0; t <= P; t++) row[t] *= inv;
         }
+        for (int g = 0; g < grp; g++)
+            weighted_sum_rows(o0 + (size_t)g * hd, sc + (size_t)g * maxT, j->kv->v + base, (size_t)kvd, P + 1, hd);
     }
 }
 

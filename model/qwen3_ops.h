@@ -6,6 +6,7 @@
 #define VIV_MODEL_QWEN3_OPS_H
 
 #include <math.h>
+#include <stdint.h>
 
 #include "config.h"
 
@@ -53,14 +54,105 @@ static inline void rope_row_bwd(float *d, int hd, const float *cs, const float *
  * so that it vectorises without -ffast-math's licence to reorder. */
 typedef float qv8 __attribute__((vector_size(32)));
 typedef float qv8u __attribute__((vector_size(32), aligned(4)));
+typedef float qv4 __attribute__((vector_size(16)));
 static inline __attribute__((always_inline)) float dot_f32(const float *a, const float *b, int n) {
     qv8 acc = {0, 0, 0, 0, 0, 0, 0, 0};
     int i = 0;
     for (; i + 8 <= n; i += 8) acc += *(const qv8u *)(a + i) * *(const qv8u *)(b + i);
-    float s = 0;
-    for (int j = 0; j < 8; j++) s += acc[j];
+    /* the lanes summed as a tree (halves, then pairs): a chain of three
+     * adds instead of eight, on the decoder's path once per cached key */
+    qv4 h = (qv4){acc[0], acc[1], acc[2], acc[3]} + (qv4){acc[4], acc[5], acc[6], acc[7]};
+    float s = (h[0] + h[2]) + (h[1] + h[3]);
     for (; i < n; i++) s += a[i] * b[i];
     return s;
+}
+
+/* exp(x) for softmax arguments (x <= 0; larger x is taken as 0), as plain
+ * arithmetic that GCC vectorises in a loop, where a call to expf cannot
+ * be. The usual reduction: x = n ln2 + r with n = round(x / ln2) and
+ * |r| <= ln2/2, so exp(x) = 2^n exp(r); exp(r) is 1 + r + r^2 P(r) with a
+ * degree-5 minimax P (the Cephes coefficients), within 2 ulp of expf; ln2
+ * is split in two so that r keeps its low bits. 2^n is built in the
+ * exponent field. Below -87, where exp(x) < 2^-125, the answer is 2^-126
+ * times at most 2 rather than a denormal: nothing in a softmax sum. */
+static inline float exp_nonpos(float x) {
+    x = x > 0.0f ? 0.0f : x;
+    x = x < -87.0f ? -87.0f : x;
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest, |x / ln2| < 2^22 */
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } two_n = {.i = ((int32_t)n + 127) << 23};
+    return p * two_n.f;
+}
+
+/* The largest of x[0..n), n >= 1, eight lanes at a time: a single running
+ * max waits on itself every element. Exact in any order. (A vector
+ * comparison gives each lane all ones or zeros; the select is bitwise.) */
+typedef int32_t qv8i __attribute__((vector_size(32)));
+static inline float max_lanes(const float *x, int n) {
+    float m = x[0];
+    int i = 0;
+    if (n >= 8) {
+        qv8 lanes = *(const qv8u *)x;
+        for (i = 8; i + 8 <= n; i += 8) {
+            qv8 v = *(const qv8u *)(x + i);
+            qv8i gt = v > lanes;
+            lanes = (qv8)(((qv8i)v & gt) | ((qv8i)lanes & ~gt));
+        }
+        for (int k = 0; k < 8; k++) m = lanes[k] > m ? lanes[k] : m;
+    }
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+/* x[i] = exp_nonpos(x[i] - mx) for i < n; returns their sum, added in
+ * eight lanes so that the loop vectorises without reordering licence. */
+static inline float softmax_exp_sum(float *x, int n, float mx) {
+    for (int i = 0; i < n; i++) x[i] = exp_nonpos(x[i] - mx);
+    float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0;
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) lane[k] += x[i + k];
+    for (; i < n; i++) s += x[i];
+    for (int k = 0; k < 8; k++) s += lane[k];
+    return s;
+}
+
+/* o[0..hd) = sum over t < n of p[t] * v[t * stride + 0..hd): attention's
+ * weighted sum of value rows. The sums stay in registers, 32 columns at a
+ * time, across the whole loop over t; written as o[i] += p[t] * v[i] per t,
+ * every step would reload and store o, and the loop would wait on memory.
+ * Each column still adds its terms in order of t. */
+static inline void weighted_sum_rows(float *o, const float *p, const float *v, size_t stride, int n, int hd) {
+    int i = 0;
+    for (; i + 32 <= hd; i += 32) {
+        qv8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (int t = 0; t < n; t++) {
+            const float *r = v + (size_t)t * stride + i;
+            a0 += p[t] * *(const qv8u *)r;
+            a1 += p[t] * *(const qv8u *)(r + 8);
+            a2 += p[t] * *(const qv8u *)(r + 16);
+            a3 += p[t] * *(const qv8u *)(r + 24);
+        }
+        *(qv8u *)(o + i) = a0, *(qv8u *)(o + i + 8) = a1, *(qv8u *)(o + i + 16) = a2, *(qv8u *)(o + i + 24) = a3;
+    }
+    for (; i + 8 <= hd; i += 8) {
+        qv8 a = {0};
+        for (int t = 0; t < n; t++) a += p[t] * *(const qv8u *)(v + (size_t)t * stride + i);
+        *(qv8u *)(o + i) = a;
+    }
+    for (; i < hd; i++) {
+        float a = 0;
+        for (int t = 0; t < n; t++) a += p[t] * v[(size_t)t * stride + i];
+        o[i] = a;
+    }
 }
 
 void qwen3_rmsnorm(const struct qwen3_config *c, float *y, float *rstd, const float *x, const float *w, int n);
