@@ -5,11 +5,9 @@ MODEL_SRC += model/config.c model/safetensors.c model/kernels.c model/qwen3.c mo
 
 # Numeric code: -O3 lets GCC vectorise the element-wise loops (at -O2 GCC 12
 # only vectorises loops that need no remainder), -fno-math-errno lets it use
-# vector sqrt/exp (nothing here reads errno after a math call), and
-# -fno-trapping-math lets it turn a clamp (x < a ? a : x) into a vector
-# select (nothing here enables FP exceptions; no value changes). The same in
+# vector sqrt/exp (nothing here reads errno after a math call). The same in
 # every optimised flavour (bin/viv, bin/viv-cuda and the benchmark helpers).
-MODEL_OPT := -O3 -fno-math-errno -fno-trapping-math
+MODEL_OPT := -O3 -fno-math-errno
 $(BUILD)/musl/model/%.o: MUSL_CFLAGS += $(MODEL_OPT)
 $(BUILD)/cudahost/model/%.o: CUDA_HOST_CFLAGS += $(MODEL_OPT)
 

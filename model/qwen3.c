@@ -339,7 +339,9 @@ static inline __attribute__((always_inline)) void attn_fwd_body(void *p, int tid
                 arow[t2] = s;
                 if (s > mx) mx = s;
             }
-            float sum = softmax_exp_sum(arow, t + 1, mx), inv = 1.0f / sum;
+            float sum = 0;
+            for (int t2 = 0; t2 <= t; t2++) sum += (arow[t2] = expf(arow[t2] - mx));
+            float inv = 1.0f / sum;
             for (int t2 = 0; t2 <= t; t2++) arow[t2] *= inv;
             j->lse[((size_t)b * Hq + h) * T + t] = mx + logf(sum);
             weighted_sum_rows(j->ao + ((size_t)b * T + t) * qd + (size_t)h * hd, arow,
@@ -371,7 +373,7 @@ static inline __attribute__((always_inline)) void attn_bwd_body(void *p, int tid
                 float *dq = j->dqr + ((size_t)b * T + t) * qd + (size_t)h * hd;
                 float lse = j->lse[((size_t)b * Hq + h) * T + t], dot = 0;
                 for (int t2 = 0; t2 <= t; t2++)
-                    arow[t2] = exp_nonpos(dot_f32(q, j->kr + ((size_t)b * T + t2) * kvd + (size_t)kh * hd, hd) * scale - lse);
+                    arow[t2] = expf(dot_f32(q, j->kr + ((size_t)b * T + t2) * kvd + (size_t)kh * hd, hd) * scale - lse);
                 for (int t2 = 0; t2 <= t; t2++) {
                     size_t kv = ((size_t)b * T + t2) * kvd + (size_t)kh * hd;
                     const float *v = j->v + kv;
@@ -507,7 +509,7 @@ static void xent_worker(void *p, int tid, int nth) {
         float mx = -INFINITY;
         for (int i = 0; i < V; i++) mx = l[i] > mx ? l[i] : mx;
         double s = 0;
-        for (int i = 0; i < V; i++) s += exp_nonpos(l[i] - mx);
+        for (int i = 0; i < V; i++) s += expf(l[i] - mx);
         a->lse[r] = mx + (float)log(s);
         int t = m->targets[r];
         m->logprobs[r] = t >= 0 ? l[t] - a->lse[r] : 0.0f;
@@ -678,16 +680,16 @@ static void dlogits_worker(void *p, int tid, int nth) {
         }
         float lse = a->lse[r];
         if (w == 0) {
-            for (int i = 0; i < V; i++) l[i] = -coef * exp_nonpos(l[i] - lse);
+            for (int i = 0; i < V; i++) l[i] = -coef * expf(l[i] - lse);
         } else {
             double H = 0; /* -sum p log p, in double: V terms */
             for (int i = 0; i < V; i++) {
                 float lp = l[i] - lse;
-                H -= (double)exp_nonpos(lp) * lp;
+                H -= (double)expf(lp) * lp;
             }
             float h = (float)H;
             for (int i = 0; i < V; i++) {
-                float lp = l[i] - lse, pi = exp_nonpos(lp);
+                float lp = l[i] - lse, pi = expf(lp);
                 l[i] = -coef * pi - w * pi * (lp + h);
             }
         }

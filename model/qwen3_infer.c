@@ -125,8 +125,9 @@ static inline __attribute__((always_inline)) void kv_attn_body(void *p, int tid,
             for (int g = 0; g < grp; g++) sc[(size_t)g * maxT + t] = dot_f32(q0 + (size_t)g * hd, k, hd) * scale;
         }
         for (int g = 0; g < grp; g++) {
-            float *row = sc + (size_t)g * maxT;
-            float inv = 1.0f / softmax_exp_sum(row, P + 1, max_lanes(row, P + 1));
+            float *row = sc + (size_t)g * maxT, mx = max_lanes(row, P + 1), sum = 0;
+            for (int t = 0; t <= P; t++) sum += (row[t] = expf(row[t] - mx));
+            float inv = 1.0f / sum;
             for (int t = 0; t <= P; t++) row[t] *= inv;
         }
         for (int g = 0; g < grp; g++)

@@ -54,42 +54,14 @@ static inline void rope_row_bwd(float *d, int hd, const float *cs, const float *
  * so that it vectorises without -ffast-math's licence to reorder. */
 typedef float qv8 __attribute__((vector_size(32)));
 typedef float qv8u __attribute__((vector_size(32), aligned(4)));
-typedef float qv4 __attribute__((vector_size(16)));
 static inline __attribute__((always_inline)) float dot_f32(const float *a, const float *b, int n) {
     qv8 acc = {0, 0, 0, 0, 0, 0, 0, 0};
     int i = 0;
     for (; i + 8 <= n; i += 8) acc += *(const qv8u *)(a + i) * *(const qv8u *)(b + i);
-    /* the lanes summed as a tree (halves, then pairs): a chain of three
-     * adds instead of eight, on the decoder's path once per cached key */
-    qv4 h = (qv4){acc[0], acc[1], acc[2], acc[3]} + (qv4){acc[4], acc[5], acc[6], acc[7]};
-    float s = (h[0] + h[2]) + (h[1] + h[3]);
+    float s = 0;
+    for (int j = 0; j < 8; j++) s += acc[j];
     for (; i < n; i++) s += a[i] * b[i];
     return s;
-}
-
-/* exp(x) for softmax arguments (x <= 0; larger x is taken as 0), as plain
- * arithmetic that GCC vectorises in a loop, where a call to expf cannot
- * be. The usual reduction: x = n ln2 + r with n = round(x / ln2) and
- * |r| <= ln2/2, so exp(x) = 2^n exp(r); exp(r) is 1 + r + r^2 P(r) with a
- * degree-5 minimax P (the Cephes coefficients), within 2 ulp of expf; ln2
- * is split in two so that r keeps its low bits. 2^n is built in the
- * exponent field. Below -87, where exp(x) < 2^-125, the answer is 2^-126
- * times at most 2 rather than a denormal: nothing in a softmax sum. */
-static inline float exp_nonpos(float x) {
-    x = x > 0.0f ? 0.0f : x;
-    x = x < -87.0f ? -87.0f : x;
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest, |x / ln2| < 2^22 */
-    float r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } two_n = {.i = ((int32_t)n + 127) << 23};
-    return p * two_n.f;
 }
 
 /* The largest of x[0..n), n >= 1, eight lanes at a time: a single running
@@ -110,19 +82,6 @@ static inline float max_lanes(const float *x, int n) {
     }
     for (; i < n; i++) m = x[i] > m ? x[i] : m;
     return m;
-}
-
-/* x[i] = exp_nonpos(x[i] - mx) for i < n; returns their sum, added in
- * eight lanes so that the loop vectorises without reordering licence. */
-static inline float softmax_exp_sum(float *x, int n, float mx) {
-    for (int i = 0; i < n; i++) x[i] = exp_nonpos(x[i] - mx);
-    float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0;
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) lane[k] += x[i + k];
-    for (; i < n; i++) s += x[i];
-    for (int k = 0; k < 8; k++) s += lane[k];
-    return s;
 }
 
 /* o[0..hd) = sum over t < n of p[t] * v[t * stride + 0..hd): attention's
