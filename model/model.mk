@@ -24,6 +24,14 @@ $(BUILD)/test/model_tool: $(BUILD)/cudahost/test/model/model_tool.o $(call layer
 	@mkdir -p $(@D)
 	$(CUDA_HOST_LINK)
 
+# The decoder's attention loops next to the plain loops they replaced
+# (test/bench/attn_cpu_bench.c), built as bin/viv builds the model.
+EXTRA_TESTS += $(BUILD)/bench/attn_cpu_bench
+$(BUILD)/musl/test/bench/attn_cpu_bench.o: MUSL_CFLAGS += $(MODEL_OPT)
+$(BUILD)/bench/attn_cpu_bench: $(BUILD)/musl/test/bench/attn_cpu_bench.o
+	@mkdir -p $(@D)
+	$(MUSL_CC) -static -o $@ $^
+
 # libFuzzer target for the safetensors header parser (run briefly by
 # test/model/run.sh).
 $(eval $(call fuzz_target,fuzz_safetensors,test/model/fuzz_safetensors.c))
