@@ -105,8 +105,8 @@ struct kv_attn_job {
 /* One (row, kv head) per unit: for each query head of the kv head's group,
  * softmax over the slot's cached keys 0..pos, then the weighted sum of
  * cached values. The group's query heads go together so that each cached
- * key and value is read once per unit, not once per query head: decoding
- * is bound by reading the cache. */
+ * key and value is read once per unit, not once per query head. (With a
+ * single row, as many threads as kv heads find work.) */
 static inline __attribute__((always_inline)) void kv_attn_body(void *p, int tid, int nth) {
     struct kv_attn_job *j = p;
     const struct qwen3_config *c = j->c;
