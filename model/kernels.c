@@ -15,11 +15,27 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* ---- thread pool --------------------------------------------------------- */
+/* ---- thread pool ---------------------------------------------------------
+ *
+ * A decode step of the small default model is ~25 parallel regions of
+ * 10-100 us each. Waking a thread through a condition variable costs tens
+ * of microseconds on a VM (a futex wake, a context switch), which was more
+ * than half of a step with few slots. So both sides spin first: a worker
+ * watches the generation counter, and the caller watches the count of
+ * workers still running, for up to POOL_SPIN polls (~30-60 us), and only
+ * then sleep on the condition variables. The sleeping side announces itself
+ * (sleepers, caller_sleeps) before it checks the condition once more under
+ * the mutex, and the waking side publishes its change before it reads that
+ * announcement, both sequentially consistent: one of the two always sees
+ * the other, so no wake-up is lost. Which thread computes what does not
+ * change, so results are the same bits as before. */
+
+enum { POOL_SPIN = 4000 };
 
 static struct {
     int n;
@@ -27,11 +43,21 @@ static struct {
     pthread_t *th;
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    unsigned gen;
-    int pending;
+    _Atomic unsigned gen;     /* bumped once per parallel region */
+    _Atomic int pending;      /* workers still running the current region */
+    _Atomic int sleepers;     /* workers asleep (or about to be) on go */
+    _Atomic int caller_sleeps; /* the caller asleep (or about to be) on done */
     void (*fn)(void *, int, int);
     void *ctx;
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 static int default_threads(void) {
     const char *e = getenv("VIV_THREADS");
@@ -51,20 +77,33 @@ void par_set_threads(int n) {
     if (!pool.started && n > 0) pool.n = n;
 }
 
+/* The next region's generation, once it differs from `seen`. */
+static unsigned wait_for_region(unsigned seen) {
+    for (int i = 0; i < POOL_SPIN; i++) {
+        unsigned g = atomic_load_explicit(&pool.gen, memory_order_acquire);
+        if (g != seen) return g;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&pool.mu);
+    atomic_fetch_add(&pool.sleepers, 1);
+    unsigned g;
+    while ((g = atomic_load(&pool.gen)) == seen) pthread_cond_wait(&pool.go, &pool.mu);
+    atomic_fetch_sub(&pool.sleepers, 1);
+    pthread_mutex_unlock(&pool.mu);
+    return g;
+}
+
 static void *worker(void *arg) {
     int tid = (int)(long)arg;
     unsigned seen = 0;
     for (;;) {
-        pthread_mutex_lock(&pool.mu);
-        while (pool.gen == seen) pthread_cond_wait(&pool.go, &pool.mu);
-        seen = pool.gen;
-        void (*fn)(void *, int, int) = pool.fn;
-        void *ctx = pool.ctx;
-        pthread_mutex_unlock(&pool.mu);
-        fn(ctx, tid, pool.n);
-        pthread_mutex_lock(&pool.mu);
-        if (--pool.pending == 0) pthread_cond_signal(&pool.done);
-        pthread_mutex_unlock(&pool.mu);
+        seen = wait_for_region(seen);
+        pool.fn(pool.ctx, tid, pool.n); /* fn and ctx were written before gen (release) */
+        if (atomic_fetch_sub(&pool.pending, 1) == 1 && atomic_load(&pool.caller_sleeps)) {
+            pthread_mutex_lock(&pool.mu);
+            pthread_cond_signal(&pool.done);
+            pthread_mutex_unlock(&pool.mu);
+        }
     }
     return NULL;
 }
@@ -85,16 +124,24 @@ void par_run(void (*fn)(void *ctx, int tid, int nth), void *ctx) {
         pthread_attr_destroy(&attr);
         pool.started = 1;
     }
-    pthread_mutex_lock(&pool.mu);
     pool.fn = fn;
     pool.ctx = ctx;
-    pool.pending = n - 1;
-    pool.gen++;
-    pthread_cond_broadcast(&pool.go);
-    pthread_mutex_unlock(&pool.mu);
+    atomic_store(&pool.pending, n - 1);
+    atomic_fetch_add(&pool.gen, 1); /* publishes fn, ctx and pending */
+    if (atomic_load(&pool.sleepers)) {
+        pthread_mutex_lock(&pool.mu);
+        pthread_cond_broadcast(&pool.go);
+        pthread_mutex_unlock(&pool.mu);
+    }
     fn(ctx, 0, n);
+    for (int i = 0; i < POOL_SPIN; i++) {
+        if (atomic_load_explicit(&pool.pending, memory_order_acquire) == 0) return;
+        cpu_relax();
+    }
     pthread_mutex_lock(&pool.mu);
-    while (pool.pending) pthread_cond_wait(&pool.done, &pool.mu);
+    atomic_store(&pool.caller_sleeps, 1);
+    while (atomic_load(&pool.pending)) pthread_cond_wait(&pool.done, &pool.mu);
+    atomic_store(&pool.caller_sleeps, 0);
     pthread_mutex_unlock(&pool.mu);
 }
 
