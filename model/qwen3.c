@@ -16,6 +16,7 @@
 
 #include "../sandbox/base/util.h"
 #include "kernels.h"
+#include "expf_rows.h"
 #include "qwen3_ops.h"
 
 /* ---- parameter layout ------------------------------------------------------- */
@@ -340,7 +341,9 @@ static inline __attribute__((always_inline)) void attn_fwd_body(void *p, int tid
                 if (s > mx) mx = s;
             }
             float sum = 0;
-            for (int t2 = 0; t2 <= t; t2++) sum += (arow[t2] = expf(arow[t2] - mx));
+            for (int t2 = 0; t2 <= t; t2++) arow[t2] -= mx;
+            expf_rows(arow, arow, t + 1);
+            for (int t2 = 0; t2 <= t; t2++) sum += arow[t2];
             float inv = 1.0f / sum;
             for (int t2 = 0; t2 <= t; t2++) arow[t2] *= inv;
             j->lse[((size_t)b * Hq + h) * T + t] = mx + logf(sum);
@@ -373,7 +376,8 @@ static inline __attribute__((always_inline)) void attn_bwd_body(void *p, int tid
                 float *dq = j->dqr + ((size_t)b * T + t) * qd + (size_t)h * hd;
                 float lse = j->lse[((size_t)b * Hq + h) * T + t], dot = 0;
                 for (int t2 = 0; t2 <= t; t2++)
-                    arow[t2] = expf(dot_f32(q, j->kr + ((size_t)b * T + t2) * kvd + (size_t)kh * hd, hd) * scale - lse);
+                    arow[t2] = dot_f32(q, j->kr + ((size_t)b * T + t2) * kvd + (size_t)kh * hd, hd) * scale - lse;
+                expf_rows(arow, arow, t + 1);
                 for (int t2 = 0; t2 <= t; t2++) {
                     size_t kv = ((size_t)b * T + t2) * kvd + (size_t)kh * hd;
                     const float *v = j->v + kv;

@@ -120,7 +120,7 @@ int qwen3_backward_logprobs_entropy(struct qwen3 *m, const float *coef, const fl
 struct qwen3_kv {
     int n_slots, max_T;
     int *len;     /* tokens cached per slot */
-    float *k, *v; /* [L, n_slots, max_T, Hkv*hd]: keys after k_norm and RoPE */
+    float *k, *v; /* [L, n_slots, Hkv, max_T, hd]: keys after k_norm and RoPE */
     float *rope_cos, *rope_sin; /* [max_T, hd/2] */
     /* scratch for up to cap_rows tokens per call */
     int cap_rows;

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "../sandbox/base/util.h"
+#include "expf_rows.h"
 #include "kernels.h"
 #include "qwen3.h"
 #include "qwen3_ops.h"
@@ -59,6 +60,15 @@ void qwen3_kv_free(struct qwen3_kv *kv) {
 
 void qwen3_kv_reset(struct qwen3_kv *kv, int slot) {
     if (slot >= 0 && slot < kv->n_slots) kv->len[slot] = 0;
+}
+
+/* Where the cache row of (layer, slot, kv head, position) starts. Each kv
+ * head of a slot owns one contiguous run of max_T rows of head_dim floats,
+ * so the attention over one head reads a single forward stream of memory
+ * (hardware prefetchers follow it), not every other half of a wider row. */
+static inline size_t kv_row(const struct qwen3_config *c, const struct qwen3_kv *kv, int layer, int slot, int kh,
+                            int pos) {
+    return ((((size_t)layer * kv->n_slots + slot) * c->num_kv_heads + kh) * kv->max_T + pos) * c->head_dim;
 }
 
 struct kv_scratch {
@@ -110,28 +120,30 @@ struct kv_attn_job {
 static inline __attribute__((always_inline)) void kv_attn_body(void *p, int tid, int nth) {
     struct kv_attn_job *j = p;
     const struct qwen3_config *c = j->c;
-    int hd = c->head_dim, Hq = c->num_heads, Hkv = c->num_kv_heads, grp = Hq / Hkv, kvd = Hkv * hd;
+    int hd = c->head_dim, Hq = c->num_heads, Hkv = c->num_kv_heads, grp = Hq / Hkv;
     int qd = Hq * hd, maxT = j->kv->max_T;
     float scale = 1.0f / sqrtf((float)hd), *sc = j->scores + (size_t)tid * grp * maxT;
     long u0, u1;
     par_range((long)j->n * Hkv, 1, tid, nth, &u0, &u1);
     for (long u = u0; u < u1; u++) {
         int r = (int)(u / Hkv), kh = (int)(u % Hkv), P = j->pos[r];
-        size_t base = (((size_t)j->layer * j->kv->n_slots + j->slot[r]) * maxT) * kvd + (size_t)kh * hd;
+        size_t base = kv_row(c, j->kv, j->layer, j->slot[r], kh, 0);
         const float *q0 = j->qr + (size_t)r * qd + (size_t)kh * grp * hd;
         float *o0 = j->ao + (size_t)r * qd + (size_t)kh * grp * hd;
         for (int t = 0; t <= P; t++) {
-            const float *k = j->kv->k + base + (size_t)t * kvd;
+            const float *k = j->kv->k + base + (size_t)t * hd;
             for (int g = 0; g < grp; g++) sc[(size_t)g * maxT + t] = dot_f32(q0 + (size_t)g * hd, k, hd) * scale;
         }
         for (int g = 0; g < grp; g++) {
             float *row = sc + (size_t)g * maxT, mx = max_lanes(row, P + 1), sum = 0;
-            for (int t = 0; t <= P; t++) sum += (row[t] = expf(row[t] - mx));
+            for (int t = 0; t <= P; t++) row[t] -= mx;
+            expf_rows(row, row, P + 1);
+            for (int t = 0; t <= P; t++) sum += row[t];
             float inv = 1.0f / sum;
             for (int t = 0; t <= P; t++) row[t] *= inv;
         }
         for (int g = 0; g < grp; g++)
-            weighted_sum_rows(o0 + (size_t)g * hd, sc + (size_t)g * maxT, j->kv->v + base, (size_t)kvd, P + 1, hd);
+            weighted_sum_rows(o0 + (size_t)g * hd, sc + (size_t)g * maxT, j->kv->v + base, (size_t)hd, P + 1, hd);
     }
 }
 
@@ -177,16 +189,16 @@ int qwen3_kv_forward(const struct qwen3 *m, struct qwen3_kv *kv, const int32_t *
         qwen3_headnorm_rope(c, s.qr, NULL, s.q, m->w.qnorm + (size_t)l * hd, n, c->num_heads, s.pos, 0, kv->rope_cos,
                             kv->rope_sin);
         /* normed+rotated keys and raw values go straight into the cache */
-        for (int i = 0; i < n; i++) {
-            size_t at = (((size_t)l * kv->n_slots + slot[i]) * kv->max_T + s.pos[i]) * kvd;
-            memcpy(kv->v + at, s.v + (size_t)i * kvd, (size_t)kvd * 4);
-        }
+        for (int i = 0; i < n; i++)
+            for (int kh = 0; kh < c->num_kv_heads; kh++)
+                memcpy(kv->v + kv_row(c, kv, l, slot[i], kh, s.pos[i]), s.v + (size_t)i * kvd + (size_t)kh * hd,
+                       (size_t)hd * 4);
         qwen3_headnorm_rope(c, s.k, NULL, s.k, m->w.knorm + (size_t)l * hd, n, c->num_kv_heads, s.pos, 0,
                             kv->rope_cos, kv->rope_sin);
-        for (int i = 0; i < n; i++) {
-            size_t at = (((size_t)l * kv->n_slots + slot[i]) * kv->max_T + s.pos[i]) * kvd;
-            memcpy(kv->k + at, s.k + (size_t)i * kvd, (size_t)kvd * 4);
-        }
+        for (int i = 0; i < n; i++)
+            for (int kh = 0; kh < c->num_kv_heads; kh++)
+                memcpy(kv->k + kv_row(c, kv, l, slot[i], kh, s.pos[i]), s.k + (size_t)i * kvd + (size_t)kh * hd,
+                       (size_t)hd * 4);
         struct kv_attn_job aj = {c, kv, l, n, slot, s.pos, s.qr, s.ao, s.scores};
         par_run(kv_attn_worker, &aj);
         mm_nt(s.x, s.ao, m->w.wo + (size_t)l * D * qd, n, D, qd, 1); /* residual: accumulate into x */

@@ -6,7 +6,9 @@
 #    (logits, loss, log-probs, every gradient, ten AdamW losses).
 # 2. build/test/model_tests (ASan + UBSan) checks the C model against that,
 #    plus KV-cache decode, save/load, hostile files, sampling, generation.
-#    A short libFuzzer run of the safetensors reader follows.
+#    expf_rows_check then compares the vectorised exponential with the C
+#    library's on every float it may see. A short libFuzzer run of the
+#    safetensors reader follows.
 # 3. viv gen on the command line: good and bad invocations.
 set -u
 cd "$(dirname "$0")/../.."
@@ -28,6 +30,15 @@ else
 fi
 
 MODEL_FIXTURES="$fx/fixtures" build/test/model_tests || fail=1
+
+# expf_rows against the C library's expf on every float from -104 to 88, in
+# the static musl build bin/viv is (~10 s): the model's softmax depends on it
+if [ -x build/test/expf_rows_check ]; then
+  build/test/expf_rows_check 1 || fail=1
+else
+  echo "not ok - expf_rows_matches_libm_expf: build/test/expf_rows_check is not built (make tests)"
+  fail=1
+fi
 
 # a short fuzz of the safetensors reader, seeded with the fixture files
 if [ -x build/fuzz/fuzz_safetensors ]; then
