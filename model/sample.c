@@ -21,6 +21,10 @@ static uint64_t splitmix(uint64_t *s) {
 
 void sampler_init(struct sampler *s, float temperature, float top_p, int top_k, uint64_t seed) {
     memset(s, 0, sizeof *s);
+    sampler_reset(s, temperature, top_p, top_k, seed);
+}
+
+void sampler_reset(struct sampler *s, float temperature, float top_p, int top_k, uint64_t seed) {
     s->temperature = temperature;
     s->top_p = top_p > 0 && top_p < 1 ? top_p : 1.0f;
     s->top_k = top_k > 0 ? top_k : 0;

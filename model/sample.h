@@ -25,6 +25,9 @@ struct sampler {
 };
 
 void sampler_init(struct sampler *s, float temperature, float top_p, int top_k, uint64_t seed);
+/* The same settings and stream as sampler_init, keeping the buffers a
+ * previous sampler_sample grew: one sampler reused for many draws. */
+void sampler_reset(struct sampler *s, float temperature, float top_p, int top_k, uint64_t seed);
 void sampler_free(struct sampler *s);
 int sampler_sample(struct sampler *s, const float *logits, int V);
 /* uniform in [0, 1) from the sampler's stream */

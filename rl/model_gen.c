@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../model/kernels.h"
 #include "../model/sample.h"
 
 /* ---- the CPU model as a gen_model ------------------------------------------------ */
@@ -117,6 +118,41 @@ static float logprob_of(const float *logits, int V, int tok) {
     return (float)((double)(logits[tok] - mx) - log(sum));
 }
 
+/* The next token of each live row: rows[r]'s request samples from its own
+ * logits with its own stream, seeded by (seed, episode, turn, position), so
+ * which thread draws it, and with which other rows, changes nothing. Each
+ * thread keeps one sampler for its rows (the buffers are reused). */
+struct sample_job {
+    struct model_gen *g;
+    const struct rl_gen_request *reqs;
+    const float *logits;
+    int V;
+    const int *rows;
+    int n_rows;
+    int *tok;   /* [n_rows] */
+    float *lp;  /* [n_rows] */
+};
+
+static void sample_rows(void *p, int tid, int nth) {
+    struct sample_job *j = p;
+    const struct model_gen *g = j->g;
+    long lo, hi;
+    par_range(j->n_rows, 1, tid, nth, &lo, &hi);
+    struct sampler sm;
+    sampler_init(&sm, g->temperature, g->top_p, 0, 0);
+    for (long r = lo; r < hi; r++) {
+        const struct rl_gen_request *q = &j->reqs[j->rows[r]];
+        const float *lg = j->logits + (size_t)j->rows[r] * j->V;
+        uint64_t sd = mix64(g->seed ^ mix64((uint64_t)q->episode * 1000003u + (uint64_t)q->turn) ^
+                            mix64((uint64_t)(q->n_tokens + q->n_out)));
+        sampler_reset(&sm, g->temperature, g->top_p, 0, sd);
+        int tok = sampler_sample(&sm, lg, j->V);
+        j->tok[r] = tok;
+        j->lp[r] = g->no_logprobs ? 0.0f : logprob_of(lg, j->V, tok);
+    }
+    sampler_free(&sm);
+}
+
 struct live {
     int req, slot;
     char *text; /* decoded bytes of this turn so far (for stop strings) */
@@ -156,8 +192,10 @@ static int mg_generate(void *ctx, struct rl_gen_request *reqs, int n) {
     int32_t *feed = malloc((size_t)n * sizeof(int32_t));
     int *fslot = malloc((size_t)n * sizeof(int));
     int *fidx = malloc((size_t)n * sizeof(int));
+    int *rows = malloc((size_t)n * sizeof(int)), *drawn = malloc((size_t)n * sizeof(int));
+    float *drawn_lp = malloc((size_t)n * sizeof(float));
     int rc = 0;
-    if (!taken || !lv || !logits || !feed || !fslot || !fidx) {
+    if (!taken || !lv || !logits || !feed || !fslot || !fidx || !rows || !drawn || !drawn_lp) {
         rc = -1;
         goto out;
     }
@@ -214,22 +252,25 @@ static int mg_generate(void *ctx, struct rl_gen_request *reqs, int n) {
             if (t) text_add(&lv[i], t, strlen(t)), free(t);
         }
     }
-    /* 2. decode: sample from each live row's logits, feed the new tokens back */
+    /* 2. decode: sample from each live row's logits (in parallel: each row
+     * has its own stream), then, in request order, take each token, check
+     * the stops and feed the token back */
     for (;;) {
+        int nr = 0;
+        for (int i = 0; i < n; i++)
+            if (lv[i].slot >= 0 && reqs[i].n_out >= 0 && !reqs[i].stop_reason) rows[nr++] = i;
+        if (nr == 0) break;
+        struct sample_job sj = {g, reqs, logits, V, rows, nr, drawn, drawn_lp};
+        if (nr > 1) par_run(sample_rows, &sj);
+        else sample_rows(&sj, 0, 1);
         int nf = 0;
-        for (int i = 0; i < n; i++) {
+        for (int r = 0; r < nr; r++) {
+            int i = rows[r];
             struct rl_gen_request *q = &reqs[i];
             struct live *l = &lv[i];
-            if (l->slot < 0 || q->n_out < 0 || q->stop_reason) continue;
-            const float *lg = logits + (size_t)i * V;
-            struct sampler sm;
-            uint64_t sd = mix64(g->seed ^ mix64((uint64_t)q->episode * 1000003u + (uint64_t)q->turn) ^
-                                mix64((uint64_t)(q->n_tokens + q->n_out)));
-            sampler_init(&sm, g->temperature, g->top_p, 0, sd);
-            int tok = sampler_sample(&sm, lg, V);
-            sampler_free(&sm);
+            int tok = drawn[r];
             q->out_tokens[q->n_out] = tok;
-            q->out_logprobs[q->n_out] = logprob_of(lg, V, tok);
+            q->out_logprobs[q->n_out] = drawn_lp[r];
             q->n_out++;
             g->tokens_generated++;
             size_t tl = 0;
@@ -267,7 +308,7 @@ out:
     if (lv)
         for (int i = 0; i < n; i++) free(lv[i].text);
     if (rc != 0) model_gen_invalidate(g);
-    free(taken), free(lv), free(logits), free(feed), free(fslot), free(fidx);
+    free(taken), free(lv), free(logits), free(feed), free(fslot), free(fidx), free(rows), free(drawn), free(drawn_lp);
     return rc;
 }
 

@@ -50,6 +50,7 @@ struct model_gen {
     long clock;
     float temperature, top_p;
     uint64_t seed;
+    int no_logprobs;     /* 1: leave out_logprobs 0 (a caller that reads only the tokens) */
     int32_t eos_id;      /* <|im_end|>, -1 if absent */
     long tokens_generated, tokens_prefilled;
 };

@@ -137,6 +137,7 @@ static int greedy_episodes(struct job *j, const struct task_set *ts, struct rl_e
     struct rl_rollout *r = open_rollout(j, n, &g, &ops, err, errlen);
     if (!r) return -1;
     g.temperature = 0;
+    g.no_logprobs = 1; /* the tables read only the tokens */
     g.seed = (uint64_t)j->c.seed;
     int *tasks = xcalloc((size_t)n, sizeof *tasks);
     for (int i = 0; i < n; i++) tasks[i] = i;

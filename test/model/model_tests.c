@@ -746,6 +746,18 @@ static void test_sampler(void) {
     sampler_free(&s);
     CHECK(memcmp(a, b, sizeof a) == 0, "same seed gave different tokens");
     CHECK(differ, "different seeds gave the same 64 tokens");
+    /* a reused sampler, reset to a seed, draws what a fresh one with that seed
+     * draws (a token and a sampler per row: batched decoding relies on it) */
+    sampler_init(&s, 0.5f, 1.0f, 0, 99);
+    for (int i = 0; i < 64; i++) {
+        struct sampler fresh;
+        sampler_init(&fresh, 1.0f, 0.9f, 0, 1000 + (uint64_t)i);
+        sampler_reset(&s, 1.0f, 0.9f, 0, 1000 + (uint64_t)i);
+        int want = sampler_sample(&fresh, logits, 5), got = sampler_sample(&s, logits, 5);
+        sampler_free(&fresh);
+        CHECK(got == want, "draw %d: a reset sampler gave %d, a fresh one %d", i, got, want);
+    }
+    sampler_free(&s);
     /* frequencies follow softmax(logits / T) */
     int count[5] = {0}, n = 200000;
     sampler_init(&s, 0.7f, 1.0f, 0, 7);
