@@ -334,18 +334,21 @@ static inline __attribute__((always_inline)) void attn_fwd_body(void *p, int tid
             const float *q = j->qr + ((size_t)b * T + t) * qd + (size_t)h * hd;
             float *arow = j->dp + (size_t)tid * 2 * T;
             float mx = -INFINITY;
-            for (int t2 = 0; t2 <= t; t2++) {
-                const float *k = j->kr + ((size_t)b * T + t2) * kvd + (size_t)kh * hd;
-                float s = dot_f32(q, k, hd) * scale;
-                arow[t2] = s;
-                if (s > mx) mx = s;
+            const float *k0 = j->kr + (size_t)b * T * kvd + (size_t)kh * hd;
+            int t2 = 0;
+            for (; t2 + 8 <= t + 1; t2 += 8) { /* eight keys at a time (same bits as one at a time) */
+                dot_f32_rows8(arow + t2, q, k0 + (size_t)t2 * kvd, (size_t)kvd, hd);
+                for (int r = 0; r < 8; r++) arow[t2 + r] *= scale;
             }
+            for (; t2 <= t; t2++) arow[t2] = dot_f32(q, k0 + (size_t)t2 * kvd, hd) * scale;
+            for (t2 = 0; t2 <= t; t2++)
+                if (arow[t2] > mx) mx = arow[t2];
             float sum = 0;
-            for (int t2 = 0; t2 <= t; t2++) arow[t2] -= mx;
+            for (t2 = 0; t2 <= t; t2++) arow[t2] -= mx;
             expf_rows(arow, arow, t + 1);
-            for (int t2 = 0; t2 <= t; t2++) sum += arow[t2];
+            for (t2 = 0; t2 <= t; t2++) sum += arow[t2];
             float inv = 1.0f / sum;
-            for (int t2 = 0; t2 <= t; t2++) arow[t2] *= inv;
+            for (t2 = 0; t2 <= t; t2++) arow[t2] *= inv;
             j->lse[((size_t)b * Hq + h) * T + t] = mx + logf(sum);
             weighted_sum_rows(j->ao + ((size_t)b * T + t) * qd + (size_t)h * hd, arow,
                               j->v + (size_t)b * T * kvd + (size_t)kh * hd, (size_t)kvd, t + 1, hd);
@@ -375,26 +378,33 @@ static inline __attribute__((always_inline)) void attn_bwd_body(void *p, int tid
                 const float *q = j->qr + ((size_t)b * T + t) * qd + (size_t)h * hd;
                 float *dq = j->dqr + ((size_t)b * T + t) * qd + (size_t)h * hd;
                 float lse = j->lse[((size_t)b * Hq + h) * T + t], dot = 0;
-                for (int t2 = 0; t2 <= t; t2++)
-                    arow[t2] = dot_f32(q, j->kr + ((size_t)b * T + t2) * kvd + (size_t)kh * hd, hd) * scale - lse;
-                expf_rows(arow, arow, t + 1);
-                for (int t2 = 0; t2 <= t; t2++) {
-                    size_t kv = ((size_t)b * T + t2) * kvd + (size_t)kh * hd;
-                    const float *v = j->v + kv;
-                    float *dv = j->dv + kv, s = dot_f32(dout, v, hd), pr = arow[t2];
-                    for (int i = 0; i < hd; i++) dv[i] += pr * dout[i];
-                    dp[t2] = s;
-                    dot += pr * s;
+                const float *k0 = j->kr + (size_t)b * T * kvd + (size_t)kh * hd;
+                const float *v0 = j->v + (size_t)b * T * kvd + (size_t)kh * hd;
+                int t2 = 0;
+                for (; t2 + 8 <= t + 1; t2 += 8) { /* eight keys and values at a time (same bits) */
+                    float d[8];
+                    dot_f32_rows8(d, q, k0 + (size_t)t2 * kvd, (size_t)kvd, hd);
+                    for (int r = 0; r < 8; r++) arow[t2 + r] = d[r] * scale - lse;
+                    dot_f32_rows8(dp + t2, dout, v0 + (size_t)t2 * kvd, (size_t)kvd, hd);
                 }
-                for (int t2 = 0; t2 <= t; t2++) {
+                for (; t2 <= t; t2++) {
+                    arow[t2] = dot_f32(q, k0 + (size_t)t2 * kvd, hd) * scale - lse;
+                    dp[t2] = dot_f32(dout, v0 + (size_t)t2 * kvd, hd);
+                }
+                expf_rows(arow, arow, t + 1);
+                for (t2 = 0; t2 <= t; t2++) {
                     size_t kv = ((size_t)b * T + t2) * kvd + (size_t)kh * hd;
-                    float ds = arow[t2] * (dp[t2] - dot) * scale;
-                    const float *k = j->kr + kv;
-                    float *dk = j->dkr + kv;
-                    for (int i = 0; i < hd; i++) {
-                        dq[i] += ds * k[i];
-                        dk[i] += ds * q[i];
-                    }
+                    float *dv = j->dv + kv, pr = arow[t2];
+                    for (int i = 0; i < hd; i++) dv[i] += pr * dout[i];
+                    dot += pr * dp[t2];
+                }
+                /* ds, in place of p; then dq += sum ds[t2] k[t2] (in registers, in
+                 * order of t2) and dk[t2] += ds[t2] q */
+                for (t2 = 0; t2 <= t; t2++) arow[t2] = arow[t2] * (dp[t2] - dot) * scale;
+                add_weighted_rows(dq, arow, k0, (size_t)kvd, t + 1, hd);
+                for (t2 = 0; t2 <= t; t2++) {
+                    float ds = arow[t2], *dk = j->dkr + ((size_t)b * T + t2) * kvd + (size_t)kh * hd;
+                    for (int i = 0; i < hd; i++) dk[i] += ds * q[i];
                 }
             }
     }

@@ -130,9 +130,16 @@ static inline __attribute__((always_inline)) void kv_attn_body(void *p, int tid,
         size_t base = kv_row(c, j->kv, j->layer, j->slot[r], kh, 0);
         const float *q0 = j->qr + (size_t)r * qd + (size_t)kh * grp * hd;
         float *o0 = j->ao + (size_t)r * qd + (size_t)kh * grp * hd;
-        for (int t = 0; t <= P; t++) {
-            const float *k = j->kv->k + base + (size_t)t * hd;
-            for (int g = 0; g < grp; g++) sc[(size_t)g * maxT + t] = dot_f32(q0 + (size_t)g * hd, k, hd) * scale;
+        int t0 = 0;
+        for (; t0 + 8 <= P + 1; t0 += 8) /* eight keys at a time (same bits as one at a time) */
+            for (int g = 0; g < grp; g++) {
+                float *d = sc + (size_t)g * maxT + t0;
+                dot_f32_rows8(d, q0 + (size_t)g * hd, j->kv->k + base + (size_t)t0 * hd, (size_t)hd, hd);
+                for (int i = 0; i < 8; i++) d[i] *= scale;
+            }
+        for (; t0 <= P; t0++) {
+            const float *k = j->kv->k + base + (size_t)t0 * hd;
+            for (int g = 0; g < grp; g++) sc[(size_t)g * maxT + t0] = dot_f32(q0 + (size_t)g * hd, k, hd) * scale;
         }
         for (int g = 0; g < grp; g++) {
             float *row = sc + (size_t)g * maxT, mx = max_lanes(row, P + 1), sum = 0;

@@ -492,10 +492,21 @@ static void test_kv_decode_matches_forward(void) {
     }
 }
 
+/* The helpers as the AVX2+FMA attention compiles them (fused multiply-adds
+ * in the lanes): checked against each other where the CPU has both. */
+__attribute__((target("avx2,fma"))) static void rows8_avx2(float *out, const float *a, const float *b, size_t stride,
+                                                          int n) {
+    dot_f32_rows8(out, a, b, stride, n);
+}
+__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int n) {
+    return dot_f32(a, b, n);
+}
+
 /* The attention helpers give what the plain loops give, bit for bit:
- * the lane max (any length: the lanes and the tail), and the weighted sum
- * of value rows for each block width (32, 8) and a scalar tail, every
- * column adding its terms in the same order. */
+ * the lane max (any length: the lanes and the tail), the weighted sum of
+ * value rows for each block width (32, 8) and a scalar tail, every column
+ * adding its terms in the same order, and eight keys' dot products at once
+ * against dot_f32 one key at a time. */
 static void test_attention_helpers_match_plain_loops(void) {
     float xs[37];
     for (int n = 1; n <= 37; n++) {
@@ -515,9 +526,43 @@ static void test_attention_helpers_match_plain_loops(void) {
         memset(want, 0, sizeof want);
         for (int t = 0; t < n; t++)
             for (int i = 0; i < hd; i++) want[i] += p[t] * v[(size_t)t * stride + i];
-        free(v);
         for (int i = 0; i < hd; i++)
             CHECK(o[i] == want[i], "head_dim %d, column %d: %.9g, the plain loop %.9g", hd, i, o[i], want[i]);
+        /* the adding form: onto o's own values, as dq += ds . k adds */
+        add_weighted_rows(o, p, v, stride, n, hd);
+        for (int t = 0; t < n; t++)
+            for (int i = 0; i < hd; i++) want[i] += p[t] * v[(size_t)t * stride + i];
+        free(v);
+        for (int i = 0; i < hd; i++)
+            CHECK(o[i] == want[i], "adding, head_dim %d, column %d: %.9g, the plain loop %.9g", hd, i, o[i], want[i]);
+    }
+    /* eight keys' dot products at once: the bits of eight dot_f32 calls, for
+     * widths that are multiples of 8 (the transposed sum) and not (the
+     * fallback), values of mixed sign and size, a -0 product included */
+    int dws[] = {8, 32, 64, 128, 12, 37};
+    for (int w = 0; w < 6; w++) {
+        int hd = dws[w];
+        size_t stride = (size_t)hd + 5;
+        float *a = xmalloc((size_t)hd * sizeof *a), *b = xmalloc(stride * 8 * sizeof *b), got[8];
+        uint64_t r = 11 + (uint64_t)w;
+        for (int i = 0; i < hd; i++) a[i] = (frand(&r) - 0.5f) * (i % 5 == 0 ? 1e3f : 1.0f);
+        for (size_t i = 0; i < stride * 8; i++) b[i] = (frand(&r) - 0.5f) * (i % 7 == 0 ? 1e-3f : 3.0f);
+        a[0] = -0.0f;
+        dot_f32_rows8(got, a, b, stride, hd);
+        for (int k = 0; k < 8; k++) {
+            float want = dot_f32(a, b + (size_t)k * stride, hd);
+            CHECK(memcmp(&got[k], &want, sizeof want) == 0, "width %d, key %d: %.9g, dot_f32 %.9g", hd, k,
+                  got[k], want);
+        }
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+            rows8_avx2(got, a, b, stride, hd);
+            for (int k = 0; k < 8; k++) {
+                float want = dot_avx2(a, b + (size_t)k * stride, hd);
+                CHECK(memcmp(&got[k], &want, sizeof want) == 0, "AVX2, width %d, key %d: %.9g, dot_f32 %.9g", hd,
+                      k, got[k], want);
+            }
+        }
+        free(a), free(b);
     }
 }
 
