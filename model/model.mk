@@ -46,6 +46,15 @@ $(BUILD)/bench/kv_decode_bench: $(BUILD)/musl/test/bench/kv_decode_bench.o $(BUI
 	@mkdir -p $(@D)
 	$(MUSL_CC) -static -o $@ $^ $(MUSL)/lib/libcjson.a -lm -lpthread
 
+# One SFT-sized training step (forward + backward) at the default shape
+# (test/bench/train_step_bench.c): median time and a checksum of the loss
+# and gradients, the training counterpart of kv_decode_bench.
+EXTRA_TESTS += $(BUILD)/bench/train_step_bench
+$(BUILD)/musl/test/bench/train_step_bench.o: MUSL_CFLAGS += $(MODEL_OPT)
+$(BUILD)/bench/train_step_bench: $(BUILD)/musl/test/bench/train_step_bench.o $(BUILD)/musl/libmodel.a $(BUILD)/musl/libsandbox.a
+	@mkdir -p $(@D)
+	$(MUSL_CC) -static -o $@ $^ $(MUSL)/lib/libcjson.a -lm -lpthread
+
 # expf_rows against the C library's expf, built as bin/viv is (run by
 # test/model/run.sh: a sample by default, every float in the long suites).
 EXTRA_TESTS += $(BUILD)/test/expf_rows_check
