@@ -482,9 +482,15 @@ static void swiglu_worker(void *p, int tid, int nth) {
     struct rows_job *j = p;
     long i0, i1;
     par_range((long)j->n * j->c->intermediate_size, 16, tid, nth, &i0, &i1);
-    for (long i = i0; i < i1; i++) {
-        float g = j->gate[i];
-        j->hm[i] = g / (1.0f + expf(-g)) * j->up[i];
+    float e[256]; /* expf(-g) for a block of elements, eight at a time */
+    for (long b = i0; b < i1; b += 256) {
+        int n = i1 - b < 256 ? (int)(i1 - b) : 256;
+        for (int k = 0; k < n; k++) e[k] = -j->gate[b + k];
+        expf_rows(e, e, n);
+        for (int k = 0; k < n; k++) {
+            float g = j->gate[b + k];
+            j->hm[b + k] = g / (1.0f + e[k]) * j->up[b + k];
+        }
     }
 }
 
@@ -523,7 +529,13 @@ static void xent_worker(void *p, int tid, int nth) {
         float mx = -INFINITY;
         for (int i = 0; i < V; i++) mx = l[i] > mx ? l[i] : mx;
         double s = 0;
-        for (int i = 0; i < V; i++) s += expf(l[i] - mx);
+        float e[256]; /* exponentials a block at a time, added in order */
+        for (int b = 0; b < V; b += 256) {
+            int n = V - b < 256 ? V - b : 256;
+            for (int k = 0; k < n; k++) e[k] = l[b + k] - mx;
+            expf_rows(e, e, n);
+            for (int k = 0; k < n; k++) s += e[k];
+        }
         a->lse[r] = mx + (float)log(s);
         int t = m->targets[r];
         m->logprobs[r] = t >= 0 ? l[t] - a->lse[r] : 0.0f;
@@ -646,11 +658,18 @@ static void swiglu_bwd_worker(void *p, int tid, int nth) {
     struct rows_job *j = p;
     long i0, i1;
     par_range((long)j->n * j->c->intermediate_size, 16, tid, nth, &i0, &i1);
-    for (long i = i0; i < i1; i++) {
-        /* h = silu(g) u, silu(g) = g s, s = sigmoid(g), silu' = s (1 + g (1 - s)) */
-        float g = j->gate[i], s = 1.0f / (1.0f + expf(-g)), dh = j->dy[i];
-        j->dup[i] = dh * g * s;
-        j->dgate[i] = dh * j->up[i] * s * (1.0f + g * (1.0f - s));
+    float e[256]; /* expf(-g) for a block of elements, eight at a time */
+    for (long b = i0; b < i1; b += 256) {
+        int n = i1 - b < 256 ? (int)(i1 - b) : 256;
+        for (int k = 0; k < n; k++) e[k] = -j->gate[b + k];
+        expf_rows(e, e, n);
+        for (int k = 0; k < n; k++) {
+            long i = b + k;
+            /* h = silu(g) u, silu(g) = g s, s = sigmoid(g), silu' = s (1 + g (1 - s)) */
+            float g = j->gate[i], s = 1.0f / (1.0f + e[k]), dh = j->dy[i];
+            j->dup[i] = dh * g * s;
+            j->dgate[i] = dh * j->up[i] * s * (1.0f + g * (1.0f - s));
+        }
     }
 }
 
@@ -694,7 +713,9 @@ static void dlogits_worker(void *p, int tid, int nth) {
         }
         float lse = a->lse[r];
         if (w == 0) {
-            for (int i = 0; i < V; i++) l[i] = -coef * expf(l[i] - lse);
+            for (int i = 0; i < V; i++) l[i] -= lse;
+            expf_rows(l, l, V);
+            for (int i = 0; i < V; i++) l[i] = -coef * l[i];
         } else {
             double H = 0; /* -sum p log p, in double: V terms */
             for (int i = 0; i < V; i++) {
