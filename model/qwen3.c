@@ -478,15 +478,23 @@ void qwen3_headnorm_rope(const struct qwen3_config *c, float *y, float *rstd, co
     par_run(headnorm_rope_worker, &j);
 }
 
+/* e[k] = expf(-gate[b + k]) for the block of up to GATE_BLOCK elements
+ * from b (before end), eight at a time; returns its length. */
+enum { GATE_BLOCK = 256 };
+static int gate_exp_block(float *e, const float *gate, long b, long end) {
+    int n = end - b < GATE_BLOCK ? (int)(end - b) : GATE_BLOCK;
+    for (int k = 0; k < n; k++) e[k] = -gate[b + k];
+    expf_rows(e, e, n);
+    return n;
+}
+
 static void swiglu_worker(void *p, int tid, int nth) {
     struct rows_job *j = p;
     long i0, i1;
     par_range((long)j->n * j->c->intermediate_size, 16, tid, nth, &i0, &i1);
-    float e[256]; /* expf(-g) for a block of elements, eight at a time */
-    for (long b = i0; b < i1; b += 256) {
-        int n = i1 - b < 256 ? (int)(i1 - b) : 256;
-        for (int k = 0; k < n; k++) e[k] = -j->gate[b + k];
-        expf_rows(e, e, n);
+    float e[GATE_BLOCK];
+    for (long b = i0; b < i1; b += GATE_BLOCK) {
+        int n = gate_exp_block(e, j->gate, b, i1);
         for (int k = 0; k < n; k++) {
             float g = j->gate[b + k];
             j->hm[b + k] = g / (1.0f + e[k]) * j->up[b + k];
@@ -658,11 +666,9 @@ static void swiglu_bwd_worker(void *p, int tid, int nth) {
     struct rows_job *j = p;
     long i0, i1;
     par_range((long)j->n * j->c->intermediate_size, 16, tid, nth, &i0, &i1);
-    float e[256]; /* expf(-g) for a block of elements, eight at a time */
-    for (long b = i0; b < i1; b += 256) {
-        int n = i1 - b < 256 ? (int)(i1 - b) : 256;
-        for (int k = 0; k < n; k++) e[k] = -j->gate[b + k];
-        expf_rows(e, e, n);
+    float e[GATE_BLOCK];
+    for (long b = i0; b < i1; b += GATE_BLOCK) {
+        int n = gate_exp_block(e, j->gate, b, i1);
         for (int k = 0; k < n; k++) {
             long i = b + k;
             /* h = silu(g) u, silu(g) = g s, s = sigmoid(g), silu' = s (1 + g (1 - s)) */

@@ -20,25 +20,9 @@
 
 #include "../../model/kernels.h"
 #include "../../model/qwen3.h"
+#include "model_bench.h"
 
 enum { RUNS = 7, STEPS = 32 };
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
 
 int main(int argc, char **argv) {
     int slots = argc > 1 ? atoi(argv[1]) : 64, mean_ctx = argc > 2 ? atoi(argv[2]) : 800;
@@ -46,10 +30,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: kv_decode_bench [SLOTS 1..1024 [MEAN_CONTEXT 16..1800]]\n");
         return 2;
     }
-    struct qwen3_config c = {0};
-    c.vocab_size = 1024, c.hidden_size = 128, c.num_layers = 2, c.num_heads = 4, c.num_kv_heads = 2;
-    c.head_dim = 32, c.intermediate_size = 384, c.max_position = 2048, c.rope_theta = 1e6, c.rms_norm_eps = 1e-6f;
-    c.tie_word_embeddings = 1, c.bos_token_id = -1, c.eos_token_id = -1;
+    struct qwen3_config c = bench_default_config();
     char err[256];
     struct qwen3 *m = qwen3_create(&c, err, sizeof err);
     if (!m) return fprintf(stderr, "kv_decode_bench: %s\n", err), 1;
@@ -76,27 +57,27 @@ int main(int argc, char **argv) {
     int32_t *feed = malloc((size_t)slots * sizeof *feed);
     int *fslot = malloc((size_t)slots * sizeof *fslot);
     double t[RUNS];
-    uint64_t sum = 0xcbf29ce484222325ull;
+    uint64_t sum = BENCH_FNV_START;
     for (int r = 0; r < RUNS; r++) {
         for (int s = 0; s < slots; s++) kv->len[s] = len[s]; /* the same cache contents each run */
-        double t0 = now_s();
+        double t0 = bench_now_s();
         for (int step = 0; step < STEPS; step++) {
             for (int s = 0; s < slots; s++) feed[s] = (int32_t)((s * 131 + step * 17) % c.vocab_size), fslot[s] = s;
             if (qwen3_kv_forward(m, kv, feed, fslot, slots, NULL, logits, err, sizeof err))
                 return fprintf(stderr, "kv_decode_bench: decode: %s\n", err), 1;
-            if (r == 0) sum = fnv1a(sum, logits, (size_t)slots * c.vocab_size * sizeof *logits);
+            if (r == 0) sum = bench_fnv1a(sum, logits, (size_t)slots * c.vocab_size * sizeof *logits);
         }
-        t[r] = (now_s() - t0) / STEPS;
+        t[r] = (bench_now_s() - t0) / STEPS;
     }
-    qsort(t, RUNS, sizeof *t, cmp_double);
+    double med = bench_median(t, RUNS);
     long ctx = 0;
     for (int s = 0; s < slots; s++) ctx += len[s];
     printf("kv decode: %d slots, mean context %ld, %d threads (%s): %.3f ms a step, %.0f tokens/s, logits %016llx\n",
-           slots, ctx / slots, par_threads(), mm_isa(), t[RUNS / 2] * 1e3, slots / t[RUNS / 2],
+           slots, ctx / slots, par_threads(), mm_isa(), med * 1e3, slots / med,
            (unsigned long long)sum);
     printf("{\"bench\":\"kv_decode\",\"slots\":%d,\"mean_context\":%ld,\"threads\":%d,\"isa\":\"%s\",\"step_ms\":%.4f,"
            "\"tokens_per_s\":%.1f,\"logits_fnv1a\":\"%016llx\"}\n",
-           slots, ctx / slots, par_threads(), mm_isa(), t[RUNS / 2] * 1e3, slots / t[RUNS / 2],
+           slots, ctx / slots, par_threads(), mm_isa(), med * 1e3, slots / med,
            (unsigned long long)sum);
     qwen3_kv_free(kv);
     qwen3_free(m);

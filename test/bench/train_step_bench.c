@@ -19,25 +19,9 @@
 
 #include "../../model/kernels.h"
 #include "../../model/qwen3.h"
+#include "model_bench.h"
 
 enum { RUNS = 7 };
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
 
 int main(int argc, char **argv) {
     int B = argc > 1 ? atoi(argv[1]) : 8, T = argc > 2 ? atoi(argv[2]) : 730;
@@ -45,10 +29,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: train_step_bench [B 1..256 [T 2..2048]]\n");
         return 2;
     }
-    struct qwen3_config c = {0};
-    c.vocab_size = 1024, c.hidden_size = 128, c.num_layers = 2, c.num_heads = 4, c.num_kv_heads = 2;
-    c.head_dim = 32, c.intermediate_size = 384, c.max_position = 2048, c.rope_theta = 1e6, c.rms_norm_eps = 1e-6f;
-    c.tie_word_embeddings = 1, c.bos_token_id = -1, c.eos_token_id = -1;
+    struct qwen3_config c = bench_default_config();
     char err[256];
     struct qwen3 *m = qwen3_create(&c, err, sizeof err);
     if (!m) return fprintf(stderr, "train_step_bench: %s\n", err), 1;
@@ -60,20 +41,19 @@ int main(int argc, char **argv) {
         ids[i] = (int32_t)((s >> 33) % (uint64_t)c.vocab_size);
     }
     double t[RUNS];
-    uint64_t sum = 0xcbf29ce484222325ull;
+    uint64_t sum = BENCH_FNV_START;
     for (int r = -1; r < RUNS; r++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         float loss = qwen3_forward(m, ids, ids + 1, NULL, B, T);
         qwen3_zero_grad(m);
         if (qwen3_backward(m) != 0) return fprintf(stderr, "train_step_bench: backward failed\n"), 1;
-        if (r >= 0) t[r] = now_s() - t0;
+        if (r >= 0) t[r] = bench_now_s() - t0;
         else {
-            sum = fnv1a(sum, &loss, sizeof loss);
-            sum = fnv1a(sum, m->grads, m->n_params * sizeof *m->grads);
+            sum = bench_fnv1a(sum, &loss, sizeof loss);
+            sum = bench_fnv1a(sum, m->grads, m->n_params * sizeof *m->grads);
         }
     }
-    qsort(t, RUNS, sizeof *t, cmp_double);
-    double med = t[RUNS / 2];
+    double med = bench_median(t, RUNS);
     printf("train step: B %d x T %d, %d threads (%s): %.1f ms a step, %.0f tokens/s, loss+grads %016llx\n", B, T,
            par_threads(), mm_isa(), med * 1e3, B * T / med, (unsigned long long)sum);
     printf("{\"bench\":\"train_step\",\"B\":%d,\"T\":%d,\"threads\":%d,\"isa\":\"%s\",\"step_ms\":%.2f,"
