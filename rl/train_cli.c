@@ -167,7 +167,7 @@ static const struct arg_opt train_opts[] = {
 
 static const struct arg_cmd train_cmd = {
     .prog = "viv train",
-    .synopsis = "viv train [options]      (no options: the whole main job, 12-18 min on 2 cores)",
+    .synopsis = "viv train [options]      (no options: the whole main job, 8-10 min on 2 cores)",
     .about = "Builds the data if missing (default location only), starts a private vivd, collects\n"
              "scripted-teacher trajectories (rejection sampling), trains a tokenizer and a small Qwen3\n"
              "from scratch, SFT, then GRPO through the rollout engine; evaluates on the held-out val\n"

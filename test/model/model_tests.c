@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -156,6 +157,33 @@ static void test_kernels_portable(void) {
     mm_force_portable(1);
     check_kernels();
     mm_force_portable(0);
+}
+
+/* The pool runs every region on every thread, whether its workers were
+ * still spinning when the region came (back-to-back regions) or had gone
+ * to sleep (a pause longer than the spin between regions), and the caller
+ * returns only after all threads finished. A lost wake-up hangs here (the
+ * suite's deadline), a returned-too-early caller shows as a short count. */
+struct pool_count {
+    _Atomic long done[64];
+};
+static void pool_count_worker(void *p, int tid, int nth) {
+    struct pool_count *c = p;
+    (void)nth;
+    atomic_fetch_add(&c->done[tid], 1);
+}
+static void test_thread_pool_runs_every_region(void) {
+    struct pool_count c;
+    memset(&c, 0, sizeof c);
+    int nth = par_threads() < 64 ? par_threads() : 64;
+    long regions = 3000, short_count = 0;
+    for (long r = 0; r < regions; r++) {
+        if (r % 3 == 0) usleep(r % 2 ? 50 : 2000); /* past the spin: the workers sleep */
+        par_run(pool_count_worker, &c);
+        for (int t = 0; t < nth; t++) short_count += atomic_load(&c.done[t]) != r + 1;
+    }
+    CHECK(short_count == 0, "%ld times a thread had not run a region when par_run returned (%d threads)",
+          short_count, nth);
 }
 
 /* ---- config --------------------------------------------------------------------- */
@@ -919,6 +947,7 @@ int main(int argc, char **argv) {
         {"kernels_avx2", test_kernels_avx2},
         {"attention_helpers_match_plain_loops", test_attention_helpers_match_plain_loops},
         {"kernels_portable", test_kernels_portable},
+        {"thread_pool_runs_every_region", test_thread_pool_runs_every_region},
         {"config_released", test_config_released},
         {"config_errors", test_config_errors},
         {"oracle_gqa_tied", test_oracle_gqa_tied},
