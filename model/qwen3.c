@@ -16,7 +16,6 @@
 
 #include "../sandbox/base/util.h"
 #include "kernels.h"
-#include "expf_rows.h"
 #include "qwen3_ops.h"
 
 /* ---- parameter layout ------------------------------------------------------- */
@@ -333,22 +332,9 @@ static inline __attribute__((always_inline)) void attn_fwd_body(void *p, int tid
         for (int t = 0; t < T; t++) {
             const float *q = j->qr + ((size_t)b * T + t) * qd + (size_t)h * hd;
             float *arow = j->dp + (size_t)tid * 2 * T;
-            float mx = -INFINITY;
-            const float *k0 = j->kr + (size_t)b * T * kvd + (size_t)kh * hd;
-            int t2 = 0;
-            for (; t2 + 8 <= t + 1; t2 += 8) { /* eight keys at a time (same bits as one at a time) */
-                dot_f32_rows8(arow + t2, q, k0 + (size_t)t2 * kvd, (size_t)kvd, hd);
-                for (int r = 0; r < 8; r++) arow[t2 + r] *= scale;
-            }
-            for (; t2 <= t; t2++) arow[t2] = dot_f32(q, k0 + (size_t)t2 * kvd, hd) * scale;
-            for (t2 = 0; t2 <= t; t2++)
-                if (arow[t2] > mx) mx = arow[t2];
-            float sum = 0;
-            for (t2 = 0; t2 <= t; t2++) arow[t2] -= mx;
-            expf_rows(arow, arow, t + 1);
-            for (t2 = 0; t2 <= t; t2++) sum += arow[t2];
-            float inv = 1.0f / sum;
-            for (t2 = 0; t2 <= t; t2++) arow[t2] *= inv;
+            float mx, sum;
+            scaled_scores(arow, 0, q, 1, j->kr + (size_t)b * T * kvd + (size_t)kh * hd, (size_t)kvd, t + 1, hd, scale);
+            softmax_row(arow, t + 1, &mx, &sum);
             j->lse[((size_t)b * Hq + h) * T + t] = mx + logf(sum);
             weighted_sum_rows(j->ao + ((size_t)b * T + t) * qd + (size_t)h * hd, arow,
                               j->v + (size_t)b * T * kvd + (size_t)kh * hd, (size_t)kvd, t + 1, hd);
@@ -478,11 +464,14 @@ void qwen3_headnorm_rope(const struct qwen3_config *c, float *y, float *rstd, co
     par_run(headnorm_rope_worker, &j);
 }
 
-/* e[k] = expf(-gate[b + k]) for the block of up to GATE_BLOCK elements
- * from b (before end), eight at a time; returns its length. */
-enum { GATE_BLOCK = 256 };
+/* Exponentials taken a block at a time through expf_rows (a stack buffer
+ * of EXP_BLOCK floats). */
+enum { EXP_BLOCK = 256 };
+
+/* e[k] = expf(-gate[b + k]) for the block of up to EXP_BLOCK elements from
+ * b (before end); returns its length. */
 static int gate_exp_block(float *e, const float *gate, long b, long end) {
-    int n = end - b < GATE_BLOCK ? (int)(end - b) : GATE_BLOCK;
+    int n = end - b < EXP_BLOCK ? (int)(end - b) : EXP_BLOCK;
     for (int k = 0; k < n; k++) e[k] = -gate[b + k];
     expf_rows(e, e, n);
     return n;
@@ -492,8 +481,8 @@ static void swiglu_worker(void *p, int tid, int nth) {
     struct rows_job *j = p;
     long i0, i1;
     par_range((long)j->n * j->c->intermediate_size, 16, tid, nth, &i0, &i1);
-    float e[GATE_BLOCK];
-    for (long b = i0; b < i1; b += GATE_BLOCK) {
+    float e[EXP_BLOCK];
+    for (long b = i0; b < i1; b += EXP_BLOCK) {
         int n = gate_exp_block(e, j->gate, b, i1);
         for (int k = 0; k < n; k++) {
             float g = j->gate[b + k];
@@ -537,9 +526,9 @@ static void xent_worker(void *p, int tid, int nth) {
         float mx = -INFINITY;
         for (int i = 0; i < V; i++) mx = l[i] > mx ? l[i] : mx;
         double s = 0;
-        float e[256]; /* exponentials a block at a time, added in order */
-        for (int b = 0; b < V; b += 256) {
-            int n = V - b < 256 ? V - b : 256;
+        float e[EXP_BLOCK]; /* exponentials a block at a time, added in order */
+        for (int b = 0; b < V; b += EXP_BLOCK) {
+            int n = V - b < EXP_BLOCK ? V - b : EXP_BLOCK;
             for (int k = 0; k < n; k++) e[k] = l[b + k] - mx;
             expf_rows(e, e, n);
             for (int k = 0; k < n; k++) s += e[k];
@@ -666,8 +655,8 @@ static void swiglu_bwd_worker(void *p, int tid, int nth) {
     struct rows_job *j = p;
     long i0, i1;
     par_range((long)j->n * j->c->intermediate_size, 16, tid, nth, &i0, &i1);
-    float e[GATE_BLOCK];
-    for (long b = i0; b < i1; b += GATE_BLOCK) {
+    float e[EXP_BLOCK];
+    for (long b = i0; b < i1; b += EXP_BLOCK) {
         int n = gate_exp_block(e, j->gate, b, i1);
         for (int k = 0; k < n; k++) {
             long i = b + k;

@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include "../sandbox/base/util.h"
-#include "expf_rows.h"
 #include "kernels.h"
 #include "qwen3.h"
 #include "qwen3_ops.h"
@@ -130,27 +129,12 @@ static inline __attribute__((always_inline)) void kv_attn_body(void *p, int tid,
         size_t base = kv_row(c, j->kv, j->layer, j->slot[r], kh, 0);
         const float *q0 = j->qr + (size_t)r * qd + (size_t)kh * grp * hd;
         float *o0 = j->ao + (size_t)r * qd + (size_t)kh * grp * hd;
-        int t0 = 0;
-        for (; t0 + 8 <= P + 1; t0 += 8) /* eight keys at a time (same bits as one at a time) */
-            for (int g = 0; g < grp; g++) {
-                float *d = sc + (size_t)g * maxT + t0;
-                dot_f32_rows8(d, q0 + (size_t)g * hd, j->kv->k + base + (size_t)t0 * hd, (size_t)hd, hd);
-                for (int i = 0; i < 8; i++) d[i] *= scale;
-            }
-        for (; t0 <= P; t0++) {
-            const float *k = j->kv->k + base + (size_t)t0 * hd;
-            for (int g = 0; g < grp; g++) sc[(size_t)g * maxT + t0] = dot_f32(q0 + (size_t)g * hd, k, hd) * scale;
-        }
+        scaled_scores(sc, (size_t)maxT, q0, grp, j->kv->k + base, (size_t)hd, P + 1, hd, scale);
         for (int g = 0; g < grp; g++) {
-            float *row = sc + (size_t)g * maxT, mx = max_lanes(row, P + 1), sum = 0;
-            for (int t = 0; t <= P; t++) row[t] -= mx;
-            expf_rows(row, row, P + 1);
-            for (int t = 0; t <= P; t++) sum += row[t];
-            float inv = 1.0f / sum;
-            for (int t = 0; t <= P; t++) row[t] *= inv;
+            float *row = sc + (size_t)g * maxT, mx, sum;
+            softmax_row(row, P + 1, &mx, &sum);
+            weighted_sum_rows(o0 + (size_t)g * hd, row, j->kv->v + base, (size_t)hd, P + 1, hd);
         }
-        for (int g = 0; g < grp; g++)
-            weighted_sum_rows(o0 + (size_t)g * hd, sc + (size_t)g * maxT, j->kv->v + base, (size_t)hd, P + 1, hd);
     }
 }
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "expf_rows.h"
 
 /* y = w * x / sqrt(mean(x^2) + eps); returns the 1/sqrt factor (rstd).
  * The mean is accumulated in double: cheap next to the matmuls, and it
@@ -132,6 +133,39 @@ static inline float max_lanes(const float *x, int n) {
     }
     for (; i < n; i++) m = x[i] > m ? x[i] : m;
     return m;
+}
+
+/* out[g * out_stride + t] = dot_f32(q + g * hd, k + t * stride, hd) * scale
+ * for g < nq, t < n: the attention scores of nq query heads (one kv head's
+ * group, or a single head) over a run of keys. The keys are walked once
+ * for all nq queries, eight at a time where it can (the same bits as one
+ * at a time). */
+static inline __attribute__((always_inline)) void scaled_scores(float *out, size_t out_stride, const float *q, int nq,
+                                                                const float *k, size_t stride, int n, int hd,
+                                                                float scale) {
+    int t = 0;
+    for (; t + 8 <= n; t += 8)
+        for (int g = 0; g < nq; g++) {
+            float *d = out + (size_t)g * out_stride + t;
+            dot_f32_rows8(d, q + (size_t)g * hd, k + (size_t)t * stride, stride, hd);
+            for (int i = 0; i < 8; i++) d[i] *= scale;
+        }
+    for (; t < n; t++)
+        for (int g = 0; g < nq; g++)
+            out[(size_t)g * out_stride + t] = dot_f32(q + (size_t)g * hd, k + (size_t)t * stride, hd) * scale;
+}
+
+/* Softmax of row[0..n), n >= 1, in place: exp(row - max) / sum, the
+ * exponentials through expf_rows and the sum added in order. *mx and *sum
+ * get the max and the sum (log-sum-exp = mx + log(sum)). */
+static inline __attribute__((always_inline)) void softmax_row(float *row, int n, float *mx, float *sum) {
+    float m = max_lanes(row, n), s = 0;
+    for (int t = 0; t < n; t++) row[t] -= m;
+    expf_rows(row, row, n);
+    for (int t = 0; t < n; t++) s += row[t];
+    float inv = 1.0f / s;
+    for (int t = 0; t < n; t++) row[t] *= inv;
+    *mx = m, *sum = s;
 }
 
 /* o[0..hd) = sum over t < n of p[t] * v[t * stride + 0..hd) (add = 0), or
